@@ -2284,8 +2284,10 @@ type NotificationSent struct {
 	Channel           Channel    `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
 	Attempt           uint32     `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	ProviderMessageId string     `protobuf:"bytes,6,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Repeat of the step this message belongs to (0 for the first send).
+	Repeat        uint32 `protobuf:"varint,7,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotificationSent) Reset() {
@@ -2360,6 +2362,13 @@ func (x *NotificationSent) GetProviderMessageId() string {
 	return ""
 }
 
+func (x *NotificationSent) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
 // NotificationFailed: a send attempt failed.
 type NotificationFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2373,8 +2382,11 @@ type NotificationFailed struct {
 	Permanent bool `protobuf:"varint,7,opt,name=permanent,proto3" json:"permanent,omitempty"`
 	// No contact point is left for this recipient at this step.
 	RecipientExhausted bool `protobuf:"varint,8,opt,name=recipient_exhausted,json=recipientExhausted,proto3" json:"recipient_exhausted,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// No recipient of this step can be reached: escalation may move on.
+	StepFailed    bool   `protobuf:"varint,9,opt,name=step_failed,json=stepFailed,proto3" json:"step_failed,omitempty"`
+	Repeat        uint32 `protobuf:"varint,10,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotificationFailed) Reset() {
@@ -2461,6 +2473,20 @@ func (x *NotificationFailed) GetRecipientExhausted() bool {
 		return x.RecipientExhausted
 	}
 	return false
+}
+
+func (x *NotificationFailed) GetStepFailed() bool {
+	if x != nil {
+		return x.StepFailed
+	}
+	return false
+}
+
+func (x *NotificationFailed) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
 }
 
 // NotificationDelivered: a provider reported delivery to the device.
@@ -3258,14 +3284,15 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\tRecipient\x12\x1b\n" +
 	"\tperson_id\x18\x01 \x01(\tR\bpersonId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\x89\x02\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"\xa1\x02\n" +
 	"\x10NotificationSent\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x129\n" +
 	"\trecipient\x18\x03 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
 	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12.\n" +
-	"\x13provider_message_id\x18\x06 \x01(\tR\x11providerMessageId\"\xc2\x02\n" +
+	"\x13provider_message_id\x18\x06 \x01(\tR\x11providerMessageId\x12\x16\n" +
+	"\x06repeat\x18\a \x01(\rR\x06repeat\"\xfb\x02\n" +
 	"\x12NotificationFailed\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x129\n" +
@@ -3274,7 +3301,11 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1c\n" +
 	"\tpermanent\x18\a \x01(\bR\tpermanent\x12/\n" +
-	"\x13recipient_exhausted\x18\b \x01(\bR\x12recipientExhausted\"\xa5\x01\n" +
+	"\x13recipient_exhausted\x18\b \x01(\bR\x12recipientExhausted\x12\x1f\n" +
+	"\vstep_failed\x18\t \x01(\bR\n" +
+	"stepFailed\x12\x16\n" +
+	"\x06repeat\x18\n" +
+	" \x01(\rR\x06repeat\"\xa5\x01\n" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
