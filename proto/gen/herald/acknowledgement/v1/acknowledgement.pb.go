@@ -131,9 +131,29 @@ type AlertState struct {
 	Offset    int64 `protobuf:"varint,15,opt,name=offset,proto3" json:"offset,omitempty"`
 	Partition int32 `protobuf:"varint,16,opt,name=partition,proto3" json:"partition,omitempty"`
 	// Event ids already applied (bounded), for idempotence.
-	EventCount    uint32 `protobuf:"varint,17,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
-	LastEventId   string `protobuf:"bytes,18,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
-	AccessionRef  string `protobuf:"bytes,19,opt,name=accession_ref,json=accessionRef,proto3" json:"accession_ref,omitempty"`
+	EventCount  uint32 `protobuf:"varint,17,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	LastEventId string `protobuf:"bytes,18,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// Opaque alert reference for people (derived from the alert id; never the
+	// accession number or any patient identifier).
+	AccessionRef string `protobuf:"bytes,19,opt,name=accession_ref,json=accessionRef,proto3" json:"accession_ref,omitempty"`
+	// Every applied event in log order (no patient data). Its event ids are the
+	// set the fold uses to skip duplicates; its request ids make commands
+	// idempotent.
+	Timeline []*TimelineEntry `protobuf:"bytes,20,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	// Routing round: incremented by every effective AlertRouted (a re-route
+	// after an amendment restarts the policy at step 0 in a new round).
+	Round uint32 `protobuf:"varint,21,opt,name=round,proto3" json:"round,omitempty"`
+	// People notified at the current step and repeat (ACK_MODE_ALL_MUST).
+	StepRecipients []string `protobuf:"bytes,22,rep,name=step_recipients,json=stepRecipients,proto3" json:"step_recipients,omitempty"`
+	// People who acknowledged at the current step (ACK_MODE_ALL_MUST).
+	StepAcknowledgers []string               `protobuf:"bytes,23,rep,name=step_acknowledgers,json=stepAcknowledgers,proto3" json:"step_acknowledgers,omitempty"`
+	AcknowledgedAt    *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=acknowledged_at,json=acknowledgedAt,proto3" json:"acknowledged_at,omitempty"`
+	ActionedAt        *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=actioned_at,json=actionedAt,proto3" json:"actioned_at,omitempty"`
+	ClosedAt          *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
+	// The communicate-by obligation is met (delivered, read or acknowledged).
+	Communicated bool `protobuf:"varint,27,opt,name=communicated,proto3" json:"communicated,omitempty"`
+	// The fail-safe queue holding the alert once the policy is exhausted.
+	FailsafeQueue string `protobuf:"bytes,28,opt,name=failsafe_queue,json=failsafeQueue,proto3" json:"failsafe_queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,13 +321,85 @@ func (x *AlertState) GetAccessionRef() string {
 	return ""
 }
 
+func (x *AlertState) GetTimeline() []*TimelineEntry {
+	if x != nil {
+		return x.Timeline
+	}
+	return nil
+}
+
+func (x *AlertState) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *AlertState) GetStepRecipients() []string {
+	if x != nil {
+		return x.StepRecipients
+	}
+	return nil
+}
+
+func (x *AlertState) GetStepAcknowledgers() []string {
+	if x != nil {
+		return x.StepAcknowledgers
+	}
+	return nil
+}
+
+func (x *AlertState) GetAcknowledgedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgedAt
+	}
+	return nil
+}
+
+func (x *AlertState) GetActionedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActionedAt
+	}
+	return nil
+}
+
+func (x *AlertState) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *AlertState) GetCommunicated() bool {
+	if x != nil {
+		return x.Communicated
+	}
+	return false
+}
+
+func (x *AlertState) GetFailsafeQueue() string {
+	if x != nil {
+		return x.FailsafeQueue
+	}
+	return ""
+}
+
 // TimelineEntry is one event in an alert's timeline (no patient data).
 type TimelineEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
-	Summary       string                 `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Type    string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Summary string                 `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	// The event was recorded but changed nothing (e.g. an acknowledgement
+	// that lost a race, a stale escalation).
+	NoEffect bool `protobuf:"varint,5,opt,name=no_effect,json=noEffect,proto3" json:"no_effect,omitempty"`
+	// Client request id of the command that appended it, if any.
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Person who acted, if any (person id only).
+	PersonId      string `protobuf:"bytes,7,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
+	Partition     int32  `protobuf:"varint,8,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset        int64  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +460,41 @@ func (x *TimelineEntry) GetSummary() string {
 		return x.Summary
 	}
 	return ""
+}
+
+func (x *TimelineEntry) GetNoEffect() bool {
+	if x != nil {
+		return x.NoEffect
+	}
+	return false
+}
+
+func (x *TimelineEntry) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetPersonId() string {
+	if x != nil {
+		return x.PersonId
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TimelineEntry) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
 }
 
 // Identity of the person acting on a command.
@@ -1319,7 +1446,7 @@ var File_herald_acknowledgement_v1_acknowledgement_proto protoreflect.FileDescri
 
 const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\n" +
-	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\xbb\x06\n" +
+	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\xf5\t\n" +
 	"\n" +
 	"AlertState\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
@@ -1343,12 +1470,28 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\vevent_count\x18\x11 \x01(\rR\n" +
 	"eventCount\x12\"\n" +
 	"\rlast_event_id\x18\x12 \x01(\tR\vlastEventId\x12#\n" +
-	"\raccession_ref\x18\x13 \x01(\tR\faccessionRef\"\x84\x01\n" +
+	"\raccession_ref\x18\x13 \x01(\tR\faccessionRef\x12D\n" +
+	"\btimeline\x18\x14 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\x12\x14\n" +
+	"\x05round\x18\x15 \x01(\rR\x05round\x12'\n" +
+	"\x0fstep_recipients\x18\x16 \x03(\tR\x0estepRecipients\x12-\n" +
+	"\x12step_acknowledgers\x18\x17 \x03(\tR\x11stepAcknowledgers\x12C\n" +
+	"\x0facknowledged_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0eacknowledgedAt\x12;\n" +
+	"\vactioned_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"actionedAt\x127\n" +
+	"\tclosed_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\"\n" +
+	"\fcommunicated\x18\x1b \x01(\bR\fcommunicated\x12%\n" +
+	"\x0efailsafe_queue\x18\x1c \x01(\tR\rfailsafeQueue\"\x93\x02\n" +
 	"\rTimelineEntry\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
-	"\asummary\x18\x04 \x01(\tR\asummary\"\x8f\x01\n" +
+	"\asummary\x18\x04 \x01(\tR\asummary\x12\x1b\n" +
+	"\tno_effect\x18\x05 \x01(\bR\bnoEffect\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tperson_id\x18\a \x01(\tR\bpersonId\x12\x1c\n" +
+	"\tpartition\x18\b \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\t \x01(\x03R\x06offset\"\x8f\x01\n" +
 	"\x12AcknowledgeRequest\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
 	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x1d\n" +
@@ -1495,45 +1638,49 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	22, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
 	23, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
 	24, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
-	22, // 9: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	23, // 10: herald.acknowledgement.v1.AcknowledgeRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 11: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 12: herald.acknowledgement.v1.DeclineRequest.actor:type_name -> herald.events.v1.Actor
-	25, // 13: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
-	1,  // 14: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 15: herald.acknowledgement.v1.RecordActionRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 16: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 17: herald.acknowledgement.v1.MarkReadRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 18: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 19: herald.acknowledgement.v1.CloseRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	2,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	0,  // 23: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	19, // 24: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 25: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 26: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 27: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 28: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 29: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 30: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 31: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 32: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 33: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 34: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 35: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 36: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 37: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 38: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 39: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 40: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 41: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 42: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	35, // [35:43] is the sub-list for method output_type
-	27, // [27:35] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	2,  // 9: herald.acknowledgement.v1.AlertState.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	22, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
+	22, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
+	22, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
+	22, // 13: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	23, // 14: herald.acknowledgement.v1.AcknowledgeRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	23, // 16: herald.acknowledgement.v1.DeclineRequest.actor:type_name -> herald.events.v1.Actor
+	25, // 17: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
+	1,  // 18: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	23, // 19: herald.acknowledgement.v1.RecordActionRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 20: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	23, // 21: herald.acknowledgement.v1.MarkReadRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 22: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	23, // 23: herald.acknowledgement.v1.CloseRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 24: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 25: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 26: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	0,  // 27: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
+	19, // 28: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 29: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 30: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 31: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	5,  // 32: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	7,  // 33: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	9,  // 34: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	11, // 35: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	13, // 36: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	15, // 37: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	17, // 38: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	4,  // 39: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	6,  // 40: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	8,  // 41: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	10, // 42: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	12, // 43: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	14, // 44: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	16, // 45: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	18, // 46: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }
