@@ -1,0 +1,271 @@
+// Package domain holds the notification service's decisions as pure code:
+// the narrow projection of an alert that the service needs (which alert and
+// step are open, the policy snapshot's steps, the referrer), the gate that
+// says whether a message may still go out, and the pipeline stages (dedup,
+// rate limit, retry with bounded exponential backoff, outcome recording).
+//
+// It imports no gRPC, Kafka or Redis code; the app layer loads and stores
+// the projection and performs the effects these functions decide.
+package domain
+
+import (
+	"slices"
+	"time"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// Status is where an alert stands as far as sending is concerned.
+type Status int
+
+// Statuses; zero is unspecified (an alert not seen yet).
+const (
+	StatusOpen Status = iota + 1
+	StatusAcknowledged
+	StatusCancelled
+	StatusClosed
+	StatusFailsafe
+)
+
+// maxApplied bounds how many applied event ids an alert remembers. Events of
+// one alert arrive in order on one partition, so a redelivery is always of a
+// recent event; the bound keeps the projection small.
+const maxApplied = 128
+
+// Target is an escalation target before resolution to people.
+type Target struct {
+	Kind   eventsv1.TargetKind `json:"kind"`
+	Ref    string              `json:"ref,omitempty"`
+	Tenant string              `json:"tenant,omitempty"`
+}
+
+// Step is one step of the policy snapshot carried by AlertRouted.
+type Step struct {
+	Index    uint32             `json:"index"`
+	Targets  []Target           `json:"targets,omitempty"`
+	Channels []eventsv1.Channel `json:"channels,omitempty"`
+	Repeats  uint32             `json:"repeats,omitempty"`
+	AckMode  eventsv1.AckMode   `json:"ack_mode,omitempty"`
+}
+
+// Referrer identifies the referring clinician, for REFERRER targets. It
+// holds identifiers only (no display name).
+type Referrer struct {
+	ID     string `json:"id,omitempty"`
+	System string `json:"system,omitempty"`
+	Team   string `json:"team,omitempty"`
+}
+
+// Alert is the notification service's projection of one alert.
+type Alert struct {
+	ID            string            `json:"id"`
+	Tenant        string            `json:"tenant,omitempty"`
+	Category      eventsv1.Category `json:"category,omitempty"`
+	LocalCategory string            `json:"local_category,omitempty"`
+	// Deadline is the acknowledge-by clock, or communicate-by when the
+	// category has no acknowledge clock.
+	Deadline      time.Time `json:"deadline,omitzero"`
+	Referrer      Referrer  `json:"referrer,omitzero"`
+	Steps         []Step    `json:"steps,omitempty"`
+	FailsafeQueue string    `json:"failsafe_queue,omitempty"`
+	Routed        bool      `json:"routed,omitempty"`
+	Status        Status    `json:"status,omitempty"`
+	// Step and Repeat are the step being sent now.
+	Step   uint32 `json:"step"`
+	Repeat uint32 `json:"repeat"`
+	// Stopped lists people who must get no further message for this alert:
+	// they declined, or acknowledged under ALL_MUST.
+	Stopped []string `json:"stopped,omitempty"`
+	// Applied lists the most recent event ids applied, oldest first.
+	Applied []string `json:"applied,omitempty"`
+}
+
+// Send is an intent decided by Apply: send step Step, repeat Repeat of the
+// alert. Failsafe marks the message to the trust's fail-safe team, sent when
+// the policy is exhausted; its Step is len(Steps).
+type Send struct {
+	Step     uint32
+	Repeat   uint32
+	Failsafe bool
+}
+
+// Apply folds one event into the projection and says what to send because
+// of it. It is a pure function: the same events give the same projection.
+// An event already applied (by event id) changes nothing and sends nothing;
+// events the service does not care about are recorded as applied only.
+func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
+	if ev.GetEventId() != "" && slices.Contains(a.Applied, ev.GetEventId()) {
+		return a, nil
+	}
+	a = a.clone()
+	if a.ID == "" {
+		a.ID = ev.GetAlertId()
+	}
+	if a.Tenant == "" {
+		a.Tenant = ev.GetTenant()
+	}
+	if a.Status == 0 {
+		a.Status = StatusOpen
+	}
+	if ev.GetEventId() != "" {
+		a.Applied = append(a.Applied, ev.GetEventId())
+		if len(a.Applied) > maxApplied {
+			a.Applied = a.Applied[len(a.Applied)-maxApplied:]
+		}
+	}
+	var send *Send
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		a.setReferrer(p.AlertRaised.GetDetails().GetReferrer())
+	case *eventsv1.Event_AlertAmended:
+		a.setReferrer(p.AlertAmended.GetDetails().GetReferrer())
+	case *eventsv1.Event_AlertQuarantined:
+		a.setReferrer(p.AlertQuarantined.GetDetails().GetReferrer())
+	case *eventsv1.Event_AlertRouted:
+		send = a.route(p.AlertRouted)
+	case *eventsv1.Event_AlertEscalated:
+		if a.Status == StatusOpen {
+			a.Step, a.Repeat = p.AlertEscalated.GetToStep(), p.AlertEscalated.GetRepeat()
+			send = &Send{Step: a.Step, Repeat: a.Repeat}
+		}
+	case *eventsv1.Event_AlertDeclined:
+		a.stop(p.AlertDeclined.GetActor().GetPersonId())
+	case *eventsv1.Event_AlertAcknowledged:
+		ack := p.AlertAcknowledged
+		if a.ackMode(ack.GetStep()) == eventsv1.AckMode_ACK_MODE_ALL_MUST {
+			a.stop(ack.GetActor().GetPersonId())
+		} else if a.Status == StatusOpen {
+			a.Status = StatusAcknowledged
+		}
+	case *eventsv1.Event_AlertCancelled:
+		a.Status = StatusCancelled
+	case *eventsv1.Event_AlertClosed:
+		a.Status = StatusClosed
+	case *eventsv1.Event_FailsafeQueued:
+		if a.Status == StatusOpen {
+			a.Status = StatusFailsafe
+			if q := p.FailsafeQueued.GetQueue(); q != "" {
+				a.FailsafeQueue = q
+			}
+			send = &Send{Step: uint32(len(a.Steps)), Failsafe: true}
+		}
+	}
+	return a, send
+}
+
+// route applies AlertRouted. Every routing (the first, or a re-routing after
+// an amendment) restarts at step 0; recipients already sent step 0 are not
+// sent again because their notification ids are the same (dedup).
+func (a *Alert) route(r *eventsv1.AlertRouted) *Send {
+	a.Category = r.GetCategory()
+	a.LocalCategory = r.GetLocalCategory()
+	a.Deadline = deadline(r.GetClocks())
+	a.Steps = a.Steps[:0]
+	for _, s := range r.GetPolicy().GetSteps() {
+		st := Step{Index: s.GetIndex(), Repeats: s.GetRepeats(), AckMode: s.GetAckMode(), Channels: slices.Clone(s.GetChannels())}
+		for _, t := range s.GetTargets() {
+			st.Targets = append(st.Targets, Target{Kind: t.GetKind(), Ref: t.GetRef(), Tenant: t.GetTenant()})
+		}
+		a.Steps = append(a.Steps, st)
+	}
+	a.FailsafeQueue = r.GetPolicy().GetFailsafeQueue()
+	a.Routed = true
+	if a.Status != StatusOpen {
+		return nil
+	}
+	a.Step, a.Repeat = 0, 0
+	return &Send{Step: 0, Repeat: 0}
+}
+
+func deadline(c *eventsv1.Clocks) time.Time {
+	switch {
+	case c.GetAcknowledgeBy() != nil:
+		return c.GetAcknowledgeBy().AsTime()
+	case c.GetCommunicateBy() != nil:
+		return c.GetCommunicateBy().AsTime()
+	case c.GetActionBy() != nil:
+		return c.GetActionBy().AsTime()
+	}
+	return time.Time{}
+}
+
+func (a *Alert) setReferrer(c *eventsv1.Clinician) {
+	if c == nil || c.GetId() == "" {
+		return
+	}
+	a.Referrer = Referrer{ID: c.GetId(), System: c.GetIdSystem(), Team: c.GetTeam()}
+}
+
+func (a *Alert) stop(personID string) {
+	if personID != "" && !slices.Contains(a.Stopped, personID) {
+		a.Stopped = append(a.Stopped, personID)
+	}
+}
+
+func (a *Alert) ackMode(step uint32) eventsv1.AckMode {
+	if int(step) < len(a.Steps) {
+		return a.Steps[step].AckMode
+	}
+	return eventsv1.AckMode_ACK_MODE_ANY_ONE
+}
+
+func (a Alert) clone() Alert {
+	a.Steps = slices.Clone(a.Steps)
+	a.Stopped = slices.Clone(a.Stopped)
+	a.Applied = slices.Clone(a.Applied)
+	return a
+}
+
+// StepAt returns step i of the policy snapshot. For the fail-safe step
+// (i == len(Steps)) it returns a step whose only target is the trust's
+// fail-safe officer for the alert's fail-safe queue, on any channel.
+func (a Alert) StepAt(i uint32) (Step, bool) {
+	if int(i) < len(a.Steps) {
+		return a.Steps[i], true
+	}
+	if int(i) == len(a.Steps) {
+		return Step{Index: i, Targets: []Target{{Kind: eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER, Ref: a.FailsafeQueue, Tenant: a.Tenant}}}, true
+	}
+	return Step{}, false
+}
+
+// Gate reasons: why a message may not go out.
+const (
+	GateOK          = ""
+	GateClosed      = "alert no longer open"
+	GateSuperseded  = "step superseded"
+	GateStopped     = "recipient declined or acknowledged"
+	GateNotRouted   = "alert not routed"
+	GateUnknownStep = "step not in policy"
+)
+
+// Gate says whether a message for (step, repeat) to personID may still go
+// out: the alert must be open at that step and repeat (or in the fail-safe
+// queue, for the fail-safe message), and the person must not have declined
+// or acknowledged. It returns GateOK or the reason to cancel. An
+// acknowledgement, cancellation, closure or escalation applied before a
+// retry therefore cancels the retry.
+func (a Alert) Gate(step, repeat uint32, failsafe bool, personID string) string {
+	if !a.Routed {
+		return GateNotRouted
+	}
+	if failsafe {
+		if a.Status != StatusFailsafe {
+			return GateClosed
+		}
+		return GateOK
+	}
+	if a.Status != StatusOpen {
+		return GateClosed
+	}
+	if step != a.Step || repeat != a.Repeat {
+		return GateSuperseded
+	}
+	if int(step) >= len(a.Steps) {
+		return GateUnknownStep
+	}
+	if personID != "" && slices.Contains(a.Stopped, personID) {
+		return GateStopped
+	}
+	return GateOK
+}
