@@ -1,0 +1,120 @@
+// Package eventlog is Herald's event log on Kafka (github.com/segmentio/kafka-go):
+// one topic of protobuf herald.events.v1.Event records keyed by alert id, a
+// dead-letter topic and a compacted state topic.
+//
+// Guarantees: Writer.Append returns only after every replica in sync has the
+// records (acks=all). Consume is at least once: fetch, handle, then commit;
+// a handler must be idempotent (skip event ids it has applied). kafka-go has
+// no idempotent producer, so a retried append may write a record twice:
+// consumers must not care. A record that can never be handled goes to the
+// dead-letter topic with the reason, and the consumer moves on; nothing is
+// dropped silently. W3C trace context travels in the record headers.
+package eventlog
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/herald-health/herald/platform/config"
+)
+
+// Topic names.
+const (
+	TopicEvents = "herald.alert-events.v1"
+	TopicDLQ    = "herald.alert-events.dlq.v1"
+	TopicState  = "herald.alert-state.v1"
+)
+
+// Header names set on every record.
+const (
+	HeaderEventType = "herald-event-type"
+	HeaderEventID   = "herald-event-id"
+	HeaderDLQReason = "herald-dlq-reason"
+	HeaderDLQSource = "herald-dlq-source"
+)
+
+// Config locates the log and shapes its topics.
+type Config struct {
+	Brokers     []string
+	EventsTopic string
+	DLQTopic    string
+	StateTopic  string
+	// Partitions of the events and state topics when Herald creates them.
+	Partitions int
+	// ReplicationFactor of created topics: 3 in production, 1 on a dev broker.
+	ReplicationFactor int
+	// MinInsyncReplicas of created topics: 2 in production with acks=all.
+	MinInsyncReplicas int
+	// Retention of the events and dead-letter topics; 0 keeps records forever.
+	// Clinical records are kept for years: never set this to days.
+	Retention time.Duration
+	// BatchTimeout is how long the writer waits to fill a batch. kafka-go's
+	// default (1 s) would make every synchronous Append take a second.
+	BatchTimeout time.Duration
+	// SessionTimeout: how soon a dead consumer's partitions move to another.
+	SessionTimeout time.Duration
+}
+
+// DefaultConfig is a single local broker.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:           []string{"127.0.0.1:9092"},
+		EventsTopic:       TopicEvents,
+		DLQTopic:          TopicDLQ,
+		StateTopic:        TopicState,
+		Partitions:        12,
+		ReplicationFactor: 1,
+		MinInsyncReplicas: 1,
+		Retention:         0,
+		BatchTimeout:      time.Millisecond,
+		SessionTimeout:    10 * time.Second,
+	}
+}
+
+// RegisterFlags binds the settings to fs (environment fallback HERALD_KAFKA_...).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var((*config.StringList)(&c.Brokers), "kafka-brokers", "Kafka bootstrap brokers, comma-separated host:port")
+	fs.StringVar(&c.EventsTopic, "kafka-events-topic", c.EventsTopic, "alert event topic")
+	fs.StringVar(&c.DLQTopic, "kafka-dlq-topic", c.DLQTopic, "dead-letter topic")
+	fs.StringVar(&c.StateTopic, "kafka-state-topic", c.StateTopic, "compacted alert state topic")
+	fs.IntVar(&c.Partitions, "kafka-partitions", c.Partitions, "partitions of topics Herald creates")
+	fs.IntVar(&c.ReplicationFactor, "kafka-replication-factor", c.ReplicationFactor, "replication factor of topics Herald creates (3 in production)")
+	fs.IntVar(&c.MinInsyncReplicas, "kafka-min-insync-replicas", c.MinInsyncReplicas, "min.insync.replicas of topics Herald creates (2 in production)")
+	fs.DurationVar(&c.Retention, "kafka-retention", c.Retention, "retention of the event log; 0 keeps records forever")
+	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", c.BatchTimeout, "writer batch timeout")
+	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", c.SessionTimeout, "consumer group session timeout")
+}
+
+// Validate names the setting at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("setting kafka-brokers (HERALD_KAFKA_BROKERS) is required"))
+	}
+	for name, v := range map[string]string{"kafka-events-topic": c.EventsTopic, "kafka-dlq-topic": c.DLQTopic, "kafka-state-topic": c.StateTopic} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("setting %s is required", name))
+		}
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("setting kafka-partitions must be at least 1, got %d", c.Partitions))
+	}
+	if c.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("setting kafka-replication-factor must be at least 1, got %d", c.ReplicationFactor))
+	}
+	if c.MinInsyncReplicas < 1 || c.MinInsyncReplicas > c.ReplicationFactor {
+		errs = append(errs, fmt.Errorf("setting kafka-min-insync-replicas must be between 1 and the replication factor %d, got %d", c.ReplicationFactor, c.MinInsyncReplicas))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("setting kafka-retention must not be negative, got %v", c.Retention))
+	}
+	if c.BatchTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("setting kafka-batch-timeout must be positive, got %v", c.BatchTimeout))
+	}
+	if c.SessionTimeout < 6*time.Second {
+		errs = append(errs, fmt.Errorf("setting kafka-session-timeout must be at least 6s (the broker's minimum), got %v", c.SessionTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,322 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/telemetry"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// Delivery is one decoded record handed to a Handler.
+type Delivery struct {
+	Event     *eventsv1.Event
+	Type      string
+	Topic     string
+	Partition int
+	Offset    int64
+	Headers   []kafka.Header
+}
+
+// Handler handles one event. It must be idempotent: the same event may be
+// delivered more than once. The context carries the trace context from the
+// record's headers (start spans from it).
+//
+// Returning nil commits the record. An error wrapping fault.ErrUnavailable
+// (an outage: Kafka, Redis, a peer service) is retried with capped backoff
+// until it succeeds or the consumer stops, since the record is fine and
+// dead-lettering it would lose work. An error marked Permanent sends the
+// record to the dead-letter topic at once. Any other error is retried up to
+// MaxAttempts times and then dead-lettered with the reason.
+type Handler func(ctx context.Context, d Delivery) error
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying cannot fix.
+func Permanent(err error) error { return permanentError{err} }
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// ConsumerConfig configures Consume.
+type ConsumerConfig struct {
+	Config
+	// GroupID is the consumer group: one per service.
+	GroupID string
+	// Topic to consume; the events topic when empty.
+	Topic     string
+	Logger    *slog.Logger
+	Telemetry *telemetry.Telemetry
+	// MaxAttempts for errors that are neither outages nor permanent.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound retry waits.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.Topic == "" {
+		c.Topic = c.EventsTopic
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Telemetry == nil {
+		c.Telemetry = telemetry.Nop(c.GroupID)
+	}
+}
+
+// Consume reads the topic as a member of the consumer group until ctx is
+// done. Records of one partition are handled in order by one goroutine;
+// partitions are handled in parallel. Offsets are committed after handling
+// (at least once). It returns nil when ctx is cancelled.
+func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	cfg.defaults()
+	if cfg.GroupID == "" {
+		return errors.New("consume: a consumer group id is required")
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           cfg.Brokers,
+		GroupID:           cfg.GroupID,
+		Topic:             cfg.Topic,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           250 * time.Millisecond,
+		ReadBatchTimeout:  time.Second,
+		CommitInterval:    50 * time.Millisecond,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    cfg.SessionTimeout,
+		RebalanceTimeout:  cfg.SessionTimeout,
+		JoinGroupBackoff:  200 * time.Millisecond,
+		ReadBackoffMin:    10 * time.Millisecond,
+		ReadBackoffMax:    250 * time.Millisecond,
+		StartOffset:       kafka.FirstOffset,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...), "group", cfg.GroupID)
+		}),
+	})
+	dlq := &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        cfg.DLQTopic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond,
+	}
+	c := &consumer{cfg: cfg, reader: r, dlq: dlq, handler: h, workers: map[int]chan kafka.Message{}}
+	c.metrics()
+	err := c.run(ctx)
+	c.wg.Wait()
+	closeErr := errors.Join(r.Close(), dlq.Close())
+	if err != nil {
+		return err
+	}
+	if closeErr != nil {
+		cfg.Logger.Warn("close consumer", "group", cfg.GroupID, "error", closeErr)
+	}
+	return nil
+}
+
+type consumer struct {
+	cfg     ConsumerConfig
+	reader  *kafka.Reader
+	dlq     *kafka.Writer
+	handler Handler
+	wg      sync.WaitGroup
+	workers map[int]chan kafka.Message
+
+	handled  metric.Int64Counter
+	dlqCount metric.Int64Counter
+	retries  metric.Int64Counter
+}
+
+func (c *consumer) metrics() {
+	m := c.cfg.Telemetry.Meter()
+	c.handled, _ = m.Int64Counter("herald_events_handled_total", metric.WithDescription("events handled by a consumer group"))
+	c.dlqCount, _ = m.Int64Counter("herald_events_dead_lettered_total", metric.WithDescription("records sent to the dead-letter topic"))
+	c.retries, _ = m.Int64Counter("herald_events_retries_total", metric.WithDescription("handler retries"))
+}
+
+func (c *consumer) run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		m, err := c.reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.cfg.Logger.Warn("fetch from kafka", "brokers", c.cfg.Brokers, "topic", c.cfg.Topic, "error", err)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, c.cfg.MaxBackoff)
+			continue
+		}
+		backoff = c.cfg.MinBackoff
+		ch, ok := c.workers[m.Partition]
+		if !ok {
+			ch = make(chan kafka.Message, 256)
+			c.workers[m.Partition] = ch
+			c.wg.Add(1)
+			go c.work(ctx, ch)
+		}
+		select {
+		case ch <- m:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ch:
+			if !c.handle(ctx, m) {
+				return
+			}
+			if err := c.reader.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("commit offset", "group", c.cfg.GroupID, "partition", m.Partition, "offset", m.Offset, "error", err)
+			}
+		}
+	}
+}
+
+// handle runs the handler with the retry policy. It returns false only when
+// ctx ended before the record was settled (it will be redelivered).
+func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
+	ev := &eventsv1.Event{}
+	if err := proto.Unmarshal(m.Value, ev); err != nil {
+		return c.deadLetter(ctx, m, fmt.Sprintf("undecodable record: %v", err))
+	}
+	typ := TypeOf(ev)
+	if ev.GetEventId() == "" || typ == "" {
+		return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+	}
+	headers := m.Headers
+	pctx := c.cfg.Telemetry.Propagator.Extract(ctx, HeaderCarrier{Headers: &headers})
+	d := Delivery{Event: ev, Type: typ, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Headers: m.Headers}
+	attrs := metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", typ))
+
+	backoff := c.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err := c.handleOnce(pctx, d)
+		if err == nil {
+			c.handled.Add(ctx, 1, attrs)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		switch {
+		case IsPermanent(err):
+			return c.deadLetter(ctx, m, err.Error())
+		case errors.Is(err, fault.ErrUnavailable):
+			c.cfg.Logger.WarnContext(pctx, "handler waits for a dependency", "group", c.cfg.GroupID, "alert_id", ev.GetAlertId(), "event_type", typ, "attempt", attempt, "error", err)
+		case attempt >= c.cfg.MaxAttempts:
+			return c.deadLetter(ctx, m, fmt.Sprintf("gave up after %d attempts: %v", attempt, err))
+		default:
+			c.cfg.Logger.WarnContext(pctx, "handler failed; retrying", "group", c.cfg.GroupID, "alert_id", ev.GetAlertId(), "event_type", typ, "attempt", attempt, "error", err)
+		}
+		c.retries.Add(ctx, 1, attrs)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+func (c *consumer) handleOnce(ctx context.Context, d Delivery) (err error) {
+	ctx, span := c.cfg.Telemetry.Tracer().Start(ctx, "consume "+d.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.destination.name", d.Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int("messaging.destination.partition.id", d.Partition),
+			attribute.Int64("messaging.kafka.offset", d.Offset),
+			attribute.String("herald.alert_id", d.Event.GetAlertId()),
+			attribute.String("herald.tenant", d.Event.GetTenant()),
+			attribute.String("herald.event_type", d.Type),
+		))
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("handler panicked: %v", r))
+		}
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	return c.handler(ctx, d)
+}
+
+// deadLetter writes the record to the dead-letter topic with the reason,
+// retrying until it is durable or ctx ends: the record must not be lost.
+func (c *consumer) deadLetter(ctx context.Context, m kafka.Message, reason string) bool {
+	headers := append([]kafka.Header{}, m.Headers...)
+	headers = append(headers,
+		kafka.Header{Key: HeaderDLQReason, Value: []byte(reason)},
+		kafka.Header{Key: HeaderDLQSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10) + "/" + c.cfg.GroupID)},
+	)
+	backoff := c.cfg.MinBackoff
+	for {
+		err := c.dlq.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: headers})
+		if err == nil {
+			c.dlqCount.Add(ctx, 1, metric.WithAttributes(attribute.String("group", c.cfg.GroupID)))
+			c.cfg.Logger.Error("record dead-lettered", "group", c.cfg.GroupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", reason)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.cfg.Logger.Warn("write to dead-letter topic", "topic", c.cfg.DLQTopic, "error", err)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,333 @@
+package eventlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+	"github.com/herald-health/herald/platform/testinfra"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// testConfig returns a config whose three topics are fresh for this test.
+func testConfig(t testing.TB, partitions int) eventlog.Config {
+	t.Helper()
+	cfg := eventlog.DefaultConfig()
+	cfg.Brokers = testinfra.KafkaBrokers(t)
+	cfg.Partitions = partitions
+	cfg.EventsTopic = testinfra.UniqueName("events")
+	cfg.DLQTopic = testinfra.UniqueName("dlq")
+	cfg.StateTopic = testinfra.UniqueName("state")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := eventlog.EnsureTopics(ctx, cfg, logging.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
+	})
+	return cfg
+}
+
+func raised(alertID string, n int) *eventsv1.Event {
+	return &eventsv1.Event{
+		EventId:    eventlog.ID(alertID, "raised", fmt.Sprint(n)),
+		AlertId:    alertID,
+		Tenant:     "RZZ",
+		OccurredAt: timestamppb.New(time.Unix(1700000000, 0)),
+		Payload:    &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{Accession: "ACC" + fmt.Sprint(n)}}},
+	}
+}
+
+// collector records deliveries and stops consuming once it has want of them.
+type collector struct {
+	mu   sync.Mutex
+	got  []eventlog.Delivery
+	want int
+	done chan struct{}
+}
+
+func newCollector(want int) *collector { return &collector{want: want, done: make(chan struct{})} }
+
+func (c *collector) handle(_ context.Context, d eventlog.Delivery) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, d)
+	if len(c.got) == c.want {
+		close(c.done)
+	}
+	return nil
+}
+
+func (c *collector) wait(t *testing.T) []eventlog.Delivery {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(60 * time.Second):
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		t.Fatalf("consumed %d events, want %d", len(c.got), c.want)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]eventlog.Delivery(nil), c.got...)
+}
+
+func consume(t *testing.T, cfg eventlog.Config, group string, h eventlog.Handler) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard(), MinBackoff: 10 * time.Millisecond, MaxAttempts: 3}, h)
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Consume returned %v, want nil after stop", err)
+		}
+	}
+}
+
+func TestAppendConsumeInOrderPerAlert(t *testing.T) {
+	cfg := testConfig(t, 4)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	const alerts, perAlert = 5, 4
+	for n := 0; n < perAlert; n++ {
+		for a := 0; a < alerts; a++ {
+			if err := w.Append(ctx, raised(fmt.Sprintf("alert-%d", a), n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := newCollector(alerts * perAlert)
+	stop := consume(t, cfg, testinfra.UniqueName("group"), c.handle)
+	got := c.wait(t)
+	stop()
+
+	seen := map[string][]string{}
+	for _, d := range got {
+		if d.Type != "AlertRaised" {
+			t.Fatalf("type: got %q, want AlertRaised", d.Type)
+		}
+		if d.Event.GetProducer() != "test" || d.Event.GetSchemaVersion() != eventlog.SchemaVersion {
+			t.Fatalf("envelope: got producer %q version %d", d.Event.GetProducer(), d.Event.GetSchemaVersion())
+		}
+		seen[d.Event.AlertId] = append(seen[d.Event.AlertId], d.Event.GetAlertRaised().GetDetails().GetAccession())
+	}
+	for a := 0; a < alerts; a++ {
+		id := fmt.Sprintf("alert-%d", a)
+		for n, acc := range seen[id] {
+			if want := "ACC" + fmt.Sprint(n); acc != want {
+				t.Fatalf("%s event %d: got %s, want %s (per-alert order lost)", id, n, acc, want)
+			}
+		}
+	}
+}
+
+func TestConsumerResumesAfterCommittedOffset(t *testing.T) {
+	cfg := testConfig(t, 2)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	group := testinfra.UniqueName("group")
+	for n := 0; n < 3; n++ {
+		if err := w.Append(ctx, raised("a1", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := newCollector(3)
+	stop := consume(t, cfg, group, first.handle)
+	first.wait(t)
+	time.Sleep(200 * time.Millisecond) // let the async commit (50 ms interval) reach the broker
+	stop()
+
+	for n := 3; n < 5; n++ {
+		if err := w.Append(ctx, raised("a1", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := newCollector(2)
+	stop = consume(t, cfg, group, second.handle)
+	got := second.wait(t)
+	time.Sleep(500 * time.Millisecond) // anything redelivered would arrive now
+	stop()
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	if len(second.got) != 2 {
+		t.Fatalf("after restart: got %d events, want exactly the 2 new ones", len(second.got))
+	}
+	if acc := got[0].Event.GetAlertRaised().GetDetails().GetAccession(); acc != "ACC3" {
+		t.Fatalf("first event after restart: got %s, want ACC3", acc)
+	}
+}
+
+func TestUndecodableAndPermanentGoToDeadLetterAndConsumerCarriesOn(t *testing.T) {
+	cfg := testConfig(t, 1)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	if err := w.Put(ctx, cfg.EventsTopic, "a1", []byte{0xff, 0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(ctx, raised("poison", 0), raised("a1", 1), raised("flaky", 2)); err != nil {
+		t.Fatal(err)
+	}
+	flakyCalls := 0
+	c := newCollector(2)
+	stop := consume(t, cfg, testinfra.UniqueName("group"), func(ctx context.Context, d eventlog.Delivery) error {
+		switch d.Event.AlertId {
+		case "poison":
+			return eventlog.Permanent(errors.New("alert references an unknown tenant"))
+		case "flaky":
+			flakyCalls++
+			if flakyCalls < 3 {
+				return errors.New("transient")
+			}
+		}
+		return c.handle(ctx, d)
+	})
+	got := c.wait(t)
+	stop()
+	if got[0].Event.AlertId != "a1" || got[1].Event.AlertId != "flaky" {
+		t.Fatalf("handled: got %s, %s, want a1, flaky", got[0].Event.AlertId, got[1].Event.AlertId)
+	}
+
+	var reasons []string
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.DLQTopic, Partition: 0})
+	defer r.Close()
+	for len(reasons) < 2 {
+		m, err := r.ReadMessage(rctx)
+		if err != nil {
+			t.Fatalf("read dead-letter topic: got %d records (%v): %v", len(reasons), reasons, err)
+		}
+		for _, h := range m.Headers {
+			if h.Key == eventlog.HeaderDLQReason {
+				reasons = append(reasons, string(h.Value))
+			}
+		}
+	}
+	if want := "undecodable record"; len(reasons[0]) < len(want) || reasons[0][:len(want)] != want {
+		t.Errorf("first dead letter reason: got %q, want it to start with %q", reasons[0], want)
+	}
+	if reasons[1] != "alert references an unknown tenant" {
+		t.Errorf("second dead letter reason: got %q", reasons[1])
+	}
+}
+
+func TestTraceContextTravelsInHeaders(t *testing.T) {
+	cfg := testConfig(t, 1)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tel := telemetry.New("test", tp, metricnoop.NewMeterProvider())
+	w := eventlog.NewWriter(cfg, "test", tel)
+	defer w.Close()
+
+	ctx, root := tel.Tracer().Start(context.Background(), "intake")
+	if err := w.Append(ctx, raised("a1", 0)); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+
+	c := newCollector(1)
+	var handlerTrace string
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- eventlog.Consume(cctx, eventlog.ConsumerConfig{Config: cfg, GroupID: testinfra.UniqueName("g"), Telemetry: tel}, func(ctx context.Context, d eventlog.Delivery) error {
+			handlerTrace = spanTrace(ctx)
+			return c.handle(ctx, d)
+		})
+	}()
+	c.wait(t)
+	cancel()
+	<-done
+	if want := root.SpanContext().TraceID().String(); handlerTrace != want {
+		t.Fatalf("handler trace: got %s, want the producer's %s", handlerTrace, want)
+	}
+	var consumeSpan bool
+	for _, s := range rec.Ended() {
+		if s.Name() == "consume AlertRaised" && s.Parent().TraceID() == root.SpanContext().TraceID() {
+			consumeSpan = true
+		}
+	}
+	if !consumeSpan {
+		t.Fatal("no consume span in the producer's trace")
+	}
+}
+
+func TestReadTopicReadsToTheEnd(t *testing.T) {
+	cfg := testConfig(t, 3)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		if err := w.Put(ctx, cfg.StateTopic, fmt.Sprintf("alert-%d", i%10), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest := map[string]string{}
+	n := 0
+	err := eventlog.ReadTopic(ctx, cfg, cfg.StateTopic, func(k, v []byte, _ int, _ int64) error {
+		latest[string(k)] = string(v)
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 30 {
+		t.Fatalf("records read: got %d, want 30", n)
+	}
+	if got := latest["alert-3"]; got != "23" {
+		t.Fatalf("latest value of alert-3: got %s, want 23", got)
+	}
+}
+
+func TestAppendToUnreachableBrokerIsUnavailable(t *testing.T) {
+	cfg := eventlog.DefaultConfig()
+	cfg.Brokers = []string{testinfra.FreePort(t)}
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := w.Append(ctx, raised("a1", 0))
+	if err == nil {
+		t.Fatal("append to a closed port: got nil error")
+	}
+}
+
+func TestEnsureTopicsNamesUnreachableBrokers(t *testing.T) {
+	cfg := eventlog.DefaultConfig()
+	addr := testinfra.FreePort(t)
+	cfg.Brokers = []string{addr}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := eventlog.EnsureTopics(ctx, cfg, logging.Discard())
+	if err == nil || !contains(err.Error(), addr) {
+		t.Fatalf("error: got %v, want one naming %s", err, addr)
+	}
+}
+
+func TestEnsureTopicsIsIdempotent(t *testing.T) {
+	cfg := testConfig(t, 2)
+	if err := eventlog.EnsureTopics(context.Background(), cfg, logging.Discard()); err != nil {
+		t.Fatalf("second EnsureTopics: %v", err)
+	}
+}

@@ -1,0 +1,71 @@
+package eventlog
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-health/herald/platform/fault"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+func TestIDIsDeterministicAndSeparatesParts(t *testing.T) {
+	if ID("a", "b") != ID("a", "b") {
+		t.Fatal("same parts gave different ids")
+	}
+	if ID("ab", "c") == ID("a", "bc") {
+		t.Fatal("different part boundaries gave the same id")
+	}
+	if got := len(ID("x")); got != 32 {
+		t.Fatalf("id length: got %d, want 32", got)
+	}
+}
+
+func TestTypeOf(t *testing.T) {
+	e := &eventsv1.Event{Payload: &eventsv1.Event_SlaBreached{SlaBreached: &eventsv1.SLABreached{}}}
+	if got := TypeOf(e); got != "SLABreached" {
+		t.Fatalf("got %q, want SLABreached", got)
+	}
+	if got := TypeOf(&eventsv1.Event{}); got != "" {
+		t.Fatalf("no payload: got %q, want empty", got)
+	}
+}
+
+func TestHeaderCarrierSetReplaces(t *testing.T) {
+	var hs []kafka.Header
+	c := HeaderCarrier{Headers: &hs}
+	c.Set("traceparent", "a")
+	c.Set("traceparent", "b")
+	if len(hs) != 1 || c.Get("traceparent") != "b" || strings.Join(c.Keys(), ",") != "traceparent" {
+		t.Fatalf("headers: got %+v", hs)
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	p := fmt.Errorf("handle: %w", Permanent(errors.New("bad")))
+	if !IsPermanent(p) || IsPermanent(errors.New("x")) {
+		t.Fatal("IsPermanent misclassifies")
+	}
+	u := fmt.Errorf("append: %w", unavailableError{errors.New("broker down")})
+	if !errors.Is(u, fault.ErrUnavailable) {
+		t.Fatal("writer errors must be fault.ErrUnavailable")
+	}
+}
+
+func TestConfigValidateNamesSettings(t *testing.T) {
+	c := DefaultConfig()
+	c.Brokers = nil
+	c.MinInsyncReplicas = 2
+	err := c.Validate()
+	for _, want := range []string{"kafka-brokers", "kafka-min-insync-replicas"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Validate: got %v, want it to name %s", err, want)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+}
