@@ -1,0 +1,351 @@
+package lifecycle
+
+import (
+	"fmt"
+
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Position is where an event sits in the log. A negative Offset means
+// unknown (e.g. an event folded before it was appended).
+type Position struct {
+	Partition int32
+	Offset    int64
+}
+
+// Apply folds one event into the state of its alert and returns the new
+// state and whether the event was applied. st may be nil (the alert is new);
+// st is never modified.
+//
+// An event is skipped (applied=false, st returned as is) when its id is
+// already in the timeline (a duplicate append) or when pos is at or before
+// the offset the state already reflects on the same partition (a replay).
+//
+// An applied event is always recorded in the timeline. When it cannot change
+// the state any more (an acknowledgement after a cancellation, an escalation
+// after an acknowledgement: the first in the log wins) it is recorded with
+// no_effect set.
+func Apply(st *State, ev *eventsv1.Event, pos Position) (*State, bool) {
+	if st != nil {
+		if Seen(st, ev.GetEventId()) {
+			return st, false
+		}
+		if pos.Offset >= 0 && hasPosition(st) && pos.Partition == st.GetPartition() && pos.Offset <= st.GetOffset() {
+			return st, false
+		}
+	}
+	var next *State
+	if st == nil {
+		next = &State{AlertId: ev.GetAlertId(), Tenant: ev.GetTenant(), AccessionRef: Ref(ev.GetAlertId())}
+	} else {
+		next = proto.Clone(st).(*State)
+	}
+	if next.GetTenant() == "" {
+		next.Tenant = ev.GetTenant()
+	}
+	at := ev.GetOccurredAt()
+	entry := &ackv1.TimelineEntry{
+		EventId:   ev.GetEventId(),
+		Type:      EventType(ev),
+		At:        at,
+		Partition: pos.Partition,
+		Offset:    pos.Offset,
+	}
+	effect := apply(next, ev, entry)
+	entry.NoEffect = !effect
+	next.Timeline = append(next.Timeline, entry)
+	next.EventCount++
+	next.LastEventId = ev.GetEventId()
+	if pos.Offset >= 0 {
+		next.Partition = pos.Partition
+		next.Offset = pos.Offset
+	}
+	if at != nil && (next.UpdatedAt == nil || at.AsTime().After(next.UpdatedAt.AsTime())) {
+		next.UpdatedAt = at
+	}
+	return next, true
+}
+
+// apply mutates st for ev, fills the timeline entry's summary and actor, and
+// reports whether the event had an effect.
+func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
+	at := ev.GetOccurredAt()
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		e.Summary = "alert raised"
+		if st.State != ackv1.State_STATE_UNSPECIFIED {
+			return false
+		}
+		st.State = Raised
+		st.RaisedAt = at
+		return true
+
+	case *eventsv1.Event_AlertQuarantined:
+		e.Summary = fmt.Sprintf("alert quarantined (%d problems)", len(p.AlertQuarantined.GetProblems()))
+		if st.State != ackv1.State_STATE_UNSPECIFIED && st.State != Raised {
+			return false
+		}
+		st.State = Quarantined
+		if st.RaisedAt == nil {
+			st.RaisedAt = at
+		}
+		return true
+
+	case *eventsv1.Event_AlertAmended:
+		e.Summary = "report amended"
+		if IsTerminal(st) {
+			return false
+		}
+		if st.State == ackv1.State_STATE_UNSPECIFIED {
+			st.State = Raised
+			st.RaisedAt = at
+		}
+		return true
+
+	case *eventsv1.Event_AlertCancelled:
+		e.Summary = "report cancelled"
+		if IsTerminal(st) {
+			return false
+		}
+		st.State = Cancelled
+		st.ClosedAt = at
+		return true
+
+	case *eventsv1.Event_AlertRouted:
+		r := p.AlertRouted
+		e.Summary = fmt.Sprintf("routed as %s, policy %s version %s, %d steps",
+			r.GetCategory(), r.GetPolicy().GetRef().GetPolicyId(), r.GetPolicy().GetRef().GetVersion(), len(r.GetPolicy().GetSteps()))
+		if IsTerminal(st) {
+			return false
+		}
+		if st.RaisedAt == nil {
+			st.RaisedAt = at
+		}
+		st.Category = r.GetCategory()
+		st.LocalCategory = r.GetLocalCategory()
+		st.Clocks = r.GetClocks()
+		st.Policy = r.GetPolicy()
+		st.FailsafeQueue = r.GetPolicy().GetFailsafeQueue()
+		st.Round++
+		if IsAcknowledged(st) {
+			// A re-route of an accepted alert updates its category and
+			// clocks; nobody is escalated to.
+			return true
+		}
+		st.State = Routed
+		st.Step, st.Repeat = 0, 0
+		st.StepRecipients, st.StepAcknowledgers = nil, nil
+		st.StepDueAt = dueAt(st, at, 0)
+		return true
+
+	case *eventsv1.Event_NotificationSent:
+		n := p.NotificationSent
+		e.Summary = fmt.Sprintf("sent step %d repeat %d via %s", n.GetStep(), n.GetRepeat(), n.GetChannel())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		if !awaitingAck(st) || n.GetStep() != st.Step || n.GetRepeat() != st.Repeat {
+			return true
+		}
+		st.StepRecipients = addUnique(st.StepRecipients, n.GetRecipient().GetPersonId())
+		switch st.State {
+		case Routed, Escalated, Declined:
+			st.State = Notified
+		}
+		return true
+
+	case *eventsv1.Event_NotificationFailed:
+		n := p.NotificationFailed
+		e.Summary = fmt.Sprintf("send failed at step %d repeat %d via %s (step failed: %t)", n.GetStep(), n.GetRepeat(), n.GetChannel(), n.GetStepFailed())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_NotificationDelivered:
+		e.Summary = fmt.Sprintf("delivered via %s", p.NotificationDelivered.GetChannel())
+		if IsTerminal(st) {
+			return true
+		}
+		st.Communicated = true
+		if st.State == Notified {
+			st.State = Delivered
+		}
+		return true
+
+	case *eventsv1.Event_AlertRead:
+		e.Summary = "read"
+		e.PersonId = p.AlertRead.GetActor().GetPersonId()
+		e.RequestId = p.AlertRead.GetRequestId()
+		if IsTerminal(st) {
+			return false
+		}
+		st.Communicated = true
+		switch st.State {
+		case Routed, Notified, Delivered, Escalated, Declined:
+			st.State = Read
+		}
+		return true
+
+	case *eventsv1.Event_AlertAcknowledged:
+		a := p.AlertAcknowledged
+		e.Summary = fmt.Sprintf("acknowledged at step %d via %s", a.GetStep(), a.GetVia())
+		e.PersonId = a.GetActor().GetPersonId()
+		e.RequestId = a.GetRequestId()
+		if !awaitingAck(st) {
+			return false
+		}
+		person := a.GetActor().GetPersonId()
+		if st.State != Failsafe && allMust(st) && a.GetStep() == st.Step {
+			if contains(st.StepAcknowledgers, person) {
+				return false
+			}
+			st.StepAcknowledgers = append(st.StepAcknowledgers, person)
+			if !coversAll(st.StepAcknowledgers, st.StepRecipients) {
+				e.Summary += " (more acknowledgements needed at this step)"
+				return true
+			}
+		}
+		st.State = Acknowledged
+		st.AcknowledgedBy = a.GetActor()
+		st.AcknowledgedAt = at
+		st.Communicated = true
+		return true
+
+	case *eventsv1.Event_AlertDeclined:
+		d := p.AlertDeclined
+		e.Summary = fmt.Sprintf("declined at step %d: %s", d.GetStep(), d.GetReason())
+		e.PersonId = d.GetActor().GetPersonId()
+		e.RequestId = d.GetRequestId()
+		if !escalating(st) || d.GetStep() != st.Step {
+			return false
+		}
+		st.State = Declined
+		return true
+
+	case *eventsv1.Event_ActionRecorded:
+		e.Summary = "action recorded"
+		e.PersonId = p.ActionRecorded.GetActor().GetPersonId()
+		e.RequestId = p.ActionRecorded.GetRequestId()
+		if IsTerminal(st) || !IsAcknowledged(st) {
+			return false
+		}
+		st.State = Actioned
+		if st.ActionedAt == nil {
+			st.ActionedAt = at
+		}
+		return true
+
+	case *eventsv1.Event_AlertEscalated:
+		x := p.AlertEscalated
+		e.Summary = fmt.Sprintf("escalated from step %d to step %d repeat %d: %s", x.GetFromStep(), x.GetToStep(), x.GetRepeat(), x.GetReason())
+		if !escalating(st) || x.GetFromStep() != st.Step || int(x.GetToStep()) >= len(st.GetPolicy().GetSteps()) {
+			return false
+		}
+		if !ahead(x.GetToStep(), x.GetRepeat(), st.Step, st.Repeat) {
+			return false
+		}
+		st.State = Escalated
+		st.Step, st.Repeat = x.GetToStep(), x.GetRepeat()
+		st.StepRecipients, st.StepAcknowledgers = nil, nil
+		st.StepDueAt = dueAt(st, at, st.Step)
+		return true
+
+	case *eventsv1.Event_SlaBreached:
+		b := p.SlaBreached
+		e.Summary = fmt.Sprintf("%s clock breached at step %d", b.GetClock(), b.GetStep())
+		if !ObligationOpen(st, b.GetClock()) || Breached(st, b.GetClock()) {
+			return false
+		}
+		if d := Deadline(st, b.GetClock()); d.IsZero() || !d.Equal(b.GetDeadline().AsTime()) {
+			return false
+		}
+		st.Breached = append(st.Breached, b.GetClock())
+		return true
+
+	case *eventsv1.Event_FailsafeQueued:
+		f := p.FailsafeQueued
+		e.Summary = fmt.Sprintf("queued for fail-safe after step %d: %s", f.GetLastStep(), f.GetReason())
+		if !escalating(st) {
+			return false
+		}
+		st.State = Failsafe
+		if f.GetQueue() != "" {
+			st.FailsafeQueue = f.GetQueue()
+		}
+		st.StepDueAt = nil
+		return true
+
+	case *eventsv1.Event_AlertClosed:
+		e.Summary = "closed by fail-safe officer"
+		e.PersonId = p.AlertClosed.GetActor().GetPersonId()
+		e.RequestId = p.AlertClosed.GetRequestId()
+		if IsTerminal(st) {
+			return false
+		}
+		st.State = Closed
+		st.ClosedAt = at
+		st.StepDueAt = nil
+		return true
+	}
+	e.Summary = "unknown event"
+	return false
+}
+
+func dueAt(st *State, from *timestamppb.Timestamp, step uint32) *timestamppb.Timestamp {
+	if from == nil || int(step) >= len(st.GetPolicy().GetSteps()) {
+		return nil
+	}
+	return timestamppb.New(from.AsTime().Add(stepTimeout(st, step)))
+}
+
+// ahead reports whether (step, repeat) comes after (curStep, curRepeat).
+func ahead(step, repeat, curStep, curRepeat uint32) bool {
+	if step != curStep {
+		return step > curStep
+	}
+	return repeat > curRepeat
+}
+
+func allMust(st *State) bool {
+	steps := st.GetPolicy().GetSteps()
+	if int(st.Step) >= len(steps) {
+		return false
+	}
+	return steps[st.Step].GetAckMode() == eventsv1.AckMode_ACK_MODE_ALL_MUST
+}
+
+func coversAll(have, want []string) bool {
+	for _, w := range want {
+		if !contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func addUnique(list []string, s string) []string {
+	if s == "" || contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// hasPosition reports whether the state reflects at least one event read
+// from the log (with a known offset).
+func hasPosition(st *State) bool {
+	for i := len(st.GetTimeline()) - 1; i >= 0; i-- {
+		if st.GetTimeline()[i].GetOffset() >= 0 {
+			return true
+		}
+	}
+	return false
+}
