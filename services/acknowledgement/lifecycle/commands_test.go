@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/fault"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
 )
 

@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 )
@@ -66,10 +66,10 @@ func TestFold(t *testing.T) {
 		{name: "all-must complete", given: evs(raised(), allMustRouted(), sent("s1", 0, 0, "dr-a"), sent("s2", 0, 0, "dr-b"), ack("k1", "dr-a", 0)),
 			when: ack("k2", "dr-b", 0), state: lifecycle.Acknowledged},
 		{name: "declined at current step", given: evs(raised(), routed(), sent("s1", 0, 0, "dr-a")),
-			when: ev("x", time.Minute, &eventsv1.AlertDeclined{Actor: person("dr-a"), Step: 0, Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM}),
+			when:  ev("x", time.Minute, &eventsv1.AlertDeclined{Actor: person("dr-a"), Step: 0, Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM}),
 			state: lifecycle.Declined},
 		{name: "decline of an old step has no effect", given: evs(raised(), routed(), escalated("e1", time.Hour, 0, 1, 0, reasonTimeout)),
-			when: ev("x", time.Minute, &eventsv1.AlertDeclined{Actor: person("dr-a"), Step: 0, Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM}),
+			when:  ev("x", time.Minute, &eventsv1.AlertDeclined{Actor: person("dr-a"), Step: 0, Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM}),
 			state: lifecycle.Escalated, noEffect: true},
 		{name: "action after acknowledgement", given: evs(raised(), routed(), ack("k1", "dr-a", 0)),
 			when: ev("act", time.Hour, &eventsv1.ActionRecorded{Actor: person("dr-a"), Action: "CT booked"}), state: lifecycle.Actioned,

@@ -3,8 +3,8 @@ package lifecycle_test
 import (
 	"time"
 
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )

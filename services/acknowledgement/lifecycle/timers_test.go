@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
 )
 
