@@ -1,0 +1,87 @@
+package bundle
+
+import (
+	"time"
+)
+
+// Rota answers who holds an on-call role at an instant. Its weekly pattern
+// is in the trust's local time (wall clock), so a shift from 20:00 to 08:00
+// ends at 08:00 local time on the morning after a daylight-saving change
+// (and is an hour shorter or longer in absolute time that night). Overrides
+// replace the pattern for their interval.
+type Rota struct {
+	ID        string
+	Name      string
+	Shifts    []Shift
+	Overrides []Override
+	loc       *time.Location
+}
+
+// Shift is one weekly recurring shift: it starts on each of its days at
+// Start (minutes after local midnight) and ends at End the same day, or the
+// next day when End is not after Start (End equal to Start is 24 hours).
+type Shift struct {
+	Days   [7]bool // indexed by time.Weekday
+	Start  int
+	End    int
+	People []string
+}
+
+// Override replaces the pattern between From (inclusive) and To (exclusive).
+type Override struct {
+	From   time.Time
+	To     time.Time
+	People []string
+	Reason string
+}
+
+// OnCall returns the ids of the people on call at t, in rota order without
+// repeats; empty when nobody is.
+func (r *Rota) OnCall(t time.Time) []string {
+	var out []string
+	overridden := false
+	for _, o := range r.Overrides {
+		if !t.Before(o.From) && t.Before(o.To) {
+			overridden = true
+			out = appendUnique(out, o.People...)
+		}
+	}
+	if overridden {
+		return out
+	}
+	lt := t.In(r.loc)
+	y, m, d := lt.Date()
+	for back := 0; back <= 1; back++ {
+		day := time.Date(y, m, d-back, 0, 0, 0, 0, time.UTC) // calendar arithmetic only
+		wd := day.Weekday()
+		for i := range r.Shifts {
+			s := &r.Shifts[i]
+			if !s.Days[wd] {
+				continue
+			}
+			start := time.Date(day.Year(), day.Month(), day.Day(), s.Start/60, s.Start%60, 0, 0, r.loc)
+			endDay := day
+			if s.End <= s.Start {
+				endDay = day.AddDate(0, 0, 1)
+			}
+			end := time.Date(endDay.Year(), endDay.Month(), endDay.Day(), s.End/60, s.End%60, 0, 0, r.loc)
+			if !t.Before(start) && t.Before(end) {
+				out = appendUnique(out, s.People...)
+			}
+		}
+	}
+	return out
+}
+
+func appendUnique(out []string, ids ...string) []string {
+next:
+	for _, id := range ids {
+		for _, have := range out {
+			if have == id {
+				continue next
+			}
+		}
+		out = append(out, id)
+	}
+	return out
+}
