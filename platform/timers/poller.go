@@ -201,11 +201,12 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 		if d <= 0 {
 			continue
 		}
+		wakeAt := clk.After(d)
 		if f := p.cfg.Hooks.Sleeping; f != nil {
 			f(now.Add(d))
 		}
 		select {
-		case <-clk.After(d):
+		case <-wakeAt:
 		case <-local:
 		case <-remote:
 		case <-ctx.Done():
@@ -218,12 +219,13 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 // it returns the next delay.
 func (p *Poller) failed(ctx context.Context, err error, delay time.Duration) time.Duration {
 	delay = min(max(2*delay, errBackoffMin), errBackoffMax)
+	retry := p.s.clk.After(delay)
 	p.log.WarnContext(ctx, "timer poller: redis operation failed; retrying", "error", err.Error(), "retry_in", delay.String())
 	if f := p.cfg.Hooks.Error; f != nil {
 		f(err)
 	}
 	select {
-	case <-p.s.clk.After(delay):
+	case <-retry:
 	case <-ctx.Done():
 	}
 	return delay

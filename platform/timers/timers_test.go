@@ -290,7 +290,10 @@ func TestInvalidInput(t *testing.T) {
 		{"big payload", s.Arm(ctx, Timer{ID: "a", Due: t0, Payload: make([]byte, MaxPayload+1)}), "payload"},
 		{"cancel empty", func() error { _, err := s.Cancel(ctx, ""); return err }(), "timer id"},
 		{"claim zero", func() error { _, err := s.Claim(ctx, 0); return err }(), "claim max"},
-		{"namespace", func() error { _, err := New(rdb, clock.Real{}, Config{Namespace: "a{b}", Shards: 1, Lease: time.Second}); return err }(), "namespace"},
+		{"namespace", func() error {
+			_, err := New(rdb, clock.Real{}, Config{Namespace: "a{b}", Shards: 1, Lease: time.Second})
+			return err
+		}(), "namespace"},
 		{"shards", func() error { _, err := New(rdb, clock.Real{}, Config{Namespace: "a", Lease: time.Second}); return err }(), "shards"},
 		{"lease", func() error { _, err := New(rdb, clock.Real{}, Config{Namespace: "a", Shards: 1}); return err }(), "lease"},
 		{"poller batch", func() error { _, err := NewPoller(s, PollerConfig{Batch: -1}); return err }(), "batch"},
