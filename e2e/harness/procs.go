@@ -1,0 +1,182 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// RepoRoot returns the repository root (the folder holding go.work).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.work not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Build compiles each service's binary (services/<name>/cmd/<name>) into a
+// temporary folder and returns the paths by name.
+func Build(t testing.TB, names ...string) map[string]string {
+	t.Helper()
+	root := RepoRoot(t)
+	out := t.TempDir()
+	paths := map[string]string{}
+	for _, n := range names {
+		bin := filepath.Join(out, n)
+		cmd := exec.Command("go", "build", "-o", bin, "./services/"+n+"/cmd/"+n)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", n, err, b)
+		}
+		paths[n] = bin
+	}
+	return paths
+}
+
+// Proc is a service running as a separate process. Its output (JSON logs)
+// is kept across restarts for the suites' no-patient-data checks.
+type Proc struct {
+	Name string
+	path string
+	env  []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	logs bytes.Buffer
+	done chan struct{}
+}
+
+type lockedWriter struct{ p *Proc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.logs.Write(b)
+}
+
+// Start runs the binary with env added to the environment; the process is
+// killed when the test ends.
+func Start(t testing.TB, name, path string, env []string) *Proc {
+	t.Helper()
+	p := &Proc{Name: name, path: path, env: env}
+	p.start(t)
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+func (p *Proc) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(p.path)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout = lockedWriter{p}
+	cmd.Stderr = lockedWriter{p}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+}
+
+// Kill9 kills the process with SIGKILL and waits for it to die.
+func (p *Proc) Kill9() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// Restart starts the process again after Kill9 or Stop.
+func (p *Proc) Restart(t testing.TB) { p.start(t) }
+
+// Stop asks the process to stop (SIGTERM) and kills it after 10 s.
+func (p *Proc) Stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Logs returns everything the process has written so far.
+func (p *Proc) Logs() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.logs.Bytes()...)
+}
+
+// WaitHealthy waits until the gRPC health service at addr reports SERVING.
+func WaitHealthy(t testing.TB, addr string, within time.Duration) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("status %v", resp.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not healthy within %v: %v", addr, within, last)
+}
+
+// Eventually polls cond every 50 ms until it holds or within passes, then
+// fails with what describe says about the last state.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %v: %s", within, describe())
+}
