@@ -154,6 +154,10 @@ type AlertState struct {
 	Communicated bool `protobuf:"varint,27,opt,name=communicated,proto3" json:"communicated,omitempty"`
 	// The fail-safe queue holding the alert once the policy is exhausted.
 	FailsafeQueue string `protobuf:"bytes,28,opt,name=failsafe_queue,json=failsafeQueue,proto3" json:"failsafe_queue,omitempty"`
+	// W3C trace context (traceparent, tracestate) under which the last event
+	// was applied, so timers re-armed after a restore still join the alert's
+	// trace. Identifiers only.
+	TraceContext  map[string]string `protobuf:"bytes,29,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,6 +386,13 @@ func (x *AlertState) GetFailsafeQueue() string {
 		return x.FailsafeQueue
 	}
 	return ""
+}
+
+func (x *AlertState) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 // TimelineEntry is one event in an alert's timeline (no patient data).
@@ -1446,7 +1457,7 @@ var File_herald_acknowledgement_v1_acknowledgement_proto protoreflect.FileDescri
 
 const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\n" +
-	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\xf5\t\n" +
+	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\x94\v\n" +
 	"\n" +
 	"AlertState\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
@@ -1480,7 +1491,11 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"actionedAt\x127\n" +
 	"\tclosed_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\"\n" +
 	"\fcommunicated\x18\x1b \x01(\bR\fcommunicated\x12%\n" +
-	"\x0efailsafe_queue\x18\x1c \x01(\tR\rfailsafeQueue\"\x93\x02\n" +
+	"\x0efailsafe_queue\x18\x1c \x01(\tR\rfailsafeQueue\x12\\\n" +
+	"\rtrace_context\x18\x1d \x03(\v27.herald.acknowledgement.v1.AlertState.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x02\n" +
 	"\rTimelineEntry\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12*\n" +
@@ -1599,7 +1614,7 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(State)(0),                    // 0: herald.acknowledgement.v1.State
 	(*AlertState)(nil),            // 1: herald.acknowledgement.v1.AlertState
@@ -1620,67 +1635,69 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(*ListAlertsResponse)(nil),    // 16: herald.acknowledgement.v1.ListAlertsResponse
 	(*WatchAlertsRequest)(nil),    // 17: herald.acknowledgement.v1.WatchAlertsRequest
 	(*WatchAlertsResponse)(nil),   // 18: herald.acknowledgement.v1.WatchAlertsResponse
-	(v1.Category)(0),              // 19: herald.events.v1.Category
-	(*v1.Clocks)(nil),             // 20: herald.events.v1.Clocks
-	(*v1.EscalationPolicy)(nil),   // 21: herald.events.v1.EscalationPolicy
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*v1.Actor)(nil),              // 23: herald.events.v1.Actor
-	(v1.ClockKind)(0),             // 24: herald.events.v1.ClockKind
-	(v1.DeclineReason)(0),         // 25: herald.events.v1.DeclineReason
+	nil,                           // 19: herald.acknowledgement.v1.AlertState.TraceContextEntry
+	(v1.Category)(0),              // 20: herald.events.v1.Category
+	(*v1.Clocks)(nil),             // 21: herald.events.v1.Clocks
+	(*v1.EscalationPolicy)(nil),   // 22: herald.events.v1.EscalationPolicy
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*v1.Actor)(nil),              // 24: herald.events.v1.Actor
+	(v1.ClockKind)(0),             // 25: herald.events.v1.ClockKind
+	(v1.DeclineReason)(0),         // 26: herald.events.v1.DeclineReason
 }
 var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	0,  // 0: herald.acknowledgement.v1.AlertState.state:type_name -> herald.acknowledgement.v1.State
-	19, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
-	20, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
-	21, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
-	22, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
-	22, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
-	23, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
-	24, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
+	20, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
+	21, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
+	22, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
+	23, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
+	23, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
+	24, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
+	25, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
 	2,  // 9: herald.acknowledgement.v1.AlertState.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	22, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
-	22, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
-	22, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
-	22, // 13: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	23, // 14: herald.acknowledgement.v1.AcknowledgeRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 16: herald.acknowledgement.v1.DeclineRequest.actor:type_name -> herald.events.v1.Actor
-	25, // 17: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
-	1,  // 18: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 19: herald.acknowledgement.v1.RecordActionRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 20: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 21: herald.acknowledgement.v1.MarkReadRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 22: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	23, // 23: herald.acknowledgement.v1.CloseRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 24: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 25: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	2,  // 26: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	0,  // 27: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	19, // 28: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 29: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 30: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 31: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 32: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 33: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 34: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 35: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 36: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 37: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 38: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 39: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 40: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 41: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 42: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 43: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 44: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 45: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 46: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	23, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
+	23, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
+	23, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
+	19, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
+	23, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	24, // 15: herald.acknowledgement.v1.AcknowledgeRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 16: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	24, // 17: herald.acknowledgement.v1.DeclineRequest.actor:type_name -> herald.events.v1.Actor
+	26, // 18: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
+	1,  // 19: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	24, // 20: herald.acknowledgement.v1.RecordActionRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 21: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	24, // 22: herald.acknowledgement.v1.MarkReadRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 23: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	24, // 24: herald.acknowledgement.v1.CloseRequest.actor:type_name -> herald.events.v1.Actor
+	1,  // 25: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 26: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 27: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	0,  // 28: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
+	20, // 29: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 30: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 31: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 32: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	5,  // 33: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	7,  // 34: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	9,  // 35: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	11, // 36: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	13, // 37: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	15, // 38: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	17, // 39: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	4,  // 40: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	6,  // 41: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	8,  // 42: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	10, // 43: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	12, // 44: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	14, // 45: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	16, // 46: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	18, // 47: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }
@@ -1694,7 +1711,7 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc), len(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
