@@ -71,6 +71,10 @@ type ConsumerConfig struct {
 	// MinBackoff and MaxBackoff bound retry waits.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// StartAtEnd makes a group with no committed offsets start at the end of
+	// the topic (tools that follow the log) instead of the beginning
+	// (services, which must see every event).
+	StartAtEnd bool
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -121,7 +125,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		JoinGroupBackoff:  200 * time.Millisecond,
 		ReadBackoffMin:    10 * time.Millisecond,
 		ReadBackoffMax:    250 * time.Millisecond,
-		StartOffset:       kafka.FirstOffset,
+		StartOffset:       startOffset(cfg.StartAtEnd),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...), "group", cfg.GroupID)
 		}),
@@ -308,6 +312,13 @@ func (c *consumer) deadLetter(ctx context.Context, m kafka.Message, reason strin
 		}
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
+}
+
+func startOffset(atEnd bool) int64 {
+	if atEnd {
+		return kafka.LastOffset
+	}
+	return kafka.FirstOffset
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
