@@ -1,0 +1,240 @@
+// Package redisstore implements app.Store on Redis: the alert projection,
+// the notification records and the durable job schedule. Keys of one alert
+// share a hash tag ({alert id}) so multi-key transactions work on Redis
+// Cluster; the schedule is one sorted set (score = due time in ms, member =
+// the job's JSON), claimed by a Lua script that leases due jobs atomically.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-health/herald/services/notification/internal/app"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+// Store is the Redis store.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// New returns a store whose keys start with prefix (e.g. "herald:notification").
+func New(rdb redis.UniversalClient, prefix string) *Store {
+	return &Store{rdb: rdb, prefix: prefix}
+}
+
+func (s *Store) alertKey(id string) string { return s.prefix + ":alert:{" + id + "}" }
+func (s *Store) recKey(alertID, nid string) string {
+	return s.prefix + ":rec:{" + alertID + "}:" + nid
+}
+func (s *Store) recIndex(alertID string) string { return s.prefix + ":recs:{" + alertID + "}" }
+func (s *Store) nidKey(nid string) string       { return s.prefix + ":nid:" + nid }
+func (s *Store) dueKey() string                 { return s.prefix + ":due" }
+func (s *Store) stepKey(j app.Job) string {
+	return fmt.Sprintf("%s:step:{%s}:%d:%d:%t", s.prefix, j.AlertID, j.Step, j.Repeat, j.Failsafe)
+}
+
+func member(j app.Job) string {
+	b, _ := json.Marshal(j) // a struct of strings, ints and bools always encodes
+	return string(b)
+}
+
+// Alert implements app.Store.
+func (s *Store) Alert(ctx context.Context, id string) (domain.Alert, error) {
+	b, err := s.rdb.Get(ctx, s.alertKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return domain.Alert{}, nil
+	}
+	if err != nil {
+		return domain.Alert{}, fmt.Errorf("load alert %s: %w", id, err)
+	}
+	var a domain.Alert
+	if err := json.Unmarshal(b, &a); err != nil {
+		return domain.Alert{}, fmt.Errorf("decode alert %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// SaveAlert implements app.Store.
+func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.alertKey(a.ID), b, 0)
+		for _, j := range jobs {
+			p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save alert %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+// claimScript leases up to ARGV[2] members due at ARGV[1] by moving their
+// score to ARGV[3].
+var claimScript = redis.NewScript(`
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m)
+end
+return due
+`)
+
+// Claim implements app.Store.
+func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]app.Job, error) {
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey()},
+		now.UnixMilli(), n, now.Add(lease).UnixMilli()).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	jobs := make([]app.Job, 0, len(res))
+	for _, m := range res {
+		var j app.Job
+		if err := json.Unmarshal([]byte(m), &j); err != nil {
+			// A member that cannot be decoded can never be worked: drop it.
+			s.rdb.ZRem(ctx, s.dueKey(), m)
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// NextDue implements app.Store.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, s.dueKey(), 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read next due job: %w", err)
+	}
+	if len(zs) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(zs[0].Score)), true, nil
+}
+
+// Reschedule implements app.Store.
+func (s *Store) Reschedule(ctx context.Context, j app.Job, at time.Time) error {
+	if err := s.rdb.ZAdd(ctx, s.dueKey(), redis.Z{Score: float64(at.UnixMilli()), Member: member(j)}).Err(); err != nil {
+		return fmt.Errorf("reschedule job of alert %s: %w", j.AlertID, err)
+	}
+	return nil
+}
+
+// Done implements app.Store.
+func (s *Store) Done(ctx context.Context, j app.Job) error {
+	if err := s.rdb.ZRem(ctx, s.dueKey(), member(j)).Err(); err != nil {
+		return fmt.Errorf("remove job of alert %s: %w", j.AlertID, err)
+	}
+	return nil
+}
+
+// FanOut implements app.Store.
+func (s *Store) FanOut(ctx context.Context, step app.Job, recipients []app.Job, leasedUntil time.Time) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range recipients {
+			p.SAdd(ctx, s.stepKey(step), r.PersonID)
+			p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(leasedUntil.UnixMilli()), Member: member(r)})
+		}
+		p.ZRem(ctx, s.dueKey(), member(step))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fan out step %d of alert %s: %w", step.Step, step.AlertID, err)
+	}
+	return nil
+}
+
+// Exhaust implements app.Store.
+func (s *Store) Exhaust(ctx context.Context, j app.Job) (int, int, error) {
+	var all, ex *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, s.stepKey(j)+":x", j.PersonID)
+		all = p.SCard(ctx, s.stepKey(j))
+		ex = p.SCard(ctx, s.stepKey(j)+":x")
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("record exhausted recipient of alert %s: %w", j.AlertID, err)
+	}
+	return int(all.Val()), int(ex.Val()), nil
+}
+
+// Record implements app.Store.
+func (s *Store) Record(ctx context.Context, alertID, nid string) (app.Record, error) {
+	b, err := s.rdb.Get(ctx, s.recKey(alertID, nid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return app.Record{}, nil
+	}
+	if err != nil {
+		return app.Record{}, fmt.Errorf("load notification %s: %w", nid, err)
+	}
+	var r app.Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return app.Record{}, fmt.Errorf("decode notification %s: %w", nid, err)
+	}
+	return r, nil
+}
+
+// PutRecord implements app.Store.
+func (s *Store) PutRecord(ctx context.Context, r app.Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode notification %s: %w", r.NotificationID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.recKey(r.AlertID, r.NotificationID), b, 0)
+		p.ZAddNX(ctx, s.recIndex(r.AlertID), redis.Z{Score: float64(r.CreatedAt.UnixNano()), Member: r.NotificationID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store notification %s: %w", r.NotificationID, err)
+	}
+	// Outside the transaction: this key has no hash tag of the alert.
+	if err := s.rdb.SetNX(ctx, s.nidKey(r.NotificationID), r.AlertID, 0).Err(); err != nil {
+		return fmt.Errorf("index notification %s: %w", r.NotificationID, err)
+	}
+	return nil
+}
+
+// Records implements app.Store.
+func (s *Store) Records(ctx context.Context, alertID string) ([]app.Record, error) {
+	ids, err := s.rdb.ZRange(ctx, s.recIndex(alertID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list notifications of alert %s: %w", alertID, err)
+	}
+	out := make([]app.Record, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.Record(ctx, alertID, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.NotificationID != "" {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// AlertOf implements app.Store.
+func (s *Store) AlertOf(ctx context.Context, nid string) (string, error) {
+	v, err := s.rdb.Get(ctx, s.nidKey(nid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up notification %s: %w", nid, err)
+	}
+	return v, nil
+}
+
+var _ app.Store = (*Store)(nil)

@@ -1,0 +1,553 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/telemetry"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/notification/internal/channel"
+	"github.com/herald-health/herald/services/notification/internal/content"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+// Producer names this service in event envelopes.
+const Producer = "notification"
+
+// Options configure the engine.
+type Options struct {
+	Store    Store
+	Resolver Resolver
+	Log      Appender
+	Senders  map[eventsv1.Channel]channel.Sender
+	Renderer *content.Renderer
+	Backoff  domain.Backoff
+	Limit    domain.RateLimit
+	// Lease is how long a claimed job stays hidden; it must exceed
+	// SendTimeout so that a live worker is never overtaken.
+	Lease       time.Duration
+	SendTimeout time.Duration
+	Workers     int
+	// MaxIdle bounds the poller's sleep when no job is due.
+	MaxIdle       time.Duration
+	AckBaseURL    string
+	AckLinkSecret []byte
+	AckLinkTTL    time.Duration
+	Clock         clock.Clock
+	Logger        *slog.Logger
+	Telemetry     *telemetry.Telemetry
+}
+
+// Engine applies events and works jobs.
+type Engine struct {
+	o       Options
+	wake    chan struct{}
+	sem     chan struct{}
+	tracer  trace.Tracer
+	outcome metric.Int64Counter
+	latency metric.Float64Histogram
+
+	mu      sync.Mutex
+	history map[string][]time.Time // person id -> recent sends, for the rate limit
+}
+
+// NewEngine returns an engine.
+func NewEngine(o Options) *Engine {
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	if o.MaxIdle <= 0 {
+		o.MaxIdle = time.Second
+	}
+	e := &Engine{o: o, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Workers),
+		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
+	m := o.Telemetry.Meter()
+	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
+	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
+	return e
+}
+
+// relevant reports whether the service cares about an event type.
+func relevant(ev *eventsv1.Event) bool {
+	switch ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertAmended, *eventsv1.Event_AlertQuarantined,
+		*eventsv1.Event_AlertRouted, *eventsv1.Event_AlertEscalated, *eventsv1.Event_AlertDeclined,
+		*eventsv1.Event_AlertAcknowledged, *eventsv1.Event_AlertCancelled, *eventsv1.Event_AlertClosed,
+		*eventsv1.Event_FailsafeQueued:
+		return true
+	}
+	return false
+}
+
+// Handle is the consumer handler: it folds the event into the projection
+// and, atomically with it, schedules the step send the event asks for. A
+// redelivered event changes nothing (the projection remembers applied ids,
+// and a job scheduled twice is one job).
+func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
+	ev := d.Event
+	if !relevant(ev) || ev.GetAlertId() == "" {
+		return nil
+	}
+	a, err := e.o.Store.Alert(ctx, ev.GetAlertId())
+	if err != nil {
+		return unavailable(err)
+	}
+	if slices.Contains(a.Applied, ev.GetEventId()) {
+		return nil // already applied
+	}
+	next, send := domain.Apply(a, ev)
+	var jobs []Job
+	if send != nil {
+		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe,
+			Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
+	}
+	if err := e.o.Store.SaveAlert(ctx, next, jobs, e.o.Clock.Now()); err != nil {
+		return unavailable(err)
+	}
+	if len(jobs) > 0 {
+		e.Wake()
+	}
+	return nil
+}
+
+// Wake makes the poller look for due jobs now.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run polls for due jobs and works them until ctx is done: it sleeps until
+// the next job is due (bounded by MaxIdle, for jobs scheduled by other
+// replicas) or until woken.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		free := cap(e.sem) - len(e.sem)
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+			case <-e.wake:
+			case <-e.o.Clock.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		jobs, err := e.o.Store.Claim(ctx, e.o.Clock.Now(), free, e.o.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.o.Logger.WarnContext(ctx, "claim notification jobs", slog.String("error", err.Error()))
+			}
+			e.sleep(ctx, time.Second)
+			continue
+		}
+		for _, j := range jobs {
+			e.sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-e.sem }()
+				e.work(ctx, j, nil)
+			}()
+		}
+		if len(jobs) > 0 {
+			continue
+		}
+		wait := e.o.MaxIdle
+		if at, ok, err := e.o.Store.NextDue(ctx); err == nil && ok {
+			if d := at.Sub(e.o.Clock.Now()); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		e.sleep(ctx, wait)
+	}
+	return nil
+}
+
+func (e *Engine) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-e.wake:
+	case <-e.o.Clock.After(d):
+	}
+}
+
+// work runs one job. points, when given, are contact points resolved just
+// now for a recipient job (saves a second resolution).
+func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint) {
+	ctx = e.o.Telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": j.Trace})
+	ctx, span := e.tracer.Start(ctx, "notification.job", trace.WithAttributes(
+		attribute.String("herald.alert_id", j.AlertID), attribute.Int("herald.step", int(j.Step)),
+		attribute.Int("herald.repeat", int(j.Repeat)), attribute.Bool("herald.failsafe", j.Failsafe)))
+	defer span.End()
+	var err error
+	switch j.Kind {
+	case JobStep:
+		err = e.workStep(ctx, j)
+	case JobRecipient:
+		err = e.deliver(ctx, j, points)
+	default:
+		err = e.o.Store.Done(ctx, j)
+	}
+	if err != nil && ctx.Err() == nil {
+		// The job stays leased and comes back when the lease ends.
+		e.o.Logger.WarnContext(ctx, "notification job", slog.String("alert_id", j.AlertID),
+			slog.Uint64("step", uint64(j.Step)), slog.String("error", err.Error()))
+	}
+}
+
+// workStep resolves the step's targets and fans out recipient jobs.
+func (e *Engine) workStep(ctx context.Context, j Job) error {
+	a, err := e.o.Store.Alert(ctx, j.AlertID)
+	if err != nil {
+		return err
+	}
+	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, ""); reason != domain.GateOK {
+		return e.o.Store.Done(ctx, j)
+	}
+	step, _ := a.StepAt(j.Step)
+	now := e.o.Clock.Now()
+	recips, err := e.o.Resolver.Resolve(ctx, a, step, now)
+	if err != nil {
+		// Try again shortly; the rules service may be restarting.
+		if rerr := e.o.Store.Reschedule(ctx, j, now.Add(e.o.Backoff.Initial)); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	var jobs []Job
+	var pts [][]domain.ContactPoint
+	for _, r := range recips {
+		if !j.Failsafe && a.Gate(j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
+			continue
+		}
+		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe,
+			PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace})
+		pts = append(pts, r.Points)
+	}
+	if len(jobs) == 0 {
+		// Nobody to contact: the step fails at once so escalation can move on.
+		nid := eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), "", "")
+		ev := e.envelope(a, j, eventlog.ID(nid, "failed", "0"))
+		ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
+			NotificationId: nid, Step: j.Step, Repeat: j.Repeat, Reason: "no recipient resolved",
+			Permanent: true, RecipientExhausted: true, StepFailed: true}}
+		if err := e.o.Log.Append(ctx, ev); err != nil {
+			return err
+		}
+		e.count(ctx, a, eventsv1.Channel_CHANNEL_UNSPECIFIED, "step_failed")
+		return e.o.Store.Done(ctx, j)
+	}
+	if err := e.o.Store.FanOut(ctx, j, jobs, now.Add(e.o.Lease)); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for i, rj := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.work(ctx, rj, pts[i])
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// deliver runs the pipeline for one recipient: gate, then for each contact
+// point in plan order dedup, rate limit, send, retry or move on, record.
+func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoint) error {
+	a, err := e.o.Store.Alert(ctx, j.AlertID)
+	if err != nil {
+		return err
+	}
+	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, j.PersonID); reason != domain.GateOK {
+		return e.cancel(ctx, j, reason)
+	}
+	step, _ := a.StepAt(j.Step)
+	if points == nil {
+		recips, err := e.o.Resolver.Resolve(ctx, a, step, e.o.Clock.Now())
+		if err != nil {
+			if rerr := e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(e.o.Backoff.Initial)); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			return err
+		}
+		for _, r := range recips {
+			if r.PersonID == j.PersonID {
+				points = r.Points
+			}
+		}
+	}
+	plan := domain.Plan(step.Channels, points)
+	for i, cp := range plan {
+		nid := NotificationID(j, cp.Channel)
+		rec, err := e.o.Store.Record(ctx, j.AlertID, nid)
+		if err != nil {
+			return err
+		}
+		if rec.NotificationID == "" {
+			now := e.o.Clock.Now()
+			rec = Record{NotificationID: nid, AlertID: j.AlertID, Tenant: a.Tenant, Step: j.Step, Repeat: j.Repeat,
+				Failsafe: j.Failsafe, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
+				CreatedAt: now, UpdatedAt: now}
+		}
+		switch domain.Dedup(rec.Phase) {
+		case domain.DecideSkip:
+			return e.o.Store.Done(ctx, j)
+		case domain.DecideNextContact:
+			continue
+		case domain.DecideRecord:
+			return e.recordSent(ctx, a, j, rec)
+		case domain.DecideInDoubt:
+			e.o.Logger.WarnContext(ctx, "notification in doubt after restart: recorded as sent, not resent",
+				slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()))
+			return e.recordSent(ctx, a, j, rec)
+		}
+		if d := e.rateDelay(a.Category, j.PersonID); d > 0 {
+			return e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(d))
+		}
+		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1)
+		if err != nil || sent {
+			return err
+		}
+		// Moved on: the next contact point is tried at once.
+	}
+	// Every contact point failed (or the person has none): exhausted.
+	return e.exhaust(ctx, a, j, plan)
+}
+
+// attempt sends on one contact point. It returns sent=true when the job is
+// finished (sent, or a retry scheduled), false when the caller should move
+// to the next contact point.
+func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool) (bool, error) {
+	sender, ok := e.o.Senders[cp.Channel]
+	attempt := rec.Attempts + 1
+	msg, err := e.message(a, j, rec.NotificationID, cp)
+	if err != nil {
+		return false, err
+	}
+	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return false, err
+	}
+	var providerID string
+	var sendErr error
+	start := time.Now()
+	if !ok {
+		sendErr = channel.Permanent(fmt.Errorf("channel %s is not configured", cp.Channel))
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
+		providerID, sendErr = sender.Send(sctx, msg)
+		cancel()
+	}
+	e.latency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("channel", cp.Channel.String())))
+	if ctx.Err() != nil {
+		// Shutting down mid-send: leave the "sending" marker; whoever claims
+		// the job next treats it as in doubt and does not send again.
+		return true, ctx.Err()
+	}
+	now := e.o.Clock.Now()
+	if sendErr == nil {
+		rec.Phase, rec.ProviderID, rec.LastError, rec.UpdatedAt = domain.PhaseSent, providerID, "", now
+		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+			return true, err
+		}
+		e.noteSent(j.PersonID, now)
+		return true, e.recordSent(ctx, a, j, rec)
+	}
+	permanent := channel.IsPermanent(sendErr)
+	next := e.o.Backoff.AfterFailure(attempt, permanent, now)
+	rec.LastError, rec.UpdatedAt = sendErr.Error(), now
+	failed := &eventsv1.NotificationFailed{NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat,
+		Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt, Reason: sendErr.Error(), Permanent: !next.Retry}
+	if next.Retry {
+		rec.Phase = domain.PhasePending
+	} else {
+		rec.Phase = domain.PhaseFailed
+		if last {
+			// Recorded by exhaust, with recipient_exhausted and step_failed.
+			if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+				return true, err
+			}
+			e.count(ctx, a, cp.Channel, "failed")
+			return false, nil
+		}
+	}
+	ev := e.envelope(a, j, eventlog.ID(rec.NotificationID, "failed", fmt.Sprint(attempt)))
+	ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: failed}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return true, err
+	}
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return true, err
+	}
+	e.o.Logger.InfoContext(ctx, "notification attempt failed", slog.String("notification_id", rec.NotificationID),
+		slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()), slog.Uint64("attempt", uint64(attempt)),
+		slog.Bool("retry", next.Retry), slog.String("error", sendErr.Error()))
+	if next.Retry {
+		e.count(ctx, a, cp.Channel, "retry")
+		return true, e.o.Store.Reschedule(ctx, j, next.At)
+	}
+	e.count(ctx, a, cp.Channel, "failed")
+	return false, nil
+}
+
+// exhaust records that no contact point of the person is left; the last
+// NotificationFailed carries recipient_exhausted and, when every recipient
+// of the step is exhausted, step_failed.
+func (e *Engine) exhaust(ctx context.Context, a domain.Alert, j Job, plan []domain.ContactPoint) error {
+	all, ex, err := e.o.Store.Exhaust(ctx, j)
+	if err != nil {
+		return err
+	}
+	var rec Record
+	ch := eventsv1.Channel_CHANNEL_UNSPECIFIED
+	nid := NotificationID(j, ch)
+	if len(plan) > 0 {
+		ch = plan[len(plan)-1].Channel
+		nid = NotificationID(j, ch)
+		if rec, err = e.o.Store.Record(ctx, j.AlertID, nid); err != nil {
+			return err
+		}
+	}
+	reason := rec.LastError
+	if reason == "" {
+		reason = "no usable contact point"
+	}
+	ev := e.envelope(a, j, eventlog.ID(nid, "exhausted"))
+	ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
+		NotificationId: nid, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: ch, Attempt: rec.Attempts,
+		Reason: reason, Permanent: true, RecipientExhausted: true, StepFailed: domain.StepOutcome(all, ex)}}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return err
+	}
+	e.o.Logger.InfoContext(ctx, "recipient exhausted", slog.String("alert_id", j.AlertID), slog.Uint64("step", uint64(j.Step)),
+		slog.Bool("step_failed", domain.StepOutcome(all, ex)))
+	return e.o.Store.Done(ctx, j)
+}
+
+// recordSent appends NotificationSent (deterministic id: a repeat is
+// harmless) and marks the record.
+func (e *Engine) recordSent(ctx context.Context, a domain.Alert, j Job, rec Record) error {
+	ev := e.envelope(a, j, eventlog.ID(rec.NotificationID, "sent"))
+	ev.Payload = &eventsv1.Event_NotificationSent{NotificationSent: &eventsv1.NotificationSent{
+		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: rec.Channel,
+		Attempt: rec.Attempts, ProviderMessageId: rec.ProviderID}}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return err
+	}
+	rec.Phase, rec.UpdatedAt = domain.PhaseRecorded, e.o.Clock.Now()
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return err
+	}
+	e.count(ctx, a, rec.Channel, "sent")
+	return e.o.Store.Done(ctx, j)
+}
+
+// cancel drops a job whose message may no longer go out and marks its
+// pending records cancelled.
+func (e *Engine) cancel(ctx context.Context, j Job, reason string) error {
+	recs, err := e.o.Store.Records(ctx, j.AlertID)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe &&
+			(r.Phase == domain.PhasePending || r.Phase == 0) {
+			r.Phase, r.LastError, r.UpdatedAt = domain.PhaseCancelled, reason, e.o.Clock.Now()
+			if err := e.o.Store.PutRecord(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	return e.o.Store.Done(ctx, j)
+}
+
+// message renders the message for a contact point.
+func (e *Engine) message(a domain.Alert, j Job, nid string, cp domain.ContactPoint) (channel.Message, error) {
+	link, err := e.ackLink(a, j, nid)
+	if err != nil {
+		return channel.Message{}, err
+	}
+	d := content.FromAlert(a, j.Step, j.Repeat, j.Failsafe, link)
+	m, err := e.o.Renderer.Render(cp.Channel, d)
+	if err != nil {
+		return channel.Message{}, fmt.Errorf("render notification %s: %w", nid, err)
+	}
+	return channel.Message{ID: nid, Channel: cp.Channel, Address: cp.Address, Subject: m.Subject, Body: m.Body, Data: d}, nil
+}
+
+func (e *Engine) ackLink(a domain.Alert, j Job, nid string) (string, error) {
+	tok, err := acklink.Sign(e.o.AckLinkSecret, acklink.Claims{
+		TokenID: eventlog.ID(nid, "ack"), AlertID: a.ID, NotificationID: nid, PersonID: j.PersonID, Step: j.Step,
+		ExpiresAt: e.o.Clock.Now().Add(e.o.AckLinkTTL)})
+	if err != nil {
+		return "", fmt.Errorf("sign acknowledge link of notification %s: %w", nid, err)
+	}
+	return e.o.AckBaseURL + "/ack/" + tok, nil
+}
+
+func (e *Engine) envelope(a domain.Alert, j Job, id string) *eventsv1.Event {
+	return &eventsv1.Event{EventId: id, AlertId: j.AlertID, Tenant: a.Tenant, OccurredAt: timestamppb.New(e.o.Clock.Now()),
+		Producer: Producer, CausationId: j.Cause}
+}
+
+func recipient(j Job) *eventsv1.Recipient {
+	return &eventsv1.Recipient{PersonId: j.PersonID, Role: j.Role, Tenant: j.Tenant}
+}
+
+// NotificationID is the deterministic id of the message of a recipient job
+// on a channel: eventlog.ID(alert, step, repeat, person, channel). The
+// fail-safe message's step is len(policy steps), so it never collides.
+func NotificationID(j Job, ch eventsv1.Channel) string {
+	return eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), j.PersonID, ch.String())
+}
+
+func (e *Engine) rateDelay(cat eventsv1.Category, person string) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.o.Limit.Delay(cat, e.history[person], e.o.Clock.Now())
+}
+
+func (e *Engine) noteSent(person string, at time.Time) {
+	if e.o.Limit.Max <= 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.history[person]
+	kept := h[:0]
+	for _, t := range h {
+		if at.Sub(t) < e.o.Limit.Window {
+			kept = append(kept, t)
+		}
+	}
+	e.history[person] = append(kept, at)
+}
+
+func (e *Engine) count(ctx context.Context, a domain.Alert, ch eventsv1.Channel, outcome string) {
+	e.outcome.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", ch.String()),
+		attribute.String("category", a.Category.String()), attribute.String("outcome", outcome),
+		attribute.String("tenant", a.Tenant)))
+}
+
+func traceparent(ctx context.Context, tel *telemetry.Telemetry) string {
+	c := propagation.MapCarrier{}
+	tel.Propagator.Inject(ctx, c)
+	return c["traceparent"]
+}

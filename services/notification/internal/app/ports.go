@@ -1,0 +1,126 @@
+// Package app runs the notification pipeline: it applies consumed events to
+// the projection, schedules step sends as durable jobs, works the jobs
+// (resolve targets, dedup, rate limit, send, retry, record) and serves the
+// gRPC API and the receipts endpoint. Decisions are made by package domain;
+// this package performs their effects through small ports.
+package app
+
+import (
+	"fmt"
+
+	"context"
+	"github.com/herald-health/herald/platform/fault"
+	"time"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+// JobKind says what a job does.
+type JobKind int
+
+// Job kinds.
+const (
+	// JobStep resolves a step's targets and fans out one JobRecipient per person.
+	JobStep JobKind = iota + 1
+	// JobRecipient delivers a step to one person, contact point by contact point.
+	JobRecipient
+)
+
+// Job is a unit of durable work. Its JSON form is its identity in the
+// schedule, so the same job scheduled twice is one job.
+type Job struct {
+	Kind     JobKind `json:"k"`
+	AlertID  string  `json:"a"`
+	Step     uint32  `json:"s"`
+	Repeat   uint32  `json:"r"`
+	Failsafe bool    `json:"f,omitempty"`
+	PersonID string  `json:"p,omitempty"`
+	Role     string  `json:"o,omitempty"`
+	Tenant   string  `json:"t,omitempty"`
+	// Cause is the id of the event that asked for the step.
+	Cause string `json:"c,omitempty"`
+	// Trace is the W3C traceparent the step was asked under.
+	Trace string `json:"tp,omitempty"`
+}
+
+// Record is the dedup and status record of one notification id.
+type Record struct {
+	NotificationID  string           `json:"nid"`
+	AlertID         string           `json:"alert_id"`
+	Tenant          string           `json:"tenant"`
+	Step            uint32           `json:"step"`
+	Repeat          uint32           `json:"repeat"`
+	Failsafe        bool             `json:"failsafe,omitempty"`
+	PersonID        string           `json:"person_id"`
+	Role            string           `json:"role,omitempty"`
+	RecipientTenant string           `json:"recipient_tenant,omitempty"`
+	Channel         eventsv1.Channel `json:"channel"`
+	Phase           domain.Phase     `json:"phase"`
+	Attempts        uint32           `json:"attempts"`
+	LastError       string           `json:"last_error,omitempty"`
+	ProviderID      string           `json:"provider_id,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+}
+
+// Store keeps the projection, the records and the job schedule. It is a
+// cache rebuilt from the log (see the README); it is shared by replicas.
+//
+// Every method returns an error only when the store cannot be reached or
+// the data is corrupt; callers treat it as transient.
+type Store interface {
+	// Alert returns the projection of an alert (zero Alert if unknown).
+	Alert(ctx context.Context, id string) (domain.Alert, error)
+	// SaveAlert stores the projection and, atomically with it, schedules
+	// jobs (due at the given time) that are not scheduled yet.
+	SaveAlert(ctx context.Context, a domain.Alert, jobs []Job, due time.Time) error
+	// Claim leases up to n jobs due at now: each is hidden until now+lease
+	// and comes back if not Done or Rescheduled by then.
+	Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]Job, error)
+	// NextDue returns when the earliest job is due (ok false if none).
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// Reschedule makes a claimed job due at at.
+	Reschedule(ctx context.Context, j Job, at time.Time) error
+	// Done removes a job.
+	Done(ctx context.Context, j Job) error
+	// FanOut records the recipients of a step, adds their jobs leased until
+	// leasedUntil (the caller works them at once) and removes the step job.
+	FanOut(ctx context.Context, step Job, recipients []Job, leasedUntil time.Time) error
+	// Exhaust records that personID is exhausted for the step of j and
+	// returns how many recipients the step has and how many are exhausted.
+	Exhaust(ctx context.Context, j Job) (recipients, exhausted int, err error)
+	// Record returns the record of a notification id (Phase 0 if none).
+	Record(ctx context.Context, alertID, nid string) (Record, error)
+	// PutRecord writes a record and indexes it by alert and by id.
+	PutRecord(ctx context.Context, r Record) error
+	// Records lists an alert's records, oldest first.
+	Records(ctx context.Context, alertID string) ([]Record, error)
+	// AlertOf returns the alert id of a notification id ("" if unknown).
+	AlertOf(ctx context.Context, nid string) (string, error)
+}
+
+// Recipient is a resolved person with contact points in preference order.
+type Recipient struct {
+	PersonID string
+	Role     string
+	Tenant   string
+	Points   []domain.ContactPoint
+}
+
+// Resolver turns a step's targets into people and contact points at an
+// instant (the rules service's ResolveTargets). An error means resolution
+// could not be done now and may be retried.
+type Resolver interface {
+	Resolve(ctx context.Context, a domain.Alert, step domain.Step, at time.Time) ([]Recipient, error)
+}
+
+// Appender appends events durably (acks=all); an error means nothing may be
+// assumed written and the same events may be appended again.
+type Appender interface {
+	Append(ctx context.Context, events ...*eventsv1.Event) error
+}
+
+// unavailable marks a store or peer failure as an outage for the consumer
+// (retried until it recovers rather than dead-lettered).
+func unavailable(err error) error { return fmt.Errorf("%w: %w", fault.ErrUnavailable, err) }

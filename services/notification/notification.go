@@ -1,0 +1,457 @@
+// Package notification is Herald's notification service: it turns routed,
+// escalated and fail-safe-queued alerts into messages on channels (email,
+// SMS, Teams, webhooks), with dedup by deterministic notification id,
+// per-recipient rate limits, bounded retries, fallback to the next contact
+// point and delivery receipts, and records the outcomes as events.
+//
+// This package is the service's one composition root: cmd/notification,
+// the all-in-one dev binary and the tests start it through Run or New.
+package notification
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/notification/internal/adapters/redisstore"
+	"github.com/herald-health/herald/services/notification/internal/adapters/rulesclient"
+	"github.com/herald-health/herald/services/notification/internal/app"
+	"github.com/herald-health/herald/services/notification/internal/channel"
+	"github.com/herald-health/herald/services/notification/internal/content"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+// Sender delivers messages over one channel; see its contract (what an
+// error means) in the method's documentation. A composer may register
+// extra or replacement channels in Config.Senders.
+type Sender = channel.Sender
+
+// Message is one message to one address.
+type Message = channel.Message
+
+// SenderFunc adapts a function to Sender.
+type SenderFunc = channel.SenderFunc
+
+// Capture is an in-memory channel that keeps every message (tests, `make run`).
+type Capture = channel.Capture
+
+// Permanent marks a Sender error as permanent (move to the next contact point).
+func Permanent(err error) error { return channel.Permanent(err) }
+
+// NewCapture returns an in-memory capture channel passing on to next (nil for none).
+func NewCapture(next Sender) *Capture { return channel.NewCapture(next) }
+
+// NewLogSender returns the development log channel (logs ids only).
+func NewLogSender(logger *slog.Logger) Sender { return channel.NewLog(logger) }
+
+// ServiceName is the gRPC health name and telemetry service name.
+const ServiceName = "herald-notification"
+
+// Config is the service's configuration.
+type Config struct {
+	GRPC grpcserver.Config
+	// ReceiptsAddr is where the delivery-receipt HTTP endpoint listens.
+	ReceiptsAddr string
+	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
+	ReceiptsSecret string
+	Log            eventlog.Config
+	// GroupID is the Kafka consumer group.
+	GroupID       string
+	RedisAddr     string
+	RedisPassword string
+	RedisDB       int
+	// RedisPrefix starts every key; replicas share it.
+	RedisPrefix string
+	// RulesAddr is the rules service's gRPC address (ResolveTargets).
+	RulesAddr     string
+	AckBaseURL    string
+	AckLinkSecret string
+	AckLinkTTL    time.Duration
+
+	SMTPAddr     string
+	SMTPUser     string
+	SMTPPassword string
+	SMTPFrom     string
+	SMTPStartTLS bool
+	// SMTPCAFile verifies the SMTP server's certificate (PEM); system roots when empty.
+	SMTPCAFile string
+
+	NotifyBaseURL    string
+	NotifyAPIKey     string
+	NotifyTemplateID string
+
+	WebhookSecret string
+	// TemplatesDir overrides templates per trust: <dir>/<TENANT>/<channel>/<name>.tmpl.
+	TemplatesDir string
+	// LogOnly sends every channel to the log channel (development).
+	LogOnly bool
+
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	RetryAttempts   int
+	RateLimitMax    int
+	RateLimitWindow time.Duration
+	Workers         int
+	Lease           time.Duration
+	SendTimeout     time.Duration
+	MaxIdle         time.Duration
+
+	// Senders registers extra channels or replaces built-in ones (not a
+	// flag: set by a composer, e.g. a Capture for `make run` or tests).
+	Senders map[eventsv1.Channel]Sender
+	// SMTPTLS replaces the STARTTLS client configuration (not a flag).
+	SMTPTLS *tls.Config
+}
+
+// DefaultConfig returns the defaults: loopback addresses, a local Kafka and
+// Redis, retries 1s..1m x5, at most 10 messages a person per 10 minutes
+// (never delaying CRITICAL).
+func DefaultConfig() Config {
+	return Config{
+		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
+		ReceiptsAddr:    "127.0.0.1:8004",
+		Log:             eventlog.DefaultConfig(),
+		GroupID:         "notification",
+		RedisAddr:       "127.0.0.1:6379",
+		RedisPrefix:     "herald:notification",
+		RulesAddr:       "127.0.0.1:7002",
+		AckBaseURL:      "http://127.0.0.1:8003",
+		AckLinkTTL:      72 * time.Hour,
+		SMTPFrom:        "herald@herald.invalid",
+		SMTPStartTLS:    true,
+		RetryInitial:    time.Second,
+		RetryMax:        time.Minute,
+		RetryAttempts:   5,
+		RateLimitMax:    10,
+		RateLimitWindow: 10 * time.Minute,
+		Workers:         32,
+		Lease:           time.Minute,
+		SendTimeout:     15 * time.Second,
+		MaxIdle:         time.Second,
+	}
+}
+
+// RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Log.RegisterFlags(fs)
+	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
+	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate (PEM)")
+	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key (PEM)")
+	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
+	fs.StringVar(&c.ReceiptsAddr, "receipts-addr", c.ReceiptsAddr, "delivery receipts HTTP listen address")
+	fs.StringVar(&c.ReceiptsSecret, "receipts-secret", c.ReceiptsSecret, "HMAC secret of providers' delivery reports")
+	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
+	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address")
+	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
+	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys")
+	fs.StringVar(&c.RulesAddr, "rules-addr", c.RulesAddr, "rules service gRPC address (ResolveTargets)")
+	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
+	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
+	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
+	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
+	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "SMTP AUTH password")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", c.SMTPFrom, "envelope and header sender")
+	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", c.SMTPStartTLS, "require STARTTLS")
+	fs.StringVar(&c.SMTPCAFile, "smtp-ca-file", c.SMTPCAFile, "CA (PEM) verifying the SMTP server")
+	fs.StringVar(&c.NotifyBaseURL, "notify-base-url", c.NotifyBaseURL, "SMS gateway base URL (Notify-shaped; SMS disabled when empty)")
+	fs.StringVar(&c.NotifyAPIKey, "notify-api-key", c.NotifyAPIKey, "SMS gateway bearer key")
+	fs.StringVar(&c.NotifyTemplateID, "notify-template-id", c.NotifyTemplateID, "SMS gateway template id")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "HMAC secret of outgoing webhooks (webhook channel disabled when empty)")
+	fs.StringVar(&c.TemplatesDir, "templates-dir", c.TemplatesDir, "per-trust template overrides directory")
+	fs.BoolVar(&c.LogOnly, "log-only", c.LogOnly, "send every channel to the log channel (development)")
+	fs.DurationVar(&c.RetryInitial, "retry-initial", c.RetryInitial, "first retry wait")
+	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest retry wait")
+	fs.IntVar(&c.RetryAttempts, "retry-attempts", c.RetryAttempts, "attempts per contact point")
+	fs.IntVar(&c.RateLimitMax, "rate-limit-max", c.RateLimitMax, "messages per person per window (0 disables; CRITICAL never delayed)")
+	fs.DurationVar(&c.RateLimitWindow, "rate-limit-window", c.RateLimitWindow, "rate limit window")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease (must exceed send-timeout)")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
+}
+
+// Validate names the setting at fault.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if err := c.GRPC.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for name, v := range map[string]string{"receipts-addr": c.ReceiptsAddr, "group-id": c.GroupID, "redis-addr": c.RedisAddr,
+		"redis-prefix": c.RedisPrefix, "rules-addr": c.RulesAddr, "ack-base-url": c.AckBaseURL} {
+		if v == "" {
+			bad("setting %s is required", name)
+		}
+	}
+	if len(c.AckLinkSecret) < acklink.MinSecretLen {
+		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	}
+	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
+		bad("setting receipts-secret must be at least 16 bytes")
+	}
+	if c.SMTPUser != "" && !c.SMTPStartTLS {
+		bad("setting smtp-user needs smtp-starttls: credentials are never sent in clear")
+	}
+	if c.NotifyBaseURL != "" && c.NotifyAPIKey == "" {
+		bad("setting notify-api-key is required with notify-base-url")
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		bad("settings retry-initial must be > 0 and retry-max >= retry-initial")
+	}
+	if c.RetryAttempts < 1 {
+		bad("setting retry-attempts must be at least 1")
+	}
+	if c.RateLimitMax < 0 || (c.RateLimitMax > 0 && c.RateLimitWindow <= 0) {
+		bad("settings rate-limit-max must be >= 0 and rate-limit-window > 0")
+	}
+	if c.Workers < 1 {
+		bad("setting workers must be at least 1")
+	}
+	if c.SendTimeout <= 0 || c.Lease <= c.SendTimeout {
+		bad("setting lease must exceed send-timeout (> 0)")
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the service's injected dependencies; zero values get defaults.
+type Deps struct {
+	Logger    *slog.Logger
+	Clock     clock.Clock
+	Telemetry *telemetry.Telemetry
+}
+
+// Service is a started notification service.
+type Service struct {
+	cfg      Config
+	deps     Deps
+	grpc     *grpcserver.Server
+	receipts *http.Server
+	rlis     net.Listener
+	rdb      *redis.Client
+	rules    interface{ Close() error }
+	writer   *eventlog.Writer
+	smtp     *channel.SMTP
+	engine   *app.Engine
+}
+
+// New validates cfg, connects to Redis, ensures the topics, dials the rules
+// service and binds the gRPC and receipts listeners.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = logging.Discard()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop(ServiceName)
+	}
+	s := &Service{cfg: cfg, deps: deps}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connect to redis at %s (setting redis-addr): %w", cfg.RedisAddr, err)
+	}
+	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
+		return nil, fmt.Errorf("ensure topics: %w", err)
+	}
+	s.writer = eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
+	conn, err := grpcserver.Dial(ctx, cfg.RulesAddr, deps.Telemetry)
+	if err != nil {
+		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
+	}
+	s.rules = conn
+	senders, err := s.senders()
+	if err != nil {
+		return nil, err
+	}
+	renderer := content.NewRenderer(nil)
+	if cfg.TemplatesDir != "" {
+		if st, err := os.Stat(cfg.TemplatesDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("setting templates-dir: %s is not a directory", cfg.TemplatesDir)
+		}
+		renderer = content.NewRenderer(os.DirFS(cfg.TemplatesDir))
+	}
+	s.engine = app.NewEngine(app.Options{
+		Store:    redisstore.New(s.rdb, cfg.RedisPrefix),
+		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
+		Log:      s.writer, Senders: senders, Renderer: renderer,
+		Backoff:  domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
+		Limit:    domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
+		Lease:    cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, MaxIdle: cfg.MaxIdle,
+		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
+		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
+	})
+	api := app.NewAPI(s.engine)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+		return nil, err
+	}
+	notificationv1.RegisterNotificationServiceServer(s.grpc.GRPC(), api)
+	if s.rlis, err = net.Listen("tcp", cfg.ReceiptsAddr); err != nil {
+		return nil, fmt.Errorf("listen on %s (setting receipts-addr): %w", cfg.ReceiptsAddr, err)
+	}
+	secret := cfg.ReceiptsSecret
+	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(secret), 5*time.Minute), ReadHeaderTimeout: 5 * time.Second}
+	if secret == "" {
+		// No secret: nothing can be verified, so every report is refused.
+		s.receipts.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "receipts are not configured (setting receipts-secret)", http.StatusServiceUnavailable)
+		})
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Service) senders() (map[eventsv1.Channel]Sender, error) {
+	cfg := s.cfg
+	out := map[eventsv1.Channel]Sender{}
+	logCh := channel.NewLog(s.deps.Logger)
+	out[eventsv1.Channel_CHANNEL_LOG] = logCh
+	if cfg.LogOnly {
+		for _, c := range []eventsv1.Channel{eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Channel_CHANNEL_SMS, eventsv1.Channel_CHANNEL_TEAMS, eventsv1.Channel_CHANNEL_WEBHOOK} {
+			out[c] = logCh
+		}
+	} else {
+		now := s.deps.Clock.Now
+		if cfg.SMTPAddr != "" {
+			tc := cfg.SMTPTLS
+			if tc == nil && cfg.SMTPCAFile != "" {
+				pem, err := os.ReadFile(cfg.SMTPCAFile)
+				if err != nil {
+					return nil, fmt.Errorf("read setting smtp-ca-file: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("setting smtp-ca-file: %s holds no PEM certificate", cfg.SMTPCAFile)
+				}
+				tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			}
+			s.smtp = channel.NewSMTP(channel.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser,
+				Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS, TLS: tc, Timeout: cfg.SendTimeout, Now: now,
+				MaxIdle: max(4, cfg.Workers/4)})
+			out[eventsv1.Channel_CHANNEL_EMAIL] = s.smtp
+		}
+		if cfg.NotifyBaseURL != "" {
+			out[eventsv1.Channel_CHANNEL_SMS] = channel.NewNotify(channel.NotifyConfig{BaseURL: cfg.NotifyBaseURL,
+				APIKey: cfg.NotifyAPIKey, TemplateID: cfg.NotifyTemplateID})
+		}
+		out[eventsv1.Channel_CHANNEL_TEAMS] = channel.NewTeams(nil)
+		if cfg.WebhookSecret != "" {
+			out[eventsv1.Channel_CHANNEL_WEBHOOK] = channel.NewWebhook([]byte(cfg.WebhookSecret), nil, now)
+		}
+	}
+	for c, snd := range cfg.Senders {
+		out[c] = snd
+	}
+	return out, nil
+}
+
+// Addrs returns the bound addresses: "grpc" and "receipts".
+func (s *Service) Addrs() map[string]string {
+	return map[string]string{"grpc": s.grpc.Addr(), "receipts": s.rlis.Addr().String()}
+}
+
+// Run consumes events, works jobs and serves gRPC and receipts until ctx is
+// done, then stops them and cleans up in reverse order.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	go func() {
+		errc <- s.grpc.Serve(ctx)
+	}()
+	go func() {
+		err := s.receipts.Serve(s.rlis)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() { errc <- s.engine.Run(ctx) }()
+	go func() {
+		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
+			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.engine.Handle)
+	}()
+	s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
+	s.deps.Logger.InfoContext(ctx, "notification service started", slog.String("grpc", s.grpc.Addr()),
+		slog.String("receipts", s.rlis.Addr().String()))
+	var first error
+	n := 0
+	select {
+	case first = <-errc:
+		n++
+	case <-ctx.Done():
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = s.receipts.Shutdown(sctx)
+	scancel()
+	for ; n < 4; n++ {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) {
+			first = err
+		}
+	}
+	if errors.Is(first, context.Canceled) {
+		first = nil
+	}
+	return first
+}
+
+func (s *Service) close() {
+	if s.smtp != nil {
+		_ = s.smtp.Close()
+	}
+	if s.rules != nil {
+		_ = s.rules.Close()
+	}
+	if s.writer != nil {
+		_ = s.writer.Close()
+	}
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+	if s.rlis != nil {
+		_ = s.rlis.Close()
+	}
+}
+
+// Run builds the service and runs it until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	s, err := New(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
