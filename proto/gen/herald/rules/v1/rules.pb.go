@@ -166,10 +166,12 @@ func (x *PlannedContact) GetChannels() []v1.Channel {
 
 // EvaluateResponse is the routing decision and the planned timeline.
 type EvaluateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Routed        *v1.AlertRouted        `protobuf:"bytes,1,opt,name=routed,proto3" json:"routed,omitempty"`
-	Timeline      []*PlannedContact      `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
-	FailsafeAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failsafe_at,json=failsafeAt,proto3" json:"failsafe_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Routed     *v1.AlertRouted        `protobuf:"bytes,1,opt,name=routed,proto3" json:"routed,omitempty"`
+	Timeline   []*PlannedContact      `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	FailsafeAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failsafe_at,json=failsafeAt,proto3" json:"failsafe_at,omitempty"`
+	// Sends of the plan that would reach nobody, with the reason.
+	Unreached     []*UnreachedSend `protobuf:"bytes,4,rep,name=unreached,proto3" json:"unreached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,6 +227,82 @@ func (x *EvaluateResponse) GetFailsafeAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *EvaluateResponse) GetUnreached() []*UnreachedSend {
+	if x != nil {
+		return x.Unreached
+	}
+	return nil
+}
+
+// UnreachedSend is a planned send of a step that reaches nobody.
+type UnreachedSend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          uint32                 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat        uint32                 `protobuf:"varint,2,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Problem       string                 `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachedSend) Reset() {
+	*x = UnreachedSend{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachedSend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachedSend) ProtoMessage() {}
+
+func (x *UnreachedSend) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachedSend.ProtoReflect.Descriptor instead.
+func (*UnreachedSend) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UnreachedSend) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *UnreachedSend) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *UnreachedSend) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *UnreachedSend) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // BundleFile is one YAML file of a bundle.
 type BundleFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -236,7 +314,7 @@ type BundleFile struct {
 
 func (x *BundleFile) Reset() {
 	*x = BundleFile{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[3]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +326,7 @@ func (x *BundleFile) String() string {
 func (*BundleFile) ProtoMessage() {}
 
 func (x *BundleFile) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[3]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +339,7 @@ func (x *BundleFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleFile.ProtoReflect.Descriptor instead.
 func (*BundleFile) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{3}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BundleFile) GetName() string {
@@ -290,7 +368,7 @@ type BundleProblem struct {
 
 func (x *BundleProblem) Reset() {
 	*x = BundleProblem{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[4]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +380,7 @@ func (x *BundleProblem) String() string {
 func (*BundleProblem) ProtoMessage() {}
 
 func (x *BundleProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[4]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +393,7 @@ func (x *BundleProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleProblem.ProtoReflect.Descriptor instead.
 func (*BundleProblem) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{4}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BundleProblem) GetFile() string {
@@ -349,7 +427,7 @@ type ValidateBundleRequest struct {
 
 func (x *ValidateBundleRequest) Reset() {
 	*x = ValidateBundleRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[5]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +439,7 @@ func (x *ValidateBundleRequest) String() string {
 func (*ValidateBundleRequest) ProtoMessage() {}
 
 func (x *ValidateBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[5]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +452,7 @@ func (x *ValidateBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateBundleRequest.ProtoReflect.Descriptor instead.
 func (*ValidateBundleRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{5}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ValidateBundleRequest) GetFiles() []*BundleFile {
@@ -395,7 +473,7 @@ type ValidateBundleResponse struct {
 
 func (x *ValidateBundleResponse) Reset() {
 	*x = ValidateBundleResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[6]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +485,7 @@ func (x *ValidateBundleResponse) String() string {
 func (*ValidateBundleResponse) ProtoMessage() {}
 
 func (x *ValidateBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[6]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +498,7 @@ func (x *ValidateBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateBundleResponse.ProtoReflect.Descriptor instead.
 func (*ValidateBundleResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{6}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ValidateBundleResponse) GetProblems() []*BundleProblem {
@@ -447,7 +525,7 @@ type LoadBundleRequest struct {
 
 func (x *LoadBundleRequest) Reset() {
 	*x = LoadBundleRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[7]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +537,7 @@ func (x *LoadBundleRequest) String() string {
 func (*LoadBundleRequest) ProtoMessage() {}
 
 func (x *LoadBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[7]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +550,7 @@ func (x *LoadBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBundleRequest.ProtoReflect.Descriptor instead.
 func (*LoadBundleRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{7}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LoadBundleRequest) GetFiles() []*BundleFile {
@@ -492,7 +570,7 @@ type LoadBundleResponse struct {
 
 func (x *LoadBundleResponse) Reset() {
 	*x = LoadBundleResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[8]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +582,7 @@ func (x *LoadBundleResponse) String() string {
 func (*LoadBundleResponse) ProtoMessage() {}
 
 func (x *LoadBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[8]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +595,7 @@ func (x *LoadBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBundleResponse.ProtoReflect.Descriptor instead.
 func (*LoadBundleResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{8}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LoadBundleResponse) GetRef() *v1.PolicyRef {
@@ -537,7 +615,7 @@ type GetActiveBundleRequest struct {
 
 func (x *GetActiveBundleRequest) Reset() {
 	*x = GetActiveBundleRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[9]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +627,7 @@ func (x *GetActiveBundleRequest) String() string {
 func (*GetActiveBundleRequest) ProtoMessage() {}
 
 func (x *GetActiveBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[9]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +640,7 @@ func (x *GetActiveBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActiveBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetActiveBundleRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{9}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetActiveBundleRequest) GetTenant() string {
@@ -584,7 +662,7 @@ type GetActiveBundleResponse struct {
 
 func (x *GetActiveBundleResponse) Reset() {
 	*x = GetActiveBundleResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[10]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +674,7 @@ func (x *GetActiveBundleResponse) String() string {
 func (*GetActiveBundleResponse) ProtoMessage() {}
 
 func (x *GetActiveBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[10]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +687,7 @@ func (x *GetActiveBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActiveBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetActiveBundleResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{10}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetActiveBundleResponse) GetRef() *v1.PolicyRef {
@@ -643,7 +721,7 @@ type ListBundleVersionsRequest struct {
 
 func (x *ListBundleVersionsRequest) Reset() {
 	*x = ListBundleVersionsRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[11]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +733,7 @@ func (x *ListBundleVersionsRequest) String() string {
 func (*ListBundleVersionsRequest) ProtoMessage() {}
 
 func (x *ListBundleVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[11]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +746,7 @@ func (x *ListBundleVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListBundleVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{11}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListBundleVersionsRequest) GetTenant() string {
@@ -690,7 +768,7 @@ type BundleVersion struct {
 
 func (x *BundleVersion) Reset() {
 	*x = BundleVersion{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[12]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +780,7 @@ func (x *BundleVersion) String() string {
 func (*BundleVersion) ProtoMessage() {}
 
 func (x *BundleVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[12]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +793,7 @@ func (x *BundleVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleVersion.ProtoReflect.Descriptor instead.
 func (*BundleVersion) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{12}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BundleVersion) GetRef() *v1.PolicyRef {
@@ -749,7 +827,7 @@ type ListBundleVersionsResponse struct {
 
 func (x *ListBundleVersionsResponse) Reset() {
 	*x = ListBundleVersionsResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[13]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +839,7 @@ func (x *ListBundleVersionsResponse) String() string {
 func (*ListBundleVersionsResponse) ProtoMessage() {}
 
 func (x *ListBundleVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[13]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +852,7 @@ func (x *ListBundleVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBundleVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListBundleVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{13}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListBundleVersionsResponse) GetVersions() []*BundleVersion {
@@ -799,7 +877,7 @@ type ResolveTargetsRequest struct {
 
 func (x *ResolveTargetsRequest) Reset() {
 	*x = ResolveTargetsRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[14]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +889,7 @@ func (x *ResolveTargetsRequest) String() string {
 func (*ResolveTargetsRequest) ProtoMessage() {}
 
 func (x *ResolveTargetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[14]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +902,7 @@ func (x *ResolveTargetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTargetsRequest.ProtoReflect.Descriptor instead.
 func (*ResolveTargetsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{14}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolveTargetsRequest) GetTenant() string {
@@ -874,7 +952,7 @@ type ContactPoint struct {
 
 func (x *ContactPoint) Reset() {
 	*x = ContactPoint{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[15]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +964,7 @@ func (x *ContactPoint) String() string {
 func (*ContactPoint) ProtoMessage() {}
 
 func (x *ContactPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[15]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +977,7 @@ func (x *ContactPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactPoint.ProtoReflect.Descriptor instead.
 func (*ContactPoint) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{15}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ContactPoint) GetChannel() v1.Channel {
@@ -927,7 +1005,7 @@ type ResolvedRecipient struct {
 
 func (x *ResolvedRecipient) Reset() {
 	*x = ResolvedRecipient{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[16]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1017,7 @@ func (x *ResolvedRecipient) String() string {
 func (*ResolvedRecipient) ProtoMessage() {}
 
 func (x *ResolvedRecipient) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[16]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1030,7 @@ func (x *ResolvedRecipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvedRecipient.ProtoReflect.Descriptor instead.
 func (*ResolvedRecipient) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{16}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResolvedRecipient) GetRecipient() *v1.Recipient {
@@ -979,7 +1057,7 @@ type ResolveTargetsResponse struct {
 
 func (x *ResolveTargetsResponse) Reset() {
 	*x = ResolveTargetsResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[17]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1069,7 @@ func (x *ResolveTargetsResponse) String() string {
 func (*ResolveTargetsResponse) ProtoMessage() {}
 
 func (x *ResolveTargetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[17]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1082,7 @@ func (x *ResolveTargetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTargetsResponse.ProtoReflect.Descriptor instead.
 func (*ResolveTargetsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{17}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResolveTargetsResponse) GetRecipients() []*ResolvedRecipient {
@@ -1027,7 +1105,7 @@ type CheckReachabilityRequest struct {
 
 func (x *CheckReachabilityRequest) Reset() {
 	*x = CheckReachabilityRequest{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[18]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1117,7 @@ func (x *CheckReachabilityRequest) String() string {
 func (*CheckReachabilityRequest) ProtoMessage() {}
 
 func (x *CheckReachabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[18]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1130,7 @@ func (x *CheckReachabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReachabilityRequest.ProtoReflect.Descriptor instead.
 func (*CheckReachabilityRequest) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{18}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CheckReachabilityRequest) GetTenant() string {
@@ -1089,7 +1167,7 @@ type ReachabilityGap struct {
 
 func (x *ReachabilityGap) Reset() {
 	*x = ReachabilityGap{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[19]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1179,7 @@ func (x *ReachabilityGap) String() string {
 func (*ReachabilityGap) ProtoMessage() {}
 
 func (x *ReachabilityGap) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[19]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1192,7 @@ func (x *ReachabilityGap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReachabilityGap.ProtoReflect.Descriptor instead.
 func (*ReachabilityGap) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{19}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReachabilityGap) GetPolicyId() string {
@@ -1155,7 +1233,7 @@ type CheckReachabilityResponse struct {
 
 func (x *CheckReachabilityResponse) Reset() {
 	*x = CheckReachabilityResponse{}
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[20]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1245,7 @@ func (x *CheckReachabilityResponse) String() string {
 func (*CheckReachabilityResponse) ProtoMessage() {}
 
 func (x *CheckReachabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_rules_v1_rules_proto_msgTypes[20]
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1258,7 @@ func (x *CheckReachabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReachabilityResponse.ProtoReflect.Descriptor instead.
 func (*CheckReachabilityResponse) Descriptor() ([]byte, []int) {
-	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{20}
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckReachabilityResponse) GetGaps() []*ReachabilityGap {
@@ -1204,12 +1282,18 @@ const file_herald_rules_v1_rules_proto_rawDesc = "" +
 	"\x06repeat\x18\x02 \x01(\rR\x06repeat\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x129\n" +
 	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x125\n" +
-	"\bchannels\x18\x05 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xc3\x01\n" +
+	"\bchannels\x18\x05 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\x81\x02\n" +
 	"\x10EvaluateResponse\x125\n" +
 	"\x06routed\x18\x01 \x01(\v2\x1d.herald.events.v1.AlertRoutedR\x06routed\x12;\n" +
 	"\btimeline\x18\x02 \x03(\v2\x1f.herald.rules.v1.PlannedContactR\btimeline\x12;\n" +
 	"\vfailsafe_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"failsafeAt\":\n" +
+	"failsafeAt\x12<\n" +
+	"\tunreached\x18\x04 \x03(\v2\x1e.herald.rules.v1.UnreachedSendR\tunreached\"\x81\x01\n" +
+	"\rUnreachedSend\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x02 \x01(\rR\x06repeat\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\":\n" +
 	"\n" +
 	"BundleFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1290,87 +1374,90 @@ func file_herald_rules_v1_rules_proto_rawDescGZIP() []byte {
 	return file_herald_rules_v1_rules_proto_rawDescData
 }
 
-var file_herald_rules_v1_rules_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herald_rules_v1_rules_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_herald_rules_v1_rules_proto_goTypes = []any{
 	(*EvaluateRequest)(nil),            // 0: herald.rules.v1.EvaluateRequest
 	(*PlannedContact)(nil),             // 1: herald.rules.v1.PlannedContact
 	(*EvaluateResponse)(nil),           // 2: herald.rules.v1.EvaluateResponse
-	(*BundleFile)(nil),                 // 3: herald.rules.v1.BundleFile
-	(*BundleProblem)(nil),              // 4: herald.rules.v1.BundleProblem
-	(*ValidateBundleRequest)(nil),      // 5: herald.rules.v1.ValidateBundleRequest
-	(*ValidateBundleResponse)(nil),     // 6: herald.rules.v1.ValidateBundleResponse
-	(*LoadBundleRequest)(nil),          // 7: herald.rules.v1.LoadBundleRequest
-	(*LoadBundleResponse)(nil),         // 8: herald.rules.v1.LoadBundleResponse
-	(*GetActiveBundleRequest)(nil),     // 9: herald.rules.v1.GetActiveBundleRequest
-	(*GetActiveBundleResponse)(nil),    // 10: herald.rules.v1.GetActiveBundleResponse
-	(*ListBundleVersionsRequest)(nil),  // 11: herald.rules.v1.ListBundleVersionsRequest
-	(*BundleVersion)(nil),              // 12: herald.rules.v1.BundleVersion
-	(*ListBundleVersionsResponse)(nil), // 13: herald.rules.v1.ListBundleVersionsResponse
-	(*ResolveTargetsRequest)(nil),      // 14: herald.rules.v1.ResolveTargetsRequest
-	(*ContactPoint)(nil),               // 15: herald.rules.v1.ContactPoint
-	(*ResolvedRecipient)(nil),          // 16: herald.rules.v1.ResolvedRecipient
-	(*ResolveTargetsResponse)(nil),     // 17: herald.rules.v1.ResolveTargetsResponse
-	(*CheckReachabilityRequest)(nil),   // 18: herald.rules.v1.CheckReachabilityRequest
-	(*ReachabilityGap)(nil),            // 19: herald.rules.v1.ReachabilityGap
-	(*CheckReachabilityResponse)(nil),  // 20: herald.rules.v1.CheckReachabilityResponse
-	(*v1.AlertDetails)(nil),            // 21: herald.events.v1.AlertDetails
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(*v1.Recipient)(nil),               // 23: herald.events.v1.Recipient
-	(v1.Channel)(0),                    // 24: herald.events.v1.Channel
-	(*v1.AlertRouted)(nil),             // 25: herald.events.v1.AlertRouted
-	(*v1.PolicyRef)(nil),               // 26: herald.events.v1.PolicyRef
-	(*v1.Target)(nil),                  // 27: herald.events.v1.Target
-	(*v1.Clinician)(nil),               // 28: herald.events.v1.Clinician
+	(*UnreachedSend)(nil),              // 3: herald.rules.v1.UnreachedSend
+	(*BundleFile)(nil),                 // 4: herald.rules.v1.BundleFile
+	(*BundleProblem)(nil),              // 5: herald.rules.v1.BundleProblem
+	(*ValidateBundleRequest)(nil),      // 6: herald.rules.v1.ValidateBundleRequest
+	(*ValidateBundleResponse)(nil),     // 7: herald.rules.v1.ValidateBundleResponse
+	(*LoadBundleRequest)(nil),          // 8: herald.rules.v1.LoadBundleRequest
+	(*LoadBundleResponse)(nil),         // 9: herald.rules.v1.LoadBundleResponse
+	(*GetActiveBundleRequest)(nil),     // 10: herald.rules.v1.GetActiveBundleRequest
+	(*GetActiveBundleResponse)(nil),    // 11: herald.rules.v1.GetActiveBundleResponse
+	(*ListBundleVersionsRequest)(nil),  // 12: herald.rules.v1.ListBundleVersionsRequest
+	(*BundleVersion)(nil),              // 13: herald.rules.v1.BundleVersion
+	(*ListBundleVersionsResponse)(nil), // 14: herald.rules.v1.ListBundleVersionsResponse
+	(*ResolveTargetsRequest)(nil),      // 15: herald.rules.v1.ResolveTargetsRequest
+	(*ContactPoint)(nil),               // 16: herald.rules.v1.ContactPoint
+	(*ResolvedRecipient)(nil),          // 17: herald.rules.v1.ResolvedRecipient
+	(*ResolveTargetsResponse)(nil),     // 18: herald.rules.v1.ResolveTargetsResponse
+	(*CheckReachabilityRequest)(nil),   // 19: herald.rules.v1.CheckReachabilityRequest
+	(*ReachabilityGap)(nil),            // 20: herald.rules.v1.ReachabilityGap
+	(*CheckReachabilityResponse)(nil),  // 21: herald.rules.v1.CheckReachabilityResponse
+	(*v1.AlertDetails)(nil),            // 22: herald.events.v1.AlertDetails
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*v1.Recipient)(nil),               // 24: herald.events.v1.Recipient
+	(v1.Channel)(0),                    // 25: herald.events.v1.Channel
+	(*v1.AlertRouted)(nil),             // 26: herald.events.v1.AlertRouted
+	(*v1.PolicyRef)(nil),               // 27: herald.events.v1.PolicyRef
+	(*v1.Target)(nil),                  // 28: herald.events.v1.Target
+	(*v1.Clinician)(nil),               // 29: herald.events.v1.Clinician
 }
 var file_herald_rules_v1_rules_proto_depIdxs = []int32{
-	21, // 0: herald.rules.v1.EvaluateRequest.details:type_name -> herald.events.v1.AlertDetails
-	22, // 1: herald.rules.v1.EvaluateRequest.at:type_name -> google.protobuf.Timestamp
-	22, // 2: herald.rules.v1.PlannedContact.at:type_name -> google.protobuf.Timestamp
-	23, // 3: herald.rules.v1.PlannedContact.recipient:type_name -> herald.events.v1.Recipient
-	24, // 4: herald.rules.v1.PlannedContact.channels:type_name -> herald.events.v1.Channel
-	25, // 5: herald.rules.v1.EvaluateResponse.routed:type_name -> herald.events.v1.AlertRouted
+	22, // 0: herald.rules.v1.EvaluateRequest.details:type_name -> herald.events.v1.AlertDetails
+	23, // 1: herald.rules.v1.EvaluateRequest.at:type_name -> google.protobuf.Timestamp
+	23, // 2: herald.rules.v1.PlannedContact.at:type_name -> google.protobuf.Timestamp
+	24, // 3: herald.rules.v1.PlannedContact.recipient:type_name -> herald.events.v1.Recipient
+	25, // 4: herald.rules.v1.PlannedContact.channels:type_name -> herald.events.v1.Channel
+	26, // 5: herald.rules.v1.EvaluateResponse.routed:type_name -> herald.events.v1.AlertRouted
 	1,  // 6: herald.rules.v1.EvaluateResponse.timeline:type_name -> herald.rules.v1.PlannedContact
-	22, // 7: herald.rules.v1.EvaluateResponse.failsafe_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: herald.rules.v1.ValidateBundleRequest.files:type_name -> herald.rules.v1.BundleFile
-	4,  // 9: herald.rules.v1.ValidateBundleResponse.problems:type_name -> herald.rules.v1.BundleProblem
-	26, // 10: herald.rules.v1.ValidateBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
-	3,  // 11: herald.rules.v1.LoadBundleRequest.files:type_name -> herald.rules.v1.BundleFile
-	26, // 12: herald.rules.v1.LoadBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 13: herald.rules.v1.GetActiveBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
-	3,  // 14: herald.rules.v1.GetActiveBundleResponse.files:type_name -> herald.rules.v1.BundleFile
-	22, // 15: herald.rules.v1.GetActiveBundleResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	26, // 16: herald.rules.v1.BundleVersion.ref:type_name -> herald.events.v1.PolicyRef
-	22, // 17: herald.rules.v1.BundleVersion.loaded_at:type_name -> google.protobuf.Timestamp
-	12, // 18: herald.rules.v1.ListBundleVersionsResponse.versions:type_name -> herald.rules.v1.BundleVersion
-	27, // 19: herald.rules.v1.ResolveTargetsRequest.targets:type_name -> herald.events.v1.Target
-	22, // 20: herald.rules.v1.ResolveTargetsRequest.at:type_name -> google.protobuf.Timestamp
-	28, // 21: herald.rules.v1.ResolveTargetsRequest.referrer:type_name -> herald.events.v1.Clinician
-	24, // 22: herald.rules.v1.ContactPoint.channel:type_name -> herald.events.v1.Channel
-	23, // 23: herald.rules.v1.ResolvedRecipient.recipient:type_name -> herald.events.v1.Recipient
-	15, // 24: herald.rules.v1.ResolvedRecipient.contact_points:type_name -> herald.rules.v1.ContactPoint
-	16, // 25: herald.rules.v1.ResolveTargetsResponse.recipients:type_name -> herald.rules.v1.ResolvedRecipient
-	22, // 26: herald.rules.v1.CheckReachabilityRequest.from:type_name -> google.protobuf.Timestamp
-	22, // 27: herald.rules.v1.ReachabilityGap.at:type_name -> google.protobuf.Timestamp
-	19, // 28: herald.rules.v1.CheckReachabilityResponse.gaps:type_name -> herald.rules.v1.ReachabilityGap
-	0,  // 29: herald.rules.v1.RulesService.Evaluate:input_type -> herald.rules.v1.EvaluateRequest
-	5,  // 30: herald.rules.v1.RulesService.ValidateBundle:input_type -> herald.rules.v1.ValidateBundleRequest
-	7,  // 31: herald.rules.v1.RulesService.LoadBundle:input_type -> herald.rules.v1.LoadBundleRequest
-	9,  // 32: herald.rules.v1.RulesService.GetActiveBundle:input_type -> herald.rules.v1.GetActiveBundleRequest
-	11, // 33: herald.rules.v1.RulesService.ListBundleVersions:input_type -> herald.rules.v1.ListBundleVersionsRequest
-	14, // 34: herald.rules.v1.RulesService.ResolveTargets:input_type -> herald.rules.v1.ResolveTargetsRequest
-	18, // 35: herald.rules.v1.RulesService.CheckReachability:input_type -> herald.rules.v1.CheckReachabilityRequest
-	2,  // 36: herald.rules.v1.RulesService.Evaluate:output_type -> herald.rules.v1.EvaluateResponse
-	6,  // 37: herald.rules.v1.RulesService.ValidateBundle:output_type -> herald.rules.v1.ValidateBundleResponse
-	8,  // 38: herald.rules.v1.RulesService.LoadBundle:output_type -> herald.rules.v1.LoadBundleResponse
-	10, // 39: herald.rules.v1.RulesService.GetActiveBundle:output_type -> herald.rules.v1.GetActiveBundleResponse
-	13, // 40: herald.rules.v1.RulesService.ListBundleVersions:output_type -> herald.rules.v1.ListBundleVersionsResponse
-	17, // 41: herald.rules.v1.RulesService.ResolveTargets:output_type -> herald.rules.v1.ResolveTargetsResponse
-	20, // 42: herald.rules.v1.RulesService.CheckReachability:output_type -> herald.rules.v1.CheckReachabilityResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	23, // 7: herald.rules.v1.EvaluateResponse.failsafe_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: herald.rules.v1.EvaluateResponse.unreached:type_name -> herald.rules.v1.UnreachedSend
+	23, // 9: herald.rules.v1.UnreachedSend.at:type_name -> google.protobuf.Timestamp
+	4,  // 10: herald.rules.v1.ValidateBundleRequest.files:type_name -> herald.rules.v1.BundleFile
+	5,  // 11: herald.rules.v1.ValidateBundleResponse.problems:type_name -> herald.rules.v1.BundleProblem
+	27, // 12: herald.rules.v1.ValidateBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	4,  // 13: herald.rules.v1.LoadBundleRequest.files:type_name -> herald.rules.v1.BundleFile
+	27, // 14: herald.rules.v1.LoadBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	27, // 15: herald.rules.v1.GetActiveBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	4,  // 16: herald.rules.v1.GetActiveBundleResponse.files:type_name -> herald.rules.v1.BundleFile
+	23, // 17: herald.rules.v1.GetActiveBundleResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	27, // 18: herald.rules.v1.BundleVersion.ref:type_name -> herald.events.v1.PolicyRef
+	23, // 19: herald.rules.v1.BundleVersion.loaded_at:type_name -> google.protobuf.Timestamp
+	13, // 20: herald.rules.v1.ListBundleVersionsResponse.versions:type_name -> herald.rules.v1.BundleVersion
+	28, // 21: herald.rules.v1.ResolveTargetsRequest.targets:type_name -> herald.events.v1.Target
+	23, // 22: herald.rules.v1.ResolveTargetsRequest.at:type_name -> google.protobuf.Timestamp
+	29, // 23: herald.rules.v1.ResolveTargetsRequest.referrer:type_name -> herald.events.v1.Clinician
+	25, // 24: herald.rules.v1.ContactPoint.channel:type_name -> herald.events.v1.Channel
+	24, // 25: herald.rules.v1.ResolvedRecipient.recipient:type_name -> herald.events.v1.Recipient
+	16, // 26: herald.rules.v1.ResolvedRecipient.contact_points:type_name -> herald.rules.v1.ContactPoint
+	17, // 27: herald.rules.v1.ResolveTargetsResponse.recipients:type_name -> herald.rules.v1.ResolvedRecipient
+	23, // 28: herald.rules.v1.CheckReachabilityRequest.from:type_name -> google.protobuf.Timestamp
+	23, // 29: herald.rules.v1.ReachabilityGap.at:type_name -> google.protobuf.Timestamp
+	20, // 30: herald.rules.v1.CheckReachabilityResponse.gaps:type_name -> herald.rules.v1.ReachabilityGap
+	0,  // 31: herald.rules.v1.RulesService.Evaluate:input_type -> herald.rules.v1.EvaluateRequest
+	6,  // 32: herald.rules.v1.RulesService.ValidateBundle:input_type -> herald.rules.v1.ValidateBundleRequest
+	8,  // 33: herald.rules.v1.RulesService.LoadBundle:input_type -> herald.rules.v1.LoadBundleRequest
+	10, // 34: herald.rules.v1.RulesService.GetActiveBundle:input_type -> herald.rules.v1.GetActiveBundleRequest
+	12, // 35: herald.rules.v1.RulesService.ListBundleVersions:input_type -> herald.rules.v1.ListBundleVersionsRequest
+	15, // 36: herald.rules.v1.RulesService.ResolveTargets:input_type -> herald.rules.v1.ResolveTargetsRequest
+	19, // 37: herald.rules.v1.RulesService.CheckReachability:input_type -> herald.rules.v1.CheckReachabilityRequest
+	2,  // 38: herald.rules.v1.RulesService.Evaluate:output_type -> herald.rules.v1.EvaluateResponse
+	7,  // 39: herald.rules.v1.RulesService.ValidateBundle:output_type -> herald.rules.v1.ValidateBundleResponse
+	9,  // 40: herald.rules.v1.RulesService.LoadBundle:output_type -> herald.rules.v1.LoadBundleResponse
+	11, // 41: herald.rules.v1.RulesService.GetActiveBundle:output_type -> herald.rules.v1.GetActiveBundleResponse
+	14, // 42: herald.rules.v1.RulesService.ListBundleVersions:output_type -> herald.rules.v1.ListBundleVersionsResponse
+	18, // 43: herald.rules.v1.RulesService.ResolveTargets:output_type -> herald.rules.v1.ResolveTargetsResponse
+	21, // 44: herald.rules.v1.RulesService.CheckReachability:output_type -> herald.rules.v1.CheckReachabilityResponse
+	38, // [38:45] is the sub-list for method output_type
+	31, // [31:38] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_herald_rules_v1_rules_proto_init() }
@@ -1384,7 +1471,7 @@ func file_herald_rules_v1_rules_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_rules_v1_rules_proto_rawDesc), len(file_herald_rules_v1_rules_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
