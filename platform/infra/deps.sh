@@ -14,13 +14,16 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 INFRA="$ROOT/platform/infra"
-DEPS="$ROOT/.deps"
+# Overrides exist to try another Kafka version beside the running one, e.g.
+#   HERALD_DEPS_DIR=/tmp/k44 HERALD_KAFKA_VERSION=4.4.0 HERALD_KAFKA_PORT=29092 \
+#   HERALD_KAFKA_CONTROLLER_PORT=29093 platform/infra/deps.sh up
+DEPS="${HERALD_DEPS_DIR:-$ROOT/.deps}"
 
 KAFKA_HOST=127.0.0.1
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
+KAFKA_PORT="${HERALD_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_HOST=127.0.0.1
-REDIS_PORT=16379
+REDIS_PORT="${HERALD_REDIS_PORT:-16379}"
 KAFKA_WAIT_SECONDS="${HERALD_KAFKA_WAIT_SECONDS:-90}"
 # Fixed KRaft cluster id (22 chars, base64url of 16 bytes): formatting needs
 # no extra JVM start to generate one.
@@ -28,7 +31,8 @@ KAFKA_CLUSTER_ID=97i2HYxVTVaiyo__KrIj5g
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 
 KAFKA_POM="$INFRA/kafka/pom.xml"
-KAFKA_LIB="$INFRA/kafka/lib" # git-ignored
+KAFKA_VERSION="${HERALD_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")}"
+KAFKA_LIB="$INFRA/kafka/lib/$KAFKA_VERSION" # git-ignored
 KAFKA_HOME="$DEPS/kafka"
 KAFKA_DATA="$KAFKA_HOME/data"
 KAFKA_LOGS="$KAFKA_HOME/logs"
@@ -110,7 +114,7 @@ redis_up() {
 	log "redis: starting on $REDIS_HOST:$REDIS_PORT"
 	redis-server --port "$REDIS_PORT" --bind "$REDIS_HOST" --save '' --appendonly no \
 		--databases 256 --daemonize yes --pidfile "$REDIS_PID" \
-		--dir "$REDIS_HOME" --logfile "$REDIS_LOG" </dev/null
+		--dir "$REDIS_HOME" --logfile "$REDIS_LOG" </dev/null 9>&-
 	local i
 	for ((i = 0; i < 100; i++)); do
 		redis_ping && {
@@ -146,10 +150,6 @@ kafka_ready() {
 	timeout 10 kcat -b "$KAFKA_HOST:$KAFKA_PORT" -L -m 5 2>/dev/null | grep -q "broker 1 at $KAFKA_HOST:$KAFKA_PORT"
 }
 
-kafka_version() {
-	sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM"
-}
-
 kafka_jars() {
 	local stamp want
 	stamp="$KAFKA_LIB/.pom.sha256"
@@ -158,12 +158,16 @@ kafka_jars() {
 		return
 	fi
 	command -v mvn >/dev/null || die "maven (mvn) is needed to fetch the Kafka jars"
-	log "kafka: fetching Kafka $(kafka_version) jars with Maven into $KAFKA_LIB"
+	log "kafka: fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIB"
 	rm -rf "$KAFKA_LIB"
 	mkdir -p "$KAFKA_LIB"
-	mvn -q -B --no-transfer-progress -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
-		-DoutputDirectory="$KAFKA_LIB" </dev/null >&2 ||
-		die "maven could not fetch the Kafka jars (pom: $KAFKA_POM)"
+	mkdir -p "$KAFKA_LOGS"
+	if ! mvn -q -B --no-transfer-progress -Dstyle.color=never -f "$KAFKA_POM" -Dkafka.version="$KAFKA_VERSION" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB" \
+		</dev/null >"$KAFKA_LOGS/maven.log" 2>&1; then
+		tail -n 40 "$KAFKA_LOGS/maven.log" >&2
+		die "maven could not fetch the Kafka $KAFKA_VERSION jars (pom: $KAFKA_POM, log: $KAFKA_LOGS/maven.log)"
+	fi
 	echo "$want" >"$stamp"
 }
 
@@ -230,7 +234,7 @@ kafka_cmd() {
 
 kafka_format() {
 	local version stamp
-	version="$(kafka_version)"
+	version="$KAFKA_VERSION"
 	stamp="$KAFKA_HOME/formatted-version"
 	if [[ -f "$KAFKA_DATA/meta.properties" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
 		return
@@ -240,7 +244,7 @@ kafka_format() {
 	log "kafka: formatting $KAFKA_DATA (KRaft, cluster $KAFKA_CLUSTER_ID)"
 	kafka_cmd kafka.tools.StorageTool format --ignore-formatted -t "$KAFKA_CLUSTER_ID" \
 		-c "$KAFKA_HOME/server.properties"
-	"${KAFKA_CMD[@]}" </dev/null >"$KAFKA_LOGS/format.log" 2>&1 || {
+	"${KAFKA_CMD[@]}" </dev/null >"$KAFKA_LOGS/format.log" 2>&1 9>&- || {
 		cat "$KAFKA_LOGS/format.log" >&2
 		die "kafka storage format failed (log: $KAFKA_LOGS/format.log)"
 	}
@@ -261,13 +265,14 @@ kafka_up() {
 		kafka_jars
 		kafka_config
 		kafka_format
-		log "kafka: starting Kafka $(kafka_version) on $KAFKA_HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+		log "kafka: starting Kafka $KAFKA_VERSION on $KAFKA_HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
 		local start=$SECONDS
 		rm -f "$KAFKA_PID"
 		kafka_cmd kafka.Kafka "$KAFKA_HOME/server.properties"
 		# A session of its own (outlives make and Ctrl-C); the pid file names the JVM.
+		# 9>&-: the broker must not inherit (and so hold) the deps.lock.
 		setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" "${KAFKA_CMD[@]}" \
-			</dev/null >"$KAFKA_LOGS/stdout.log" 2>&1 &
+			</dev/null >"$KAFKA_LOGS/stdout.log" 2>&1 9>&- &
 		local i
 		for ((i = 0; i < 50; i++)); do
 			[[ -s "$KAFKA_PID" ]] && break
