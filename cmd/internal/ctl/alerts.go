@@ -1,0 +1,263 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+func listCommand() command {
+	return command{
+		name:    "list",
+		summary: "list alerts by tenant, state, category, overdue or assignee",
+		usage: `heraldctl list: list alerts, newest first, one line each.
+
+  heraldctl list                                  every alert
+  heraldctl list -tenant RZZ -state failsafe      the trust's fail-safe queue
+  heraldctl list -overdue -category critical      critical alerts past a deadline
+`,
+		run: runList,
+	}
+}
+
+func runList(ctx context.Context, e *env, args []string) error {
+	c := listCommand()
+	fs := newFlags(c, e)
+	addr := fs.String("addr", e.addrs.ack, "acknowledgement gRPC address")
+	tenant := fs.String("tenant", "", "trust ODS code")
+	state := fs.String("state", "", "state: raised, routed, notified, delivered, read, acknowledged, actioned, declined, escalated, failsafe, closed, cancelled, quarantined")
+	category := fs.String("category", "", "critical, urgent, significant or cancer")
+	overdue := fs.Bool("overdue", false, "only alerts past a deadline")
+	assignee := fs.String("assignee", "", "person id the alert is with")
+	limit := fs.Int("limit", 50, "most alerts to show")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req := &ackv1.ListAlertsRequest{Tenant: *tenant, OverdueOnly: *overdue, Assignee: *assignee, PageSize: int32(*limit)}
+	if *state != "" {
+		v, ok := ackv1.State_value["STATE_"+strings.ToUpper(*state)]
+		if !ok {
+			return fmt.Errorf("-state %q is not a state; see -h", *state)
+		}
+		req.States = []ackv1.State{ackv1.State(v)}
+	}
+	if *category != "" {
+		cat, ok := categories[strings.ToLower(*category)]
+		if !ok {
+			return fmt.Errorf("-category %q is not one of critical, urgent, significant, cancer", *category)
+		}
+		req.Category = cat
+	}
+	conn, err := dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	resp, err := ackv1.NewAcknowledgementServiceClient(conn).ListAlerts(ctx, req)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALERT\tTENANT\tCATEGORY\tSTATE\tSTEP\tACK BY\tRAISED")
+	for _, a := range resp.GetAlerts() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.GetAlertId(), a.GetTenant(), categoryName(a.GetCategory()),
+			stateName(a.GetState()), a.GetStep(), when(a.GetClocks().GetAcknowledgeBy()), when(a.GetRaisedAt()))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(resp.GetAlerts()) == 0 {
+		fmt.Fprintln(e.out, "(no alerts match)")
+	}
+	return nil
+}
+
+func showCommand() command {
+	return command{
+		name:    "show",
+		summary: "show an alert's state and full timeline",
+		usage: `heraldctl show ALERT_ID: the alert's state, deadlines and every event in log order.
+
+  heraldctl show 5d41402abc4b2a76b9719d911017c592
+`,
+		run: runShow,
+	}
+}
+
+func runShow(ctx context.Context, e *env, args []string) error {
+	c := showCommand()
+	fs := newFlags(c, e)
+	addr := fs.String("addr", e.addrs.ack, "acknowledgement gRPC address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	id, err := oneArg(fs, "alert id")
+	if err != nil {
+		return err
+	}
+	conn, err := dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	resp, err := ackv1.NewAcknowledgementServiceClient(conn).GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: id})
+	if err != nil {
+		return err
+	}
+	s := resp.GetState()
+	fmt.Fprintf(e.out, "alert      %s (reference %s)\n", s.GetAlertId(), s.GetAccessionRef())
+	fmt.Fprintf(e.out, "tenant     %s\n", s.GetTenant())
+	fmt.Fprintf(e.out, "category   %s\n", categoryName(s.GetCategory()))
+	fmt.Fprintf(e.out, "state      %s, step %d, repeat %d\n", stateName(s.GetState()), s.GetStep(), s.GetRepeat())
+	fmt.Fprintf(e.out, "policy     %s version %s\n", s.GetPolicy().GetRef().GetPolicyId(), s.GetPolicy().GetRef().GetVersion())
+	fmt.Fprintf(e.out, "deadlines  communicate %s, acknowledge %s, action %s\n", when(s.GetClocks().GetCommunicateBy()), when(s.GetClocks().GetAcknowledgeBy()), when(s.GetClocks().GetActionBy()))
+	if s.GetAcknowledgedBy().GetPersonId() != "" {
+		fmt.Fprintf(e.out, "accepted   by %s at %s\n", s.GetAcknowledgedBy().GetPersonId(), when(s.GetAcknowledgedAt()))
+	}
+	timeline := resp.GetTimeline()
+	if len(timeline) == 0 {
+		timeline = s.GetTimeline()
+	}
+	fmt.Fprintln(e.out, "\ntimeline:")
+	tw := tabwriter.NewWriter(e.out, 2, 4, 2, ' ', 0)
+	for _, t := range timeline {
+		note := ""
+		if t.GetNoEffect() {
+			note = " (recorded, no effect)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s%s\n", when(t.GetAt()), t.GetType(), t.GetSummary(), note)
+	}
+	return tw.Flush()
+}
+
+func ackCommand() command {
+	return command{
+		name:    "ack",
+		summary: "acknowledge an alert: accept responsibility for it",
+		usage: `heraldctl ack ALERT_ID -as PERSON_ID: record that an identified person accepts responsibility.
+
+  heraldctl ack 5d41402abc4b2a76b9719d911017c592 -as dr-khan -role "ED consultant"
+
+Use it to record, for example, a phone read-back taken by an operator. Repeating the same -request-id
+is safe: it returns the first outcome.
+`,
+		run: func(ctx context.Context, e *env, args []string) error {
+			return runCommand(ctx, e, args, ackCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, _ commandFlags) (*ackv1.AlertState, error) {
+				r, err := c.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, Actor: actor, RequestId: reqID, Via: "heraldctl"})
+				return r.GetState(), err
+			})
+		},
+	}
+}
+
+func declineCommand() command {
+	return command{
+		name:    "decline",
+		summary: "decline an alert with a reason; it re-routes to the next target",
+		usage: `heraldctl decline ALERT_ID -as PERSON_ID -reason REASON [-note TEXT]
+
+Reasons: not-my-patient, wrong-team, left-post, other.
+
+  heraldctl decline 5d41402abc4b2a76b9719d911017c592 -as dr-patel -reason wrong-team
+`,
+		run: func(ctx context.Context, e *env, args []string) error {
+			return runCommand(ctx, e, args, declineCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+				reason, ok := eventsv1.DeclineReason_value["DECLINE_REASON_"+strings.ToUpper(strings.ReplaceAll(f.reason, "-", "_"))]
+				if !ok || f.reason == "" {
+					return nil, fmt.Errorf("-reason %q is not one of not-my-patient, wrong-team, left-post, other", f.reason)
+				}
+				r, err := c.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, Actor: actor, Reason: eventsv1.DeclineReason(reason), Note: f.note, RequestId: reqID})
+				return r.GetState(), err
+			})
+		},
+	}
+}
+
+func actionCommand() command {
+	return command{
+		name:    "action",
+		summary: "record what was done about an alert (stops the action-by clock)",
+		usage: `heraldctl action ALERT_ID -as PERSON_ID -what TEXT
+
+  heraldctl action 5d41402abc4b2a76b9719d911017c592 -as dr-khan -what "chest drain inserted"
+`,
+		run: func(ctx context.Context, e *env, args []string) error {
+			return runCommand(ctx, e, args, actionCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+				if f.what == "" {
+					return nil, fmt.Errorf("-what is required: say what was done")
+				}
+				r, err := c.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, Actor: actor, Action: f.what, RequestId: reqID})
+				return r.GetState(), err
+			})
+		},
+	}
+}
+
+type commandFlags struct{ reason, note, what string }
+
+type commandFunc func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error)
+
+func runCommand(ctx context.Context, e *env, args []string, c command, do commandFunc) error {
+	fs := newFlags(c, e)
+	addr := fs.String("addr", e.addrs.ack, "acknowledgement gRPC address")
+	as := fs.String("as", "", "person id of who is acting (required)")
+	role := fs.String("role", "", "their role")
+	reqID := fs.String("request-id", "", "client request id (default: generated); repeat it to retry safely")
+	var f commandFlags
+	fs.StringVar(&f.reason, "reason", "", "decline reason")
+	fs.StringVar(&f.note, "note", "", "free-text note")
+	fs.StringVar(&f.what, "what", "", "what was done")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	id, err := oneArg(fs, "alert id")
+	if err != nil {
+		return err
+	}
+	if *as == "" {
+		return fmt.Errorf("-as is required: an acknowledgement is an identified person's act")
+	}
+	if *reqID == "" {
+		*reqID = fmt.Sprintf("heraldctl-%d", time.Now().UnixNano())
+	}
+	conn, err := dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	actor := &eventsv1.Actor{PersonId: *as, Role: *role, IdentityProvider: "heraldctl"}
+	st, err := do(ctx, ackv1.NewAcknowledgementServiceClient(conn), id, actor, *reqID, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "alert %s is now %s (step %d)\n", id, stateName(st.GetState()), st.GetStep())
+	return nil
+}
+
+func stateName(s ackv1.State) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_"))
+}
+
+func categoryName(c eventsv1.Category) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "CATEGORY_"))
+}
+
+func when(ts *timestamppb.Timestamp) string {
+	if ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
+		return "-"
+	}
+	return ts.AsTime().Local().Format("2006-01-02 15:04:05")
+}

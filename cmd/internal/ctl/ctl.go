@@ -1,0 +1,183 @@
+// Package ctl implements heraldctl's commands. Each command is a function of
+// its arguments and writers, so tests drive it exactly as a user would.
+//
+// Output shows identifiers, categories, states, steps and times only; patient
+// details stay in the (access-controlled) event payloads and are printed only
+// by `tail -payload`, which says so.
+package ctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// command is one heraldctl subcommand.
+type command struct {
+	name    string
+	summary string
+	usage   string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env carries the writers and the addresses every command may use.
+type env struct {
+	out, errOut io.Writer
+	addrs       addresses
+}
+
+// addresses of the services; defaults match `make run`, overridable by
+// environment (HERALD_CTL_INTAKE, ...) and per-command flags.
+type addresses struct {
+	intake, fhir, mllp, rules, notification, ack, kafka string
+}
+
+func defaultAddresses() addresses {
+	get := func(name, def string) string {
+		if v := os.Getenv("HERALD_CTL_" + name); v != "" {
+			return v
+		}
+		return def
+	}
+	return addresses{
+		intake:       get("INTAKE", "127.0.0.1:7101"),
+		fhir:         get("FHIR", "http://127.0.0.1:7102"),
+		mllp:         get("MLLP", "127.0.0.1:2575"),
+		rules:        get("RULES", "127.0.0.1:7201"),
+		notification: get("NOTIFICATION", "127.0.0.1:7301"),
+		ack:          get("ACK", "127.0.0.1:7401"),
+		kafka:        get("KAFKA", "127.0.0.1:9092"),
+	}
+}
+
+func commands() []command {
+	return []command{
+		raiseCommand(),
+		listCommand(),
+		showCommand(),
+		ackCommand(),
+		declineCommand(),
+		actionCommand(),
+		tailCommand(),
+		rebuildCommand(),
+		policyCommand(),
+	}
+}
+
+// Main runs heraldctl with args and returns the process exit code.
+func Main(ctx context.Context, args []string, out, errOut io.Writer) int {
+	e := &env{out: out, errOut: errOut, addrs: defaultAddresses()}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			for _, c := range commands() {
+				if c.name == args[1] {
+					fmt.Fprint(out, c.usage)
+					return 0
+				}
+			}
+		}
+		usage(out)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		if err == nil {
+			return 0
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(errOut, "heraldctl %s: %s\n", c.name, plain(err))
+		return 1
+	}
+	fmt.Fprintf(errOut, "heraldctl: unknown command %q; run `heraldctl help` for the list\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `heraldctl operates a running Herald: raise and inspect alerts, act on them, follow the event log.
+
+Usage: heraldctl <command> [flags] [arguments]
+
+Commands:
+`)
+	cs := commands()
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "heraldctl help <command>" or "heraldctl <command> -h" for a command's flags and examples.
+
+Service addresses default to those "make run" prints; set HERALD_CTL_INTAKE, HERALD_CTL_FHIR,
+HERALD_CTL_MLLP, HERALD_CTL_RULES, HERALD_CTL_NOTIFICATION, HERALD_CTL_ACK or HERALD_CTL_KAFKA,
+or pass -addr, to reach another deployment.
+`)
+}
+
+// plain turns a gRPC error into words a person can act on.
+func plain(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	switch st.Code().String() {
+	case "Unavailable":
+		return "the service is not reachable (" + st.Message() + "); is Herald running (make run) and the address right?"
+	case "InvalidArgument":
+		return "the request was refused: " + st.Message()
+	case "FailedPrecondition":
+		return "not allowed now: " + st.Message()
+	case "NotFound":
+		return "not found: " + st.Message()
+	case "PermissionDenied":
+		return "not permitted: " + st.Message()
+	case "DeadlineExceeded":
+		return "the service did not answer in time"
+	}
+	return st.Code().String() + ": " + st.Message()
+}
+
+func dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// newFlags returns a flag set whose -h prints the command's usage.
+func newFlags(c command, e *env) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(e.errOut)
+	fs.Usage = func() {
+		fmt.Fprint(e.errOut, c.usage)
+		fmt.Fprintln(e.errOut, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 15*time.Second)
+}
+
+func oneArg(fs *flag.FlagSet, what string) (string, error) {
+	if fs.NArg() != 1 {
+		return "", fmt.Errorf("give exactly one %s (got %d: %s)", what, fs.NArg(), strings.Join(fs.Args(), " "))
+	}
+	return fs.Arg(0), nil
+}

@@ -1,0 +1,92 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+func runCtl(args ...string) (code int, out, errOut string) {
+	var o, e bytes.Buffer
+	code = Main(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	code, out, _ := runCtl("help")
+	if code != 0 {
+		t.Fatalf("exit code: got %d, want 0", code)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(out, c.name) {
+			t.Errorf("help does not mention %s:\n%s", c.name, out)
+		}
+	}
+	code, out, _ = runCtl("help", "decline")
+	if code != 0 || !strings.Contains(out, "not-my-patient") {
+		t.Fatalf("help decline: got %d %q, want the reasons listed", code, out)
+	}
+}
+
+func TestUnknownCommandSaysWhatToDo(t *testing.T) {
+	code, _, errOut := runCtl("acknowledge")
+	if code != 2 || !strings.Contains(errOut, "heraldctl help") {
+		t.Fatalf("got %d %q, want exit 2 pointing at help", code, errOut)
+	}
+}
+
+func TestAckWithoutIdentityIsRefusedBeforeAnyCall(t *testing.T) {
+	code, _, errOut := runCtl("ack", "-addr", "127.0.0.1:1", "alert-1")
+	if code != 1 || !strings.Contains(errOut, "-as is required") {
+		t.Fatalf("got %d %q, want a plain refusal naming -as", code, errOut)
+	}
+}
+
+func TestBadCategoryNamesTheFlag(t *testing.T) {
+	code, _, errOut := runCtl("raise", "-category", "red")
+	if code != 1 || !strings.Contains(errOut, `-category "red"`) {
+		t.Fatalf("got %d %q", code, errOut)
+	}
+}
+
+func TestUnreachableServiceIsExplained(t *testing.T) {
+	code, _, errOut := runCtl("show", "-addr", "127.0.0.1:1", "alert-1")
+	if code != 1 || !strings.Contains(errOut, "not reachable") {
+		t.Fatalf("got %d %q, want an explanation that the service is not reachable", code, errOut)
+	}
+}
+
+func TestSummaryCarriesNoPatientData(t *testing.T) {
+	details := &eventsv1.AlertDetails{
+		Source:       eventsv1.Source_SOURCE_HL7V2,
+		Patient:      &eventsv1.Patient{NhsNumber: "9990000018", FamilyName: "SYNTHETIC", GivenName: "Alice", BirthDate: "1970-01-01"},
+		ReportText:   "Large left pneumothorax",
+		SourceFlag:   &eventsv1.SourceFlag{Category: eventsv1.Category_CATEGORY_CRITICAL},
+		ReportStatus: eventsv1.ReportStatus_REPORT_STATUS_FINAL,
+	}
+	events := []*eventsv1.Event{
+		{AlertId: "a1", Tenant: "RZZ", OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: details}}},
+		{AlertId: "a1", Tenant: "RZZ", OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_AlertAmended{AlertAmended: &eventsv1.AlertAmended{Details: details}}},
+		{AlertId: "a1", Tenant: "RZZ", OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_AlertQuarantined{AlertQuarantined: &eventsv1.AlertQuarantined{Details: details,
+			Problems: []*eventsv1.ValidationProblem{{Field: "PID-3", Problem: "NHS number fails the modulus 11 check"}}}}},
+	}
+	for _, ev := range events {
+		line := Line(ev)
+		for _, secret := range []string{"9990000018", "SYNTHETIC", "Alice", "1970-01-01", "pneumothorax"} {
+			if strings.Contains(line, secret) {
+				t.Fatalf("line %q contains patient data %q", line, secret)
+			}
+		}
+		if !strings.Contains(line, "a1") {
+			t.Fatalf("line %q lacks the alert id", line)
+		}
+	}
+	if got := Summary(events[0]); got != "via hl7v2, flag critical, report final" {
+		t.Fatalf("raised summary: got %q", got)
+	}
+}
