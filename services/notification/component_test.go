@@ -1,0 +1,257 @@
+package notification_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventlog"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
+	"github.com/herald-health/herald/services/notification/internal/channel"
+)
+
+var (
+	chEmail   = eventsv1.Channel_CHANNEL_EMAIL
+	chSMS     = eventsv1.Channel_CHANNEL_SMS
+	chWebhook = eventsv1.Channel_CHANNEL_WEBHOOK
+)
+
+func alertID(name string) string { return eventlog.ID("RZZ", name, strconv.FormatInt(time.Now().UnixNano(), 10)) }
+
+// Happy path: a routed alert reaches the referrer by email (SMTP with
+// STARTTLS and AUTH) and an on-call person by signed webhook; both sends
+// are recorded; a signed delivery receipt gives NotificationDelivered; no
+// message and no log line carries patient data or contact addresses.
+func TestHappyPath(t *testing.T) {
+	e := newEnv(t, nil)
+	id := alertID("happy")
+	hook := e.sink.srv.URL + "/hooks/oncall"
+	e.rules.set("referrer:G"+id[:6], person("p-ref", cp(chSMS, "+447700900111"), cp(chEmail, "referrer@nhs.test")))
+	e.rules.set("oncall-rad", person("p-oncall", cp(chWebhook, hook)))
+	svc, _ := e.start()
+
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL,
+		step(0, []eventsv1.Channel{chEmail, chWebhook}, referrer(), role("oncall-rad"))))
+
+	sent := e.waitEvents(id, "NotificationSent", 2)
+	byChannel := map[eventsv1.Channel]*eventsv1.NotificationSent{}
+	for _, ev := range sent {
+		byChannel[ev.GetNotificationSent().GetChannel()] = ev.GetNotificationSent()
+	}
+	require.Equal(t, "p-ref", byChannel[chEmail].GetRecipient().GetPersonId())
+	require.Equal(t, "p-oncall", byChannel[chWebhook].GetRecipient().GetPersonId())
+	require.Equal(t, eventlog.ID(id, "0", "0", "p-ref", chEmail.String()), byChannel[chEmail].GetNotificationId())
+
+	mails := e.smtp.to("referrer@nhs.test")
+	require.Len(t, mails, 1)
+	require.Contains(t, mails[0].Data, "Subject: CRITICAL imaging result")
+	require.Contains(t, mails[0].Data, "https://herald.test/ack/")
+	require.Contains(t, mails[0].Data, "Message-ID: <"+byChannel[chEmail].GetNotificationId()+"@")
+	requireNoSecrets(t, mails[0].Data)
+	require.Empty(t, e.sink.on("/v2/notifications/sms"), "step channels exclude SMS")
+
+	hooks := e.sink.on("/hooks/oncall")
+	require.Len(t, hooks, 1)
+	require.True(t, hooks[0].SigOK, "webhook signature verifies")
+	require.Equal(t, byChannel[chWebhook].GetNotificationId(), hooks[0].Header.Get(channel.HeaderIdempotencyKey))
+	requireNoSecrets(t, string(hooks[0].Body))
+	var payload channel.WebhookPayload
+	require.NoError(t, json.Unmarshal(hooks[0].Body, &payload))
+	require.Equal(t, "Critical", payload.Category)
+	require.Equal(t, "RZZ", payload.Tenant)
+
+	// ListNotifications shows both as sent.
+	c := e.client(svc)
+	list, err := c.ListNotifications(context.Background(), &notificationv1.ListNotificationsRequest{AlertId: id})
+	require.NoError(t, err)
+	require.Len(t, list.GetNotifications(), 2)
+	for _, n := range list.GetNotifications() {
+		require.Equal(t, "sent", n.GetStatus())
+	}
+
+	// A signed receipt for the webhook notification: delivered.
+	nid := byChannel[chWebhook].GetNotificationId()
+	body := []byte(`{"reference":"` + nid + `","id":"r-1","status":"delivered"}`)
+	post := func(sig string) int {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		req, _ := http.NewRequest(http.MethodPost, "http://"+svc.Addrs()["receipts"]+"/v1/receipts", bytes.NewReader(body))
+		req.Header.Set(channel.HeaderTimestamp, ts)
+		if sig == "" {
+			sig = channel.Sign([]byte(receiptSecret), ts, body)
+		}
+		req.Header.Set(channel.HeaderSignature, sig)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, post("sha256=00"))
+	require.Equal(t, http.StatusNoContent, post(""))
+	require.Equal(t, http.StatusNoContent, post(""), "a repeated receipt is harmless")
+	delivered := e.waitEvents(id, "NotificationDelivered", 1)
+	require.Equal(t, nid, delivered[0].GetNotificationDelivered().GetNotificationId())
+	require.Equal(t, "r-1", delivered[0].GetNotificationDelivered().GetProviderReceiptId())
+
+	// TestContactPoint reaches an address and says so.
+	tr, err := c.TestContactPoint(context.Background(), &notificationv1.TestContactPointRequest{Tenant: "RZZ", Channel: chEmail, Address: "check@nhs.test"})
+	require.NoError(t, err)
+	require.True(t, tr.GetAccepted(), "error: %s", tr.GetError())
+	require.Len(t, e.smtp.to("check@nhs.test"), 1)
+
+	// ResendNotification: audited, sends again on purpose.
+	rr, err := c.ResendNotification(context.Background(), &notificationv1.ResendNotificationRequest{
+		NotificationId: byChannel[chEmail].GetNotificationId(), OperatorId: "op-7", Reason: "clinician asked"})
+	require.NoError(t, err)
+	require.Equal(t, uint32(2), rr.GetNotification().GetAttempts())
+	require.Len(t, e.smtp.to("referrer@nhs.test"), 2)
+	_, err = c.ResendNotification(context.Background(), &notificationv1.ResendNotificationRequest{NotificationId: "x"})
+	require.ErrorContains(t, err, "operator_id")
+
+	logs := e.logs.String()
+	require.Contains(t, logs, `"operator_id":"op-7"`)
+	requireNoSecrets(t, logs, "referrer@nhs.test", "check@nhs.test", "+447700900111", hook, "/hooks/oncall", "https://herald.test/ack/")
+}
+
+// A 5xx is retried (and then succeeds); a 4xx is permanent and moves to the
+// person's next contact point; when no contact point is left the recipient
+// is exhausted, and when every recipient is, the step failed.
+func TestRetryPermanentAndExhaustion(t *testing.T) {
+	e := newEnv(t, func(path string, n int) int {
+		switch {
+		case path == "/hooks/flaky" && n == 0:
+			return http.StatusServiceUnavailable
+		case path == "/hooks/gone":
+			return http.StatusGone
+		case path == "/v2/notifications/sms":
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	flaky := alertID("flaky")
+	e.rules.set("flaky", person("p-flaky", cp(chWebhook, e.sink.srv.URL+"/hooks/flaky")))
+	fallback := alertID("fallback")
+	e.rules.set("fallback", person("p-fb", cp(chSMS, "+447700900222"), cp(chEmail, "fallback@nhs.test")))
+	dead := alertID("dead")
+	e.rules.set("dead", person("p-d1", cp(chSMS, "+447700900333"), cp(chWebhook, e.sink.srv.URL+"/hooks/gone")),
+		person("p-d2", cp(chEmail, "unknown-user@nhs.test")))
+	_, _ = e.start()
+
+	e.append(routedEvent(flaky, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("flaky"))),
+		routedEvent(fallback, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("fallback"))),
+		routedEvent(dead, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("dead"))))
+
+	// 5xx then 2xx: one transient failure, then sent on attempt 2.
+	sent := e.waitEvents(flaky, "NotificationSent", 1)
+	require.Equal(t, uint32(2), sent[0].GetNotificationSent().GetAttempt())
+	failed := e.events(flaky, "NotificationFailed")
+	require.Len(t, failed, 1)
+	require.False(t, failed[0].GetNotificationFailed().GetPermanent())
+	require.Len(t, e.sink.on("/hooks/flaky"), 2)
+
+	// 4xx on SMS: permanent, once; then email.
+	sent = e.waitEvents(fallback, "NotificationSent", 1)
+	require.Equal(t, chEmail, sent[0].GetNotificationSent().GetChannel())
+	failed = e.events(fallback, "NotificationFailed")
+	require.Len(t, failed, 1)
+	require.True(t, failed[0].GetNotificationFailed().GetPermanent())
+	require.Equal(t, chSMS, failed[0].GetNotificationFailed().GetChannel())
+	require.False(t, failed[0].GetNotificationFailed().GetRecipientExhausted())
+	require.Len(t, e.smtp.to("fallback@nhs.test"), 1)
+
+	// Everybody unreachable: both exhausted, the last one fails the step.
+	var exhausted []*eventsv1.NotificationFailed
+	require.Eventually(t, func() bool {
+		exhausted = exhausted[:0]
+		for _, ev := range e.events(dead, "NotificationFailed") {
+			if ev.GetNotificationFailed().GetRecipientExhausted() {
+				exhausted = append(exhausted, ev.GetNotificationFailed())
+			}
+		}
+		return len(exhausted) == 2
+	}, 30*time.Second, 100*time.Millisecond)
+	stepFailed := 0
+	for _, f := range exhausted {
+		if f.GetStepFailed() {
+			stepFailed++
+		}
+	}
+	require.GreaterOrEqual(t, stepFailed, 1, "step_failed once every recipient is exhausted")
+	require.Empty(t, e.events(dead, "NotificationSent"))
+	require.Len(t, e.sink.on("/hooks/gone"), 1, "a 4xx is not retried")
+	requireNoSecrets(t, e.logs.String(), "+447700900222", "fallback@nhs.test", "unknown-user@nhs.test", "/hooks/")
+}
+
+// The service is killed while the SMTP server holds the message it has
+// already read (the provider has it, the reply is not back): a new
+// instance must not send a second message to the same recipient for the
+// same step, and records the notification as sent.
+func TestRestartMidSendSendsNoSecondMessage(t *testing.T) {
+	e := newEnv(t, nil)
+	block := make(chan struct{})
+	e.smtp.mu.Lock()
+	e.smtp.block = block
+	e.smtp.mu.Unlock()
+	id := alertID("restart")
+	e.rules.set("restart", person("p-r", cp(chEmail, "restart@nhs.test")))
+	_, stop := e.start()
+	e.append(routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("restart"))))
+	select {
+	case <-e.smtp.inData:
+	case <-time.After(30 * time.Second):
+		t.Fatal("message never reached the SMTP server")
+	}
+	stop() // the crash: the reply never reaches the first instance
+	e.smtp.mu.Lock()
+	e.smtp.block = nil
+	e.smtp.mu.Unlock()
+	close(block)
+
+	_, _ = e.start()
+	sent := e.waitEvents(id, "NotificationSent", 1)
+	require.Equal(t, "p-r", sent[0].GetNotificationSent().GetRecipient().GetPersonId())
+	require.Len(t, e.smtp.to("restart@nhs.test"), 1, "no second message to the same recipient for the same step")
+	require.Contains(t, e.logs.String(), "in doubt")
+}
+
+// An acknowledgement that arrives before a retry cancels it. The clock is
+// simulated so that the retry can only happen when the test moves time.
+func TestAcknowledgementCancelsRetry(t *testing.T) {
+	e := newEnv(t, func(path string, n int) int { return http.StatusBadGateway })
+	sim := clock.NewSimulated(time.Now())
+	e.clock = sim
+	e.cfg.RetryInitial, e.cfg.RetryMax = time.Minute, time.Minute
+	e.cfg.Lease, e.cfg.SendTimeout = 10*time.Minute, 5*time.Second
+	id := alertID("ack")
+	e.rules.set("ack", person("p-a", cp(chWebhook, e.sink.srv.URL+"/hooks/ack")))
+	svc, _ := e.start()
+	e.append(routedEvent(id, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("ack"))))
+	failed := e.waitEvents(id, "NotificationFailed", 1)
+	require.False(t, failed[0].GetNotificationFailed().GetPermanent())
+
+	e.append(&eventsv1.Event{EventId: eventlog.ID(id, "ack"), AlertId: id, Tenant: "RZZ",
+		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
+			Actor: &eventsv1.Actor{PersonId: "p-a"}, Step: 0}}})
+	rdb := e.redis()
+	require.Eventually(t, func() bool {
+		b, err := rdb.Get(context.Background(), e.cfg.RedisPrefix+":alert:{"+id+"}").Bytes()
+		return err == nil && strings.Contains(string(b), `"status":2`)
+	}, 30*time.Second, 50*time.Millisecond, "acknowledgement applied")
+
+	c := e.client(svc)
+	require.Eventually(t, func() bool {
+		sim.Advance(2 * time.Minute)
+		list, err := c.ListNotifications(context.Background(), &notificationv1.ListNotificationsRequest{AlertId: id})
+		return err == nil && len(list.GetNotifications()) == 1 && list.GetNotifications()[0].GetStatus() == "cancelled"
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Len(t, e.sink.on("/hooks/ack"), 1, "the retry was cancelled")
+	require.Empty(t, e.events(id, "NotificationSent"))
+}
