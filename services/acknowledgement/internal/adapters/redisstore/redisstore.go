@@ -1,0 +1,367 @@
+// Package redisstore mirrors the alert lifecycle projection into Redis, so
+// that any replica can answer queries and validate commands: one hash per
+// alert (the AlertState protobuf and the log offset it reflects), indexes
+// for listing, an epoch key that detects a wiped Redis, a restore lock, the
+// single-use register of acknowledge-link tokens, and a pub/sub channel of
+// changes for WatchAlerts.
+//
+// Every key shares one hash tag ("{<namespace>:ack}"), so the multi-key
+// scripts that check the epoch atomically with a read or write work on Redis
+// Cluster (the projection then lives in one slot; the timers, which carry
+// the load, are sharded by platform/timers).
+//
+// Redis is a cache: everything here is rebuilt from the compacted state
+// topic when the epoch key is missing.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+)
+
+// Store is the Redis projection store. It is safe for concurrent use.
+type Store struct {
+	rdb  redis.UniversalClient
+	addr string
+	tag  string
+}
+
+// New returns a store under namespace ns (e.g. "herald").
+func New(rdb redis.UniversalClient, ns string) *Store {
+	addr := ""
+	if c, ok := rdb.(*redis.Client); ok {
+		addr = c.Options().Addr
+	}
+	return &Store{rdb: rdb, addr: addr, tag: "{" + ns + ":ack}"}
+}
+
+func (s *Store) epochKey() string          { return s.tag + ":epoch" }
+func (s *Store) lockKey() string           { return s.tag + ":restore-lock" }
+func (s *Store) allKey() string            { return s.tag + ":alerts" }
+func (s *Store) openKey() string           { return s.tag + ":open" }
+func (s *Store) tenantKey(t string) string { return s.tag + ":tenant:" + t }
+func (s *Store) stateKey(id string) string { return s.tag + ":state:" + id }
+func (s *Store) tokenKey(id string) string { return s.tag + ":token:" + id }
+
+// Channel is the pub/sub channel of changed states.
+func (s *Store) Channel() string { return s.tag + ":changes" }
+
+const noEpoch = "NOEPOCH"
+
+// getScript: KEYS epoch, state. Returns the state bytes or false; an error
+// reply NOEPOCH when the epoch is missing.
+var getScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
+return redis.call('HGET', KEYS[2], 'd')
+`)
+
+// putScript: KEYS epoch, state, all, open, tenant; ARGV check-epoch (0/1),
+// offset, data, score, open (0/1), alert id. Stores if the offset is newer.
+var putScript = redis.NewScript(`
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
+local cur = redis.call('HGET', KEYS[2], 'o')
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'o', ARGV[2], 'd', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
+if ARGV[5] == '1' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6]) else redis.call('ZREM', KEYS[4], ARGV[6]) end
+return 1
+`)
+
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(err.Error(), noEpoch) {
+		return fmt.Errorf("%s: %w: %w", op, app.ErrProjectionLost, fault.ErrUnavailable)
+	}
+	return fault.Unavailable(fmt.Sprintf("%s on redis %s: %v", op, s.addr, err))
+}
+
+// Get implements app.StateStore.
+func (s *Store) Get(ctx context.Context, alertID string) (*lifecycle.State, error) {
+	v, err := getScript.Run(ctx, s.rdb, []string{s.epochKey(), s.stateKey(alertID)}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.wrap("read alert state", err)
+	}
+	str, ok := v.(string)
+	if !ok {
+		return nil, nil
+	}
+	return decode(alertID, []byte(str))
+}
+
+func decode(alertID string, b []byte) (*lifecycle.State, error) {
+	st := &lifecycle.State{}
+	if err := proto.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("decode state of alert %s: %w", alertID, err)
+	}
+	return st, nil
+}
+
+// Put implements app.StateStore.
+func (s *Store) Put(ctx context.Context, st *lifecycle.State) (bool, error) {
+	n, err := s.put(ctx, s.rdb, st, true).Int()
+	if err != nil {
+		return false, s.wrap("store alert state", err)
+	}
+	return n == 1, nil
+}
+
+func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, checkEpoch bool) *redis.Cmd {
+	b, err := proto.Marshal(st)
+	if err != nil {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(fmt.Errorf("encode state of alert %s: %w", st.GetAlertId(), err))
+		return cmd
+	}
+	check, open := "0", "0"
+	if checkEpoch {
+		check = "1"
+	}
+	if !lifecycle.IsTerminal(st) {
+		open = "1"
+	}
+	var score int64
+	if st.GetRaisedAt() != nil {
+		score = st.GetRaisedAt().AsTime().UnixMilli()
+	}
+	return putScript.Run(ctx, c,
+		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant())},
+		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId())
+}
+
+// Ready implements app.RecoveryStore.
+func (s *Store) Ready(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.epochKey()).Result()
+	if err != nil {
+		return false, s.wrap("check projection epoch", err)
+	}
+	return n == 1, nil
+}
+
+// TryLock implements app.RecoveryStore.
+func (s *Store) TryLock(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(), owner, ttl).Result()
+	if err != nil {
+		return false, s.wrap("take restore lock", err)
+	}
+	return ok, nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Unlock implements app.RecoveryStore.
+func (s *Store) Unlock(ctx context.Context, owner string) error {
+	return s.wrap("release restore lock", unlockScript.Run(ctx, s.rdb, []string{s.lockKey()}, owner).Err())
+}
+
+// Restore implements app.RecoveryStore.
+func (s *Store) Restore(ctx context.Context, states []*lifecycle.State) error {
+	pipe := s.rdb.Pipeline()
+	for _, st := range states {
+		s.put(ctx, pipe, st, false)
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		// A script not yet loaded on this server: load it and try again.
+		if strings.Contains(err.Error(), "NOSCRIPT") {
+			if lerr := putScript.Load(ctx, s.rdb).Err(); lerr != nil {
+				return s.wrap("load restore script", lerr)
+			}
+			return s.Restore(ctx, states)
+		}
+		return s.wrap("restore alert states", err)
+	}
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return s.wrap("restore alert states", c.Err())
+		}
+	}
+	return nil
+}
+
+// MarkReady implements app.RecoveryStore.
+func (s *Store) MarkReady(ctx context.Context) error {
+	return s.wrap("recreate projection epoch", s.rdb.Set(ctx, s.epochKey(), strconv.FormatInt(time.Now().UnixNano(), 36), 0).Err())
+}
+
+// ForEachOpen implements app.RecoveryStore.
+func (s *Store) ForEachOpen(ctx context.Context, fn func(*lifecycle.State) error) error {
+	const page = 1000
+	for start := int64(0); ; start += page {
+		ids, err := s.rdb.ZRange(ctx, s.openKey(), start, start+page-1).Result()
+		if err != nil {
+			return s.wrap("list open alerts", err)
+		}
+		states, err := s.load(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, st := range states {
+			if err := fn(st); err != nil {
+				return err
+			}
+		}
+		if len(ids) < page {
+			return nil
+		}
+	}
+}
+
+// load reads the states of ids (skipping any that vanished).
+func (s *Store) load(ctx context.Context, ids []string) ([]*lifecycle.State, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, s.stateKey(id), "d")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.wrap("read alert states", err)
+	}
+	out := make([]*lifecycle.State, 0, len(ids))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		if err != nil {
+			continue
+		}
+		st, err := decode(ids[i], b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Publish implements app.Changes: the state without its timeline goes to
+// the changes channel.
+func (s *Store) Publish(ctx context.Context, st *lifecycle.State) error {
+	slim := proto.Clone(st).(*lifecycle.State)
+	slim.Timeline = nil
+	b, err := proto.Marshal(slim)
+	if err != nil {
+		return fmt.Errorf("encode change of alert %s: %w", st.GetAlertId(), err)
+	}
+	return s.wrap("publish alert change", s.rdb.Publish(ctx, s.Channel(), b).Err())
+}
+
+// Subscribe delivers every published change to fn until ctx ends.
+func (s *Store) Subscribe(ctx context.Context, fn func(*lifecycle.State)) error {
+	ps := s.rdb.Subscribe(ctx, s.Channel())
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		return s.wrap("subscribe to alert changes", err)
+	}
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			st, err := decode("", []byte(m.Payload))
+			if err != nil {
+				continue
+			}
+			fn(st)
+		}
+	}
+}
+
+// ClaimToken records that an acknowledge-link token was used; it reports
+// false when it had been used already. The record outlives the token's
+// expiry by a day.
+func (s *Store) ClaimToken(ctx context.Context, tokenID string, until time.Time) (bool, error) {
+	ttl := time.Until(until) + 24*time.Hour
+	if ttl < time.Hour {
+		ttl = time.Hour
+	}
+	ok, err := s.rdb.SetNX(ctx, s.tokenKey(tokenID), "1", ttl).Result()
+	if err != nil {
+		return false, s.wrap("record link token use", err)
+	}
+	return ok, nil
+}
+
+// ReleaseToken forgets a token use whose acknowledgement could not be
+// recorded (so the person can try again).
+func (s *Store) ReleaseToken(ctx context.Context, tokenID string) error {
+	return s.wrap("release link token", s.rdb.Del(ctx, s.tokenKey(tokenID)).Err())
+}
+
+// Scan implements app.Lister: up to n states of tenant ("" for all), newest
+// raised first, after cursor ("" to start). It returns the cursor of the last
+// state returned, or "" when there are no more.
+func (s *Store) Scan(ctx context.Context, tenant, cursor string, n int) ([]*lifecycle.State, string, error) {
+	key := s.allKey()
+	if tenant != "" {
+		key = s.tenantKey(tenant)
+	}
+	max := "+inf"
+	var curScore float64
+	curID := ""
+	if cursor != "" {
+		sc, id, ok := strings.Cut(cursor, ":")
+		f, err := strconv.ParseFloat(sc, 64)
+		if !ok || err != nil || id == "" {
+			return nil, "", fault.Invalid("list alerts", fault.Violation{Field: "page_token", Problem: "is not a token this service issued"})
+		}
+		curScore, curID, max = f, id, sc
+	}
+	var ids []string
+	var last redis.Z
+	for offset := int64(0); len(ids) < n; {
+		zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: key, Start: max, Stop: "-inf", ByScore: true, Rev: true, Offset: offset, Count: int64(n),
+		}).Result()
+		if err != nil {
+			return nil, "", s.wrap("list alerts", err)
+		}
+		for _, z := range zs {
+			id := z.Member.(string)
+			if cursor != "" && z.Score == curScore && id >= curID {
+				continue
+			}
+			ids = append(ids, id)
+			last = z
+			if len(ids) == n {
+				break
+			}
+		}
+		if len(zs) < n {
+			break
+		}
+		offset += int64(len(zs))
+	}
+	states, err := s.load(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ids) == n {
+		next = strconv.FormatFloat(last.Score, 'f', 0, 64) + ":" + last.Member.(string)
+	}
+	return states, next, nil
+}

@@ -1,0 +1,187 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/herald-health/herald/platform/fault"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+)
+
+// Lister pages through the projection, newest raised first. Scan returns up
+// to n states of tenant ("" for all) after cursor ("" to start) and the
+// cursor after the last one ("" when there are no more); a cursor is
+// "<raised-at ms>:<alert id>". A bad cursor is fault.ErrInvalid.
+type Lister interface {
+	Scan(ctx context.Context, tenant, cursor string, n int) ([]*lifecycle.State, string, error)
+}
+
+// Get returns the state of an alert (with its timeline) or NotFound.
+func (a *App) Get(ctx context.Context, alertID string) (*lifecycle.State, error) {
+	if alertID == "" {
+		return nil, fault.Invalid("get alert", fault.Violation{Field: "alert_id", Problem: "is required"})
+	}
+	st, err := a.d.States.Get(ctx, alertID)
+	if err != nil {
+		return nil, fmt.Errorf("get alert %s: %w", alertID, err)
+	}
+	if st == nil || st.GetState() == 0 {
+		return nil, fault.NotFound("alert " + alertID + " not found")
+	}
+	return st, nil
+}
+
+// ListFilter selects alerts; zero fields match everything.
+type ListFilter struct {
+	Tenant      string
+	States      []ackv1.State
+	Category    eventsv1.Category
+	OverdueOnly bool
+	Assignee    string
+}
+
+// Page bounds.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+	// scanBudget bounds the alerts one List call examines; a page may come
+	// back short with a next token when filters are selective.
+	scanBudget = 5000
+)
+
+// List returns one page of alerts matching f and the token of the next page
+// ("" when there are no more).
+func (a *App) List(ctx context.Context, f ListFilter, pageSize int, token string) ([]*lifecycle.State, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", fault.Invalid("list alerts", fault.Violation{Field: "page_size", Problem: "must not be negative"})
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	for _, s := range f.States {
+		if _, ok := ackv1.State_name[int32(s)]; !ok || s == 0 {
+			return nil, "", fault.Invalid("list alerts", fault.Violation{Field: "states", Problem: fmt.Sprintf("unknown state %d", s)})
+		}
+	}
+	if a.d.Lister == nil {
+		return nil, "", fault.Unavailable("listing is not configured")
+	}
+	now := a.d.Clock.Now()
+	var out []*lifecycle.State
+	cursor, scanned := token, 0
+	for scanned < scanBudget {
+		chunk, next, err := a.d.Lister.Scan(ctx, f.Tenant, cursor, pageSize)
+		if err != nil {
+			return nil, "", fmt.Errorf("list alerts: %w", err)
+		}
+		for _, st := range chunk {
+			scanned++
+			cursor = cursorOf(st)
+			if !f.match(st, now) {
+				continue
+			}
+			out = append(out, st)
+			if len(out) == pageSize {
+				if next == "" && st == chunk[len(chunk)-1] {
+					return out, "", nil
+				}
+				return out, cursor, nil
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		cursor = next
+	}
+	return out, cursor, nil
+}
+
+func cursorOf(st *lifecycle.State) string {
+	var ms int64
+	if st.GetRaisedAt() != nil {
+		ms = st.GetRaisedAt().AsTime().UnixMilli()
+	}
+	return strconv.FormatInt(ms, 10) + ":" + st.GetAlertId()
+}
+
+func (f ListFilter) match(st *lifecycle.State, now time.Time) bool {
+	if f.OverdueOnly && !lifecycle.Overdue(st, now) {
+		return false
+	}
+	if f.Tenant != "" && st.GetTenant() != f.Tenant {
+		return false
+	}
+	if len(f.States) > 0 && !slices.Contains(f.States, st.GetState()) {
+		return false
+	}
+	if f.Category != 0 && st.GetCategory() != f.Category {
+		return false
+	}
+	if f.Assignee != "" && !slices.Contains(lifecycle.Assignees(st), f.Assignee) {
+		return false
+	}
+	return true
+}
+
+// Hub fans changed states out to the watchers of this replica. The service
+// feeds it from the store's changes channel (so changes applied on any
+// replica reach watchers on every replica). A watcher that does not keep up
+// loses changes rather than slowing the others down (it may re-read with
+// GetAlert).
+type Hub struct {
+	mu   sync.Mutex
+	next int
+	subs map[int]*watcher
+}
+
+type watcher struct {
+	tenant string
+	ch     chan *lifecycle.State
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{subs: map[int]*watcher{}} }
+
+// Watch registers a watcher of tenant ("" for all); cancel unregisters it.
+func (h *Hub) Watch(tenant string) (<-chan *lifecycle.State, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := h.next
+	h.next++
+	w := &watcher{tenant: tenant, ch: make(chan *lifecycle.State, 256)}
+	h.subs[id] = w
+	return w.ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.subs[id]; ok {
+			delete(h.subs, id)
+			close(w.ch)
+		}
+	}
+}
+
+// Broadcast hands st to every matching watcher without blocking.
+func (h *Hub) Broadcast(st *lifecycle.State) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.subs {
+		if w.tenant != "" && w.tenant != st.GetTenant() {
+			continue
+		}
+		select {
+		case w.ch <- st:
+		default:
+		}
+	}
+}
+
+// Overdue reports whether st is overdue now (for the API layer).
+func (a *App) Overdue(st *lifecycle.State) bool { return lifecycle.Overdue(st, a.d.Clock.Now()) }
