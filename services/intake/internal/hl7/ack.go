@@ -29,6 +29,9 @@ type AckProblem struct {
 	// missing, 102 data type error, 200 unsupported message type, 207
 	// application internal error).
 	Code string
+	// Warning marks a problem that did not stop the message (ERR-4 W), such
+	// as the gaps of a quarantined report; otherwise ERR-4 is E.
+	Warning bool
 }
 
 // Ack describes the acknowledgement to build for a received message.
@@ -69,6 +72,26 @@ func HeaderOf(m *Message) Header {
 		ProcessingID:      msh.Field(11),
 		Version:           msh.Field(12),
 	}
+}
+
+// SniffHeader reads what an ACK needs from the first segment of data without
+// parsing the message, for a message that failed to parse or was too large.
+// It uses the delimiters of data if they look declared, else the defaults.
+func SniffHeader(data []byte) Header {
+	data = []byte(strings.TrimLeft(string(data), "\r\n\t "))
+	if m, err := Parse(firstSegment(data)); err == nil {
+		return HeaderOf(m)
+	}
+	return Header{Delims: DefaultDelimiters()}
+}
+
+func firstSegment(data []byte) []byte {
+	for i, c := range data {
+		if c == '\r' || c == '\n' {
+			return data[:i]
+		}
+	}
+	return data
 }
 
 // Raw3 returns field n undecoded as a string (used to echo hierarchic
@@ -133,6 +156,9 @@ func errSegment(p AckProblem, d Delimiters) string {
 	err2 := esc(seg) + c + c + esc(field)
 	err3 := esc(errCode) + c + esc(text) + c + "HL70357"
 	severity := "E"
+	if p.Warning {
+		severity = "W"
+	}
 	return "ERR" + f + err1 + f + err2 + f + err3 + f + severity + f + f + f + f + esc(p.Problem) + "\r"
 }
 

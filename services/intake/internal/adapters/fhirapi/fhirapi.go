@@ -1,0 +1,152 @@
+// Package fhirapi is intake's FHIR R4 REST endpoint. A trust posts a
+// DiagnosticReport to /fhir/{ods}/DiagnosticReport, or a transaction Bundle
+// (DiagnosticReport, Observation, ServiceRequest, Patient) to /fhir/{ods}.
+// The tenant is the ODS code in the path. 201 Created (200 for a resend)
+// carries the alert reference in Location and an informational
+// OperationOutcome; every error is an OperationOutcome with a 4xx (503 when
+// the event log is unavailable: nothing was recorded, retry).
+package fhirapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/services/intake/internal/app"
+	"github.com/herald-health/herald/services/intake/internal/domain"
+)
+
+// ContentType of FHIR JSON.
+const ContentType = "application/fhir+json"
+
+// Handler serves the FHIR endpoint.
+type Handler struct {
+	svc     *app.Service
+	maxBody int64
+	log     *slog.Logger
+}
+
+// New returns the handler; bodies over maxBody bytes are refused with 413.
+func New(svc *app.Service, maxBody int64, log *slog.Logger) http.Handler {
+	h := &Handler{svc: svc, maxBody: maxBody, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /fhir/{tenant}/DiagnosticReport", h.post)
+	mux.HandleFunc("POST /fhir/{tenant}", h.post)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusNotFound, "error", "not-found", "", "POST a DiagnosticReport to /fhir/{ods}/DiagnosticReport or a Bundle to /fhir/{ods}")
+	})
+	return mux
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.Contains(ct, "json") {
+		writeOutcome(w, http.StatusUnsupportedMediaType, "error", "not-supported", "", "Content-Type must be application/fhir+json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeOutcome(w, http.StatusRequestEntityTooLarge, "error", "too-costly", "", fmt.Sprintf("body exceeds %d bytes", h.maxBody))
+			return
+		}
+		writeOutcome(w, http.StatusBadRequest, "error", "structure", "", "body could not be read")
+		return
+	}
+	sub, err := domain.MapFHIR(body, tenant, h.svc.Directory(), h.svc.IDs())
+	if err != nil {
+		var fe *domain.FHIRError
+		if errors.As(err, &fe) {
+			code := "invalid"
+			if fe.Status == http.StatusNotFound {
+				code = "not-found"
+			}
+			writeOutcome(w, fe.Status, "error", code, fe.Expression, fe.Problem)
+			return
+		}
+		writeOutcome(w, http.StatusBadRequest, "error", "invalid", "", err.Error())
+		return
+	}
+	rec, dup, err := h.svc.Submit(r.Context(), app.Message{
+		Channel:     "fhir",
+		Sender:      tenant,
+		MessageID:   sub.Details.SourceMessageId,
+		Submissions: []domain.Submission{sub},
+		Raw:         body,
+		ContentType: ContentType,
+	})
+	switch {
+	case errors.Is(err, fault.ErrInvalid):
+		issues := []issue{}
+		for _, v := range fault.Violations(err) {
+			issues = append(issues, issue{Severity: "error", Code: "required", Expression: []string{v.Field}, Diagnostics: v.Problem})
+		}
+		writeIssues(w, http.StatusUnprocessableEntity, issues)
+		return
+	case err != nil:
+		writeOutcome(w, http.StatusServiceUnavailable, "error", "transient", "", "event log unavailable: nothing was recorded, retry")
+		return
+	}
+	res := rec.Results[0]
+	// 201 only when this request created an event; a resend, or a report
+	// nobody flagged (accepted, no alert), is 200.
+	status := http.StatusCreated
+	if dup || res.Outcome == domain.OutcomeNotFlagged {
+		status = http.StatusOK
+	}
+	issues := []issue{{Severity: "information", Code: "informational", Diagnostics: fmt.Sprintf("alert %s %s", res.AlertID, res.Outcome)}}
+	for _, p := range res.Problems {
+		issues = append(issues, issue{Severity: "warning", Code: "incomplete", Expression: []string{p.Field}, Diagnostics: p.Problem})
+	}
+	w.Header().Set("Location", "/alerts/"+res.AlertID)
+	w.Header().Set("X-Herald-Alert-Id", res.AlertID)
+	w.Header().Set("X-Herald-Outcome", res.Outcome.String())
+	writeIssues(w, status, issues)
+}
+
+type issue struct {
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
+}
+
+func writeOutcome(w http.ResponseWriter, status int, severity, code, expression, diagnostics string) {
+	is := issue{Severity: severity, Code: code, Diagnostics: diagnostics}
+	if expression != "" {
+		is.Expression = []string{expression}
+	}
+	writeIssues(w, status, []issue{is})
+}
+
+// writeIssues writes an OperationOutcome. It is built with the samply
+// structs so its shape is R4's.
+func writeIssues(w http.ResponseWriter, status int, issues []issue) {
+	oo := fhir.OperationOutcome{}
+	for _, is := range issues {
+		var sev fhir.IssueSeverity
+		_ = sev.UnmarshalJSON([]byte(`"` + is.Severity + `"`))
+		var code fhir.IssueType
+		if err := code.UnmarshalJSON([]byte(`"` + is.Code + `"`)); err != nil {
+			_ = code.UnmarshalJSON([]byte(`"processing"`))
+		}
+		d := is.Diagnostics
+		oo.Issue = append(oo.Issue, fhir.OperationOutcomeIssue{Severity: sev, Code: code, Diagnostics: &d, Expression: is.Expression})
+	}
+	b, err := json.Marshal(oo)
+	if err != nil {
+		http.Error(w, "encode OperationOutcome", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

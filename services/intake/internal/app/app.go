@@ -1,0 +1,239 @@
+// Package app is intake's application service: it takes the submissions of
+// one received message (from any channel), answers a resend with the
+// original outcome, decides the events, appends them durably and only then
+// reports success. It owns the per-message span that roots each alert's
+// trace.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/telemetry"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/intake/internal/domain"
+)
+
+// Appender appends events durably. Append returns nil only when every event
+// is durable (acks=all); an error means nothing may be assumed written, and
+// appending the same events again is safe because their ids are
+// deterministic. Errors that are fault.ErrUnavailable are worth retrying.
+type Appender interface {
+	Append(ctx context.Context, events ...*eventsv1.Event) error
+}
+
+// OutcomeStore remembers the outcome of each accepted message, keyed by its
+// duplicate key, across restarts and replicas. It is a cache: Get returning
+// an error means "unknown" (the message is processed again, harmlessly, as
+// its event ids are deterministic); a failed Put only loses the memory.
+type OutcomeStore interface {
+	Get(ctx context.Context, key string) (Record, bool, error)
+	Put(ctx context.Context, key string, r Record) error
+}
+
+// Problem is a validation problem in a record.
+type Problem struct {
+	Field   string `json:"field"`
+	Problem string `json:"problem"`
+}
+
+// Result is what became of one submission.
+type Result struct {
+	AlertID  string            `json:"alert_id"`
+	Outcome  domain.Outcome    `json:"outcome"`
+	Problems []Problem         `json:"problems,omitempty"`
+	Category eventsv1.Category `json:"category,omitempty"`
+}
+
+// Record is the outcome of one accepted message.
+type Record struct {
+	Results []Result `json:"results"`
+}
+
+// Message is one received message with its submissions.
+type Message struct {
+	// Channel is "hl7", "fhir" or "grpc".
+	Channel string
+	// Sender identifies the sender within the channel (HL7: the sending
+	// facility; FHIR: the tenant; gRPC: the tenant and source system).
+	Sender string
+	// MessageID is the sender's message id (MSH-10, Bundle identifier or
+	// body hash, request message id).
+	MessageID   string
+	Submissions []domain.Submission
+	// Raw is the message as received; it goes into the events for audit,
+	// never into logs or spans.
+	Raw         []byte
+	ContentType string
+}
+
+// Service records received messages. It is safe for concurrent use.
+type Service struct {
+	dir      *domain.Directory
+	limits   domain.Limits
+	appender Appender
+	outcomes OutcomeStore
+	clock    clock.Clock
+	log      *slog.Logger
+	tracer   trace.Tracer
+	producer string
+	ids      domain.IDFunc
+	messages metric.Int64Counter
+}
+
+// Options configure a Service.
+type Options struct {
+	Directory *domain.Directory
+	Limits    domain.Limits
+	Appender  Appender
+	Outcomes  OutcomeStore
+	Clock     clock.Clock
+	Logger    *slog.Logger
+	Telemetry *telemetry.Telemetry
+	Producer  string
+	IDs       domain.IDFunc
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = telemetry.Nop("intake")
+	}
+	counter, _ := o.Telemetry.Meter().Int64Counter("herald.intake.messages",
+		metric.WithDescription("Messages received by intake, by channel and outcome"))
+	return &Service{
+		dir: o.Directory, limits: o.Limits, appender: o.Appender, outcomes: o.Outcomes,
+		clock: o.Clock, log: o.Logger, tracer: o.Telemetry.Tracer(), producer: o.Producer, ids: o.IDs,
+		messages: counter,
+	}
+}
+
+// Directory returns the tenant directory.
+func (s *Service) Directory() *domain.Directory { return s.dir }
+
+// IDs returns the id function.
+func (s *Service) IDs() domain.IDFunc { return s.ids }
+
+// Submit records one received message. It returns the original record and
+// duplicate=true for a message already accepted; otherwise it decides the
+// events of every submission, appends them and returns only once they are
+// durable. A message that cannot be identified gives a fault.ErrInvalid
+// naming the fields (nothing is appended); a broker failure gives an error
+// that is fault.ErrUnavailable (nothing may be assumed appended; a resend
+// is safe).
+func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate bool, err error) {
+	ctx, span := s.tracer.Start(ctx, "intake.receive "+m.Channel, trace.WithSpanKind(trace.SpanKindServer))
+	defer func() {
+		outcome := "rejected"
+		switch {
+		case err == nil && duplicate:
+			outcome = "duplicate"
+		case err == nil:
+			outcome = outcomes(rec)
+		case errors.Is(err, fault.ErrUnavailable):
+			outcome = "unavailable"
+		case !errors.Is(err, fault.ErrInvalid):
+			outcome = "error"
+		}
+		span.SetAttributes(attribute.String("herald.outcome", outcome))
+		if err != nil {
+			span.SetStatus(codes.Error, outcome)
+		}
+		span.End()
+		s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", m.Channel), attribute.String("outcome", outcome)))
+	}()
+
+	key := s.ids("intake-outcome", m.Channel, m.Sender, m.MessageID)
+	if s.outcomes != nil {
+		got, ok, gerr := s.outcomes.Get(ctx, key)
+		switch {
+		case gerr != nil:
+			s.log.WarnContext(ctx, "outcome store unavailable; processing the message again", "channel", m.Channel, "error", gerr)
+		case ok:
+			s.annotate(span, m, got)
+			return got, true, nil
+		}
+	}
+
+	now := s.clock.Now()
+	var events []*eventsv1.Event
+	for _, sub := range m.Submissions {
+		dec, derr := domain.Decide(sub, s.dir, s.limits, s.ids, now, s.producer)
+		if derr != nil {
+			return Record{}, false, derr
+		}
+		res := Result{AlertID: dec.AlertID, Outcome: dec.Outcome, Category: sub.Details.GetSourceFlag().GetCategory()}
+		for _, p := range dec.Problems {
+			res.Problems = append(res.Problems, Problem{Field: p.Field, Problem: p.Problem})
+		}
+		rec.Results = append(rec.Results, res)
+		if dec.Event == nil {
+			continue
+		}
+		if len(m.Raw) > 0 {
+			sub.Details.RawPayload = m.Raw
+			sub.Details.RawContentType = m.ContentType
+		}
+		events = append(events, dec.Event)
+	}
+	s.annotate(span, m, rec)
+	if len(events) > 0 {
+		if err := s.appender.Append(ctx, events...); err != nil {
+			return Record{}, false, fmt.Errorf("append alert %s: %w", events[0].AlertId, err)
+		}
+	}
+	if s.outcomes != nil {
+		if perr := s.outcomes.Put(ctx, key, rec); perr != nil {
+			s.log.WarnContext(ctx, "outcome store unavailable; a resend will be appended again (harmless)", "channel", m.Channel, "error", perr)
+		}
+	}
+	for _, r := range rec.Results {
+		s.log.InfoContext(ctx, "message recorded", "channel", m.Channel, "alert_id", r.AlertID, "outcome", r.Outcome.String(), "category", r.Category.String())
+	}
+	return rec, false, nil
+}
+
+// annotate puts the alert ids and source categories on the span: nothing
+// else, since everything else in a report may identify a patient.
+func (s *Service) annotate(span trace.Span, m Message, rec Record) {
+	var ids, cats []string
+	for _, r := range rec.Results {
+		ids = append(ids, r.AlertID)
+		cats = append(cats, r.Category.String())
+	}
+	span.SetAttributes(
+		attribute.String("herald.alert_id", strings.Join(ids, ",")),
+		attribute.String("herald.source_category", strings.Join(cats, ",")),
+	)
+	if len(m.Submissions) > 0 {
+		// Only a configured tenant: a refused request's tenant field could
+		// hold anything.
+		if t, ok := s.dir.Tenant(m.Submissions[0].Tenant); ok {
+			span.SetAttributes(attribute.String("herald.tenant", t.ODS))
+		}
+	}
+}
+
+func outcomes(rec Record) string {
+	var out []string
+	for _, r := range rec.Results {
+		out = append(out, r.Outcome.String())
+	}
+	return strings.Join(out, ",")
+}

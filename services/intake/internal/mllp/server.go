@@ -1,0 +1,176 @@
+package mllp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Handler answers one message with its acknowledgement. It is called with
+// the frame's bytes (valid only during the call) and must return the ACK to
+// send; it runs to completion even while the server shuts down, so an
+// accepted message is always acknowledged. Oversize is called for a frame
+// over the bound with its first bytes.
+type Handler interface {
+	Handle(ctx context.Context, msg []byte) []byte
+	Oversize(ctx context.Context, head []byte, limit int) []byte
+}
+
+// ServerConfig bounds the server.
+type ServerConfig struct {
+	// MaxFrame is the largest message in bytes.
+	MaxFrame int
+	// IdleTimeout closes a connection on which no complete frame arrives
+	// for this long (idle or half-open peers, slow senders).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one ACK.
+	WriteTimeout time.Duration
+	// HandleTimeout bounds handling one message (including the durable
+	// append); a message that runs out is answered AR.
+	HandleTimeout time.Duration
+	// MaxConns is the most concurrent connections; more are closed at once.
+	MaxConns int
+	// TLS, if set, makes the listener TLS.
+	TLS *tls.Config
+}
+
+// Server accepts MLLP connections and answers each frame in order
+// (original acknowledgement mode: a sender waits for each ACK).
+type Server struct {
+	cfg     ServerConfig
+	ln      net.Listener
+	handler Handler
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+	slots chan struct{}
+}
+
+// Listen binds addr.
+func Listen(addr string, cfg ServerConfig, h Handler, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen mllp %s: %w", addr, err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	return &Server{cfg: cfg, ln: ln, handler: h, log: log, conns: map[net.Conn]struct{}{}, slots: make(chan struct{}, cfg.MaxConns)}, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve accepts connections until ctx is done, then stops accepting, lets
+// each connection finish the message it is handling (and send its ACK) and
+// closes it. It returns when every connection is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		_ = s.ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			// Wake readers blocked waiting for a frame; a handler in
+			// progress still writes its ACK (write deadlines are set anew).
+			_ = c.SetReadDeadline(time.Now())
+		}
+		s.mu.Unlock()
+	}()
+	var err error
+	for {
+		c, aerr := s.ln.Accept()
+		if aerr != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(aerr, &ne) && ne.Timeout() {
+					continue
+				}
+				err = fmt.Errorf("accept mllp: %w", aerr)
+			}
+			break
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.log.Warn("mllp connection refused: too many connections", "max", s.cfg.MaxConns)
+			_ = c.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.slots }()
+			s.serveConn(ctx, c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			_ = c.Close()
+		}()
+	}
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlive(true)
+		_ = tc.SetKeepAlivePeriod(30 * time.Second)
+	}
+	r := NewReader(c, s.cfg.MaxFrame)
+	for ctx.Err() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if ctx.Err() != nil { // shutdown raced with the deadline above
+			return
+		}
+		frame, err := r.ReadFrame()
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.HandleTimeout)
+		var ack []byte
+		var over *OversizeError
+		switch {
+		case err == nil:
+			ack = s.handler.Handle(hctx, frame)
+		case errors.As(err, &over):
+			ack = s.handler.Oversize(hctx, over.Head, over.Limit)
+		default:
+			cancel()
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				s.log.Info("mllp connection closed", "remote", c.RemoteAddr().String(), "reason", errorKind(err))
+			}
+			return
+		}
+		cancel()
+		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if err := WriteFrame(c, ack); err != nil {
+			s.log.Info("mllp ACK not written", "remote", c.RemoteAddr().String(), "reason", errorKind(err))
+			return
+		}
+	}
+}
+
+// errorKind describes a connection error without echoing any data.
+func errorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "idle timeout"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed inside a frame"
+	case errors.Is(err, ErrMalformed):
+		return "not MLLP"
+	}
+	return "connection error"
+}
