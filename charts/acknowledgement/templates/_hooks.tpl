@@ -1,0 +1,33 @@
+{{/* Hooks of the acknowledgement service for herald-lib.service. */}}
+
+{{- define "acknowledgement.env" -}}
+{{ include "herald-lib.envVar" (list "HERALD_HTTP_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
+{{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackPage.baseURL) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
+{{- if .Values.oidc.issuerURL }}
+{{ include "herald-lib.envVar" (list "HERALD_OIDC_ISSUER" .Values.oidc.issuerURL) }}
+{{ include "herald-lib.envVar" (list "HERALD_OIDC_CLIENT_ID" .Values.oidc.clientID) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_OIDC_CLIENT_SECRET" .Values.oidc.existingSecret .Values.oidc.clientSecretKey) }}
+{{- end }}
+{{- end -}}
+
+{{- define "acknowledgement.volumeMounts" -}}
+{{- end -}}
+
+{{- define "acknowledgement.volumes" -}}
+{{- end -}}
+
+{{- define "acknowledgement.podAnnotations" -}}
+{{- end -}}
+
+{{/* Clinicians open the ack-link page through the ingress controller. */}}
+{{- define "acknowledgement.ingressRules" -}}
+{{- include "herald-lib.netpolRule" (dict "key" "from" "peers" .Values.networkPolicy.ackPageClients "ports" (list .Values.ports.http)) }}
+{{- end -}}
+
+{{/* The OIDC provider (token exchange and keys) for the ack page's sign-in. */}}
+{{- define "acknowledgement.egressRules" -}}
+{{- with .Values.networkPolicy.oidcProvider.cidrs }}
+{{- include "herald-lib.netpolRule" (dict "key" "to" "peers" (include "herald-lib.cidrPeers" . | fromYamlArray) "ports" $.Values.networkPolicy.oidcProvider.ports) }}
+{{- end }}
+{{- end -}}

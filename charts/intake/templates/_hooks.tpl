@@ -1,0 +1,31 @@
+{{/* Hooks of the intake service for herald-lib.service. */}}
+
+{{- define "intake.env" -}}
+{{ include "herald-lib.envVar" (list "HERALD_MLLP_ADDR" (include "herald-lib.listen" .Values.ports.mllp)) }}
+{{ include "herald-lib.envVar" (list "HERALD_HTTP_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
+{{ include "herald-lib.envVar" (list "HERALD_TENANTS_DIR" "/etc/herald/tenants") }}
+{{- end -}}
+
+{{- define "intake.volumeMounts" -}}
+- name: tenants
+  mountPath: /etc/herald/tenants
+  readOnly: true
+{{- end -}}
+
+{{- define "intake.volumes" -}}
+- name: tenants
+  configMap:
+    name: {{ .Values.tenantsConfigMap | default (printf "%s-tenants" (include "herald-lib.fullname" .)) }}
+{{- end -}}
+
+{{- define "intake.podAnnotations" -}}
+checksum/tenants: {{ toYaml .Values.tenants | sha256sum }}
+{{- end -}}
+
+{{/* RIS, reporting-system and FHIR clients reach MLLP, FHIR HTTP and gRPC. */}}
+{{- define "intake.ingressRules" -}}
+{{- include "herald-lib.netpolRule" (dict "key" "from" "peers" .Values.networkPolicy.clients "ports" (list .Values.ports.mllp .Values.ports.http .Values.ports.grpc)) }}
+{{- end -}}
+
+{{- define "intake.egressRules" -}}
+{{- end -}}

@@ -1,0 +1,76 @@
+{{/* Hooks of the notification service for herald-lib.service. */}}
+
+{{- define "notification.rulesAddr" -}}
+{{- .Values.rules.addr | default (printf "%s:%d" (include "herald-lib.siblingName" (list . "rules")) (int .Values.rules.port)) -}}
+{{- end -}}
+
+{{- define "notification.env" -}}
+{{ include "herald-lib.envVar" (list "HERALD_HTTP_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
+{{ include "herald-lib.envVar" (list "HERALD_RULES_ADDR" (include "notification.rulesAddr" .)) }}
+{{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackLink.baseURL) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
+{{ include "herald-lib.envVar" (list "HERALD_TEMPLATES_DIR" "/etc/herald/templates") }}
+{{- if .Values.smtp.addr }}
+{{ include "herald-lib.envVar" (list "HERALD_SMTP_ADDR" .Values.smtp.addr) }}
+{{ include "herald-lib.envVar" (list "HERALD_SMTP_FROM" .Values.smtp.from) }}
+{{- with .Values.smtp.existingSecret }}
+{{ include "herald-lib.secretEnv" (list "HERALD_SMTP_USERNAME" . $.Values.smtp.usernameKey) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_SMTP_PASSWORD" . $.Values.smtp.passwordKey) }}
+{{- end }}
+{{- end }}
+{{- if .Values.sms.existingSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_SMS_NOTIFY_URL" .Values.sms.baseURL) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_SMS_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
+{{- end }}
+{{- if .Values.webhook.existingSecret }}
+{{ include "herald-lib.secretEnv" (list "HERALD_WEBHOOK_SIGNING_SECRET" .Values.webhook.existingSecret .Values.webhook.signingSecretKey) }}
+{{- end }}
+{{- end -}}
+
+{{- define "notification.volumeMounts" -}}
+- name: templates
+  mountPath: /etc/herald/templates
+  readOnly: true
+{{- end -}}
+
+{{/*
+Template overrides are laid out as <dir>/<ODS>/<channel>/<name>.tmpl; a
+ConfigMap key cannot hold a "/", so keys are <ODS>.<channel>.<name> and
+items put each under its path.
+*/}}
+{{- define "notification.volumes" -}}
+- name: templates
+  configMap:
+    name: {{ .Values.templatesConfigMap | default (printf "%s-templates" (include "herald-lib.fullname" .)) }}
+    {{- if not .Values.templatesConfigMap }}
+    items:
+      {{- range $ods, $channels := .Values.templates }}
+      {{- range $channel, $files := $channels }}
+      {{- range $name, $_ := $files }}
+      - key: {{ printf "%s.%s.%s" $ods $channel $name }}
+        path: {{ printf "%s/%s/%s" $ods $channel $name }}
+      {{- end }}
+      {{- end }}
+      {{- end }}
+    {{- end }}
+{{- end -}}
+
+{{- define "notification.podAnnotations" -}}
+checksum/templates: {{ toYaml .Values.templates | sha256sum }}
+{{- end -}}
+
+{{/* Delivery receipts (e.g. GOV.UK Notify callbacks through the ingress controller). */}}
+{{- define "notification.ingressRules" -}}
+{{- include "herald-lib.netpolRule" (dict "key" "from" "peers" .Values.networkPolicy.receiptSources "ports" (list .Values.ports.http)) }}
+{{- end -}}
+
+{{/* The rules gRPC of this release (or rules.peers), then each delivery destination. */}}
+{{- define "notification.egressRules" -}}
+{{- $rulesPeers := .Values.networkPolicy.rulesPeers | default (include "herald-lib.siblingPeer" (list . "rules") | fromYamlArray) -}}
+{{- include "herald-lib.netpolRule" (dict "key" "to" "peers" $rulesPeers "ports" (list .Values.rules.port)) }}
+{{- range .Values.networkPolicy.destinations }}
+{{- if .cidrs }}
+{{ include "herald-lib.netpolRule" (dict "key" "to" "peers" (include "herald-lib.cidrPeers" .cidrs | fromYamlArray) "ports" .ports) }}
+{{- end }}
+{{- end }}
+{{- end -}}
