@@ -60,7 +60,9 @@ type fakeRules struct {
 	mu sync.Mutex
 	// people by target ref ("" for REFERRER)
 	people map[string][]*rulesv1.ResolvedRecipient
-	calls  int
+	// dynamic, when set, answers every request.
+	dynamic func(req *rulesv1.ResolveTargetsRequest) []*rulesv1.ResolvedRecipient
+	calls   int
 }
 
 func (f *fakeRules) ResolveTargets(_ context.Context, req *rulesv1.ResolveTargetsRequest) (*rulesv1.ResolveTargetsResponse, error) {
@@ -68,6 +70,10 @@ func (f *fakeRules) ResolveTargets(_ context.Context, req *rulesv1.ResolveTarget
 	defer f.mu.Unlock()
 	f.calls++
 	out := &rulesv1.ResolveTargetsResponse{}
+	if f.dynamic != nil {
+		out.Recipients = f.dynamic(req)
+		return out, nil
+	}
 	for _, t := range req.GetTargets() {
 		key := t.GetRef()
 		if t.GetKind() == eventsv1.TargetKind_TARGET_KIND_REFERRER {
@@ -109,6 +115,7 @@ func startRules(t testing.TB) (*fakeRules, string) {
 type mail struct {
 	From, To string
 	Data     string
+	At       time.Time
 }
 
 type smtpServer struct {
@@ -158,7 +165,7 @@ func (s *smtpSession) Data(r io.Reader) error {
 		return err
 	}
 	s.s.mu.Lock()
-	s.s.mails = append(s.s.mails, mail{From: s.from, To: s.to, Data: string(b)})
+	s.s.mails = append(s.s.mails, mail{From: s.from, To: s.to, Data: string(b), At: time.Now()})
 	block, inData := s.s.block, s.s.inData
 	s.s.mu.Unlock()
 	if block != nil {
