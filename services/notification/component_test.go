@@ -25,7 +25,9 @@ var (
 	chWebhook = eventsv1.Channel_CHANNEL_WEBHOOK
 )
 
-func alertID(name string) string { return eventlog.ID("RZZ", name, strconv.FormatInt(time.Now().UnixNano(), 10)) }
+func alertID(name string) string {
+	return eventlog.ID("RZZ", name, strconv.FormatInt(time.Now().UnixNano(), 10))
+}
 
 // Happy path: a routed alert reaches the referrer by email (SMTP with
 // STARTTLS and AUTH) and an on-call person by signed webhook; both sends

@@ -457,7 +457,9 @@ func step(i uint32, channels []eventsv1.Channel, targets ...*eventsv1.Target) *e
 	return &eventsv1.EscalationStep{Index: i, Targets: targets, Channels: channels, AckMode: eventsv1.AckMode_ACK_MODE_ANY_ONE}
 }
 
-func referrer() *eventsv1.Target { return &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_REFERRER} }
+func referrer() *eventsv1.Target {
+	return &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_REFERRER}
+}
 func role(ref string) *eventsv1.Target {
 	return &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_ONCALL_ROLE, Ref: ref}
 }

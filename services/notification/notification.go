@@ -307,9 +307,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Store:    redisstore.New(s.rdb, cfg.RedisPrefix),
 		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
 		Log:      s.writer, Senders: senders, Renderer: renderer,
-		Backoff:  domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
-		Limit:    domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
-		Lease:    cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, MaxIdle: cfg.MaxIdle,
+		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
+		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
+		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})

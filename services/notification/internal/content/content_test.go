@@ -109,7 +109,7 @@ func TestRenderCriticalEmail(t *testing.T) {
 
 func TestTrustOverride(t *testing.T) {
 	over := fstest.MapFS{
-		"RZZ/sms/critical.tmpl": {Data: []byte(`{{define "body"}}RZZ custom {{.Ref}} {{.AckLink}}{{end}}`)},
+		"RZZ/sms/critical.tmpl":  {Data: []byte(`{{define "body"}}RZZ custom {{.Ref}} {{.AckLink}}{{end}}`)},
 		"RZZ/email/default.tmpl": {Data: []byte(`{{define "subject"}}S {{.Ref}}{{end}}{{define "body"}}B {{.Category}}{{end}}`)},
 		"RXF/sms/critical.tmpl":  {Data: []byte(`{{define "body"}}{{.Nope}}{{end}}`)},
 	}
