@@ -34,7 +34,11 @@ deps-down: ## Stop the Kafka and Redis that deps-up started.
 
 .PHONY: test
 test: deps-up ## Run every module's tests against real Kafka and Redis (started if needed).
-	@fail=0; for m in $(MODULES); do echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; done; exit $$fail
+	@set -o pipefail; log=$$(mktemp); fail=0; \
+	for m in $(MODULES); do echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) | tee -a $$log || fail=1; done; \
+	echo; echo "test summary (every module; exit status $$fail):"; \
+	grep -E '^(ok|FAIL)[[:space:]]|^[[:space:]]*--- FAIL' $$log || echo "no package ran tests"; \
+	rm -f $$log; exit $$fail
 
 .PHONY: bench
 bench: deps-up ## Run the benchmarks against real Kafka and Redis.

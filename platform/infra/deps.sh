@@ -147,6 +147,7 @@ redis_down() {
 kafka_ready() {
 	# A metadata round trip that lists our broker: it is registered with the
 	# controller and serves requests (not just an open port).
+	port_open "$KAFKA_HOST" "$KAFKA_PORT" || return 1
 	timeout 10 kcat -b "$KAFKA_HOST:$KAFKA_PORT" -L -m 5 2>/dev/null | grep -q "broker 1 at $KAFKA_HOST:$KAFKA_PORT"
 }
 
