@@ -66,7 +66,7 @@ type harness struct {
 // patient's NHS number, name, date of birth, address and report text.
 var patientData = []string{"9990000018", "TESTPATIENT", "19700101", "1970-01-01", "Synthetic Street", "pneumothorax", "ZZ99 9ZZ", "REFERRER", "RADIOLOGIST"}
 
-func start(t *testing.T, mod func(*intake.Config)) *harness {
+func start(t testing.TB, mod func(*intake.Config)) *harness {
 	t.Helper()
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
@@ -135,7 +135,7 @@ type ackView struct {
 	errs                  []string
 }
 
-func parseAck(t *testing.T, b []byte) ackView {
+func parseAck(t testing.TB, b []byte) ackView {
 	t.Helper()
 	m, err := hl7.Parse(b)
 	require.NoError(t, err, "ACK parses: %q", b)
@@ -156,7 +156,7 @@ func send(t *testing.T, c *mllp.Client, msg []byte) ackView {
 }
 
 // events reads every event on the harness's topic.
-func (h *harness) events(t *testing.T) []*eventsv1.Event {
+func (h *harness) events(t testing.TB) []*eventsv1.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -174,7 +174,7 @@ func (h *harness) events(t *testing.T) []*eventsv1.Event {
 }
 
 // variant rewrites the example: a new control id, and optional replacements.
-func variant(t *testing.T, controlID string, repl ...string) []byte {
+func variant(t testing.TB, controlID string, repl ...string) []byte {
 	s := strings.Replace(string(example(t, "oru_r01_critical_pneumothorax.hl7")), "MSG20261129000123", controlID, 1)
 	for i := 0; i+1 < len(repl); i += 2 {
 		require.Contains(t, s, repl[i])

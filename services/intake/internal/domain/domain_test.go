@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
@@ -376,4 +377,35 @@ func TestMapFHIRErrors(t *testing.T) {
 			require.Equal(t, tt.wantStatus, fe.Status)
 		})
 	}
+}
+
+func FuzzMapORU(f *testing.F) {
+	b, err := os.ReadFile("../../testdata/oru_r01_critical_pneumothorax.hl7")
+	require.NoError(f, err)
+	f.Add(b)
+	f.Add([]byte(baseORU))
+	dir, err := domain.NewDirectory([]domain.TenantSettings{{ODS: "RZZ", TriggerPhrases: []string{"critical alert"}}})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := hl7.Parse(data)
+		if err != nil {
+			return
+		}
+		subs, err := domain.MapORU(m, dir)
+		if err != nil {
+			return
+		}
+		for _, s := range subs {
+			dec, err := domain.Decide(s, dir, domain.DefaultLimits(), eventlog.ID, now, "intake")
+			if err != nil {
+				continue
+			}
+			if dec.Event != nil {
+				// Whatever came in, the event can be recorded.
+				if _, err := proto.Marshal(dec.Event); err != nil {
+					t.Fatalf("event does not marshal: %v", err)
+				}
+			}
+		}
+	})
 }

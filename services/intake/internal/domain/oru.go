@@ -59,8 +59,7 @@ func MapORU(m *hl7.Message, dir *Directory) ([]Submission, error) {
 	var mapProblems []*eventsv1.ValidationProblem
 	patient := &eventsv1.Patient{}
 	if pid, ok := m.Segment("PID"); ok {
-		for r := 1; r <= pid.Repetitions(3); r++ {
-			cx := pid.Rep(3, r)
+		for _, cx := range pid.Reps(3) {
 			id := Identifier(str(cx.Get(1, 1)), str(cx.Get(4, 1)), str(cx.Get(5, 1)))
 			if id == nil {
 				continue
@@ -129,12 +128,12 @@ func MapORU(m *hl7.Message, dir *Directory) ([]Submission, error) {
 			if isAlert {
 				codes = append(codes, str(seg.Component(5, 1)))
 			} else {
-				for r := 1; r <= seg.Repetitions(5); r++ {
-					texts = append(texts, str(seg.Rep(5, r).String()))
+				for _, v := range seg.Reps(5) {
+					texts = append(texts, str(v.String()))
 				}
 			}
-			for r := 1; r <= seg.Repetitions(8); r++ {
-				flags = append(flags, str(seg.Get(8, r, 1, 1)))
+			for _, v := range seg.Reps(8) {
+				flags = append(flags, str(v.Get(1, 1)))
 			}
 		case "NTE":
 			if cur != nil {
@@ -161,8 +160,8 @@ func mapOBR(obr hl7.Segment, str func(string) string, tenant, controlID string, 
 	exam := obr.Rep(4, 1)
 	d.Exam = &eventsv1.Exam{Code: str(exam.Get(1, 1)), Display: str(exam.Get(2, 1)), CodeSystem: str(exam.Get(3, 1)), Modality: str(obr.Field(24))}
 	d.Referrer = xcn(obr.Rep(16, 1), str)
-	for r := 1; r <= obr.Repetitions(28); r++ {
-		if c := xcn(obr.Rep(28, r), str); c != nil {
+	for _, v := range obr.Reps(28) {
+		if c := xcn(v, str); c != nil {
 			d.CopiesTo = append(d.CopiesTo, c)
 		}
 	}

@@ -276,6 +276,24 @@ func (s Segment) Rep(n, rep int) Value {
 	return Value{raw: nth(raw, s.d.Repetition, rep), d: s.d}
 }
 
+// Reps returns every repetition of field n, splitting the field once (linear
+// in its length, however many repetitions it has).
+func (s Segment) Reps(n int) []Value {
+	raw := s.Raw(n)
+	if len(raw) == 0 || s.isEncodingField(n) {
+		return nil
+	}
+	out := make([]Value, 0, 1+bytes.Count(raw, []byte{s.d.Repetition}))
+	for {
+		i := bytes.IndexByte(raw, s.d.Repetition)
+		if i < 0 {
+			return append(out, Value{raw: raw, d: s.d})
+		}
+		out = append(out, Value{raw: raw[:i], d: s.d})
+		raw = raw[i+1:]
+	}
+}
+
 // Value is one repetition of a field, still encoded.
 type Value struct {
 	raw []byte

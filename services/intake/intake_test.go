@@ -1,0 +1,60 @@
+package intake_test
+
+import (
+	"flag"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-health/herald/services/intake"
+)
+
+func TestConfigValidateNamesTheSetting(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(c *intake.Config)
+		want string
+	}{
+		{name: "no mllp address", mod: func(c *intake.Config) { c.MLLPAddr = "" }, want: "mllp-addr"},
+		{name: "tls half set", mod: func(c *intake.Config) { c.MLLPTLSCert = "x.pem" }, want: "mllp-tls-cert and mllp-tls-key"},
+		{name: "tiny frames", mod: func(c *intake.Config) { c.MaxMessageBytes = 10 }, want: "max-message-bytes"},
+		{name: "no tenants", mod: func(c *intake.Config) { c.Tenants = nil }, want: "tenants-file"},
+		{name: "no idle timeout", mod: func(c *intake.Config) { c.MLLPIdleTimeout = 0 }, want: "mllp-idle-timeout"},
+	}
+	require.NoError(t, intake.DefaultConfig().Validate())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := intake.DefaultConfig()
+			tt.mod(&c)
+			require.ErrorContains(t, c.Validate(), tt.want)
+		})
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	c := intake.DefaultConfig()
+	fs := flag.NewFlagSet("intake", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	require.NoError(t, fs.Parse([]string{"-mllp-addr", "127.0.0.1:3000", "-tenants-file", "t.yaml", "-kafka-brokers", "k1:9092,k2:9092"}))
+	require.Equal(t, "127.0.0.1:3000", c.MLLPAddr)
+	require.Equal(t, "t.yaml", c.TenantsFile)
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, c.EventLog.Brokers)
+}
+
+func TestLoadTenants(t *testing.T) {
+	ts, err := intake.LoadTenants("testdata/tenants/tenants.yaml")
+	require.NoError(t, err)
+	require.Len(t, ts, 2)
+	require.Equal(t, "RZZ", ts[0].ODS)
+	require.Equal(t, []string{"RZZ", "CRISRZZ"}, ts[0].Facilities)
+	require.Equal(t, "ROUTINE", ts[0].AlertCodes["R"])
+
+	js, err := intake.LoadTenants("testdata/tenants/tenants.json")
+	require.NoError(t, err)
+	require.Equal(t, []string{"CRITICAL ALERT"}, js[0].TriggerPhrases)
+
+	_, err = intake.LoadTenants("testdata/tenants/misspelt.yaml")
+	require.ErrorContains(t, err, "trigger_phrase")
+	_, err = intake.LoadTenants("testdata/tenants/absent.yaml")
+	require.ErrorContains(t, err, "tenants-file")
+}
