@@ -20,6 +20,8 @@ type Bundle struct {
 	Tenant  string
 	Name    string
 	Version string
+	// VersionFile is the file that declares the version.
+	VersionFile string
 	// Hash is the SHA-256 (hex) of the files, names and contents.
 	Hash string
 	// Location is the trust's time zone (Europe/London unless set).

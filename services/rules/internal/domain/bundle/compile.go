@@ -56,6 +56,7 @@ func compile(c *checker, m *merged) *Bundle {
 	}
 	if v, ok := m.scalars["version"]; ok {
 		b.Version = v.v
+		b.VersionFile = v.file
 	} else {
 		c.add(anyFile, "version", "is required: the bundle version recorded on every routed alert")
 	}

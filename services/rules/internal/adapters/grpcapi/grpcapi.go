@@ -1,0 +1,262 @@
+// Package grpcapi serves herald.rules.v1.RulesService: dry-run evaluation,
+// bundle validation and loading, the bundles in force, target resolution
+// for the notification service, and the reachability check. Errors are
+// platform/fault kinds; platform/grpcserver maps them to status codes.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/fault"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/rules/internal/app"
+	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
+	"github.com/herald-health/herald/services/rules/internal/domain/routing"
+)
+
+// MaxReachabilityHours bounds one reachability check (a year).
+const MaxReachabilityHours = 366 * 24
+
+// Server implements rulesv1.RulesServiceServer.
+type Server struct {
+	rulesv1.UnimplementedRulesServiceServer
+	registry *app.Registry
+	now      func() time.Time
+	logger   *slog.Logger
+}
+
+// New returns the API over registry.
+func New(registry *app.Registry, now func() time.Time, logger *slog.Logger) *Server {
+	return &Server{registry: registry, now: now, logger: logger}
+}
+
+func (s *Server) instant(ts *timestamppb.Timestamp, field string) (time.Time, error) {
+	if ts == nil {
+		return s.now(), nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, fault.Invalid("invalid request", fault.Violation{Field: field, Problem: err.Error()})
+	}
+	return ts.AsTime(), nil
+}
+
+func requireTenant(tenant string) error {
+	if tenant == "" {
+		return fault.Invalid("invalid request", fault.Violation{Field: "tenant", Problem: "is required: the trust's ODS code"})
+	}
+	return nil
+}
+
+func noBundle(err error, tenant string) error {
+	if errors.Is(err, routing.ErrNoBundle) {
+		return fault.NotFound(fmt.Sprintf("no policy bundle is active for tenant %s", tenant))
+	}
+	return err
+}
+
+// Evaluate is a dry run: the routing decision the service would append for
+// this alert at this instant, and the full planned timeline.
+func (s *Server) Evaluate(_ context.Context, req *rulesv1.EvaluateRequest) (*rulesv1.EvaluateResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	at, err := s.instant(req.GetAt(), "at")
+	if err != nil {
+		return nil, err
+	}
+	ev, err := routing.Evaluate(s.registry.Snapshot(), routing.Input{Tenant: req.GetTenant(), Kind: routing.KindRaised, Details: req.GetDetails(), At: at})
+	if err != nil {
+		return nil, noBundle(err, req.GetTenant())
+	}
+	return EvaluationProto(ev), nil
+}
+
+// EvaluationProto converts an evaluation to its API form.
+func EvaluationProto(ev routing.Evaluation) *rulesv1.EvaluateResponse {
+	resp := &rulesv1.EvaluateResponse{Routed: ev.Routed, FailsafeAt: timestamppb.New(ev.FailsafeAt)}
+	for _, c := range ev.Timeline {
+		resp.Timeline = append(resp.Timeline, &rulesv1.PlannedContact{Step: c.Step, Repeat: c.Repeat, At: timestamppb.New(c.At), Recipient: c.Recipient, Channels: c.Channels})
+	}
+	for _, u := range ev.Unreached {
+		resp.Unreached = append(resp.Unreached, &rulesv1.UnreachedSend{Step: u.Step, Repeat: u.Repeat, At: timestamppb.New(u.At), Problem: u.Problem})
+	}
+	return resp
+}
+
+func files(in []*rulesv1.BundleFile) []bundle.File {
+	out := make([]bundle.File, len(in))
+	for i, f := range in {
+		out[i] = bundle.File{Name: f.GetName(), Content: f.GetContent()}
+	}
+	return out
+}
+
+func problemsProto(ps []bundle.Problem) []*rulesv1.BundleProblem {
+	out := make([]*rulesv1.BundleProblem, len(ps))
+	for i, p := range ps {
+		out[i] = &rulesv1.BundleProblem{File: p.File, Path: p.Path, Problem: p.Problem}
+	}
+	return out
+}
+
+// parse parses and checks a bundle against the registry.
+func (s *Server) parse(in []*rulesv1.BundleFile) (*bundle.Bundle, error) {
+	b, err := bundle.Parse(files(in))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.registry.Check(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ValidateBundle checks a bundle without loading it; the problems are in
+// the response, not an error.
+func (s *Server) ValidateBundle(_ context.Context, req *rulesv1.ValidateBundleRequest) (*rulesv1.ValidateBundleResponse, error) {
+	b, err := s.parse(req.GetFiles())
+	if err != nil {
+		ps := bundle.Problems(err)
+		if ps == nil {
+			return nil, err
+		}
+		return &rulesv1.ValidateBundleResponse{Problems: problemsProto(ps)}, nil
+	}
+	return &rulesv1.ValidateBundleResponse{Ref: &eventsv1.PolicyRef{Version: b.Version, ContentHash: b.Hash}}, nil
+}
+
+// LoadBundle validates and activates a bundle for its tenant. An invalid
+// bundle is refused with InvalidArgument naming file:path of each problem.
+// A bundle loaded this way lives until the service restarts or the bundle
+// directory changes that tenant's files.
+func (s *Server) LoadBundle(ctx context.Context, req *rulesv1.LoadBundleRequest) (*rulesv1.LoadBundleResponse, error) {
+	b, err := s.parse(req.GetFiles())
+	if err == nil {
+		_, err = s.registry.Activate(b, "grpc")
+	}
+	if err != nil {
+		ps := bundle.Problems(err)
+		if ps == nil {
+			return nil, err
+		}
+		vs := make([]fault.Violation, len(ps))
+		for i, p := range ps {
+			field := p.File
+			if p.Path != "" {
+				field += ":" + p.Path
+			}
+			vs[i] = fault.Violation{Field: field, Problem: p.Problem}
+		}
+		return nil, fault.Invalid("invalid policy bundle", vs...)
+	}
+	s.logger.InfoContext(ctx, "policy bundle activated", "tenant", b.Tenant, "version", b.Version, "content_hash", b.Hash, "source", "grpc")
+	return &rulesv1.LoadBundleResponse{Ref: &eventsv1.PolicyRef{Version: b.Version, ContentHash: b.Hash}}, nil
+}
+
+// GetActiveBundle returns the tenant's bundle in force with its files.
+func (s *Server) GetActiveBundle(_ context.Context, req *rulesv1.GetActiveBundleRequest) (*rulesv1.GetActiveBundleResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	v, ok := s.registry.Active(req.GetTenant())
+	if !ok {
+		return nil, fault.NotFound(fmt.Sprintf("no policy bundle is active for tenant %s", req.GetTenant()))
+	}
+	resp := &rulesv1.GetActiveBundleResponse{Ref: &eventsv1.PolicyRef{Version: v.Bundle.Version, ContentHash: v.Bundle.Hash}}
+	if !v.LoadedAt.IsZero() {
+		resp.LoadedAt = timestamppb.New(v.LoadedAt)
+	}
+	for _, f := range v.Bundle.Files {
+		resp.Files = append(resp.Files, &rulesv1.BundleFile{Name: f.Name, Content: f.Content})
+	}
+	return resp, nil
+}
+
+// ListBundleVersions lists the versions loaded since start, newest first.
+func (s *Server) ListBundleVersions(_ context.Context, req *rulesv1.ListBundleVersionsRequest) (*rulesv1.ListBundleVersionsResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	active, _ := s.registry.Snapshot().Bundle(req.GetTenant())
+	resp := &rulesv1.ListBundleVersionsResponse{}
+	for _, v := range s.registry.Versions(req.GetTenant()) {
+		resp.Versions = append(resp.Versions, &rulesv1.BundleVersion{
+			Ref:      &eventsv1.PolicyRef{Version: v.Bundle.Version, ContentHash: v.Bundle.Hash},
+			LoadedAt: timestamppb.New(v.LoadedAt),
+			Active:   v.Bundle == active,
+		})
+	}
+	return resp, nil
+}
+
+// ResolveTargets turns a step's targets into people with their contact
+// points in order of preference, at the instant (now when unset). A target
+// that resolves to nobody is left out; an empty answer means nobody.
+func (s *Server) ResolveTargets(ctx context.Context, req *rulesv1.ResolveTargetsRequest) (*rulesv1.ResolveTargetsResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	if len(req.GetTargets()) == 0 {
+		return nil, fault.Invalid("invalid request", fault.Violation{Field: "targets", Problem: "is required: at least one target"})
+	}
+	for i, t := range req.GetTargets() {
+		if t.GetKind() == eventsv1.TargetKind_TARGET_KIND_UNSPECIFIED {
+			return nil, fault.Invalid("invalid request", fault.Violation{Field: fmt.Sprintf("targets[%d].kind", i), Problem: "is required"})
+		}
+	}
+	at, err := s.instant(req.GetAt(), "at")
+	if err != nil {
+		return nil, err
+	}
+	res, err := routing.Resolve(s.registry.Snapshot(), req.GetTenant(), req.GetTargets(), at, req.GetReferrer())
+	if err != nil {
+		return nil, noBundle(err, req.GetTenant())
+	}
+	if len(res.People) == 0 {
+		s.logger.WarnContext(ctx, "targets resolve to nobody", "tenant", req.GetTenant(), "alert_id", req.GetAlertId(), "problems", len(res.Problems))
+	}
+	resp := &rulesv1.ResolveTargetsResponse{}
+	for _, p := range res.People {
+		rr := &rulesv1.ResolvedRecipient{Recipient: p.Recipient}
+		for _, c := range p.Contacts {
+			rr.ContactPoints = append(rr.ContactPoints, &rulesv1.ContactPoint{Channel: c.Channel, Address: c.Address})
+		}
+		resp.Recipients = append(resp.Recipients, rr)
+	}
+	return resp, nil
+}
+
+// CheckReachability checks every step of every policy of the tenant at
+// every hour of the window (a week from now by default).
+func (s *Server) CheckReachability(_ context.Context, req *rulesv1.CheckReachabilityRequest) (*rulesv1.CheckReachabilityResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	from, err := s.instant(req.GetFrom(), "from")
+	if err != nil {
+		return nil, err
+	}
+	hours := int(req.GetHours())
+	switch {
+	case hours == 0:
+		hours = 7 * 24
+	case hours > MaxReachabilityHours:
+		return nil, fault.Invalid("invalid request", fault.Violation{Field: "hours", Problem: fmt.Sprintf("must be at most %d", MaxReachabilityHours)})
+	}
+	gaps, err := routing.CheckReachability(s.registry.Snapshot(), req.GetTenant(), from, hours)
+	if err != nil {
+		return nil, noBundle(err, req.GetTenant())
+	}
+	resp := &rulesv1.CheckReachabilityResponse{}
+	for _, g := range gaps {
+		resp.Gaps = append(resp.Gaps, &rulesv1.ReachabilityGap{PolicyId: g.PolicyID, Step: g.Step, At: timestamppb.New(g.At), Problem: g.Problem})
+	}
+	return resp, nil
+}

@@ -1,0 +1,238 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/eventlog"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/rules/internal/domain/routing"
+)
+
+// Producer is the producer name on the events the service appends.
+const Producer = "rules"
+
+// Appender appends events to the log. Append returns only when the events
+// are durable; an error wrapping fault.ErrUnavailable is an outage worth
+// retrying, any other error is about the events themselves.
+type Appender interface {
+	Append(ctx context.Context, events ...*eventsv1.Event) error
+}
+
+// ErrUnroutable marks an event the router can never route (no bundle for the
+// tenant, no alert id); the consumer dead-letters it with the reason.
+var ErrUnroutable = errors.New("unroutable")
+
+// RoutedEventID is the deterministic id of the AlertRouted caused by the
+// event with id causeID.
+func RoutedEventID(alertID, causeID string) string {
+	return eventlog.ID(alertID, "routed", causeID)
+}
+
+// Router turns AlertRaised, AlertAmended and AlertQuarantined into
+// AlertRouted. It keeps a small projection per alert, built from the
+// AlertRouted events it sees (its own and, after a restart, the log's): the
+// ids of routings already appended (so a redelivered cause is skipped) and
+// the category in force (so an amendment never silently downgrades it).
+type Router struct {
+	bundles func() routing.Bundles
+	out     Appender
+	now     func() time.Time
+	logger  *slog.Logger
+	tracer  trace.Tracer
+
+	routedCount  metric.Int64Counter
+	skippedCount metric.Int64Counter
+
+	mu     sync.Mutex
+	alerts map[string]*alertState
+}
+
+type alertState struct {
+	routed   map[string]struct{} // AlertRouted event ids
+	category eventsv1.Category
+	local    string
+	rank     uint32
+	known    bool
+}
+
+// NewRouter returns a router appending to out, taking the bundles in force
+// from bundles at each decision.
+func NewRouter(bundles func() routing.Bundles, out Appender, now func() time.Time, logger *slog.Logger, tracer trace.Tracer, meter metric.Meter) (*Router, error) {
+	r := &Router{bundles: bundles, out: out, now: now, logger: logger, tracer: tracer, alerts: map[string]*alertState{}}
+	var err error
+	if r.routedCount, err = meter.Int64Counter("herald_rules_alerts_routed_total",
+		metric.WithDescription("AlertRouted events appended, by tenant, category and cause")); err != nil {
+		return nil, fmt.Errorf("create routed counter: %w", err)
+	}
+	if r.skippedCount, err = meter.Int64Counter("herald_rules_duplicates_skipped_total",
+		metric.WithDescription("causes skipped because their AlertRouted was already appended")); err != nil {
+		return nil, fmt.Errorf("create skipped counter: %w", err)
+	}
+	return r, nil
+}
+
+// Observe applies an event to the projection: an AlertRouted records its
+// id and category; an AlertClosed forgets the alert. Other events are
+// ignored. It is idempotent.
+func (r *Router) Observe(ev *eventsv1.Event) {
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRouted:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		st := r.state(ev.GetAlertId())
+		st.routed[ev.GetEventId()] = struct{}{}
+		st.category = p.AlertRouted.GetCategory()
+		st.local = p.AlertRouted.GetLocalCategory()
+		st.rank = p.AlertRouted.GetCategoryRank()
+		st.known = true
+	case *eventsv1.Event_AlertClosed:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.alerts, ev.GetAlertId())
+	}
+}
+
+func (r *Router) state(alertID string) *alertState {
+	st, ok := r.alerts[alertID]
+	if !ok {
+		st = &alertState{routed: map[string]struct{}{}}
+		r.alerts[alertID] = st
+	}
+	return st
+}
+
+// Alerts returns how many alerts the projection holds.
+func (r *Router) Alerts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.alerts)
+}
+
+// Decide builds the AlertRouted event for a cause without appending it. It
+// returns nil for events that need no routing. Errors wrapping
+// ErrUnroutable can never succeed.
+func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, error) {
+	in := routing.Input{Tenant: ev.GetTenant(), At: ev.GetOccurredAt().AsTime()}
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		in.Kind, in.Details = routing.KindRaised, p.AlertRaised.GetDetails()
+	case *eventsv1.Event_AlertAmended:
+		in.Kind, in.Details = routing.KindAmended, p.AlertAmended.GetDetails()
+	case *eventsv1.Event_AlertQuarantined:
+		in.Kind, in.Details = routing.KindQuarantined, p.AlertQuarantined.GetDetails()
+		for _, prob := range p.AlertQuarantined.GetProblems() {
+			in.QuarantineFields = append(in.QuarantineFields, prob.GetField())
+		}
+	default:
+		return nil, routing.Decision{}, nil
+	}
+	if ev.GetAlertId() == "" || ev.GetEventId() == "" {
+		return nil, routing.Decision{}, fmt.Errorf("route event %q: alert_id and event_id are required: %w", ev.GetEventId(), ErrUnroutable)
+	}
+	if ev.GetOccurredAt() == nil {
+		in.At = r.now()
+	}
+	if in.Kind == routing.KindAmended {
+		r.mu.Lock()
+		if st, ok := r.alerts[ev.GetAlertId()]; ok && st.known {
+			in.Previous = &routing.Previous{Category: st.category, Local: st.local, Rank: st.rank}
+		}
+		r.mu.Unlock()
+	}
+	dec, err := routing.Route(r.bundles(), in)
+	if err != nil {
+		if errors.Is(err, routing.ErrNoBundle) {
+			return nil, dec, fmt.Errorf("route alert %s: %w: %w", ev.GetAlertId(), err, ErrUnroutable)
+		}
+		return nil, dec, fmt.Errorf("route alert %s: %w", ev.GetAlertId(), err)
+	}
+	out := &eventsv1.Event{
+		EventId:       RoutedEventID(ev.GetAlertId(), ev.GetEventId()),
+		AlertId:       ev.GetAlertId(),
+		Tenant:        ev.GetTenant(),
+		OccurredAt:    timestamppb.New(r.now()),
+		Producer:      Producer,
+		SchemaVersion: 1,
+		Policy:        dec.Ref,
+		CausationId:   ev.GetEventId(),
+		Payload:       &eventsv1.Event_AlertRouted{AlertRouted: dec.Routed},
+	}
+	return out, dec, nil
+}
+
+// Handle routes one event from the log. A cause whose AlertRouted was
+// already appended is skipped; otherwise the AlertRouted is appended
+// (durably) before Handle returns nil, so the offset is committed only
+// after it. Errors wrapping ErrUnroutable are permanent.
+func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
+	switch ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertAmended, *eventsv1.Event_AlertQuarantined:
+	default:
+		r.Observe(ev)
+		return nil
+	}
+	id := RoutedEventID(ev.GetAlertId(), ev.GetEventId())
+	if r.done(ev.GetAlertId(), id) {
+		r.skippedCount.Add(ctx, 1)
+		return nil
+	}
+	ctx, span := r.tracer.Start(ctx, "rules.route", trace.WithAttributes(
+		attribute.String("herald.alert_id", ev.GetAlertId()),
+		attribute.String("herald.tenant", ev.GetTenant()),
+		attribute.String("herald.cause", eventlog.TypeOf(ev)),
+	))
+	defer span.End()
+	routed, dec, err := r.Decide(ev)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "route")
+		return err
+	}
+	category := routed.GetAlertRouted().GetCategory().String()
+	span.SetAttributes(
+		attribute.String("herald.category", category),
+		attribute.String("herald.policy_id", dec.Ref.GetPolicyId()),
+		attribute.String("herald.policy_version", dec.Ref.GetVersion()),
+		attribute.String("herald.rule_id", routed.GetAlertRouted().GetRuleId()),
+	)
+	for _, id := range dec.RuleErrors {
+		r.logger.WarnContext(ctx, "classification rule failed to evaluate; treated as no match", "tenant", ev.GetTenant(), "rule_id", id, "alert_id", ev.GetAlertId())
+	}
+	if err := r.out.Append(ctx, routed); err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "append")
+		return fmt.Errorf("append routing of alert %s: %w", ev.GetAlertId(), err)
+	}
+	r.Observe(routed)
+	r.routedCount.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("tenant", ev.GetTenant()),
+		attribute.String("category", category),
+		attribute.String("cause", eventlog.TypeOf(ev)),
+	))
+	r.logger.InfoContext(ctx, "alert routed", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "category", category,
+		"policy_id", dec.Ref.GetPolicyId(), "policy_version", dec.Ref.GetVersion(), "rule_id", routed.GetAlertRouted().GetRuleId())
+	return nil
+}
+
+// done reports whether the AlertRouted with id was already appended.
+func (r *Router) done(alertID, id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.alerts[alertID]
+	if !ok {
+		return false
+	}
+	_, has := st.routed[id]
+	return has
+}

@@ -1,0 +1,295 @@
+// Package rules is Herald's rules service: it classifies every raised,
+// amended or quarantined alert by its trust's policy bundle (category and
+// clocks, CEL classification rules that may upgrade the source's flag with a
+// recorded reason, never silently downgrade it) and appends AlertRouted with
+// the absolute deadlines and a snapshot of the escalation policy in force.
+// Its gRPC API offers the dry run (Evaluate), bundle validation and loading,
+// the bundles in force, ResolveTargets for the notification service and the
+// reachability check.
+//
+// This package is the service's one composition root: cmd/rules, the
+// all-in-one binary and the tests start it through Run or New.
+package rules
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/rules/internal/adapters/grpcapi"
+	"github.com/herald-health/herald/services/rules/internal/app"
+	"github.com/herald-health/herald/services/rules/internal/domain/routing"
+)
+
+// ServiceName is the gRPC health name prefix and telemetry service name.
+const ServiceName = "herald-rules"
+
+//go:embed bundles/demo
+var demoBundles embed.FS
+
+// DemoBundles returns the demo bundle directory (trusts RZZ and RZY) built
+// into the binary, for the all-in-one dev binary and tests: set it as
+// Config.BundleFS.
+func DemoBundles() fs.FS {
+	sub, err := fs.Sub(demoBundles, "bundles/demo")
+	if err != nil { // cannot happen: the path is a constant inside the embed
+		return demoBundles
+	}
+	return sub
+}
+
+// Config is the service's configuration.
+type Config struct {
+	GRPC grpcserver.Config
+	Log  eventlog.Config
+	// GroupID is the Kafka consumer group.
+	GroupID string
+	// BundleDir is the policy bundle directory: one sub-directory of YAML
+	// files per tenant (or one YAML file per tenant at the top).
+	BundleDir string
+	// BundlePoll is how often the bundle directory is checked for changes.
+	BundlePoll time.Duration
+	// BundleFS is used when BundleDir is empty (not a flag; e.g.
+	// DemoBundles() for the all-in-one binary).
+	BundleFS fs.FS
+	// SkipRebuild skips reading the event log at start (the projection of
+	// routed alerts then starts empty: only for tools and benchmarks).
+	SkipRebuild bool
+}
+
+// DefaultConfig returns the defaults: gRPC on 127.0.0.1:7002, a local
+// Kafka, the bundle directory checked every 5 s.
+func DefaultConfig() Config {
+	return Config{
+		GRPC:       grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second},
+		Log:        eventlog.DefaultConfig(),
+		GroupID:    "rules",
+		BundlePoll: 5 * time.Second,
+	}
+}
+
+// RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Log.RegisterFlags(fs)
+	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
+	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate (PEM)")
+	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key (PEM)")
+	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
+	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
+	fs.StringVar(&c.BundleDir, "bundle-dir", c.BundleDir, "policy bundle directory: one sub-directory of YAML files per tenant")
+	fs.DurationVar(&c.BundlePoll, "bundle-poll-interval", c.BundlePoll, "how often the bundle directory is checked for changes")
+}
+
+// Validate names the setting at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.GRPC.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.GroupID == "" {
+		errs = append(errs, errors.New("setting group-id is required"))
+	}
+	if c.BundleDir == "" && c.BundleFS == nil {
+		errs = append(errs, errors.New("setting bundle-dir (HERALD_BUNDLE_DIR) is required: the policy bundle directory"))
+	}
+	if c.BundleDir != "" {
+		if info, err := os.Stat(c.BundleDir); err != nil || !info.IsDir() {
+			errs = append(errs, fmt.Errorf("setting bundle-dir: %q is not a readable directory", c.BundleDir))
+		}
+	}
+	if c.BundlePoll <= 0 {
+		errs = append(errs, fmt.Errorf("setting bundle-poll-interval must be positive, got %s", c.BundlePoll))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the service's injected dependencies; zero values get defaults.
+type Deps struct {
+	Logger    *slog.Logger
+	Clock     clock.Clock
+	Telemetry *telemetry.Telemetry
+}
+
+// Service is a started rules service.
+type Service struct {
+	cfg      Config
+	deps     Deps
+	registry *app.Registry
+	loader   *app.Loader
+	router   *app.Router
+	writer   *eventlog.Writer
+	grpc     *grpcserver.Server
+}
+
+// New validates cfg, loads the bundles (every one must be valid at start),
+// ensures the topics, rebuilds the projection of routed alerts from the log
+// and binds the gRPC listener.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = logging.Discard()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop(ServiceName)
+	}
+	s := &Service{cfg: cfg, deps: deps}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	meter := deps.Telemetry.Meter()
+	rejected, err := meter.Int64Counter("herald_rules_bundle_rejections_total")
+	if err != nil {
+		return nil, fmt.Errorf("create bundle rejections counter: %w", err)
+	}
+	fsys := cfg.BundleFS
+	if cfg.BundleDir != "" {
+		fsys = os.DirFS(cfg.BundleDir)
+	}
+	s.registry = app.NewRegistry(deps.Clock.Now)
+	s.loader = app.NewLoader(fsys, s.registry, deps.Logger, func(string) { rejected.Add(context.Background(), 1) })
+	if err := s.loader.Load(ctx); err != nil {
+		return nil, fmt.Errorf("load policy bundles (setting bundle-dir): %w", err)
+	}
+	if len(s.registry.Snapshot().Tenants()) == 0 {
+		return nil, errors.New("load policy bundles (setting bundle-dir): the directory holds no bundle")
+	}
+	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
+		return nil, fmt.Errorf("ensure topics: %w", err)
+	}
+	s.writer = eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
+	snapshot := func() routing.Bundles { return s.registry.Snapshot() }
+	s.router, err = app.NewRouter(snapshot, s.writer, deps.Clock.Now, deps.Logger, deps.Telemetry.Tracer(), meter)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.SkipRebuild {
+		if err := s.rebuild(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry)
+	if err != nil {
+		return nil, err
+	}
+	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger))
+	ok = true
+	return s, nil
+}
+
+// rebuild reads the event log up to its end so the router knows which
+// causes were already routed (exactly one AlertRouted per cause across
+// restarts) and each alert's category in force (for amendments).
+func (s *Service) rebuild(ctx context.Context) error {
+	start := s.deps.Clock.Now()
+	n := 0
+	err := eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil {
+			return nil // undecodable records are the consumer's to dead-letter
+		}
+		s.router.Observe(&ev)
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild routed alerts from %s: %w", s.cfg.Log.EventsTopic, err)
+	}
+	s.deps.Logger.InfoContext(ctx, "routed alerts rebuilt from the event log", "events", n, "alerts", s.router.Alerts(),
+		"took", s.deps.Clock.Now().Sub(start).String())
+	return nil
+}
+
+// Addrs returns the bound addresses: "grpc".
+func (s *Service) Addrs() map[string]string {
+	return map[string]string{"grpc": s.grpc.Addr()}
+}
+
+// Run serves gRPC, consumes the event log and watches the bundle directory
+// until ctx is done, then stops them and closes the writer.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	const workers = 3
+	errc := make(chan error, workers)
+	go func() { errc <- s.grpc.Serve(ctx) }()
+	go func() {
+		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
+			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.handle)
+	}()
+	go func() {
+		s.loader.Watch(ctx, s.deps.Clock, s.cfg.BundlePoll)
+		errc <- nil
+	}()
+	s.grpc.SetServing(rulesv1.RulesService_ServiceDesc.ServiceName)
+	s.deps.Logger.InfoContext(ctx, "rules service started", slog.String("grpc", s.grpc.Addr()),
+		slog.Any("tenants", s.registry.Snapshot().Tenants()))
+	var first error
+	n := 0
+	select {
+	case first = <-errc:
+		n++
+	case <-ctx.Done():
+	}
+	cancel()
+	for ; n < workers; n++ {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	if errors.Is(first, context.Canceled) {
+		first = nil
+	}
+	return first
+}
+
+func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
+	err := s.router.Handle(ctx, d.Event)
+	if errors.Is(err, app.ErrUnroutable) {
+		return eventlog.Permanent(err)
+	}
+	return err
+}
+
+func (s *Service) close() {
+	if s.writer != nil {
+		if err := s.writer.Close(); err != nil {
+			s.deps.Logger.Warn("close event writer", "error", err.Error())
+		}
+	}
+}
+
+// Run starts the service and blocks until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	s, err := New(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
