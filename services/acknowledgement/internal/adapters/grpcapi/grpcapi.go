@@ -1,0 +1,128 @@
+// Package grpcapi serves the acknowledgement service's gRPC API
+// (herald.acknowledgement.v1.AcknowledgementService) on the application.
+// Errors are fault kinds; platform/grpcserver maps them to status codes.
+// Responses carry no patient data: AlertState holds identifiers, the
+// category, clocks, the policy snapshot and the timeline summaries only.
+package grpcapi
+
+import (
+	"context"
+
+	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Server implements AcknowledgementServiceServer.
+type Server struct {
+	ackv1.UnimplementedAcknowledgementServiceServer
+	app *app.App
+	hub *app.Hub
+}
+
+// New returns the API on a (queries and commands) and hub (WatchAlerts).
+func New(a *app.App, hub *app.Hub) *Server { return &Server{app: a, hub: hub} }
+
+// slim returns st without the timeline and trace context (for lists,
+// streams and command answers).
+func slim(st *lifecycle.State) *ackv1.AlertState {
+	if st == nil {
+		return nil
+	}
+	out := proto.Clone(st).(*ackv1.AlertState)
+	out.Timeline = nil
+	out.TraceContext = nil
+	return out
+}
+
+// Acknowledge implements the RPC.
+func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (*ackv1.AcknowledgeResponse, error) {
+	o, err := s.app.Acknowledge(ctx, r.GetAlertId(), lifecycle.Acknowledge{Actor: r.GetActor(), RequestID: r.GetRequestId(), Via: r.GetVia()})
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.AcknowledgeResponse{State: slim(o.State), EventId: o.EventID}, nil
+}
+
+// Decline implements the RPC.
+func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.DeclineResponse, error) {
+	o, err := s.app.Decline(ctx, r.GetAlertId(), lifecycle.Decline{Actor: r.GetActor(), RequestID: r.GetRequestId(), Reason: r.GetReason(), Note: r.GetNote()})
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.DeclineResponse{State: slim(o.State), EventId: o.EventID}, nil
+}
+
+// RecordAction implements the RPC.
+func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest) (*ackv1.RecordActionResponse, error) {
+	o, err := s.app.RecordAction(ctx, r.GetAlertId(), lifecycle.RecordAction{Actor: r.GetActor(), RequestID: r.GetRequestId(), Action: r.GetAction()})
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.RecordActionResponse{State: slim(o.State), EventId: o.EventID}, nil
+}
+
+// MarkRead implements the RPC.
+func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1.MarkReadResponse, error) {
+	o, err := s.app.MarkRead(ctx, r.GetAlertId(), lifecycle.MarkRead{Actor: r.GetActor(), RequestID: r.GetRequestId()})
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.MarkReadResponse{State: slim(o.State), EventId: o.EventID}, nil
+}
+
+// Close implements the RPC.
+func (s *Server) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.CloseResponse, error) {
+	o, err := s.app.Close(ctx, r.GetAlertId(), lifecycle.Close{Actor: r.GetActor(), RequestID: r.GetRequestId(), Reason: r.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.CloseResponse{State: slim(o.State), EventId: o.EventID}, nil
+}
+
+// GetAlert implements the RPC: the state and its full timeline.
+func (s *Server) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv1.GetAlertResponse, error) {
+	st, err := s.app.Get(ctx, r.GetAlertId())
+	if err != nil {
+		return nil, err
+	}
+	return &ackv1.GetAlertResponse{State: slim(st), Timeline: st.GetTimeline()}, nil
+}
+
+// ListAlerts implements the RPC.
+func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*ackv1.ListAlertsResponse, error) {
+	states, next, err := s.app.List(ctx, app.ListFilter{
+		Tenant: r.GetTenant(), States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee(),
+	}, int(r.GetPageSize()), r.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &ackv1.ListAlertsResponse{NextPageToken: next}
+	for _, st := range states {
+		out.Alerts = append(out.Alerts, slim(st))
+	}
+	return out, nil
+}
+
+// WatchAlerts implements the RPC: every change of an alert of the tenant
+// ("" for all) until the client goes away. A slow client may miss changes.
+func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStreamingServer[ackv1.WatchAlertsResponse]) error {
+	ch, cancel := s.hub.Watch(r.GetTenant())
+	defer cancel()
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if err := stream.Send(&ackv1.WatchAlertsResponse{State: slim(st)}); err != nil {
+				return err
+			}
+		}
+	}
+}
