@@ -31,9 +31,9 @@ import (
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/fault"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
-	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"golang.org/x/oauth2"
 )
 

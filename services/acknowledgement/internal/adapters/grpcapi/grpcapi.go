@@ -8,9 +8,9 @@ package grpcapi
 import (
 	"context"
 
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
-	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
