@@ -257,3 +257,73 @@ func TestAcknowledgementCancelsRetry(t *testing.T) {
 	require.Len(t, e.sink.on("/hooks/ack"), 1, "the retry was cancelled")
 	require.Empty(t, e.events(id, "NotificationSent"))
 }
+
+// Redis is a cache: after it is flushed, a restarted service rebuilds the
+// projection and the dedup records from the log, and sends nothing twice.
+func TestRedisLossRebuildsWithoutResending(t *testing.T) {
+	e := newEnv(t, nil)
+	open := alertID("open")
+	acked := alertID("acked")
+	e.rules.set("rb", person("p-rb", cp(chEmail, "rebuild@nhs.test")))
+	e.rules.set("rb2", person("p-rb2", cp(chEmail, "rebuild2@nhs.test")))
+	_, stop := e.start()
+	e.append(routedEvent(open, eventsv1.Category_CATEGORY_CANCER, step(0, nil, role("rb"))),
+		routedEvent(acked, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("rb2"))))
+	e.waitEvents(open, "NotificationSent", 1)
+	e.waitEvents(acked, "NotificationSent", 1)
+	e.append(&eventsv1.Event{EventId: eventlog.ID(acked, "ack"), AlertId: acked, Tenant: "RZZ",
+		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{Actor: &eventsv1.Actor{PersonId: "p-rb2"}}}})
+	time.Sleep(500 * time.Millisecond)
+	stop()
+
+	rdb := e.redis()
+	require.NoError(t, rdb.FlushDB(context.Background()).Err())
+	svc, _ := e.start()
+	c := e.client(svc)
+	require.Eventually(t, func() bool {
+		list, err := c.ListNotifications(context.Background(), &notificationv1.ListNotificationsRequest{AlertId: open})
+		return err == nil && len(list.GetNotifications()) == 1 && list.GetNotifications()[0].GetStatus() == "sent"
+	}, 30*time.Second, 100*time.Millisecond, "records rebuilt from the log")
+	require.Eventually(t, func() bool {
+		n, err := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due").Result()
+		return err == nil && n == 0
+	}, 30*time.Second, 100*time.Millisecond, "the rebuilt step job ran")
+	require.Len(t, e.smtp.to("rebuild@nhs.test"), 1, "no second message after the rebuild")
+	require.Len(t, e.smtp.to("rebuild2@nhs.test"), 1)
+	require.Len(t, e.events(open, "NotificationSent"), 1)
+	require.Contains(t, e.logs.String(), "rebuilt from the log")
+}
+
+// Escalation, decline and the fail-safe queue: the next step's people are
+// sent, a decliner is not sent again, and the fail-safe team is told.
+func TestEscalationDeclineAndFailsafe(t *testing.T) {
+	e := newEnv(t, nil)
+	id := alertID("esc")
+	e.rules.set("s0", person("p-s0", cp(chEmail, "s0@nhs.test")))
+	e.rules.set("s1", person("p-s1a", cp(chEmail, "s1a@nhs.test")), person("p-s1b", cp(chEmail, "s1b@nhs.test")))
+	e.rules.set("rzz-fs", person("p-fso", cp(chEmail, "failsafe@nhs.test")))
+	_, _ = e.start()
+	e.append(routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL,
+		step(0, nil, role("s0")), step(1, nil, role("s1"))))
+	e.waitEvents(id, "NotificationSent", 1)
+	esc := func(to, repeat uint32) *eventsv1.Event {
+		return &eventsv1.Event{EventId: eventlog.ID(id, "escalated", strconv.Itoa(int(to)), strconv.Itoa(int(repeat))), AlertId: id, Tenant: "RZZ",
+			Payload: &eventsv1.Event_AlertEscalated{AlertEscalated: &eventsv1.AlertEscalated{FromStep: 0, ToStep: to, Repeat: repeat}}}
+	}
+	e.append(esc(1, 0))
+	e.waitEvents(id, "NotificationSent", 3)
+	e.append(&eventsv1.Event{EventId: eventlog.ID(id, "declined"), AlertId: id, Tenant: "RZZ",
+		Payload: &eventsv1.Event_AlertDeclined{AlertDeclined: &eventsv1.AlertDeclined{Actor: &eventsv1.Actor{PersonId: "p-s1b"}, Step: 1}}})
+	e.append(esc(1, 1)) // a repeat of step 1: only the one who did not decline
+	e.waitEvents(id, "NotificationSent", 4)
+	e.append(&eventsv1.Event{EventId: eventlog.ID(id, "failsafe"), AlertId: id, Tenant: "RZZ",
+		Payload: &eventsv1.Event_FailsafeQueued{FailsafeQueued: &eventsv1.FailsafeQueued{Queue: "rzz-fs", LastStep: 1}}})
+	e.waitEvents(id, "NotificationSent", 5)
+	require.Len(t, e.smtp.to("s0@nhs.test"), 1)
+	require.Len(t, e.smtp.to("s1a@nhs.test"), 2, "step 1 and its repeat")
+	require.Len(t, e.smtp.to("s1b@nhs.test"), 1, "the decliner got nothing more")
+	fs := e.smtp.to("failsafe@nhs.test")
+	require.Len(t, fs, 1)
+	require.Contains(t, fs[0].Data, "Fail-safe queue")
+	requireNoSecrets(t, fs[0].Data)
+}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
@@ -399,8 +400,15 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
-	go func() { errc <- s.engine.Run(ctx) }()
 	go func() {
+		// Rebuild from the log first if Redis lost the projection; only
+		// then work jobs and consume.
+		if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil {
+			errc <- err
+			errc <- nil
+			return
+		}
+		go func() { errc <- s.engine.Run(ctx) }()
 		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
 			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.engine.Handle)
 	}()
@@ -427,6 +435,17 @@ func (s *Service) Run(ctx context.Context) error {
 		first = nil
 	}
 	return first
+}
+
+// readLog feeds every event of the events topic to fn.
+func (s *Service) readLog(ctx context.Context, fn func(*eventsv1.Event) error) error {
+	return eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil {
+			return nil // undecodable records are the consumer's (DLQ) business
+		}
+		return fn(&ev)
+	})
 }
 
 func (s *Service) close() {

@@ -98,6 +98,15 @@ type Store interface {
 	Records(ctx context.Context, alertID string) ([]Record, error)
 	// AlertOf returns the alert id of a notification id ("" if unknown).
 	AlertOf(ctx context.Context, nid string) (string, error)
+	// Epoch reports whether the store holds a complete projection (it is
+	// set after a rebuild; a flushed or new Redis has none).
+	Epoch(ctx context.Context) (bool, error)
+	// SetEpoch marks the projection complete.
+	SetEpoch(ctx context.Context) error
+	// LockRebuild takes the rebuild lock for ttl; false if another holds it.
+	LockRebuild(ctx context.Context, ttl time.Duration) (bool, error)
+	// UnlockRebuild releases the rebuild lock.
+	UnlockRebuild(ctx context.Context) error
 }
 
 // Recipient is a resolved person with contact points in preference order.

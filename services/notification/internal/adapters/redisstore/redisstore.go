@@ -237,4 +237,41 @@ func (s *Store) AlertOf(ctx context.Context, nid string) (string, error) {
 	return v, nil
 }
 
+func (s *Store) epochKey() string { return s.prefix + ":epoch" }
+func (s *Store) lockKey() string  { return s.prefix + ":rebuild-lock" }
+
+// Epoch implements app.Store.
+func (s *Store) Epoch(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.epochKey()).Result()
+	if err != nil {
+		return false, fmt.Errorf("read epoch: %w", err)
+	}
+	return n == 1, nil
+}
+
+// SetEpoch implements app.Store.
+func (s *Store) SetEpoch(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.epochKey(), time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+		return fmt.Errorf("set epoch: %w", err)
+	}
+	return nil
+}
+
+// LockRebuild implements app.Store.
+func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(), "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("take rebuild lock: %w", err)
+	}
+	return ok, nil
+}
+
+// UnlockRebuild implements app.Store.
+func (s *Store) UnlockRebuild(ctx context.Context) error {
+	if err := s.rdb.Del(ctx, s.lockKey()).Err(); err != nil {
+		return fmt.Errorf("release rebuild lock: %w", err)
+	}
+	return nil
+}
+
 var _ app.Store = (*Store)(nil)

@@ -1,0 +1,174 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+// Rebuilder folds the event log into what the store holds: the alert
+// projections and the notification records (from NotificationSent, Failed
+// and Delivered), so that dedup survives the loss of Redis. It is pure: the
+// caller feeds it events in log order and writes the result.
+type Rebuilder struct {
+	alerts  map[string]domain.Alert
+	records map[string]Record
+	order   []string // record ids, first-seen order
+}
+
+// NewRebuilder returns an empty rebuilder.
+func NewRebuilder() *Rebuilder {
+	return &Rebuilder{alerts: map[string]domain.Alert{}, records: map[string]Record{}}
+}
+
+// Add folds one event.
+func (r *Rebuilder) Add(ev *eventsv1.Event) {
+	if ev.GetAlertId() == "" {
+		return
+	}
+	if relevant(ev) {
+		r.alerts[ev.GetAlertId()], _ = domain.Apply(r.alerts[ev.GetAlertId()], ev)
+		return
+	}
+	at := ev.GetOccurredAt().AsTime()
+	rec := func(nid string, step, repeat uint32, who *eventsv1.Recipient, ch eventsv1.Channel) Record {
+		x, ok := r.records[nid]
+		if !ok {
+			r.order = append(r.order, nid)
+			x = Record{NotificationID: nid, AlertID: ev.GetAlertId(), Tenant: ev.GetTenant(), Step: step, Repeat: repeat,
+				PersonID: who.GetPersonId(), Role: who.GetRole(), RecipientTenant: who.GetTenant(), Channel: ch, CreatedAt: at}
+		}
+		x.UpdatedAt = at
+		return x
+	}
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_NotificationSent:
+		s := p.NotificationSent
+		x := rec(s.GetNotificationId(), s.GetStep(), s.GetRepeat(), s.GetRecipient(), s.GetChannel())
+		if x.Phase != domain.PhaseDelivered {
+			x.Phase = domain.PhaseRecorded
+		}
+		x.Attempts, x.ProviderID, x.LastError = max(x.Attempts, s.GetAttempt()), s.GetProviderMessageId(), ""
+		r.records[x.NotificationID] = x
+	case *eventsv1.Event_NotificationFailed:
+		f := p.NotificationFailed
+		if f.GetRecipient().GetPersonId() == "" {
+			return // a step that resolved to nobody: no record
+		}
+		x := rec(f.GetNotificationId(), f.GetStep(), f.GetRepeat(), f.GetRecipient(), f.GetChannel())
+		if x.Phase == domain.PhaseRecorded || x.Phase == domain.PhaseDelivered {
+			return
+		}
+		x.Phase = domain.PhasePending
+		if f.GetPermanent() || f.GetRecipientExhausted() {
+			x.Phase = domain.PhaseFailed
+		}
+		x.Attempts, x.LastError = max(x.Attempts, f.GetAttempt()), f.GetReason()
+		r.records[x.NotificationID] = x
+	case *eventsv1.Event_NotificationDelivered:
+		if x, ok := r.records[p.NotificationDelivered.GetNotificationId()]; ok {
+			x.Phase, x.UpdatedAt = domain.PhaseDelivered, at
+			r.records[x.NotificationID] = x
+		}
+	}
+}
+
+// Records returns the rebuilt records, first seen first; a record whose
+// step is the fail-safe step (len of the policy's steps) is marked so.
+func (r *Rebuilder) Records() []Record {
+	out := make([]Record, 0, len(r.order))
+	for _, nid := range r.order {
+		x := r.records[nid]
+		if a, ok := r.alerts[x.AlertID]; ok && a.Routed && int(x.Step) == len(a.Steps) {
+			x.Failsafe = true
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// Alerts returns each rebuilt alert with the job that must run for it: the
+// current step of an open alert, or the fail-safe message of a queued one.
+// Dedup makes these jobs send only what the log does not show as sent.
+func (r *Rebuilder) Alerts() map[string][]Job {
+	out := map[string][]Job{}
+	for id, a := range r.alerts {
+		var jobs []Job
+		switch {
+		case !a.Routed:
+		case a.Status == domain.StatusOpen:
+			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Step: a.Step, Repeat: a.Repeat, Cause: "rebuild"})
+		case a.Status == domain.StatusFailsafe:
+			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Step: uint32(len(a.Steps)), Failsafe: true, Cause: "rebuild"})
+		}
+		out[id] = jobs
+	}
+	return out
+}
+
+// Alert returns a rebuilt alert.
+func (r *Rebuilder) Alert(id string) domain.Alert { return r.alerts[id] }
+
+// EnsureProjection rebuilds the store from the log when it has no epoch (a
+// new or flushed Redis): read feeds every event of the log, in order per
+// alert. Records are written before projections and jobs, so a job never
+// runs without the dedup records of its alert. One replica rebuilds (a
+// lock); the others wait for the epoch.
+func (e *Engine) EnsureProjection(ctx context.Context, read func(ctx context.Context, fn func(*eventsv1.Event) error) error) error {
+	for {
+		ok, err := e.o.Store.Epoch(ctx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		locked, err := e.o.Store.LockRebuild(ctx, 10*time.Minute)
+		if err != nil {
+			return err
+		}
+		if locked {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	defer func() { _ = e.o.Store.UnlockRebuild(context.WithoutCancel(ctx)) }()
+	start := time.Now()
+	rb := NewRebuilder()
+	n := 0
+	if err := read(ctx, func(ev *eventsv1.Event) error {
+		n++
+		rb.Add(ev)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("rebuild projection: %w", err)
+	}
+	recs := rb.Records()
+	for _, x := range recs {
+		if err := e.o.Store.PutRecord(ctx, x); err != nil {
+			return err
+		}
+	}
+	alerts := rb.Alerts()
+	now := e.o.Clock.Now()
+	for id, jobs := range alerts {
+		if err := e.o.Store.SaveAlert(ctx, rb.Alert(id), jobs, now); err != nil {
+			return err
+		}
+	}
+	if err := e.o.Store.SetEpoch(ctx); err != nil {
+		return err
+	}
+	e.o.Logger.InfoContext(ctx, "notification projection rebuilt from the log", slog.Int("events", n),
+		slog.Int("alerts", len(alerts)), slog.Int("notifications", len(recs)), slog.Duration("took", time.Since(start)))
+	e.Wake()
+	return nil
+}

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+func routed(alert string) *eventsv1.Event {
+	return &eventsv1.Event{EventId: alert + "-routed", AlertId: alert, Tenant: "RZZ", Payload: &eventsv1.Event_AlertRouted{AlertRouted: &eventsv1.AlertRouted{
+		Category: eventsv1.Category_CATEGORY_URGENT, Policy: &eventsv1.EscalationPolicy{Steps: []*eventsv1.EscalationStep{{}, {Index: 1}}}}}}
+}
+
+func sent(alert, nid string, step uint32) *eventsv1.Event {
+	return &eventsv1.Event{EventId: nid + "-sent", AlertId: alert, Payload: &eventsv1.Event_NotificationSent{NotificationSent: &eventsv1.NotificationSent{
+		NotificationId: nid, Step: step, Recipient: &eventsv1.Recipient{PersonId: "p1"}, Channel: eventsv1.Channel_CHANNEL_EMAIL, Attempt: 1}}}
+}
+
+func failed(alert, nid string, permanent bool) *eventsv1.Event {
+	return &eventsv1.Event{EventId: nid + "-failed", AlertId: alert, Payload: &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
+		NotificationId: nid, Recipient: &eventsv1.Recipient{PersonId: "p1"}, Channel: eventsv1.Channel_CHANNEL_SMS, Attempt: 2, Permanent: permanent}}}
+}
+
+func TestRebuilder(t *testing.T) {
+	tests := []struct {
+		name      string
+		given     []*eventsv1.Event
+		wantPhase map[string]domain.Phase
+		wantJobs  map[string][]Job
+	}{
+		{"given sent then recorded and the current step re-checked",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0)},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+		{"given a transient failure then pending (retried by the job)",
+			[]*eventsv1.Event{routed("A"), failed("A", "n1", false)},
+			map[string]domain.Phase{"n1": domain.PhasePending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+		{"given a permanent failure then failed (next contact point)",
+			[]*eventsv1.Event{routed("A"), failed("A", "n1", true)},
+			map[string]domain.Phase{"n1": domain.PhaseFailed},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+		{"given sent then delivered then delivered",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "d", AlertId: "A", Payload: &eventsv1.Event_NotificationDelivered{
+				NotificationDelivered: &eventsv1.NotificationDelivered{NotificationId: "n1"}}}},
+			map[string]domain.Phase{"n1": domain.PhaseDelivered},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+		{"given acknowledged then no job",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded},
+			map[string][]Job{"A": nil}},
+		{"given failsafe queued then the failsafe job",
+			[]*eventsv1.Event{routed("A"), {EventId: "f", AlertId: "A", Payload: &eventsv1.Event_FailsafeQueued{FailsafeQueued: &eventsv1.FailsafeQueued{}}}, sent("A", "n2", 2)},
+			map[string]domain.Phase{"n2": domain.PhaseRecorded},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Step: 2, Failsafe: true, Cause: "rebuild"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rb := NewRebuilder()
+			for _, ev := range tt.given {
+				rb.Add(ev)
+			}
+			got := map[string]domain.Phase{}
+			for _, r := range rb.Records() {
+				got[r.NotificationID] = r.Phase
+				require.Equal(t, r.Step == 2, r.Failsafe)
+			}
+			require.Equal(t, tt.wantPhase, got)
+			require.Equal(t, tt.wantJobs, rb.Alerts())
+		})
+	}
+}
