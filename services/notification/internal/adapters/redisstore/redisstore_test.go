@@ -1,0 +1,110 @@
+package redisstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-health/herald/platform/testinfra"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/notification/internal/app"
+	"github.com/herald-health/herald/services/notification/internal/domain"
+)
+
+var t0 = time.UnixMilli(1_800_000_000_000)
+
+func TestScheduleClaimLeaseAndDone(t *testing.T) {
+	ctx := context.Background()
+	s := New(testinfra.NewRedis(t), "t")
+	a := domain.Alert{ID: "A1", Tenant: "RZZ", Routed: true}
+	job := app.Job{Kind: app.JobStep, AlertID: "A1", Cause: "e1"}
+	require.NoError(t, s.SaveAlert(ctx, a, []app.Job{job}, t0))
+	require.NoError(t, s.SaveAlert(ctx, a, []app.Job{job}, t0.Add(time.Hour)), "scheduling the same job again changes nothing")
+	got, err := s.Alert(ctx, "A1")
+	require.NoError(t, err)
+	require.Equal(t, a, got)
+
+	at, ok, err := s.NextDue(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, t0, at)
+
+	jobs, err := s.Claim(ctx, t0.Add(-time.Millisecond), 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, jobs, "not due yet")
+	jobs, err = s.Claim(ctx, t0, 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{job}, jobs)
+	jobs, err = s.Claim(ctx, t0.Add(time.Second), 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, jobs, "leased jobs are hidden")
+	jobs, err = s.Claim(ctx, t0.Add(time.Minute), 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{job}, jobs, "an expired lease gives the job back")
+
+	r1 := app.Job{Kind: app.JobRecipient, AlertID: "A1", PersonID: "p1"}
+	r2 := app.Job{Kind: app.JobRecipient, AlertID: "A1", PersonID: "p2"}
+	require.NoError(t, s.FanOut(ctx, job, []app.Job{r1, r2}, t0.Add(2*time.Minute)))
+	jobs, err = s.Claim(ctx, t0.Add(2*time.Minute), 10, time.Minute)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []app.Job{r1, r2}, jobs, "the step job is gone, recipients are scheduled")
+
+	all, ex, err := s.Exhaust(ctx, r1)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 1}, [2]int{all, ex})
+	all, ex, err = s.Exhaust(ctx, r1)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 1}, [2]int{all, ex}, "exhausting twice counts once")
+	all, ex, err = s.Exhaust(ctx, r2)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 2}, [2]int{all, ex})
+
+	require.NoError(t, s.Done(ctx, r1))
+	require.NoError(t, s.Reschedule(ctx, r2, t0.Add(time.Hour)))
+	at, _, err = s.NextDue(ctx)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(time.Hour), at)
+}
+
+func TestRecordsAndEpoch(t *testing.T) {
+	ctx := context.Background()
+	s := New(testinfra.NewRedis(t), "t")
+	r := app.Record{NotificationID: "n1", AlertID: "A1", PersonID: "p1", Channel: eventsv1.Channel_CHANNEL_EMAIL,
+		Phase: domain.PhaseSending, Attempts: 1, CreatedAt: t0, UpdatedAt: t0}
+	require.NoError(t, s.PutRecord(ctx, r))
+	r2 := r
+	r2.NotificationID, r2.CreatedAt = "n2", t0.Add(time.Second)
+	require.NoError(t, s.PutRecord(ctx, r2))
+	r.Phase = domain.PhaseRecorded
+	require.NoError(t, s.PutRecord(ctx, r))
+	got, err := s.Record(ctx, "A1", "n1")
+	require.NoError(t, err)
+	require.Equal(t, domain.PhaseRecorded, got.Phase)
+	list, err := s.Records(ctx, "A1")
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, "n1", list[0].NotificationID)
+	alert, err := s.AlertOf(ctx, "n2")
+	require.NoError(t, err)
+	require.Equal(t, "A1", alert)
+	none, err := s.Record(ctx, "A1", "nope")
+	require.NoError(t, err)
+	require.Zero(t, none.Phase)
+
+	ok, err := s.Epoch(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	locked, err := s.LockRebuild(ctx, time.Minute)
+	require.NoError(t, err)
+	require.True(t, locked)
+	locked, err = s.LockRebuild(ctx, time.Minute)
+	require.NoError(t, err)
+	require.False(t, locked, "one rebuilder at a time")
+	require.NoError(t, s.SetEpoch(ctx))
+	require.NoError(t, s.UnlockRebuild(ctx))
+	ok, err = s.Epoch(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
