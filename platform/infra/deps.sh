@@ -24,7 +24,7 @@ KAFKA_PORT="${HERALD_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_HOST=127.0.0.1
 REDIS_PORT="${HERALD_REDIS_PORT:-16379}"
-KAFKA_WAIT_SECONDS="${HERALD_KAFKA_WAIT_SECONDS:-90}"
+KAFKA_WAIT_SECONDS="${HERALD_KAFKA_WAIT_SECONDS:-120}"
 # Fixed KRaft cluster id (22 chars, base64url of 16 bytes): formatting needs
 # no extra JVM start to generate one.
 KAFKA_CLUSTER_ID=97i2HYxVTVaiyo__KrIj5g
@@ -52,9 +52,14 @@ port_open() {
 	timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
 }
 
-# pid_alive FILE: true when FILE names a running process.
+# pid_alive FILE [PATTERN]: true when FILE names a running process (whose
+# command line contains PATTERN: a stale pid file never names a stranger).
 pid_alive() {
-	[[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+	[[ -s "$1" ]] || return 1
+	local pid
+	pid="$(cat "$1")"
+	kill -0 "$pid" 2>/dev/null || return 1
+	[[ -z "${2:-}" ]] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
 }
 
 as_root() {
@@ -128,7 +133,7 @@ redis_up() {
 }
 
 redis_down() {
-	if pid_alive "$REDIS_PID"; then
+	if pid_alive "$REDIS_PID" redis-server; then
 		local pid
 		pid="$(cat "$REDIS_PID")"
 		log "redis: stopping pid $pid"
@@ -257,7 +262,7 @@ kafka_up() {
 		log "kafka: reusing the broker on $KAFKA_HOST:$KAFKA_PORT"
 		return
 	fi
-	if pid_alive "$KAFKA_PID"; then
+	if pid_alive "$KAFKA_PID" "$KAFKA_HOME"; then
 		log "kafka: pid $(cat "$KAFKA_PID") is running but not ready yet; waiting for it"
 	else
 		if port_open "$KAFKA_HOST" "$KAFKA_PORT" || port_open "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"; then
@@ -283,7 +288,7 @@ kafka_up() {
 	fi
 	local deadline=$((SECONDS + KAFKA_WAIT_SECONDS))
 	while ((SECONDS < deadline)); do
-		if ! pid_alive "$KAFKA_PID"; then
+		if ! pid_alive "$KAFKA_PID" "$KAFKA_HOME"; then
 			kafka_fail "kafka exited while starting"
 		fi
 		if kafka_ready; then
@@ -306,7 +311,7 @@ kafka_fail() {
 }
 
 kafka_down() {
-	if pid_alive "$KAFKA_PID"; then
+	if pid_alive "$KAFKA_PID" "$KAFKA_HOME"; then
 		local pid
 		pid="$(cat "$KAFKA_PID")"
 		log "kafka: stopping pid $pid"
