@@ -34,9 +34,11 @@ type Hooks struct {
 type PollerConfig struct {
 	// Batch bounds the timers claimed per round trip (default 100).
 	Batch int
-	// Concurrency bounds handlers running at once (default 16). The poller
-	// claims only as many timers as it has free handler slots, so a claimed
-	// timer never waits in a queue while its lease runs.
+	// Concurrency bounds handlers running at once (default 16). Claimed
+	// timers not yet finished (waiting for their deadline, for a handler
+	// slot, or running) are bounded by Concurrency+Batch, so a claimed
+	// timer waits little while its lease runs; a handler whose lease is
+	// about to end is not started (the timer is released instead).
 	Concurrency int
 	// MaxSleep caps a sleep, so timers armed by replicas whose wake-up
 	// message was lost are still seen (default 1 s).
@@ -44,6 +46,13 @@ type PollerConfig struct {
 	// RetryMin and RetryMax bound the exponential delay before a timer
 	// whose handler failed is due again (defaults 500 ms and 30 s).
 	RetryMin, RetryMax time.Duration
+	// Lookahead claims timers this long before they are due; the poller
+	// then waits for each deadline in-process, which takes the Redis round
+	// trip off the firing path (default 100 ms; negative: off). A handler
+	// never runs before Due. A timer cancelled or re-armed within Lookahead
+	// of its deadline may still fire, as it may when cancelled while firing;
+	// handlers check their own state anyway.
+	Lookahead time.Duration
 	// HandlerTimeout bounds a handler (default 90% of the store's lease).
 	HandlerTimeout time.Duration
 	// OnEpochLost, when set, is called when CheckEpoch reports Lost (at
@@ -95,6 +104,8 @@ func NewPoller(s *Store, cfg PollerConfig) (*Poller, error) {
 	def(&cfg.RetryMax, 30*time.Second)
 	def(&cfg.HandlerTimeout, s.cfg.Lease-s.cfg.Lease/10)
 	def(&cfg.EpochEvery, 10*time.Second)
+	def(&cfg.Lookahead, 100*time.Millisecond)
+	cfg.Lookahead = max(cfg.Lookahead, 0)
 	switch {
 	case cfg.Batch < 1:
 		return nil, fmt.Errorf("%w: poller batch %d: must be positive", ErrInvalid, cfg.Batch)
@@ -106,6 +117,8 @@ func NewPoller(s *Store, cfg PollerConfig) (*Poller, error) {
 		return nil, fmt.Errorf("%w: poller retry min %v, max %v: need 0 < min <= max", ErrInvalid, cfg.RetryMin, cfg.RetryMax)
 	case cfg.HandlerTimeout <= 0 || cfg.HandlerTimeout > s.cfg.Lease:
 		return nil, fmt.Errorf("%w: poller handler timeout %v: must be positive and at most the lease %v", ErrInvalid, cfg.HandlerTimeout, s.cfg.Lease)
+	case cfg.Lookahead >= s.cfg.Lease/2:
+		return nil, fmt.Errorf("%w: poller lookahead %v: must be under half the lease %v", ErrInvalid, cfg.Lookahead, s.cfg.Lease)
 	case cfg.EpochEvery <= 0:
 		return nil, fmt.Errorf("%w: poller epoch every %v: must be positive", ErrInvalid, cfg.EpochEvery)
 	}
@@ -140,6 +153,7 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 	defer func() { _ = ps.Close(); fwd.Wait() }()
 
 	slots := make(chan struct{}, p.cfg.Concurrency)
+	inflight := make(chan struct{}, p.cfg.Concurrency+p.cfg.Batch)
 	var running sync.WaitGroup
 	defer running.Wait()
 	clk := p.s.clk
@@ -156,9 +170,9 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 			epochChecked, lastEpoch = true, clk.Now()
 		}
 
-		// Reserve handler slots first: claim only what can start at once.
+		// Reserve in-flight room first: claim only what can start soon.
 		select {
-		case slots <- struct{}{}:
+		case inflight <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
@@ -166,20 +180,20 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 	reserve:
 		for free < p.cfg.Batch {
 			select {
-			case slots <- struct{}{}:
+			case inflight <- struct{}{}:
 				free++
 			default:
 				break reserve
 			}
 		}
-		cs, next, err := p.s.claim(ctx, free)
+		cs, next, err := p.s.claim(ctx, free, p.cfg.Lookahead)
 		for range free - len(cs) {
-			<-slots
+			<-inflight
 		}
 		for _, c := range cs {
 			running.Go(func() {
-				defer func() { <-slots }()
-				p.fire(ctx, h, c)
+				defer func() { <-inflight }()
+				p.fire(ctx, h, c, slots)
 			})
 		}
 		if err != nil {
@@ -196,7 +210,7 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 		now := clk.Now()
 		d := p.cfg.MaxSleep
 		if !next.IsZero() {
-			d = min(d, next.Sub(now))
+			d = min(d, next.Add(-p.cfg.Lookahead).Sub(now))
 		}
 		if d <= 0 {
 			continue
@@ -243,10 +257,38 @@ func (p *Poller) checkEpoch(ctx context.Context) error {
 	return p.s.Rearmed(ctx, e)
 }
 
-// fire runs the handler for c, then confirms or releases it.
-func (p *Poller) fire(ctx context.Context, h Handler, c Claimed) {
+// fire waits for c's deadline (claimed ahead by Lookahead) and a handler
+// slot, runs the handler, then confirms or releases it.
+func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan struct{}) {
+	giveBack := func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+		defer cancel()
+		_ = p.s.Release(fctx, c, 0) // leave it to another claim now
+	}
+	if wait := c.Due.Sub(p.s.clk.Now()); wait > 0 {
+		select {
+		case <-p.s.clk.After(wait):
+		case <-ctx.Done():
+			giveBack()
+			return
+		}
+	}
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	case <-ctx.Done():
+		giveBack()
+		return
+	}
 	start := p.s.clk.Now()
-	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandlerTimeout)
+	// The handler's context ends before the lease does (a tenth of the
+	// lease early), so two handlers of one timer never overlap.
+	timeout := min(p.cfg.HandlerTimeout, c.LeaseUntil.Sub(start)-p.s.cfg.Lease/10)
+	if timeout <= 0 {
+		giveBack()
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	err := call(hctx, h, c)
 	cancel()
 	// Finish even when ctx is done (shutdown), so the timer does not wait

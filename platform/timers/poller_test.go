@@ -113,7 +113,8 @@ func TestPollerSleepsUntilDeadlineAndWakesEarly(t *testing.T) {
 
 			var sl sleeps
 			firedAt := make(chan time.Time, 2)
-			p, err := NewPoller(s, PollerConfig{MaxSleep: 2 * time.Hour, Hooks: Hooks{Sleeping: sl.hook}})
+			const lookahead = 50 * time.Millisecond
+			p, err := NewPoller(s, PollerConfig{MaxSleep: 2 * time.Hour, Lookahead: lookahead, Hooks: Hooks{Sleeping: sl.hook}})
 			require.NoError(t, err)
 			runPoller(t, p, func(_ context.Context, c Claimed) error {
 				firedAt <- clk.Now()
@@ -121,7 +122,7 @@ func TestPollerSleepsUntilDeadlineAndWakesEarly(t *testing.T) {
 			})
 
 			// given a poller asleep until the only deadline, an hour away
-			eventually(t, func() bool { return sl.sleptUntil(t0.Add(time.Hour)) }, "poller did not sleep until the deadline")
+			eventually(t, func() bool { return sl.sleptUntil(t0.Add(time.Hour - lookahead)) }, "poller did not sleep until the deadline")
 			eventually(t, func() bool {
 				n, err := rdb.PubSubNumSub(ctx, s.wake).Result()
 				require.NoError(t, err)
@@ -131,8 +132,17 @@ func TestPollerSleepsUntilDeadlineAndWakesEarly(t *testing.T) {
 			// when a timer due in a minute is armed
 			require.NoError(t, armer.Arm(ctx, Timer{ID: "soon", Due: t0.Add(time.Minute)}))
 
-			// then the poller wakes and goes back to sleep until the new deadline
-			eventually(t, func() bool { return sl.sleptUntil(t0.Add(time.Minute)) }, "poller did not wake early")
+			// then the poller wakes and goes back to sleep until the new
+			// deadline (less the lookahead)
+			eventually(t, func() bool { return sl.sleptUntil(t0.Add(time.Minute - lookahead)) }, "poller did not wake early")
+			// and claims it ahead of its deadline but does not fire it early
+			clk.Set(t0.Add(time.Minute - lookahead))
+			eventually(t, func() bool {
+				st, err := s.Stats(ctx)
+				require.NoError(t, err)
+				return st.Leased == 1
+			}, "not claimed ahead")
+			time.Sleep(20 * time.Millisecond)
 			select {
 			case <-firedAt:
 				t.Fatal("fired before its deadline")

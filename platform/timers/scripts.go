@@ -49,8 +49,9 @@ return 0
 `)
 
 // claimScript: ARGV now ms, lease ms, max, token, max expired leases to
-// return. First moves expired leases back to the due set (at their original
-// due time, so overdue timers come first), then leases up to max due timers.
+// return, due-before ms (>= now: claim timers due up to then). First moves
+// expired leases back to the due set (at their original due time, so overdue
+// timers come first), then leases up to max timers due by due-before.
 // Returns {next, id, due, payload, attempt, ...} where next is the earliest
 // remaining score of the due or leased set, or -1 if both are empty.
 var claimScript = redis.NewScript(`
@@ -66,7 +67,7 @@ for _, id in ipairs(expired) do
   redis.call('ZADD', KEYS[1], due, id)
 end
 local out = {-1}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[6]), 'LIMIT', 0, max)
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZADD', KEYS[2], leaseUntil, id)

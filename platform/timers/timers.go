@@ -89,7 +89,7 @@ func (c Config) Validate() error {
 type Timer struct {
 	// ID names the timer; arming an existing id replaces it.
 	ID string
-	// Due is when it fires (millisecond precision).
+	// Due is when it fires, at millisecond precision (rounded up).
 	Due time.Time
 	// Payload is carried to the handler unchanged (see WithTrace).
 	Payload []byte
@@ -190,7 +190,15 @@ func validate(t Timer) error {
 	return nil
 }
 
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+// ms is t in Unix milliseconds, rounded up, so that a timer never fires
+// before its due time.
+func ms(t time.Time) string {
+	m := t.UnixMilli()
+	if time.UnixMilli(m).Before(t) {
+		m++
+	}
+	return strconv.FormatInt(m, 10)
+}
 
 // Arm upserts a timer (see the package comment for re-arm semantics). If it
 // is due within Config.WakeWithin, pollers are woken.
@@ -320,17 +328,19 @@ func (s *Store) Cancel(ctx context.Context, id string) (bool, error) {
 // leases to the due set. Each claimed timer must be Confirmed (done) or
 // Released (retry) before its LeaseUntil; otherwise it becomes due again.
 func (s *Store) Claim(ctx context.Context, max int) ([]Claimed, error) {
-	cs, _, err := s.claim(ctx, max)
+	cs, _, err := s.claim(ctx, max, 0)
 	return cs, err
 }
 
 // claim also returns the earliest remaining due or lease-expiry time over
 // the shards it visited (zero if none), so a poller needs no extra round
 // trip to know how long to sleep. It visits every shard unless max is
-// reached first; the starting shard rotates so no shard starves.
-func (s *Store) claim(ctx context.Context, max int) ([]Claimed, time.Time, error) {
-	if max < 1 {
-		return nil, time.Time{}, fmt.Errorf("%w: claim max %d: must be at least 1", ErrInvalid, max)
+// reached first; the starting shard rotates so no shard starves. With
+// lookahead > 0 it also claims timers due up to now+lookahead (the caller
+// waits for their deadline).
+func (s *Store) claim(ctx context.Context, limit int, lookahead time.Duration) ([]Claimed, time.Time, error) {
+	if limit < 1 {
+		return nil, time.Time{}, fmt.Errorf("%w: claim max %d: must be at least 1", ErrInvalid, limit)
 	}
 	now := s.clk.Now()
 	token := newToken()
@@ -342,13 +352,13 @@ func (s *Store) claim(ctx context.Context, max int) ([]Claimed, time.Time, error
 	var next int64 = -1
 	visitedAll := true
 	for k := range s.cfg.Shards {
-		if len(out) >= max {
+		if len(out) >= limit {
 			visitedAll = false
 			break
 		}
 		i := (start + k) % s.cfg.Shards
 		res, err := claimScript.Run(ctx, s.rdb, s.keys[i], now.UnixMilli(), s.cfg.Lease.Milliseconds(),
-			max-len(out), token, maxExpiredPerClaim).Slice()
+			limit-len(out), token, maxExpiredPerClaim, now.Add(max(lookahead, 0)).UnixMilli()).Slice()
 		if err != nil {
 			return out, time.Time{}, fmt.Errorf("claim timers on redis %s: %w", s.addr, err)
 		}
