@@ -229,6 +229,29 @@ func TestHL7ExampleIsRecordedOnceAndResendIsDuplicate(t *testing.T) {
 		}
 	}
 	require.True(t, found, "a span per received message")
+
+	// The record's headers carry the trace context of that span.
+	var root sdktrace.ReadOnlySpan
+	for _, s := range h.spans.Ended() {
+		if s.Name() == "intake.receive hl7" {
+			root = s
+			break
+		}
+	}
+	partition := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(wantAlert)}, 0, 1, 2)
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.cfg.EventLog.Brokers, Topic: h.cfg.EventLog.EventsTopic, Partition: partition})
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rec, err := r.ReadMessage(rctx)
+	require.NoError(t, err)
+	var traceparent string
+	for _, hd := range rec.Headers {
+		if hd.Key == "traceparent" {
+			traceparent = string(hd.Value)
+		}
+	}
+	require.Contains(t, traceparent, root.SpanContext().TraceID().String())
 }
 
 func TestHL7AmendAndCancelTheSameAlert(t *testing.T) {

@@ -106,7 +106,7 @@ func BuildAck(h Header, a Ack) []byte {
 	if d.Field == 0 {
 		d = DefaultDelimiters()
 	}
-	f := string(d.Field)
+	f := string([]byte{d.Field})
 	esc := func(s string) string { return Escape(s, d) }
 	version := h.Version
 	if version == "" {
@@ -118,7 +118,7 @@ func BuildAck(h Header, a Ack) []byte {
 	}
 	msgType := "ACK"
 	if h.TriggerEvent != "" {
-		msgType += string(d.Component) + esc(h.TriggerEvent) + string(d.Component) + "ACK"
+		msgType += string([]byte{d.Component}) + esc(h.TriggerEvent) + string([]byte{d.Component}) + "ACK"
 	}
 	var b strings.Builder
 	b.WriteString("MSH" + f + d.EncodingCharacters() + f)
@@ -143,7 +143,7 @@ func BuildAck(h Header, a Ack) []byte {
 // code and location) and v2.5 receivers (ERR-2 location, ERR-3 HL7 error
 // code, ERR-4 severity, ERR-8 user message).
 func errSegment(p AckProblem, d Delimiters) string {
-	f, c, s := string(d.Field), string(d.Component), string(d.Subcomponent)
+	f, c, s := string([]byte{d.Field}), string([]byte{d.Component}), string([]byte{d.Subcomponent})
 	esc := func(v string) string { return Escape(v, d) }
 	seg, field := splitLocation(p.Field)
 	errCode := p.Code
@@ -191,12 +191,13 @@ func errCodeText(code string) string {
 }
 
 func clean(s string, d Delimiters) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == rune(d.Field) {
-			return -1
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '\r' && c != '\n' && c != d.Field {
+			b = append(b, c)
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
 
 func truncateString(s string, n int) string {

@@ -122,7 +122,8 @@ func declaredDelimiters(data []byte) (Delimiters, error) {
 	}
 	all := []byte{d.Field, d.Component, d.Repetition, d.Escape, d.Subcomponent}
 	for i, c := range all {
-		if c == '\r' || c == '\n' || c == ' ' || isAlnum(c) {
+		// HL7 delimiters are printable ASCII punctuation.
+		if c <= ' ' || c > '~' || isAlnum(c) {
 			return d, fmt.Errorf("%w: MSH-1/MSH-2 declare an unusable delimiter %q", ErrMalformed, c)
 		}
 		for _, o := range all[i+1:] {
@@ -150,7 +151,9 @@ func parseSegment(line []byte, d Delimiters, first bool) (Segment, error) {
 	if len(id) != 3 || !isAlnum(id[0]) || !isAlnum(id[1]) || !isAlnum(id[2]) {
 		return Segment{}, fmt.Errorf("%w: invalid segment id %q", ErrMalformed, truncate(id, 8))
 	}
-	isMSH := string(id) == "MSH" || string(id) == "BHS" || string(id) == "FHS"
+	// MSH (and the batch headers) count the field separator itself as
+	// field 1; a header too short to hold it is parsed like any segment.
+	isMSH := (string(id) == "MSH" || string(id) == "BHS" || string(id) == "FHS") && len(line) >= 4 && line[3] == d.Field
 	if first && string(id) != "MSH" {
 		return Segment{}, fmt.Errorf("%w: first segment is %s, not MSH", ErrMalformed, id)
 	}
