@@ -277,6 +277,7 @@ kafka_up() {
 		kafka_cmd kafka.Kafka "$KAFKA_HOME/server.properties"
 		# A session of its own (outlives make and Ctrl-C); the pid file names the JVM.
 		# 9>&-: the broker must not inherit (and so hold) the deps.lock.
+		# shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash.
 		setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" "${KAFKA_CMD[@]}" \
 			</dev/null >"$KAFKA_LOGS/stdout.log" 2>&1 9>&- &
 		local i
