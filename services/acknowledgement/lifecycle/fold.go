@@ -339,6 +339,17 @@ func addUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
+// Fold folds events, in log order, into the state of their alert (nil when
+// there are none). Duplicates by event id are skipped. Tools use it to
+// rebuild an alert's state from its events.
+func Fold(events ...*eventsv1.Event) *State {
+	var st *State
+	for _, e := range events {
+		st, _ = Apply(st, e, Position{Offset: -1})
+	}
+	return st
+}
+
 // hasPosition reports whether the state reflects at least one event read
 // from the log (with a known offset).
 func hasPosition(st *State) bool {

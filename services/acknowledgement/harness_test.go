@@ -1,0 +1,276 @@
+package acknowledgement_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+	"github.com/herald-health/herald/platform/testinfra"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Synthetic patient data: must never appear in logs, pages or API answers.
+const (
+	patientNHS    = "9990000018"
+	patientFamily = "Quixotebury"
+	patientGiven  = "Wilhelmina"
+	patientDOB    = "1931-02-03"
+	reportText    = "Large left pneumothorax with mediastinal shift"
+	ackSecret     = "acknowledgement-test-link-secret-0123456789"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type env struct {
+	t      testing.TB
+	cfg    acknowledgement.Config
+	rdb    *redis.Client
+	logs   *lockedBuffer
+	writer *eventlog.Writer
+	clock  clock.Clock
+	tel    *telemetry.Telemetry
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	rdb := testinfra.NewRedis(t)
+	e := &env{t: t, rdb: rdb, logs: &lockedBuffer{}, clock: clock.Real{}}
+	cfg := acknowledgement.DefaultConfig()
+	cfg.Log.Brokers = testinfra.KafkaBrokers(t)
+	cfg.Log.EventsTopic = testinfra.NewTopic(t, "ack-events", 3)
+	cfg.Log.DLQTopic = testinfra.NewTopic(t, "ack-dlq", 1)
+	cfg.Log.StateTopic = testinfra.NewTopic(t, "ack-state", 3)
+	cfg.Log.Partitions = 3
+	cfg.Log.SessionTimeout = 6 * time.Second
+	cfg.GroupID = testinfra.UniqueName("acknowledgement")
+	cfg.GRPC.Addr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.RedisAddr = rdb.Options().Addr
+	cfg.RedisDB = rdb.Options().DB
+	cfg.RedisNamespace = testinfra.UniqueName("ack")
+	cfg.AckLinkSecret = ackSecret
+	cfg.DevIdentity = "link-recipient"
+	cfg.TimerMaxSleep = 200 * time.Millisecond
+	cfg.EpochEvery = 200 * time.Millisecond
+	cfg.TimerLease = 5 * time.Second
+	e.cfg = cfg
+	e.writer = eventlog.NewWriter(cfg.Log, "test", telemetry.Nop("test"))
+	t.Cleanup(func() { _ = e.writer.Close() })
+	return e
+}
+
+type instance struct {
+	svc    *acknowledgement.Service
+	cancel context.CancelFunc
+	stop   func()
+	client ackv1.AcknowledgementServiceClient
+}
+
+// start runs a replica; stop cancels it and waits for it to finish.
+func (e *env) start(name string, hooks app.Hooks) *instance {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := e.cfg
+	cfg.Replica = name
+	tel := e.tel
+	if tel == nil {
+		tel = telemetry.Nop(acknowledgement.ServiceName)
+	}
+	svc, err := acknowledgement.New(ctx, cfg, acknowledgement.Deps{Logger: logging.New(e.logs, -4, "acknowledgement"),
+		Clock: e.clock, Telemetry: tel, Hooks: hooks})
+	require.NoError(e.t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(e.t, err)
+			case <-time.After(30 * time.Second):
+				e.t.Errorf("replica %s did not stop", name)
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	conn, err := grpc.NewClient(svc.Addrs()["grpc"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = conn.Close() })
+	return &instance{svc: svc, cancel: cancel, stop: stop, client: ackv1.NewAcknowledgementServiceClient(conn)}
+}
+
+func (e *env) append(ctx context.Context, evs ...*eventsv1.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(e.t, e.writer.Append(ctx, evs...))
+}
+
+// events returns the events of an alert in log order.
+func (e *env) events(alertID string) []*eventsv1.Event {
+	e.t.Helper()
+	var out []*eventsv1.Event
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := eventlog.ReadTopic(ctx, e.cfg.Log, e.cfg.Log.EventsTopic, func(key, value []byte, _ int, _ int64) error {
+		if string(key) != alertID {
+			return nil
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil {
+			return err
+		}
+		out = append(out, &ev)
+		return nil
+	})
+	require.NoError(e.t, err)
+	return out
+}
+
+// allEvents returns every event in the log, by alert id, in log order.
+func (e *env) allEvents() map[string][]*eventsv1.Event {
+	e.t.Helper()
+	out := map[string][]*eventsv1.Event{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := eventlog.ReadTopic(ctx, e.cfg.Log, e.cfg.Log.EventsTopic, func(key, value []byte, _ int, _ int64) error {
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil {
+			return err
+		}
+		out[string(key)] = append(out[string(key)], &ev)
+		return nil
+	})
+	require.NoError(e.t, err)
+	return out
+}
+
+func (e *env) waitState(c ackv1.AcknowledgementServiceClient, alertID string, want ackv1.State, within time.Duration) *ackv1.GetAlertResponse {
+	e.t.Helper()
+	var got *ackv1.GetAlertResponse
+	require.Eventually(e.t, func() bool {
+		r, err := c.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: alertID})
+		if err != nil {
+			return false
+		}
+		got = r
+		return r.GetState().GetState() == want
+	}, within, 50*time.Millisecond, "alert %s: waiting for %s, last %v", alertID, want, got.GetState().GetState())
+	return got
+}
+
+// ---- events ---------------------------------------------------------------
+
+func raisedEvent(alertID string) *eventsv1.Event {
+	return &eventsv1.Event{EventId: eventlog.ID(alertID, "raised"), AlertId: alertID, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{
+			Accession: "ACC1", FindingCode: "F1", ReportText: reportText,
+			Patient:  &eventsv1.Patient{NhsNumber: patientNHS, FamilyName: patientFamily, GivenName: patientGiven, BirthDate: patientDOB},
+			Referrer: &eventsv1.Clinician{Id: "G123", DisplayName: "Dr Referrer", Team: "T1"},
+		}}}}
+}
+
+// routedEvent routes with a ladder of steps of the given timeouts (the
+// first step repeats once) and clocks far away unless given.
+func routedEvent(alertID string, clocks *eventsv1.Clocks, timeouts ...time.Duration) *eventsv1.Event {
+	var steps []*eventsv1.EscalationStep
+	for i, d := range timeouts {
+		s := &eventsv1.EscalationStep{Index: uint32(i), Timeout: durationpb.New(d), AckMode: eventsv1.AckMode_ACK_MODE_ANY_ONE,
+			Targets: []*eventsv1.Target{{Kind: eventsv1.TargetKind_TARGET_KIND_REFERRER}}}
+		if i == 0 {
+			s.Repeats = 1
+		}
+		steps = append(steps, s)
+	}
+	if clocks == nil {
+		clocks = &eventsv1.Clocks{AcknowledgeBy: timestamppb.New(time.Now().Add(time.Hour))}
+	}
+	return &eventsv1.Event{EventId: eventlog.ID(alertID, "routed"), AlertId: alertID, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertRouted{AlertRouted: &eventsv1.AlertRouted{
+			Category: eventsv1.Category_CATEGORY_CRITICAL,
+			Clocks:   clocks,
+			Policy:   &eventsv1.EscalationPolicy{Ref: &eventsv1.PolicyRef{PolicyId: "rzz", Version: "1"}, FailsafeQueue: "rzz-fs", Steps: steps},
+		}}}
+}
+
+func newAlertID(name string) string {
+	return eventlog.ID("RZZ", name, time.Now().Format(time.RFC3339Nano))
+}
+
+// decided returns the ids of the events the service decided (escalations,
+// fail-safe, breaches) in log order, and how many records each had.
+func decided(events []*eventsv1.Event) (ids []string, records map[string]int, kinds map[string]string) {
+	records, kinds = map[string]int{}, map[string]string{}
+	for _, ev := range events {
+		switch ev.GetPayload().(type) {
+		case *eventsv1.Event_AlertEscalated, *eventsv1.Event_FailsafeQueued, *eventsv1.Event_SlaBreached:
+		default:
+			continue
+		}
+		if records[ev.GetEventId()] == 0 {
+			ids = append(ids, ev.GetEventId())
+			kinds[ev.GetEventId()] = describe(ev)
+		}
+		records[ev.GetEventId()]++
+	}
+	return ids, records, kinds
+}
+
+func describe(ev *eventsv1.Event) string {
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertEscalated:
+		x := p.AlertEscalated
+		return lifecycle.EventType(ev) + " " + x.GetReason().String() + " " + string(rune('0'+x.GetToStep())) + "/" + string(rune('0'+x.GetRepeat()))
+	case *eventsv1.Event_SlaBreached:
+		return lifecycle.EventType(ev) + " " + p.SlaBreached.GetClock().String()
+	}
+	return lifecycle.EventType(ev)
+}
+
+func kindsOf(ids []string, kinds map[string]string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = kinds[id]
+	}
+	return out
+}
+
+var fullLadder = []string{
+	"AlertEscalated ESCALATION_REASON_REPEAT 0/1",
+	"AlertEscalated ESCALATION_REASON_TIMEOUT 1/0",
+	"AlertEscalated ESCALATION_REASON_TIMEOUT 2/0",
+	"FailsafeQueued",
+}
