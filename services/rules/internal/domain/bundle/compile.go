@@ -362,12 +362,15 @@ func parseLocal(c *checker, file, path, s string, loc *time.Location) (time.Time
 	return time.Time{}, false
 }
 
+// maxDays bounds a duration in days (ten years).
+const maxDays = 3650
+
 // ParseDuration parses a Go duration ("90m", "1h30m") or whole days ("14d").
 func ParseDuration(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a duration", s)
+		if err != nil || n > maxDays || n < -maxDays {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 15m, 1h30m, 14d; at most %d days)", s, maxDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}

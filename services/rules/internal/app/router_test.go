@@ -1,0 +1,122 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/logging"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/rules/internal/app"
+	"github.com/herald-health/herald/services/rules/internal/domain/routing"
+)
+
+// memLog is an in-memory Appender (the port, not Kafka).
+type memLog struct {
+	mu     sync.Mutex
+	events []*eventsv1.Event
+	err    error
+}
+
+func (m *memLog) Append(_ context.Context, events ...*eventsv1.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	m.events = append(m.events, events...)
+	return nil
+}
+
+func newRouter(t *testing.T, out app.Appender) (*app.Router, *app.Registry) {
+	t.Helper()
+	reg := app.NewRegistry(time.Now)
+	require.NoError(t, app.NewLoader(os.DirFS(demoDir(t)), reg, logging.Discard(), nil).Load(context.Background()))
+	now := func() time.Time { return time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC) }
+	r, err := app.NewRouter(func() routing.Bundles { return reg.Snapshot() }, out, now, logging.Discard(), tracenoop.NewTracerProvider().Tracer(""), metricnoop.NewMeterProvider().Meter(""))
+	require.NoError(t, err)
+	return r, reg
+}
+
+func raisedEv(alertID, eventID, tenant string, flag eventsv1.Category) *eventsv1.Event {
+	return &eventsv1.Event{EventId: eventID, AlertId: alertID, Tenant: tenant, OccurredAt: timestamppb.New(time.Date(2026, 2, 1, 11, 0, 0, 0, time.UTC)),
+		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{SourceFlag: &eventsv1.SourceFlag{Category: flag}}}}}
+}
+
+func TestRouterAppendsOneRoutingPerCause(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+	ev := raisedEv("a1", "e1", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)
+
+	// Given a cause handled twice.
+	require.NoError(t, r.Handle(ctx, ev))
+	require.NoError(t, r.Handle(ctx, ev))
+	// Then one AlertRouted, stamped with the decision instant, escalating from the cause's.
+	require.Len(t, out.events, 1)
+	got := out.events[0]
+	require.Equal(t, eventlog.ID("a1", "routed", "e1"), got.GetEventId())
+	require.Equal(t, time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC), got.GetOccurredAt().AsTime())
+	require.Equal(t, "e1", got.GetCausationId())
+	require.Equal(t, uint32(1), got.GetSchemaVersion())
+
+	// Given a fresh router that rebuilt its projection from the log.
+	out2 := &memLog{}
+	r2, _ := newRouter(t, out2)
+	r2.Observe(got)
+	require.NoError(t, r2.Handle(ctx, ev))
+	require.Empty(t, out2.events)
+
+	// And an AlertRouted seen on the log (another replica's) counts too.
+	require.NoError(t, r2.Handle(ctx, got))
+	require.Equal(t, 1, r2.Alerts())
+	// A closed alert is forgotten.
+	r2.Observe(&eventsv1.Event{AlertId: "a1", Payload: &eventsv1.Event_AlertClosed{AlertClosed: &eventsv1.AlertClosed{}}})
+	require.Equal(t, 0, r2.Alerts())
+}
+
+func TestRouterErrors(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+
+	// No bundle for the tenant: permanent.
+	err := r.Handle(ctx, raisedEv("a2", "e2", "RXX", eventsv1.Category_CATEGORY_CRITICAL))
+	require.True(t, errors.Is(err, app.ErrUnroutable), "got %v", err)
+	// No alert id: permanent.
+	err = r.Handle(ctx, raisedEv("", "e3", "RZZ", eventsv1.Category_CATEGORY_CRITICAL))
+	require.True(t, errors.Is(err, app.ErrUnroutable), "got %v", err)
+	// The log is down: not permanent, and nothing is remembered as done.
+	out.err = errors.New("broker unreachable")
+	err = r.Handle(ctx, raisedEv("a4", "e4", "RZZ", eventsv1.Category_CATEGORY_CRITICAL))
+	require.Error(t, err)
+	require.False(t, errors.Is(err, app.ErrUnroutable))
+	out.err = nil
+	require.NoError(t, r.Handle(ctx, raisedEv("a4", "e4", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)))
+	require.Len(t, out.events, 1)
+	// Events that need no routing are ignored.
+	require.NoError(t, r.Handle(ctx, &eventsv1.Event{AlertId: "a5", Payload: &eventsv1.Event_AlertCancelled{AlertCancelled: &eventsv1.AlertCancelled{}}}))
+	require.Len(t, out.events, 1)
+}
+
+func TestRouterAmendmentUsesTheCategoryInForce(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+	require.NoError(t, r.Handle(ctx, raisedEv("a6", "e6", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)))
+	amend := &eventsv1.Event{EventId: "e7", AlertId: "a6", Tenant: "RZZ", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertAmended{AlertAmended: &eventsv1.AlertAmended{Details: &eventsv1.AlertDetails{SourceFlag: &eventsv1.SourceFlag{Category: eventsv1.Category_CATEGORY_SIGNIFICANT_UNEXPECTED}}}}}
+	require.NoError(t, r.Handle(ctx, amend))
+	require.Len(t, out.events, 2)
+	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[1].GetAlertRouted().GetCategory())
+	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[1].GetAlertRouted().GetPreviousCategory())
+}
