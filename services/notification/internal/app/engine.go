@@ -121,6 +121,8 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	if len(jobs) > 0 {
 		e.Wake()
 	}
+	e.o.Logger.DebugContext(ctx, "event applied", slog.String("alert_id", next.ID), slog.String("event_id", ev.GetEventId()),
+		slog.String("type", d.Type), slog.Int("jobs", len(jobs)))
 	return nil
 }
 
@@ -162,7 +164,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-e.sem }()
-				e.work(ctx, j, nil)
+				e.work(ctx, j, nil, nil)
 			}()
 		}
 		if len(jobs) > 0 {
@@ -189,7 +191,7 @@ func (e *Engine) sleep(ctx context.Context, d time.Duration) {
 
 // work runs one job. points, when given, are contact points resolved just
 // now for a recipient job (saves a second resolution).
-func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint) {
+func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, alert *domain.Alert) {
 	ctx = e.o.Telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": j.Trace})
 	ctx, span := e.tracer.Start(ctx, "notification.job", trace.WithAttributes(
 		attribute.String("herald.alert_id", j.AlertID), attribute.Int("herald.step", int(j.Step)),
@@ -200,7 +202,7 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint) 
 	case JobStep:
 		err = e.workStep(ctx, j)
 	case JobRecipient:
-		err = e.deliver(ctx, j, points)
+		err = e.deliver(ctx, j, points, alert)
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
@@ -261,7 +263,7 @@ func (e *Engine) workStep(ctx context.Context, j Job) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.work(ctx, rj, pts[i])
+			e.work(ctx, rj, pts[i], &a)
 		}()
 	}
 	wg.Wait()
@@ -270,10 +272,17 @@ func (e *Engine) workStep(ctx context.Context, j Job) error {
 
 // deliver runs the pipeline for one recipient: gate, then for each contact
 // point in plan order dedup, rate limit, send, retry or move on, record.
-func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoint) error {
-	a, err := e.o.Store.Alert(ctx, j.AlertID)
-	if err != nil {
-		return err
+//
+// alert, when given, is the projection the caller read just now.
+func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoint, alert *domain.Alert) error {
+	var a domain.Alert
+	if alert != nil {
+		a = *alert
+	} else {
+		var err error
+		if a, err = e.o.Store.Alert(ctx, j.AlertID); err != nil {
+			return err
+		}
 	}
 	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, j.PersonID); reason != domain.GateOK {
 		return e.cancel(ctx, j, reason)
@@ -320,6 +329,13 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		}
 		if d := e.rateDelay(a.Category, j.PersonID); d > 0 {
 			return e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(d))
+		}
+		if i > 0 {
+			// A further contact point: renew the lease so that the sends of
+			// one job never outlast it.
+			if err := e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(e.o.Lease)); err != nil {
+				return err
+			}
 		}
 		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1)
 		if err != nil || sent {

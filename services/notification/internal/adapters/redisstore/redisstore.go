@@ -191,17 +191,16 @@ func (s *Store) PutRecord(ctx context.Context, r app.Record) error {
 	if err != nil {
 		return fmt.Errorf("encode notification %s: %w", r.NotificationID, err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// One round trip; not a transaction: the index entries are idempotent
+	// and the id index has no hash tag of the alert.
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.recKey(r.AlertID, r.NotificationID), b, 0)
 		p.ZAddNX(ctx, s.recIndex(r.AlertID), redis.Z{Score: float64(r.CreatedAt.UnixNano()), Member: r.NotificationID})
+		p.SetNX(ctx, s.nidKey(r.NotificationID), r.AlertID, 0)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store notification %s: %w", r.NotificationID, err)
-	}
-	// Outside the transaction: this key has no hash tag of the alert.
-	if err := s.rdb.SetNX(ctx, s.nidKey(r.NotificationID), r.AlertID, 0).Err(); err != nil {
-		return fmt.Errorf("index notification %s: %w", r.NotificationID, err)
 	}
 	return nil
 }
