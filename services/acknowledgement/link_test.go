@@ -1,0 +1,146 @@
+package acknowledgement_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/testinfra"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+	"github.com/oauth2-proxy/mockoidc"
+	"github.com/stretchr/testify/require"
+)
+
+func token(t *testing.T, secret, alertID, person string, ttl time.Duration) (string, acklink.Claims) {
+	t.Helper()
+	c := acklink.Claims{TokenID: eventlog.ID(alertID, person, "tok"), AlertID: alertID, NotificationID: "n1", PersonID: person, Step: 0,
+		ExpiresAt: time.Now().Add(ttl)}
+	tok, err := acklink.Sign([]byte(secret), c)
+	require.NoError(t, err)
+	return tok, c
+}
+
+func do(t *testing.T, c *http.Client, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+	return resp.StatusCode, string(b)
+}
+
+// TestAcknowledgeByLinkDevIdentity: the page shows the reference, category
+// and deadline and no patient data; POST acknowledges once; the token is
+// single use, expiring and tamper-evident.
+func TestAcknowledgeByLinkDevIdentity(t *testing.T) {
+	e := newEnv(t)
+	r := e.start("r1", app.Hooks{})
+	id := newAlertID("link")
+	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour))
+	e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
+	base := "http://" + r.svc.Addrs()["http"]
+	tok, _ := token(t, ackSecret, id, "dr-link", time.Hour)
+	c := &http.Client{}
+
+	code, body := do(t, c, http.MethodGet, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, lifecycle.Ref(id))
+	require.Contains(t, body, "CRITICAL")
+	require.Contains(t, body, "Respond by")
+	require.Contains(t, body, "Acknowledge as dr-link")
+	requireNoPatientData(t, body)
+
+	code, body = do(t, c, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "Acknowledged")
+	st := e.waitState(r.client, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
+	require.Equal(t, "dr-link", st.GetState().GetAcknowledgedBy().GetPersonId())
+	require.Equal(t, "dev", st.GetState().GetAcknowledgedBy().GetIdentityProvider())
+
+	code, _ = do(t, c, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusConflict, code, "single use")
+
+	expired, _ := token(t, ackSecret, id, "dr-link", -time.Minute)
+	code, _ = do(t, c, http.MethodGet, base+"/ack/"+expired)
+	require.Equal(t, http.StatusGone, code)
+	forged, _ := token(t, strings.Repeat("x", 40), id, "dr-link", time.Hour)
+	code, _ = do(t, c, http.MethodPost, base+"/ack/"+forged)
+	require.Equal(t, http.StatusNotFound, code)
+	requireNoPatientData(t, e.logs.String())
+	require.NotContains(t, e.logs.String(), tok, "tokens are never logged")
+}
+
+// TestAcknowledgeByLinkOIDC logs in through an in-process OpenID Connect
+// provider (authorization-code flow) before the acknowledgement is recorded.
+func TestAcknowledgeByLinkOIDC(t *testing.T) {
+	m, err := mockoidc.Run()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Shutdown() })
+	e := newEnv(t)
+	addr := testinfra.FreePort(t)
+	e.cfg.HTTPAddr = addr
+	e.cfg.PublicURL = "http://" + addr
+	e.cfg.DevIdentity = ""
+	e.cfg.OIDCIssuer = m.Issuer()
+	e.cfg.OIDCClientID, e.cfg.OIDCClientSecret = m.ClientID, m.ClientSecret
+	r := e.start("r1", app.Hooks{})
+	id := newAlertID("oidc")
+	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour))
+	e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
+	base := e.cfg.PublicURL
+	tok, _ := token(t, ackSecret, id, "dr-oidc", time.Hour)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c := &http.Client{Jar: jar}
+
+	code, body := do(t, c, http.MethodGet, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "Sign in and acknowledge")
+	requireNoPatientData(t, body)
+
+	// Someone else signs in: refused, nothing recorded.
+	m.QueueUser(&mockoidc.MockUser{Subject: "dr-other"})
+	code, body = do(t, c, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code, body) // back on the page after login
+	require.Contains(t, body, "Acknowledge as dr-other")
+	code, _ = do(t, c, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusForbidden, code)
+
+	// The recipient signs in and acknowledges.
+	jar2, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c2 := &http.Client{Jar: jar2}
+	m.QueueUser(&mockoidc.MockUser{Subject: "dr-oidc"})
+	code, body = do(t, c2, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "Acknowledge as dr-oidc")
+	code, body = do(t, c2, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusOK, code, body)
+	st := e.waitState(r.client, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
+	require.Equal(t, "dr-oidc", st.GetState().GetAcknowledgedBy().GetPersonId())
+	require.Equal(t, "oidc:"+m.Issuer(), st.GetState().GetAcknowledgedBy().GetIdentityProvider())
+	require.Equal(t, []string{"link:" + eventlog.ID(id, "dr-oidc", "tok")}, requestIDs(st, "AlertAcknowledged"))
+}
+
+func requestIDs(st *ackv1.GetAlertResponse, typ string) []string {
+	var out []string
+	for _, en := range st.GetTimeline() {
+		if en.GetType() == typ {
+			out = append(out, en.GetRequestId())
+		}
+	}
+	return out
+}
+
