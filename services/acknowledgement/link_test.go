@@ -143,4 +143,3 @@ func requestIDs(st *ackv1.GetAlertResponse, typ string) []string {
 	}
 	return out
 }
-
