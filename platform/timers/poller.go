@@ -48,7 +48,8 @@ type PollerConfig struct {
 	RetryMin, RetryMax time.Duration
 	// Lookahead claims timers this long before they are due; the poller
 	// then waits for each deadline in-process, which takes the Redis round
-	// trip off the firing path (default 100 ms; negative: off). A handler
+	// trip off the firing path (default 100 ms, at most a tenth of the
+	// lease; negative: off). A handler
 	// never runs before Due. A timer cancelled or re-armed within Lookahead
 	// of its deadline may still fire, as it may when cancelled while firing;
 	// handlers check their own state anyway.
@@ -58,6 +59,7 @@ type PollerConfig struct {
 	// OnEpochLost, when set, is called when CheckEpoch reports Lost (at
 	// start-up, then every EpochEvery): it must re-arm every open timer.
 	// On nil the poller calls Rearmed; on error it retries with backoff.
+	// Then do not also call CheckEpoch on the same Store yourself.
 	OnEpochLost func(ctx context.Context) error
 	// EpochEvery is how often the epoch is checked (default 10 s).
 	EpochEvery time.Duration
@@ -104,7 +106,7 @@ func NewPoller(s *Store, cfg PollerConfig) (*Poller, error) {
 	def(&cfg.RetryMax, 30*time.Second)
 	def(&cfg.HandlerTimeout, s.cfg.Lease-s.cfg.Lease/10)
 	def(&cfg.EpochEvery, 10*time.Second)
-	def(&cfg.Lookahead, 100*time.Millisecond)
+	def(&cfg.Lookahead, min(100*time.Millisecond, s.cfg.Lease/10))
 	cfg.Lookahead = max(cfg.Lookahead, 0)
 	switch {
 	case cfg.Batch < 1:
@@ -234,7 +236,7 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 func (p *Poller) failed(ctx context.Context, err error, delay time.Duration) time.Duration {
 	delay = min(max(2*delay, errBackoffMin), errBackoffMax)
 	retry := p.s.clk.After(delay)
-	p.log.WarnContext(ctx, "timer poller: redis operation failed; retrying", "error", err.Error(), "retry_in", delay.String())
+	p.log.WarnContext(ctx, "timer poller: poll round failed; retrying", "error", err.Error(), "retry_in", delay.String())
 	if f := p.cfg.Hooks.Error; f != nil {
 		f(err)
 	}
