@@ -35,7 +35,7 @@ func toProto(r Record) *notificationv1.Notification {
 		NotificationId: r.NotificationID, AlertId: r.AlertID, Step: r.Step,
 		Recipient: &eventsv1.Recipient{PersonId: r.PersonID, Role: r.Role, Tenant: r.RecipientTenant},
 		Channel:   r.Channel, Status: r.Phase.String(), Attempts: r.Attempts, LastError: r.LastError,
-		UpdatedAt: timestamppb.New(r.UpdatedAt),
+		UpdatedAt: timestamppb.New(r.UpdatedAt), Repeat: r.Repeat, ProviderMessageId: r.ProviderID, Failsafe: r.Failsafe,
 	}
 }
 

@@ -79,10 +79,16 @@ type Notification struct {
 	Recipient      *v1.Recipient          `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	Channel        v1.Channel             `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
 	// sent, failed, delivered, cancelled, pending.
-	Status        string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	Attempts      uint32                 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	LastError     string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Status    string                 `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	Attempts  uint32                 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Repeat of the step the message belongs to (0 for the first send).
+	Repeat uint32 `protobuf:"varint,10,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// The provider's id of the accepted message, when it gave one.
+	ProviderMessageId string `protobuf:"bytes,11,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	// The message to the trust's fail-safe team (step = number of policy steps).
+	Failsafe      bool `protobuf:"varint,12,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +184,27 @@ func (x *Notification) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Notification) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *Notification) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
+func (x *Notification) GetFailsafe() bool {
+	if x != nil {
+		return x.Failsafe
+	}
+	return false
 }
 
 // ListNotificationsResponse lists notifications, oldest first.
@@ -459,7 +486,7 @@ const file_herald_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	")herald/notification/v1/notification.proto\x12\x16herald.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"5\n" +
 	"\x18ListNotificationsRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\"\xe4\x02\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\"\xc8\x03\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x12\n" +
@@ -471,7 +498,11 @@ const file_herald_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\b \x01(\tR\tlastError\x129\n" +
 	"\n" +
-	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"g\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
+	"\x06repeat\x18\n" +
+	" \x01(\rR\x06repeat\x12.\n" +
+	"\x13provider_message_id\x18\v \x01(\tR\x11providerMessageId\x12\x1a\n" +
+	"\bfailsafe\x18\f \x01(\bR\bfailsafe\"g\n" +
 	"\x19ListNotificationsResponse\x12J\n" +
 	"\rnotifications\x18\x01 \x03(\v2$.herald.notification.v1.NotificationR\rnotifications\"}\n" +
 	"\x19ResendNotificationRequest\x12'\n" +
