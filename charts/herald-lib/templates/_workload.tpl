@@ -51,6 +51,9 @@ values.yaml for the documented shape).
 {{- if and .Values.podDisruptionBudget.enabled .Values.podDisruptionBudget.minAvailable .Values.podDisruptionBudget.maxUnavailable -}}
 {{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both" .Chart.Name) -}}
 {{- end -}}
+{{- if and .Values.tls.existingSecret (not .Values.probes.port) -}}
+{{- fail (printf "%s.tls.existingSecret is set but %s.probes.port is not: the kubelet's gRPC probes speak plaintext, so they need a plaintext health port" .Chart.Name .Chart.Name) -}}
+{{- end -}}
 {{- if .Values.networkPolicy.enabled -}}
 {{- if not .Values.global.network.kafka.peers -}}
 {{- fail "global.network.kafka.peers is empty: name the Kafka brokers (namespaceSelector/podSelector/ipBlock) or the NetworkPolicy would allow the Kafka port to anywhere" -}}

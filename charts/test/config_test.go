@@ -1,0 +1,189 @@
+package test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// Each service chart installs on its own with its default values.
+func TestServiceChartsStandalone(t *testing.T) {
+	for _, svc := range services {
+		t.Run(svc, func(t *testing.T) {
+			objs := decodeAll(t, mustRender(t, renderOpts{chart: svc}))
+			ds := objectsOf[*appsv1.Deployment](objs)
+			require.Len(t, ds, 1)
+			require.Equal(t, "herald-"+svc, ds[0].Name)
+			checkDeployment(t, svc, ds[0], scenario{otel: true, partitions: 12})
+			require.Len(t, objectsOf[*networkingv1.NetworkPolicy](objs), 1)
+			require.Empty(t, objectsOf[*corev1.Secret](objs))
+		})
+	}
+}
+
+func deploymentNamed(t *testing.T, objs []object, name string) *appsv1.Deployment {
+	t.Helper()
+	for _, d := range objectsOf[*appsv1.Deployment](objs) {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("no Deployment %s", name)
+	return nil
+}
+
+func configMapNamed(t *testing.T, objs []object, name string) *corev1.ConfigMap {
+	t.Helper()
+	for _, c := range objectsOf[*corev1.ConfigMap](objs) {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no ConfigMap %s", name)
+	return nil
+}
+
+func volumeNamed(t *testing.T, d *appsv1.Deployment, name string) corev1.Volume {
+	t.Helper()
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("%s has no volume %s", d.Name, name)
+	return corev1.Volume{}
+}
+
+// The rules service reads <bundle dir>/<ODS>/<file>: each trust's bundle
+// becomes a ConfigMap projected under its ODS code, and a changed bundle
+// rolls the pods.
+func TestRulesPolicyBundlesFromConfigMaps(t *testing.T) {
+	demo := filepath.Join("..", "..", "services", "rules", "bundles", "demo")
+	rzz, err := os.ReadDir(filepath.Join(demo, "RZZ"))
+	require.NoError(t, err)
+	var sets []string
+	var files []string
+	for _, f := range rzz {
+		files = append(files, f.Name())
+		sets = append(sets, "rules.bundles.RZZ."+strings.ReplaceAll(f.Name(), ".", `\.`)+"="+filepath.Join(demo, "RZZ", f.Name()))
+	}
+	render := func(extra ...string) []object {
+		t.Helper()
+		o := renderOpts{chart: "herald", setJSON: []string{`rules.bundleConfigMaps=[{"tenant":"RZY","name":"rzy-policy","files":["bundle.yaml"]}]`}}
+		o.setFile = append(sets, extra...)
+		return decodeAll(t, mustRender(t, o))
+	}
+	objs := render()
+	cm := configMapNamed(t, objs, "herald-rules-bundle-rzz")
+	require.Equal(t, "RZZ", cm.Labels["herald.nhs.uk/tenant"])
+	for _, f := range files {
+		want, err := os.ReadFile(filepath.Join(demo, "RZZ", f))
+		require.NoError(t, err)
+		require.Equal(t, strings.TrimRight(string(want), "\n"), strings.TrimRight(cm.Data[f], "\n"), "ConfigMap key %s", f)
+	}
+	d := deploymentNamed(t, objs, "herald-rules")
+	env := envOf(d.Spec.Template.Spec.Containers[0])
+	require.Equal(t, "/etc/herald/bundles", env["HERALD_BUNDLE_DIR"].Value)
+	v := volumeNamed(t, d, "bundles")
+	require.NotNil(t, v.Projected)
+	paths := map[string]string{}
+	for _, src := range v.Projected.Sources {
+		require.NotNil(t, src.ConfigMap)
+		for _, it := range src.ConfigMap.Items {
+			paths[it.Path] = src.ConfigMap.Name + ":" + it.Key
+		}
+	}
+	for _, f := range files {
+		require.Equal(t, "herald-rules-bundle-rzz:"+f, paths["RZZ/"+f])
+	}
+	require.Equal(t, "rzy-policy:bundle.yaml", paths["RZY/bundle.yaml"])
+	var mounted bool
+	for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.Name == "bundles" {
+			mounted = true
+			require.Equal(t, "/etc/herald/bundles", m.MountPath)
+			require.Empty(t, m.SubPath, "a subPath mount would never see an updated bundle")
+		}
+	}
+	require.True(t, mounted)
+
+	before := d.Spec.Template.Annotations["checksum/bundles"]
+	require.NotEmpty(t, before)
+	changed := deploymentNamed(t, render("rules.bundles.RZZ.extra\\.yaml="+filepath.Join(demo, "README.md")), "herald-rules")
+	require.NotEqual(t, before, changed.Spec.Template.Annotations["checksum/bundles"], "a changed bundle rolls the pods")
+}
+
+// Per-trust settings: intake's extraction settings and notification's
+// template overrides reach the files the services read.
+func TestPerTenantSettings(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", setJSON: []string{
+		`intake.tenants={"RZZ":{"hl7_facilities":["RZZ01","RZZRIS"],"abnormal_flags":["AA"],"trigger_phrases":["tension pneumothorax"]}}`,
+		`notification.templates={"RZZ":{"email":{"critical.tmpl":"Critical result {{ .Ref }}: {{ .AckLink }}"},"sms":{"default.tmpl":"Herald alert {{ .Ref }}"}}}`,
+	}}))
+	tenants := configMapNamed(t, objs, "herald-intake-tenants")
+	require.Contains(t, tenants.Data, "RZZ.yaml")
+	require.Contains(t, tenants.Data["RZZ.yaml"], "ods: RZZ")
+	require.Contains(t, tenants.Data["RZZ.yaml"], "- RZZRIS")
+	intake := deploymentNamed(t, objs, "herald-intake")
+	require.Equal(t, "herald-intake-tenants", volumeNamed(t, intake, "tenants").ConfigMap.Name)
+	require.Equal(t, "/etc/herald/tenants", envOf(intake.Spec.Template.Spec.Containers[0])["HERALD_TENANTS_DIR"].Value)
+
+	tpl := configMapNamed(t, objs, "herald-notification-templates")
+	require.Equal(t, "Critical result {{ .Ref }}: {{ .AckLink }}\n", tpl.Data["RZZ.email.critical.tmpl"])
+	notification := deploymentNamed(t, objs, "herald-notification")
+	items := map[string]string{}
+	for _, it := range volumeNamed(t, notification, "templates").ConfigMap.Items {
+		items[it.Key] = it.Path
+	}
+	require.Equal(t, map[string]string{"RZZ.email.critical.tmpl": "RZZ/email/critical.tmpl", "RZZ.sms.default.tmpl": "RZZ/sms/default.tmpl"}, items)
+	env := envOf(notification.Spec.Template.Spec.Containers[0])
+	require.Equal(t, "herald-rules:9090", env["HERALD_RULES_ADDR"].Value)
+	require.Equal(t, "https://herald.network.example.nhs.uk", env["HERALD_ACK_BASE_URL"].Value)
+}
+
+// Every credential is a reference to a Secret the platform team creates:
+// SMTP, SMS (Notify API key), webhook signing, OIDC client secret, ack-link
+// signing secret, Redis password and TLS.
+func TestSecretReferences(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
+		sets: []string{"rules.tls.existingSecret=herald-rules-grpc-tls", "rules.tls.clientCA=true", "rules.probes.port=9091"}}))
+	refs := map[string]string{}
+	for _, d := range objectsOf[*appsv1.Deployment](objs) {
+		c := d.Spec.Template.Spec.Containers[0]
+		checkSecretsAreReferences(t, d.Name, c.Env)
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				refs[strings.TrimPrefix(d.Name, "herald-")+" "+e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			}
+		}
+	}
+	for k, v := range map[string]string{
+		"notification HERALD_SMTP_USERNAME":          "herald-smtp/username",
+		"notification HERALD_SMTP_PASSWORD":          "herald-smtp/password",
+		"notification HERALD_SMS_NOTIFY_API_KEY":     "herald-notify/api-key",
+		"notification HERALD_WEBHOOK_SIGNING_SECRET": "herald-webhook/signing-secret",
+		"notification HERALD_ACK_LINK_SECRET":        "herald-ack-link/secret",
+		"acknowledgement HERALD_ACK_LINK_SECRET":     "herald-ack-link/secret",
+		"acknowledgement HERALD_OIDC_CLIENT_SECRET":  "herald-oidc/client-secret",
+		"intake HERALD_REDIS_PASSWORD":               "herald-redis/password",
+	} {
+		require.Equal(t, v, refs[k], "Secret reference of %s", k)
+	}
+	rules := deploymentNamed(t, objs, "herald-rules")
+	require.Equal(t, "herald-rules-grpc-tls", volumeNamed(t, rules, "tls").Secret.SecretName)
+	env := envOf(rules.Spec.Template.Spec.Containers[0])
+	require.Equal(t, "/etc/herald/tls/tls.crt", env["HERALD_GRPC_TLS_CERT_FILE"].Value)
+	require.Equal(t, "/etc/herald/tls/tls.key", env["HERALD_GRPC_TLS_KEY_FILE"].Value)
+	require.Equal(t, "/etc/herald/tls/ca.crt", env["HERALD_GRPC_CLIENT_CA_FILE"].Value)
+	for _, ing := range objectsOf[*networkingv1.Ingress](objs) {
+		for _, tls := range ing.Spec.TLS {
+			require.NotEmpty(t, tls.SecretName)
+		}
+	}
+}
