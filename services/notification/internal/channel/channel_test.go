@@ -2,7 +2,9 @@ package channel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,4 +82,52 @@ func TestWebhookSignsAndKeepsAddressOutOfErrors(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, IsPermanent(err))
 	require.False(t, strings.Contains(err.Error(), "secret-path"), "got %q", err)
+}
+
+func TestNotifyShape(t *testing.T) {
+	var req map[string]any
+	var auth, path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, path = r.Header.Get("Authorization"), r.URL.Path
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"740e5834-3a29-46b4-9a6f-16142fde533a","reference":"n1"}`))
+	}))
+	defer srv.Close()
+	n := NewNotify(NotifyConfig{BaseURL: srv.URL + "/", APIKey: "k", TemplateID: "tmpl"})
+	id, err := n.Send(context.Background(), Message{ID: "n1", Address: "+447700900000", Body: "hello"})
+	require.NoError(t, err)
+	require.Equal(t, "740e5834-3a29-46b4-9a6f-16142fde533a", id)
+	require.Equal(t, "/v2/notifications/sms", path)
+	require.Equal(t, "Bearer k", auth)
+	require.Equal(t, map[string]any{"phone_number": "+447700900000", "template_id": "tmpl",
+		"personalisation": map[string]any{"body": "hello"}, "reference": "n1"}, req)
+}
+
+func TestTeamsShape(t *testing.T) {
+	var card map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&card)
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	_, err := NewTeams(nil).Send(context.Background(), Message{ID: "n1", Address: srv.URL, Subject: "S", Body: "B"})
+	require.Error(t, err)
+	require.False(t, IsPermanent(err), "429 is retried")
+	require.Equal(t, "MessageCard", card["@type"])
+	require.Equal(t, "B", card["text"])
+}
+
+func TestCaptureAndLog(t *testing.T) {
+	var buf strings.Builder
+	logCh := NewLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	c := NewCapture(logCh)
+	sub := c.Subscribe(1)
+	_, err := c.Send(context.Background(), Message{ID: "n1", Channel: eventsv1.Channel_CHANNEL_SMS, Address: "+447700900999", Body: "secret link"})
+	require.NoError(t, err)
+	require.Len(t, c.ByChannel(eventsv1.Channel_CHANNEL_SMS), 1)
+	require.Equal(t, "n1", (<-sub).ID)
+	require.Contains(t, buf.String(), `"notification_id":"n1"`)
+	require.NotContains(t, buf.String(), "+447700900999")
+	require.NotContains(t, buf.String(), "secret link")
 }
