@@ -159,17 +159,17 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 	var running sync.WaitGroup
 	defer running.Wait()
 	clk := p.s.clk
-	errDelay := time.Duration(0)
+	var errDelay, epochDelay time.Duration
 	var lastEpoch time.Time
 	epochChecked := false
 
 	for ctx.Err() == nil {
 		if p.cfg.OnEpochLost != nil && (!epochChecked || clk.Now().Sub(lastEpoch) >= p.cfg.EpochEvery) {
 			if err := p.checkEpoch(ctx); err != nil {
-				errDelay = p.failed(ctx, err, errDelay)
+				epochDelay = p.failed(ctx, err, epochDelay)
 				continue
 			}
-			epochChecked, lastEpoch = true, clk.Now()
+			epochChecked, lastEpoch, epochDelay = true, clk.Now(), 0
 		}
 
 		// Reserve in-flight room first: claim only what can start soon.
@@ -212,10 +212,13 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 		now := clk.Now()
 		d := p.cfg.MaxSleep
 		if !next.IsZero() {
-			d = min(d, next.Add(-p.cfg.Lookahead).Sub(now))
+			d = min(d, next.Sub(now))
 		}
 		if d <= 0 {
-			continue
+			if len(cs) > 0 {
+				continue
+			}
+			d = time.Millisecond // never spin, whatever the clocks say
 		}
 		wakeAt := clk.After(d)
 		if f := p.cfg.Hooks.Sleeping; f != nil {

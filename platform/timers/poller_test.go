@@ -306,3 +306,36 @@ func TestPollerRearmsAfterWipe(t *testing.T) {
 		}
 	}, "re-armed timer did not fire")
 }
+
+func TestPollerSleepsUntilLeaseExpiryThenFiresAgain(t *testing.T) {
+	ctx := context.Background()
+	s, clk, rdb := newStore(t, func(c *Config) { c.Lease = time.Second })
+	require.NoError(t, s.Arm(ctx, Timer{ID: "a", Due: t0}))
+
+	// given a replica that claimed the timer and died: its lease ends in
+	// 50 ms, inside the poller's 100 ms look-ahead
+	dead := replica(t, rdb, clk, s.cfg)
+	first, err := dead.Claim(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, first, 1)
+	clk.Advance(950 * time.Millisecond)
+
+	var sl sleeps
+	attempts := make(chan int, 1)
+	p, err := NewPoller(s, PollerConfig{Lookahead: 100 * time.Millisecond, Hooks: Hooks{Sleeping: sl.hook}})
+	require.NoError(t, err)
+	runPoller(t, p, func(_ context.Context, c Claimed) error { attempts <- c.Attempt; return nil })
+
+	// then the poller sleeps until the lease expiry (it does not spin)
+	eventually(t, func() bool { return sl.sleptUntil(first[0].LeaseUntil) }, "poller did not sleep until the lease expiry")
+
+	// and fires the timer again once the lease has expired
+	clk.Set(first[0].LeaseUntil)
+	select {
+	case n := <-attempts:
+		require.Equal(t, 2, n)
+	case <-time.After(20 * time.Second):
+		t.Fatal("timer did not fire after its lease expired")
+	}
+	require.ErrorIs(t, dead.Confirm(ctx, first[0]), ErrLeaseLost)
+}

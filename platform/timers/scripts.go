@@ -52,8 +52,10 @@ return 0
 // return, due-before ms (>= now: claim timers due up to then). First moves
 // expired leases back to the due set (at their original due time, so overdue
 // timers come first), then leases up to max timers due by due-before.
-// Returns {next, id, due, payload, attempt, ...} where next is the earliest
-// remaining score of the due or leased set, or -1 if both are empty.
+// Returns {next, id, due, payload, attempt, ...} where next is when the
+// caller should claim again: the earliest remaining due score less the
+// look-ahead (due-before minus now), or the earliest lease expiry, whichever
+// is first; -1 if both sets are empty.
 var claimScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local leaseUntil = now + tonumber(ARGV[2])
@@ -80,7 +82,7 @@ for _, id in ipairs(ids) do
 end
 local next = -1
 local d = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if d[2] then next = tonumber(d[2]) end
+if d[2] then next = tonumber(d[2]) - (tonumber(ARGV[6]) - now) end
 local l = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if l[2] and (next < 0 or tonumber(l[2]) < next) then next = tonumber(l[2]) end
 out[1] = next

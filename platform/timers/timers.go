@@ -332,9 +332,9 @@ func (s *Store) Claim(ctx context.Context, max int) ([]Claimed, error) {
 	return cs, err
 }
 
-// claim also returns the earliest remaining due or lease-expiry time over
-// the shards it visited (zero if none), so a poller needs no extra round
-// trip to know how long to sleep. It visits every shard unless max is
+// claim also returns when to claim again (the earliest remaining due time
+// less lookahead, or lease expiry) over the shards it visited (zero if
+// none), so a poller needs no extra round trip to know how long to sleep. It visits every shard unless max is
 // reached first; the starting shard rotates so no shard starves. With
 // lookahead > 0 it also claims timers due up to now+lookahead (the caller
 // waits for their deadline).
