@@ -165,8 +165,11 @@ func TestKillBetweenClaimAndAppend(t *testing.T) {
 	victim = e.start("victim", app.Hooks{BeforeAppend: func(ctx context.Context, tm lifecycle.Timer, _ []*eventsv1.Event) {
 		<-ready
 		if killed.CompareAndSwap(false, true) {
-			victim.cancel() // the process "dies" here: nothing is appended
+			// The process "dies" here: the service is cancelled and the
+			// handler never reaches the append.
+			victim.cancel()
 			<-ctx.Done()
+			panic("killed between claim and append")
 		}
 	}})
 	close(ready)
@@ -182,7 +185,14 @@ func TestKillBetweenClaimAndAppend(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 	got, records, kinds := decided(e.events(id))
 	require.Equal(t, []string{"AlertEscalated ESCALATION_REASON_REPEAT 0/1"}, kindsOf(got, kinds))
-	require.Equal(t, 1, records[got[0]])
+	require.Equal(t, 1, records[got[0]], "the victim appended nothing; the survivor appended once")
+	n := 0
+	for _, en := range fullState(t, survivor, id).GetTimeline() {
+		if en.GetEventId() == got[0] && !en.GetNoEffect() {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
 }
 
 // TestCrashAfterAppendBeforeConfirm makes the timer handler fail after the

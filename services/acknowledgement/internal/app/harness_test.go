@@ -153,7 +153,7 @@ func newHarness(t *testing.T) *harness {
 		Timers: h.timers, Changes: h.store, Lister: h.store, Clock: h.clk, CommandWait: 5 * time.Second,
 	})
 	poller, err := timers.NewPoller(h.timers, timers.PollerConfig{
-		MaxSleep: time.Minute, EpochEvery: time.Second, RetryMin: time.Second, RetryMax: time.Minute,
+		MaxSleep: time.Minute, EpochEvery: time.Second, RetryMin: time.Second, RetryMax: time.Minute, Lookahead: -1,
 		OnEpochLost: func(ctx context.Context) error { return h.app.Recover(ctx, "test") },
 	})
 	require.NoError(t, err)
