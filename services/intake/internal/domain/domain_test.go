@@ -409,3 +409,27 @@ func FuzzMapORU(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseAndMapORU is the CPU cost of one HL7 message up to the
+// event: parse, map, decide.
+func BenchmarkParseAndMapORU(b *testing.B) {
+	data, err := os.ReadFile("../../testdata/oru_r01_critical_pneumothorax.hl7")
+	require.NoError(b, err)
+	dir, err := domain.NewDirectory([]domain.TenantSettings{{ODS: "RZZ", TriggerPhrases: []string{"critical alert"}}})
+	require.NoError(b, err)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := hl7.Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs, err := domain.MapORU(m, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := domain.Decide(subs[0], dir, domain.DefaultLimits(), eventlog.ID, now, "intake"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

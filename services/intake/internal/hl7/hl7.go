@@ -183,7 +183,33 @@ func parseSegment(line []byte, d Delimiters, first bool) (Segment, error) {
 			rest = rest[i+1:]
 		}
 	}
-	return Segment{ID: string(id), fields: fields, d: d}, nil
+	return Segment{ID: segmentID(id), fields: fields, d: d}, nil
+}
+
+// segmentID returns the id as a string without allocating for the usual
+// segments of a result message.
+func segmentID(id []byte) string {
+	switch string(id) {
+	case "MSH":
+		return "MSH"
+	case "PID":
+		return "PID"
+	case "PV1":
+		return "PV1"
+	case "ORC":
+		return "ORC"
+	case "OBR":
+		return "OBR"
+	case "OBX":
+		return "OBX"
+	case "NTE":
+		return "NTE"
+	case "MSA":
+		return "MSA"
+	case "ERR":
+		return "ERR"
+	}
+	return string(id)
 }
 
 func truncate(b []byte, n int) []byte {
