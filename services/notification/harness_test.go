@@ -317,6 +317,7 @@ type env struct {
 	logs   *lockedBuffer
 	writer *eventlog.Writer
 	clock  clock.Clock
+	tel    *telemetry.Telemetry
 }
 
 func newEnv(t testing.TB, status func(path string, n int) int) *env {
@@ -357,10 +358,17 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 func (e *env) start() (*notification.Service, func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock})
+	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock, Telemetry: e.tel})
 	require.NoError(e.t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	// Wait until the projection is ready (the rebuild at start has run).
+	rdb := redis.NewClient(&redis.Options{Addr: e.cfg.RedisAddr, DB: e.cfg.RedisDB})
+	defer rdb.Close()
+	require.Eventually(e.t, func() bool {
+		n, err := rdb.Exists(context.Background(), e.cfg.RedisPrefix+":epoch").Result()
+		return err == nil && n == 1
+	}, 60*time.Second, 20*time.Millisecond, "projection ready")
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -379,7 +387,12 @@ func (e *env) start() (*notification.Service, func()) {
 
 func (e *env) append(evs ...*eventsv1.Event) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	e.appendCtx(context.Background(), evs...)
+}
+
+func (e *env) appendCtx(ctx context.Context, evs ...*eventsv1.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(e.t, e.writer.Append(ctx, evs...))
 }

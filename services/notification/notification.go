@@ -408,11 +408,12 @@ func (s *Service) Run(ctx context.Context) error {
 			errc <- nil
 			return
 		}
+		// Ready only now: health reports SERVING once the projection is whole.
+		s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
 		go func() { errc <- s.engine.Run(ctx) }()
 		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
 			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.engine.Handle)
 	}()
-	s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
 	s.deps.Logger.InfoContext(ctx, "notification service started", slog.String("grpc", s.grpc.Addr()),
 		slog.String("receipts", s.rlis.Addr().String()))
 	var first error
