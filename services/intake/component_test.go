@@ -3,18 +3,28 @@ package intake_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -569,4 +579,77 @@ func TestGRPC(t *testing.T) {
 		types = append(types, eventlog.TypeOf(e))
 	}
 	require.ElementsMatch(t, []string{"AlertRaised", "AlertQuarantined", "AlertAmended", "AlertCancelled"}, types)
+}
+
+func TestReplicasShareTheOutcomeRecordAndRedisLossIsHarmless(t *testing.T) {
+	// Given two replicas on the same topic and Redis database,
+	a := start(t, nil)
+	b := start(t, func(c *intake.Config) {
+		c.EventLog = a.cfg.EventLog
+		c.RedisAddr, c.RedisDB = a.cfg.RedisAddr, a.cfg.RedisDB
+	})
+	msg := variant(t, "M-REPLICA")
+	// when a message accepted by one is resent to the other,
+	require.Equal(t, "AA", send(t, a.dial(t), msg).code)
+	dup := send(t, b.dial(t), msg)
+	// then the other answers with the original outcome and appends nothing.
+	require.Equal(t, "AA", dup.code)
+	require.Contains(t, dup.text, "duplicate")
+	require.Len(t, a.events(t), 1)
+
+	// Given Redis lost its data, when the message is resent, then it is
+	// appended again with the same event id, which consumers skip.
+	rdb := redis.NewClient(&redis.Options{Addr: a.cfg.RedisAddr, DB: a.cfg.RedisDB})
+	defer rdb.Close()
+	require.NoError(t, rdb.FlushDB(context.Background()).Err())
+	again := send(t, b.dial(t), msg)
+	require.Equal(t, "AA", again.code)
+	require.NotContains(t, again.text, "duplicate")
+	evs := a.events(t)
+	require.Len(t, evs, 2)
+	require.Equal(t, evs[0].EventId, evs[1].EventId)
+}
+
+func TestMLLPOverTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	h := start(t, func(c *intake.Config) { c.MLLPTLSCert, c.MLLPTLSKey = certFile, keyFile })
+	c, err := mllp.Dial(context.Background(), h.addrs["mllp"], &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, 30*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	require.Equal(t, "AA", send(t, c, variant(t, "M-TLS")).code)
+
+	// A plain-TCP client gets no ACK from a TLS listener.
+	plain := h.dial(t)
+	_, err = plain.Send(variant(t, "M-PLAIN"))
+	require.Error(t, err)
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns a
+// pool that trusts it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "intake-test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

@@ -52,7 +52,9 @@ type Config struct {
 	MLLPAddr string
 	// MLLPTLSCert and MLLPTLSKey make the MLLP listener TLS when both are set.
 	MLLPTLSCert, MLLPTLSKey string
-	// MaxMessageBytes bounds one HL7 message (MLLP frame).
+	// MaxMessageBytes bounds one HL7 message (MLLP frame). The event carries
+	// the raw message and its parsed content, so keep it under half of the
+	// topic's max.message.bytes (1 MiB by default); at most 512 KiB.
 	MaxMessageBytes int
 	// MLLPIdleTimeout closes a connection that sends no complete frame for
 	// this long.
@@ -64,7 +66,8 @@ type Config struct {
 
 	// FHIRAddr is where the FHIR R4 REST endpoint is served.
 	FHIRAddr string
-	// MaxFHIRBytes bounds one FHIR request body.
+	// MaxFHIRBytes bounds one FHIR request body (same reasoning; at most
+	// 512 KiB).
 	MaxFHIRBytes int64
 
 	// RedisAddr is the Redis holding the record of accepted messages.
@@ -92,12 +95,12 @@ func DefaultConfig() Config {
 		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7101"},
 		EventLog:        eventlog.DefaultConfig(),
 		MLLPAddr:        "127.0.0.1:2575",
-		MaxMessageBytes: 1 << 20,
+		MaxMessageBytes: 256 << 10,
 		MLLPIdleTimeout: 5 * time.Minute,
 		HandleTimeout:   30 * time.Second,
 		MaxConnections:  1024,
 		FHIRAddr:        "127.0.0.1:7102",
-		MaxFHIRBytes:    1 << 20,
+		MaxFHIRBytes:    256 << 10,
 		RedisAddr:       "127.0.0.1:6379",
 		OutcomePrefix:   "herald:intake:outcome:",
 		OutcomeTTL:      30 * 24 * time.Hour,
@@ -150,11 +153,11 @@ func (c Config) Validate() error {
 	if (c.MLLPTLSCert == "") != (c.MLLPTLSKey == "") {
 		errs = append(errs, errors.New("settings mllp-tls-cert and mllp-tls-key must be given together"))
 	}
-	if c.MaxMessageBytes < 1024 {
-		errs = append(errs, fmt.Errorf("setting max-message-bytes must be at least 1024, got %d", c.MaxMessageBytes))
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 512<<10 {
+		errs = append(errs, fmt.Errorf("setting max-message-bytes must be between 1024 and 524288 (the event must fit a Kafka record), got %d", c.MaxMessageBytes))
 	}
-	if c.MaxFHIRBytes < 1024 {
-		errs = append(errs, fmt.Errorf("setting max-fhir-bytes must be at least 1024, got %d", c.MaxFHIRBytes))
+	if c.MaxFHIRBytes < 1024 || c.MaxFHIRBytes > 512<<10 {
+		errs = append(errs, fmt.Errorf("setting max-fhir-bytes must be between 1024 and 524288 (the event must fit a Kafka record), got %d", c.MaxFHIRBytes))
 	}
 	for name, d := range map[string]time.Duration{"mllp-idle-timeout": c.MLLPIdleTimeout, "handle-timeout": c.HandleTimeout, "outcome-ttl": c.OutcomeTTL} {
 		if d <= 0 {
