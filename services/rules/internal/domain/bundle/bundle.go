@@ -3,6 +3,8 @@ package bundle
 import (
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/google/cel-go/cel"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -45,6 +47,7 @@ type Bundle struct {
 	// NetworkFailsafe is the network's fail-safe team (tenant empty: this one).
 	NetworkFailsafe TeamRef
 
+	snapshots   map[string]*eventsv1.EscalationPolicy
 	categories  map[string]*Category
 	byClinician map[string]*Person
 	teamByAlias map[string]*Team
@@ -132,10 +135,48 @@ type Contact struct {
 
 // Team is a group of people.
 type Team struct {
-	ID      string
+	ID string
+	// Role is how members are labelled when contacted as a team ("team:<id>").
+	Role    string
 	Name    string
 	Aliases []string
 	Members []string
+}
+
+// Snapshot returns the policy's snapshot as AlertRouted carries it, with
+// its reference (policy id, bundle version and content hash). It is built
+// once at load and shared by every routing decision: treat it as read-only.
+func (b *Bundle) Snapshot(policyID string) (*eventsv1.EscalationPolicy, bool) {
+	p, ok := b.snapshots[policyID]
+	return p, ok
+}
+
+func (b *Bundle) buildSnapshots() {
+	b.snapshots = make(map[string]*eventsv1.EscalationPolicy, len(b.Policies))
+	for id, p := range b.Policies {
+		ref := &eventsv1.PolicyRef{PolicyId: id, Version: b.Version, ContentHash: b.Hash}
+		out := &eventsv1.EscalationPolicy{Ref: ref, FailsafeQueue: b.Failsafe.Queue}
+		out.Steps = make([]*eventsv1.EscalationStep, len(p.Steps))
+		for i, s := range p.Steps {
+			step := &eventsv1.EscalationStep{
+				Index:    uint32(i),
+				Timeout:  durationpb.New(s.Timeout),
+				Repeats:  s.Repeats,
+				AckMode:  s.AckMode,
+				Channels: append([]eventsv1.Channel(nil), s.Channels...),
+				Targets:  make([]*eventsv1.Target, len(s.Targets)),
+			}
+			for j, t := range s.Targets {
+				pt := &eventsv1.Target{Kind: t.Kind, Ref: t.Ref, Tenant: t.Tenant}
+				if t.Kind == eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM {
+					pt.Ref, pt.Tenant = b.NetworkFailsafe.Team, b.NetworkFailsafe.Tenant
+				}
+				step.Targets[j] = pt
+			}
+			out.Steps[i] = step
+		}
+		b.snapshots[id] = out
+	}
 }
 
 // Category returns the category with the code, if defined.
@@ -157,7 +198,7 @@ func (b *Bundle) CategoryFor(c eventsv1.Category, local string) (*Category, bool
 	case eventsv1.Category_CATEGORY_UNSPECIFIED:
 		return nil, false
 	default:
-		return b.Category(standardCode(c))
+		return b.Category(CategoryCode(c))
 	}
 }
 
@@ -176,8 +217,8 @@ func (b *Bundle) TeamByName(name string) (*Team, bool) {
 	return t, ok
 }
 
-// standardCode is the bundle code of a standard category.
-func standardCode(c eventsv1.Category) string {
+// CategoryCode is the bundle code of a standard category; "" for others.
+func CategoryCode(c eventsv1.Category) string {
 	switch c {
 	case eventsv1.Category_CATEGORY_CRITICAL:
 		return "CRITICAL"

@@ -202,7 +202,7 @@ func compileTeams(c *checker, m *merged, b *Bundle) {
 	for _, l := range m.teams {
 		d := l.v
 		ok := checkID(c, l.file, l.path+".id", d.ID, seen, "team")
-		t := &Team{ID: d.ID, Name: d.Name}
+		t := &Team{ID: d.ID, Name: d.Name, Role: "team:" + d.ID}
 		if len(d.Members) == 0 {
 			c.add(l.file, l.path+".members", "is required: at least one person")
 		}
@@ -263,7 +263,7 @@ func compileRotas(c *checker, m *merged, b *Bundle) {
 	for _, l := range m.rotas {
 		d := l.v
 		ok := checkID(c, l.file, l.path+".id", d.ID, seen, "rota")
-		r := &Rota{ID: d.ID, Name: d.Name, loc: b.Location}
+		r := &Rota{ID: d.ID, Name: d.Name, Role: "oncall:" + d.ID, RemoteRole: "oncall:" + b.Tenant + "/" + d.ID, loc: b.Location}
 		if len(d.Shifts) == 0 && len(d.Overrides) == 0 {
 			c.add(l.file, l.path+".shifts", "is required: at least one shift")
 		}

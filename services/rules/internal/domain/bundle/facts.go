@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/google/cel-go/cel"
+	celchecker "github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
 )
@@ -52,58 +53,139 @@ type Facts struct {
 	Weekday        int
 	Weekend        bool
 
-	// lists caches the CEL values of the two lists for one evaluation.
-	lists [2]any
+	// vals caches the CEL values: a Facts serves one alert.
+	vals [numVars]any
 }
 
-// ResolveName implements interpreter.Activation.
-func (f *Facts) ResolveName(name string) (any, bool) {
+// Names of the variables, in the order of Facts.vals.
+const (
+	vTenant = iota
+	vFlag
+	vFlagCode
+	vAbnormal
+	vPhrases
+	vExamCode
+	vExamSystem
+	vModality
+	vPatientClass
+	vLocation
+	vReportStatus
+	vSource
+	vReferrerTeam
+	vAmended
+	vHour
+	vMinute
+	vWeekday
+	vWeekend
+	numVars
+)
+
+func varIndex(name string) int {
 	switch name {
 	case "tenant":
-		return types.String(f.Tenant), true
+		return vTenant
 	case "flag":
-		return types.String(f.Flag), true
+		return vFlag
 	case "flag_code":
-		return types.String(f.FlagCode), true
+		return vFlagCode
 	case "abnormal_flags":
-		if f.lists[0] == nil {
-			f.lists[0] = types.NewStringList(types.DefaultTypeAdapter, f.AbnormalFlags)
-		}
-		return f.lists[0], true
+		return vAbnormal
 	case "trigger_phrases":
-		if f.lists[1] == nil {
-			f.lists[1] = types.NewStringList(types.DefaultTypeAdapter, f.TriggerPhrases)
-		}
-		return f.lists[1], true
+		return vPhrases
 	case "exam_code":
-		return types.String(f.ExamCode), true
+		return vExamCode
 	case "exam_system":
-		return types.String(f.ExamSystem), true
+		return vExamSystem
 	case "modality":
-		return types.String(f.Modality), true
+		return vModality
 	case "patient_class":
-		return types.String(f.PatientClass), true
+		return vPatientClass
 	case "location":
-		return types.String(f.Location), true
+		return vLocation
 	case "report_status":
-		return types.String(f.ReportStatus), true
+		return vReportStatus
 	case "source":
-		return types.String(f.Source), true
+		return vSource
 	case "referrer_team":
-		return types.String(f.ReferrerTeam), true
+		return vReferrerTeam
 	case "amended":
-		return types.Bool(f.Amended), true
+		return vAmended
 	case "hour":
-		return types.Int(f.Hour), true
+		return vHour
 	case "minute":
-		return types.Int(f.Minute), true
+		return vMinute
 	case "weekday":
-		return types.Int(f.Weekday), true
+		return vWeekday
 	case "weekend":
-		return types.Bool(f.Weekend), true
+		return vWeekend
 	default:
+		return -1
+	}
+}
+
+// MaxListLen bounds the lists rules see (abnormal flags, trigger phrases),
+// which bounds the work of any rule: rules run without a runtime cost
+// tracker, which would cost more than the rules themselves.
+const MaxListLen = 64
+
+func capList(xs []string) []string {
+	if len(xs) > MaxListLen {
+		return xs[:MaxListLen]
+	}
+	return xs
+}
+
+// ResolveName implements interpreter.Activation. Values are converted once
+// per Facts and reused by every rule.
+func (f *Facts) ResolveName(name string) (any, bool) {
+	i := varIndex(name)
+	if i < 0 {
 		return nil, false
 	}
+	if v := f.vals[i]; v != nil {
+		return v, true
+	}
+	var v any
+	switch i {
+	case vTenant:
+		v = types.String(f.Tenant)
+	case vFlag:
+		v = types.String(f.Flag)
+	case vFlagCode:
+		v = types.String(f.FlagCode)
+	case vAbnormal:
+		v = types.NewStringList(types.DefaultTypeAdapter, capList(f.AbnormalFlags))
+	case vPhrases:
+		v = types.NewStringList(types.DefaultTypeAdapter, capList(f.TriggerPhrases))
+	case vExamCode:
+		v = types.String(f.ExamCode)
+	case vExamSystem:
+		v = types.String(f.ExamSystem)
+	case vModality:
+		v = types.String(f.Modality)
+	case vPatientClass:
+		v = types.String(f.PatientClass)
+	case vLocation:
+		v = types.String(f.Location)
+	case vReportStatus:
+		v = types.String(f.ReportStatus)
+	case vSource:
+		v = types.String(f.Source)
+	case vReferrerTeam:
+		v = types.String(f.ReferrerTeam)
+	case vAmended:
+		v = types.Bool(f.Amended)
+	case vHour:
+		v = types.Int(f.Hour)
+	case vMinute:
+		v = types.Int(f.Minute)
+	case vWeekday:
+		v = types.Int(f.Weekday)
+	case vWeekend:
+		v = types.Bool(f.Weekend)
+	}
+	f.vals[i] = v
+	return v, true
 }
 
 // Parent implements interpreter.Activation.
@@ -138,11 +220,37 @@ func newRuleEnv() (*cel.Env, error) {
 	return env, nil
 }
 
-// maxRuleCost bounds the work one rule may do at evaluation (CEL cost units);
-// a rule that exceeds it is treated as not matching.
-const maxRuleCost = 10_000
+// MaxRuleCost bounds a rule's worst-case cost (CEL cost units) estimated at
+// load with lists of MaxListLen items and strings of MaxStringLen
+// characters: a rule that could be expensive is refused at validation
+// rather than slowing every alert.
+const MaxRuleCost = 100_000
 
-// compileRule type-checks expr as a bool rule and plans it once.
+// MaxStringLen is the string length assumed by the cost estimate.
+const MaxStringLen = 1024
+
+// sizeEstimator tells the CEL cost estimator how large the variables can be.
+type sizeEstimator struct{}
+
+func (sizeEstimator) EstimateSize(n celchecker.AstNode) *celchecker.SizeEstimate {
+	if len(n.Path()) == 0 {
+		return nil
+	}
+	switch n.Type().Kind() {
+	case types.ListKind:
+		return &celchecker.SizeEstimate{Min: 0, Max: MaxListLen}
+	case types.StringKind:
+		return &celchecker.SizeEstimate{Min: 0, Max: MaxStringLen}
+	}
+	return nil
+}
+
+func (sizeEstimator) EstimateCallCost(string, string, *celchecker.AstNode, []celchecker.AstNode) *celchecker.CallEstimate {
+	return nil
+}
+
+// compileRule type-checks expr as a bool rule, bounds its cost and plans it
+// once.
 func compileRule(env *cel.Env, expr string) (cel.Program, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
@@ -151,7 +259,14 @@ func compileRule(env *cel.Env, expr string) (cel.Program, error) {
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("must yield a bool, yields %s", ast.OutputType())
 	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(maxRuleCost))
+	cost, err := env.EstimateCost(ast, sizeEstimator{})
+	if err != nil {
+		return nil, fmt.Errorf("cost cannot be estimated: %w", err)
+	}
+	if cost.Max > MaxRuleCost {
+		return nil, fmt.Errorf("may cost up to %d units per alert, more than %d: simplify it (nested loops over lists?)", cost.Max, MaxRuleCost)
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, fmt.Errorf("cannot be planned: %w", err)
 	}

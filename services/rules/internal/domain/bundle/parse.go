@@ -149,6 +149,7 @@ func Parse(files []File) (*Bundle, error) {
 	}
 	b.Files = files
 	b.Hash = Hash(files)
+	b.buildSnapshots()
 	return b, nil
 }
 

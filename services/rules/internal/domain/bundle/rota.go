@@ -10,11 +10,16 @@ import (
 // (and is an hour shorter or longer in absolute time that night). Overrides
 // replace the pattern for their interval.
 type Rota struct {
-	ID        string
-	Name      string
-	Shifts    []Shift
-	Overrides []Override
-	loc       *time.Location
+	ID   string
+	Name string
+	// Role labels people contacted through the rota: "oncall:<id>".
+	Role string
+	// RemoteRole labels them when another trust contacts them:
+	// "oncall:<tenant>/<id>".
+	RemoteRole string
+	Shifts     []Shift
+	Overrides  []Override
+	loc        *time.Location
 }
 
 // Shift is one weekly recurring shift: it starts on each of its days at
@@ -49,25 +54,24 @@ func (r *Rota) OnCall(t time.Time) []string {
 	if overridden {
 		return out
 	}
+	// Compare on the local wall clock: a shift from 20:00 to 08:00 covers
+	// exactly the instants whose local time lies in it, whatever the offset
+	// that night. A boundary in the spring gap takes effect at the first
+	// instant after it; one in the repeated autumn hour applies to both
+	// occurrences of that hour.
 	lt := t.In(r.loc)
-	y, m, d := lt.Date()
-	for back := 0; back <= 1; back++ {
-		day := time.Date(y, m, d-back, 0, 0, 0, 0, time.UTC) // calendar arithmetic only
-		wd := day.Weekday()
-		for i := range r.Shifts {
-			s := &r.Shifts[i]
-			if !s.Days[wd] {
-				continue
-			}
-			start := time.Date(day.Year(), day.Month(), day.Day(), s.Start/60, s.Start%60, 0, 0, r.loc)
-			endDay := day
-			if s.End <= s.Start {
-				endDay = day.AddDate(0, 0, 1)
-			}
-			end := time.Date(endDay.Year(), endDay.Month(), endDay.Day(), s.End/60, s.End%60, 0, 0, r.loc)
-			if !t.Before(start) && t.Before(end) {
-				out = appendUnique(out, s.People...)
-			}
+	h, m, _ := lt.Clock()
+	now := h*60 + m // minutes after local midnight
+	today := lt.Weekday()
+	yesterday := (today + 6) % 7
+	for i := range r.Shifts {
+		s := &r.Shifts[i]
+		overnight := s.End <= s.Start
+		switch {
+		case s.Days[today] && now >= s.Start && (overnight || now < s.End):
+			out = appendUnique(out, s.People...)
+		case overnight && s.Days[yesterday] && now < s.End:
+			out = appendUnique(out, s.People...)
 		}
 	}
 	return out

@@ -167,6 +167,7 @@ func TestEveryValidationErrorNamesFilePathAndProblem(t *testing.T) {
 		{"rule does not compile", []edit{{"main.yaml", `'"AA" in abnormal_flags'`, `'"AA" in abnormal_flag'`}}, bundle.Problem{File: "main.yaml", Path: "rules[0].when", Problem: "does not compile: ERROR: <input>:1:9: undeclared reference to 'abnormal_flag'"}},
 		{"rule syntax error", []edit{{"main.yaml", `'"AA" in abnormal_flags'`, `'modality == '`}}, bundle.Problem{File: "main.yaml", Path: "rules[0].when", Problem: "does not compile"}},
 		{"rule not bool", []edit{{"main.yaml", `'"AA" in abnormal_flags'`, `'modality'`}}, bundle.Problem{File: "main.yaml", Path: "rules[0].when", Problem: "must yield a bool, yields string"}},
+		{"rule too expensive", []edit{{"main.yaml", `'"AA" in abnormal_flags'`, `'trigger_phrases.exists(a, trigger_phrases.exists(b, trigger_phrases.exists(c, a + b + c == "x")))'`}}, bundle.Problem{File: "main.yaml", Path: "rules[0].when", Problem: "more than 100000: simplify it"}},
 		{"rule category missing", []edit{{"main.yaml", "    category: CRITICAL\n", ""}}, bundle.Problem{File: "main.yaml", Path: "rules[0].category", Problem: "is required"}},
 		{"rule category unknown", []edit{{"main.yaml", "    category: CRITICAL\n", "    category: RED\n"}}, bundle.Problem{File: "main.yaml", Path: "rules[0].category", Problem: `category "RED" is not defined`}},
 		{"rule reason missing", []edit{{"main.yaml", "    reason: very abnormal\n", ""}}, bundle.Problem{File: "main.yaml", Path: "rules[0].reason", Problem: "is required"}},

@@ -74,7 +74,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 		}
 		for _, team := range teams {
 			for _, id := range team.Members {
-				res.add(b.Tenant, b.People[id], "team:"+team.ID)
+				res.add(b.Tenant, b.People[id], team.Role)
 			}
 		}
 	case eventsv1.TargetKind_TARGET_KIND_ONCALL_ROLE:
@@ -84,7 +84,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 			return
 		}
 		for _, id := range rota.OnCall(at) {
-			res.add(b.Tenant, b.People[id], "oncall:"+rota.ID)
+			res.add(b.Tenant, b.People[id], rota.Role)
 		}
 	case eventsv1.TargetKind_TARGET_KIND_PERSON:
 		p, ok := b.People[t.GetRef()]
@@ -131,7 +131,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 			return
 		}
 		for _, id := range rota.OnCall(at) {
-			res.add(other.Tenant, other.People[id], "oncall:"+other.Tenant+"/"+rota.ID)
+			res.add(other.Tenant, other.People[id], rota.RemoteRole)
 		}
 	default:
 		res.Problems = append(res.Problems, fmt.Sprintf("target %d: kind %s is not supported", i, t.GetKind()))

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -67,6 +66,8 @@ type Input struct {
 
 // Decision is the outcome of Route.
 type Decision struct {
+	// Routed is the new AlertRouted. Its Policy (and Ref) are the bundle's
+	// shared snapshot: marshal them, never modify them.
 	Routed *eventsv1.AlertRouted
 	// Ref is the policy in force (also inside Routed.Policy).
 	Ref *eventsv1.PolicyRef
@@ -153,15 +154,15 @@ func Route(bs Bundles, in Input) (Decision, error) {
 		}
 		reason = q
 	}
-	policy := b.Policies[policyID]
-	ref := &eventsv1.PolicyRef{PolicyId: policy.ID, Version: b.Version, ContentHash: b.Hash}
+	snap, _ := b.Snapshot(policyID) // every policy id here was validated at load
+	ref := snap.GetRef()
 
 	routed := &eventsv1.AlertRouted{
 		Category:             chosen.Standard,
 		ClassificationReason: reason,
 		RuleId:               ruleID,
 		Clocks:               clocks(chosen, clockStart(in.At, d)),
-		Policy:               snapshot(b, policy, ref),
+		Policy:               snap,
 		PreviousCategory:     previous,
 		CategoryRank:         uint32(chosen.Rank),
 	}
@@ -199,35 +200,11 @@ func clocks(c *bundle.Category, start time.Time) *eventsv1.Clocks {
 	return out
 }
 
-func snapshot(b *bundle.Bundle, p *bundle.Policy, ref *eventsv1.PolicyRef) *eventsv1.EscalationPolicy {
-	out := &eventsv1.EscalationPolicy{Ref: ref, FailsafeQueue: b.Failsafe.Queue}
-	out.Steps = make([]*eventsv1.EscalationStep, len(p.Steps))
-	for i, s := range p.Steps {
-		step := &eventsv1.EscalationStep{
-			Index:    uint32(i),
-			Timeout:  durationpb.New(s.Timeout),
-			Repeats:  s.Repeats,
-			AckMode:  s.AckMode,
-			Channels: append([]eventsv1.Channel(nil), s.Channels...),
-			Targets:  make([]*eventsv1.Target, len(s.Targets)),
-		}
-		for j, t := range s.Targets {
-			pt := &eventsv1.Target{Kind: t.Kind, Ref: t.Ref, Tenant: t.Tenant}
-			if t.Kind == eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM {
-				pt.Ref, pt.Tenant = b.NetworkFailsafe.Team, b.NetworkFailsafe.Tenant
-			}
-			step.Targets[j] = pt
-		}
-		out.Steps[i] = step
-	}
-	return out
-}
-
 func categoryName(c eventsv1.Category, local string) string {
 	if c == eventsv1.Category_CATEGORY_LOCAL {
 		return local
 	}
-	return strings.TrimPrefix(c.String(), "CATEGORY_")
+	return bundle.CategoryCode(c)
 }
 
 func factsOf(b *bundle.Bundle, in Input, d *eventsv1.AlertDetails) *bundle.Facts {
@@ -253,14 +230,28 @@ func factsOf(b *bundle.Bundle, in Input, d *eventsv1.AlertDetails) *bundle.Facts
 		Weekday:        wd,
 		Weekend:        wd >= 6,
 	}
-	if c := d.GetSourceFlag().GetCategory(); c != eventsv1.Category_CATEGORY_UNSPECIFIED {
-		f.Flag = strings.TrimPrefix(c.String(), "CATEGORY_")
+	if c := d.GetSourceFlag().GetCategory(); c == eventsv1.Category_CATEGORY_LOCAL {
+		f.Flag = "LOCAL"
+	} else {
+		f.Flag = bundle.CategoryCode(c)
 	}
-	if s := d.GetReportStatus(); s != eventsv1.ReportStatus_REPORT_STATUS_UNSPECIFIED {
-		f.ReportStatus = strings.TrimPrefix(s.String(), "REPORT_STATUS_")
+	switch d.GetReportStatus() {
+	case eventsv1.ReportStatus_REPORT_STATUS_PRELIMINARY:
+		f.ReportStatus = "PRELIMINARY"
+	case eventsv1.ReportStatus_REPORT_STATUS_FINAL:
+		f.ReportStatus = "FINAL"
+	case eventsv1.ReportStatus_REPORT_STATUS_CORRECTED:
+		f.ReportStatus = "CORRECTED"
+	case eventsv1.ReportStatus_REPORT_STATUS_CANCELLED:
+		f.ReportStatus = "CANCELLED"
 	}
-	if s := d.GetSource(); s != eventsv1.Source_SOURCE_UNSPECIFIED {
-		f.Source = strings.TrimPrefix(s.String(), "SOURCE_")
+	switch d.GetSource() {
+	case eventsv1.Source_SOURCE_HL7V2:
+		f.Source = "HL7V2"
+	case eventsv1.Source_SOURCE_FHIR:
+		f.Source = "FHIR"
+	case eventsv1.Source_SOURCE_GRPC:
+		f.Source = "GRPC"
 	}
 	return f
 }
