@@ -327,3 +327,20 @@ func TestEscalationDeclineAndFailsafe(t *testing.T) {
 	require.Contains(t, fs[0].Data, "Fail-safe queue")
 	requireNoSecrets(t, fs[0].Data)
 }
+
+// The dev composition: every channel captured in memory (and logged by id).
+func TestCaptureAllForDevelopment(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.SMTPAddr, e.cfg.NotifyBaseURL, e.cfg.WebhookSecret = "", "", ""
+	capture := e.cfg.CaptureAll(nil)
+	id := alertID("dev")
+	e.rules.set("dev", person("p-dev", cp(chSMS, "+447700900444")))
+	_, _ = e.start()
+	e.append(routedEvent(id, eventsv1.Category_CATEGORY_SIGNIFICANT_UNEXPECTED, step(0, nil, role("dev"))))
+	e.waitEvents(id, "NotificationSent", 1)
+	msgs := capture.ByChannel(chSMS)
+	require.Len(t, msgs, 1)
+	require.Equal(t, "+447700900444", msgs[0].Address)
+	require.Contains(t, msgs[0].Body, "Significant unexpected")
+	require.Zero(t, e.smtp.count())
+}

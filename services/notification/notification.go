@@ -64,6 +64,22 @@ func NewCapture(next Sender) *Capture { return channel.NewCapture(next) }
 // NewLogSender returns the development log channel (logs ids only).
 func NewLogSender(logger *slog.Logger) Sender { return channel.NewLog(logger) }
 
+// CaptureAll routes every channel (email, SMS, Teams, webhook, log) to one
+// in-memory capture that passes each message on to next (nil: keep it
+// only; NewLogSender(logger): also log its ids), and returns the capture.
+// It is for `make run` and tests: captured messages hold addresses.
+func (c *Config) CaptureAll(next Sender) *Capture {
+	capture := channel.NewCapture(next)
+	if c.Senders == nil {
+		c.Senders = map[eventsv1.Channel]Sender{}
+	}
+	for _, ch := range []eventsv1.Channel{eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Channel_CHANNEL_SMS,
+		eventsv1.Channel_CHANNEL_TEAMS, eventsv1.Channel_CHANNEL_WEBHOOK, eventsv1.Channel_CHANNEL_LOG} {
+		c.Senders[ch] = capture
+	}
+	return capture
+}
+
 // ServiceName is the gRPC health name and telemetry service name.
 const ServiceName = "herald-notification"
 
