@@ -204,26 +204,44 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 
 // rebuild reads the event log up to its end so the router knows which
 // causes were already routed (exactly one AlertRouted per cause across
-// restarts) and each alert's category in force (for amendments).
+// restarts) and each alert's category in force (for amendments). A broker
+// that is not ready (a topic just created has no partition leader yet) is
+// retried with backoff for up to rebuildPatience; observing is idempotent,
+// so a partial read is harmless.
 func (s *Service) rebuild(ctx context.Context) error {
 	start := s.deps.Clock.Now()
-	n := 0
-	err := eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
-		var ev eventsv1.Event
-		if err := proto.Unmarshal(value, &ev); err != nil {
-			return nil // undecodable records are the consumer's to dead-letter
+	backoff := 100 * time.Millisecond
+	for {
+		n := 0
+		err := eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+			var ev eventsv1.Event
+			if err := proto.Unmarshal(value, &ev); err != nil {
+				return nil // undecodable records are the consumer's to dead-letter
+			}
+			s.router.Observe(&ev)
+			n++
+			return nil
+		})
+		if err == nil {
+			s.deps.Logger.InfoContext(ctx, "routed alerts rebuilt from the event log", "events", n, "alerts", s.router.Alerts(),
+				"took", s.deps.Clock.Now().Sub(start).String())
+			return nil
 		}
-		s.router.Observe(&ev)
-		n++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("rebuild routed alerts from %s: %w", s.cfg.Log.EventsTopic, err)
+		if s.deps.Clock.Now().Sub(start) > rebuildPatience {
+			return fmt.Errorf("rebuild routed alerts from %s: %w", s.cfg.Log.EventsTopic, err)
+		}
+		s.deps.Logger.WarnContext(ctx, "event log not readable yet; retrying", "topic", s.cfg.Log.EventsTopic, "error", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rebuild routed alerts from %s: %w", s.cfg.Log.EventsTopic, ctx.Err())
+		case <-s.deps.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	s.deps.Logger.InfoContext(ctx, "routed alerts rebuilt from the event log", "events", n, "alerts", s.router.Alerts(),
-		"took", s.deps.Clock.Now().Sub(start).String())
-	return nil
 }
+
+// rebuildPatience bounds how long start-up waits for a readable event log.
+const rebuildPatience = time.Minute
 
 // Addrs returns the bound addresses: "grpc".
 func (s *Service) Addrs() map[string]string {
