@@ -183,6 +183,14 @@ var servicePorts = map[string]map[string]int32{
 	"acknowledgement": {"grpc": 9090, "metrics": 9464, "http": 8080},
 }
 
+// listenEnv names the listen-address variable of each port besides gRPC and metrics.
+var listenEnv = map[string]map[string]string{
+	"intake":          {"mllp": "HERALD_MLLP_ADDR", "http": "HERALD_FHIR_ADDR"},
+	"rules":           {},
+	"notification":    {"http": "HERALD_RECEIPTS_ADDR"},
+	"acknowledgement": {"http": "HERALD_HTTP_ADDR"},
+}
+
 func checkDeployment(t *testing.T, svc string, d *appsv1.Deployment, s scenario) {
 	t.Helper()
 	require.NotNil(t, d, "Deployment herald-%s", svc)
@@ -304,10 +312,8 @@ func checkDeployment(t *testing.T, svc string, d *appsv1.Deployment, s scenario)
 		require.NotContains(t, env, "HERALD_OTLP_ENDPOINT")
 		require.NotContains(t, env, "OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
-	for name, addr := range map[string]string{"mllp": "HERALD_MLLP_ADDR", "http": "HERALD_HTTP_ADDR"} {
-		if p, ok := servicePorts[svc][name]; ok {
-			require.Equal(t, fmt.Sprintf(":%d", p), env[addr].Value, "%s %s", d.Name, addr)
-		}
+	for port, addr := range listenEnv[svc] {
+		require.Equal(t, fmt.Sprintf(":%d", servicePorts[svc][port]), env[addr].Value, "%s %s", d.Name, addr)
 	}
 	_, usesRedis := env["HERALD_REDIS_ADDR"]
 	require.Equal(t, svc != "rules", usesRedis, "%s HERALD_REDIS_ADDR", d.Name)

@@ -127,12 +127,10 @@ func TestPerTenantSettings(t *testing.T) {
 		`notification.templates={"RZZ":{"email":{"critical.tmpl":"Critical result {{ .Ref }}: {{ .AckLink }}"},"sms":{"default.tmpl":"Herald alert {{ .Ref }}"}}}`,
 	}}))
 	tenants := configMapNamed(t, objs, "herald-intake-tenants")
-	require.Contains(t, tenants.Data, "RZZ.yaml")
-	require.Contains(t, tenants.Data["RZZ.yaml"], "ods: RZZ")
-	require.Contains(t, tenants.Data["RZZ.yaml"], "- RZZRIS")
+	require.Contains(t, tenants.Data["tenants.yaml"], "ods: RZZ")
+	require.Contains(t, tenants.Data["tenants.yaml"], "- RZZRIS")
 	intake := deploymentNamed(t, objs, "herald-intake")
 	require.Equal(t, "herald-intake-tenants", volumeNamed(t, intake, "tenants").ConfigMap.Name)
-	require.Equal(t, "/etc/herald/tenants", envOf(intake.Spec.Template.Spec.Containers[0])["HERALD_TENANTS_DIR"].Value)
 
 	tpl := configMapNamed(t, objs, "herald-notification-templates")
 	require.Equal(t, "Critical result {{ .Ref }}: {{ .AckLink }}\n", tpl.Data["RZZ.email.critical.tmpl"])
@@ -152,7 +150,8 @@ func TestPerTenantSettings(t *testing.T) {
 // signing secret, Redis password and TLS.
 func TestSecretReferences(t *testing.T) {
 	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
-		sets: []string{"rules.tls.existingSecret=herald-rules-grpc-tls", "rules.tls.clientCA=true", "rules.probes.port=9091"}}))
+		sets: []string{"rules.tls.existingSecret=herald-rules-grpc-tls", "rules.tls.clientCA=true", "rules.probes.port=9091",
+			"global.redis.existingSecret=herald-redis", "intake.enabled=false"}}))
 	refs := map[string]string{}
 	for _, d := range objectsOf[*appsv1.Deployment](objs) {
 		c := d.Spec.Template.Spec.Containers[0]
@@ -164,23 +163,25 @@ func TestSecretReferences(t *testing.T) {
 		}
 	}
 	for k, v := range map[string]string{
-		"notification HERALD_SMTP_USERNAME":          "herald-smtp/username",
-		"notification HERALD_SMTP_PASSWORD":          "herald-smtp/password",
-		"notification HERALD_SMS_NOTIFY_API_KEY":     "herald-notify/api-key",
-		"notification HERALD_WEBHOOK_SIGNING_SECRET": "herald-webhook/signing-secret",
-		"notification HERALD_ACK_LINK_SECRET":        "herald-ack-link/secret",
-		"acknowledgement HERALD_ACK_LINK_SECRET":     "herald-ack-link/secret",
-		"acknowledgement HERALD_OIDC_CLIENT_SECRET":  "herald-oidc/client-secret",
-		"intake HERALD_REDIS_PASSWORD":               "herald-redis/password",
+		"notification HERALD_SMTP_USER":             "herald-smtp/user",
+		"notification HERALD_SMTP_PASSWORD":         "herald-smtp/password",
+		"notification HERALD_NOTIFY_API_KEY":        "herald-notify/api-key",
+		"notification HERALD_WEBHOOK_SECRET":        "herald-webhook/secret",
+		"notification HERALD_RECEIPTS_SECRET":       "herald-receipts/secret",
+		"notification HERALD_ACK_LINK_SECRET":       "herald-ack-link/secret",
+		"acknowledgement HERALD_ACK_LINK_SECRET":    "herald-ack-link/secret",
+		"acknowledgement HERALD_OIDC_CLIENT_SECRET": "herald-oidc/client-secret",
+		"notification HERALD_REDIS_PASSWORD":        "herald-redis/password",
+		"acknowledgement HERALD_REDIS_PASSWORD":     "herald-redis/password",
 	} {
 		require.Equal(t, v, refs[k], "Secret reference of %s", k)
 	}
 	rules := deploymentNamed(t, objs, "herald-rules")
 	require.Equal(t, "herald-rules-grpc-tls", volumeNamed(t, rules, "tls").Secret.SecretName)
 	env := envOf(rules.Spec.Template.Spec.Containers[0])
-	require.Equal(t, "/etc/herald/tls/tls.crt", env["HERALD_GRPC_TLS_CERT_FILE"].Value)
-	require.Equal(t, "/etc/herald/tls/tls.key", env["HERALD_GRPC_TLS_KEY_FILE"].Value)
-	require.Equal(t, "/etc/herald/tls/ca.crt", env["HERALD_GRPC_CLIENT_CA_FILE"].Value)
+	require.Equal(t, "/etc/herald/tls/tls.crt", env["HERALD_GRPC_TLS_CERT"].Value)
+	require.Equal(t, "/etc/herald/tls/tls.key", env["HERALD_GRPC_TLS_KEY"].Value)
+	require.Equal(t, "/etc/herald/tls/ca.crt", env["HERALD_GRPC_CLIENT_CA"].Value)
 	for _, ing := range objectsOf[*networkingv1.Ingress](objs) {
 		for _, tls := range ing.Spec.TLS {
 			require.NotEmpty(t, tls.SecretName)

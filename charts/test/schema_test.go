@@ -41,6 +41,12 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want: []string{"acknowledgement.autoscaling.maxReplicas (13) exceeds global.kafka.partitions (12)"}},
 		{name: "network policy without kafka peers", chart: "herald", setJSON: []string{"global.network.kafka.peers=[]"},
 			want: []string{"global.network.kafka.peers is empty"}},
+		{name: "no trust for intake", chart: "herald", sets: []string{"intake.tenants=null"},
+			want: []string{"intake.tenants is empty"}},
+		{name: "SMS without a Notify template", chart: "herald", sets: []string{"notification.sms.existingSecret=herald-notify"},
+			want: []string{"notification.sms.templateID is required"}},
+		{name: "Redis AUTH for a service without the flag", chart: "herald", sets: []string{"global.redis.existingSecret=herald-redis"},
+			want: []string{"the intake service has no redis-password flag"}},
 		{name: "gRPC TLS with plaintext probes", chart: "herald", sets: []string{"rules.tls.existingSecret=rules-tls"},
 			want: []string{"rules.probes.port is not"}},
 	} {

@@ -48,6 +48,9 @@ values.yaml for the documented shape).
 {{- if and .Values.redis.enabled (not .Values.global.redis.addr) -}}
 {{- fail (printf "global.redis.addr is required: the %s service keeps its timers/deduplication in Redis" .Chart.Name) -}}
 {{- end -}}
+{{- if and .Values.redis.enabled .Values.global.redis.existingSecret (not .Values.redis.passwordFlag) -}}
+{{- fail (printf "global.redis.existingSecret is set, but the %s service has no redis-password flag: it would connect without AUTH" .Chart.Name) -}}
+{{- end -}}
 {{- if and .Values.podDisruptionBudget.enabled .Values.podDisruptionBudget.minAvailable .Values.podDisruptionBudget.maxUnavailable -}}
 {{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both" .Chart.Name) -}}
 {{- end -}}
@@ -342,8 +345,8 @@ spec:
 {{ include "herald-lib.envVar" (list "HERALD_KAFKA_RETENTION" $g.kafka.retention) }}
 {{- if .Values.redis.enabled }}
 {{ include "herald-lib.envVar" (list "HERALD_REDIS_ADDR" $g.redis.addr) }}
-{{- with $g.redis.existingSecret }}
-{{ include "herald-lib.secretEnv" (list "HERALD_REDIS_PASSWORD" . $g.redis.passwordKey) }}
+{{- if and $g.redis.existingSecret .Values.redis.passwordFlag }}
+{{ include "herald-lib.secretEnv" (list "HERALD_REDIS_PASSWORD" $g.redis.existingSecret $g.redis.passwordKey) }}
 {{- end }}
 {{- end }}
 {{- if $g.otel.endpoint }}
@@ -356,10 +359,10 @@ spec:
 {{- range $k, $v := $g.otel.resourceAttributes }}{{ $attrs = append $attrs (printf "%s=%s" $k $v) }}{{ end }}
 {{ include "herald-lib.envVar" (list "OTEL_RESOURCE_ATTRIBUTES" (join "," $attrs)) }}
 {{- if .Values.tls.existingSecret }}
-{{ include "herald-lib.envVar" (list "HERALD_GRPC_TLS_CERT_FILE" "/etc/herald/tls/tls.crt") }}
-{{ include "herald-lib.envVar" (list "HERALD_GRPC_TLS_KEY_FILE" "/etc/herald/tls/tls.key") }}
+{{ include "herald-lib.envVar" (list "HERALD_GRPC_TLS_CERT" "/etc/herald/tls/tls.crt") }}
+{{ include "herald-lib.envVar" (list "HERALD_GRPC_TLS_KEY" "/etc/herald/tls/tls.key") }}
 {{- if .Values.tls.clientCA }}
-{{ include "herald-lib.envVar" (list "HERALD_GRPC_CLIENT_CA_FILE" "/etc/herald/tls/ca.crt") }}
+{{ include "herald-lib.envVar" (list "HERALD_GRPC_CLIENT_CA" "/etc/herald/tls/ca.crt") }}
 {{- end }}
 {{- end }}
 {{- with (include "herald-lib.hook" (list . "env")) }}

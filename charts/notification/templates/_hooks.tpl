@@ -5,7 +5,10 @@
 {{- end -}}
 
 {{- define "notification.env" -}}
-{{ include "herald-lib.envVar" (list "HERALD_HTTP_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
+{{ include "herald-lib.envVar" (list "HERALD_RECEIPTS_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
+{{- with .Values.receipts.existingSecret }}
+{{ include "herald-lib.secretEnv" (list "HERALD_RECEIPTS_SECRET" . $.Values.receipts.secretKey) }}
+{{- end }}
 {{ include "herald-lib.envVar" (list "HERALD_RULES_ADDR" (include "notification.rulesAddr" .)) }}
 {{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackLink.baseURL) }}
 {{ include "herald-lib.secretEnv" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
@@ -13,17 +16,22 @@
 {{- if .Values.smtp.addr }}
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_ADDR" .Values.smtp.addr) }}
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_FROM" .Values.smtp.from) }}
+{{ include "herald-lib.envVar" (list "HERALD_SMTP_STARTTLS" .Values.smtp.starttls) }}
 {{- with .Values.smtp.existingSecret }}
-{{ include "herald-lib.secretEnv" (list "HERALD_SMTP_USERNAME" . $.Values.smtp.usernameKey) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_SMTP_USER" . $.Values.smtp.userKey) }}
 {{ include "herald-lib.secretEnv" (list "HERALD_SMTP_PASSWORD" . $.Values.smtp.passwordKey) }}
 {{- end }}
 {{- end }}
 {{- if .Values.sms.existingSecret }}
-{{ include "herald-lib.envVar" (list "HERALD_SMS_NOTIFY_URL" .Values.sms.baseURL) }}
-{{ include "herald-lib.secretEnv" (list "HERALD_SMS_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
+{{- if not .Values.sms.templateID }}
+{{- fail "notification.sms.templateID is required when notification.sms.existingSecret is set: name the Notify template Herald's text goes into" }}
+{{- end }}
+{{ include "herald-lib.envVar" (list "HERALD_NOTIFY_BASE_URL" .Values.sms.baseURL) }}
+{{ include "herald-lib.envVar" (list "HERALD_NOTIFY_TEMPLATE_ID" .Values.sms.templateID) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
 {{- end }}
 {{- if .Values.webhook.existingSecret }}
-{{ include "herald-lib.secretEnv" (list "HERALD_WEBHOOK_SIGNING_SECRET" .Values.webhook.existingSecret .Values.webhook.signingSecretKey) }}
+{{ include "herald-lib.secretEnv" (list "HERALD_WEBHOOK_SECRET" .Values.webhook.existingSecret .Values.webhook.secretKey) }}
 {{- end }}
 {{- end -}}
 

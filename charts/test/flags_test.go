@@ -1,0 +1,97 @@
+package test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/intake"
+	"github.com/herald-health/herald/services/notification"
+	"github.com/herald-health/herald/services/rules"
+)
+
+// serviceFlags returns the flag set each service's main parses: the
+// service's Config flags, plus the ones every cmd/<service>/main.go adds for
+// its logger and telemetry. The charts configure the binaries only through
+// these flags' HERALD_ variables.
+func serviceFlags(svc string) *flag.FlagSet {
+	fs := flag.NewFlagSet(svc, flag.ContinueOnError)
+	fs.String("log-level", "info", "main: log level")
+	fs.String("otlp-endpoint", "", "main: OTLP/gRPC collector")
+	fs.String("metrics-addr", "", "main: Prometheus listen address")
+	switch svc {
+	case "intake":
+		c := intake.DefaultConfig()
+		c.RegisterFlags(fs)
+	case "rules":
+		c := rules.DefaultConfig()
+		c.RegisterFlags(fs)
+	case "notification":
+		c := notification.DefaultConfig()
+		c.RegisterFlags(fs)
+	case "acknowledgement":
+		c := acknowledgement.DefaultConfig()
+		c.RegisterFlags(fs)
+	}
+	return fs
+}
+
+// Every HERALD_ variable a chart sets is a flag of that service, and the
+// flag accepts the rendered value: a misspelt variable would be ignored
+// silently by the binary, which is worse than a failed install.
+func TestEnvironmentMatchesTheServicesFlags(t *testing.T) {
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) {
+			for _, d := range objectsOf[*appsv1.Deployment](s.render(t)) {
+				svc := strings.TrimPrefix(d.Name, "herald-")
+				fs := serviceFlags(svc)
+				byEnv := map[string]*flag.Flag{}
+				fs.VisitAll(func(f *flag.Flag) { byEnv[config.EnvName(f.Name)] = f })
+				for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+					if !strings.HasPrefix(e.Name, config.Prefix) {
+						continue
+					}
+					f, ok := byEnv[e.Name]
+					if !ok {
+						t.Errorf("%s sets %s, which is no flag of the %s service", d.Name, e.Name, svc)
+						continue
+					}
+					if e.ValueFrom == nil && !strings.Contains(e.Value, "$(") {
+						require.NoError(t, fs.Set(f.Name, e.Value), "%s: %s=%q", d.Name, e.Name, e.Value)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The tenants file the intake chart renders is one intake loads.
+func TestIntakeLoadsTheRenderedTenantsFile(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", setJSON: []string{
+		`intake.tenants={"RXA":{"hl7_facilities":["RXA01"],"alert_obx":["ALERTCAT"],"alert_codes":{"C":"CRITICAL","R":"ROUTINE"},"abnormal_flags":["AA","HH"],"trigger_phrases":["tension pneumothorax"]},"RXB":{}}`,
+	}}))
+	cm := configMapNamed(t, objs, "herald-intake-tenants")
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cm.Data["tenants.yaml"]), 0o600))
+	tenants, err := intake.LoadTenants(path)
+	require.NoError(t, err)
+	ods := map[string]intake.TenantSettings{}
+	for _, ts := range tenants {
+		ods[ts.ODS] = ts
+	}
+	require.Contains(t, ods, "RZZ", "the chart's default trusts stay unless removed")
+	require.Contains(t, ods, "RXB")
+	require.Equal(t, []string{"RXA01"}, ods["RXA"].Facilities)
+	require.Equal(t, []string{"tension pneumothorax"}, ods["RXA"].TriggerPhrases)
+	require.Equal(t, "CRITICAL", ods["RXA"].AlertCodes["C"])
+
+	d := deploymentNamed(t, objs, "herald-intake")
+	require.Equal(t, "/etc/herald/tenants/tenants.yaml", envOf(d.Spec.Template.Spec.Containers[0])["HERALD_TENANTS_FILE"].Value)
+}
