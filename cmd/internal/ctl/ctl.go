@@ -50,12 +50,12 @@ func defaultAddresses() addresses {
 		return def
 	}
 	return addresses{
-		intake:       get("INTAKE", "127.0.0.1:7101"),
-		fhir:         get("FHIR", "http://127.0.0.1:7102"),
+		intake:       get("INTAKE", "127.0.0.1:7001"),
+		fhir:         get("FHIR", "http://127.0.0.1:8001"),
 		mllp:         get("MLLP", "127.0.0.1:2575"),
-		rules:        get("RULES", "127.0.0.1:7201"),
-		notification: get("NOTIFICATION", "127.0.0.1:7301"),
-		ack:          get("ACK", "127.0.0.1:7401"),
+		rules:        get("RULES", "127.0.0.1:7002"),
+		notification: get("NOTIFICATION", "127.0.0.1:7004"),
+		ack:          get("ACK", "127.0.0.1:7003"),
 		kafka:        get("KAFKA", "127.0.0.1:9092"),
 	}
 }

@@ -1,0 +1,316 @@
+// Package allinone is the composition root of the all-in-one binary behind
+// `make run`: Herald's four services in one process, on an embedded
+// Kafka-protocol broker and Redis (or real ones when configured), with the
+// demo trusts' policies sped up, a traffic simulator, a live feed of the
+// event log on stdout and a web page of alerts and captured messages.
+package allinone
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/devstack"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
+	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/intake"
+	"github.com/herald-health/herald/services/notification"
+	"github.com/herald-health/herald/services/rules"
+)
+
+// Config of the all-in-one.
+type Config struct {
+	// KafkaBrokers and RedisAddr select real infrastructure; empty starts
+	// the embedded broker and Redis.
+	KafkaBrokers config.StringList
+	RedisAddr    string
+	// Host is the loopback address every listener binds.
+	Host string
+	// DashboardAddr serves the web page.
+	DashboardAddr string
+	// Speedup divides the demo policies' timeouts and clocks.
+	Speedup int
+	// Simulate starts the traffic simulator; Every is its pace.
+	Simulate bool
+	Every    time.Duration
+	// Feed prints each event of the log on stdout, one line each.
+	Feed bool
+	// WorkDir holds the logs and the rewritten bundles.
+	WorkDir  string
+	LogLevel string
+	// OTLPEndpoint exports traces when set.
+	OTLPEndpoint string
+}
+
+// DefaultConfig: embedded infrastructure, fixed loopback ports (those
+// heraldctl assumes), a 60x speed-up and an alert every 4 s.
+func DefaultConfig() Config {
+	return Config{
+		Host:          "127.0.0.1",
+		DashboardAddr: "127.0.0.1:7000",
+		Speedup:       60,
+		Simulate:      true,
+		Every:         4 * time.Second,
+		Feed:          true,
+		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
+		LogLevel:      "info",
+	}
+}
+
+// RegisterFlags binds the settings (environment fallback HERALD_...).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var(&c.KafkaBrokers, "kafka-brokers", "use this Kafka instead of the embedded broker")
+	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "use this Redis instead of the embedded one")
+	fs.StringVar(&c.Host, "host", c.Host, "address every listener binds")
+	fs.StringVar(&c.DashboardAddr, "dashboard-addr", c.DashboardAddr, "web page of alerts and captured messages")
+	fs.IntVar(&c.Speedup, "speedup", c.Speedup, "divide the demo policies' timeouts and clocks by this")
+	fs.BoolVar(&c.Simulate, "simulate", c.Simulate, "raise synthetic alerts and play the clinicians")
+	fs.DurationVar(&c.Every, "simulate-every", c.Every, "pace of the simulated alerts")
+	fs.BoolVar(&c.Feed, "feed", c.Feed, "print the event log on stdout as it grows")
+	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
+}
+
+// Validate names the setting at fault.
+func (c Config) Validate() error {
+	if c.Speedup < 1 {
+		return fmt.Errorf("setting speedup must be at least 1, got %d", c.Speedup)
+	}
+	if c.Simulate && c.Every <= 0 {
+		return fmt.Errorf("setting simulate-every must be positive, got %v", c.Every)
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("setting log-level: %w", err)
+	}
+	return config.Required("work-dir", c.WorkDir)
+}
+
+// Run starts everything, prints where to look, and runs until ctx ends.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	started := time.Now()
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("create work dir %s: %w", cfg.WorkDir, err)
+	}
+	logFile, err := os.Create(filepath.Join(cfg.WorkDir, "services.log"))
+	if err != nil {
+		return fmt.Errorf("create services log: %w", err)
+	}
+	defer logFile.Close()
+	level, _ := logging.ParseLevel(cfg.LogLevel)
+
+	brokers, redisAddr := []string(cfg.KafkaBrokers), cfg.RedisAddr
+	infra := "external Kafka " + fmt.Sprint(brokers) + " and Redis " + redisAddr
+	if len(brokers) == 0 || redisAddr == "" {
+		stack, err := devstack.Start(devstack.Config{})
+		if err != nil {
+			return err
+		}
+		defer stack.Close()
+		if len(brokers) == 0 {
+			brokers = stack.KafkaBrokers
+		}
+		if redisAddr == "" {
+			redisAddr = stack.RedisAddr
+		}
+		infra = fmt.Sprintf("embedded Kafka-protocol broker %v and Redis %s (in memory: gone when you stop)", brokers, redisAddr)
+	}
+
+	bundleDir := filepath.Join(cfg.WorkDir, "bundles")
+	_ = os.RemoveAll(bundleDir)
+	if err := writeFastBundles(rules.DemoBundles(), bundleDir, cfg.Speedup); err != nil {
+		return fmt.Errorf("write demo bundles: %w", err)
+	}
+	secret := randomSecret()
+	logCfg := eventlog.DefaultConfig()
+	logCfg.Brokers = brokers
+	logCfg.Partitions = 4
+
+	tel := func(name string) (*telemetry.Telemetry, error) {
+		return telemetry.Setup(ctx, telemetry.Config{ServiceName: name, OTLPEndpoint: cfg.OTLPEndpoint})
+	}
+	addr := func(port int) string { return net.JoinHostPort(cfg.Host, fmt.Sprint(port)) }
+
+	// Services, in the order events flow.
+	icfg := intake.DefaultConfig()
+	icfg.EventLog = logCfg
+	icfg.GRPC.Addr, icfg.FHIRAddr, icfg.MLLPAddr = addr(7001), addr(8001), addr(2575)
+	icfg.RedisAddr = redisAddr
+	icfg.Tenants = append(icfg.Tenants, intake.TenantSettings{ODS: "RZY", TriggerPhrases: []string{"CRITICAL ALERT", "URGENT ALERT"}})
+
+	rcfg := rules.DefaultConfig()
+	rcfg.Log = logCfg
+	rcfg.GRPC.Addr = addr(7002)
+	rcfg.BundleDir = bundleDir
+	rcfg.BundlePoll = time.Second
+
+	acfg := acknowledgement.DefaultConfig()
+	acfg.Log = logCfg
+	acfg.GRPC.Addr, acfg.HTTPAddr = addr(7003), addr(8003)
+	acfg.PublicURL = "http://" + addr(8003)
+	acfg.RedisAddr = redisAddr
+	acfg.AckLinkSecret = secret
+	acfg.DevIdentity = "link-recipient"
+
+	capture := notification.NewCapture(nil)
+	ncfg := notification.DefaultConfig()
+	ncfg.Log = logCfg
+	ncfg.GRPC.Addr, ncfg.ReceiptsAddr = addr(7004), addr(8004)
+	ncfg.RedisAddr = redisAddr
+	ncfg.RulesAddr = addr(7002)
+	ncfg.AckBaseURL = acfg.PublicURL
+	ncfg.AckLinkSecret = secret
+	ncfg.RetryInitial = 200 * time.Millisecond
+	ncfg.Senders = map[eventsv1.Channel]notification.Sender{
+		eventsv1.Channel_CHANNEL_EMAIL:   capture,
+		eventsv1.Channel_CHANNEL_SMS:     capture,
+		eventsv1.Channel_CHANNEL_TEAMS:   capture,
+		eventsv1.Channel_CHANNEL_WEBHOOK: capture,
+		eventsv1.Channel_CHANNEL_LOG:     capture,
+	}
+
+	type runner interface {
+		Run(ctx context.Context) error
+		Addrs() map[string]string
+	}
+	var services []runner
+	start := func(name string, mk func(deps depsArgs) (runner, error)) error {
+		t, err := tel("herald-" + name)
+		if err != nil {
+			return err
+		}
+		s, err := mk(depsArgs{logger: logging.New(logFile, level, name), tel: t})
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		services = append(services, s)
+		return nil
+	}
+	steps := []struct {
+		name string
+		mk   func(d depsArgs) (runner, error)
+	}{
+		{"intake", func(d depsArgs) (runner, error) {
+			return intake.New(ctx, icfg, intake.Deps{Logger: d.logger, Telemetry: d.tel})
+		}},
+		{"rules", func(d depsArgs) (runner, error) {
+			return rules.New(ctx, rcfg, rules.Deps{Logger: d.logger, Telemetry: d.tel})
+		}},
+		{"acknowledgement", func(d depsArgs) (runner, error) {
+			return acknowledgement.New(ctx, acfg, acknowledgement.Deps{Logger: d.logger, Telemetry: d.tel})
+		}},
+		{"notification", func(d depsArgs) (runner, error) {
+			return notification.New(ctx, ncfg, notification.Deps{Logger: d.logger, Telemetry: d.tel})
+		}},
+	}
+	for _, s := range steps {
+		if err := start(s.name, s.mk); err != nil {
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(services)+2)
+	for _, s := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+
+	toolTel := telemetry.Nop("herald-allinone")
+	ackConn, err := grpcserver.Dial(ctx, acfg.GRPC.Addr, toolTel)
+	if err != nil {
+		return err
+	}
+	defer ackConn.Close()
+	intakeConn, err := grpcserver.Dial(ctx, icfg.GRPC.Addr, toolTel)
+	if err != nil {
+		return err
+	}
+	defer intakeConn.Close()
+	toolLog := logging.New(logFile, level, "allinone")
+
+	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
+	dl, err := net.Listen("tcp", cfg.DashboardAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the dashboard on %s: %w", cfg.DashboardAddr, err)
+	}
+	dsrv := &http.Server{Handler: dash.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = dsrv.Serve(dl) }()
+	defer dsrv.Close()
+
+	printBanner(out, banner{
+		infra: infra, dashboard: "http://" + dl.Addr().String(), intake: services[0].Addrs(), rules: services[1].Addrs(),
+		ack: services[2].Addrs(), notification: services[3].Addrs(), bundles: bundleDir, logs: logFile.Name(),
+		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(started),
+	})
+
+	if cfg.Feed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			feed(ctx, logCfg, out)
+		}()
+	}
+	if cfg.Simulate {
+		sim := &simulator{
+			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
+			mllpAddr: icfg.MLLPAddr, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sim.run(ctx, capture)
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+type depsArgs struct {
+	logger *slog.Logger
+	tel    *telemetry.Telemetry
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
