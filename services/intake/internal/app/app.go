@@ -209,6 +209,17 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 	return rec, false, nil
 }
 
+// Refused records a message refused before it could be submitted (it did
+// not parse, or is not a report): its span and count, with no attributes
+// beyond the outcome.
+func (s *Service) Refused(ctx context.Context, channel string) {
+	_, span := s.tracer.Start(ctx, "intake.receive "+channel, trace.WithSpanKind(trace.SpanKindServer))
+	span.SetAttributes(attribute.String("herald.outcome", "rejected"))
+	span.SetStatus(codes.Error, "rejected")
+	span.End()
+	s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", channel), attribute.String("outcome", "rejected")))
+}
+
 // annotate puts the alert ids and source categories on the span: nothing
 // else, since everything else in a report may identify a patient.
 func (s *Service) annotate(span trace.Span, m Message, rec Record) {

@@ -63,6 +63,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := domain.MapFHIR(body, tenant, h.svc.Directory(), h.svc.IDs())
 	if err != nil {
+		h.svc.Refused(r.Context(), "fhir")
 		var fe *domain.FHIRError
 		if errors.As(err, &fe) {
 			code := "invalid"

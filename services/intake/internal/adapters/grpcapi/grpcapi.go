@@ -36,9 +36,11 @@ func New(svc *app.Service) *Server { return &Server{svc: svc} }
 func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest) (*intakev1.RaiseAlertResponse, error) {
 	sub, err := s.submission(req.GetReport(), domain.IntentRaise)
 	if err != nil {
+		s.svc.Refused(ctx, "grpc")
 		return nil, err
 	}
 	if t, ok := s.svc.Directory().Tenant(sub.Tenant); ok && !t.Flagged(sub.Details.SourceFlag) {
+		s.svc.Refused(ctx, "grpc")
 		return nil, fault.Invalid("report not flagged", fault.Violation{Field: "report.source_flag", Problem: "a raised alert needs the source's flag: a category, a code, an abnormal flag or a trigger phrase in the report text"})
 	}
 	rec, dup, err := s.submit(ctx, req, sub)
@@ -57,6 +59,7 @@ func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest
 func (s *Server) AmendAlert(ctx context.Context, req *intakev1.AmendAlertRequest) (*intakev1.AmendAlertResponse, error) {
 	sub, err := s.submission(req.GetReport(), domain.IntentAmend)
 	if err != nil {
+		s.svc.Refused(ctx, "grpc")
 		return nil, err
 	}
 	sub.Reason = req.GetReason()

@@ -34,12 +34,14 @@ func New(svc *app.Service, clk clock.Clock) *Handler {
 func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 	m, err := hl7.Parse(msg)
 	if err != nil {
+		h.svc.Refused(ctx, "hl7")
 		hdr := hl7.SniffHeader(msg)
 		return h.ack(hdr, hl7.AckError, "message does not parse", hl7.AckProblem{Field: "MSH", Problem: err.Error(), Code: "102"})
 	}
 	hdr := hl7.HeaderOf(m)
 	subs, err := domain.MapORU(m, h.svc.Directory())
 	if err != nil {
+		h.svc.Refused(ctx, "hl7")
 		var me *domain.MessageError
 		if errors.As(err, &me) {
 			return h.ack(hdr, hl7.AckError, me.Error(), hl7.AckProblem{Field: me.Field, Problem: me.Problem, Code: me.Code})
@@ -82,7 +84,8 @@ func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 }
 
 // Oversize answers a message larger than the bound.
-func (h *Handler) Oversize(_ context.Context, head []byte, limit int) []byte {
+func (h *Handler) Oversize(ctx context.Context, head []byte, limit int) []byte {
+	h.svc.Refused(ctx, "hl7")
 	hdr := hl7.SniffHeader(head)
 	return h.ack(hdr, hl7.AckError, fmt.Sprintf("message exceeds %d bytes", limit), hl7.AckProblem{Problem: fmt.Sprintf("message exceeds %d bytes", limit), Code: "207"})
 }
