@@ -224,7 +224,7 @@ func (s *Server) ResolveTargets(ctx context.Context, req *rulesv1.ResolveTargets
 	}
 	resp := &rulesv1.ResolveTargetsResponse{}
 	for _, p := range res.People {
-		rr := &rulesv1.ResolvedRecipient{Recipient: p.Recipient}
+		rr := &rulesv1.ResolvedRecipient{Recipient: p.Recipient()}
 		for _, c := range p.Contacts {
 			rr.ContactPoints = append(rr.ContactPoints, &rulesv1.ContactPoint{Channel: c.Channel, Address: c.Address})
 		}

@@ -673,7 +673,7 @@ func compileFailsafe(c *checker, m *merged, b *Bundle, anyFile string) {
 		case b.categories[f.DefaultCategory] == nil:
 			c.add(file, path+".default_category", fmt.Sprintf("category %q is not defined", f.DefaultCategory))
 		}
-		b.Failsafe = Failsafe{Officer: f.Officer, Queue: f.Queue, Policy: f.Policy, DefaultCategory: f.DefaultCategory}
+		b.Failsafe = Failsafe(f)
 	}
 	if m.network != nil {
 		n, file, path := m.network.v, m.network.file, m.network.path

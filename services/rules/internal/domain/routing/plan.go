@@ -2,13 +2,13 @@ package routing
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
-// Contact is one planned contact of the dry-run timeline.
+// Contact is one planned contact of the dry-run timeline. Recipient and
+// Channels may be shared between contacts: treat them as read-only.
 type Contact struct {
 	Step      uint32
 	Repeat    uint32
@@ -49,6 +49,17 @@ func Evaluate(bs Bundles, in Input) (Evaluation, error) {
 	}
 	ev := Evaluation{Decision: dec}
 	t := in.At
+	var recipients []*eventsv1.Recipient // one per person and role, shared by their sends
+	recipient := func(p Resolved) *eventsv1.Recipient {
+		for _, r := range recipients {
+			if r.PersonId == p.Person.ID && r.Role == p.Role && r.Tenant == p.Tenant {
+				return r
+			}
+		}
+		r := p.Recipient()
+		recipients = append(recipients, r)
+		return r
+	}
 	for _, step := range dec.Routed.GetPolicy().GetSteps() {
 		timeout := step.GetTimeout().AsDuration()
 		for r := uint32(0); r <= step.GetRepeats(); r++ {
@@ -60,7 +71,7 @@ func Evaluate(bs Bundles, in Input) (Evaluation, error) {
 			for _, p := range res.People {
 				chs := Usable(p.Contacts, step.GetChannels())
 				reached = reached || len(chs) > 0
-				ev.Timeline = append(ev.Timeline, Contact{Step: step.GetIndex(), Repeat: r, At: t, Recipient: p.Recipient, Channels: chs})
+				ev.Timeline = append(ev.Timeline, Contact{Step: step.GetIndex(), Repeat: r, At: t, Recipient: recipient(p), Channels: chs})
 			}
 			if !reached {
 				ev.Unreached = append(ev.Unreached, Unreached{Step: step.GetIndex(), Repeat: r, At: t, Problem: unreachedProblem(res)})
@@ -79,7 +90,7 @@ func unreachedProblem(res Resolution) string {
 	if len(res.Problems) == 0 {
 		return "the step resolves to nobody"
 	}
-	return strings.Join(res.Problems, "; ")
+	return res.ProblemText()
 }
 
 // Gap is an hour at which a step of a policy reaches nobody.

@@ -138,13 +138,13 @@ func TestResolveTargets(t *testing.T) {
 			require.NoError(t, err)
 			var got []string
 			for _, p := range res.People {
-				got = append(got, p.Recipient.GetTenant()+"/"+p.Recipient.GetPersonId()+"/"+p.Recipient.GetRole())
+				got = append(got, p.Tenant+"/"+p.Person.ID+"/"+p.Role)
 				require.NotEmpty(t, p.Contacts)
 			}
 			require.Equal(t, tc.want, got)
 			if tc.problem != "" {
 				require.Len(t, res.Problems, 1)
-				require.Contains(t, res.Problems[0], tc.problem)
+				require.Contains(t, res.Problems[0].String(), tc.problem)
 			} else {
 				require.Empty(t, res.Problems)
 			}

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -11,17 +12,62 @@ import (
 // Resolved is a person chosen by resolving targets, with their contact
 // points in order of preference.
 type Resolved struct {
-	Recipient *eventsv1.Recipient
-	Contacts  []bundle.Contact
+	Person *bundle.Person
+	// Tenant is the trust whose directory holds the person.
+	Tenant string
+	// Role is why the person was chosen: referrer, team:<id>, oncall:<rota>,
+	// oncall:<tenant>/<rota>, named, failsafe-officer, network-failsafe-team.
+	Role     string
+	Contacts []bundle.Contact
+}
+
+// Recipient returns the event form of the person.
+func (r Resolved) Recipient() *eventsv1.Recipient {
+	return &eventsv1.Recipient{PersonId: r.Person.ID, Role: r.Role, Tenant: r.Tenant}
+}
+
+// Problem says why a target resolved to nobody. It holds no contact
+// details; String renders it.
+type Problem struct {
+	Target int
+	format string
+	args   [2]string
+}
+
+func (p Problem) String() string {
+	switch p.format {
+	case "":
+		return fmt.Sprintf("target %d: nobody", p.Target)
+	default:
+		return fmt.Sprintf("target %d"+p.format, p.Target, p.args[0], p.args[1])
+	}
 }
 
 // Resolution is the outcome of resolving a step's targets.
 type Resolution struct {
 	// People in target order, each once (the first role that chose them).
 	People []Resolved
-	// Problems say why a target resolved to nobody (no contact details).
-	Problems []string
+	// Problems say why a target resolved to nobody.
+	Problems []Problem
 	hits     int
+}
+
+// problem records a problem of target i. format continues "target %d" and
+// consumes exactly two string arguments (%.0s for an unused one), so the
+// text is only formatted when someone reads it.
+func (r *Resolution) problem(i int, format string, args ...string) {
+	p := Problem{Target: i, format: format}
+	copy(p.args[:], args)
+	r.Problems = append(r.Problems, p)
+}
+
+// ProblemText joins the problems' texts.
+func (r *Resolution) ProblemText() string {
+	parts := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Resolve turns targets into people at the instant at. The referrer (may be
@@ -45,12 +91,12 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 	switch t.GetKind() {
 	case eventsv1.TargetKind_TARGET_KIND_REFERRER:
 		if referrer.GetId() == "" {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: the alert names no referrer", i))
+			res.problem(i, ": the alert names no referrer%.0s%.0s")
 			return
 		}
 		p, ok := b.PersonByClinicianID(referrer.GetId())
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: the referrer is not in the directory", i))
+			res.problem(i, ": the referrer is not in the directory%.0s%.0s")
 			return
 		}
 		res.add(b.Tenant, p, "referrer")
@@ -69,7 +115,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 			}
 		}
 		if len(teams) == 0 {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: the referrer's team is not in the directory", i))
+			res.problem(i, ": the referrer's team is not in the directory%.0s%.0s")
 			return
 		}
 		for _, team := range teams {
@@ -80,7 +126,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 	case eventsv1.TargetKind_TARGET_KIND_ONCALL_ROLE:
 		rota, ok := b.Rotas[t.GetRef()]
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: rota %s is not defined", i, t.GetRef()))
+			res.problem(i, ": rota %s is not defined%.0s", t.GetRef())
 			return
 		}
 		for _, id := range rota.OnCall(at) {
@@ -89,7 +135,7 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 	case eventsv1.TargetKind_TARGET_KIND_PERSON:
 		p, ok := b.People[t.GetRef()]
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: person %s is not in the directory", i, t.GetRef()))
+			res.problem(i, ": person %s is not in the directory%.0s", t.GetRef())
 			return
 		}
 		res.add(b.Tenant, p, "named")
@@ -106,14 +152,14 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 		if ref.Tenant != "" && ref.Tenant != b.Tenant {
 			other, ok := bs.Bundle(ref.Tenant)
 			if !ok {
-				res.Problems = append(res.Problems, fmt.Sprintf("target %d: trust %s (network fail-safe team) has no active bundle", i, ref.Tenant))
+				res.problem(i, ": trust %s (network fail-safe team) has no active bundle%.0s", ref.Tenant)
 				return
 			}
 			owner = other
 		}
 		team, ok := owner.Teams[ref.Team]
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: network fail-safe team %s is not defined", i, ref.Team))
+			res.problem(i, ": network fail-safe team %s is not defined%.0s", ref.Team)
 			return
 		}
 		for _, id := range team.Members {
@@ -122,23 +168,23 @@ func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Tim
 	case eventsv1.TargetKind_TARGET_KIND_OTHER_TRUST_ROLE:
 		other, ok := bs.Bundle(t.GetTenant())
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: trust %s has no active bundle", i, t.GetTenant()))
+			res.problem(i, ": trust %s has no active bundle%.0s", t.GetTenant())
 			return
 		}
 		rota, ok := other.Rotas[t.GetRef()]
 		if !ok {
-			res.Problems = append(res.Problems, fmt.Sprintf("target %d: rota %s is not defined in trust %s", i, t.GetRef(), t.GetTenant()))
+			res.problem(i, ": rota %s is not defined in trust %s", t.GetRef(), t.GetTenant())
 			return
 		}
 		for _, id := range rota.OnCall(at) {
 			res.add(other.Tenant, other.People[id], rota.RemoteRole)
 		}
 	default:
-		res.Problems = append(res.Problems, fmt.Sprintf("target %d: kind %s is not supported", i, t.GetKind()))
+		res.problem(i, ": kind %s is not supported%.0s", t.GetKind().String())
 		return
 	}
 	if res.hits == hitsBefore && len(res.Problems) == problemsBefore {
-		res.Problems = append(res.Problems, fmt.Sprintf("target %d (%s): nobody", i, targetLabel(t)))
+		res.problem(i, " (%s): nobody%.0s", targetLabel(t))
 	}
 }
 
@@ -148,14 +194,11 @@ func (r *Resolution) add(tenant string, p *bundle.Person, role string) {
 	}
 	r.hits++
 	for _, have := range r.People {
-		if have.Recipient.PersonId == p.ID && have.Recipient.Tenant == tenant {
+		if have.Person.ID == p.ID && have.Tenant == tenant {
 			return
 		}
 	}
-	r.People = append(r.People, Resolved{
-		Recipient: &eventsv1.Recipient{PersonId: p.ID, Role: role, Tenant: tenant},
-		Contacts:  p.Contacts,
-	})
+	r.People = append(r.People, Resolved{Person: p, Tenant: tenant, Role: role, Contacts: p.Contacts})
 }
 
 func targetLabel(t *eventsv1.Target) string {
@@ -170,15 +213,30 @@ func targetLabel(t *eventsv1.Target) string {
 }
 
 // Usable returns the channels of a person's contact points that are in the
-// step's channels, in the step's order.
+// step's channels, in the step's order. When the person has them all, it
+// returns channels itself (shared: do not modify).
 func Usable(contacts []bundle.Contact, channels []eventsv1.Channel) []eventsv1.Channel {
-	var out []eventsv1.Channel
-	for _, ch := range channels {
+	has := func(ch eventsv1.Channel) bool {
 		for _, c := range contacts {
 			if c.Channel == ch {
-				out = append(out, ch)
-				break
+				return true
 			}
+		}
+		return false
+	}
+	n := 0
+	for _, ch := range channels {
+		if has(ch) {
+			n++
+		}
+	}
+	if n == len(channels) {
+		return channels
+	}
+	out := make([]eventsv1.Channel, 0, n)
+	for _, ch := range channels {
+		if has(ch) {
+			out = append(out, ch)
 		}
 	}
 	return out
