@@ -653,3 +653,19 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+func TestRedisDownStillAcceptsAndResendIsHarmless(t *testing.T) {
+	// Given Redis cannot be reached (it is only a cache),
+	h := start(t, func(c *intake.Config) { c.RedisAddr = testinfra.FreePort(t) })
+	c := h.dial(t)
+	msg := variant(t, "M-NOREDIS")
+	// when a message and its resend arrive, then both are accepted,
+	require.Equal(t, "AA", send(t, c, msg).code)
+	again := send(t, c, msg)
+	require.Equal(t, "AA", again.code)
+	// and the resend, not recognised, is appended with the same event id.
+	evs := h.events(t)
+	require.Len(t, evs, 2)
+	require.Equal(t, evs[0].EventId, evs[1].EventId)
+	require.Contains(t, h.logs.String(), "outcome store unavailable")
+}
