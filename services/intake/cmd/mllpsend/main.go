@@ -125,7 +125,10 @@ func summary(ack []byte) (code, text string) {
 	parts := []string{msa.Field(3)}
 	for _, e := range m.All("ERR") {
 		if p := e.Field(8); p != "" {
-			parts = append(parts, e.Get(2, 1, 1, 1)+"-"+e.Get(2, 1, 3, 1)+": "+p)
+			loc := e.Get(2, 1, 1, 1) + "-" + e.Get(2, 1, 3, 1) + ": " + p
+			if !strings.Contains(parts[0], p) {
+				parts = append(parts, loc)
+			}
 		}
 	}
 	return msa.Field(1), strings.Join(parts, " | ")
