@@ -41,10 +41,11 @@ func loadPending(tb testing.TB, s *Store, prefix string, n int, due func(i int) 
 				for i := c; i < min(n, c+per); i++ {
 					id := prefix + strconv.Itoa(i)
 					d := ms(due(i))
+					exact := us(due(i))
 					sh := s.shard(id)
 					v := byShard[sh]
 					v[0] = append(v[0], redis.Z{Score: mustFloat(d), Member: id})
-					v[1] = append(v[1], id, d)
+					v[1] = append(v[1], id, exact)
 					v[2] = append(v[2], id, "payload-of-"+id)
 					byShard[sh] = v
 				}

@@ -7,27 +7,28 @@ const (
 	keyDue      = iota // ZSET id -> due (or retry) time, ms
 	keyLeased          // ZSET id -> lease expiry, ms
 	keyPayload         // HASH id -> payload
-	keyDueAt           // HASH id -> original due time, ms
+	keyDueAt           // HASH id -> armed due time, µs (exact deadline)
 	keyToken           // HASH id -> lease token while leased
 	keyAttempts        // HASH id -> claims since last arm
 	keyEpoch           // STRING epoch id of this shard
 	numKeys
 )
 
-// armScript upserts timers. ARGV: now, then triplets id, due ms, payload.
+// armScript upserts timers. ARGV: now, then quadruplets id, due ms (the
+// score, rounded up), due µs (the exact deadline), payload.
 // Re-arming with the same due and payload is a no-op (a lease in flight is
 // kept); otherwise the timer goes to the due set and any lease is dropped.
 // Returns how many timers changed.
 var armScript = redis.NewScript(`
 local changed = 0
-for i = 2, #ARGV, 3 do
-  local id, due, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
+for i = 2, #ARGV, 4 do
+  local id, score, due, payload = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local same = redis.call('HGET', KEYS[4], id) == due and redis.call('HGET', KEYS[3], id) == payload
   if not same then
     redis.call('ZREM', KEYS[2], id)
     redis.call('HDEL', KEYS[5], id)
     redis.call('HDEL', KEYS[6], id)
-    redis.call('ZADD', KEYS[1], due, id)
+    redis.call('ZADD', KEYS[1], score, id)
     redis.call('HSET', KEYS[3], id, payload)
     redis.call('HSET', KEYS[4], id, due)
     changed = changed + 1
@@ -63,10 +64,12 @@ local max = tonumber(ARGV[3])
 local token = ARGV[4]
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(expired) do
-  local due = redis.call('HGET', KEYS[4], id) or now
+  local due = redis.call('HGET', KEYS[4], id)
+  local score = now
+  if due then score = math.ceil(tonumber(due) / 1000) end
   redis.call('ZREM', KEYS[2], id)
   redis.call('HDEL', KEYS[5], id)
-  redis.call('ZADD', KEYS[1], due, id)
+  redis.call('ZADD', KEYS[1], score, id)
 end
 local out = {-1}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[6]), 'LIMIT', 0, max)
@@ -76,7 +79,7 @@ for _, id in ipairs(ids) do
   redis.call('HSET', KEYS[5], id, token)
   local attempt = redis.call('HINCRBY', KEYS[6], id, 1)
   out[#out+1] = id
-  out[#out+1] = redis.call('HGET', KEYS[4], id) or tostring(now)
+  out[#out+1] = redis.call('HGET', KEYS[4], id) or tostring(now * 1000)
   out[#out+1] = redis.call('HGET', KEYS[3], id) or ''
   out[#out+1] = attempt
 end

@@ -89,7 +89,8 @@ func (c Config) Validate() error {
 type Timer struct {
 	// ID names the timer; arming an existing id replaces it.
 	ID string
-	// Due is when it fires, at millisecond precision (rounded up).
+	// Due is when it fires, at microsecond precision (the sorted set holds
+	// it in milliseconds, rounded up, so a timer is never claimed early).
 	Due time.Time
 	// Payload is carried to the handler unchanged (see WithTrace).
 	Payload []byte
@@ -200,6 +201,10 @@ func ms(t time.Time) string {
 	return strconv.FormatInt(m, 10)
 }
 
+// us is t in Unix microseconds: the stored exact deadline (exact in a Lua
+// double for millennia).
+func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
 // Arm upserts a timer (see the package comment for re-arm semantics). If it
 // is due within Config.WakeWithin, pollers are woken.
 func (s *Store) Arm(ctx context.Context, t Timer) error {
@@ -226,7 +231,7 @@ func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
 		if byShard[i] == nil {
 			byShard[i] = []any{ms(now)}
 		}
-		byShard[i] = append(byShard[i], t.ID, ms(t.Due), t.Payload)
+		byShard[i] = append(byShard[i], t.ID, ms(t.Due), us(t.Due), t.Payload)
 		if t.Due.Before(now.Add(s.cfg.WakeWithin)) {
 			soon = true
 		}
@@ -238,8 +243,8 @@ func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
 	} else if err = s.ensureScripts(ctx, armScript); err == nil {
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, args := range byShard {
-				for lo := 1; lo < len(args); lo += 3 * maxArmBatch {
-					hi := min(len(args), lo+3*maxArmBatch)
+				for lo := 1; lo < len(args); lo += 4 * maxArmBatch {
+					hi := min(len(args), lo+4*maxArmBatch)
 					batch := append([]any{args[0]}, args[lo:hi]...)
 					armScript.EvalSha(ctx, p, s.keys[i], batch...)
 				}
@@ -399,7 +404,7 @@ func parseClaim(res []any, token string, leaseUntil time.Time) ([]Claimed, int64
 		if err != nil {
 			return nil, 0, fmt.Errorf("timer %s: stored due %q: %w", id, dueStr, err)
 		}
-		c := Claimed{ID: id, Due: time.UnixMilli(due), Attempt: int(attempt), Token: token, LeaseUntil: leaseUntil}
+		c := Claimed{ID: id, Due: time.UnixMicro(due), Attempt: int(attempt), Token: token, LeaseUntil: leaseUntil}
 		if payload != "" {
 			c.Payload = []byte(payload)
 		}

@@ -324,3 +324,21 @@ func TestUnreachableRedisNamesAddress(t *testing.T) {
 	require.Contains(t, err.Error(), addr)
 	require.False(t, errors.Is(err, ErrInvalid))
 }
+
+func TestSubMillisecondDeadlineIsNeverClaimedEarly(t *testing.T) {
+	ctx := context.Background()
+	s, clk, _ := newStore(t)
+	due := t0.Add(1500 * time.Microsecond)
+	require.NoError(t, s.Arm(ctx, Timer{ID: "a", Due: due}))
+
+	clk.Set(t0.Add(1999 * time.Microsecond))
+	cs, err := s.Claim(ctx, 1)
+	require.NoError(t, err)
+	require.Empty(t, cs, "claimed before the rounded-up millisecond")
+
+	clk.Set(t0.Add(2 * time.Millisecond))
+	cs, err = s.Claim(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, cs, 1)
+	require.Equal(t, due, cs[0].Due.UTC(), "the exact deadline is kept")
+}
