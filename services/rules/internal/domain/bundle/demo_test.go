@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 )
 
@@ -21,6 +22,30 @@ func TestDemoBundlesParse(t *testing.T) {
 			}
 			require.NotEmpty(t, b.Rules)
 			require.NotEmpty(t, b.Rotas)
+			// Every category's policy has three or four steps and ends at
+			// the trust's fail-safe officer.
+			for _, c := range b.Categories {
+				p := b.Policies[c.Policy]
+				require.GreaterOrEqual(t, len(p.Steps), 3, p.ID)
+				require.LessOrEqual(t, len(p.Steps), 4, p.ID)
+				last := p.Steps[len(p.Steps)-1]
+				kinds := []eventsv1.TargetKind{}
+				for _, tg := range last.Targets {
+					kinds = append(kinds, tg.Kind)
+				}
+				require.Contains(t, kinds, eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER, p.ID)
+			}
+			// Synthetic contact points only.
+			for _, person := range b.People {
+				for _, c := range person.Contacts {
+					switch c.Channel {
+					case eventsv1.Channel_CHANNEL_SMS:
+						require.Regexp(t, `^\+447700900\d{3}$`, c.Address)
+					default:
+						require.Regexp(t, `@[a-z]+\.example\.nhs\.uk$`, c.Address)
+					}
+				}
+			}
 		})
 	}
 }

@@ -130,6 +130,11 @@ func TestResolveTargets(t *testing.T) {
 		{"fail-safe officer", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER}, nil, []string{"RZY/rzy-fso-quinn/failsafe-officer"}, ""},
 		{"network fail-safe team in another trust", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM}, nil, []string{"RZZ/net-failsafe-ibrahim/network-failsafe-team", "RZZ/net-failsafe-jones/network-failsafe-team"}, ""},
 		{"role in another trust", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_OTHER_TRUST_ROLE, Tenant: "RZZ", Ref: "consultant-radiologist"}, nil, []string{"RZZ/rzz-dr-evans/oncall:RZZ/consultant-radiologist"}, ""},
+		{"network team of a trust without a bundle", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM, Ref: "t", Tenant: "RXX"}, nil, nil, "target 0: trust RXX (network fail-safe team) has no active bundle"},
+		{"network team not defined", "RZZ", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM, Ref: "nope"}, nil, nil, "target 0: network fail-safe team nope is not defined"},
+		{"rota not defined in the other trust", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_OTHER_TRUST_ROLE, Tenant: "RZZ", Ref: "nope"}, nil, nil, "target 0: rota nope is not defined in trust RZZ"},
+		{"person not in the directory", "RZZ", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_PERSON, Ref: "ghost"}, nil, nil, "target 0: person ghost is not in the directory"},
+		{"unsupported kind", "RZZ", &eventsv1.Target{Kind: eventsv1.TargetKind(99)}, nil, nil, "target 0: kind 99 is not supported"},
 		{"role in a trust without a bundle", "RZY", &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_OTHER_TRUST_ROLE, Tenant: "RXX", Ref: "x"}, nil, nil, "trust RXX has no active bundle"},
 	}
 	for _, tc := range cases {
