@@ -669,3 +669,53 @@ func TestRedisDownStillAcceptsAndResendIsHarmless(t *testing.T) {
 	require.Equal(t, evs[0].EventId, evs[1].EventId)
 	require.Contains(t, h.logs.String(), "outcome store unavailable")
 }
+
+func TestShutdownAnswersTheMessageInFlight(t *testing.T) {
+	brokers := testinfra.KafkaBrokers(t)
+	rdb := testinfra.NewRedis(t)
+	cfg := intake.DefaultConfig()
+	cfg.GRPC.Addr, cfg.MLLPAddr, cfg.FHIRAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.EventLog.Brokers = brokers
+	cfg.EventLog.Partitions = 1
+	cfg.EventLog.EventsTopic = testinfra.NewTopic(t, "intake-events", 1)
+	cfg.EventLog.DLQTopic = testinfra.NewTopic(t, "intake-dlq", 1)
+	cfg.EventLog.StateTopic = testinfra.NewTopic(t, "intake-state", 1)
+	cfg.RedisAddr, cfg.RedisDB = rdb.Options().Addr, rdb.Options().DB
+	cfg.HandleTimeout = 3 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := intake.New(ctx, cfg, intake.Deps{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+
+	// Given a message whose append is slow (its topic is gone, so the
+	// writer retries),
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	_, err = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventLog.EventsTopic}})
+	require.NoError(t, err)
+	c, err := mllp.Dial(context.Background(), svc.Addrs()["mllp"], nil, 30*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	acks := make(chan []byte, 1)
+	go func() {
+		ack, err := c.Send(variant(t, "M-SHUTDOWN"))
+		if err != nil {
+			ack = []byte(err.Error())
+		}
+		acks <- ack
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// when the service is stopped mid-message,
+	select {
+	case ack := <-acks:
+		t.Fatalf("answered before the stop; the test needs a slower append: %q", ack)
+	default:
+	}
+	cancel()
+	// then the sender still gets its answer (not AA: nothing was recorded),
+	ack := <-acks
+	require.Equal(t, "AR", parseAck(t, ack).code)
+	// and the service stops.
+	require.NoError(t, <-done)
+}
