@@ -225,3 +225,26 @@ func requireHeader(t *testing.T, m kafka.Message, key, want string) {
 	}
 	require.Failf(t, "missing header", "record at partition %d offset %d has no %s header", m.Partition, m.Offset, key)
 }
+
+func TestNewTopicIsServedAtOnce(t *testing.T) {
+	brokers := testinfra.KafkaBrokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 5 {
+		// given a topic just made by NewTopic
+		topic := testinfra.NewTopic(t, "compat-ready", 3)
+
+		// when a new client lists its offsets straight away
+		client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+			topic: {kafka.FirstOffsetOf(0), kafka.FirstOffsetOf(1), kafka.FirstOffsetOf(2)},
+		}})
+
+		// then every partition answers (no NOT_LEADER_OR_FOLLOWER while the broker catches up)
+		require.NoError(t, err)
+		require.Len(t, resp.Topics[topic], 3)
+		for _, p := range resp.Topics[topic] {
+			require.NoError(t, p.Error, "partition %d of %s", p.Partition, topic)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -75,12 +76,66 @@ func NewTopic(t testing.TB, prefix string, partitions int) string {
 	if err := resp.Errors[name]; err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	if err := waitTopicReady(ctx, client, name, partitions); err != nil {
+		t.Fatalf("topic %s on %v not ready: %v", name, brokers, err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{name}})
 	})
 	return name
+}
+
+// waitTopicReady polls until every partition of a just-created topic has a
+// leader and answers ListOffsets. CreateTopics returns once the controller has
+// committed the topic; the broker serves it a moment later, and a client that
+// is quicker gets NOT_LEADER_OR_FOLLOWER or UNKNOWN_TOPIC_OR_PARTITION.
+func waitTopicReady(ctx context.Context, client *kafka.Client, topic string, partitions int) error {
+	var last error
+	for {
+		if last = topicReady(ctx, client, topic, partitions); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func topicReady(ctx context.Context, client *kafka.Client, topic string, partitions int) error {
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return fmt.Errorf("metadata of topic: %v", md.Topics)
+	}
+	if got := len(md.Topics[0].Partitions); got != partitions {
+		return fmt.Errorf("metadata lists %d of %d partitions", got, partitions)
+	}
+	reqs := make([]kafka.OffsetRequest, 0, partitions)
+	for _, p := range md.Topics[0].Partitions {
+		if p.Error != nil || p.Leader.Host == "" {
+			return fmt.Errorf("partition %d has no leader yet (%v)", p.ID, p.Error)
+		}
+		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+	}
+	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return fmt.Errorf("list offsets: %w", err)
+	}
+	if got := len(offsets.Topics[topic]); got != partitions {
+		return fmt.Errorf("list offsets answered for %d of %d partitions", got, partitions)
+	}
+	for _, p := range offsets.Topics[topic] {
+		if p.Error != nil {
+			return fmt.Errorf("list offsets of partition %d: %w", p.Partition, p.Error)
+		}
+	}
+	return nil
 }
 
 // NewRedis returns a client on a Redis database of its own (selected from a
