@@ -52,10 +52,18 @@ type Options struct {
 	Telemetry     *telemetry.Telemetry
 }
 
+// localJob is a job leased to this replica at scheduling time, with the
+// projection it was scheduled from.
+type localJob struct {
+	job   Job
+	alert domain.Alert
+}
+
 // Engine applies events and works jobs.
 type Engine struct {
 	o       Options
 	wake    chan struct{}
+	local   chan localJob
 	sem     chan struct{}
 	tracer  trace.Tracer
 	outcome metric.Int64Counter
@@ -73,7 +81,7 @@ func NewEngine(o Options) *Engine {
 	if o.MaxIdle <= 0 {
 		o.MaxIdle = time.Second
 	}
-	e := &Engine{o: o, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Workers),
+	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), sem: make(chan struct{}, o.Workers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
@@ -115,11 +123,37 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe,
 			Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
 	}
-	if err := e.o.Store.SaveAlert(ctx, next, jobs, e.o.Clock.Now()); err != nil {
+	// Fast path: a job this replica can start at once is scheduled already
+	// leased to it and handed to its dispatcher, saving a claim round trip.
+	// If the replica dies, the lease ends and any replica claims the job.
+	now := e.o.Clock.Now()
+	due := now
+	fast := len(jobs) > 0 && len(e.local)+len(jobs) <= cap(e.local)
+	if fast {
+		due = now.Add(e.o.Lease)
+	}
+	added, err := e.o.Store.SaveAlert(ctx, next, jobs, due)
+	if err != nil {
 		return unavailable(err)
 	}
-	if len(jobs) > 0 {
-		e.Wake()
+	if !fast {
+		if len(jobs) > 0 {
+			e.Wake()
+		}
+	} else {
+		for i, j := range jobs {
+			if !added[i] {
+				continue // scheduled by an earlier delivery: that schedule stands
+			}
+			select {
+			case e.local <- localJob{job: j, alert: next}:
+			default: // the fast lane filled meanwhile: make it due for the poller
+				if err := e.o.Store.Reschedule(ctx, j, now); err != nil {
+					return unavailable(err)
+				}
+				e.Wake()
+			}
+		}
 	}
 	e.o.Logger.DebugContext(ctx, "event applied", slog.String("alert_id", next.ID), slog.String("event_id", ev.GetEventId()),
 		slog.String("type", d.Type), slog.Int("jobs", len(jobs)))
@@ -140,6 +174,30 @@ func (e *Engine) Wake() {
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		// The fast lane: jobs leased to this replica when they were scheduled.
+		defer wg.Done()
+		for {
+			var lj localJob
+			select {
+			case <-ctx.Done():
+				return
+			case lj = <-e.local:
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case e.sem <- struct{}{}:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-e.sem }()
+				e.work(ctx, lj.job, nil, &lj.alert)
+			}()
+		}
+	}()
 	for ctx.Err() == nil {
 		free := cap(e.sem) - len(e.sem)
 		if free == 0 {
@@ -200,7 +258,7 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	var err error
 	switch j.Kind {
 	case JobStep:
-		err = e.workStep(ctx, j)
+		err = e.workStep(ctx, j, alert)
 	case JobRecipient:
 		err = e.deliver(ctx, j, points, alert)
 	default:
@@ -213,11 +271,17 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	}
 }
 
-// workStep resolves the step's targets and fans out recipient jobs.
-func (e *Engine) workStep(ctx context.Context, j Job) error {
-	a, err := e.o.Store.Alert(ctx, j.AlertID)
-	if err != nil {
-		return err
+// workStep resolves the step's targets and fans out recipient jobs. alert,
+// when given, is the projection the job was scheduled from.
+func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error {
+	var a domain.Alert
+	if alert != nil {
+		a = *alert
+	} else {
+		var err error
+		if a, err = e.o.Store.Alert(ctx, j.AlertID); err != nil {
+			return err
+		}
 	}
 	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, ""); reason != domain.GateOK {
 		return e.o.Store.Done(ctx, j)

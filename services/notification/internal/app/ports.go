@@ -73,8 +73,9 @@ type Store interface {
 	// Alert returns the projection of an alert (zero Alert if unknown).
 	Alert(ctx context.Context, id string) (domain.Alert, error)
 	// SaveAlert stores the projection and, atomically with it, schedules
-	// jobs (due at the given time) that are not scheduled yet.
-	SaveAlert(ctx context.Context, a domain.Alert, jobs []Job, due time.Time) error
+	// jobs (due at the given time) that are not scheduled yet. added[i]
+	// reports whether jobs[i] was newly scheduled (false: it already was).
+	SaveAlert(ctx context.Context, a domain.Alert, jobs []Job, due time.Time) (added []bool, err error)
 	// Claim leases up to n jobs due at now: each is hidden until now+lease
 	// and comes back if not Done or Rescheduled by then.
 	Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]Job, error)

@@ -160,7 +160,7 @@ func (e *Engine) EnsureProjection(ctx context.Context, read func(ctx context.Con
 	alerts := rb.Alerts()
 	now := e.o.Clock.Now()
 	for id, jobs := range alerts {
-		if err := e.o.Store.SaveAlert(ctx, rb.Alert(id), jobs, now); err != nil {
+		if _, err := e.o.Store.SaveAlert(ctx, rb.Alert(id), jobs, now); err != nil {
 			return err
 		}
 	}

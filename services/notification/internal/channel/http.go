@@ -47,6 +47,16 @@ func post(ctx context.Context, client *http.Client, provider, rawURL string, hea
 	return b, nil
 }
 
+// NewHTTPClient returns the client the HTTP channels use by default: a
+// bounded timeout and enough idle connections per host that concurrent
+// sends reuse connections instead of dialling (and handshaking) anew.
+func NewHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Timeout: timeout, Transport: t}
+}
+
 // NotifyConfig configures the SMS gateway (GOV.UK Notify's REST shape).
 type NotifyConfig struct {
 	// BaseURL, e.g. https://api.notifications.service.gov.uk.
@@ -66,7 +76,7 @@ type Notify struct{ cfg NotifyConfig }
 // NewNotify returns the SMS sender.
 func NewNotify(cfg NotifyConfig) *Notify {
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = NewHTTPClient(10 * time.Second)
 	}
 	return &Notify{cfg: cfg}
 }
@@ -106,7 +116,7 @@ type Teams struct{ client *http.Client }
 // NewTeams returns the Teams sender.
 func NewTeams(client *http.Client) *Teams {
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = NewHTTPClient(10 * time.Second)
 	}
 	return &Teams{client: client}
 }
@@ -168,7 +178,7 @@ type Webhook struct {
 // NewWebhook returns the webhook sender.
 func NewWebhook(secret []byte, client *http.Client, now func() time.Time) *Webhook {
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = NewHTTPClient(10 * time.Second)
 	}
 	if now == nil {
 		now = time.Now

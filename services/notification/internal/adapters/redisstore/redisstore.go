@@ -62,22 +62,27 @@ func (s *Store) Alert(ctx context.Context, id string) (domain.Alert, error) {
 }
 
 // SaveAlert implements app.Store.
-func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) error {
+func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) ([]bool, error) {
 	b, err := json.Marshal(a)
 	if err != nil {
-		return fmt.Errorf("encode alert %s: %w", a.ID, err)
+		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
 	}
+	adds := make([]*redis.IntCmd, len(jobs))
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.alertKey(a.ID), b, 0)
-		for _, j := range jobs {
-			p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
+		for i, j := range jobs {
+			adds[i] = p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("save alert %s: %w", a.ID, err)
+		return nil, fmt.Errorf("save alert %s: %w", a.ID, err)
 	}
-	return nil
+	added := make([]bool, len(jobs))
+	for i, c := range adds {
+		added[i] = c.Val() == 1
+	}
+	return added, nil
 }
 
 // claimScript leases up to ARGV[2] members due at ARGV[1] by moving their

@@ -20,8 +20,12 @@ func TestScheduleClaimLeaseAndDone(t *testing.T) {
 	s := New(testinfra.NewRedis(t), "t")
 	a := domain.Alert{ID: "A1", Tenant: "RZZ", Routed: true}
 	job := app.Job{Kind: app.JobStep, AlertID: "A1", Cause: "e1"}
-	require.NoError(t, s.SaveAlert(ctx, a, []app.Job{job}, t0))
-	require.NoError(t, s.SaveAlert(ctx, a, []app.Job{job}, t0.Add(time.Hour)), "scheduling the same job again changes nothing")
+	added, err := s.SaveAlert(ctx, a, []app.Job{job}, t0)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, added)
+	added, err = s.SaveAlert(ctx, a, []app.Job{job}, t0.Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []bool{false}, added, "scheduling the same job again changes nothing")
 	got, err := s.Alert(ctx, "A1")
 	require.NoError(t, err)
 	require.Equal(t, a, got)
