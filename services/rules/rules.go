@@ -31,8 +31,10 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/rules/internal/adapters/bundledir"
 	"github.com/herald-health/herald/services/rules/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/rules/internal/app"
+	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
 )
 
@@ -197,7 +199,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger))
+	var publish grpcapi.Publisher
+	if cfg.BundleDir != "" {
+		store := bundledir.Store{Dir: cfg.BundleDir}
+		publish = func(ctx context.Context, b *bundle.Bundle) error { return s.loader.Publish(ctx, store, b) }
+	}
+	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger, publish))
 	ok = true
 	return s, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -383,4 +386,63 @@ func TestGRPCAPI(t *testing.T) {
 	_, err = c.Evaluate(ctx, &rulesv1.EvaluateRequest{Tenant: "RXX"})
 	require.Equal(t, codes.NotFound, status.Code(err))
 	require.False(t, errors.Is(err, context.Canceled))
+}
+
+// copyDemo writes the embedded demo bundles into a directory.
+func copyDemo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := fs.WalkDir(rules.DemoBundles(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, p), 0o755)
+		}
+		b, err := fs.ReadFile(rules.DemoBundles(), p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
+	})
+	require.NoError(t, err)
+	return dir
+}
+
+func TestBundleDirectoryReloadAndLoadBundleSurviveRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.cfg
+	cfg.BundleFS = nil
+	cfg.BundleDir = copyDemo(t)
+	addr, stop := e.start(t, cfg)
+	c := client(t, addr)
+
+	// Given a broken edit of RZZ's bundle on disk: the running bundle stays.
+	before, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.BundleDir, "RZZ", "broken.yaml"), []byte("rules: [\n"), 0o644))
+	require.Eventually(t, func() bool { return strings.Contains(e.logs.String(), `"file":"RZZ/broken.yaml"`) }, 10*time.Second, 20*time.Millisecond)
+	now, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
+	require.NoError(t, err)
+	require.Equal(t, before.GetRef().GetContentHash(), now.GetRef().GetContentHash())
+	require.NoError(t, os.Remove(filepath.Join(cfg.BundleDir, "RZZ", "broken.yaml")))
+
+	// When a new RZY version is loaded through gRPC (under any file name).
+	active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZY"})
+	require.NoError(t, err)
+	content := strings.Replace(string(active.GetFiles()[0].GetContent()), `version: "2026.11.29-1"`, `version: "2026.11.29-3"`, 1)
+	loaded, err := c.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: []*rulesv1.BundleFile{{Name: "upload.yaml", Content: []byte(content)}}})
+	require.NoError(t, err)
+	require.Equal(t, "2026.11.29-3", loaded.GetRef().GetVersion())
+
+	// Then it is written to the bundle directory and still in force after a restart.
+	_, err = os.Stat(filepath.Join(cfg.BundleDir, "RZY", "upload.yaml"))
+	require.NoError(t, err)
+	stop()
+	addr, _ = e.start(t, cfg)
+	after, err := client(t, addr).GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZY"})
+	require.NoError(t, err)
+	require.Equal(t, "2026.11.29-3", after.GetRef().GetVersion())
+	require.Equal(t, loaded.GetRef().GetContentHash(), after.GetRef().GetContentHash())
 }

@@ -97,6 +97,7 @@ type Loader struct {
 	logger   *slog.Logger
 	onError  func(group string)
 
+	publish  sync.Mutex // one Publish at a time
 	mu       sync.Mutex
 	seen     map[string]string // group -> content hash last tried
 	tenantOf map[string]string // group -> tenant of its active bundle
@@ -173,6 +174,34 @@ func (l *Loader) Load(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("bundle %s: %w", g, err))
 	}
 	return errors.Join(errs...)
+}
+
+// Saver writes a tenant's bundle files into the bundle directory. Save
+// either replaces the tenant's files as a whole or leaves the old ones; an
+// error means the bundle was not written.
+type Saver interface {
+	Save(tenant string, files []bundle.File) error
+}
+
+// Publish makes b durable by writing it into the directory through s, then
+// loads the directory. It succeeds only when b is then the tenant's bundle in
+// force, so every replica that shares the directory converges on it and a
+// restart keeps it. b's file names must be "<tenant>/<file>", as the loader
+// names them, so the content hash is the same both ways.
+func (l *Loader) Publish(ctx context.Context, s Saver, b *bundle.Bundle) error {
+	l.publish.Lock()
+	defer l.publish.Unlock()
+	if err := s.Save(b.Tenant, b.Files); err != nil {
+		return fmt.Errorf("publish bundle %s version %s: %w", b.Tenant, b.Version, err)
+	}
+	loadErr := l.Load(ctx)
+	if active, ok := l.registry.Snapshot().Bundle(b.Tenant); ok && active.Hash == b.Hash {
+		return nil
+	}
+	if ps := bundle.Problems(loadErr); ps != nil {
+		return loadErr
+	}
+	return fmt.Errorf("publish bundle %s version %s: written, but the bundle directory did not activate it: %v", b.Tenant, b.Version, loadErr)
 }
 
 // Watch reloads the directory every interval until ctx is done.

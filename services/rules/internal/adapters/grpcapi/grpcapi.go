@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,17 +25,23 @@ import (
 // MaxReachabilityHours bounds one reachability check (a year).
 const MaxReachabilityHours = 366 * 24
 
+// Publisher makes a validated bundle durable and in force (the bundle
+// directory); see app.Loader.Publish. An error means it is not in force.
+type Publisher func(ctx context.Context, b *bundle.Bundle) error
+
 // Server implements rulesv1.RulesServiceServer.
 type Server struct {
 	rulesv1.UnimplementedRulesServiceServer
 	registry *app.Registry
 	now      func() time.Time
 	logger   *slog.Logger
+	publish  Publisher
 }
 
-// New returns the API over registry.
-func New(registry *app.Registry, now func() time.Time, logger *slog.Logger) *Server {
-	return &Server{registry: registry, now: now, logger: logger}
+// New returns the API over registry. publish (may be nil) persists bundles
+// loaded through LoadBundle; without it they are activated in memory only.
+func New(registry *app.Registry, now func() time.Time, logger *slog.Logger, publish Publisher) *Server {
+	return &Server{registry: registry, now: now, logger: logger, publish: publish}
 }
 
 func (s *Server) instant(ts *timestamppb.Timestamp, field string) (time.Time, error) {
@@ -106,11 +113,25 @@ func problemsProto(ps []bundle.Problem) []*rulesv1.BundleProblem {
 	return out
 }
 
-// parse parses and checks a bundle against the registry.
+// parse parses and checks a bundle against the registry. File names are
+// normalised to "<tenant>/<base name>", as the directory loader names them,
+// so a bundle has one content hash however it arrives.
 func (s *Server) parse(in []*rulesv1.BundleFile) (*bundle.Bundle, error) {
-	b, err := bundle.Parse(files(in))
+	fs := files(in)
+	b, err := bundle.Parse(fs)
 	if err != nil {
 		return nil, err
+	}
+	normal := make([]bundle.File, len(fs))
+	renamed := false
+	for i, f := range fs {
+		normal[i] = bundle.File{Name: b.Tenant + "/" + path.Base(f.Name), Content: f.Content}
+		renamed = renamed || normal[i].Name != f.Name
+	}
+	if renamed {
+		if b, err = bundle.Parse(normal); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.registry.Check(b); err != nil {
 		return nil, err
@@ -134,12 +155,21 @@ func (s *Server) ValidateBundle(_ context.Context, req *rulesv1.ValidateBundleRe
 
 // LoadBundle validates and activates a bundle for its tenant. An invalid
 // bundle is refused with InvalidArgument naming file:path of each problem.
-// A bundle loaded this way lives until the service restarts or the bundle
-// directory changes that tenant's files.
+// With a bundle directory the bundle is written there first (replacing the
+// tenant's files) and activated from it, so it survives restarts and reaches
+// every replica sharing the directory; a write failure is Unavailable and
+// changes nothing. Without one it lives in memory until restart.
 func (s *Server) LoadBundle(ctx context.Context, req *rulesv1.LoadBundleRequest) (*rulesv1.LoadBundleResponse, error) {
 	b, err := s.parse(req.GetFiles())
 	if err == nil {
-		_, err = s.registry.Activate(b, "grpc")
+		if s.publish != nil {
+			err = s.publish(ctx, b)
+			if err != nil && bundle.Problems(err) == nil {
+				return nil, fault.Unavailable(fmt.Sprintf("bundle %s version %s was not activated: %v", b.Tenant, b.Version, err))
+			}
+		} else {
+			_, err = s.registry.Activate(b, "grpc")
+		}
 	}
 	if err != nil {
 		ps := bundle.Problems(err)

@@ -31,7 +31,7 @@ func setup(t *testing.T) (*grpcapi.Server, *app.Router) {
 	router, err := app.NewRouter(func() routing.Bundles { return reg.Snapshot() }, nil, time.Now, logging.Discard(),
 		tracenoop.NewTracerProvider().Tracer(""), metricnoop.NewMeterProvider().Meter(""))
 	require.NoError(t, err)
-	return grpcapi.New(reg, time.Now, logging.Discard()), router
+	return grpcapi.New(reg, time.Now, logging.Discard(), nil), router
 }
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
