@@ -20,6 +20,7 @@ import (
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 	"github.com/herald-health/herald/services/rules/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/rules/internal/app"
+	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
 )
 
@@ -114,4 +115,43 @@ func TestRequestValidation(t *testing.T) {
 	require.ErrorIs(t, err, fault.ErrNotFound)
 	_, err = api.ResolveTargets(ctx, &rulesv1.ResolveTargetsRequest{Tenant: "RXX", Targets: []*eventsv1.Target{{Kind: eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER}}})
 	require.ErrorIs(t, err, fault.ErrNotFound)
+}
+
+func TestEvaluateResponseCarriesTheTimelineAndUnreachedSends(t *testing.T) {
+	reg := app.NewRegistry(time.Now)
+	b, err := bundle.Parse([]bundle.File{{Name: "RZX/b.yaml", Content: []byte(`tenant: RZX
+version: "1"
+failsafe: {officer: fso, queue: q, policy: p, default_category: URGENT}
+categories:
+  - {code: CRITICAL, rank: 1, clocks: {acknowledge: 1h}, policy: p}
+  - {code: URGENT, rank: 2, clocks: {acknowledge: 1h}, policy: p}
+  - {code: CANCER, rank: 3, clocks: {acknowledge: 1h}, policy: p}
+  - {code: SIGNIFICANT_UNEXPECTED, rank: 4, clocks: {acknowledge: 1h}, policy: p}
+policies:
+  - id: p
+    steps:
+      - {targets: [{kind: referrer}], timeout: 5m, repeats: 1, channels: [sms]}
+      - {targets: [{kind: failsafe_officer}], timeout: 10m, channels: [sms, email]}
+people:
+  - {id: fso, contacts: [{channel: email, address: fso@rzx.example.nhs.uk}]}
+`)}})
+	require.NoError(t, err)
+	_, err = reg.Activate(b, "test")
+	require.NoError(t, err)
+	api := grpcapi.New(reg, time.Now, logging.Discard(), nil)
+	at := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)
+	resp, err := api.Evaluate(context.Background(), &rulesv1.EvaluateRequest{Tenant: "RZX", At: timestamppb.New(at),
+		Details: &eventsv1.AlertDetails{SourceFlag: &eventsv1.SourceFlag{Category: eventsv1.Category_CATEGORY_CRITICAL}}})
+	require.NoError(t, err)
+	require.Equal(t, at.Add(20*time.Minute), resp.GetFailsafeAt().AsTime())
+	require.Len(t, resp.GetTimeline(), 1)
+	tl := resp.GetTimeline()[0]
+	require.Equal(t, uint32(1), tl.GetStep())
+	require.Equal(t, at.Add(10*time.Minute), tl.GetAt().AsTime())
+	require.Equal(t, "fso", tl.GetRecipient().GetPersonId())
+	require.Equal(t, []eventsv1.Channel{eventsv1.Channel_CHANNEL_EMAIL}, tl.GetChannels())
+	require.Len(t, resp.GetUnreached(), 2)
+	require.Equal(t, uint32(1), resp.GetUnreached()[1].GetRepeat())
+	require.Equal(t, at.Add(5*time.Minute), resp.GetUnreached()[1].GetAt().AsTime())
+	require.Equal(t, "target 0: the alert names no referrer", resp.GetUnreached()[1].GetProblem())
 }
