@@ -169,7 +169,7 @@ func decodeFile(c *checker, f File) (fileDoc, bool) {
 		c.add(f.Name, "", "must be a mapping of sections (tenant, categories, rules, policies, people, teams, rotas, ...)")
 		return doc, false
 	}
-	lines := map[int]string{}
+	lines := map[int][]place{}
 	indexLines(&root, "", lines)
 	dec := yaml.NewDecoder(bytes.NewReader(f.Content))
 	dec.KnownFields(true)
@@ -202,18 +202,33 @@ var cannotUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+) `?(.*?)`? i
 
 // locateTypeError turns a yaml.v3 type error message into a path and a
 // problem phrased for bundle authors.
-func locateTypeError(msg string, lines map[int]string) (string, string) {
+func locateTypeError(msg string, lines map[int][]place) (string, string) {
 	sub := typeErrorLine.FindStringSubmatch(msg)
 	if sub == nil {
 		return "", msg
 	}
 	line, _ := strconv.Atoi(sub[1])
-	path := lines[line]
+	here := lines[line]
+	path := ""
+	if len(here) > 0 {
+		path = here[len(here)-1].path // the deepest node starting on the line
+	}
 	problem := sub[2]
 	if nf := notFound.FindStringSubmatch(problem); nf != nil {
+		for _, p := range here { // several keys share a line in flow style
+			if p.key == nf[1] {
+				path = p.path
+			}
+		}
 		return path, "unknown field " + strconv.Quote(nf[1])
 	}
 	if cu := cannotUnmarshal.FindStringSubmatch(problem); cu != nil {
+		for _, p := range here {
+			if p.value == cu[2] && p.value != "" {
+				path = p.path
+				break
+			}
+		}
 		want := cu[3]
 		switch {
 		case strings.HasPrefix(want, "[]"):
@@ -249,8 +264,15 @@ func yamlKind(tag string) string {
 	}
 }
 
-// indexLines records the deepest path that starts on each line.
-func indexLines(n *yaml.Node, path string, lines map[int]string) {
+// place is a node that starts on a line: its path, and its key or scalar
+// value (to tell apart several nodes of one line in flow style).
+type place struct {
+	path, key, value string
+}
+
+// indexLines records, per line, the nodes that start on it in document
+// order (so the last is the deepest).
+func indexLines(n *yaml.Node, path string, lines map[int][]place) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -263,13 +285,21 @@ func indexLines(n *yaml.Node, path string, lines map[int]string) {
 			if path != "" {
 				p = path + "." + k.Value
 			}
-			lines[k.Line] = p
+			pl := place{path: p, key: k.Value}
+			if v.Kind == yaml.ScalarNode {
+				pl.value = v.Value
+			}
+			lines[k.Line] = append(lines[k.Line], pl)
 			indexLines(v, p, lines)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			lines[c.Line] = p
+			pl := place{path: p}
+			if c.Kind == yaml.ScalarNode {
+				pl.value = c.Value
+			}
+			lines[c.Line] = append(lines[c.Line], pl)
 			indexLines(c, p, lines)
 		}
 	}
