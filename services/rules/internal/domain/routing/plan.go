@@ -48,6 +48,14 @@ func Evaluate(bs Bundles, in Input) (Evaluation, error) {
 		return Evaluation{}, err
 	}
 	ev := Evaluation{Decision: dec}
+	b, _ := bs.Bundle(in.Tenant) // Route found it
+	steps := dec.Routed.GetPolicy().GetSteps()
+	sends := 0
+	for _, step := range steps {
+		sends += int(step.GetRepeats()) + 1
+	}
+	ev.Timeline = make([]Contact, 0, 2*sends)
+	var res Resolution // reused by every send
 	t := in.At
 	var recipients []*eventsv1.Recipient // one per person and role, shared by their sends
 	recipient := func(p Resolved) *eventsv1.Recipient {
@@ -60,13 +68,11 @@ func Evaluate(bs Bundles, in Input) (Evaluation, error) {
 		recipients = append(recipients, r)
 		return r
 	}
-	for _, step := range dec.Routed.GetPolicy().GetSteps() {
+	for _, step := range steps {
 		timeout := step.GetTimeout().AsDuration()
 		for r := uint32(0); r <= step.GetRepeats(); r++ {
-			res, err := Resolve(bs, in.Tenant, step.GetTargets(), t, in.Details.GetReferrer())
-			if err != nil {
-				return Evaluation{}, err
-			}
+			res.reset()
+			res.resolve(bs, b, step.GetTargets(), t, in.Details.GetReferrer())
 			reached := false
 			for _, p := range res.People {
 				chs := Usable(p.Contacts, step.GetChannels())

@@ -80,10 +80,19 @@ func Resolve(bs Bundles, tenant string, targets []*eventsv1.Target, at time.Time
 		return Resolution{}, fmt.Errorf("resolve targets of tenant %q: %w", tenant, ErrNoBundle)
 	}
 	var res Resolution
-	for i, t := range targets {
-		resolveTarget(bs, b, t, at, referrer, &res, i)
-	}
+	res.resolve(bs, b, targets, at, referrer)
 	return res, nil
+}
+
+// resolve appends the people of targets to r (reset it to reuse it).
+func (r *Resolution) resolve(bs Bundles, b *bundle.Bundle, targets []*eventsv1.Target, at time.Time, referrer *eventsv1.Clinician) {
+	for i, t := range targets {
+		resolveTarget(bs, b, t, at, referrer, r, i)
+	}
+}
+
+func (r *Resolution) reset() {
+	r.People, r.Problems, r.hits = r.People[:0], r.Problems[:0], 0
 }
 
 func resolveTarget(bs Bundles, b *bundle.Bundle, t *eventsv1.Target, at time.Time, referrer *eventsv1.Clinician, res *Resolution, i int) {
