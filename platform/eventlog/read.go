@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -16,25 +17,16 @@ import (
 // a cache, or the event log into a projection. fn's error stops the read.
 func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value []byte, partition int, offset int64) error) error {
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	var offs []kafka.PartitionOffsets
+	err := retry(ctx, func() error {
+		var err error
+		offs, err = partitionOffsets(ctx, client, topic)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("read metadata of %s: %w", topic, err)
+		return err
 	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return fmt.Errorf("read metadata of %s: topic not found", topic)
-	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range meta.Topics[0].Partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	offs, err := client.ListOffsets(ctx, req)
-	if err != nil {
-		return fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			return fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
+	for _, po := range offs {
 		if err := readPartition(ctx, client, topic, po.Partition, po.FirstOffset, po.LastOffset, fn); err != nil {
 			return err
 		}
@@ -42,14 +34,79 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value
 	return nil
 }
 
+// partitionOffsets returns the first and end offsets of every partition.
+func partitionOffsets(ctx context.Context, client *kafka.Client, topic string) ([]kafka.PartitionOffsets, error) {
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("read metadata of %s: %w", topic, err)
+	}
+	if len(meta.Topics) != 1 {
+		return nil, fmt.Errorf("read metadata of %s: topic not found", topic)
+	}
+	if err := meta.Topics[0].Error; err != nil {
+		return nil, fmt.Errorf("read metadata of %s: %w", topic, err)
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range meta.Topics[0].Partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	offs, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+	}
+	return offs.Topics[topic], nil
+}
+
+// retry runs op until it succeeds, fails with an error a retry cannot fix,
+// or about 20 s of retries have passed. Retriable: Kafka errors that say so
+// (a partition without a leader yet, a topic still being created, a
+// coordinator moving), which a just-created topic or a restarting broker
+// gives for a moment.
+func retry(ctx context.Context, op func() error) error {
+	backoff := 50 * time.Millisecond
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := op()
+		if err == nil || !retriable(err) || time.Now().After(deadline) {
+			return err
+		}
+		if !sleep(ctx, backoff) {
+			return err
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func retriable(err error) bool {
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary() || kerr == kafka.UnknownTopicOrPartition || kerr == kafka.LeaderNotAvailable || kerr == kafka.NotLeaderForPartition
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr)
+}
+
 func readPartition(ctx context.Context, client *kafka.Client, topic string, partition int, from, end int64, fn func(key, value []byte, partition int, offset int64) error) error {
 	for offset := from; offset < end; {
-		resp, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: partition, Offset: offset, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
+		var resp *kafka.FetchResponse
+		err := retry(ctx, func() error {
+			var err error
+			resp, err = client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: partition, Offset: offset, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
+			if err == nil {
+				err = resp.Error
+			}
+			if err != nil {
+				return fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err)
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err)
-		}
-		if resp.Error != nil {
-			return fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, resp.Error)
+			return err
 		}
 		next := offset
 		for {

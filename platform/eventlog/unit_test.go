@@ -72,3 +72,20 @@ func TestConfigValidateNamesSettings(t *testing.T) {
 		t.Fatalf("default config invalid: %v", err)
 	}
 }
+
+func TestRetriableKafkaErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("list offsets: %w", kafka.NotLeaderForPartition), true},
+		{kafka.LeaderNotAvailable, true},
+		{kafka.UnknownTopicOrPartition, true},
+		{kafka.TopicAuthorizationFailed, false},
+		{errors.New("decode"), false},
+	} {
+		if got := retriable(c.err); got != c.want {
+			t.Errorf("retriable(%v): got %v, want %v", c.err, got, c.want)
+		}
+	}
+}

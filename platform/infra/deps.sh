@@ -8,7 +8,8 @@
 #   platform/infra/deps.sh status   show what is running
 #
 # Works unattended (CI=true, no stdin, root): installs redis-server and kcat
-# with apt-get when they are missing. Needs Java 17+ and Maven for Kafka.
+# (and python3-hl7, whose mllp_send the intake tests use) with apt-get when
+# they are missing. Needs Java 17+ and Maven for Kafka.
 # See platform/infra/README.md.
 set -euo pipefail
 
@@ -88,6 +89,8 @@ need_tools() {
 	local missing=()
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 	command -v kcat >/dev/null || missing+=(kcat)
+	# python3-hl7's mllp_send is the independent HL7 client the intake tests use.
+	command -v mllp_send >/dev/null || missing+=(python3-hl7)
 	if [[ ${#missing[@]} -gt 0 ]]; then
 		apt_install "${missing[@]}"
 	fi

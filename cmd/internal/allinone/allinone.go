@@ -44,6 +44,9 @@ type Config struct {
 	RedisAddr    string
 	// Host is the loopback address every listener binds.
 	Host string
+	// AnyPorts binds every listener to a free port instead of the fixed
+	// ports heraldctl assumes (tests).
+	AnyPorts bool
 	// DashboardAddr serves the web page.
 	DashboardAddr string
 	// Speedup divides the demo policies' timeouts and clocks.
@@ -150,7 +153,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	tel := func(name string) (*telemetry.Telemetry, error) {
 		return telemetry.Setup(ctx, telemetry.Config{ServiceName: name, OTLPEndpoint: cfg.OTLPEndpoint})
 	}
-	addr := func(port int) string { return net.JoinHostPort(cfg.Host, fmt.Sprint(port)) }
+	addr := func(port int) string {
+		if cfg.AnyPorts {
+			port = 0
+		}
+		return net.JoinHostPort(cfg.Host, fmt.Sprint(port))
+	}
 
 	// Services, in the order events flow.
 	icfg := intake.DefaultConfig()
@@ -168,7 +176,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	acfg := acknowledgement.DefaultConfig()
 	acfg.Log = logCfg
 	acfg.GRPC.Addr, acfg.HTTPAddr = addr(7003), addr(8003)
-	acfg.PublicURL = "http://" + addr(8003)
+	if cfg.AnyPorts {
+		// Links carry the page's address, so it must be known before start.
+		if acfg.HTTPAddr, err = freeAddr(cfg.Host); err != nil {
+			return err
+		}
+	}
+	acfg.PublicURL = "http://" + acfg.HTTPAddr
 	acfg.RedisAddr = redisAddr
 	acfg.AckLinkSecret = secret
 	acfg.DevIdentity = "link-recipient"
@@ -178,8 +192,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	ncfg.Log = logCfg
 	ncfg.GRPC.Addr, ncfg.ReceiptsAddr = addr(7004), addr(8004)
 	ncfg.RedisAddr = redisAddr
-	ncfg.RulesAddr = addr(7002)
-	ncfg.AckBaseURL = acfg.PublicURL
 	ncfg.AckLinkSecret = secret
 	ncfg.RetryInitial = 200 * time.Millisecond
 	ncfg.Senders = map[eventsv1.Channel]notification.Sender{
@@ -221,6 +233,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return acknowledgement.New(ctx, acfg, acknowledgement.Deps{Logger: d.logger, Telemetry: d.tel})
 		}},
 		{"notification", func(d depsArgs) (runner, error) {
+			ncfg.RulesAddr = services[1].Addrs()["grpc"]
+			ncfg.AckBaseURL = acfg.PublicURL
 			return notification.New(ctx, ncfg, notification.Deps{Logger: d.logger, Telemetry: d.tel})
 		}},
 	}
@@ -245,12 +259,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 
 	toolTel := telemetry.Nop("herald-allinone")
-	ackConn, err := grpcserver.Dial(ctx, acfg.GRPC.Addr, toolTel)
+	ackConn, err := grpcserver.Dial(ctx, services[2].Addrs()["grpc"], toolTel)
 	if err != nil {
 		return err
 	}
 	defer ackConn.Close()
-	intakeConn, err := grpcserver.Dial(ctx, icfg.GRPC.Addr, toolTel)
+	intakeConn, err := grpcserver.Dial(ctx, services[0].Addrs()["grpc"], toolTel)
 	if err != nil {
 		return err
 	}
@@ -282,7 +296,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Simulate {
 		sim := &simulator{
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
-			mllpAddr: icfg.MLLPAddr, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
+			mllpAddr: services[0].Addrs()["mllp"], secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
 		wg.Add(1)
 		go func() {
@@ -307,6 +321,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 type depsArgs struct {
 	logger *slog.Logger
 	tel    *telemetry.Telemetry
+}
+
+func freeAddr(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("find a free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func randomSecret() string {

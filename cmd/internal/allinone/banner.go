@@ -7,7 +7,7 @@ import (
 )
 
 type banner struct {
-	infra, dashboard, bundles, logs string
+	infra, dashboard, bundles, logs  string
 	intake, rules, ack, notification map[string]string
 	speedup                          int
 	simulate                         bool
