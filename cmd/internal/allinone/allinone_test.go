@@ -2,9 +2,9 @@ package allinone
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
-	"context"
 	"strings"
 	"sync"
 	"testing"
