@@ -339,3 +339,48 @@ func TestPollerSleepsUntilLeaseExpiryThenFiresAgain(t *testing.T) {
 	}
 	require.ErrorIs(t, dead.Confirm(ctx, first[0]), ErrLeaseLost)
 }
+
+func TestShutdownReleasesTimersInFlight(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newStore(t)
+	require.NoError(t, s.ArmMany(ctx, Timer{ID: "a", Due: t0}, Timer{ID: "b", Due: t0}))
+
+	// given a poller whose handler for "a" is running and "b" already done
+	started := make(chan struct{})
+	p, err := NewPoller(s, PollerConfig{Concurrency: 1, Batch: 1})
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(rctx, func(hctx context.Context, c Claimed) error {
+			if c.ID == "b" {
+				return nil
+			}
+			close(started)
+			<-hctx.Done()
+			return hctx.Err()
+		})
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("handler did not start")
+	}
+
+	// when the replica shuts down
+	cancel()
+	require.NoError(t, <-done)
+
+	// then "a" is back in the due set at once, for another replica, and
+	// nothing is left leased
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(0), st.Leased)
+	cs, err := s.Claim(ctx, 10)
+	require.NoError(t, err)
+	want := []string{"a"}
+	if st.Due == 2 { // shut down before "b" was claimed
+		want = []string{"a", "b"}
+	}
+	require.ElementsMatch(t, want, ids(cs))
+}
