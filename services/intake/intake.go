@@ -92,14 +92,14 @@ type Config struct {
 // the reference examples.
 func DefaultConfig() Config {
 	return Config{
-		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7101"},
+		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001"},
 		EventLog:        eventlog.DefaultConfig(),
 		MLLPAddr:        "127.0.0.1:2575",
 		MaxMessageBytes: 256 << 10,
 		MLLPIdleTimeout: 5 * time.Minute,
 		HandleTimeout:   30 * time.Second,
 		MaxConnections:  1024,
-		FHIRAddr:        "127.0.0.1:7102",
+		FHIRAddr:        "127.0.0.1:8001",
 		MaxFHIRBytes:    256 << 10,
 		RedisAddr:       "127.0.0.1:6379",
 		OutcomePrefix:   "herald:intake:outcome:",

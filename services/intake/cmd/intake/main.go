@@ -25,7 +25,7 @@ func run() int {
 	cfg.RegisterFlags(fs)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	otlp := fs.String("otlp-endpoint", "", "OTLP/gRPC collector host:port (empty: no export)")
-	metrics := fs.String("metrics-addr", "", "Prometheus /metrics listen address (empty: none)")
+	metrics := fs.String("metrics-addr", "127.0.0.1:9461", "Prometheus /metrics listen address (empty: none)")
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
