@@ -25,7 +25,10 @@
 // The Poller sleeps until the earliest deadline (read by the claim itself),
 // capped at a small maximum, and wakes early when a timer is armed that is
 // due sooner (in-process, and across replicas through Redis pub/sub). It
-// never polls on a fixed multi-second tick.
+// never polls on a fixed multi-second tick. It claims a timer a little
+// ahead of its deadline (PollerConfig.Lookahead) and waits for the exact
+// deadline in-process, so the Redis round trip is off the firing path; a
+// handler never runs before Due.
 //
 // # Guarantees
 //
@@ -48,4 +51,8 @@
 //     with the same due time and payload again changes nothing (not even a
 //     running lease); a different due time or payload moves the deadline
 //     and supersedes any lease in flight.
+//   - Cancel and re-arm race with firing: a timer cancelled or re-armed
+//     while it is being fired (or within Lookahead of its deadline) may
+//     still fire once. Handlers check their own state (Herald: is the alert
+//     still open?) before acting.
 package timers

@@ -14,14 +14,14 @@ const (
 	numKeys
 )
 
-// armScript upserts timers. ARGV: now, then quadruplets id, due ms (the
-// score, rounded up), due µs (the exact deadline), payload.
+// armScript upserts timers. ARGV: quadruplets id, due ms (the score,
+// rounded up), due µs (the exact deadline), payload.
 // Re-arming with the same due and payload is a no-op (a lease in flight is
 // kept); otherwise the timer goes to the due set and any lease is dropped.
 // Returns how many timers changed.
 var armScript = redis.NewScript(`
 local changed = 0
-for i = 2, #ARGV, 4 do
+for i = 1, #ARGV, 4 do
   local id, score, due, payload = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local same = redis.call('HGET', KEYS[4], id) == due and redis.call('HGET', KEYS[3], id) == payload
   if not same then

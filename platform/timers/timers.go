@@ -228,9 +228,6 @@ func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
 	soon := false
 	for _, t := range ts {
 		i := s.shard(t.ID)
-		if byShard[i] == nil {
-			byShard[i] = []any{ms(now)}
-		}
 		byShard[i] = append(byShard[i], t.ID, ms(t.Due), us(t.Due), t.Payload)
 		if t.Due.Before(now.Add(s.cfg.WakeWithin)) {
 			soon = true
@@ -243,10 +240,8 @@ func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
 	} else if err = s.ensureScripts(ctx, armScript); err == nil {
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, args := range byShard {
-				for lo := 1; lo < len(args); lo += 4 * maxArmBatch {
-					hi := min(len(args), lo+4*maxArmBatch)
-					batch := append([]any{args[0]}, args[lo:hi]...)
-					armScript.EvalSha(ctx, p, s.keys[i], batch...)
+				for lo := 0; lo < len(args); lo += 4 * maxArmBatch {
+					armScript.EvalSha(ctx, p, s.keys[i], args[lo:min(len(args), lo+4*maxArmBatch)]...)
 				}
 			}
 			return nil
