@@ -21,25 +21,41 @@ spec:
     - Egress
   ingress:
     {{- /* Prometheus scrapes the metrics port. */}}
-    {{- include "herald-lib.netpolRule" (dict "key" "from" "peers" $g.prometheus.peers "ports" (list .Values.ports.metrics)) | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "from" "peers" $g.prometheus.peers "ports" (list .Values.ports.metrics))) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- /* Operators' and other callers' gRPC (heraldctl, portals). */}}
-    {{- include "herald-lib.netpolRule" (dict "key" "from" "peers" .Values.networkPolicy.grpcClients "ports" (list .Values.ports.grpc)) | nindent 4 }}
-    {{- include "herald-lib.hook" (list . "ingressRules") | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "from" "peers" .Values.networkPolicy.grpcClients "ports" (list .Values.ports.grpc))) }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- with (include "herald-lib.hook" (list . "ingressRules")) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with .Values.networkPolicy.extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   egress:
     {{- /* DNS. */}}
-    {{- include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.dns.peers "ports" $g.dns.ports "protocols" (list "UDP" "TCP")) | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.dns.peers "ports" $g.dns.ports "protocols" (list "UDP" "TCP"))) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- /* Kafka: the event log. */}}
-    {{- include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.kafka.peers "ports" $g.kafka.ports) | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.kafka.peers "ports" $g.kafka.ports)) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- if .Values.redis.enabled }}
-    {{- include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.redis.peers "ports" $g.redis.ports) | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.redis.peers "ports" $g.redis.ports)) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- end }}
     {{- if .Values.global.otel.endpoint }}
-    {{- include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.otel.peers "ports" $g.otel.ports) | nindent 4 }}
+    {{- with (include "herald-lib.netpolRule" (dict "key" "to" "peers" $g.otel.peers "ports" $g.otel.ports)) }}
+    {{- . | nindent 4 }}
     {{- end }}
-    {{- include "herald-lib.hook" (list . "egressRules") | nindent 4 }}
+    {{- end }}
+    {{- with (include "herald-lib.hook" (list . "egressRules")) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with .Values.networkPolicy.extraEgress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

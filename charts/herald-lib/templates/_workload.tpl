@@ -191,7 +191,9 @@ spec:
         prometheus.io/port: {{ .Values.ports.metrics | quote }}
         prometheus.io/path: /metrics
         {{- end }}
-        {{- include "herald-lib.hook" (list . "podAnnotations") | nindent 8 }}
+        {{- with (include "herald-lib.hook" (list . "podAnnotations")) }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with .Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -303,7 +305,9 @@ spec:
               mountPath: /etc/herald/tls
               readOnly: true
             {{- end }}
-            {{- include "herald-lib.hook" (list . "volumeMounts") | nindent 12 }}
+            {{- with (include "herald-lib.hook" (list . "volumeMounts")) }}
+            {{- . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -314,7 +318,9 @@ spec:
             secretName: {{ .Values.tls.existingSecret }}
             defaultMode: 0440
         {{- end }}
-        {{- include "herald-lib.hook" (list . "volumes") | nindent 8 }}
+        {{- with (include "herald-lib.hook" (list . "volumes")) }}
+        {{- . | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 {{/* env: the configuration every service shares, then the service's own, then free-form settings. */}}
