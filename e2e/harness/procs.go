@@ -141,8 +141,9 @@ func (p *Proc) Logs() []byte {
 	return append([]byte(nil), p.logs.Bytes()...)
 }
 
-// WaitHealthy waits until the gRPC health service at addr reports SERVING.
-func WaitHealthy(t testing.TB, addr string, within time.Duration) {
+// WaitHealthy waits until the gRPC health service at addr reports SERVING;
+// on failure it shows the process's output, if given.
+func WaitHealthy(t testing.TB, addr string, within time.Duration, p *Proc) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -164,7 +165,14 @@ func WaitHealthy(t testing.TB, addr string, within time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s not healthy within %v: %v", addr, within, last)
+	var logs []byte
+	if p != nil {
+		logs = p.Logs()
+		if len(logs) > 4096 {
+			logs = logs[len(logs)-4096:]
+		}
+	}
+	t.Fatalf("%s not healthy within %v: %v\n%s", addr, within, last, logs)
 }
 
 // Eventually polls cond every 50 ms until it holds or within passes, then
