@@ -344,3 +344,20 @@ func TestCaptureAllForDevelopment(t *testing.T) {
 	require.Contains(t, msgs[0].Body, "Significant unexpected")
 	require.Zero(t, e.smtp.count())
 }
+
+// Two routings of one alert in quick succession (an amendment re-routes it
+// to step 0 while the first send may be in flight): one message only.
+func TestTwoRoutingsInQuickSuccessionSendOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	id := alertID("twice")
+	e.rules.set("twice", person("p-2x", cp(chEmail, "twice@nhs.test"), cp(chWebhook, e.sink.srv.URL+"/hooks/twice")))
+	_, _ = e.start()
+	first := routedEvent(id, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("twice")))
+	second := routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("twice")))
+	second.EventId = eventlog.ID(id, "routed", "amended")
+	e.append(first, second)
+	e.waitEvents(id, "NotificationSent", 1)
+	time.Sleep(time.Second)
+	require.Len(t, e.smtp.to("twice@nhs.test"), 1)
+	require.Empty(t, e.sink.on("/hooks/twice"), "the first contact point succeeded: no fallback")
+}

@@ -421,6 +421,16 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	if err != nil {
 		return false, err
 	}
+	// Two jobs may race for the same message (e.g. two routings of one
+	// alert in quick succession): only the one that claims the attempt sends;
+	// the other's job comes back after its lease and finds the record.
+	mine, err := e.o.Store.ClaimAttempt(ctx, rec.AlertID, rec.NotificationID, attempt, e.o.Lease)
+	if err != nil {
+		return false, err
+	}
+	if !mine {
+		return true, nil
+	}
 	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
 	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
 		return false, err

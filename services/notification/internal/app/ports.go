@@ -91,6 +91,10 @@ type Store interface {
 	// Exhaust records that personID is exhausted for the step of j and
 	// returns how many recipients the step has and how many are exhausted.
 	Exhaust(ctx context.Context, j Job) (recipients, exhausted int, err error)
+	// ClaimAttempt makes attempt number attempt of a notification id this
+	// caller's for ttl: false if another worker claimed that attempt first
+	// (two jobs racing for the same message: only one sends).
+	ClaimAttempt(ctx context.Context, alertID, nid string, attempt uint32, ttl time.Duration) (bool, error)
 	// Record returns the record of a notification id (Phase 0 if none).
 	Record(ctx context.Context, alertID, nid string) (Record, error)
 	// PutRecord writes a record and indexes it by alert and by id.

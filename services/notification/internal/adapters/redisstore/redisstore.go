@@ -174,6 +174,16 @@ func (s *Store) Exhaust(ctx context.Context, j app.Job) (int, int, error) {
 	return int(all.Val()), int(ex.Val()), nil
 }
 
+// ClaimAttempt implements app.Store.
+func (s *Store) ClaimAttempt(ctx context.Context, alertID, nid string, attempt uint32, ttl time.Duration) (bool, error) {
+	key := fmt.Sprintf("%s:attempt:{%s}:%s:%d", s.prefix, alertID, nid, attempt)
+	ok, err := s.rdb.SetNX(ctx, key, "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("claim attempt %d of notification %s: %w", attempt, nid, err)
+	}
+	return ok, nil
+}
+
 // Record implements app.Store.
 func (s *Store) Record(ctx context.Context, alertID, nid string) (app.Record, error) {
 	b, err := s.rdb.Get(ctx, s.recKey(alertID, nid)).Bytes()

@@ -97,6 +97,13 @@ func TestRecordsAndEpoch(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, none.Phase)
 
+	mine, err := s.ClaimAttempt(ctx, "A1", "n1", 2, time.Minute)
+	require.NoError(t, err)
+	require.True(t, mine)
+	mine, err = s.ClaimAttempt(ctx, "A1", "n1", 2, time.Minute)
+	require.NoError(t, err)
+	require.False(t, mine, "an attempt is claimed once")
+
 	ok, err := s.Epoch(ctx)
 	require.NoError(t, err)
 	require.False(t, ok)
