@@ -33,6 +33,7 @@ import (
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 	"github.com/herald-health/herald/services/rules/internal/adapters/bundledir"
 	"github.com/herald-health/herald/services/rules/internal/adapters/grpcapi"
+	"github.com/herald-health/herald/services/rules/internal/adapters/kafkalog"
 	"github.com/herald-health/herald/services/rules/internal/app"
 	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
@@ -220,16 +221,17 @@ func (s *Service) rebuild(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		n := 0
-		err := eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+		err := eventlog.ReadTopic(ctx, s.cfg.Log, s.cfg.Log.EventsTopic, func(_, value []byte, partition int, offset int64) error {
 			var ev eventsv1.Event
 			if err := proto.Unmarshal(value, &ev); err != nil {
 				return nil // undecodable records are the consumer's to dead-letter
 			}
-			s.router.Observe(&ev)
+			s.router.ObserveAt(&ev, partition, offset)
 			n++
 			return nil
 		})
 		if err == nil {
+			s.router.TrackPartitions(kafkalog.New(s.cfg.Log.Brokers, s.cfg.Log.EventsTopic))
 			s.deps.Logger.InfoContext(ctx, "routed alerts rebuilt from the event log", "events", n, "alerts", s.router.Alerts(),
 				"took", s.deps.Clock.Now().Sub(start).String())
 			return nil
@@ -295,7 +297,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
-	err := s.router.Handle(ctx, d.Event)
+	err := s.router.HandleAt(ctx, d.Event, d.Partition, d.Offset)
 	if errors.Is(err, app.ErrUnroutable) {
 		return eventlog.Permanent(err)
 	}

@@ -82,8 +82,13 @@ func newEnv(t *testing.T) *env {
 // start runs the service until the returned stop is called (or the test ends).
 func (e *env) start(t *testing.T, cfg rules.Config) (addr string, stop func()) {
 	t.Helper()
+	return e.startLogging(t, cfg, e.logs)
+}
+
+func (e *env) startLogging(t *testing.T, cfg rules.Config, logs *syncBuffer) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(e.logs, -4, "rules")})
+	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules")})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -445,4 +450,41 @@ func TestBundleDirectoryReloadAndLoadBundleSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "2026.11.29-3", after.GetRef().GetVersion())
 	require.Equal(t, loaded.GetRef().GetContentHash(), after.GetRef().GetContentHash())
+}
+
+func TestReplicaThatTakesOverAPartitionDoesNotRouteTwice(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	// Given two replicas in one consumer group.
+	logsA, logsB := &syncBuffer{}, &syncBuffer{}
+	_, stopA := e.startLogging(t, e.cfg, logsA)
+	_, stopB := e.startLogging(t, e.cfg, logsB)
+
+	// When an alert is raised, one of them routes it.
+	a := eventlog.ID("RZZ", "ACC-6", "F-6")
+	raised := cause(a, "raised-6", "RZZ", at, &eventsv1.AlertRaised{Details: details(eventsv1.Category_CATEGORY_CRITICAL, at)})
+	require.NoError(t, e.w.Append(ctx, raised))
+	e.waitRouted(t, a, 1)
+	owner, stopOwner, rest := logsA, stopA, logsB
+	if !strings.Contains(owner.String(), a) {
+		owner, stopOwner, rest = logsB, stopB, logsA
+	}
+	require.Contains(t, owner.String(), `"msg":"alert routed","service":"rules","alert_id":"`+a)
+
+	// And that replica stops, so the other takes the partition over, and the
+	// AlertRaised is delivered again (a producer retry), then amended.
+	stopOwner()
+	require.NoError(t, e.w.Append(ctx, raised))
+	require.NoError(t, e.w.Append(ctx, cause(a, "amended-6", "RZZ", at, &eventsv1.AlertAmended{Details: details(eventsv1.Category_CATEGORY_URGENT, at)})))
+
+	// Then the other replica routes only the amendment, keeping CRITICAL: it
+	// caught up on what the first one had consumed.
+	got := e.waitRouted(t, a, 2)
+	time.Sleep(200 * time.Millisecond)
+	require.Len(t, e.routedOf(t, a), 2)
+	require.Equal(t, "raised-6", got[0].GetCausationId())
+	require.Equal(t, "amended-6", got[1].GetCausationId())
+	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, got[1].GetAlertRouted().GetCategory())
+	require.Contains(t, rest.String(), "caught up on events consumed by another replica")
 }

@@ -54,8 +54,21 @@ type Router struct {
 	routedCount  metric.Int64Counter
 	skippedCount metric.Int64Counter
 
+	// catchUp reads what another replica consumed (nil: no catch-up).
+	catchUp RangeReader
+
 	mu     sync.Mutex
 	alerts map[string]*alertState
+	// marks holds, per partition, the highest offset observed; tracking
+	// says the marks cover the log (set once the rebuild has read it).
+	marks    map[int]int64
+	tracking bool
+}
+
+// RangeReader reads the events at offsets [from, to) of a partition of the
+// event log, in order. An error means the range was not fully read.
+type RangeReader interface {
+	ReadRange(ctx context.Context, partition int, from, to int64, fn func(ev *eventsv1.Event, offset int64)) error
 }
 
 type alertState struct {
@@ -69,7 +82,7 @@ type alertState struct {
 // NewRouter returns a router appending to out, taking the bundles in force
 // from bundles at each decision.
 func NewRouter(bundles func() routing.Bundles, out Appender, now func() time.Time, logger *slog.Logger, tracer trace.Tracer, meter metric.Meter) (*Router, error) {
-	r := &Router{bundles: bundles, out: out, now: now, logger: logger, tracer: tracer, alerts: map[string]*alertState{}}
+	r := &Router{bundles: bundles, out: out, now: now, logger: logger, tracer: tracer, alerts: map[string]*alertState{}, marks: map[int]int64{}}
 	var err error
 	if r.routedCount, err = meter.Int64Counter("herald_rules_alerts_routed_total",
 		metric.WithDescription("AlertRouted events appended, by tenant, category and cause")); err != nil {
@@ -80,6 +93,59 @@ func NewRouter(bundles func() routing.Bundles, out Appender, now func() time.Tim
 		return nil, fmt.Errorf("create skipped counter: %w", err)
 	}
 	return r, nil
+}
+
+// ObserveAt observes an event read at an offset of a partition (the rebuild).
+func (r *Router) ObserveAt(ev *eventsv1.Event, partition int, offset int64) {
+	r.Observe(ev)
+	r.mark(partition, offset)
+}
+
+func (r *Router) mark(partition int, offset int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.marks[partition]; !ok || offset > m {
+		r.marks[partition] = offset
+	}
+}
+
+// TrackPartitions turns on catching up: the projection now reflects the log
+// up to the marks (the rebuild has read it), and rr reads what lies between
+// a mark and a delivery.
+func (r *Router) TrackPartitions(rr RangeReader) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.catchUp, r.tracking = rr, true
+}
+
+// HandleAt handles an event delivered from an offset of a partition. When
+// events lie between the last offset this router observed on the partition
+// and this one (another replica consumed them before a rebalance gave the
+// partition here), it reads and observes them first, so a cause that
+// replica already routed is skipped and an amendment sees the category in
+// force. A failed catch-up is an error worth retrying.
+func (r *Router) HandleAt(ctx context.Context, ev *eventsv1.Event, partition int, offset int64) error {
+	r.mu.Lock()
+	mark, ok := r.marks[partition]
+	rr, tracking := r.catchUp, r.tracking
+	r.mu.Unlock()
+	if !ok {
+		mark = -1
+	}
+	if tracking && rr != nil && offset > mark+1 {
+		n := 0
+		err := rr.ReadRange(ctx, partition, mark+1, offset, func(e *eventsv1.Event, off int64) {
+			r.ObserveAt(e, partition, off)
+			n++
+		})
+		if err != nil {
+			return fmt.Errorf("catch up on partition %d from offset %d to %d: %w", partition, mark+1, offset, err)
+		}
+		r.logger.InfoContext(ctx, "caught up on events consumed by another replica", "partition", partition, "from", mark+1, "to", offset, "events", n)
+	}
+	err := r.Handle(ctx, ev)
+	r.mark(partition, offset)
+	return err
 }
 
 // Observe applies an event to the projection: an AlertRouted records its

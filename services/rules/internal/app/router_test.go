@@ -120,3 +120,48 @@ func TestRouterAmendmentUsesTheCategoryInForce(t *testing.T) {
 	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[1].GetAlertRouted().GetCategory())
 	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[1].GetAlertRouted().GetPreviousCategory())
 }
+
+// memRange is an in-memory partition (the RangeReader port).
+type memRange struct {
+	events []*eventsv1.Event // offset = index
+	reads  [][2]int64
+}
+
+func (m *memRange) ReadRange(_ context.Context, _ int, from, to int64, fn func(*eventsv1.Event, int64)) error {
+	m.reads = append(m.reads, [2]int64{from, to})
+	for off := from; off < to && off < int64(len(m.events)); off++ {
+		fn(m.events[off], off)
+	}
+	return nil
+}
+
+func TestRouterCatchesUpOnEventsAnotherReplicaConsumed(t *testing.T) {
+	ctx := context.Background()
+	// Given a partition where another replica routed a raised alert: offsets
+	// 0 (raised), 1 (routed), and this replica rebuilt up to offset 0 only.
+	other := &memLog{}
+	a, _ := newRouter(t, other)
+	raised := raisedEv("a8", "e8", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)
+	require.NoError(t, a.Handle(ctx, raised))
+	part := &memRange{events: []*eventsv1.Event{raised, other.events[0]}}
+
+	out := &memLog{}
+	b, _ := newRouter(t, out)
+	b.ObserveAt(raised, 0, 0)
+	b.TrackPartitions(part)
+
+	// When a rebalance hands this replica the partition and the raised alert
+	// is delivered again at offset 2 (a producer retry).
+	require.NoError(t, b.HandleAt(ctx, raised, 0, 2))
+
+	// Then it read offset 1 first, and did not route the alert again.
+	require.Equal(t, [][2]int64{{1, 2}}, part.reads)
+	require.Empty(t, out.events)
+	// And consecutive deliveries need no catch-up.
+	require.NoError(t, b.HandleAt(ctx, raisedEv("a9", "e9", "RZZ", eventsv1.Category_CATEGORY_URGENT), 0, 3))
+	require.Len(t, part.reads, 1)
+	require.Len(t, out.events, 1)
+	// A partition never seen is read from its start.
+	require.NoError(t, b.HandleAt(ctx, raisedEv("a10", "e10", "RZZ", eventsv1.Category_CATEGORY_URGENT), 1, 2))
+	require.Equal(t, [2]int64{0, 2}, part.reads[1])
+}
