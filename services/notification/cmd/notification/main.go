@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,6 +27,9 @@ func run() int {
 	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port")
 	fs.StringVar(&tcfg.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus /metrics listen address")
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	lvl, err := logging.ParseLevel(*level)
