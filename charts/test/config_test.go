@@ -188,3 +188,32 @@ func TestSecretReferences(t *testing.T) {
 		}
 	}
 }
+
+// The public HTTP paths go through the ingress controller, and only those:
+// the ack-link page and its sign-in, and providers' delivery receipts. The
+// NetworkPolicy of each backend admits the ingress controller on that port.
+func TestIngressesExposeOnlyThePublicPaths(t *testing.T) {
+	objs := scenarios[0].render(t)
+	got := map[string][]string{}
+	for _, ing := range objectsOf[*networkingv1.Ingress](objs) {
+		require.Len(t, ing.Spec.TLS, 1, "%s TLS", ing.Name)
+		require.NotEmpty(t, ing.Spec.TLS[0].SecretName)
+		require.Equal(t, ing.Spec.TLS[0].Hosts, []string{ing.Spec.Rules[0].Host}, "%s TLS covers its host", ing.Name)
+		for _, r := range ing.Spec.Rules {
+			for _, p := range r.HTTP.Paths {
+				require.Equal(t, ing.Name, p.Backend.Service.Name)
+				require.Equal(t, "http", p.Backend.Service.Port.Name)
+				got[ing.Name] = append(got[ing.Name], p.Path)
+			}
+		}
+	}
+	require.Equal(t, map[string][]string{
+		"herald-acknowledgement": {"/ack/", "/auth/"},
+		"herald-notification":    {"/v1/receipts"},
+	}, got)
+	for _, np := range objectsOf[*networkingv1.NetworkPolicy](objs) {
+		if _, public := got[np.Name]; public {
+			require.Contains(t, flows(np), "in "+ingressPeer+" TCP/8080", "%s admits the ingress controller", np.Name)
+		}
+	}
+}

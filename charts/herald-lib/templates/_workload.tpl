@@ -34,6 +34,10 @@ values.yaml for the documented shape).
 ---
 {{ include "herald-lib.serviceMonitor" . }}
 {{- end }}
+{{- if and .Values.ingress .Values.ingress.enabled }}
+---
+{{ include "herald-lib.ingress" . }}
+{{- end }}
 {{- end -}}
 
 {{/* validate: checks that a JSON schema cannot express, with messages naming the setting. */}}

@@ -1,4 +1,12 @@
-{{- if .Values.ingress.enabled }}
+{{/*
+herald-lib.ingress: an Ingress to the service's "http" port for exactly the
+listed path prefixes (the ack-link page and its sign-in, delivery receipts,
+FHIR), with TLS from a Secret.
+*/}}
+{{- define "herald-lib.ingress" -}}
+{{- if not .Values.ports.http -}}
+{{- fail (printf "%s.ingress.enabled needs an http port" .Chart.Name) -}}
+{{- end -}}
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -20,11 +28,13 @@ spec:
     - host: {{ .Values.ingress.host }}
       http:
         paths:
-          - path: /ack
+          {{- range .Values.ingress.paths }}
+          - path: {{ . }}
             pathType: Prefix
             backend:
               service:
-                name: {{ include "herald-lib.fullname" . }}
+                name: {{ include "herald-lib.fullname" $ }}
                 port:
                   name: http
-{{- end }}
+          {{- end }}
+{{- end -}}
