@@ -73,22 +73,15 @@ func mustFloat(s string) float64 {
 	return f
 }
 
-// confirmAll confirms claimed timers in one pipeline.
+// confirmAll confirms claimed timers in one script call.
 func confirmAll(tb testing.TB, s *Store, cs []Claimed) {
 	tb.Helper()
-	ctx := context.Background()
-	cmds := make([]*redis.Cmd, len(cs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range cs {
-			cmds[i] = confirmScript.EvalSha(ctx, p, s.keys[s.shard(c.ID)], c.ID, c.Token)
-		}
-		return nil
-	})
-	require.NoError(tb, err)
-	for _, c := range cmds {
-		n, err := c.Int()
+	ops := make([]finishOp, len(cs))
+	for i, c := range cs {
+		ops[i] = finishOp{c: c}
+	}
+	for _, err := range s.finish(context.Background(), ops) {
 		require.NoError(tb, err)
-		require.Equal(tb, 1, n)
 	}
 }
 
@@ -101,7 +94,7 @@ func benchStore(b *testing.B, clk clock.Clock, shards int) (*Store, *redis.Clien
 	s, err := New(rdb, clk, cfg)
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = rdb.FlushDB(context.Background()).Err() }) // free the memory
-	require.NoError(b, s.ensureScripts(context.Background(), confirmScript, claimScript, armScript))
+	require.NoError(b, s.ensureScripts(context.Background(), finishScript, claimScript, armScript))
 	return s, rdb
 }
 
@@ -300,12 +293,11 @@ func BenchmarkFiringLateness(b *testing.B) {
 					for _, c := range cs {
 						base.add(lateness(c))
 					}
-					_, _ = s.rdb.Pipelined(bctx, func(p redis.Pipeliner) error {
-						for _, c := range cs {
-							confirmScript.EvalSha(bctx, p, s.keys[0], c.ID, c.Token)
-						}
-						return nil
-					})
+					ops := make([]finishOp, len(cs))
+					for i, c := range cs {
+						ops[i] = finishOp{c: c}
+					}
+					s.finish(bctx, ops)
 					if len(cs) < 1000 {
 						break
 					}

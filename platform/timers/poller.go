@@ -156,8 +156,13 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 
 	slots := make(chan struct{}, p.cfg.Concurrency)
 	inflight := make(chan struct{}, p.cfg.Concurrency+p.cfg.Batch)
+	fin := &finisher{s: p.s, reqs: make(chan finishReq, p.cfg.Concurrency+p.cfg.Batch)}
+	var finishing sync.WaitGroup
+	// Confirms and releases outlive ctx (shutdown), so nothing waits out a lease.
+	finishing.Go(func() { fin.run(context.WithoutCancel(ctx)) })
+	defer func() { close(fin.reqs); finishing.Wait() }()
 	var running sync.WaitGroup
-	defer running.Wait()
+	defer running.Wait() // before the finisher stops
 	clk := p.s.clk
 	var errDelay, epochDelay time.Duration
 	var lastEpoch time.Time
@@ -195,7 +200,7 @@ func (p *Poller) Run(ctx context.Context, h Handler) error {
 		for _, c := range cs {
 			running.Go(func() {
 				defer func() { <-inflight }()
-				p.fire(ctx, h, c, slots)
+				p.fire(ctx, h, c, slots, fin)
 			})
 		}
 		if err != nil {
@@ -264,11 +269,9 @@ func (p *Poller) checkEpoch(ctx context.Context) error {
 
 // fire waits for c's deadline (claimed ahead by Lookahead) and a handler
 // slot, runs the handler, then confirms or releases it.
-func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan struct{}) {
+func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan struct{}, fin *finisher) {
 	giveBack := func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-		defer cancel()
-		_ = p.s.Release(fctx, c, 0) // leave it to another claim now
+		_ = fin.do(finishOp{c: c, release: true}) // leave it to another claim now
 	}
 	if wait := c.Due.Sub(p.s.clk.Now()); wait > 0 {
 		select {
@@ -296,13 +299,9 @@ func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan stru
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	err := call(hctx, h, c)
 	cancel()
-	// Finish even when ctx is done (shutdown), so the timer does not wait
-	// out its lease.
-	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer fcancel()
 	var ferr error
 	if err == nil {
-		ferr = p.s.Confirm(fctx, c)
+		ferr = fin.do(finishOp{c: c})
 	} else {
 		delay := p.retryDelay(c.Attempt)
 		if ctx.Err() != nil {
@@ -310,7 +309,7 @@ func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan stru
 		}
 		p.log.WarnContext(ctx, "timer handler failed; released for retry", "timer", c.ID,
 			"attempt", c.Attempt, "retry_in", delay.String(), "error", err.Error())
-		ferr = p.s.Release(fctx, c, delay)
+		ferr = fin.do(finishOp{c: c, release: true, delay: delay})
 	}
 	if ferr != nil {
 		if errors.Is(ferr, ErrLeaseLost) {
@@ -343,4 +342,57 @@ func (p *Poller) retryDelay(attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, p.cfg.RetryMax)
+}
+
+// maxFinishBatch bounds the confirms and releases sent in one script call.
+const maxFinishBatch = 256
+
+// finisher sends the confirms and releases of a poller's handlers to Redis,
+// coalescing those that queue up while a call is in flight into one script
+// call (no waiting to fill a batch), which keeps Redis round trips off each
+// handler's back under load.
+type finisher struct {
+	s    *Store
+	reqs chan finishReq
+}
+
+type finishReq struct {
+	op   finishOp
+	done chan error
+}
+
+// do queues op and waits for its result.
+func (f *finisher) do(op finishOp) error {
+	done := make(chan error, 1)
+	f.reqs <- finishReq{op: op, done: done}
+	return <-done
+}
+
+// run serves requests until reqs is closed.
+func (f *finisher) run(ctx context.Context) {
+	for r := range f.reqs {
+		batch := []finishReq{r}
+	drain:
+		for len(batch) < maxFinishBatch {
+			select {
+			case more, ok := <-f.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		ops := make([]finishOp, len(batch))
+		for i, b := range batch {
+			ops[i] = b.op
+		}
+		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		errs := f.s.finish(fctx, ops)
+		cancel()
+		for i, b := range batch {
+			b.done <- errs[i]
+		}
+	}
 }

@@ -92,29 +92,32 @@ out[1] = next
 return out
 `)
 
-// confirmScript deletes a claimed timer if the token still holds. ARGV: id,
-// token. Returns 1 on success, 0 if the lease was lost.
-var confirmScript = redis.NewScript(`
-local id = ARGV[1]
-if redis.call('HGET', KEYS[5], id) ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[1], id)
-redis.call('ZREM', KEYS[2], id)
-redis.call('HDEL', KEYS[3], id)
-redis.call('HDEL', KEYS[4], id)
-redis.call('HDEL', KEYS[5], id)
-redis.call('HDEL', KEYS[6], id)
-return 1
-`)
-
-// releaseScript puts a claimed timer back in the due set at ARGV[3] if the
-// token still holds. ARGV: id, token, at ms. Returns 1 or 0 (lease lost).
-var releaseScript = redis.NewScript(`
-local id = ARGV[1]
-if redis.call('HGET', KEYS[5], id) ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[2], id)
-redis.call('HDEL', KEYS[5], id)
-redis.call('ZADD', KEYS[1], ARGV[3], id)
-return 1
+// finishScript confirms (deletes) or releases (back to the due set at a
+// time) claimed timers whose lease token still holds. ARGV: quadruplets op
+// ("c" confirm, "r" release), id, token, release-at ms. Returns one 1 (done)
+// or 0 (lease lost, nothing changed) per quadruplet.
+var finishScript = redis.NewScript(`
+local out = {}
+for i = 1, #ARGV, 4 do
+  local op, id, token = ARGV[i], ARGV[i+1], ARGV[i+2]
+  if redis.call('HGET', KEYS[5], id) ~= token then
+    out[#out+1] = 0
+  elseif op == 'c' then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('HDEL', KEYS[6], id)
+    out[#out+1] = 1
+  else
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('ZADD', KEYS[1], ARGV[i+3], id)
+    out[#out+1] = 1
+  end
+end
+return out
 `)
 
 // epochScript returns {epoch, created}: the shard's epoch id, creating it

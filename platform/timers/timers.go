@@ -417,32 +417,65 @@ func newToken() string {
 // Confirm deletes a claimed timer: it has fired. It returns ErrLeaseLost
 // (and changes nothing) if the lease no longer holds.
 func (s *Store) Confirm(ctx context.Context, c Claimed) error {
-	n, err := confirmScript.Run(ctx, s.rdb, s.keys[s.shard(c.ID)], c.ID, c.Token).Int()
-	if err != nil {
-		return fmt.Errorf("confirm timer %s on redis %s: %w", c.ID, s.addr, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("confirm timer %s: %w", c.ID, ErrLeaseLost)
-	}
-	return nil
+	return s.finish(ctx, []finishOp{{c: c}})[0]
 }
 
 // Release returns a claimed timer to the due set, due again after delay
 // (0: at once), keeping its original Due and attempt count. It returns
 // ErrLeaseLost (and changes nothing) if the lease no longer holds.
 func (s *Store) Release(ctx context.Context, c Claimed, delay time.Duration) error {
-	at := s.clk.Now().Add(max(delay, 0))
-	n, err := releaseScript.Run(ctx, s.rdb, s.keys[s.shard(c.ID)], c.ID, c.Token, at.UnixMilli()).Int()
-	if err != nil {
-		return fmt.Errorf("release timer %s on redis %s: %w", c.ID, s.addr, err)
+	return s.finish(ctx, []finishOp{{c: c, release: true, delay: delay}})[0]
+}
+
+// finishOp is a Confirm, or a Release after delay.
+type finishOp struct {
+	c       Claimed
+	release bool
+	delay   time.Duration
+}
+
+// finish confirms or releases claimed timers in one script call per shard
+// and returns one error per op: nil, ErrLeaseLost, or a Redis error.
+func (s *Store) finish(ctx context.Context, ops []finishOp) []error {
+	now := s.clk.Now()
+	errs := make([]error, len(ops))
+	byShard := make(map[int][]int, 1) // shard -> op indexes
+	wake := false
+	for i, op := range ops {
+		sh := s.shard(op.c.ID)
+		byShard[sh] = append(byShard[sh], i)
+		wake = wake || op.release && op.delay < s.cfg.WakeWithin
 	}
-	if n == 0 {
-		return fmt.Errorf("release timer %s: %w", c.ID, ErrLeaseLost)
+	for sh, idx := range byShard {
+		args := make([]any, 0, 4*len(idx))
+		for _, i := range idx {
+			op, at := "c", ""
+			if ops[i].release {
+				op, at = "r", strconv.FormatInt(now.Add(max(ops[i].delay, 0)).UnixMilli(), 10)
+			}
+			args = append(args, op, ops[i].c.ID, ops[i].c.Token, at)
+		}
+		res, err := finishScript.Run(ctx, s.rdb, s.keys[sh], args...).Int64Slice()
+		if err == nil && len(res) != len(idx) {
+			err = fmt.Errorf("unexpected reply of %d elements for %d timers", len(res), len(idx))
+		}
+		for k, i := range idx {
+			verb := "confirm"
+			if ops[i].release {
+				verb = "release"
+			}
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("%s timer %s on redis %s: %w", verb, ops[i].c.ID, s.addr, err)
+			case res[k] == 0:
+				errs[i] = fmt.Errorf("%s timer %s: %w", verb, ops[i].c.ID, ErrLeaseLost)
+			}
+		}
 	}
-	if delay < s.cfg.WakeWithin {
+	if wake {
 		s.notify(ctx)
 	}
-	return nil
+	return errs
 }
 
 // Next returns the earliest time at which a timer becomes claimable (a due
