@@ -384,3 +384,38 @@ func TestShutdownReleasesTimersInFlight(t *testing.T) {
 	}
 	require.ElementsMatch(t, want, ids(cs))
 }
+
+func TestCancelWhileFiringIsFencedOff(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newStore(t)
+	require.NoError(t, s.Arm(ctx, Timer{ID: "a", Due: t0}))
+
+	started, proceed := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 4)
+	p, err := NewPoller(s, PollerConfig{Hooks: Hooks{Error: func(err error) { errs <- err }}})
+	require.NoError(t, err)
+	runPoller(t, p, func(context.Context, Claimed) error {
+		close(started)
+		<-proceed
+		return nil
+	})
+
+	// given a handler running for "a"
+	<-started
+	// when "a" is cancelled meanwhile and the handler then succeeds
+	found, err := s.Cancel(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, found)
+	close(proceed)
+
+	// then its confirm reports the lost lease and the timer stays gone
+	select {
+	case err := <-errs:
+		require.ErrorIs(t, err, ErrLeaseLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no lease-lost report")
+	}
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, Stats{}, st)
+}
