@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -83,13 +84,22 @@ func strictDecoder(t *testing.T) runtime.Decoder {
 // test error naming the source file.
 func decodeAll(t *testing.T, manifests map[string]string) []object {
 	t.Helper()
-	dec := strictDecoder(t)
+	objs, errs := decodeManifests(strictDecoder(t), manifests)
+	for _, err := range errs {
+		t.Error(err)
+	}
+	return objs
+}
+
+// decodeManifests strictly decodes manifests in a stable order.
+func decodeManifests(dec runtime.Decoder, manifests map[string]string) ([]object, []error) {
 	keys := make([]string, 0, len(manifests))
 	for k := range manifests {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var objs []object
+	var errs []error
 	for _, k := range keys {
 		doc := manifests[k]
 		if strings.TrimSpace(doc) == "" {
@@ -101,13 +111,13 @@ func decodeAll(t *testing.T, manifests map[string]string) []object {
 			Kind       string `json:"kind"`
 		}
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Errorf("%s: not YAML: %v", source, err)
+			errs = append(errs, fmt.Errorf("%s: not YAML: %w", source, err))
 			continue
 		}
 		if ck, ok := customKinds[head.Kind]; ok {
 			o, err := decodeCustom(doc, head.Kind, ck)
 			if err != nil {
-				t.Errorf("%s: %v", source, err)
+				errs = append(errs, fmt.Errorf("%s: %w", source, err))
 				continue
 			}
 			o.source = source
@@ -116,7 +126,7 @@ func decodeAll(t *testing.T, manifests map[string]string) []object {
 		}
 		typed, gvk, err := dec.Decode([]byte(doc), nil, nil)
 		if err != nil {
-			t.Errorf("%s: strict decode of %s %s: %v", source, head.APIVersion, head.Kind, err)
+			errs = append(errs, fmt.Errorf("%s: strict decode of %s %s: %w", source, head.APIVersion, head.Kind, err))
 			continue
 		}
 		acc, ok := typed.(interface {
@@ -124,12 +134,12 @@ func decodeAll(t *testing.T, manifests map[string]string) []object {
 			GetNamespace() string
 		})
 		if !ok {
-			t.Errorf("%s: %s has no object metadata", source, gvk)
+			errs = append(errs, fmt.Errorf("%s: %s has no object metadata", source, gvk))
 			continue
 		}
 		objs = append(objs, object{source: source, gvk: *gvk, name: acc.GetName(), ns: acc.GetNamespace(), typed: typed})
 	}
-	return objs
+	return objs, errs
 }
 
 func decodeCustom(doc, kind string, ck customKind) (object, error) {
@@ -194,4 +204,27 @@ func customOf(objs []object, kind string) []*unstructured.Unstructured {
 		}
 	}
 	return out
+}
+
+// The strict decoding is what catches a field Kubernetes does not know,
+// which helm lint and the values schemas let through (free-form values such
+// as extra NetworkPolicy rules and environment variables).
+func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setJSON string
+		want    string
+	}{
+		{"misspelt NetworkPolicy rule", `intake.networkPolicy.extraIngress=[{"form":[{"ipBlock":{"cidr":"10.0.0.0/8"}}]}]`, `unknown field "spec.ingress[2].form"`},
+		{"misspelt env source", `rules.extraEnv=[{"name":"X","valueFrom":{"secretKeyRef":{"name":"s","key":"k"},"secretRef":{}}}]`, `unknown field "spec.template.spec.containers[0].env`},
+		{"toleration of the wrong type", `notification.tolerations=[{"key":"zone","tolerationSeconds":"soon"}]`, "tolerationSeconds"},
+		{"unknown affinity", `acknowledgement.affinity={"zoneAffinity":{}}`, `unknown field "spec.template.spec.affinity.zoneAffinity"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			manifests := mustRender(t, renderOpts{chart: "herald", setJSON: []string{tc.setJSON}})
+			_, errs := decodeManifests(strictDecoder(t), manifests)
+			require.Len(t, errs, 1, "one manifest refused")
+			require.Contains(t, errs[0].Error(), tc.want)
+		})
+	}
 }
