@@ -104,8 +104,8 @@ type Decision struct {
 // AlertQuarantined with its problems. A report nobody flagged gives
 // OutcomeNotFlagged and no event. Identity: alert id = ids(tenant, accession,
 // finding); event ids are derived from the alert id, the kind and the
-// source's message, so a resend yields the same event and one finding raised
-// through two channels yields one AlertRaised event id.
+// source's message, so a resend yields the same event; the same finding
+// raised through two channels is one alert.
 func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time, producer string) (Decision, error) {
 	d := s.Details
 	if d == nil {
@@ -188,9 +188,12 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 		dec.Problems = problems
 		return dec, nil
 	}
-	// One AlertRaised per alert whatever the channel: consumers skip the
-	// second by event id.
-	ev.EventId = ids(alertID, "raised")
+	// One AlertRaised per source message: a resend is the same event, which
+	// consumers skip by id. The same finding reported again under another
+	// message (another channel, the final after a preliminary) is a new
+	// AlertRaised of the same alert: the rules service routes it again only
+	// if it upgrades the category, and the lifecycle records it.
+	ev.EventId = ids(alertID, "raised", d.SourceSystem, d.SourceMessageId)
 	ev.Payload = &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: d}}
 	dec.Outcome = OutcomeRaised
 	return dec, nil

@@ -217,7 +217,11 @@ func TestAlertIdentityIsSharedAcrossChannels(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, eventlog.ID("RZZ", "ACC1", domain.DefaultFinding), a.AlertID)
 	require.Equal(t, a.AlertID, b.AlertID)
-	require.Equal(t, a.Event.EventId, b.Event.EventId, "one AlertRaised per alert whatever the channel")
+	require.NotEqual(t, a.Event.EventId, b.Event.EventId, "each source message is its own AlertRaised of the one alert")
+	// A resend of the same message is the same event.
+	c, err := domain.Decide(report(nil), dir, domain.DefaultLimits(), eventlog.ID, now.Add(time.Minute), "intake")
+	require.NoError(t, err)
+	require.Equal(t, a.Event.EventId, c.Event.EventId)
 }
 
 func readExample(t *testing.T, name string) []byte {

@@ -186,7 +186,9 @@ func (r *Router) Alerts() int {
 }
 
 // Decide builds the AlertRouted event for a cause without appending it. It
-// returns nil for events that need no routing. Errors wrapping
+// returns nil for events that need no routing, and for an AlertRaised of an
+// alert already routed that does not upgrade its category (the same finding
+// reported again, through another channel or as the final report). Errors wrapping
 // ErrUnroutable can never succeed.
 func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, error) {
 	in := routing.Input{Tenant: ev.GetTenant(), At: ev.GetOccurredAt().AsTime()}
@@ -209,10 +211,17 @@ func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, 
 	if ev.GetOccurredAt() == nil {
 		in.At = r.now()
 	}
-	if in.Kind == routing.KindAmended {
+	reraised := false
+	if in.Kind == routing.KindAmended || in.Kind == routing.KindRaised {
 		r.mu.Lock()
 		if st, ok := r.alerts[ev.GetAlertId()]; ok && st.known {
 			in.Previous = &routing.Previous{Category: st.category, Local: st.local, Rank: st.rank}
+			if in.Kind == routing.KindRaised {
+				// The finding is already routed: this report of it came by
+				// another channel, or is the final after a preliminary. It is
+				// weighed like an amendment and matters only if it upgrades.
+				in.Kind, reraised = routing.KindAmended, true
+			}
 		}
 		r.mu.Unlock()
 	}
@@ -222,6 +231,9 @@ func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, 
 			return nil, dec, fmt.Errorf("route alert %s: %w: %w", ev.GetAlertId(), err, ErrUnroutable)
 		}
 		return nil, dec, fmt.Errorf("route alert %s: %w", ev.GetAlertId(), err)
+	}
+	if reraised && dec.Routed.GetCategoryRank() >= in.Previous.Rank {
+		return nil, dec, nil
 	}
 	out := &eventsv1.Event{
 		EventId:       RoutedEventID(ev.GetAlertId(), ev.GetEventId()),
@@ -264,6 +276,13 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "route")
 		return err
+	}
+	if routed == nil {
+		// A repeat report of a routed finding that does not upgrade it.
+		span.SetAttributes(attribute.String("herald.outcome", "unchanged"))
+		r.skippedCount.Add(ctx, 1)
+		r.logger.InfoContext(ctx, "repeat report of a routed alert does not change its category", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant())
+		return nil
 	}
 	category := routed.GetAlertRouted().GetCategory().String()
 	span.SetAttributes(

@@ -121,6 +121,27 @@ func TestRouterAmendmentUsesTheCategoryInForce(t *testing.T) {
 	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[1].GetAlertRouted().GetPreviousCategory())
 }
 
+func TestRouterRepeatReportOfARoutedFindingRoutesOnlyAnUpgrade(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+	// Given a preliminary report flagged URGENT, routed.
+	require.NoError(t, r.Handle(ctx, raisedEv("a8", "e8-prelim", "RZZ", eventsv1.Category_CATEGORY_URGENT)))
+	require.Len(t, out.events, 1)
+	// When the same finding arrives again with the same or a lower flag
+	// (another channel, a resend under a new message id), nothing is routed.
+	require.NoError(t, r.Handle(ctx, raisedEv("a8", "e8-fhir", "RZZ", eventsv1.Category_CATEGORY_URGENT)))
+	require.NoError(t, r.Handle(ctx, raisedEv("a8", "e8-lower", "RZZ", eventsv1.Category_CATEGORY_SIGNIFICANT_UNEXPECTED)))
+	require.Len(t, out.events, 1, "a repeat report that does not upgrade must not re-route the alert")
+	// When the final report flags it CRITICAL, the alert is upgraded.
+	require.NoError(t, r.Handle(ctx, raisedEv("a8", "e8-final", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)))
+	require.Len(t, out.events, 2)
+	up := out.events[1].GetAlertRouted()
+	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, up.GetCategory())
+	require.Equal(t, eventsv1.Category_CATEGORY_URGENT, up.GetPreviousCategory())
+	require.Equal(t, eventlog.ID("a8", "routed", "e8-final"), out.events[1].GetEventId())
+}
+
 // memRange is an in-memory partition (the RangeReader port).
 type memRange struct {
 	events []*eventsv1.Event // offset = index
