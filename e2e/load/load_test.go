@@ -1,0 +1,403 @@
+package load
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/testinfra"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
+)
+
+var (
+	flagRate            = flag.Float64("load.rate", 1000, "alerts/s offered in the throughput phase")
+	flagDuration        = flag.Duration("load.duration", 10*time.Second, "length of the throughput phase (the issue's target is 60s)")
+	flagLatencyRate     = flag.Float64("load.latency-rate", 100, "alerts/s offered in the latency phase")
+	flagLatencyDuration = flag.Duration("load.latency-duration", 10*time.Second, "length of the latency phase")
+	flagTimerRate       = flag.Float64("load.timer-rate", 50, "alerts/s offered in the timer phase")
+	flagTimerDuration   = flag.Duration("load.timer-duration", 10*time.Second, "length of the timer phase")
+	flagTimerStep       = flag.Duration("load.timer-step", 3*time.Second, "step-1 timeout of the timer phase's alerts")
+	flagClients         = flag.Int("load.clients", 200, "concurrent RaiseAlert callers")
+	flagConns           = flag.Int("load.conns", 4, "gRPC connections to intake the callers share")
+	flagPartitions      = flag.Int("load.partitions", 12, "partitions of the events topic (12 is eventlog's default)")
+	flagDrain           = flag.Duration("load.drain", 90*time.Second, "longest wait after a phase for its alerts to complete")
+	flagPhases          = flag.String("load.phases", "latency,timers,throughput", "phases to run, in order")
+	flagReport          = flag.String("load.report", "", "report file (default <repo>/bench-report.md; - for none)")
+	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
+)
+
+// BenchmarkHerald runs the four services as processes against the real
+// Kafka and Redis and measures, in phases on one system: the latency from
+// intake's durable ACK to the first email at a steady rate, the lateness of
+// step timers, and the sustained rate with nothing lost. See the package
+// documentation for how to run it; durations come from the -load.* flags.
+func BenchmarkHerald(b *testing.B) {
+	if b.N > 1 {
+		b.Fatalf("run with -benchtime 1x: each phase's length is set by the -load.* flags (b.N=%d)", b.N)
+	}
+	started := time.Now()
+	env := describeEnv(b)
+	bins := harness.Build(b, harness.Services...)
+	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns, trace: *flagTrace})
+	ctx := b.Context()
+	obs := observe(ctx, b, s.log)
+	r := &report{env: env, started: started}
+	r.pids = map[string]int{}
+	for n, p := range s.procs {
+		r.pids[n] = p.pid()
+	}
+	r.pids["kafka"] = env.kafkaPid
+	r.pids["redis"] = env.redisPid
+	r.pids["benchmark (load generator, sinks)"] = os.Getpid()
+
+	run := func(name string, rate float64, dur time.Duration, cat eventsv1.Category, done func(string, alertTrace) bool) *phase {
+		var ph *phase
+		b.Run(name, func(b *testing.B) {
+			if b.N > 1 {
+				b.Fatalf("run with -benchtime 1x (b.N=%d)", b.N)
+			}
+			ph = runPhase(ctx, b, s, obs, r.pids, name, rate, dur, cat, done)
+			for _, m := range ph.metrics() {
+				b.ReportMetric(m.value, m.unit)
+			}
+		})
+		if ph != nil {
+			r.phases = append(r.phases, ph)
+		}
+		return ph
+	}
+	delivered := func(id string, _ alertTrace) bool { _, ok := s.smtp.firstAt(refOf(id)); return ok }
+	escalated := func(_ string, a alertTrace) bool { return !a.escalated.IsZero() }
+	for _, name := range strings.Split(*flagPhases, ",") {
+		switch strings.TrimSpace(name) {
+		case "latency":
+			run("latency", *flagLatencyRate, *flagLatencyDuration, eventsv1.Category_CATEGORY_URGENT, delivered)
+		case "timers":
+			run("timers", *flagTimerRate, *flagTimerDuration, eventsv1.Category_CATEGORY_CRITICAL, escalated)
+		case "throughput":
+			run("throughput", *flagRate, *flagDuration, eventsv1.Category_CATEGORY_URGENT, delivered)
+		case "":
+		default:
+			b.Fatalf("flag load.phases: unknown phase %q (latency, timers, throughput)", name)
+		}
+	}
+	for n, p := range s.procs {
+		if p.exited() {
+			b.Errorf("%s exited during the run; output tail:\n%s", n, p.out.String())
+		}
+	}
+	r.events = obs.typeCounts()
+	r.mails, _, r.unparsed = s.smtp.counts()
+	r.finished = time.Now()
+	text := r.markdown()
+	b.Log("\n" + text)
+	path := *flagReport
+	if path == "" {
+		path = filepath.Join(harness.RepoRoot(b), "bench-report.md")
+	}
+	if path != "-" {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			b.Fatalf("write report: %v", err)
+		}
+		b.Logf("report written to %s", path)
+	}
+}
+
+// sample is one RaiseAlert call.
+type sample struct {
+	id          string
+	sent, acked time.Time
+	err         error
+	dup, quar   bool
+}
+
+// phase is one phase's raw results and resource use.
+type phase struct {
+	name            string
+	rate            float64
+	duration        time.Duration
+	samples         []sample
+	start, dispatch time.Time // first call due; last call handed to a caller
+	end             time.Time // drain finished
+	completed       int
+	traces          map[string]alertTrace
+	mailAt          map[string]time.Time
+	before, after   map[string]usage
+	busy0, total0   time.Duration
+	busy1, total1   time.Duration
+	drainTimedOut   bool
+}
+
+func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids map[string]int, name string, rate float64, dur time.Duration,
+	cat eventsv1.Category, done func(string, alertTrace) bool) *phase {
+	n := int(rate * dur.Seconds())
+	if n < 1 {
+		b.Fatalf("phase %s: rate %v for %v offers no alert", name, rate, dur)
+	}
+	ph := &phase{name: name, rate: rate, duration: dur, samples: make([]sample, n)}
+	ph.before = snapshot(pids)
+	ph.busy0, ph.total0 = machineBusy()
+	run := testinfra.UniqueName(name)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var next atomic.Uint64
+	for range max(1, *flagClients) {
+		c := s.intake[int(next.Add(1))%len(s.intake)]
+		wg.Go(func() {
+			for i := range jobs {
+				req := &intakev1.RaiseAlertRequest{Report: flaggedReport(run, i, cat)}
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				sent := time.Now()
+				resp, err := c.RaiseAlert(cctx, req)
+				acked := time.Now()
+				cancel()
+				smp := sample{sent: sent, acked: acked, err: err}
+				if err == nil {
+					smp.id, smp.dup, smp.quar = resp.GetAlertId(), resp.GetDuplicate(), resp.GetQuarantined()
+				}
+				ph.samples[i] = smp
+			}
+		})
+	}
+	ph.start = time.Now()
+	for i := range n {
+		due := ph.start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			b.Fatal(ctx.Err())
+		}
+	}
+	ph.dispatch = time.Now()
+	close(jobs)
+	wg.Wait()
+
+	// Drain: wait until every accepted alert is complete or the drain
+	// time passes.
+	deadline := time.Now().Add(*flagDrain)
+	pending := map[string]bool{}
+	for _, smp := range ph.samples {
+		if smp.err == nil {
+			pending[smp.id] = true
+		}
+	}
+	for len(pending) > 0 {
+		for id := range pending {
+			if a, ok := obs.get(id); ok && done(id, a) {
+				delete(pending, id)
+			} else if !ok && done(id, alertTrace{}) {
+				delete(pending, id)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ph.drainTimedOut = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ph.end = time.Now()
+	// Give the observer a moment to read the events appended with the last
+	// messages (NotificationSent follows the SMTP sink's acceptance).
+	time.Sleep(time.Second)
+	ph.after = snapshot(pids)
+	ph.busy1, ph.total1 = machineBusy()
+	ph.traces = map[string]alertTrace{}
+	ph.mailAt = map[string]time.Time{}
+	for _, smp := range ph.samples {
+		if smp.err != nil {
+			continue
+		}
+		a, _ := obs.get(smp.id)
+		ph.traces[smp.id] = a
+		if at, ok := s.smtp.firstAt(refOf(smp.id)); ok {
+			ph.mailAt[smp.id] = at
+		}
+		if done(smp.id, a) {
+			ph.completed++
+		}
+	}
+	return ph
+}
+
+func snapshot(pids map[string]int) map[string]usage {
+	out := map[string]usage{}
+	for n, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		if u, err := readUsage(pid); err == nil {
+			out[n] = u
+		}
+	}
+	return out
+}
+
+// flaggedReport builds a synthetic flagged report; each (run, i) is a new alert.
+func flaggedReport(run string, i int, cat eventsv1.Category) *intakev1.Report {
+	return &intakev1.Report{
+		Tenant:          "RZZ",
+		SourceSystem:    "load",
+		SourceMessageId: fmt.Sprintf("%s-%d", run, i),
+		Accession:       fmt.Sprintf("ACC-%s-%d", run, i),
+		Patient:         &eventsv1.Patient{NhsNumber: "999 000 0018"},
+		Referrer:        &eventsv1.Clinician{Id: "C1234567"},
+		SourceFlag:      &eventsv1.SourceFlag{Category: cat},
+		ReportText:      "CT head: synthetic load-test report. " + strings.Repeat("No patient data. ", 16),
+	}
+}
+
+type metric struct {
+	value float64
+	unit  string
+}
+
+func (ph *phase) accepted() []sample {
+	var out []sample
+	for _, s := range ph.samples {
+		if s.err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// metrics are the figures go test prints on the benchmark's line.
+func (ph *phase) metrics() []metric {
+	acc := ph.accepted()
+	ms := []metric{{float64(len(acc)), "accepted"}, {float64(len(acc) - ph.completed), "lost"}}
+	switch ph.name {
+	case "timers":
+		l := ph.lateness(false)
+		ms = append(ms, metric{ms1(pct(l, 50)), "p50-late-ms"}, metric{ms1(pct(l, 99)), "p99-late-ms"})
+	default:
+		l := ph.latency()
+		ms = append(ms, metric{ms1(pct(l, 50)), "p50-ms"}, metric{ms1(pct(l, 99)), "p99-ms"},
+			metric{ph.acceptedRate(), "accepted/s"}, metric{ph.deliveredRate(), "delivered/s"})
+	}
+	return ms
+}
+
+// latency is intake's ACK to the first message at the SMTP sink.
+func (ph *phase) latency() []time.Duration {
+	var out []time.Duration
+	for _, s := range ph.accepted() {
+		if at, ok := ph.mailAt[s.id]; ok {
+			out = append(out, at.Sub(s.acked))
+		}
+	}
+	return out
+}
+
+// lateness is AlertEscalated (occurred_at, or when the observer read it)
+// minus the step's due time.
+func (ph *phase) lateness(seen bool) []time.Duration {
+	var out []time.Duration
+	for _, s := range ph.accepted() {
+		a := ph.traces[s.id]
+		if a.escalated.IsZero() || a.stepDue.IsZero() {
+			continue
+		}
+		at := a.escalated
+		if seen {
+			at = a.escalateSeen
+		}
+		out = append(out, at.Sub(a.stepDue))
+	}
+	return out
+}
+
+// acceptedRate is alerts accepted per second of offering.
+func (ph *phase) acceptedRate() float64 {
+	acc := ph.accepted()
+	if len(acc) == 0 {
+		return 0
+	}
+	last := ph.start
+	for _, s := range acc {
+		if s.acked.After(last) {
+			last = s.acked
+		}
+	}
+	return float64(len(acc)) / last.Sub(ph.start).Seconds()
+}
+
+// deliveredRate is first messages per second from the phase's start to its
+// last first message.
+func (ph *phase) deliveredRate() float64 {
+	if len(ph.mailAt) == 0 {
+		return 0
+	}
+	last := ph.start
+	for _, at := range ph.mailAt {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return float64(len(ph.mailAt)) / last.Sub(ph.start).Seconds()
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func ms1(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// env is the machine and infrastructure the benchmark ran on.
+type env struct {
+	machine
+	goVersion, kafkaVersion, redisVersion string
+	kafkaPid, redisPid                    int
+	brokers, redisAddr                    string
+}
+
+func describeEnv(b *testing.B) env {
+	e := env{machine: describeMachine(), goVersion: runtime.Version()}
+	e.brokers = strings.Join(testinfra.KafkaBrokers(b), ",")
+	e.redisAddr = testinfra.RedisAddr(b)
+	rdb := testinfra.NewRedis(b)
+	if info, err := rdb.Info(b.Context(), "server").Result(); err == nil {
+		if m := regexp.MustCompile(`redis_version:(\S+)`).FindStringSubmatch(info); m != nil {
+			e.redisVersion = m[1]
+		}
+	}
+	_, port, _ := strings.Cut(e.redisAddr, ":")
+	e.redisPid = findProcess("redis-server", ":"+port)
+	e.kafkaPid = findProcess("kafka.Kafka")
+	if e.kafkaPid != 0 {
+		cl := cmdline(e.kafkaPid)
+		for _, re := range []string{`kafka_2\.1[0-9]-([0-9][0-9.]*[0-9])`, `/lib/([0-9]+\.[0-9]+\.[0-9]+)/`, `kafka-server-([0-9][0-9.]*[0-9])`} {
+			if m := regexp.MustCompile(re).FindStringSubmatch(cl); m != nil {
+				e.kafkaVersion = m[1]
+				break
+			}
+		}
+	}
+	if e.kafkaVersion == "" {
+		e.kafkaVersion = "unknown"
+	}
+	return e
+}

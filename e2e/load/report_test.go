@@ -1,0 +1,204 @@
+package load
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/status"
+)
+
+// report is the benchmark's Markdown report.
+type report struct {
+	env               env
+	started, finished time.Time
+	pids              map[string]int
+	phases            []*phase
+	events            map[string]int
+	mails, unparsed   int
+}
+
+func (r *report) markdown() string {
+	var w strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&w, format+"\n", a...) }
+	e := r.env
+	p("# Herald load benchmark")
+	p("")
+	p("Run %s, took %s (`go test -run '^$' -bench Herald -benchtime 1x ./load` in e2e/).", r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
+	p("")
+	p("## Machine and infrastructure")
+	p("")
+	p("| | |")
+	p("|---|---|")
+	p("| CPUs (nproc) | %d |", e.cpus)
+	p("| CPU model | %s |", e.model)
+	p("| Memory | %s |", e.memory)
+	p("| Kernel | %s |", e.kernel)
+	p("| Load average at start (1, 5, 15 min) | %s (the machine is shared) |", e.loadavg)
+	p("| Go | %s |", e.goVersion)
+	p("| Kafka | %s, one KRaft broker at %s (`make deps-up`) |", e.kafkaVersion, e.brokers)
+	p("| Redis | %s at %s |", e.redisVersion, e.redisAddr)
+	p("")
+	p("## Set-up")
+	p("")
+	p("- The four services built from services/*/cmd/* and run as four processes (harness.Build), each with its own consumer group, on fresh topics (events topic with %d partitions, replication 1) and a private Redis database.", *flagPartitions)
+	p("- Every Kafka write is synchronous with acks=all (platform/eventlog Writer); intake answers RaiseAlert only once AlertRaised is durable.")
+	p("- Load: intake's gRPC RaiseAlert, open loop at a fixed offered rate, %d concurrent callers over %d connections; every alert is new (distinct accession).", *flagClients, *flagConns)
+	p("- Policy (e2e/load/testdata/bundle.yaml): step 1 emails one person through an in-process go-smtp sink; URGENT alerts have a 1 h step timeout (nothing escalates), CRITICAL alerts (timer phase) a %s one. Rate limits off (HERALD_RATE_LIMIT_MAX=0).", *flagTimerStep)
+	trace := "off (no OTLP export)"
+	if *flagTrace {
+		trace = "on, exported to an in-process OTLP/gRPC receiver"
+	}
+	p("- Services log JSON at info level; tracing %s; Prometheus endpoint off.", trace)
+	p("- The latency is from RaiseAlert returning (intake's durable ACK) to the SMTP sink accepting the alert's first email (matched by the alert reference in the body). A lost alert is one accepted by intake whose first email did not arrive within the drain time (%s).", *flagDrain)
+	p("")
+	for _, ph := range r.phases {
+		r.phase(&w, ph)
+	}
+	p("## Events on the log")
+	p("")
+	p("| Event type | Count |")
+	p("|---|---:|")
+	keys := make([]string, 0, len(r.events))
+	for k := range r.events {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p("| %s | %d |", k, r.events[k])
+	}
+	p("")
+	p("SMTP sink: %d messages accepted (%d without an alert reference).", r.mails, r.unparsed)
+	return w.String()
+}
+
+func (r *report) phase(w *strings.Builder, ph *phase) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	acc := ph.accepted()
+	errs := map[string]int{}
+	dups, quar := 0, 0
+	for _, s := range ph.samples {
+		if s.err != nil {
+			errs[status.Code(s.err).String()]++
+		}
+		if s.dup {
+			dups++
+		}
+		if s.quar {
+			quar++
+		}
+	}
+	routed, sent := 0, 0
+	var rpc, toRouted, routedToMail, routedSeen []time.Duration
+	for _, s := range acc {
+		rpc = append(rpc, s.acked.Sub(s.sent))
+		a := ph.traces[s.id]
+		if !a.routed.IsZero() {
+			routed++
+			if !a.raised.IsZero() {
+				toRouted = append(toRouted, a.routed.Sub(a.raised))
+			}
+			routedSeen = append(routedSeen, a.routedSeen.Sub(a.routed))
+			if at, ok := ph.mailAt[s.id]; ok {
+				routedToMail = append(routedToMail, at.Sub(a.routed))
+			}
+		}
+		if !a.firstSent.IsZero() {
+			sent++
+		}
+	}
+	offered := ph.dispatch.Sub(ph.start)
+	p("## Phase %s: %.0f alerts/s offered for %s", ph.name, ph.rate, ph.duration)
+	p("")
+	p("| | |")
+	p("|---|---:|")
+	p("| Alerts offered | %d (handed to callers in %s: %.0f/s) |", len(ph.samples), offered.Round(time.Millisecond), float64(len(ph.samples))/offered.Seconds())
+	p("| Accepted by intake (durable) | %d (duplicates %d, quarantined %d) |", len(acc), dups, quar)
+	if len(errs) > 0 {
+		p("| RaiseAlert errors | %v |", errs)
+	}
+	p("| Reached AlertRouted | %d |", routed)
+	p("| NotificationSent for step 1 | %d |", sent)
+	p("| First email accepted by the SMTP sink | %d |", len(ph.mailAt))
+	done := "first email"
+	if ph.name == "timers" {
+		done = "AlertEscalated from step 1"
+	}
+	p("| Complete (%s) | %d |", done, ph.completed)
+	p("| **Lost** (accepted, not complete after the drain) | **%d**%s |", len(acc)-ph.completed, map[bool]string{true: " (drain timed out)", false: ""}[ph.drainTimedOut])
+	p("| Accepted/s (over the offering) | %.0f |", ph.acceptedRate())
+	p("| First emails/s (phase start to last first email) | %.0f |", ph.deliveredRate())
+	p("| Drain after the offering | %s |", ph.end.Sub(ph.dispatch).Round(time.Millisecond))
+	p("")
+	p("| Latency | p50 | p90 | p99 | max | n |")
+	p("|---|---:|---:|---:|---:|---:|")
+	row := func(name string, ds []time.Duration) {
+		if len(ds) == 0 {
+			p("| %s | - | - | - | - | 0 |", name)
+			return
+		}
+		p("| %s | %s | %s | %s | %s | %d |", name, fmtD(pct(ds, 50)), fmtD(pct(ds, 90)), fmtD(pct(ds, 99)), fmtD(pct(ds, 100)), len(ds))
+	}
+	if ph.name == "timers" {
+		row("**Timer lateness**: AlertEscalated occurred_at minus step due", ph.lateness(false))
+		row("Timer lateness as seen by a consumer of the log", ph.lateness(true))
+	} else {
+		row("**Intake durable ACK to first email at the SMTP sink**", ph.latency())
+	}
+	row("RaiseAlert call (client side)", rpc)
+	row("AlertRaised to AlertRouted (occurred_at)", toRouted)
+	row("AlertRouted occurred_at to read by a plain consumer (append + fetch)", routedSeen)
+	if ph.name != "timers" {
+		row("AlertRouted occurred_at to first email at the sink", routedToMail)
+	}
+	p("")
+	span := ph.end.Sub(ph.start) + time.Second
+	busy, total := ph.busy1-ph.busy0, ph.total1-ph.total0
+	p("Resource use over the phase (%s, offering and drain):", span.Round(time.Second))
+	p("")
+	p("| Process | CPU s | Cores used (avg) | RSS at end | Peak RSS (VmHWM, since start) |")
+	p("|---|---:|---:|---:|---:|")
+	names := make([]string, 0, len(ph.after))
+	for n := range ph.after {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		a, b := ph.after[n], ph.before[n]
+		cpu := a.cpu - b.cpu
+		p("| %s | %.1f | %.2f | %s | %s |", n, cpu.Seconds(), cpu.Seconds()/span.Seconds(), fmtKiB(a.rssKiB), fmtKiB(a.hwmKiB))
+	}
+	if total > 0 {
+		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
+	}
+	p("")
+	if ph.name != "timers" && len(acc) > 0 {
+		var herald time.Duration
+		for _, n := range []string{"intake", "rules", "acknowledgement", "notification"} {
+			herald += ph.after[n].cpu - ph.before[n].cpu
+		}
+		p("Herald's four services together used %.0f µs of CPU per accepted alert.", float64(herald.Microseconds())/float64(len(acc)))
+		p("")
+	}
+}
+
+func fmtD(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + fmtD(-d)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000)
+	default:
+		return d.Round(100 * time.Millisecond).String()
+	}
+}
+
+func fmtKiB(k int64) string {
+	if k == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(k)/1024)
+}

@@ -1,0 +1,120 @@
+package load
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// smtpSink is a real SMTP server (go-smtp) that records, per alert
+// reference, when its first message was accepted. The notification
+// service's email carries "Reference: XXXX-XXXX-XXXX" (the first 12
+// characters of the alert id, upper case, in groups of four).
+type smtpSink struct {
+	addr string
+
+	mu    sync.Mutex
+	first map[string]time.Time
+	mails int
+	bad   int
+}
+
+func newSMTPSink(b testing.TB) *smtpSink {
+	b.Helper()
+	s := &smtpSink{first: map[string]time.Time{}}
+	srv := smtp.NewServer(s)
+	srv.Domain = "localhost"
+	srv.AllowInsecureAuth = true
+	srv.ReadTimeout = 30 * time.Second
+	srv.WriteTimeout = 30 * time.Second
+	srv.MaxRecipients = 10
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatalf("listen for smtp sink: %v", err)
+	}
+	s.addr = l.Addr().String()
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+// firstAt returns when the first message for the alert reference arrived.
+func (s *smtpSink) firstAt(ref string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.first[ref]
+	return t, ok
+}
+
+// counts returns the messages accepted and the distinct references seen.
+func (s *smtpSink) counts() (mails, refs, unparsed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mails, len(s.first), s.bad
+}
+
+func (s *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{sink: s}, nil }
+
+type session struct{ sink *smtpSink }
+
+func (*session) Reset()                               {}
+func (*session) Logout() error                        { return nil }
+func (*session) Mail(string, *smtp.MailOptions) error { return nil }
+func (*session) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (x *session) Data(r io.Reader) error {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	at := time.Now()
+	ref := reference(body)
+	s := x.sink
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mails++
+	if ref == "" {
+		s.bad++
+		return nil
+	}
+	if _, ok := s.first[ref]; !ok {
+		s.first[ref] = at
+	}
+	return nil
+}
+
+var refLabel = []byte("Reference: ")
+
+// reference extracts the alert reference from a message body.
+func reference(body []byte) string {
+	i := bytes.Index(body, refLabel)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(refLabel):]
+	if j := bytes.IndexAny(rest, "\r\n"); j >= 0 {
+		rest = rest[:j]
+	}
+	return strings.TrimSpace(string(rest))
+}
+
+// refOf is the notification service's reference of an alert id.
+func refOf(alertID string) string {
+	s := strings.ToUpper(alertID)
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte('-')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

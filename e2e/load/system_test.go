@@ -1,0 +1,225 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/grpc"
+
+	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/telemetry"
+	"github.com/herald-health/herald/platform/testinfra"
+	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
+)
+
+// system is Herald's four services running as processes on fresh topics
+// and a private Redis database, with an SMTP sink. It is the e2e harness's
+// StartSystem with what a benchmark needs instead: info-level logs kept
+// only as a tail, no debug logging, trace export only on request, the
+// processes' ids for resource accounting and the production partition
+// count.
+type system struct {
+	procs  map[string]*proc
+	log    eventlog.Config
+	redis  *redis.Client
+	smtp   *smtpSink
+	intake []intakev1.IntakeServiceClient
+	conns  []*grpc.ClientConn
+}
+
+type systemConfig struct {
+	partitions int
+	timerStep  time.Duration
+	conns      int
+	trace      bool
+}
+
+func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
+	b.Helper()
+	s := &system{procs: map[string]*proc{}, redis: testinfra.NewRedis(b), smtp: newSMTPSink(b)}
+	s.log = eventlog.DefaultConfig()
+	s.log.Brokers = testinfra.KafkaBrokers(b)
+	s.log.Partitions = sc.partitions
+	s.log.EventsTopic = testinfra.UniqueName("load-events")
+	s.log.DLQTopic = testinfra.UniqueName("load-dlq")
+	s.log.StateTopic = testinfra.UniqueName("load-state")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := eventlog.EnsureTopics(ctx, s.log, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c := &kafka.Client{Addr: kafka.TCP(s.log.Brokers...)}
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.log.EventsTopic, s.log.DLQTopic, s.log.StateTopic}})
+	})
+
+	bundleDir := b.TempDir()
+	tmpl, err := os.ReadFile("testdata/bundle.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	yaml := strings.ReplaceAll(string(tmpl), "{{TIMER_STEP}}", sc.timerStep.String())
+	if err := os.MkdirAll(filepath.Join(bundleDir, "RZZ"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundleDir, "RZZ", "bundle.yaml"), []byte(yaml), 0o644); err != nil {
+		b.Fatal(err)
+	}
+
+	free := func() string { return testinfra.FreePort(b) }
+	intakeGRPC, rulesGRPC, ackGRPC, ackHTTP, notifGRPC := free(), free(), free(), free(), free()
+	suffix := testinfra.UniqueName("load")
+	otlp := ""
+	if sc.trace {
+		otlp = harness.NewTraceCollector(b).Addr
+	}
+	common := []string{
+		"HERALD_KAFKA_BROKERS=" + strings.Join(s.log.Brokers, ","),
+		"HERALD_KAFKA_EVENTS_TOPIC=" + s.log.EventsTopic,
+		"HERALD_KAFKA_DLQ_TOPIC=" + s.log.DLQTopic,
+		"HERALD_KAFKA_STATE_TOPIC=" + s.log.StateTopic,
+		fmt.Sprintf("HERALD_KAFKA_PARTITIONS=%d", sc.partitions),
+		"HERALD_REDIS_ADDR=" + s.redis.Options().Addr,
+		fmt.Sprintf("HERALD_REDIS_DB=%d", s.redis.Options().DB),
+		"HERALD_OTLP_ENDPOINT=" + otlp,
+		"HERALD_METRICS_ADDR=",
+		"HERALD_LOG_LEVEL=info",
+	}
+	secret := strings.Repeat("load-ack-link-secret-", 3)
+	env := map[string][]string{
+		"intake": {
+			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
+			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:",
+		},
+		"rules": {
+			"HERALD_GRPC_ADDR=" + rulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
+			"HERALD_BUNDLE_DIR=" + bundleDir,
+		},
+		"acknowledgement": {
+			"HERALD_GRPC_ADDR=" + ackGRPC, "HERALD_HTTP_ADDR=" + ackHTTP, "HERALD_PUBLIC_URL=http://" + ackHTTP,
+			"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
+			"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_DEV_IDENTITY=link-recipient",
+		},
+		"notification": {
+			"HERALD_GRPC_ADDR=" + notifGRPC, "HERALD_RECEIPTS_ADDR=" + free(),
+			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
+			"HERALD_RULES_ADDR=" + rulesGRPC, "HERALD_ACK_BASE_URL=http://" + ackHTTP,
+			"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_RATE_LIMIT_MAX=0",
+		},
+	}
+	health := map[string]string{"intake": intakeGRPC, "rules": rulesGRPC, "acknowledgement": ackGRPC, "notification": notifGRPC}
+	for _, name := range harness.Services {
+		p := startProc(b, name, bins[name], append(append([]string{}, common...), env[name]...))
+		s.procs[name] = p
+		waitHealthy(b, health[name], 90*time.Second, p)
+	}
+	tel := telemetry.Nop("load")
+	for range max(1, sc.conns) {
+		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.conns = append(s.conns, conn)
+		s.intake = append(s.intake, intakev1.NewIntakeServiceClient(conn))
+	}
+	b.Cleanup(func() {
+		for _, c := range s.conns {
+			_ = c.Close()
+		}
+	})
+	return s
+}
+
+// proc is a service process whose output tail is kept for diagnostics.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	out  *tail
+}
+
+func startProc(b *testing.B, name, path string, env []string) *proc {
+	b.Helper()
+	p := &proc{name: name, done: make(chan struct{}), out: &tail{max: 64 << 10}}
+	p.cmd = exec.Command(path)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		b.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	b.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has died.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func waitHealthy(b *testing.B, addr string, within time.Duration, p *proc) {
+	b.Helper()
+	// harness.WaitHealthy fails the benchmark with its own message; show the
+	// process's output tail first if it died on the way.
+	ok := make(chan struct{})
+	go func() {
+		select {
+		case <-p.done:
+			b.Logf("%s exited during start-up:\n%s", p.name, p.out.String())
+		case <-ok:
+		}
+	}()
+	harness.WaitHealthy(b, addr, within, nil)
+	close(ok)
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
