@@ -91,7 +91,7 @@ func (api *API) ResendNotification(ctx context.Context, req *notificationv1.Rese
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	j := Job{Kind: JobRecipient, AlertID: alertID, Step: rec.Step, Repeat: rec.Repeat, Failsafe: rec.Failsafe,
+	j := Job{Kind: JobRecipient, AlertID: alertID, Round: rec.Round, Step: rec.Step, Repeat: rec.Repeat, Failsafe: rec.Failsafe,
 		PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Cause: "operator:" + req.GetOperatorId()}
 	step, ok := a.StepAt(rec.Step)
 	if !ok {

@@ -120,7 +120,7 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	next, send := domain.Apply(a, ev)
 	var jobs []Job
 	if send != nil {
-		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe,
+		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Round: send.Round, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe,
 			Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
 	}
 	// Fast path: a job this replica can start at once is scheduled already
@@ -283,7 +283,7 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 			return err
 		}
 	}
-	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, ""); reason != domain.GateOK {
+	if reason := a.Gate(j.Round, j.Step, j.Repeat, j.Failsafe, ""); reason != domain.GateOK {
 		return e.o.Store.Done(ctx, j)
 	}
 	step, _ := a.StepAt(j.Step)
@@ -299,10 +299,10 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 	var jobs []Job
 	var pts [][]domain.ContactPoint
 	for _, r := range recips {
-		if !j.Failsafe && a.Gate(j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
+		if !j.Failsafe && a.Gate(j.Round, j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
 			continue
 		}
-		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe,
+		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe,
 			PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace})
 		pts = append(pts, r.Points)
 	}
@@ -348,7 +348,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 			return err
 		}
 	}
-	if reason := a.Gate(j.Step, j.Repeat, j.Failsafe, j.PersonID); reason != domain.GateOK {
+	if reason := a.Gate(j.Round, j.Step, j.Repeat, j.Failsafe, j.PersonID); reason != domain.GateOK {
 		return e.cancel(ctx, j, reason)
 	}
 	step, _ := a.StepAt(j.Step)
@@ -375,7 +375,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		}
 		if rec.NotificationID == "" {
 			now := e.o.Clock.Now()
-			rec = Record{NotificationID: nid, AlertID: j.AlertID, Tenant: a.Tenant, Step: j.Step, Repeat: j.Repeat,
+			rec = Record{NotificationID: nid, Round: j.Round, AlertID: j.AlertID, Tenant: a.Tenant, Step: j.Step, Repeat: j.Repeat,
 				Failsafe: j.Failsafe, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
 				CreatedAt: now, UpdatedAt: now}
 		}
@@ -602,9 +602,14 @@ func recipient(j Job) *eventsv1.Recipient {
 }
 
 // NotificationID is the deterministic id of the message of a recipient job
-// on a channel: eventlog.ID(alert, step, repeat, person, channel). The
-// fail-safe message's step is len(policy steps), so it never collides.
+// on a channel: eventlog.ID(alert, step, repeat, person, channel) in the
+// alert's first routing round, with the round added after a re-routing (an
+// upgrade tells step 0 again). The fail-safe message's step is len(policy
+// steps), so it never collides.
 func NotificationID(j Job, ch eventsv1.Channel) string {
+	if j.Round > 1 {
+		return eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), j.PersonID, ch.String(), "round", fmt.Sprint(j.Round))
+	}
 	return eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), j.PersonID, ch.String())
 }
 

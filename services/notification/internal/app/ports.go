@@ -30,14 +30,16 @@ const (
 // Job is a unit of durable work. Its JSON form is its identity in the
 // schedule, so the same job scheduled twice is one job.
 type Job struct {
-	Kind     JobKind `json:"k"`
-	AlertID  string  `json:"a"`
-	Step     uint32  `json:"s"`
-	Repeat   uint32  `json:"r"`
-	Failsafe bool    `json:"f,omitempty"`
-	PersonID string  `json:"p,omitempty"`
-	Role     string  `json:"o,omitempty"`
-	Tenant   string  `json:"t,omitempty"`
+	Kind    JobKind `json:"k"`
+	AlertID string  `json:"a"`
+	// Round is the alert's routing round the job belongs to.
+	Round    uint32 `json:"n,omitempty"`
+	Step     uint32 `json:"s"`
+	Repeat   uint32 `json:"r"`
+	Failsafe bool   `json:"f,omitempty"`
+	PersonID string `json:"p,omitempty"`
+	Role     string `json:"o,omitempty"`
+	Tenant   string `json:"t,omitempty"`
 	// Cause is the id of the event that asked for the step.
 	Cause string `json:"c,omitempty"`
 	// Trace is the W3C traceparent the step was asked under.
@@ -47,6 +49,7 @@ type Job struct {
 // Record is the dedup and status record of one notification id.
 type Record struct {
 	NotificationID  string           `json:"nid"`
+	Round           uint32           `json:"round,omitempty"`
 	AlertID         string           `json:"alert_id"`
 	Tenant          string           `json:"tenant"`
 	Step            uint32           `json:"step"`

@@ -34,20 +34,20 @@ func TestRebuilder(t *testing.T) {
 		{"given sent then recorded and the current step re-checked",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0)},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given a transient failure then pending (retried by the job)",
 			[]*eventsv1.Event{routed("A"), failed("A", "n1", false)},
 			map[string]domain.Phase{"n1": domain.PhasePending},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given a permanent failure then failed (next contact point)",
 			[]*eventsv1.Event{routed("A"), failed("A", "n1", true)},
 			map[string]domain.Phase{"n1": domain.PhaseFailed},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given sent then delivered then delivered",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "d", AlertId: "A", Payload: &eventsv1.Event_NotificationDelivered{
 				NotificationDelivered: &eventsv1.NotificationDelivered{NotificationId: "n1"}}}},
 			map[string]domain.Phase{"n1": domain.PhaseDelivered},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given acknowledged then no job",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
@@ -55,7 +55,7 @@ func TestRebuilder(t *testing.T) {
 		{"given failsafe queued then the failsafe job",
 			[]*eventsv1.Event{routed("A"), {EventId: "f", AlertId: "A", Payload: &eventsv1.Event_FailsafeQueued{FailsafeQueued: &eventsv1.FailsafeQueued{}}}, sent("A", "n2", 2)},
 			map[string]domain.Phase{"n2": domain.PhaseRecorded},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Step: 2, Failsafe: true, Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 2, Failsafe: true, Cause: "rebuild"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

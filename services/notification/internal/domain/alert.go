@@ -69,7 +69,10 @@ type Alert struct {
 	Steps         []Step    `json:"steps,omitempty"`
 	FailsafeQueue string    `json:"failsafe_queue,omitempty"`
 	Routed        bool      `json:"routed,omitempty"`
-	Status        Status    `json:"status,omitempty"`
+	// Round counts the routings applied: a re-routing (an upgrade or an
+	// amendment) starts a new round at step 0, whose messages are new.
+	Round  uint32 `json:"round,omitempty"`
+	Status Status `json:"status,omitempty"`
 	// Step and Repeat are the step being sent now.
 	Step   uint32 `json:"step"`
 	Repeat uint32 `json:"repeat"`
@@ -84,6 +87,7 @@ type Alert struct {
 // alert. Failsafe marks the message to the trust's fail-safe team, sent when
 // the policy is exhausted; its Step is len(Steps).
 type Send struct {
+	Round    uint32
 	Step     uint32
 	Repeat   uint32
 	Failsafe bool
@@ -126,7 +130,7 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 	case *eventsv1.Event_AlertEscalated:
 		if a.Status == StatusOpen {
 			a.Step, a.Repeat = p.AlertEscalated.GetToStep(), p.AlertEscalated.GetRepeat()
-			send = &Send{Step: a.Step, Repeat: a.Repeat}
+			send = &Send{Round: a.Round, Step: a.Step, Repeat: a.Repeat}
 		}
 	case *eventsv1.Event_AlertDeclined:
 		a.stop(p.AlertDeclined.GetActor().GetPersonId())
@@ -147,15 +151,15 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 			if q := p.FailsafeQueued.GetQueue(); q != "" {
 				a.FailsafeQueue = q
 			}
-			send = &Send{Step: uint32(len(a.Steps)), Failsafe: true}
+			send = &Send{Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true}
 		}
 	}
 	return a, send
 }
 
 // route applies AlertRouted. Every routing (the first, or a re-routing after
-// an amendment) restarts at step 0; recipients already sent step 0 are not
-// sent again because their notification ids are the same (dedup).
+// an upgrade or an amendment) starts a new round at step 0: the people of
+// step 0 hear of the change, because a round's notification ids are its own.
 func (a *Alert) route(r *eventsv1.AlertRouted) *Send {
 	a.Category = r.GetCategory()
 	a.LocalCategory = r.GetLocalCategory()
@@ -170,11 +174,12 @@ func (a *Alert) route(r *eventsv1.AlertRouted) *Send {
 	}
 	a.FailsafeQueue = r.GetPolicy().GetFailsafeQueue()
 	a.Routed = true
+	a.Round++
 	if a.Status != StatusOpen {
 		return nil
 	}
 	a.Step, a.Repeat = 0, 0
-	return &Send{Step: 0, Repeat: 0}
+	return &Send{Round: a.Round, Step: 0, Repeat: 0}
 }
 
 func deadline(c *eventsv1.Clocks) time.Time {
@@ -239,15 +244,18 @@ const (
 	GateUnknownStep = "step not in policy"
 )
 
-// Gate says whether a message for (step, repeat) to personID may still go
-// out: the alert must be open at that step and repeat (or in the fail-safe
+// Gate says whether a message for (round, step, repeat) to personID may
+// still go out: the alert must be open in that round at that step and repeat (or in the fail-safe
 // queue, for the fail-safe message), and the person must not have declined
 // or acknowledged. It returns GateOK or the reason to cancel. An
 // acknowledgement, cancellation, closure or escalation applied before a
 // retry therefore cancels the retry.
-func (a Alert) Gate(step, repeat uint32, failsafe bool, personID string) string {
+func (a Alert) Gate(round, step, repeat uint32, failsafe bool, personID string) string {
 	if !a.Routed {
 		return GateNotRouted
+	}
+	if round != a.Round {
+		return GateSuperseded
 	}
 	if failsafe {
 		if a.Status != StatusFailsafe {

@@ -69,12 +69,12 @@ func TestApply(t *testing.T) {
 		wantStep   uint32
 		wantRepeat uint32
 	}{
-		{"given raised when routed then send step 0", []*eventsv1.Event{raised("e1")}, routed("e2", 0), &Send{}, StatusOpen, 0, 0},
-		{"given routed when escalated then send to_step and repeat", []*eventsv1.Event{raised("e1"), routed("e2", 0)}, escalated("e3", 1, 0), &Send{Step: 1}, StatusOpen, 1, 0},
-		{"given routed when repeat then send same step, next repeat", []*eventsv1.Event{routed("e2", 0)}, escalated("e3", 0, 1), &Send{Step: 0, Repeat: 1}, StatusOpen, 0, 1},
+		{"given raised when routed then send step 0", []*eventsv1.Event{raised("e1")}, routed("e2", 0), &Send{Round: 1}, StatusOpen, 0, 0},
+		{"given routed when escalated then send to_step and repeat", []*eventsv1.Event{raised("e1"), routed("e2", 0)}, escalated("e3", 1, 0), &Send{Round: 1, Step: 1}, StatusOpen, 1, 0},
+		{"given routed when repeat then send same step, next repeat", []*eventsv1.Event{routed("e2", 0)}, escalated("e3", 0, 1), &Send{Round: 1, Step: 0, Repeat: 1}, StatusOpen, 0, 1},
 		{"given routed when duplicate routed then nothing", []*eventsv1.Event{routed("e2", 0)}, routed("e2", 0), nil, StatusOpen, 0, 0},
 		{"given acknowledged when escalated then nothing", []*eventsv1.Event{routed("e2", 0), acked("e3", "p1")}, escalated("e4", 1, 0), nil, StatusAcknowledged, 0, 0},
-		{"given routed when failsafe then send the failsafe step", []*eventsv1.Event{routed("e2", 0), escalated("e3", 1, 0)}, failsafe("e4"), &Send{Step: 2, Failsafe: true}, StatusFailsafe, 1, 0},
+		{"given routed when failsafe then send the failsafe step", []*eventsv1.Event{routed("e2", 0), escalated("e3", 1, 0)}, failsafe("e4"), &Send{Round: 1, Step: 2, Failsafe: true}, StatusFailsafe, 1, 0},
 		{"given routed all-must when one acks then still open", []*eventsv1.Event{routed("e2", eventsv1.AckMode_ACK_MODE_ALL_MUST)}, acked("e3", "p1"), nil, StatusOpen, 0, 0},
 		{"given routed when cancelled then cancelled", []*eventsv1.Event{routed("e2", 0)},
 			&eventsv1.Event{EventId: "e3", Payload: &eventsv1.Event_AlertCancelled{AlertCancelled: &eventsv1.AlertCancelled{}}}, nil, StatusCancelled, 0, 0},
@@ -115,27 +115,35 @@ func TestGate(t *testing.T) {
 	open, _ := fold(routed("e1", 0), escalated("e2", 1, 0), declined("e3", "p9"))
 	ackd, _ := fold(routed("e1", 0), acked("e2", "p1"))
 	fs, _ := fold(routed("e1", 0), failsafe("e2"))
+	rerouted, _ := fold(routed("e1", 0), escalated("e2", 1, 0), routed("e3", 0))
 	tests := []struct {
 		name     string
 		alert    Alert
+		round    uint32
 		step     uint32
 		repeat   uint32
 		failsafe bool
 		person   string
 		want     string
 	}{
-		{"given open at step 1 then step 1 may send", open, 1, 0, false, "p1", GateOK},
-		{"given open at step 1 then a step 0 retry is superseded", open, 0, 0, false, "p1", GateSuperseded},
-		{"given a decliner then stopped", open, 1, 0, false, "p9", GateStopped},
-		{"given acknowledged then a retry is cancelled", ackd, 0, 0, false, "p1", GateClosed},
-		{"given failsafe queued then the failsafe message goes", fs, 2, 0, true, "p1", GateOK},
-		{"given failsafe queued then step sends are closed", fs, 0, 0, false, "p1", GateClosed},
-		{"given open then a failsafe send is closed", open, 2, 0, true, "p1", GateClosed},
-		{"given not routed then nothing", Alert{}, 0, 0, false, "p1", GateNotRouted},
+		{"given open at step 1 then step 1 may send", open, 0, 1, 0, false, "p1", GateOK},
+		{"given open at step 1 then a step 0 retry is superseded", open, 0, 0, 0, false, "p1", GateSuperseded},
+		{"given a decliner then stopped", open, 0, 1, 0, false, "p9", GateStopped},
+		{"given acknowledged then a retry is cancelled", ackd, 0, 0, 0, false, "p1", GateClosed},
+		{"given failsafe queued then the failsafe message goes", fs, 0, 2, 0, true, "p1", GateOK},
+		{"given failsafe queued then step sends are closed", fs, 0, 0, 0, false, "p1", GateClosed},
+		{"given open then a failsafe send is closed", open, 0, 2, 0, true, "p1", GateClosed},
+		{"given not routed then nothing", Alert{}, 0, 0, 0, false, "p1", GateNotRouted},
+		{"given re-routed then a job of the first round is superseded", rerouted, 1, 0, 0, false, "p1", GateSuperseded},
+		{"given re-routed then step 0 of the new round may send", rerouted, 2, 0, 0, false, "p1", GateOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, tt.alert.Gate(tt.step, tt.repeat, tt.failsafe, tt.person))
+			round := tt.round
+			if round == 0 {
+				round = 1
+			}
+			require.Equal(t, tt.want, tt.alert.Gate(round, tt.step, tt.repeat, tt.failsafe, tt.person))
 		})
 	}
 	st, ok := fs.StepAt(2)
