@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES := proto platform services/intake services/rules services/notification services/acknowledgement cmd e2e
+MODULES := proto platform services/intake services/rules services/notification services/acknowledgement cmd e2e charts/test
 GO      ?= go
 DEPS    := .deps
 # Test infrastructure addresses (loopback, non-default ports); see platform/infra.
@@ -58,3 +58,12 @@ lint: ## gofmt, go vet, staticcheck, buf lint and a check that generated code is
 	@$(MAKE) --no-print-directory proto
 	@git diff --exit-code --stat -- proto/gen || (echo "proto/gen is stale: run make proto and commit"; exit 1)
 	@test -z "$$(git status --porcelain -- proto/gen)" || (echo "proto/gen has untracked files: run make proto and commit"; exit 1)
+
+KUBE_VERSION ?= 1.31.0
+CHART_SERVICES := intake rules notification acknowledgement
+.PHONY: charts
+charts: ## Build the charts' file:// dependencies, lint and render them (helm pinned as a Go tool), package into bin/charts.
+	@cd charts/test && for c in $(CHART_SERVICES) herald; do $(GO) tool helm dependency build ../$$c >/dev/null || exit 1; done
+	@cd charts/test && for c in herald-lib $(CHART_SERVICES) herald; do $(GO) tool helm lint ../$$c --kube-version $(KUBE_VERSION) --quiet || exit 1; done
+	@cd charts/test && for f in ../herald/values.yaml ../herald/ci/*.yaml; do $(GO) tool helm template herald ../herald -n herald --kube-version $(KUBE_VERSION) -f $$f >/dev/null || exit 1; done
+	@mkdir -p bin/charts && cd charts/test && $(GO) tool helm package ../herald -d ../../bin/charts
