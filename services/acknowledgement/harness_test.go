@@ -274,3 +274,8 @@ var fullLadder = []string{
 	"AlertEscalated ESCALATION_REASON_TIMEOUT 2/0",
 	"FailsafeQueued",
 }
+
+func testinfraTopic(tb testing.TB, prefix string, partitions int) string {
+	tb.Helper()
+	return testinfra.NewTopic(tb, prefix, partitions)
+}

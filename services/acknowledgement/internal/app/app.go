@@ -102,6 +102,8 @@ type Hooks struct {
 	// AfterAppend runs after the timer's events were appended, before the
 	// handler returns (before the timer is confirmed).
 	AfterAppend func(ctx context.Context, t lifecycle.Timer, events []*eventsv1.Event)
+	// Received runs when the consumer starts handling an event.
+	Received func(ev *eventsv1.Event)
 	// Applied runs after an event was handled by the consumer.
 	Applied func(st *lifecycle.State, ev *eventsv1.Event, applied bool)
 }

@@ -23,6 +23,9 @@ import (
 // must be called in log order per alert (one partition, one goroutine).
 // Errors wrapping fault.ErrUnavailable are outages: retry the event.
 func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle.Position) (err error) {
+	if h := a.d.Hooks.Received; h != nil {
+		h(ev)
+	}
 	ctx, span := a.tracer.Start(ctx, "acknowledgement.apply", trace.WithAttributes(
 		attribute.String("alert.id", ev.GetAlertId()),
 		attribute.String("tenant", ev.GetTenant()),

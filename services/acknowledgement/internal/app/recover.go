@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/herald-health/herald/platform/fault"
@@ -64,45 +65,84 @@ func (a *App) Recover(ctx context.Context, owner string) error {
 			return fault.Unavailable(fmt.Sprintf("list open alerts: %v", err))
 		}
 	}
+	armStart := time.Now()
 	n, err := a.armAll(ctx, restored)
 	if err != nil {
 		return err
 	}
 	a.d.Logger.InfoContext(ctx, "alert projection and timers recovered", "alerts", len(restored), "timers", n,
-		"took_ms", a.d.Clock.Now().Sub(start).Milliseconds())
+		"arm_ms", time.Since(armStart).Milliseconds(), "took_ms", a.d.Clock.Now().Sub(start).Milliseconds())
 	return nil
 }
 
 // restore reads the state topic into the store and recreates the epoch. It
-// returns the open states.
+// returns the open states. States are written while the topic is still being
+// read (the store keeps the newest version of each alert by offset, so the
+// order of the writes does not matter).
 func (a *App) restore(ctx context.Context) ([]*lifecycle.State, error) {
+	t0 := time.Now()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan *lifecycle.State, 4*restoreBatch)
+	var wg sync.WaitGroup
+	var werr error
+	var once sync.Once
+	for range recoveryWorkers {
+		wg.Go(func() {
+			batch := make([]*lifecycle.State, 0, restoreBatch)
+			flush := func() bool {
+				if len(batch) == 0 {
+					return true
+				}
+				if err := a.d.Recovery.Restore(wctx, batch); err != nil {
+					once.Do(func() { werr = err; cancel() })
+					return false
+				}
+				batch = batch[:0]
+				return true
+			}
+			for st := range queue {
+				batch = append(batch, st)
+				if len(batch) == restoreBatch && !flush() {
+					break
+				}
+			}
+			flush()
+			for range queue { // drain after an error
+			}
+		})
+	}
 	latest := map[string]*lifecycle.State{}
-	err := a.d.Topic.ReadAll(ctx, func(st *lifecycle.State) error {
+	err := a.d.Topic.ReadAll(wctx, func(st *lifecycle.State) error {
 		if cur, ok := latest[st.GetAlertId()]; !ok || st.GetOffset() >= cur.GetOffset() {
 			latest[st.GetAlertId()] = st
 		}
-		return nil
+		select {
+		case queue <- st:
+			return nil
+		case <-wctx.Done():
+			return wctx.Err()
+		}
 	})
+	close(queue)
+	wg.Wait()
+	if werr != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("restore alert states: %v", werr))
+	}
 	if err != nil {
 		return nil, fault.Unavailable(fmt.Sprintf("read state topic: %v", err))
 	}
-	all := make([]*lifecycle.State, 0, len(latest))
 	var open []*lifecycle.State
 	for _, st := range latest {
-		all = append(all, st)
 		if !lifecycle.IsTerminal(st) {
 			open = append(open, st)
-		}
-	}
-	for i := 0; i < len(all); i += restoreBatch {
-		if err := a.d.Recovery.Restore(ctx, all[i:min(i+restoreBatch, len(all))]); err != nil {
-			return nil, fault.Unavailable(fmt.Sprintf("restore alert states: %v", err))
 		}
 	}
 	if err := a.d.Recovery.MarkReady(ctx); err != nil {
 		return nil, fault.Unavailable(fmt.Sprintf("mark projection restored: %v", err))
 	}
-	a.d.Logger.InfoContext(ctx, "alert projection restored from the state topic", "alerts", len(all), "open", len(open))
+	a.d.Logger.InfoContext(ctx, "alert projection restored from the state topic", "alerts", len(latest), "open", len(open),
+		"took_ms", time.Since(t0).Milliseconds())
 	return open, nil
 }
 
@@ -127,16 +167,17 @@ func (a *App) armAll(ctx context.Context, states []*lifecycle.State) (int, error
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].due.Before(all[j].due) })
-	const chunk = 2000
-	batch := make([]timers.Timer, 0, chunk)
-	for i := 0; i < len(all); i += chunk {
-		batch = batch[:0]
-		for _, p := range all[i:min(i+chunk, len(all))] {
+	// Chunks go out in deadline order (the workers take them in turn), so
+	// the overdue and nearest timers are armed, and fire, first.
+	err := inParallel(ctx, len(all), 1000, func(ctx context.Context, lo, hi int) error {
+		batch := make([]timers.Timer, 0, hi-lo)
+		for _, p := range all[lo:hi] {
 			batch = append(batch, p.rec)
 		}
-		if err := a.d.Timers.ArmMany(ctx, batch...); err != nil {
-			return 0, fault.Unavailable(fmt.Sprintf("re-arm timers: %v", err))
-		}
+		return a.d.Timers.ArmMany(ctx, batch...)
+	})
+	if err != nil {
+		return 0, fault.Unavailable(fmt.Sprintf("re-arm timers: %v", err))
 	}
 	return len(all), nil
 }
@@ -174,5 +215,47 @@ func (a *App) noteLost(err error) {
 		case a.lost <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// recoveryWorkers bounds the concurrent round trips of a recovery: enough
+// to hide the Redis round trip, few enough not to starve other clients.
+const recoveryWorkers = 4
+
+// inParallel calls fn on consecutive [lo, hi) chunks of n items, with up to
+// recoveryWorkers calls at once, chunks started in order. It returns the
+// first error.
+func inParallel(ctx context.Context, n, chunk int, fn func(ctx context.Context, lo, hi int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	errc := make(chan error, recoveryWorkers)
+	var wg sync.WaitGroup
+	for range recoveryWorkers {
+		wg.Go(func() {
+			for lo := range next {
+				if err := fn(ctx, lo, min(lo+chunk, n)); err != nil {
+					errc <- err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+feed:
+	for lo := 0; lo < n; lo += chunk {
+		select {
+		case next <- lo:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return ctx.Err()
 	}
 }
