@@ -242,4 +242,3 @@ func BenchmarkRebuildAfterWipe(b *testing.B) {
 	require.True(b, ready)
 	fmt.Fprintf(os.Stderr, "rebuilt %d open alerts (%d timers)\n", open, st.Due)
 }
-
