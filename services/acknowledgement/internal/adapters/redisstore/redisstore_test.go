@@ -1,0 +1,143 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/testinfra"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/redisstore"
+	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var t0 = time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+
+func state(id, tenant string, offset int64, raised time.Duration, status ackv1.State) *lifecycle.State {
+	st := &lifecycle.State{State: status}
+	st.AlertId, st.Tenant, st.Offset, st.RaisedAt = id, tenant, offset, timestamppb.New(t0.Add(raised))
+	return st
+}
+
+func TestEpochGuardsReadsAndWrites(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	s := redisstore.New(rdb, testinfra.UniqueName("ns"))
+
+	_, err := s.Get(ctx, "a1")
+	require.ErrorIs(t, err, app.ErrProjectionLost)
+	require.ErrorIs(t, err, fault.ErrUnavailable)
+	_, err = s.Put(ctx, state("a1", "RZZ", 1, 0, lifecycle.Routed))
+	require.ErrorIs(t, err, app.ErrProjectionLost)
+	ready, err := s.Ready(ctx)
+	require.NoError(t, err)
+	require.False(t, ready)
+
+	// Restore works without the epoch and keeps the newest version.
+	require.NoError(t, s.Restore(ctx, []*lifecycle.State{
+		state("a1", "RZZ", 5, 0, lifecycle.Escalated),
+		state("a1", "RZZ", 3, 0, lifecycle.Routed),
+	}))
+	require.NoError(t, s.MarkReady(ctx))
+	got, err := s.Get(ctx, "a1")
+	require.NoError(t, err)
+	require.Equal(t, lifecycle.Escalated, got.State)
+
+	// Put stores only newer offsets.
+	ok, err := s.Put(ctx, state("a1", "RZZ", 4, 0, lifecycle.Routed))
+	require.NoError(t, err)
+	require.False(t, ok)
+	ok, err = s.Put(ctx, state("a1", "RZZ", 6, 0, lifecycle.Acknowledged))
+	require.NoError(t, err)
+	require.True(t, ok)
+	got, err = s.Get(ctx, "a1")
+	require.NoError(t, err)
+	require.Equal(t, lifecycle.Acknowledged, got.State)
+	missing, err := s.Get(ctx, "nope")
+	require.NoError(t, err)
+	require.Nil(t, missing)
+
+	// A wipe is seen at once.
+	require.NoError(t, rdb.FlushDB(ctx).Err())
+	_, err = s.Get(ctx, "a1")
+	require.ErrorIs(t, err, app.ErrProjectionLost)
+}
+
+func TestOpenIndexAndScan(t *testing.T) {
+	ctx := context.Background()
+	s := redisstore.New(testinfra.NewRedis(t), testinfra.UniqueName("ns"))
+	require.NoError(t, s.MarkReady(ctx))
+	for i := range 7 {
+		st := lifecycle.Routed
+		if i == 3 {
+			st = lifecycle.Closed
+		}
+		tenant := "RZZ"
+		if i%2 == 1 {
+			tenant = "RXX"
+		}
+		_, err := s.Put(ctx, state(fmt.Sprintf("a%d", i), tenant, int64(i), time.Duration(i)*time.Minute, st))
+		require.NoError(t, err)
+	}
+	var open []string
+	require.NoError(t, s.ForEachOpen(ctx, func(st *lifecycle.State) error {
+		open = append(open, st.AlertId)
+		return nil
+	}))
+	require.ElementsMatch(t, []string{"a0", "a1", "a2", "a4", "a5", "a6"}, open)
+
+	var all []string
+	cursor := ""
+	for {
+		page, next, err := s.Scan(ctx, "", cursor, 3)
+		require.NoError(t, err)
+		for _, st := range page {
+			all = append(all, st.AlertId)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.Equal(t, []string{"a6", "a5", "a4", "a3", "a2", "a1", "a0"}, all, "newest first, each once")
+	rzz, _, err := s.Scan(ctx, "RZZ", "", 10)
+	require.NoError(t, err)
+	require.Len(t, rzz, 4)
+	_, _, err = s.Scan(ctx, "", "junk", 3)
+	require.ErrorIs(t, err, fault.ErrInvalid)
+}
+
+func TestTokensAndLock(t *testing.T) {
+	ctx := context.Background()
+	s := redisstore.New(testinfra.NewRedis(t), testinfra.UniqueName("ns"))
+	first, err := s.ClaimToken(ctx, "tok", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.True(t, first)
+	again, err := s.ClaimToken(ctx, "tok", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.False(t, again)
+	require.NoError(t, s.ReleaseToken(ctx, "tok"))
+	first, err = s.ClaimToken(ctx, "tok", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.True(t, first)
+
+	ok, err := s.TryLock(ctx, "r1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = s.TryLock(ctx, "r2", time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, s.Unlock(ctx, "r2"), "another owner's unlock changes nothing")
+	ok, err = s.TryLock(ctx, "r2", time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, s.Unlock(ctx, "r1"))
+	ok, err = s.TryLock(ctx, "r2", time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
