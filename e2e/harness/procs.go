@@ -20,17 +20,25 @@ import (
 // RepoRoot returns the repository root (the folder holding go.work).
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := findRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return root
+}
+
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("go.work not found above the test's directory")
+			return "", fmt.Errorf("go.work not found above %s", dir)
 		}
 		dir = parent
 	}
@@ -40,19 +48,31 @@ func RepoRoot(t testing.TB) string {
 // temporary folder and returns the paths by name.
 func Build(t testing.TB, names ...string) map[string]string {
 	t.Helper()
-	root := RepoRoot(t)
-	out := t.TempDir()
+	paths, err := BuildInto(t.TempDir(), names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// BuildInto compiles each service's binary into dir (for a TestMain that
+// builds once for a whole suite).
+func BuildInto(dir string, names ...string) (map[string]string, error) {
+	root, err := findRoot()
+	if err != nil {
+		return nil, err
+	}
 	paths := map[string]string{}
 	for _, n := range names {
-		bin := filepath.Join(out, n)
+		bin := filepath.Join(dir, n)
 		cmd := exec.Command("go", "build", "-o", bin, "./services/"+n+"/cmd/"+n)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", n, err, b)
+			return nil, fmt.Errorf("build %s: %v\n%s", n, err, b)
 		}
 		paths[n] = bin
 	}
-	return paths
+	return paths, nil
 }
 
 // Proc is a service running as a separate process. Its output (JSON logs)

@@ -35,6 +35,7 @@ var (
 	flagDrain           = flag.Duration("load.drain", 90*time.Second, "longest wait after a phase for its alerts to complete")
 	flagPhases          = flag.String("load.phases", "latency,timers,throughput", "phases to run, in order")
 	flagReport          = flag.String("load.report", "", "report file (default <repo>/bench-report.md; - for none)")
+	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
 )
 
@@ -50,7 +51,7 @@ func BenchmarkHerald(b *testing.B) {
 	started := time.Now()
 	env := describeEnv(b)
 	bins := harness.Build(b, harness.Services...)
-	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns, trace: *flagTrace})
+	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns, trace: *flagTrace, notificationWorkers: *flagWorkers})
 	ctx := b.Context()
 	obs := observe(ctx, b, s.log)
 	r := &report{env: env, started: started}

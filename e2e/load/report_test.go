@@ -50,6 +50,11 @@ func (r *report) markdown() string {
 	if *flagTrace {
 		trace = "on, exported to an in-process OTLP/gRPC receiver"
 	}
+	workers := "32 (default)"
+	if *flagWorkers > 0 {
+		workers = fmt.Sprint(*flagWorkers)
+	}
+	p("- Service settings are the defaults except: notification workers %s, rate limits off, SMTP without STARTTLS; rules and acknowledgement untouched.", workers)
 	p("- Services log JSON at info level; tracing %s; Prometheus endpoint off.", trace)
 	p("- The latency is from RaiseAlert returning (intake's durable ACK) to the SMTP sink accepting the alert's first email (matched by the alert reference in the body). A lost alert is one accepted by intake whose first email did not arrive within the drain time (%s).", *flagDrain)
 	p("")
@@ -169,7 +174,12 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		cpu := a.cpu - b.cpu
 		p("| %s | %.1f | %.2f | %s | %s |", n, cpu.Seconds(), cpu.Seconds()/span.Seconds(), fmtKiB(a.rssKiB), fmtKiB(a.hwmKiB))
 	}
+	var ours time.Duration
+	for _, n := range names {
+		ours += ph.after[n].cpu - ph.before[n].cpu
+	}
 	if total > 0 {
+		p("| other processes on the machine (other engineers' work) | %.1f | %.2f | | |", (busy - ours).Seconds(), (busy-ours).Seconds()/span.Seconds())
 		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
 	}
 	p("")

@@ -44,6 +44,8 @@ type systemConfig struct {
 	timerStep  time.Duration
 	conns      int
 	trace      bool
+	// notificationWorkers sets notification's --workers when > 0.
+	notificationWorkers int
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -119,6 +121,9 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 			"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_RATE_LIMIT_MAX=0",
 		},
+	}
+	if sc.notificationWorkers > 0 {
+		env["notification"] = append(env["notification"], fmt.Sprintf("HERALD_WORKERS=%d", sc.notificationWorkers))
 	}
 	health := map[string]string{"intake": intakeGRPC, "rules": rulesGRPC, "acknowledgement": ackGRPC, "notification": notifGRPC}
 	for _, name := range harness.Services {
