@@ -135,7 +135,9 @@ func TestPreliminaryThenFinalUpgrades(t *testing.T) {
 	send(t, sys, oru("MSG-UP-2", "ACC-UP-1", "F", "CRITICAL"))
 	harness.Eventually(t, 30*time.Second, func() bool {
 		return getAlert(t, sys, id).GetState().GetCategory() == eventsv1.Category_CATEGORY_CRITICAL
-	}, func() string { return "category not upgraded: " + getAlert(t, sys, id).GetState().GetCategory().String() })
+	}, func() string {
+		return "category not upgraded: " + getAlert(t, sys, id).GetState().GetCategory().String()
+	})
 	harness.Eventually(t, 30*time.Second, func() bool {
 		for _, m := range mailTo(mailsFor(sys, id), referrer) {
 			if strings.Contains(strings.ToUpper(string(m.Data)), "CRITICAL") {

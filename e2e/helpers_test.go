@@ -119,7 +119,9 @@ func waitState(t *testing.T, sys *harness.System, alertID string, want ackv1.Sta
 		}
 		last = resp
 		return resp.GetState().GetState() == want
-	}, func() string { return fmt.Sprintf("alert %s: state %v, want %v; timeline %v", alertID, last.GetState().GetState(), want, types(last)) })
+	}, func() string {
+		return fmt.Sprintf("alert %s: state %v, want %v; timeline %v", alertID, last.GetState().GetState(), want, types(last))
+	})
 	return last
 }
 
