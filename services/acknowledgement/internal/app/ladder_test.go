@@ -7,6 +7,7 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // TestLadderRunsToFailsafe runs a whole escalation ladder on the simulated
@@ -98,4 +99,35 @@ func TestWipeMidLadder(t *testing.T) {
 		require.Equal(t, 130*time.Minute, got[5].After)
 		require.Equal(t, lifecycle.Failsafe, h.state(id).State)
 	}
+}
+
+// TestStepFailedEscalatesAtOnce: nobody at the current step can be reached,
+// so the alert moves to the next step without waiting for the timeout.
+func TestStepFailedEscalatesAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.raiseAndRoute("alert-6", ladder())
+	require.NoError(t, h.log.Append(h.ctx, &eventsv1.Event{EventId: "nf-1", AlertId: "alert-6", Tenant: "RZZ", OccurredAt: timestamppb.New(h.clk.Now()),
+		Payload: &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{Step: 0, Repeat: 0, StepFailed: true, RecipientExhausted: true}}}))
+	h.settle()
+	require.Equal(t, []fired{{"AlertEscalated", 0, "ESCALATION_REASON_DELIVERY_FAILED"}}, h.decided("alert-6"))
+	require.Equal(t, uint32(1), h.state("alert-6").Step)
+}
+
+// TestRerouteRestartsTheLadder: an amendment re-routes the alert (new
+// round); the old round's timers no longer count and the new ladder runs.
+func TestRerouteRestartsTheLadder(t *testing.T) {
+	h := newHarness(t)
+	h.raiseAndRoute("alert-7", ladder())
+	h.runUntil(h.t0.Add(40 * time.Minute)) // repeat at 15, step 1 at 30
+	now := h.clk.Now()
+	require.NoError(t, h.log.Append(h.ctx, &eventsv1.Event{EventId: "alert-7-routed-2", AlertId: "alert-7", Tenant: "RZZ", OccurredAt: timestamppb.New(now),
+		Payload: &eventsv1.Event_AlertRouted{AlertRouted: &eventsv1.AlertRouted{Category: eventsv1.Category_CATEGORY_CRITICAL, Policy: ladder(),
+			Clocks: &eventsv1.Clocks{AcknowledgeBy: timestamppb.New(now.Add(time.Hour))}}}}))
+	h.settle()
+	st := h.state("alert-7")
+	require.Equal(t, uint32(2), st.Round)
+	require.Equal(t, uint32(0), st.Step)
+	h.runUntil(h.t0.Add(40*time.Minute + 16*time.Minute))
+	got := h.decided("alert-7")
+	require.Equal(t, fired{"AlertEscalated", 55 * time.Minute, "ESCALATION_REASON_REPEAT"}, got[len(got)-1], "the new round repeats step 0 15 min after the re-route")
 }
