@@ -64,9 +64,22 @@ func (a *App) FireTimer(ctx context.Context, c timers.Claimed) (err error) {
 	span.SetAttributes(attribute.String("verdict", verdict.String()), attribute.String("tenant", st.GetTenant()))
 	switch verdict {
 	case lifecycle.Behind:
+		if st == nil && c.Attempt >= maxUnknownAttempts {
+			a.d.Logger.ErrorContext(ctx, "dropping timer of an alert the projection does not know", "timer", c.ID, "attempts", c.Attempt)
+			return nil
+		}
 		return fmt.Errorf("fire timer %s: %w", c.ID, ErrBehind)
 	case lifecycle.Fire:
 	default:
+		// A stale timer may be the trace of a lost update: a re-arm from
+		// an older state (during recovery) can overwrite a newer timer of
+		// the same id. Arm what the current state needs, so such a loss
+		// heals itself (arming unchanged timers is a no-op).
+		if st != nil {
+			if err := a.healTimers(ctx, st); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	a.stamp(events)
@@ -83,4 +96,20 @@ func (a *App) FireTimer(ctx context.Context, c timers.Claimed) (err error) {
 		h(ctx, t, events)
 	}
 	return nil
+}
+
+// maxUnknownAttempts bounds how often a timer of an alert unknown to the
+// projection is retried (with the poller's backoff, minutes) before it is
+// dropped as garbage.
+const maxUnknownAttempts = 60
+
+// healTimers arms the timers st needs. When that includes the id firing now
+// (an overwritten step timer), the new arm supersedes this claim: the
+// poller's confirm then reports a lost lease and leaves the new timer be.
+func (a *App) healTimers(ctx context.Context, st *lifecycle.State) error {
+	want := lifecycle.Timers(st)
+	if len(want) == 0 {
+		return nil
+	}
+	return a.applyPlan(a.stateTrace(ctx, st), lifecycle.TimerPlan{Arm: want})
 }
