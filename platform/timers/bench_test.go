@@ -93,7 +93,7 @@ func benchStore(b *testing.B, clk clock.Clock, shards int) (*Store, *redis.Clien
 	cfg.Shards = shards
 	s, err := New(rdb, clk, cfg)
 	require.NoError(b, err)
-	b.Cleanup(func() { _ = rdb.FlushDB(context.Background()).Err() }) // free the memory
+	b.Cleanup(func() { _ = rdb.FlushDBAsync(context.Background()).Err() }) // free the memory without blocking Redis
 	require.NoError(b, s.ensureScripts(context.Background(), finishScript, claimScript, armScript))
 	return s, rdb
 }

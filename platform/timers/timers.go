@@ -36,7 +36,7 @@ const (
 	MaxShards = 256
 	// maxArmBatch bounds the timers per arm script call, so one call never
 	// blocks Redis for long.
-	maxArmBatch = 500
+	maxArmBatch = 100
 	// maxExpiredPerClaim bounds the expired leases one claim call returns
 	// to the due set.
 	maxExpiredPerClaim = 1000
@@ -211,7 +211,7 @@ func (s *Store) Arm(ctx context.Context, t Timer) error {
 	return s.ArmMany(ctx, t)
 }
 
-// ArmMany arms timers in few round trips (pipelined scripts of up to 500
+// ArmMany arms timers in few round trips (pipelined scripts of up to 100
 // timers per shard); use it to re-arm everything after a wipe. It is not
 // atomic across timers: on error some may be armed; arming again is safe.
 func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
