@@ -12,7 +12,8 @@ import (
 // Handler fires one claimed timer. Return nil when its effect is durable
 // (the timer is then confirmed and deleted); an error releases it for a
 // retry with backoff. It must be idempotent: a timer can fire more than
-// once (see the package comment). ctx ends before the lease does.
+// once (see the package comment). ctx ends before the lease does. Its
+// error is logged with the timer id: keep patient data out of it.
 type Handler func(ctx context.Context, c Claimed) error
 
 // Hooks are optional observation points (metrics, tests). Each may be nil.
@@ -289,8 +290,9 @@ func (p *Poller) fire(ctx context.Context, h Handler, c Claimed, slots chan stru
 		return
 	}
 	start := p.s.clk.Now()
-	// The handler's context ends before the lease does (a tenth of the
-	// lease early), so two handlers of one timer never overlap.
+	// The handler's context ends a tenth of the lease before the lease
+	// does, so (with synced clocks) a handler is over before another
+	// replica can claim the timer again.
 	timeout := min(p.cfg.HandlerTimeout, c.LeaseUntil.Sub(start)-p.s.cfg.Lease/10)
 	if timeout <= 0 {
 		giveBack()
