@@ -139,6 +139,7 @@ type phase struct {
 	busy0, total0   time.Duration
 	busy1, total1   time.Duration
 	drainTimedOut   bool
+	lag             []lagSample
 }
 
 func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids map[string]int, name string, rate float64, dur time.Duration,
@@ -172,6 +173,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 			}
 		})
 	}
+	lag := sampleLag(ctx, s.log, s.groups, s.redis, s.notificationDue, time.Second)
 	ph.start = time.Now()
 	for i := range n {
 		due := ph.start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
@@ -215,6 +217,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		time.Sleep(100 * time.Millisecond)
 	}
 	ph.end = time.Now()
+	ph.lag = lag.finish()
 	// Give the observer a moment to read the events appended with the last
 	// messages (NotificationSent follows the SMTP sink's acceptance).
 	time.Sleep(time.Second)

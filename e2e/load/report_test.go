@@ -158,6 +158,7 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		row("AlertRouted occurred_at to first email at the sink", routedToMail)
 	}
 	p("")
+	r.lagTable(w, ph)
 	span := ph.end.Sub(ph.start) + time.Second
 	busy, total := ph.busy1-ph.busy0, ph.total1-ph.total0
 	p("Resource use over the phase (%s, offering and drain):", span.Round(time.Second))
@@ -211,4 +212,41 @@ func fmtKiB(k int64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f MiB", float64(k)/1024)
+}
+
+// lagTable shows each consumer group's lag (records of the events topic
+// not yet handled and committed) over the phase.
+func (r *report) lagTable(w *strings.Builder, ph *phase) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	if len(ph.lag) == 0 {
+		return
+	}
+	svcs := []string{"rules", "acknowledgement", "notification"}
+	peak := map[string]int64{}
+	var atOffer lagSample
+	for _, s := range ph.lag {
+		for _, n := range svcs {
+			peak[n] = max(peak[n], s.lag[n])
+		}
+		if !s.at.After(ph.dispatch) {
+			atOffer = s
+		}
+	}
+	p("Consumer lag on the events topic (records not yet handled), sampled every second:")
+	p("")
+	p("| Group | Peak | When the offering ended |")
+	p("|---|---:|---:|")
+	for _, n := range svcs {
+		p("| %s | %d | %d |", n, peak[n], atOffer.lag[n])
+	}
+	p("")
+	// A coarse timeline: about ten rows.
+	step := max(1, len(ph.lag)/10)
+	p("| t | rules lag | acknowledgement lag | notification lag | notification jobs scheduled (ready) |")
+	p("|---:|---:|---:|---:|---:|")
+	for i := 0; i < len(ph.lag); i += step {
+		s := ph.lag[i]
+		p("| %s | %d | %d | %d | %d (%d) |", s.at.Sub(ph.start).Round(time.Second), s.lag["rules"], s.lag["acknowledgement"], s.lag["notification"], s.jobs, s.ready)
+	}
+	p("")
 }

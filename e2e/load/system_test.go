@@ -35,8 +35,11 @@ type system struct {
 	log    eventlog.Config
 	redis  *redis.Client
 	smtp   *smtpSink
-	intake []intakev1.IntakeServiceClient
-	conns  []*grpc.ClientConn
+	groups map[string]string // consumer group by service
+	// notificationDue is the notification service's sorted set of jobs.
+	notificationDue string
+	intake          []intakev1.IntakeServiceClient
+	conns           []*grpc.ClientConn
 }
 
 type systemConfig struct {
@@ -125,6 +128,8 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 	if sc.notificationWorkers > 0 {
 		env["notification"] = append(env["notification"], fmt.Sprintf("HERALD_WORKERS=%d", sc.notificationWorkers))
 	}
+	s.notificationDue = suffix + ":notification:due"
+	s.groups = map[string]string{"rules": "rules-" + suffix, "acknowledgement": "ack-" + suffix, "notification": "notification-" + suffix}
 	health := map[string]string{"intake": intakeGRPC, "rules": rulesGRPC, "acknowledgement": ackGRPC, "notification": notifGRPC}
 	for _, name := range harness.Services {
 		p := startProc(b, name, bins[name], append(append([]string{}, common...), env[name]...))

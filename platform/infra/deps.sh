@@ -6,6 +6,7 @@
 #   platform/infra/deps.sh up       start both (reusing instances already up)
 #   platform/infra/deps.sh down     stop the ones this script started
 #   platform/infra/deps.sh status   show what is running
+#   platform/infra/deps.sh kafka-restart   stop and start the broker (e2e faults)
 #
 # Works unattended (CI=true, no stdin, root): installs redis-server and kcat
 # (and python3-hl7, whose mllp_send the intake tests use) with apt-get when
@@ -387,9 +388,14 @@ main() {
 		kafka_down
 		redis_down
 		;;
+	kafka-restart)
+		# A broker restart under load, for the e2e fault suite.
+		kafka_down
+		kafka_up
+		;;
 	status) status ;;
 	*)
-		echo "usage: $0 up|down|status" >&2
+		echo "usage: $0 up|down|kafka-restart|status" >&2
 		exit 2
 		;;
 	esac

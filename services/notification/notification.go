@@ -27,6 +27,7 @@ import (
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -394,6 +395,34 @@ func (s *Service) senders() (map[eventsv1.Channel]Sender, error) {
 	return out, nil
 }
 
+// handle applies one event, first rebuilding the projection from the log if
+// Redis lost it since (a flush, a failover to an empty replica): an event
+// must never be applied to an empty projection, or the alert's steps and
+// dedup records would be missing and its messages lost or repeated.
+func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
+	if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil {
+		return fmt.Errorf("restore the notification projection: %w: %w", fault.ErrUnavailable, err)
+	}
+	return s.engine.Handle(ctx, d)
+}
+
+// watchEpoch looks for a lost projection every second, so pending sends and
+// retries are restored even when no event arrives to notice it.
+func (s *Service) watchEpoch(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil && ctx.Err() == nil {
+				s.deps.Logger.WarnContext(ctx, "restore the notification projection", "error", err.Error())
+			}
+		}
+	}
+}
+
 // Addrs returns the bound addresses: "grpc" and "receipts".
 func (s *Service) Addrs() map[string]string {
 	return map[string]string{"grpc": s.grpc.Addr(), "receipts": s.rlis.Addr().String()}
@@ -427,8 +456,9 @@ func (s *Service) Run(ctx context.Context) error {
 		// Ready only now: health reports SERVING once the projection is whole.
 		s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
 		go func() { errc <- s.engine.Run(ctx) }()
+		go s.watchEpoch(ctx)
 		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.engine.Handle)
+			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.handle)
 	}()
 	s.deps.Logger.InfoContext(ctx, "notification service started", slog.String("grpc", s.grpc.Addr()),
 		slog.String("receipts", s.rlis.Addr().String()))

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/e2e/harness"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+)
+
+// allAlerts waits until n alerts are listed and returns their ids.
+func allAlerts(t *testing.T, sys *harness.System, n int, within time.Duration) []string {
+	t.Helper()
+	var ids []string
+	harness.Eventually(t, within, func() bool {
+		resp, err := sys.Ack.ListAlerts(context.Background(), &ackv1.ListAlertsRequest{Tenant: "RZZ", PageSize: 100})
+		if err != nil {
+			return false
+		}
+		ids = ids[:0]
+		for _, a := range resp.GetAlerts() {
+			ids = append(ids, a.GetAlertId())
+		}
+		return len(ids) == n
+	}, func() string { return fmt.Sprintf("%d alerts listed, want %d", len(ids), n) })
+	return ids
+}
+
+// assertCompletedOnce checks that every alert reached the fail-safe queue
+// and that each recipient of each step got exactly one message.
+func assertCompletedOnce(t *testing.T, sys *harness.System, ids []string, within time.Duration) {
+	t.Helper()
+	for _, id := range ids {
+		waitState(t, sys, id, ackv1.State_STATE_FAILSAFE, within)
+	}
+	time.Sleep(2 * time.Second) // a duplicate would arrive now
+	for _, id := range ids {
+		mails := mailsFor(sys, id)
+		for _, to := range []string{referrer, registrar} {
+			if n := len(mailTo(mails, to)); n != 1 {
+				t.Errorf("alert %s: %d mails to %s, want exactly 1", id, n, to)
+			}
+		}
+		hooks := 0
+		for _, h := range sys.Webhook.Hooks() {
+			if strings.Contains(string(h.Body), id) || strings.Contains(string(h.Body), ref(id)) {
+				hooks++
+			}
+		}
+		if hooks != 1 {
+			t.Errorf("alert %s: %d webhooks, want exactly 1", id, hooks)
+		}
+		tl := types(getAlert(t, sys, id))
+		if count(tl, "FailsafeQueued") != 1 {
+			t.Errorf("alert %s: fail-safe queued %d times: %v", id, count(tl, "FailsafeQueued"), tl)
+		}
+	}
+}
+
+// kill -9 of each service in turn while alerts are in flight: nothing is
+// lost and no recipient gets a second message for the same alert and step.
+func TestKillEachServiceMidFlow(t *testing.T) {
+	sys := start(t)
+	for i, name := range harness.Services {
+		send(t, sys, oru(fmt.Sprintf("MSG-KILL-%d", i), fmt.Sprintf("ACC-KILL-%d", i), "F", "CRITICAL"))
+		time.Sleep(1500 * time.Millisecond)
+		t.Logf("kill -9 %s", name)
+		sys.Restart(t, name)
+	}
+	ids := allAlerts(t, sys, len(harness.Services), 60*time.Second)
+	assertCompletedOnce(t, sys, ids, 120*time.Second)
+	assertNoPatientData(t, sys)
+}
+
+// Redis wiped mid-flow (FLUSHDB of the system's database: what FLUSHALL
+// does to a Redis of its own): escalations still happen on time.
+func TestRedisFlushMidFlowEscalatesOnTime(t *testing.T) {
+	sys := start(t)
+	send(t, sys, oru("MSG-FLUSH-1", "ACC-FLUSH-1", "F", "CRITICAL"))
+	id := alertIDOf(t, sys, 30*time.Second)
+	first := waitMail(t, sys, id, referrer, 30*time.Second)
+	if err := sys.Redis.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("timeline: %v", types(getAlert(t, sys, id)))
+			t.Logf("notification logs:\n%s", tailBytes(sys.Procs["notification"].Logs(), 6000))
+		}
+	})
+	next := waitMail(t, sys, id, registrar, 30*time.Second)
+	if gap := next.At.Sub(first.At); gap > stepEvery+3*time.Second {
+		t.Errorf("step 2 came %v after step 1 across the wipe, want about %v", gap, stepEvery)
+	}
+	assertCompletedOnce(t, sys, []string{id}, 60*time.Second)
+}
+
+// A Kafka broker restart mid-flow: every alert completes, once.
+func TestKafkaRestartMidFlowEveryAlertCompletes(t *testing.T) {
+	sys := start(t)
+	for i := 0; i < 3; i++ {
+		send(t, sys, oru(fmt.Sprintf("MSG-KR-%d", i), fmt.Sprintf("ACC-KR-%d", i), "F", "CRITICAL"))
+	}
+	ids := allAlerts(t, sys, 3, 30*time.Second)
+	waitMail(t, sys, ids[0], referrer, 30*time.Second)
+
+	script := filepath.Join(harness.RepoRoot(t), "platform", "infra", "deps.sh")
+	restart := time.Now()
+	if out, err := exec.Command(script, "kafka-restart").CombinedOutput(); err != nil {
+		t.Fatalf("restart kafka: %v\n%s", err, out)
+	}
+	t.Logf("kafka restarted in %v", time.Since(restart))
+	assertCompletedOnce(t, sys, ids, 180*time.Second)
+}
+
+func tailBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
