@@ -184,10 +184,10 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
 	}
 	p("")
-	for _, n := range names {
-		delete(ph.before, n)
-	}
 	for n := range ph.before {
+		if _, ok := ph.after[n]; ok {
+			continue
+		}
 		p("Note: %s ended during the phase (restarted by someone else on the shared machine?); its use is not shown and the phase's figures are suspect.", n)
 		p("")
 	}
