@@ -53,7 +53,7 @@ proto: ## Regenerate the Go code from proto/ (buf and plugins are pinned Go tool
 lint: ## gofmt, go vet, staticcheck, buf lint and a check that generated code is fresh.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
-	@GOWORK=off $(GO) build -modfile=tools/lint/go.mod -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	@cd tools/lint && GOWORK=off $(GO) build -o $(CURDIR)/bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	@for m in $(MODULES); do (cd $$m && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
 	@$(MAKE) --no-print-directory proto
 	@git diff --exit-code --stat -- proto/gen || (echo "proto/gen is stale: run make proto and commit"; exit 1)

@@ -115,7 +115,7 @@ func start(t testing.TB, mod func(*intake.Config)) *harness {
 		out := logs.String()
 		for _, s := range rec.Ended() {
 			for _, a := range s.Attributes() {
-				out += string(a.Key) + "=" + a.Value.Emit() + "\n"
+				out += string(a.Key) + "=" + a.Value.String() + "\n"
 			}
 		}
 		for _, p := range patientData {

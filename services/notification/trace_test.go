@@ -49,12 +49,12 @@ func TestTraceJoinsAlertAndCarriesNoPatientData(t *testing.T) {
 	for _, s := range rec.Ended() {
 		all += s.Name()
 		for _, a := range s.Attributes() {
-			all += fmt.Sprintf(" %s=%s", a.Key, a.Value.Emit())
+			all += fmt.Sprintf(" %s=%s", a.Key, a.Value.String())
 		}
 		for _, ev := range s.Events() {
 			all += " " + ev.Name
 			for _, a := range ev.Attributes {
-				all += fmt.Sprintf(" %s=%s", a.Key, a.Value.Emit())
+				all += fmt.Sprintf(" %s=%s", a.Key, a.Value.String())
 			}
 		}
 		all += "\n"
