@@ -125,7 +125,6 @@ type smtpServer struct {
 	block   chan struct{}
 	inData  chan struct{}
 	addr    string
-	tlsConf *tls.Config
 	caPool  *x509.CertPool
 }
 
