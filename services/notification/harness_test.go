@@ -122,10 +122,10 @@ type smtpServer struct {
 	mu    sync.Mutex
 	mails []mail
 	// block, when set, holds DATA (after the message was read) until closed.
-	block   chan struct{}
-	inData  chan struct{}
-	addr    string
-	caPool  *x509.CertPool
+	block  chan struct{}
+	inData chan struct{}
+	addr   string
+	caPool *x509.CertPool
 }
 
 type smtpSession struct {
