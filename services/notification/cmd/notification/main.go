@@ -1,17 +1,14 @@
-// Command notification runs Herald's notification service.
+// Command notification runs Herald's notification service. Flags fall back
+// to HERALD_<FLAG> environment variables.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/herald-health/herald/platform/config"
-	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/services/notification"
 )
@@ -19,36 +16,14 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
-	fs := flag.NewFlagSet("notification", flag.ContinueOnError)
 	cfg := notification.DefaultConfig()
-	cfg.RegisterFlags(fs)
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	tcfg := telemetry.Config{ServiceName: notification.ServiceName}
-	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port")
-	fs.StringVar(&tcfg.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus /metrics listen address")
-	if err := config.Parse(fs, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	lvl, err := logging.ParseLevel(*level)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "setting log-level:", err)
-		return 2
-	}
-	logger := logging.New(os.Stderr, lvl, "notification")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	tel, err := telemetry.Setup(ctx, tcfg)
-	if err != nil {
-		logger.Error("telemetry", "error", err.Error())
-		return 1
-	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
-	if err := notification.Run(ctx, cfg, notification.Deps{Logger: logger, Telemetry: tel}); err != nil {
-		logger.Error("notification service stopped", "error", err.Error())
-		return 1
-	}
-	return 0
+	return servicemain.Main(os.Args[1:], os.Stderr, servicemain.Service{
+		Name:        "notification",
+		MetricsAddr: "127.0.0.1:9464",
+		Flags:       func(fs *flag.FlagSet) { cfg.RegisterFlags(fs) },
+		Validate:    func() error { return cfg.Validate() },
+		Run: func(ctx context.Context, logger *slog.Logger, tel *telemetry.Telemetry) error {
+			return notification.Run(ctx, cfg, notification.Deps{Logger: logger, Telemetry: tel})
+		},
+	})
 }

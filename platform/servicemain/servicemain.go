@@ -1,0 +1,82 @@
+// Package servicemain is the body every service's main shares, so each main
+// stays a few lines: flags with the HERALD_ environment fallback, the JSON
+// logger, OpenTelemetry, signal handling and the exit code.
+//
+// Exit codes: 0 after a requested stop (SIGINT, SIGTERM) or -help; 2 for a
+// bad setting (the message names it); 1 when the service stopped on an
+// error.
+package servicemain
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+)
+
+// Service describes one service binary.
+type Service struct {
+	// Name is the short name ("intake"); logs carry it and the telemetry
+	// service name is "herald-" + Name.
+	Name string
+	// MetricsAddr is the default Prometheus listen address ("" for none).
+	MetricsAddr string
+	// Flags binds the service's own settings.
+	Flags func(fs *flag.FlagSet)
+	// Validate checks the settings once parsed; its error names the setting.
+	Validate func() error
+	// Run runs the service until ctx ends (the service's own Run).
+	Run func(ctx context.Context, logger *slog.Logger, tel *telemetry.Telemetry) error
+}
+
+// Main parses args, sets up logging and telemetry, runs the service until
+// SIGINT or SIGTERM and returns the process's exit code.
+func Main(args []string, stderr io.Writer, s Service) int {
+	fs := flag.NewFlagSet(s.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s.Flags(fs)
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	tcfg := telemetry.Config{ServiceName: "herald-" + s.Name}
+	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port for traces (empty: no export)")
+	fs.StringVar(&tcfg.MetricsAddr, "metrics-addr", s.MetricsAddr, "Prometheus /metrics listen address (empty: none)")
+	if err := config.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
+		return 2
+	}
+	lvl, err := logging.ParseLevel(*level)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: setting log-level: %v\n", s.Name, err)
+		return 2
+	}
+	if s.Validate != nil {
+		if err := s.Validate(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
+			return 2
+		}
+	}
+	logger := logging.New(stderr, lvl, s.Name)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	tel, err := telemetry.Setup(ctx, tcfg)
+	if err != nil {
+		logger.Error("telemetry set-up", "error", err.Error())
+		return 1
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	if err := s.Run(ctx, logger, tel); err != nil {
+		logger.Error(s.Name+" stopped", "error", err.Error())
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,68 @@
+package servicemain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/herald-health/herald/platform/telemetry"
+)
+
+func service(run func(context.Context) error, validate func() error, addr *string) Service {
+	return Service{
+		Name:     "probe",
+		Flags:    func(fs *flag.FlagSet) { fs.StringVar(addr, "grpc-addr", "127.0.0.1:1", "") },
+		Validate: validate,
+		Run: func(ctx context.Context, logger *slog.Logger, tel *telemetry.Telemetry) error {
+			if logger == nil || tel == nil {
+				return errors.New("no logger or telemetry")
+			}
+			return run(ctx)
+		},
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	var addr string
+	ok := func(context.Context) error { return nil }
+	cases := []struct {
+		name     string
+		args     []string
+		run      func(context.Context) error
+		validate func() error
+		want     int
+		stderr   string
+	}{
+		{"clean stop", []string{"-metrics-addr="}, ok, nil, 0, ""},
+		{"help", []string{"-h"}, ok, nil, 0, "grpc-addr"},
+		{"unknown flag", []string{"-nope"}, ok, nil, 2, "nope"},
+		{"bad log level", []string{"-log-level=loud", "-metrics-addr="}, ok, nil, 2, "log-level"},
+		{"invalid setting", []string{"-metrics-addr="}, ok, func() error { return errors.New("setting redis-addr is required") }, 2, "redis-addr"},
+		{"service error", []string{"-metrics-addr="}, func(context.Context) error { return errors.New("kafka unreachable") }, nil, 1, "kafka unreachable"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			got := Main(c.args, &stderr, service(c.run, c.validate, &addr))
+			if got != c.want {
+				t.Fatalf("exit code: got %d, want %d; stderr:\n%s", got, c.want, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.stderr) {
+				t.Fatalf("stderr: got %q, want it to mention %q", stderr.String(), c.stderr)
+			}
+		})
+	}
+}
+
+func TestEnvironmentFallback(t *testing.T) {
+	t.Setenv("HERALD_GRPC_ADDR", "127.0.0.1:7001")
+	var addr string
+	code := Main([]string{"-metrics-addr="}, &bytes.Buffer{}, service(func(context.Context) error { return nil }, nil, &addr))
+	if code != 0 || addr != "127.0.0.1:7001" {
+		t.Fatalf("got exit %d, grpc-addr %q; want 0 and the environment's address", code, addr)
+	}
+}
