@@ -35,6 +35,7 @@ var (
 	flagDrain           = flag.Duration("load.drain", 90*time.Second, "longest wait after a phase for its alerts to complete")
 	flagPhases          = flag.String("load.phases", "latency,timers,throughput", "phases to run, in order")
 	flagReport          = flag.String("load.report", "", "report file (default <repo>/bench-report.md; - for none)")
+	flagWarmup          = flag.Duration("load.warmup", 3*time.Second, "unreported warm-up at the latency phase's rate before the phases (0: none)")
 	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
 )
@@ -63,6 +64,18 @@ func BenchmarkHerald(b *testing.B) {
 	r.pids["redis"] = env.redisPid
 	r.pids["benchmark (load generator, sinks)"] = os.Getpid()
 
+	delivered := func(id string, _ alertTrace) bool { _, ok := s.smtp.firstAt(refOf(id)); return ok }
+	escalated := func(_ string, a alertTrace) bool { return !a.escalated.IsZero() }
+	// Warm up (connections, consumer fetch sessions, the runtime), unreported.
+	if *flagWarmup > 0 {
+		runPhase(ctx, b, s, obs, r.pids, "warmup", *flagLatencyRate, *flagWarmup, eventsv1.Category_CATEGORY_URGENT, delivered)
+	}
+	// Idle cost: the services are up and have nothing to do.
+	r.idleBefore = snapshot(r.pids)
+	idleStart := time.Now()
+	time.Sleep(5 * time.Second)
+	r.idleAfter, r.idleSpan = snapshot(r.pids), time.Since(idleStart)
+
 	run := func(name string, rate float64, dur time.Duration, cat eventsv1.Category, done func(string, alertTrace) bool) *phase {
 		var ph *phase
 		b.Run(name, func(b *testing.B) {
@@ -79,8 +92,6 @@ func BenchmarkHerald(b *testing.B) {
 		}
 		return ph
 	}
-	delivered := func(id string, _ alertTrace) bool { _, ok := s.smtp.firstAt(refOf(id)); return ok }
-	escalated := func(_ string, a alertTrace) bool { return !a.escalated.IsZero() }
 	for _, name := range strings.Split(*flagPhases, ",") {
 		switch strings.TrimSpace(name) {
 		case "latency":

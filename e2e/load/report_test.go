@@ -17,6 +17,9 @@ type report struct {
 	phases            []*phase
 	events            map[string]int
 	mails, unparsed   int
+	// idle use: before and after a quiet period of idleSpan.
+	idleBefore, idleAfter map[string]usage
+	idleSpan              time.Duration
 }
 
 func (r *report) markdown() string {
@@ -56,8 +59,12 @@ func (r *report) markdown() string {
 	}
 	p("- Service settings are the defaults except: notification workers %s, rate limits off, SMTP without STARTTLS; rules and acknowledgement untouched.", workers)
 	p("- Services log JSON at info level; tracing %s; Prometheus endpoint off.", trace)
+	if *flagWarmup > 0 {
+		p("- Before the phases, an unreported %s warm-up at %.0f alerts/s, then %s idle to measure the idle cost.", *flagWarmup, *flagLatencyRate, "5 s")
+	}
 	p("- The latency is from RaiseAlert returning (intake's durable ACK) to the SMTP sink accepting the alert's first email (matched by the alert reference in the body). A lost alert is one accepted by intake whose first email did not arrive within the drain time (%s).", *flagDrain)
 	p("")
+	r.idleTable(&w)
 	for _, ph := range r.phases {
 		r.phase(&w, ph)
 	}
@@ -163,8 +170,8 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 	busy, total := ph.busy1-ph.busy0, ph.total1-ph.total0
 	p("Resource use over the phase (%s, offering and drain):", span.Round(time.Second))
 	p("")
-	p("| Process | CPU s | Cores used (avg) | RSS at end | Peak RSS (VmHWM, since start) |")
-	p("|---|---:|---:|---:|---:|")
+	p("| Process | CPU s | Cores used (avg) | CPU per accepted alert | RSS at end | Peak RSS (VmHWM, since start) |")
+	p("|---|---:|---:|---:|---:|---:|")
 	names := make([]string, 0, len(ph.after))
 	for n := range ph.after {
 		names = append(names, n)
@@ -173,15 +180,15 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 	for _, n := range names {
 		a, b := ph.after[n], ph.before[n]
 		cpu := a.cpu - b.cpu
-		p("| %s | %.1f | %.2f | %s | %s |", n, cpu.Seconds(), cpu.Seconds()/span.Seconds(), fmtKiB(a.rssKiB), fmtKiB(a.hwmKiB))
+		p("| %s | %.1f | %.2f | %s | %s | %s |", n, cpu.Seconds(), cpu.Seconds()/span.Seconds(), perAlert(cpu, len(acc)), fmtKiB(a.rssKiB), fmtKiB(a.hwmKiB))
 	}
 	var ours time.Duration
 	for _, n := range names {
 		ours += ph.after[n].cpu - ph.before[n].cpu
 	}
 	if total > 0 {
-		p("| other processes on the machine (other engineers' work) | %.1f | %.2f | | |", (busy - ours).Seconds(), (busy-ours).Seconds()/span.Seconds())
-		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
+		p("| other processes on the machine (other engineers' work) | %.1f | %.2f | | | |", (busy - ours).Seconds(), (busy-ours).Seconds()/span.Seconds())
+		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
 	}
 	p("")
 	for n := range ph.before {
@@ -254,6 +261,35 @@ func (r *report) lagTable(w *strings.Builder, ph *phase) {
 	for i := 0; i < len(ph.lag); i += step {
 		s := ph.lag[i]
 		p("| %s | %d | %d | %d | %d (%d) |", s.at.Sub(ph.start).Round(time.Second), s.lag["rules"], s.lag["acknowledgement"], s.lag["notification"], s.jobs, s.ready)
+	}
+	p("")
+}
+
+func perAlert(cpu time.Duration, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(cpu.Microseconds())/float64(n))
+}
+
+// idleTable shows what the processes use with no load at all.
+func (r *report) idleTable(w *strings.Builder) {
+	if r.idleBefore == nil {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("## Idle (no load, %s)", r.idleSpan.Round(time.Second))
+	p("")
+	p("| Process | Cores used (avg) | RSS |")
+	p("|---|---:|---:|")
+	names := make([]string, 0, len(r.idleAfter))
+	for n := range r.idleAfter {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		cpu := r.idleAfter[n].cpu - r.idleBefore[n].cpu
+		p("| %s | %.3f | %s |", n, cpu.Seconds()/r.idleSpan.Seconds(), fmtKiB(r.idleAfter[n].rssKiB))
 	}
 	p("")
 }
