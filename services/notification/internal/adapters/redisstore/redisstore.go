@@ -37,7 +37,7 @@ func (s *Store) recIndex(alertID string) string { return s.prefix + ":recs:{" + 
 func (s *Store) nidKey(nid string) string       { return s.prefix + ":nid:" + nid }
 func (s *Store) dueKey() string                 { return s.prefix + ":due" }
 func (s *Store) stepKey(j app.Job) string {
-	return fmt.Sprintf("%s:step:{%s}:%d:%d:%t", s.prefix, j.AlertID, j.Step, j.Repeat, j.Failsafe)
+	return fmt.Sprintf("%s:step:{%s}:%d:%d:%d:%t", s.prefix, j.AlertID, j.Round, j.Step, j.Repeat, j.Failsafe)
 }
 
 func member(j app.Job) string {
