@@ -247,7 +247,7 @@ func BenchmarkRebuildAfterWipe(b *testing.B) {
 	b.StopTimer()
 	st, err := ts.Stats(ctx)
 	require.NoError(b, err)
-	require.Equal(b, int64(4*open), st.Due, "a step timer and three clocks per alert")
+	require.Equal(b, int64(open), st.Due, "one timer per alert")
 	ready, err := store.Ready(ctx)
 	require.NoError(b, err)
 	require.True(b, ready)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/herald-health/herald/platform/fault"
@@ -59,8 +61,10 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 		if _, err := a.d.States.Put(ctx, after); err != nil {
 			return fmt.Errorf("store state of alert %s: %w", ev.GetAlertId(), err)
 		}
-		if err := a.applyPlan(ctx, lifecycle.PlanTimers(before, after)); err != nil {
-			return err
+		if !slices.Equal(lifecycle.Timers(before), lifecycle.Timers(after)) {
+			if err := a.syncTimer(ctx, after); err != nil {
+				return err
+			}
 		}
 		if a.d.Changes != nil {
 			if err := a.d.Changes.Publish(ctx, after); err != nil {
@@ -100,54 +104,50 @@ func (a *App) observeApplied(ctx context.Context, before, after *lifecycle.State
 		"event_type", lifecycle.EventType(ev), "state", lifecycle.StatusName(after.GetState()), "step", after.GetStep())
 }
 
-// applyPlan arms and cancels timers as the lifecycle asks.
-func (a *App) applyPlan(ctx context.Context, p lifecycle.TimerPlan) error {
-	if len(p.Arm) > 0 {
-		ts, err := a.timerRecords(ctx, p.Arm)
-		if err != nil {
-			return err
-		}
-		if err := a.d.Timers.ArmMany(ctx, ts...); err != nil {
-			return fault.Unavailable(fmt.Sprintf("arm timers of alert %s: %v", p.Arm[0].AlertID, err))
-		}
+// Each alert has one timer in the store (id "<alert>:timers"), due at the
+// earliest of the lifecycle timers its state needs (the step timeout and the
+// open clocks), which its payload lists. One timer per alert instead of up to
+// four keeps the store small and a rebuild fast; the decisions stay per
+// lifecycle timer.
+
+// AlertTimerID is the id of an alert's timer in the store.
+func AlertTimerID(alertID string) string { return alertID + ":timers" }
+
+func alertOfTimerID(id string) string {
+	if a, ok := strings.CutSuffix(id, ":timers"); ok {
+		return a
 	}
-	for _, id := range p.Cancel {
-		if _, err := a.d.Timers.Cancel(ctx, id); err != nil {
-			return fault.Unavailable(fmt.Sprintf("cancel timer %s: %v", id, err))
+	return lifecycle.AlertOfTimer(id)
+}
+
+// syncTimer arms the alert's timer for what st needs (moving its deadline
+// and payload) or cancels it when st needs none. The payload carries the
+// trace context of ctx.
+func (a *App) syncTimer(ctx context.Context, st *lifecycle.State) error {
+	t, ok, err := a.alertTimer(ctx, st)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if _, err := a.d.Timers.Cancel(ctx, AlertTimerID(st.GetAlertId())); err != nil {
+			return fault.Unavailable(fmt.Sprintf("cancel timer of alert %s: %v", st.GetAlertId(), err))
 		}
+		return nil
+	}
+	if err := a.d.Timers.ArmMany(ctx, t); err != nil {
+		return fault.Unavailable(fmt.Sprintf("arm timer of alert %s: %v", st.GetAlertId(), err))
 	}
 	return nil
 }
 
-// rearm arms every timer st needs and cancels every other timer it could
-// have.
+// rearm arms the alert's timer from a stored state, in the alert's trace.
 func (a *App) rearm(ctx context.Context, st *lifecycle.State) error {
-	ctx = a.stateTrace(ctx, st)
-	want := lifecycle.Timers(st)
-	keep := map[string]bool{}
-	for _, t := range want {
-		keep[t.ID] = true
-	}
-	p := lifecycle.TimerPlan{Arm: want}
-	for _, id := range allTimerIDs(st.GetAlertId()) {
-		if !keep[id] {
-			p.Cancel = append(p.Cancel, id)
-		}
-	}
-	return a.applyPlan(ctx, p)
+	return a.syncTimer(a.stateTrace(ctx, st), st)
 }
 
-func allTimerIDs(alertID string) []string {
-	return []string{
-		lifecycle.StepTimerID(alertID),
-		lifecycle.ClockTimerID(alertID, eventsv1.ClockKind_CLOCK_KIND_COMMUNICATE),
-		lifecycle.ClockTimerID(alertID, eventsv1.ClockKind_CLOCK_KIND_ACKNOWLEDGE),
-		lifecycle.ClockTimerID(alertID, eventsv1.ClockKind_CLOCK_KIND_ACTION),
-	}
-}
-
-// timerPayload is the data of a timer: what DecideTimer needs besides the
-// state. Due is kept in nanoseconds (the store keeps milliseconds).
+// timerPayload is one lifecycle timer in an alert timer's payload: what
+// DecideTimer needs besides the state. Due is in nanoseconds (the store
+// keeps milliseconds).
 type timerPayload struct {
 	Kind   lifecycle.TimerKind `json:"k"`
 	Round  uint32              `json:"r"`
@@ -157,38 +157,65 @@ type timerPayload struct {
 	Due    int64               `json:"d"`
 }
 
-// timerRecords turns lifecycle timers into store timers whose payload
-// carries the trace context of ctx, so the escalation the timer fires joins
-// the alert's trace. The store's due time is rounded up to the millisecond,
-// so a timer never fires before its deadline.
-func (a *App) timerRecords(ctx context.Context, ts []lifecycle.Timer) ([]timers.Timer, error) {
-	out := make([]timers.Timer, 0, len(ts))
-	for _, t := range ts {
-		data, err := json.Marshal(timerPayload{Kind: t.Kind, Round: t.Round, Step: t.Step, Repeat: t.Repeat, Clock: int32(t.Clock), Due: t.Due.UnixNano()})
-		if err != nil {
-			return nil, fmt.Errorf("encode timer %s: %w", t.ID, err)
-		}
-		payload, err := timers.WithTrace(ctx, a.prop, data)
-		if err != nil {
-			return nil, fmt.Errorf("encode timer %s: %w", t.ID, err)
-		}
-		out = append(out, timers.Timer{ID: t.ID, Due: ceilMilli(t.Due), Payload: payload})
+// alertTimer builds the store timer of st: due at the earliest lifecycle
+// timer (rounded up to the millisecond, so it never fires early), the
+// lifecycle timers and the trace context of ctx in its payload. ok is false
+// when st needs no timer.
+func (a *App) alertTimer(ctx context.Context, st *lifecycle.State) (timers.Timer, bool, error) {
+	ts := lifecycle.Timers(st)
+	if len(ts) == 0 {
+		return timers.Timer{}, false, nil
 	}
-	return out, nil
+	list := make([]timerPayload, 0, len(ts))
+	due := ts[0].Due
+	for _, t := range ts {
+		list = append(list, timerPayload{Kind: t.Kind, Round: t.Round, Step: t.Step, Repeat: t.Repeat, Clock: int32(t.Clock), Due: t.Due.UnixNano()})
+		if t.Due.Before(due) {
+			due = t.Due
+		}
+	}
+	id := AlertTimerID(st.GetAlertId())
+	data, err := json.Marshal(list)
+	if err != nil {
+		return timers.Timer{}, false, fmt.Errorf("encode timer %s: %w", id, err)
+	}
+	payload, err := timers.WithTrace(ctx, a.prop, data)
+	if err != nil {
+		return timers.Timer{}, false, fmt.Errorf("encode timer %s: %w", id, err)
+	}
+	return timers.Timer{ID: id, Due: ceilMilli(due), Payload: payload}, true, nil
 }
 
-func decodeTimer(id string, data []byte) (lifecycle.Timer, error) {
-	var p timerPayload
-	if err := json.Unmarshal(data, &p); err != nil {
-		return lifecycle.Timer{}, fmt.Errorf("decode timer %s: %w", id, err)
+// decodeTimers reads the lifecycle timers of a store timer's payload (a
+// single object, as written by earlier versions, is accepted too).
+func decodeTimers(id string, data []byte) ([]lifecycle.Timer, error) {
+	var list []timerPayload
+	if err := json.Unmarshal(data, &list); err != nil {
+		var one timerPayload
+		if err2 := json.Unmarshal(data, &one); err2 != nil {
+			return nil, fmt.Errorf("decode timer %s: %w", id, err)
+		}
+		list = []timerPayload{one}
 	}
-	if p.Kind != lifecycle.TimerStep && p.Kind != lifecycle.TimerClock {
-		return lifecycle.Timer{}, fmt.Errorf("decode timer %s: unknown kind %d", id, p.Kind)
+	alertID := alertOfTimerID(id)
+	out := make([]lifecycle.Timer, 0, len(list))
+	for _, p := range list {
+		t := lifecycle.Timer{AlertID: alertID, Kind: p.Kind, Round: p.Round, Step: p.Step, Repeat: p.Repeat,
+			Clock: eventsv1.ClockKind(p.Clock), Due: time.Unix(0, p.Due).UTC()}
+		switch p.Kind {
+		case lifecycle.TimerStep:
+			t.ID = lifecycle.StepTimerID(alertID)
+		case lifecycle.TimerClock:
+			t.ID = lifecycle.ClockTimerID(alertID, t.Clock)
+		default:
+			return nil, fmt.Errorf("decode timer %s: unknown kind %d", id, p.Kind)
+		}
+		out = append(out, t)
 	}
-	return lifecycle.Timer{
-		ID: id, AlertID: lifecycle.AlertOfTimer(id), Kind: p.Kind, Round: p.Round, Step: p.Step, Repeat: p.Repeat,
-		Clock: eventsv1.ClockKind(p.Clock), Due: time.Unix(0, p.Due).UTC(),
-	}, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("decode timer %s: no lifecycle timers", id)
+	}
+	return out, nil
 }
 
 func ceilMilli(t time.Time) time.Time {

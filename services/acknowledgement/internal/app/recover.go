@@ -146,35 +146,24 @@ func (a *App) restore(ctx context.Context) ([]*lifecycle.State, error) {
 	return open, nil
 }
 
-// armAll arms the timers of every state, earliest deadline first.
+// armAll arms the timer of every state, earliest deadline first. It
+// returns how many alert timers it armed.
 func (a *App) armAll(ctx context.Context, states []*lifecycle.State) (int, error) {
-	type pending struct {
-		rec timers.Timer
-		due time.Time
-	}
-	var all []pending
+	all := make([]timers.Timer, 0, len(states))
 	for _, st := range states {
-		ts := lifecycle.Timers(st)
-		if len(ts) == 0 {
-			continue
-		}
-		recs, err := a.timerRecords(a.stateTrace(ctx, st), ts)
+		t, ok, err := a.alertTimer(a.stateTrace(ctx, st), st)
 		if err != nil {
 			return 0, err
 		}
-		for i, r := range recs {
-			all = append(all, pending{rec: r, due: ts[i].Due})
+		if ok {
+			all = append(all, t)
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].due.Before(all[j].due) })
+	sort.Slice(all, func(i, j int) bool { return all[i].Due.Before(all[j].Due) })
 	// Chunks go out in deadline order (the workers take them in turn), so
 	// the overdue and nearest timers are armed, and fire, first.
 	err := inParallel(ctx, len(all), 1000, func(ctx context.Context, lo, hi int) error {
-		batch := make([]timers.Timer, 0, hi-lo)
-		for _, p := range all[lo:hi] {
-			batch = append(batch, p.rec)
-		}
-		return a.d.Timers.ArmMany(ctx, batch...)
+		return a.d.Timers.ArmMany(ctx, all[lo:hi]...)
 	})
 	if err != nil {
 		return 0, fault.Unavailable(fmt.Sprintf("re-arm timers: %v", err))
