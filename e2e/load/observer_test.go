@@ -42,29 +42,48 @@ func observe(ctx context.Context, b *testing.B, cfg eventlog.Config) *observer {
 	var wg sync.WaitGroup
 	b.Cleanup(func() { cancel(); wg.Wait() })
 	for p := range cfg.Partitions {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: cfg.Brokers, Topic: cfg.EventsTopic, Partition: p,
-			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond,
-		})
-		wg.Go(func() {
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-						b.Logf("observer partition %d: %v", p, err)
-					}
-					return
-				}
-				var ev eventsv1.Event
-				if err := proto.Unmarshal(m.Value, &ev); err != nil {
-					continue
-				}
-				o.add(&ev, time.Now())
-			}
-		})
+		wg.Go(func() { o.follow(ctx, b, cfg, p) })
 	}
 	return o
+}
+
+// follow reads one partition until ctx ends. A reader that fails (the
+// shared broker restarted under us) is replaced at the next offset, so the
+// observer never silently stops counting.
+func (o *observer) follow(ctx context.Context, b *testing.B, cfg eventlog.Config, partition int) {
+	next := kafka.FirstOffset
+	logged := false
+	for ctx.Err() == nil {
+		r := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: cfg.Brokers, Topic: cfg.EventsTopic, Partition: partition,
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond,
+		})
+		if err := r.SetOffset(next); err != nil {
+			_ = r.Close()
+			return
+		}
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, context.Canceled) && !logged {
+					b.Logf("observer partition %d: %v (reconnecting)", partition, err)
+					logged = true
+				}
+				break
+			}
+			next = m.Offset + 1
+			var ev eventsv1.Event
+			if err := proto.Unmarshal(m.Value, &ev); err != nil {
+				continue
+			}
+			o.add(&ev, time.Now())
+		}
+		_ = r.Close()
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func (o *observer) add(ev *eventsv1.Event, seen time.Time) {

@@ -165,6 +165,17 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		row("AlertRouted occurred_at to first email at the sink", routedToMail)
 	}
 	p("")
+	if ph.name == "timers" {
+		l := ph.lateness(false)
+		over := 0
+		for _, d := range l {
+			if d > 100*time.Millisecond {
+				over++
+			}
+		}
+		p("Timers more than 100 ms late (occurred_at): %d of %d.", over, len(l))
+		p("")
+	}
 	r.lagTable(w, ph)
 	span := ph.end.Sub(ph.start) + time.Second
 	busy, total := ph.busy1-ph.busy0, ph.total1-ph.total0
