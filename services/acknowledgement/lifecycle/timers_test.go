@@ -239,3 +239,28 @@ func TestLadderWithSimulatedTime(t *testing.T) {
 	// 15 + 15 + 30 + 60 minutes after routing.
 	require.Equal(t, t0.Add(time.Second+2*time.Hour), st.UpdatedAt.AsTime())
 }
+
+// TestEveryWantedTimerFires is the invariant the service relies on: a timer
+// the state asks for, once due, is decided Fire on that same state (never
+// Stale), so re-arming from the current state cannot loop on a stale timer.
+func TestEveryWantedTimerFires(t *testing.T) {
+	states := [][]*eventsv1.Event{
+		evs(raised(), routed()),
+		evs(raised(), routed(), sent("s", 0, 0, "a")),
+		evs(raised(), routed(), escalated("e1", 16*time.Minute, 0, 0, 1, reasonRepeat)),
+		evs(raised(), routed(), escalated("e2", time.Hour, 0, 2, 0, reasonTimeout)),
+		evs(raised(), routed(), ack("k", "a", 0)),
+		evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{})),
+		evs(raised(), routed(), breach("b", clockComm, time.Hour)),
+		evs(raised(), allMustRouted(), sent("s1", 0, 0, "a"), sent("s2", 0, 0, "b"), ack("k", "a", 0)),
+		evs(raised(), routed(), reroute("r2", time.Minute)),
+	}
+	for i, given := range states {
+		st := fold(given...)
+		for _, tm := range lifecycle.Timers(st) {
+			v, out := lifecycle.DecideTimer(st, tm, tm.Due)
+			require.Equal(t, lifecycle.Fire.String(), v.String(), "state %d timer %s", i, tm.ID)
+			require.NotEmpty(t, out)
+		}
+	}
+}
