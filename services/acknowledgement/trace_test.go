@@ -58,7 +58,7 @@ func TestEscalationJoinsTheAlertTrace(t *testing.T) {
 
 	for _, s := range rec.Ended() {
 		for _, a := range s.Attributes() {
-			requireNoPatientData(t, a.Value.Emit())
+			requireNoPatientData(t, a.Value.String())
 		}
 	}
 }

@@ -21,7 +21,7 @@ Herald is running (started in %.1fs) on %s.
   Open %s to watch alerts arrive, escalate and get acknowledged,
   with every message the notification service sent (captured, not delivered).
 
-  intake            gRPC %s   FHIR http://%s/fhir   HL7 v2 MLLP %s
+  intake            gRPC %s   FHIR http://%s/fhir/{ODS}   HL7 v2 MLLP %s
   rules             gRPC %s
   acknowledgement   gRPC %s   acknowledge links http://%s/ack/...
   notification      gRPC %s   delivery receipts http://%s

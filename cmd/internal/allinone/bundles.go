@@ -38,7 +38,8 @@ func writeFastBundles(src fs.FS, dir string, speedup int) error {
 	})
 }
 
-// speedUp rewrites the durations under "timeout" keys and "clocks" maps.
+// speedUp rewrites the durations under "timeout" keys and "clocks" maps,
+// and marks the bundle's version, since a version names one content.
 func speedUp(doc []byte, speedup int) ([]byte, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc, &root); err != nil {
@@ -49,6 +50,10 @@ func speedUp(doc []byte, speedup int) ([]byte, error) {
 		if n.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
+				if v.Kind == yaml.ScalarNode && k.Value == "version" && !inClocks {
+					v.Value = fmt.Sprintf("%s-x%d", v.Value, speedup)
+					continue
+				}
 				if v.Kind == yaml.ScalarNode && (k.Value == "timeout" || inClocks) {
 					d, err := parseDuration(v.Value)
 					if err != nil {

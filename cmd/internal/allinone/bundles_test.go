@@ -12,6 +12,7 @@ import (
 
 func TestSpeedUpDividesTimeoutsAndClocksOnly(t *testing.T) {
 	src := fstest.MapFS{"RZZ/policies.yaml": {Data: []byte(`
+version: "2026.1"
 categories:
   - code: CRITICAL
     clocks: {communicate: 1h, acknowledge: 2d}
@@ -31,7 +32,7 @@ policies:
 		t.Fatal(err)
 	}
 	got := string(b)
-	for _, want := range []string{"communicate: 1m0s", "acknowledge: 48m0s", "timeout: 10s", "repeats: 1"} {
+	for _, want := range []string{"communicate: 1m0s", "acknowledge: 48m0s", "timeout: 10s", "repeats: 1", `version: "2026.1-x60"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("rewritten bundle lacks %q:\n%s", want, got)
 		}

@@ -69,7 +69,7 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if len(resp.GetProblems()) == 0 {
-			fmt.Fprintf(e.out, "bundle %s is valid (policy %s version %s, hash %s)\n", dir, resp.GetRef().GetPolicyId(), resp.GetRef().GetVersion(), resp.GetRef().GetContentHash())
+			fmt.Fprintf(e.out, "bundle %s is valid (version %s, hash %s)\n", dir, resp.GetRef().GetVersion(), resp.GetRef().GetContentHash())
 			return nil
 		}
 		for _, p := range resp.GetProblems() {

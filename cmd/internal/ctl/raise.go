@@ -27,7 +27,7 @@ func raiseCommand() command {
 
   heraldctl raise -tenant RZZ -accession ACC123 -category critical -nhs 9990000018 -referrer C1234567
   heraldctl raise -hl7 testdata/oru_r01_critical_pneumothorax.hl7        (HL7 v2 over MLLP; prints the ACK)
-  heraldctl raise -fhir bundle_critical_alert.json                        (FHIR R4, DiagnosticReport or Bundle)
+  heraldctl raise -tenant RZZ -fhir bundle_critical_alert.json            (FHIR R4, DiagnosticReport or Bundle)
 
 It prints the alert id intake derived, and whether the report was a duplicate or quarantined.
 `,
@@ -67,7 +67,7 @@ func runRaise(ctx context.Context, e *env, args []string) error {
 	case *hl7File != "":
 		return raiseHL7(ctx, e, *mllpAddr, *hl7File)
 	case *fhirFile != "":
-		return raiseFHIR(ctx, e, *fhirURL, *fhirFile)
+		return raiseFHIR(ctx, e, *fhirURL, *tenant, *fhirFile)
 	}
 	cat, ok := categories[strings.ToLower(*category)]
 	if !ok {
@@ -158,12 +158,12 @@ func sendMLLP(ctx context.Context, addr string, msg []byte) ([]byte, error) {
 	return body[:len(body)-1], nil
 }
 
-func raiseFHIR(ctx context.Context, e *env, base, file string) error {
+func raiseFHIR(ctx context.Context, e *env, base, tenant, file string) error {
 	body, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", file, err)
 	}
-	url := strings.TrimRight(base, "/") + "/fhir"
+	url := strings.TrimRight(base, "/") + "/fhir/" + tenant
 	if bytes.Contains(body, []byte(`"resourceType": "DiagnosticReport"`)) || bytes.Contains(body, []byte(`"resourceType":"DiagnosticReport"`)) {
 		url += "/DiagnosticReport"
 	}
