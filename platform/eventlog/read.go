@@ -88,7 +88,7 @@ func retriable(err error) bool {
 		return kerr.Temporary() || kerr == kafka.UnknownTopicOrPartition || kerr == kafka.LeaderNotAvailable || kerr == kafka.NotLeaderForPartition
 	}
 	var nerr net.Error
-	return errors.As(err, &nerr)
+	return errors.As(err, &nerr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func readPartition(ctx context.Context, client *kafka.Client, topic string, partition int, from, end int64, fn func(key, value []byte, partition int, offset int64) error) error {

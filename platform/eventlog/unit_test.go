@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -82,6 +83,7 @@ func TestRetriableKafkaErrors(t *testing.T) {
 		{kafka.LeaderNotAvailable, true},
 		{kafka.UnknownTopicOrPartition, true},
 		{kafka.TopicAuthorizationFailed, false},
+		{fmt.Errorf("fetch: %w", io.ErrUnexpectedEOF), true},
 		{errors.New("decode"), false},
 	} {
 		if got := retriable(c.err); got != c.want {
