@@ -198,7 +198,8 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		ours += ph.after[n].cpu - ph.before[n].cpu
 	}
 	if total > 0 {
-		p("| other processes on the machine (other engineers' work) | %.1f | %.2f | | | |", (busy - ours).Seconds(), (busy-ours).Seconds()/span.Seconds())
+		others := max(busy-ours, 0) // the two clocks differ slightly; never below zero
+		p("| other processes on the machine (other engineers' work) | %.1f | %.2f | | | |", others.Seconds(), others.Seconds()/span.Seconds())
 		p("| whole machine (every process, other users included) | %.1f | %.2f of %d | | | |", busy.Seconds(), busy.Seconds()/span.Seconds(), r.env.cpus)
 	}
 	p("")
