@@ -32,7 +32,6 @@ type observer struct {
 	mu     sync.Mutex
 	alerts map[string]*alertTrace
 	types  map[string]int
-	dlq    int
 }
 
 func observe(ctx context.Context, b *testing.B, cfg eventlog.Config) *observer {
