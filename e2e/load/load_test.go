@@ -35,6 +35,7 @@ var (
 	flagDrain           = flag.Duration("load.drain", 90*time.Second, "longest wait after a phase for its alerts to complete")
 	flagPhases          = flag.String("load.phases", "latency,timers,throughput", "phases to run, in order")
 	flagReport          = flag.String("load.report", "", "report file (default <repo>/bench-report.md; - for none)")
+	flagTimerShare      = flag.Float64("load.timer-share", 0.05, "share of the throughput phase's alerts that are CRITICAL with the timer phase's short step (timer lateness under load)")
 	flagWarmup          = flag.Duration("load.warmup", 3*time.Second, "unreported warm-up at the latency phase's rate before the phases (0: none)")
 	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
@@ -66,9 +67,31 @@ func BenchmarkHerald(b *testing.B) {
 
 	delivered := func(id string, _ alertTrace) bool { _, ok := s.smtp.firstAt(refOf(id)); return ok }
 	escalated := func(_ string, a alertTrace) bool { return !a.escalated.IsZero() }
+	urgent := func(int) eventsv1.Category { return eventsv1.Category_CATEGORY_URGENT }
+	critical := func(int) eventsv1.Category { return eventsv1.Category_CATEGORY_CRITICAL }
+	// The throughput phase mixes in CRITICAL alerts (short step timeout) to
+	// measure timer lateness under load; such an alert is complete once it
+	// has its first email and has escalated.
+	every := 0
+	if *flagTimerShare > 0 {
+		every = max(1, int(1 / *flagTimerShare + 0.5))
+	}
+	mixed := func(i int) eventsv1.Category {
+		if every > 0 && i%every == 0 {
+			return eventsv1.Category_CATEGORY_CRITICAL
+		}
+		return eventsv1.Category_CATEGORY_URGENT
+	}
+	deliveredAndDue := func(id string, a alertTrace) bool {
+		if !delivered(id, a) {
+			return false
+		}
+		short := !a.routed.IsZero() && a.stepDue.Sub(a.routed) < time.Hour
+		return !short || !a.escalated.IsZero()
+	}
 	// Warm up (connections, consumer fetch sessions, the runtime), unreported.
 	if *flagWarmup > 0 {
-		runPhase(ctx, b, s, obs, r.pids, "warmup", *flagLatencyRate, *flagWarmup, eventsv1.Category_CATEGORY_URGENT, delivered)
+		runPhase(ctx, b, s, obs, r.pids, "warmup", *flagLatencyRate, *flagWarmup, urgent, delivered)
 	}
 	// Idle cost: the services are up and have nothing to do.
 	r.idleBefore = snapshot(r.pids)
@@ -76,7 +99,7 @@ func BenchmarkHerald(b *testing.B) {
 	time.Sleep(5 * time.Second)
 	r.idleAfter, r.idleSpan = snapshot(r.pids), time.Since(idleStart)
 
-	run := func(name string, rate float64, dur time.Duration, cat eventsv1.Category, done func(string, alertTrace) bool) *phase {
+	run := func(name string, rate float64, dur time.Duration, cat func(int) eventsv1.Category, done func(string, alertTrace) bool) *phase {
 		var ph *phase
 		b.Run(name, func(b *testing.B) {
 			if b.N > 1 {
@@ -95,11 +118,11 @@ func BenchmarkHerald(b *testing.B) {
 	for _, name := range strings.Split(*flagPhases, ",") {
 		switch strings.TrimSpace(name) {
 		case "latency":
-			run("latency", *flagLatencyRate, *flagLatencyDuration, eventsv1.Category_CATEGORY_URGENT, delivered)
+			run("latency", *flagLatencyRate, *flagLatencyDuration, urgent, delivered)
 		case "timers":
-			run("timers", *flagTimerRate, *flagTimerDuration, eventsv1.Category_CATEGORY_CRITICAL, escalated)
+			run("timers", *flagTimerRate, *flagTimerDuration, critical, escalated)
 		case "throughput":
-			run("throughput", *flagRate, *flagDuration, eventsv1.Category_CATEGORY_URGENT, delivered)
+			run("throughput", *flagRate, *flagDuration, mixed, deliveredAndDue)
 		case "":
 		default:
 			b.Fatalf("flag load.phases: unknown phase %q (latency, timers, throughput)", name)
@@ -154,7 +177,7 @@ type phase struct {
 }
 
 func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids map[string]int, name string, rate float64, dur time.Duration,
-	cat eventsv1.Category, done func(string, alertTrace) bool) *phase {
+	cat func(int) eventsv1.Category, done func(string, alertTrace) bool) *phase {
 	n := int(rate * dur.Seconds())
 	if n < 1 {
 		b.Fatalf("phase %s: rate %v for %v offers no alert", name, rate, dur)
@@ -170,7 +193,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		c := s.intake[int(next.Add(1))%len(s.intake)]
 		wg.Go(func() {
 			for i := range jobs {
-				req := &intakev1.RaiseAlertRequest{Report: flaggedReport(run, i, cat)}
+				req := &intakev1.RaiseAlertRequest{Report: flaggedReport(run, i, cat(i))}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				sent := time.Now()
 				resp, err := c.RaiseAlert(cctx, req)
@@ -306,6 +329,9 @@ func (ph *phase) metrics() []metric {
 		l := ph.latency()
 		ms = append(ms, metric{ms1(pct(l, 50)), "p50-ms"}, metric{ms1(pct(l, 99)), "p99-ms"},
 			metric{ph.acceptedRate(), "accepted/s"}, metric{ph.deliveredRate(), "delivered/s"})
+		if l := ph.lateness(false); len(l) > 0 {
+			ms = append(ms, metric{ms1(pct(l, 99)), "p99-timer-late-ms"})
+		}
 	}
 	return ms
 }
