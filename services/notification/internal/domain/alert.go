@@ -248,8 +248,9 @@ const (
 // still go out: the alert must be open in that round at that step and repeat (or in the fail-safe
 // queue, for the fail-safe message), and the person must not have declined
 // or acknowledged. It returns GateOK or the reason to cancel. An
-// acknowledgement, cancellation, closure or escalation applied before a
-// retry therefore cancels the retry.
+// acknowledgement, cancellation, closure or re-routing applied before a
+// retry therefore cancels the retry; an escalation does not cancel an
+// earlier step's message, and a repeat replaces its step's earlier send.
 func (a Alert) Gate(round, step, repeat uint32, failsafe bool, personID string) string {
 	if !a.Routed {
 		return GateNotRouted
@@ -266,9 +267,14 @@ func (a Alert) Gate(round, step, repeat uint32, failsafe bool, personID string) 
 	if a.Status != StatusOpen {
 		return GateClosed
 	}
-	if step != a.Step || repeat != a.Repeat {
+	if step > a.Step || (step == a.Step && repeat != a.Repeat) {
+		// A newer send of the same step replaces this one (or the job is
+		// ahead of the projection, which it never should be).
 		return GateSuperseded
 	}
+	// An earlier step's message still goes out: escalation adds people, it
+	// does not take the alert away from those not yet told (under load the
+	// step timer can fire before the step's message was made).
 	if int(step) >= len(a.Steps) {
 		return GateUnknownStep
 	}

@@ -116,6 +116,7 @@ func TestGate(t *testing.T) {
 	ackd, _ := fold(routed("e1", 0), acked("e2", "p1"))
 	fs, _ := fold(routed("e1", 0), failsafe("e2"))
 	rerouted, _ := fold(routed("e1", 0), escalated("e2", 1, 0), routed("e3", 0))
+	repeated, _ := fold(routed("e1", 0), escalated("e2", 1, 0), escalated("e4", 1, 1))
 	tests := []struct {
 		name     string
 		alert    Alert
@@ -127,7 +128,8 @@ func TestGate(t *testing.T) {
 		want     string
 	}{
 		{"given open at step 1 then step 1 may send", open, 0, 1, 0, false, "p1", GateOK},
-		{"given open at step 1 then a step 0 retry is superseded", open, 0, 0, 0, false, "p1", GateSuperseded},
+		{"given open at step 1 then a step 0 message not yet made still goes", open, 0, 0, 0, false, "p1", GateOK},
+		{"given open at step 1 repeat 1 then step 1 repeat 0 is superseded", repeated, 0, 1, 0, false, "p1", GateSuperseded},
 		{"given a decliner then stopped", open, 0, 1, 0, false, "p9", GateStopped},
 		{"given acknowledged then a retry is cancelled", ackd, 0, 0, 0, false, "p1", GateClosed},
 		{"given failsafe queued then the failsafe message goes", fs, 0, 2, 0, true, "p1", GateOK},
