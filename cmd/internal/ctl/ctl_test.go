@@ -3,11 +3,13 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
@@ -88,5 +90,28 @@ func TestSummaryCarriesNoPatientData(t *testing.T) {
 	}
 	if got := Summary(events[0]); got != "via hl7v2, flag critical, report final" {
 		t.Fatalf("raised summary: got %q", got)
+	}
+}
+
+func TestRebuildRemovesTheEpochKey(t *testing.T) {
+	rdb := testinfra.NewRedis(t)
+	ctx := context.Background()
+	key, err := epochKey("acknowledgement", "")
+	if err != nil || key != "{herald:ack}:epoch" {
+		t.Fatalf("epoch key: got %q, %v", key, err)
+	}
+	if err := rdb.Set(ctx, key, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	db := fmt.Sprint(rdb.Options().DB)
+	code, out, errOut := runCtl("rebuild", "-redis", rdb.Options().Addr, "-redis-db", db, "acknowledgement")
+	if code != 0 || !strings.Contains(out, "will rebuild") {
+		t.Fatalf("got %d %q %q", code, out, errOut)
+	}
+	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+		t.Fatal("epoch key still there")
+	}
+	if code, _, errOut := runCtl("rebuild", "-redis", rdb.Options().Addr, "rules"); code != 1 || !strings.Contains(errOut, "acknowledgement or notification") {
+		t.Fatalf("unknown service: got %d %q", code, errOut)
 	}
 }

@@ -3,18 +3,77 @@ package ctl
 import (
 	"context"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func rebuildCommand() command {
 	return command{
 		name:    "rebuild",
-		summary: "rebuild the acknowledgement projection or its timers from the log",
-		usage: `heraldctl rebuild timers|projection: ask the acknowledgement service to restore its Redis state
-from the compacted state topic and re-arm every open timer, deadlines first, as it does by itself
-when it finds Redis wiped.
+		summary: "make a service rebuild its Redis state (projection, timers) from the log",
+		usage: `heraldctl rebuild acknowledgement|notification: make the service rebuild its Redis cache from the
+event log, as it does by itself when it finds Redis wiped.
+
+  acknowledgement   restores every alert's state from the compacted state topic, then re-arms every
+                    open timer, deadlines first (overdue ones fire at once, once)
+  notification      rebuilds its projection and its dedup records from the event log
+
+It removes the service's epoch key; the running service notices within a second (EpochEvery) and
+rebuilds under a lock, one replica for all. Nothing is lost: Redis is a cache of the log.
+
+  heraldctl rebuild acknowledgement -redis 127.0.0.1:6379
 `,
-		run: func(context.Context, *env, []string) error {
-			return fmt.Errorf("not available yet: restart the acknowledgement service after clearing its epoch key to force a rebuild")
-		},
+		run: runRebuild,
 	}
+}
+
+// epochKeys are the keys whose absence makes each service rebuild; they
+// follow the services' default namespaces, overridable by flag.
+func epochKey(service, namespace string) (string, error) {
+	switch service {
+	case "acknowledgement":
+		if namespace == "" {
+			namespace = "herald"
+		}
+		return "{" + namespace + ":ack}:epoch", nil
+	case "notification":
+		if namespace == "" {
+			namespace = "herald:notification"
+		}
+		return namespace + ":epoch", nil
+	}
+	return "", fmt.Errorf("say acknowledgement or notification, not %q", service)
+}
+
+func runRebuild(ctx context.Context, e *env, args []string) error {
+	c := rebuildCommand()
+	fs := newFlags(c, e)
+	addr := fs.String("redis", "127.0.0.1:6379", "the service's Redis address")
+	db := fs.Int("redis-db", 0, "the service's Redis database")
+	ns := fs.String("namespace", "", "the service's key namespace (its redis-namespace or redis-prefix setting; default the service's default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	service, err := oneArg(fs, "service name")
+	if err != nil {
+		return err
+	}
+	key, err := epochKey(service, *ns)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: *addr, DB: *db})
+	defer rdb.Close()
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	n, err := rdb.Del(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("remove %s's epoch key on redis %s: %w", service, *addr, err)
+	}
+	if n == 0 {
+		fmt.Fprintf(e.out, "no epoch key %s on redis %s db %d: the service is rebuilding already, or the namespace is wrong\n", key, *addr, *db)
+		return nil
+	}
+	fmt.Fprintf(e.out, "%s will rebuild its Redis state from the log within a second (epoch key %s removed)\n", service, key)
+	return nil
 }
