@@ -100,6 +100,35 @@ func TestRedisFlushMidFlowEscalatesOnTime(t *testing.T) {
 	assertCompletedOnce(t, sys, []string{id}, 60*time.Second)
 }
 
+// An operator's `heraldctl rebuild acknowledgement` mid-flow: the service
+// restores its state from the state topic and re-arms its timers, and the
+// escalation still comes on time, once.
+func TestHeraldctlRebuildMidFlowKeepsEscalationOnTime(t *testing.T) {
+	sys := start(t)
+	send(t, sys, oru("MSG-RB-1", "ACC-RB-1", "F", "CRITICAL"))
+	id := alertIDOf(t, sys, 30*time.Second)
+	first := waitMail(t, sys, id, referrer, 30*time.Second)
+	ns := ""
+	for _, kv := range sys.Procs["acknowledgement"].Env() {
+		if v, ok := strings.CutPrefix(kv, "HERALD_REDIS_NAMESPACE="); ok {
+			ns = v
+		}
+	}
+	out, err := exec.Command(bins["heraldctl"], "rebuild", "-redis", sys.Redis.Options().Addr,
+		"-redis-db", fmt.Sprint(sys.Redis.Options().DB), "-namespace", ns, "acknowledgement").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "will rebuild") {
+		t.Fatalf("heraldctl rebuild: %v\n%s", err, out)
+	}
+	harness.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(string(sys.Procs["acknowledgement"].Logs()), "alert projection restored from the state topic")
+	}, func() string { return "the acknowledgement service did not rebuild" })
+	next := waitMail(t, sys, id, registrar, 30*time.Second)
+	if gap := next.At.Sub(first.At); gap > stepEvery+3*time.Second {
+		t.Errorf("step 2 came %v after step 1 across the rebuild, want about %v", gap, stepEvery)
+	}
+	assertCompletedOnce(t, sys, []string{id}, 60*time.Second)
+}
+
 // A Kafka broker restart mid-flow: every alert completes, once.
 func TestKafkaRestartMidFlowEveryAlertCompletes(t *testing.T) {
 	sys := start(t)

@@ -20,7 +20,7 @@ func run(m *testing.M) int {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	bins, err = harness.BuildInto(dir, harness.Services...)
+	bins, err = harness.BuildInto(dir, append([]string{"heraldctl"}, harness.Services...)...)
 	if err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 1

@@ -55,8 +55,8 @@ func Build(t testing.TB, names ...string) map[string]string {
 	return paths
 }
 
-// BuildInto compiles each service's binary into dir (for a TestMain that
-// builds once for a whole suite).
+// BuildInto compiles each service's binary (or heraldctl) into dir (for a
+// TestMain that builds once for a whole suite).
 func BuildInto(dir string, names ...string) (map[string]string, error) {
 	root, err := findRoot()
 	if err != nil {
@@ -64,8 +64,12 @@ func BuildInto(dir string, names ...string) (map[string]string, error) {
 	}
 	paths := map[string]string{}
 	for _, n := range names {
+		pkg := "./services/" + n + "/cmd/" + n
+		if n == "heraldctl" {
+			pkg = "./cmd/heraldctl"
+		}
 		bin := filepath.Join(dir, n)
-		cmd := exec.Command("go", "build", "-o", bin, "./services/"+n+"/cmd/"+n)
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("build %s: %v\n%s", n, err, b)
@@ -153,6 +157,10 @@ func (p *Proc) Stop() {
 		<-done
 	}
 }
+
+// Env returns the environment the process was started with (beyond the
+// test's own).
+func (p *Proc) Env() []string { return append([]string(nil), p.env...) }
 
 // Logs returns everything the process has written so far.
 func (p *Proc) Logs() []byte {
