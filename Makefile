@@ -49,6 +49,10 @@ proto: ## Regenerate the Go code from proto/ (buf and plugins are pinned Go tool
 	cd proto && GOWORK=off $(GO) tool -modfile=../tools/buf/go.mod buf lint
 	cd proto && GOWORK=off $(GO) tool -modfile=../tools/buf/go.mod buf generate
 
+.PHONY: tidy
+tidy: ## Tidy every module's go.mod on its own (each replaces the Herald modules it needs by their folders).
+	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck, buf lint and a check that generated code is fresh.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
