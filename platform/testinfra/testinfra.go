@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -169,14 +170,42 @@ func NewRedis(t testing.TB) *redis.Client {
 	return c
 }
 
-// FreePort returns a loopback TCP address that was free a moment ago.
+// FreePort returns a loopback TCP address that was free a moment ago. The
+// port is picked below the kernel's ephemeral range, so the outgoing
+// connections of the processes under test (which take ephemeral ports) do
+// not grab it between this call and the listener that binds it.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	lo, hi := 20000, ephemeralLow()-1
+	if hi-lo < 1000 {
+		lo, hi = 10000, 20000
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
+	for range 200 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+mrand.IntN(hi-lo)))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			_ = l.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no free port found on 127.0.0.1 between %d and %d", lo, hi)
+	return ""
+}
+
+// ephemeralLow is the low end of the kernel's ephemeral port range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
