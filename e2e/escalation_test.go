@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os/exec"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +60,17 @@ func TestCriticalUnacknowledgedEscalatesToFailsafe(t *testing.T) {
 
 	assertOneTrace(t, sys, id)
 	assertNoPatientData(t, sys)
+
+	// Only a person closes it: the trust's fail-safe officer, with a reason.
+	out, err := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC, "-as", "e2e-fso",
+		"-reason", "dealt with by the ED team outside Herald", id).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "closed") {
+		t.Fatalf("heraldctl close: %v\n%s", err, out)
+	}
+	closed := waitState(t, sys, id, ackv1.State_STATE_CLOSED, 10*time.Second)
+	if tl := types(closed); count(tl, "FailsafeQueued") != 1 || count(tl, "AlertClosed") != 1 {
+		t.Errorf("timeline after closing: %v", tl)
+	}
 }
 
 // assertOneTrace checks that every span naming the alert is in one trace,

@@ -204,6 +204,28 @@ func actionCommand() command {
 	}
 }
 
+func closeCommand() command {
+	return command{
+		name:    "close",
+		summary: "close an alert (a fail-safe officer, with a reason)",
+		usage: `heraldctl close ALERT_ID -as PERSON_ID -reason TEXT: a fail-safe officer closes an alert, for example
+one in the fail-safe queue that was dealt with outside Herald. Nothing else ever closes an alert.
+
+  heraldctl close 5d41402abc4b2a76b9719d911017c592 -as rzz-fso-patel -reason "patient seen in ED; report discussed with consultant"
+`,
+		run: func(ctx context.Context, e *env, args []string) error {
+			return runCommand(ctx, e, args, closeCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+				if f.reason == "" {
+					return nil, fmt.Errorf("-reason is required: say why the alert is closed")
+				}
+				actor.Role = "failsafe-officer"
+				r, err := c.Close(ctx, &ackv1.CloseRequest{AlertId: id, Actor: actor, Reason: f.reason, RequestId: reqID})
+				return r.GetState(), err
+			})
+		},
+	}
+}
+
 type commandFlags struct{ reason, note, what string }
 
 type commandFunc func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error)

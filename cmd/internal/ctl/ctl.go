@@ -68,6 +68,7 @@ func commands() []command {
 		ackCommand(),
 		declineCommand(),
 		actionCommand(),
+		closeCommand(),
 		tailCommand(),
 		rebuildCommand(),
 		policyCommand(),
