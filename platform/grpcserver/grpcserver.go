@@ -169,10 +169,13 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Dial connects to a Herald gRPC service on target (insecure transport, for
-// loopback and in-cluster use behind a mesh), with trace propagation.
+// loopback and in-cluster use behind a mesh), with trace propagation. Calls
+// are spread round-robin over every address the target resolves to (a
+// Kubernetes headless Service: "dns:///rules-headless:9090").
 func Dial(_ context.Context, target string, tel *telemetry.Telemetry) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(tel.TracerProvider),
 			otelgrpc.WithMeterProvider(tel.MeterProvider),
