@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/telemetry"
 )
 
@@ -64,5 +66,19 @@ func TestEnvironmentFallback(t *testing.T) {
 	code := Main([]string{"-metrics-addr="}, &bytes.Buffer{}, service(func(context.Context) error { return nil }, nil, &addr))
 	if code != 0 || addr != "127.0.0.1:7001" {
 		t.Fatalf("got exit %d, grpc-addr %q; want 0 and the environment's address", code, addr)
+	}
+}
+
+func TestDefaultsFillOnlyWhatIsUnset(t *testing.T) {
+	logger, clk, tel := Defaults("probe", nil, nil, nil)
+	if logger == nil || clk == nil || tel == nil || tel.Propagator == nil {
+		t.Fatalf("defaults left something unset: %v %v %v", logger, clk, tel)
+	}
+	given := slog.New(slog.DiscardHandler)
+	sim := clock.NewSimulated(time.Unix(0, 0))
+	nop := telemetry.Nop("given")
+	l2, c2, t2 := Defaults("probe", given, sim, nop)
+	if l2 != given || c2 != sim || t2 != nop {
+		t.Fatal("defaults replaced a dependency the composer gave")
 	}
 }

@@ -28,7 +28,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
-	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -218,15 +218,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = logging.Discard()
-	}
-	if deps.Clock == nil {
-		deps.Clock = clock.Real{}
-	}
-	if deps.Telemetry == nil {
-		deps.Telemetry = telemetry.Nop(ServiceName)
-	}
+	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
 	if cfg.Replica == "" {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())

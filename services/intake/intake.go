@@ -28,6 +28,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/intake/internal/adapters/fhirapi"
@@ -228,15 +229,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Clock == nil {
-		deps.Clock = clock.Real{}
-	}
-	if deps.Telemetry == nil {
-		deps.Telemetry = telemetry.Nop("intake")
-	}
+	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults("herald-intake", deps.Logger, deps.Clock, deps.Telemetry)
 	tenants := cfg.Tenants
 	if cfg.TenantsFile != "" {
 		if tenants, err = LoadTenants(cfg.TenantsFile); err != nil {

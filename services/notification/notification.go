@@ -29,7 +29,7 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
-	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
@@ -281,15 +281,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = logging.Discard()
-	}
-	if deps.Clock == nil {
-		deps.Clock = clock.Real{}
-	}
-	if deps.Telemetry == nil {
-		deps.Telemetry = telemetry.Nop(ServiceName)
-	}
+	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
 	s := &Service{cfg: cfg, deps: deps}
 	ok := false
 	defer func() {
