@@ -471,38 +471,29 @@ func Escape(s string, d Delimiters) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		var code string
 		switch c {
 		case d.Field:
-			b.WriteByte(d.Escape)
-			b.WriteString("F")
-			b.WriteByte(d.Escape)
+			code = "F"
 		case d.Component:
-			b.WriteByte(d.Escape)
-			b.WriteString("S")
-			b.WriteByte(d.Escape)
+			code = "S"
 		case d.Subcomponent:
-			b.WriteByte(d.Escape)
-			b.WriteString("T")
-			b.WriteByte(d.Escape)
+			code = "T"
 		case d.Repetition:
-			b.WriteByte(d.Escape)
-			b.WriteString("R")
-			b.WriteByte(d.Escape)
+			code = "R"
 		case d.Escape:
-			b.WriteByte(d.Escape)
-			b.WriteString("E")
-			b.WriteByte(d.Escape)
+			code = "E"
 		case '\r':
-			b.WriteByte(d.Escape)
-			b.WriteString("X0D")
-			b.WriteByte(d.Escape)
+			code = "X0D"
 		case '\n':
-			b.WriteByte(d.Escape)
-			b.WriteString("X0A")
-			b.WriteByte(d.Escape)
+			code = "X0A"
 		default:
 			b.WriteByte(c)
+			continue
 		}
+		b.WriteByte(d.Escape)
+		b.WriteString(code)
+		b.WriteByte(d.Escape)
 	}
 	return b.String()
 }
