@@ -39,6 +39,7 @@ var (
 	flagWarmup          = flag.Duration("load.warmup", 3*time.Second, "unreported warm-up at the latency phase's rate before the phases (0: none)")
 	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
+	flagProfile         = flag.String("load.pprof", "", "directory for CPU profiles of each service, taken during the throughput phase (empty: none)")
 )
 
 // BenchmarkHerald runs the four services as processes against the real
@@ -53,7 +54,7 @@ func BenchmarkHerald(b *testing.B) {
 	started := time.Now()
 	env := describeEnv(b)
 	bins := harness.Build(b, harness.Services...)
-	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns, trace: *flagTrace, notificationWorkers: *flagWorkers})
+	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns, trace: *flagTrace, notificationWorkers: *flagWorkers, profile: *flagProfile != ""})
 	ctx := b.Context()
 	obs := observe(ctx, b, s.log)
 	r := &report{env: env, started: started}
@@ -208,6 +209,10 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		})
 	}
 	lag := sampleLag(ctx, s.log, s.groups, s.redis, s.notificationDue, time.Second)
+	if name == "throughput" && *flagProfile != "" {
+		profiles := profileServices(ctx, b, s.pprof, *flagProfile, dur)
+		defer profiles.Wait()
+	}
 	ph.start = time.Now()
 	for i := range n {
 		due := ph.start.Add(time.Duration(float64(i) / rate * float64(time.Second)))

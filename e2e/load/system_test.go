@@ -40,6 +40,8 @@ type system struct {
 	notificationDue string
 	intake          []intakev1.IntakeServiceClient
 	conns           []*grpc.ClientConn
+	// pprof is each service's profiling address when profiling is on.
+	pprof map[string]string
 }
 
 type systemConfig struct {
@@ -49,6 +51,8 @@ type systemConfig struct {
 	trace      bool
 	// notificationWorkers sets notification's --workers when > 0.
 	notificationWorkers int
+	// profile starts each service with --pprof-addr (s.pprof holds them).
+	profile bool
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -131,6 +135,13 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 	s.notificationDue = suffix + ":notification:due"
 	s.groups = map[string]string{"rules": "rules-" + suffix, "acknowledgement": "ack-" + suffix, "notification": "notification-" + suffix}
 	health := map[string]string{"intake": intakeGRPC, "rules": rulesGRPC, "acknowledgement": ackGRPC, "notification": notifGRPC}
+	if sc.profile {
+		s.pprof = map[string]string{}
+		for _, name := range harness.Services {
+			s.pprof[name] = free()
+			env[name] = append(env[name], "HERALD_PPROF_ADDR="+s.pprof[name])
+		}
+	}
 	for _, name := range harness.Services {
 		p := startProc(b, name, bins[name], append(append([]string{}, common...), env[name]...))
 		s.procs[name] = p

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -75,6 +76,14 @@ type ConsumerConfig struct {
 	// the topic (tools that follow the log) instead of the beginning
 	// (services, which must see every event).
 	StartAtEnd bool
+	// Lanes is how many records of one partition may be handled at once
+	// (default 1: strictly in offset order). With more than one, records are
+	// spread over the lanes by key (the alert id), so the events of one
+	// alert keep their order while different alerts proceed side by side.
+	// The handler must then not rely on partition order across keys.
+	// Offsets are still committed only up to the first record not yet
+	// handled.
+	Lanes int
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -93,6 +102,9 @@ func (c *ConsumerConfig) defaults() {
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second
 	}
+	if c.Lanes <= 0 {
+		c.Lanes = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,8 +114,8 @@ func (c *ConsumerConfig) defaults() {
 }
 
 // Consume reads the topic as a member of the consumer group until ctx is
-// done. Records of one partition are handled in order by one goroutine;
-// partitions are handled in parallel. Offsets are committed after handling
+// done. Records of one partition are handled in order (per key when
+// cfg.Lanes > 1); partitions are handled in parallel. Offsets are committed after handling
 // (at least once). It returns nil when ctx is cancelled.
 func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	cfg.defaults()
@@ -202,21 +214,104 @@ func (c *consumer) run(ctx context.Context) error {
 	}
 }
 
+// work handles one partition's records. Each record goes to a lane chosen
+// by its key, and each lane handles its records in order; after each record
+// the offsets handled without a gap are committed.
 func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message) {
 	defer c.wg.Done()
+	var w window
+	lanes := make([]chan *pending, c.cfg.Lanes)
+	var lwg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan *pending, laneQueue)
+		lwg.Go(func() { c.lane(ctx, lanes[i], &w) })
+	}
+	defer lwg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-ch:
-			if !c.handle(ctx, m) {
+			p := w.add(m)
+			select {
+			case lanes[laneOf(m.Key, len(lanes))] <- p:
+			case <-ctx.Done():
 				return
-			}
-			if err := c.reader.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("commit offset", "group", c.cfg.GroupID, "partition", m.Partition, "offset", m.Offset, "error", err)
 			}
 		}
 	}
+}
+
+// laneQueue is how many records may wait for each lane.
+const laneQueue = 64
+
+func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-in:
+			if !c.handle(ctx, p.m) {
+				return
+			}
+			w.done(p, func(m kafka.Message) {
+				if err := c.reader.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+					c.cfg.Logger.Warn("commit offset", "group", c.cfg.GroupID, "partition", m.Partition, "offset", m.Offset, "error", err)
+				}
+			})
+		}
+	}
+}
+
+func laneOf(key []byte, n int) int {
+	if n == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % uint32(n))
+}
+
+// pending is a record of a partition on its way through a lane.
+type pending struct {
+	m    kafka.Message
+	done bool
+}
+
+// window holds a partition's records in offset order until they and every
+// record before them are handled, so the committed offset never passes a
+// record still in hand.
+type window struct {
+	mu   sync.Mutex
+	recs []*pending
+}
+
+func (w *window) add(m kafka.Message) *pending {
+	p := &pending{m: m}
+	w.mu.Lock()
+	w.recs = append(w.recs, p)
+	w.mu.Unlock()
+	return p
+}
+
+// done marks p handled and calls commit with the last record of the handled
+// run at the front of the window, if the run grew. commit is called under
+// the window's lock, so commits go out in offset order.
+func (w *window) done(p *pending, commit func(kafka.Message)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p.done = true
+	n := 0
+	for n < len(w.recs) && w.recs[n].done {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	last := w.recs[n-1].m
+	clear(w.recs[:n])
+	w.recs = w.recs[n:]
+	commit(last)
 }
 
 // handle runs the handler with the retry policy. It returns false only when

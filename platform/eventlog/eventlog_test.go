@@ -331,3 +331,91 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 		t.Fatalf("second EnsureTopics: %v", err)
 	}
 }
+
+func TestLanesHandleOtherAlertsWhileOneIsStuckAndCommitNoFurther(t *testing.T) {
+	cfg := testConfig(t, 1)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	const alerts, perAlert = 6, 5
+	for n := range perAlert {
+		for a := range alerts {
+			if err := w.Append(ctx, raised(fmt.Sprintf("alert-%d", a), n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The very first record (alert-0, event 0) is held until every record
+	// on the other lanes is handled.
+	stuck := "alert-0"
+	release := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string][]string{}
+	others := 0
+	all := newCollector(alerts * perAlert)
+	group := testinfra.UniqueName("group")
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- eventlog.Consume(runCtx, eventlog.ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard(), Lanes: 4},
+			func(ctx context.Context, d eventlog.Delivery) error {
+				id := d.Event.GetAlertId()
+				if d.Offset == 0 {
+					<-release
+				}
+				mu.Lock()
+				seen[id] = append(seen[id], d.Event.GetAlertRaised().GetDetails().GetAccession())
+				if id != stuck && d.Offset > 0 {
+					others++
+				}
+				mu.Unlock()
+				return all.handle(ctx, d)
+			})
+	}()
+	// alert-0 shares its lane with some other alerts; wait until at least
+	// two alerts' worth on the other lanes are handled.
+	handledElsewhere := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return others
+	}
+	for end := time.Now().Add(60 * time.Second); handledElsewhere() < perAlert*2 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := handledElsewhere(); n < perAlert*2 {
+		t.Fatalf("while alert-0's first event was held, only %d events of other alerts were handled; want the other lanes to carry on", n)
+	}
+	time.Sleep(300 * time.Millisecond) // a commit would have reached the broker by now
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	committed := func() int64 {
+		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{cfg.EventsTopic: {0}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[cfg.EventsTopic][0].CommittedOffset
+	}
+	if off := committed(); off > 0 {
+		t.Fatalf("committed offset %d while the record at offset 0 is still being handled", off)
+	}
+	close(release)
+	all.wait(t)
+	for a := range alerts {
+		id := fmt.Sprintf("alert-%d", a)
+		for i, acc := range seen[id] {
+			if want := "ACC" + fmt.Sprint(i); acc != want {
+				t.Fatalf("%s event %d: got %s, want %s (per-alert order lost)", id, i, acc, want)
+			}
+		}
+	}
+	want := int64(alerts * perAlert)
+	for end := time.Now().Add(10 * time.Second); committed() != want && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if off := committed(); off != want {
+		t.Fatalf("committed offset after all were handled: got %d, want %d", off, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,6 +32,10 @@ type Writer struct {
 // NewWriter returns a writer with acks=all, hash partitioning on the key
 // (the alert id) and a short batch timeout. producer names the appending
 // service in each event's envelope when the event does not.
+//
+// Batches hold at most 100 records: kafka-go allocates room for BatchSize
+// records with every batch, even a batch of one (1,000 cost about 170 KB
+// per append).
 func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
 	return &Writer{
 		kw: &kafka.Writer{
@@ -39,7 +43,7 @@ func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
 			Balancer:               &kafka.Hash{},
 			RequiredAcks:           kafka.RequireAll,
 			BatchTimeout:           cfg.BatchTimeout,
-			BatchSize:              1000,
+			BatchSize:              100,
 			WriteTimeout:           10 * time.Second,
 			ReadTimeout:            10 * time.Second,
 			MaxAttempts:            5,

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/herald-health/herald/platform/config"
@@ -47,6 +49,7 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	tcfg := telemetry.Config{ServiceName: "herald-" + s.Name}
 	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port for traces (empty: no export)")
 	fs.StringVar(&tcfg.MetricsAddr, "metrics-addr", s.MetricsAddr, "Prometheus /metrics listen address (empty: none)")
+	pprofAddr := fs.String("pprof-addr", "", "Go profiling (net/http/pprof) listen address, for diagnosis only; keep it on loopback (empty: none)")
 	if err := config.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,6 +69,7 @@ func Main(args []string, stderr io.Writer, s Service) int {
 		}
 	}
 	logger := logging.New(stderr, lvl, s.Name)
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	tel, err := telemetry.Setup(ctx, tcfg)
@@ -74,9 +78,32 @@ func Main(args []string, stderr io.Writer, s Service) int {
 		return 1
 	}
 	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	if *pprofAddr != "" {
+		stopProfiling, err := serveProfiling(*pprofAddr)
+		if err != nil {
+			logger.Error("profiling endpoint", "error", err.Error())
+			return 1
+		}
+		defer stopProfiling()
+		logger.Info("profiling endpoint listening", "addr", *pprofAddr)
+	}
 	if err := s.Run(ctx, logger, tel); err != nil {
 		logger.Error(s.Name+" stopped", "error", err.Error())
 		return 1
 	}
 	return 0
+}
+
+// GCPercent is the services' garbage-collection target (GOGC) unless the
+// GOGC environment variable sets one. Their live heaps are small (tens of
+// MiB) and churn fast, so Go's default of 100 spends 5-10% of their CPU
+// collecting; 400 cuts that to a quarter for a few tens of MiB more. The
+// charts set GOMEMLIMIT from the memory limit, which bounds the heap
+// whatever GOGC is.
+const GCPercent = 400
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(GCPercent)
+	}
 }

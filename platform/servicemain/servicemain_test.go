@@ -6,6 +6,10 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +84,60 @@ func TestDefaultsFillOnlyWhatIsUnset(t *testing.T) {
 	l2, c2, t2 := Defaults("probe", given, sim, nop)
 	if l2 != given || c2 != sim || t2 != nop {
 		t.Fatal("defaults replaced a dependency the composer gave")
+	}
+}
+
+func TestProfilingEndpointOnlyWhenAsked(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := l.Addr().String()
+	_ = l.Close()
+	var addr string
+	fetch := func() (int, error) {
+		resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/")
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var status int
+	var fetchErr error
+	code := Main([]string{"-metrics-addr=", "-pprof-addr=" + pprofAddr}, &bytes.Buffer{}, service(func(context.Context) error {
+		status, fetchErr = fetch()
+		return nil
+	}, nil, &addr))
+	if code != 0 || fetchErr != nil || status != http.StatusOK {
+		t.Fatalf("with -pprof-addr: exit %d, GET /debug/pprof/ status %d, error %v; want 0, 200, nil", code, status, fetchErr)
+	}
+	code = Main([]string{"-metrics-addr="}, &bytes.Buffer{}, service(func(context.Context) error {
+		status, fetchErr = fetch()
+		return nil
+	}, nil, &addr))
+	if code != 0 || fetchErr == nil {
+		t.Fatalf("without -pprof-addr: exit %d, GET /debug/pprof/ status %d; want no listener", code, status)
+	}
+}
+
+func TestGCPercentDefaultsUnlessGOGCIsSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	var addr string
+	noop := service(func(context.Context) error { return nil }, nil, &addr)
+
+	t.Setenv("GOGC", "150") // registers the restore of the variable
+	debug.SetGCPercent(150)
+	Main([]string{"-metrics-addr="}, &bytes.Buffer{}, noop)
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Fatalf("with GOGC=150 set: GC percent %d, want the operator's 150 kept", got)
+	}
+
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+	Main([]string{"-metrics-addr="}, &bytes.Buffer{}, noop)
+	if got := debug.SetGCPercent(100); got != GCPercent {
+		t.Fatalf("without GOGC: GC percent %d, want %d", got, GCPercent)
 	}
 }

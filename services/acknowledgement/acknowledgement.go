@@ -82,6 +82,9 @@ type Config struct {
 	TimerMaxSleep time.Duration
 	// TimerConcurrency bounds timer handlers running at once per replica.
 	TimerConcurrency int
+	// ConsumerLanes is how many alerts of one partition are handled at once
+	// (each alert's events stay in order).
+	ConsumerLanes int
 	// EpochEvery is how often a wiped Redis is looked for.
 	EpochEvery time.Duration
 	// CommandWait bounds how long a command waits for the projection.
@@ -104,6 +107,7 @@ func DefaultConfig() Config {
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
 		TimerConcurrency: 32,
+		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
 	}
@@ -134,6 +138,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TimerShards, "timer-shards", c.TimerShards, "timer shards (Redis Cluster slots)")
 	fs.DurationVar(&c.TimerMaxSleep, "timer-max-sleep", c.TimerMaxSleep, "longest timer poller sleep")
 	fs.IntVar(&c.TimerConcurrency, "timer-concurrency", c.TimerConcurrency, "timer handlers at once per replica")
+	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 }
@@ -177,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if c.TimerConcurrency < 1 {
 		bad("setting timer-concurrency must be at least 1")
+	}
+	if c.ConsumerLanes < 1 {
+		bad("setting consumer-lanes must be at least 1")
 	}
 	if c.EpochEvery <= 0 {
 		bad("setting epoch-every must be positive")
@@ -251,7 +259,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	s.hub = app.NewHub()
 	s.app = app.New(app.Deps{
 		States: s.store, Recovery: s.store, Log: s.writer, Topic: kafkalog.NewStateTopic(cfg.Log, s.writer),
-		Timers: s.timers, Changes: s.store, Lister: s.store, Clock: deps.Clock, Logger: deps.Logger,
+		Timers: s.timers, Lister: s.store, Clock: deps.Clock, Logger: deps.Logger,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
 	})
 	if s.poller, err = timers.NewPoller(s.timers, timers.PollerConfig{
@@ -308,7 +316,7 @@ func (s *Service) Run(ctx context.Context) error {
 		"timers":   func(ctx context.Context) error { return s.poller.Run(ctx, s.app.FireTimer) },
 		"consumer": func(ctx context.Context) error {
 			return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-				Logger: log, Telemetry: s.deps.Telemetry, MaxBackoff: time.Second}, kafkalog.Handler(s.app))
+				Logger: log, Telemetry: s.deps.Telemetry, MaxBackoff: time.Second, Lanes: s.cfg.ConsumerLanes}, kafkalog.Handler(s.app))
 		},
 	}
 	errc := make(chan error, len(tasks))

@@ -132,6 +132,9 @@ type Config struct {
 	Lease           time.Duration
 	SendTimeout     time.Duration
 	MaxIdle         time.Duration
+	// ConsumerLanes is how many alerts of one partition are handled at
+	// once (each alert's events stay in order).
+	ConsumerLanes int
 
 	// Senders registers extra channels or replaces built-in ones (not a
 	// flag: set by a composer, e.g. a Capture for `make run` or tests).
@@ -162,6 +165,7 @@ func DefaultConfig() Config {
 		RateLimitMax:    10,
 		RateLimitWindow: 10 * time.Minute,
 		Workers:         32,
+		ConsumerLanes:   8,
 		Lease:           time.Minute,
 		SendTimeout:     15 * time.Second,
 		MaxIdle:         time.Second,
@@ -204,6 +208,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RateLimitMax, "rate-limit-max", c.RateLimitMax, "messages per person per window (0 disables; CRITICAL never delayed)")
 	fs.DurationVar(&c.RateLimitWindow, "rate-limit-window", c.RateLimitWindow, "rate limit window")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
+	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease (must exceed send-timeout)")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
 }
@@ -247,6 +252,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		bad("setting workers must be at least 1")
+	}
+	if c.ConsumerLanes < 1 {
+		bad("setting consumer-lanes must be at least 1")
 	}
 	if c.SendTimeout <= 0 || c.Lease <= c.SendTimeout {
 		bad("setting lease must exceed send-timeout (> 0)")
@@ -391,7 +399,13 @@ func (s *Service) senders() (map[eventsv1.Channel]Sender, error) {
 // Redis lost it since (a flush, a failover to an empty replica): an event
 // must never be applied to an empty projection, or the alert's steps and
 // dedup records would be missing and its messages lost or repeated.
+// handle applies an event; when the projection is missing (Redis lost) it
+// is rebuilt from the log first, so no event is applied to a partial one.
 func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
+	err := s.engine.Handle(ctx, d)
+	if !errors.Is(err, app.ErrProjectionLost) {
+		return err
+	}
 	if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil {
 		return fmt.Errorf("restore the notification projection: %w: %w", fault.ErrUnavailable, err)
 	}
@@ -450,7 +464,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { errc <- s.engine.Run(ctx) }()
 		go s.watchEpoch(ctx)
 		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.handle)
+			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
 	}()
 	s.deps.Logger.InfoContext(ctx, "notification service started", slog.String("grpc", s.grpc.Addr()),
 		slog.String("receipts", s.rlis.Addr().String()))

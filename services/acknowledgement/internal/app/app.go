@@ -46,8 +46,10 @@ var ErrProjectionLost = errors.New("alert projection is being restored")
 // Get returns nil, nil for an unknown alert. Get and Put fail with an error
 // wrapping ErrProjectionLost while the store's epoch is missing, checked
 // atomically with the read or write. Put stores st only if its offset is
-// newer than the stored one and reports whether it did. Errors other than
-// ErrProjectionLost are outages (retry).
+// newer than the stored one and reports whether it did; when it stores, it
+// also fans the changed state out to watchers on every replica (best
+// effort, in the same round trip). Errors other than ErrProjectionLost are
+// outages (retry).
 type StateStore interface {
 	Get(ctx context.Context, alertID string) (*lifecycle.State, error)
 	Put(ctx context.Context, st *lifecycle.State) (bool, error)
@@ -89,11 +91,6 @@ type TimerStore interface {
 	Cancel(ctx context.Context, id string) (bool, error)
 }
 
-// Changes fans a changed state out to watchers on every replica.
-type Changes interface {
-	Publish(ctx context.Context, st *lifecycle.State) error
-}
-
 // Hooks are test and observation points; each may be nil.
 type Hooks struct {
 	// BeforeAppend runs in the timer handler after the decision and before
@@ -116,7 +113,6 @@ type Deps struct {
 	Log      EventLog
 	Topic    StateTopic
 	Timers   TimerStore
-	Changes  Changes
 	Lister   Lister
 	Clock    clock.Clock
 	Logger   *slog.Logger

@@ -66,11 +66,6 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 				return err
 			}
 		}
-		if a.d.Changes != nil {
-			if err := a.d.Changes.Publish(ctx, after); err != nil {
-				a.d.Logger.WarnContext(ctx, "publish alert change to watchers", "alert_id", ev.GetAlertId(), "error", err.Error())
-			}
-		}
 		a.observeApplied(ctx, before, after, ev)
 	} else if pos.Offset >= 0 && !lifecycle.Seen(before, ev.GetEventId()) {
 		// A redelivery after a crash: what followed the apply may not have

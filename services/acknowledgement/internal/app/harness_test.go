@@ -150,7 +150,7 @@ func newHarness(t *testing.T) *harness {
 	h.log = newMemLog(h.clk)
 	h.app = app.New(app.Deps{
 		States: h.store, Recovery: h.store, Log: h.log, Topic: &memTopic{latest: map[string][]byte{}},
-		Timers: h.timers, Changes: h.store, Lister: h.store, Clock: h.clk, CommandWait: 5 * time.Second,
+		Timers: h.timers, Lister: h.store, Clock: h.clk, CommandWait: 5 * time.Second,
 	})
 	poller, err := timers.NewPoller(h.timers, timers.PollerConfig{
 		MaxSleep: time.Minute, EpochEvery: time.Second, RetryMin: time.Second, RetryMax: time.Minute, Lookahead: -1,

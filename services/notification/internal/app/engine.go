@@ -110,9 +110,12 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	if !relevant(ev) || ev.GetAlertId() == "" {
 		return nil
 	}
-	a, err := e.o.Store.Alert(ctx, ev.GetAlertId())
+	a, projected, err := e.o.Store.ProjectedAlert(ctx, ev.GetAlertId())
 	if err != nil {
 		return unavailable(err)
+	}
+	if !projected {
+		return fmt.Errorf("apply %s to alert %s: %w", d.Type, ev.GetAlertId(), ErrProjectionLost)
 	}
 	if slices.Contains(a.Applied, ev.GetEventId()) {
 		return nil // already applied

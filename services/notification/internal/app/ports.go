@@ -75,6 +75,10 @@ type Record struct {
 type Store interface {
 	// Alert returns the projection of an alert (zero Alert if unknown).
 	Alert(ctx context.Context, id string) (domain.Alert, error)
+	// ProjectedAlert is Alert read together with the epoch, in one round
+	// trip: projected is false (and the alert zero) when the store holds
+	// no complete projection, which must then be rebuilt first.
+	ProjectedAlert(ctx context.Context, id string) (a domain.Alert, projected bool, err error)
 	// SaveAlert stores the projection and, atomically with it, schedules
 	// jobs (due at the given time) that are not scheduled yet. added[i]
 	// reports whether jobs[i] was newly scheduled (false: it already was).
@@ -140,4 +144,10 @@ type Appender interface {
 
 // unavailable marks a store or peer failure as an outage for the consumer
 // (retried until it recovers rather than dead-lettered).
+// ErrProjectionLost is returned by Handle when the store holds no complete
+// projection (a new or flushed Redis): rebuild it with EnsureProjection,
+// then handle the event again. It is an outage (fault.ErrUnavailable), so
+// a consumer that only retries still never drops the event.
+var ErrProjectionLost = fmt.Errorf("the notification projection is missing from the store: %w", fault.ErrUnavailable)
+
 func unavailable(err error) error { return fmt.Errorf("%w: %w", fault.ErrUnavailable, err) }

@@ -66,7 +66,8 @@ return redis.call('HGET', KEYS[2], 'd')
 `)
 
 // putScript: KEYS epoch, state, all, open, tenant; ARGV check-epoch (0/1),
-// offset, data, score, open (0/1), alert id. Stores if the offset is newer.
+// offset, data, score, open (0/1), alert id, changes channel ("" for none),
+// change. Stores if the offset is newer, and then publishes the change.
 var putScript = redis.NewScript(`
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
 local cur = redis.call('HGET', KEYS[2], 'o')
@@ -75,6 +76,7 @@ redis.call('HSET', KEYS[2], 'o', ARGV[2], 'd', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
 if ARGV[5] == '1' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6]) else redis.call('ZREM', KEYS[4], ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return 1
 `)
 
@@ -112,7 +114,8 @@ func decode(alertID string, b []byte) (*lifecycle.State, error) {
 	return st, nil
 }
 
-// Put implements app.StateStore.
+// Put implements app.StateStore. The change is published in the same
+// script, so storing and announcing take one round trip.
 func (s *Store) Put(ctx context.Context, st *lifecycle.State) (bool, error) {
 	n, err := s.put(ctx, s.rdb, st, true).Int()
 	if err != nil {
@@ -121,16 +124,26 @@ func (s *Store) Put(ctx context.Context, st *lifecycle.State) (bool, error) {
 	return n == 1, nil
 }
 
+// put stores st with the put script; with checkEpoch (live changes, not a
+// restore) it also checks the epoch and publishes the change.
 func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, checkEpoch bool) *redis.Cmd {
-	b, err := proto.Marshal(st)
-	if err != nil {
+	fail := func(err error) *redis.Cmd {
 		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(fmt.Errorf("encode state of alert %s: %w", st.GetAlertId(), err))
+		cmd.SetErr(err)
 		return cmd
 	}
+	b, err := proto.Marshal(st)
+	if err != nil {
+		return fail(fmt.Errorf("encode state of alert %s: %w", st.GetAlertId(), err))
+	}
 	check, open := "0", "0"
+	channel, change := "", []byte(nil)
 	if checkEpoch {
 		check = "1"
+		channel = s.Channel()
+		if change, err = encodeChange(st); err != nil {
+			return fail(err)
+		}
 	}
 	if !lifecycle.IsTerminal(st) {
 		open = "1"
@@ -141,7 +154,7 @@ func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, 
 	}
 	return putScript.Run(ctx, c,
 		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant())},
-		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId())
+		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change)
 }
 
 // Ready implements app.RecoveryStore.
@@ -253,16 +266,18 @@ func (s *Store) load(ctx context.Context, ids []string) ([]*lifecycle.State, err
 	return out, nil
 }
 
-// Publish implements app.Changes: the state without its timeline goes to
-// the changes channel.
-func (s *Store) Publish(ctx context.Context, st *lifecycle.State) error {
-	slim := proto.Clone(st).(*lifecycle.State)
-	slim.Timeline = nil
-	b, err := proto.Marshal(slim)
+// encodeChange is the change published for st: the state without its
+// timeline (watchers need the state, and the timeline is most of the
+// bytes). It leaves st as it was.
+func encodeChange(st *lifecycle.State) ([]byte, error) {
+	timeline := st.Timeline
+	st.Timeline = nil
+	b, err := proto.Marshal(st)
+	st.Timeline = timeline
 	if err != nil {
-		return fmt.Errorf("encode change of alert %s: %w", st.GetAlertId(), err)
+		return nil, fmt.Errorf("encode change of alert %s: %w", st.GetAlertId(), err)
 	}
-	return s.wrap("publish alert change", s.rdb.Publish(ctx, s.Channel(), b).Err())
+	return b, nil
 }
 
 // Subscribe delivers every published change to fn until ctx ends.

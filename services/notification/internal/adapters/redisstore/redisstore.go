@@ -61,6 +61,35 @@ func (s *Store) Alert(ctx context.Context, id string) (domain.Alert, error) {
 	return a, nil
 }
 
+// ProjectedAlert implements app.Store.
+func (s *Store) ProjectedAlert(ctx context.Context, id string) (domain.Alert, bool, error) {
+	var epoch *redis.IntCmd
+	var get *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		epoch = p.Exists(ctx, s.epochKey())
+		get = p.Get(ctx, s.alertKey(id))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return domain.Alert{}, false, fmt.Errorf("load alert %s: %w", id, err)
+	}
+	if epoch.Val() != 1 {
+		return domain.Alert{}, false, nil
+	}
+	b, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return domain.Alert{}, true, nil
+	}
+	if err != nil {
+		return domain.Alert{}, false, fmt.Errorf("load alert %s: %w", id, err)
+	}
+	var a domain.Alert
+	if err := json.Unmarshal(b, &a); err != nil {
+		return domain.Alert{}, false, fmt.Errorf("decode alert %s: %w", id, err)
+	}
+	return a, true, nil
+}
+
 // SaveAlert implements app.Store.
 func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) ([]bool, error) {
 	b, err := json.Marshal(a)

@@ -119,3 +119,32 @@ func TestRecordsAndEpoch(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 }
+
+func TestProjectedAlertReadsTheEpochWithTheAlert(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	s := New(rdb, "t")
+	a := domain.Alert{ID: "A1", Tenant: "RZZ", Applied: []string{"e1"}}
+	_, err := s.SaveAlert(ctx, a, nil, t0)
+	require.NoError(t, err)
+
+	_, projected, err := s.ProjectedAlert(ctx, "A1")
+	require.NoError(t, err)
+	require.False(t, projected, "no epoch yet: the projection is not whole")
+
+	require.NoError(t, s.SetEpoch(ctx))
+	got, projected, err := s.ProjectedAlert(ctx, "A1")
+	require.NoError(t, err)
+	require.True(t, projected)
+	require.Equal(t, a.ID, got.ID)
+	require.Equal(t, a.Applied, got.Applied)
+	unknown, projected, err := s.ProjectedAlert(ctx, "nope")
+	require.NoError(t, err)
+	require.True(t, projected)
+	require.Zero(t, unknown.ID)
+
+	require.NoError(t, rdb.FlushDB(ctx).Err())
+	_, projected, err = s.ProjectedAlert(ctx, "A1")
+	require.NoError(t, err)
+	require.False(t, projected, "a flushed Redis has lost the projection")
+}
