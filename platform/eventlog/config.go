@@ -9,6 +9,11 @@
 // consumers must not care. A record that can never be handled goes to the
 // dead-letter topic with the reason, and the consumer moves on; nothing is
 // dropped silently. W3C trace context travels in the record headers.
+//
+// Order: the events of one alert are handled in log order. By default a
+// partition's records are handled one at a time; with ConsumerConfig.Lanes
+// several alerts of a partition are handled at once, and the committed
+// offset never passes a record still being handled.
 package eventlog
 
 import (

@@ -115,8 +115,9 @@ func (c *ConsumerConfig) defaults() {
 
 // Consume reads the topic as a member of the consumer group until ctx is
 // done. Records of one partition are handled in order (per key when
-// cfg.Lanes > 1); partitions are handled in parallel. Offsets are committed after handling
-// (at least once). It returns nil when ctx is cancelled.
+// cfg.Lanes > 1); partitions are handled in parallel. Offsets are
+// committed after handling (at least once). It returns nil when ctx is
+// cancelled.
 func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	cfg.defaults()
 	if cfg.GroupID == "" {
