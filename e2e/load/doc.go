@@ -17,5 +17,6 @@
 //	cd e2e && go test -run '^$' -bench Herald -benchtime 1x -timeout 30m ./load -args -load.duration 60s
 //
 // Durations and rates are set by the -load.* flags, not by -benchtime; run
-// it with -benchtime 1x.
+// it with -benchtime 1x. -load.pprof DIR saves a CPU profile of each service
+// taken during the throughput phase (go tool pprof DIR/notification.pprof).
 package load
