@@ -419,3 +419,83 @@ func TestLanesHandleOtherAlertsWhileOneIsStuckAndCommitNoFurther(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLanesLoseNothingAcrossARebalance(t *testing.T) {
+	cfg := testConfig(t, 4)
+	cfg.SessionTimeout = 6 * time.Second
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	const alerts, perAlert = 40, 25
+	for n := range perAlert {
+		batch := make([]*eventsv1.Event, 0, alerts)
+		for a := range alerts {
+			batch = append(batch, raised(fmt.Sprintf("alert-%d", a), n))
+		}
+		if err := w.Append(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := testinfra.UniqueName("group")
+	var mu sync.Mutex
+	handled := map[string]bool{} // "alert/n": event n of the alert was handled
+	members := map[string]int{}  // records handled by each member
+	total := 0
+	member := func(name string) (stop func()) {
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- eventlog.Consume(mctx, eventlog.ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard(), Lanes: 4},
+				func(_ context.Context, d eventlog.Delivery) error {
+					time.Sleep(30 * time.Millisecond) // slow enough that the rebalances land mid-stream
+					id := d.Event.GetAlertId()
+					var n int
+					_, _ = fmt.Sscanf(d.Event.GetAlertRaised().GetDetails().GetAccession(), "ACC%d", &n)
+					mu.Lock()
+					defer mu.Unlock()
+					// At least once: a member may see an alert's earlier events
+					// again after a rebalance. What must never happen is an
+					// event handled before every earlier event of its alert.
+					for k := range n {
+						if !handled[fmt.Sprintf("%s/%d", id, k)] {
+							t.Errorf("%s handled %s event %d before anyone handled event %d: per-alert order lost", name, id, n, k)
+							break
+						}
+					}
+					members[name]++
+					handled[fmt.Sprintf("%s/%d", id, n)] = true
+					total++
+					return nil
+				})
+		}()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Consume returned %v", name, err)
+			}
+		}
+	}
+	progress := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled), total
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for end := time.Now().Add(60 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				n, _ := progress()
+				t.Fatalf("%s: %d of %d records handled", what, n, alerts*perAlert)
+			}
+		}
+	}
+	stopA := member("a")
+	waitFor("member a starts", func() bool { n, _ := progress(); return n >= 40 })
+	stopB := member("b") // joins: the group rebalances while a is mid-stream
+	waitFor("member b takes partitions", func() bool { mu.Lock(); defer mu.Unlock(); return members["b"] > 0 })
+	stopA() // leaves: b takes every partition
+	waitFor("every record handled", func() bool { n, _ := progress(); return n == alerts*perAlert })
+	stopB()
+	_, all := progress()
+	t.Logf("%d records handled %d times in all (redeliveries after the rebalances: %d)", alerts*perAlert, all, all-alerts*perAlert)
+}
