@@ -377,7 +377,7 @@ func (s *Service) senders() (map[eventsv1.Channel]Sender, error) {
 			}
 			s.smtp = channel.NewSMTP(channel.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser,
 				Password: cfg.SMTPPassword, StartTLS: cfg.SMTPStartTLS, TLS: tc, Timeout: cfg.SendTimeout, Now: now,
-				MaxIdle: max(4, cfg.Workers/4)})
+				MaxIdle: cfg.Workers})
 			out[eventsv1.Channel_CHANNEL_EMAIL] = s.smtp
 		}
 		if cfg.NotifyBaseURL != "" {
