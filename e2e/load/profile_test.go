@@ -25,8 +25,10 @@ func profileServices(ctx context.Context, b *testing.B, addrs map[string]string,
 	var wg sync.WaitGroup
 	for name, addr := range addrs {
 		wg.Go(func() {
-			if err := sleepCtx(ctx, time.Second); err != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(time.Second):
 			}
 			path := filepath.Join(dir, name+".pprof")
 			if err := fetchProfile(ctx, addr, seconds, path); err != nil {
@@ -62,15 +64,4 @@ func fetchProfile(ctx context.Context, addr string, seconds int, path string) er
 		return err
 	}
 	return f.Close()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -47,7 +47,13 @@ func member(j app.Job) string {
 
 // Alert implements app.Store.
 func (s *Store) Alert(ctx context.Context, id string) (domain.Alert, error) {
-	b, err := s.rdb.Get(ctx, s.alertKey(id)).Bytes()
+	return alertFrom(id, s.rdb.Get(ctx, s.alertKey(id)))
+}
+
+// alertFrom decodes the alert projection that get read (the zero Alert when
+// the key does not exist).
+func alertFrom(id string, get *redis.StringCmd) (domain.Alert, error) {
+	b, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return domain.Alert{}, nil
 	}
@@ -76,16 +82,9 @@ func (s *Store) ProjectedAlert(ctx context.Context, id string) (domain.Alert, bo
 	if epoch.Val() != 1 {
 		return domain.Alert{}, false, nil
 	}
-	b, err := get.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return domain.Alert{}, true, nil
-	}
+	a, err := alertFrom(id, get)
 	if err != nil {
-		return domain.Alert{}, false, fmt.Errorf("load alert %s: %w", id, err)
-	}
-	var a domain.Alert
-	if err := json.Unmarshal(b, &a); err != nil {
-		return domain.Alert{}, false, fmt.Errorf("decode alert %s: %w", id, err)
+		return domain.Alert{}, false, err
 	}
 	return a, true, nil
 }
