@@ -86,8 +86,8 @@ func TestDeclinedReRoutesToNextTarget(t *testing.T) {
 	if took := m.At.Sub(declined); took > stepEvery-time.Second {
 		t.Errorf("registrar emailed %v after the decline, want well before the %v step timeout", took, stepEvery)
 	}
-	tl := types(getAlert(t, sys, id))
-	if count(tl, "AlertDeclined") != 1 || count(tl, "AlertEscalated") < 1 {
+	tl := waitTimeline(t, sys, id, 10*time.Second, func(tl []string) bool { return count(tl, "AlertEscalated") >= 1 })
+	if count(tl, "AlertDeclined") != 1 {
 		t.Errorf("timeline: %v", tl)
 	}
 }
@@ -115,7 +115,7 @@ func TestSameHL7MessageTwiceIsOneAlert(t *testing.T) {
 	if n := len(mailTo(mailsFor(sys, id), referrer)); n != 1 {
 		t.Errorf("referrer emailed %d times, want 1", n)
 	}
-	tl := types(getAlert(t, sys, id))
+	tl := waitTimeline(t, sys, id, 10*time.Second, func(tl []string) bool { return count(tl, "AlertRouted") >= 1 })
 	if count(tl, "AlertRouted") != 1 {
 		t.Errorf("routed %d times, want 1: %v", count(tl, "AlertRouted"), tl)
 	}
@@ -146,7 +146,7 @@ func TestPreliminaryThenFinalUpgrades(t *testing.T) {
 		}
 		return false
 	}, func() string { return "the referrer was not told of the CRITICAL upgrade" })
-	tl := types(getAlert(t, sys, id))
+	tl := waitTimeline(t, sys, id, 10*time.Second, func(tl []string) bool { return count(tl, "AlertRouted") >= 2 })
 	if count(tl, "AlertRouted") != 2 {
 		t.Errorf("routings: got %d, want 2 (the upgrade); %v", count(tl, "AlertRouted"), tl)
 	}

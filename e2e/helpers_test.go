@@ -126,6 +126,19 @@ func waitState(t *testing.T, sys *harness.System, alertID string, want ackv1.Sta
 	return last
 }
 
+// waitTimeline waits until the alert's timeline (acknowledgement's
+// projection, which follows the log a moment behind the notifications)
+// satisfies ok, and returns it.
+func waitTimeline(t *testing.T, sys *harness.System, alertID string, within time.Duration, ok func(tl []string) bool) []string {
+	t.Helper()
+	var tl []string
+	harness.Eventually(t, within, func() bool {
+		tl = types(getAlert(t, sys, alertID))
+		return ok(tl)
+	}, func() string { return fmt.Sprintf("alert %s: timeline %v", alertID, tl) })
+	return tl
+}
+
 func types(r *ackv1.GetAlertResponse) []string {
 	var out []string
 	tl := r.GetTimeline()

@@ -3,7 +3,6 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ func BenchmarkAppendSync(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	eventlog.ReportLatency(b, lat)
 }
 
 // BenchmarkAppendBatched measures throughput with 100-event Appends from 8
@@ -100,14 +99,4 @@ func BenchmarkConsume(b *testing.B) {
 		b.Fatalf("consumed %d of %d", got.Load(), total)
 	}
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "events/s")
-}
-
-func reportLatency(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
 }

@@ -55,9 +55,6 @@ type Config struct {
 	// Retention of the events and dead-letter topics; 0 keeps records forever.
 	// Clinical records are kept for years: never set this to days.
 	Retention time.Duration
-	// BatchTimeout is how long the writer waits to fill a batch. kafka-go's
-	// default (1 s) would make every synchronous Append take a second.
-	BatchTimeout time.Duration
 	// SessionTimeout: how soon a dead consumer's partitions move to another.
 	SessionTimeout time.Duration
 }
@@ -73,7 +70,6 @@ func DefaultConfig() Config {
 		ReplicationFactor: 1,
 		MinInsyncReplicas: 1,
 		Retention:         0,
-		BatchTimeout:      time.Millisecond,
 		SessionTimeout:    10 * time.Second,
 	}
 }
@@ -88,7 +84,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ReplicationFactor, "kafka-replication-factor", c.ReplicationFactor, "replication factor of topics Herald creates (3 in production)")
 	fs.IntVar(&c.MinInsyncReplicas, "kafka-min-insync-replicas", c.MinInsyncReplicas, "min.insync.replicas of topics Herald creates (2 in production)")
 	fs.DurationVar(&c.Retention, "kafka-retention", c.Retention, "retention of the event log; 0 keeps records forever")
-	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", c.BatchTimeout, "writer batch timeout")
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", c.SessionTimeout, "consumer group session timeout")
 }
 
@@ -114,9 +109,6 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("setting kafka-retention must not be negative, got %v", c.Retention))
-	}
-	if c.BatchTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("setting kafka-batch-timeout must be positive, got %v", c.BatchTimeout))
 	}
 	if c.SessionTimeout < 6*time.Second {
 		errs = append(errs, fmt.Errorf("setting kafka-session-timeout must be at least 6s (the broker's minimum), got %v", c.SessionTimeout))

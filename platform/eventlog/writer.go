@@ -2,9 +2,7 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
@@ -21,39 +19,26 @@ import (
 const SchemaVersion = 1
 
 // Writer appends events durably. It is safe for concurrent use; concurrent
-// Appends share batches.
+// appends share produce requests (see producer).
 type Writer struct {
-	kw       *kafka.Writer
-	topic    string
-	producer string
-	tel      *telemetry.Telemetry
+	p         *producer
+	transport *kafka.Transport
+	topic     string
+	producer  string
+	tel       *telemetry.Telemetry
 }
 
-// NewWriter returns a writer with acks=all, hash partitioning on the key
-// (the alert id) and a short batch timeout. producer names the appending
-// service in each event's envelope when the event does not.
-//
-// Batches hold at most 100 records: kafka-go allocates room for BatchSize
-// records with every batch, even a batch of one (1,000 cost about 170 KB
-// per append).
+// NewWriter returns a writer with acks=all and hash partitioning on the key
+// (the alert id). producer names the appending service in each event's
+// envelope when the event does not.
 func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
+	transport := &kafka.Transport{ClientID: "herald-" + producer}
 	return &Writer{
-		kw: &kafka.Writer{
-			Addr:                   kafka.TCP(cfg.Brokers...),
-			Balancer:               &kafka.Hash{},
-			RequiredAcks:           kafka.RequireAll,
-			BatchTimeout:           cfg.BatchTimeout,
-			BatchSize:              100,
-			WriteTimeout:           10 * time.Second,
-			ReadTimeout:            10 * time.Second,
-			MaxAttempts:            5,
-			WriteBackoffMin:        50 * time.Millisecond,
-			WriteBackoffMax:        time.Second,
-			AllowAutoTopicCreation: false,
-		},
-		topic:    cfg.EventsTopic,
-		producer: producer,
-		tel:      tel,
+		p:         newProducer(cfg.Brokers, transport),
+		transport: transport,
+		topic:     cfg.EventsTopic,
+		producer:  producer,
+		tel:       tel,
 	}
 }
 
@@ -108,7 +93,7 @@ func (w *Writer) Append(ctx context.Context, events ...*eventsv1.Event) error {
 		w.tel.Propagator.Inject(ctx, HeaderCarrier{Headers: &headers})
 		msgs = append(msgs, kafka.Message{Topic: w.topic, Key: []byte(e.GetAlertId()), Value: value, Headers: headers})
 	}
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+	if err := w.p.Write(ctx, msgs...); err != nil {
 		span.SetStatus(codes.Error, "append failed")
 		return fmt.Errorf("append %d events to %s: %w", len(msgs), w.topic, unavailableError{err})
 	}
@@ -118,7 +103,7 @@ func (w *Writer) Append(ctx context.Context, events ...*eventsv1.Event) error {
 // Put writes one raw record to topic (the state topic, the dead-letter
 // topic) and waits for acks=all. A nil value is a tombstone.
 func (w *Writer) Put(ctx context.Context, topic, key string, value []byte, headers ...kafka.Header) error {
-	if err := w.kw.WriteMessages(ctx, kafka.Message{Topic: topic, Key: []byte(key), Value: value, Headers: headers}); err != nil {
+	if err := w.p.Write(ctx, kafka.Message{Topic: topic, Key: []byte(key), Value: value, Headers: headers}); err != nil {
 		return fmt.Errorf("put record %s to %s: %w", key, topic, unavailableError{err})
 	}
 	return nil
@@ -126,16 +111,15 @@ func (w *Writer) Put(ctx context.Context, topic, key string, value []byte, heade
 
 // PutMany writes raw records (each with its Topic set) and waits for acks=all.
 func (w *Writer) PutMany(ctx context.Context, msgs ...kafka.Message) error {
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+	if err := w.p.Write(ctx, msgs...); err != nil {
 		return fmt.Errorf("put %d records: %w", len(msgs), unavailableError{err})
 	}
 	return nil
 }
 
-// Close flushes and closes the writer.
+// Close writes what is queued and closes the writer.
 func (w *Writer) Close() error {
-	if err := w.kw.Close(); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("close kafka writer: %w", err)
-	}
+	w.p.Close()
+	w.transport.CloseIdleConnections()
 	return nil
 }
