@@ -384,3 +384,32 @@ func TestAnUpgradeReRoutesAndTellsStepZeroAgain(t *testing.T) {
 	require.LessOrEqual(t, len(e.smtp.to("twice@nhs.test")), 2, "one message per routing round at most")
 	require.Empty(t, e.sink.on("/hooks/twice"), "the first contact point succeeded: no fallback")
 }
+
+// A duplicate of an alert's first event on the log after its routing (an
+// intake append retried after a timeout writes AlertRaised twice, with one
+// id) leaves the projection as it was: nothing is re-applied or sent.
+func TestADuplicateFirstEventChangesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	id := alertID("duplicate")
+	e.rules.set("redo", person("p-redo", cp(chEmail, "redo@nhs.test")))
+	e.start()
+	raised, routed := raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("redo")))
+	e.append(raised, routed)
+	e.waitEvents(id, "NotificationSent", 1)
+
+	key := e.cfg.RedisPrefix + ":alert:{" + id + "}"
+	before, err := e.redis().Get(context.Background(), key).Result()
+	require.NoError(t, err)
+	require.Contains(t, before, `"routed":true`)
+	e.append(raised)
+	marker := routedEvent(alertID("marker"), eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("redo")))
+	e.append(marker)
+	e.waitEvents(marker.GetAlertId(), "NotificationSent", 1)
+	time.Sleep(300 * time.Millisecond)
+
+	after, err := e.redis().Get(context.Background(), key).Result()
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the projection after the duplicate")
+	require.Len(t, e.events(id, "NotificationSent"), 1)
+	require.Len(t, e.smtp.to("redo@nhs.test"), 2, "one message for the alert, one for the marker")
+}

@@ -110,6 +110,9 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	if !relevant(ev) || ev.GetAlertId() == "" {
 		return nil
 	}
+	if created, err := e.create(ctx, d); created || err != nil {
+		return err
+	}
 	a, projected, err := e.o.Store.ProjectedAlert(ctx, ev.GetAlertId())
 	if err != nil {
 		return unavailable(err)
@@ -161,6 +164,34 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	e.o.Logger.DebugContext(ctx, "event applied", slog.String("alert_id", next.ID), slog.String("event_id", ev.GetEventId()),
 		slog.String("type", d.Type), slog.Int("jobs", len(jobs)))
 	return nil
+}
+
+// create handles the first event of an alert in one round trip: it stores
+// the event's fold as the alert's projection unless the store holds the
+// alert already (a redelivery), which Handle then handles as any event.
+// Only events that schedule nothing are handled so.
+func (e *Engine) create(ctx context.Context, d eventlog.Delivery) (bool, error) {
+	switch d.Event.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertQuarantined:
+	default:
+		return false, nil
+	}
+	a, send := domain.Apply(domain.Alert{}, d.Event)
+	if send != nil {
+		return false, nil
+	}
+	created, projected, err := e.o.Store.CreateAlert(ctx, a)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if !projected {
+		return false, fmt.Errorf("apply %s to alert %s: %w", d.Type, a.ID, ErrProjectionLost)
+	}
+	if created {
+		e.o.Logger.DebugContext(ctx, "event applied", slog.String("alert_id", a.ID), slog.String("event_id", d.Event.GetEventId()),
+			slog.String("type", d.Type), slog.Int("jobs", 0))
+	}
+	return created, nil
 }
 
 // Wake makes the poller look for due jobs now.
@@ -427,16 +458,14 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	// Two jobs may race for the same message (e.g. two routings of one
 	// alert in quick succession): only the one that claims the attempt sends;
 	// the other's job comes back after its lease and finds the record.
-	mine, err := e.o.Store.ClaimAttempt(ctx, rec.AlertID, rec.NotificationID, attempt, e.o.Lease)
+	// The claim stores the "sending" marker with it.
+	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
+	mine, err := e.o.Store.ClaimAttempt(ctx, rec, e.o.Lease)
 	if err != nil {
 		return false, err
 	}
 	if !mine {
 		return true, nil
-	}
-	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
-	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
-		return false, err
 	}
 	var providerID string
 	var sendErr error
@@ -545,11 +574,11 @@ func (e *Engine) recordSent(ctx context.Context, a domain.Alert, j Job, rec Reco
 		return err
 	}
 	rec.Phase, rec.UpdatedAt = domain.PhaseRecorded, e.o.Clock.Now()
-	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+	if err := e.o.Store.PutRecordDone(ctx, rec, j); err != nil {
 		return err
 	}
 	e.count(ctx, a, rec.Channel, "sent")
-	return e.o.Store.Done(ctx, j)
+	return nil
 }
 
 // cancel drops a job whose message may no longer go out and marks its

@@ -79,6 +79,11 @@ type Store interface {
 	// trip: projected is false (and the alert zero) when the store holds
 	// no complete projection, which must then be rebuilt first.
 	ProjectedAlert(ctx context.Context, id string) (a domain.Alert, projected bool, err error)
+	// CreateAlert stores a as the projection of an alert the store does not
+	// hold yet, in one round trip: created is false (and nothing written)
+	// when the store holds the alert already, projected false when the
+	// store holds no complete projection.
+	CreateAlert(ctx context.Context, a domain.Alert) (created, projected bool, err error)
 	// SaveAlert stores the projection and, atomically with it, schedules
 	// jobs (due at the given time) that are not scheduled yet. added[i]
 	// reports whether jobs[i] was newly scheduled (false: it already was).
@@ -98,14 +103,18 @@ type Store interface {
 	// Exhaust records that personID is exhausted for the step of j and
 	// returns how many recipients the step has and how many are exhausted.
 	Exhaust(ctx context.Context, j Job) (recipients, exhausted int, err error)
-	// ClaimAttempt makes attempt number attempt of a notification id this
-	// caller's for ttl: false if another worker claimed that attempt first
-	// (two jobs racing for the same message: only one sends).
-	ClaimAttempt(ctx context.Context, alertID, nid string, attempt uint32, ttl time.Duration) (bool, error)
+	// ClaimAttempt makes attempt number r.Attempts of r's notification id
+	// this caller's for ttl and, in the same round trip, stores r (its
+	// "sending" marker) as PutRecord does: false, and r not stored, if
+	// another worker claimed that attempt first (two jobs racing for the
+	// same message: only one sends).
+	ClaimAttempt(ctx context.Context, r Record, ttl time.Duration) (bool, error)
 	// Record returns the record of a notification id (Phase 0 if none).
 	Record(ctx context.Context, alertID, nid string) (Record, error)
 	// PutRecord writes a record and indexes it by alert and by id.
 	PutRecord(ctx context.Context, r Record) error
+	// PutRecordDone is PutRecord and then Done(j), in one round trip.
+	PutRecordDone(ctx context.Context, r Record, j Job) error
 	// Records lists an alert's records, oldest first.
 	Records(ctx context.Context, alertID string) ([]Record, error)
 	// AlertOf returns the alert id of a notification id ("" if unknown).

@@ -89,6 +89,28 @@ func (s *Store) ProjectedAlert(ctx context.Context, id string) (domain.Alert, bo
 	return a, true, nil
 }
 
+// CreateAlert implements app.Store. The epoch is read in the same pipeline,
+// not atomically with the write: SET NX never overwrites, and what it
+// writes is the fold of the alert's first event, so a rebuild running at
+// the same time still ends with the whole fold.
+func (s *Store) CreateAlert(ctx context.Context, a domain.Alert) (bool, bool, error) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return false, false, fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	var epoch *redis.IntCmd
+	var set *redis.BoolCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		epoch = p.Exists(ctx, s.epochKey())
+		set = p.SetNX(ctx, s.alertKey(a.ID), b, 0)
+		return nil
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("create alert %s: %w", a.ID, err)
+	}
+	return set.Val(), epoch.Val() == 1, nil
+}
+
 // SaveAlert implements app.Store.
 func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) ([]bool, error) {
 	b, err := json.Marshal(a)
@@ -202,14 +224,37 @@ func (s *Store) Exhaust(ctx context.Context, j app.Job) (int, int, error) {
 	return int(all.Val()), int(ex.Val()), nil
 }
 
+// claimAttemptScript takes the attempt key KEYS[1] for ARGV[1] ms and, if it got
+// it, stores the record ARGV[2] at KEYS[2].
+var claimAttemptScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+`)
+
 // ClaimAttempt implements app.Store.
-func (s *Store) ClaimAttempt(ctx context.Context, alertID, nid string, attempt uint32, ttl time.Duration) (bool, error) {
-	key := fmt.Sprintf("%s:attempt:{%s}:%s:%d", s.prefix, alertID, nid, attempt)
-	ok, err := s.rdb.SetNX(ctx, key, "1", ttl).Result()
+func (s *Store) ClaimAttempt(ctx context.Context, r app.Record, ttl time.Duration) (bool, error) {
+	b, err := json.Marshal(r)
 	if err != nil {
-		return false, fmt.Errorf("claim attempt %d of notification %s: %w", attempt, nid, err)
+		return false, fmt.Errorf("encode notification %s: %w", r.NotificationID, err)
 	}
-	return ok, nil
+	key := fmt.Sprintf("%s:attempt:{%s}:%s:%d", s.prefix, r.AlertID, r.NotificationID, r.Attempts)
+	var claim *redis.Cmd
+	// The script and the index entries go in one round trip. The entries
+	// are idempotent, so a worker that loses the claim adds nothing new.
+	// Eval, not EvalSha: a pipeline cannot fall back when Redis has
+	// forgotten the script.
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		claim = claimAttemptScript.Eval(ctx, p, []string{key, s.recKey(r.AlertID, r.NotificationID)}, ttl.Milliseconds(), b)
+		s.index(ctx, p, r)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("claim attempt %d of notification %s: %w", r.Attempts, r.NotificationID, err)
+	}
+	return claim.Val() == int64(1), nil
 }
 
 // Record implements app.Store.
@@ -230,6 +275,15 @@ func (s *Store) Record(ctx context.Context, alertID, nid string) (app.Record, er
 
 // PutRecord implements app.Store.
 func (s *Store) PutRecord(ctx context.Context, r app.Record) error {
+	return s.putRecord(ctx, r, nil)
+}
+
+// PutRecordDone implements app.Store.
+func (s *Store) PutRecordDone(ctx context.Context, r app.Record, j app.Job) error {
+	return s.putRecord(ctx, r, &j)
+}
+
+func (s *Store) putRecord(ctx context.Context, r app.Record, done *app.Job) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode notification %s: %w", r.NotificationID, err)
@@ -238,14 +292,22 @@ func (s *Store) PutRecord(ctx context.Context, r app.Record) error {
 	// and the id index has no hash tag of the alert.
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.recKey(r.AlertID, r.NotificationID), b, 0)
-		p.ZAddNX(ctx, s.recIndex(r.AlertID), redis.Z{Score: float64(r.CreatedAt.UnixNano()), Member: r.NotificationID})
-		p.SetNX(ctx, s.nidKey(r.NotificationID), r.AlertID, 0)
+		s.index(ctx, p, r)
+		if done != nil {
+			p.ZRem(ctx, s.dueKey(), member(*done))
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store notification %s: %w", r.NotificationID, err)
 	}
 	return nil
+}
+
+// index queues the entries that find r by alert and by id.
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, r app.Record) {
+	p.ZAddNX(ctx, s.recIndex(r.AlertID), redis.Z{Score: float64(r.CreatedAt.UnixNano()), Member: r.NotificationID})
+	p.SetNX(ctx, s.nidKey(r.NotificationID), r.AlertID, 0)
 }
 
 // Records implements app.Store.

@@ -97,12 +97,45 @@ func TestRecordsAndEpoch(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, none.Phase)
 
-	mine, err := s.ClaimAttempt(ctx, "A1", "n1", 2, time.Minute)
+	sending := r
+	sending.Phase, sending.Attempts = domain.PhaseSending, 2
+	mine, err := s.ClaimAttempt(ctx, sending, time.Minute)
 	require.NoError(t, err)
 	require.True(t, mine)
-	mine, err = s.ClaimAttempt(ctx, "A1", "n1", 2, time.Minute)
+	got, err = s.Record(ctx, "A1", "n1")
+	require.NoError(t, err)
+	require.Equal(t, [2]any{domain.PhaseSending, uint32(2)}, [2]any{got.Phase, got.Attempts}, "the claim stores the sending marker")
+	rival := sending
+	rival.LastError = "the other worker"
+	mine, err = s.ClaimAttempt(ctx, rival, time.Minute)
 	require.NoError(t, err)
 	require.False(t, mine, "an attempt is claimed once")
+	got, err = s.Record(ctx, "A1", "n1")
+	require.NoError(t, err)
+	require.Empty(t, got.LastError, "the worker that lost the claim stores nothing")
+	n3 := r
+	n3.NotificationID, n3.Attempts = "n3", 1
+	mine, err = s.ClaimAttempt(ctx, n3, time.Minute)
+	require.NoError(t, err)
+	require.True(t, mine)
+	alert, err = s.AlertOf(ctx, "n3")
+	require.NoError(t, err)
+	require.Equal(t, "A1", alert, "a claimed record is indexed by id")
+	list, err = s.Records(ctx, "A1")
+	require.NoError(t, err)
+	require.Len(t, list, 3, "and by alert")
+
+	job := app.Job{Kind: app.JobRecipient, AlertID: "A1", Step: 1, PersonID: "p1"}
+	_, err = s.SaveAlert(ctx, domain.Alert{ID: "A1"}, []app.Job{job}, t0)
+	require.NoError(t, err)
+	n3.Phase = domain.PhaseRecorded
+	require.NoError(t, s.PutRecordDone(ctx, n3, job))
+	got, err = s.Record(ctx, "A1", "n3")
+	require.NoError(t, err)
+	require.Equal(t, domain.PhaseRecorded, got.Phase)
+	_, due, err := s.NextDue(ctx)
+	require.NoError(t, err)
+	require.False(t, due, "PutRecordDone removes the job")
 
 	ok, err := s.Epoch(ctx)
 	require.NoError(t, err)
@@ -147,4 +180,26 @@ func TestProjectedAlertReadsTheEpochWithTheAlert(t *testing.T) {
 	_, projected, err = s.ProjectedAlert(ctx, "A1")
 	require.NoError(t, err)
 	require.False(t, projected, "a flushed Redis has lost the projection")
+}
+
+func TestCreateAlertNeverOverwrites(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	s := New(rdb, "t")
+	_, projected, err := s.CreateAlert(ctx, domain.Alert{ID: "A0"})
+	require.NoError(t, err)
+	require.False(t, projected, "no epoch: the projection is not whole")
+	require.NoError(t, s.SetEpoch(ctx))
+
+	first := domain.Alert{ID: "A1", Tenant: "RZZ", Applied: []string{"e1"}}
+	created, projected, err := s.CreateAlert(ctx, first)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.True(t, projected)
+	created, _, err = s.CreateAlert(ctx, domain.Alert{ID: "A1", Tenant: "OTHER"})
+	require.NoError(t, err)
+	require.False(t, created, "the alert exists")
+	got, err := s.Alert(ctx, "A1")
+	require.NoError(t, err)
+	require.Equal(t, first.Tenant, got.Tenant, "an existing projection is never overwritten")
 }
