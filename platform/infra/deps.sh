@@ -206,8 +206,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 delete.topic.enable=true
-num.network.threads=2
-num.io.threads=4
+# Two cores: fewer threads switch less (measured: broker CPU per alert
+# 0.86-1.04 ms with 2 network and 4 I/O threads, 0.80 ms with 1 and 2).
+num.network.threads=1
+num.io.threads=2
 num.recovery.threads.per.data.dir=1
 log.retention.hours=48
 log.segment.bytes=67108864
