@@ -220,7 +220,9 @@ func TestProducerFailsOnlyTheWritesThatCannotBeWritten(t *testing.T) {
 	ctx := context.Background()
 
 	first := make(chan error, 1)
-	go func() { first <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("a0"), Value: []byte("v")}) }()
+	go func() {
+		first <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("a0"), Value: []byte("v")})
+	}()
 	<-gate.held
 
 	missing := testinfra.UniqueName("no-such-topic")
@@ -270,10 +272,14 @@ func TestProducerCloseWritesWhatIsQueued(t *testing.T) {
 
 	const writes = 5
 	errs := make(chan error, writes)
-	go func() { errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("k0"), Value: []byte("v")}) }()
+	go func() {
+		errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("k0"), Value: []byte("v")})
+	}()
 	<-gate.held
 	for i := 1; i < writes; i++ {
-		go func() { errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")}) }()
+		go func() {
+			errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")})
+		}()
 	}
 	waitQueued(t, p, writes-1)
 	var closed sync.WaitGroup
