@@ -259,7 +259,7 @@ func (p *producer) layout(topic string) (layout, error) {
 		}
 		l := layout{leaders: make([]int32, len(t.Partitions)), partitions: make([]int, len(t.Partitions)), fetched: time.Now()}
 		for i, part := range t.Partitions {
-			if int(part.PartitionIndex) >= len(t.Partitions) {
+			if part.PartitionIndex < 0 || int(part.PartitionIndex) >= len(t.Partitions) {
 				return layout{}, fmt.Errorf("metadata of topic %s: partition %d of %d", topic, part.PartitionIndex, len(t.Partitions))
 			}
 			l.leaders[part.PartitionIndex] = part.LeaderID
@@ -369,6 +369,9 @@ func (p *producer) request(batch []*write, part map[topicPartition][]record) map
 	for _, t := range res.(*produce.Response).Topics {
 		for _, rp := range t.Partitions {
 			tp := topicPartition{t.Topic, rp.Partition}
+			if _, asked := part[tp]; !asked {
+				continue
+			}
 			answered[tp] = true
 			if rp.ErrorCode != 0 {
 				err := fmt.Errorf("produce to %s/%d: %w", tp.topic, tp.partition, kafka.Error(rp.ErrorCode))
