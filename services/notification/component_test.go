@@ -286,7 +286,8 @@ func TestRedisLossRebuildsWithoutResending(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "records rebuilt from the log")
 	require.Eventually(t, func() bool {
 		n, err := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due").Result()
-		return err == nil && n == 0
+		c, cerr := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due:critical").Result()
+		return err == nil && cerr == nil && n+c == 0
 	}, 30*time.Second, 100*time.Millisecond, "the rebuilt step job ran")
 	require.Len(t, e.smtp.to("rebuild@nhs.test"), 1, "no second message after the rebuild")
 	require.Len(t, e.smtp.to("rebuild2@nhs.test"), 1)
@@ -412,4 +413,57 @@ func TestADuplicateFirstEventChangesNothing(t *testing.T) {
 	require.Equal(t, before, after, "the projection after the duplicate")
 	require.Len(t, e.events(id, "NotificationSent"), 1)
 	require.Len(t, e.smtp.to("redo@nhs.test"), 2, "one message for the alert, one for the marker")
+}
+
+// Under a backlog (one worker, busy), a CRITICAL alert routed after four
+// URGENT ones is sent before them.
+func TestUnderABacklogACriticalAlertGoesFirst(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.Workers = 1
+	block := make(chan struct{})
+	e.smtp.mu.Lock()
+	e.smtp.block = block
+	e.smtp.mu.Unlock()
+	ids := map[string]string{}
+	for _, name := range []string{"u0", "u1", "u2", "u3", "u4", "c"} {
+		ids[name] = alertID("backlog-" + name)
+		e.rules.set("backlog-"+name, person("p-"+name, cp(chEmail, name+"@nhs.test")))
+	}
+	routed := func(name string, cat eventsv1.Category) *eventsv1.Event {
+		return routedEvent(ids[name], cat, step(0, nil, role("backlog-"+name)))
+	}
+	e.start()
+	e.append(routed("u0", eventsv1.Category_CATEGORY_URGENT))
+	select {
+	case <-e.smtp.inData: // the only worker is busy with u0
+	case <-time.After(30 * time.Second):
+		t.Fatal("u0 never reached the SMTP server")
+	}
+	e.append(routed("u1", eventsv1.Category_CATEGORY_URGENT), routed("u2", eventsv1.Category_CATEGORY_URGENT),
+		routed("u3", eventsv1.Category_CATEGORY_URGENT), routed("u4", eventsv1.Category_CATEGORY_URGENT),
+		routed("c", eventsv1.Category_CATEGORY_CRITICAL))
+	rdb := e.redis()
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			v, err := rdb.Get(context.Background(), e.cfg.RedisPrefix+":alert:{"+id+"}").Result()
+			if err != nil || !strings.Contains(v, `"routed":true`) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "every alert consumed and its step scheduled")
+	time.Sleep(200 * time.Millisecond) // the last job reaches its lane after its projection is stored
+	e.smtp.mu.Lock()
+	e.smtp.block = nil
+	e.smtp.mu.Unlock()
+	close(block)
+
+	require.Eventually(t, func() bool { return e.smtp.count() == 6 }, 30*time.Second, 20*time.Millisecond)
+	e.smtp.mu.Lock()
+	var order []string
+	for _, m := range e.smtp.mails {
+		order = append(order, strings.TrimSuffix(m.To, "@nhs.test"))
+	}
+	e.smtp.mu.Unlock()
+	require.Equal(t, []string{"u0", "c"}, order[:2], "sent in the order %v", order)
 }

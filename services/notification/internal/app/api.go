@@ -92,7 +92,7 @@ func (api *API) ResendNotification(ctx context.Context, req *notificationv1.Rese
 		return nil, unavailable(err)
 	}
 	j := Job{Kind: JobRecipient, AlertID: alertID, Round: rec.Round, Step: rec.Step, Repeat: rec.Repeat, Failsafe: rec.Failsafe,
-		PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Cause: "operator:" + req.GetOperatorId()}
+		PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Critical: a.Critical(), Cause: "operator:" + req.GetOperatorId()}
 	step, ok := a.StepAt(rec.Step)
 	if !ok {
 		return nil, fault.Precondition(fmt.Sprintf("step %d of alert %s is not in its policy", rec.Step, alertID))

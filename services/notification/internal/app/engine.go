@@ -61,13 +61,16 @@ type localJob struct {
 
 // Engine applies events and works jobs.
 type Engine struct {
-	o       Options
-	wake    chan struct{}
-	local   chan localJob
-	sem     chan struct{}
-	tracer  trace.Tracer
-	outcome metric.Int64Counter
-	latency metric.Float64Histogram
+	o    Options
+	wake chan struct{}
+	// local and critical are the fast lanes: jobs leased to this replica
+	// when they were scheduled. A free worker takes a critical one first.
+	local    chan localJob
+	critical chan localJob
+	sem      chan struct{}
+	tracer   trace.Tracer
+	outcome  metric.Int64Counter
+	latency  metric.Float64Histogram
 
 	mu      sync.Mutex
 	history map[string][]time.Time // person id -> recent sends, for the rate limit
@@ -81,7 +84,7 @@ func NewEngine(o Options) *Engine {
 	if o.MaxIdle <= 0 {
 		o.MaxIdle = time.Second
 	}
-	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), sem: make(chan struct{}, o.Workers),
+	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256), sem: make(chan struct{}, o.Workers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
@@ -126,7 +129,7 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	next, send := domain.Apply(a, ev)
 	var jobs []Job
 	if send != nil {
-		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Round: send.Round, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe,
+		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Round: send.Round, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe, Critical: next.Critical(),
 			Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
 	}
 	// Fast path: a job this replica can start at once is scheduled already
@@ -134,7 +137,11 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	// If the replica dies, the lease ends and any replica claims the job.
 	now := e.o.Clock.Now()
 	due := now
-	fast := len(jobs) > 0 && len(e.local)+len(jobs) <= cap(e.local)
+	lane := e.local
+	if next.Critical() {
+		lane = e.critical
+	}
+	fast := len(jobs) > 0 && len(lane)+len(jobs) <= cap(lane)
 	if fast {
 		due = now.Add(e.o.Lease)
 	}
@@ -152,7 +159,7 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 				continue // scheduled by an earlier delivery: that schedule stands
 			}
 			select {
-			case e.local <- localJob{job: j, alert: next}:
+			case lane <- localJob{job: j, alert: next}:
 			default: // the fast lane filled meanwhile: make it due for the poller
 				if err := e.o.Store.Reschedule(ctx, j, now); err != nil {
 					return unavailable(err)
@@ -210,19 +217,36 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
-		// The fast lane: jobs leased to this replica when they were scheduled.
+		// The fast lanes: jobs leased to this replica when they were
+		// scheduled. A job in hand waits for a worker; when one is free, a
+		// critical job that arrived meanwhile goes first.
 		defer wg.Done()
+		var next *localJob
 		for {
-			var lj localJob
-			select {
-			case <-ctx.Done():
-				return
-			case lj = <-e.local:
+			if next == nil {
+				var lj localJob
+				select {
+				case <-ctx.Done():
+					return
+				case lj = <-e.critical:
+				case lj = <-e.local:
+				}
+				next = &lj
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case e.sem <- struct{}{}:
+			}
+			lj := *next
+			if lj.job.Critical {
+				next = nil
+			} else {
+				select {
+				case lj = <-e.critical: // next waits for the following worker
+				default:
+					next = nil
+				}
 			}
 			wg.Add(1)
 			go func() {
@@ -336,7 +360,7 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 		if !j.Failsafe && a.Gate(j.Round, j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
 			continue
 		}
-		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe,
+		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe, Critical: j.Critical,
 			PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace})
 		pts = append(pts, r.Points)
 	}

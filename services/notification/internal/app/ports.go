@@ -44,6 +44,9 @@ type Job struct {
 	Cause string `json:"c,omitempty"`
 	// Trace is the W3C traceparent the step was asked under.
 	Trace string `json:"tp,omitempty"`
+	// Critical marks the jobs of a CRITICAL alert: when jobs back up, the
+	// store hands out due critical jobs before any other due job.
+	Critical bool `json:"x,omitempty"`
 }
 
 // Record is the dedup and status record of one notification id.
@@ -88,8 +91,9 @@ type Store interface {
 	// jobs (due at the given time) that are not scheduled yet. added[i]
 	// reports whether jobs[i] was newly scheduled (false: it already was).
 	SaveAlert(ctx context.Context, a domain.Alert, jobs []Job, due time.Time) (added []bool, err error)
-	// Claim leases up to n jobs due at now: each is hidden until now+lease
-	// and comes back if not Done or Rescheduled by then.
+	// Claim leases up to n jobs due at now, critical jobs first: each is
+	// hidden until now+lease and comes back if not Done or Rescheduled by
+	// then.
 	Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]Job, error)
 	// NextDue returns when the earliest job is due (ok false if none).
 	NextDue(ctx context.Context) (time.Time, bool, error)

@@ -101,9 +101,9 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 		switch {
 		case !a.Routed:
 		case a.Status == domain.StatusOpen:
-			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Repeat: a.Repeat, Cause: "rebuild"})
+			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Repeat: a.Repeat, Critical: a.Critical(), Cause: "rebuild"})
 		case a.Status == domain.StatusFailsafe:
-			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Cause: "rebuild"})
+			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
 		}
 		out[id] = jobs
 	}

@@ -83,6 +83,10 @@ type Alert struct {
 	Applied []string `json:"applied,omitempty"`
 }
 
+// Critical reports whether the alert is in the CRITICAL category (its
+// messages go first when sending backs up).
+func (a Alert) Critical() bool { return a.Category == eventsv1.Category_CATEGORY_CRITICAL }
+
 // Send is an intent decided by Apply: send step Step, repeat Repeat of the
 // alert. Failsafe marks the message to the trust's fail-safe team, sent when
 // the policy is exhausted; its Step is len(Steps).

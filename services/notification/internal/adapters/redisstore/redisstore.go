@@ -35,7 +35,15 @@ func (s *Store) recKey(alertID, nid string) string {
 }
 func (s *Store) recIndex(alertID string) string { return s.prefix + ":recs:{" + alertID + "}" }
 func (s *Store) nidKey(nid string) string       { return s.prefix + ":nid:" + nid }
-func (s *Store) dueKey() string                 { return s.prefix + ":due" }
+
+// dueKey is the schedule of j: critical jobs have their own, claimed first.
+func (s *Store) dueKey(j app.Job) string {
+	if j.Critical {
+		return s.criticalDueKey()
+	}
+	return s.prefix + ":due"
+}
+func (s *Store) criticalDueKey() string { return s.prefix + ":due:critical" }
 func (s *Store) stepKey(j app.Job) string {
 	return fmt.Sprintf("%s:step:{%s}:%d:%d:%d:%t", s.prefix, j.AlertID, j.Round, j.Step, j.Repeat, j.Failsafe)
 }
@@ -121,7 +129,7 @@ func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, d
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.alertKey(a.ID), b, 0)
 		for i, j := range jobs {
-			adds[i] = p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
+			adds[i] = p.ZAddNX(ctx, s.dueKey(j), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
 		}
 		return nil
 	})
@@ -145,41 +153,57 @@ end
 return due
 `)
 
-// Claim implements app.Store.
+// Claim implements app.Store: the critical schedule first, then the other
+// with what is left of n (one round trip each; the keys share no hash slot).
 func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]app.Job, error) {
-	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey()},
-		now.UnixMilli(), n, now.Add(lease).UnixMilli()).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("claim jobs: %w", err)
-	}
-	jobs := make([]app.Job, 0, len(res))
-	for _, m := range res {
-		var j app.Job
-		if err := json.Unmarshal([]byte(m), &j); err != nil {
-			// A member that cannot be decoded can never be worked: drop it.
-			s.rdb.ZRem(ctx, s.dueKey(), m)
-			continue
+	var jobs []app.Job
+	for _, key := range []string{s.criticalDueKey(), s.dueKey(app.Job{})} {
+		if len(jobs) >= n {
+			break
 		}
-		jobs = append(jobs, j)
+		res, err := claimScript.Run(ctx, s.rdb, []string{key},
+			now.UnixMilli(), n-len(jobs), now.Add(lease).UnixMilli()).StringSlice()
+		if err != nil {
+			return jobs, fmt.Errorf("claim jobs: %w", err)
+		}
+		for _, m := range res {
+			var j app.Job
+			if err := json.Unmarshal([]byte(m), &j); err != nil {
+				// A member that cannot be decoded can never be worked: drop it.
+				s.rdb.ZRem(ctx, key, m)
+				continue
+			}
+			jobs = append(jobs, j)
+		}
 	}
 	return jobs, nil
 }
 
 // NextDue implements app.Store.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
-	zs, err := s.rdb.ZRangeWithScores(ctx, s.dueKey(), 0, 0).Result()
+	var firsts []*redis.ZSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		firsts = append(firsts, p.ZRangeWithScores(ctx, s.criticalDueKey(), 0, 0), p.ZRangeWithScores(ctx, s.dueKey(app.Job{}), 0, 0))
+		return nil
+	})
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("read next due job: %w", err)
 	}
-	if len(zs) == 0 {
-		return time.Time{}, false, nil
+	var next time.Time
+	found := false
+	for _, c := range firsts {
+		if zs := c.Val(); len(zs) > 0 {
+			if at := time.UnixMilli(int64(zs[0].Score)); !found || at.Before(next) {
+				next, found = at, true
+			}
+		}
 	}
-	return time.UnixMilli(int64(zs[0].Score)), true, nil
+	return next, found, nil
 }
 
 // Reschedule implements app.Store.
 func (s *Store) Reschedule(ctx context.Context, j app.Job, at time.Time) error {
-	if err := s.rdb.ZAdd(ctx, s.dueKey(), redis.Z{Score: float64(at.UnixMilli()), Member: member(j)}).Err(); err != nil {
+	if err := s.rdb.ZAdd(ctx, s.dueKey(j), redis.Z{Score: float64(at.UnixMilli()), Member: member(j)}).Err(); err != nil {
 		return fmt.Errorf("reschedule job of alert %s: %w", j.AlertID, err)
 	}
 	return nil
@@ -187,7 +211,7 @@ func (s *Store) Reschedule(ctx context.Context, j app.Job, at time.Time) error {
 
 // Done implements app.Store.
 func (s *Store) Done(ctx context.Context, j app.Job) error {
-	if err := s.rdb.ZRem(ctx, s.dueKey(), member(j)).Err(); err != nil {
+	if err := s.rdb.ZRem(ctx, s.dueKey(j), member(j)).Err(); err != nil {
 		return fmt.Errorf("remove job of alert %s: %w", j.AlertID, err)
 	}
 	return nil
@@ -198,9 +222,9 @@ func (s *Store) FanOut(ctx context.Context, step app.Job, recipients []app.Job, 
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, r := range recipients {
 			p.SAdd(ctx, s.stepKey(step), r.PersonID)
-			p.ZAddNX(ctx, s.dueKey(), redis.Z{Score: float64(leasedUntil.UnixMilli()), Member: member(r)})
+			p.ZAddNX(ctx, s.dueKey(r), redis.Z{Score: float64(leasedUntil.UnixMilli()), Member: member(r)})
 		}
-		p.ZRem(ctx, s.dueKey(), member(step))
+		p.ZRem(ctx, s.dueKey(step), member(step))
 		return nil
 	})
 	if err != nil {
@@ -294,7 +318,7 @@ func (s *Store) putRecord(ctx context.Context, r app.Record, done *app.Job) erro
 		p.Set(ctx, s.recKey(r.AlertID, r.NotificationID), b, 0)
 		s.index(ctx, p, r)
 		if done != nil {
-			p.ZRem(ctx, s.dueKey(), member(*done))
+			p.ZRem(ctx, s.dueKey(*done), member(*done))
 		}
 		return nil
 	})

@@ -72,6 +72,48 @@ func TestScheduleClaimLeaseAndDone(t *testing.T) {
 	require.Equal(t, t0.Add(time.Hour), at)
 }
 
+func TestCriticalJobsAreClaimedFirst(t *testing.T) {
+	ctx := context.Background()
+	s := New(testinfra.NewRedis(t), "t")
+	var urgent []app.Job
+	for i := range 3 {
+		j := app.Job{Kind: app.JobStep, AlertID: "U" + string(rune('0'+i)), Cause: "e"}
+		_, err := s.SaveAlert(ctx, domain.Alert{ID: j.AlertID}, []app.Job{j}, t0.Add(time.Duration(i)*time.Second))
+		require.NoError(t, err)
+		urgent = append(urgent, j)
+	}
+	critical := app.Job{Kind: app.JobStep, AlertID: "C", Cause: "e", Critical: true}
+	_, err := s.SaveAlert(ctx, domain.Alert{ID: "C", Category: eventsv1.Category_CATEGORY_CRITICAL}, []app.Job{critical}, t0.Add(10*time.Second))
+	require.NoError(t, err)
+
+	at, ok, err := s.NextDue(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, t0, at, "the earliest of both schedules")
+	jobs, err := s.Claim(ctx, t0.Add(9*time.Second), 2, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, urgent[:2], jobs, "a critical job not yet due waits")
+
+	jobs, err = s.Claim(ctx, t0.Add(20*time.Second), 2, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{critical, urgent[2]}, jobs, "a due critical job goes before an earlier due one")
+
+	require.NoError(t, s.Reschedule(ctx, critical, t0.Add(30*time.Second)))
+	at, _, err = s.NextDue(ctx)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(30*time.Second), at, "rescheduled on its own schedule")
+	require.NoError(t, s.Done(ctx, critical))
+	_, ok, err = s.NextDue(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "the urgent jobs are still leased, so scheduled")
+	for _, j := range urgent {
+		require.NoError(t, s.Done(ctx, j))
+	}
+	_, ok, err = s.NextDue(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "Done removes a critical job from its schedule")
+}
+
 func TestRecordsAndEpoch(t *testing.T) {
 	ctx := context.Background()
 	s := New(testinfra.NewRedis(t), "t")
