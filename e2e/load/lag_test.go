@@ -18,7 +18,8 @@ type lagSample struct {
 	at  time.Time
 	lag map[string]int64 // by service
 	// jobs are the notification jobs scheduled and not done (its Redis
-	// sorted set <prefix>:due); ready are those due now (not leased).
+	// sorted sets <prefix>:due and <prefix>:due:critical); ready are those
+	// due now (not leased).
 	jobs, ready int64
 }
 
@@ -73,8 +74,11 @@ func sampleLag(ctx context.Context, cfg eventlog.Config, groups map[string]strin
 				}
 				s.lag[svc] = lag
 			}
-			s.jobs, _ = rdb.ZCard(ctx, dueKey).Result()
-			s.ready, _ = rdb.ZCount(ctx, dueKey, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Result()
+			for _, key := range []string{dueKey, dueKey + ":critical"} {
+				jobs, _ := rdb.ZCard(ctx, key).Result()
+				ready, _ := rdb.ZCount(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Result()
+				s.jobs, s.ready = s.jobs+jobs, s.ready+ready
+			}
 			l.mu.Lock()
 			l.samples = append(l.samples, s)
 			l.mu.Unlock()

@@ -157,6 +157,7 @@ type sample struct {
 	sent, acked time.Time
 	err         error
 	dup, quar   bool
+	critical    bool // raised in the CRITICAL category
 }
 
 // phase is one phase's raw results and resource use.
@@ -200,7 +201,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 				resp, err := c.RaiseAlert(cctx, req)
 				acked := time.Now()
 				cancel()
-				smp := sample{sent: sent, acked: acked, err: err}
+				smp := sample{sent: sent, acked: acked, err: err, critical: cat(i) == eventsv1.Category_CATEGORY_CRITICAL}
 				if err == nil {
 					smp.id, smp.dup, smp.quar = resp.GetAlertId(), resp.GetDuplicate(), resp.GetQuarantined()
 				}
@@ -342,9 +343,15 @@ func (ph *phase) metrics() []metric {
 }
 
 // latency is intake's ACK to the first message at the SMTP sink.
-func (ph *phase) latency() []time.Duration {
+func (ph *phase) latency() []time.Duration { return ph.latencyOf(func(sample) bool { return true }) }
+
+// latencyOf is latency over the accepted alerts that keep says.
+func (ph *phase) latencyOf(keep func(sample) bool) []time.Duration {
 	var out []time.Duration
 	for _, s := range ph.accepted() {
+		if !keep(s) {
+			continue
+		}
 		if at, ok := ph.mailAt[s.id]; ok {
 			out = append(out, at.Sub(s.acked))
 		}

@@ -160,6 +160,10 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		row("Timer lateness as seen by a consumer of the log", ph.lateness(true))
 	} else {
 		row("**Intake durable ACK to first email at the SMTP sink**", ph.latency())
+		if ph.name == "throughput" {
+			row("the same, the CRITICAL share (served first when sending backs up)", ph.latencyOf(func(s sample) bool { return s.critical }))
+			row("the same, the URGENT rest", ph.latencyOf(func(s sample) bool { return !s.critical }))
+		}
 		if l := ph.lateness(false); len(l) > 0 {
 			row("Timer lateness under this load (the CRITICAL share): AlertEscalated occurred_at minus step due", l)
 		}

@@ -36,7 +36,8 @@ type system struct {
 	redis  *redis.Client
 	smtp   *smtpSink
 	groups map[string]string // consumer group by service
-	// notificationDue is the notification service's sorted set of jobs.
+	// notificationDue is the notification service's sorted set of jobs
+	// (critical jobs are in notificationDue + ":critical").
 	notificationDue string
 	intake          []intakev1.IntakeServiceClient
 	conns           []*grpc.ClientConn
