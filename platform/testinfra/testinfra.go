@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,24 +179,39 @@ func NewRedis(t testing.TB) *redis.Client {
 // FreePort returns a loopback TCP address that was free a moment ago. The
 // port is picked below the kernel's ephemeral range, so the outgoing
 // connections of the processes under test (which take ephemeral ports) do
-// not grab it between this call and the listener that binds it.
+// not grab it between this call and the listener that binds it. A port is
+// handed out once per test process: two systems started side by side
+// cannot be given the same port before either binds it.
 func FreePort(t testing.TB) string {
 	t.Helper()
 	lo, hi := 20000, ephemeralLow()-1
 	if hi-lo < 1000 {
 		lo, hi = 10000, 20000
 	}
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 200 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+mrand.IntN(hi-lo)))
+		port := lo + mrand.IntN(hi-lo)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		l, err := net.Listen("tcp", addr)
 		if err == nil {
 			_ = l.Close()
+			handedOut.ports[port] = true
 			return addr
 		}
 	}
 	t.Fatalf("no free port found on 127.0.0.1 between %d and %d", lo, hi)
 	return ""
 }
+
+// handedOut holds the ports FreePort has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // ephemeralLow is the low end of the kernel's ephemeral port range
 // (32768 when it cannot be read).

@@ -24,3 +24,17 @@ func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
 		_ = l.Close()
 	}
 }
+
+// Two systems started side by side each take many ports before binding
+// them: FreePort must never give the same one twice (2,000 draws from the
+// range below the ephemeral ports would repeat one almost surely).
+func TestFreePortNeverHandsOutAPortTwice(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		addr := FreePort(t)
+		if seen[addr] {
+			t.Fatalf("FreePort gave %s twice", addr)
+		}
+		seen[addr] = true
+	}
+}

@@ -164,7 +164,10 @@ func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Dura
 		res, err := claimScript.Run(ctx, s.rdb, []string{key},
 			now.UnixMilli(), n-len(jobs), now.Add(lease).UnixMilli()).StringSlice()
 		if err != nil {
-			return jobs, fmt.Errorf("claim jobs: %w", err)
+			if len(jobs) > 0 {
+				return jobs, nil // leased already: work them; the next poll meets the error
+			}
+			return nil, fmt.Errorf("claim jobs: %w", err)
 		}
 		for _, m := range res {
 			var j app.Job
