@@ -22,24 +22,21 @@ import (
 )
 
 // testConfig returns a config whose three topics are fresh for this test.
-func testConfig(t testing.TB, partitions int) eventlog.Config {
+var testConfig = eventlog.FreshTopics
+
+// appendRounds appends event n of alert-0 .. alert-(alerts-1) for each n
+// below perAlert, one Append per round.
+func appendRounds(t *testing.T, w *eventlog.Writer, alerts, perAlert int) {
 	t.Helper()
-	cfg := eventlog.DefaultConfig()
-	cfg.Brokers = testinfra.KafkaBrokers(t)
-	cfg.Partitions = partitions
-	cfg.EventsTopic = testinfra.UniqueName("events")
-	cfg.DLQTopic = testinfra.UniqueName("dlq")
-	cfg.StateTopic = testinfra.UniqueName("state")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := eventlog.EnsureTopics(ctx, cfg, logging.Discard()); err != nil {
-		t.Fatal(err)
+	for n := range perAlert {
+		batch := make([]*eventsv1.Event, 0, alerts)
+		for a := range alerts {
+			batch = append(batch, raised(fmt.Sprintf("alert-%d", a), n))
+		}
+		if err := w.Append(context.Background(), batch...); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
-	})
-	return cfg
 }
 
 func raised(alertID string, n int) *eventsv1.Event {
@@ -105,15 +102,8 @@ func TestAppendConsumeInOrderPerAlert(t *testing.T) {
 	cfg := testConfig(t, 4)
 	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
 	defer w.Close()
-	ctx := context.Background()
 	const alerts, perAlert = 5, 4
-	for n := 0; n < perAlert; n++ {
-		for a := 0; a < alerts; a++ {
-			if err := w.Append(ctx, raised(fmt.Sprintf("alert-%d", a), n)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	appendRounds(t, w, alerts, perAlert)
 	c := newCollector(alerts * perAlert)
 	stop := consume(t, cfg, testinfra.UniqueName("group"), c.handle)
 	got := c.wait(t)
@@ -338,13 +328,7 @@ func TestLanesHandleOtherAlertsWhileOneIsStuckAndCommitNoFurther(t *testing.T) {
 	defer w.Close()
 	ctx := context.Background()
 	const alerts, perAlert = 6, 5
-	for n := range perAlert {
-		for a := range alerts {
-			if err := w.Append(ctx, raised(fmt.Sprintf("alert-%d", a), n)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	appendRounds(t, w, alerts, perAlert)
 	// The very first record (alert-0, event 0) is held until every record
 	// on the other lanes is handled.
 	stuck := "alert-0"
@@ -427,15 +411,7 @@ func TestLanesLoseNothingAcrossARebalance(t *testing.T) {
 	defer w.Close()
 	ctx := context.Background()
 	const alerts, perAlert = 40, 25
-	for n := range perAlert {
-		batch := make([]*eventsv1.Event, 0, alerts)
-		for a := range alerts {
-			batch = append(batch, raised(fmt.Sprintf("alert-%d", a), n))
-		}
-		if err := w.Append(ctx, batch...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRounds(t, w, alerts, perAlert)
 	group := testinfra.UniqueName("group")
 	var mu sync.Mutex
 	handled := map[string]bool{} // "alert/n": event n of the alert was handled

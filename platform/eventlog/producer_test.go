@@ -43,23 +43,37 @@ func (g *gatedTransport) RoundTrip(ctx context.Context, addr net.Addr, req kafka
 	return g.next.RoundTrip(ctx, addr, req)
 }
 
-func producerTopics(t testing.TB, partitions int) Config {
+// FreshTopics returns a config of the test broker whose three topics are
+// new (with the given partitions) and are deleted after the test. The
+// external tests use it too.
+func FreshTopics(t testing.TB, partitions int) Config {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Brokers = testinfra.KafkaBrokers(t)
 	cfg.Partitions = partitions
-	cfg.EventsTopic = testinfra.UniqueName("producer-events")
-	cfg.DLQTopic = testinfra.UniqueName("producer-dlq")
-	cfg.StateTopic = testinfra.UniqueName("producer-state")
+	cfg.EventsTopic = testinfra.UniqueName("events")
+	cfg.DLQTopic = testinfra.UniqueName("dlq")
+	cfg.StateTopic = testinfra.UniqueName("state")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := EnsureTopics(ctx, cfg, logging.Discard()); err != nil {
 		t.Fatal(err)
 	}
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
 	t.Cleanup(func() {
-		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
+		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
 	})
+	return cfg
+}
+
+// producerTopics is FreshTopics whose events and state partitions have
+// each taken a record (key warmUp).
+func producerTopics(t testing.TB, partitions int) Config {
+	t.Helper()
+	cfg := FreshTopics(t, partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
 	// A new topic's partitions take a moment to get their leader; the tests
 	// count requests, so wait until every partition takes a record.
 	for _, topic := range []string{cfg.EventsTopic, cfg.StateTopic} {
@@ -101,6 +115,21 @@ func partitionsOf(t *testing.T, cfg Config, topic string) map[string][]int {
 	return got
 }
 
+// heldProducer returns a producer whose first write (of key) is in flight
+// and held by gate, so that the writes that follow queue behind it; first
+// receives that write's outcome once gate opens.
+func heldProducer(t *testing.T, cfg Config, key string) (p *producer, gate *gatedTransport, first <-chan error) {
+	t.Helper()
+	gate = newGatedTransport()
+	p = newProducer(cfg.Brokers, gate)
+	out := make(chan error, 1)
+	go func() {
+		out <- p.Write(context.Background(), kafka.Message{Topic: cfg.EventsTopic, Key: []byte(key), Value: []byte("v")})
+	}()
+	<-gate.held
+	return p, gate, out
+}
+
 // waitQueued waits until n writes wait in p's queue.
 func waitQueued(t *testing.T, p *producer, n int) {
 	t.Helper()
@@ -121,16 +150,9 @@ func waitQueued(t *testing.T, p *producer, n int) {
 
 func TestProducerSendsTheWritesQueuedDuringARequestInOneRequest(t *testing.T) {
 	cfg := producerTopics(t, 12)
-	gate := newGatedTransport()
-	p := newProducer(cfg.Brokers, gate)
+	p, gate, first := heldProducer(t, cfg, "alert-first") // what follows queues
 	defer p.Close()
 	ctx := context.Background()
-
-	first := make(chan error, 1)
-	go func() {
-		first <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("alert-first"), Value: []byte("v")})
-	}()
-	<-gate.held // the first request is in flight; what follows queues
 
 	const writers = 40
 	errs := make(chan error, writers)
@@ -214,16 +236,9 @@ func TestProducerPartitionsKeysAsKafkaGoWriterDoes(t *testing.T) {
 
 func TestProducerFailsOnlyTheWritesThatCannotBeWritten(t *testing.T) {
 	cfg := producerTopics(t, 3)
-	gate := newGatedTransport()
-	p := newProducer(cfg.Brokers, gate)
+	p, gate, first := heldProducer(t, cfg, "a0")
 	defer p.Close()
 	ctx := context.Background()
-
-	first := make(chan error, 1)
-	go func() {
-		first <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("a0"), Value: []byte("v")})
-	}()
-	<-gate.held
 
 	missing := testinfra.UniqueName("no-such-topic")
 	results := map[string]chan error{"good": make(chan error, 1), "missing": make(chan error, 1), "too large": make(chan error, 1)}
@@ -266,16 +281,11 @@ func TestProducerFailsOnlyTheWritesThatCannotBeWritten(t *testing.T) {
 
 func TestProducerCloseWritesWhatIsQueued(t *testing.T) {
 	cfg := producerTopics(t, 3)
-	gate := newGatedTransport()
-	p := newProducer(cfg.Brokers, gate)
+	p, gate, first := heldProducer(t, cfg, "k0")
 	ctx := context.Background()
 
 	const writes = 5
 	errs := make(chan error, writes)
-	go func() {
-		errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte("k0"), Value: []byte("v")})
-	}()
-	<-gate.held
 	for i := 1; i < writes; i++ {
 		go func() {
 			errs <- p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")})
@@ -286,7 +296,10 @@ func TestProducerCloseWritesWhatIsQueued(t *testing.T) {
 	closed.Add(1)
 	go func() { defer closed.Done(); p.Close() }()
 	close(gate.open)
-	for range writes {
+	if err := <-first; err != nil {
+		t.Fatalf("write in flight at Close: %v", err)
+	}
+	for range writes - 1 {
 		if err := <-errs; err != nil {
 			t.Fatalf("write queued before Close: %v", err)
 		}
