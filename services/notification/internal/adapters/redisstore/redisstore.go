@@ -36,14 +36,18 @@ func (s *Store) recKey(alertID, nid string) string {
 func (s *Store) recIndex(alertID string) string { return s.prefix + ":recs:{" + alertID + "}" }
 func (s *Store) nidKey(nid string) string       { return s.prefix + ":nid:" + nid }
 
-// dueKey is the schedule of j: critical jobs have their own, claimed first.
+// dueKey is the schedule of j: critical jobs have their own.
 func (s *Store) dueKey(j app.Job) string {
 	if j.Critical {
-		return s.criticalDueKey()
+		return s.prefix + ":due:critical"
 	}
 	return s.prefix + ":due"
 }
-func (s *Store) criticalDueKey() string { return s.prefix + ":due:critical" }
+
+// schedules are both schedules, in the order they are claimed from.
+func (s *Store) schedules() []string {
+	return []string{s.dueKey(app.Job{Critical: true}), s.dueKey(app.Job{})}
+}
 func (s *Store) stepKey(j app.Job) string {
 	return fmt.Sprintf("%s:step:{%s}:%d:%d:%d:%t", s.prefix, j.AlertID, j.Round, j.Step, j.Repeat, j.Failsafe)
 }
@@ -157,7 +161,7 @@ return due
 // with what is left of n (one round trip each; the keys share no hash slot).
 func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Duration) ([]app.Job, error) {
 	var jobs []app.Job
-	for _, key := range []string{s.criticalDueKey(), s.dueKey(app.Job{})} {
+	for _, key := range s.schedules() {
 		if len(jobs) >= n {
 			break
 		}
@@ -186,7 +190,9 @@ func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Dura
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var firsts []*redis.ZSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		firsts = append(firsts, p.ZRangeWithScores(ctx, s.criticalDueKey(), 0, 0), p.ZRangeWithScores(ctx, s.dueKey(app.Job{}), 0, 0))
+		for _, key := range s.schedules() {
+			firsts = append(firsts, p.ZRangeWithScores(ctx, key, 0, 0))
+		}
 		return nil
 	})
 	if err != nil {
