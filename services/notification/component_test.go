@@ -467,3 +467,56 @@ func TestUnderABacklogACriticalAlertGoesFirst(t *testing.T) {
 	e.smtp.mu.Unlock()
 	require.Equal(t, []string{"u0", "c"}, order[:2], "sent in the order %v", order)
 }
+
+// Under sustained overload the fast lanes would take every worker as it
+// frees; a share of the workers is kept for scheduled jobs, so a CRITICAL
+// alert's retry is sent while every fast-lane worker is stuck in a send.
+func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
+	e := newEnv(t, func(path string, n int) int {
+		if path == "/hooks/flaky" && n == 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	e.cfg.Workers, e.cfg.ScheduleWorkers = 3, 1
+	// Long enough to fill the fast lanes before the retry is due; the
+	// stuck sends do not time out meanwhile.
+	e.cfg.RetryInitial, e.cfg.RetryMax = 2*time.Second, 2*time.Second
+	e.cfg.SendTimeout, e.cfg.Lease = 30*time.Second, time.Minute
+	flaky := alertID("reserve-flaky")
+	e.rules.set("reserve-flaky", person("p-flaky", cp(chWebhook, e.sink.srv.URL+"/hooks/flaky")))
+	ids := map[string]string{}
+	for _, name := range []string{"u0", "u1", "u2"} {
+		ids[name] = alertID("reserve-" + name)
+		e.rules.set("reserve-"+name, person("p-"+name, cp(chEmail, name+"@nhs.test")))
+	}
+	e.start()
+	e.append(routedEvent(flaky, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("reserve-flaky"))))
+	e.waitEvents(flaky, "NotificationFailed", 1) // the retry is scheduled
+
+	block := make(chan struct{})
+	defer close(block)
+	e.smtp.mu.Lock()
+	e.smtp.block = block
+	e.smtp.mu.Unlock()
+	for _, name := range []string{"u0", "u1", "u2"} {
+		e.append(routedEvent(ids[name], eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("reserve-"+name))))
+	}
+	for range 2 { // both fast-lane workers are stuck; u2 waits for one
+		select {
+		case <-e.smtp.inData:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the urgent alerts never reached the SMTP server")
+		}
+	}
+	require.Len(t, e.events(flaky, "NotificationSent"), 0, "the retry was due only after the fast lanes filled")
+
+	require.Eventually(t, func() bool { return len(e.events(flaky, "NotificationSent")) == 1 }, 10*time.Second, 20*time.Millisecond,
+		"the retry must not wait for the fast lanes")
+	require.Len(t, e.sink.on("/hooks/flaky"), 2)
+	select {
+	case <-e.smtp.inData:
+		t.Fatal("a third urgent send started: the fast lanes took the schedules' worker")
+	default:
+	}
+}

@@ -129,6 +129,10 @@ type Config struct {
 	RateLimitMax    int
 	RateLimitWindow time.Duration
 	Workers         int
+	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
+	// rate-limited sends, overflow), so that under sustained overload they
+	// do not wait behind newly routed alerts.
+	ScheduleWorkers int
 	Lease           time.Duration
 	SendTimeout     time.Duration
 	MaxIdle         time.Duration
@@ -165,6 +169,7 @@ func DefaultConfig() Config {
 		RateLimitMax:    10,
 		RateLimitWindow: 10 * time.Minute,
 		Workers:         32,
+		ScheduleWorkers: 4,
 		ConsumerLanes:   8,
 		Lease:           time.Minute,
 		SendTimeout:     15 * time.Second,
@@ -208,6 +213,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RateLimitMax, "rate-limit-max", c.RateLimitMax, "messages per person per window (0 disables; CRITICAL never delayed)")
 	fs.DurationVar(&c.RateLimitWindow, "rate-limit-window", c.RateLimitWindow, "rate limit window")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
+	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease (must exceed send-timeout)")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
@@ -252,6 +258,12 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		bad("setting workers must be at least 1")
+	}
+	if c.ScheduleWorkers < 1 {
+		bad("setting schedule-workers must be at least 1 (with one worker, it serves both)")
+	}
+	if c.Workers > 1 && c.ScheduleWorkers >= c.Workers {
+		bad("setting schedule-workers must be less than workers")
 	}
 	if c.ConsumerLanes < 1 {
 		bad("setting consumer-lanes must be at least 1")
@@ -327,7 +339,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Log:      s.writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
-		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, MaxIdle: cfg.MaxIdle,
+		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})

@@ -42,6 +42,11 @@ type Options struct {
 	Lease       time.Duration
 	SendTimeout time.Duration
 	Workers     int
+	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
+	// rate-limited sends, fast-lane overflow, other replicas' jobs), so
+	// that under sustained overload they never wait behind the fast lanes.
+	// At most Workers-1; with one worker, that worker serves both.
+	ScheduleWorkers int
 	// MaxIdle bounds the poller's sleep when no job is due.
 	MaxIdle       time.Duration
 	AckBaseURL    string
@@ -67,10 +72,14 @@ type Engine struct {
 	// when they were scheduled. A free worker takes a critical one first.
 	local    chan localJob
 	critical chan localJob
-	sem      chan struct{}
-	tracer   trace.Tracer
-	outcome  metric.Int64Counter
-	latency  metric.Float64Histogram
+	// sem holds a token per busy worker; fast holds one per worker busy
+	// with a fast-lane job, and its capacity leaves ScheduleWorkers of
+	// sem to the scheduled jobs.
+	sem     chan struct{}
+	fast    chan struct{}
+	tracer  trace.Tracer
+	outcome metric.Int64Counter
+	latency metric.Float64Histogram
 
 	mu      sync.Mutex
 	history map[string][]time.Time // person id -> recent sends, for the rate limit
@@ -84,7 +93,9 @@ func NewEngine(o Options) *Engine {
 	if o.MaxIdle <= 0 {
 		o.MaxIdle = time.Second
 	}
-	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256), sem: make(chan struct{}, o.Workers),
+	o.ScheduleWorkers = min(max(o.ScheduleWorkers, 0), o.Workers-1)
+	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
+		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
@@ -218,8 +229,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		// The fast lanes: jobs leased to this replica when they were
-		// scheduled. A job in hand waits for a worker; when one is free, a
-		// critical job that arrived meanwhile goes first.
+		// scheduled. A job in hand waits for a worker outside the schedules'
+		// share; when one is free, a critical job that arrived meanwhile
+		// goes first.
 		defer wg.Done()
 		var next *localJob
 		for {
@@ -232,6 +244,11 @@ func (e *Engine) Run(ctx context.Context) error {
 				case lj = <-e.local:
 				}
 				next = &lj
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case e.fast <- struct{}{}:
 			}
 			select {
 			case <-ctx.Done():
@@ -251,7 +268,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-e.sem }()
+				defer func() { <-e.sem; <-e.fast }()
 				e.work(ctx, lj.job, nil, &lj.alert)
 			}()
 		}
