@@ -10,6 +10,10 @@
 // dead-letter topic with the reason, and the consumer moves on; nothing is
 // dropped silently. W3C trace context travels in the record headers.
 //
+// Fetching: a consumer fetches all the partitions it holds on one broker in
+// one request and, under load, lingers a millisecond between fetches so
+// that each carries many records (ConsumerConfig.FetchLinger).
+//
 // Order: the events of one alert are handled in log order. By default a
 // partition's records are handled one at a time; with ConsumerConfig.Lanes
 // several alerts of a partition are handled at once, and the committed

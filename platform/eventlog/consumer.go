@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -84,6 +85,13 @@ type ConsumerConfig struct {
 	// Offsets are still committed only up to the first record not yet
 	// handled.
 	Lanes int
+	// FetchLinger is how long the consumer waits after a fetch that
+	// brought more than one record before it fetches again, so that under
+	// load one fetch carries many records (default 1 ms; negative: no
+	// wait). A record after a quiet spell is not delayed.
+	FetchLinger time.Duration
+	// transport replaces the Kafka transport of fetches (tests).
+	transport kafka.RoundTripper
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -105,6 +113,9 @@ func (c *ConsumerConfig) defaults() {
 	if c.Lanes <= 0 {
 		c.Lanes = 1
 	}
+	if c.FetchLinger == 0 {
+		c.FetchLinger = time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,26 +134,22 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if cfg.GroupID == "" {
 		return errors.New("consume: a consumer group id is required")
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                cfg.GroupID,
 		Brokers:           cfg.Brokers,
-		GroupID:           cfg.GroupID,
-		Topic:             cfg.Topic,
-		MinBytes:          1,
-		MaxBytes:          10 << 20,
-		MaxWait:           250 * time.Millisecond,
-		ReadBatchTimeout:  time.Second,
-		CommitInterval:    50 * time.Millisecond,
+		Topics:            []string{cfg.Topic},
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.SessionTimeout,
 		JoinGroupBackoff:  200 * time.Millisecond,
-		ReadBackoffMin:    10 * time.Millisecond,
-		ReadBackoffMax:    250 * time.Millisecond,
 		StartOffset:       startOffset(cfg.StartAtEnd),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			cfg.Logger.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...), "group", cfg.GroupID)
+			cfg.Logger.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...), "group", cfg.GroupID)
 		}),
 	})
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.DLQTopic,
@@ -150,27 +157,26 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
 	}
-	c := &consumer{cfg: cfg, reader: r, dlq: dlq, handler: h, workers: map[int]chan kafka.Message{}}
-	c.metrics()
-	err := c.run(ctx)
-	c.wg.Wait()
-	closeErr := errors.Join(r.Close(), dlq.Close())
-	if err != nil {
-		return err
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h}
+	if cfg.transport != nil {
+		c.transport = cfg.transport
 	}
-	if closeErr != nil {
+	c.metrics()
+	c.run(ctx, group)
+	if closeErr := errors.Join(group.Close(), dlq.Close()); closeErr != nil {
 		cfg.Logger.Warn("close consumer", "group", cfg.GroupID, "error", closeErr)
 	}
 	return nil
 }
 
 type consumer struct {
-	cfg     ConsumerConfig
-	reader  *kafka.Reader
-	dlq     *kafka.Writer
-	handler Handler
-	wg      sync.WaitGroup
-	workers map[int]chan kafka.Message
+	cfg       ConsumerConfig
+	transport kafka.RoundTripper
+	addr      net.Addr
+	dlq       *kafka.Writer
+	handler   Handler
 
 	handled  metric.Int64Counter
 	dlqCount metric.Int64Counter
@@ -184,48 +190,48 @@ func (c *consumer) metrics() {
 	c.retries, _ = m.Int64Counter("herald_events_retries_total", metric.WithDescription("handler retries"))
 }
 
-func (c *consumer) run(ctx context.Context) error {
+// run takes part in the group's generations until ctx is done.
+func (c *consumer) run(ctx context.Context, group *kafka.ConsumerGroup) {
 	backoff := c.cfg.MinBackoff
 	for {
-		m, err := c.reader.FetchMessage(ctx)
+		gen, err := group.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			c.cfg.Logger.Warn("fetch from kafka", "brokers", c.cfg.Brokers, "topic", c.cfg.Topic, "error", err)
+			c.cfg.Logger.Warn("join consumer group", "brokers", c.cfg.Brokers, "group", c.cfg.GroupID, "topic", c.cfg.Topic, "error", err)
 			if !sleep(ctx, backoff) {
-				return nil
+				return
 			}
 			backoff = min(backoff*2, c.cfg.MaxBackoff)
 			continue
 		}
 		backoff = c.cfg.MinBackoff
-		ch, ok := c.workers[m.Partition]
-		if !ok {
-			ch = make(chan kafka.Message, 256)
-			c.workers[m.Partition] = ch
-			c.wg.Add(1)
-			go c.work(ctx, ch)
-		}
-		select {
-		case ch <- m:
-		case <-ctx.Done():
-			return nil
+		done := make(chan struct{})
+		gen.Start(func(gctx context.Context) {
+			defer close(done)
+			gctx, cancel := context.WithCancel(gctx)
+			defer cancel()
+			defer context.AfterFunc(ctx, cancel)()
+			c.generation(gctx, gen)
+		})
+		<-done
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
 
 // work handles one partition's records. Each record goes to a lane chosen
 // by its key, and each lane handles its records in order; after each record
-// the offsets handled without a gap are committed.
-func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message) {
-	defer c.wg.Done()
+// the last record of the run handled without a gap goes to commit.
+func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message, commit func(kafka.Message)) {
 	var w window
 	lanes := make([]chan *pending, c.cfg.Lanes)
 	var lwg sync.WaitGroup
 	for i := range lanes {
 		lanes[i] = make(chan *pending, laneQueue)
-		lwg.Go(func() { c.lane(ctx, lanes[i], &w) })
+		lwg.Go(func() { c.lane(ctx, lanes[i], &w, commit) })
 	}
 	defer lwg.Wait()
 	for {
@@ -246,7 +252,7 @@ func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message) {
 // laneQueue is how many records may wait for each lane.
 const laneQueue = 64
 
-func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window) {
+func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window, commit func(kafka.Message)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -255,11 +261,7 @@ func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window) {
 			if !c.handle(ctx, p.m) {
 				return
 			}
-			w.done(p, func(m kafka.Message) {
-				if err := c.reader.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-					c.cfg.Logger.Warn("commit offset", "group", c.cfg.GroupID, "partition", m.Partition, "offset", m.Offset, "error", err)
-				}
-			})
+			w.done(p, commit)
 		}
 	}
 }

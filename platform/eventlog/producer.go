@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
-	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
 )
 
@@ -246,29 +245,16 @@ func (p *producer) layout(topic string) (layout, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	res, err := p.transport.RoundTrip(ctx, p.addr, &metadata.Request{TopicNames: []string{topic}})
+	leaders, err := topicLeaders(ctx, p.transport, p.addr, topic)
 	if err != nil {
-		return layout{}, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return layout{}, err
 	}
-	for _, t := range res.(*metadata.Response).Topics {
-		if t.Name != topic {
-			continue
-		}
-		if t.ErrorCode != 0 {
-			return layout{}, fmt.Errorf("metadata of topic %s: %w", topic, kafka.Error(t.ErrorCode))
-		}
-		l := layout{leaders: make([]int32, len(t.Partitions)), partitions: make([]int, len(t.Partitions)), fetched: time.Now()}
-		for i, part := range t.Partitions {
-			if part.PartitionIndex < 0 || int(part.PartitionIndex) >= len(t.Partitions) {
-				return layout{}, fmt.Errorf("metadata of topic %s: partition %d of %d", topic, part.PartitionIndex, len(t.Partitions))
-			}
-			l.leaders[part.PartitionIndex] = part.LeaderID
-			l.partitions[i] = i
-		}
-		p.layouts[topic] = l
-		return l, nil
+	l := layout{leaders: leaders, partitions: make([]int, len(leaders)), fetched: time.Now()}
+	for i := range l.partitions {
+		l.partitions[i] = i
 	}
-	return layout{}, fmt.Errorf("metadata of topic %s: %w", topic, kafka.UnknownTopicOrPartition)
+	p.layouts[topic] = l
+	return l, nil
 }
 
 // produce sends the pending records, one request per partition leader, and
