@@ -86,9 +86,9 @@ type ConsumerConfig struct {
 	// handled.
 	Lanes int
 	// FetchLinger is how long the consumer waits after a fetch that
-	// brought more than one record before it fetches again, so that under
-	// load one fetch carries many records (default 1 ms; negative: no
-	// wait). A record after a quiet spell is not delayed.
+	// brought several records before it fetches again, so that under load
+	// one fetch carries many records (default 1 ms; negative: no wait). A
+	// record after a quiet spell is not delayed.
 	FetchLinger time.Duration
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
