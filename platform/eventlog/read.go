@@ -158,8 +158,8 @@ func readBytes(b kafka.Bytes) ([]byte, error) {
 		return nil, nil
 	}
 	defer b.Close()
-	v, err := io.ReadAll(b)
-	if err != nil {
+	v := make([]byte, b.Len())
+	if _, err := io.ReadFull(b, v); err != nil {
 		return nil, fmt.Errorf("read record bytes: %w", err)
 	}
 	return v, nil
