@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,5 +189,31 @@ func TestAGroupPastTheLogEndResumesAtTheEnd(t *testing.T) {
 
 	if fmt.Sprint(got) != "[new-1 new-2]" {
 		t.Fatalf("handled %v, want the records appended after the restart point: [new-1 new-2]", got)
+	}
+}
+
+func TestAGroupThatStartsAtTheEndSeesOnlyNewRecords(t *testing.T) {
+	cfg := FreshTopics(t, 2)
+	appendRaised(t, cfg, "old-1", "old-2", "old-3", "old-4")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // new records until the consumer has joined and seen one
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := tryAppendRaised(cfg, fmt.Sprintf("new-%d", i)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+
+	got := consumeUntil(t, ConsumerConfig{Config: cfg, GroupID: testinfra.UniqueName("tail"), Logger: logging.Discard(), StartAtEnd: true}, 1)
+
+	if !strings.HasPrefix(got[0], "new-") {
+		t.Fatalf("a group that starts at the end handled %s, which was in the log before it started", got[0])
 	}
 }
