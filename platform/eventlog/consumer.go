@@ -157,12 +157,13 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
 	}
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h}
-	if cfg.transport != nil {
-		c.transport = cfg.transport
+	transport := cfg.transport
+	if transport == nil {
+		t := &kafka.Transport{}
+		defer t.CloseIdleConnections()
+		transport = t
 	}
+	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h}
 	c.metrics()
 	c.run(ctx, group)
 	if closeErr := errors.Join(group.Close(), dlq.Close()); closeErr != nil {

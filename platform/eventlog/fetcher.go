@@ -88,42 +88,47 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 // the group has committed nothing for.
 func (c *consumer) startOffsets(ctx context.Context, assigned []kafka.PartitionAssignment) (map[int]*int64, error) {
 	offsets := make(map[int]*int64, len(assigned))
-	var relative []kafka.OffsetRequest
+	relative := false
 	for _, a := range assigned {
 		off := a.Offset
 		offsets[a.ID] = &off
-		if off < 0 {
-			relative = append(relative, kafka.OffsetRequest{Partition: a.ID, Timestamp: off})
-		}
+		relative = relative || off < 0
 	}
-	if len(relative) == 0 {
+	if !relative {
 		return offsets, nil
 	}
-	client := &kafka.Client{Addr: c.addr, Transport: c.transport}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: relative}})
+	bounds, err := c.bounds(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", c.cfg.Topic, err)
-	}
-	for _, po := range res.Topics[c.cfg.Topic] {
-		off, ok := offsets[po.Partition]
-		if !ok {
-			continue
-		}
-		if po.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", c.cfg.Topic, po.Partition, po.Error)
-		}
-		if *off == kafka.LastOffset {
-			*off = po.LastOffset
-		} else {
-			*off = po.FirstOffset
-		}
+		return nil, err
 	}
 	for p, off := range offsets {
-		if *off < 0 {
+		if *off >= 0 {
+			continue
+		}
+		b, ok := bounds[p]
+		if !ok {
 			return nil, fmt.Errorf("list offsets of %s/%d: no answer", c.cfg.Topic, p)
+		}
+		if *off == kafka.LastOffset {
+			*off = b.LastOffset
+		} else {
+			*off = b.FirstOffset
 		}
 	}
 	return offsets, nil
+}
+
+// bounds returns where each partition of the topic starts and ends.
+func (c *consumer) bounds(ctx context.Context) (map[int]kafka.PartitionOffsets, error) {
+	offs, err := partitionOffsets(ctx, &kafka.Client{Addr: c.addr, Transport: c.transport}, c.cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	bounds := make(map[int]kafka.PartitionOffsets, len(offs))
+	for _, po := range offs {
+		bounds[po.Partition] = po
+	}
+	return bounds, nil
 }
 
 // fetch runs one fetcher per partition leader until ctx is done. When a
@@ -270,30 +275,27 @@ func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, 
 // deleted under it (retention), to the end when the log was truncated
 // behind it.
 func (c *consumer) clamp(ctx context.Context, p int, off *int64) {
-	client := &kafka.Client{Addr: c.addr, Transport: c.transport}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		c.cfg.Topic: {kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p)}}})
+	bounds, err := c.bounds(ctx)
+	b, ok := bounds[p]
+	if err == nil && !ok {
+		err = fmt.Errorf("partition %d is not in the answer", p)
+	}
 	if err != nil {
 		c.cfg.Logger.Warn("offset out of range; reading the log's bounds", "group", c.cfg.GroupID, "topic", c.cfg.Topic, "partition", p, "error", err)
 		sleep(ctx, c.cfg.MinBackoff)
 		return
 	}
-	for _, po := range res.Topics[c.cfg.Topic] {
-		if po.Partition != p || po.Error != nil {
-			continue
-		}
-		was := *off
-		switch {
-		case was < po.FirstOffset:
-			*off = po.FirstOffset
-		case was > po.LastOffset:
-			*off = po.LastOffset
-		default:
-			return // in range now (a race with the log's growth): fetch again
-		}
-		c.cfg.Logger.Warn("offset out of range; resuming at the nearest record", "group", c.cfg.GroupID, "topic", c.cfg.Topic,
-			"partition", p, "offset", was, "resume_at", *off)
+	was := *off
+	switch {
+	case was < b.FirstOffset:
+		*off = b.FirstOffset
+	case was > b.LastOffset:
+		*off = b.LastOffset
+	default:
+		return // in range now (a race with the log's growth): fetch again
 	}
+	c.cfg.Logger.Warn("offset out of range; resuming at the nearest record", "group", c.cfg.GroupID, "topic", c.cfg.Topic,
+		"partition", p, "offset", was, "resume_at", *off)
 }
 
 // commit sends the offsets handled since the last commit.
