@@ -32,7 +32,20 @@ const (
 	// records.
 	fetchMaxWait      = 250 * time.Millisecond
 	fetchMaxBytes     = 10 << 20
-	partitionMaxBytes = 1 << 20
+	partitionMaxBytes = 256 << 10
+	// partitionQueue is how many fetched records may wait for a
+	// partition's worker. A partition is fetched only while its queue is
+	// at most half full, and a fetched record that finds it full is left
+	// for a later fetch, so one partition whose handler is slow never
+	// holds up the records of the others (head-of-line blocking: with a
+	// blocking hand-off, a consumer that fell behind handled one
+	// partition at a time and could not catch up).
+	partitionQueue = 512
+	// pauseWait is how long a fetcher whose partitions are all full waits
+	// before it looks again, and pausedMaxWait how long the broker may hold
+	// a fetch while one of the fetcher's partitions is left out of it.
+	pauseWait     = time.Millisecond
+	pausedMaxWait = 5 * time.Millisecond
 	// lingerAfter is how many records a fetch must bring for the fetcher
 	// to linger: a lone record says the log is quiet, and lingering after
 	// it would only delay the next alert's events (at 100 alerts/s,
@@ -59,7 +72,7 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	var wg sync.WaitGroup
 	workers := make(map[int]chan kafka.Message, len(offsets))
 	for p := range offsets {
-		ch := make(chan kafka.Message, 256)
+		ch := make(chan kafka.Message, partitionQueue)
 		workers[p] = ch
 		wg.Go(func() { c.work(ctx, ch, commits.note) })
 	}
@@ -180,10 +193,24 @@ func (c *consumer) fetch(ctx context.Context, offsets map[int]*int64, workers ma
 func (c *consumer) fetchFrom(ctx context.Context, parts []int, offsets map[int]*int64, workers map[int]chan kafka.Message) bool {
 	fetched := false
 	for ctx.Err() == nil {
-		req := &fetchapi.Request{ReplicaID: -1, MaxWaitTime: int32(fetchMaxWait / time.Millisecond), MinBytes: 1,
+		ready := parts[:0:0]
+		for _, p := range parts {
+			if len(workers[p]) <= partitionQueue/2 {
+				ready = append(ready, p)
+			}
+		}
+		if len(ready) == 0 {
+			sleep(ctx, pauseWait) // every queue is more than half full
+			continue
+		}
+		wait := fetchMaxWait
+		if len(ready) < len(parts) {
+			wait = pausedMaxWait // a paused partition must not wait out a long poll of the others
+		}
+		req := &fetchapi.Request{ReplicaID: -1, MaxWaitTime: int32(wait / time.Millisecond), MinBytes: 1,
 			MaxBytes: fetchMaxBytes, SessionID: -1, SessionEpoch: -1}
 		topic := fetchapi.RequestTopic{Topic: c.cfg.Topic}
-		for _, p := range parts {
+		for _, p := range ready {
 			topic.Partitions = append(topic.Partitions, fetchapi.RequestPartition{Partition: int32(p), CurrentLeaderEpoch: -1,
 				FetchOffset: *offsets[p], LogStartOffset: -1, PartitionMaxBytes: partitionMaxBytes})
 		}
@@ -218,7 +245,8 @@ func (c *consumer) fetchFrom(ctx context.Context, parts []int, offsets map[int]*
 }
 
 // deliver hands a fetched partition's records at or after its next offset
-// to its worker and moves the offset past them. It returns false when the
+// to its worker's queue and moves the offset past them, until the queue is
+// full: the rest are fetched again later. It returns false when the
 // partition's leaders must be read again.
 func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, offsets map[int]*int64, workers map[int]chan kafka.Message) (int, bool) {
 	p := int(pr.Partition)
@@ -262,8 +290,8 @@ func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, 
 		m := kafka.Message{Topic: c.cfg.Topic, Partition: p, Offset: rec.Offset, Key: key, Value: value, Headers: rec.Headers, Time: rec.Time}
 		select {
 		case workers[p] <- m:
-		case <-ctx.Done():
-			return n, true
+		default:
+			return n, true // the queue is full
 		}
 		*off = rec.Offset + 1
 		n++

@@ -217,3 +217,61 @@ func TestAGroupThatStartsAtTheEndSeesOnlyNewRecords(t *testing.T) {
 		t.Fatalf("a group that starts at the end handled %s, which was in the log before it started", got[0])
 	}
 }
+
+func TestAPartitionWhoseHandlerIsStuckDoesNotHoldUpTheOthers(t *testing.T) {
+	cfg := FreshTopics(t, 2)
+	// A backlog on partition 0, more than its queue holds, whose handler
+	// will not finish.
+	onPartition := func(prefix string, partition, n int) []string {
+		var ids []string
+		for i := 0; len(ids) < n; i++ {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			if (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(id)}, 0, 1) == partition {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	appendRaised(t, cfg, onPartition("stuck", 0, 4*partitionQueue)...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stuck := make(chan struct{}, 1)
+	handled := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- Consume(ctx, ConsumerConfig{Config: cfg, GroupID: testinfra.UniqueName("group"), Logger: logging.Discard()},
+			func(hctx context.Context, d Delivery) error {
+				if d.Partition == 0 {
+					select {
+					case stuck <- struct{}{}:
+					default:
+					}
+					<-hctx.Done()
+					return hctx.Err()
+				}
+				handled <- d.Event.GetAlertId()
+				return nil
+			})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case <-stuck:
+	case <-time.After(60 * time.Second):
+		t.Fatal("partition 0's backlog was never handed to the handler")
+	}
+
+	others := onPartition("other", 1, 5)
+	appendRaised(t, cfg, others...)
+	for range others {
+		select {
+		case <-handled:
+		case <-time.After(30 * time.Second):
+			t.Fatal("records of partition 1 were not handled while partition 0's handler was stuck")
+		}
+	}
+}
