@@ -312,3 +312,63 @@ func TestProducerCloseWritesWhatIsQueued(t *testing.T) {
 		t.Fatalf("keys on the log: got %d, want %d", len(got), writes)
 	}
 }
+
+func TestProducerLingersOnlyAfterARequestOfSeveralWrites(t *testing.T) {
+	cfg := producerTopics(t, 12)
+	gate := newGatedTransport()
+	p := makeProducer(cfg.Brokers, gate)
+	p.linger = 500 * time.Millisecond
+	go p.loop()
+	defer p.Close()
+	ctx := context.Background()
+	write := func(key string) error {
+		return p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(key), Value: []byte("v")})
+	}
+	writeAll := func(keys []string, spacing time.Duration) {
+		t.Helper()
+		errs := make(chan error, len(keys))
+		for _, k := range keys {
+			go func() { errs <- write(k) }()
+			time.Sleep(spacing)
+		}
+		for range keys {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// A request of two writes: the first write is held in flight while
+	// two more queue behind it.
+	held := make(chan error, 1)
+	go func() { held <- write("held") }()
+	<-gate.held
+	queued := make(chan error, 2)
+	go func() { queued <- write("queued-1") }()
+	go func() { queued <- write("queued-2") }()
+	waitQueued(t, p, 2)
+	close(gate.open)
+	for _, ch := range []chan error{held, queued, queued} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := gate.produces.Load(); got != 2 {
+		t.Fatalf("produce requests: got %d, want 2", got)
+	}
+	// The producer now lingers: writes arriving one by one within it
+	// share the next request.
+	writeAll([]string{"a", "b", "c", "d", "e"}, 20*time.Millisecond)
+	if got := gate.produces.Load(); got != 3 {
+		t.Fatalf("produce requests: got %d, want 3 (the five writes made within the linger in one)", got)
+	}
+
+	// After a lone write the next is not held back.
+	time.Sleep(p.linger + 100*time.Millisecond) // the linger after the five ends
+	writeAll([]string{"lone"}, 0)
+	start := time.Now()
+	writeAll([]string{"next"}, 0)
+	if waited := time.Since(start); waited > p.linger/2 {
+		t.Fatalf("a write after a lone write took %v: it waited out the linger (%v)", waited, p.linger)
+	}
+}
