@@ -324,6 +324,7 @@ func TestProducerLingersOnlyAfterARequestOfSeveralWrites(t *testing.T) {
 	write := func(key string) error {
 		return p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(key), Value: []byte("v")})
 	}
+	// writeAll starts a write of each key, spacing apart, and waits for all.
 	writeAll := func(keys []string, spacing time.Duration) {
 		t.Helper()
 		errs := make(chan error, len(keys))
@@ -338,35 +339,43 @@ func TestProducerLingersOnlyAfterARequestOfSeveralWrites(t *testing.T) {
 		}
 	}
 
-	// A request of two writes: the first write is held in flight while
-	// two more queue behind it.
+	// A request of six writes: the first write is held in flight while
+	// six more queue behind it.
 	held := make(chan error, 1)
 	go func() { held <- write("held") }()
 	<-gate.held
-	queued := make(chan error, 2)
-	go func() { queued <- write("queued-1") }()
-	go func() { queued <- write("queued-2") }()
-	waitQueued(t, p, 2)
+	queued := []string{"q1", "q2", "q3", "q4", "q5", "q6"}
+	queuedDone := make(chan struct{})
+	go func() { writeAll(queued, 0); close(queuedDone) }()
+	waitQueued(t, p, len(queued))
 	close(gate.open)
-	for _, ch := range []chan error{held, queued, queued} {
-		if err := <-ch; err != nil {
-			t.Fatal(err)
-		}
+	if err := <-held; err != nil {
+		t.Fatal(err)
 	}
+	<-queuedDone
 	if got := gate.produces.Load(); got != 2 {
 		t.Fatalf("produce requests: got %d, want 2", got)
 	}
-	// The producer now lingers: writes arriving one by one within it
-	// share the next request.
+	// The producer now lingers until six writes queue: five writes
+	// arriving one by one within the linger share the next request.
 	writeAll([]string{"a", "b", "c", "d", "e"}, 20*time.Millisecond)
 	if got := gate.produces.Load(); got != 3 {
 		t.Fatalf("produce requests: got %d, want 3 (the five writes made within the linger in one)", got)
 	}
 
-	// After a lone write the next is not held back.
-	time.Sleep(p.linger + 100*time.Millisecond) // the linger after the five ends
-	writeAll([]string{"lone"}, 0)
+	// Writers that each wait for their write come back together: once as
+	// many writes as the last request carried have queued, the linger
+	// ends.
 	start := time.Now()
+	writeAll([]string{"f", "g", "h", "i", "j"}, 0)
+	if waited := time.Since(start); waited > p.linger/2 {
+		t.Fatalf("five writes after a request of five took %v: they waited out the linger (%v)", waited, p.linger)
+	}
+
+	// After a lone write the next is not held back.
+	time.Sleep(p.linger + 100*time.Millisecond) // any linger still running ends
+	writeAll([]string{"lone"}, 0)
+	start = time.Now()
 	writeAll([]string{"next"}, 0)
 	if waited := time.Since(start); waited > p.linger/2 {
 		t.Fatalf("a write after a lone write took %v: it waited out the linger (%v)", waited, p.linger)
