@@ -30,9 +30,14 @@ const (
 	commitInterval = 50 * time.Millisecond
 	// fetchMaxWait bounds how long the broker holds a fetch that finds no
 	// records.
-	fetchMaxWait      = 250 * time.Millisecond
-	fetchMaxBytes     = 10 << 20
-	partitionMaxBytes = 256 << 10
+	fetchMaxWait  = 250 * time.Millisecond
+	fetchMaxBytes = 10 << 20
+	// partitionMaxBytes is about a queue's worth of small records: what a
+	// fetch brings beyond the room in a partition's queue is read again
+	// later, so a larger limit only wastes the broker's and the decoder's
+	// work (catching up on 100,000 records: 1 MiB 100,000 events/s, 256 KiB
+	// 240,000-250,000, 128 KiB 360,000).
+	partitionMaxBytes = 128 << 10
 	// partitionQueue is how many fetched records may wait for a
 	// partition's worker. A partition is fetched only while its queue is
 	// at most half full, and a fetched record that finds it full is left
