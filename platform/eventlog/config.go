@@ -12,7 +12,13 @@
 //
 // Fetching: a consumer fetches all the partitions it holds on one broker in
 // one request and, under load, lingers a millisecond between fetches so
-// that each carries many records (ConsumerConfig.FetchLinger).
+// that each carries many records (ConsumerConfig.FetchLinger). A partition
+// whose queue of fetched records is more than half full is left out of the
+// next fetch, so a slow partition never holds up the others.
+//
+// Appending: concurrent appends of a process share produce requests (a
+// group commit), and under load the producer waits up to a millisecond for
+// more writes before the next request.
 //
 // Order: the events of one alert are handled in log order. By default a
 // partition's records are handled one at a time; with ConsumerConfig.Lanes
