@@ -22,9 +22,9 @@ import (
 // previous round trip. After a request that carried several writes (a sign
 // of load) the producer lingers up to a millisecond before the next, until
 // as many writes have queued, so that the next carries more: at 1,000
-// alerts/s that cut the produce requests by a third and took 6-9% off the
-// CPU of the whole system, for a p99 at 100 alerts/s within the noise
-// (docs/performance.md, round 5).
+// alerts/s that cut the produce requests by about 15%, and more alerts got
+// through in every alternating run, for a p99 at 100 alerts/s within the
+// noise (docs/performance.md, round 5).
 //
 // kafka-go's Writer batches per partition and waits BatchTimeout for each
 // batch to fill; with Herald's synchronous appends spread over many
