@@ -159,8 +159,8 @@ func (p *producer) loop() {
 		batch, closed := p.take()
 		if len(batch) > 0 {
 			p.send(batch)
-			if len(batch) >= p.lingerAfter && !closed {
-				p.lingerFor(len(batch))
+			if len(batch) >= p.lingerAfter {
+				p.lingerFor(len(batch)) // returns at once after Close
 			}
 			continue
 		}
