@@ -11,14 +11,15 @@
 // dropped silently. W3C trace context travels in the record headers.
 //
 // Fetching: a consumer fetches all the partitions it holds on one broker in
-// one request and, under load, lingers a millisecond between fetches so
-// that each carries many records (ConsumerConfig.FetchLinger). A partition
+// one request and, under load, lingers 3 ms between fetches so that each
+// carries many records (ConsumerConfig.FetchLinger). A partition
 // whose queue of fetched records is more than half full is left out of the
 // next fetch, so a slow partition never holds up the others.
 //
 // Appending: concurrent appends of a process share produce requests (a
-// group commit), and under load the producer waits up to a millisecond for
-// more writes before the next request.
+// group commit), and under load the producer waits up to 5 ms for more
+// writes before the next request (the Java producer's default linger.ms
+// since Kafka 4.0, which it waits for every batch).
 //
 // Order: the events of one alert are handled in log order. By default a
 // partition's records are handled one at a time; with ConsumerConfig.Lanes
