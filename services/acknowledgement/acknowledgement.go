@@ -312,7 +312,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		},
 		"recovery": func(ctx context.Context) error { return s.app.RunRecovery(ctx, s.cfg.Replica, s.cfg.EpochEvery) },
-		"changes":  func(ctx context.Context) error { return s.store.Subscribe(ctx, s.hub.Broadcast) },
+		"changes":  func(ctx context.Context) error { return s.hub.Feed(ctx, s.store.Subscribe, time.Second, log) },
 		"timers":   func(ctx context.Context) error { return s.poller.Run(ctx, s.app.FireTimer) },
 		"consumer": func(ctx context.Context) error {
 			return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,

@@ -2,6 +2,7 @@ package acknowledgement_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -114,7 +115,8 @@ func TestQueriesOverGRPC(t *testing.T) {
 			seen <- m.GetState()
 		}
 	}()
-	time.Sleep(200 * time.Millisecond) // the stream is registered
+	_, err = watch.Header() // sent once changes flow to the watcher
+	require.NoError(t, err)
 
 	var ids []string
 	for i := range 5 {
@@ -178,5 +180,47 @@ func TestQueriesOverGRPC(t *testing.T) {
 		case <-deadline:
 			t.Fatal("watcher did not see the acknowledgement")
 		}
+	}
+}
+
+// Only a replica with watchers subscribes to the changes channel: with
+// nobody watching, no replica reads every change.
+func TestOnlyAReplicaWithWatchersSubscribesToChanges(t *testing.T) {
+	e := newEnv(t)
+	r := e.start("r1", app.Hooks{})
+	ctx := context.Background()
+	channel := "{" + e.cfg.RedisNamespace + ":ack}:changes"
+	subscribers := func() int64 {
+		t.Helper()
+		n, err := e.rdb.PubSubNumSub(ctx, channel).Result()
+		require.NoError(t, err)
+		return n[channel]
+	}
+
+	first := newAlertID("w1")
+	e.append(ctx, raisedEvent(first), routedEvent(first, nil, time.Hour))
+	e.waitState(r.client, first, ackv1.State_STATE_ROUTED, 30*time.Second)
+	require.Zero(t, subscribers(), "subscribed with no watcher")
+
+	for round := range 2 {
+		wctx, stop := context.WithCancel(ctx)
+		watch, err := r.client.WatchAlerts(wctx, &ackv1.WatchAlertsRequest{Tenant: "RZZ"})
+		require.NoError(t, err)
+		_, err = watch.Header()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, subscribers(), "round %d: subscribed once the headers came", round)
+
+		id := newAlertID(fmt.Sprintf("w%d", round+2))
+		e.append(ctx, raisedEvent(id))
+		for {
+			m, err := watch.Recv()
+			require.NoError(t, err, "round %d", round)
+			if m.GetState().GetAlertId() == id {
+				break
+			}
+		}
+		stop()
+		require.Eventually(t, func() bool { return subscribers() == 0 }, 10*time.Second, 20*time.Millisecond,
+			"round %d: still subscribed after the last watcher left", round)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/herald-health/herald/platform/fault"
@@ -129,58 +128,6 @@ func (f ListFilter) match(st *lifecycle.State, now time.Time) bool {
 		return false
 	}
 	return true
-}
-
-// Hub fans changed states out to the watchers of this replica. The service
-// feeds it from the store's changes channel (so changes applied on any
-// replica reach watchers on every replica). A watcher that does not keep up
-// loses changes rather than slowing the others down (it may re-read with
-// GetAlert).
-type Hub struct {
-	mu   sync.Mutex
-	next int
-	subs map[int]*watcher
-}
-
-type watcher struct {
-	tenant string
-	ch     chan *lifecycle.State
-}
-
-// NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{subs: map[int]*watcher{}} }
-
-// Watch registers a watcher of tenant ("" for all); cancel unregisters it.
-func (h *Hub) Watch(tenant string) (<-chan *lifecycle.State, func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	id := h.next
-	h.next++
-	w := &watcher{tenant: tenant, ch: make(chan *lifecycle.State, 256)}
-	h.subs[id] = w
-	return w.ch, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.subs[id]; ok {
-			delete(h.subs, id)
-			close(w.ch)
-		}
-	}
-}
-
-// Broadcast hands st to every matching watcher without blocking.
-func (h *Hub) Broadcast(st *lifecycle.State) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range h.subs {
-		if w.tenant != "" && w.tenant != st.GetTenant() {
-			continue
-		}
-		select {
-		case w.ch <- st:
-		default:
-		}
-	}
 }
 
 // Overdue reports whether st is overdue now (for the API layer).

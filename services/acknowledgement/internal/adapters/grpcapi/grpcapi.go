@@ -108,10 +108,20 @@ func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*a
 
 // WatchAlerts implements the RPC: every change of an alert of the tenant
 // ("" for all) until the client goes away. A slow client may miss changes.
+// The response headers go out once changes flow: every change stored after
+// the client has them reaches the stream.
 func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStreamingServer[ackv1.WatchAlertsResponse]) error {
-	ch, cancel := s.hub.Watch(r.GetTenant())
+	ch, ready, cancel := s.hub.Watch(r.GetTenant())
 	defer cancel()
 	ctx := stream.Context()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-ready:
+	}
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -280,13 +280,18 @@ func encodeChange(st *lifecycle.State) ([]byte, error) {
 	return b, nil
 }
 
-// Subscribe delivers every published change to fn until ctx ends.
-func (s *Store) Subscribe(ctx context.Context, fn func(*lifecycle.State)) error {
+// Subscribe delivers every published change to fn until ctx ends; ready is
+// called once Redis has confirmed the subscription (app.Subscribe).
+func (s *Store) Subscribe(ctx context.Context, fn func(*lifecycle.State), ready func()) error {
 	ps := s.rdb.Subscribe(ctx, s.Channel())
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return s.wrap("subscribe to alert changes", err)
 	}
+	ready()
 	ch := ps.Channel()
 	for {
 		select {
