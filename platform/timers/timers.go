@@ -111,16 +111,17 @@ type Claimed struct {
 
 // Store keeps timers in Redis. It is safe for concurrent use.
 type Store struct {
-	rdb   redis.UniversalClient
-	clk   clock.Clock
-	cfg   Config
-	addr  string
-	keys  [][]string // per shard, numKeys keys
-	wake  string     // pub/sub channel
-	rr    uint32     // claim rotation over shards, guarded by mu
-	mu    sync.Mutex
-	local []chan struct{} // in-process wake-ups (pollers)
-	epoch []string        // epoch ids acknowledged per shard
+	rdb     redis.UniversalClient
+	scripts redis.Scripter // arming one timer and cancelling
+	clk     clock.Clock
+	cfg     Config
+	addr    string
+	keys    [][]string // per shard, numKeys keys
+	wake    string     // pub/sub channel
+	rr      uint32     // claim rotation over shards, guarded by mu
+	mu      sync.Mutex
+	local   []chan struct{} // in-process wake-ups (pollers)
+	epoch   []string        // epoch ids acknowledged per shard
 }
 
 // New returns a Store on rdb. clk gives "now" for every operation.
@@ -134,7 +135,7 @@ func New(rdb redis.UniversalClient, clk clock.Clock, cfg Config) (*Store, error)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{rdb: rdb, clk: clk, cfg: cfg, addr: describe(rdb),
+	s := &Store{rdb: rdb, scripts: rdb, clk: clk, cfg: cfg, addr: describe(rdb),
 		wake: cfg.Namespace + ":timers:wake", epoch: make([]string, cfg.Shards)}
 	for i := range cfg.Shards {
 		tag := fmt.Sprintf("{%s:timers:%d}", cfg.Namespace, i)
@@ -142,6 +143,14 @@ func New(rdb redis.UniversalClient, clk clock.Clock, cfg Config) (*Store, error)
 			tag + ":dueat", tag + ":token", tag + ":attempts", tag + ":epoch"})
 	}
 	return s, nil
+}
+
+// ScriptsVia sends the calls that arm a single timer or cancel one through
+// sc, a redisbatch.Scripts that lets concurrent callers share round trips,
+// instead of straight to the client. It returns s.
+func (s *Store) ScriptsVia(sc redis.Scripter) *Store {
+	s.scripts = sc
+	return s
 }
 
 // describe names the Redis address(es) of a client for error messages.
@@ -236,7 +245,7 @@ func (s *Store) ArmMany(ctx context.Context, ts ...Timer) error {
 	var err error
 	if len(ts) == 1 {
 		i := s.shard(ts[0].ID)
-		err = armScript.Run(ctx, s.rdb, s.keys[i], byShard[i]...).Err()
+		err = armScript.Run(ctx, s.scripts, s.keys[i], byShard[i]...).Err()
 	} else if err = s.ensureScripts(ctx, armScript); err == nil {
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, args := range byShard {
@@ -317,7 +326,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (bool, error) {
 	if id == "" {
 		return false, fmt.Errorf("%w: timer id: must not be empty", ErrInvalid)
 	}
-	n, err := cancelScript.Run(ctx, s.rdb, s.keys[s.shard(id)], id).Int()
+	n, err := cancelScript.Run(ctx, s.scripts, s.keys[s.shard(id)], id).Int()
 	if err != nil {
 		return false, fmt.Errorf("cancel timer %s on redis %s: %w", id, s.addr, err)
 	}

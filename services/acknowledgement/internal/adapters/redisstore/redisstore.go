@@ -31,9 +31,10 @@ import (
 
 // Store is the Redis projection store. It is safe for concurrent use.
 type Store struct {
-	rdb  redis.UniversalClient
-	addr string
-	tag  string
+	rdb     redis.UniversalClient
+	scripts redis.Scripter // the per-event reads and writes
+	addr    string
+	tag     string
 }
 
 // New returns a store under namespace ns (e.g. "herald").
@@ -42,7 +43,15 @@ func New(rdb redis.UniversalClient, ns string) *Store {
 	if c, ok := rdb.(*redis.Client); ok {
 		addr = c.Options().Addr
 	}
-	return &Store{rdb: rdb, addr: addr, tag: "{" + ns + ":ack}"}
+	return &Store{rdb: rdb, scripts: rdb, addr: addr, tag: "{" + ns + ":ack}"}
+}
+
+// ScriptsVia sends the consumer's per-event script calls (Get and Put)
+// through sc, a redisbatch.Scripts that lets the calls of concurrent lanes
+// share round trips, instead of straight to the client. It returns s.
+func (s *Store) ScriptsVia(sc redis.Scripter) *Store {
+	s.scripts = sc
+	return s
 }
 
 func (s *Store) epochKey() string          { return s.tag + ":epoch" }
@@ -92,7 +101,7 @@ func (s *Store) wrap(op string, err error) error {
 
 // Get implements app.StateStore.
 func (s *Store) Get(ctx context.Context, alertID string) (*lifecycle.State, error) {
-	v, err := getScript.Run(ctx, s.rdb, []string{s.epochKey(), s.stateKey(alertID)}).Result()
+	v, err := getScript.Run(ctx, s.scripts, []string{s.epochKey(), s.stateKey(alertID)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -117,7 +126,7 @@ func decode(alertID string, b []byte) (*lifecycle.State, error) {
 // Put implements app.StateStore. The change is published in the same
 // script, so storing and announcing take one round trip.
 func (s *Store) Put(ctx context.Context, st *lifecycle.State) (bool, error) {
-	n, err := s.put(ctx, s.rdb, st, true).Int()
+	n, err := s.put(ctx, s.scripts, st, true).Int()
 	if err != nil {
 		return false, s.wrap("store alert state", err)
 	}
