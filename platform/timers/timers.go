@@ -146,7 +146,7 @@ func New(rdb redis.UniversalClient, clk clock.Clock, cfg Config) (*Store, error)
 }
 
 // ScriptsVia sends the calls that arm a single timer or cancel one through
-// sc, a redisbatch.Scripts that lets concurrent callers share round trips,
+// sc, a redisbatch.Batcher that lets concurrent callers share round trips,
 // instead of straight to the client. It returns s.
 func (s *Store) ScriptsVia(sc redis.Scripter) *Store {
 	s.scripts = sc

@@ -210,7 +210,7 @@ type Service struct {
 	cfg     Config
 	deps    Deps
 	rdb     *redis.Client
-	scripts *redisbatch.Scripts
+	scripts *redisbatch.Batcher
 	writer  *eventlog.Writer
 	store   *redisstore.Store
 	timers  *timers.Store

@@ -47,7 +47,7 @@ func New(rdb redis.UniversalClient, ns string) *Store {
 }
 
 // ScriptsVia sends the consumer's per-event script calls (Get and Put)
-// through sc, a redisbatch.Scripts that lets the calls of concurrent lanes
+// through sc, a redisbatch.Batcher that lets the calls of concurrent lanes
 // share round trips, instead of straight to the client. It returns s.
 func (s *Store) ScriptsVia(sc redis.Scripter) *Store {
 	s.scripts = sc
