@@ -21,12 +21,27 @@ import (
 // Store is the Redis store.
 type Store struct {
 	rdb    redis.UniversalClient
+	pipes  pipeliner // the plain (not transactional) pipelines
 	prefix string
+}
+
+// pipeliner runs a pipeline (redis.UniversalClient, redisbatch.Batcher).
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
 // New returns a store whose keys start with prefix (e.g. "herald:notification").
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+	return &Store{rdb: rdb, pipes: rdb, prefix: prefix}
+}
+
+// PipelinesVia sends the store's plain pipelines through p, a
+// redisbatch.Batcher that lets the pipelines of concurrent lanes and
+// workers share round trips, instead of straight to the client. It
+// returns s.
+func (s *Store) PipelinesVia(p pipeliner) *Store {
+	s.pipes = p
+	return s
 }
 
 func (s *Store) alertKey(id string) string { return s.prefix + ":alert:{" + id + "}" }
@@ -83,7 +98,7 @@ func alertFrom(id string, get *redis.StringCmd) (domain.Alert, error) {
 func (s *Store) ProjectedAlert(ctx context.Context, id string) (domain.Alert, bool, error) {
 	var epoch *redis.IntCmd
 	var get *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
 		epoch = p.Exists(ctx, s.epochKey())
 		get = p.Get(ctx, s.alertKey(id))
 		return nil
@@ -112,7 +127,7 @@ func (s *Store) CreateAlert(ctx context.Context, a domain.Alert) (bool, bool, er
 	}
 	var epoch *redis.IntCmd
 	var set *redis.BoolCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
 		epoch = p.Exists(ctx, s.epochKey())
 		set = p.SetNX(ctx, s.alertKey(a.ID), b, 0)
 		return nil
@@ -189,7 +204,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, n int, lease time.Dura
 // NextDue implements app.Store.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var firsts []*redis.ZSliceCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, key := range s.schedules() {
 			firsts = append(firsts, p.ZRangeWithScores(ctx, key, 0, 0))
 		}
@@ -279,7 +294,7 @@ func (s *Store) ClaimAttempt(ctx context.Context, r app.Record, ttl time.Duratio
 	// are idempotent, so a worker that loses the claim adds nothing new.
 	// Eval, not EvalSha: a pipeline cannot fall back when Redis has
 	// forgotten the script.
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
 		claim = claimAttemptScript.Eval(ctx, p, []string{key, s.recKey(r.AlertID, r.NotificationID)}, ttl.Milliseconds(), b)
 		s.index(ctx, p, r)
 		return nil
@@ -323,7 +338,7 @@ func (s *Store) putRecord(ctx context.Context, r app.Record, done *app.Job) erro
 	}
 	// One round trip; not a transaction: the index entries are idempotent
 	// and the id index has no hash tag of the alert.
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.recKey(r.AlertID, r.NotificationID), b, 0)
 		s.index(ctx, p, r)
 		if done != nil {
