@@ -26,27 +26,37 @@ func TestConcurrentCallsShareRoundTripsAndKeepTheirOwnReplies(t *testing.T) {
 	b := New(rdb)
 	defer b.Close()
 	ctx := context.Background()
-	const callers, calls = 32, 100
+	shareRoundTrips(t, b, 32, 100, func(c, i int) error {
+		key := fmt.Sprintf("caller:%d", c)
+		arg := "ok"
+		if i%10 == 0 {
+			arg = "fail" // a failing call in the middle of others' batches
+		}
+		n, err := incrScript.Run(ctx, b, []string{key}, arg).Int64()
+		switch {
+		case arg == "fail" && (err == nil || !redis.HasErrorPrefix(err, "ASKED")):
+			return fmt.Errorf("%s call %d: got %v, want its own script error", key, i, err)
+		case arg == "ok" && err != nil:
+			return fmt.Errorf("%s call %d: %w", key, i, err)
+		case arg == "ok" && n != int64(i-i/10):
+			return fmt.Errorf("%s call %d: got %d, want %d (another caller's reply?)", key, i, n, i-i/10)
+		}
+		return nil
+	})
+}
+
+// shareRoundTrips runs call(caller, i) for i from 1 to calls on each of
+// callers goroutines at once (a caller stops at its first error), reports
+// every error, and fails unless the calls shared round trips.
+func shareRoundTrips(t *testing.T, b *Batcher, callers, calls int, call func(caller, i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
 	for c := range callers {
 		wg.Go(func() {
-			key := fmt.Sprintf("caller:%d", c)
 			for i := 1; i <= calls; i++ {
-				arg := "ok"
-				if i%10 == 0 {
-					arg = "fail" // a failing call in the middle of others' batches
-				}
-				n, err := incrScript.Run(ctx, b, []string{key}, arg).Int64()
-				switch {
-				case arg == "fail" && (err == nil || !redis.HasErrorPrefix(err, "ASKED")):
-					errs <- fmt.Errorf("%s call %d: got %v, want its own script error", key, i, err)
-					return
-				case arg == "ok" && err != nil:
-					errs <- fmt.Errorf("%s call %d: %w", key, i, err)
-					return
-				case arg == "ok" && n != int64(i-i/10):
-					errs <- fmt.Errorf("%s call %d: got %d, want %d (another caller's reply?)", key, i, n, i-i/10)
+				if err := call(c, i); err != nil {
+					errs <- err
 					return
 				}
 			}
@@ -105,35 +115,20 @@ func TestPipelinesShareRoundTripsAndKeepTheirOwnReplies(t *testing.T) {
 	b := New(rdb)
 	defer b.Close()
 	ctx := context.Background()
-	const callers, calls = 16, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		wg.Go(func() {
-			key := fmt.Sprintf("pipe:%d", c)
-			for i := 1; i <= calls; i++ {
-				var incr *redis.IntCmd
-				var get *redis.StringCmd
-				cmds, err := b.Pipelined(ctx, func(p redis.Pipeliner) error {
-					incr = p.Incr(ctx, key)
-					get = p.Get(ctx, key)
-					return nil
-				})
-				if err != nil || len(cmds) != 2 || incr.Val() != int64(i) || get.Val() != fmt.Sprint(i) {
-					errs <- fmt.Errorf("%s call %d: %d cmds, incr %d, get %q, err %v", key, i, len(cmds), incr.Val(), get.Val(), err)
-					return
-				}
-			}
+	shareRoundTrips(t, b, 16, 100, func(c, i int) error {
+		key := fmt.Sprintf("pipe:%d", c)
+		var incr *redis.IntCmd
+		var get *redis.StringCmd
+		cmds, err := b.Pipelined(ctx, func(p redis.Pipeliner) error {
+			incr = p.Incr(ctx, key)
+			get = p.Get(ctx, key)
+			return nil
 		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if trips, total := b.trips.Load(), int64(callers*calls); trips >= total {
-		t.Fatalf("%d pipelines took %d round trips: none were shared", total, trips)
-	}
+		if err != nil || len(cmds) != 2 || incr.Val() != int64(i) || get.Val() != fmt.Sprint(i) {
+			return fmt.Errorf("%s call %d: %d cmds, incr %d, get %q, err %v", key, i, len(cmds), incr.Val(), get.Val(), err)
+		}
+		return nil
+	})
 
 	// The first failed command's error, as rdb.Pipelined gives it.
 	_, err := b.Pipelined(ctx, func(p redis.Pipeliner) error {
