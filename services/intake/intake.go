@@ -28,6 +28,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/redisbatch"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
@@ -221,6 +222,7 @@ type Service struct {
 	fhir   *http.Server
 	writer *eventlog.Writer
 	rdb    *redis.Client
+	batch  *redisbatch.Batcher
 }
 
 // New binds the listeners, ensures the event log topics and connects to
@@ -260,6 +262,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}()
 	s.writer = eventlog.NewWriter(cfg.EventLog, cfg.Producer, deps.Telemetry)
 	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, MaxRetries: 1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	// Concurrent messages' outcome reads and writes share round trips.
+	s.batch = redisbatch.New(s.rdb)
 	if perr := s.rdb.Ping(ctx).Err(); perr != nil {
 		deps.Logger.WarnContext(ctx, "redis unavailable at start; resends are re-appended harmlessly until it returns", "addr", cfg.RedisAddr, "error", perr)
 	}
@@ -267,7 +271,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Directory: dir,
 		Limits:    domain.DefaultLimits(),
 		Appender:  s.writer,
-		Outcomes:  outcomes.New(s.rdb, cfg.OutcomePrefix, cfg.OutcomeTTL),
+		Outcomes:  outcomes.New(s.batch, cfg.OutcomePrefix, cfg.OutcomeTTL),
 		Clock:     deps.Clock,
 		Logger:    deps.Logger,
 		Telemetry: deps.Telemetry,
@@ -356,6 +360,9 @@ func (s *Service) abort() {
 }
 
 func (s *Service) close() {
+	if s.batch != nil {
+		s.batch.Close()
+	}
 	if s.rdb != nil {
 		_ = s.rdb.Close()
 	}

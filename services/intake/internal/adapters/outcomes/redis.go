@@ -20,19 +20,30 @@ import (
 // key is already a hash of the channel, sender and message id, so no
 // patient data is in a key.
 type Store struct {
-	rdb    redis.UniversalClient
+	pipes  pipeliner
 	prefix string
 	ttl    time.Duration
 }
 
-// New returns a Store writing keys under prefix that expire after ttl.
-func New(rdb redis.UniversalClient, prefix string, ttl time.Duration) *Store {
-	return &Store{rdb: rdb, prefix: prefix, ttl: ttl}
+// pipeliner runs a pipeline: a redis.UniversalClient, or a
+// redisbatch.Batcher that lets the calls of concurrent messages share
+// round trips.
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+}
+
+// New returns a Store on p writing keys under prefix that expire after ttl.
+func New(p pipeliner, prefix string, ttl time.Duration) *Store {
+	return &Store{pipes: p, prefix: prefix, ttl: ttl}
 }
 
 // Get returns the record of key, if any.
 func (s *Store) Get(ctx context.Context, key string) (app.Record, bool, error) {
-	b, err := s.rdb.Get(ctx, s.prefix+key).Bytes()
+	var get *redis.StringCmd
+	_, err := s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, s.prefix+key)
+		return nil
+	})
 	if errors.Is(err, redis.Nil) {
 		return app.Record{}, false, nil
 	}
@@ -40,7 +51,7 @@ func (s *Store) Get(ctx context.Context, key string) (app.Record, bool, error) {
 		return app.Record{}, false, fmt.Errorf("get outcome %s: %w", key, err)
 	}
 	var r app.Record
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal([]byte(get.Val()), &r); err != nil {
 		return app.Record{}, false, fmt.Errorf("decode outcome %s: %w", key, err)
 	}
 	return r, true, nil
@@ -53,7 +64,11 @@ func (s *Store) Put(ctx context.Context, key string, r app.Record) error {
 	if err != nil {
 		return fmt.Errorf("encode outcome %s: %w", key, err)
 	}
-	if err := s.rdb.SetNX(ctx, s.prefix+key, b, s.ttl).Err(); err != nil {
+	_, err = s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SetNX(ctx, s.prefix+key, b, s.ttl)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("put outcome %s: %w", key, err)
 	}
 	return nil

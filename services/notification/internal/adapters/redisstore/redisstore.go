@@ -307,7 +307,11 @@ func (s *Store) ClaimAttempt(ctx context.Context, r app.Record, ttl time.Duratio
 
 // Record implements app.Store.
 func (s *Store) Record(ctx context.Context, alertID, nid string) (app.Record, error) {
-	b, err := s.rdb.Get(ctx, s.recKey(alertID, nid)).Bytes()
+	var get *redis.StringCmd
+	_, err := s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, s.recKey(alertID, nid))
+		return nil
+	})
 	if errors.Is(err, redis.Nil) {
 		return app.Record{}, nil
 	}
@@ -315,7 +319,7 @@ func (s *Store) Record(ctx context.Context, alertID, nid string) (app.Record, er
 		return app.Record{}, fmt.Errorf("load notification %s: %w", nid, err)
 	}
 	var r app.Record
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal([]byte(get.Val()), &r); err != nil {
 		return app.Record{}, fmt.Errorf("decode notification %s: %w", nid, err)
 	}
 	return r, nil
