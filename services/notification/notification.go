@@ -340,7 +340,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		renderer = content.NewRenderer(os.DirFS(cfg.TemplatesDir))
 	}
 	s.engine = app.NewEngine(app.Options{
-		Store:    redisstore.New(s.rdb, cfg.RedisPrefix).PipelinesVia(s.batch),
+		Store:    redisstore.New(s.rdb, cfg.RedisPrefix).PipelinesVia(s.batch).ScriptsVia(s.batch),
 		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
 		Log:      s.writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},

@@ -1,8 +1,11 @@
 // Package redisstore implements app.Store on Redis: the alert projection,
 // the notification records and the durable job schedule. Keys of one alert
-// share a hash tag ({alert id}) so multi-key transactions work on Redis
-// Cluster; the schedule is one sorted set (score = due time in ms, member =
-// the job's JSON), claimed by a Lua script that leases due jobs atomically.
+// share a hash tag ({alert id}); the schedule is one sorted set per
+// priority (score = due time in ms, member = the job's JSON), claimed by a
+// Lua script that leases due jobs atomically. The writes that must be
+// atomic (a projection with the jobs it schedules, a step's fan-out) are
+// Lua scripts too, and span an alert's keys and a schedule, so they need
+// one Redis (or its primary), not Redis Cluster.
 package redisstore
 
 import (
@@ -20,9 +23,10 @@ import (
 
 // Store is the Redis store.
 type Store struct {
-	rdb    redis.UniversalClient
-	pipes  pipeliner // the plain (not transactional) pipelines
-	prefix string
+	rdb     redis.UniversalClient
+	pipes   pipeliner      // the plain (not transactional) pipelines
+	scripts redis.Scripter // the atomic writes
+	prefix  string
 }
 
 // pipeliner runs a pipeline (redis.UniversalClient, redisbatch.Batcher).
@@ -32,7 +36,14 @@ type pipeliner interface {
 
 // New returns a store whose keys start with prefix (e.g. "herald:notification").
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, pipes: rdb, prefix: prefix}
+	return &Store{rdb: rdb, pipes: rdb, scripts: rdb, prefix: prefix}
+}
+
+// ScriptsVia runs the store's atomic writes (scripts) through sc, a
+// redisbatch.Batcher, instead of straight on the client. It returns s.
+func (s *Store) ScriptsVia(sc redis.Scripter) *Store {
+	s.scripts = sc
+	return s
 }
 
 // PipelinesVia sends the store's plain pipelines through p, a
@@ -138,26 +149,42 @@ func (s *Store) CreateAlert(ctx context.Context, a domain.Alert) (bool, bool, er
 	return set.Val(), epoch.Val() == 1, nil
 }
 
-// SaveAlert implements app.Store.
+// saveAlertScript stores the projection ARGV[1] at KEYS[1] and schedules
+// each job ARGV[2+i] on the schedule KEYS[1+i] at ARGV[2] unless it is
+// there already, atomically; it returns 1 or 0 per job (added or not).
+var saveAlertScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1])
+local added = {}
+for i = 2, #KEYS do
+  added[i-1] = redis.call('ZADD', KEYS[i], 'NX', ARGV[2], ARGV[i+1])
+end
+return added
+`)
+
+// SaveAlert implements app.Store. It is one script, not a MULTI/EXEC
+// transaction, so that concurrent handlers' writes can share round trips
+// (ScriptsVia).
 func (s *Store) SaveAlert(ctx context.Context, a domain.Alert, jobs []app.Job, due time.Time) ([]bool, error) {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
 	}
-	adds := make([]*redis.IntCmd, len(jobs))
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.alertKey(a.ID), b, 0)
-		for i, j := range jobs {
-			adds[i] = p.ZAddNX(ctx, s.dueKey(j), redis.Z{Score: float64(due.UnixMilli()), Member: member(j)})
-		}
-		return nil
-	})
+	keys := []string{s.alertKey(a.ID)}
+	args := []any{b, due.UnixMilli()}
+	for _, j := range jobs {
+		keys = append(keys, s.dueKey(j))
+		args = append(args, member(j))
+	}
+	res, err := saveAlertScript.Run(ctx, s.scripts, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("save alert %s: %w", a.ID, err)
 	}
+	if len(res) != len(jobs) {
+		return nil, fmt.Errorf("save alert %s: %d replies for %d jobs", a.ID, len(res), len(jobs))
+	}
 	added := make([]bool, len(jobs))
-	for i, c := range adds {
-		added[i] = c.Val() == 1
+	for i, n := range res {
+		added[i] = n == 1
 	}
 	return added, nil
 }
@@ -241,17 +268,29 @@ func (s *Store) Done(ctx context.Context, j app.Job) error {
 	return nil
 }
 
+// fanOutScript records the recipients of a step and schedules their jobs,
+// and removes the step's job, atomically. KEYS[1] is the step's recipient
+// set, KEYS[2] the step job's schedule, KEYS[2+i] recipient i's;
+// ARGV[1] is the lease end, ARGV[2] the step job and ARGV[1+2i],
+// ARGV[2+2i] recipient i's person id and job.
+var fanOutScript = redis.NewScript(`
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[1], ARGV[2*i-3])
+  redis.call('ZADD', KEYS[i], 'NX', ARGV[1], ARGV[2*i-2])
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+`)
+
 // FanOut implements app.Store.
 func (s *Store) FanOut(ctx context.Context, step app.Job, recipients []app.Job, leasedUntil time.Time) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, r := range recipients {
-			p.SAdd(ctx, s.stepKey(step), r.PersonID)
-			p.ZAddNX(ctx, s.dueKey(r), redis.Z{Score: float64(leasedUntil.UnixMilli()), Member: member(r)})
-		}
-		p.ZRem(ctx, s.dueKey(step), member(step))
-		return nil
-	})
-	if err != nil {
+	keys := []string{s.stepKey(step), s.dueKey(step)}
+	args := []any{leasedUntil.UnixMilli(), member(step)}
+	for _, r := range recipients {
+		keys = append(keys, s.dueKey(r))
+		args = append(args, r.PersonID, member(r))
+	}
+	if err := fanOutScript.Run(ctx, s.scripts, keys, args...).Err(); err != nil {
 		return fmt.Errorf("fan out step %d of alert %s: %w", step.Step, step.AlertID, err)
 	}
 	return nil

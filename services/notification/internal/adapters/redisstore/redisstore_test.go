@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-health/herald/platform/redisbatch"
 	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/notification/internal/app"
@@ -15,9 +16,20 @@ import (
 
 var t0 = time.UnixMilli(1_800_000_000_000)
 
+// TestScheduleClaimLeaseAndDone runs on the client and through a
+// redisbatch.Batcher, as the service wires it.
 func TestScheduleClaimLeaseAndDone(t *testing.T) {
+	t.Run("client", func(t *testing.T) { scheduleClaimLeaseAndDone(t, New(testinfra.NewRedis(t), "t")) })
+	t.Run("batcher", func(t *testing.T) {
+		rdb := testinfra.NewRedis(t)
+		b := redisbatch.New(rdb)
+		t.Cleanup(b.Close)
+		scheduleClaimLeaseAndDone(t, New(rdb, "t").PipelinesVia(b).ScriptsVia(b))
+	})
+}
+
+func scheduleClaimLeaseAndDone(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := New(testinfra.NewRedis(t), "t")
 	a := domain.Alert{ID: "A1", Tenant: "RZZ", Routed: true}
 	job := app.Job{Kind: app.JobStep, AlertID: "A1", Cause: "e1"}
 	added, err := s.SaveAlert(ctx, a, []app.Job{job}, t0)
@@ -244,4 +256,31 @@ func TestCreateAlertNeverOverwrites(t *testing.T) {
 	got, err := s.Alert(ctx, "A1")
 	require.NoError(t, err)
 	require.Equal(t, first.Tenant, got.Tenant, "an existing projection is never overwritten")
+}
+
+func TestSaveAlertTellsWhichJobsItAdded(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	b := redisbatch.New(rdb)
+	t.Cleanup(b.Close)
+	s := New(rdb, "t").PipelinesVia(b).ScriptsVia(b)
+	a := domain.Alert{ID: "A1", Tenant: "RZZ"}
+	old := app.Job{Kind: app.JobStep, AlertID: "A1", Cause: "e1"}
+	_, err := s.SaveAlert(ctx, a, []app.Job{old}, t0)
+	require.NoError(t, err)
+
+	a.Routed = true
+	critical := app.Job{Kind: app.JobStep, AlertID: "A1", Step: 1, Critical: true, Cause: "e2"}
+	added, err := s.SaveAlert(ctx, a, []app.Job{old, critical}, t0.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, []bool{false, true}, added)
+	got, err := s.Alert(ctx, "A1")
+	require.NoError(t, err)
+	require.Equal(t, a, got, "the projection is stored with the jobs")
+	jobs, err := s.Claim(ctx, t0.Add(time.Second), 1, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{critical}, jobs, "the critical job is on the critical schedule, claimed first")
+	jobs, err = s.Claim(ctx, t0.Add(time.Second), 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{old}, jobs, "the job scheduled before keeps its due time")
 }
