@@ -43,8 +43,9 @@ type OutcomeStore interface {
 
 // Problem is a validation problem in a record.
 type Problem struct {
-	Field   string `json:"field"`
-	Problem string `json:"problem"`
+	Field   string               `json:"field"`
+	Problem string               `json:"problem"`
+	Code    eventsv1.ProblemCode `json:"code,omitempty"`
 }
 
 // Result is what became of one submission.
@@ -157,6 +158,13 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 		}
 		span.End()
 		s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", m.Channel), attribute.String("outcome", outcome)))
+		if outcome == "rejected" {
+			r := Rejection{Channel: m.Channel, Sender: m.Sender, MessageID: m.MessageID, Code: "invalid"}
+			for _, v := range fault.Violations(err) {
+				r.Fields = append(r.Fields, v.Field)
+			}
+			s.logRejection(ctx, r)
+		}
 	}()
 
 	key := s.ids("intake-outcome", m.Channel, m.Sender, m.MessageID)
@@ -180,7 +188,7 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 		}
 		res := Result{AlertID: dec.AlertID, Outcome: dec.Outcome, Category: sub.Details.GetSourceFlag().GetCategory()}
 		for _, p := range dec.Problems {
-			res.Problems = append(res.Problems, Problem{Field: p.Field, Problem: p.Problem})
+			res.Problems = append(res.Problems, Problem{Field: p.Field, Problem: p.Problem, Code: p.Code})
 		}
 		rec.Results = append(rec.Results, res)
 		if dec.Event == nil {
@@ -209,15 +217,60 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 	return rec, false, nil
 }
 
+// Rejection describes a refused message to the operators: which channel
+// and sender, the sender's message id, the locations at fault and the code
+// the sender was answered with. It holds nothing of what the message says.
+type Rejection struct {
+	// Channel is "hl7", "fhir" or "grpc".
+	Channel string
+	// Sender and MessageID are as the sender named them (HL7 MSH-4 and
+	// MSH-10, FHIR tenant and Bundle identifier or body hash, gRPC tenant
+	// and source message id); empty when the message did not say.
+	Sender, MessageID string
+	// Fields are the locations at fault: "MSH-9", "DiagnosticReport.status",
+	// "report.tenant".
+	Fields []string
+	// Code is what the sender was told: the HL7 table 0357 code, the HTTP
+	// status or the gRPC code.
+	Code string
+}
+
 // Refused records a message refused before it could be submitted (it did
 // not parse, or is not a report): its span and count, with no attributes
-// beyond the outcome.
-func (s *Service) Refused(ctx context.Context, channel string) {
-	_, span := s.tracer.Start(ctx, "intake.receive "+channel, trace.WithSpanKind(trace.SpanKindServer))
+// beyond the outcome, and a warning in the log that names the sender and
+// the fields at fault (never their values), so that operators see every
+// rejection and can find the message at its source.
+func (s *Service) Refused(ctx context.Context, r Rejection) {
+	_, span := s.tracer.Start(ctx, "intake.receive "+r.Channel, trace.WithSpanKind(trace.SpanKindServer))
 	span.SetAttributes(attribute.String("herald.outcome", "rejected"))
 	span.SetStatus(codes.Error, "rejected")
 	span.End()
-	s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", channel), attribute.String("outcome", "rejected")))
+	s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", r.Channel), attribute.String("outcome", "rejected")))
+	s.logRejection(ctx, r)
+}
+
+// logRejection logs a refused message. Sender and message id come from the
+// sender and are cut to printable ASCII and 64 bytes, so that a garbled
+// header cannot flood or forge the log.
+func (s *Service) logRejection(ctx context.Context, r Rejection) {
+	fields := make([]string, 0, len(r.Fields))
+	for _, f := range r.Fields {
+		fields = append(fields, logSafe(f))
+	}
+	s.log.WarnContext(ctx, "message rejected", "channel", r.Channel, "outcome", "rejected",
+		"sender", logSafe(r.Sender), "message_id", logSafe(r.MessageID), "fields", fields, "code", r.Code)
+}
+
+func logSafe(s string) string {
+	b := make([]byte, 0, min(len(s), 64))
+	for i := 0; i < len(s) && len(b) < 64; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		} else {
+			b = append(b, '?')
+		}
+	}
+	return string(b)
 }
 
 // annotate puts the alert ids and source categories on the span: nothing

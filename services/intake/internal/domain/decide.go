@@ -19,6 +19,9 @@ const (
 	IntentRaise Intent = iota + 1
 	IntentAmend
 	IntentCancel
+	// IntentNoResult: the report exists but has no result yet (FHIR
+	// status registered), so there is nothing to alert on.
+	IntentNoResult
 )
 
 // Outcome is what intake did with a submission.
@@ -36,6 +39,9 @@ const (
 	OutcomeCancelled
 	// OutcomeNotFlagged: a report nobody flagged; accepted, no alert.
 	OutcomeNotFlagged
+	// OutcomeNoResult: a report without a result yet (FHIR registered);
+	// accepted, no alert.
+	OutcomeNoResult
 )
 
 // String names the outcome for logs, spans and metrics (it carries no
@@ -52,6 +58,8 @@ func (o Outcome) String() string {
 		return "cancelled"
 	case OutcomeNotFlagged:
 		return "not_flagged"
+	case OutcomeNoResult:
+		return "no_result"
 	}
 	return "unspecified"
 }
@@ -130,7 +138,7 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 		bad = append(bad, fault.Violation{Field: f.Accession, Problem: "accession is required to cancel"})
 	}
 	bad = append(bad, sizeViolations(s, lim)...)
-	if s.Intent < IntentRaise || s.Intent > IntentCancel {
+	if s.Intent < IntentRaise || s.Intent > IntentNoResult {
 		bad = append(bad, fault.Violation{Field: f.Other, Problem: "unknown intent"})
 	}
 	if len(bad) > 0 {
@@ -148,7 +156,7 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 		// Without an accession the message id stands in, so the report is
 		// still one alert and a resend is still the same alert.
 		accessionKey = "msg:" + d.SourceSystem + ":" + d.SourceMessageId
-		problems = append(problems, &eventsv1.ValidationProblem{Field: f.Accession, Problem: "accession is missing"})
+		problems = append(problems, &eventsv1.ValidationProblem{Field: f.Accession, Problem: "accession is missing", Code: eventsv1.ProblemCode_PROBLEM_CODE_ACCESSION_MISSING})
 	}
 	alertID := ids(s.Tenant, accessionKey, finding)
 	ev := &eventsv1.Event{
@@ -178,6 +186,11 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 		dec.Problems = problems
 		return dec, nil
 	}
+	if s.Intent == IntentNoResult {
+		// Whatever its text says, a report with nothing available yet is
+		// not a finding: the preliminary or final report raises the alert.
+		return Decision{Outcome: OutcomeNoResult, AlertID: alertID}, nil
+	}
 	if !tenant.Flagged(d.SourceFlag) {
 		return Decision{Outcome: OutcomeNotFlagged, AlertID: alertID}, nil
 	}
@@ -206,12 +219,12 @@ func contentProblems(d *eventsv1.AlertDetails, f Fields) []*eventsv1.ValidationP
 	nhs := d.GetPatient().GetNhsNumber()
 	switch {
 	case nhs == "":
-		out = append(out, &eventsv1.ValidationProblem{Field: f.NHSNumber, Problem: "no NHS number"})
+		out = append(out, &eventsv1.ValidationProblem{Field: f.NHSNumber, Problem: "no NHS number", Code: eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_MISSING})
 	case !ValidNHSNumber(nhs):
-		out = append(out, &eventsv1.ValidationProblem{Field: f.NHSNumber, Problem: "NHS number fails the modulus 11 check"})
+		out = append(out, &eventsv1.ValidationProblem{Field: f.NHSNumber, Problem: "NHS number fails the modulus 11 check", Code: eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID})
 	}
 	if d.GetReferrer().GetId() == "" && d.GetReferrer().GetDisplayName() == "" {
-		out = append(out, &eventsv1.ValidationProblem{Field: f.Referrer, Problem: "no referrer to notify"})
+		out = append(out, &eventsv1.ValidationProblem{Field: f.Referrer, Problem: "no referrer to notify", Code: eventsv1.ProblemCode_PROBLEM_CODE_REFERRER_MISSING})
 	}
 	return out
 }
@@ -245,4 +258,18 @@ func clip(s string) string {
 		return s[:16] + "..."
 	}
 	return s
+}
+
+// HL7ErrorCode is the HL7 table 0357 code of a data-quality problem, for
+// the ERR segment that reports it: 101 (required field missing) for what is
+// absent, 102 (data type error) for a value that is present but wrong, such
+// as an NHS number whose check digit fails.
+func HL7ErrorCode(c eventsv1.ProblemCode) string {
+	switch c {
+	case eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID,
+		eventsv1.ProblemCode_PROBLEM_CODE_REPORT_TIME_INVALID,
+		eventsv1.ProblemCode_PROBLEM_CODE_BIRTH_DATE_INVALID:
+		return "102"
+	}
+	return "101"
 }

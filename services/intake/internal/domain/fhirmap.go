@@ -255,11 +255,15 @@ func mapDiagnosticReport(dr fhir.DiagnosticReport, fctx fhirContext, t TenantSet
 		if ts, err := time.Parse(time.RFC3339, *dr.Issued); err == nil {
 			d.ReportedAt = timestamppb.New(ts)
 		} else {
-			s.Problems = append(s.Problems, &eventsv1.ValidationProblem{Field: "DiagnosticReport.issued", Problem: "not an instant"})
+			s.Problems = append(s.Problems, &eventsv1.ValidationProblem{Field: "DiagnosticReport.issued", Problem: "not an instant", Code: eventsv1.ProblemCode_PROBLEM_CODE_REPORT_TIME_INVALID})
 		}
 	}
 	switch dr.Status {
-	case fhir.DiagnosticReportStatusRegistered, fhir.DiagnosticReportStatusPartial, fhir.DiagnosticReportStatusPreliminary:
+	case fhir.DiagnosticReportStatusRegistered:
+		// "The existence of the report is registered, but there is nothing
+		// yet available" (R4): no finding to alert on.
+		s.Intent = IntentNoResult
+	case fhir.DiagnosticReportStatusPartial, fhir.DiagnosticReportStatusPreliminary:
 		d.ReportStatus = eventsv1.ReportStatus_REPORT_STATUS_PRELIMINARY
 	case fhir.DiagnosticReportStatusFinal:
 		d.ReportStatus = eventsv1.ReportStatus_REPORT_STATUS_FINAL

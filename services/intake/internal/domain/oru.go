@@ -75,7 +75,7 @@ func MapORU(m *hl7.Message, dir *Directory) ([]Submission, error) {
 			if t, err := ParseHL7Time(dob); err == nil {
 				patient.BirthDate = t.Format("2006-01-02")
 			} else {
-				mapProblems = append(mapProblems, &eventsv1.ValidationProblem{Field: "PID-7", Problem: "date of birth is not an HL7 date"})
+				mapProblems = append(mapProblems, &eventsv1.ValidationProblem{Field: "PID-7", Problem: "date of birth is not an HL7 date", Code: eventsv1.ProblemCode_PROBLEM_CODE_BIRTH_DATE_INVALID})
 			}
 		}
 	}
@@ -175,7 +175,7 @@ func mapOBR(obr hl7.Segment, str func(string) string, tenant, controlID string, 
 		if t, err := ParseHL7Time(ts); err == nil {
 			d.ReportedAt = timestamppb.New(t)
 		} else {
-			s.Problems = append(s.Problems, &eventsv1.ValidationProblem{Field: "OBR-22", Problem: "report time is not an HL7 timestamp"})
+			s.Problems = append(s.Problems, &eventsv1.ValidationProblem{Field: "OBR-22", Problem: "report time is not an HL7 timestamp", Code: eventsv1.ProblemCode_PROBLEM_CODE_REPORT_TIME_INVALID})
 		}
 	}
 	switch obr.Field(25) {

@@ -2,9 +2,10 @@
 // v2 over TCP: each message is framed as 0x0B, message, 0x1C, 0x0D.
 //
 // The Reader copes with a frame split across many reads, several frames in
-// one read, noise between frames, and frames larger than its bound (they are
-// drained and reported, never buffered whole). It holds at most one bounded
-// frame in memory.
+// one read, noise between frames, a frame whose end block comes without its
+// carriage return (the frame is complete at the end block), and frames
+// larger than its bound (they are drained and reported, never buffered
+// whole). It holds at most one bounded frame in memory.
 package mllp
 
 import (
@@ -101,10 +102,15 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 		if !complete {
 			continue
 		}
-		// The end block is followed by a carriage return. Tolerate senders
-		// that omit it: anything else is left for the next frame.
-		if b, err := r.br.Peek(1); err == nil && b[0] == CarriageReturn {
-			_, _ = r.br.Discard(1)
+		// The end block is followed by a carriage return. The frame is
+		// complete at the end block: waiting for the CR would leave a sender
+		// that omits it without an ACK until it sends something else. A CR
+		// already read is consumed here; one still in flight is skipped as
+		// whitespace before the next start block.
+		if r.br.Buffered() > 0 {
+			if b, err := r.br.Peek(1); err == nil && b[0] == CarriageReturn {
+				_, _ = r.br.Discard(1)
+			}
 		}
 		if oversize {
 			head := append([]byte(nil), r.frame...)

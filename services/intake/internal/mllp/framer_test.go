@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -109,4 +110,40 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A sender that ends a frame with 0x1C and no 0x0D, then waits for its ACK,
+// gets its frame at once: the reader does not wait for the next byte. A CR
+// that arrives late is skipped before the next frame.
+func TestReaderEndBlockAloneCompletesTheFrame(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	r := mllp.NewReader(pr, 1024)
+	frames := make(chan string, 2)
+	go func() {
+		for {
+			f, err := r.ReadFrame()
+			if err != nil {
+				close(frames)
+				return
+			}
+			frames <- string(f)
+		}
+	}()
+	_, err := pw.Write([]byte("\x0bMSH|first\x1c"))
+	require.NoError(t, err)
+	// Nothing more is written until the frame has been read (a reader that
+	// waits for the CR never returns it: the test then fails, not hangs).
+	select {
+	case f := <-frames:
+		require.Equal(t, "MSH|first", f)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frame ending 0x1C without 0x0D was not returned")
+	}
+	_, err = pw.Write([]byte("\r\x0bMSH|second\x1c\r"))
+	require.NoError(t, err)
+	require.Equal(t, "MSH|second", <-frames)
+	require.NoError(t, pw.Close())
+	_, open := <-frames
+	require.False(t, open, "a clean end of stream after the last frame")
 }

@@ -536,6 +536,69 @@ func (EscalationReason) EnumDescriptor() ([]byte, []int) {
 	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
+// ProblemCode is the kind of a data-quality problem in a report.
+type ProblemCode int32
+
+const (
+	ProblemCode_PROBLEM_CODE_UNSPECIFIED        ProblemCode = 0
+	ProblemCode_PROBLEM_CODE_NHS_NUMBER_MISSING ProblemCode = 1
+	// The NHS number fails its modulus 11 check digit (or is not 10 digits).
+	ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID  ProblemCode = 2
+	ProblemCode_PROBLEM_CODE_ACCESSION_MISSING   ProblemCode = 3
+	ProblemCode_PROBLEM_CODE_REFERRER_MISSING    ProblemCode = 4
+	ProblemCode_PROBLEM_CODE_REPORT_TIME_INVALID ProblemCode = 5
+	ProblemCode_PROBLEM_CODE_BIRTH_DATE_INVALID  ProblemCode = 6
+)
+
+// Enum value maps for ProblemCode.
+var (
+	ProblemCode_name = map[int32]string{
+		0: "PROBLEM_CODE_UNSPECIFIED",
+		1: "PROBLEM_CODE_NHS_NUMBER_MISSING",
+		2: "PROBLEM_CODE_NHS_NUMBER_INVALID",
+		3: "PROBLEM_CODE_ACCESSION_MISSING",
+		4: "PROBLEM_CODE_REFERRER_MISSING",
+		5: "PROBLEM_CODE_REPORT_TIME_INVALID",
+		6: "PROBLEM_CODE_BIRTH_DATE_INVALID",
+	}
+	ProblemCode_value = map[string]int32{
+		"PROBLEM_CODE_UNSPECIFIED":         0,
+		"PROBLEM_CODE_NHS_NUMBER_MISSING":  1,
+		"PROBLEM_CODE_NHS_NUMBER_INVALID":  2,
+		"PROBLEM_CODE_ACCESSION_MISSING":   3,
+		"PROBLEM_CODE_REFERRER_MISSING":    4,
+		"PROBLEM_CODE_REPORT_TIME_INVALID": 5,
+		"PROBLEM_CODE_BIRTH_DATE_INVALID":  6,
+	}
+)
+
+func (x ProblemCode) Enum() *ProblemCode {
+	p := new(ProblemCode)
+	*p = x
+	return p
+}
+
+func (x ProblemCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProblemCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_events_v1_events_proto_enumTypes[9].Descriptor()
+}
+
+func (ProblemCode) Type() protoreflect.EnumType {
+	return &file_herald_events_v1_events_proto_enumTypes[9]
+}
+
+func (x ProblemCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProblemCode.Descriptor instead.
+func (ProblemCode) EnumDescriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
 // Event is the envelope of every record on the alert event log.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1726,8 +1789,11 @@ func (x *AlertCancelled) GetReason() string {
 type ValidationProblem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// e.g. PID-3, OBR-3, subject.identifier.
-	Field         string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
-	Problem       string `protobuf:"bytes,2,opt,name=problem,proto3" json:"problem,omitempty"`
+	Field   string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	Problem string `protobuf:"bytes,2,opt,name=problem,proto3" json:"problem,omitempty"`
+	// code says what is wrong in a fixed vocabulary, so that a message to a
+	// person can say what is missing without copying any text of the report.
+	Code          ProblemCode `protobuf:"varint,3,opt,name=code,proto3,enum=herald.events.v1.ProblemCode" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1774,6 +1840,13 @@ func (x *ValidationProblem) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+func (x *ValidationProblem) GetCode() ProblemCode {
+	if x != nil {
+		return x.Code
+	}
+	return ProblemCode_PROBLEM_CODE_UNSPECIFIED
 }
 
 // AlertQuarantined: a flagged report was incomplete; it is kept and routed to
@@ -3246,10 +3319,11 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"T\n" +
 	"\x0eAlertCancelled\x12*\n" +
 	"\x11source_message_id\x18\x01 \x01(\tR\x0fsourceMessageId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"v\n" +
 	"\x11ValidationProblem\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x18\n" +
-	"\aproblem\x18\x02 \x01(\tR\aproblem\"\x8d\x01\n" +
+	"\aproblem\x18\x02 \x01(\tR\aproblem\x121\n" +
+	"\x04code\x18\x03 \x01(\x0e2\x1d.herald.events.v1.ProblemCodeR\x04code\"\x8d\x01\n" +
 	"\x10AlertQuarantined\x128\n" +
 	"\adetails\x18\x01 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\x12?\n" +
 	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xc7\x01\n" +
@@ -3411,7 +3485,15 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x19ESCALATION_REASON_TIMEOUT\x10\x01\x12\x1e\n" +
 	"\x1aESCALATION_REASON_DECLINED\x10\x02\x12%\n" +
 	"!ESCALATION_REASON_DELIVERY_FAILED\x10\x03\x12\x1c\n" +
-	"\x18ESCALATION_REASON_REPEAT\x10\x04BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
+	"\x18ESCALATION_REASON_REPEAT\x10\x04*\x87\x02\n" +
+	"\vProblemCode\x12\x1c\n" +
+	"\x18PROBLEM_CODE_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fPROBLEM_CODE_NHS_NUMBER_MISSING\x10\x01\x12#\n" +
+	"\x1fPROBLEM_CODE_NHS_NUMBER_INVALID\x10\x02\x12\"\n" +
+	"\x1ePROBLEM_CODE_ACCESSION_MISSING\x10\x03\x12!\n" +
+	"\x1dPROBLEM_CODE_REFERRER_MISSING\x10\x04\x12$\n" +
+	" PROBLEM_CODE_REPORT_TIME_INVALID\x10\x05\x12#\n" +
+	"\x1fPROBLEM_CODE_BIRTH_DATE_INVALID\x10\x06BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_herald_events_v1_events_proto_rawDescOnce sync.Once
@@ -3425,7 +3507,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_herald_events_v1_events_proto_rawDescData
 }
 
-var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                 // 0: herald.events.v1.Category
@@ -3437,109 +3519,111 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(AckMode)(0),                  // 6: herald.events.v1.AckMode
 	(DeclineReason)(0),            // 7: herald.events.v1.DeclineReason
 	(EscalationReason)(0),         // 8: herald.events.v1.EscalationReason
-	(*Event)(nil),                 // 9: herald.events.v1.Event
-	(*PolicyRef)(nil),             // 10: herald.events.v1.PolicyRef
-	(*Identifier)(nil),            // 11: herald.events.v1.Identifier
-	(*Patient)(nil),               // 12: herald.events.v1.Patient
-	(*Clinician)(nil),             // 13: herald.events.v1.Clinician
-	(*Exam)(nil),                  // 14: herald.events.v1.Exam
-	(*Encounter)(nil),             // 15: herald.events.v1.Encounter
-	(*SourceFlag)(nil),            // 16: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),          // 17: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),           // 18: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),          // 19: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),        // 20: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),     // 21: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),      // 22: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                // 23: herald.events.v1.Clocks
-	(*Target)(nil),                // 24: herald.events.v1.Target
-	(*EscalationStep)(nil),        // 25: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),      // 26: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),           // 27: herald.events.v1.AlertRouted
-	(*Recipient)(nil),             // 28: herald.events.v1.Recipient
-	(*NotificationSent)(nil),      // 29: herald.events.v1.NotificationSent
-	(*NotificationFailed)(nil),    // 30: herald.events.v1.NotificationFailed
-	(*NotificationDelivered)(nil), // 31: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                 // 32: herald.events.v1.Actor
-	(*AlertRead)(nil),             // 33: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),     // 34: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),         // 35: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),        // 36: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),        // 37: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),           // 38: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),        // 39: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),           // 40: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(ProblemCode)(0),              // 9: herald.events.v1.ProblemCode
+	(*Event)(nil),                 // 10: herald.events.v1.Event
+	(*PolicyRef)(nil),             // 11: herald.events.v1.PolicyRef
+	(*Identifier)(nil),            // 12: herald.events.v1.Identifier
+	(*Patient)(nil),               // 13: herald.events.v1.Patient
+	(*Clinician)(nil),             // 14: herald.events.v1.Clinician
+	(*Exam)(nil),                  // 15: herald.events.v1.Exam
+	(*Encounter)(nil),             // 16: herald.events.v1.Encounter
+	(*SourceFlag)(nil),            // 17: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),          // 18: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),           // 19: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),          // 20: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),        // 21: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),     // 22: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),      // 23: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                // 24: herald.events.v1.Clocks
+	(*Target)(nil),                // 25: herald.events.v1.Target
+	(*EscalationStep)(nil),        // 26: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),      // 27: herald.events.v1.EscalationPolicy
+	(*AlertRouted)(nil),           // 28: herald.events.v1.AlertRouted
+	(*Recipient)(nil),             // 29: herald.events.v1.Recipient
+	(*NotificationSent)(nil),      // 30: herald.events.v1.NotificationSent
+	(*NotificationFailed)(nil),    // 31: herald.events.v1.NotificationFailed
+	(*NotificationDelivered)(nil), // 32: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                 // 33: herald.events.v1.Actor
+	(*AlertRead)(nil),             // 34: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),     // 35: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),         // 36: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),        // 37: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),        // 38: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),           // 39: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),        // 40: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),           // 41: herald.events.v1.AlertClosed
+	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	41, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	10, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	18, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	19, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	20, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	22, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	27, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	29, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	30, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	31, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	33, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	34, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	35, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	36, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	37, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	38, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	39, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	40, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	11, // 18: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	42, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
+	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	21, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	28, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	30, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	31, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	32, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	34, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	35, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	36, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	37, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	38, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	39, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	40, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	41, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	12, // 18: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
 	0,  // 19: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
 	2,  // 20: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	12, // 21: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	14, // 22: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	16, // 23: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	13, // 21: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	15, // 22: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	17, // 23: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
 	1,  // 24: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	13, // 25: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	13, // 26: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	13, // 27: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	15, // 28: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	41, // 29: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	17, // 30: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	17, // 31: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	17, // 32: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	21, // 33: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	41, // 34: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	41, // 35: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	41, // 36: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	5,  // 37: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	24, // 38: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	42, // 39: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 40: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 41: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	10, // 42: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	25, // 43: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 44: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	23, // 45: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	26, // 46: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 47: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	28, // 48: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 49: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	28, // 50: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 51: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	3,  // 52: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	32, // 53: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	32, // 54: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	32, // 55: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 56: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	32, // 57: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 58: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 59: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	41, // 60: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	32, // 61: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	14, // 25: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	14, // 26: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	14, // 27: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	16, // 28: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	42, // 29: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 30: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	18, // 31: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 32: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	18, // 33: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	22, // 34: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	42, // 35: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	42, // 36: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	42, // 37: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	5,  // 38: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	25, // 39: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	43, // 40: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 41: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 42: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	11, // 43: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	26, // 44: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	0,  // 45: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	24, // 46: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	27, // 47: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 48: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	29, // 49: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 50: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	29, // 51: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 52: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	3,  // 53: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	33, // 54: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	33, // 55: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	33, // 56: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 57: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	33, // 58: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 59: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 60: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	42, // 61: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	33, // 62: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3570,7 +3654,7 @@ func file_herald_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,

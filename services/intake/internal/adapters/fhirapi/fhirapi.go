@@ -39,6 +39,14 @@ func New(svc *app.Service, maxBody int64, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /fhir/{tenant}/DiagnosticReport", h.post)
 	mux.HandleFunc("POST /fhir/{tenant}", h.post)
+	// The endpoints exist for POST only: another method is 405 with Allow,
+	// not 404 (which would tell the sender its URL is wrong).
+	for _, path := range []string{"/fhir/{tenant}/DiagnosticReport", "/fhir/{tenant}"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			writeOutcome(w, http.StatusMethodNotAllowed, "error", "not-supported", "", r.Method+" is not supported here: POST a DiagnosticReport to /fhir/{ods}/DiagnosticReport or a Bundle to /fhir/{ods}")
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "error", "not-found", "", "POST a DiagnosticReport to /fhir/{ods}/DiagnosticReport or a Bundle to /fhir/{ods}")
 	})
@@ -48,6 +56,7 @@ func New(svc *app.Service, maxBody int64, log *slog.Logger) http.Handler {
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.Contains(ct, "json") {
+		h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "415"})
 		writeOutcome(w, http.StatusUnsupportedMediaType, "error", "not-supported", "", "Content-Type must be application/fhir+json")
 		return
 	}
@@ -55,17 +64,19 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "413"})
 			writeOutcome(w, http.StatusRequestEntityTooLarge, "error", "too-costly", "", fmt.Sprintf("body exceeds %d bytes", h.maxBody))
 			return
 		}
+		h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "400"})
 		writeOutcome(w, http.StatusBadRequest, "error", "structure", "", "body could not be read")
 		return
 	}
 	sub, err := domain.MapFHIR(body, tenant, h.svc.Directory(), h.svc.IDs())
 	if err != nil {
-		h.svc.Refused(r.Context(), "fhir")
 		var fe *domain.FHIRError
 		if errors.As(err, &fe) {
+			h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Fields: []string{fe.Expression}, Code: fmt.Sprint(fe.Status)})
 			code := "invalid"
 			if fe.Status == http.StatusNotFound {
 				code = "not-found"
@@ -73,6 +84,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 			writeOutcome(w, fe.Status, "error", code, fe.Expression, fe.Problem)
 			return
 		}
+		h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "400"})
 		writeOutcome(w, http.StatusBadRequest, "error", "invalid", "", err.Error())
 		return
 	}
@@ -100,10 +112,14 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	// 201 only when this request created an event; a resend, or a report
 	// nobody flagged (accepted, no alert), is 200.
 	status := http.StatusCreated
-	if dup || res.Outcome == domain.OutcomeNotFlagged {
+	if dup || res.Outcome == domain.OutcomeNotFlagged || res.Outcome == domain.OutcomeNoResult {
 		status = http.StatusOK
 	}
-	issues := []issue{{Severity: "information", Code: "informational", Diagnostics: fmt.Sprintf("alert %s %s", res.AlertID, res.Outcome)}}
+	info := fmt.Sprintf("alert %s %s", res.AlertID, res.Outcome)
+	if res.Outcome == domain.OutcomeNoResult {
+		info += ": DiagnosticReport.status registered means nothing is available yet, so no alert was raised; post the report again when it is preliminary or final"
+	}
+	issues := []issue{{Severity: "information", Code: "informational", Diagnostics: info}}
 	for _, p := range res.Problems {
 		issues = append(issues, issue{Severity: "warning", Code: "incomplete", Expression: []string{p.Field}, Diagnostics: p.Problem})
 	}

@@ -36,12 +36,13 @@ func New(svc *app.Service) *Server { return &Server{svc: svc} }
 func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest) (*intakev1.RaiseAlertResponse, error) {
 	sub, err := s.submission(req.GetReport(), domain.IntentRaise)
 	if err != nil {
-		s.svc.Refused(ctx, "grpc")
+		s.svc.Refused(ctx, rejection(req.GetReport(), err))
 		return nil, err
 	}
 	if t, ok := s.svc.Directory().Tenant(sub.Tenant); ok && !t.Flagged(sub.Details.SourceFlag) {
-		s.svc.Refused(ctx, "grpc")
-		return nil, fault.Invalid("report not flagged", fault.Violation{Field: "report.source_flag", Problem: "a raised alert needs the source's flag: a category, a code, an abnormal flag or a trigger phrase in the report text"})
+		err := fault.Invalid("report not flagged", fault.Violation{Field: "report.source_flag", Problem: "a raised alert needs the source's flag: a category, a code, an abnormal flag or a trigger phrase in the report text"})
+		s.svc.Refused(ctx, rejection(req.GetReport(), err))
+		return nil, err
 	}
 	rec, dup, err := s.submit(ctx, req, sub)
 	if err != nil {
@@ -50,7 +51,7 @@ func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest
 	r := rec.Results[0]
 	resp := &intakev1.RaiseAlertResponse{AlertId: r.AlertID, Duplicate: dup, Quarantined: r.Outcome == domain.OutcomeQuarantined}
 	for _, p := range r.Problems {
-		resp.Problems = append(resp.Problems, &eventsv1.ValidationProblem{Field: p.Field, Problem: p.Problem})
+		resp.Problems = append(resp.Problems, &eventsv1.ValidationProblem{Field: p.Field, Problem: p.Problem, Code: p.Code})
 	}
 	return resp, nil
 }
@@ -59,7 +60,7 @@ func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest
 func (s *Server) AmendAlert(ctx context.Context, req *intakev1.AmendAlertRequest) (*intakev1.AmendAlertResponse, error) {
 	sub, err := s.submission(req.GetReport(), domain.IntentAmend)
 	if err != nil {
-		s.svc.Refused(ctx, "grpc")
+		s.svc.Refused(ctx, rejection(req.GetReport(), err))
 		return nil, err
 	}
 	sub.Reason = req.GetReason()
@@ -150,4 +151,14 @@ func (s *Server) submit(ctx context.Context, req proto.Message, sub domain.Submi
 		Raw:         raw,
 		ContentType: "application/x-protobuf; proto=" + string(proto.MessageName(req)),
 	})
+}
+
+// rejection describes a refused request for the operators' log: the tenant
+// and source message id it named and the fields at fault.
+func rejection(r *intakev1.Report, err error) app.Rejection {
+	rej := app.Rejection{Channel: "grpc", Sender: r.GetTenant() + "/" + r.GetSourceSystem(), MessageID: r.GetSourceMessageId(), Code: "InvalidArgument"}
+	for _, v := range fault.Violations(err) {
+		rej.Fields = append(rej.Fields, v.Field)
+	}
+	return rej
 }

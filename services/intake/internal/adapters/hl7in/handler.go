@@ -8,6 +8,8 @@ package hl7in
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,18 +36,19 @@ func New(svc *app.Service, clk clock.Clock) *Handler {
 func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 	m, err := hl7.Parse(msg)
 	if err != nil {
-		h.svc.Refused(ctx, "hl7")
 		hdr := hl7.SniffHeader(msg)
+		h.svc.Refused(ctx, rejection(hdr, "MSH", "102"))
 		return h.ack(hdr, hl7.AckError, "message does not parse", hl7.AckProblem{Field: "MSH", Problem: err.Error(), Code: "102"})
 	}
 	hdr := hl7.HeaderOf(m)
 	subs, err := domain.MapORU(m, h.svc.Directory())
 	if err != nil {
-		h.svc.Refused(ctx, "hl7")
 		var me *domain.MessageError
 		if errors.As(err, &me) {
+			h.svc.Refused(ctx, rejection(hdr, me.Field, me.Code))
 			return h.ack(hdr, hl7.AckError, me.Error(), hl7.AckProblem{Field: me.Field, Problem: me.Problem, Code: me.Code})
 		}
+		h.svc.Refused(ctx, rejection(hdr, "", "207"))
 		return h.ack(hdr, hl7.AckError, err.Error(), hl7.AckProblem{Problem: err.Error()})
 	}
 	rec, dup, err := h.svc.Submit(ctx, app.Message{
@@ -74,7 +77,7 @@ func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 	for _, r := range rec.Results {
 		text = append(text, fmt.Sprintf("alert %s %s", r.AlertID, r.Outcome))
 		for _, p := range r.Problems {
-			warnings = append(warnings, hl7.AckProblem{Field: p.Field, Problem: p.Problem, Code: "101", Warning: true})
+			warnings = append(warnings, hl7.AckProblem{Field: p.Field, Problem: p.Problem, Code: domain.HL7ErrorCode(p.Code), Warning: true})
 		}
 	}
 	if dup {
@@ -85,8 +88,8 @@ func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 
 // Oversize answers a message larger than the bound.
 func (h *Handler) Oversize(ctx context.Context, head []byte, limit int) []byte {
-	h.svc.Refused(ctx, "hl7")
 	hdr := hl7.SniffHeader(head)
+	h.svc.Refused(ctx, rejection(hdr, "", "207"))
 	return h.ack(hdr, hl7.AckError, fmt.Sprintf("message exceeds %d bytes", limit), hl7.AckProblem{Problem: fmt.Sprintf("message exceeds %d bytes", limit), Code: "207"})
 }
 
@@ -95,7 +98,30 @@ func (h *Handler) ack(hdr hl7.Header, code hl7.AckCode, text string, problems ..
 		Code:      code,
 		Text:      text,
 		Problems:  problems,
-		ControlID: "ACK" + h.svc.IDs()("ack", hdr.SendingFacility, hdr.ControlID, string(code))[:17],
+		ControlID: ackControlID(),
 		Time:      h.clock.Now(),
 	})
+}
+
+// rejection describes a refused message for the operators' log: the
+// sending facility (MSH-4, first component) and control id (MSH-10) as far
+// as they could be read, the field at fault and the ERR code sent back.
+func rejection(hdr hl7.Header, field, code string) app.Rejection {
+	facility, _, _ := strings.Cut(hdr.SendingFacility, string([]byte{hdr.Delims.Component}))
+	r := app.Rejection{Channel: "hl7", Sender: facility, MessageID: hdr.ControlID, Code: code}
+	if field != "" {
+		r.Fields = []string{field}
+	}
+	return r
+}
+
+// ackControlID returns a new MSH-10 for an ACK: HL7 asks that a sender's
+// control ids be unique, and an ACK is a message Herald sends. It is random
+// rather than derived from the message it answers, because a message that
+// does not parse has nothing to derive it from. 20 characters, the length of
+// MSH-10 in HL7 v2.3 to v2.5.
+func ackControlID() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	return "ACK" + strings.ToUpper(hex.EncodeToString(b[:]))[:17]
 }
