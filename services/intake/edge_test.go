@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
+	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/intake/internal/hl7"
 	"github.com/herald-health/herald/services/intake/internal/mllp"
 )
@@ -223,4 +227,116 @@ func TestRejectedMessagesAreLoggedWithoutPatientData(t *testing.T) {
 		{channel: "grpc", sender: "RZZ/", messageID: "", fields: `["report.source_message_id"]`},
 	}, got)
 	require.Empty(t, h.events(t))
+}
+
+// referrerOfEvent returns what intake recorded for an alert and the
+// referrer it recorded.
+func referrerOfEvent(t *testing.T, h *harness, alertID string) (outcome string, referrer *eventsv1.Clinician) {
+	t.Helper()
+	for _, e := range h.events(t) {
+		if e.AlertId != alertID {
+			continue
+		}
+		switch {
+		case e.GetAlertRaised() != nil:
+			return "raised", e.GetAlertRaised().GetDetails().GetReferrer()
+		case e.GetAlertQuarantined() != nil:
+			return "quarantined", e.GetAlertQuarantined().GetDetails().GetReferrer()
+		}
+	}
+	t.Fatalf("no event of alert %s", alertID)
+	return "", nil
+}
+
+// A standalone DiagnosticReport names its referrer through the
+// ServiceRequest it is basedOn: contained in the report, in the Bundle
+// (matched by reference, not the first one), or read from the trust's FHIR
+// server. Where none can be found, the report is quarantined and the
+// OperationOutcome says what is missing and how to send it.
+func TestFHIRReferrerFromTheServiceRequestTheReportIsBasedOn(t *testing.T) {
+	// The trust's FHIR server, a real HTTP peer, holds the order of the
+	// reference example (ServiceRequest/sr-ord778899).
+	var fetched []string
+	var mu sync.Mutex
+	fhirServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		fetched = append(fetched, r.Method+" "+r.URL.Path+" "+r.Header.Get("Accept"))
+		mu.Unlock()
+		if r.URL.Path != "/fhir/R4/ServiceRequest/sr-ord778899" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(`{"resourceType":"ServiceRequest","id":"sr-ord778899","status":"active","intent":"order",
+			"subject":{"reference":"Patient/pt-synthetic-1"},
+			"requester":{"identifier":{"system":"https://fhir.hl7.org.uk/Id/gmc-number","value":"C7654321"}}}`))
+	}))
+	defer fhirServer.Close()
+	h := start(t, func(c *intake.Config) {
+		c.Tenants = []intake.TenantSettings{
+			{ODS: "RZZ", Facilities: []string{"RZZ"}, TriggerPhrases: []string{"CRITICAL ALERT"}},
+			{ODS: "RXF", Facilities: []string{"RXFRIS"}, TriggerPhrases: []string{"CRITICAL ALERT"}, FHIRServer: fhirServer.URL + "/fhir/R4"},
+			{ODS: "RXA", TriggerPhrases: []string{"CRITICAL ALERT"}, FHIRServer: fhirServer.URL + "/missing"},
+		}
+	})
+	reference := string(example(t, "diagnosticreport_critical.json"))
+	withAccession := func(body, acc string) []byte {
+		require.Contains(t, body, "ACC20261129001")
+		return []byte(strings.ReplaceAll(body, "ACC20261129001", acc))
+	}
+	post := func(tenant, path string, body []byte) (*http.Response, string) {
+		return postFHIR(t, http.MethodPost, "http://"+h.addrs["fhir"]+"/fhir/"+tenant+path, body)
+	}
+
+	t.Run("contained", func(t *testing.T) {
+		resp, issues := post("RZZ", "/DiagnosticReport", withAccession(string(example(t, "diagnosticreport_contained_order.json")), "ACC-CONTAINED"))
+		require.Equal(t, http.StatusCreated, resp.StatusCode, issues)
+		require.Equal(t, "raised", resp.Header.Get("X-Herald-Outcome"), issues)
+		outcome, ref := referrerOfEvent(t, h, resp.Header.Get("X-Herald-Alert-Id"))
+		require.Equal(t, "raised", outcome)
+		require.Equal(t, "C1234567", ref.GetId())
+		require.Equal(t, "https://fhir.hl7.org.uk/Id/gmc-number", ref.GetIdSystem())
+	})
+
+	t.Run("in the Bundle, by reference", func(t *testing.T) {
+		// Two orders: the report is basedOn the second.
+		bundle := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","identifier":{"system":"urn:test","value":"B-REF"},"entry":[
+		 {"fullUrl":"urn:uuid:other-order","resource":{"resourceType":"ServiceRequest","status":"active","intent":"order","subject":{"reference":"Patient/pt-synthetic-1"},"requester":{"identifier":{"value":"C0000001"}}}},
+		 {"fullUrl":"urn:uuid:this-order","resource":{"resourceType":"ServiceRequest","status":"active","intent":"order","subject":{"reference":"Patient/pt-synthetic-1"},"requester":{"identifier":{"value":"C1234567"}}}},
+		 {"resource":%s}]}`, strings.Replace(reference, `"reference": "ServiceRequest/sr-ord778899"`, `"reference": "urn:uuid:this-order"`, 1))
+		resp, issues := post("RZZ", "", withAccession(bundle, "ACC-BUNDLE"))
+		require.Equal(t, http.StatusCreated, resp.StatusCode, issues)
+		outcome, ref := referrerOfEvent(t, h, resp.Header.Get("X-Herald-Alert-Id"))
+		require.Equal(t, "raised", outcome)
+		require.Equal(t, "C1234567", ref.GetId())
+	})
+
+	t.Run("read from the trust's FHIR server", func(t *testing.T) {
+		// The reference example itself, unchanged: basedOn ServiceRequest/sr-ord778899.
+		resp, issues := post("RXF", "/DiagnosticReport", []byte(reference))
+		require.Equal(t, http.StatusCreated, resp.StatusCode, issues)
+		require.Equal(t, "raised", resp.Header.Get("X-Herald-Outcome"), issues)
+		outcome, ref := referrerOfEvent(t, h, resp.Header.Get("X-Herald-Alert-Id"))
+		require.Equal(t, "raised", outcome)
+		require.Equal(t, "C7654321", ref.GetId())
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, []string{"GET /fhir/R4/ServiceRequest/sr-ord778899 application/fhir+json"}, fetched)
+	})
+
+	t.Run("not carried and no server: quarantined, saying what is missing", func(t *testing.T) {
+		resp, issues := post("RZZ", "/DiagnosticReport", []byte(reference))
+		require.Equal(t, http.StatusCreated, resp.StatusCode, issues)
+		require.Equal(t, "quarantined", resp.Header.Get("X-Herald-Outcome"))
+		require.Contains(t, issues, "ServiceRequest.requester")
+		require.Contains(t, issues, "DiagnosticReport.basedOn[0] names a ServiceRequest that is not contained in the report")
+		require.Contains(t, issues, "send the ServiceRequest whose requester is the referrer")
+	})
+
+	t.Run("the server does not have it: quarantined with the reason", func(t *testing.T) {
+		resp, issues := post("RXA", "/DiagnosticReport", withAccession(reference, "ACC-404"))
+		require.Equal(t, http.StatusCreated, resp.StatusCode, issues)
+		require.Equal(t, "quarantined", resp.Header.Get("X-Herald-Outcome"))
+		require.Contains(t, issues, "could not be read from the trust's FHIR server (HTTP 404)")
+	})
 }

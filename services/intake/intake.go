@@ -71,6 +71,10 @@ type Config struct {
 	// MaxFHIRBytes bounds one FHIR request body (same reasoning; at most
 	// 512 KiB).
 	MaxFHIRBytes int64
+	// FHIRResolveTimeout bounds reading a ServiceRequest from a trust's FHIR
+	// server (tenant setting fhir_server), for the referrer of a report that
+	// does not carry its order.
+	FHIRResolveTimeout time.Duration
 
 	// RedisAddr is the Redis holding the record of accepted messages.
 	RedisAddr string
@@ -103,9 +107,12 @@ func DefaultConfig() Config {
 		MaxConnections:  1024,
 		FHIRAddr:        "127.0.0.1:8001",
 		MaxFHIRBytes:    256 << 10,
-		RedisAddr:       "127.0.0.1:6379",
-		OutcomePrefix:   "herald:intake:outcome:",
-		OutcomeTTL:      30 * 24 * time.Hour,
+		// FHIRResolveTimeout stays well inside a sender's usual 30-60 s
+		// wait for the answer.
+		FHIRResolveTimeout: 5 * time.Second,
+		RedisAddr:          "127.0.0.1:6379",
+		OutcomePrefix:      "herald:intake:outcome:",
+		OutcomeTTL:         30 * 24 * time.Hour,
 		Tenants: []TenantSettings{{
 			ODS:            "RZZ",
 			TriggerPhrases: []string{"CRITICAL ALERT", "URGENT ALERT"},
@@ -129,6 +136,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConnections, "mllp-max-connections", c.MaxConnections, "most concurrent MLLP connections")
 	fs.StringVar(&c.FHIRAddr, "fhir-addr", c.FHIRAddr, "FHIR R4 REST listen address")
 	fs.Int64Var(&c.MaxFHIRBytes, "max-fhir-bytes", c.MaxFHIRBytes, "largest FHIR request body accepted")
+	fs.DurationVar(&c.FHIRResolveTimeout, "fhir-resolve-timeout", c.FHIRResolveTimeout, "bound on reading a ServiceRequest from a trust's FHIR server")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address (record of accepted messages)")
 	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database number")
 	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", c.OutcomePrefix, "Redis key prefix of message outcomes")
@@ -161,7 +169,7 @@ func (c Config) Validate() error {
 	if c.MaxFHIRBytes < 1024 || c.MaxFHIRBytes > 512<<10 {
 		errs = append(errs, fmt.Errorf("setting max-fhir-bytes must be between 1024 and 524288 (the event must fit a Kafka record), got %d", c.MaxFHIRBytes))
 	}
-	for name, d := range map[string]time.Duration{"mllp-idle-timeout": c.MLLPIdleTimeout, "handle-timeout": c.HandleTimeout, "outcome-ttl": c.OutcomeTTL} {
+	for name, d := range map[string]time.Duration{"mllp-idle-timeout": c.MLLPIdleTimeout, "handle-timeout": c.HandleTimeout, "outcome-ttl": c.OutcomeTTL, "fhir-resolve-timeout": c.FHIRResolveTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("setting %s must be positive, got %v", name, d))
 		}
@@ -300,7 +308,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("listen fhir %s: %w", cfg.FHIRAddr, err)
 	}
 	s.fhir = &http.Server{
-		Handler:           fhirapi.New(svc, cfg.MaxFHIRBytes, deps.Logger),
+		Handler:           fhirapi.New(svc, cfg.MaxFHIRBytes, cfg.FHIRResolveTimeout, deps.Logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,

@@ -82,6 +82,13 @@ type Submission struct {
 	// validation problems.
 	Problems []*eventsv1.ValidationProblem
 	Fields   Fields
+	// ReferrerProblem says, in the channel's terms, why the mapping found no
+	// referrer; empty for the generic "no referrer to notify".
+	ReferrerProblem string
+	// BasedOn are the FHIR basedOn ServiceRequest references that the
+	// request does not carry: the trust's FHIR server may resolve them (see
+	// ApplyServiceRequest).
+	BasedOn []string
 }
 
 // Limits bound what one submission may carry.
@@ -176,7 +183,7 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 		return dec, nil
 	}
 
-	problems = append(problems, contentProblems(d, f)...)
+	problems = append(problems, contentProblems(d, f, s.ReferrerProblem)...)
 	if s.Intent == IntentAmend {
 		// An amendment is recorded whatever it says: it may withdraw or
 		// downgrade a flag, and the rules service decides what that means.
@@ -214,7 +221,7 @@ func Decide(s Submission, dir *Directory, lim Limits, ids IDFunc, now time.Time,
 
 // contentProblems are the gaps that quarantine a flagged report: the patient
 // or the responsible clinician cannot be identified.
-func contentProblems(d *eventsv1.AlertDetails, f Fields) []*eventsv1.ValidationProblem {
+func contentProblems(d *eventsv1.AlertDetails, f Fields, referrerProblem string) []*eventsv1.ValidationProblem {
 	var out []*eventsv1.ValidationProblem
 	nhs := d.GetPatient().GetNhsNumber()
 	switch {
@@ -224,7 +231,10 @@ func contentProblems(d *eventsv1.AlertDetails, f Fields) []*eventsv1.ValidationP
 		out = append(out, &eventsv1.ValidationProblem{Field: f.NHSNumber, Problem: "NHS number fails the modulus 11 check", Code: eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID})
 	}
 	if d.GetReferrer().GetId() == "" && d.GetReferrer().GetDisplayName() == "" {
-		out = append(out, &eventsv1.ValidationProblem{Field: f.Referrer, Problem: "no referrer to notify", Code: eventsv1.ProblemCode_PROBLEM_CODE_REFERRER_MISSING})
+		if referrerProblem == "" {
+			referrerProblem = "no referrer to notify"
+		}
+		out = append(out, &eventsv1.ValidationProblem{Field: f.Referrer, Problem: referrerProblem, Code: eventsv1.ProblemCode_PROBLEM_CODE_REFERRER_MISSING})
 	}
 	return out
 }

@@ -42,9 +42,11 @@ type resourceHead struct {
 }
 
 // Strict decoding targets: the resource plus its resourceType, so unknown
-// elements are refused.
+// elements are refused. The samply structs have no "contained" element, so
+// the report's is declared here.
 type strictDR struct {
-	ResourceType string `json:"resourceType"`
+	ResourceType string            `json:"resourceType"`
+	Contained    []json.RawMessage `json:"contained,omitempty"`
 	fhir.OtherDiagnosticReport
 }
 type strictBundle struct {
@@ -76,11 +78,60 @@ func decodeStrict(b []byte, v any, what string) error {
 	return nil
 }
 
-// fhirContext is what a Bundle adds around its DiagnosticReport.
+// fhirContext is what a Bundle, or the report's contained resources, add
+// around the DiagnosticReport.
 type fhirContext struct {
 	observations []fhir.Observation
-	requests     []fhir.ServiceRequest
-	patients     map[string]fhir.Patient
+	// requests are the Bundle's ServiceRequests in order; requestsByRef
+	// finds them, and the contained ones ("#id"), by the references that
+	// may point at them (fullUrl, ServiceRequest/id).
+	requests      []fhir.ServiceRequest
+	requestsByRef map[string]fhir.ServiceRequest
+	patients      map[string]fhir.Patient
+	// inBundle says whether the report came in a Bundle.
+	inBundle bool
+}
+
+func (c *fhirContext) addRequest(sr fhir.ServiceRequest, refs ...string) {
+	for _, r := range refs {
+		if r != "" {
+			c.requestsByRef[r] = sr
+		}
+	}
+}
+
+// decodeContained reads the report's contained resources that Herald uses
+// (ServiceRequest, Patient), strictly; other resource types are ignored, as
+// in a Bundle.
+func decodeContained(contained []json.RawMessage, fctx *fhirContext) error {
+	for i, raw := range contained {
+		where := fmt.Sprintf("DiagnosticReport.contained[%d]", i)
+		var h resourceHead
+		if err := json.Unmarshal(raw, &h); err != nil {
+			return &FHIRError{Status: 400, Expression: where, Problem: "not a resource"}
+		}
+		switch h.ResourceType {
+		case "ServiceRequest":
+			var s strictServiceRequest
+			if err := decodeStrict(raw, &s, where); err != nil {
+				return err
+			}
+			sr := fhir.ServiceRequest(s.OtherServiceRequest)
+			if sr.Id == nil {
+				return &FHIRError{Status: 422, Expression: where + ".id", Problem: "a contained resource needs an id to be referenced"}
+			}
+			fctx.addRequest(sr, "#"+*sr.Id)
+		case "Patient":
+			var s strictPatient
+			if err := decodeStrict(raw, &s, where); err != nil {
+				return err
+			}
+			if p := fhir.Patient(s.OtherPatient); p.Id != nil {
+				fctx.patients["#"+*p.Id] = p
+			}
+		}
+	}
+	return nil
 }
 
 // MapFHIR maps a POSTed DiagnosticReport or a transaction (or collection)
@@ -97,8 +148,9 @@ func MapFHIR(body []byte, tenant string, dir *Directory, ids IDFunc) (Submission
 	if !ok {
 		return Submission{}, &FHIRError{Status: 404, Expression: "tenant", Problem: fmt.Sprintf("tenant %q is not configured", clip(tenant))}
 	}
-	fctx := fhirContext{patients: map[string]fhir.Patient{}}
+	fctx := fhirContext{patients: map[string]fhir.Patient{}, requestsByRef: map[string]fhir.ServiceRequest{}}
 	var dr fhir.DiagnosticReport
+	var contained []json.RawMessage
 	messageID := ""
 	switch head.ResourceType {
 	case "DiagnosticReport":
@@ -107,7 +159,9 @@ func MapFHIR(body []byte, tenant string, dir *Directory, ids IDFunc) (Submission
 			return Submission{}, err
 		}
 		dr = fhir.DiagnosticReport(s.OtherDiagnosticReport)
+		contained = s.Contained
 	case "Bundle":
+		fctx.inBundle = true
 		var b strictBundle
 		if err := decodeStrict(body, &b, "Bundle"); err != nil {
 			return Submission{}, err
@@ -132,6 +186,7 @@ func MapFHIR(body []byte, tenant string, dir *Directory, ids IDFunc) (Submission
 					return Submission{}, err
 				}
 				dr = fhir.DiagnosticReport(s.OtherDiagnosticReport)
+				contained = s.Contained
 				found++
 			case "Observation":
 				var s strictObservation
@@ -144,7 +199,12 @@ func MapFHIR(body []byte, tenant string, dir *Directory, ids IDFunc) (Submission
 				if err := decodeStrict(e.Resource, &s, where); err != nil {
 					return Submission{}, err
 				}
-				fctx.requests = append(fctx.requests, fhir.ServiceRequest(s.OtherServiceRequest))
+				sr := fhir.ServiceRequest(s.OtherServiceRequest)
+				fctx.requests = append(fctx.requests, sr)
+				fctx.addRequest(sr, deref(e.FullUrl))
+				if sr.Id != nil {
+					fctx.addRequest(sr, "ServiceRequest/"+*sr.Id)
+				}
 			case "Patient":
 				var s strictPatient
 				if err := decodeStrict(e.Resource, &s, where); err != nil {
@@ -164,6 +224,9 @@ func MapFHIR(body []byte, tenant string, dir *Directory, ids IDFunc) (Submission
 		}
 	default:
 		return Submission{}, &FHIRError{Status: 422, Expression: "resourceType", Problem: fmt.Sprintf("%q is not DiagnosticReport or Bundle", clip(head.ResourceType))}
+	}
+	if err := decodeContained(contained, &fctx); err != nil {
+		return Submission{}, err
 	}
 	if messageID == "" {
 		messageID = "sha:" + ids(string(body))
@@ -242,12 +305,7 @@ func mapDiagnosticReport(dr fhir.DiagnosticReport, fctx fhirContext, t TenantSet
 		patient.Identifiers = []*eventsv1.Identifier{{System: SystemNHSNumber, Value: patient.NhsNumber}}
 	}
 	d.Patient = patient
-	for _, sr := range fctx.requests {
-		if sr.Requester != nil {
-			d.Referrer = clinicianOf(*sr.Requester)
-			break
-		}
-	}
+	d.Referrer, s.ReferrerProblem, s.BasedOn = referrerOf(dr, fctx)
 	if len(dr.ResultsInterpreter) > 0 {
 		d.Radiologist = clinicianOf(dr.ResultsInterpreter[0])
 	}
@@ -342,4 +400,134 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// referrerOf finds the referring clinician of a report: the requester of
+// the ServiceRequest it is basedOn, found among the report's contained
+// resources ("#id") or in its Bundle (by fullUrl or ServiceRequest/id). A
+// Bundle whose report names no ServiceRequest that it carries, but which
+// carries exactly one, is taken to carry the order. DiagnosticReport.
+// performer is the reporting service, never the referrer, and no extension
+// is read.
+//
+// Without a referrer it says why (for the sender's OperationOutcome and the
+// ACK), and returns the basedOn ServiceRequest references that the request
+// does not carry, which the trust's FHIR server may resolve.
+func referrerOf(dr fhir.DiagnosticReport, fctx fhirContext) (referrer *eventsv1.Clinician, problem string, unresolved []string) {
+	var reasons []string
+	for i, ref := range dr.BasedOn {
+		r := deref(ref.Reference)
+		where := fmt.Sprintf("DiagnosticReport.basedOn[%d]", i)
+		if r == "" || !isServiceRequestRef(ref, fctx) {
+			continue
+		}
+		sr, ok := fctx.requestsByRef[r]
+		switch {
+		case !ok && fctx.inBundle:
+			unresolved = append(unresolved, r)
+			reasons = append(reasons, where+" names a ServiceRequest that is neither contained in the report nor in the Bundle")
+		case !ok:
+			unresolved = append(unresolved, r)
+			reasons = append(reasons, where+" names a ServiceRequest that is not contained in the report")
+		case sr.Requester == nil:
+			reasons = append(reasons, "the ServiceRequest of "+where+" has no requester")
+		default:
+			if c := clinicianOf(*sr.Requester); c != nil {
+				return c, "", nil
+			}
+			reasons = append(reasons, "the requester of the ServiceRequest of "+where+" has no reference, identifier or display")
+		}
+	}
+	if len(fctx.requests) == 1 && len(reasons) == len(unresolved) {
+		// The Bundle carries one order and the report names none that it
+		// carries (or none at all): that order is the report's.
+		if sr := fctx.requests[0]; sr.Requester != nil {
+			if c := clinicianOf(*sr.Requester); c != nil {
+				return c, "", nil
+			}
+		}
+		reasons = append(reasons, "the Bundle's ServiceRequest has no requester")
+	}
+	if len(reasons) == 0 {
+		if fctx.inBundle {
+			reasons = append(reasons, "the report has no basedOn ServiceRequest and the Bundle carries none")
+		} else {
+			reasons = append(reasons, "the report has no basedOn ServiceRequest")
+		}
+	}
+	return nil, "no referrer to notify: " + strings.Join(reasons, "; ") + "; send the ServiceRequest whose requester is the referrer (contained, or in a Bundle with the report)", unresolved
+}
+
+// isServiceRequestRef reports whether a basedOn reference may point at a
+// ServiceRequest: its type says so, its literal reference is of that type,
+// or it is found among the request's ServiceRequests (contained "#id",
+// urn:uuid fullUrls).
+func isServiceRequestRef(ref fhir.Reference, fctx fhirContext) bool {
+	r := deref(ref.Reference)
+	if _, ok := fctx.requestsByRef[r]; ok {
+		return true
+	}
+	if t := deref(ref.Type); t != "" {
+		return t == "ServiceRequest"
+	}
+	return strings.HasPrefix(r, "ServiceRequest/") || strings.Contains(r, "/ServiceRequest/")
+}
+
+// ApplyServiceRequest gives s the referrer of a ServiceRequest that the
+// trust's FHIR server returned for one of s.BasedOn. A body that is not a
+// valid ServiceRequest, or one without a requester, leaves s without a
+// referrer and says why in its ReferrerProblem, so the report is
+// quarantined with the reason.
+func ApplyServiceRequest(s *Submission, body []byte) {
+	var sr strictServiceRequest
+	if err := decodeStrict(body, &sr, "ServiceRequest"); err != nil || sr.ResourceType != "ServiceRequest" {
+		ServiceRequestUnavailable(s, "it answered with something that is not a FHIR R4 ServiceRequest")
+		return
+	}
+	if r := sr.Requester; r != nil {
+		if c := clinicianOf(*r); c != nil {
+			s.Details.Referrer = c
+			s.ReferrerProblem = ""
+			return
+		}
+	}
+	s.ReferrerProblem = "no referrer to notify: the ServiceRequest that DiagnosticReport.basedOn names, as the trust's FHIR server returned it, has no requester"
+}
+
+// ServiceRequestUnavailable records that the ServiceRequest of the report's
+// basedOn could not be read from the trust's FHIR server, and why (e.g.
+// "HTTP 404", "no answer within 5s"); the why must hold nothing of the
+// report.
+func ServiceRequestUnavailable(s *Submission, why string) {
+	s.ReferrerProblem = "no referrer to notify: the ServiceRequest that DiagnosticReport.basedOn names could not be read from the trust's FHIR server (" + why + "); send it contained in the report or in a Bundle with it"
+}
+
+// ServiceRequestID returns the id of a basedOn reference that can be read
+// from a FHIR server at base: "ServiceRequest/<id>" or that same path under
+// base. ok is false for anything else (contained, urn:uuid, another server,
+// a malformed id), which is never fetched.
+func ServiceRequestID(ref, base string) (id string, ok bool) {
+	rest, found := strings.CutPrefix(ref, strings.TrimRight(base, "/")+"/")
+	if !found {
+		rest = ref
+	}
+	id, found = strings.CutPrefix(rest, "ServiceRequest/")
+	if !found || !validFHIRID(id) {
+		return "", false
+	}
+	return id, true
+}
+
+// validFHIRID reports whether s is a FHIR id: 1 to 64 of A-Z a-z 0-9 - .
+func validFHIRID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -32,6 +33,11 @@ type TenantSettings struct {
 	// TriggerPhrases flag a report whose text contains one of them
 	// (case-insensitive).
 	TriggerPhrases []string `json:"trigger_phrases" yaml:"trigger_phrases"`
+	// FHIRServer is the base URL of the trust's FHIR server (https://...),
+	// from which intake reads the ServiceRequest that a posted
+	// DiagnosticReport is basedOn when the request does not carry it, to
+	// find the referrer. Empty: nothing is fetched.
+	FHIRServer string `json:"fhir_server" yaml:"fhir_server"`
 }
 
 // Routine is the category name of a code that means "no alert".
@@ -93,6 +99,12 @@ func NewDirectory(tenants []TenantSettings) (*Directory, error) {
 		}
 		if _, dup := d.byODS[t.ODS]; dup {
 			return nil, fmt.Errorf("tenants[%d].ods: %s is configured twice", i, t.ODS)
+		}
+		if t.FHIRServer != "" {
+			u, err := url.Parse(t.FHIRServer)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				return nil, fmt.Errorf("tenants[%d].fhir_server: %q is not an http(s) base URL", i, t.FHIRServer)
+			}
 		}
 		t = t.withDefaults()
 		for code, cat := range t.AlertCodes {

@@ -8,6 +8,7 @@
 package fhirapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -31,11 +33,15 @@ type Handler struct {
 	svc     *app.Service
 	maxBody int64
 	log     *slog.Logger
+	// fetch reads ServiceRequests from trusts' FHIR servers.
+	fetch *http.Client
 }
 
 // New returns the handler; bodies over maxBody bytes are refused with 413.
-func New(svc *app.Service, maxBody int64, log *slog.Logger) http.Handler {
-	h := &Handler{svc: svc, maxBody: maxBody, log: log}
+// A ServiceRequest read from a trust's FHIR server (for the referrer of a
+// report that does not carry its order) must arrive within resolveTimeout.
+func New(svc *app.Service, maxBody int64, resolveTimeout time.Duration, log *slog.Logger) http.Handler {
+	h := &Handler{svc: svc, maxBody: maxBody, log: log, fetch: &http.Client{Timeout: resolveTimeout}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /fhir/{tenant}/DiagnosticReport", h.post)
 	mux.HandleFunc("POST /fhir/{tenant}", h.post)
@@ -87,6 +93,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "400"})
 		writeOutcome(w, http.StatusBadRequest, "error", "invalid", "", err.Error())
 		return
+	}
+	if sub.Details.GetReferrer() == nil && len(sub.BasedOn) > 0 {
+		h.resolveReferrer(r.Context(), &sub)
 	}
 	rec, dup, err := h.svc.Submit(r.Context(), app.Message{
 		Channel:     "fhir",
@@ -166,4 +175,61 @@ func writeIssues(w http.ResponseWriter, status int, issues []issue) {
 	w.Header().Set("Content-Type", ContentType)
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// resolveReferrer reads the ServiceRequest that the report is basedOn from
+// the trust's FHIR server, when the trust has one and the request did not
+// carry it, and takes the referrer from its requester. Whatever goes wrong
+// leaves the report without a referrer (so it is quarantined) with the
+// reason; it is never refused for it.
+func (h *Handler) resolveReferrer(ctx context.Context, sub *domain.Submission) {
+	t, ok := h.svc.Directory().Tenant(sub.Tenant)
+	if !ok || t.FHIRServer == "" {
+		return
+	}
+	for _, ref := range sub.BasedOn {
+		id, ok := domain.ServiceRequestID(ref, t.FHIRServer)
+		if !ok {
+			continue
+		}
+		body, err := h.readServiceRequest(ctx, t.FHIRServer, id)
+		if err != nil {
+			h.log.WarnContext(ctx, "ServiceRequest not read from the trust's FHIR server", "tenant", t.ODS, "reason", err.Error())
+			domain.ServiceRequestUnavailable(sub, err.Error())
+			return
+		}
+		domain.ApplyServiceRequest(sub, body)
+		return
+	}
+}
+
+// readServiceRequest GETs base/ServiceRequest/id. Its errors say what
+// happened without any content of the answer (for the log and the sender).
+func (h *Handler) readServiceRequest(ctx context.Context, base, id string) ([]byte, error) {
+	url := strings.TrimRight(base, "/") + "/ServiceRequest/" + id
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, errors.New("the trust's FHIR server address is not usable")
+	}
+	req.Header.Set("Accept", ContentType)
+	resp, err := h.fetch.Do(req)
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("no answer within %v", h.fetch.Timeout)
+		}
+		return nil, errors.New("the server could not be reached")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, h.maxBody+1))
+	switch {
+	case err != nil:
+		return nil, errors.New("the answer could not be read")
+	case int64(len(body)) > h.maxBody:
+		return nil, fmt.Errorf("the answer exceeds %d bytes", h.maxBody)
+	}
+	return body, nil
 }
