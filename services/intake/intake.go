@@ -9,6 +9,7 @@ package intake
 import (
 	"context"
 	"crypto/tls"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -183,6 +184,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+//go:embed tenants/demo.yaml
+var demoTenants []byte
+
+// DemoTenants returns the settings of the demo trusts RZZ and RZY built into
+// the binary (tenants/demo.yaml), for the all-in-one dev binary: their
+// trigger phrases are the ones the demo policy bundles' rules look for.
+func DemoTenants() ([]TenantSettings, error) {
+	return parseTenants("tenants/demo.yaml", demoTenants)
+}
+
 // LoadTenants reads a tenants file: YAML or JSON (by extension .json), with
 // a top-level "tenants" list. Unknown keys are errors, so a misspelt
 // setting is not silently ignored.
@@ -191,6 +202,11 @@ func LoadTenants(path string) ([]TenantSettings, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tenants-file %s: %w", path, err)
 	}
+	return parseTenants(path, b)
+}
+
+func parseTenants(path string, b []byte) ([]TenantSettings, error) {
+	var err error
 	var doc struct {
 		Tenants []TenantSettings `json:"tenants" yaml:"tenants"`
 	}

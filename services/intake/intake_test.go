@@ -58,3 +58,16 @@ func TestLoadTenants(t *testing.T) {
 	_, err = intake.LoadTenants("testdata/tenants/absent.yaml")
 	require.ErrorContains(t, err, "tenants-file")
 }
+
+func TestDemoTenantsLoad(t *testing.T) {
+	ts, err := intake.DemoTenants()
+	require.NoError(t, err)
+	var ods []string
+	for _, tn := range ts {
+		ods = append(ods, tn.ODS)
+		require.Contains(t, tn.TriggerPhrases, "CRITICAL ALERT", tn.ODS)
+	}
+	require.Equal(t, []string{"RZZ", "RZY"}, ods)
+	// The phrases of RZZ's demo rules (always-alert-phrases).
+	require.Subset(t, ts[0].TriggerPhrases, []string{"tension pneumothorax", "pulmonary embolism", "free intraperitoneal air", "aortic dissection"})
+}

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herald-health/herald/cmd/internal/runstate"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -165,7 +166,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	icfg.EventLog = logCfg
 	icfg.GRPC.Addr, icfg.FHIRAddr, icfg.MLLPAddr = addr(7001), addr(8001), addr(2575)
 	icfg.RedisAddr = redisAddr
-	icfg.Tenants = append(icfg.Tenants, intake.TenantSettings{ODS: "RZY", TriggerPhrases: []string{"CRITICAL ALERT", "URGENT ALERT"}})
+	// The demo trusts' settings list the trigger phrases the demo bundles'
+	// rules look for, so those rules can fire.
+	if icfg.Tenants, err = intake.DemoTenants(); err != nil {
+		return fmt.Errorf("demo tenants: %w", err)
+	}
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Log = logCfg
@@ -285,6 +290,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		ack: services[2].Addrs(), notification: services[3].Addrs(), bundles: bundleDir, logs: logFile.Name(),
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(started),
 	})
+
+	// heraldctl finds this run's broker, Redis and services through the
+	// state file (the embedded ones take free ports at every start).
+	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
+	if err := runstate.Write(statePath, runstate.State{
+		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: services[0].Addrs()["grpc"],
+		FHIRURL: "http://" + services[0].Addrs()["fhir"], MLLP: services[0].Addrs()["mllp"],
+		RulesGRPC: services[1].Addrs()["grpc"], AckGRPC: services[2].Addrs()["grpc"],
+		NotificationGRPC: services[3].Addrs()["grpc"], Dashboard: "http://" + dl.Addr().String(), PID: os.Getpid(),
+	}); err != nil {
+		return err
+	}
+	defer os.Remove(statePath)
 
 	if cfg.Feed {
 		wg.Add(1)
