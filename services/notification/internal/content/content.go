@@ -45,6 +45,11 @@ type Data struct {
 	// Failsafe marks the message to the fail-safe team; Queue names the queue.
 	Failsafe bool
 	Queue    string
+	// Quarantined marks an alert whose report arrived with a data-quality
+	// problem; Missing says what, in fixed words (QuarantineGap), never the
+	// report's own text.
+	Quarantined bool
+	Missing     []string
 	// Test marks a TestContactPoint message.
 	Test bool
 }
@@ -53,10 +58,36 @@ type Data struct {
 // Only the fields listed in Data are copied from the projection.
 func FromAlert(a domain.Alert, step, repeat uint32, failsafe bool, ackLink string) Data {
 	name, key := Category(a.Category, a.LocalCategory)
-	return Data{
+	d := Data{
 		AlertID: a.ID, Category: name, CategoryKey: key, Trust: a.Tenant, Deadline: a.Deadline,
 		AckLink: ackLink, Step: step, Repeat: repeat, Failsafe: failsafe, Queue: a.FailsafeQueue,
+		Quarantined: len(a.Quarantine) > 0,
 	}
+	for _, c := range a.Quarantine {
+		d.Missing = append(d.Missing, QuarantineGap(c))
+	}
+	return d
+}
+
+// QuarantineGap says in words what a quarantined report lacked. The words
+// are fixed per code, so a message can say what is missing without any
+// data from the report.
+func QuarantineGap(c eventsv1.ProblemCode) string {
+	switch c {
+	case eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_MISSING:
+		return "no NHS number"
+	case eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID:
+		return "the NHS number fails its check digit"
+	case eventsv1.ProblemCode_PROBLEM_CODE_ACCESSION_MISSING:
+		return "no accession number"
+	case eventsv1.ProblemCode_PROBLEM_CODE_REFERRER_MISSING:
+		return "no referrer named"
+	case eventsv1.ProblemCode_PROBLEM_CODE_REPORT_TIME_INVALID:
+		return "the report time is unreadable"
+	case eventsv1.ProblemCode_PROBLEM_CODE_BIRTH_DATE_INVALID:
+		return "the date of birth is unreadable"
+	}
+	return "a data-quality problem (see the alert)"
 }
 
 // Ref is the opaque reference printed in messages: the first 12 characters
@@ -150,6 +181,8 @@ func Names(d Data) []string {
 		return []string{"test", "default"}
 	case d.Failsafe:
 		return []string{"failsafe", d.CategoryKey, "default"}
+	case d.Quarantined:
+		return []string{"quarantine", d.CategoryKey, "default"}
 	}
 	return []string{d.CategoryKey, "default"}
 }

@@ -25,14 +25,29 @@ const (
 
 func syntheticAlert(t *testing.T, cat eventsv1.Category) domain.Alert {
 	t.Helper()
+	return syntheticAlertOf(t, cat, false)
+}
+
+// syntheticAlertOf builds the alert from AlertRaised, or from
+// AlertQuarantined (with problems whose texts carry the patient's data, as
+// a careless intake might) when quarantined.
+func syntheticAlertOf(t *testing.T, cat eventsv1.Category, quarantined bool) domain.Alert {
+	t.Helper()
 	details := &eventsv1.AlertDetails{
 		Patient:    &eventsv1.Patient{NhsNumber: nhsNumber, FamilyName: family, GivenName: given, BirthDate: birthDate},
 		ReportText: report,
 		Referrer:   &eventsv1.Clinician{Id: "G1234567", DisplayName: "Dr Referrer"},
 	}
+	first := &eventsv1.Event{EventId: "e1", AlertId: "0f3a9c2b7d1e4f5a8b6c0d2e4f6a8b0c", Tenant: "RZZ",
+		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: details}}}
+	if quarantined {
+		first.Payload = &eventsv1.Event_AlertQuarantined{AlertQuarantined: &eventsv1.AlertQuarantined{Details: details, Problems: []*eventsv1.ValidationProblem{
+			{Field: "PID-3", Problem: "NHS number " + nhsNumber + " of " + family + " fails the check", Code: eventsv1.ProblemCode_PROBLEM_CODE_NHS_NUMBER_INVALID},
+			{Field: "OBR-3", Problem: "accession is missing", Code: eventsv1.ProblemCode_PROBLEM_CODE_ACCESSION_MISSING},
+		}}}
+	}
 	var a domain.Alert
-	a, _ = domain.Apply(a, &eventsv1.Event{EventId: "e1", AlertId: "0f3a9c2b7d1e4f5a8b6c0d2e4f6a8b0c", Tenant: "RZZ",
-		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: details}}})
+	a, _ = domain.Apply(a, first)
 	a, _ = domain.Apply(a, &eventsv1.Event{EventId: "e2", AlertId: a.ID, Tenant: "RZZ",
 		Payload: &eventsv1.Event_AlertRouted{AlertRouted: &eventsv1.AlertRouted{
 			Category: cat, LocalCategory: "Local-X",
@@ -70,12 +85,13 @@ func TestEveryTemplateCarriesNoPatientData(t *testing.T) {
 	rendered := map[string]bool{}
 	for _, ch := range channels {
 		for _, cat := range categories {
-			a := syntheticAlert(t, cat)
 			for _, kind := range []struct {
-				name           string
-				repeat         uint32
-				failsafe, test bool
-			}{{"first", 0, false, false}, {"repeat", 2, false, false}, {"failsafe", 0, true, false}, {"test", 0, false, true}} {
+				name                        string
+				repeat                      uint32
+				failsafe, test, quarantined bool
+			}{{"first", 0, false, false, false}, {"repeat", 2, false, false, false}, {"failsafe", 0, true, false, false}, {"test", 0, false, true, false},
+				{"quarantined", 0, false, false, true}, {"quarantined repeat", 1, false, false, true}, {"quarantined failsafe", 0, true, false, true}} {
+				a := syntheticAlertOf(t, cat, kind.quarantined)
 				d := FromAlert(a, 0, kind.repeat, kind.failsafe, "https://herald.example/ack/tok123")
 				d.Test = kind.test
 				m, err := r.Render(ch, d)
@@ -97,6 +113,28 @@ func TestEveryTemplateCarriesNoPatientData(t *testing.T) {
 	for _, n := range names {
 		require.True(t, rendered[n[0]+"/"+n[1]], "embedded template %s/%s was never rendered", n[0], n[1])
 	}
+}
+
+// A quarantined alert's message says so, and says what is missing in fixed
+// words, on every channel a person reads.
+func TestQuarantineMessageSaysItIsQuarantinedAndWhatIsMissing(t *testing.T) {
+	a := syntheticAlertOf(t, eventsv1.Category_CATEGORY_CRITICAL, true)
+	r := NewRenderer(nil)
+	for _, ch := range []eventsv1.Channel{eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Channel_CHANNEL_SMS, eventsv1.Channel_CHANNEL_TEAMS, eventsv1.Channel_CHANNEL_WEBHOOK} {
+		m, err := r.Render(ch, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+		require.NoError(t, err)
+		text := strings.ToLower(m.Subject + m.Body)
+		require.Contains(t, text, "quarantined", ch.String())
+		require.Contains(t, text, "the nhs number fails its check digit", ch.String())
+		require.Contains(t, text, "no accession number", ch.String())
+		requireNoPatientData(t, m.Subject+m.Body)
+	}
+	// A complete report of the same finding ends the quarantine wording.
+	a, _ = domain.Apply(a, &eventsv1.Event{EventId: "e3", AlertId: a.ID, Tenant: "RZZ",
+		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{}}}})
+	m, err := r.Render(eventsv1.Channel_CHANNEL_EMAIL, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+	require.NoError(t, err)
+	require.NotContains(t, strings.ToLower(m.Subject+m.Body), "quarantined")
 }
 
 func TestRenderCriticalEmail(t *testing.T) {

@@ -68,7 +68,11 @@ type Alert struct {
 	Referrer      Referrer  `json:"referrer,omitzero"`
 	Steps         []Step    `json:"steps,omitempty"`
 	FailsafeQueue string    `json:"failsafe_queue,omitempty"`
-	Routed        bool      `json:"routed,omitempty"`
+	// Quarantine says what was missing or wrong in a quarantined report, as
+	// intake's problem codes (a fixed vocabulary, never the report's text);
+	// empty for a complete report.
+	Quarantine []eventsv1.ProblemCode `json:"quarantine,omitempty"`
+	Routed     bool                   `json:"routed,omitempty"`
 	// Round counts the routings applied: a re-routing (an upgrade or an
 	// amendment) starts a new round at step 0, whose messages are new.
 	Round  uint32 `json:"round,omitempty"`
@@ -125,10 +129,18 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised:
 		a.setReferrer(p.AlertRaised.GetDetails().GetReferrer())
+		a.Quarantine = nil // a complete report of the finding arrived
 	case *eventsv1.Event_AlertAmended:
 		a.setReferrer(p.AlertAmended.GetDetails().GetReferrer())
 	case *eventsv1.Event_AlertQuarantined:
 		a.setReferrer(p.AlertQuarantined.GetDetails().GetReferrer())
+		var gaps []eventsv1.ProblemCode // a new slice: earlier states share the old one
+		for _, pr := range p.AlertQuarantined.GetProblems() {
+			if c := pr.GetCode(); !slices.Contains(gaps, c) {
+				gaps = append(gaps, c)
+			}
+		}
+		a.Quarantine = gaps
 	case *eventsv1.Event_AlertRouted:
 		send = a.route(p.AlertRouted)
 	case *eventsv1.Event_AlertEscalated:
@@ -222,6 +234,7 @@ func (a Alert) clone() Alert {
 	a.Steps = slices.Clone(a.Steps)
 	a.Stopped = slices.Clone(a.Stopped)
 	a.Applied = slices.Clone(a.Applied)
+	a.Quarantine = slices.Clone(a.Quarantine)
 	return a
 }
 

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -142,6 +143,7 @@ func Route(bs Bundles, in Input) (Decision, error) {
 	if policyID == "" {
 		policyID = chosen.Policy
 	}
+	tellReferrer := false
 	if in.Kind == KindQuarantined {
 		policyID = b.Failsafe.Policy
 		q := "quarantined"
@@ -149,12 +151,18 @@ func Route(bs Bundles, in Input) (Decision, error) {
 			q += " (" + strings.Join(in.QuarantineFields, ", ") + ")"
 		}
 		q += ": routed to the fail-safe policy " + policyID
+		if tellReferrer = d.GetReferrer().GetId() != ""; tellReferrer {
+			q += ", its first step also to the referrer"
+		}
 		if reason != "" {
 			q += "; " + reason
 		}
 		reason = q
 	}
 	snap, _ := b.Snapshot(policyID) // every policy id here was validated at load
+	if tellReferrer {
+		snap = withReferrerFirst(snap)
+	}
 	ref := snap.GetRef()
 
 	routed := &eventsv1.AlertRouted{
@@ -172,6 +180,25 @@ func Route(bs Bundles, in Input) (Decision, error) {
 	dec.Routed = routed
 	dec.Ref = ref
 	return dec, nil
+}
+
+// withReferrerFirst returns a copy of the policy snapshot whose first step
+// also targets the referrer. A quarantined report's data-quality problem is
+// the fail-safe team's to resolve, but its finding is the referrer's: where
+// the report names one, they are told at once rather than after the data
+// are corrected. The shared snapshot is never modified.
+func withReferrerFirst(snap *eventsv1.EscalationPolicy) *eventsv1.EscalationPolicy {
+	if len(snap.GetSteps()) == 0 {
+		return snap
+	}
+	for _, t := range snap.GetSteps()[0].GetTargets() {
+		if t.GetKind() == eventsv1.TargetKind_TARGET_KIND_REFERRER {
+			return snap
+		}
+	}
+	out := proto.Clone(snap).(*eventsv1.EscalationPolicy)
+	out.Steps[0].Targets = append(out.Steps[0].Targets, &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_REFERRER})
+	return out
 }
 
 // clockStart is the instant the category's clocks run from: when the

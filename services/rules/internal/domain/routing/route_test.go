@@ -122,6 +122,33 @@ func TestQuarantinedAlertGoesToTheFailsafePolicy(t *testing.T) {
 	require.Equal(t, "quarantined (PID-3): routed to the fail-safe policy quarantine", dec.Routed.GetClassificationReason())
 }
 
+// A quarantined report that names its referrer reaches them at the fail-safe
+// policy's first step, besides the fail-safe officer; one without a referrer
+// goes to the fail-safe team alone. The bundle's shared snapshot is left as
+// it was.
+func TestQuarantinedAlertAlsoTellsAKnownReferrer(t *testing.T) {
+	bs := demo(t)
+	at := utc(t, "2026-01-14T10:00:00Z")
+	kinds := func(p *eventsv1.EscalationPolicy) []eventsv1.TargetKind {
+		var out []eventsv1.TargetKind
+		for _, tg := range p.GetSteps()[0].GetTargets() {
+			out = append(out, tg.GetKind())
+		}
+		return out
+	}
+	dec, err := routing.Route(bs, routing.Input{Tenant: "RZZ", Kind: routing.KindQuarantined, Details: alert{flag: critical, referrer: "C1234567"}.details(),
+		At: at, QuarantineFields: []string{"PID-3"}})
+	require.NoError(t, err)
+	require.Equal(t, "quarantine", dec.Ref.GetPolicyId())
+	require.Equal(t, []eventsv1.TargetKind{eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER, eventsv1.TargetKind_TARGET_KIND_REFERRER}, kinds(dec.Routed.GetPolicy()))
+	require.Contains(t, dec.Routed.GetClassificationReason(), "its first step also to the referrer")
+
+	none, err := routing.Route(bs, routing.Input{Tenant: "RZZ", Kind: routing.KindQuarantined, Details: alert{flag: critical}.details(),
+		At: at, QuarantineFields: []string{"ORC-12"}})
+	require.NoError(t, err)
+	require.Equal(t, []eventsv1.TargetKind{eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER}, kinds(none.Routed.GetPolicy()), "the shared snapshot gained no referrer")
+}
+
 func TestClocksAreAbsoluteFromTheReportTime(t *testing.T) {
 	bs := demo(t)
 	at := utc(t, "2026-01-14T10:00:00Z")
