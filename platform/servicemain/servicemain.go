@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/logging"
@@ -70,8 +71,8 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	}
 	logger := logging.New(stderr, lvl, s.Name)
 	tuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx, stopAsked, release := stopOnSignal(logger, s.Name)
+	defer release()
 	tel, err := telemetry.Setup(ctx, tcfg)
 	if err != nil {
 		logger.Error("telemetry set-up", "error", err.Error())
@@ -91,7 +92,51 @@ func Main(args []string, stderr io.Writer, s Service) int {
 		logger.Error(s.Name+" stopped", "error", err.Error())
 		return 1
 	}
+	// Operators see every stop: the signal that asked for it ("stopping")
+	// and that in-flight work was finished ("stopped").
+	if at, asked := stopAsked(); asked {
+		logger.Info(s.Name+" stopped", "took_ms", time.Since(at).Milliseconds())
+	} else {
+		logger.Info(s.Name + " stopped")
+	}
 	return 0
+}
+
+// stopOnSignal returns a context that ends at the first SIGINT or SIGTERM,
+// which it logs as "<name> stopping" with the signal, a function that
+// reports when that was, and one that releases the signal handler. A second
+// signal is no longer caught: it ends the process at once, for an operator
+// who will not wait.
+func stopOnSignal(logger *slog.Logger, name string) (ctx context.Context, stopAsked func() (time.Time, bool), release func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	asked := make(chan time.Time, 1)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			signal.Stop(sigs)
+			asked <- time.Now()
+			logger.Info(name+" stopping", "signal", sig.String())
+			cancel()
+		case <-done:
+		}
+	}()
+	stopAsked = func() (time.Time, bool) {
+		select {
+		case at := <-asked:
+			return at, true
+		default:
+			return time.Time{}, false
+		}
+	}
+	release = func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
+	return ctx, stopAsked, release
 }
 
 // GCPercent is the services' garbage-collection target (GOGC) unless the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,5 +140,31 @@ func TestGCPercentDefaultsUnlessGOGCIsSet(t *testing.T) {
 	Main([]string{"-metrics-addr="}, &bytes.Buffer{}, noop)
 	if got := debug.SetGCPercent(100); got != GCPercent {
 		t.Fatalf("without GOGC: GC percent %d, want %d", got, GCPercent)
+	}
+}
+
+// A stop asked by a signal is logged when it is asked ("stopping", with the
+// signal) and when it is done ("stopped"), so a clean stop reads as one.
+func TestSignalledStopIsLogged(t *testing.T) {
+	var addr string
+	var stderr bytes.Buffer
+	code := Main([]string{"-metrics-addr="}, &stderr, service(func(ctx context.Context) error {
+		// The handler is in place once Run is called.
+		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}, nil, &addr))
+	if code != 0 {
+		t.Fatalf("exit code: got %d, want 0; stderr:\n%s", code, stderr.String())
+	}
+	var stopping, stopped bool
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		stopping = stopping || strings.Contains(line, `"msg":"probe stopping"`) && strings.Contains(line, `"signal":"terminated"`)
+		stopped = stopped || strings.Contains(line, `"msg":"probe stopped"`)
+	}
+	if !stopping || !stopped {
+		t.Fatalf("logs do not show the stop asked (%v) and done (%v):\n%s", stopping, stopped, stderr.String())
 	}
 }
