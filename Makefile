@@ -22,7 +22,11 @@ build: ## Build every module and the binaries into bin/.
 
 .PHONY: run
 run: ## Run the whole system in one process (embedded Kafka-protocol broker and Redis).
-	$(GO) run ./cmd/herald
+	@echo "building bin/herald (the first time compiles every dependency: a few minutes)"
+	@mkdir -p bin && $(GO) build -o bin/herald ./cmd/herald
+	@# exec: Ctrl-C reaches herald, which stops cleanly and exits 0, so make
+	@# reports no error (go run exits 1 when its program is interrupted).
+	@exec bin/herald
 
 .PHONY: deps-up
 deps-up: ## Start real Kafka (KRaft, from Maven Central) and Redis on loopback ports.

@@ -46,7 +46,7 @@ type Config struct {
 	// Host is the loopback address every listener binds.
 	Host string
 	// AnyPorts binds every listener to a free port instead of the fixed
-	// ports heraldctl assumes (tests).
+	// ports heraldctl falls back to without a state file (tests).
 	AnyPorts bool
 	// DashboardAddr serves the web page.
 	DashboardAddr string
@@ -285,15 +285,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	go func() { _ = dsrv.Serve(dl) }()
 	defer dsrv.Close()
 
+	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
 		infra: infra, dashboard: "http://" + dl.Addr().String(), intake: services[0].Addrs(), rules: services[1].Addrs(),
-		ack: services[2].Addrs(), notification: services[3].Addrs(), bundles: bundleDir, logs: logFile.Name(),
+		ack: services[2].Addrs(), notification: services[3].Addrs(), bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(started),
 	})
 
 	// heraldctl finds this run's broker, Redis and services through the
 	// state file (the embedded ones take free ports at every start).
-	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	if err := runstate.Write(statePath, runstate.State{
 		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: services[0].Addrs()["grpc"],
 		FHIRURL: "http://" + services[0].Addrs()["fhir"], MLLP: services[0].Addrs()["mllp"],

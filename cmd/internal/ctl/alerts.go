@@ -37,7 +37,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 	overdue := fs.Bool("overdue", false, "only alerts past a deadline")
 	assignee := fs.String("assignee", "", "person id the alert is with")
 	limit := fs.Int("limit", 50, "most alerts to show")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	req := &ackv1.ListAlertsRequest{Tenant: *tenant, OverdueOnly: *overdue, Assignee: *assignee, PageSize: int32(*limit)}
@@ -97,7 +97,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	c := showCommand()
 	fs := newFlags(c, e)
 	addr := fs.String("addr", e.addrs.ack, "acknowledgement gRPC address")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs, "alert id")
@@ -240,7 +240,7 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	fs.StringVar(&f.reason, "reason", "", "decline reason")
 	fs.StringVar(&f.note, "note", "", "free-text note")
 	fs.StringVar(&f.what, "what", "", "what was done")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs, "alert id")

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/herald-health/herald/cmd/internal/runstate"
 )
 
 // command is one heraldctl subcommand.
@@ -36,28 +38,56 @@ type env struct {
 	addrs       addresses
 }
 
-// addresses of the services; defaults match `make run`, overridable by
-// environment (HERALD_CTL_INTAKE, ...) and per-command flags.
+// addresses of the services, the broker and Redis. Each comes from, in
+// order: its per-command flag, the environment (HERALD_CTL_INTAKE, ...),
+// the state file of a running `make run`, and the fixed ports `make run`
+// binds its services to.
 type addresses struct {
-	intake, fhir, mllp, rules, notification, ack, kafka string
+	intake, fhir, mllp, rules, notification, ack, kafka, redis string
+	// from names where the addresses came from, for error messages.
+	from string
 }
 
-func defaultAddresses() addresses {
-	get := func(name, def string) string {
-		if v := os.Getenv("HERALD_CTL_" + name); v != "" {
-			return v
+// defaultAddresses reads the environment and the state file at statePath
+// (a missing file, or one left by a run that has stopped, is ignored).
+func defaultAddresses(statePath string) addresses {
+	st, ok, err := runstate.Read(statePath)
+	if err != nil || !ok || !st.Running() {
+		st = runstate.State{}
+	}
+	from := "the defaults"
+	if st.PID != 0 {
+		from = "make run's state file " + statePath
+	}
+	get := func(name, state, def string) string {
+		switch {
+		case os.Getenv("HERALD_CTL_"+name) != "":
+			return os.Getenv("HERALD_CTL_" + name)
+		case state != "":
+			return state
 		}
 		return def
 	}
 	return addresses{
-		intake:       get("INTAKE", "127.0.0.1:7001"),
-		fhir:         get("FHIR", "http://127.0.0.1:8001"),
-		mllp:         get("MLLP", "127.0.0.1:2575"),
-		rules:        get("RULES", "127.0.0.1:7002"),
-		notification: get("NOTIFICATION", "127.0.0.1:7004"),
-		ack:          get("ACK", "127.0.0.1:7003"),
-		kafka:        get("KAFKA", "127.0.0.1:9092"),
+		intake:       get("INTAKE", st.IntakeGRPC, "127.0.0.1:7001"),
+		fhir:         get("FHIR", st.FHIRURL, "http://127.0.0.1:8001"),
+		mllp:         get("MLLP", st.MLLP, "127.0.0.1:2575"),
+		rules:        get("RULES", st.RulesGRPC, "127.0.0.1:7002"),
+		notification: get("NOTIFICATION", st.NotificationGRPC, "127.0.0.1:7004"),
+		ack:          get("ACK", st.AckGRPC, "127.0.0.1:7003"),
+		kafka:        get("KAFKA", strings.Join(st.KafkaBrokers, ","), "127.0.0.1:9092"),
+		redis:        get("REDIS", st.RedisAddr, "127.0.0.1:6379"),
+		from:         from,
 	}
+}
+
+// statePath is where heraldctl looks for a running `make run`'s state:
+// HERALD_CTL_STATE, else the all-in-one's default work directory.
+func statePath() string {
+	if p := os.Getenv("HERALD_CTL_STATE"); p != "" {
+		return p
+	}
+	return runstate.DefaultPath()
 }
 
 func commands() []command {
@@ -77,7 +107,7 @@ func commands() []command {
 
 // Main runs heraldctl with args and returns the process exit code.
 func Main(ctx context.Context, args []string, out, errOut io.Writer) int {
-	e := &env{out: out, errOut: errOut, addrs: defaultAddresses()}
+	e := &env{out: out, errOut: errOut, addrs: defaultAddresses(statePath())}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			for _, c := range commands() {
@@ -101,6 +131,10 @@ func Main(ctx context.Context, args []string, out, errOut io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		if errors.Is(err, errUsage) {
+			fmt.Fprintf(errOut, "heraldctl %s: %s\n\n%s", c.name, plain(err), c.usage)
+			return 2
+		}
 		fmt.Fprintf(errOut, "heraldctl %s: %s\n", c.name, plain(err))
 		return 1
 	}
@@ -123,9 +157,12 @@ Commands:
 	fmt.Fprint(w, `
 Run "heraldctl help <command>" or "heraldctl <command> -h" for a command's flags and examples.
 
-Service addresses default to those "make run" prints; set HERALD_CTL_INTAKE, HERALD_CTL_FHIR,
-HERALD_CTL_MLLP, HERALD_CTL_RULES, HERALD_CTL_NOTIFICATION, HERALD_CTL_ACK or HERALD_CTL_KAFKA,
-or pass -addr, to reach another deployment.
+Flags may come before or after a command's arguments ("ack ALERT_ID -as X" or "ack -as X ALERT_ID").
+
+While "make run" runs, heraldctl finds its services, broker and Redis through the state file it
+writes (`+runstate.DefaultPath()+`; HERALD_CTL_STATE names another). To reach another
+deployment, set HERALD_CTL_INTAKE, HERALD_CTL_FHIR, HERALD_CTL_MLLP, HERALD_CTL_RULES,
+HERALD_CTL_NOTIFICATION, HERALD_CTL_ACK, HERALD_CTL_KAFKA or HERALD_CTL_REDIS, or pass -addr.
 `)
 }
 
@@ -176,9 +213,41 @@ func timeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 15*time.Second)
 }
 
+// errUsage marks a command called without what it needs: Main prints the
+// command's usage and exits 2.
+var errUsage = errors.New("usage")
+
+// usageError returns an error that says what is missing and prints usage.
+func usageError(msg string) error { return fmt.Errorf("%s: %w", msg, errUsage) }
+
+// parseArgs parses flags wherever they stand among the arguments: Go's flag
+// package stops at the first non-flag, which would make "ack ALERT_ID -as X"
+// an error. "--" ends the flags; everything after it is an argument. The
+// arguments, in order, are left in fs.Args().
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	// Leave the arguments where callers read them: fs.Args().
+	return fs.Parse(append([]string{"--"}, positional...))
+}
+
 func oneArg(fs *flag.FlagSet, what string) (string, error) {
 	if fs.NArg() != 1 {
-		return "", fmt.Errorf("give exactly one %s (got %d: %s)", what, fs.NArg(), strings.Join(fs.Args(), " "))
+		return "", usageError(fmt.Sprintf("give exactly one %s (got %d: %s)", what, fs.NArg(), strings.Join(fs.Args(), " ")))
 	}
 	return fs.Arg(0), nil
 }

@@ -43,7 +43,7 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	referrer := fs.String("referrer", "", "referrer id (evaluate)")
 	patientClass := fs.String("patient-class", "E", "patient class (evaluate)")
 	modality := fs.String("modality", "CT", "modality (evaluate)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	conn, err := dial(*addr)

@@ -26,8 +26,8 @@ func raiseCommand() command {
 		usage: `heraldctl raise: send a flagged report to intake, as a RIS would.
 
   heraldctl raise -tenant RZZ -accession ACC123 -category critical -nhs 9990000018 -referrer C1234567
-  heraldctl raise -hl7 testdata/oru_r01_critical_pneumothorax.hl7        (HL7 v2 over MLLP; prints the ACK)
-  heraldctl raise -tenant RZZ -fhir bundle_critical_alert.json            (FHIR R4, DiagnosticReport or Bundle)
+  heraldctl raise -hl7 services/intake/testdata/oru_r01_critical_pneumothorax.hl7     (HL7 v2 over MLLP; prints the ACK)
+  heraldctl raise -fhir services/intake/testdata/diagnosticreport_contained_order.json (FHIR R4, DiagnosticReport or Bundle)
 
 It prints the alert id intake derived, and whether the report was a duplicate or quarantined.
 `,
@@ -60,8 +60,15 @@ func runRaise(ctx context.Context, e *env, args []string) error {
 	modality := fs.String("modality", "CT", "modality")
 	patientClass := fs.String("patient-class", "E", "patient class: E, I or O")
 	msgID := fs.String("message-id", "", "source message id (default: generated; reuse it to send a duplicate)")
-	if err := fs.Parse(args); err != nil {
+	if len(args) == 0 {
+		// Raising a real alert needs at least one deliberate choice.
+		return usageError("say what to raise: -hl7 FILE, -fhir FILE, or the report's flags (-accession, -nhs, -referrer, -category)")
+	}
+	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("raise takes flags only, not " + strings.Join(fs.Args(), " "))
 	}
 	switch {
 	case *hl7File != "":

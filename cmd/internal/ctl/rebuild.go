@@ -21,7 +21,8 @@ event log, as it does by itself when it finds Redis wiped.
 It removes the service's epoch key; the running service notices within a second (EpochEvery) and
 rebuilds under a lock, one replica for all. Nothing is lost: Redis is a cache of the log.
 
-  heraldctl rebuild acknowledgement -redis 127.0.0.1:6379
+  heraldctl rebuild acknowledgement                        make run's Redis (found through its state file)
+  heraldctl rebuild notification -redis 10.0.0.5:6379      another deployment's Redis
 `,
 		run: runRebuild,
 	}
@@ -48,10 +49,10 @@ func epochKey(service, namespace string) (string, error) {
 func runRebuild(ctx context.Context, e *env, args []string) error {
 	c := rebuildCommand()
 	fs := newFlags(c, e)
-	addr := fs.String("redis", "127.0.0.1:6379", "the service's Redis address")
+	addr := fs.String("redis", e.addrs.redis, "the service's Redis address (default: make run's, from its state file)")
 	db := fs.Int("redis-db", 0, "the service's Redis database")
 	ns := fs.String("namespace", "", "the service's key namespace (its redis-namespace or redis-prefix setting; default the service's default)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	service, err := oneArg(fs, "service name")
@@ -68,7 +69,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	n, err := rdb.Del(ctx, key).Result()
 	if err != nil {
-		return fmt.Errorf("remove %s's epoch key on redis %s: %w", service, *addr, err)
+		return fmt.Errorf("remove %s's epoch key on redis %s (address from %s; is Herald running?): %w", service, *addr, e.addrs.from, err)
 	}
 	if n == 0 {
 		fmt.Fprintf(e.out, "no epoch key %s on redis %s db %d: the service is rebuilding already, or the namespace is wrong\n", key, *addr, *db)

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,8 @@ func tailCommand() command {
   heraldctl tail -from-beginning        the whole log, then follow
   heraldctl tail -alert ALERT_ID        one alert's events
 
+Under make run it follows that run's embedded broker (found through the run's state file).
+
 Each line shows time, event type, alert, tenant and a summary without patient data. -payload prints
 each event in full as JSON: that includes patient data, so use it only where you may see it.
 `,
@@ -34,15 +37,21 @@ each event in full as JSON: that includes patient data, so use it only where you
 func runTail(ctx context.Context, e *env, args []string) error {
 	c := tailCommand()
 	fs := newFlags(c, e)
-	brokers := config.StringList{e.addrs.kafka}
+	brokers := config.StringList(strings.Split(e.addrs.kafka, ","))
 	fs.Var(&brokers, "brokers", "Kafka brokers")
 	topic := fs.String("topic", eventlog.TopicEvents, "topic to follow")
 	fromBeginning := fs.Bool("from-beginning", false, "start at the beginning of the log")
 	alert := fs.String("alert", "", "only this alert's events")
 	payload := fs.Bool("payload", false, "print full events as JSON (contains patient data)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	// Fail fast, not retry forever, when nothing listens there.
+	conn, err := net.DialTimeout("tcp", brokers[0], 3*time.Second)
+	if err != nil {
+		return fmt.Errorf("the Kafka broker %s (address from %s) is not reachable: is Herald running (make run)? Otherwise pass -brokers or set HERALD_CTL_KAFKA", brokers[0], e.addrs.from)
+	}
+	_ = conn.Close()
 	cfg := eventlog.DefaultConfig()
 	cfg.Brokers = brokers
 	cfg.EventsTopic = *topic

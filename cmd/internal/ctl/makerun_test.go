@@ -1,0 +1,152 @@
+package ctl_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/cmd/internal/allinone"
+	"github.com/herald-health/herald/cmd/internal/ctl"
+	"github.com/herald-health/herald/cmd/internal/runstate"
+)
+
+// lockedBuffer is an output both a running command and the test read.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func heraldctl(args ...string) (code int, out, errOut string) {
+	var o, e bytes.Buffer
+	code = ctl.Main(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// startMakeRun runs what `make run` runs (on free ports, no simulator) and
+// points heraldctl at its state file, as a newcomer's second terminal is.
+func startMakeRun(t *testing.T) runstate.State {
+	t.Helper()
+	cfg := allinone.DefaultConfig()
+	cfg.AnyPorts = true
+	cfg.DashboardAddr = "127.0.0.1:0"
+	cfg.WorkDir = t.TempDir()
+	cfg.Simulate = false
+	cfg.Feed = false
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- allinone.Run(ctx, cfg, &lockedBuffer{}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("make run: %v", err)
+		}
+	})
+	path := filepath.Join(cfg.WorkDir, runstate.FileName)
+	t.Setenv("HERALD_CTL_STATE", path)
+	for _, v := range []string{"INTAKE", "FHIR", "MLLP", "RULES", "NOTIFICATION", "ACK", "KAFKA", "REDIS"} {
+		t.Setenv("HERALD_CTL_"+v, "")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if st, ok, err := runstate.Read(path); err == nil && ok {
+			return st
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("make run wrote no state file within a minute")
+	return runstate.State{}
+}
+
+var alertIDRE = regexp.MustCompile(`alert ([0-9a-f]{32}) raised`)
+
+// A newcomer following the README under `make run`: heraldctl finds the
+// run's services, broker and Redis without flags (tail and rebuild used to
+// look at 9092 and 6379 and hang or fail); `raise` with no arguments prints
+// its usage instead of raising an alert; `ack` takes its flags before or
+// after the alert id, as the README writes it.
+func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
+	startMakeRun(t)
+
+	// raise with no arguments: usage, exit 2, and no alert.
+	code, _, errOut := heraldctl("raise")
+	if code != 2 || !strings.Contains(errOut, "heraldctl raise -hl7") {
+		t.Fatalf("raise without arguments: got exit %d, %q; want 2 and the usage", code, errOut)
+	}
+	if code, out, errOut := heraldctl("list"); code != 0 || !strings.Contains(out, "(no alerts match)") {
+		t.Fatalf("list after a bare raise: exit %d %q %q; want no alert", code, out, errOut)
+	}
+
+	code, out, errOut := heraldctl("raise", "-hl7", "../../../services/intake/testdata/oru_r01_critical_pneumothorax.hl7")
+	if code != 0 || !strings.Contains(out, "MSA|AA") {
+		t.Fatalf("raise -hl7: exit %d %q %q", code, out, errOut)
+	}
+	m := alertIDRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("raise -hl7 printed no alert id: %q", out)
+	}
+	id := m[1]
+
+	// tail follows the run's embedded broker (from the beginning: a new
+	// consumer joins a moment after it starts).
+	tailOut := &lockedBuffer{}
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	tailDone := make(chan int, 1)
+	go func() {
+		tailDone <- ctl.Main(tailCtx, []string{"tail", "-from-beginning", "-alert", id}, tailOut, tailOut)
+	}()
+	defer func() { stopTail(); <-tailDone }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(tailOut.String(), "AlertRouted") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := tailOut.String(); !strings.Contains(got, "AlertRaised") || !strings.Contains(got, id) {
+		t.Fatalf("tail showed no AlertRaised of %s within 30s:\n%s", id, got)
+	}
+
+	// ack, written as in the README: the id, then the flags.
+	code, out, errOut = heraldctl("ack", id, "-as", "rzz-dr-chen")
+	if code != 0 || !strings.Contains(out, "acknowledged") {
+		t.Fatalf("ack ID -as X: exit %d %q %q", code, out, errOut)
+	}
+	// And flags first, as Go's flag package wants them.
+	if code, out, errOut := heraldctl("action", "-as", "rzz-dr-chen", "-what", "chest drain inserted", id); code != 0 || !strings.Contains(out, "actioned") {
+		t.Fatalf("action -as X -what Y ID: exit %d %q %q", code, out, errOut)
+	}
+
+	// rebuild finds the run's Redis.
+	code, out, errOut = heraldctl("rebuild", "acknowledgement")
+	if code != 0 || !strings.Contains(out, "will rebuild") {
+		t.Fatalf("rebuild acknowledgement: exit %d %q %q", code, out, errOut)
+	}
+}
+
+// With no run (no state file), tail says what is wrong instead of waiting
+// for a broker that is not there.
+func TestTailWithoutARunSaysSo(t *testing.T) {
+	t.Setenv("HERALD_CTL_STATE", filepath.Join(t.TempDir(), "none.json"))
+	t.Setenv("HERALD_CTL_KAFKA", "127.0.0.1:1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var o, e bytes.Buffer
+	code := ctl.Main(ctx, []string{"tail"}, &o, &e)
+	if code != 1 || !strings.Contains(e.String(), "not reachable") || ctx.Err() != nil {
+		t.Fatalf("got exit %d %q (context %v); want a prompt explanation", code, e.String(), ctx.Err())
+	}
+}
