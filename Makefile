@@ -48,6 +48,20 @@ test: deps-up ## Run every module's tests against real Kafka and Redis (started 
 bench: deps-up ## Run the benchmarks against real Kafka and Redis.
 	@for m in $(MODULES); do echo "=== bench $$m"; (cd $$m && $(GO) test $(BENCH_FLAGS) ./...) || exit 1; done
 
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a failing input stays in its package's testdata/fuzz as a seed.
+	@fail=0; failed=""; \
+	targets=$$(git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's|/[^/]*:func | |' | sort -u); \
+	if [ -z "$$targets" ]; then echo "no fuzz targets found"; exit 1; fi; \
+	while read -r dir name; do \
+		echo "=== fuzz $$dir $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$dir || { fail=1; failed="$$failed $$dir.$$name"; }; \
+	done <<< "$$targets"; \
+	new=$$(git status --porcelain --untracked-files=all -- '*/testdata/fuzz/*'); \
+	if [ -n "$$new" ]; then echo; echo "new seeds (failing inputs) to commit with their fix:"; echo "$$new"; fi; \
+	if [ $$fail -ne 0 ]; then echo; echo "fuzz failed:$$failed"; fi; exit $$fail
+
 .PHONY: proto
 proto: ## Regenerate the Go code from proto/ (buf and plugins are pinned Go tools).
 	cd proto && GOWORK=off $(GO) tool -modfile=../tools/buf/go.mod buf lint

@@ -98,7 +98,9 @@ func Sign(secret []byte, c Claims) (string, error) {
 
 // Verify checks the token's signature under secret and its expiry against
 // now, and returns its claims. Errors wrap ErrMalformed, ErrBadSignature or
-// ErrExpired. A token is expired when now is at or after ExpiresAt.
+// ErrExpired. A token is expired when now is at or after ExpiresAt. Only the
+// exact text Sign returned verifies: another base64 spelling of the same
+// bytes is malformed.
 func Verify(secret []byte, token string, now time.Time) (Claims, error) {
 	if len(secret) == 0 {
 		return Claims{}, errors.New("acklink: empty secret")
@@ -110,12 +112,12 @@ func Verify(secret []byte, token string, now time.Time) (Claims, error) {
 	if !ok || strings.Contains(s64, ".") {
 		return Claims{}, ErrMalformed
 	}
-	payload, err := enc.DecodeString(p64)
-	if err != nil {
+	payload, ok := decodeCanonical(p64)
+	if !ok {
 		return Claims{}, ErrMalformed
 	}
-	sig, err := enc.DecodeString(s64)
-	if err != nil || len(sig) != sha256.Size {
+	sig, ok := decodeCanonical(s64)
+	if !ok || len(sig) != sha256.Size {
 		return Claims{}, ErrMalformed
 	}
 	if !hmac.Equal(sig, mac(secret, payload)) {
@@ -142,6 +144,18 @@ func Verify(secret []byte, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrExpired
 	}
 	return c, nil
+}
+
+// decodeCanonical decodes s only if it is the one way enc writes its bytes.
+// The decoder also takes line breaks and non-zero trailing bits; without the
+// check one signing would have many spellings, and anything that compares or
+// records tokens as strings would take them for different tokens.
+func decodeCanonical(s string) ([]byte, bool) {
+	b, err := enc.DecodeString(s)
+	if err != nil || enc.EncodeToString(b) != s {
+		return nil, false
+	}
+	return b, true
 }
 
 func mac(secret, payload []byte) []byte {
