@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
@@ -295,11 +296,18 @@ func TestAppendToUnreachableBrokerIsUnavailable(t *testing.T) {
 	cfg.Brokers = []string{testinfra.FreePort(t)}
 	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
 	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// The writer gives up by itself after its attempts; the context only
+	// keeps a writer that never gives up from hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := w.Append(ctx, raised("a1", 0))
-	if err == nil {
-		t.Fatal("append to a closed port: got nil error")
+	// Consumers retry an outage (fault.ErrUnavailable) until it ends and
+	// dead-letter other errors: an unreachable broker must be an outage.
+	if !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("append to a closed port: got %v, want an error wrapping fault.ErrUnavailable", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || !contains(err.Error(), cfg.Brokers[0]) {
+		t.Fatalf("append to a closed port: got %v, want the writer's own error naming %s", err, cfg.Brokers[0])
 	}
 }
 
@@ -315,10 +323,96 @@ func TestEnsureTopicsNamesUnreachableBrokers(t *testing.T) {
 	}
 }
 
+// ensureConcurrently runs EnsureTopics as n replicas starting at once do.
+func ensureConcurrently(t *testing.T, cfg eventlog.Config, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- eventlog.EnsureTopics(ctx, cfg, logging.Discard()) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("EnsureTopics: %v", err)
+		}
+	}
+}
+
+// requireTopicsAsDesigned checks that cfg's topics exist with cfg's
+// partitions, the events and dead-letter topics keeping records forever
+// and the state topic compacted.
+func requireTopicsAsDesigned(t *testing.T, cfg eventlog.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	for topic, want := range map[string]map[string]string{
+		cfg.EventsTopic: {"cleanup.policy": "delete", "retention.ms": "-1"},
+		cfg.DLQTopic:    {"cleanup.policy": "delete", "retention.ms": "-1"},
+		cfg.StateTopic:  {"cleanup.policy": "compact"},
+	} {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil || len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+			t.Fatalf("metadata of %s: %v %+v", topic, err, meta)
+		}
+		if got := len(meta.Topics[0].Partitions); got != cfg.Partitions {
+			t.Fatalf("%s: got %d partitions, want %d", topic, got, cfg.Partitions)
+		}
+		res, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic}}})
+		if err != nil || len(res.Resources) != 1 {
+			t.Fatalf("configs of %s: %v", topic, err)
+		}
+		got := map[string]string{}
+		for _, e := range res.Resources[0].ConfigEntries {
+			got[e.ConfigName] = e.ConfigValue
+		}
+		for name, value := range want {
+			if got[name] != value {
+				t.Fatalf("%s: %s is %q, want %q", topic, name, got[name], value)
+			}
+		}
+	}
+}
+
+// Replicas start at once and each ensures the topics: every call succeeds
+// whether it created a topic, lost the race to create it, or found it,
+// and topics that exist are left as they are, records and all.
 func TestEnsureTopicsIsIdempotent(t *testing.T) {
-	cfg := testConfig(t, 2)
-	if err := eventlog.EnsureTopics(context.Background(), cfg, logging.Discard()); err != nil {
-		t.Fatalf("second EnsureTopics: %v", err)
+	cfg := eventlog.DefaultConfig()
+	cfg.Brokers = testinfra.KafkaBrokers(t)
+	cfg.Partitions = 2
+	cfg.EventsTopic = testinfra.UniqueName("events")
+	cfg.DLQTopic = testinfra.UniqueName("dlq")
+	cfg.StateTopic = testinfra.UniqueName("state")
+	t.Cleanup(func() {
+		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
+	})
+	ensureConcurrently(t, cfg, 3) // none of the topics exists yet
+	requireTopicsAsDesigned(t, cfg)
+
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Append(ctx, raised("kept", 0)); err != nil {
+		t.Fatal(err)
+	}
+	ensureConcurrently(t, cfg, 3) // every topic exists
+	requireTopicsAsDesigned(t, cfg)
+	n := 0
+	if err := eventlog.ReadTopic(ctx, cfg, cfg.EventsTopic, func(key, _ []byte, _ int, _ int64) error {
+		if string(key) == "kept" {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("records of the events topic after ensuring it again: got %d, want the 1 written before", n)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/herald-health/herald/platform/clock"
 	"github.com/segmentio/kafka-go/protocol/produce"
 )
 
@@ -46,6 +48,8 @@ type producer struct {
 	// linger.
 	linger      time.Duration
 	lingerAfter int
+	// clock times the linger (tests pass a simulated one).
+	clock clock.Clock
 
 	mu     sync.Mutex
 	queue  []*write
@@ -105,6 +109,7 @@ func makeProducer(brokers []string, transport kafka.RoundTripper) *producer {
 		maxBytes:    1 << 20,
 		linger:      produceLinger,
 		lingerAfter: produceLingerAfter,
+		clock:       clock.Real{},
 		wake:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		layouts:     map[string]layout{},
@@ -180,8 +185,7 @@ func (p *producer) loop() {
 // only slow them; writers that come at random (live load) keep coming, and
 // waiting lets the next request carry more of them.
 func (p *producer) lingerFor(last int) {
-	t := time.NewTimer(p.linger)
-	defer t.Stop()
+	over := p.clock.After(p.linger)
 	for {
 		p.mu.Lock()
 		enough := len(p.queue) >= last || p.closed
@@ -191,7 +195,7 @@ func (p *producer) lingerFor(last int) {
 		}
 		select {
 		case <-p.wake:
-		case <-t.C:
+		case <-over:
 			return
 		}
 	}

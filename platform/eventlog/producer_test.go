@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/produce"
 
+	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/testinfra"
 )
@@ -265,13 +266,15 @@ func TestProducerFailsOnlyTheWritesThatCannotBeWritten(t *testing.T) {
 	if !errors.Is(err, kafka.UnknownTopicOrPartition) || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("write to a missing topic: got %v, want unknown topic naming %s", err, missing)
 	}
-	start := time.Now()
 	err = <-results["too large"]
 	if !errors.Is(err, kafka.MessageSizeTooLarge) {
 		t.Fatalf("write of a 2 MiB record: got %v, want %v", err, kafka.MessageSizeTooLarge)
 	}
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("a record that can never be written was retried for %v", waited)
+	// The held request (a0), good's (missing's write fails before it
+	// reaches a request: its topic has no leaders) and too large's, sent
+	// once: a record that can never be written is not tried again.
+	if got := gate.produces.Load(); got != 3 {
+		t.Fatalf("produce requests: got %d, want 3 (each retry of the 2 MiB record adds one)", got)
 	}
 	got := partitionsOf(t, cfg, cfg.EventsTopic)
 	if len(got["a0"]) != 1 || len(got["a1"]) != 1 || len(got["a3"]) != 0 {
@@ -313,71 +316,108 @@ func TestProducerCloseWritesWhatIsQueued(t *testing.T) {
 	}
 }
 
+// lingerClock is a simulated clock that counts After calls: the producer
+// calls After once each time it starts to linger.
+type lingerClock struct {
+	*clock.Simulated
+	lingers atomic.Int32
+}
+
+func (c *lingerClock) After(d time.Duration) <-chan time.Time {
+	c.lingers.Add(1)
+	return c.Simulated.After(d)
+}
+
+// waitLingers waits until the producer has started n lingers.
+func (c *lingerClock) waitLingers(t *testing.T, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.lingers.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("lingers started: got %d, want %d", c.lingers.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The linger is timed by a simulated clock that only the test moves, so
+// that every assertion is about order and counts: a linger that ends while
+// the clock stands still ended because enough writes queued, and a write
+// that waits for the linger waits until the test moves the clock.
 func TestProducerLingersOnlyAfterARequestOfSeveralWrites(t *testing.T) {
 	cfg := producerTopics(t, 12)
 	gate := newGatedTransport()
 	p := makeProducer(cfg.Brokers, gate)
-	p.linger = 500 * time.Millisecond
+	clk := &lingerClock{Simulated: clock.NewSimulated(time.Now())}
+	p.clock = clk
 	go p.loop()
 	defer p.Close()
-	ctx := context.Background()
+	// Each write gives up after a minute: a write that waits for a linger
+	// the test never ends would otherwise hang the test.
 	write := func(key string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		return p.Write(ctx, kafka.Message{Topic: cfg.EventsTopic, Key: []byte(key), Value: []byte("v")})
 	}
-	// writeAll starts a write of each key, spacing apart, and waits for all.
-	writeAll := func(keys []string, spacing time.Duration) {
-		t.Helper()
+	// start starts a write of each key; wait waits for them all.
+	start := func(keys ...string) (wait func()) {
 		errs := make(chan error, len(keys))
 		for _, k := range keys {
 			go func() { errs <- write(k) }()
-			time.Sleep(spacing)
 		}
-		for range keys {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
+		return func() {
+			t.Helper()
+			for range keys {
+				if err := <-errs; err != nil {
+					t.Fatalf("write: %v (the clock stood still: a write that waited for the linger never returns)", err)
+				}
 			}
+		}
+	}
+	produces := func(want int32, why string) {
+		t.Helper()
+		if got := gate.produces.Load(); got != want {
+			t.Fatalf("produce requests: got %d, want %d (%s)", got, want, why)
 		}
 	}
 
 	// A request of six writes: the first write is held in flight while
-	// six more queue behind it.
-	held := make(chan error, 1)
-	go func() { held <- write("held") }()
+	// six more queue behind it. The lone first write is not followed by a
+	// linger; the six are.
+	held := start("held")
 	<-gate.held
-	queued := []string{"q1", "q2", "q3", "q4", "q5", "q6"}
-	queuedDone := make(chan struct{})
-	go func() { writeAll(queued, 0); close(queuedDone) }()
-	waitQueued(t, p, len(queued))
+	queued := start("q1", "q2", "q3", "q4", "q5", "q6")
+	waitQueued(t, p, 6)
 	close(gate.open)
-	if err := <-held; err != nil {
-		t.Fatal(err)
-	}
-	<-queuedDone
-	if got := gate.produces.Load(); got != 2 {
-		t.Fatalf("produce requests: got %d, want 2", got)
-	}
-	// The producer now lingers until six writes queue: five writes
-	// arriving one by one within the linger share the next request.
-	writeAll([]string{"a", "b", "c", "d", "e"}, 20*time.Millisecond)
-	if got := gate.produces.Load(); got != 3 {
-		t.Fatalf("produce requests: got %d, want 3 (the five writes made within the linger in one)", got)
-	}
+	held()
+	queued()
+	produces(2, "the held write's, then one for the six queued behind it")
+	clk.waitLingers(t, 1)
+
+	// The producer now lingers until six writes queue: five writes wait for
+	// the linger to end and then share one request.
+	five := start("a", "b", "c", "d", "e")
+	waitQueued(t, p, 5)
+	produces(2, "nothing is sent while the producer lingers")
+	clk.Advance(p.linger)
+	five()
+	produces(3, "the five writes made within the linger in one request")
 
 	// Writers that each wait for their write come back together: once as
-	// many writes as the last request carried have queued, the linger
-	// ends.
-	start := time.Now()
-	writeAll([]string{"f", "g", "h", "i", "j"}, 0)
-	if waited := time.Since(start); waited > p.linger/2 {
-		t.Fatalf("five writes after a request of five took %v: they waited out the linger (%v)", waited, p.linger)
-	}
+	// many writes as the last request carried (five) have queued, the
+	// linger ends without the clock moving.
+	clk.waitLingers(t, 2)
+	start("f", "g", "h", "i", "j")()
+	produces(4, "the five writes that came back together in one request")
 
-	// After a lone write the next is not held back.
-	time.Sleep(p.linger + 100*time.Millisecond) // any linger still running ends
-	writeAll([]string{"lone"}, 0)
-	start = time.Now()
-	writeAll([]string{"next"}, 0)
-	if waited := time.Since(start); waited > p.linger/2 {
-		t.Fatalf("a write after a lone write took %v: it waited out the linger (%v)", waited, p.linger)
+	// After a lone write the producer does not linger: the write after it
+	// is sent at once. (End the linger that followed f..j first.)
+	clk.waitLingers(t, 3)
+	clk.Advance(p.linger)
+	start("lone")()
+	start("next")()
+	produces(6, "the lone write's and the next one's")
+	if got := clk.lingers.Load(); got != 3 {
+		t.Fatalf("lingers started: got %d, want 3 (none after a request of one write)", got)
 	}
 }

@@ -1,6 +1,7 @@
 package timers
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -147,16 +148,38 @@ func FuzzFromTrace(f *testing.F) {
 	f.Add([]byte(`{"v":1,"trace":{"traceparent":"00-zz-00-01"}}`))
 	f.Add([]byte(`{"v":1,"trace":null,"data":null}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
+		// Any bytes wrapped with a trace context come back as they were,
+		// with that trace context.
+		armed := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceFlags: trace.FlagsSampled}))
+		wrapped, err := WithTrace(armed, prop, payload)
+		require.NoError(t, err)
+		fctx, d, err := FromTrace(context.Background(), prop, wrapped)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(payload, d), "data %q came back as %q", payload, d)
+		requireSameSpan(t, trace.SpanContextFromContext(armed), trace.SpanContextFromContext(fctx))
+
+		// Whatever a payload decodes to (an error is ErrInvalid) re-encodes
+		// and decodes to the same bytes and the same trace context.
 		ctx, d, err := FromTrace(context.Background(), prop, payload)
 		if err != nil {
 			require.ErrorIs(t, err, ErrInvalid)
 			return
 		}
-		// whatever decoded must re-encode and decode to the same bytes
 		again, err := WithTrace(ctx, prop, d)
 		require.NoError(t, err)
-		_, d2, err := FromTrace(context.Background(), prop, again)
+		ctx2, d2, err := FromTrace(context.Background(), prop, again)
 		require.NoError(t, err)
-		require.Equal(t, len(d), len(d2))
+		require.True(t, bytes.Equal(d, d2), "data %q came back as %q", d, d2)
+		requireSameSpan(t, trace.SpanContextFromContext(ctx), trace.SpanContextFromContext(ctx2))
 	})
+}
+
+func requireSameSpan(t *testing.T, want, got trace.SpanContext) {
+	t.Helper()
+	require.Equal(t, want.IsValid(), got.IsValid())
+	require.Equal(t, want.TraceID(), got.TraceID())
+	require.Equal(t, want.SpanID(), got.SpanID())
+	require.Equal(t, want.TraceFlags(), got.TraceFlags())
+	require.Equal(t, want.TraceState().String(), got.TraceState().String())
 }
