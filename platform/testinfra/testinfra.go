@@ -230,3 +230,68 @@ func ephemeralLow() int {
 	}
 	return n
 }
+
+// WaitCommitted waits until every consumer group in groups has committed
+// every record of topic that is on the log when it is called: each group's
+// handler has returned for all of them (Herald's consumers commit a record
+// only after its handler returned). It is how a test knows that what a
+// handler does before it returns has happened, without sleeping. It fails
+// the test after within, naming the groups still behind.
+func WaitCommitted(t testing.TB, brokers []string, topic string, within time.Duration, groups ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		t.Fatalf("metadata of topic %s on %v: %v %v", topic, brokers, err, md)
+	}
+	var parts []int
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		parts = append(parts, p.ID)
+		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		t.Fatalf("end offsets of topic %s: %v", topic, err)
+	}
+	end := map[int]int64{}
+	for _, po := range ends.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("end offset of %s/%d: %v", topic, po.Partition, po.Error)
+		}
+		end[po.Partition] = po.LastOffset
+	}
+	behind := func(group string) (int64, error) {
+		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+		if err == nil {
+			err = resp.Error
+		}
+		if err != nil {
+			return 0, err
+		}
+		var lag int64
+		for _, p := range resp.Topics[topic] {
+			lag += max(end[p.Partition]-max(p.CommittedOffset, 0), 0)
+		}
+		return lag, nil
+	}
+	for {
+		var waiting []string
+		for _, g := range groups {
+			lag, err := behind(g)
+			if err != nil || lag > 0 {
+				waiting = append(waiting, fmt.Sprintf("%s (%d records behind, error %v)", g, lag, err))
+			}
+		}
+		if len(waiting) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("consumer groups not caught up with %s within %v: %v", topic, within, waiting)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

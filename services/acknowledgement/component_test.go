@@ -42,67 +42,128 @@ func TestThreeReplicasEscalateOncePerStep(t *testing.T) {
 	requireNoPatientData(t, e.logs.String())
 }
 
-// TestAcknowledgementRacesTimer acknowledges alerts right at their step
-// deadline: whichever reaches the log first wins, and the projection agrees
-// with the log order.
+// TestAcknowledgementRacesTimer makes an acknowledgement and the step
+// timer of the same alert race, in both orders, deterministically: for
+// half of the alerts the acknowledgement reaches the log while the timer's
+// handler holds its decided escalation (hooked before its append), for the
+// other half it is sent once the escalation is in the log. Whichever is
+// first in the log wins, and the projection is the fold of the log.
 func TestAcknowledgementRacesTimer(t *testing.T) {
 	e := newEnv(t)
-	r1, r2 := e.start("r1", app.Hooks{}), e.start("r2", app.Hooks{})
-	const n = 10
-	timeout := 1500 * time.Millisecond
+	const n = 6
+	type race struct {
+		ackFirst  bool
+		decided   chan struct{} // the timer decided to escalate (ack first: it waits for acked)
+		acked     chan struct{}
+		escalated chan struct{} // the escalation is in the log
+		once      sync.Once
+	}
+	races := map[string]*race{}
 	var ids []string
 	for i := range n {
 		id := newAlertID(fmt.Sprintf("race-%d", i))
 		ids = append(ids, id)
-		e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, timeout, time.Hour))
+		races[id] = &race{ackFirst: i%2 == 0, decided: make(chan struct{}), acked: make(chan struct{}), escalated: make(chan struct{})}
 	}
+	released := make(chan struct{})
+	hooks := app.Hooks{
+		BeforeAppend: func(_ context.Context, tm lifecycle.Timer, _ []*eventsv1.Event) {
+			r := races[tm.AlertID]
+			if r == nil || !r.ackFirst {
+				return
+			}
+			first := false
+			r.once.Do(func() { first = true; close(r.decided) })
+			if first {
+				select {
+				case <-r.acked:
+				case <-released:
+				}
+			}
+		},
+		AfterAppend: func(_ context.Context, tm lifecycle.Timer, _ []*eventsv1.Event) {
+			if r := races[tm.AlertID]; r != nil && !r.ackFirst {
+				r.once.Do(func() { close(r.escalated) })
+			}
+		},
+	}
+	r1, r2 := e.start("r1", hooks), e.start("r2", hooks)
+	t.Cleanup(func() { close(released) }) // runs before the replicas stop
 	for _, id := range ids {
-		e.waitState(r1.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
+		e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Second, time.Hour))
 	}
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		st, err := r1.client.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: id})
-		require.NoError(t, err)
-		due := st.GetState().GetStepDueAt().AsTime()
+		r := races[id]
 		c := []*instance{r1, r2}[i%2].client
 		wg.Go(func() {
-			// Spread around the deadline: some before, some after the timer.
-			time.Sleep(time.Until(due.Add(time.Duration(i%5-2) * 5 * time.Millisecond)))
+			wait := r.escalated
+			if r.ackFirst {
+				wait = r.decided
+			}
+			select {
+			case <-wait:
+			case <-time.After(30 * time.Second):
+				t.Errorf("alert %s: the step timer never fired", id)
+				return
+			}
 			_, err := c.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
 				Actor: &eventsv1.Actor{PersonId: "dr-" + id[:4]}, Via: "grpc"})
-			require.NoError(t, err)
+			if err != nil {
+				t.Errorf("alert %s: acknowledge: %v", id, err)
+			}
+			if r.ackFirst {
+				close(r.acked) // the escalation may be appended now, after the acknowledgement
+			}
 		})
 	}
 	wg.Wait()
-	escFirst := 0
-	defer func() { t.Logf("escalation first: %d of %d alerts", escFirst, n) }()
+	if t.Failed() {
+		return
+	}
 	for _, id := range ids {
+		r := races[id]
 		got := e.waitState(r2.client, id, ackv1.State_STATE_ACKNOWLEDGED, 30*time.Second)
-		// The projection is the fold of the log, in log order.
+		var order []string
+		var events []*eventsv1.Event
 		require.Eventually(t, func() bool {
-			return len(e.events(id)) == len(fullState(t, r1, id).GetTimeline())
-		}, 10*time.Second, 50*time.Millisecond)
-		folded := lifecycle.Fold(e.events(id)...)
+			events, order = e.events(id), nil
+			for _, ev := range events {
+				switch ev.GetPayload().(type) {
+				case *eventsv1.Event_AlertEscalated, *eventsv1.Event_AlertAcknowledged:
+					order = append(order, lifecycle.EventType(ev))
+				}
+			}
+			return len(order) == 2 && len(events) == len(fullState(t, r1, id).GetTimeline())
+		}, 30*time.Second, 50*time.Millisecond, "alert %s: the acknowledgement and the escalation in the log and the projection", id)
+		// The projection is the fold of the log, in log order.
+		folded := lifecycle.Fold(events...)
 		require.Equal(t, folded.GetState(), got.GetState().GetState())
 		require.Equal(t, folded.GetStep(), got.GetState().GetStep())
 		require.Equal(t, folded.GetRepeat(), got.GetState().GetRepeat())
-		escalatedFirst := false
-		for _, ev := range e.events(id) {
-			if _, ok := ev.GetPayload().(*eventsv1.Event_AlertEscalated); ok {
-				escalatedFirst = true
-				break
-			}
-			if _, ok := ev.GetPayload().(*eventsv1.Event_AlertAcknowledged); ok {
-				break
-			}
-		}
-		if escalatedFirst {
-			escFirst++
-			require.Equal(t, uint32(1), got.GetState().GetRepeat(), "escalation reached the log first: it counts")
+		escalation := effect(fullState(t, r1, id), "AlertEscalated")
+		if r.ackFirst {
+			require.Equal(t, []string{"AlertAcknowledged", "AlertEscalated"}, order, "alert %s", id)
+			require.Equal(t, uint32(0), got.GetState().GetRepeat(), "alert %s: the acknowledgement reached the log first: the escalation has no effect", id)
+			require.Equal(t, []bool{false}, escalation, "alert %s: the escalation is on the timeline, without effect", id)
 		} else {
-			require.Equal(t, uint32(0), got.GetState().GetRepeat(), "acknowledgement reached the log first: the escalation has no effect")
+			require.Equal(t, []string{"AlertEscalated", "AlertAcknowledged"}, order, "alert %s", id)
+			require.Equal(t, uint32(1), got.GetState().GetRepeat(), "alert %s: the escalation reached the log first: it counts", id)
+			require.Equal(t, []bool{true}, escalation, "alert %s: the escalation is on the timeline, with effect", id)
 		}
 	}
+}
+
+// effect lists, for each timeline entry of type typ, whether it had an
+// effect.
+func effect(st *ackv1.GetAlertResponse, typ string) []bool {
+	var out []bool
+	for _, en := range st.GetTimeline() {
+		if en.GetType() == typ {
+			out = append(out, !en.GetNoEffect())
+		}
+	}
+	return out
 }
 
 func fullState(t *testing.T, in *instance, id string) *ackv1.GetAlertResponse {
@@ -195,36 +256,73 @@ func TestKillBetweenClaimAndAppend(t *testing.T) {
 	require.Equal(t, 1, n)
 }
 
-// TestCrashAfterAppendBeforeConfirm makes the timer handler fail after the
-// append (as a crash before the timer is confirmed would): the timer fires
-// again, and the escalation counts once by event id.
+// TestCrashAfterAppendBeforeConfirm makes the timer handler crash after the
+// append, before the timer is confirmed: the timer fires again and appends
+// the same escalation (same event id) a second time, and the projection
+// applies it once. The consumer holds the escalation until the second fire
+// has appended, so that the second fire decides on the state the first
+// one saw, as after a crash the projection may not have caught up.
 func TestCrashAfterAppendBeforeConfirm(t *testing.T) {
 	e := newEnv(t)
-	var crashed atomic.Bool
-	r := e.start("r1", app.Hooks{AfterAppend: func(context.Context, lifecycle.Timer, []*eventsv1.Event) {
-		if crashed.CompareAndSwap(false, true) {
-			panic("simulated crash after append")
-		}
-	}})
 	id := newAlertID("crash")
+	var fires atomic.Int32
+	secondFire := make(chan struct{})
+	released := make(chan struct{})
+	var mu sync.Mutex
+	applied := map[string][]bool{} // escalation event id -> applied, per handling
+	r := e.start("r1", app.Hooks{
+		AfterAppend: func(_ context.Context, tm lifecycle.Timer, _ []*eventsv1.Event) {
+			if tm.AlertID != id || tm.Step != 0 || tm.Repeat != 0 {
+				return
+			}
+			switch fires.Add(1) {
+			case 1:
+				panic("simulated crash after append")
+			case 2:
+				close(secondFire)
+			}
+		},
+		Received: func(ev *eventsv1.Event) {
+			if ev.GetAlertId() == id && ev.GetAlertEscalated() != nil {
+				select {
+				case <-secondFire:
+				case <-released:
+				}
+			}
+		},
+		Applied: func(_ *lifecycle.State, ev *eventsv1.Event, ok bool) {
+			if ev.GetAlertId() == id && ev.GetAlertEscalated() != nil {
+				mu.Lock()
+				applied[ev.GetEventId()] = append(applied[ev.GetEventId()], ok)
+				mu.Unlock()
+			}
+		},
+	})
+	t.Cleanup(func() { close(released) }) // runs before the replica stops
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Second, time.Hour))
-	require.Eventually(t, func() bool {
-		st, err := r.client.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: id})
-		return err == nil && st.GetState().GetRepeat() == 1
-	}, 30*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // let a second fire land (the next step is due 1 s later)
-	require.True(t, crashed.Load())
+	select {
+	case <-secondFire:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the timer fired %d times, want a second fire after the crash", fires.Load())
+	}
 	got, records, kinds := decided(e.events(id))
-	require.Equal(t, []string{"AlertEscalated ESCALATION_REASON_REPEAT 0/1"}, kindsOf(got, kinds))
-	t.Logf("escalation records in the log: %d (a second is harmless)", records[got[0]])
-	st := fullState(t, r, id)
+	require.Equal(t, "AlertEscalated ESCALATION_REASON_REPEAT 0/1", kinds[got[0]])
+	require.Equal(t, 2, records[got[0]], "the crashed fire's record and the second fire's, with one event id")
+	var handled []bool
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled[:0], applied[got[0]]...)
+		return len(handled) == 2
+	}, 30*time.Second, 20*time.Millisecond, "the consumer handles both records")
+	require.Equal(t, []bool{true, false}, handled, "the projection applied the escalation once")
 	n := 0
-	for _, en := range st.GetTimeline() {
+	for _, en := range fullState(t, r, id).GetTimeline() {
 		if en.GetEventId() == got[0] {
 			n++
 		}
 	}
-	require.Equal(t, 1, n, "the projection applied the escalation once")
+	require.Equal(t, 1, n, "the timeline holds the escalation once")
 }
 
 func requireNoPatientData(t testing.TB, text string) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
 	"github.com/herald-health/herald/services/notification/internal/channel"
@@ -186,7 +187,7 @@ func TestRetryPermanentAndExhaustion(t *testing.T) {
 			stepFailed++
 		}
 	}
-	require.GreaterOrEqual(t, stepFailed, 1, "step_failed once every recipient is exhausted")
+	require.Equal(t, 1, stepFailed, "step_failed exactly once: on the recipient whose exhaustion left nobody")
 	require.Empty(t, e.events(dead, "NotificationSent"))
 	require.Len(t, e.sink.on("/hooks/gone"), 1, "a 4xx is not retried")
 	requireNoSecrets(t, e.logs.String(), "+447700900222", "fallback@nhs.test", "unknown-user@nhs.test", "/hooks/")
@@ -273,7 +274,7 @@ func TestRedisLossRebuildsWithoutResending(t *testing.T) {
 	e.waitEvents(acked, "NotificationSent", 1)
 	e.append(&eventsv1.Event{EventId: eventlog.ID(acked, "ack"), AlertId: acked, Tenant: "RZZ",
 		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{Actor: &eventsv1.Actor{PersonId: "p-rb2"}}}})
-	time.Sleep(500 * time.Millisecond)
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID) // the acknowledgement applied
 	stop()
 
 	rdb := e.redis()
@@ -381,7 +382,7 @@ func TestAnUpgradeReRoutesAndTellsStepZeroAgain(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second, 50*time.Millisecond, "the recipient never heard of the CRITICAL upgrade")
-	time.Sleep(time.Second)
+	e.waitIdle()
 	require.LessOrEqual(t, len(e.smtp.to("twice@nhs.test")), 2, "one message per routing round at most")
 	require.Empty(t, e.sink.on("/hooks/twice"), "the first contact point succeeded: no fallback")
 }
@@ -406,7 +407,7 @@ func TestADuplicateFirstEventChangesNothing(t *testing.T) {
 	marker := routedEvent(alertID("marker"), eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("redo")))
 	e.append(marker)
 	e.waitEvents(marker.GetAlertId(), "NotificationSent", 1)
-	time.Sleep(300 * time.Millisecond)
+	e.waitIdle()
 
 	after, err := e.redis().Get(context.Background(), key).Result()
 	require.NoError(t, err)
@@ -442,17 +443,9 @@ func TestUnderABacklogACriticalAlertGoesFirst(t *testing.T) {
 	e.append(routed("u1", eventsv1.Category_CATEGORY_URGENT), routed("u2", eventsv1.Category_CATEGORY_URGENT),
 		routed("u3", eventsv1.Category_CATEGORY_URGENT), routed("u4", eventsv1.Category_CATEGORY_URGENT),
 		routed("c", eventsv1.Category_CATEGORY_CRITICAL))
-	rdb := e.redis()
-	require.Eventually(t, func() bool {
-		for _, id := range ids {
-			v, err := rdb.Get(context.Background(), e.cfg.RedisPrefix+":alert:{"+id+"}").Result()
-			if err != nil || !strings.Contains(v, `"routed":true`) {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 20*time.Millisecond, "every alert consumed and its step scheduled")
-	time.Sleep(200 * time.Millisecond) // the last job reaches its lane after its projection is stored
+	// Every event handled: the handler returns only after it has put the
+	// step's job in its lane.
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
 	e.smtp.mu.Lock()
 	e.smtp.block = nil
 	e.smtp.mu.Unlock()
@@ -471,6 +464,8 @@ func TestUnderABacklogACriticalAlertGoesFirst(t *testing.T) {
 // Under sustained overload the fast lanes would take every worker as it
 // frees; a share of the workers is kept for scheduled jobs, so a CRITICAL
 // alert's retry is sent while every fast-lane worker is stuck in a send.
+// The clock is simulated: the retry falls due only when the test moves it,
+// after the fast lanes are full.
 func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
 	e := newEnv(t, func(path string, n int) int {
 		if path == "/hooks/flaky" && n == 0 {
@@ -478,11 +473,13 @@ func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
 		}
 		return http.StatusOK
 	})
+	sim := clock.NewSimulated(time.Now())
+	e.clock = sim
 	e.cfg.Workers, e.cfg.ScheduleWorkers = 3, 1
-	// Long enough to fill the fast lanes before the retry is due; the
-	// stuck sends do not time out meanwhile.
-	e.cfg.RetryInitial, e.cfg.RetryMax = 2*time.Second, 2*time.Second
-	e.cfg.SendTimeout, e.cfg.Lease = 30*time.Second, time.Minute
+	// Leases outlast the clock's move, so no fast-lane job is handed out
+	// again; the stuck sends do not time out meanwhile.
+	e.cfg.RetryInitial, e.cfg.RetryMax = time.Minute, time.Minute
+	e.cfg.SendTimeout, e.cfg.Lease = 30*time.Second, time.Hour
 	flaky := alertID("reserve-flaky")
 	e.rules.set("reserve-flaky", person("p-flaky", cp(chWebhook, e.sink.srv.URL+"/hooks/flaky")))
 	ids := map[string]string{}
@@ -492,7 +489,7 @@ func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
 	}
 	e.start()
 	e.append(routedEvent(flaky, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("reserve-flaky"))))
-	e.waitEvents(flaky, "NotificationFailed", 1) // the retry is scheduled
+	e.waitEvents(flaky, "NotificationFailed", 1) // the retry is scheduled, a minute ahead
 
 	block := make(chan struct{})
 	defer close(block)
@@ -509,10 +506,12 @@ func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
 			t.Fatal("the urgent alerts never reached the SMTP server")
 		}
 	}
-	require.Len(t, e.events(flaky, "NotificationSent"), 0, "the retry was due only after the fast lanes filled")
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID) // u2 is in its lane
+	require.Empty(t, e.events(flaky, "NotificationSent"), "the clock has not moved: the retry is not due")
 
-	require.Eventually(t, func() bool { return len(e.events(flaky, "NotificationSent")) == 1 }, 10*time.Second, 20*time.Millisecond,
-		"the retry must not wait for the fast lanes")
+	sim.Advance(time.Minute)
+	require.Eventually(t, func() bool { return len(e.events(flaky, "NotificationSent")) == 1 }, 30*time.Second, 20*time.Millisecond,
+		"the retry is due, and the fast lanes hold their workers until the test ends: it must not wait for them")
 	require.Len(t, e.sink.on("/hooks/flaky"), 2)
 	select {
 	case <-e.smtp.inData:

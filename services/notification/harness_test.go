@@ -476,6 +476,20 @@ func role(ref string) *eventsv1.Target {
 	return &eventsv1.Target{Kind: eventsv1.TargetKind_TARGET_KIND_ONCALL_ROLE, Ref: ref}
 }
 
+// waitIdle waits until the service has handled every event on the log and
+// has no job scheduled or in hand (its schedule is empty): from then on it
+// sends nothing more unless a new event comes.
+func (e *env) waitIdle() {
+	e.t.Helper()
+	testinfra.WaitCommitted(e.t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
+	rdb := e.redis()
+	require.Eventually(e.t, func() bool {
+		n, err := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due").Result()
+		c, cerr := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due:critical").Result()
+		return err == nil && cerr == nil && n+c == 0
+	}, 30*time.Second, 20*time.Millisecond, "the notification jobs done")
+}
+
 func (e *env) redis() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: e.cfg.RedisAddr, DB: e.cfg.RedisDB})
 	e.t.Cleanup(func() { _ = c.Close() })
