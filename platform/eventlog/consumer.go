@@ -95,6 +95,8 @@ type ConsumerConfig struct {
 	FetchLinger time.Duration
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
+	// commitOffsets replaces gen.CommitOffsets (tests inject failures).
+	commitOffsets func(gen *kafka.Generation, offsets map[string]map[int]int64) error
 }
 
 // defaultFetchLinger is ConsumerConfig.FetchLinger's default.

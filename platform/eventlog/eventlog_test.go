@@ -144,7 +144,7 @@ func TestConsumerResumesAfterCommittedOffset(t *testing.T) {
 	first := newCollector(3)
 	stop := consume(t, cfg, group, first.handle)
 	first.wait(t)
-	time.Sleep(200 * time.Millisecond) // let the async commit (50 ms interval) reach the broker
+	testinfra.WaitCommitted(t, cfg.Brokers, cfg.EventsTopic, 30*time.Second, group)
 	stop()
 
 	for n := 3; n < 5; n++ {
@@ -155,7 +155,10 @@ func TestConsumerResumesAfterCommittedOffset(t *testing.T) {
 	second := newCollector(2)
 	stop = consume(t, cfg, group, second.handle)
 	got := second.wait(t)
-	time.Sleep(500 * time.Millisecond) // anything redelivered would arrive now
+	// A record delivered again would come before the new ones (one alert:
+	// one partition, in order), so once the group has committed the end,
+	// anything redelivered has been handled.
+	testinfra.WaitCommitted(t, cfg.Brokers, cfg.EventsTopic, 30*time.Second, group)
 	stop()
 	second.mu.Lock()
 	defer second.mu.Unlock()

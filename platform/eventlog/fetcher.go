@@ -337,7 +337,11 @@ func (c *consumer) commit(gen *kafka.Generation, commits *committer) {
 	if len(next) == 0 {
 		return
 	}
-	if err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: next}); err != nil {
+	commitOffsets := c.cfg.commitOffsets
+	if commitOffsets == nil {
+		commitOffsets = (*kafka.Generation).CommitOffsets
+	}
+	if err := commitOffsets(gen, map[string]map[int]int64{c.cfg.Topic: next}); err != nil {
 		commits.restore(next)
 		c.cfg.Logger.Warn("commit offsets", "group", c.cfg.GroupID, "topic", c.cfg.Topic, "error", err)
 	}
