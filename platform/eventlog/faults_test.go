@@ -331,7 +331,9 @@ func TestAFailedDeadLetterWriteHoldsTheRecordUntilItIsWritten(t *testing.T) {
 	cfg := FreshTopics(t, 1)
 	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
 	cfg.DLQTopic = testinfra.UniqueName("dlq-later") // created below, mid-test
-	t.Cleanup(func() { _, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.DLQTopic}}) })
+	t.Cleanup(func() {
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.DLQTopic}})
+	})
 	appendRaised(t, cfg, "poison", "after")
 	group := testinfra.UniqueName("group")
 	failing := signalHandler{msg: "write to dead-letter topic", once: &sync.Once{}, seen: make(chan struct{})}
