@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // TestThreeReplicasEscalateOncePerStep runs three replicas in one consumer
@@ -330,4 +332,47 @@ func requireNoPatientData(t testing.TB, text string) {
 	for _, bad := range []string{patientNHS, patientFamily, patientGiven, patientDOB, reportText, "ACC1"} {
 		require.NotContains(t, text, bad)
 	}
+}
+
+// TestStepFailedEscalatesAtOnceThroughTheLog: the notification service's
+// step_failed (every recipient of the step exhausted) reaches the
+// acknowledgement service through the real log, and the alert escalates at
+// once with reason DELIVERY_FAILED, long before the step's timeout; the
+// same failure delivered again escalates nothing more, and a failure of a
+// step the alert has left has no effect.
+func TestStepFailedEscalatesAtOnceThroughTheLog(t *testing.T) {
+	e := newEnv(t)
+	r := e.start("r1", app.Hooks{})
+	id := newAlertID("step-failed")
+	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour, time.Hour, time.Hour))
+	routed := e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
+	due := routed.GetState().GetStepDueAt().AsTime()
+	failed := func(eventID string, step uint32) *eventsv1.Event {
+		return &eventsv1.Event{EventId: eventID, AlertId: id, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
+			Payload: &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
+				NotificationId: "n-" + eventID, Step: step, Recipient: &eventsv1.Recipient{PersonId: "p1"},
+				Permanent: true, RecipientExhausted: true, StepFailed: true}}}
+	}
+	e.append(context.Background(), failed("nf-1", 0))
+	require.Eventually(t, func() bool { return fullState(t, r, id).GetState().GetStep() == 1 }, 30*time.Second, 20*time.Millisecond,
+		"the alert moves to step 2 on the delivery failure")
+	// The same failure delivered again, and another recipient's failure of
+	// step 1, which the alert has left.
+	e.append(context.Background(), failed("nf-1", 0), failed("nf-2", 0))
+	// Every event handled, then every event those handlers appended.
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
+
+	evs := e.events(id)
+	got, records, kinds := decided(evs)
+	require.Equal(t, []string{"AlertEscalated ESCALATION_REASON_DELIVERY_FAILED 1/0"}, kindsOf(got, kinds))
+	require.Equal(t, 1, records[got[0]], "one escalation record")
+	for _, ev := range evs {
+		if ev.GetEventId() == got[0] {
+			require.True(t, ev.GetOccurredAt().AsTime().Before(due), "escalated at %v, before the step's timeout at %v", ev.GetOccurredAt().AsTime(), due)
+		}
+	}
+	st := fullState(t, r, id)
+	require.Equal(t, uint32(1), st.GetState().GetStep())
+	require.Equal(t, []bool{true}, effect(st, "AlertEscalated"))
 }

@@ -63,6 +63,8 @@ type fakeRules struct {
 	// dynamic, when set, answers every request.
 	dynamic func(req *rulesv1.ResolveTargetsRequest) []*rulesv1.ResolvedRecipient
 	calls   int
+	addr    string
+	srv     *grpc.Server
 }
 
 func (f *fakeRules) ResolveTargets(_ context.Context, req *rulesv1.ResolveTargetsRequest) (*rulesv1.ResolveTargetsResponse, error) {
@@ -103,11 +105,41 @@ func startRules(t testing.TB) (*fakeRules, string) {
 	f := &fakeRules{people: map[string][]*rulesv1.ResolvedRecipient{}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	f.addr = lis.Addr().String()
+	f.serve(t, lis)
+	return f, f.addr
+}
+
+func (f *fakeRules) serve(t testing.TB, lis net.Listener) {
 	srv := grpc.NewServer()
 	rulesv1.RegisterRulesServiceServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	return f, lis.Addr().String()
+	f.mu.Lock()
+	f.srv = srv
+	f.mu.Unlock()
+}
+
+// stop takes the rules service down: its listener closes, connections drop.
+func (f *fakeRules) stop() {
+	f.mu.Lock()
+	srv := f.srv
+	f.mu.Unlock()
+	srv.Stop()
+}
+
+// restart serves again on the same address.
+func (f *fakeRules) restart(t testing.TB) {
+	t.Helper()
+	lis, err := net.Listen("tcp", f.addr)
+	require.NoError(t, err)
+	f.serve(t, lis)
+}
+
+func (f *fakeRules) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 // ---- an SMTP submission server (STARTTLS + AUTH PLAIN) --------------------
