@@ -12,12 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 )
 
@@ -42,6 +44,10 @@ type System struct {
 	Traces    *TraceCollector
 	BundleDir string
 	Secret    string
+	// Groups are the consumer groups of rules, acknowledgement and
+	// notification.
+	Groups             []string
+	notificationPrefix string
 
 	Intake intakev1.IntakeServiceClient
 	Ack    ackv1.AcknowledgementServiceClient
@@ -55,10 +61,23 @@ type Bundle struct {
 	YAML   string
 }
 
+// Options change how StartSystemWith runs the services.
+type Options struct {
+	// Env holds extra environment settings per service ("NAME=value"),
+	// applied after the harness's own, so they win.
+	Env map[string][]string
+}
+
 // StartSystem starts the four services built by Build with env pointing at
 // fresh topics, a private Redis database and the protocol sinks, and waits
 // until each is healthy.
 func StartSystem(t testing.TB, bins map[string]string, bundles []Bundle) *System {
+	t.Helper()
+	return StartSystemWith(t, bins, bundles, Options{})
+}
+
+// StartSystemWith is StartSystem with options.
+func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opts Options) *System {
 	t.Helper()
 	s := &System{
 		Procs:   map[string]*Proc{},
@@ -97,12 +116,20 @@ func StartSystem(t testing.TB, bins map[string]string, bundles []Bundle) *System
 		}
 	}
 
+	var tenants []string
+	for _, b := range bundles {
+		tenants = append(tenants, b.Tenant)
+	}
+	tenantsFile := WriteTenants(t, tenants...)
+
 	free := func() string { return testinfra.FreePort(t) }
 	s.Addrs = Addrs{
 		IntakeGRPC: free(), MLLP: free(), FHIR: free(), RulesGRPC: free(),
 		AckGRPC: free(), AckHTTP: free(), NotificationGRPC: free(), Receipts: free(),
 	}
 	suffix := testinfra.UniqueName("g")
+	s.Groups = []string{"rules-" + suffix, "ack-" + suffix, "notification-" + suffix}
+	s.notificationPrefix = suffix + ":notification"
 	db := fmt.Sprint(s.Redis.Options().DB)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
@@ -120,7 +147,7 @@ func StartSystem(t testing.TB, bins map[string]string, bundles []Bundle) *System
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.IntakeGRPC, "HERALD_MLLP_ADDR=" + s.Addrs.MLLP, "HERALD_FHIR_ADDR=" + s.Addrs.FHIR,
-			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:",
+			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:", "HERALD_TENANTS_FILE=" + tenantsFile,
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
@@ -146,7 +173,7 @@ func StartSystem(t testing.TB, bins map[string]string, bundles []Bundle) *System
 		"acknowledgement": s.Addrs.AckGRPC, "notification": s.Addrs.NotificationGRPC,
 	}
 	for _, name := range Services {
-		p := Start(t, name, bins[name], append(append([]string{}, common...), env[name]...))
+		p := Start(t, name, bins[name], append(append(append([]string{}, common...), env[name]...), opts.Env[name]...))
 		s.Procs[name] = p
 		WaitHealthy(t, health[name], 60*time.Second, p)
 	}
@@ -168,6 +195,24 @@ func StartSystem(t testing.TB, bins map[string]string, bundles []Bundle) *System
 	return s
 }
 
+// WriteTenants writes intake's tenants file for the synthetic test trusts
+// (their HL7 sending facility is their ODS code; the report phrases
+// "CRITICAL ALERT" and "URGENT ALERT" flag a finding) and returns its path.
+// Intake's defaults know no trust.
+func WriteTenants(t testing.TB, ods ...string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("tenants:\n")
+	for _, o := range ods {
+		fmt.Fprintf(&b, "  - ods: %s\n    trigger_phrases: [\"CRITICAL ALERT\", \"URGENT ALERT\"]\n", o)
+	}
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Restart kill -9s a service and starts it again, waiting until healthy.
 func (s *System) Restart(t testing.TB, name string) {
 	t.Helper()
@@ -183,6 +228,80 @@ func (s *System) Logs() map[string][]byte {
 	out := map[string][]byte{}
 	for n, p := range s.Procs {
 		out[n] = p.Logs()
+	}
+	return out
+}
+
+// WaitQuiet waits until Herald has done everything the log asks of it so
+// far: every service's consumer group has committed every record on the
+// events topic (each handler returned, so what it appended is on the log
+// too: the wait repeats until no group is behind the log's end), and the
+// notification service has no job scheduled or in hand. From then on
+// nothing is sent or appended until a new event or a timer comes. It is
+// how a suite counts messages without sleeping first.
+func (s *System) WaitQuiet(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	ctx := context.Background()
+	for {
+		before := s.logEnd(t)
+		testinfra.WaitCommitted(t, s.Log.Brokers, s.Log.EventsTopic, time.Until(deadline), s.Groups...)
+		jobs := int64(0)
+		for _, key := range []string{s.notificationPrefix + ":due", s.notificationPrefix + ":due:critical"} {
+			n, err := s.Redis.ZCard(ctx, key).Result()
+			if err != nil {
+				t.Fatalf("notification jobs in %s: %v", key, err)
+			}
+			jobs += n
+		}
+		if jobs == 0 && s.logEnd(t) == before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Herald not quiet within %v: %d notification jobs left", within, jobs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logEnd is the number of records on the events topic.
+func (s *System) logEnd(t testing.TB) int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...)}
+	reqs := make([]kafka.OffsetRequest, s.Log.Partitions)
+	for p := range s.Log.Partitions {
+		reqs[p] = kafka.LastOffsetOf(p)
+	}
+	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{s.Log.EventsTopic: reqs}})
+	if err != nil {
+		t.Fatalf("end of %s: %v", s.Log.EventsTopic, err)
+	}
+	var n int64
+	for _, p := range res.Topics[s.Log.EventsTopic] {
+		n += p.LastOffset
+	}
+	return n
+}
+
+// Events returns the alert's events, in log order.
+func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*eventsv1.Event
+	err := eventlog.ReadTopic(ctx, s.Log, s.Log.EventsTopic, func(key, value []byte, _ int, _ int64) error {
+		if string(key) != alertID {
+			return nil
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil {
+			return err
+		}
+		out = append(out, &ev)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
 }

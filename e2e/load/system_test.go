@@ -111,7 +111,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
-			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:",
+			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:", "HERALD_TENANTS_FILE=" + harness.WriteTenants(b, "RZZ"),
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + rulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,

@@ -674,6 +674,7 @@ func TestShutdownAnswersTheMessageInFlight(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
 	cfg := intake.DefaultConfig()
+	cfg.Tenants = []intake.TenantSettings{{ODS: "RZZ", Facilities: []string{"RZZ"}, TriggerPhrases: []string{"CRITICAL ALERT"}}}
 	cfg.GRPC.Addr, cfg.MLLPAddr, cfg.FHIRAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.EventLog.Brokers = brokers
 	cfg.EventLog.Partitions = 1

@@ -95,8 +95,10 @@ type Config struct {
 	Producer string
 }
 
-// DefaultConfig listens on loopback and knows the synthetic trust RZZ of
-// the reference examples.
+// DefaultConfig listens on loopback and knows no trust: a deployment names
+// its trusts in a tenants file (setting tenants-file), and Validate fails
+// until it does, so that no synthetic trust is ever served by default. The
+// demo (cmd/herald) and the tests configure the synthetic trusts.
 func DefaultConfig() Config {
 	return Config{
 		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001"},
@@ -114,11 +116,7 @@ func DefaultConfig() Config {
 		RedisAddr:          "127.0.0.1:6379",
 		OutcomePrefix:      "herald:intake:outcome:",
 		OutcomeTTL:         30 * 24 * time.Hour,
-		Tenants: []TenantSettings{{
-			ODS:            "RZZ",
-			TriggerPhrases: []string{"CRITICAL ALERT", "URGENT ALERT"},
-		}},
-		Producer: "intake",
+		Producer:           "intake",
 	}
 }
 

@@ -21,14 +21,29 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		{name: "no tenants", mod: func(c *intake.Config) { c.Tenants = nil }, want: "tenants-file"},
 		{name: "no idle timeout", mod: func(c *intake.Config) { c.MLLPIdleTimeout = 0 }, want: "mllp-idle-timeout"},
 	}
-	require.NoError(t, intake.DefaultConfig().Validate())
+	require.NoError(t, validConfig().Validate())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := intake.DefaultConfig()
+			c := validConfig()
 			tt.mod(&c)
 			require.ErrorContains(t, c.Validate(), tt.want)
 		})
 	}
+}
+
+// validConfig is the default configuration with a trust configured.
+func validConfig() intake.Config {
+	c := intake.DefaultConfig()
+	c.Tenants = []intake.TenantSettings{{ODS: "RZZ"}}
+	return c
+}
+
+// Production defaults name no trust: a deployment that forgets its tenants
+// file fails at start, instead of serving the synthetic trust RZZ.
+func TestDefaultConfigKnowsNoTrust(t *testing.T) {
+	c := intake.DefaultConfig()
+	require.Empty(t, c.Tenants)
+	require.ErrorContains(t, c.Validate(), "setting tenants-file is required")
 }
 
 func TestRegisterFlags(t *testing.T) {
