@@ -466,17 +466,19 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 				slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()))
 			return e.recordSent(ctx, a, j, rec)
 		}
-		if d := e.rateDelay(a.Category, j.PersonID); d > 0 {
+		reserved, d := e.reserveSend(a.Category, j.PersonID)
+		if d > 0 {
 			return e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(d))
 		}
 		if i > 0 {
 			// A further contact point: renew the lease so that the sends of
 			// one job never outlast it.
 			if err := e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(e.o.Lease)); err != nil {
+				e.releaseSend(j.PersonID, reserved)
 				return err
 			}
 		}
-		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1)
+		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved)
 		if err != nil || sent {
 			return err
 		}
@@ -488,8 +490,16 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 
 // attempt sends on one contact point. It returns sent=true when the job is
 // finished (sent, or a retry scheduled), false when the caller should move
-// to the next contact point.
-func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool) (bool, error) {
+// to the next contact point. reserved is the rate-limit slot reserveSend
+// took for the send: it is given back unless the provider may have the
+// message.
+func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved time.Time) (bool, error) {
+	mayHaveIt := false
+	defer func() {
+		if !mayHaveIt {
+			e.releaseSend(j.PersonID, reserved)
+		}
+	}()
 	sender, ok := e.o.Senders[cp.Channel]
 	attempt := rec.Attempts + 1
 	msg, err := e.message(a, j, rec.NotificationID, cp)
@@ -522,15 +532,16 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	if ctx.Err() != nil {
 		// Shutting down mid-send: leave the "sending" marker; whoever claims
 		// the job next treats it as in doubt and does not send again.
+		mayHaveIt = true
 		return true, ctx.Err()
 	}
 	now := e.o.Clock.Now()
 	if sendErr == nil {
+		mayHaveIt = true
 		rec.Phase, rec.ProviderID, rec.LastError, rec.UpdatedAt = domain.PhaseSent, providerID, "", now
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
 			return true, err
 		}
-		e.noteSent(j.PersonID, now)
 		return true, e.recordSent(ctx, a, j, rec)
 	}
 	permanent := channel.IsPermanent(sendErr)
@@ -686,26 +697,44 @@ func NotificationID(j Job, ch eventsv1.Channel) string {
 	return eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), j.PersonID, ch.String())
 }
 
-func (e *Engine) rateDelay(cat eventsv1.Category, person string) time.Duration {
+// reserveSend is the rate-limit stage for a message to person, decided and
+// counted in one step: it returns how long to hold the message, or 0, and
+// then the send is counted at once (at the returned instant), so that
+// workers sending to the same person at the same time see each other's
+// sends (deciding first and counting after the send let a burst through
+// whole). A send that does not happen is given back with releaseSend.
+func (e *Engine) reserveSend(cat eventsv1.Category, person string) (time.Time, time.Duration) {
+	now := e.o.Clock.Now()
+	if e.o.Limit.Max <= 0 {
+		return now, 0
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.o.Limit.Delay(cat, e.history[person], e.o.Clock.Now())
+	if d := e.o.Limit.Delay(cat, e.history[person], now); d > 0 {
+		return now, d
+	}
+	h := e.history[person]
+	kept := h[:0]
+	for _, t := range h {
+		if now.Sub(t) < e.o.Limit.Window {
+			kept = append(kept, t)
+		}
+	}
+	e.history[person] = append(kept, now)
+	return now, 0
 }
 
-func (e *Engine) noteSent(person string, at time.Time) {
+// releaseSend gives back the send reserveSend counted at at.
+func (e *Engine) releaseSend(person string, at time.Time) {
 	if e.o.Limit.Max <= 0 {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h := e.history[person]
-	kept := h[:0]
-	for _, t := range h {
-		if at.Sub(t) < e.o.Limit.Window {
-			kept = append(kept, t)
-		}
+	if i := slices.IndexFunc(h, at.Equal); i >= 0 {
+		e.history[person] = slices.Delete(h, i, i+1)
 	}
-	e.history[person] = append(kept, at)
 }
 
 func (e *Engine) count(ctx context.Context, a domain.Alert, ch eventsv1.Channel, outcome string) {
