@@ -142,6 +142,7 @@ func BenchmarkHerald(b *testing.B) {
 	}
 	r.events = obs.typeCounts()
 	r.mails, _, r.unparsed = s.smtp.counts()
+	r.duplicateMails = s.smtp.duplicates()
 	r.finished = time.Now()
 	text := r.markdown()
 	b.Log("\n" + text)
@@ -154,6 +155,11 @@ func BenchmarkHerald(b *testing.B) {
 			b.Fatalf("write report: %v", err)
 		}
 		b.Logf("report written to %s", path)
+	}
+	// make bench fails (exit status 1) when anything was lost or sent
+	// twice, whatever the figures.
+	if err := r.verdict(); err != nil {
+		b.Fatalf("Herald lost or duplicated alerts:\n%v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,9 +18,39 @@ type report struct {
 	phases            []*phase
 	events            map[string]int
 	mails, unparsed   int
+	// duplicateMails: messages at the SMTP sink that repeated a
+	// Message-ID (one notification sent twice).
+	duplicateMails int
 	// idle use: before and after a quiet period of idleSpan.
 	idleBefore, idleAfter map[string]usage
 	idleSpan              time.Duration
+}
+
+// verdict is the benchmark's pass or fail: an error naming every alert
+// lost (accepted by intake, not complete after the drain), every new
+// report intake answered as a duplicate of another, and every message sent
+// twice. Throughput and latency are measured, never judged here.
+func (r *report) verdict() error {
+	var errs []error
+	for _, ph := range r.phases {
+		acc := ph.accepted()
+		if lost := len(acc) - ph.completed; lost > 0 {
+			errs = append(errs, fmt.Errorf("phase %s: %d of %d accepted alerts lost (not complete after the drain of %s)", ph.name, lost, len(acc), *flagDrain))
+		}
+		dups := 0
+		for _, s := range acc {
+			if s.dup {
+				dups++
+			}
+		}
+		if dups > 0 {
+			errs = append(errs, fmt.Errorf("phase %s: intake answered %d new reports as duplicates of others", ph.name, dups))
+		}
+	}
+	if r.duplicateMails > 0 {
+		errs = append(errs, fmt.Errorf("%d messages sent twice (a Message-ID repeated at the SMTP sink)", r.duplicateMails))
+	}
+	return errors.Join(errs...)
 }
 
 func (r *report) markdown() string {
@@ -81,7 +112,11 @@ func (r *report) markdown() string {
 		p("| %s | %d |", k, r.events[k])
 	}
 	p("")
-	p("SMTP sink: %d messages accepted (%d without an alert reference).", r.mails, r.unparsed)
+	p("SMTP sink: %d messages accepted (%d without an alert reference); **%d sent twice** (a Message-ID repeated).", r.mails, r.unparsed, r.duplicateMails)
+	if err := r.verdict(); err != nil {
+		p("")
+		p("**FAILED**: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
 	return w.String()
 }
 

@@ -23,11 +23,14 @@ type smtpSink struct {
 	first map[string]time.Time
 	mails int
 	bad   int
+	// ids counts the messages of each Message-ID (the notification id:
+	// a second message with one id is a duplicate of the first).
+	ids map[string]int
 }
 
 func newSMTPSink(b testing.TB) *smtpSink {
 	b.Helper()
-	s := &smtpSink{first: map[string]time.Time{}}
+	s := &smtpSink{first: map[string]time.Time{}, ids: map[string]int{}}
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
@@ -78,6 +81,9 @@ func (x *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mails++
+	if id := header(body, "Message-ID"); id != "" {
+		s.ids[id]++
+	}
 	if ref == "" {
 		s.bad++
 		return nil
@@ -86,6 +92,30 @@ func (x *session) Data(r io.Reader) error {
 		s.first[ref] = at
 	}
 	return nil
+}
+
+// duplicates returns how many messages repeated a Message-ID seen before.
+func (s *smtpSink) duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.ids {
+		n += c - 1
+	}
+	return n
+}
+
+// header returns the value of a header of a message (before the blank
+// line that ends the headers).
+func header(msg []byte, name string) string {
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && strings.EqualFold(string(k), name) {
+			return strings.TrimSpace(string(v))
+		}
+	}
+	return ""
 }
 
 var refLabel = []byte("Reference: ")
