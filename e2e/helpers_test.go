@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-health/herald/e2e/harness"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
 // oru is the reference ORU^R01 (shared/reference/examples) with the parts
@@ -190,5 +191,97 @@ func assertNoPatientData(t *testing.T, sys *harness.System) {
 				}
 			}
 		}
+	}
+}
+
+// rung is one step of an alert's escalation ladder as the log records it:
+// an AlertEscalated or FailsafeQueued that took effect, when it happened
+// (occurred_at) and when the step it left was due (the time that step
+// started, by the routing or the escalation before, plus its timeout in
+// the routed policy).
+type rung struct {
+	kind     string
+	reason   eventsv1.EscalationReason
+	from, to uint32
+	at, due  time.Time
+	timeout  time.Duration // of the step it left
+}
+
+func (r rung) String() string {
+	return fmt.Sprintf("%s %d->%d %s at due%+v", r.kind, r.from, r.to, r.reason, r.at.Sub(r.due))
+}
+
+// ladder reads the alert's events from the log and returns the rungs of
+// its latest routing round. Effect comes from the acknowledgement
+// service's timeline (an escalation that lost a race has no effect).
+func ladder(t *testing.T, sys *harness.System, alertID string) []rung {
+	t.Helper()
+	noEffect := map[string]bool{}
+	for _, en := range getAlert(t, sys, alertID).GetTimeline() {
+		noEffect[en.GetEventId()] = en.GetNoEffect()
+	}
+	var (
+		out   []rung
+		steps []*eventsv1.EscalationStep
+		start time.Time
+		step  uint32
+	)
+	seen := map[string]bool{}
+	for _, ev := range sys.Events(t, alertID) {
+		if seen[ev.GetEventId()] || noEffect[ev.GetEventId()] {
+			continue // a record written twice, or an event that changed nothing
+		}
+		seen[ev.GetEventId()] = true
+		at := ev.GetOccurredAt().AsTime()
+		timeout := func() time.Duration {
+			if int(step) < len(steps) {
+				return steps[step].GetTimeout().AsDuration()
+			}
+			return 0
+		}
+		switch p := ev.GetPayload().(type) {
+		case *eventsv1.Event_AlertRouted:
+			steps, start, step, out = p.AlertRouted.GetPolicy().GetSteps(), at, 0, nil
+		case *eventsv1.Event_AlertEscalated:
+			x := p.AlertEscalated
+			out = append(out, rung{kind: "AlertEscalated", reason: x.GetReason(), from: x.GetFromStep(), to: x.GetToStep(), at: at, due: start.Add(timeout()), timeout: timeout()})
+			start, step = at, x.GetToStep()
+		case *eventsv1.Event_FailsafeQueued:
+			out = append(out, rung{kind: "FailsafeQueued", from: step, to: step, at: at, due: start.Add(timeout()), timeout: timeout()})
+		}
+	}
+	return out
+}
+
+// assertClimbedOnTime checks that the alert's latest round climbed want
+// steps (escalations, then the fail-safe queue) and that each was taken
+// on time by its step timer: reason TIMEOUT, not before the step's
+// deadline, and before a step's worth of time had passed after it (a timer
+// lost and only recovered later, by a restart or a sweep, fails this;
+// timer lateness itself is measured by `make bench`, not asserted here).
+func assertClimbedOnTime(t *testing.T, sys *harness.System, alertID string, want int) {
+	t.Helper()
+	rungs := ladder(t, sys, alertID)
+	if len(rungs) != want {
+		t.Fatalf("alert %s climbed %v, want %d rungs", alertID, rungs, want)
+	}
+	for i, r := range rungs {
+		if r.kind == "AlertEscalated" && r.reason != eventsv1.EscalationReason_ESCALATION_REASON_TIMEOUT {
+			t.Errorf("alert %s rung %d: %v, want a step timeout", alertID, i, r)
+		}
+		if want := "FailsafeQueued"; i == len(rungs)-1 && r.kind != want {
+			t.Errorf("alert %s: last rung %v, want %s", alertID, r, want)
+		}
+		if late := r.at.Sub(r.due); late < 0 || late >= r.timeout {
+			t.Errorf("alert %s rung %d: %v, want at its step's deadline (not before it, not a step later)", alertID, i, r)
+		}
+	}
+}
+
+// waitUntil waits until the wall clock passes at: the point after which a
+// timer that should not exist would have fired.
+func waitUntil(at time.Time) {
+	if d := time.Until(at); d > 0 {
+		time.Sleep(d)
 	}
 }

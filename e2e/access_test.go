@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/herald-health/herald/e2e/harness"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// startWith runs Herald with the e2e trust's bundle and extra settings.
+func startWith(t *testing.T, env map[string][]string) *harness.System {
+	t.Helper()
+	b, err := os.ReadFile("testdata/bundle.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return harness.StartSystemWith(t, bins, []harness.Bundle{{Tenant: "RZZ", YAML: string(b)}}, harness.Options{Env: env})
+}
+
+// browse sends a request as a browser with a cookie jar does (following
+// redirects) and returns the final status and page.
+func browse(t *testing.T, c *http.Client, method, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func browser(t *testing.T) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
+}
+
+// The acknowledge link with the real login: the acknowledgement service
+// runs without a development identity and signs people in with OpenID
+// Connect (authorization-code flow against an in-process provider). A
+// person who is not the link's recipient signs in and is refused; the
+// recipient signs in and acknowledges; the escalation stops.
+func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
+	idp, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Shutdown() })
+	sys := startWith(t, map[string][]string{"acknowledgement": {
+		"HERALD_DEV_IDENTITY=", "HERALD_OIDC_ISSUER=" + idp.Issuer(),
+		"HERALD_OIDC_CLIENT_ID=" + idp.ClientID, "HERALD_OIDC_CLIENT_SECRET=" + idp.ClientSecret,
+	}})
+	send(t, sys, oru("MSG-OIDC-1", "ACC-OIDC-1", "F", "CRITICAL"))
+	id := alertIDOf(t, sys, 30*time.Second)
+	link := ackLink(t, waitMail(t, sys, id, referrer, 30*time.Second))
+	due := waitStepDue(t, sys, id, 0)
+
+	// Nobody signed in: the page asks to sign in; acknowledging starts the
+	// login instead of recording anything.
+	anonymous := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	code, page := browse(t, anonymous, http.MethodGet, link)
+	if code != http.StatusOK || !strings.Contains(page, "Sign in and acknowledge") {
+		t.Fatalf("page without a session: HTTP %d\n%s", code, page)
+	}
+	resp, err := anonymous.Post(link, "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/auth/login") {
+		t.Fatalf("acknowledge without a session: HTTP %d to %q, want 303 to the login", resp.StatusCode, loc)
+	}
+
+	// The registrar signs in with the referrer's link: refused.
+	other := browser(t)
+	idp.QueueUser(&mockoidc.MockUser{Subject: "e2e-registrar"})
+	code, page = browse(t, other, http.MethodPost, link)
+	if code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-registrar") {
+		t.Fatalf("after the registrar's login: HTTP %d\n%s", code, page)
+	}
+	if code, page = browse(t, other, http.MethodPost, link); code != http.StatusForbidden {
+		t.Fatalf("the registrar acknowledges the referrer's link: HTTP %d, want 403\n%s", code, page)
+	}
+	if st := getAlert(t, sys, id).GetState().GetState(); st == ackv1.State_STATE_ACKNOWLEDGED {
+		t.Fatal("acknowledged by someone the link was not sent to")
+	}
+
+	// The referrer signs in and acknowledges.
+	me := browser(t)
+	idp.QueueUser(&mockoidc.MockUser{Subject: "e2e-referrer"})
+	code, page = browse(t, me, http.MethodPost, link)
+	if code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-referrer") {
+		t.Fatalf("after the referrer's login: HTTP %d\n%s", code, page)
+	}
+	if code, page = browse(t, me, http.MethodPost, link); code != http.StatusOK || !strings.Contains(page, "Acknowledged") {
+		t.Fatalf("the referrer acknowledges: HTTP %d\n%s", code, page)
+	}
+	for _, secret := range patientData {
+		if strings.Contains(page, secret) {
+			t.Errorf("the acknowledge page shows patient data %q", secret)
+		}
+	}
+	acked := waitState(t, sys, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
+	if by := acked.GetState().GetAcknowledgedBy(); by.GetPersonId() != "e2e-referrer" || by.GetIdentityProvider() != "oidc:"+idp.Issuer() {
+		t.Errorf("acknowledged by %q via %q, want e2e-referrer via oidc:%s", by.GetPersonId(), by.GetIdentityProvider(), idp.Issuer())
+	}
+
+	// Past step 1's deadline nobody else was told.
+	waitUntil(due)
+	sys.WaitQuiet(t, 30*time.Second)
+	if n := len(mailTo(mailsFor(sys, id), registrar)); n != 0 {
+		t.Errorf("registrar emailed %d times after the acknowledgement, want 0", n)
+	}
+	assertNoPatientData(t, sys)
+}
+
+// The rate limiter on (one message per person per 3 s; the other suites
+// run with it off): three URGENT alerts for one referrer in a burst are
+// held back and sent one window apart, and none is lost or sent twice.
+func TestRateLimiterHoldsABurstBackAndLosesNothing(t *testing.T) {
+	const window = 3 * time.Second
+	sys := startWith(t, map[string][]string{"notification": {"HERALD_RATE_LIMIT_MAX=1", "HERALD_RATE_LIMIT_WINDOW=" + window.String()}})
+	for _, n := range []string{"1", "2", "3"} {
+		send(t, sys, oru("MSG-RATE-"+n, "ACC-RATE-"+n, "F", "URGENT"))
+	}
+	ids := allAlerts(t, sys, 3, 30*time.Second)
+	var mails []harness.Mail
+	harness.Eventually(t, 60*time.Second, func() bool {
+		mails = mails[:0]
+		for _, id := range ids {
+			mails = append(mails, mailTo(mailsFor(sys, id), referrer)...)
+		}
+		return len(mails) >= 3
+	}, func() string { return "the referrer did not get a message for each alert" })
+	sys.WaitQuiet(t, 30*time.Second)
+
+	for _, id := range ids {
+		if n := len(mailTo(mailsFor(sys, id), referrer)); n != 1 {
+			t.Errorf("alert %s: %d mails to the referrer, want exactly 1", id, n)
+		}
+		for _, ev := range sys.Events(t, id) {
+			if f := ev.GetNotificationFailed(); f != nil {
+				t.Errorf("alert %s: a message held by the limiter failed: %v", id, f)
+			}
+		}
+	}
+	var at []time.Time
+	for _, m := range mailTo(sys.SMTP.Mails(), referrer) {
+		at = append(at, m.At)
+	}
+	if len(at) != 3 {
+		t.Fatalf("mails to the referrer: got %d, want 3", len(at))
+	}
+	// Held back: each came a window after the one before (give or take
+	// the sends' own latency: without the limiter the three arrive within
+	// milliseconds of each other).
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < window/2 {
+			t.Errorf("mail %d came %v after mail %d: the limit of one per %v was not kept", i+1, gap, i, window)
+		}
+	}
+	for _, id := range ids {
+		if c := getAlert(t, sys, id).GetState().GetCategory(); c != eventsv1.Category_CATEGORY_URGENT {
+			t.Errorf("alert %s is %v, want URGENT (CRITICAL is never held back)", id, c)
+		}
+	}
+}
