@@ -481,7 +481,9 @@ func TestReplicaThatTakesOverAPartitionDoesNotRouteTwice(t *testing.T) {
 	// Then the other replica routes only the amendment, keeping CRITICAL: it
 	// caught up on what the first one had consumed.
 	got := e.waitRouted(t, a, 2)
-	time.Sleep(200 * time.Millisecond)
+	// Every event handled (and its AlertRouted appended): a third routing
+	// would be on the log now.
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
 	require.Len(t, e.routedOf(t, a), 2)
 	require.Equal(t, "raised-6", got[0].GetCausationId())
 	require.Equal(t, "amended-6", got[1].GetCausationId())
