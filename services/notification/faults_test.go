@@ -41,6 +41,7 @@ func (e *env) groupMembers() []int {
 // job.
 func TestTwoReplicasSendEachMessageOnce(t *testing.T) {
 	e := newEnv(t, nil)
+	e.cfg.RateLimitMax = 0 // twelve alerts to one person: the default limit (ten in ten minutes) would hold two back
 	hook := e.sink.srv.URL + "/hooks/two"
 	e.rules.set("two-s0", person("p-a", cp(chEmail, "two-a@nhs.test")), person("p-b", cp(chWebhook, hook)))
 	e.rules.set("two-s1", person("p-c", cp(chEmail, "two-c@nhs.test")))
