@@ -1,20 +1,23 @@
 // Package grpcserver is the gRPC edge every Herald service shares: health
 // and reflection services, OpenTelemetry instrumentation (health checks left
 // out), panic recovery, the one mapping of fault kinds to gRPC codes,
-// graceful shutdown and optional TLS or mutual TLS.
+// graceful shutdown, and mutual TLS on both ends of every call: the server
+// requires and verifies client certificates, the client (Dial with
+// ClientTLS) presents one and verifies the server, both from files that are
+// reloaded when they change (platform/mtls). PeerIdentity names the caller
+// for authorization.
 package grpcserver
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -22,7 +25,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -30,20 +32,36 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/telemetry"
 )
 
-// Config is where and how the server listens.
+// Config is where and how the server listens. Its flags (RegisterFlags)
+// are the same in every service.
 type Config struct {
 	// Addr is host:port; port 0 picks a free one (see Server.Addr).
 	Addr string
-	// TLSCertFile and TLSKeyFile enable TLS when both are set.
+	// TLSCertFile and TLSKeyFile are the service's certificate and key:
+	// served to its clients and presented when it calls other Herald
+	// services (Dial with ClientTLS). TLS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
-	// ClientCAFile additionally requires client certificates signed by it (mTLS).
+	// ClientCAFile is the CA bundle of the service mesh: every client must
+	// present a certificate that chains to it (mutual TLS), and the
+	// services this one calls are verified against it.
 	ClientCAFile string
 	// ShutdownGrace bounds graceful stop before in-flight calls are cut.
 	ShutdownGrace time.Duration
+}
+
+// RegisterFlags binds the server's settings to fs: grpc-addr,
+// grpc-tls-cert, grpc-tls-key and grpc-client-ca (environment fallback
+// HERALD_GRPC_...). The values already in c are the defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "grpc-addr", c.Addr, "gRPC listen address")
+	fs.StringVar(&c.TLSCertFile, "grpc-tls-cert", c.TLSCertFile, "the service's TLS certificate chain (PEM): served on gRPC and presented to the services it calls; reloaded when the file changes")
+	fs.StringVar(&c.TLSKeyFile, "grpc-tls-key", c.TLSKeyFile, "the key of grpc-tls-cert (PEM)")
+	fs.StringVar(&c.ClientCAFile, "grpc-client-ca", c.ClientCAFile, "CA bundle (PEM) of the service mesh: clients must present a certificate it signed, and called services are verified against it; reloaded when the file changes")
 }
 
 // Validate names the setting at fault.
@@ -51,13 +69,31 @@ func (c Config) Validate() error {
 	if c.Addr == "" {
 		return errors.New("setting grpc-addr is required")
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("settings grpc-tls-cert and grpc-tls-key must be given together")
+	if err := c.TLSFiles().Validate("grpc-tls-cert", "grpc-tls-key"); err != nil {
+		return err
 	}
 	if c.ClientCAFile != "" && c.TLSCertFile == "" {
 		return errors.New("setting grpc-client-ca needs grpc-tls-cert and grpc-tls-key")
 	}
 	return nil
+}
+
+// TLSFiles returns the service's TLS files as mtls names them.
+func (c Config) TLSFiles() mtls.Files {
+	return mtls.Files{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, CAFile: c.ClientCAFile}
+}
+
+// Plaintext says why this server would not be encrypted and authenticated,
+// naming the settings that fix it, or returns "" when it is (see
+// servicemain.Security).
+func (c Config) Plaintext() string {
+	switch {
+	case c.TLSCertFile == "":
+		return "gRPC server on " + c.Addr + " is plaintext (set grpc-tls-cert, grpc-tls-key and grpc-client-ca)"
+	case c.ClientCAFile == "":
+		return "gRPC server on " + c.Addr + " does not authenticate its clients (set grpc-client-ca)"
+	}
+	return ""
 }
 
 // streamWorkers is how many goroutines serve calls before a call gets a
@@ -70,15 +106,42 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	tls    *mtls.Source
 	log    *slog.Logger
 	grace  time.Duration
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Option changes how New builds a server.
+type Option func(*serverOptions)
+
+type serverOptions struct {
+	tls *mtls.Source
+}
+
+// WithTLS serves with src instead of a Source loaded from cfg's files, so
+// that one Source (one identity, reloaded once) serves the gRPC server,
+// the clients of other services and the service's other listeners.
+func WithTLS(src *mtls.Source) Option {
+	return func(o *serverOptions) { o.tls = src }
 }
 
 // New listens on cfg.Addr at once (so the address is known before Serve)
-// and builds the server. Register services on GRPC() before Serve.
-func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry) (*Server, error) {
+// and builds the server. Register services on GRPC() before Serve. With
+// TLS files (or WithTLS) the server presents the service's certificate
+// and, with a CA bundle, requires and verifies client certificates
+// (PeerIdentity then names the caller); both are re-read when the files
+// change. The listener is the caller's to release with Close (Serve
+// releases it too) even when nothing is ever served.
+func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry, options ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	var o serverOptions
+	for _, opt := range options {
+		opt(&o)
 	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -96,12 +159,18 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry) (*Server, er
 		// copying in every call.
 		grpc.NumStreamWorkers(streamWorkers),
 	}
-	if cfg.TLSCertFile != "" {
-		creds, err := serverTLS(cfg)
-		if err != nil {
-			return nil, err
+	src := o.tls
+	if src == nil && cfg.TLSCertFile != "" {
+		var err error
+		if src, err = mtls.Load(cfg.TLSFiles(), mtls.Options{Logger: logger}); err != nil {
+			return nil, fmt.Errorf("gRPC server TLS (settings grpc-tls-cert, grpc-tls-key, grpc-client-ca): %w", err)
 		}
-		opts = append(opts, grpc.Creds(creds))
+	}
+	if src != nil {
+		if !src.HasCertificate() {
+			return nil, errors.New("gRPC server TLS: the TLS source has no certificate (setting grpc-tls-cert)")
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(src.ServerConfig())))
 	}
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -115,28 +184,7 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry) (*Server, er
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	return &Server{grpc: g, health: h, lis: lis, log: logger, grace: grace}, nil
-}
-
-func serverTLS(cfg Config) (credentials.TransportCredentials, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load gRPC TLS key pair %s: %w", cfg.TLSCertFile, err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read gRPC client CA %s: %w", cfg.ClientCAFile, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("gRPC client CA %s holds no PEM certificate", cfg.ClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return credentials.NewTLS(tc), nil
+	return &Server{grpc: g, health: h, lis: lis, tls: src, log: logger, grace: grace}, nil
 }
 
 // GRPC returns the server to register services on.
@@ -144,6 +192,10 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// TLS returns the server's TLS source (nil when plaintext): the identity
+// the service presents when it calls other services (ClientTLS).
+func (s *Server) TLS() *mtls.Source { return s.tls }
 
 // SetServing marks a service (and the server as a whole, "") as serving.
 func (s *Server) SetServing(service string) {
@@ -157,12 +209,16 @@ func (s *Server) SetNotServing() {
 }
 
 // Serve serves until ctx is done, then stops gracefully within the grace
-// period. It returns nil after a requested stop.
+// period. It returns nil after a requested stop, and at once (nil) when
+// the server was closed before.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(s.lis) }()
 	select {
 	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
 		return fmt.Errorf("serve gRPC on %s: %w", s.Addr(), err)
 	case <-ctx.Done():
 	}
@@ -174,27 +230,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-time.After(s.grace):
 		s.grpc.Stop()
 	}
-	return nil
+	<-errc
+	return s.Close(context.WithoutCancel(ctx))
 }
 
-// Dial connects to a Herald gRPC service on target (insecure transport, for
-// loopback and in-cluster use behind a mesh), with trace propagation. Calls
-// are spread round-robin over every address the target resolves to (a
-// Kubernetes headless Service: "dns:///rules-headless:9090").
-func Dial(_ context.Context, target string, tel *telemetry.Telemetry) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(tel.TracerProvider),
-			otelgrpc.WithMeterProvider(tel.MeterProvider),
-			otelgrpc.WithPropagators(tel.Propagator),
-		)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", target, err)
-	}
-	return conn, nil
+// Close stops the server at once (cutting calls in flight) and releases
+// its listener, whether or not it was ever served. It is idempotent; after
+// a graceful stop by Serve it only makes sure the port is free. Its
+// signature fits servicemain.Lifecycle.OnStop.
+func (s *Server) Close(context.Context) error {
+	s.closeOnce.Do(func() {
+		s.health.Shutdown()
+		s.grpc.Stop()
+		if err := s.lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("close gRPC listener %s: %w", s.lis.Addr(), err)
+		}
+	})
+	return s.closeErr
 }
 
 // Status maps an error to a gRPC status: fault kinds to their codes (with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -22,6 +23,11 @@ import (
 // testService answers /test.Probe/Call with whatever error (or panic) the
 // test set.
 func testService(h func() error) *grpc.ServiceDesc {
+	return testServiceCtx(func(context.Context) error { return h() })
+}
+
+// testServiceCtx is testService with the call's context.
+func testServiceCtx(h func(ctx context.Context) error) *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
 		ServiceName: "test.Probe",
 		HandlerType: (*any)(nil),
@@ -32,7 +38,7 @@ func testService(h func() error) *grpc.ServiceDesc {
 				if err := dec(in); err != nil {
 					return nil, err
 				}
-				call := func(context.Context, any) (any, error) { return &emptypb.Empty{}, h() }
+				call := func(ctx context.Context, _ any) (any, error) { return &emptypb.Empty{}, h(ctx) }
 				return ic(ctx, in, &grpc.UnaryServerInfo{FullMethod: "/test.Probe/Call"}, call)
 			},
 		}},
@@ -41,12 +47,18 @@ func testService(h func() error) *grpc.ServiceDesc {
 
 func start(t *testing.T, h func() error) *grpc.ClientConn {
 	t.Helper()
+	return startWith(t, testService(h))
+}
+
+// startWith serves desc in plaintext and returns a client connection.
+func startWith(t *testing.T, desc *grpc.ServiceDesc) *grpc.ClientConn {
+	t.Helper()
 	tel := telemetry.Nop("test")
 	s, err := New(Config{Addr: "127.0.0.1:0"}, logging.Discard(), tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.GRPC().RegisterService(testService(h), struct{}{})
+	s.GRPC().RegisterService(desc, struct{}{})
 	s.SetServing("test.Probe")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -148,5 +160,27 @@ func TestConfigValidateNamesSetting(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err == nil {
 		t.Fatal("empty address accepted")
+	}
+}
+
+func TestCloseReleasesAListenerNeverServed(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0"}, logging.Discard(), telemetry.Nop("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("after Close, %s is still bound: %v", addr, err)
+	}
+	_ = l.Close()
+	if err := s.Serve(context.Background()); err != nil {
+		t.Fatalf("Serve after Close: got %v, want nil at once", err)
 	}
 }
