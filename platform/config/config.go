@@ -81,3 +81,43 @@ func Positive(flagName string, d time.Duration) error {
 	}
 	return nil
 }
+
+// SecretFile binds the flag name+"-file" (environment fallback
+// HERALD_<NAME>_FILE): the path of a file holding a secret (a password, an
+// API key), read when the flag is set, its trailing line break dropped,
+// into *secret. Secrets come only from files, such as a Kubernetes Secret
+// mounted as a volume: never from a flag value or an environment variable,
+// which leak through process listings, crash reports and `kubectl
+// describe`. The flag prints the path, never the secret.
+func SecretFile(fs *flag.FlagSet, secret *string, name, usage string) {
+	fs.Var(&secretFile{secret: secret}, name+"-file", usage+" (a file holding it; read at start)")
+}
+
+type secretFile struct {
+	path   string
+	secret *string
+}
+
+func (s *secretFile) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.path
+}
+
+func (s *secretFile) Set(path string) error {
+	if path == "" {
+		s.path, *s.secret = "", ""
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read secret: %w", err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return fmt.Errorf("secret file %s is empty", path)
+	}
+	s.path, *s.secret = path, v
+	return nil
+}

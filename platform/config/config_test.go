@@ -2,6 +2,9 @@ package config
 
 import (
 	"flag"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +54,42 @@ func TestRequiredAndPositiveNameTheSetting(t *testing.T) {
 	}
 	if Required("x", "v") != nil || Positive("y", time.Second) != nil {
 		t.Fatal("valid values rejected")
+	}
+}
+
+func TestSecretFileReadsTheFileNeverTheValue(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "password")
+	if err := os.WriteFile(path, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var secret string
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	SecretFile(fs, &secret, "redis-password", "Redis password")
+	env := map[string]string{"HERALD_REDIS_PASSWORD_FILE": path, "HERALD_REDIS_PASSWORD": "from-env"}
+	if err := ParseEnv(fs, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if secret != "s3cret" {
+		t.Fatalf("secret: got %q, want the file's content without the line break", secret)
+	}
+	if got := fs.Lookup("redis-password-file").Value.String(); got != path {
+		t.Fatalf("flag value prints %q, want the path", got)
+	}
+	if fs.Lookup("redis-password") != nil {
+		t.Fatal("an inline secret flag exists")
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{filepath.Join(dir, "missing"), empty} {
+		fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		SecretFile(fs, &secret, "redis-password", "Redis password")
+		if err := fs.Parse([]string{"-redis-password-file=" + bad}); err == nil || !strings.Contains(err.Error(), "redis-password-file") {
+			t.Fatalf("secret file %s: got %v, want an error naming the flag", bad, err)
+		}
 	}
 }
