@@ -2,6 +2,12 @@
 // one topic of protobuf herald.events.v1.Event records keyed by alert id, a
 // dead-letter topic and a compacted state topic.
 //
+// Security: with TLS and a SASL user (Config.TLS, Config.SASLUser) every
+// connection (producer, consumer group, fetches, dead-letter writer, state
+// topic reads and topic administration) is SASL_SSL: SCRAM over TLS, as the
+// service's own principal, whose ACLs say which topics and group it may
+// use (docs/deployment.md).
+//
 // Guarantees: Writer.Append returns only after every replica in sync has the
 // records (acks=all). Consume is at least once: fetch, handle, then commit;
 // a handler must be idempotent (skip event ids it has applied). kafka-go has
@@ -68,6 +74,18 @@ type Config struct {
 	Retention time.Duration
 	// SessionTimeout: how soon a dead consumer's partitions move to another.
 	SessionTimeout time.Duration
+
+	// TLS encrypts every connection to the brokers, verified against
+	// TLSCAFile (the system's roots when empty), re-read when it changes.
+	TLS       bool
+	TLSCAFile string
+	// SASLUser and SASLPassword authenticate the service's own principal
+	// (one per service, with ACLs on what it may read and write) with
+	// SASLMechanism: SCRAM-SHA-512 (the default) or SCRAM-SHA-256. With TLS
+	// this is Kafka's SASL_SSL.
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
 }
 
 // DefaultConfig is a single local broker.
@@ -96,6 +114,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinInsyncReplicas, "kafka-min-insync-replicas", c.MinInsyncReplicas, "min.insync.replicas of topics Herald creates (2 in production)")
 	fs.DurationVar(&c.Retention, "kafka-retention", c.Retention, "retention of the event log; 0 keeps records forever")
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", c.SessionTimeout, "consumer group session timeout")
+	fs.BoolVar(&c.TLS, "kafka-tls", c.TLS, "connect to Kafka over TLS (with kafka-sasl-user: SASL_SSL)")
+	fs.StringVar(&c.TLSCAFile, "kafka-tls-ca", c.TLSCAFile, "CA bundle (PEM) verifying the brokers (empty: the system's roots); reloaded when the file changes")
+	fs.StringVar(&c.SASLMechanism, "kafka-sasl-mechanism", c.SASLMechanism, "SASL mechanism: SCRAM-SHA-512 (default) or SCRAM-SHA-256")
+	fs.StringVar(&c.SASLUser, "kafka-sasl-user", c.SASLUser, "the service's Kafka principal (SCRAM user)")
+	config.SecretFile(fs, &c.SASLPassword, "kafka-sasl-password", "password of kafka-sasl-user")
 }
 
 // Validate names the setting at fault.
@@ -124,5 +147,6 @@ func (c Config) Validate() error {
 	if c.SessionTimeout < 6*time.Second {
 		errs = append(errs, fmt.Errorf("setting kafka-session-timeout must be at least 6s (the broker's minimum), got %v", c.SessionTimeout))
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }

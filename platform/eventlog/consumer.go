@@ -150,6 +150,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.SessionTimeout,
 		JoinGroupBackoff:  200 * time.Millisecond,
+		Dialer:            cfg.dialer("herald-" + cfg.GroupID),
 		StartOffset:       startOffset(cfg.StartAtEnd),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			cfg.Logger.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...), "group", cfg.GroupID)
@@ -158,8 +159,11 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
+	dlqTransport := cfg.newTransport("herald-" + cfg.GroupID + "-dlq")
+	defer dlqTransport.CloseIdleConnections()
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
+		Transport:    dlqTransport,
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
@@ -167,7 +171,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	}
 	transport := cfg.transport
 	if transport == nil {
-		t := &kafka.Transport{}
+		t := cfg.newTransport("herald-" + cfg.GroupID)
 		defer t.CloseIdleConnections()
 		transport = t
 	}

@@ -16,7 +16,8 @@ import (
 // fn in offset order per partition. It is for rebuilds: the state topic into
 // a cache, or the event log into a projection. fn's error stops the read.
 func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value []byte, partition int, offset int64) error) error {
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second}
+	client, closeIdle := cfg.Client(30 * time.Second)
+	defer closeIdle()
 	var offs []kafka.PartitionOffsets
 	err := retry(ctx, func() error {
 		var err error

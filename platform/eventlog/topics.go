@@ -50,7 +50,8 @@ func EnsureTopics(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	for i, s := range specs {
 		names[i] = s.Topic
 	}
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	client, closeIdle := cfg.Client(10 * time.Second)
+	defer closeIdle()
 	backoff := 100 * time.Millisecond
 	for {
 		err := ensureOnce(ctx, client, specs, names, logger)

@@ -32,7 +32,7 @@ type Writer struct {
 // (the alert id). producer names the appending service in each event's
 // envelope when the event does not.
 func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
-	transport := &kafka.Transport{ClientID: "herald-" + producer}
+	transport := cfg.newTransport("herald-" + producer)
 	return &Writer{
 		p:         newProducer(cfg.Brokers, transport),
 		transport: transport,

@@ -26,6 +26,11 @@ KAFKA_PORT="${HERALD_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_HOST=127.0.0.1
 REDIS_PORT="${HERALD_REDIS_PORT:-16379}"
+# The secured listeners sit beside the plaintext ones (derived ports, so that
+# worktrees and main do not collide): Kafka SASL_SSL on the broker port + 2,
+# Redis with TLS and ACL users (a second redis-server) on the Redis port + 1.
+KAFKA_SASL_PORT="${HERALD_KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+REDIS_TLS_PORT="${HERALD_REDIS_TLS_PORT:-$((REDIS_PORT + 1))}"
 KAFKA_WAIT_SECONDS="${HERALD_KAFKA_WAIT_SECONDS:-120}"
 # Fixed KRaft cluster id (22 chars, base64url of 16 bytes): formatting needs
 # no extra JVM start to generate one.
@@ -40,6 +45,11 @@ KAFKA_DATA="$KAFKA_HOME/data"
 KAFKA_LOGS="$KAFKA_HOME/logs"
 KAFKA_PID="$KAFKA_HOME/kafka.pid"
 REDIS_HOME="$DEPS/redis"
+# Development CA, certificates and passwords of the secured listeners; the
+# tests read them from here (platform/testinfra).
+SECURE="$DEPS/secure"
+TLS_DIR="$SECURE/tls"
+SECRETS_DIR="$SECURE/secrets"
 REDIS_PID="$REDIS_HOME/redis.pid"
 REDIS_LOG="$REDIS_HOME/redis.log"
 
@@ -188,9 +198,9 @@ kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DATA
@@ -214,6 +224,7 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=48
 log.segment.bytes=67108864
 EOF
+	kafka_secure_config >>"$KAFKA_HOME/server.properties"
 	cat >"$KAFKA_HOME/log4j2.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by platform/infra/deps.sh: Kafka logs to a file, not the console. -->
@@ -346,6 +357,225 @@ wait_exit() {
 	kill -9 "$pid" 2>/dev/null || true
 }
 
+# ---------------------------------------------------------------- secured listeners
+# Kafka's SASL_SSL listener (SCRAM-SHA-512 over TLS, ACLs in StandardAuthorizer)
+# and a second redis-server with TLS and ACL users only. The plaintext Kafka
+# listener and Redis above stay as they are for the tests that do not exercise
+# security. The principals are those of production (docs/deployment.md): one
+# per service, an operator (heraldctl) and the harness's super user.
+
+KAFKA_USERS=(herald-admin herald-intake herald-rules herald-notification herald-acknowledgement herald-operator)
+REDIS_USERS=(herald-admin herald-intake herald-notification herald-acknowledgement)
+REDIS_SECURE_HOME="$DEPS/redis-secure"
+REDIS_SECURE_PID="$REDIS_SECURE_HOME/redis.pid"
+REDIS_SECURE_LOG="$REDIS_SECURE_HOME/redis.log"
+secure_changed=0
+
+# secret_file FILE: a random password, written once.
+secret_file() {
+	[[ -s "$1" ]] && return
+	(
+		umask 077
+		head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$1"
+	)
+}
+
+tls_fingerprint() {
+	{ cat "$TLS_DIR"/ca.crt "$TLS_DIR"/kafka.crt "$TLS_DIR"/redis.crt 2>/dev/null || true; } | sha256sum
+}
+
+# secure_material: the development CA and certificates (platform/devca; it
+# keeps valid ones) and the passwords. Sets secure_changed=1 when the CA or a
+# server certificate changed, so that running servers are restarted.
+secure_material() {
+	mkdir -p "$TLS_DIR" "$SECRETS_DIR"
+	chmod 700 "$SECURE" "$SECRETS_DIR"
+	command -v go >/dev/null || die "go is needed to write the development CA (platform/devca)"
+	local before after
+	before="$(tls_fingerprint)"
+	(cd "$ROOT" && go run ./platform/devca/cmd/devca -dir "$TLS_DIR" kafka redis herald-test-client) ||
+		die "platform/devca could not write the development certificates into $TLS_DIR"
+	after="$(tls_fingerprint)"
+	[[ "$before" == "$after" ]] || secure_changed=1
+	# Kafka's PEM key store is the key and the chain in one file.
+	(
+		umask 077
+		cat "$TLS_DIR/kafka.key" "$TLS_DIR/kafka.crt" >"$TLS_DIR/kafka-keystore.pem"
+	)
+	local u
+	for u in "${KAFKA_USERS[@]}"; do secret_file "$SECRETS_DIR/kafka-$u.password"; done
+	for u in "${REDIS_USERS[@]}"; do secret_file "$SECRETS_DIR/redis-$u.password"; done
+}
+
+# kafka_secure_config: the broker settings of the SASL_SSL listener, appended
+# to server.properties by kafka_config. ANONYMOUS (the plaintext and
+# controller listeners) is a super user, so those stay as open as before.
+kafka_secure_config() {
+	cat <<EOF
+# SASL_SSL listener: SCRAM-SHA-512 over TLS, ACLs (deps.sh kafka_secure_config).
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/kafka-keystore.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$TLS_DIR/ca.crt
+listener.name.sasl_ssl.ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:herald-admin
+allow.everyone.if.no.acl.found=false
+EOF
+}
+
+# kafka_restart_if_insecure: a broker of ours that runs without the SASL_SSL
+# listener (started by an older deps.sh) or with a replaced certificate is
+# stopped, so that kafka_up starts it with the current configuration.
+kafka_restart_if_insecure() {
+	kafka_ready || return 0
+	if port_open "$KAFKA_HOST" "$KAFKA_SASL_PORT" && [[ $secure_changed -eq 0 ]]; then
+		return 0
+	fi
+	if ! pid_alive "$KAFKA_PID" "$KAFKA_HOME"; then
+		log "kafka: the broker on $KAFKA_HOST:$KAFKA_PORT has no SASL_SSL listener on $KAFKA_SASL_PORT and was not started by deps.sh; the security tests will fail"
+		return 0
+	fi
+	log "kafka: restarting the broker to (re)load its SASL_SSL listener"
+	kafka_down
+}
+
+# kafka_tool CLASS ARGS...: one of Kafka's own command-line tools (a small
+# JVM that starts quickly: these run for a second or two).
+kafka_tool() {
+	local KAFKA_HEAP_OPTS="-Xmx256m -XX:TieredStopAtLevel=1"
+	kafka_cmd "$@"
+	"${KAFKA_CMD[@]}" </dev/null >>"$KAFKA_LOGS/tools.log" 2>&1 9>&- || {
+		tail -n 20 "$KAFKA_LOGS/tools.log" >&2
+		die "kafka tool $1 failed (log: $KAFKA_LOGS/tools.log)"
+	}
+}
+
+# kafka_acl ARGS...: add ACLs (kafka-acls) with prefixed resource patterns, so
+# that the production names and the tests' suffixed copies of them match.
+kafka_acl() {
+	kafka_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" \
+		--add --force --resource-pattern-type prefixed "$@"
+}
+
+# kafka_secure_setup: SCRAM users (kafka-configs) and ACLs (kafka-acls), once
+# per formatted log (they live in the cluster metadata) and password set.
+kafka_secure_setup() {
+	local stamp="$KAFKA_HOME/secure-setup" want u
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v1"
+	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+		return
+	fi
+	log "kafka: creating the SCRAM users and ACLs of the SASL_SSL listener (once)"
+	local start=$SECONDS
+	for u in "${KAFKA_USERS[@]}"; do
+		kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --alter \
+			--entity-type users --entity-name "$u" \
+			--add-config "SCRAM-SHA-512=[iterations=4096,password=$(cat "$SECRETS_DIR/kafka-$u.password")]"
+	done
+	local events=herald.alert-events.v1 dlq=herald.alert-events.dlq.v1 state=herald.alert-state.v1
+	local svc=(--allow-principal User:herald-intake --allow-principal User:herald-rules
+		--allow-principal User:herald-notification --allow-principal User:herald-acknowledgement)
+	# Every service reads the topics' metadata and may create them (EnsureTopics).
+	kafka_acl "${svc[@]}" --operation Describe --operation Create --topic "$events" --topic "$dlq" --topic "$state"
+	# Every service appends events.
+	kafka_acl "${svc[@]}" --operation Write --topic "$events"
+	# The consumers dead-letter what they cannot handle.
+	kafka_acl --allow-principal User:herald-rules --allow-principal User:herald-notification \
+		--allow-principal User:herald-acknowledgement --operation Write --topic "$dlq"
+	# Each consumer reads the events in its own group.
+	kafka_acl --allow-principal User:herald-rules --operation Read --topic "$events" --group rules
+	kafka_acl --allow-principal User:herald-notification --operation Read --topic "$events" --group notification
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --topic "$events" --group acknowledgement
+	# The acknowledgement service owns the compacted state topic.
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --operation Write --topic "$state"
+	# An operator follows the log (heraldctl tail) and reads nothing else.
+	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
+	echo "$want" >"$stamp"
+	log "kafka: users and ACLs created in $((SECONDS - start))s"
+}
+
+redis_secure_ping() {
+	[[ "$(timeout 3 redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h "$REDIS_HOST" -p "$REDIS_TLS_PORT" \
+		--user herald-admin --pass "$(cat "$SECRETS_DIR/redis-herald-admin.password")" --no-auth-warning ping 2>/dev/null)" == PONG ]]
+}
+
+# redis_acl_line USER RULES: a user directive with the password's SHA-256 (the
+# configuration never holds the password).
+redis_acl_line() {
+	printf 'user %s on #%s %s\n' "$1" "$(tr -d '\n' <"$SECRETS_DIR/redis-$1.password" | sha256sum | cut -d' ' -f1)" "$2"
+}
+
+redis_secure_config() {
+	mkdir -p "$REDIS_SECURE_HOME"
+	(
+		umask 077
+		{
+			cat <<EOF
+# Written by platform/infra/deps.sh: TLS only, ACL users only.
+port 0
+tls-port $REDIS_TLS_PORT
+bind $REDIS_HOST
+tls-cert-file $TLS_DIR/redis.crt
+tls-key-file $TLS_DIR/redis.key
+tls-ca-cert-file $TLS_DIR/ca.crt
+tls-auth-clients optional
+save ""
+appendonly no
+databases 16
+dir $REDIS_SECURE_HOME
+logfile $REDIS_SECURE_LOG
+pidfile $REDIS_SECURE_PID
+daemonize yes
+user default off
+EOF
+			# Each service reaches only its own keys (and channels); the
+			# harness reaches everything.
+			redis_acl_line herald-admin '~* &* +@all'
+			redis_acl_line herald-intake 'resetchannels ~herald:intake:* +@all -@dangerous'
+			redis_acl_line herald-notification 'resetchannels ~herald:notification:* &herald:notification:* +@all -@dangerous'
+			redis_acl_line herald-acknowledgement 'resetchannels ~{herald:ack}* ~{herald:timers:* &{herald:ack}* &herald:timers:* +@all -@dangerous'
+		} >"$REDIS_SECURE_HOME/redis.conf"
+	)
+}
+
+redis_secure_up() {
+	if [[ $secure_changed -eq 0 ]] && redis_secure_ping; then
+		log "redis (TLS, ACL): reusing the instance on $REDIS_HOST:$REDIS_TLS_PORT"
+		return
+	fi
+	redis_secure_down
+	if port_open "$REDIS_HOST" "$REDIS_TLS_PORT"; then
+		die "port $REDIS_HOST:$REDIS_TLS_PORT is taken by something that is not our TLS Redis"
+	fi
+	redis_secure_config
+	log "redis (TLS, ACL): starting on $REDIS_HOST:$REDIS_TLS_PORT"
+	redis-server "$REDIS_SECURE_HOME/redis.conf" </dev/null 9>&-
+	local i
+	for ((i = 0; i < 100; i++)); do
+		redis_secure_ping && {
+			log "redis (TLS, ACL): ready"
+			return
+		}
+		sleep 0.1
+	done
+	tail -n 30 "$REDIS_SECURE_LOG" >&2 || true
+	die "the TLS redis did not answer PING on $REDIS_HOST:$REDIS_TLS_PORT within 10s (log: $REDIS_SECURE_LOG)"
+}
+
+redis_secure_down() {
+	if pid_alive "$REDIS_SECURE_PID" redis-server; then
+		local pid
+		pid="$(cat "$REDIS_SECURE_PID")"
+		log "redis (TLS, ACL): stopping pid $pid"
+		kill "$pid" 2>/dev/null || true
+		wait_exit "$pid" 20 "redis (TLS, ACL)"
+	fi
+	rm -f "$REDIS_SECURE_PID"
+}
+
 # ---------------------------------------------------------------- main
 
 write_env() {
@@ -353,6 +583,9 @@ write_env() {
 # Written by platform/infra/deps.sh: source it before running go test by hand.
 export HERALD_TEST_KAFKA_BROKERS=$KAFKA_HOST:$KAFKA_PORT
 export HERALD_TEST_REDIS_ADDR=$REDIS_HOST:$REDIS_PORT
+export HERALD_TEST_KAFKA_SASL_BROKERS=$KAFKA_HOST:$KAFKA_SASL_PORT
+export HERALD_TEST_REDIS_TLS_ADDR=$REDIS_HOST:$REDIS_TLS_PORT
+export HERALD_TEST_SECURE_DIR=$SECURE
 EOF
 }
 
@@ -370,6 +603,18 @@ status() {
 		echo "redis: down"
 		rc=1
 	fi
+	if port_open "$KAFKA_HOST" "$KAFKA_SASL_PORT"; then
+		echo "kafka SASL_SSL: up on $KAFKA_HOST:$KAFKA_SASL_PORT"
+	else
+		echo "kafka SASL_SSL: down"
+		rc=1
+	fi
+	if redis_secure_ping; then
+		echo "redis (TLS, ACL): up on $REDIS_HOST:$REDIS_TLS_PORT"
+	else
+		echo "redis (TLS, ACL): down"
+		rc=1
+	fi
 	return $rc
 }
 
@@ -383,11 +628,16 @@ main() {
 	up)
 		need_tools
 		redis_up
+		secure_material
+		kafka_restart_if_insecure
 		kafka_up
+		kafka_secure_setup
+		redis_secure_up
 		write_env
 		;;
 	down)
 		kafka_down
+		redis_secure_down
 		redis_down
 		;;
 	kafka-restart)

@@ -132,6 +132,16 @@ func Load(files Files, opts Options) (*Source, error) {
 	return s, nil
 }
 
+// SystemRoots returns a Source without a certificate of its own that
+// trusts the system's roots: a client of a service with a public
+// certificate (a managed Kafka, a collector).
+func SystemRoots() *Source {
+	s := &Source{every: DefaultCheckEvery, clk: clock.Real{}, log: logging.Discard()}
+	s.cur.Store(&material{})
+	s.lastCheck.Store(s.clk.Now().UnixNano())
+	return s
+}
+
 // Files returns the files the Source reads.
 func (s *Source) Files() Files { return s.files }
 
