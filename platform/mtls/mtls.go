@@ -295,6 +295,10 @@ func (s *Source) ClientConfig(serverName string) *tls.Config {
 	return cfg
 }
 
+// handshakeTimeout bounds a Dialer's handshake when the dial's context has
+// no deadline.
+const handshakeTimeout = 10 * time.Second
+
 // DialFunc dials a network connection (net.Dialer.DialContext's shape).
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -322,8 +326,16 @@ func (s *Source) Dialer(base DialFunc, serverName string) DialFunc {
 		if err != nil {
 			return nil, err
 		}
+		hctx := ctx
+		if _, ok := ctx.Deadline(); !ok {
+			// A server that accepts but never answers must not hold the
+			// dial forever.
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+		}
 		tc := tls.Client(conn, s.ClientConfig(name))
-		if err := tc.HandshakeContext(ctx); err != nil {
+		if err := tc.HandshakeContext(hctx); err != nil {
 			_ = conn.Close()
 			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
