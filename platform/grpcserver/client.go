@@ -2,9 +2,7 @@ package grpcserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
@@ -30,7 +28,7 @@ type dialOptions struct {
 // server's certificate). Every new connection uses the material current
 // at its handshake, so certificates rotate without a restart.
 func ClientTLS(src *mtls.Source, serverName string) DialOption {
-	return func(o *dialOptions) { o.creds = &reloadingCreds{src: src, serverName: serverName} }
+	return func(o *dialOptions) { o.creds = mtls.GRPCClientCredentials(src, serverName) }
 }
 
 // Dial connects to a Herald gRPC service on target, with trace
@@ -56,43 +54,6 @@ func Dial(_ context.Context, target string, tel *telemetry.Telemetry, options ..
 		return nil, fmt.Errorf("dial %s: %w", target, err)
 	}
 	return conn, nil
-}
-
-// reloadingCreds are TLS client credentials built afresh for every
-// handshake from the Source's current material (grpc-go's own TLS
-// credentials fix their configuration once).
-type reloadingCreds struct {
-	src        *mtls.Source
-	serverName string
-}
-
-func (c *reloadingCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	name := c.serverName
-	if name == "" {
-		name = authority
-		if host, _, err := net.SplitHostPort(authority); err == nil {
-			name = host
-		}
-	}
-	return credentials.NewTLS(c.src.ClientConfig(name)).ClientHandshake(ctx, authority, conn)
-}
-
-func (c *reloadingCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return nil, nil, errors.New("grpcserver: client credentials cannot serve")
-}
-
-func (c *reloadingCreds) Info() credentials.ProtocolInfo {
-	return credentials.NewTLS(c.src.ClientConfig(c.serverName)).Info()
-}
-
-func (c *reloadingCreds) Clone() credentials.TransportCredentials {
-	return &reloadingCreds{src: c.src, serverName: c.serverName}
-}
-
-// OverrideServerName is deprecated in grpc-go; it sets the name verified.
-func (c *reloadingCreds) OverrideServerName(name string) error {
-	c.serverName = name
-	return nil
 }
 
 // PeerIdentity returns the service identity of the caller of the gRPC call

@@ -48,9 +48,12 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	s.Flags(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tcfg := telemetry.Config{ServiceName: "herald-" + s.Name}
-	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port for traces (empty: no export)")
+	fs.StringVar(&tcfg.OTLPEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector host:port for traces (empty: no export); TLS unless it is on loopback with no otlp-tls-ca")
+	fs.StringVar(&tcfg.OTLPCAFile, "otlp-tls-ca", "", "CA bundle (PEM) verifying the OTLP collector (empty: the system's roots)")
+	fs.StringVar(&tcfg.OTLPCertFile, "otlp-tls-cert", "", "client certificate (PEM) for an OTLP collector that asks for one")
+	fs.StringVar(&tcfg.OTLPKeyFile, "otlp-tls-key", "", "key of otlp-tls-cert (PEM)")
 	fs.StringVar(&tcfg.MetricsAddr, "metrics-addr", s.MetricsAddr, "Prometheus /metrics listen address (empty: none)")
-	pprofAddr := fs.String("pprof-addr", "", "Go profiling (net/http/pprof) listen address, for diagnosis only; keep it on loopback (empty: none)")
+	pprofAddr := fs.String("pprof-addr", "", "Go profiling (net/http/pprof) listen address, for diagnosis only; loopback only, e.g. 127.0.0.1:6060 (empty: none)")
 	if err := config.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -61,6 +64,14 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	lvl, err := logging.ParseLevel(*level)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: setting log-level: %v\n", s.Name, err)
+		return 2
+	}
+	if err := tcfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
+		return 2
+	}
+	if err := validateProfiling(*pprofAddr); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
 		return 2
 	}
 	if s.Validate != nil {

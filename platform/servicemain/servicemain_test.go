@@ -50,6 +50,10 @@ func TestExitCodes(t *testing.T) {
 		{"bad log level", []string{"-log-level=loud", "-metrics-addr="}, ok, nil, 2, "log-level"},
 		{"invalid setting", []string{"-metrics-addr="}, ok, func() error { return errors.New("setting redis-addr is required") }, 2, "redis-addr"},
 		{"service error", []string{"-metrics-addr="}, func(context.Context) error { return errors.New("kafka unreachable") }, nil, 1, "kafka unreachable"},
+		{"profiling on the network", []string{"-metrics-addr=", "-pprof-addr=0.0.0.0:6060"}, ok, nil, 2, "pprof-addr"},
+		{"profiling on all interfaces", []string{"-metrics-addr=", "-pprof-addr=:6060"}, ok, nil, 2, "loopback"},
+		{"OTLP endpoint without port", []string{"-metrics-addr=", "-otlp-endpoint=collector"}, ok, nil, 2, "otlp-endpoint"},
+		{"OTLP CA that does not load", []string{"-metrics-addr=", "-otlp-endpoint=collector:4317", "-otlp-tls-ca=/nonexistent/ca.crt"}, ok, nil, 2, "otlp-tls-ca"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

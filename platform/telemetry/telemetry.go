@@ -2,8 +2,12 @@
 // the otel globals, so several services can run in one process (the
 // all-in-one binary, component tests) each with its own service name.
 //
-// Traces go to an OTLP/gRPC endpoint when one is configured; metrics are
-// served on a Prometheus endpoint when an address is configured. The
+// Traces go to an OTLP/gRPC endpoint when one is configured, over TLS
+// (verified against OTLPCAFile or the system's roots, with a client
+// certificate when one is given, all re-read when the files change); only
+// a collector on loopback (a sidecar in the same pod) may be reached in
+// plaintext. Metrics are served on a Prometheus endpoint when an address
+// is configured. The
 // propagator is W3C TraceContext plus Baggage. Span attributes and metric
 // labels must hold identifiers only, never patient data.
 package telemetry
@@ -29,6 +33,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 // Config says where telemetry goes.
@@ -37,6 +43,11 @@ type Config struct {
 	ServiceName string
 	// OTLPEndpoint is host:port of an OTLP/gRPC collector; empty disables export.
 	OTLPEndpoint string
+	// OTLPCAFile verifies the collector (empty: the system's roots; a
+	// collector on loopback without it is reached in plaintext).
+	// OTLPCertFile and OTLPKeyFile are a client certificate for a collector
+	// that asks for one.
+	OTLPCAFile, OTLPCertFile, OTLPKeyFile string
 	// MetricsAddr is where /metrics is served; empty disables the endpoint.
 	MetricsAddr string
 }
@@ -69,6 +80,61 @@ func New(serviceName string, tp trace.TracerProvider, mp metric.MeterProvider) *
 	return &Telemetry{ServiceName: serviceName, TracerProvider: tp, MeterProvider: mp, Propagator: Propagator()}
 }
 
+// Validate names the setting at fault: an endpoint that is not host:port,
+// or TLS files that do not load.
+func (c Config) Validate() error {
+	files := mtls.Files{CertFile: c.OTLPCertFile, KeyFile: c.OTLPKeyFile, CAFile: c.OTLPCAFile}
+	if err := files.Validate("otlp-tls-cert", "otlp-tls-key"); err != nil {
+		return err
+	}
+	if c.OTLPEndpoint == "" {
+		if !files.IsZero() {
+			return errors.New("settings otlp-tls-ca, otlp-tls-cert and otlp-tls-key need otlp-endpoint")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {
+		return fmt.Errorf("setting otlp-endpoint %q: want host:port: %w", c.OTLPEndpoint, err)
+	}
+	if !files.IsZero() {
+		if _, err := mtls.Load(files, mtls.Options{}); err != nil {
+			return fmt.Errorf("settings otlp-tls-ca, otlp-tls-cert, otlp-tls-key: %w", err)
+		}
+	}
+	return nil
+}
+
+// IsLoopback reports whether addr (host:port) names this host only:
+// localhost or a loopback IP. An empty host (all interfaces) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// otlpOption returns how the exporter reaches the collector: TLS unless
+// the collector is on loopback and no CA is given.
+func (c Config) otlpOption() (otlptracegrpc.Option, error) {
+	files := mtls.Files{CertFile: c.OTLPCertFile, KeyFile: c.OTLPKeyFile, CAFile: c.OTLPCAFile}
+	if files.IsZero() {
+		if IsLoopback(c.OTLPEndpoint) {
+			return otlptracegrpc.WithInsecure(), nil
+		}
+		return otlptracegrpc.WithTLSCredentials(mtls.GRPCClientCredentials(mtls.SystemRoots(), "")), nil
+	}
+	src, err := mtls.Load(files, mtls.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("OTLP TLS (settings otlp-tls-ca, otlp-tls-cert, otlp-tls-key): %w", err)
+	}
+	return otlptracegrpc.WithTLSCredentials(mtls.GRPCClientCredentials(src, "")), nil
+}
+
 // Setup builds the providers described by cfg. The OTLP exporter connects
 // lazily, so a collector that is down delays nothing; spans are dropped (and
 // counted by the SDK) until it is back.
@@ -79,8 +145,15 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	res := resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName))
 	t := &Telemetry{ServiceName: cfg.ServiceName, Propagator: Propagator()}
 
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(cfg.OTLPEndpoint), otlptracegrpc.WithInsecure())
+		transport, err := cfg.otlpOption()
+		if err != nil {
+			return nil, err
+		}
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(cfg.OTLPEndpoint), transport)
 		if err != nil {
 			return nil, fmt.Errorf("create OTLP exporter for %s: %w", cfg.OTLPEndpoint, err)
 		}
