@@ -4,6 +4,11 @@ SHELL := /bin/bash
 
 MODULES := proto platform services/intake services/rules services/notification services/acknowledgement cmd e2e charts/test
 GO      ?= go
+# Every target runs with the toolchain pinned in go.work (and every go.mod),
+# whatever GOTOOLCHAIN the environment sets: the go command fetches it once
+# through the module proxy, checked against the Go checksum database. A
+# newer one is used only when a module asks for it (+auto).
+export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.work)+auto
 DEPS    := .deps
 # Test infrastructure addresses (loopback, non-default ports); see platform/infra.
 export HERALD_TEST_KAFKA_BROKERS ?= 127.0.0.1:19092
@@ -69,14 +74,31 @@ proto: ## Regenerate the Go code from proto/ (buf and plugins are pinned Go tool
 
 .PHONY: tidy
 tidy: ## Tidy every module's go.mod on its own (each replaces the Herald modules it needs by their folders).
-	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
+	@for m in $(MODULES) tools/buf tools/lint tools/vuln; do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
+
+# govulncheck's database, built offline from the golang.org/x/vulndb module
+# (its data/osv advisories; the vulnerability site is not reachable here)
+# at the version tools/vuln pins. Bump that version to get newer advisories.
+VULNDB := $(CURDIR)/bin/vulndb
+
+.PHONY: vulncheck
+vulncheck: ## govulncheck every module against the offline database; fails on a vulnerability the code reaches.
+	@cd tools/vuln && GOWORK=off $(GO) build -o $(CURDIR)/bin/govulncheck golang.org/x/vuln/cmd/govulncheck
+	@dir=$$(cd tools/vuln && GOWORK=off $(GO) list -m -f '{{.Dir}}' golang.org/x/vulndb) && \
+	  stamp="$$(basename "$$dir")" && \
+	  if [ "$$(cat $(VULNDB)/.source 2>/dev/null)" != "$$stamp" ]; then \
+	    echo "build the vulnerability database from $$stamp"; rm -rf $(VULNDB) && \
+	    (cd tools/vuln && GOWORK=off $(GO) tool indexdb -vulns "$$dir/data/osv" -out $(VULNDB)) && echo "$$stamp" >$(VULNDB)/.source; \
+	  fi
+	@for m in $(MODULES); do echo "govulncheck $$m"; (cd $$m && $(CURDIR)/bin/govulncheck -db file://$(VULNDB) ./...) || exit 1; done
 
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck, buf lint and a check that generated code is fresh.
+lint: ## gofmt, go vet, staticcheck, govulncheck (offline), buf lint and a check that generated code is fresh.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 	@cd tools/lint && GOWORK=off $(GO) build -o $(CURDIR)/bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	@for m in $(MODULES); do (cd $$m && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
+	@$(MAKE) --no-print-directory vulncheck
 	@$(MAKE) --no-print-directory proto
 	@git diff --exit-code --stat -- proto/gen || (echo "proto/gen is stale: run make proto and commit"; exit 1)
 	@test -z "$$(git status --porcelain -- proto/gen)" || (echo "proto/gen has untracked files: run make proto and commit"; exit 1)

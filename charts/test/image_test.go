@@ -45,8 +45,10 @@ func dockerInstructions(t *testing.T, path string) []string {
 }
 
 // No image can be built on these machines, so the Dockerfiles are checked on
-// paper: a golang:1.26 builder making a static binary of the service's cmd,
-// then distroless static as the nonroot user running that binary; the
+// paper: a golang:1.26 builder (pinned by digest, compiling with the
+// workspace's toolchain) making a static binary of the service's cmd, then
+// distroless static (pinned by digest) as the nonroot user running that
+// binary; the
 // ports it declares are the chart's; and the minimal workspace it builds in
 // (proto, platform, the service) holds every Herald package the binary
 // imports.
@@ -60,8 +62,10 @@ func TestDockerfiles(t *testing.T) {
 					froms = append(froms, in)
 				}
 			}
-			require.Equal(t, []string{"FROM golang:1.26 AS build", "FROM gcr.io/distroless/static-debian12:nonroot"}, froms)
-			require.Contains(t, ins, "ENV CGO_ENABLED=0 GOOS=linux")
+			require.Len(t, froms, 2)
+			require.Regexp(t, `^FROM golang:1\.26@sha256:[0-9a-f]{64} AS build$`, froms[0], "the builder is pinned by digest")
+			require.Regexp(t, `^FROM gcr\.io/distroless/static-debian12:nonroot@sha256:[0-9a-f]{64}$`, froms[1], "the runtime image is pinned by digest")
+			require.Contains(t, ins, "ENV CGO_ENABLED=0 GOOS=linux GOTOOLCHAIN="+workspaceToolchain(t), "the image builds with the workspace's toolchain")
 			require.Contains(t, ins, "RUN go work init ./proto ./platform ./services/"+svc+" && go mod download")
 			require.Contains(t, ins, `RUN go build -trimpath -ldflags="-s -w" -o /out/`+svc+" ./services/"+svc+"/cmd/"+svc)
 			require.Contains(t, ins, "COPY --from=build /out/"+svc+" /usr/local/bin/"+svc)
@@ -126,4 +130,18 @@ func TestGlobalDefaultsAgree(t *testing.T) {
 	for _, svc := range services {
 		require.Equal(t, want, read(svc), "global defaults of %s vs herald", svc)
 	}
+}
+
+// workspaceToolchain is the toolchain line of go.work.
+func workspaceToolchain(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "go.work"))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "toolchain "); ok {
+			return v
+		}
+	}
+	t.Fatal("go.work has no toolchain line")
+	return ""
 }

@@ -2,6 +2,8 @@ module github.com/herald-health/herald/tools/lint
 
 go 1.26.8
 
+toolchain go1.26.11
+
 tool honnef.co/go/tools/cmd/staticcheck
 
 require (
