@@ -23,8 +23,8 @@ func validateProfiling(addr string) error {
 
 // serveProfiling serves Go's profiles under /debug/pprof/ on addr, on a
 // listener of its own so that the metrics port never exposes them. It
-// returns a function that stops the server.
-func serveProfiling(addr string) (func(), error) {
+// returns a function that stops the server (a Lifecycle release).
+func serveProfiling(addr string) (func(context.Context) error, error) {
 	if err := validateProfiling(addr); err != nil {
 		return nil, err
 	}
@@ -40,9 +40,9 @@ func serveProfiling(addr string) (func(), error) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		return srv.Shutdown(ctx)
 	}, nil
 }

@@ -1,6 +1,20 @@
-// Package servicemain is the body every service's main shares, so each main
-// stays a few lines: flags with the HERALD_ environment fallback, the JSON
-// logger, OpenTelemetry, signal handling and the exit code.
+// Package servicemain is the shell every Herald service shares.
+//
+// Main is the body of every main, so each main stays a few lines: flags
+// with the HERALD_ environment fallback, the JSON logger, OpenTelemetry
+// (OTLP over TLS), the loopback-only profiling endpoint, signal handling
+// and the exit code.
+//
+// Lifecycle is the shape of every composition root: resources register
+// their release as they are acquired (OnStop), a failed New rolls back what
+// it acquired (Rollback), the service's long-running parts are named tasks
+// (Go) of which the first to fail stops the rest (Run), and Stop releases
+// everything once, in reverse order.
+//
+// Security is the transport policy (-profile, -insecure): every hop a
+// service configures (grpcserver.Config, grpcserver client credentials,
+// eventlog.Config, redisconn.Config) reports whether it is plaintext, and
+// Check refuses plaintext unless a development system asked for it.
 //
 // Exit codes: 0 after a requested stop (SIGINT, SIGTERM) or -help; 2 for a
 // bad setting (the message names it); 1 when the service stopped on an
@@ -84,19 +98,27 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	tuneGC()
 	ctx, stopAsked, release := stopOnSignal(logger, s.Name)
 	defer release()
+	// What the shell acquires is released in reverse order however Main
+	// returns: the profiling endpoint, then telemetry (flushing spans).
+	life := NewLifecycle(logger)
+	defer func() {
+		if err := life.Stop(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("release on exit", "error", err.Error())
+		}
+	}()
 	tel, err := telemetry.Setup(ctx, tcfg)
 	if err != nil {
 		logger.Error("telemetry set-up", "error", err.Error())
 		return 1
 	}
-	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	life.OnStop("telemetry", tel.Shutdown)
 	if *pprofAddr != "" {
 		stopProfiling, err := serveProfiling(*pprofAddr)
 		if err != nil {
 			logger.Error("profiling endpoint", "error", err.Error())
 			return 1
 		}
-		defer stopProfiling()
+		life.OnStop("profiling endpoint", stopProfiling)
 		logger.Info("profiling endpoint listening", "addr", *pprofAddr)
 	}
 	if err := s.Run(ctx, logger, tel); err != nil {
