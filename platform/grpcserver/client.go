@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -21,14 +22,52 @@ type dialOptions struct {
 	creds credentials.TransportCredentials
 }
 
+// ClientConfig is where one Herald gRPC service is called: the same two
+// flags for every peer (RegisterFlags), e.g. -rules-addr and
+// -rules-server-name. The caller's identity and the CA bundle that
+// verifies the peer are the service's own (its gRPC server's Source, see
+// Server.TLS), or a tool's (mtls.Files.RegisterFlags).
+type ClientConfig struct {
+	// Addr is the peer's gRPC target: host:port, or dns:///host:port for
+	// every address of a headless Service.
+	Addr string
+	// ServerName is the name the peer's certificate must carry when the
+	// host in Addr is not one of its names (empty: the host in Addr).
+	ServerName string
+}
+
+// RegisterFlags binds -<peer>-addr and -<peer>-server-name (environment
+// fallback HERALD_<PEER>_ADDR, HERALD_<PEER>_SERVER_NAME). The values
+// already in c are the defaults.
+func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet, peer string) {
+	fs.StringVar(&c.Addr, peer+"-addr", c.Addr, "gRPC address of the "+peer+" service (host:port or dns:///host:port)")
+	fs.StringVar(&c.ServerName, peer+"-server-name", c.ServerName, "name the "+peer+" service's certificate must carry, when the host in "+peer+"-addr is not one of its names")
+}
+
+// Validate names the setting at fault.
+func (c ClientConfig) Validate(peer string) error {
+	if c.Addr == "" {
+		return fmt.Errorf("setting %s-addr is required", peer)
+	}
+	return nil
+}
+
 // ClientTLS makes Dial use mutual TLS with src: it presents src's
 // certificate (the calling service's identity) and verifies the server's
 // certificate against src's CA bundle and the target's host name (or
 // serverName, when not empty: for a target whose host is not in the
 // server's certificate). Every new connection uses the material current
 // at its handshake, so certificates rotate without a restart.
+//
+// A nil src leaves the connection plaintext: what a service started with
+// -insecure (no gRPC TLS files, so Server.TLS is nil) does; Security.Check
+// refuses that configuration outside development.
 func ClientTLS(src *mtls.Source, serverName string) DialOption {
-	return func(o *dialOptions) { o.creds = mtls.GRPCClientCredentials(src, serverName) }
+	return func(o *dialOptions) {
+		if src != nil {
+			o.creds = mtls.GRPCClientCredentials(src, serverName)
+		}
+	}
 }
 
 // Dial connects to a Herald gRPC service on target, with trace

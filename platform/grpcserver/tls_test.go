@@ -3,8 +3,10 @@ package grpcserver
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -366,5 +368,43 @@ func TestPeerIdentityWithoutTLS(t *testing.T) {
 	}
 	if _, ok := PeerIdentity(context.Background()); ok {
 		t.Fatal("a context without a peer has an identity")
+	}
+}
+
+func TestClientFlagsAndPlaintextFallback(t *testing.T) {
+	var c ClientConfig
+	fs := flag.NewFlagSet("notification", flag.ContinueOnError)
+	c.RegisterFlags(fs, "rules")
+	if err := fs.Parse([]string{"-rules-addr=dns:///rules-headless:9090", "-rules-server-name=rules.herald.svc"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "dns:///rules-headless:9090" || c.ServerName != "rules.herald.svc" {
+		t.Fatalf("flags: got %+v", c)
+	}
+	if err := (ClientConfig{}).Validate("rules"); err == nil || !strings.Contains(err.Error(), "rules-addr") {
+		t.Fatalf("Validate of an empty peer: got %v, want rules-addr named", err)
+	}
+
+	// A service without TLS (Server.TLS() is nil, a development system
+	// with -insecure) calls its peers in plaintext.
+	s, err := New(Config{Addr: "127.0.0.1:0"}, logging.Discard(), telemetry.Nop("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TLS() != nil {
+		t.Fatal("a server without TLS files has a TLS source")
+	}
+	s.GRPC().RegisterService(testService(func() error { return nil }), struct{}{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	plain, err := Dial(context.Background(), s.Addr(), telemetry.Nop("test"), ClientTLS(s.TLS(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := call(plain); err != nil {
+		t.Fatalf("plaintext call with a nil TLS source: %v", err)
 	}
 }

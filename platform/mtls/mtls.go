@@ -27,6 +27,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -49,6 +50,16 @@ type Files struct {
 	// client means the system's roots; a server cannot authenticate its
 	// clients without it.
 	CAFile string
+}
+
+// RegisterFlags binds <prefix>tls-cert, <prefix>tls-key and <prefix>tls-ca
+// (environment fallback HERALD_<PREFIX>TLS_...): the identity and trust of
+// a tool or a client that has no gRPC server of its own (heraldctl, the
+// e2e harness). The values already in f are the defaults.
+func (f *Files) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.StringVar(&f.CertFile, prefix+"tls-cert", f.CertFile, "TLS certificate chain (PEM) presented to the services called; reloaded when the file changes")
+	fs.StringVar(&f.KeyFile, prefix+"tls-key", f.KeyFile, "key of "+prefix+"tls-cert (PEM)")
+	fs.StringVar(&f.CAFile, prefix+"tls-ca", f.CAFile, "CA bundle (PEM) verifying the services called; reloaded when the file changes")
 }
 
 // IsZero reports whether no file is named.
