@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Test infrastructure for Herald: a real single-node Kafka 4.x (KRaft, broker
 # and controller in one JVM, jars from Maven Central) and a real Redis, both on
-# loopback ports, data and logs under <repo>/.deps (git-ignored).
+# loopback ports, data and logs under <repo>/.deps (git-ignored). Beside the
+# plaintext listeners: a SASL_SSL listener (SCRAM users, ACLs) on the broker and
+# a second Redis with TLS and ACL users only, with a development CA.
 #
 #   platform/infra/deps.sh up       start both (reusing instances already up)
 #   platform/infra/deps.sh down     stop the ones this script started
