@@ -100,7 +100,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...)}
+		c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...), Transport: &kafka.Transport{}}
 		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.Log.EventsTopic, s.Log.DLQTopic, s.Log.StateTopic}})
 	})
 
@@ -267,7 +267,7 @@ func (s *System) WaitQuiet(t testing.TB, within time.Duration) {
 // logEnd is the number of records on the events topic.
 func (s *System) logEnd(t testing.TB) int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...), Transport: &kafka.Transport{}}
 	reqs := make([]kafka.OffsetRequest, s.Log.Partitions)
 	for p := range s.Log.Partitions {
 		reqs[p] = kafka.LastOffsetOf(p)

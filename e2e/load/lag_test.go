@@ -36,7 +36,7 @@ type lagSampler struct {
 func sampleLag(ctx context.Context, cfg eventlog.Config, groups map[string]string, rdb *redis.Client, dueKey string, every time.Duration) *lagSampler {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &lagSampler{stop: cancel, done: make(chan struct{})}
-	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 5 * time.Second}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 5 * time.Second, Transport: &kafka.Transport{}}
 	parts := make([]int, cfg.Partitions)
 	reqs := make([]kafka.OffsetRequest, cfg.Partitions)
 	for p := range cfg.Partitions {

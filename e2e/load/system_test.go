@@ -71,7 +71,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(s.log.Brokers...)}
+		c := &kafka.Client{Addr: kafka.TCP(s.log.Brokers...), Transport: &kafka.Transport{}}
 		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.log.EventsTopic, s.log.DLQTopic, s.log.StateTopic}})
 	})
 

@@ -349,7 +349,7 @@ func requireTopicsAsDesigned(t *testing.T, cfg eventlog.Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	for topic, want := range map[string]map[string]string{
 		cfg.EventsTopic: {"cleanup.policy": "delete", "retention.ms": "-1"},
 		cfg.DLQTopic:    {"cleanup.policy": "delete", "retention.ms": "-1"},
@@ -390,7 +390,7 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	cfg.DLQTopic = testinfra.UniqueName("dlq")
 	cfg.StateTopic = testinfra.UniqueName("state")
 	t.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
 	})
 	ensureConcurrently(t, cfg, 3) // none of the topics exists yet
@@ -467,7 +467,7 @@ func TestLanesHandleOtherAlertsWhileOneIsStuckAndCommitNoFurther(t *testing.T) {
 		t.Fatalf("while alert-0's first event was held, only %d events of other alerts were handled; want the other lanes to carry on", n)
 	}
 	time.Sleep(300 * time.Millisecond) // a commit would have reached the broker by now
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	committed := func() int64 {
 		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{cfg.EventsTopic: {0}}})
 		if err != nil {

@@ -173,7 +173,7 @@ func deleteRecords(t *testing.T, brokers []string, topic string, before int64) {
 // no generation (as kafka-go's tools do).
 func commitAt(t *testing.T, brokers []string, group, topic string, offset int64) {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
 	res, err := c.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
 		Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: offset}}}})
 	if err != nil {
@@ -219,7 +219,7 @@ func deadLetters(t *testing.T, cfg Config, n int) (keys, reasons []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	for offset := int64(0); len(keys) < n; {
 		res, err := c.Fetch(ctx, &kafka.FetchRequest{Topic: cfg.DLQTopic, Partition: 0, Offset: offset, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond})
 		if err == nil {
@@ -249,7 +249,7 @@ func deadLetters(t *testing.T, cfg Config, n int) (keys, reasons []string) {
 // dlqEnd returns how many records the dead-letter topic's partition 0 holds.
 func dlqEnd(t *testing.T, cfg Config) int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{cfg.DLQTopic: {kafka.LastOffsetOf(0)}}})
 	if err != nil || len(res.Topics[cfg.DLQTopic]) != 1 || res.Topics[cfg.DLQTopic][0].Error != nil {
 		t.Fatalf("end of %s: %v %v", cfg.DLQTopic, err, res)
@@ -329,7 +329,7 @@ func TestAHandlerThatKeepsFailingOrPanicsIsDeadLettered(t *testing.T) {
 // carries on.
 func TestAFailedDeadLetterWriteHoldsTheRecordUntilItIsWritten(t *testing.T) {
 	cfg := FreshTopics(t, 1)
-	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	cfg.DLQTopic = testinfra.UniqueName("dlq-later") // created below, mid-test
 	t.Cleanup(func() {
 		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.DLQTopic}})

@@ -163,7 +163,7 @@ func TestAGroupPastTheLogEndResumesAtTheEnd(t *testing.T) {
 	group := testinfra.UniqueName("group")
 	// The group's committed offset lies beyond the log (as after the log
 	// was truncated under it); fetching from there is out of range.
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	res, err := client.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
 		Topics: map[string][]kafka.OffsetCommit{cfg.EventsTopic: {{Partition: 0, Offset: 1000}}}})
 	if err != nil {

@@ -61,7 +61,7 @@ func FreshTopics(t testing.TB, partitions int) Config {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+		c := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventsTopic, cfg.DLQTopic, cfg.StateTopic}})
 	})
 	return cfg
@@ -74,7 +74,7 @@ func producerTopics(t testing.TB, partitions int) Config {
 	cfg := FreshTopics(t, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: &kafka.Transport{}}
 	// A new topic's partitions take a moment to get their leader; the tests
 	// count requests, so wait until every partition takes a record.
 	for _, topic := range []string{cfg.EventsTopic, cfg.StateTopic} {

@@ -56,6 +56,9 @@ func EnsureTopics(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	for {
 		err := ensureOnce(ctx, client, specs, names, logger)
 		if err == nil {
+			err = servedOnce(ctx, client, names)
+		}
+		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -67,6 +70,38 @@ func EnsureTopics(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// servedOnce reports whether every topic in names is served: listed
+// without error by the broker answering, with a leader for each partition.
+// CreateTopics returns once the controller has committed a topic; brokers
+// serve it a moment later, and a producer or a group that is quicker is
+// refused with UNKNOWN_TOPIC_OR_PARTITION. So EnsureTopics returns only
+// once the topics can be used.
+func servedOnce(ctx context.Context, client *kafka.Client, names []string) error {
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("read metadata: %w", err)
+	}
+	served := map[string]bool{}
+	for _, t := range meta.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			continue
+		}
+		leaders := true
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.Host == "" {
+				leaders = false
+			}
+		}
+		served[t.Name] = leaders
+	}
+	for _, n := range names {
+		if !served[n] {
+			return fmt.Errorf("topic %s is not served yet", n)
+		}
+	}
+	return nil
 }
 
 func ensureOnce(ctx context.Context, client *kafka.Client, specs []kafka.TopicConfig, names []string, logger *slog.Logger) error {
@@ -99,7 +134,11 @@ func ensureOnce(ctx context.Context, client *kafka.Client, specs []kafka.TopicCo
 	}
 	var errs []error
 	for _, s := range missing {
-		if e := resp.Errors[s.Topic]; e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
+		e := resp.Errors[s.Topic]
+		if errors.Is(e, kafka.TopicAlreadyExists) {
+			continue // another replica created it
+		}
+		if e != nil {
 			errs = append(errs, fmt.Errorf("create topic %s: %w", s.Topic, e))
 			continue
 		}

@@ -91,7 +91,7 @@ func TestKafkaWriterRequireAllAndGroupResumesAfterCommit(t *testing.T) {
 	require.Len(t, seen, total)
 
 	// and the group's committed offsets are visible to an admin client
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
 	require.NoError(t, err)
 	require.NoError(t, resp.Error)
@@ -108,7 +108,7 @@ func TestKafkaTopicsCreateListDelete(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	name := testinfra.UniqueName("compat-admin")
 	created, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
 		Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: 2, ReplicationFactor: 1}},
@@ -144,7 +144,7 @@ func TestKafkaApiVersionsCoverKafkaGo(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 
 	// when its API versions are asked for
 	resp, err := client.ApiVersions(ctx, &kafka.ApiVersionsRequest{})
@@ -235,7 +235,7 @@ func TestNewTopicIsServedAtOnce(t *testing.T) {
 		topic := testinfra.NewTopic(t, "compat-ready", 3)
 
 		// when a new client lists its offsets straight away
-		client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 			topic: {kafka.FirstOffsetOf(0), kafka.FirstOffsetOf(1), kafka.FirstOffsetOf(2)},
 		}})

@@ -60,6 +60,13 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// Test clients of the broker get a kafka.Transport of their own
+// (&kafka.Transport{}), never kafka-go's DefaultTransport: a transport caches
+// the cluster's metadata and answers metadata requests from that cache, so
+// a shared one that did not create a topic (Herald's services create theirs
+// through transports of their own) reports it as unknown until its cache
+// expires.
+
 // NewTopic creates a topic with a unique name and the given partitions on the
 // test Kafka, and deletes it when the test ends.
 func NewTopic(t testing.TB, prefix string, partitions int) string {
@@ -68,7 +75,7 @@ func NewTopic(t testing.TB, prefix string, partitions int) string {
 	name := UniqueName(prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
 		Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: partitions, ReplicationFactor: 1}},
 	})
@@ -241,7 +248,7 @@ func WaitCommitted(t testing.TB, brokers []string, topic string, within time.Dur
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		t.Fatalf("metadata of topic %s on %v: %v %v", topic, brokers, err, md)

@@ -325,7 +325,7 @@ func TestHL7IncompleteFlaggedReportIsQuarantinedNotRejected(t *testing.T) {
 
 func TestHL7NoAAWhileKafkaIsDownAndResendAcceptedOnce(t *testing.T) {
 	h := start(t, func(c *intake.Config) { c.HandleTimeout = 3 * time.Second })
-	client := &kafka.Client{Addr: kafka.TCP(h.cfg.EventLog.Brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(h.cfg.EventLog.Brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	ctx := context.Background()
 	topic := h.cfg.EventLog.EventsTopic
 
@@ -692,7 +692,7 @@ func TestShutdownAnswersTheMessageInFlight(t *testing.T) {
 
 	// Given a message whose append is slow (its topic is gone, so the
 	// writer retries),
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	_, err = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventLog.EventsTopic}})
 	require.NoError(t, err)
 	c, err := mllp.Dial(context.Background(), svc.Addrs()["mllp"], nil, 30*time.Second)

@@ -19,7 +19,7 @@ import (
 // partitions it holds.
 func (e *env) groupMembers() []int {
 	e.t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(e.cfg.Log.Brokers...)}
+	c := &kafka.Client{Addr: kafka.TCP(e.cfg.Log.Brokers...), Transport: &kafka.Transport{}}
 	res, err := c.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{e.cfg.GroupID}})
 	if err != nil || len(res.Groups) != 1 {
 		return nil
