@@ -170,20 +170,36 @@ func deleteRecords(t *testing.T, brokers []string, topic string, before int64) {
 }
 
 // commitAt commits offset for group on partition 0 of topic, as a member of
-// no generation (as kafka-go's tools do).
+// no generation (as kafka-go's tools do). A group the broker has not seen
+// yet may answer with a coordinator error while its coordinator loads; those
+// are retried, a bounded number of times.
 func commitAt(t *testing.T, brokers []string, group, topic string, offset int64) {
 	t.Helper()
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
-	res, err := c.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
-		Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: offset}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("commit offset %d: %v", offset, p.Error)
+	var last error
+	for range 50 {
+		res, err := c.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
+			Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: offset}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = nil
+		for _, p := range res.Topics[topic] {
+			if p.Error != nil {
+				last = p.Error
+			}
+		}
+		switch {
+		case last == nil:
+			return
+		case errors.Is(last, kafka.NotCoordinatorForGroup), errors.Is(last, kafka.GroupCoordinatorNotAvailable),
+			errors.Is(last, kafka.GroupLoadInProgress):
+			time.Sleep(100 * time.Millisecond)
+		default:
+			t.Fatalf("commit offset %d: %v", offset, last)
 		}
 	}
+	t.Fatalf("commit offset %d: %v", offset, last)
 }
 
 // The group's committed offset lies before the log's start (retention
