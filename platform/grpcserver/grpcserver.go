@@ -1,5 +1,6 @@
 // Package grpcserver is the gRPC edge every Herald service shares: health
-// and reflection services, OpenTelemetry instrumentation (health checks left
+// (and, in development, reflection) services, receive and stream limits,
+// keepalive enforcement, OpenTelemetry instrumentation (health checks left
 // out), panic recovery, the one mapping of fault kinds to gRPC codes,
 // graceful shutdown, and mutual TLS on both ends of every call: the server
 // requires and verifies client certificates, the client (Dial with
@@ -9,6 +10,7 @@
 package grpcserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -27,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -52,7 +55,29 @@ type Config struct {
 	ClientCAFile string
 	// ShutdownGrace bounds graceful stop before in-flight calls are cut.
 	ShutdownGrace time.Duration
+	// MaxRecvBytes bounds one request message (default DefaultMaxRecvBytes):
+	// each service sets what its largest request needs.
+	MaxRecvBytes int
+	// MaxConcurrentStreams bounds the calls in flight on one connection
+	// (default DefaultMaxConcurrentStreams).
+	MaxConcurrentStreams uint32
+	// Reflection serves the reflection API (grpcurl's service listing).
+	// Services turn it on in the development profile only: it maps the
+	// API for anyone who can connect.
+	Reflection bool
 }
+
+// Defaults of the server's limits.
+const (
+	DefaultMaxRecvBytes         = 1 << 20
+	DefaultMaxConcurrentStreams = 256
+	// MinClientPing is the most often a client may ping an idle
+	// connection; a client that pings more often is disconnected
+	// (keepalive enforcement: pings are a cheap flood).
+	MinClientPing = 10 * time.Second
+	// MaxConnectionIdle closes a connection without calls for this long.
+	MaxConnectionIdle = 15 * time.Minute
+)
 
 // RegisterFlags binds the server's settings to fs: grpc-addr,
 // grpc-tls-cert, grpc-tls-key and grpc-client-ca (environment fallback
@@ -74,6 +99,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientCAFile != "" && c.TLSCertFile == "" {
 		return errors.New("setting grpc-client-ca needs grpc-tls-cert and grpc-tls-key")
+	}
+	if c.MaxRecvBytes < 0 {
+		return fmt.Errorf("gRPC receive limit must not be negative, got %d", c.MaxRecvBytes)
 	}
 	return nil
 }
@@ -152,12 +180,16 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry, options ...O
 				return !strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/")
 			}),
 		)),
-		grpc.ChainUnaryInterceptor(unaryRecover(logger), unaryErrors),
-		grpc.ChainStreamInterceptor(streamRecover(logger), streamErrors),
+		grpc.ChainUnaryInterceptor(unaryRecover(logger), unaryErrors(logger)),
+		grpc.ChainStreamInterceptor(streamRecover(logger), streamErrors(logger)),
 		// Calls run on long-lived workers (a new goroutine only when all are
 		// busy), so a call's stack has grown already instead of growing by
 		// copying in every call.
 		grpc.NumStreamWorkers(streamWorkers),
+		grpc.MaxRecvMsgSize(cmp.Or(cfg.MaxRecvBytes, DefaultMaxRecvBytes)),
+		grpc.MaxConcurrentStreams(cmp.Or(cfg.MaxConcurrentStreams, DefaultMaxConcurrentStreams)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinClientPing, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: MaxConnectionIdle, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
 	src := o.tls
 	if src == nil && cfg.TLSCertFile != "" {
@@ -179,7 +211,9 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry, options ...O
 	g := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(g, h)
-	reflection.Register(g)
+	if cfg.Reflection {
+		reflection.Register(g)
+	}
 	grace := cfg.ShutdownGrace
 	if grace <= 0 {
 		grace = 10 * time.Second
@@ -291,18 +325,38 @@ func Status(err error) error {
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	default:
-		code = codes.Internal
+		// An unexpected error's text names what failed inside the service
+		// (a Redis or Kafka address, a key): the caller gets the code and
+		// a fixed message, the log gets the error (see the interceptors).
+		return status.Error(codes.Internal, InternalMessage)
 	}
 	return status.Error(code, err.Error())
 }
 
-func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	return resp, Status(err)
+// InternalMessage is the text of every Internal status a handler's
+// unexpected error becomes.
+const InternalMessage = "internal error (details are in the service's log)"
+
+func unaryErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		return resp, statusLogged(ctx, log, info.FullMethod, err)
+	}
 }
 
-func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return Status(handler(srv, ss))
+func streamErrors(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return statusLogged(ss.Context(), log, info.FullMethod, handler(srv, ss))
+	}
+}
+
+// statusLogged is Status, logging the error an Internal status hides.
+func statusLogged(ctx context.Context, log *slog.Logger, method string, err error) error {
+	st := Status(err)
+	if err != nil && status.Code(st) == codes.Internal && st != err {
+		log.ErrorContext(ctx, "gRPC call failed", "method", method, "error", err.Error())
+	}
+	return st
 }
 
 func unaryRecover(log *slog.Logger) grpc.UnaryServerInterceptor {

@@ -106,3 +106,17 @@ func Plaintext(hops ...Hop) []string {
 	}
 	return weak
 }
+
+// HopFunc adapts a function to Hop: for a listener whose settings are not
+// a config type of their own (a service's MLLP or FHIR listener).
+type HopFunc func() string
+
+// Plaintext calls f.
+func (f HopFunc) Plaintext() string { return f() }
+
+// DevelopmentInsecure is the policy of a development system (and of tests
+// that exercise something other than transport security) that runs its
+// hops in plaintext on purpose.
+func DevelopmentInsecure() Security {
+	return Security{Profile: ProfileDevelopment, Insecure: true}
+}

@@ -16,12 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
@@ -29,6 +26,7 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisbatch"
+	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/timers"
@@ -38,7 +36,6 @@ import (
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/kafkalog"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/redisstore"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/redis/go-redis/v9"
 )
 
 // ServiceName is the gRPC health name and telemetry service name.
@@ -46,17 +43,19 @@ const ServiceName = "herald-acknowledgement"
 
 // Config is the service's configuration.
 type Config struct {
-	GRPC grpcserver.Config
+	// Security is the transport policy (-profile, -insecure); the
+	// development profile alone may also set DevIdentity.
+	Security servicemain.Security
+	GRPC     grpcserver.Config
 	// HTTPAddr is where the acknowledge-link pages listen.
 	HTTPAddr string
 	// PublicURL is the external base URL of those pages (OIDC redirect).
 	PublicURL string
 	Log       eventlog.Config
 	// GroupID is the Kafka consumer group shared by the replicas.
-	GroupID       string
-	RedisAddr     string
-	RedisPassword string
-	RedisDB       int
+	GroupID string
+	// Redis holds the lifecycle projection and the SLA timers.
+	Redis redisconn.Config
 	// RedisNamespace prefixes every key; replicas share it.
 	RedisNamespace string
 	// Replica names this process in events and logs (default host-pid).
@@ -96,12 +95,13 @@ type Config struct {
 // timer lease and a 1 s epoch check.
 func DefaultConfig() Config {
 	return Config{
-		GRPC:             grpcserver.Config{Addr: "127.0.0.1:7003", ShutdownGrace: 5 * time.Second},
+		Security:         servicemain.Security{Profile: servicemain.ProfileProduction},
+		GRPC:             grpcserver.Config{Addr: "127.0.0.1:7003", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
 		HTTPAddr:         "127.0.0.1:8003",
 		PublicURL:        "http://127.0.0.1:8003",
 		Log:              eventlog.DefaultConfig(),
 		GroupID:          "acknowledgement",
-		RedisAddr:        "127.0.0.1:6379",
+		Redis:            redisconn.Config{Addr: "127.0.0.1:6379"},
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
 		TimerLease:       30 * time.Second,
@@ -116,17 +116,13 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Security.RegisterFlags(fs)
+	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
-	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
-	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate (PEM)")
-	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key (PEM)")
-	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
+	c.Redis.RegisterFlags(fs)
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "acknowledge-link HTTP listen address")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "external base URL of the acknowledge-link pages")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
-	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address")
-	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
-	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database")
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
@@ -148,14 +144,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if err := c.GRPC.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Log.Validate(); err != nil {
-		errs = append(errs, err)
+	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Security.Check(c.GRPC, c.Log, c.Redis)} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for name, v := range map[string]string{"http-addr": c.HTTPAddr, "public-url": c.PublicURL, "group-id": c.GroupID,
-		"redis-addr": c.RedisAddr, "redis-namespace": c.RedisNamespace} {
+		"redis-namespace": c.RedisNamespace} {
 		if v == "" {
 			bad("setting %s is required", name)
 		}
@@ -165,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AckLinkSecret) < acklink.MinSecretLen {
 		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	}
+	if c.DevIdentity != "" && !c.Security.Development() {
+		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
@@ -196,6 +194,10 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MaxGRPCRequestBytes bounds one gRPC request to acknowledgement: commands
+// carry ids and short notes.
+const MaxGRPCRequestBytes = 256 << 10
+
 // Deps are the service's injected dependencies; zero values get defaults.
 type Deps struct {
 	Logger    *slog.Logger
@@ -207,24 +209,17 @@ type Deps struct {
 
 // Service is a started acknowledgement service.
 type Service struct {
-	cfg     Config
-	deps    Deps
-	rdb     *redis.Client
-	scripts *redisbatch.Batcher
-	writer  *eventlog.Writer
-	store   *redisstore.Store
-	timers  *timers.Store
-	poller  *timers.Poller
-	app     *app.App
-	hub     *app.Hub
-	grpc    *grpcserver.Server
-	http    *http.Server
-	hlis    net.Listener
+	life *servicemain.Lifecycle
+	cfg  Config
+	log  *slog.Logger
+	grpc *grpcserver.Server
+	http *servicemain.HTTPServer
 }
 
 // New validates cfg, connects to Redis, ensures the topics and binds the
-// gRPC and HTTP listeners.
-func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+// gRPC and HTTP listeners, registering each release as it goes: a New that
+// fails releases what it had acquired.
+func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -233,137 +228,95 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	s := &Service{cfg: cfg, deps: deps}
-	ok := false
-	defer func() {
-		if !ok {
-			s.close()
-		}
-	}()
-	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("connect to redis at %s (setting redis-addr): %w", cfg.RedisAddr, err)
+	log := deps.Logger
+	s = &Service{life: servicemain.NewLifecycle(log), cfg: cfg, log: log}
+	defer s.life.Rollback(&err)
+	rdb, err := redisconn.NewClient(cfg.Redis, nil)
+	if err != nil {
+		return nil, err
 	}
-	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
+	s.life.OnClose("redis", rdb.Close)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connect to redis (setting redis-addr): %w", err)
+	}
+	if err := eventlog.EnsureTopics(ctx, cfg.Log, log); err != nil {
 		return nil, fmt.Errorf("ensure topics: %w", err)
 	}
-	s.writer = eventlog.NewWriter(cfg.Log, "acknowledgement/"+cfg.Replica, deps.Telemetry)
+	writer := eventlog.NewWriter(cfg.Log, "acknowledgement/"+cfg.Replica, deps.Telemetry)
+	s.life.OnClose("event writer", writer.Close)
 	// The lanes' script calls (read and store a state, arm or cancel its
 	// timer) share round trips: at 1,000 alerts/s that took 5-10% off
 	// acknowledgement's and Redis's CPU (docs/performance.md, round 6).
-	s.scripts = redisbatch.New(s.rdb)
-	s.store = redisstore.New(s.rdb, cfg.RedisNamespace).ScriptsVia(s.scripts)
+	scripts := redisbatch.New(rdb)
+	s.life.OnClose("redis batcher", func() error { scripts.Close(); return nil })
+	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts)
 	tcfg := timers.DefaultConfig()
 	tcfg.Namespace = cfg.RedisNamespace
 	tcfg.Shards = cfg.TimerShards
 	tcfg.Lease = cfg.TimerLease
 	tcfg.WakeWithin = cfg.TimerMaxSleep
-	var err error
-	if s.timers, err = timers.New(s.rdb, deps.Clock, tcfg); err != nil {
+	tstore, err := timers.New(rdb, deps.Clock, tcfg)
+	if err != nil {
 		return nil, fmt.Errorf("timer store: %w", err)
 	}
-	s.timers.ScriptsVia(s.scripts)
-	s.hub = app.NewHub()
-	s.app = app.New(app.Deps{
-		States: s.store, Recovery: s.store, Log: s.writer, Topic: kafkalog.NewStateTopic(cfg.Log, s.writer),
-		Timers: s.timers, Lister: s.store, Clock: deps.Clock, Logger: deps.Logger,
+	tstore.ScriptsVia(scripts)
+	hub := app.NewHub()
+	a := app.New(app.Deps{
+		States: store, Recovery: store, Log: writer, Topic: kafkalog.NewStateTopic(cfg.Log, writer),
+		Timers: tstore, Lister: store, Clock: deps.Clock, Logger: log,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
 	})
-	if s.poller, err = timers.NewPoller(s.timers, timers.PollerConfig{
+	poller, err := timers.NewPoller(tstore, timers.PollerConfig{
 		Concurrency: cfg.TimerConcurrency, MaxSleep: cfg.TimerMaxSleep, EpochEvery: cfg.EpochEvery,
-		RetryMin: 50 * time.Millisecond, RetryMax: 5 * time.Second, Logger: deps.Logger,
-		OnEpochLost: func(ctx context.Context) error { return s.app.Recover(ctx, cfg.Replica) },
-	}); err != nil {
+		RetryMin: 50 * time.Millisecond, RetryMax: 5 * time.Second, Logger: log,
+		OnEpochLost: func(ctx context.Context) error { return a.Recover(ctx, cfg.Replica) },
+	})
+	if err != nil {
 		return nil, fmt.Errorf("timer poller: %w", err)
 	}
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+	cfg.GRPC.Reflection = cfg.Security.Development()
+	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry); err != nil {
 		return nil, err
 	}
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(s.app, s.hub))
+	s.life.OnStop("grpc server", s.grpc.Close)
+	s.life.Go("grpc server", s.grpc.Serve)
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
 		Secret: []byte(cfg.AckLinkSecret), PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
-	}, s.app, s.store, deps.Clock, deps.Logger)
+	}, a, store, deps.Clock, log)
 	if err != nil {
 		return nil, err
 	}
-	if s.hlis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen on %s (setting http-addr): %w", cfg.HTTPAddr, err)
+	if s.http, err = servicemain.ListenHTTP(cfg.HTTPAddr, links, nil, servicemain.DefaultHTTPLimits()); err != nil {
+		return nil, fmt.Errorf("acknowledge pages (setting http-addr): %w", err)
 	}
-	s.http = &http.Server{Handler: links, ReadHeaderTimeout: 5 * time.Second}
-	ok = true
+	s.life.OnStop("http server", s.http.Close)
+	s.life.Go("http server", s.http.Serve)
+	s.life.Go("recovery", func(ctx context.Context) error { return a.RunRecovery(ctx, cfg.Replica, cfg.EpochEvery) })
+	s.life.Go("changes", func(ctx context.Context) error { return hub.Feed(ctx, store.Subscribe, time.Second, log) })
+	s.life.Go("timers", func(ctx context.Context) error { return poller.Run(ctx, a.FireTimer) })
+	s.life.Go("event consumer", func(ctx context.Context) error {
+		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
+			Logger: log, Telemetry: deps.Telemetry, MaxBackoff: time.Second, Lanes: cfg.ConsumerLanes}, kafkalog.Handler(a))
+	})
 	return s, nil
 }
 
 // Addrs returns the bound addresses: "grpc" and "http".
 func (s *Service) Addrs() map[string]string {
-	return map[string]string{"grpc": s.grpc.Addr(), "http": s.hlis.Addr().String()}
+	return map[string]string{"grpc": s.grpc.Addr(), "http": s.http.Addr()}
 }
 
 // Run consumes the event log, fires timers, watches for a wiped Redis and
-// serves gRPC and HTTP until ctx is done, then stops them and cleans up in
-// reverse order.
+// serves gRPC and HTTP until ctx is done or one of them fails, then stops
+// the others and releases everything in reverse order of acquisition.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	log := s.deps.Logger
-	tasks := map[string]func(context.Context) error{
-		"grpc": s.grpc.Serve,
-		"http": func(context.Context) error {
-			err := s.http.Serve(s.hlis)
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
-		},
-		"recovery": func(ctx context.Context) error { return s.app.RunRecovery(ctx, s.cfg.Replica, s.cfg.EpochEvery) },
-		"changes":  func(ctx context.Context) error { return s.hub.Feed(ctx, s.store.Subscribe, time.Second, log) },
-		"timers":   func(ctx context.Context) error { return s.poller.Run(ctx, s.app.FireTimer) },
-		"consumer": func(ctx context.Context) error {
-			return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-				Logger: log, Telemetry: s.deps.Telemetry, MaxBackoff: time.Second, Lanes: s.cfg.ConsumerLanes}, kafkalog.Handler(s.app))
-		},
-	}
-	errc := make(chan error, len(tasks))
-	var wg sync.WaitGroup
-	for name, run := range tasks {
-		wg.Go(func() {
-			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
 	s.grpc.SetServing(ackv1.AcknowledgementService_ServiceDesc.ServiceName)
-	log.InfoContext(ctx, "acknowledgement service started", slog.String("grpc", s.grpc.Addr()),
-		slog.String("http", s.hlis.Addr().String()), slog.String("replica", s.cfg.Replica))
-	var first error
-	select {
-	case first = <-errc:
-	case <-ctx.Done():
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = s.http.Shutdown(sctx)
-	scancel()
-	wg.Wait()
-	return first
-}
-
-func (s *Service) close() {
-	if s.hlis != nil {
-		_ = s.hlis.Close()
-	}
-	if s.writer != nil {
-		_ = s.writer.Close()
-	}
-	if s.scripts != nil {
-		s.scripts.Close()
-	}
-	if s.rdb != nil {
-		_ = s.rdb.Close()
-	}
+	s.log.InfoContext(ctx, "acknowledgement service started", slog.String("grpc", s.grpc.Addr()),
+		slog.String("http", s.http.Addr()), slog.String("replica", s.cfg.Replica))
+	return s.life.Run(ctx)
 }
 
 // Run builds the service and runs it until ctx is done.
@@ -374,3 +327,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	return s.Run(ctx)
 }
+
+// Stop releases what New acquired, for a composer that built the service
+// but will not run it (Run releases everything itself).
+func (s *Service) Stop(ctx context.Context) error { return s.life.Stop(ctx) }

@@ -10,6 +10,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -68,6 +69,7 @@ func newEnv(t testing.TB) *env {
 	rdb := testinfra.NewRedis(t)
 	e := &env{t: t, rdb: rdb, logs: &lockedBuffer{}, clock: clock.Real{}}
 	cfg := acknowledgement.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.Log.Brokers = testinfra.KafkaBrokers(t)
 	cfg.Log.EventsTopic = testinfra.NewTopic(t, "ack-events", 3)
 	cfg.Log.DLQTopic = testinfra.NewTopic(t, "ack-dlq", 1)
@@ -77,8 +79,8 @@ func newEnv(t testing.TB) *env {
 	cfg.GroupID = testinfra.UniqueName("acknowledgement")
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.RedisAddr = rdb.Options().Addr
-	cfg.RedisDB = rdb.Options().DB
+	cfg.Redis.Addr = rdb.Options().Addr
+	cfg.Redis.DB = rdb.Options().DB
 	cfg.RedisNamespace = testinfra.UniqueName("ack")
 	cfg.AckLinkSecret = ackSecret
 	cfg.DevIdentity = "link-recipient"

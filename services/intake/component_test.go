@@ -3,22 +3,13 @@ package intake_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +29,7 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -81,16 +73,17 @@ func start(t testing.TB, mod func(*intake.Config)) *harness {
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
 	cfg := intake.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.MLLPAddr = "127.0.0.1:0"
 	cfg.FHIRAddr = "127.0.0.1:0"
-	cfg.EventLog.Brokers = brokers
-	cfg.EventLog.Partitions = 3
-	cfg.EventLog.EventsTopic = testinfra.NewTopic(t, "intake-events", 3)
-	cfg.EventLog.DLQTopic = testinfra.NewTopic(t, "intake-dlq", 3)
-	cfg.EventLog.StateTopic = testinfra.NewTopic(t, "intake-state", 3)
-	cfg.RedisAddr = rdb.Options().Addr
-	cfg.RedisDB = rdb.Options().DB
+	cfg.Log.Brokers = brokers
+	cfg.Log.Partitions = 3
+	cfg.Log.EventsTopic = testinfra.NewTopic(t, "intake-events", 3)
+	cfg.Log.DLQTopic = testinfra.NewTopic(t, "intake-dlq", 3)
+	cfg.Log.StateTopic = testinfra.NewTopic(t, "intake-state", 3)
+	cfg.Redis.Addr = rdb.Options().Addr
+	cfg.Redis.DB = rdb.Options().DB
 	cfg.HandleTimeout = 5 * time.Second
 	cfg.Tenants = []intake.TenantSettings{
 		{ODS: "RZZ", Facilities: []string{"RZZ"}, TriggerPhrases: []string{"CRITICAL ALERT"}},
@@ -171,7 +164,7 @@ func (h *harness) events(t testing.TB) []*eventsv1.Event {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []*eventsv1.Event
-	err := eventlog.ReadTopic(ctx, h.cfg.EventLog, h.cfg.EventLog.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+	err := eventlog.ReadTopic(ctx, h.cfg.Log, h.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
 		e := &eventsv1.Event{}
 		if err := proto.Unmarshal(value, e); err != nil {
 			return err
@@ -249,7 +242,7 @@ func TestHL7ExampleIsRecordedOnceAndResendIsDuplicate(t *testing.T) {
 		}
 	}
 	partition := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(wantAlert)}, 0, 1, 2)
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.cfg.EventLog.Brokers, Topic: h.cfg.EventLog.EventsTopic, Partition: partition})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.cfg.Log.Brokers, Topic: h.cfg.Log.EventsTopic, Partition: partition})
 	defer r.Close()
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -325,9 +318,9 @@ func TestHL7IncompleteFlaggedReportIsQuarantinedNotRejected(t *testing.T) {
 
 func TestHL7NoAAWhileKafkaIsDownAndResendAcceptedOnce(t *testing.T) {
 	h := start(t, func(c *intake.Config) { c.HandleTimeout = 3 * time.Second })
-	client := &kafka.Client{Addr: kafka.TCP(h.cfg.EventLog.Brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+	client := &kafka.Client{Addr: kafka.TCP(h.cfg.Log.Brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	ctx := context.Background()
-	topic := h.cfg.EventLog.EventsTopic
+	topic := h.cfg.Log.EventsTopic
 
 	// Given the event log is unavailable (the topic is gone),
 	_, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
@@ -585,8 +578,8 @@ func TestReplicasShareTheOutcomeRecordAndRedisLossIsHarmless(t *testing.T) {
 	// Given two replicas on the same topic and Redis database,
 	a := start(t, nil)
 	b := start(t, func(c *intake.Config) {
-		c.EventLog = a.cfg.EventLog
-		c.RedisAddr, c.RedisDB = a.cfg.RedisAddr, a.cfg.RedisDB
+		c.Log = a.cfg.Log
+		c.Redis = a.cfg.Redis
 	})
 	msg := variant(t, "M-REPLICA")
 	// when a message accepted by one is resent to the other,
@@ -599,7 +592,7 @@ func TestReplicasShareTheOutcomeRecordAndRedisLossIsHarmless(t *testing.T) {
 
 	// Given Redis lost its data, when the message is resent, then it is
 	// appended again with the same event id, which consumers skip.
-	rdb := redis.NewClient(&redis.Options{Addr: a.cfg.RedisAddr, DB: a.cfg.RedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: a.cfg.Redis.Addr, DB: a.cfg.Redis.DB})
 	defer rdb.Close()
 	require.NoError(t, rdb.FlushDB(context.Background()).Err())
 	again := send(t, b.dial(t), msg)
@@ -610,53 +603,9 @@ func TestReplicasShareTheOutcomeRecordAndRedisLossIsHarmless(t *testing.T) {
 	require.Equal(t, evs[0].EventId, evs[1].EventId)
 }
 
-func TestMLLPOverTLS(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t)
-	h := start(t, func(c *intake.Config) { c.MLLPTLSCert, c.MLLPTLSKey = certFile, keyFile })
-	c, err := mllp.Dial(context.Background(), h.addrs["mllp"], &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, 30*time.Second)
-	require.NoError(t, err)
-	defer c.Close()
-	require.Equal(t, "AA", send(t, c, variant(t, "M-TLS")).code)
-
-	// A plain-TCP client gets no ACK from a TLS listener.
-	plain := h.dial(t)
-	_, err = plain.Send(variant(t, "M-PLAIN"))
-	require.Error(t, err)
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key, and returns a
-// pool that trusts it.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "intake-test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestRedisDownStillAcceptsAndResendIsHarmless(t *testing.T) {
 	// Given Redis cannot be reached (it is only a cache),
-	h := start(t, func(c *intake.Config) { c.RedisAddr = testinfra.FreePort(t) })
+	h := start(t, func(c *intake.Config) { c.Redis.Addr = testinfra.FreePort(t) })
 	c := h.dial(t)
 	msg := variant(t, "M-NOREDIS")
 	// when a message and its resend arrive, then both are accepted,
@@ -674,14 +623,15 @@ func TestShutdownAnswersTheMessageInFlight(t *testing.T) {
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
 	cfg := intake.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.Tenants = []intake.TenantSettings{{ODS: "RZZ", Facilities: []string{"RZZ"}, TriggerPhrases: []string{"CRITICAL ALERT"}}}
 	cfg.GRPC.Addr, cfg.MLLPAddr, cfg.FHIRAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.EventLog.Brokers = brokers
-	cfg.EventLog.Partitions = 1
-	cfg.EventLog.EventsTopic = testinfra.NewTopic(t, "intake-events", 1)
-	cfg.EventLog.DLQTopic = testinfra.NewTopic(t, "intake-dlq", 1)
-	cfg.EventLog.StateTopic = testinfra.NewTopic(t, "intake-state", 1)
-	cfg.RedisAddr, cfg.RedisDB = rdb.Options().Addr, rdb.Options().DB
+	cfg.Log.Brokers = brokers
+	cfg.Log.Partitions = 1
+	cfg.Log.EventsTopic = testinfra.NewTopic(t, "intake-events", 1)
+	cfg.Log.DLQTopic = testinfra.NewTopic(t, "intake-dlq", 1)
+	cfg.Log.StateTopic = testinfra.NewTopic(t, "intake-state", 1)
+	cfg.Redis.Addr, cfg.Redis.DB = rdb.Options().Addr, rdb.Options().DB
 	cfg.HandleTimeout = 3 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -693,7 +643,7 @@ func TestShutdownAnswersTheMessageInFlight(t *testing.T) {
 	// Given a message whose append is slow (its topic is gone, so the
 	// writer retries),
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
-	_, err = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.EventLog.EventsTopic}})
+	_, err = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{cfg.Log.EventsTopic}})
 	require.NoError(t, err)
 	c, err := mllp.Dial(context.Background(), svc.Addrs()["mllp"], nil, 30*time.Second)
 	require.NoError(t, err)

@@ -15,21 +15,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/redisbatch"
+	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
@@ -48,13 +46,21 @@ type TenantSettings = domain.TenantSettings
 
 // Config configures the intake service.
 type Config struct {
+	// Security is the transport policy (-profile, -insecure): every
+	// listener and client below must be TLS and authenticated unless a
+	// development system asked for plaintext.
+	Security servicemain.Security
 	GRPC     grpcserver.Config
-	EventLog eventlog.Config
+	Log      eventlog.Config
+	// Redis holds the record of accepted messages.
+	Redis redisconn.Config
 
 	// MLLPAddr is where HL7 v2 over MLLP is served.
 	MLLPAddr string
-	// MLLPTLSCert and MLLPTLSKey make the MLLP listener TLS when both are set.
-	MLLPTLSCert, MLLPTLSKey string
+	// MLLPTLS is the MLLP listener's certificate and key, and the CA
+	// bundle of the senders it accepts (CAFile): mutual TLS when all are
+	// set.
+	MLLPTLS mtls.Files
 	// MaxMessageBytes bounds one HL7 message (MLLP frame). The event carries
 	// the raw message and its parsed content, so keep it under half of the
 	// topic's max.message.bytes (1 MiB by default); at most 512 KiB.
@@ -69,6 +75,10 @@ type Config struct {
 
 	// FHIRAddr is where the FHIR R4 REST endpoint is served.
 	FHIRAddr string
+	// FHIRTLS is the FHIR listener's certificate and key, and the CA
+	// bundle of the senders it accepts (CAFile): HTTPS with client
+	// certificates when all are set.
+	FHIRTLS mtls.Files
 	// MaxFHIRBytes bounds one FHIR request body (same reasoning; at most
 	// 512 KiB).
 	MaxFHIRBytes int64
@@ -77,10 +87,7 @@ type Config struct {
 	// does not carry its order.
 	FHIRResolveTimeout time.Duration
 
-	// RedisAddr is the Redis holding the record of accepted messages.
-	RedisAddr string
-	RedisDB   int
-	// OutcomePrefix is the key prefix of those records.
+	// OutcomePrefix is the key prefix of the records of accepted messages.
 	OutcomePrefix string
 	// OutcomeTTL is how long a resend is recognised by its message id.
 	OutcomeTTL time.Duration
@@ -95,14 +102,21 @@ type Config struct {
 	Producer string
 }
 
+// MaxGRPCRequestBytes bounds one gRPC request to intake: a report and its
+// parsed content must fit one Kafka record.
+const MaxGRPCRequestBytes = 512 << 10
+
 // DefaultConfig listens on loopback and knows no trust: a deployment names
 // its trusts in a tenants file (setting tenants-file), and Validate fails
 // until it does, so that no synthetic trust is ever served by default. The
-// demo (cmd/herald) and the tests configure the synthetic trusts.
+// demo (cmd/herald) and the tests configure the synthetic trusts. The
+// profile is production: every hop needs its TLS settings.
 func DefaultConfig() Config {
 	return Config{
-		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001"},
-		EventLog:        eventlog.DefaultConfig(),
+		Security:        servicemain.Security{Profile: servicemain.ProfileProduction},
+		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001", MaxRecvBytes: MaxGRPCRequestBytes},
+		Log:             eventlog.DefaultConfig(),
+		Redis:           redisconn.Config{Addr: "127.0.0.1:6379"},
 		MLLPAddr:        "127.0.0.1:2575",
 		MaxMessageBytes: 256 << 10,
 		MLLPIdleTimeout: 5 * time.Minute,
@@ -113,7 +127,6 @@ func DefaultConfig() Config {
 		// FHIRResolveTimeout stays well inside a sender's usual 30-60 s
 		// wait for the answer.
 		FHIRResolveTimeout: 5 * time.Second,
-		RedisAddr:          "127.0.0.1:6379",
 		OutcomePrefix:      "herald:intake:outcome:",
 		OutcomeTTL:         30 * 24 * time.Hour,
 		Producer:           "intake",
@@ -122,45 +135,78 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds the settings to fs (environment fallback HERALD_...).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
-	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate file")
-	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key file")
-	c.EventLog.RegisterFlags(fs)
+	c.Security.RegisterFlags(fs)
+	c.GRPC.RegisterFlags(fs)
+	c.Log.RegisterFlags(fs)
+	c.Redis.RegisterFlags(fs)
 	fs.StringVar(&c.MLLPAddr, "mllp-addr", c.MLLPAddr, "HL7 v2 MLLP listen address")
-	fs.StringVar(&c.MLLPTLSCert, "mllp-tls-cert", c.MLLPTLSCert, "MLLP TLS certificate file (TLS when set with mllp-tls-key)")
-	fs.StringVar(&c.MLLPTLSKey, "mllp-tls-key", c.MLLPTLSKey, "MLLP TLS key file")
+	registerListenerTLS(fs, &c.MLLPTLS, "mllp", "MLLP")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest HL7 message accepted")
 	fs.DurationVar(&c.MLLPIdleTimeout, "mllp-idle-timeout", c.MLLPIdleTimeout, "close an MLLP connection idle this long")
 	fs.DurationVar(&c.HandleTimeout, "handle-timeout", c.HandleTimeout, "bound on handling one message (durable append included)")
 	fs.IntVar(&c.MaxConnections, "mllp-max-connections", c.MaxConnections, "most concurrent MLLP connections")
 	fs.StringVar(&c.FHIRAddr, "fhir-addr", c.FHIRAddr, "FHIR R4 REST listen address")
+	registerListenerTLS(fs, &c.FHIRTLS, "fhir", "FHIR")
 	fs.Int64Var(&c.MaxFHIRBytes, "max-fhir-bytes", c.MaxFHIRBytes, "largest FHIR request body accepted")
 	fs.DurationVar(&c.FHIRResolveTimeout, "fhir-resolve-timeout", c.FHIRResolveTimeout, "bound on reading a ServiceRequest from a trust's FHIR server")
-	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address (record of accepted messages)")
-	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database number")
 	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", c.OutcomePrefix, "Redis key prefix of message outcomes")
 	fs.DurationVar(&c.OutcomeTTL, "outcome-ttl", c.OutcomeTTL, "how long a resend is recognised")
 	fs.StringVar(&c.TenantsFile, "tenants-file", c.TenantsFile, "YAML or JSON file of per-trust settings")
 	fs.StringVar(&c.Producer, "producer", c.Producer, "producer name in appended events")
 }
 
+// registerListenerTLS binds <name>-tls-cert, <name>-tls-key and
+// <name>-client-ca.
+func registerListenerTLS(fs *flag.FlagSet, f *mtls.Files, name, what string) {
+	fs.StringVar(&f.CertFile, name+"-tls-cert", f.CertFile, what+" listener's TLS certificate chain (PEM); reloaded when the file changes")
+	fs.StringVar(&f.KeyFile, name+"-tls-key", f.KeyFile, "key of "+name+"-tls-cert (PEM)")
+	fs.StringVar(&f.CAFile, name+"-client-ca", f.CAFile, "CA bundle (PEM) of the senders the "+what+" listener accepts: each must present a certificate it signed; reloaded when the file changes")
+}
+
+// validateListenerTLS names the setting at fault.
+func validateListenerTLS(f mtls.Files, name string) error {
+	if err := f.Validate(name+"-tls-cert", name+"-tls-key"); err != nil {
+		return err
+	}
+	if f.CAFile != "" && f.CertFile == "" {
+		return fmt.Errorf("setting %s-client-ca needs %s-tls-cert and %s-tls-key", name, name, name)
+	}
+	return nil
+}
+
+// listenerHop reports a listener that is not mutual TLS.
+func listenerHop(f mtls.Files, name, what, addr string) servicemain.Hop {
+	return servicemain.HopFunc(func() string {
+		switch {
+		case f.CertFile == "":
+			return fmt.Sprintf("%s listener on %s is plaintext (set %s-tls-cert, %s-tls-key and %s-client-ca)", what, addr, name, name, name)
+		case f.CAFile == "":
+			return fmt.Sprintf("%s listener on %s does not authenticate its senders (set %s-client-ca)", what, addr, name)
+		}
+		return ""
+	})
+}
+
+// hops are every connection the service serves or makes.
+func (c Config) hops() []servicemain.Hop {
+	return []servicemain.Hop{c.GRPC, c.Log, c.Redis,
+		listenerHop(c.MLLPTLS, "mllp", "MLLP", c.MLLPAddr), listenerHop(c.FHIRTLS, "fhir", "FHIR", c.FHIRAddr)}
+}
+
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	if err := c.GRPC.Validate(); err != nil {
-		errs = append(errs, err)
+	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(),
+		validateListenerTLS(c.MLLPTLS, "mllp"), validateListenerTLS(c.FHIRTLS, "fhir"), c.Security.Check(c.hops()...)} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := c.EventLog.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	req := map[string]string{"mllp-addr": c.MLLPAddr, "fhir-addr": c.FHIRAddr, "redis-addr": c.RedisAddr, "producer": c.Producer, "outcome-prefix": c.OutcomePrefix}
+	req := map[string]string{"mllp-addr": c.MLLPAddr, "fhir-addr": c.FHIRAddr, "producer": c.Producer, "outcome-prefix": c.OutcomePrefix}
 	for name, v := range req {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("setting %s is required", name))
 		}
-	}
-	if (c.MLLPTLSCert == "") != (c.MLLPTLSKey == "") {
-		errs = append(errs, errors.New("settings mllp-tls-cert and mllp-tls-key must be given together"))
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 512<<10 {
 		errs = append(errs, fmt.Errorf("setting max-message-bytes must be between 1024 and 524288 (the event must fit a Kafka record), got %d", c.MaxMessageBytes))
@@ -234,21 +280,19 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 }
 
-// Service is a running intake service.
+// Service is a started intake service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	grpc   *grpcserver.Server
-	mllp   *mllp.Server
-	fhirLn net.Listener
-	fhir   *http.Server
-	writer *eventlog.Writer
-	rdb    *redis.Client
-	batch  *redisbatch.Batcher
+	life *servicemain.Lifecycle
+	log  *slog.Logger
+	grpc *grpcserver.Server
+	mllp *mllp.Server
+	fhir *servicemain.HTTPServer
 }
 
-// New binds the listeners, ensures the event log topics and connects to
-// Kafka and Redis. Redis being down does not stop intake (it is a cache).
+// New validates cfg, ensures the event log topics, connects to Kafka and
+// Redis and binds the gRPC, MLLP and FHIR listeners, registering each
+// release as it goes: a New that fails releases what it had acquired.
+// Redis being down does not stop intake (it is a cache).
 func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -264,36 +308,38 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant settings: %w", err)
 	}
-	var mllpTLS *tls.Config
-	if cfg.MLLPTLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.MLLPTLSCert, cfg.MLLPTLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("load mllp-tls-cert/mllp-tls-key: %w", err)
-		}
-		mllpTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	mllpTLS, err := listenerTLS(cfg.MLLPTLS, "mllp", deps)
+	if err != nil {
+		return nil, err
 	}
-	if err := eventlog.EnsureTopics(ctx, cfg.EventLog, deps.Logger); err != nil {
+	fhirTLS, err := listenerTLS(cfg.FHIRTLS, "fhir", deps)
+	if err != nil {
+		return nil, err
+	}
+	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
 		return nil, fmt.Errorf("ensure event log topics: %w", err)
 	}
 
-	s = &Service{cfg: cfg, log: deps.Logger}
-	defer func() {
-		if err != nil {
-			s.abort()
-		}
-	}()
-	s.writer = eventlog.NewWriter(cfg.EventLog, cfg.Producer, deps.Telemetry)
-	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, DB: cfg.RedisDB, MaxRetries: 1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	s = &Service{life: servicemain.NewLifecycle(deps.Logger), log: deps.Logger}
+	defer s.life.Rollback(&err)
+	writer := eventlog.NewWriter(cfg.Log, cfg.Producer, deps.Telemetry)
+	s.life.OnClose("event writer", writer.Close)
+	rdb, err := redisconn.NewClient(cfg.Redis, redisconn.Timeouts(time.Second, 1))
+	if err != nil {
+		return nil, err
+	}
+	s.life.OnClose("redis", rdb.Close)
 	// Concurrent messages' outcome reads and writes share round trips.
-	s.batch = redisbatch.New(s.rdb)
-	if perr := s.rdb.Ping(ctx).Err(); perr != nil {
-		deps.Logger.WarnContext(ctx, "redis unavailable at start; resends are re-appended harmlessly until it returns", "addr", cfg.RedisAddr, "error", perr)
+	batch := redisbatch.New(rdb)
+	s.life.OnClose("redis batcher", func() error { batch.Close(); return nil })
+	if perr := rdb.Ping(ctx).Err(); perr != nil {
+		deps.Logger.WarnContext(ctx, "redis unavailable at start; resends are re-appended harmlessly until it returns", "error", perr)
 	}
 	svc := app.New(app.Options{
 		Directory: dir,
 		Limits:    domain.DefaultLimits(),
-		Appender:  s.writer,
-		Outcomes:  outcomes.New(s.batch, cfg.OutcomePrefix, cfg.OutcomeTTL),
+		Appender:  writer,
+		Outcomes:  outcomes.New(batch, cfg.OutcomePrefix, cfg.OutcomeTTL),
 		Clock:     deps.Clock,
 		Logger:    deps.Logger,
 		Telemetry: deps.Telemetry,
@@ -301,96 +347,60 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		IDs:       eventlog.ID,
 	})
 
+	cfg.GRPC.Reflection = cfg.Security.Development()
 	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
 		return nil, err
 	}
+	s.life.OnStop("grpc server", s.grpc.Close)
+	s.life.Go("grpc server", s.grpc.Serve)
 	intakev1.RegisterIntakeServiceServer(s.grpc.GRPC(), grpcapi.New(svc))
 
-	s.mllp, err = mllp.Listen(cfg.MLLPAddr, mllp.ServerConfig{
+	if s.mllp, err = mllp.Listen(cfg.MLLPAddr, mllp.ServerConfig{
 		MaxFrame:      cfg.MaxMessageBytes,
 		IdleTimeout:   cfg.MLLPIdleTimeout,
 		WriteTimeout:  10 * time.Second,
 		HandleTimeout: cfg.HandleTimeout,
 		MaxConns:      cfg.MaxConnections,
 		TLS:           mllpTLS,
-	}, hl7in.New(svc, deps.Clock), deps.Logger)
-	if err != nil {
+	}, hl7in.New(svc, deps.Clock), deps.Logger); err != nil {
 		return nil, err
 	}
+	s.life.OnClose("mllp listener", s.mllp.Close)
+	s.life.Go("mllp server", s.mllp.Serve)
 
-	if s.fhirLn, err = net.Listen("tcp", cfg.FHIRAddr); err != nil {
-		return nil, fmt.Errorf("listen fhir %s: %w", cfg.FHIRAddr, err)
+	if s.fhir, err = servicemain.ListenHTTP(cfg.FHIRAddr, fhirapi.New(svc, cfg.MaxFHIRBytes, cfg.FHIRResolveTimeout, deps.Logger), fhirTLS,
+		servicemain.HTTPLimits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}); err != nil {
+		return nil, fmt.Errorf("fhir (setting fhir-addr): %w", err)
 	}
-	s.fhir = &http.Server{
-		Handler:           fhirapi.New(svc, cfg.MaxFHIRBytes, cfg.FHIRResolveTimeout, deps.Logger),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-	}
+	s.life.OnStop("fhir listener", s.fhir.Close)
+	s.life.Go("fhir server", s.fhir.Serve)
 	return s, nil
+}
+
+// listenerTLS loads a listener's TLS material (nil when plaintext).
+func listenerTLS(f mtls.Files, name string, deps Deps) (*tls.Config, error) {
+	if f.CertFile == "" {
+		return nil, nil
+	}
+	src, err := mtls.Load(f, mtls.Options{Logger: deps.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("%s TLS (settings %s-tls-cert, %s-tls-key, %s-client-ca): %w", name, name, name, name, err)
+	}
+	return src.ServerConfig(), nil
 }
 
 // Addrs returns the bound addresses: "grpc", "mllp" and "fhir".
 func (s *Service) Addrs() map[string]string {
-	return map[string]string{"grpc": s.grpc.Addr(), "mllp": s.mllp.Addr(), "fhir": s.fhirLn.Addr().String()}
+	return map[string]string{"grpc": s.grpc.Addr(), "mllp": s.mllp.Addr(), "fhir": s.fhir.Addr()}
 }
 
-// Run serves until ctx is done, then stops the listeners (letting in-flight
-// messages finish and be acknowledged) and closes the clients, in reverse
-// order of start-up.
+// Run serves until ctx is done or a listener fails, then stops the
+// listeners (letting in-flight messages finish and be acknowledged) and
+// releases the clients, in reverse order of acquisition.
 func (s *Service) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Go(func() { errs[0] = s.grpc.Serve(ctx); cancel() })
-	wg.Go(func() { errs[1] = s.mllp.Serve(ctx); cancel() })
-	wg.Go(func() {
-		if err := s.fhir.Serve(s.fhirLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs[2] = fmt.Errorf("serve fhir: %w", err)
-		}
-		cancel()
-	})
-	wg.Go(func() {
-		<-ctx.Done()
-		sctx, c := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer c()
-		_ = s.fhir.Shutdown(sctx)
-	})
 	s.grpc.SetServing(intakev1.IntakeService_ServiceDesc.ServiceName)
-	s.log.InfoContext(ctx, "intake serving", "grpc", s.grpc.Addr(), "mllp", s.mllp.Addr(), "fhir", s.fhirLn.Addr().String())
-	wg.Wait()
-	s.close()
-	return errors.Join(errs...)
-}
-
-// abort releases what New bound when a later step of New failed.
-func (s *Service) abort() {
-	stopped, cancel := context.WithCancel(context.Background())
-	cancel()
-	if s.grpc != nil {
-		_ = s.grpc.Serve(stopped)
-	}
-	if s.mllp != nil {
-		_ = s.mllp.Serve(stopped)
-	}
-	if s.fhirLn != nil {
-		_ = s.fhirLn.Close()
-	}
-	s.close()
-}
-
-func (s *Service) close() {
-	if s.batch != nil {
-		s.batch.Close()
-	}
-	if s.rdb != nil {
-		_ = s.rdb.Close()
-	}
-	if s.writer != nil {
-		_ = s.writer.Close()
-	}
+	s.log.InfoContext(ctx, "intake serving", "grpc", s.grpc.Addr(), "mllp", s.mllp.Addr(), "fhir", s.fhir.Addr())
+	return s.life.Run(ctx)
 }
 
 // Run builds the service and runs it until ctx is done.
@@ -401,3 +411,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	return s.Run(ctx)
 }
+
+// Stop releases what New acquired, for a composer that built the service
+// but will not run it (Run releases everything itself).
+func (s *Service) Stop(ctx context.Context) error { return s.life.Stop(ctx) }

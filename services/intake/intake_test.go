@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/services/intake"
 )
 
@@ -16,7 +17,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		want string
 	}{
 		{name: "no mllp address", mod: func(c *intake.Config) { c.MLLPAddr = "" }, want: "mllp-addr"},
-		{name: "tls half set", mod: func(c *intake.Config) { c.MLLPTLSCert = "x.pem" }, want: "mllp-tls-cert and mllp-tls-key"},
+		{name: "tls half set", mod: func(c *intake.Config) { c.MLLPTLS.CertFile = "x.pem" }, want: "mllp-tls-cert and mllp-tls-key"},
 		{name: "tiny frames", mod: func(c *intake.Config) { c.MaxMessageBytes = 10 }, want: "max-message-bytes"},
 		{name: "no tenants", mod: func(c *intake.Config) { c.Tenants = nil }, want: "tenants-file"},
 		{name: "no idle timeout", mod: func(c *intake.Config) { c.MLLPIdleTimeout = 0 }, want: "mllp-idle-timeout"},
@@ -34,6 +35,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 // validConfig is the default configuration with a trust configured.
 func validConfig() intake.Config {
 	c := intake.DefaultConfig()
+	c.Security = servicemain.DevelopmentInsecure()
 	c.Tenants = []intake.TenantSettings{{ODS: "RZZ"}}
 	return c
 }
@@ -53,7 +55,7 @@ func TestRegisterFlags(t *testing.T) {
 	require.NoError(t, fs.Parse([]string{"-mllp-addr", "127.0.0.1:3000", "-tenants-file", "t.yaml", "-kafka-brokers", "k1:9092,k2:9092"}))
 	require.Equal(t, "127.0.0.1:3000", c.MLLPAddr)
 	require.Equal(t, "t.yaml", c.TenantsFile)
-	require.Equal(t, []string{"k1:9092", "k2:9092"}, c.EventLog.Brokers)
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, c.Log.Brokers)
 }
 
 func TestLoadTenants(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -357,6 +358,7 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 	rules, rulesAddr := startRules(t)
 	e := &env{t: t, rules: rules, smtp: startSMTP(t), sink: startSink(t, status), logs: &lockedBuffer{}, clock: clock.Real{}}
 	cfg := notification.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.Log.Brokers = testinfra.KafkaBrokers(t)
 	cfg.Log.EventsTopic = testinfra.NewTopic(t, "notif-events", 3)
 	cfg.Log.DLQTopic = testinfra.NewTopic(t, "notif-dlq", 1)
@@ -366,9 +368,9 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.ReceiptsAddr = "127.0.0.1:0"
 	cfg.ReceiptsSecret = receiptSecret
-	cfg.RedisAddr = rdb.Options().Addr
-	cfg.RedisDB = rdb.Options().DB
-	cfg.RulesAddr = rulesAddr
+	cfg.Redis.Addr = rdb.Options().Addr
+	cfg.Redis.DB = rdb.Options().DB
+	cfg.Rules.Addr = rulesAddr
 	cfg.AckBaseURL = "https://herald.test"
 	cfg.AckLinkSecret = ackSecret
 	cfg.SMTPAddr = e.smtp.addr
@@ -394,7 +396,7 @@ func (e *env) start() (*notification.Service, func()) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	// Wait until the projection is ready (the rebuild at start has run).
-	rdb := redis.NewClient(&redis.Options{Addr: e.cfg.RedisAddr, DB: e.cfg.RedisDB})
+	rdb := redis.NewClient(&redis.Options{Addr: e.cfg.Redis.Addr, DB: e.cfg.Redis.DB})
 	defer rdb.Close()
 	require.Eventually(e.t, func() bool {
 		n, err := rdb.Exists(context.Background(), e.cfg.RedisPrefix+":epoch").Result()
@@ -523,7 +525,7 @@ func (e *env) waitIdle() {
 }
 
 func (e *env) redis() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: e.cfg.RedisAddr, DB: e.cfg.RedisDB})
+	c := redis.NewClient(&redis.Options{Addr: e.cfg.Redis.Addr, DB: e.cfg.Redis.DB})
 	e.t.Cleanup(func() { _ = c.Close() })
 	return c
 }

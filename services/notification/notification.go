@@ -16,12 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/acklink"
@@ -29,7 +27,9 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/redisbatch"
+	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -87,21 +87,23 @@ const ServiceName = "herald-notification"
 
 // Config is the service's configuration.
 type Config struct {
-	GRPC grpcserver.Config
+	// Security is the transport policy (-profile, -insecure).
+	Security servicemain.Security
+	GRPC     grpcserver.Config
 	// ReceiptsAddr is where the delivery-receipt HTTP endpoint listens.
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
 	ReceiptsSecret string
 	Log            eventlog.Config
 	// GroupID is the Kafka consumer group.
-	GroupID       string
-	RedisAddr     string
-	RedisPassword string
-	RedisDB       int
+	GroupID string
+	// Redis holds the notification projection and the job queues.
+	Redis redisconn.Config
 	// RedisPrefix starts every key; replicas share it.
 	RedisPrefix string
-	// RulesAddr is the rules service's gRPC address (ResolveTargets).
-	RulesAddr     string
+	// Rules is where the rules service is called (ResolveTargets), with
+	// the service's own certificate (mutual TLS, GRPC's files).
+	Rules         grpcserver.ClientConfig
 	AckBaseURL    string
 	AckLinkSecret string
 	AckLinkTTL    time.Duration
@@ -153,13 +155,14 @@ type Config struct {
 // (never delaying CRITICAL).
 func DefaultConfig() Config {
 	return Config{
-		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
+		Security:        servicemain.Security{Profile: servicemain.ProfileProduction},
+		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
 		ReceiptsAddr:    "127.0.0.1:8004",
 		Log:             eventlog.DefaultConfig(),
 		GroupID:         "notification",
-		RedisAddr:       "127.0.0.1:6379",
+		Redis:           redisconn.Config{Addr: "127.0.0.1:6379"},
 		RedisPrefix:     "herald:notification",
-		RulesAddr:       "127.0.0.1:7002",
+		Rules:           grpcserver.ClientConfig{Addr: "127.0.0.1:7002"},
 		AckBaseURL:      "http://127.0.0.1:8003",
 		AckLinkTTL:      72 * time.Hour,
 		SMTPFrom:        "herald@herald.invalid",
@@ -180,19 +183,15 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Security.RegisterFlags(fs)
+	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
-	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
-	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate (PEM)")
-	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key (PEM)")
-	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
+	c.Redis.RegisterFlags(fs)
+	c.Rules.RegisterFlags(fs, "rules")
 	fs.StringVar(&c.ReceiptsAddr, "receipts-addr", c.ReceiptsAddr, "delivery receipts HTTP listen address")
 	fs.StringVar(&c.ReceiptsSecret, "receipts-secret", c.ReceiptsSecret, "HMAC secret of providers' delivery reports")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
-	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address")
-	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
-	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys")
-	fs.StringVar(&c.RulesAddr, "rules-addr", c.RulesAddr, "rules service gRPC address (ResolveTargets)")
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
 	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
@@ -224,14 +223,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if err := c.GRPC.Validate(); err != nil {
-		errs = append(errs, err)
+	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
+		c.Security.Check(c.GRPC, c.Log, c.Redis)} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := c.Log.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	for name, v := range map[string]string{"receipts-addr": c.ReceiptsAddr, "group-id": c.GroupID, "redis-addr": c.RedisAddr,
-		"redis-prefix": c.RedisPrefix, "rules-addr": c.RulesAddr, "ack-base-url": c.AckBaseURL} {
+	for name, v := range map[string]string{"receipts-addr": c.ReceiptsAddr, "group-id": c.GroupID,
+		"redis-prefix": c.RedisPrefix, "ack-base-url": c.AckBaseURL} {
 		if v == "" {
 			bad("setting %s is required", name)
 		}
@@ -275,6 +274,10 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MaxGRPCRequestBytes bounds one gRPC request to notification: queries and
+// test requests carry ids.
+const MaxGRPCRequestBytes = 256 << 10
+
 // Deps are the service's injected dependencies; zero values get defaults.
 type Deps struct {
 	Logger    *slog.Logger
@@ -284,53 +287,62 @@ type Deps struct {
 
 // Service is a started notification service.
 type Service struct {
+	life     *servicemain.Lifecycle
 	cfg      Config
 	deps     Deps
 	grpc     *grpcserver.Server
-	receipts *http.Server
-	rlis     net.Listener
-	rdb      *redis.Client
-	batch    *redisbatch.Batcher
-	rules    interface{ Close() error }
-	writer   *eventlog.Writer
+	receipts *servicemain.HTTPServer
 	smtp     *channel.SMTP
 	engine   *app.Engine
 }
 
 // New validates cfg, connects to Redis, ensures the topics, dials the rules
-// service and binds the gRPC and receipts listeners.
-func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+// service (presenting the service's own certificate) and binds the gRPC and
+// receipts listeners, registering each release as it goes: a New that
+// fails releases what it had acquired.
+func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
-	s := &Service{cfg: cfg, deps: deps}
-	ok := false
-	defer func() {
-		if !ok {
-			s.close()
+	s = &Service{life: servicemain.NewLifecycle(deps.Logger), cfg: cfg, deps: deps}
+	defer s.life.Rollback(&err)
+	// One identity, reloaded once, serves gRPC and calls rules.
+	var identity *mtls.Source
+	if cfg.GRPC.TLSCertFile != "" {
+		if identity, err = mtls.Load(cfg.GRPC.TLSFiles(), mtls.Options{Logger: deps.Logger}); err != nil {
+			return nil, fmt.Errorf("gRPC TLS (settings grpc-tls-cert, grpc-tls-key, grpc-client-ca): %w", err)
 		}
-	}()
-	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("connect to redis at %s (setting redis-addr): %w", cfg.RedisAddr, err)
+	}
+	rdb, err := redisconn.NewClient(cfg.Redis, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.life.OnClose("redis", rdb.Close)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connect to redis (setting redis-addr): %w", err)
 	}
 	// The consumer lanes' and the workers' pipelines share round trips: at
 	// 1,000 alerts/s that took about a tenth off notification's CPU and more
 	// off Redis's (docs/performance.md, round 6).
-	s.batch = redisbatch.New(s.rdb)
+	batch := redisbatch.New(rdb)
+	s.life.OnClose("redis batcher", func() error { batch.Close(); return nil })
 	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
 		return nil, fmt.Errorf("ensure topics: %w", err)
 	}
-	s.writer = eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
-	conn, err := grpcserver.Dial(ctx, cfg.RulesAddr, deps.Telemetry)
+	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
+	s.life.OnClose("event writer", writer.Close)
+	conn, err := grpcserver.Dial(ctx, cfg.Rules.Addr, deps.Telemetry, grpcserver.ClientTLS(identity, cfg.Rules.ServerName))
 	if err != nil {
 		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
 	}
-	s.rules = conn
+	s.life.OnClose("rules client", conn.Close)
 	senders, err := s.senders()
 	if err != nil {
 		return nil, err
+	}
+	if s.smtp != nil {
+		s.life.OnClose("smtp client", s.smtp.Close)
 	}
 	renderer := content.NewRenderer(nil)
 	if cfg.TemplatesDir != "" {
@@ -340,9 +352,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		renderer = content.NewRenderer(os.DirFS(cfg.TemplatesDir))
 	}
 	s.engine = app.NewEngine(app.Options{
-		Store:    redisstore.New(s.rdb, cfg.RedisPrefix).PipelinesVia(s.batch).ScriptsVia(s.batch),
+		Store:    redisstore.New(rdb, cfg.RedisPrefix).PipelinesVia(batch).ScriptsVia(batch),
 		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
-		Log:      s.writer, Senders: senders, Renderer: renderer,
+		Log:      writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
 		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
@@ -350,23 +362,55 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
 	api := app.NewAPI(s.engine)
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+	cfg.GRPC.Reflection = cfg.Security.Development()
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcserver.WithTLS(identity)); err != nil {
 		return nil, err
 	}
+	s.life.OnStop("grpc server", s.grpc.Close)
+	s.life.Go("grpc server", s.grpc.Serve)
 	notificationv1.RegisterNotificationServiceServer(s.grpc.GRPC(), api)
-	if s.rlis, err = net.Listen("tcp", cfg.ReceiptsAddr); err != nil {
-		return nil, fmt.Errorf("listen on %s (setting receipts-addr): %w", cfg.ReceiptsAddr, err)
-	}
-	secret := cfg.ReceiptsSecret
-	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(secret), 5*time.Minute), ReadHeaderTimeout: 5 * time.Second}
-	if secret == "" {
+	var receipts http.Handler = api.ReceiptsHandler([]byte(cfg.ReceiptsSecret), 5*time.Minute)
+	if cfg.ReceiptsSecret == "" {
 		// No secret: nothing can be verified, so every report is refused.
-		s.receipts.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		receipts = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "receipts are not configured (setting receipts-secret)", http.StatusServiceUnavailable)
 		})
 	}
-	ok = true
+	if s.receipts, err = servicemain.ListenHTTP(cfg.ReceiptsAddr, receipts, nil, servicemain.DefaultHTTPLimits()); err != nil {
+		return nil, fmt.Errorf("delivery receipts (setting receipts-addr): %w", err)
+	}
+	s.life.OnStop("receipts server", s.receipts.Close)
+	s.life.Go("receipts server", s.receipts.Serve)
+	s.life.Go("engine", s.runEngine)
 	return s, nil
+}
+
+// runEngine rebuilds the projection from the log first if Redis lost it,
+// then marks the service ready, works jobs and consumes events until ctx
+// is done.
+func (s *Service) runEngine(ctx context.Context) error {
+	if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil {
+		return err
+	}
+	// Ready only now: health reports SERVING once the projection is whole.
+	s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	engineErr := make(chan error, 1)
+	go func() {
+		// An engine that stops stops the consumer too (and so the service).
+		engineErr <- s.engine.Run(ctx)
+		cancel()
+	}()
+	go s.watchEpoch(ctx)
+	err := eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
+		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
+	cancel()
+	eerr := <-engineErr
+	if eerr != nil && !errors.Is(eerr, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("engine: %w", eerr)
+	}
+	return err
 }
 
 func (s *Service) senders() (map[eventsv1.Channel]Sender, error) {
@@ -449,63 +493,16 @@ func (s *Service) watchEpoch(ctx context.Context) {
 
 // Addrs returns the bound addresses: "grpc" and "receipts".
 func (s *Service) Addrs() map[string]string {
-	return map[string]string{"grpc": s.grpc.Addr(), "receipts": s.rlis.Addr().String()}
+	return map[string]string{"grpc": s.grpc.Addr(), "receipts": s.receipts.Addr()}
 }
 
 // Run consumes events, works jobs and serves gRPC and receipts until ctx is
-// done, then stops them and cleans up in reverse order.
+// done or one of them fails, then stops the others and releases everything
+// in reverse order of acquisition.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 4)
-	go func() {
-		errc <- s.grpc.Serve(ctx)
-	}()
-	go func() {
-		err := s.receipts.Serve(s.rlis)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		errc <- err
-	}()
-	go func() {
-		// Rebuild from the log first if Redis lost the projection; only
-		// then work jobs and consume.
-		if err := s.engine.EnsureProjection(ctx, s.readLog); err != nil {
-			errc <- err
-			errc <- nil
-			return
-		}
-		// Ready only now: health reports SERVING once the projection is whole.
-		s.grpc.SetServing(notificationv1.NotificationService_ServiceDesc.ServiceName)
-		go func() { errc <- s.engine.Run(ctx) }()
-		go s.watchEpoch(ctx)
-		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
-	}()
 	s.deps.Logger.InfoContext(ctx, "notification service started", slog.String("grpc", s.grpc.Addr()),
-		slog.String("receipts", s.rlis.Addr().String()))
-	var first error
-	n := 0
-	select {
-	case first = <-errc:
-		n++
-	case <-ctx.Done():
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = s.receipts.Shutdown(sctx)
-	scancel()
-	for ; n < 4; n++ {
-		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) {
-			first = err
-		}
-	}
-	if errors.Is(first, context.Canceled) {
-		first = nil
-	}
-	return first
+		slog.String("receipts", s.receipts.Addr()))
+	return s.life.Run(ctx)
 }
 
 // readLog feeds every event of the events topic to fn.
@@ -519,27 +516,6 @@ func (s *Service) readLog(ctx context.Context, fn func(*eventsv1.Event) error) e
 	})
 }
 
-func (s *Service) close() {
-	if s.smtp != nil {
-		_ = s.smtp.Close()
-	}
-	if s.rules != nil {
-		_ = s.rules.Close()
-	}
-	if s.writer != nil {
-		_ = s.writer.Close()
-	}
-	if s.batch != nil {
-		s.batch.Close()
-	}
-	if s.rdb != nil {
-		_ = s.rdb.Close()
-	}
-	if s.rlis != nil {
-		_ = s.rlis.Close()
-	}
-}
-
 // Run builds the service and runs it until ctx is done.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	s, err := New(ctx, cfg, deps)
@@ -548,3 +524,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	return s.Run(ctx)
 }
+
+// Stop releases what New acquired, for a composer that built the service
+// but will not run it (Run releases everything itself).
+func (s *Service) Stop(ctx context.Context) error { return s.life.Stop(ctx) }

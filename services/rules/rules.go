@@ -58,8 +58,10 @@ func DemoBundles() fs.FS {
 
 // Config is the service's configuration.
 type Config struct {
-	GRPC grpcserver.Config
-	Log  eventlog.Config
+	// Security is the transport policy (-profile, -insecure).
+	Security servicemain.Security
+	GRPC     grpcserver.Config
+	Log      eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID string
 	// BundleDir is the policy bundle directory: one sub-directory of YAML
@@ -75,11 +77,17 @@ type Config struct {
 	SkipRebuild bool
 }
 
+// MaxGRPCRequestBytes bounds one gRPC request to rules: a policy bundle
+// sent for validation or loading is the largest.
+const MaxGRPCRequestBytes = 4 << 20
+
 // DefaultConfig returns the defaults: gRPC on 127.0.0.1:7002, a local
-// Kafka, the bundle directory checked every 5 s.
+// Kafka, the bundle directory checked every 5 s, the production profile
+// (every hop needs its TLS settings).
 func DefaultConfig() Config {
 	return Config{
-		GRPC:       grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second},
+		Security:   servicemain.Security{Profile: servicemain.ProfileProduction},
+		GRPC:       grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
 		Log:        eventlog.DefaultConfig(),
 		GroupID:    "rules",
 		BundlePoll: 5 * time.Second,
@@ -88,11 +96,9 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Security.RegisterFlags(fs)
+	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
-	fs.StringVar(&c.GRPC.Addr, "grpc-addr", c.GRPC.Addr, "gRPC listen address")
-	fs.StringVar(&c.GRPC.TLSCertFile, "grpc-tls-cert", c.GRPC.TLSCertFile, "gRPC TLS certificate (PEM)")
-	fs.StringVar(&c.GRPC.TLSKeyFile, "grpc-tls-key", c.GRPC.TLSKeyFile, "gRPC TLS key (PEM)")
-	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.BundleDir, "bundle-dir", c.BundleDir, "policy bundle directory: one sub-directory of YAML files per tenant")
 	fs.DurationVar(&c.BundlePoll, "bundle-poll-interval", c.BundlePoll, "how often the bundle directory is checked for changes")
@@ -101,11 +107,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	if err := c.GRPC.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Log.Validate(); err != nil {
-		errs = append(errs, err)
+	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.GroupID == "" {
 		errs = append(errs, errors.New("setting group-id is required"))
@@ -133,30 +138,26 @@ type Deps struct {
 
 // Service is a started rules service.
 type Service struct {
+	life     *servicemain.Lifecycle
 	cfg      Config
 	deps     Deps
 	registry *app.Registry
 	loader   *app.Loader
 	router   *app.Router
-	writer   *eventlog.Writer
 	grpc     *grpcserver.Server
 }
 
 // New validates cfg, loads the bundles (every one must be valid at start),
 // ensures the topics, rebuilds the projection of routed alerts from the log
-// and binds the gRPC listener.
-func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+// and binds the gRPC listener, registering each release as it goes: a New
+// that fails releases what it had acquired.
+func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
-	s := &Service{cfg: cfg, deps: deps}
-	ok := false
-	defer func() {
-		if !ok {
-			s.close()
-		}
-	}()
+	s = &Service{life: servicemain.NewLifecycle(deps.Logger), cfg: cfg, deps: deps}
+	defer s.life.Rollback(&err)
 	meter := deps.Telemetry.Meter()
 	rejected, err := meter.Int64Counter("herald_rules_bundle_rejections_total")
 	if err != nil {
@@ -177,9 +178,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
 		return nil, fmt.Errorf("ensure topics: %w", err)
 	}
-	s.writer = eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
+	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
+	s.life.OnClose("event writer", writer.Close)
 	snapshot := func() routing.Bundles { return s.registry.Snapshot() }
-	s.router, err = app.NewRouter(snapshot, s.writer, deps.Clock.Now, deps.Logger, deps.Telemetry.Tracer(), meter)
+	s.router, err = app.NewRouter(snapshot, writer, deps.Clock.Now, deps.Logger, deps.Telemetry.Tracer(), meter)
 	if err != nil {
 		return nil, err
 	}
@@ -188,17 +190,26 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 			return nil, err
 		}
 	}
-	s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry)
-	if err != nil {
+	cfg.GRPC.Reflection = cfg.Security.Development()
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
 		return nil, err
 	}
+	s.life.OnStop("grpc server", s.grpc.Close)
+	s.life.Go("grpc server", s.grpc.Serve)
 	var publish grpcapi.Publisher
 	if cfg.BundleDir != "" {
 		store := bundledir.Store{Dir: cfg.BundleDir}
 		publish = func(ctx context.Context, b *bundle.Bundle) error { return s.loader.Publish(ctx, store, b) }
 	}
 	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger, publish))
-	ok = true
+	s.life.Go("event consumer", func(ctx context.Context) error {
+		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
+			Logger: deps.Logger, Telemetry: deps.Telemetry}, s.handle)
+	})
+	s.life.Go("bundle watcher", func(ctx context.Context) error {
+		s.loader.Watch(ctx, deps.Clock, cfg.BundlePoll)
+		return ctx.Err()
+	})
 	return s, nil
 }
 
@@ -250,42 +261,13 @@ func (s *Service) Addrs() map[string]string {
 }
 
 // Run serves gRPC, consumes the event log and watches the bundle directory
-// until ctx is done, then stops them and closes the writer.
+// until ctx is done or one of them fails, then stops the others and
+// releases the writer and the listener.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	const workers = 3
-	errc := make(chan error, workers)
-	go func() { errc <- s.grpc.Serve(ctx) }()
-	go func() {
-		errc <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-			Logger: s.deps.Logger, Telemetry: s.deps.Telemetry}, s.handle)
-	}()
-	go func() {
-		s.loader.Watch(ctx, s.deps.Clock, s.cfg.BundlePoll)
-		errc <- nil
-	}()
 	s.grpc.SetServing(rulesv1.RulesService_ServiceDesc.ServiceName)
 	s.deps.Logger.InfoContext(ctx, "rules service started", slog.String("grpc", s.grpc.Addr()),
 		slog.Any("tenants", s.registry.Snapshot().Tenants()))
-	var first error
-	n := 0
-	select {
-	case first = <-errc:
-		n++
-	case <-ctx.Done():
-	}
-	cancel()
-	for ; n < workers; n++ {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	if errors.Is(first, context.Canceled) {
-		first = nil
-	}
-	return first
+	return s.life.Run(ctx)
 }
 
 func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
@@ -296,14 +278,6 @@ func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
 	return err
 }
 
-func (s *Service) close() {
-	if s.writer != nil {
-		if err := s.writer.Close(); err != nil {
-			s.deps.Logger.Warn("close event writer", "error", err.Error())
-		}
-	}
-}
-
 // Run starts the service and blocks until ctx is done.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	s, err := New(ctx, cfg, deps)
@@ -312,3 +286,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	return s.Run(ctx)
 }
+
+// Stop releases what New acquired, for a composer that built the service
+// but will not run it (Run releases everything itself).
+func (s *Service) Stop(ctx context.Context) error { return s.life.Stop(ctx) }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -65,6 +66,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	cfg := rules.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.Log.Brokers = testinfra.KafkaBrokers(t)
 	cfg.Log.EventsTopic = testinfra.NewTopic(t, "rules-events", 3)

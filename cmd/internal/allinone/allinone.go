@@ -9,24 +9,24 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
 	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -62,6 +62,10 @@ type Config struct {
 	LogLevel string
 	// OTLPEndpoint exports traces when set.
 	OTLPEndpoint string
+	// Insecure serves gRPC, MLLP and FHIR in plaintext too. Without it the
+	// all-in-one makes a throwaway development CA and every service
+	// serves and calls with mutual TLS, as in production.
+	Insecure bool
 }
 
 // DefaultConfig: embedded infrastructure, fixed loopback ports (those
@@ -92,6 +96,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "serve gRPC, MLLP and FHIR in plaintext too (default: mutual TLS with a throwaway development CA)")
 }
 
 // Validate names the setting at fault.
@@ -109,11 +114,11 @@ func (c Config) Validate() error {
 }
 
 // Run starts everything, prints where to look, and runs until ctx ends.
-func Run(ctx context.Context, cfg Config, out io.Writer) error {
+func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	started := time.Now()
+	startedAt := time.Now()
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("create work dir %s: %w", cfg.WorkDir, err)
 	}
@@ -146,6 +151,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if err := writeFastBundles(rules.DemoBundles(), bundleDir, cfg.Speedup); err != nil {
 		return fmt.Errorf("write demo bundles: %w", err)
 	}
+	// Every service serves and calls with mutual TLS, from a CA made now
+	// (nothing downloaded); the tool identity is heraldctl's and the
+	// simulator's. Only the embedded Kafka and Redis are plaintext: this
+	// is a development system (profile development, insecure).
+	tlsDir := filepath.Join(cfg.WorkDir, "tls")
+	ids := map[string]mtls.Files{}
+	if !cfg.Insecure {
+		if ids, err = devca.WriteDir(tlsDir, time.Now(), devca.DefaultValidity, append(append([]string{}, services...), ToolIdentity)...); err != nil {
+			return fmt.Errorf("make the development CA: %w", err)
+		}
+	}
 	secret := randomSecret()
 	logCfg := eventlog.DefaultConfig()
 	logCfg.Brokers = brokers
@@ -160,12 +176,22 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 		return net.JoinHostPort(cfg.Host, fmt.Sprint(port))
 	}
+	grpcCfg := func(name string, port int, base grpcserver.Config) grpcserver.Config {
+		base.Addr = addr(port)
+		f := ids[name]
+		base.TLSCertFile, base.TLSKeyFile, base.ClientCAFile = f.CertFile, f.KeyFile, f.CAFile
+		return base
+	}
+	dev := servicemain.DevelopmentInsecure()
 
 	// Services, in the order events flow.
 	icfg := intake.DefaultConfig()
-	icfg.EventLog = logCfg
-	icfg.GRPC.Addr, icfg.FHIRAddr, icfg.MLLPAddr = addr(7001), addr(8001), addr(2575)
-	icfg.RedisAddr = redisAddr
+	icfg.Security = dev
+	icfg.Log = logCfg
+	icfg.GRPC = grpcCfg("intake", 7001, icfg.GRPC)
+	icfg.FHIRAddr, icfg.MLLPAddr = addr(8001), addr(2575)
+	icfg.MLLPTLS, icfg.FHIRTLS = ids["intake"], ids["intake"]
+	icfg.Redis.Addr = redisAddr
 	// The demo trusts' settings list the trigger phrases the demo bundles'
 	// rules look for, so those rules can fire.
 	if icfg.Tenants, err = intake.DemoTenants(); err != nil {
@@ -173,14 +199,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 
 	rcfg := rules.DefaultConfig()
+	rcfg.Security = dev
 	rcfg.Log = logCfg
-	rcfg.GRPC.Addr = addr(7002)
+	rcfg.GRPC = grpcCfg("rules", 7002, rcfg.GRPC)
 	rcfg.BundleDir = bundleDir
 	rcfg.BundlePoll = time.Second
 
 	acfg := acknowledgement.DefaultConfig()
+	acfg.Security = dev
 	acfg.Log = logCfg
-	acfg.GRPC.Addr, acfg.HTTPAddr = addr(7003), addr(8003)
+	acfg.GRPC = grpcCfg("acknowledgement", 7003, acfg.GRPC)
+	acfg.HTTPAddr = addr(8003)
 	if cfg.AnyPorts {
 		// Links carry the page's address, so it must be known before start.
 		if acfg.HTTPAddr, err = freeAddr(cfg.Host); err != nil {
@@ -188,15 +217,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 	}
 	acfg.PublicURL = "http://" + acfg.HTTPAddr
-	acfg.RedisAddr = redisAddr
+	acfg.Redis.Addr = redisAddr
 	acfg.AckLinkSecret = secret
 	acfg.DevIdentity = "link-recipient"
 
 	capture := notification.NewCapture(nil)
 	ncfg := notification.DefaultConfig()
+	ncfg.Security = dev
 	ncfg.Log = logCfg
-	ncfg.GRPC.Addr, ncfg.ReceiptsAddr = addr(7004), addr(8004)
-	ncfg.RedisAddr = redisAddr
+	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
+	ncfg.ReceiptsAddr = addr(8004)
+	ncfg.Redis.Addr = redisAddr
 	ncfg.AckLinkSecret = secret
 	ncfg.RetryInitial = 200 * time.Millisecond
 	ncfg.Senders = map[eventsv1.Channel]notification.Sender{
@@ -207,21 +238,30 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		eventsv1.Channel_CHANNEL_LOG:     capture,
 	}
 
+	// Every service is acquired into one lifecycle: one that fails to
+	// start releases the ones started before it, and the first that stops
+	// on an error stops the rest.
+	life := servicemain.NewLifecycle(logging.New(logFile, level, "allinone"))
+	defer life.Rollback(&err)
 	type runner interface {
 		Run(ctx context.Context) error
+		Stop(ctx context.Context) error
 		Addrs() map[string]string
 	}
-	var services []runner
+	started := map[string]runner{}
 	start := func(name string, mk func(deps depsArgs) (runner, error)) error {
 		t, err := tel("herald-" + name)
 		if err != nil {
 			return err
 		}
+		life.OnStop(name+" telemetry", t.Shutdown)
 		s, err := mk(depsArgs{logger: logging.New(logFile, level, name), tel: t})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
 		}
-		services = append(services, s)
+		life.OnStop(name, s.Stop)
+		life.Go(name, s.Run)
+		started[name] = s
 		return nil
 	}
 	steps := []struct {
@@ -238,103 +278,98 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return acknowledgement.New(ctx, acfg, acknowledgement.Deps{Logger: d.logger, Telemetry: d.tel})
 		}},
 		{"notification", func(d depsArgs) (runner, error) {
-			ncfg.RulesAddr = services[1].Addrs()["grpc"]
+			ncfg.Rules.Addr = started["rules"].Addrs()["grpc"]
 			ncfg.AckBaseURL = acfg.PublicURL
 			return notification.New(ctx, ncfg, notification.Deps{Logger: d.logger, Telemetry: d.tel})
 		}},
 	}
 	for _, s := range steps {
-		if err := start(s.name, s.mk); err != nil {
+		if err = start(s.name, s.mk); err != nil {
 			return err
 		}
 	}
+	in, rs, ak, nt := started["intake"].Addrs(), started["rules"].Addrs(), started["acknowledgement"].Addrs(), started["notification"].Addrs()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(services)+2)
-	for _, s := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(ctx); err != nil {
-				errc <- err
-			}
-		}()
+	// The simulator and the dashboard call as the tool identity.
+	var tool *mtls.Source
+	if f, ok := ids[ToolIdentity]; ok {
+		if tool, err = mtls.Load(f, mtls.Options{}); err != nil {
+			return fmt.Errorf("load the tool identity: %w", err)
+		}
 	}
-
 	toolTel := telemetry.Nop("herald-allinone")
-	ackConn, err := grpcserver.Dial(ctx, services[2].Addrs()["grpc"], toolTel)
+	ackConn, err := grpcserver.Dial(ctx, ak["grpc"], toolTel, grpcserver.ClientTLS(tool, ""))
 	if err != nil {
 		return err
 	}
-	defer ackConn.Close()
-	intakeConn, err := grpcserver.Dial(ctx, services[0].Addrs()["grpc"], toolTel)
+	life.OnClose("acknowledgement client", ackConn.Close)
+	intakeConn, err := grpcserver.Dial(ctx, in["grpc"], toolTel, grpcserver.ClientTLS(tool, ""))
 	if err != nil {
 		return err
 	}
-	defer intakeConn.Close()
+	life.OnClose("intake client", intakeConn.Close)
 	toolLog := logging.New(logFile, level, "allinone")
 
 	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
-	dl, err := net.Listen("tcp", cfg.DashboardAddr)
+	dsrv, err := servicemain.ListenHTTP(cfg.DashboardAddr, dash.handler(), nil, servicemain.DefaultHTTPLimits())
 	if err != nil {
-		return fmt.Errorf("listen for the dashboard on %s: %w", cfg.DashboardAddr, err)
+		return fmt.Errorf("dashboard (setting dashboard-addr): %w", err)
 	}
-	dsrv := &http.Server{Handler: dash.handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = dsrv.Serve(dl) }()
-	defer dsrv.Close()
+	life.OnStop("dashboard", dsrv.Close)
+	life.Go("dashboard", dsrv.Serve)
 
+	scheme, tlsNote := "https", "gRPC, FHIR and MLLP use mutual TLS with a throwaway development CA in "+tlsDir+
+		" (heraldctl finds its certificate through the run state); the embedded Kafka and Redis are plaintext: this is the development profile"
+	if cfg.Insecure {
+		scheme, tlsNote = "http", "plaintext everywhere (-insecure): development only"
+	}
 	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
-		infra: infra, dashboard: "http://" + dl.Addr().String(), intake: services[0].Addrs(), rules: services[1].Addrs(),
-		ack: services[2].Addrs(), notification: services[3].Addrs(), bundles: bundleDir, logs: logFile.Name(), state: statePath,
-		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(started),
+		infra: infra, dashboard: "http://" + dsrv.Addr(), intake: in, rules: rs,
+		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
+		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
+		tool: ids[ToolIdentity],
 	})
 
 	// heraldctl finds this run's broker, Redis and services through the
 	// state file (the embedded ones take free ports at every start).
-	if err := runstate.Write(statePath, runstate.State{
-		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: services[0].Addrs()["grpc"],
-		FHIRURL: "http://" + services[0].Addrs()["fhir"], MLLP: services[0].Addrs()["mllp"],
-		RulesGRPC: services[1].Addrs()["grpc"], AckGRPC: services[2].Addrs()["grpc"],
-		NotificationGRPC: services[3].Addrs()["grpc"], Dashboard: "http://" + dl.Addr().String(), PID: os.Getpid(),
+	tf := ids[ToolIdentity]
+	if err = runstate.Write(statePath, runstate.State{
+		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: in["grpc"],
+		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
+		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
+		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrv.Addr(), PID: os.Getpid(),
+		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile,
 	}); err != nil {
 		return err
 	}
-	defer os.Remove(statePath)
+	life.OnClose("run state", func() error { return os.Remove(statePath) })
 
 	if cfg.Feed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		life.Go("feed", func(ctx context.Context) error {
 			feed(ctx, logCfg, out)
-		}()
+			return ctx.Err()
+		})
 	}
 	if cfg.Simulate {
 		sim := &simulator{
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
-			mllpAddr: services[0].Addrs()["mllp"], secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
+			mllpAddr: in["mllp"], mllpTLS: tool, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		life.Go("simulator", func(ctx context.Context) error {
 			sim.run(ctx, capture)
-		}()
+			return ctx.Err()
+		})
 	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	cancel()
-	wg.Wait()
-	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return runErr
-	}
-	return nil
+	return life.Run(ctx)
 }
+
+// ToolIdentity is the development certificate heraldctl, the simulator and
+// the dashboard present.
+const ToolIdentity = "heraldctl"
+
+// services are the all-in-one's services, in start order.
+var services = []string{"intake", "rules", "acknowledgement", "notification"}
 
 type depsArgs struct {
 	logger *slog.Logger

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 type banner struct {
@@ -13,6 +15,10 @@ type banner struct {
 	speedup                          int
 	simulate                         bool
 	took                             time.Duration
+	// scheme is https unless the run is plaintext; security says how the
+	// hops are protected (the development profile, in so many words).
+	scheme, security string
+	tool             mtls.Files
 }
 
 func printBanner(w io.Writer, b banner) {
@@ -22,7 +28,9 @@ Herald is running (started in %.1fs) on %s.
   Open %s to watch alerts arrive, escalate and get acknowledged,
   with every message the notification service sent (captured, not delivered).
 
-  intake            gRPC %s   FHIR http://%s/fhir/{ODS}   HL7 v2 MLLP %s
+  security          %s
+
+  intake            gRPC %s   FHIR %s://%s/fhir/{ODS}   HL7 v2 MLLP %s
   rules             gRPC %s
   acknowledgement   gRPC %s   acknowledge links http://%s/ack/...
   notification      gRPC %s   delivery receipts http://%s
@@ -35,12 +43,21 @@ Try, in another terminal:
   go run ./cmd/heraldctl tail
   go run ./cmd/heraldctl raise -hl7 services/intake/testdata/oru_r01_critical_pneumothorax.hl7
   go run ./cmd/heraldctl policy evaluate -tenant RZZ -category critical
-  grpcurl -plaintext %s list
-`, b.took.Seconds(), b.infra, b.dashboard,
-		b.intake["grpc"], b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],
-		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, b.ack["grpc"])
+  %s
+`, b.took.Seconds(), b.infra, b.dashboard, b.security,
+		b.intake["grpc"], b.scheme, b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],
+		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, grpcurl(b))
 	if b.simulate {
 		fmt.Fprintln(w, "\nThe simulator raises a synthetic alert every few seconds; the event log follows, one line per event:")
 	}
 	fmt.Fprintln(w)
+}
+
+// grpcurl is the example grpcurl command line (the services serve
+// reflection in the development profile).
+func grpcurl(b banner) string {
+	if b.tool.CertFile == "" {
+		return "grpcurl -plaintext " + b.ack["grpc"] + " list"
+	}
+	return fmt.Sprintf("grpcurl -cacert %s -cert %s -key %s %s list", b.tool.CAFile, b.tool.CertFile, b.tool.KeyFile, b.ack["grpc"])
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/mtls"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
@@ -30,9 +31,11 @@ type simulator struct {
 	intake   intakev1.IntakeServiceClient
 	ack      ackv1.AcknowledgementServiceClient
 	mllpAddr string
-	secret   []byte
-	every    time.Duration
-	log      *slog.Logger
+	// mllpTLS is the identity the simulated sender presents (nil: plain TCP).
+	mllpTLS *mtls.Source
+	secret  []byte
+	every   time.Duration
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	acted map[string]bool // alert id -> the simulated clinician has acted
@@ -155,9 +158,13 @@ func (s *simulator) raiseHL7(ctx context.Context, tenant, accession, nhs, referr
 	}
 	msg := fmt.Sprintf(hl7Template, tenant, time.Now().UTC().Format("20060102150405"), accession, nhs, referrer, n, code, flag)
 	var d net.Dialer
+	dial := d.DialContext
+	if s.mllpTLS != nil {
+		dial = s.mllpTLS.Dialer(nil, "")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", s.mllpAddr)
+	conn, err := dial(ctx, "tcp", s.mllpAddr)
 	if err != nil {
 		return err
 	}

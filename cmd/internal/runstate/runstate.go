@@ -28,6 +28,12 @@ type State struct {
 	AckGRPC          string   `json:"acknowledgement_grpc"`
 	NotificationGRPC string   `json:"notification_grpc"`
 	Dashboard        string   `json:"dashboard"`
+	// TLSCert, TLSKey and TLSCA are the development identity heraldctl
+	// presents and the CA that verifies the services (empty: plaintext,
+	// make run -insecure).
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	TLSCA   string `json:"tls_ca,omitempty"`
 	// PID is the all-in-one's process id, to tell a stale file (left by a
 	// killed run) from a live one.
 	PID int `json:"pid"`

@@ -174,3 +174,12 @@ func errorKind(err error) string {
 	}
 	return "connection error"
 }
+
+// Close releases the listener (Serve then returns once its connections
+// are done); for a server that was never served, or a failed start.
+func (s *Server) Close() error {
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close mllp listener: %w", err)
+	}
+	return nil
+}
