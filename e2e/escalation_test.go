@@ -50,8 +50,10 @@ func TestCriticalUnacknowledgedEscalatesToFailsafe(t *testing.T) {
 	assertNoPatientData(t, sys)
 
 	// Only a person closes it: the trust's fail-safe officer, with a reason.
-	out, err := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC, "-as", "e2e-fso",
-		"-reason", "dealt with by the ED team outside Herald", id).CombinedOutput()
+	ctl := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC, "-as", "e2e-fso",
+		"-reason", "dealt with by the ED team outside Herald", id)
+	ctl.Env = sys.CtlEnv() // heraldctl presents its certificate
+	out, err := ctl.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "closed") {
 		t.Fatalf("heraldctl close: %v\n%s", err, out)
 	}

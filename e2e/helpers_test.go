@@ -35,7 +35,7 @@ var patientData = []string{"9990000018", "TESTPATIENT", "ALEX", "19700101", "197
 // send sends an HL7 message and requires an AA.
 func send(t *testing.T, sys *harness.System, msg string) string {
 	t.Helper()
-	ack, err := harness.SendMLLP(sys.Addrs.MLLP, msg)
+	ack, err := sys.SendMLLP(msg)
 	if err != nil {
 		t.Fatal(err)
 	}

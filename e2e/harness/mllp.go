@@ -2,15 +2,30 @@ package harness
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 // SendMLLP sends one HL7 message in an MLLP frame and returns the framed
 // reply (the ACK) without its frame bytes.
 func SendMLLP(addr, msg string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return SendMLLPTLS(addr, msg, nil)
+}
+
+// SendMLLPTLS is SendMLLP over mutual TLS with id (nil: plain TCP).
+func SendMLLPTLS(addr, msg string, id *mtls.Source) (string, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	dial := d.DialContext
+	if id != nil {
+		dial = id.Dialer(dial, "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("connect to MLLP %s: %w", addr, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 // RepoRoot returns the repository root (the folder holding go.work).
@@ -173,7 +175,17 @@ func (p *Proc) Logs() []byte {
 // on failure it shows the process's output, if given.
 func WaitHealthy(t testing.TB, addr string, within time.Duration, p *Proc) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	WaitHealthyTLS(t, addr, nil, within, p)
+}
+
+// WaitHealthyTLS is WaitHealthy over mutual TLS with id (nil: plaintext).
+func WaitHealthyTLS(t testing.TB, addr string, id *mtls.Source, within time.Duration, p *Proc) {
+	t.Helper()
+	creds := insecure.NewCredentials()
+	if id != nil {
+		creds = mtls.GRPCClientCredentials(id, "")
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

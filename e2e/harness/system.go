@@ -44,6 +44,9 @@ type System struct {
 	Traces    *TraceCollector
 	BundleDir string
 	Secret    string
+	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
+	// are mutual TLS with it.
+	TLS *TLS
 	// Groups are the consumer groups of rules, acknowledgement and
 	// notification.
 	Groups             []string
@@ -86,6 +89,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		Webhook: NewWebhookSink(t),
 		Traces:  NewTraceCollector(t),
 		Secret:  strings.Repeat("e2e-ack-link-secret-", 3),
+		TLS:     NewTLS(t),
 	}
 	s.Log = eventlog.DefaultConfig()
 	s.Log.Brokers = testinfra.KafkaBrokers(t)
@@ -173,13 +177,13 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": s.Addrs.AckGRPC, "notification": s.Addrs.NotificationGRPC,
 	}
 	for _, name := range Services {
-		p := Start(t, name, bins[name], append(append(append([]string{}, common...), env[name]...), opts.Env[name]...))
+		p := Start(t, name, bins[name], append(append(append(append([]string{}, common...), s.TLS.ServiceEnv(name)...), env[name]...), opts.Env[name]...))
 		s.Procs[name] = p
-		WaitHealthy(t, health[name], 60*time.Second, p)
+		WaitHealthyTLS(t, health[name], s.TLS.Client, 60*time.Second, p)
 	}
 	tel := telemetry.Nop("e2e")
 	for _, target := range []string{s.Addrs.IntakeGRPC, s.Addrs.AckGRPC} {
-		conn, err := grpcserver.Dial(context.Background(), target, tel)
+		conn, err := grpcserver.Dial(context.Background(), target, tel, grpcserver.ClientTLS(s.TLS.Client, ""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +224,19 @@ func (s *System) Restart(t testing.TB, name string) {
 	p.Kill9()
 	p.Restart(t)
 	addr := map[string]string{"intake": s.Addrs.IntakeGRPC, "rules": s.Addrs.RulesGRPC, "acknowledgement": s.Addrs.AckGRPC, "notification": s.Addrs.NotificationGRPC}[name]
-	WaitHealthy(t, addr, 60*time.Second, p)
+	WaitHealthyTLS(t, addr, s.TLS.Client, 60*time.Second, p)
+}
+
+// SendMLLP sends one HL7 message to intake over mutual TLS as the harness
+// and returns the ACK.
+func (s *System) SendMLLP(msg string) (string, error) {
+	return SendMLLPTLS(s.Addrs.MLLP, msg, s.TLS.Client)
+}
+
+// CtlEnv is the environment heraldctl needs to call this system's
+// services (its certificate), on top of the test's own.
+func (s *System) CtlEnv() []string {
+	return append(os.Environ(), s.TLS.CtlEnv()...)
 }
 
 // Logs returns every service's output so far.

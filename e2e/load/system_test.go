@@ -19,6 +19,7 @@ import (
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
@@ -31,6 +32,8 @@ import (
 // processes' ids for resource accounting and the production partition
 // count.
 type system struct {
+	// tls is the harness's identity (every hop is mutual TLS).
+	tls    *mtls.Source
 	procs  map[string]*proc
 	log    eventlog.Config
 	redis  *redis.Client
@@ -143,14 +146,18 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 			env[name] = append(env[name], "HERALD_PPROF_ADDR="+s.pprof[name])
 		}
 	}
+	// Every gRPC hop, MLLP and FHIR over mutual TLS, as in production
+	// (docs/performance.md compares it with plaintext).
+	tlsCA := harness.NewTLS(b)
+	s.tls = tlsCA.Client
 	for _, name := range harness.Services {
-		p := startProc(b, name, bins[name], append(append([]string{}, common...), env[name]...))
+		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), tlsCA.ServiceEnv(name)...), env[name]...))
 		s.procs[name] = p
-		waitHealthy(b, health[name], 90*time.Second, p)
+		waitHealthy(b, health[name], s.tls, 90*time.Second, p)
 	}
 	tel := telemetry.Nop("load")
 	for range max(1, sc.conns) {
-		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel)
+		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel, grpcserver.ClientTLS(s.tls, ""))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -207,7 +214,7 @@ func (p *proc) exited() bool {
 	}
 }
 
-func waitHealthy(b *testing.B, addr string, within time.Duration, p *proc) {
+func waitHealthy(b *testing.B, addr string, id *mtls.Source, within time.Duration, p *proc) {
 	b.Helper()
 	// harness.WaitHealthy fails the benchmark with its own message; show the
 	// process's output tail first if it died on the way.
@@ -219,7 +226,7 @@ func waitHealthy(b *testing.B, addr string, within time.Duration, p *proc) {
 		case <-ok:
 		}
 	}()
-	harness.WaitHealthy(b, addr, within, nil)
+	harness.WaitHealthyTLS(b, addr, id, within, nil)
 	close(ok)
 }
 

@@ -55,7 +55,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 		}
 		req.Category = cat
 	}
-	conn, err := dial(*addr)
+	conn, err := e.dial(*addr)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := dial(*addr)
+	conn, err := e.dial(*addr)
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	if *reqID == "" {
 		*reqID = fmt.Sprintf("heraldctl-%d", time.Now().UnixNano())
 	}
-	conn, err := dial(*addr)
+	conn, err := e.dial(*addr)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 // command is one heraldctl subcommand.
@@ -36,6 +38,25 @@ type command struct {
 type env struct {
 	out, errOut io.Writer
 	addrs       addresses
+
+	idOnce sync.Once
+	id     *mtls.Source
+	idErr  error
+}
+
+// identity is the certificate heraldctl presents and the CA it verifies
+// the services with (nil: plaintext, for a run started with -insecure).
+func (e *env) identity() (*mtls.Source, error) {
+	e.idOnce.Do(func() {
+		if e.addrs.tls.IsZero() {
+			return
+		}
+		e.id, e.idErr = mtls.Load(e.addrs.tls, mtls.Options{})
+		if e.idErr != nil {
+			e.idErr = fmt.Errorf("heraldctl's certificate (HERALD_CTL_TLS_CERT, HERALD_CTL_TLS_KEY, HERALD_CTL_TLS_CA): %w", e.idErr)
+		}
+	})
+	return e.id, e.idErr
 }
 
 // addresses of the services, the broker and Redis. Each comes from, in
@@ -44,6 +65,8 @@ type env struct {
 // binds its services to.
 type addresses struct {
 	intake, fhir, mllp, rules, notification, ack, kafka, redis string
+	// tls is heraldctl's certificate and the services' CA bundle.
+	tls mtls.Files
 	// from names where the addresses came from, for error messages.
 	from string
 }
@@ -77,7 +100,12 @@ func defaultAddresses(statePath string) addresses {
 		ack:          get("ACK", st.AckGRPC, "127.0.0.1:7003"),
 		kafka:        get("KAFKA", strings.Join(st.KafkaBrokers, ","), "127.0.0.1:9092"),
 		redis:        get("REDIS", st.RedisAddr, "127.0.0.1:6379"),
-		from:         from,
+		tls: mtls.Files{
+			CertFile: get("TLS_CERT", st.TLSCert, ""),
+			KeyFile:  get("TLS_KEY", st.TLSKey, ""),
+			CAFile:   get("TLS_CA", st.TLSCA, ""),
+		},
+		from: from,
 	}
 }
 
@@ -163,6 +191,9 @@ While "make run" runs, heraldctl finds its services, broker and Redis through th
 writes (`+runstate.DefaultPath()+`; HERALD_CTL_STATE names another). To reach another
 deployment, set HERALD_CTL_INTAKE, HERALD_CTL_FHIR, HERALD_CTL_MLLP, HERALD_CTL_RULES,
 HERALD_CTL_NOTIFICATION, HERALD_CTL_ACK, HERALD_CTL_KAFKA or HERALD_CTL_REDIS, or pass -addr.
+Herald's services require a client certificate: heraldctl presents the one make run made (from
+the state file), or HERALD_CTL_TLS_CERT and HERALD_CTL_TLS_KEY, verifying the services with
+HERALD_CTL_TLS_CA.
 `)
 }
 
@@ -189,8 +220,18 @@ func plain(err error) string {
 	return st.Code().String() + ": " + st.Message()
 }
 
-func dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial connects to a Herald gRPC service: with mutual TLS when heraldctl
+// has a certificate, in plaintext otherwise (a run started -insecure).
+func (e *env) dial(addr string) (*grpc.ClientConn, error) {
+	id, err := e.identity()
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if id != nil {
+		creds = mtls.GRPCClientCredentials(id, "")
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

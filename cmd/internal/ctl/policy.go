@@ -46,7 +46,7 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
-	conn, err := dial(*addr)
+	conn, err := e.dial(*addr)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func runRaise(ctx context.Context, e *env, args []string) error {
 	if *msgID == "" {
 		*msgID = fmt.Sprintf("heraldctl-%d", time.Now().UnixNano())
 	}
-	conn, err := dial(*addr)
+	conn, err := e.dial(*addr)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func raiseHL7(ctx context.Context, e *env, addr, file string) error {
 		return fmt.Errorf("read %s: %w", file, err)
 	}
 	msg = bytes.ReplaceAll(bytes.ReplaceAll(bytes.TrimSpace(msg), []byte("\r\n"), []byte("\r")), []byte("\n"), []byte("\r"))
-	ack, err := sendMLLP(ctx, addr, msg)
+	ack, err := e.sendMLLP(ctx, addr, msg)
 	if err != nil {
 		return err
 	}
@@ -138,11 +138,19 @@ func raiseHL7(ctx context.Context, e *env, addr, file string) error {
 }
 
 // sendMLLP frames msg (0x0B msg 0x1C 0x0D), sends it and reads one framed reply.
-func sendMLLP(ctx context.Context, addr string, msg []byte) ([]byte, error) {
+func (e *env) sendMLLP(ctx context.Context, addr string, msg []byte) ([]byte, error) {
+	id, err := e.identity()
+	if err != nil {
+		return nil, err
+	}
 	var d net.Dialer
+	dial := d.DialContext
+	if id != nil {
+		dial = id.Dialer(nil, "") // MLLP over mutual TLS
+	}
 	ctx, cancel := timeout(ctx)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to MLLP %s: %w", addr, err)
 	}
@@ -181,7 +189,16 @@ func raiseFHIR(ctx context.Context, e *env, base, tenant, file string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	id, err := e.identity()
+	if err != nil {
+		return err
+	}
+	if id != nil {
+		client = &http.Client{Transport: &http.Transport{DialTLSContext: id.Dialer(nil, "")}}
+		defer client.CloseIdleConnections()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post to %s: %w", url, err)
 	}
