@@ -5,12 +5,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/services/notification"
 )
 
 func TestScheduleWorkersMustLeaveAWorkerForTheFastLanes(t *testing.T) {
 	valid := func() notification.Config {
 		c := notification.DefaultConfig()
+		c.Security = servicemain.DevelopmentInsecure()
 		c.AckLinkSecret = "0123456789abcdef0123456789abcdef"
 		return c
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/services/rules"
 )
 
@@ -30,6 +31,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := rules.DefaultConfig()
+			c.Security = servicemain.DevelopmentInsecure()
 			c.BundleFS = rules.DemoBundles()
 			require.NoError(t, c.Validate())
 			tc.edit(&c)
@@ -43,9 +45,22 @@ func TestFlagsBindTheConfig(t *testing.T) {
 	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
 	c.RegisterFlags(fs)
 	dir := t.TempDir()
-	require.NoError(t, fs.Parse([]string{"-bundle-dir", dir, "-bundle-poll-interval", "250ms", "-grpc-addr", "127.0.0.1:0", "-group-id", "g"}))
+	require.NoError(t, fs.Parse([]string{"-bundle-dir", dir, "-bundle-poll-interval", "250ms", "-grpc-addr", "127.0.0.1:0", "-group-id", "g",
+		"-profile", "development", "-insecure"}))
 	require.Equal(t, dir, c.BundleDir)
 	require.Equal(t, 250*time.Millisecond, c.BundlePoll)
 	require.Equal(t, "g", c.GroupID)
 	require.NoError(t, c.Validate())
+}
+
+// The default profile is production: plaintext hops are refused with the
+// settings that fix them, and -insecure is refused outright.
+func TestProductionRefusesPlaintext(t *testing.T) {
+	c := rules.DefaultConfig()
+	c.BundleFS = rules.DemoBundles()
+	err := c.Validate()
+	require.ErrorContains(t, err, "grpc-tls-cert")
+	require.ErrorContains(t, err, "kafka-sasl-user")
+	c.Security.Insecure = true
+	require.ErrorContains(t, c.Validate(), "refused in the production profile")
 }

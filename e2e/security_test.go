@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/devca"
+	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/redisconn"
+	"github.com/herald-health/herald/platform/telemetry"
+	"github.com/herald-health/herald/platform/testinfra"
+)
+
+// outsiders are the clients every listener must refuse: no certificate
+// (but the right CA to verify the server), a certificate of another CA,
+// and an expired certificate of the system's own CA.
+func outsiders(t *testing.T, sys *harness.System) map[string]*mtls.Source {
+	t.Helper()
+	dir := t.TempDir()
+	caFile := filepath.Join(sys.TLS.Dir, devca.CAFileName)
+	ca, err := devca.Load(caFile, filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	expired, err := ca.WriteLeaf(dir, devca.Leaf{Name: "expired", NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := devca.New("another CA", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odir := filepath.Join(dir, "other")
+	if err := other.WriteCA(odir); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.WriteLeaf(odir, devca.Leaf{Name: "intruder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign.CAFile = caFile // it verifies the server; the server must not verify it
+	out := map[string]*mtls.Source{}
+	for name, f := range map[string]mtls.Files{"no certificate": {CAFile: caFile}, "another CA": foreign, "expired": expired} {
+		src, err := mtls.Load(f, mtls.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = src
+	}
+	return out
+}
+
+// Every listener of a running Herald (gRPC of the four services, MLLP,
+// FHIR) refuses a client without a certificate, with one from another CA
+// or with an expired one, and serves the harness's valid certificate.
+func TestSecurityListenersRefuseUnauthenticatedClients(t *testing.T) {
+	sys := start(t)
+	grpcs := map[string]string{"intake": sys.Addrs.IntakeGRPC, "rules": sys.Addrs.RulesGRPC,
+		"acknowledgement": sys.Addrs.AckGRPC, "notification": sys.Addrs.NotificationGRPC}
+	check := func(addr string, id *mtls.Source) error {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(mtls.GRPCClientCredentials(id, "")))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	fhir := func(id *mtls.Source) error {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialTLSContext: id.Dialer(nil, "")}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Post("https://"+sys.Addrs.FHIR+"/fhir/RZZ/DiagnosticReport", "application/fhir+json", bytes.NewReader([]byte(`{}`)))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	mllpMsg := "MSH|^~\\&|CRIS|RZZ|HERALD|REGIONNET|20261201120000||ORU^R01^ORU_R01|SEC-1|P|2.4\r"
+
+	// The harness's certificate is served everywhere.
+	for name, addr := range grpcs {
+		if err := check(addr, sys.TLS.Client); err != nil {
+			t.Fatalf("%s gRPC refused a valid certificate: %v", name, err)
+		}
+	}
+	if err := fhir(sys.TLS.Client); err != nil {
+		t.Fatalf("FHIR refused a valid certificate: %v", err)
+	}
+	if _, err := harness.SendMLLPTLS(sys.Addrs.MLLP, mllpMsg, sys.TLS.Client); err != nil {
+		t.Fatalf("MLLP refused a valid certificate: %v", err)
+	}
+
+	for who, id := range outsiders(t, sys) {
+		t.Run(who, func(t *testing.T) {
+			for name, addr := range grpcs {
+				if err := check(addr, id); err == nil {
+					t.Errorf("%s gRPC served a client with %s", name, who)
+				}
+			}
+			if err := fhir(id); err == nil {
+				t.Errorf("FHIR served a client with %s", who)
+			}
+			if ack, err := harness.SendMLLPTLS(sys.Addrs.MLLP, mllpMsg, id); err == nil {
+				t.Errorf("MLLP answered a client with %s: %q", who, ack)
+			}
+		})
+	}
+	// And plaintext gets nowhere either.
+	for name, addr := range grpcs {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+			t.Errorf("%s gRPC served a plaintext client", name)
+		}
+		cancel()
+		conn.Close()
+	}
+	if ack, err := harness.SendMLLP(sys.Addrs.MLLP, mllpMsg); err == nil {
+		t.Errorf("MLLP answered a plaintext client: %q", ack)
+	}
+}
+
+// The secured Redis (deps.sh: TLS, ACL users only) refuses a client
+// without the password or with a wrong one.
+func TestSecurityRedisRefusesWithoutThePassword(t *testing.T) {
+	c := testinfra.RedisTLS(t, testinfra.PrincipalIntake)
+	good := redisconn.Config{Addr: c.Addrs[0], Username: c.User, Password: c.Password, TLS: true, TLSCAFile: c.CAFile}
+	noPassword, wrong := good, good
+	noPassword.Username, noPassword.Password = "", ""
+	wrong.Password = "not-" + good.Password
+	ping := func(cfg redisconn.Config) error {
+		rdb, err := redisconn.NewClient(cfg, func(o *redis.Options) { o.MaxRetries = 0 })
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return rdb.Ping(ctx).Err()
+	}
+	for name, cfg := range map[string]redisconn.Config{"no password": noPassword, "wrong password": wrong} {
+		if err := ping(cfg); err == nil {
+			t.Errorf("Redis answered a client with %s", name)
+		}
+	}
+	if err := ping(good); err != nil {
+		t.Fatalf("Redis refused the service's user: %v", err)
+	}
+}
+
+// Kafka's SASL_SSL listener (deps.sh) refuses a client that does not
+// authenticate: it can neither append nor read.
+func TestSecurityKafkaRefusesUnauthenticatedClients(t *testing.T) {
+	c := testinfra.KafkaSASL(t, testinfra.PrincipalIntake)
+	cfg := eventlog.DefaultConfig()
+	cfg.Brokers, cfg.TLS, cfg.TLSCAFile = c.Addrs, true, c.CAFile
+	cfg.EventsTopic = "herald.alert-events.v1" // the ACLs' topic: the outsider is refused, not merely unlucky
+	w := eventlog.NewWriter(cfg, "outsider", telemetry.Nop("e2e"))
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Put(ctx, cfg.EventsTopic, "outsider", []byte("not an event")); err == nil {
+		t.Error("an unauthenticated client appended to the events topic")
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := eventlog.ReadTopic(rctx, cfg, cfg.EventsTopic, func(_, _ []byte, _ int, _ int64) error { return nil }); err == nil {
+		t.Error("an unauthenticated client read the events topic")
+	}
+}
