@@ -360,10 +360,15 @@ func (x *ResendNotificationResponse) GetNotification() *Notification {
 
 // TestContactPointRequest names a channel and address.
 type TestContactPointRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Channel       v1.Channel             `protobuf:"varint,2,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Tenant  string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Channel v1.Channel             `protobuf:"varint,2,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	// Address must be one of person_id's contact points on channel in the
+	// tenant's policy bundle: a test never goes to an arbitrary address.
+	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// PersonID is the person of the tenant's bundle whose contact point is
+	// tested (required).
+	PersonId      string `protobuf:"bytes,4,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +420,13 @@ func (x *TestContactPointRequest) GetChannel() v1.Channel {
 func (x *TestContactPointRequest) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *TestContactPointRequest) GetPersonId() string {
+	if x != nil {
+		return x.PersonId
 	}
 	return ""
 }
@@ -511,11 +523,12 @@ const file_herald_notification_v1_notification_proto_rawDesc = "" +
 	"operatorId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"f\n" +
 	"\x1aResendNotificationResponse\x12H\n" +
-	"\fnotification\x18\x01 \x01(\v2$.herald.notification.v1.NotificationR\fnotification\"\x80\x01\n" +
+	"\fnotification\x18\x01 \x01(\v2$.herald.notification.v1.NotificationR\fnotification\"\x9d\x01\n" +
 	"\x17TestContactPointRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\"|\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tperson_id\x18\x04 \x01(\tR\bpersonId\"|\n" +
 	"\x18TestContactPointResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12.\n" +
 	"\x13provider_message_id\x18\x02 \x01(\tR\x11providerMessageId\x12\x14\n" +

@@ -36,7 +36,7 @@ type NotificationServiceClient interface {
 	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
 	// ResendNotification re-sends a notification (operator action, audited).
 	ResendNotification(ctx context.Context, in *ResendNotificationRequest, opts ...grpc.CallOption) (*ResendNotificationResponse, error)
-	// TestContactPoint sends a test message to check reachability.
+	// TestContactPoint sends a test message to one of a configured person's contact points, to check reachability.
 	TestContactPoint(ctx context.Context, in *TestContactPointRequest, opts ...grpc.CallOption) (*TestContactPointResponse, error)
 }
 
@@ -88,7 +88,7 @@ type NotificationServiceServer interface {
 	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
 	// ResendNotification re-sends a notification (operator action, audited).
 	ResendNotification(context.Context, *ResendNotificationRequest) (*ResendNotificationResponse, error)
-	// TestContactPoint sends a test message to check reachability.
+	// TestContactPoint sends a test message to one of a configured person's contact points, to check reachability.
 	TestContactPoint(context.Context, *TestContactPointRequest) (*TestContactPointResponse, error)
 	mustEmbedUnimplementedNotificationServiceServer()
 }
