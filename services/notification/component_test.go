@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -105,7 +107,8 @@ func TestHappyPath(t *testing.T) {
 	require.Equal(t, "r-1", delivered[0].GetNotificationDelivered().GetProviderReceiptId())
 
 	// TestContactPoint reaches an address and says so.
-	tr, err := c.TestContactPoint(context.Background(), &notificationv1.TestContactPointRequest{Tenant: "RZZ", Channel: chEmail, Address: "check@nhs.test"})
+	e.rules.set("checker", person("checker", cp(chEmail, "check@nhs.test")))
+	tr, err := c.TestContactPoint(context.Background(), &notificationv1.TestContactPointRequest{Tenant: "RZZ", Channel: chEmail, Address: "check@nhs.test", PersonId: "checker"})
 	require.NoError(t, err)
 	require.True(t, tr.GetAccepted(), "error: %s", tr.GetError())
 	require.Len(t, e.smtp.to("check@nhs.test"), 1)
@@ -518,4 +521,42 @@ func TestARetryIsSentWhileTheFastLanesHoldTheirWorkers(t *testing.T) {
 		t.Fatal("a third urgent send started: the fast lanes took the schedules' worker")
 	default:
 	}
+}
+
+// TestContactPoint goes only to a contact point the tenant's bundle gives
+// the named person: an arbitrary address (an internal URL, a stranger) is
+// refused before anything is sent, and a failed send says whether to retry
+// without echoing the provider's error (hosts, ports, addresses).
+func TestContactPointOnlyToConfiguredContacts(t *testing.T) {
+	e := newEnv(t, nil)
+	svc, stop := e.start()
+	defer stop()
+	c := e.client(svc)
+	ctx := context.Background()
+	closed := testinfra.FreePort(t) // nothing listens: the send fails
+	e.rules.set("checker", person("checker", cp(chEmail, "check@nhs.test"), cp(chWebhook, "http://"+closed+"/hook")))
+
+	_, err := c.TestContactPoint(ctx, &notificationv1.TestContactPointRequest{Tenant: "RZZ", Channel: chEmail, Address: "check@nhs.test"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.ErrorContains(t, err, "person_id")
+
+	for name, req := range map[string]*notificationv1.TestContactPointRequest{
+		"an address nobody has":          {Tenant: "RZZ", Channel: chWebhook, Address: "http://169.254.169.254/latest/meta-data", PersonId: "checker"},
+		"another channel's address":      {Tenant: "RZZ", Channel: chWebhook, Address: "check@nhs.test", PersonId: "checker"},
+		"a person the bundle lacks":      {Tenant: "RZZ", Channel: chEmail, Address: "check@nhs.test", PersonId: "stranger"},
+		"the person's email, other case": {Tenant: "RZZ", Channel: chEmail, Address: "CHECK@nhs.test", PersonId: "checker"},
+	} {
+		_, err := c.TestContactPoint(ctx, req)
+		require.Equal(t, codes.FailedPrecondition, status.Code(err), name)
+		require.NotContains(t, err.Error(), req.GetAddress(), "%s: the refusal echoes the address", name)
+	}
+	require.Empty(t, e.smtp.to("check@nhs.test"), "nothing is sent for a refused test")
+	require.Empty(t, e.sink.on("/latest/meta-data"))
+
+	tr, err := c.TestContactPoint(ctx, &notificationv1.TestContactPointRequest{Tenant: "RZZ", Channel: chWebhook, Address: "http://" + closed + "/hook", PersonId: "checker"})
+	require.NoError(t, err)
+	require.False(t, tr.GetAccepted())
+	require.NotContains(t, tr.GetError(), closed, "the error echoes the connection details")
+	require.NotContains(t, tr.GetError(), "127.0.0.1")
+	require.Contains(t, tr.GetError(), "provider")
 }

@@ -3,7 +3,6 @@ package allinone
 import (
 	"bufio"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/mtls"
 )
 
 // startRun runs the all-in-one on free ports without the simulator, waits
@@ -97,7 +97,7 @@ func TestDemoRulesFireOnTheShippedTriggerPhrases(t *testing.T) {
 				22: time.Now().UTC().Format("20060102150405"), 24: "CT", 25: "F"}),
 			"OBX|1|TX|RPT^Report text^L|1|" + tc.text + "||||||F",
 		}, "\r")
-		ack, err := sendFrame(st.MLLP, msg)
+		ack, err := sendFrame(t, st, msg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,8 +110,17 @@ func TestDemoRulesFireOnTheShippedTriggerPhrases(t *testing.T) {
 
 // sendFrame sends msg as one MLLP frame and returns the ACK, with its
 // segments separated by newlines.
-func sendFrame(addr, msg string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+// sendFrame sends msg to the run's MLLP listener over mutual TLS, as the
+// tool identity of the state file (make run's MLLP is TLS).
+func sendFrame(t *testing.T, st runstate.State, msg string) (string, error) {
+	t.Helper()
+	id, err := mtls.Load(mtls.Files{CertFile: st.TLSCert, KeyFile: st.TLSKey, CAFile: st.TLSCA}, mtls.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := id.Dialer(nil, "")(ctx, "tcp", st.MLLP)
 	if err != nil {
 		return "", err
 	}

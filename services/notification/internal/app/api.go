@@ -165,6 +165,9 @@ func (api *API) TestContactPoint(ctx context.Context, req *notificationv1.TestCo
 	if req.GetAddress() == "" {
 		v = append(v, fault.Violation{Field: "address", Problem: "is required"})
 	}
+	if req.GetPersonId() == "" {
+		v = append(v, fault.Violation{Field: "person_id", Problem: "is required: a test goes only to a contact point of a person in the tenant's policy bundle"})
+	}
 	if len(v) > 0 {
 		return nil, fault.Invalid("test contact point", v...)
 	}
@@ -174,6 +177,17 @@ func (api *API) TestContactPoint(ctx context.Context, req *notificationv1.TestCo
 		return nil, fault.Precondition(fmt.Sprintf("channel %s is not configured", req.GetChannel()))
 	}
 	now := e.o.Clock.Now()
+	// Only a contact point the tenant's bundle gives that person: the
+	// service signs what it sends, so it must never be pointed at an
+	// arbitrary address (an internal URL, a stranger's phone).
+	known, err := api.configuredContact(ctx, req, now)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		return nil, fault.Precondition(fmt.Sprintf("the address is not a %s contact point of person %s in tenant %s's policy bundle",
+			req.GetChannel(), req.GetPersonId(), req.GetTenant()))
+	}
 	// A random id: a hash over the address would let anyone with the logs
 	// test guesses of it.
 	nonce := make([]byte, 16)
@@ -191,9 +205,44 @@ func (api *API) TestContactPoint(ctx context.Context, req *notificationv1.TestCo
 	e.o.Logger.InfoContext(ctx, "contact point tested", slog.String("tenant", req.GetTenant()),
 		slog.String("channel", req.GetChannel().String()), slog.String("notification_id", nid), slog.Bool("accepted", sendErr == nil))
 	if sendErr != nil {
-		return &notificationv1.TestContactPointResponse{Accepted: false, Error: sendErr.Error()}, nil
+		// The provider's error names hosts, addresses and its own answer:
+		// the caller learns only whether retrying may help.
+		e.o.Logger.WarnContext(ctx, "contact point test refused", slog.String("notification_id", nid), slog.String("error", sendErr.Error()))
+		return &notificationv1.TestContactPointResponse{Accepted: false, Error: testFailure(sendErr)}, nil
 	}
 	return &notificationv1.TestContactPointResponse{Accepted: true, ProviderMessageId: pid}, nil
+}
+
+// configuredContact reports whether the request's address is one of the
+// person's contact points on the channel, as the rules service resolves
+// them now.
+func (api *API) configuredContact(ctx context.Context, req *notificationv1.TestContactPointRequest, now time.Time) (bool, error) {
+	step := domain.Step{Targets: []domain.Target{{Kind: eventsv1.TargetKind_TARGET_KIND_PERSON, Ref: req.GetPersonId(), Tenant: req.GetTenant()}},
+		Channels: []eventsv1.Channel{req.GetChannel()}}
+	people, err := api.e.o.Resolver.Resolve(ctx, domain.Alert{ID: "contact-test", Tenant: req.GetTenant()}, step, now)
+	if err != nil {
+		return false, fmt.Errorf("resolve person %s: %w", req.GetPersonId(), fault.ErrUnavailable)
+	}
+	for _, p := range people {
+		if p.PersonID != req.GetPersonId() {
+			continue
+		}
+		for _, cp := range p.Points {
+			if cp.Channel == req.GetChannel() && cp.Address == req.GetAddress() {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// testFailure says why a test message was not accepted without echoing
+// the provider's error (connection details, the address).
+func testFailure(err error) string {
+	if channel.IsPermanent(err) {
+		return "the provider refused the message (permanent: check the contact point)"
+	}
+	return "the provider could not be reached or did not accept the message now (transient: try again)"
 }
 
 // Receipt is the body of a provider's delivery report.
