@@ -1,0 +1,91 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/herald-health/herald/platform/logging"
+	"github.com/herald-health/herald/platform/telemetry"
+)
+
+// serve starts a server of cfg with the test service and returns a client.
+func serve(t *testing.T, cfg Config, h func() error) *grpc.ClientConn {
+	t.Helper()
+	tel := telemetry.Nop("test")
+	s, err := New(cfg, logging.Discard(), tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.GRPC().RegisterService(testService(h), struct{}{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	conn, err := Dial(ctx, s.Addr(), tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	return conn
+}
+
+// An unexpected error reaches the caller as Internal with a fixed text:
+// the Redis or Kafka address inside it stays in the service's log.
+func TestInternalErrorsHideTheirDetails(t *testing.T) {
+	conn := start(t, func() error { return errors.New("dial tcp 10.1.2.3:6379: connect: connection refused") })
+	err := call(conn)
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("code: got %v, want Internal", err)
+	}
+	if strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "6379") {
+		t.Fatalf("the Internal status echoes the address: %v", err)
+	}
+}
+
+// Reflection (the API map) is served only when the service asks for it:
+// services do so in the development profile alone.
+func TestReflectionOnlyWhenAskedFor(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		conn := serve(t, Config{Addr: "127.0.0.1:0", Reflection: on}, func() error { return nil })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err == nil {
+			err = stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		}
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		cancel()
+		if on && err != nil {
+			t.Fatalf("reflection asked for but not served: %v", err)
+		}
+		if !on && status.Code(err) != codes.Unimplemented {
+			t.Fatalf("reflection served without being asked for (err %v)", err)
+		}
+	}
+}
+
+// A request over the service's receive limit is refused before its
+// handler runs.
+func TestReceiveLimit(t *testing.T) {
+	ran := 0
+	conn := serve(t, Config{Addr: "127.0.0.1:0", MaxRecvBytes: 1024}, func() error { ran++; return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	big := wrapperspb.String(strings.Repeat("x", 4096))
+	err := conn.Invoke(ctx, "/test.Probe/Call", big, big)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 4 KiB request to a 1 KiB limit: got %v, want ResourceExhausted", err)
+	}
+	if ran != 0 {
+		t.Fatal("the handler ran on an oversized request")
+	}
+}
