@@ -51,6 +51,7 @@ func outsiders(t *testing.T, sys *harness.System) map[string]*mtls.Source {
 		t.Fatal(err)
 	}
 	foreign.CAFile = caFile // it verifies the server; the server must not verify it
+	expired.CAFile = caFile
 	out := map[string]*mtls.Source{}
 	for name, f := range map[string]mtls.Files{"no certificate": {CAFile: caFile}, "another CA": foreign, "expired": expired} {
 		src, err := mtls.Load(f, mtls.Options{})

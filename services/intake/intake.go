@@ -72,6 +72,12 @@ type Config struct {
 	HandleTimeout time.Duration
 	// MaxConnections bounds concurrent MLLP connections.
 	MaxConnections int
+	// MaxConnectionsPerSender bounds one sender's (remote address's)
+	// concurrent MLLP connections, so one sender cannot take every slot.
+	MaxConnectionsPerSender int
+	// MLLPFrameTimeout bounds receiving the rest of a frame once it has
+	// started (a trickling sender), separately from MLLPIdleTimeout.
+	MLLPFrameTimeout time.Duration
 
 	// FHIRAddr is where the FHIR R4 REST endpoint is served.
 	FHIRAddr string
@@ -122,8 +128,12 @@ func DefaultConfig() Config {
 		MLLPIdleTimeout: 5 * time.Minute,
 		HandleTimeout:   30 * time.Second,
 		MaxConnections:  1024,
-		FHIRAddr:        "127.0.0.1:8001",
-		MaxFHIRBytes:    256 << 10,
+		// A trust's RIS keeps a handful of connections; 64 leaves room for
+		// a pool without letting one sender hold the 1,024.
+		MaxConnectionsPerSender: 64,
+		MLLPFrameTimeout:        time.Minute,
+		FHIRAddr:                "127.0.0.1:8001",
+		MaxFHIRBytes:            256 << 10,
 		// FHIRResolveTimeout stays well inside a sender's usual 30-60 s
 		// wait for the answer.
 		FHIRResolveTimeout: 5 * time.Second,
@@ -145,6 +155,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MLLPIdleTimeout, "mllp-idle-timeout", c.MLLPIdleTimeout, "close an MLLP connection idle this long")
 	fs.DurationVar(&c.HandleTimeout, "handle-timeout", c.HandleTimeout, "bound on handling one message (durable append included)")
 	fs.IntVar(&c.MaxConnections, "mllp-max-connections", c.MaxConnections, "most concurrent MLLP connections")
+	fs.IntVar(&c.MaxConnectionsPerSender, "mllp-max-connections-per-sender", c.MaxConnectionsPerSender, "most concurrent MLLP connections from one sender (remote address)")
+	fs.DurationVar(&c.MLLPFrameTimeout, "mllp-frame-timeout", c.MLLPFrameTimeout, "bound on receiving the rest of an MLLP frame once it has started")
 	fs.StringVar(&c.FHIRAddr, "fhir-addr", c.FHIRAddr, "FHIR R4 REST listen address")
 	registerListenerTLS(fs, &c.FHIRTLS, "fhir", "FHIR")
 	fs.Int64Var(&c.MaxFHIRBytes, "max-fhir-bytes", c.MaxFHIRBytes, "largest FHIR request body accepted")
@@ -214,13 +226,16 @@ func (c Config) Validate() error {
 	if c.MaxFHIRBytes < 1024 || c.MaxFHIRBytes > 512<<10 {
 		errs = append(errs, fmt.Errorf("setting max-fhir-bytes must be between 1024 and 524288 (the event must fit a Kafka record), got %d", c.MaxFHIRBytes))
 	}
-	for name, d := range map[string]time.Duration{"mllp-idle-timeout": c.MLLPIdleTimeout, "handle-timeout": c.HandleTimeout, "outcome-ttl": c.OutcomeTTL, "fhir-resolve-timeout": c.FHIRResolveTimeout} {
+	for name, d := range map[string]time.Duration{"mllp-idle-timeout": c.MLLPIdleTimeout, "handle-timeout": c.HandleTimeout, "outcome-ttl": c.OutcomeTTL, "fhir-resolve-timeout": c.FHIRResolveTimeout, "mllp-frame-timeout": c.MLLPFrameTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("setting %s must be positive, got %v", name, d))
 		}
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("setting mllp-max-connections must be at least 1, got %d", c.MaxConnections))
+	}
+	if c.MaxConnectionsPerSender < 1 || c.MaxConnectionsPerSender > c.MaxConnections {
+		errs = append(errs, fmt.Errorf("setting mllp-max-connections-per-sender must be between 1 and mllp-max-connections (%d), got %d", c.MaxConnections, c.MaxConnectionsPerSender))
 	}
 	if c.TenantsFile == "" && len(c.Tenants) == 0 {
 		errs = append(errs, errors.New("setting tenants-file is required (no tenants configured)"))
@@ -356,12 +371,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	intakev1.RegisterIntakeServiceServer(s.grpc.GRPC(), grpcapi.New(svc))
 
 	if s.mllp, err = mllp.Listen(cfg.MLLPAddr, mllp.ServerConfig{
-		MaxFrame:      cfg.MaxMessageBytes,
-		IdleTimeout:   cfg.MLLPIdleTimeout,
-		WriteTimeout:  10 * time.Second,
-		HandleTimeout: cfg.HandleTimeout,
-		MaxConns:      cfg.MaxConnections,
-		TLS:           mllpTLS,
+		MaxFrame:          cfg.MaxMessageBytes,
+		IdleTimeout:       cfg.MLLPIdleTimeout,
+		WriteTimeout:      10 * time.Second,
+		HandleTimeout:     cfg.HandleTimeout,
+		MaxConns:          cfg.MaxConnections,
+		MaxConnsPerSender: cfg.MaxConnectionsPerSender,
+		FrameTimeout:      cfg.MLLPFrameTimeout,
+		TLS:               mllpTLS,
 	}, hl7in.New(svc, deps.Clock), deps.Logger); err != nil {
 		return nil, err
 	}

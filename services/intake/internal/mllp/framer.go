@@ -54,7 +54,14 @@ type Reader struct {
 	br    *bufio.Reader
 	max   int
 	frame []byte
+	// started, when set, is called as each frame's start block is read
+	// (the server then gives the rest of the frame its own deadline).
+	started func()
 }
+
+// OnFrameStart makes ReadFrame call fn as soon as a frame's start block
+// has been read.
+func (r *Reader) OnFrameStart(fn func()) { r.started = fn }
 
 // NewReader returns a Reader that rejects frames larger than maxFrame bytes.
 func NewReader(r io.Reader, maxFrame int) *Reader {
@@ -73,6 +80,9 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 func (r *Reader) ReadFrame() ([]byte, error) {
 	if err := r.skipToStart(); err != nil {
 		return nil, err
+	}
+	if r.started != nil {
+		r.started()
 	}
 	r.frame = r.frame[:0]
 	oversize := false

@@ -36,6 +36,15 @@ type ServerConfig struct {
 	HandleTimeout time.Duration
 	// MaxConns is the most concurrent connections; more are closed at once.
 	MaxConns int
+	// MaxConnsPerSender is the most concurrent connections from one
+	// sender (remote IP address), so that one sender cannot take every
+	// slot; more are closed at once (0: MaxConns).
+	MaxConnsPerSender int
+	// FrameTimeout bounds receiving the rest of a frame once its start
+	// block has arrived, separately from IdleTimeout (the wait for a frame
+	// to start): a sender that trickles a frame byte by byte is cut off
+	// (0: IdleTimeout).
+	FrameTimeout time.Duration
 	// TLS, if set, makes the listener TLS.
 	TLS *tls.Config
 }
@@ -48,10 +57,11 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	slots chan struct{}
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	bySender map[string]int
+	wg       sync.WaitGroup
+	slots    chan struct{}
 }
 
 // Listen binds addr.
@@ -66,7 +76,14 @@ func Listen(addr string, cfg ServerConfig, h Handler, log *slog.Logger) (*Server
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 1024
 	}
-	return &Server{cfg: cfg, ln: ln, handler: h, log: log, conns: map[net.Conn]struct{}{}, slots: make(chan struct{}, cfg.MaxConns)}, nil
+	if cfg.MaxConnsPerSender <= 0 || cfg.MaxConnsPerSender > cfg.MaxConns {
+		cfg.MaxConnsPerSender = cfg.MaxConns
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = cfg.IdleTimeout
+	}
+	return &Server{cfg: cfg, ln: ln, handler: h, log: log, conns: map[net.Conn]struct{}{}, bySender: map[string]int{},
+		slots: make(chan struct{}, cfg.MaxConns)}, nil
 }
 
 // Addr is the bound address.
@@ -107,7 +124,16 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = c.Close()
 			continue
 		}
+		sender := senderOf(c)
 		s.mu.Lock()
+		if s.bySender[sender] >= s.cfg.MaxConnsPerSender {
+			s.mu.Unlock()
+			<-s.slots
+			s.log.Warn("mllp connection refused: too many connections from one sender", "max_per_sender", s.cfg.MaxConnsPerSender)
+			_ = c.Close()
+			continue
+		}
+		s.bySender[sender]++
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Add(1)
@@ -117,6 +143,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.serveConn(ctx, c)
 			s.mu.Lock()
 			delete(s.conns, c)
+			if s.bySender[sender]--; s.bySender[sender] <= 0 {
+				delete(s.bySender, sender)
+			}
 			s.mu.Unlock()
 			_ = c.Close()
 		}()
@@ -131,6 +160,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		_ = tc.SetKeepAlivePeriod(30 * time.Second)
 	}
 	r := NewReader(c, s.cfg.MaxFrame)
+	// Waiting for a frame to start is bounded by the idle timeout; once it
+	// has started, the rest must arrive within the frame timeout.
+	r.OnFrameStart(func() { _ = c.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout)) })
 	for ctx.Err() == nil {
 		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		if ctx.Err() != nil { // shutdown raced with the deadline above
@@ -166,7 +198,7 @@ func errorKind(err error) string {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		return "idle timeout"
+		return "idle or frame timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "closed inside a frame"
 	case errors.Is(err, ErrMalformed):
@@ -182,4 +214,13 @@ func (s *Server) Close() error {
 		return fmt.Errorf("close mllp listener: %w", err)
 	}
 	return nil
+}
+
+// senderOf is the remote IP address of c: the unit of the per-sender cap.
+func senderOf(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
 }
