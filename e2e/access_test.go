@@ -68,7 +68,7 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 	t.Cleanup(func() { _ = idp.Shutdown() })
 	sys := startWith(t, map[string][]string{"acknowledgement": {
 		"HERALD_DEV_IDENTITY=", "HERALD_OIDC_ISSUER=" + idp.Issuer(),
-		"HERALD_OIDC_CLIENT_ID=" + idp.ClientID, "HERALD_OIDC_CLIENT_SECRET=" + idp.ClientSecret,
+		"HERALD_OIDC_CLIENT_ID=" + idp.ClientID, "HERALD_OIDC_CLIENT_SECRET_FILE=" + harness.WriteSecret(t, idp.ClientSecret),
 	}})
 	send(t, sys, oru("MSG-OIDC-1", "ACC-OIDC-1", "F", "CRITICAL"))
 	id := alertIDOf(t, sys, 30*time.Second)

@@ -327,13 +327,24 @@ func checkDeployment(t *testing.T, svc string, d *appsv1.Deployment, s scenario)
 	}
 }
 
-// checkSecretsAreReferences: a variable that carries a credential comes from
-// a Secret, never from a literal in the values.
+// checkSecretsAreReferences: a credential reaches a service as a file of a
+// mounted Secret (a _FILE variable naming a path under /etc/herald/secrets),
+// never as an environment variable's value; a variable that carries a
+// credential-like value (a user name) comes from a Secret, never from a
+// literal in the values.
 func checkSecretsAreReferences(t *testing.T, owner string, env []corev1.EnvVar) {
 	t.Helper()
 	for _, e := range env {
 		upper := strings.ToUpper(e.Name)
-		if strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "API_KEY") || strings.Contains(upper, "TOKEN") || strings.HasSuffix(upper, "_USERNAME") {
+		if strings.HasSuffix(upper, "_FILE") && (strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "API_KEY")) {
+			require.True(t, strings.HasPrefix(e.Value, "/etc/herald/secrets/"), "%s env %s names a mounted Secret's file, got %q", owner, e.Name, e.Value)
+			continue
+		}
+		if strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "API_KEY") {
+			t.Errorf("%s env %s carries a secret in the environment: secrets are mounted as files", owner, e.Name)
+			continue
+		}
+		if strings.Contains(upper, "TOKEN") || strings.HasSuffix(upper, "_USERNAME") || strings.HasSuffix(upper, "_USER") {
 			require.Empty(t, e.Value, "%s env %s has a literal value", owner, e.Name)
 			require.NotNil(t, e.ValueFrom, "%s env %s", owner, e.Name)
 			require.NotNil(t, e.ValueFrom.SecretKeyRef, "%s env %s comes from a Secret", owner, e.Name)

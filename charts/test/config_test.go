@@ -156,23 +156,43 @@ func TestSecretReferences(t *testing.T) {
 	for _, d := range objectsOf[*appsv1.Deployment](objs) {
 		c := d.Spec.Template.Spec.Containers[0]
 		checkSecretsAreReferences(t, d.Name, c.Env)
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				refs[strings.TrimPrefix(d.Name, "herald-")+" "+e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+		svc := strings.TrimPrefix(d.Name, "herald-")
+		// Every secret file the service reads is a key the "secrets"
+		// volume projects, mounted where the variable says.
+		projected := map[string]bool{}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "secrets" && v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					for _, it := range src.Secret.Items {
+						projected["/etc/herald/secrets/"+it.Path] = src.Secret.Name+"/"+it.Key == it.Path
+					}
+				}
 			}
+		}
+		for _, e := range c.Env {
+			switch {
+			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+				refs[svc+" "+e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			case strings.HasPrefix(e.Value, "/etc/herald/secrets/"):
+				require.True(t, projected[e.Value], "%s: %s=%s is not a key of its secrets volume", d.Name, e.Name, e.Value)
+				refs[svc+" "+e.Name] = strings.TrimPrefix(e.Value, "/etc/herald/secrets/")
+			}
+		}
+		if len(projected) > 0 {
+			require.Contains(t, mountsOf(c), "/etc/herald/secrets", "%s mounts its secrets", d.Name)
 		}
 	}
 	for k, v := range map[string]string{
-		"notification HERALD_SMTP_USER":             "herald-smtp/user",
-		"notification HERALD_SMTP_PASSWORD":         "herald-smtp/password",
-		"notification HERALD_NOTIFY_API_KEY":        "herald-notify/api-key",
-		"notification HERALD_WEBHOOK_SECRET":        "herald-webhook/secret",
-		"notification HERALD_RECEIPTS_SECRET":       "herald-receipts/secret",
-		"notification HERALD_ACK_LINK_SECRET":       "herald-ack-link/secret",
-		"acknowledgement HERALD_ACK_LINK_SECRET":    "herald-ack-link/secret",
-		"acknowledgement HERALD_OIDC_CLIENT_SECRET": "herald-oidc/client-secret",
-		"notification HERALD_REDIS_PASSWORD":        "herald-redis/password",
-		"acknowledgement HERALD_REDIS_PASSWORD":     "herald-redis/password",
+		"notification HERALD_SMTP_USER":                  "herald-smtp/user",
+		"notification HERALD_SMTP_PASSWORD_FILE":         "herald-smtp/password",
+		"notification HERALD_NOTIFY_API_KEY_FILE":        "herald-notify/api-key",
+		"notification HERALD_WEBHOOK_SECRET_FILE":        "herald-webhook/secret",
+		"notification HERALD_RECEIPTS_SECRET_FILE":       "herald-receipts/secret",
+		"notification HERALD_ACK_LINK_SECRET_FILE":       "herald-ack-link/secret",
+		"acknowledgement HERALD_ACK_LINK_SECRET_FILE":    "herald-ack-link/secret",
+		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE": "herald-oidc/client-secret",
+		"notification HERALD_REDIS_PASSWORD_FILE":        "herald-redis/password",
+		"acknowledgement HERALD_REDIS_PASSWORD_FILE":     "herald-redis/password",
 	} {
 		require.Equal(t, v, refs[k], "Secret reference of %s", k)
 	}
@@ -216,4 +236,13 @@ func TestIngressesExposeOnlyThePublicPaths(t *testing.T) {
 			require.Contains(t, flows(np), "in "+ingressPeer+" TCP/8080", "%s admits the ingress controller", np.Name)
 		}
 	}
+}
+
+// mountsOf returns the mount paths of a container.
+func mountsOf(c corev1.Container) []string {
+	var out []string
+	for _, m := range c.VolumeMounts {
+		out = append(out, m.MountPath)
+	}
+	return out
 }

@@ -45,8 +45,18 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want: []string{"intake.tenants is empty"}},
 		{name: "SMS without a Notify template", chart: "herald", sets: []string{"notification.sms.existingSecret=herald-notify"},
 			want: []string{"notification.sms.templateID is required"}},
-		{name: "Redis AUTH for a service without the flag", chart: "herald", sets: []string{"global.redis.existingSecret=herald-redis"},
-			want: []string{"the intake service has no redis-password flag"}},
+		// No values file (the national one included) can make a service a
+		// development system: plaintext hops, no login on ack links.
+		{name: "plaintext by setting", chart: "herald", sets: []string{"intake.settings.insecure=true"},
+			want: []string{"intake", "invalid propertyName 'insecure'"}},
+		{name: "development profile by setting", chart: "herald", sets: []string{"rules.settings.profile=development"},
+			want: []string{"rules", "invalid propertyName 'profile'"}},
+		{name: "development identity by setting", chart: "herald", sets: []string{"acknowledgement.settings.dev-identity=link-recipient"},
+			want: []string{"acknowledgement", "invalid propertyName 'dev-identity'"}},
+		{name: "plaintext by environment", chart: "herald", setJSON: []string{`notification.extraEnv=[{"name":"HERALD_INSECURE","value":"true"}]`},
+			want: []string{"notification", "/extraEnv/0/name"}},
+		{name: "development identity by environment", chart: "acknowledgement", setJSON: []string{`extraEnv=[{"name":"HERALD_DEV_IDENTITY","value":"x"}]`},
+			want: []string{"/extraEnv/0/name"}},
 		{name: "gRPC TLS with plaintext probes", chart: "herald", sets: []string{"rules.tls.existingSecret=rules-tls"},
 			want: []string{"rules.probes.port is not"}},
 	} {

@@ -135,6 +135,9 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	s.Groups = []string{"rules-" + suffix, "ack-" + suffix, "notification-" + suffix}
 	s.notificationPrefix = suffix + ":notification"
 	db := fmt.Sprint(s.Redis.Options().DB)
+	// Secrets reach the services as files, as a Kubernetes Secret volume
+	// gives them.
+	secretFile := WriteSecret(t, s.Secret)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.Log.EventsTopic,
@@ -160,15 +163,15 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
-			"HERALD_WEBHOOK_SECRET=e2e-webhook-secret", "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
+			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
 			"HERALD_LEASE=10s", "HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
 		},
 	}
@@ -320,4 +323,19 @@ func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
 		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
+}
+
+// WriteSecret writes a secret into a file of its own (mode 0600) and
+// returns its path, for a -xxx-file setting.
+func WriteSecret(t testing.TB, secret string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "secret-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }

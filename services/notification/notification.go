@@ -24,6 +24,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -189,22 +190,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Redis.RegisterFlags(fs)
 	c.Rules.RegisterFlags(fs, "rules")
 	fs.StringVar(&c.ReceiptsAddr, "receipts-addr", c.ReceiptsAddr, "delivery receipts HTTP listen address")
-	fs.StringVar(&c.ReceiptsSecret, "receipts-secret", c.ReceiptsSecret, "HMAC secret of providers' delivery reports")
+	config.SecretFile(fs, &c.ReceiptsSecret, "receipts-secret", "HMAC secret of providers' delivery reports")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys")
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
-	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
+	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
 	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
 	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
-	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "SMTP AUTH password")
+	config.SecretFile(fs, &c.SMTPPassword, "smtp-password", "SMTP AUTH password")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", c.SMTPFrom, "envelope and header sender")
 	fs.BoolVar(&c.SMTPStartTLS, "smtp-starttls", c.SMTPStartTLS, "require STARTTLS")
 	fs.StringVar(&c.SMTPCAFile, "smtp-ca-file", c.SMTPCAFile, "CA (PEM) verifying the SMTP server")
 	fs.StringVar(&c.NotifyBaseURL, "notify-base-url", c.NotifyBaseURL, "SMS gateway base URL (Notify-shaped; SMS disabled when empty)")
-	fs.StringVar(&c.NotifyAPIKey, "notify-api-key", c.NotifyAPIKey, "SMS gateway bearer key")
+	config.SecretFile(fs, &c.NotifyAPIKey, "notify-api-key", "SMS gateway bearer key")
 	fs.StringVar(&c.NotifyTemplateID, "notify-template-id", c.NotifyTemplateID, "SMS gateway template id")
-	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "HMAC secret of outgoing webhooks (webhook channel disabled when empty)")
+	config.SecretFile(fs, &c.WebhookSecret, "webhook-secret", "HMAC secret of outgoing webhooks (webhook channel disabled when not set)")
 	fs.StringVar(&c.TemplatesDir, "templates-dir", c.TemplatesDir, "per-trust template overrides directory")
 	fs.BoolVar(&c.LogOnly, "log-only", c.LogOnly, "send every channel to the log channel (development)")
 	fs.DurationVar(&c.RetryInitial, "retry-initial", c.RetryInitial, "first retry wait")

@@ -98,3 +98,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $ctx := index . 0 -}}
 {{- include (printf "%s.%s" $ctx.Chart.Name (index . 1)) $ctx -}}
 {{- end -}}
+
+{{/*
+secretFile (list ENV secretName key): the service reads a secret from a
+file (its -xxx-file flag, ENV_FILE), never from an environment variable:
+the Secret's key is mounted at /etc/herald/secrets/<secretName>/<key> by
+the workload's "secrets" volume, which collects every such path.
+*/}}
+{{- define "herald-lib.secretFile" -}}
+- name: {{ index . 0 }}_FILE
+  value: {{ printf "/etc/herald/secrets/%s/%s" (index . 1) (index . 2) | quote }}
+{{- end -}}

@@ -309,6 +309,11 @@ spec:
               mountPath: /etc/herald/tls
               readOnly: true
             {{- end }}
+            {{- if (include "herald-lib.secretSources" .) }}
+            - name: secrets
+              mountPath: /etc/herald/secrets
+              readOnly: true
+            {{- end }}
             {{- with (include "herald-lib.hook" (list . "volumeMounts")) }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -321,6 +326,13 @@ spec:
           secret:
             secretName: {{ .Values.tls.existingSecret }}
             defaultMode: 0440
+        {{- end }}
+        {{- with (include "herald-lib.secretSources" .) }}
+        - name: secrets
+          projected:
+            defaultMode: 0440
+            sources:
+              {{- . | nindent 14 }}
         {{- end }}
         {{- with (include "herald-lib.hook" (list . "volumes")) }}
         {{- . | nindent 8 }}
@@ -356,7 +368,7 @@ spec:
 {{- if .Values.redis.enabled }}
 {{ include "herald-lib.envVar" (list "HERALD_REDIS_ADDR" $g.redis.addr) }}
 {{- if and $g.redis.existingSecret .Values.redis.passwordFlag }}
-{{ include "herald-lib.secretEnv" (list "HERALD_REDIS_PASSWORD" $g.redis.existingSecret $g.redis.passwordKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_REDIS_PASSWORD" $g.redis.existingSecret $g.redis.passwordKey) }}
 {{- end }}
 {{- end }}
 {{- if $g.otel.endpoint }}
@@ -475,4 +487,27 @@ spec:
       path: /metrics
       interval: {{ .Values.metrics.serviceMonitor.interval }}
       scrapeTimeout: {{ .Values.metrics.serviceMonitor.scrapeTimeout }}
+{{- end -}}
+
+{{/*
+secretSources: the projected-volume sources of every secret file the
+service's environment names (herald-lib.secretFile), one key each, so that
+a Secret is mounted only for the keys the service reads.
+*/}}
+{{- define "herald-lib.secretSources" -}}
+{{- $seen := dict -}}
+{{- range (include "herald-lib.env" . | fromYamlArray) -}}
+{{- if and (kindIs "map" .) (hasKey . "value") (hasPrefix "/etc/herald/secrets/" (toString .value)) -}}
+{{- $parts := splitList "/" (trimPrefix "/etc/herald/secrets/" .value) -}}
+{{- $path := printf "%s/%s" (index $parts 0) (index $parts 1) -}}
+{{- if not (hasKey $seen $path) -}}
+{{- $_ := set $seen $path true }}
+- secret:
+    name: {{ index $parts 0 }}
+    items:
+      - key: {{ index $parts 1 }}
+        path: {{ $path }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -7,11 +7,11 @@
 {{- define "notification.env" -}}
 {{ include "herald-lib.envVar" (list "HERALD_RECEIPTS_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
 {{- with .Values.receipts.existingSecret }}
-{{ include "herald-lib.secretEnv" (list "HERALD_RECEIPTS_SECRET" . $.Values.receipts.secretKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_RECEIPTS_SECRET" . $.Values.receipts.secretKey) }}
 {{- end }}
 {{ include "herald-lib.envVar" (list "HERALD_RULES_ADDR" (include "notification.rulesAddr" .)) }}
 {{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackLink.baseURL) }}
-{{ include "herald-lib.secretEnv" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
+{{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
 {{ include "herald-lib.envVar" (list "HERALD_TEMPLATES_DIR" "/etc/herald/templates") }}
 {{- if .Values.smtp.addr }}
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_ADDR" .Values.smtp.addr) }}
@@ -19,7 +19,7 @@
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_STARTTLS" .Values.smtp.starttls) }}
 {{- with .Values.smtp.existingSecret }}
 {{ include "herald-lib.secretEnv" (list "HERALD_SMTP_USER" . $.Values.smtp.userKey) }}
-{{ include "herald-lib.secretEnv" (list "HERALD_SMTP_PASSWORD" . $.Values.smtp.passwordKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_SMTP_PASSWORD" . $.Values.smtp.passwordKey) }}
 {{- end }}
 {{- end }}
 {{- if .Values.sms.existingSecret }}
@@ -28,10 +28,10 @@
 {{- end }}
 {{ include "herald-lib.envVar" (list "HERALD_NOTIFY_BASE_URL" .Values.sms.baseURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_NOTIFY_TEMPLATE_ID" .Values.sms.templateID) }}
-{{ include "herald-lib.secretEnv" (list "HERALD_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
 {{- end }}
 {{- if .Values.webhook.existingSecret }}
-{{ include "herald-lib.secretEnv" (list "HERALD_WEBHOOK_SECRET" .Values.webhook.existingSecret .Values.webhook.secretKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_WEBHOOK_SECRET" .Values.webhook.existingSecret .Values.webhook.secretKey) }}
 {{- end }}
 {{- end -}}
 
