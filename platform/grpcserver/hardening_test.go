@@ -3,16 +3,20 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/telemetry"
 )
@@ -87,5 +91,57 @@ func TestReceiveLimit(t *testing.T) {
 	}
 	if ran != 0 {
 		t.Fatal("the handler ran on an oversized request")
+	}
+}
+
+// The plaintext health listener (for the kubelet's probes) answers health
+// checks and nothing else, while the API stays mutual TLS.
+func TestHealthListenerServesHealthAlone(t *testing.T) {
+	dir := t.TempDir()
+	ids, err := devca.WriteDir(dir, time.Now(), time.Hour, "rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mustLoad(t, ids["rules"], nil)
+	s, err := New(Config{Addr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0"}, logging.Discard(), telemetry.Nop("test"), WithTLS(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.GRPC().RegisterService(testService(func() error { return nil }), struct{}{})
+	s.SetServing("test.Probe")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	conn, err := grpc.NewClient(s.HealthAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("plaintext health check: %v %v", resp, err)
+	}
+	if err := call(conn); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("the API on the health listener: got %v, want Unimplemented", err)
+	}
+	plain, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := call(plain); err == nil {
+		t.Fatal("the API answered a plaintext call")
+	}
+	cancel()
+	<-done
+	done <- nil
+	if l, err := net.Listen("tcp", s.HealthAddr()); err != nil {
+		t.Fatalf("health port still bound after stop: %v", err)
+	} else {
+		l.Close()
 	}
 }

@@ -109,3 +109,8 @@ the workload's "secrets" volume, which collects every such path.
 - name: {{ index . 0 }}_FILE
   value: {{ printf "/etc/herald/secrets/%s/%s" (index . 1) (index . 2) | quote }}
 {{- end -}}
+
+{{/* secretPath (list secretName key): where the "secrets" volume mounts a Secret's key. */}}
+{{- define "herald-lib.secretPath" -}}
+{{- printf "/etc/herald/secrets/%s/%s" (index . 0) (index . 1) -}}
+{{- end -}}

@@ -365,11 +365,29 @@ spec:
 {{ include "herald-lib.envVar" (list "HERALD_KAFKA_REPLICATION_FACTOR" $g.kafka.replicationFactor) }}
 {{ include "herald-lib.envVar" (list "HERALD_KAFKA_MIN_INSYNC_REPLICAS" $g.kafka.minInsyncReplicas) }}
 {{ include "herald-lib.envVar" (list "HERALD_KAFKA_RETENTION" $g.kafka.retention) }}
+{{- with $g.kafka.tls }}{{ if .caSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_KAFKA_TLS" "true") }}
+{{ include "herald-lib.envVar" (list "HERALD_KAFKA_TLS_CA" (include "herald-lib.secretPath" (list .caSecret .caKey))) }}
+{{- end }}{{ end }}
+{{- with $g.kafka.sasl }}{{ if .existingSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_KAFKA_SASL_MECHANISM" .mechanism) }}
+{{ include "herald-lib.envVar" (list "HERALD_KAFKA_SASL_USER" (printf "herald-%s" $.Chart.Name)) }}
+{{ include "herald-lib.secretFile" (list "HERALD_KAFKA_SASL_PASSWORD" .existingSecret (printf "herald-%s" $.Chart.Name)) }}
+{{- end }}{{ end }}
 {{- if .Values.redis.enabled }}
 {{ include "herald-lib.envVar" (list "HERALD_REDIS_ADDR" $g.redis.addr) }}
 {{- if and $g.redis.existingSecret .Values.redis.passwordFlag }}
+{{- if $g.redis.aclUsers }}
+{{ include "herald-lib.envVar" (list "HERALD_REDIS_USER" (printf "herald-%s" .Chart.Name)) }}
+{{ include "herald-lib.secretFile" (list "HERALD_REDIS_PASSWORD" $g.redis.existingSecret (printf "herald-%s" .Chart.Name)) }}
+{{- else }}
 {{ include "herald-lib.secretFile" (list "HERALD_REDIS_PASSWORD" $g.redis.existingSecret $g.redis.passwordKey) }}
 {{- end }}
+{{- end }}
+{{- with $g.redis.tls }}{{ if .caSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_REDIS_TLS" "true") }}
+{{ include "herald-lib.envVar" (list "HERALD_REDIS_TLS_CA" (include "herald-lib.secretPath" (list .caSecret .caKey))) }}
+{{- end }}{{ end }}
 {{- end }}
 {{- if $g.otel.endpoint }}
 {{ include "herald-lib.envVar" (list "HERALD_OTLP_ENDPOINT" $g.otel.endpoint) }}
@@ -386,6 +404,9 @@ spec:
 {{- if .Values.tls.clientCA }}
 {{ include "herald-lib.envVar" (list "HERALD_GRPC_CLIENT_CA" "/etc/herald/tls/ca.crt") }}
 {{- end }}
+{{- end }}
+{{- if .Values.probes.port }}
+{{ include "herald-lib.envVar" (list "HERALD_GRPC_HEALTH_ADDR" (include "herald-lib.listen" .Values.probes.port)) }}
 {{- end }}
 {{- with (include "herald-lib.hook" (list . "env")) }}
 {{ . }}

@@ -4,9 +4,12 @@
 {{ include "herald-lib.envVar" (list "HERALD_MLLP_ADDR" (include "herald-lib.listen" .Values.ports.mllp)) }}
 {{ include "herald-lib.envVar" (list "HERALD_FHIR_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
 {{ include "herald-lib.envVar" (list "HERALD_TENANTS_FILE" "/etc/herald/tenants/tenants.yaml") }}
-{{- if .Values.mllpTLS.existingSecret }}
-{{ include "herald-lib.envVar" (list "HERALD_MLLP_TLS_CERT" "/etc/herald/mllp-tls/tls.crt") }}
-{{ include "herald-lib.envVar" (list "HERALD_MLLP_TLS_KEY" "/etc/herald/mllp-tls/tls.key") }}
+{{- with .Values.senderTLS.existingSecret }}
+{{- range $l := list "MLLP" "FHIR" }}
+{{ include "herald-lib.envVar" (list (printf "HERALD_%s_TLS_CERT" $l) (include "herald-lib.secretPath" (list $.Values.senderTLS.existingSecret "tls.crt"))) }}
+{{ include "herald-lib.envVar" (list (printf "HERALD_%s_TLS_KEY" $l) (include "herald-lib.secretPath" (list $.Values.senderTLS.existingSecret "tls.key"))) }}
+{{ include "herald-lib.envVar" (list (printf "HERALD_%s_CLIENT_CA" $l) (include "herald-lib.secretPath" (list $.Values.senderTLS.existingSecret "ca.crt"))) }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -14,23 +17,12 @@
 - name: tenants
   mountPath: /etc/herald/tenants
   readOnly: true
-{{- if .Values.mllpTLS.existingSecret }}
-- name: mllp-tls
-  mountPath: /etc/herald/mllp-tls
-  readOnly: true
-{{- end }}
 {{- end -}}
 
 {{- define "intake.volumes" -}}
 - name: tenants
   configMap:
     name: {{ .Values.tenantsConfigMap | default (printf "%s-tenants" (include "herald-lib.fullname" .)) }}
-{{- if .Values.mllpTLS.existingSecret }}
-- name: mllp-tls
-  secret:
-    secretName: {{ .Values.mllpTLS.existingSecret }}
-    defaultMode: 0440
-{{- end }}
 {{- end -}}
 
 {{- define "intake.podAnnotations" -}}
