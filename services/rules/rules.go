@@ -234,7 +234,9 @@ func (s *Service) rebuild(ctx context.Context) error {
 			return nil
 		})
 		if err == nil {
-			s.router.TrackPartitions(kafkalog.New(s.cfg.Log.Brokers, s.cfg.Log.EventsTopic))
+			reader, closeIdle := kafkalog.New(s.cfg.Log, s.cfg.Log.EventsTopic)
+			s.life.OnClose("partition reader", func() error { closeIdle(); return nil })
+			s.router.TrackPartitions(reader)
 			s.deps.Logger.InfoContext(ctx, "routed alerts rebuilt from the event log", "events", n, "alerts", s.router.Alerts(),
 				"took", s.deps.Clock.Now().Sub(start).String())
 			return nil

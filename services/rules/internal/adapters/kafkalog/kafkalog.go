@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/eventlog"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
@@ -22,9 +23,12 @@ type Reader struct {
 	topic  string
 }
 
-// New returns a reader of topic on brokers.
-func New(brokers []string, topic string) *Reader {
-	return &Reader{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}, topic: topic}
+// New returns a reader of topic on cfg's brokers, with cfg's TLS and SASL
+// (the service's own principal), and a function that closes its idle
+// connections.
+func New(cfg eventlog.Config, topic string) (*Reader, func()) {
+	client, closeIdle := cfg.Client(30 * time.Second)
+	return &Reader{client: client, topic: topic}, closeIdle
 }
 
 // ReadRange calls fn for every decodable event at offsets [from, to) of the

@@ -29,7 +29,8 @@ func TestReadRangeOfAPartition(t *testing.T) {
 	}
 	require.NoError(t, w.Append(ctx, events...))
 
-	r := kafkalog.New(cfg.Brokers, cfg.EventsTopic)
+	r, closeIdle := kafkalog.New(cfg, cfg.EventsTopic)
+	defer closeIdle()
 	var got []string
 	var offsets []int64
 	require.NoError(t, r.ReadRange(ctx, 0, 1, 3, func(ev *eventsv1.Event, off int64) {
