@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/oauth2-proxy/mockoidc"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -185,4 +187,48 @@ func TestSecurityKafkaRefusesUnauthenticatedClients(t *testing.T) {
 	if err := eventlog.ReadTopic(rctx, cfg, cfg.EventsTopic, func(_, _ []byte, _ int, _ int64) error { return nil }); err == nil {
 		t.Error("an unauthenticated client read the events topic")
 	}
+}
+
+// The production profile end to end: every service runs with no
+// development setting at all, on Kafka SASL_SSL as its own principal
+// (ACLs), the TLS Redis as its own ACL user, mutual TLS on every gRPC hop,
+// MLLP and FHIR, and OpenID Connect for acknowledge links. A critical
+// report sent over MLLP reaches the referrer: nothing in the flow needs a
+// plaintext or unauthenticated hop.
+func TestSecurityProductionProfileEndToEnd(t *testing.T) {
+	idp, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idp.Shutdown() })
+	b, err := os.ReadFile("testdata/bundle.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := harness.StartSystemWith(t, bins, []harness.Bundle{{Tenant: "RZZ", YAML: string(b)}}, harness.Options{
+		SecureInfra: true,
+		Env: map[string][]string{"acknowledgement": {
+			"HERALD_DEV_IDENTITY=", "HERALD_OIDC_ISSUER=" + idp.Issuer(),
+			"HERALD_OIDC_CLIENT_ID=" + idp.ClientID, "HERALD_OIDC_CLIENT_SECRET_FILE=" + harness.WriteSecret(t, idp.ClientSecret),
+		}},
+	})
+	for name, p := range sys.Procs {
+		for _, kv := range p.Env() {
+			if kv == "HERALD_INSECURE=true" || kv == "HERALD_PROFILE=development" {
+				t.Fatalf("%s runs with %s", name, kv)
+			}
+		}
+	}
+	send(t, sys, oru("MSG-SEC-1", "ACC-SEC-1", "F", "CRITICAL"))
+	id := alertIDOf(t, sys, 60*time.Second)
+	waitMail(t, sys, id, referrer, 60*time.Second)
+	// The send is recorded once the provider took it (after the mail).
+	harness.Eventually(t, 60*time.Second, func() bool {
+		for _, ev := range sys.Events(t, id) {
+			if ev.GetNotificationSent() != nil {
+				return true
+			}
+		}
+		return false
+	}, func() string { return "no NotificationSent on the log" })
 }

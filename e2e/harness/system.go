@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -69,6 +70,14 @@ type Options struct {
 	// Env holds extra environment settings per service ("NAME=value"),
 	// applied after the harness's own, so they win.
 	Env map[string][]string
+	// SecureInfra runs the services in the production profile on the
+	// test infrastructure's secured listeners: Kafka SASL_SSL and the TLS
+	// Redis, each service as its own principal and ACL user (deps.sh), so
+	// every hop is encrypted and authenticated. Topic, group and key names
+	// then carry the production prefixes the ACLs grant. The harness
+	// itself observes through the plaintext Kafka listener and the TLS
+	// Redis's admin user.
+	SecureInfra bool
 }
 
 // StartSystem starts the four services built by Build with env pointing at
@@ -84,7 +93,6 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	t.Helper()
 	s := &System{
 		Procs:   map[string]*Proc{},
-		Redis:   testinfra.NewRedis(t),
 		SMTP:    NewSMTPSink(t),
 		Webhook: NewWebhookSink(t),
 		Traces:  NewTraceCollector(t),
@@ -97,6 +105,15 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	s.Log.EventsTopic = testinfra.UniqueName("e2e-events")
 	s.Log.DLQTopic = testinfra.UniqueName("e2e-dlq")
 	s.Log.StateTopic = testinfra.UniqueName("e2e-state")
+	if opts.SecureInfra {
+		// The ACLs grant the production names as prefixes.
+		s.Log.EventsTopic = testinfra.UniqueName("herald.alert-events.v1")
+		s.Log.DLQTopic = testinfra.UniqueName("herald.alert-events.dlq.v1")
+		s.Log.StateTopic = testinfra.UniqueName("herald.alert-state.v1")
+		s.Redis = secureRedisAdmin(t)
+	} else {
+		s.Redis = testinfra.NewRedis(t)
+	}
 	s.Log.SessionTimeout = 6 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -132,8 +149,14 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		AckGRPC: free(), AckHTTP: free(), NotificationGRPC: free(), Receipts: free(),
 	}
 	suffix := testinfra.UniqueName("g")
-	s.Groups = []string{"rules-" + suffix, "ack-" + suffix, "notification-" + suffix}
+	s.Groups = []string{"rules-" + suffix, "acknowledgement-" + suffix, "notification-" + suffix}
 	s.notificationPrefix = suffix + ":notification"
+	intakePrefix, ackNamespace := suffix+":intake:", suffix
+	if opts.SecureInfra {
+		// The Redis ACL users reach only their production key prefixes.
+		s.notificationPrefix = "herald:notification:" + suffix
+		intakePrefix, ackNamespace = "herald:intake:"+suffix+":", "herald"
+	}
 	db := fmt.Sprint(s.Redis.Options().DB)
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
@@ -154,7 +177,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.IntakeGRPC, "HERALD_MLLP_ADDR=" + s.Addrs.MLLP, "HERALD_FHIR_ADDR=" + s.Addrs.FHIR,
-			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:", "HERALD_TENANTS_FILE=" + tenantsFile,
+			"HERALD_OUTCOME_PREFIX=" + intakePrefix, "HERALD_TENANTS_FILE=" + tenantsFile,
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
@@ -162,13 +185,13 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		},
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
+			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
 			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
-			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
+			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + s.notificationPrefix,
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
@@ -180,7 +203,11 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": s.Addrs.AckGRPC, "notification": s.Addrs.NotificationGRPC,
 	}
 	for _, name := range Services {
-		p := Start(t, name, bins[name], append(append(append(append([]string{}, common...), s.TLS.ServiceEnv(name)...), env[name]...), opts.Env[name]...))
+		security := s.TLS.ServiceEnv(name)
+		if opts.SecureInfra {
+			security = append(s.TLS.ProductionEnv(name), secureInfraEnv(t, name)...)
+		}
+		p := Start(t, name, bins[name], append(append(append(append([]string{}, common...), security...), env[name]...), opts.Env[name]...))
 		s.Procs[name] = p
 		WaitHealthyTLS(t, health[name], s.TLS.Client, 60*time.Second, p)
 	}
@@ -338,4 +365,42 @@ func WriteSecret(t testing.TB, secret string) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// secureRedisAdmin returns a client of the TLS Redis as its admin user,
+// with database 0 emptied first: the services' ACL users reach only the
+// production key prefixes, which a previous run may have left behind.
+func secureRedisAdmin(t testing.TB) *redis.Client {
+	t.Helper()
+	c := testinfra.RedisTLS(t, testinfra.PrincipalAdmin)
+	rdb, err := redisconn.NewClient(redisconn.Config{Addr: c.Addrs[0], Username: c.User, Password: c.Password, TLS: true, TLSCAFile: c.CAFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatalf("empty the TLS Redis: %v", err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// secureInfraEnv is how service name reaches the secured Kafka and Redis:
+// SASL_SSL as its principal herald-<name>, TLS Redis as its ACL user (rules
+// has no Redis).
+func secureInfraEnv(t testing.TB, name string) []string {
+	t.Helper()
+	principal := "herald-" + name
+	k := testinfra.KafkaSASL(t, principal)
+	env := []string{
+		"HERALD_KAFKA_BROKERS=" + strings.Join(k.Addrs, ","), "HERALD_KAFKA_TLS=true", "HERALD_KAFKA_TLS_CA=" + k.CAFile,
+		"HERALD_KAFKA_SASL_USER=" + principal, "HERALD_KAFKA_SASL_PASSWORD_FILE=" + k.PasswordFile,
+	}
+	if name == "rules" {
+		return env
+	}
+	r := testinfra.RedisTLS(t, principal)
+	return append(env, "HERALD_REDIS_ADDR="+r.Addrs[0], "HERALD_REDIS_DB=0", "HERALD_REDIS_TLS=true", "HERALD_REDIS_TLS_CA="+r.CAFile,
+		"HERALD_REDIS_USER="+principal, "HERALD_REDIS_PASSWORD_FILE="+r.PasswordFile)
 }

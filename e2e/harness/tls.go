@@ -42,11 +42,20 @@ func NewTLS(t testing.TB) *TLS {
 }
 
 // ServiceEnv returns the settings that make service name serve (and call)
-// with its certificate: gRPC for every service, MLLP and FHIR for intake.
+// with its certificate: gRPC for every service, MLLP and FHIR for intake,
+// in the development profile with -insecure for the plaintext test Kafka
+// and Redis.
 func (x *TLS) ServiceEnv(name string) []string {
+	return append([]string{"HERALD_PROFILE=development", "HERALD_INSECURE=true"}, x.ProductionEnv(name)...)
+}
+
+// ProductionEnv is ServiceEnv in the production profile: the caller gives
+// the secured Kafka and Redis settings too, or the service refuses to
+// start.
+func (x *TLS) ProductionEnv(name string) []string {
 	f := x.IDs[name]
 	env := []string{
-		"HERALD_PROFILE=development", "HERALD_INSECURE=true",
+		"HERALD_PROFILE=production",
 		"HERALD_GRPC_TLS_CERT=" + f.CertFile, "HERALD_GRPC_TLS_KEY=" + f.KeyFile, "HERALD_GRPC_CLIENT_CA=" + f.CAFile,
 	}
 	if name == "intake" {

@@ -122,7 +122,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		},
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + ackGRPC, "HERALD_HTTP_ADDR=" + ackHTTP, "HERALD_PUBLIC_URL=http://" + ackHTTP,
-			"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
+			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
 			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
 		},
 		"notification": {
@@ -137,7 +137,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		env["notification"] = append(env["notification"], fmt.Sprintf("HERALD_WORKERS=%d", sc.notificationWorkers))
 	}
 	s.notificationDue = suffix + ":notification:due"
-	s.groups = map[string]string{"rules": "rules-" + suffix, "acknowledgement": "ack-" + suffix, "notification": "notification-" + suffix}
+	s.groups = map[string]string{"rules": "rules-" + suffix, "acknowledgement": "acknowledgement-" + suffix, "notification": "notification-" + suffix}
 	health := map[string]string{"intake": intakeGRPC, "rules": rulesGRPC, "acknowledgement": ackGRPC, "notification": notifGRPC}
 	if sc.profile {
 		s.pprof = map[string]string{}
