@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/herald-health/herald/platform/devca"
@@ -143,5 +145,63 @@ func TestHealthListenerServesHealthAlone(t *testing.T) {
 		t.Fatalf("health port still bound after stop: %v", err)
 	} else {
 		l.Close()
+	}
+}
+
+// A connection runs at most MaxConcurrentStreams calls at once; the
+// others wait for a slot instead of piling onto the service.
+func TestMaxConcurrentStreams(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		inflight int
+		most     int
+	)
+	release := make(chan struct{})
+	conn := serve(t, Config{Addr: "127.0.0.1:0", MaxConcurrentStreams: 1}, func() error {
+		mu.Lock()
+		inflight++
+		most = max(most, inflight)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		return nil
+	})
+	const calls = 3
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			errs <- conn.Invoke(ctx, "/test.Probe/Call", &emptypb.Empty{}, &emptypb.Empty{})
+		}()
+	}
+	for i := range calls {
+		// Wait until a call holds the one slot, then let it finish.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			mu.Lock()
+			n := inflight
+			mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("call %d never reached the handler", i+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Give a server without the limit the chance to run the others.
+		time.Sleep(100 * time.Millisecond)
+		release <- struct{}{}
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most != 1 {
+		t.Fatalf("%d calls ran at once on one connection, want at most 1", most)
 	}
 }
