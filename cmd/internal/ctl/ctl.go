@@ -23,7 +23,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/redisconn"
 )
 
 // command is one heraldctl subcommand.
@@ -291,4 +294,41 @@ func oneArg(fs *flag.FlagSet, what string) (string, error) {
 		return "", usageError(fmt.Sprintf("give exactly one %s (got %d: %s)", what, fs.NArg(), strings.Join(fs.Args(), " ")))
 	}
 	return fs.Arg(0), nil
+}
+
+// ctlEnv looks a platform setting up under heraldctl's prefix: the flag
+// kafka-sasl-user is HERALD_CTL_KAFKA_SASL_USER.
+func ctlEnv(name string) (string, bool) {
+	return os.LookupEnv("HERALD_CTL_" + strings.TrimPrefix(name, config.Prefix))
+}
+
+// kafkaConfig is the event log heraldctl reads, on brokers, with the TLS
+// and SASL settings of the environment (HERALD_CTL_KAFKA_TLS,
+// HERALD_CTL_KAFKA_TLS_CA, HERALD_CTL_KAFKA_SASL_USER,
+// HERALD_CTL_KAFKA_SASL_PASSWORD_FILE): an operator's principal on a
+// SASL_SSL listener.
+func kafkaConfig(brokers []string, topic string) (eventlog.Config, error) {
+	cfg := eventlog.DefaultConfig()
+	fs := flag.NewFlagSet("kafka", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := config.ParseEnv(fs, nil, ctlEnv); err != nil {
+		return cfg, err
+	}
+	cfg.Brokers, cfg.EventsTopic = brokers, topic
+	return cfg, nil
+}
+
+// redisConfig is the Redis heraldctl reaches at addr and db, with the TLS
+// and ACL settings of the environment (HERALD_CTL_REDIS_TLS,
+// HERALD_CTL_REDIS_TLS_CA, HERALD_CTL_REDIS_USER,
+// HERALD_CTL_REDIS_PASSWORD_FILE).
+func redisConfig(addr string, db int) (redisconn.Config, error) {
+	var cfg redisconn.Config
+	fs := flag.NewFlagSet("redis", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := config.ParseEnv(fs, nil, ctlEnv); err != nil {
+		return cfg, err
+	}
+	cfg.Addr, cfg.DB = addr, db
+	return cfg, nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/herald-health/herald/platform/redisconn"
 )
 
 func rebuildCommand() command {
@@ -63,7 +63,14 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: *addr, DB: *db})
+	rcfg, err := redisConfig(*addr, *db)
+	if err != nil {
+		return err
+	}
+	rdb, err := redisconn.NewClient(rcfg, nil)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	ctx, cancel := timeout(ctx)
 	defer cancel()

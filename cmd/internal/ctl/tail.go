@@ -52,9 +52,10 @@ func runTail(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("the Kafka broker %s (address from %s) is not reachable: is Herald running (make run)? Otherwise pass -brokers or set HERALD_CTL_KAFKA", brokers[0], e.addrs.from)
 	}
 	_ = conn.Close()
-	cfg := eventlog.DefaultConfig()
-	cfg.Brokers = brokers
-	cfg.EventsTopic = *topic
+	cfg, err := kafkaConfig(brokers, *topic)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	return eventlog.Consume(ctx, eventlog.ConsumerConfig{
 		Config:     cfg,
