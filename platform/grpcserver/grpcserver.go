@@ -142,9 +142,9 @@ type Server struct {
 	// probe serves the health service alone on hlis (nil: none).
 	probe *grpc.Server
 	hlis  net.Listener
-	tls    *mtls.Source
-	log    *slog.Logger
-	grace  time.Duration
+	tls   *mtls.Source
+	log   *slog.Logger
+	grace time.Duration
 
 	closeOnce sync.Once
 	closeErr  error
