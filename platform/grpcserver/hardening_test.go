@@ -116,7 +116,13 @@ func TestHealthListenerServesHealthAlone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
 
 	conn, err := grpc.NewClient(s.HealthAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -142,7 +148,7 @@ func TestHealthListenerServesHealthAlone(t *testing.T) {
 	}
 	cancel()
 	<-done
-	done <- nil
+	stopped = true
 	if l, err := net.Listen("tcp", s.HealthAddr()); err != nil {
 		t.Fatalf("health port still bound after stop: %v", err)
 	} else {
