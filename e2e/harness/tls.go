@@ -49,13 +49,13 @@ func (x *TLS) ServiceEnv(name string) []string {
 	return append([]string{"HERALD_PROFILE=development", "HERALD_INSECURE=true"}, x.ProductionEnv(name)...)
 }
 
-// ProductionEnv is ServiceEnv in the production profile: the caller gives
+// ProductionEnv is ServiceEnv without the development settings: the
+// services' default profile, production, in which the caller must give
 // the secured Kafka and Redis settings too, or the service refuses to
 // start.
 func (x *TLS) ProductionEnv(name string) []string {
 	f := x.IDs[name]
 	env := []string{
-		"HERALD_PROFILE=production",
 		"HERALD_GRPC_TLS_CERT=" + f.CertFile, "HERALD_GRPC_TLS_KEY=" + f.KeyFile, "HERALD_GRPC_CLIENT_CA=" + f.CAFile,
 	}
 	if name == "intake" {
