@@ -635,6 +635,7 @@ type Event struct {
 	//	*Event_SlaBreached
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
+	//	*Event_StepRecipientsResolved
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -877,6 +878,15 @@ func (x *Event) GetAlertClosed() *AlertClosed {
 	return nil
 }
 
+func (x *Event) GetStepRecipientsResolved() *StepRecipientsResolved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_StepRecipientsResolved); ok {
+			return x.StepRecipientsResolved
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -945,6 +955,10 @@ type Event_AlertClosed struct {
 	AlertClosed *AlertClosed `protobuf:"bytes,35,opt,name=alert_closed,json=alertClosed,proto3,oneof"`
 }
 
+type Event_StepRecipientsResolved struct {
+	StepRecipientsResolved *StepRecipientsResolved `protobuf:"bytes,40,opt,name=step_recipients_resolved,json=stepRecipientsResolved,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -976,6 +990,8 @@ func (*Event_SlaBreached) isEvent_Payload() {}
 func (*Event_FailsafeQueued) isEvent_Payload() {}
 
 func (*Event_AlertClosed) isEvent_Payload() {}
+
+func (*Event_StepRecipientsResolved) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -1910,6 +1926,12 @@ type Clocks struct {
 	CommunicateBy *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=communicate_by,json=communicateBy,proto3" json:"communicate_by,omitempty"`
 	AcknowledgeBy *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=acknowledge_by,json=acknowledgeBy,proto3" json:"acknowledge_by,omitempty"`
 	ActionBy      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=action_by,json=actionBy,proto3" json:"action_by,omitempty"`
+	// The instant the clocks run from (the category's clock_start policy:
+	// by default the later of the report's verification and Herald's receipt).
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the source says the report was verified (OBR-22, FHIR issued),
+	// kept for audit whatever the clocks run from; unset if it did not say.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1961,6 +1983,20 @@ func (x *Clocks) GetAcknowledgeBy() *timestamppb.Timestamp {
 func (x *Clocks) GetActionBy() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ActionBy
+	}
+	return nil
+}
+
+func (x *Clocks) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Clocks) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
 	}
 	return nil
 }
@@ -2442,6 +2478,71 @@ func (x *NotificationSent) GetRepeat() uint32 {
 	return 0
 }
 
+// StepRecipientsResolved: the notification service resolved the people a
+// step (and repeat) is sent to, before sending to any of them. Appended for
+// steps whose ack mode is ACK_MODE_ALL_MUST, so the lifecycle counts every
+// resolved recipient, not only those whose send was recorded.
+type StepRecipientsResolved struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Step   uint32                 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32                 `protobuf:"varint,2,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// Person ids (never contact details), in resolution order.
+	PersonIds     []string `protobuf:"bytes,3,rep,name=person_ids,json=personIds,proto3" json:"person_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepRecipientsResolved) Reset() {
+	*x = StepRecipientsResolved{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepRecipientsResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepRecipientsResolved) ProtoMessage() {}
+
+func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepRecipientsResolved.ProtoReflect.Descriptor instead.
+func (*StepRecipientsResolved) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StepRecipientsResolved) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetPersonIds() []string {
+	if x != nil {
+		return x.PersonIds
+	}
+	return nil
+}
+
 // NotificationFailed: a send attempt failed.
 type NotificationFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2464,7 +2565,7 @@ type NotificationFailed struct {
 
 func (x *NotificationFailed) Reset() {
 	*x = NotificationFailed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2577,7 @@ func (x *NotificationFailed) String() string {
 func (*NotificationFailed) ProtoMessage() {}
 
 func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2590,7 @@ func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationFailed.ProtoReflect.Descriptor instead.
 func (*NotificationFailed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NotificationFailed) GetNotificationId() string {
@@ -2574,7 +2675,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2687,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2700,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -2639,7 +2740,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2752,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2765,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -2713,7 +2814,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2826,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2839,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -2769,7 +2870,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2882,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2895,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -2839,7 +2940,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2952,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2965,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -2914,7 +3015,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3027,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3040,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -2977,7 +3078,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3090,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3103,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3045,7 +3146,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3158,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3171,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3107,7 +3208,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3220,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3233,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3168,7 +3269,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3281,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3294,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3221,7 +3322,7 @@ var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3248,7 +3349,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x0falert_escalated\x18  \x01(\v2 .herald.events.v1.AlertEscalatedH\x00R\x0ealertEscalated\x12B\n" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
-	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosedB\t\n" +
+	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12d\n" +
+	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolvedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3326,11 +3428,15 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x04code\x18\x03 \x01(\x0e2\x1d.herald.events.v1.ProblemCodeR\x04code\"\x8d\x01\n" +
 	"\x10AlertQuarantined\x128\n" +
 	"\adetails\x18\x01 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\x12?\n" +
-	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xc7\x01\n" +
+	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xbf\x02\n" +
 	"\x06Clocks\x12A\n" +
 	"\x0ecommunicate_by\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\rcommunicateBy\x12A\n" +
 	"\x0eacknowledge_by\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\racknowledgeBy\x127\n" +
-	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\"d\n" +
+	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"d\n" +
 	"\x06Target\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.herald.events.v1.TargetKindR\x04kind\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x16\n" +
@@ -3366,7 +3472,12 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12.\n" +
 	"\x13provider_message_id\x18\x06 \x01(\tR\x11providerMessageId\x12\x16\n" +
-	"\x06repeat\x18\a \x01(\rR\x06repeat\"\xfb\x02\n" +
+	"\x06repeat\x18\a \x01(\rR\x06repeat\"c\n" +
+	"\x16StepRecipientsResolved\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x02 \x01(\rR\x06repeat\x12\x1d\n" +
+	"\n" +
+	"person_ids\x18\x03 \x03(\tR\tpersonIds\"\xfb\x02\n" +
 	"\x12NotificationFailed\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x129\n" +
@@ -3508,55 +3619,56 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_herald_events_v1_events_proto_goTypes = []any{
-	(Category)(0),                 // 0: herald.events.v1.Category
-	(ReportStatus)(0),             // 1: herald.events.v1.ReportStatus
-	(Source)(0),                   // 2: herald.events.v1.Source
-	(Channel)(0),                  // 3: herald.events.v1.Channel
-	(ClockKind)(0),                // 4: herald.events.v1.ClockKind
-	(TargetKind)(0),               // 5: herald.events.v1.TargetKind
-	(AckMode)(0),                  // 6: herald.events.v1.AckMode
-	(DeclineReason)(0),            // 7: herald.events.v1.DeclineReason
-	(EscalationReason)(0),         // 8: herald.events.v1.EscalationReason
-	(ProblemCode)(0),              // 9: herald.events.v1.ProblemCode
-	(*Event)(nil),                 // 10: herald.events.v1.Event
-	(*PolicyRef)(nil),             // 11: herald.events.v1.PolicyRef
-	(*Identifier)(nil),            // 12: herald.events.v1.Identifier
-	(*Patient)(nil),               // 13: herald.events.v1.Patient
-	(*Clinician)(nil),             // 14: herald.events.v1.Clinician
-	(*Exam)(nil),                  // 15: herald.events.v1.Exam
-	(*Encounter)(nil),             // 16: herald.events.v1.Encounter
-	(*SourceFlag)(nil),            // 17: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),          // 18: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),           // 19: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),          // 20: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),        // 21: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),     // 22: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),      // 23: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                // 24: herald.events.v1.Clocks
-	(*Target)(nil),                // 25: herald.events.v1.Target
-	(*EscalationStep)(nil),        // 26: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),      // 27: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),           // 28: herald.events.v1.AlertRouted
-	(*Recipient)(nil),             // 29: herald.events.v1.Recipient
-	(*NotificationSent)(nil),      // 30: herald.events.v1.NotificationSent
-	(*NotificationFailed)(nil),    // 31: herald.events.v1.NotificationFailed
-	(*NotificationDelivered)(nil), // 32: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                 // 33: herald.events.v1.Actor
-	(*AlertRead)(nil),             // 34: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),     // 35: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),         // 36: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),        // 37: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),        // 38: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),           // 39: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),        // 40: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),           // 41: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(Category)(0),                  // 0: herald.events.v1.Category
+	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
+	(Source)(0),                    // 2: herald.events.v1.Source
+	(Channel)(0),                   // 3: herald.events.v1.Channel
+	(ClockKind)(0),                 // 4: herald.events.v1.ClockKind
+	(TargetKind)(0),                // 5: herald.events.v1.TargetKind
+	(AckMode)(0),                   // 6: herald.events.v1.AckMode
+	(DeclineReason)(0),             // 7: herald.events.v1.DeclineReason
+	(EscalationReason)(0),          // 8: herald.events.v1.EscalationReason
+	(ProblemCode)(0),               // 9: herald.events.v1.ProblemCode
+	(*Event)(nil),                  // 10: herald.events.v1.Event
+	(*PolicyRef)(nil),              // 11: herald.events.v1.PolicyRef
+	(*Identifier)(nil),             // 12: herald.events.v1.Identifier
+	(*Patient)(nil),                // 13: herald.events.v1.Patient
+	(*Clinician)(nil),              // 14: herald.events.v1.Clinician
+	(*Exam)(nil),                   // 15: herald.events.v1.Exam
+	(*Encounter)(nil),              // 16: herald.events.v1.Encounter
+	(*SourceFlag)(nil),             // 17: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),           // 18: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),            // 19: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 20: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 21: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 22: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 23: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 24: herald.events.v1.Clocks
+	(*Target)(nil),                 // 25: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 26: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 27: herald.events.v1.EscalationPolicy
+	(*AlertRouted)(nil),            // 28: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 29: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 30: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 31: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 32: herald.events.v1.NotificationFailed
+	(*NotificationDelivered)(nil),  // 33: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 34: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 35: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 36: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 37: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 38: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 39: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 40: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 41: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 42: herald.events.v1.AlertClosed
+	(*timestamppb.Timestamp)(nil),  // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 44: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	42, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	43, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
@@ -3564,66 +3676,69 @@ var file_herald_events_v1_events_proto_depIdxs = []int32{
 	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
 	28, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
 	30, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	31, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	32, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	34, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	35, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	36, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	37, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	38, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	39, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	40, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	41, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	12, // 18: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 19: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 20: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 21: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 22: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 23: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 24: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 25: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 26: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 27: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 28: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	42, // 29: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 30: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 31: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 32: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 33: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 34: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	42, // 35: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	42, // 36: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	42, // 37: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	5,  // 38: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 39: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	43, // 40: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 41: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 42: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 43: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 44: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 45: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 46: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 47: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 48: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	29, // 49: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 50: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	29, // 51: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 52: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	3,  // 53: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	33, // 54: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	33, // 55: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	33, // 56: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 57: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	33, // 58: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 59: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 60: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	42, // 61: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	33, // 62: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	32, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	33, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	35, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	36, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	37, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	38, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	39, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	40, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	41, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	42, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	31, // 18: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	12, // 19: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 20: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 21: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	13, // 22: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	15, // 23: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	17, // 24: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 25: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	14, // 26: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	14, // 27: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	14, // 28: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	16, // 29: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	43, // 30: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 31: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	18, // 32: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 33: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	18, // 34: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	22, // 35: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	43, // 36: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	43, // 37: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	43, // 38: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	43, // 39: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	43, // 40: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 41: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	25, // 42: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	44, // 43: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 44: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 45: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	11, // 46: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	26, // 47: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	0,  // 48: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	24, // 49: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	27, // 50: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 51: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	29, // 52: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 53: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	29, // 54: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 55: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	3,  // 56: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	34, // 57: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	34, // 58: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	34, // 59: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 60: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	34, // 61: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 62: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 63: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	43, // 64: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	34, // 65: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3648,6 +3763,7 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_SlaBreached)(nil),
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
+		(*Event_StepRecipientsResolved)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3655,7 +3771,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
