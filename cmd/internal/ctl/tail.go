@@ -137,6 +137,9 @@ func Summary(ev *eventsv1.Event) string {
 		return fmt.Sprintf("policy exhausted after step %d: in fail-safe queue %s", p.FailsafeQueued.GetLastStep(), p.FailsafeQueued.GetQueue())
 	case *eventsv1.Event_AlertClosed:
 		return "closed by " + p.AlertClosed.GetActor().GetPersonId()
+	case *eventsv1.Event_StepRecipientsResolved:
+		r := p.StepRecipientsResolved
+		return fmt.Sprintf("step %d (repeat %d) resolved to %d recipients", r.GetStep(), r.GetRepeat(), len(r.GetPersonIds()))
 	}
 	return ""
 }

@@ -245,6 +245,8 @@ func EventType(ev *eventsv1.Event) string {
 		return "FailsafeQueued"
 	case *eventsv1.Event_AlertClosed:
 		return "AlertClosed"
+	case *eventsv1.Event_StepRecipientsResolved:
+		return "StepRecipientsResolved"
 	}
 	return "Unknown"
 }
