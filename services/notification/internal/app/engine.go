@@ -394,6 +394,21 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 		e.count(ctx, a, eventsv1.Channel_CHANNEL_UNSPECIFIED, "step_failed")
 		return e.o.Store.Done(ctx, j)
 	}
+	if !j.Failsafe && step.AckMode == eventsv1.AckMode_ACK_MODE_ALL_MUST {
+		// Before anyone is sent to, the log says who the step resolved to,
+		// so the lifecycle waits for every one of them to acknowledge,
+		// not only for those whose send happens to be recorded already.
+		people := make([]string, len(jobs))
+		for i, rj := range jobs {
+			people[i] = rj.PersonID
+		}
+		ev := e.envelope(a, j, eventlog.ID(j.AlertID, "resolved", fmt.Sprint(j.Round), fmt.Sprint(j.Step), fmt.Sprint(j.Repeat)))
+		ev.Payload = &eventsv1.Event_StepRecipientsResolved{StepRecipientsResolved: &eventsv1.StepRecipientsResolved{
+			Step: j.Step, Repeat: j.Repeat, PersonIds: people}}
+		if err := e.o.Log.Append(ctx, ev); err != nil {
+			return err
+		}
+	}
 	if err := e.o.Store.FanOut(ctx, j, jobs, now.Add(e.o.Lease)); err != nil {
 		return err
 	}

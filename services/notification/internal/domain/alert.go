@@ -128,11 +128,13 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 	var send *Send
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised:
+		a.reopen()
 		a.setReferrer(p.AlertRaised.GetDetails().GetReferrer())
 		a.Quarantine = nil // a complete report of the finding arrived
 	case *eventsv1.Event_AlertAmended:
 		a.setReferrer(p.AlertAmended.GetDetails().GetReferrer())
 	case *eventsv1.Event_AlertQuarantined:
+		a.reopen()
 		a.setReferrer(p.AlertQuarantined.GetDetails().GetReferrer())
 		var gaps []eventsv1.ProblemCode // a new slice: earlier states share the old one
 		for _, pr := range p.AlertQuarantined.GetProblems() {
@@ -208,6 +210,18 @@ func deadline(c *eventsv1.Clocks) time.Time {
 		return c.GetActionBy().AsTime()
 	}
 	return time.Time{}
+}
+
+// reopen makes a cancelled or closed alert open again: a new flagged
+// report of its finding is a new obligation (the lifecycle re-opens it on
+// the same event), and the routing that follows starts a new round at
+// step 0. Nobody is stopped any more: the new report is news to everyone.
+func (a *Alert) reopen() {
+	if a.Status != StatusCancelled && a.Status != StatusClosed {
+		return
+	}
+	a.Status = StatusOpen
+	a.Stopped = nil
 }
 
 func (a *Alert) setReferrer(c *eventsv1.Clinician) {

@@ -75,6 +75,9 @@ type Decision struct {
 	// RuleErrors name rules whose evaluation failed (treated as no match);
 	// ids only, safe to log.
 	RuleErrors []string
+	// DowngradeRefused: an amendment classified the finding lower than the
+	// category in force, which was kept (the reason is recorded in Routed).
+	DowngradeRefused bool
 }
 
 // Route classifies the alert and snapshots its policy. It fails with
@@ -138,6 +141,7 @@ func Route(bs Bundles, in Input) (Decision, error) {
 				chosen = &bundle.Category{Code: kept, Standard: in.Previous.Category, Rank: prevRank, Policy: chosen.Policy}
 			}
 			ruleID, policyID = "", ""
+			dec.DowngradeRefused = true
 		}
 	}
 	if policyID == "" {
