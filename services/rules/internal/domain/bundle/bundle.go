@@ -79,7 +79,26 @@ type Category struct {
 	Acknowledge time.Duration
 	Action      time.Duration
 	Policy      string
+	// ClockStart says what the clocks run from (ClockStartReceived unless
+	// the bundle says otherwise).
+	ClockStart ClockStart
 }
+
+// ClockStart is what a category's clocks run from.
+type ClockStart int
+
+// Clock starts (zero is the default, ClockStartReceived).
+const (
+	// ClockStartReceived: the later of the report's verification time and
+	// Herald's receipt, so a report sent days after it was verified does
+	// not breach every clock on arrival (the source time is kept for
+	// audit in the routing's clocks).
+	ClockStartReceived ClockStart = iota
+	// ClockStartReported: the report's verification time when the source
+	// gives one (not in the future), as RCR audits measure; a back-dated
+	// report then breaches at once.
+	ClockStartReported
+)
 
 // Rule is a compiled classification rule.
 type Rule struct {

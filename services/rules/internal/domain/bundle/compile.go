@@ -578,6 +578,14 @@ func compileCategories(c *checker, m *merged, b *Bundle) {
 		if okc[0] && okc[1] && okc[2] && cat.Communicate == 0 && cat.Acknowledge == 0 && cat.Action == 0 {
 			c.add(l.file, l.path+".clocks", "is required: at least one of communicate, acknowledge, action")
 		}
+		switch d.Clocks.Start {
+		case "", "received":
+			cat.ClockStart = ClockStartReceived
+		case "reported":
+			cat.ClockStart = ClockStartReported
+		default:
+			c.add(l.file, l.path+".clocks.start", fmt.Sprintf("%q is not a clock start: use received (the default) or reported", d.Clocks.Start))
+		}
 		switch {
 		case d.Policy == "":
 			c.add(l.file, l.path+".policy", "is required: the escalation policy id for this category")

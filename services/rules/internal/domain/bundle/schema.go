@@ -52,6 +52,9 @@ type clocksDoc struct {
 	Communicate string `yaml:"communicate"`
 	Acknowledge string `yaml:"acknowledge"`
 	Action      string `yaml:"action"`
+	// Start is what the clocks run from: "received" (default: the later
+	// of the report's verification and Herald's receipt) or "reported".
+	Start string `yaml:"start"`
 }
 
 type ruleDoc struct {

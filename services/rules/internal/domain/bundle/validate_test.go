@@ -156,6 +156,7 @@ func TestEveryValidationErrorNamesFilePathAndProblem(t *testing.T) {
 		{"standard category missing", []edit{{"main.yaml", "  - code: CANCER\n", "  - code: LOCAL_ONE\n    local: true\n"}}, bundle.Problem{File: "main.yaml", Path: "categories", Problem: "category CANCER is not defined"}},
 		{"rank missing", []edit{{"main.yaml", "    rank: 3\n", ""}}, bundle.Problem{File: "main.yaml", Path: "categories[2].rank", Problem: "is required"}},
 		{"rank taken", []edit{{"main.yaml", "    rank: 3\n", "    rank: 2\n"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].rank", Problem: "rank 2 is already held by URGENT"}},
+		{"clock start unknown", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: 3d\n      start: verified"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.start", Problem: `"verified" is not a clock start: use received (the default) or reported`}},
 		{"clock not a duration", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: soon"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.acknowledge", Problem: `"soon" is not a duration`}},
 		{"clock not positive", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: -1h"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.acknowledge", Problem: "must be positive"}},
 		{"no clocks", []edit{{"main.yaml", "    clocks:\n      acknowledge: 3d\n", ""}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks", Problem: "at least one of communicate, acknowledge, action"}},
