@@ -61,17 +61,11 @@ func alertIDOf(t *testing.T, sys *harness.System, within time.Duration) string {
 	return id
 }
 
-// ref is the opaque reference notifications carry (notification's content.Ref).
-func ref(alertID string) string {
-	s := strings.ToUpper(alertID)[:12]
-	return s[:4] + "-" + s[4:8] + "-" + s[8:12]
-}
-
 // mailsFor returns the mails about an alert, in arrival order.
 func mailsFor(sys *harness.System, alertID string) []harness.Mail {
 	var out []harness.Mail
 	for _, m := range sys.SMTP.Mails() {
-		if strings.Contains(string(m.Data), ref(alertID)) {
+		if strings.Contains(string(m.Data), sys.Ref(alertID)) {
 			out = append(out, m)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -64,6 +65,9 @@ type Config struct {
 	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
 	// notification service signs with the same secret).
 	AckLinkSecret string
+	// ReferenceKey keys the alert references people see (>= 32 bytes, the
+	// same in notification); empty derives one from AckLinkSecret.
+	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
 	// the person the link was sent to. Empty in production: OIDC is used.
@@ -130,6 +134,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
+	fs.StringVar(&c.ReferenceKey, "reference-key", c.ReferenceKey, "HMAC key of the alert references people see (>= 32 bytes, the same in notification; empty: derived from ack-link-secret)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -165,6 +170,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AckLinkSecret) < acklink.MinSecretLen {
 		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
@@ -279,9 +287,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
 		return nil, err
 	}
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(s.app, s.hub))
+	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	if err != nil {
+		return nil, fmt.Errorf("setting reference-key: %w", err)
+	}
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(s.app, s.hub, refs))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Secret: []byte(cfg.AckLinkSecret), PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, s.app, s.store, deps.Clock, deps.Logger)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
@@ -105,6 +106,9 @@ type Config struct {
 	AckBaseURL    string
 	AckLinkSecret string
 	AckLinkTTL    time.Duration
+	// ReferenceKey keys the alert references people see (>= 32 bytes,
+	// the same in acknowledgement); empty derives one from AckLinkSecret.
+	ReferenceKey string
 
 	SMTPAddr     string
 	SMTPUser     string
@@ -196,6 +200,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
 	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
+	fs.StringVar(&c.ReferenceKey, "reference-key", c.ReferenceKey, "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement; empty: derived from ack-link-secret)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
 	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "SMTP AUTH password")
@@ -238,6 +243,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AckLinkSecret) < acklink.MinSecretLen {
 		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
 		bad("setting receipts-secret must be at least 16 bytes")
@@ -346,7 +354,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
 		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
-		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
+		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
 	api := app.NewAPI(s.engine)

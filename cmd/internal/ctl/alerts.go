@@ -67,9 +67,9 @@ func runList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(e.out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALERT\tTENANT\tCATEGORY\tSTATE\tSTEP\tACK BY\tRAISED")
+	fmt.Fprintln(tw, "ALERT\tREFERENCE\tTENANT\tCATEGORY\tSTATE\tSTEP\tACK BY\tRAISED")
 	for _, a := range resp.GetAlerts() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.GetAlertId(), a.GetTenant(), categoryName(a.GetCategory()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.GetAlertId(), a.GetAccessionRef(), a.GetTenant(), categoryName(a.GetCategory()),
 			stateName(a.GetState()), a.GetStep(), when(a.GetClocks().GetAcknowledgeBy()), when(a.GetRaisedAt()))
 	}
 	if err := tw.Flush(); err != nil {
@@ -85,9 +85,11 @@ func showCommand() command {
 	return command{
 		name:    "show",
 		summary: "show an alert's state and full timeline",
-		usage: `heraldctl show ALERT_ID: the alert's state, deadlines and every event in log order.
+		usage: `heraldctl show ALERT_ID|REFERENCE: the alert's state, deadlines and every event in log order.
+The alert may be named by its id or by the reference people see in messages.
 
   heraldctl show 5d41402abc4b2a76b9719d911017c592
+  heraldctl show HRD-7K3M-Q9TX-2P4D
 `,
 		run: runShow,
 	}
@@ -100,7 +102,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "alert id")
+	id, err := oneArg(fs, "alert id or reference")
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func Apply(st *State, ev *eventsv1.Event, pos Position) (*State, bool) {
 	}
 	var next *State
 	if st == nil {
-		next = &State{AlertId: ev.GetAlertId(), Tenant: ev.GetTenant(), AccessionRef: Ref(ev.GetAlertId())}
+		next = &State{AlertId: ev.GetAlertId(), Tenant: ev.GetTenant()}
 	} else {
 		next = proto.Clone(st).(*State)
 	}

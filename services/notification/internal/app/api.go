@@ -179,7 +179,7 @@ func (api *API) TestContactPoint(ctx context.Context, req *notificationv1.TestCo
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce)
 	nid := eventlog.ID("test", req.GetTenant(), req.GetChannel().String(), now.Format(time.RFC3339Nano), hex.EncodeToString(nonce))
-	d := content.Data{AlertID: nid, Category: "Test", CategoryKey: "test", Trust: req.GetTenant(), Test: true}
+	d := content.Data{AlertID: nid, Reference: e.refs.Ref(nid), Category: "Test", CategoryKey: "test", Trust: req.GetTenant(), Test: true}
 	m, err := e.o.Renderer.Render(req.GetChannel(), d)
 	if err != nil {
 		return nil, err

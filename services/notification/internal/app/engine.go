@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -52,9 +53,13 @@ type Options struct {
 	AckBaseURL    string
 	AckLinkSecret []byte
 	AckLinkTTL    time.Duration
-	Clock         clock.Clock
-	Logger        *slog.Logger
-	Telemetry     *telemetry.Telemetry
+	// ReferenceKey keys the alert references messages print
+	// (platform/alertref); empty derives it from AckLinkSecret, as the
+	// acknowledgement service does.
+	ReferenceKey string
+	Clock        clock.Clock
+	Logger       *slog.Logger
+	Telemetry    *telemetry.Telemetry
 }
 
 // localJob is a job leased to this replica at scheduling time, with the
@@ -66,6 +71,7 @@ type localJob struct {
 
 // Engine applies events and works jobs.
 type Engine struct {
+	refs alertref.Key // the alert references people see
 	o    Options
 	wake chan struct{}
 	// local and critical are the fast lanes: jobs leased to this replica
@@ -97,6 +103,8 @@ func NewEngine(o Options) *Engine {
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
 		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
+	// The configuration was validated at start (its length is the only error).
+	e.refs, _ = alertref.Configured(o.ReferenceKey, o.AckLinkSecret)
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
 	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
@@ -673,7 +681,7 @@ func (e *Engine) message(a domain.Alert, j Job, nid string, cp domain.ContactPoi
 	if err != nil {
 		return channel.Message{}, err
 	}
-	d := content.FromAlert(a, j.Step, j.Repeat, j.Failsafe, link)
+	d := content.FromAlert(a, e.refs.Ref(a.ID), j.Step, j.Repeat, j.Failsafe, link)
 	m, err := e.o.Renderer.Render(cp.Channel, d)
 	if err != nil {
 		return channel.Message{}, fmt.Errorf("render notification %s: %w", nid, err)
