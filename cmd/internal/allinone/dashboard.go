@@ -24,8 +24,8 @@ type dashboard struct {
 
 type alertRow struct {
 	ID, Ref, Tenant, Category, State, Deadline, Raised string
-	Step                                          uint32
-	Overdue                                       bool
+	Step                                               uint32
+	Overdue                                            bool
 }
 
 type messageRow struct {
