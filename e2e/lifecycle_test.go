@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,15 @@ func TestOneReferenceEverywhere(t *testing.T) {
 	}
 	if byRef.GetState().GetAlertId() != id {
 		t.Errorf("GetAlert by reference found %s, want %s", byRef.GetState().GetAlertId(), id)
+	}
+
+	// The operator CLI shows it and acts on an alert named by it.
+	out, err := exec.Command(bins["heraldctl"], "show", "-addr", sys.Addrs.AckGRPC, ref).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), id) || !strings.Contains(string(out), "reference "+ref) {
+		t.Errorf("heraldctl show %s: %v\n%s", ref, err, out)
+	}
+	out, err = exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref, "-as", "e2e-referrer").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "is now acknowledged") {
+		t.Errorf("heraldctl ack %s: %v\n%s", ref, err, out)
 	}
 }

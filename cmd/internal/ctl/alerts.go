@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/alertref"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -245,7 +246,7 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "alert id")
+	id, err := oneArg(fs, "alert id or reference")
 	if err != nil {
 		return err
 	}
@@ -262,8 +263,17 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	defer conn.Close()
 	ctx, cancel := timeout(ctx)
 	defer cancel()
+	client := ackv1.NewAcknowledgementServiceClient(conn)
+	if alertref.Is(id) {
+		// A reference as a person quoted it: the API finds its alert.
+		r, err := client.GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: id})
+		if err != nil {
+			return fmt.Errorf("find alert %s: %w", id, err)
+		}
+		id = r.GetState().GetAlertId()
+	}
 	actor := &eventsv1.Actor{PersonId: *as, Role: *role, IdentityProvider: "heraldctl"}
-	st, err := do(ctx, ackv1.NewAcknowledgementServiceClient(conn), id, actor, *reqID, f)
+	st, err := do(ctx, client, id, actor, *reqID, f)
 	if err != nil {
 		return err
 	}
