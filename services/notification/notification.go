@@ -26,6 +26,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -92,7 +93,10 @@ type Config struct {
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
 	ReceiptsSecret string
-	Log            eventlog.Config
+	// NotifyCallbackToken is the bearer token GOV.UK Notify sends with its
+	// delivery-status callbacks (POST /v1/receipts/notify); read from a file.
+	NotifyCallbackToken string
+	Log                 eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID       string
 	RedisAddr     string
@@ -187,6 +191,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
 	fs.StringVar(&c.ReceiptsAddr, "receipts-addr", c.ReceiptsAddr, "delivery receipts HTTP listen address")
 	fs.StringVar(&c.ReceiptsSecret, "receipts-secret", c.ReceiptsSecret, "HMAC secret of providers' delivery reports")
+	config.SecretFile(fs, &c.NotifyCallbackToken, "notify-callback-token", "bearer token of GOV.UK Notify's delivery-status callbacks (POST /v1/receipts/notify)")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address")
 	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
@@ -241,6 +246,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
 		bad("setting receipts-secret must be at least 16 bytes")
+	}
+	if c.NotifyCallbackToken != "" && len(c.NotifyCallbackToken) < 16 {
+		bad("setting notify-callback-token-file must hold at least 16 bytes")
 	}
 	if c.SMTPUser != "" && !c.SMTPStartTLS {
 		bad("setting smtp-user needs smtp-starttls: credentials are never sent in clear")
@@ -357,14 +365,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if s.rlis, err = net.Listen("tcp", cfg.ReceiptsAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s (setting receipts-addr): %w", cfg.ReceiptsAddr, err)
 	}
-	secret := cfg.ReceiptsSecret
-	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(secret), 5*time.Minute), ReadHeaderTimeout: 5 * time.Second}
-	if secret == "" {
-		// No secret: nothing can be verified, so every report is refused.
-		s.receipts.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "receipts are not configured (setting receipts-secret)", http.StatusServiceUnavailable)
-		})
-	}
+	// Without a secret (or token) nothing can be verified: those reports are refused.
+	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(cfg.ReceiptsSecret), 5*time.Minute, cfg.NotifyCallbackToken),
+		ReadHeaderTimeout: 5 * time.Second}
 	ok = true
 	return s, nil
 }
