@@ -133,7 +133,11 @@ type Config struct {
 	RetryAttempts   int
 	RateLimitMax    int
 	RateLimitWindow time.Duration
-	Workers         int
+	// RateLimitDigestAfter is how long a person over the rate limit waits
+	// for the one digest message that lists what was held back; keep it
+	// well under the shortest step timeout of a non-CRITICAL policy.
+	RateLimitDigestAfter time.Duration
+	Workers              int
 	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
 	// rate-limited sends, overflow), so that under sustained overload they
 	// do not wait behind newly routed alerts.
@@ -157,28 +161,29 @@ type Config struct {
 // (never delaying CRITICAL).
 func DefaultConfig() Config {
 	return Config{
-		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
-		ReceiptsAddr:    "127.0.0.1:8004",
-		Log:             eventlog.DefaultConfig(),
-		GroupID:         "notification",
-		RedisAddr:       "127.0.0.1:6379",
-		RedisPrefix:     "herald:notification",
-		RulesAddr:       "127.0.0.1:7002",
-		AckBaseURL:      "http://127.0.0.1:8003",
-		AckLinkTTL:      72 * time.Hour,
-		SMTPFrom:        "herald@herald.invalid",
-		SMTPStartTLS:    true,
-		RetryInitial:    time.Second,
-		RetryMax:        time.Minute,
-		RetryAttempts:   5,
-		RateLimitMax:    10,
-		RateLimitWindow: 10 * time.Minute,
-		Workers:         32,
-		ScheduleWorkers: 4,
-		ConsumerLanes:   8,
-		Lease:           time.Minute,
-		SendTimeout:     15 * time.Second,
-		MaxIdle:         time.Second,
+		GRPC:                 grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
+		ReceiptsAddr:         "127.0.0.1:8004",
+		Log:                  eventlog.DefaultConfig(),
+		GroupID:              "notification",
+		RedisAddr:            "127.0.0.1:6379",
+		RedisPrefix:          "herald:notification",
+		RulesAddr:            "127.0.0.1:7002",
+		AckBaseURL:           "http://127.0.0.1:8003",
+		AckLinkTTL:           72 * time.Hour,
+		SMTPFrom:             "herald@herald.invalid",
+		SMTPStartTLS:         true,
+		RetryInitial:         time.Second,
+		RetryMax:             time.Minute,
+		RetryAttempts:        5,
+		RateLimitMax:         10,
+		RateLimitWindow:      10 * time.Minute,
+		RateLimitDigestAfter: 2 * time.Minute,
+		Workers:              32,
+		ScheduleWorkers:      4,
+		ConsumerLanes:        8,
+		Lease:                time.Minute,
+		SendTimeout:          15 * time.Second,
+		MaxIdle:              time.Second,
 	}
 }
 
@@ -218,6 +223,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RetryAttempts, "retry-attempts", c.RetryAttempts, "attempts per contact point")
 	fs.IntVar(&c.RateLimitMax, "rate-limit-max", c.RateLimitMax, "messages per person per window (0 disables; CRITICAL never delayed)")
 	fs.DurationVar(&c.RateLimitWindow, "rate-limit-window", c.RateLimitWindow, "rate limit window")
+	fs.DurationVar(&c.RateLimitDigestAfter, "rate-limit-digest-after", c.RateLimitDigestAfter, "a person over the rate limit gets one digest message this long after the first message held back (keep it well under the shortest step timeout)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
 	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
@@ -264,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitMax < 0 || (c.RateLimitMax > 0 && c.RateLimitWindow <= 0) {
 		bad("settings rate-limit-max must be >= 0 and rate-limit-window > 0")
+	}
+	if c.RateLimitMax > 0 && c.RateLimitDigestAfter <= 0 {
+		bad("setting rate-limit-digest-after must be > 0 when rate-limit-max is set")
 	}
 	if c.Workers < 1 {
 		bad("setting workers must be at least 1")
@@ -352,8 +361,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
 		Log:      s.writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
-		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
-		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})

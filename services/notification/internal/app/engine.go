@@ -37,6 +37,10 @@ type Options struct {
 	Renderer *content.Renderer
 	Backoff  domain.Backoff
 	Limit    domain.RateLimit
+	// DigestAfter is how long a person over the rate limit waits for the
+	// digest that merges the messages held back (well under the shortest
+	// step timeout of a non-CRITICAL policy).
+	DigestAfter time.Duration
 	// Lease is how long a claimed job stays hidden; it must exceed
 	// SendTimeout so that a live worker is never overtaken.
 	Lease       time.Duration
@@ -336,6 +340,8 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 		err = e.workStep(ctx, j, alert)
 	case JobRecipient:
 		err = e.deliver(ctx, j, points, alert)
+	case JobDigest:
+		err = e.sendDigest(ctx, j)
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
@@ -467,8 +473,13 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 			return e.recordSent(ctx, a, j, rec)
 		}
 		reserved, d := e.reserveSend(a.Category, j.PersonID)
+		if j.Unlimited {
+			d = 0
+		}
 		if d > 0 {
-			return e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(d))
+			// Over the person's limit: not held back silently, but merged
+			// into one digest message to the person, soon.
+			return e.deferToDigest(ctx, a, j, rec, cp)
 		}
 		if i > 0 {
 			// A further contact point: renew the lease so that the sends of
@@ -642,7 +653,7 @@ func (e *Engine) cancel(ctx context.Context, j Job, reason string) error {
 	}
 	for _, r := range recs {
 		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe &&
-			(r.Phase == domain.PhasePending || r.Phase == 0) {
+			(r.Phase == domain.PhasePending || r.Phase == domain.PhaseDeferred || r.Phase == 0) {
 			r.Phase, r.LastError, r.UpdatedAt = domain.PhaseCancelled, reason, e.o.Clock.Now()
 			if err := e.o.Store.PutRecord(ctx, r); err != nil {
 				return err
