@@ -368,7 +368,7 @@ func (api *API) failedReceipt(ctx context.Context, alertID string, rec Record, r
 		return err
 	}
 	j := Job{Kind: JobRecipient, AlertID: alertID, Round: rec.Round, Step: rec.Step, Repeat: rec.Repeat, Failsafe: rec.Failsafe,
-		Critical: a.Critical(), PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Cause: "receipt:" + rc.Reference}
+		Breach: rec.Breach, Critical: a.Critical(), PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Cause: "receipt:" + rc.Reference}
 	reason := "provider reported " + rc.Status
 	ev := e.envelope(a, j, eventlog.ID(rc.Reference, "receipt", rc.Status))
 	ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{

@@ -52,6 +52,10 @@ type Job struct {
 	Critical bool `json:"x,omitempty"`
 	// Channel is the digest's channel (JobDigest only).
 	Channel eventsv1.Channel `json:"ch,omitempty"`
+	// Breach, when set, makes the job the notice of that clock's breach to
+	// the people the policy names for it (never held back by the rate
+	// limit, never failing the step).
+	Breach eventsv1.ClockKind `json:"b,omitempty"`
 	// Unlimited: the rate limit does not hold this job back (a message
 	// whose digest failed goes to the next contact point at once).
 	Unlimited bool `json:"u,omitempty"`
@@ -82,23 +86,24 @@ func (it DigestItem) Job(critical bool) Job {
 
 // Record is the dedup and status record of one notification id.
 type Record struct {
-	NotificationID  string           `json:"nid"`
-	Round           uint32           `json:"round,omitempty"`
-	AlertID         string           `json:"alert_id"`
-	Tenant          string           `json:"tenant"`
-	Step            uint32           `json:"step"`
-	Repeat          uint32           `json:"repeat"`
-	Failsafe        bool             `json:"failsafe,omitempty"`
-	PersonID        string           `json:"person_id"`
-	Role            string           `json:"role,omitempty"`
-	RecipientTenant string           `json:"recipient_tenant,omitempty"`
-	Channel         eventsv1.Channel `json:"channel"`
-	Phase           domain.Phase     `json:"phase"`
-	Attempts        uint32           `json:"attempts"`
-	LastError       string           `json:"last_error,omitempty"`
-	ProviderID      string           `json:"provider_id,omitempty"`
-	CreatedAt       time.Time        `json:"created_at"`
-	UpdatedAt       time.Time        `json:"updated_at"`
+	NotificationID  string             `json:"nid"`
+	Round           uint32             `json:"round,omitempty"`
+	AlertID         string             `json:"alert_id"`
+	Tenant          string             `json:"tenant"`
+	Step            uint32             `json:"step"`
+	Repeat          uint32             `json:"repeat"`
+	Failsafe        bool               `json:"failsafe,omitempty"`
+	Breach          eventsv1.ClockKind `json:"breach,omitempty"`
+	PersonID        string             `json:"person_id"`
+	Role            string             `json:"role,omitempty"`
+	RecipientTenant string             `json:"recipient_tenant,omitempty"`
+	Channel         eventsv1.Channel   `json:"channel"`
+	Phase           domain.Phase       `json:"phase"`
+	Attempts        uint32             `json:"attempts"`
+	LastError       string             `json:"last_error,omitempty"`
+	ProviderID      string             `json:"provider_id,omitempty"`
+	CreatedAt       time.Time          `json:"created_at"`
+	UpdatedAt       time.Time          `json:"updated_at"`
 }
 
 // Store keeps the projection, the records and the job schedule. It is a

@@ -76,6 +76,10 @@ func (s *Store) schedules() []string {
 	return []string{s.dueKey(app.Job{Critical: true}), s.dueKey(app.Job{})}
 }
 func (s *Store) stepKey(j app.Job) string {
+	if j.Breach != 0 {
+		// A breach notice's recipients are not the step's.
+		return fmt.Sprintf("%s:step:{%s}:%d:breach:%d", s.prefix, j.AlertID, j.Round, j.Breach)
+	}
 	return fmt.Sprintf("%s:step:{%s}:%d:%d:%d:%t", s.prefix, j.AlertID, j.Round, j.Step, j.Repeat, j.Failsafe)
 }
 
