@@ -245,6 +245,12 @@ func EventType(ev *eventsv1.Event) string {
 		return "FailsafeQueued"
 	case *eventsv1.Event_AlertClosed:
 		return "AlertClosed"
+	case *eventsv1.Event_NotificationDeferred:
+		return "NotificationDeferred"
+	case *eventsv1.Event_DigestSent:
+		return "DigestSent"
+	case *eventsv1.Event_BreachNoticeSent:
+		return "BreachNoticeSent"
 	}
 	return "Unknown"
 }
