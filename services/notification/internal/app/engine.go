@@ -671,7 +671,7 @@ func (e *Engine) cancel(ctx context.Context, j Job, reason string) error {
 		return err
 	}
 	for _, r := range recs {
-		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe &&
+		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe && r.Breach == j.Breach &&
 			(r.Phase == domain.PhasePending || r.Phase == domain.PhaseDeferred || r.Phase == 0) {
 			r.Phase, r.LastError, r.UpdatedAt = domain.PhaseCancelled, reason, e.o.Clock.Now()
 			if err := e.o.Store.PutRecord(ctx, r); err != nil {
