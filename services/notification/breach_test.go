@@ -90,7 +90,7 @@ func TestTheFailsafeQueueRemindsItsOfficersUntilTheAlertIsClosed(t *testing.T) {
 	sent := e.waitEvents(id, "NotificationSent", 4)
 	e.append(&eventsv1.Event{EventId: eventlog.ID(id, "acked"), AlertId: id, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
 		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{Actor: &eventsv1.Actor{PersonId: "p-s0"}, Step: 0}}})
-	sent = e.waitEvents(id, "NotificationSent", len(sent)+1)
+	e.waitEvents(id, "NotificationSent", len(sent)+1)
 	e.append(&eventsv1.Event{EventId: eventlog.ID(id, "closed"), AlertId: id, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
 		Payload: &eventsv1.Event_AlertClosed{AlertClosed: &eventsv1.AlertClosed{Actor: &eventsv1.Actor{PersonId: "p-fso"}, Reason: "done"}}})
 	// Idle: the reminder scheduled last found the alert closed, and no job
