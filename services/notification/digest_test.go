@@ -1,6 +1,9 @@
 package notification_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +24,9 @@ import (
 func TestAPersonOverTheRateLimitGetsOneDigestListingTheReferences(t *testing.T) {
 	e := newEnv(t, nil)
 	e.cfg.RateLimitMax, e.cfg.RateLimitWindow, e.cfg.RateLimitDigestAfter = 2, time.Hour, time.Second
+	e.cfg.NotifyCallbackToken = notifyCallbackToken
 	e.rules.set("busy", person("p-busy", cp(chEmail, "busy@nhs.test")))
-	_, _ = e.start()
+	svc, _ := e.start()
 
 	var ids []string
 	for i := range 5 {
@@ -34,6 +38,7 @@ func TestAPersonOverTheRateLimitGetsOneDigestListingTheReferences(t *testing.T) 
 
 	// Every alert gets its message: two at once, three in one digest.
 	deferred := map[string]*eventsv1.NotificationDeferred{}
+	digestID := ""
 	for _, id := range ids {
 		e.waitEvents(id, "NotificationSent", 1)
 		if d := e.events(id, "NotificationDeferred"); len(d) > 0 {
@@ -48,6 +53,7 @@ func TestAPersonOverTheRateLimitGetsOneDigestListingTheReferences(t *testing.T) 
 		require.Equal(t, uint32(3), digest.GetReferences())
 		require.Equal(t, d.GetNotificationId(), digest.GetNotificationId())
 		require.Equal(t, "p-busy", digest.GetRecipient().GetPersonId())
+		digestID = digest.GetDigestId()
 	}
 
 	// The CRITICAL alert to the same person is sent at once, not deferred.
@@ -70,5 +76,27 @@ func TestAPersonOverTheRateLimitGetsOneDigestListingTheReferences(t *testing.T) 
 	}
 	require.Equal(t, 3, strings.Count(digests[0].Data, "https://herald.test/ack/"), "one acknowledge link per alert")
 	requireNoSecrets(t, digests[0].Data)
+
+	// The digest bounces (Notify's callback, its reference the digest's
+	// id): each message it merged failed, and with no contact point left
+	// each alert's step fails at once.
+	body, err := json.Marshal(notifyCallback{ID: "notify-d", Reference: digestID, To: "busy@nhs.test", Status: "permanent-failure", NotificationType: "email"})
+	require.NoError(t, err)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+svc.Addrs()["receipts"]+"/v1/receipts/notify", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+notifyCallbackToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	for id := range deferred {
+		require.Eventually(t, func() bool {
+			for _, ev := range e.events(id, "NotificationFailed") {
+				if ev.GetNotificationFailed().GetStepFailed() {
+					return true
+				}
+			}
+			return false
+		}, 30*time.Second, 100*time.Millisecond, "the bounced digest fails the step of alert %s", id)
+	}
 	requireNoSecrets(t, e.logs.String(), "busy@nhs.test")
 }

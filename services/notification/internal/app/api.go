@@ -304,14 +304,39 @@ func (api *API) receipt(w http.ResponseWriter, r *http.Request, body []byte) {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	refs := []DigestRef{{AlertID: alertID, NotificationID: rc.Reference}}
 	if alertID == "" {
-		http.Error(w, "unknown reference", http.StatusNotFound)
-		return
+		// A digest's reference: the report is about each message it merged.
+		if refs, err = e.o.Store.DigestRefs(ctx, rc.Reference); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if len(refs) == 0 {
+			http.Error(w, "unknown reference", http.StatusNotFound)
+			return
+		}
 	}
+	code := http.StatusNoContent
+	for _, ref := range refs {
+		c, err := api.receiptOf(ctx, ref, rc)
+		if err != nil {
+			http.Error(w, "event log or store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		code = c
+	}
+	w.WriteHeader(code)
+}
+
+// receiptOf acts on a report about one notification; it returns the
+// status to answer.
+func (api *API) receiptOf(ctx context.Context, ref DigestRef, rc Receipt) (int, error) {
+	e := api.e
+	alertID := ref.AlertID
+	rc.Reference = ref.NotificationID
 	rec, err := e.o.Store.Record(ctx, alertID, rc.Reference)
 	if err != nil {
-		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-		return
+		return 0, err
 	}
 	switch {
 	case rc.Status == "delivered":
@@ -321,17 +346,14 @@ func (api *API) receipt(w http.ResponseWriter, r *http.Request, body []byte) {
 	default:
 		rec.LastError, rec.UpdatedAt = "provider reported "+rc.Status, e.o.Clock.Now()
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-			return
+			return 0, err
 		}
-		w.WriteHeader(http.StatusAccepted)
-		return
+		return http.StatusAccepted, nil
 	}
 	if err != nil {
-		http.Error(w, "event log or store unavailable", http.StatusServiceUnavailable)
-		return
+		return 0, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, nil
 }
 
 func (api *API) delivered(ctx context.Context, alertID string, rec Record, rc Receipt) error {

@@ -112,6 +112,15 @@ func (e *Engine) sendDigest(ctx context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("render digest %s: %w", digestID, err)
 	}
+	refs := make([]DigestRef, len(lines))
+	for i, l := range lines {
+		refs[i] = DigestRef{AlertID: l.item.AlertID, NotificationID: l.item.NotificationID}
+	}
+	// Before the send: a provider's receipt of the digest (its reference is
+	// the digest id) reaches each message it merged.
+	if err := e.o.Store.PutDigestRefs(ctx, digestID, refs, e.o.AckLinkTTL+24*time.Hour); err != nil {
+		return err
+	}
 	mine, err := e.o.Store.ClaimDigest(ctx, digestID, 24*time.Hour)
 	if err != nil {
 		return err

@@ -78,6 +78,12 @@ type DigestItem struct {
 	Cause           string           `json:"c,omitempty"`
 }
 
+// DigestRef is one notification a digest merged.
+type DigestRef struct {
+	AlertID        string `json:"a"`
+	NotificationID string `json:"nid"`
+}
+
 // Job is the recipient job of the item.
 func (it DigestItem) Job(critical bool) Job {
 	return Job{Kind: JobRecipient, AlertID: it.AlertID, Round: it.Round, Step: it.Step, Repeat: it.Repeat, Failsafe: it.Failsafe,
@@ -159,6 +165,11 @@ type Store interface {
 	// ClaimDigest makes the sending of digest id this caller's (for ttl):
 	// false if it was claimed before (a crash mid-send: in doubt).
 	ClaimDigest(ctx context.Context, id string, ttl time.Duration) (bool, error)
+	// PutDigestRefs remembers, for ttl, which notifications digest id
+	// merged, so that a provider's receipt of the digest reaches each.
+	PutDigestRefs(ctx context.Context, digestID string, refs []DigestRef, ttl time.Duration) error
+	// DigestRefs returns what digest id merged (nil if unknown).
+	DigestRefs(ctx context.Context, digestID string) ([]DigestRef, error)
 	// FinishDigest removes the items nids from the digest of job j and,
 	// when nothing is left, the digest job; items added meanwhile keep the
 	// job, due at next.

@@ -63,6 +63,8 @@ func (s *receiptStore) PutRecord(_ context.Context, r Record) error {
 	return nil
 }
 
+func (s *receiptStore) DigestRefs(context.Context, string) ([]DigestRef, error) { return nil, nil }
+
 func (s *receiptStore) Reschedule(_ context.Context, j Job, _ time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

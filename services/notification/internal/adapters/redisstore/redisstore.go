@@ -573,3 +573,31 @@ func (s *Store) FinishDigest(ctx context.Context, j app.Job, nids []string, next
 	}
 	return nil
 }
+
+// PutDigestRefs implements app.Store.
+func (s *Store) PutDigestRefs(ctx context.Context, digestID string, refs []app.DigestRef, ttl time.Duration) error {
+	b, err := json.Marshal(refs)
+	if err != nil {
+		return fmt.Errorf("encode digest %s: %w", digestID, err)
+	}
+	if err := s.rdb.Set(ctx, s.prefix+":digest-refs:"+digestID, b, ttl).Err(); err != nil {
+		return fmt.Errorf("store digest %s: %w", digestID, err)
+	}
+	return nil
+}
+
+// DigestRefs implements app.Store.
+func (s *Store) DigestRefs(ctx context.Context, digestID string) ([]app.DigestRef, error) {
+	b, err := s.rdb.Get(ctx, s.prefix+":digest-refs:"+digestID).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load digest %s: %w", digestID, err)
+	}
+	var refs []app.DigestRef
+	if err := json.Unmarshal(b, &refs); err != nil {
+		return nil, fmt.Errorf("decode digest %s: %w", digestID, err)
+	}
+	return refs, nil
+}
