@@ -196,6 +196,28 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
+	case *eventsv1.Event_NotificationDeferred:
+		// Timeline only: why a message was held back (a rate limit) and
+		// when its digest goes out; the NotificationSent that follows
+		// counts.
+		n := p.NotificationDeferred
+		e.Summary = fmt.Sprintf("deferred at step %d repeat %d via %s: %s; digest due %s", n.GetStep(), n.GetRepeat(), n.GetChannel(),
+			n.GetReason(), n.GetDigestAt().AsTime().UTC().Format("15:04:05"))
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_DigestSent:
+		n := p.DigestSent
+		e.Summary = fmt.Sprintf("sent step %d repeat %d via %s in a digest of %d alerts", n.GetStep(), n.GetRepeat(), n.GetChannel(), n.GetReferences())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_BreachNoticeSent:
+		n := p.BreachNoticeSent
+		e.Summary = fmt.Sprintf("told of the %s breach via %s", n.GetClock(), n.GetChannel())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
 	case *eventsv1.Event_NotificationDelivered:
 		e.Summary = fmt.Sprintf("delivered via %s", p.NotificationDelivered.GetChannel())
 		if IsTerminal(st) {

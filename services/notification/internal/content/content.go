@@ -55,6 +55,12 @@ type Data struct {
 	Missing     []string
 	// Test marks a TestContactPoint message.
 	Test bool
+	// Breach names the clock (communicate, acknowledge, action) whose
+	// breach this notice tells of (template "breach").
+	Breach string
+	// Digest lists the messages a person's rate limit held back, merged
+	// into this one message (template "digest"): one line each.
+	Digest []Data
 }
 
 // FromAlert returns the data of a message for step and repeat of alert a,
@@ -97,6 +103,9 @@ func QuarantineGap(c eventsv1.ProblemCode) string {
 // Ref is the reference printed in messages: the alert's keyed reference
 // (HRD-XXXX-XXXX-XXXX), the same on the acknowledge page and in heraldctl.
 func (d Data) Ref() string { return d.Reference }
+
+// Count is how many alerts a digest lists.
+func (d Data) Count() int { return len(d.Digest) }
 
 // StepNumber is the one-based step number, for people.
 func (d Data) StepNumber() uint32 { return d.Step + 1 }
@@ -167,6 +176,10 @@ func Names(d Data) []string {
 	switch {
 	case d.Test:
 		return []string{"test", "default"}
+	case len(d.Digest) > 0:
+		return []string{"digest"}
+	case d.Breach != "":
+		return []string{"breach"}
 	case d.Failsafe:
 		return []string{"failsafe", d.CategoryKey, "default"}
 	case d.Quarantined:

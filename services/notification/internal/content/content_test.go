@@ -89,11 +89,20 @@ func TestEveryTemplateCarriesNoPatientData(t *testing.T) {
 				name                        string
 				repeat                      uint32
 				failsafe, test, quarantined bool
-			}{{"first", 0, false, false, false}, {"repeat", 2, false, false, false}, {"failsafe", 0, true, false, false}, {"test", 0, false, true, false},
-				{"quarantined", 0, false, false, true}, {"quarantined repeat", 1, false, false, true}, {"quarantined failsafe", 0, true, false, true}} {
+				breach                      string
+				digest                      bool
+			}{{"first", 0, false, false, false, "", false}, {"repeat", 2, false, false, false, "", false}, {"failsafe", 0, true, false, false, "", false},
+				{"test", 0, false, true, false, "", false}, {"quarantined", 0, false, false, true, "", false}, {"quarantined repeat", 1, false, false, true, "", false},
+				{"quarantined failsafe", 0, true, false, true, "", false}, {"failsafe reminder", 3, true, false, false, "", false},
+				{"breach", 0, false, false, false, "acknowledge", false}, {"digest", 1, false, false, true, "", true}} {
 				a := syntheticAlertOf(t, cat, kind.quarantined)
 				d := FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, kind.repeat, kind.failsafe, "https://herald.example/ack/tok123")
 				d.Test = kind.test
+				d.Breach = kind.breach
+				if kind.digest {
+					other := FromAlert(syntheticAlertOf(t, eventsv1.Category_CATEGORY_URGENT, false), "HRD-1111-2222-3333", 1, 0, true, "https://herald.example/ack/tok456")
+					d = Data{Digest: []Data{d, other}}
+				}
 				m, err := r.Render(ch, d)
 				require.NoError(t, err, "channel %s category %s kind %s", ch, cat, kind.name)
 				requireNoPatientData(t, m.Subject+m.Body)

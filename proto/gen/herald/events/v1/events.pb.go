@@ -636,6 +636,9 @@ type Event struct {
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
 	//	*Event_StepRecipientsResolved
+	//	*Event_NotificationDeferred
+	//	*Event_DigestSent
+	//	*Event_BreachNoticeSent
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -887,6 +890,33 @@ func (x *Event) GetStepRecipientsResolved() *StepRecipientsResolved {
 	return nil
 }
 
+func (x *Event) GetNotificationDeferred() *NotificationDeferred {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationDeferred); ok {
+			return x.NotificationDeferred
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDigestSent() *DigestSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_DigestSent); ok {
+			return x.DigestSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBreachNoticeSent() *BreachNoticeSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BreachNoticeSent); ok {
+			return x.BreachNoticeSent
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -959,6 +989,18 @@ type Event_StepRecipientsResolved struct {
 	StepRecipientsResolved *StepRecipientsResolved `protobuf:"bytes,40,opt,name=step_recipients_resolved,json=stepRecipientsResolved,proto3,oneof"`
 }
 
+type Event_NotificationDeferred struct {
+	NotificationDeferred *NotificationDeferred `protobuf:"bytes,45,opt,name=notification_deferred,json=notificationDeferred,proto3,oneof"`
+}
+
+type Event_DigestSent struct {
+	DigestSent *DigestSent `protobuf:"bytes,46,opt,name=digest_sent,json=digestSent,proto3,oneof"`
+}
+
+type Event_BreachNoticeSent struct {
+	BreachNoticeSent *BreachNoticeSent `protobuf:"bytes,47,opt,name=breach_notice_sent,json=breachNoticeSent,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -992,6 +1034,12 @@ func (*Event_FailsafeQueued) isEvent_Payload() {}
 func (*Event_AlertClosed) isEvent_Payload() {}
 
 func (*Event_StepRecipientsResolved) isEvent_Payload() {}
+
+func (*Event_NotificationDeferred) isEvent_Payload() {}
+
+func (*Event_DigestSent) isEvent_Payload() {}
+
+func (*Event_BreachNoticeSent) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -2161,8 +2209,13 @@ type EscalationPolicy struct {
 	Steps []*EscalationStep      `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
 	// The trust's fail-safe queue that receives an alert whose policy is exhausted.
 	FailsafeQueue string `protobuf:"bytes,3,opt,name=failsafe_queue,json=failsafeQueue,proto3" json:"failsafe_queue,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Who is told when one of the category's clocks is breached, per clock.
+	BreachNotices []*BreachNotice `protobuf:"bytes,4,rep,name=breach_notices,json=breachNotices,proto3" json:"breach_notices,omitempty"`
+	// How often the fail-safe officers are reminded of an alert still in the
+	// fail-safe queue, until it is closed; unset: never (one message only).
+	FailsafeReminderEvery *durationpb.Duration `protobuf:"bytes,5,opt,name=failsafe_reminder_every,json=failsafeReminderEvery,proto3" json:"failsafe_reminder_every,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *EscalationPolicy) Reset() {
@@ -2216,6 +2269,82 @@ func (x *EscalationPolicy) GetFailsafeQueue() string {
 	return ""
 }
 
+func (x *EscalationPolicy) GetBreachNotices() []*BreachNotice {
+	if x != nil {
+		return x.BreachNotices
+	}
+	return nil
+}
+
+func (x *EscalationPolicy) GetFailsafeReminderEvery() *durationpb.Duration {
+	if x != nil {
+		return x.FailsafeReminderEvery
+	}
+	return nil
+}
+
+// BreachNotice names who is told when a clock is breached (the safety lead,
+// the fail-safe team), on which channels in order.
+type BreachNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clock         ClockKind              `protobuf:"varint,1,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Targets       []*Target              `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	Channels      []Channel              `protobuf:"varint,3,rep,packed,name=channels,proto3,enum=herald.events.v1.Channel" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachNotice) Reset() {
+	*x = BreachNotice{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNotice) ProtoMessage() {}
+
+func (x *BreachNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNotice.ProtoReflect.Descriptor instead.
+func (*BreachNotice) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BreachNotice) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNotice) GetTargets() []*Target {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *BreachNotice) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
 // AlertRouted: the rules service classified the alert and chose its policy.
 type AlertRouted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2237,7 +2366,7 @@ type AlertRouted struct {
 
 func (x *AlertRouted) Reset() {
 	*x = AlertRouted{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2378,7 @@ func (x *AlertRouted) String() string {
 func (*AlertRouted) ProtoMessage() {}
 
 func (x *AlertRouted) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2391,7 @@ func (x *AlertRouted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRouted.ProtoReflect.Descriptor instead.
 func (*AlertRouted) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AlertRouted) GetCategory() Category {
@@ -2334,7 +2463,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2475,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2488,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Recipient) GetPersonId() string {
@@ -2401,7 +2530,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2542,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2555,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NotificationSent) GetNotificationId() string {
@@ -2494,7 +2623,7 @@ type StepRecipientsResolved struct {
 
 func (x *StepRecipientsResolved) Reset() {
 	*x = StepRecipientsResolved{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2635,7 @@ func (x *StepRecipientsResolved) String() string {
 func (*StepRecipientsResolved) ProtoMessage() {}
 
 func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2648,7 @@ func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepRecipientsResolved.ProtoReflect.Descriptor instead.
 func (*StepRecipientsResolved) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StepRecipientsResolved) GetStep() uint32 {
@@ -2565,7 +2694,7 @@ type NotificationFailed struct {
 
 func (x *NotificationFailed) Reset() {
 	*x = NotificationFailed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2706,7 @@ func (x *NotificationFailed) String() string {
 func (*NotificationFailed) ProtoMessage() {}
 
 func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2719,7 @@ func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationFailed.ProtoReflect.Descriptor instead.
 func (*NotificationFailed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationFailed) GetNotificationId() string {
@@ -2663,6 +2792,284 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 	return 0
 }
 
+// NotificationDeferred: a message was held back, not sent now, and why (the
+// person's rate limit): it goes out merged into one digest message to that
+// person at digest_at (DigestSent), never silently later.
+type NotificationDeferred struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32                 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient             `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	Reason         string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	DigestAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=digest_at,json=digestAt,proto3" json:"digest_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NotificationDeferred) Reset() {
+	*x = NotificationDeferred{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationDeferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationDeferred) ProtoMessage() {}
+
+func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
+func (*NotificationDeferred) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NotificationDeferred) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationDeferred) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *NotificationDeferred) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetDigestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DigestAt
+	}
+	return nil
+}
+
+// DigestSent: a message of this alert went out merged into a digest: one
+// message to a person listing the references of several alerts.
+type DigestSent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic: hash of (person, channel, the notification ids merged).
+	DigestId string `protobuf:"bytes,1,opt,name=digest_id,json=digestId,proto3" json:"digest_id,omitempty"`
+	// The merged message of this alert (as in NotificationDeferred).
+	NotificationId string     `protobuf:"bytes,2,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32     `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32     `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel    `protobuf:"varint,6,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	// How many alerts the digest listed.
+	References        uint32 `protobuf:"varint,7,opt,name=references,proto3" json:"references,omitempty"`
+	ProviderMessageId string `protobuf:"bytes,8,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DigestSent) Reset() {
+	*x = DigestSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestSent) ProtoMessage() {}
+
+func (x *DigestSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
+func (*DigestSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DigestSent) GetDigestId() string {
+	if x != nil {
+		return x.DigestId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *DigestSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *DigestSent) GetReferences() uint32 {
+	if x != nil {
+		return x.References
+	}
+	return 0
+}
+
+func (x *DigestSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
+// BreachNoticeSent: a person named by the policy for a clock's breach was
+// told of it.
+type BreachNoticeSent struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId    string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Clock             ClockKind              `protobuf:"varint,2,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Recipient         *Recipient             `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel           Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	ProviderMessageId string                 `protobuf:"bytes,5,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BreachNoticeSent) Reset() {
+	*x = BreachNoticeSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNoticeSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNoticeSent) ProtoMessage() {}
+
+func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
+func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BreachNoticeSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *BreachNoticeSent) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *BreachNoticeSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
 // NotificationDelivered: a provider reported delivery to the device.
 type NotificationDelivered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2675,7 +3082,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +3094,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +3107,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -2740,7 +3147,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +3159,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +3172,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -2814,7 +3221,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3233,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3246,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -2870,7 +3277,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3289,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3302,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -2940,7 +3347,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3359,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3372,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -3015,7 +3422,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3434,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3447,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -3078,7 +3485,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3497,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3510,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3146,7 +3553,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3565,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3578,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3208,7 +3615,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3627,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3640,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3269,7 +3676,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3281,7 +3688,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3294,7 +3701,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3322,7 +3729,7 @@ var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x0e\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3350,7 +3757,11 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
 	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12d\n" +
-	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolvedB\t\n" +
+	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolved\x12]\n" +
+	"\x15notification_deferred\x18- \x01(\v2&.herald.events.v1.NotificationDeferredH\x00R\x14notificationDeferred\x12?\n" +
+	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
+	"digestSent\x12R\n" +
+	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSentB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3447,11 +3858,17 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\arepeats\x18\x04 \x01(\rR\arepeats\x124\n" +
 	"\back_mode\x18\x05 \x01(\x0e2\x19.herald.events.v1.AckModeR\aackMode\x125\n" +
-	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xa0\x01\n" +
+	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xba\x02\n" +
 	"\x10EscalationPolicy\x12-\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x126\n" +
 	"\x05steps\x18\x02 \x03(\v2 .herald.events.v1.EscalationStepR\x05steps\x12%\n" +
-	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\"\x96\x03\n" +
+	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\x12E\n" +
+	"\x0ebreach_notices\x18\x04 \x03(\v2\x1e.herald.events.v1.BreachNoticeR\rbreachNotices\x12Q\n" +
+	"\x17failsafe_reminder_every\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x15failsafeReminderEvery\"\xac\x01\n" +
+	"\fBreachNotice\x121\n" +
+	"\x05clock\x18\x01 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x122\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.herald.events.v1.TargetR\atargets\x125\n" +
+	"\bchannels\x18\x03 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\x96\x03\n" +
 	"\vAlertRouted\x126\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1a.herald.events.v1.CategoryR\bcategory\x12%\n" +
 	"\x0elocal_category\x18\x02 \x01(\tR\rlocalCategory\x123\n" +
@@ -3490,7 +3907,33 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xa5\x01\n" +
+	" \x01(\rR\x06repeat\"\xac\x02\n" +
+	"\x14NotificationDeferred\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x127\n" +
+	"\tdigest_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bdigestAt\"\xbe\x02\n" +
+	"\n" +
+	"DigestSent\x12\x1b\n" +
+	"\tdigest_id\x18\x01 \x01(\tR\bdigestId\x12'\n" +
+	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x05 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x1e\n" +
+	"\n" +
+	"references\x18\a \x01(\rR\n" +
+	"references\x12.\n" +
+	"\x13provider_message_id\x18\b \x01(\tR\x11providerMessageId\"\x8e\x02\n" +
+	"\x10BreachNoticeSent\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x121\n" +
+	"\x05clock\x18\x02 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x129\n" +
+	"\trecipient\x18\x03 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
+	"\x13provider_message_id\x18\x05 \x01(\tR\x11providerMessageId\"\xa5\x01\n" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
@@ -3619,7 +4062,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -3649,96 +4092,116 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*Target)(nil),                 // 25: herald.events.v1.Target
 	(*EscalationStep)(nil),         // 26: herald.events.v1.EscalationStep
 	(*EscalationPolicy)(nil),       // 27: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),            // 28: herald.events.v1.AlertRouted
-	(*Recipient)(nil),              // 29: herald.events.v1.Recipient
-	(*NotificationSent)(nil),       // 30: herald.events.v1.NotificationSent
-	(*StepRecipientsResolved)(nil), // 31: herald.events.v1.StepRecipientsResolved
-	(*NotificationFailed)(nil),     // 32: herald.events.v1.NotificationFailed
-	(*NotificationDelivered)(nil),  // 33: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 34: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 35: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 36: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 37: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 38: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 39: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 40: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 41: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 42: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil),  // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 44: google.protobuf.Duration
+	(*BreachNotice)(nil),           // 28: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 29: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 30: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 31: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 32: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 33: herald.events.v1.NotificationFailed
+	(*NotificationDeferred)(nil),   // 34: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 35: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 36: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 37: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 38: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 39: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 40: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 41: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 42: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 43: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 44: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 45: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 46: herald.events.v1.AlertClosed
+	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 48: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	43, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	47, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
 	21, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
 	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	28, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	30, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	32, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	33, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	35, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	36, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	37, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	38, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	39, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	40, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	41, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	42, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	31, // 18: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
-	12, // 19: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 20: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 21: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 22: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 23: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 24: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 25: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 26: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 27: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 28: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 29: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	43, // 30: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 31: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 32: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 33: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 34: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 35: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	43, // 36: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	43, // 37: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	43, // 38: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	43, // 39: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	43, // 40: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 41: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 42: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	44, // 43: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 44: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 45: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 46: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 47: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 48: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 49: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 50: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 51: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	29, // 52: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 53: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	29, // 54: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 55: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	3,  // 56: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	34, // 57: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	34, // 58: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	34, // 59: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 60: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	34, // 61: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 62: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 63: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	43, // 64: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	34, // 65: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	29, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	31, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	33, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	37, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	39, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	40, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	41, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	42, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	43, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	44, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	45, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	46, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	32, // 18: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	34, // 19: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	35, // 20: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	36, // 21: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	12, // 22: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 23: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 24: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	13, // 25: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	15, // 26: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	17, // 27: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 28: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	14, // 29: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	14, // 30: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	14, // 31: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	16, // 32: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	47, // 33: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 34: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	18, // 35: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 36: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	18, // 37: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	22, // 38: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	47, // 39: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	47, // 40: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	47, // 41: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	47, // 42: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	47, // 43: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 44: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	25, // 45: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	48, // 46: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 47: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 48: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	11, // 49: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	26, // 50: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	28, // 51: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	48, // 52: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 53: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	25, // 54: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 55: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 56: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	24, // 57: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	27, // 58: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 59: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	30, // 60: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 61: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	30, // 62: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 63: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	30, // 64: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 65: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	47, // 66: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	30, // 67: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 68: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 69: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	30, // 70: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 71: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 72: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	38, // 73: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	38, // 74: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	38, // 75: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 76: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	38, // 77: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 78: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 79: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	47, // 80: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	38, // 81: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3764,6 +4227,9 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
 		(*Event_StepRecipientsResolved)(nil),
+		(*Event_NotificationDeferred)(nil),
+		(*Event_DigestSent)(nil),
+		(*Event_BreachNoticeSent)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3771,7 +4237,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
