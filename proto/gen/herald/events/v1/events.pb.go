@@ -639,6 +639,7 @@ type Event struct {
 	//	*Event_NotificationDeferred
 	//	*Event_DigestSent
 	//	*Event_BreachNoticeSent
+	//	*Event_TimerRepaired
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -917,6 +918,15 @@ func (x *Event) GetBreachNoticeSent() *BreachNoticeSent {
 	return nil
 }
 
+func (x *Event) GetTimerRepaired() *TimerRepaired {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TimerRepaired); ok {
+			return x.TimerRepaired
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1001,6 +1011,10 @@ type Event_BreachNoticeSent struct {
 	BreachNoticeSent *BreachNoticeSent `protobuf:"bytes,47,opt,name=breach_notice_sent,json=breachNoticeSent,proto3,oneof"`
 }
 
+type Event_TimerRepaired struct {
+	TimerRepaired *TimerRepaired `protobuf:"bytes,36,opt,name=timer_repaired,json=timerRepaired,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -1040,6 +1054,8 @@ func (*Event_NotificationDeferred) isEvent_Payload() {}
 func (*Event_DigestSent) isEvent_Payload() {}
 
 func (*Event_BreachNoticeSent) isEvent_Payload() {}
+
+func (*Event_TimerRepaired) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -3725,11 +3741,98 @@ func (x *AlertClosed) GetRequestId() string {
 	return ""
 }
 
+// TimerRepaired: acknowledgement's overdue watchdog found an open alert
+// whose next deadline had passed by more than its bound with nothing
+// decided (its SLA timer was lost: a bug, a deleted Redis key, an
+// operator's mistake) and armed the timer again. The decision the deadline
+// owes (escalation, breach, fail-safe queue) follows as its own event. It
+// changes no state: it records, for the safety lead, that a deadline was
+// late and why.
+type TimerRepaired struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deadline is the deadline that was overdue (the earliest one due).
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// overdue_by is how far past the deadline the watchdog found it.
+	OverdueBy *durationpb.Duration `protobuf:"bytes,2,opt,name=overdue_by,json=overdueBy,proto3" json:"overdue_by,omitempty"`
+	// step and repeat of the escalation ladder at the time.
+	Step   uint32 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32 `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// timers names the lifecycle timers re-armed ("step", "clock:ACKNOWLEDGE").
+	Timers        []string `protobuf:"bytes,5,rep,name=timers,proto3" json:"timers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerRepaired) Reset() {
+	*x = TimerRepaired{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerRepaired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerRepaired) ProtoMessage() {}
+
+func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
+func (*TimerRepaired) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetOverdueBy() *durationpb.Duration {
+	if x != nil {
+		return x.OverdueBy
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetTimers() []string {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
+}
+
 var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x0e\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x0f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3761,7 +3864,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x15notification_deferred\x18- \x01(\v2&.herald.events.v1.NotificationDeferredH\x00R\x14notificationDeferred\x12?\n" +
 	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
 	"digestSent\x12R\n" +
-	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSentB\t\n" +
+	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSent\x12H\n" +
+	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepairedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3983,7 +4087,14 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x05actor\x18\x01 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId*\x9e\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xc5\x01\n" +
+	"\rTimerRepaired\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x128\n" +
+	"\n" +
+	"overdue_by\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toverdueBy\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x12\x16\n" +
+	"\x06timers\x18\x05 \x03(\tR\x06timers*\x9e\x01\n" +
 	"\bCategory\x12\x18\n" +
 	"\x14CATEGORY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CATEGORY_CRITICAL\x10\x01\x12\x13\n" +
@@ -4062,7 +4173,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -4111,11 +4222,12 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*SLABreached)(nil),            // 44: herald.events.v1.SLABreached
 	(*FailsafeQueued)(nil),         // 45: herald.events.v1.FailsafeQueued
 	(*AlertClosed)(nil),            // 46: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 48: google.protobuf.Duration
+	(*TimerRepaired)(nil),          // 47: herald.events.v1.TimerRepaired
+	(*timestamppb.Timestamp)(nil),  // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 49: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	47, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	48, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
@@ -4137,71 +4249,74 @@ var file_herald_events_v1_events_proto_depIdxs = []int32{
 	34, // 19: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
 	35, // 20: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
 	36, // 21: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
-	12, // 22: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 23: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 24: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 25: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 26: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 27: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 28: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 29: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 30: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 31: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 32: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	47, // 33: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 34: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 35: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 36: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 37: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 38: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	47, // 39: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	47, // 40: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	47, // 41: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	47, // 42: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	47, // 43: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 44: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 45: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	48, // 46: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 47: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 48: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 49: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 50: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	28, // 51: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	48, // 52: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,  // 53: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	25, // 54: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,  // 55: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,  // 56: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 57: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 58: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 59: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	30, // 60: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 61: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	30, // 62: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 63: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	30, // 64: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 65: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	47, // 66: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	30, // 67: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 68: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,  // 69: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	30, // 70: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 71: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,  // 72: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	38, // 73: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	38, // 74: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	38, // 75: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 76: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	38, // 77: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 78: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 79: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	47, // 80: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	38, // 81: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	82, // [82:82] is the sub-list for method output_type
-	82, // [82:82] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	47, // 22: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	12, // 23: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 24: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 25: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	13, // 26: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	15, // 27: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	17, // 28: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 29: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	14, // 30: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	14, // 31: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	14, // 32: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	16, // 33: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	48, // 34: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 35: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	18, // 36: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 37: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	18, // 38: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	22, // 39: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	48, // 40: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	48, // 41: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	48, // 42: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	48, // 43: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	48, // 44: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 45: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	25, // 46: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	49, // 47: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 48: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 49: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	11, // 50: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	26, // 51: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	28, // 52: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	49, // 53: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 54: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	25, // 55: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 56: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 57: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	24, // 58: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	27, // 59: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 60: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	30, // 61: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 62: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	30, // 63: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 64: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	30, // 65: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 66: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	48, // 67: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	30, // 68: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 69: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 70: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	30, // 71: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 72: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 73: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	38, // 74: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	38, // 75: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	38, // 76: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 77: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	38, // 78: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 79: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 80: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	48, // 81: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	38, // 82: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	48, // 83: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	49, // 84: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	85, // [85:85] is the sub-list for method output_type
+	85, // [85:85] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -4230,6 +4345,7 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_NotificationDeferred)(nil),
 		(*Event_DigestSent)(nil),
 		(*Event_BreachNoticeSent)(nil),
+		(*Event_TimerRepaired)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4237,7 +4353,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
