@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -368,6 +369,14 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		st.ClosedAt = at
 		st.StepDueAt = nil
 		return true
+
+	case *eventsv1.Event_TimerRepaired:
+		// A fact for the timeline: the state is unchanged (the decision
+		// the deadline owes follows as its own event).
+		r := p.TimerRepaired
+		e.Summary = fmt.Sprintf("lost SLA timer re-armed by the overdue watchdog, %s past the deadline (step %d)",
+			r.GetOverdueBy().AsDuration().Round(time.Second), r.GetStep())
+		return !IsTerminal(st)
 	}
 	e.Summary = "unknown event"
 	return false

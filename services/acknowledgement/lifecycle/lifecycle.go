@@ -242,6 +242,8 @@ func EventType(ev *eventsv1.Event) string {
 		return "DigestSent"
 	case *eventsv1.Event_BreachNoticeSent:
 		return "BreachNoticeSent"
+	case *eventsv1.Event_TimerRepaired:
+		return "TimerRepaired"
 	}
 	return "Unknown"
 }

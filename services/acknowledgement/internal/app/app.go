@@ -9,13 +9,17 @@
 //  2. fold the event (skipped if its id or offset was already applied);
 //  3. publish the new state to the compacted state topic (durable first, so
 //     the topic is never behind the store it restores);
-//  4. store it in the projection (only if newer), then arm/cancel timers;
+//  4. store it in the projection (only if newer), then arm/cancel the
+//     alert's timer as the stored state needs;
 //  5. append the reactions the lifecycle owes (decline → escalate), with
 //     deterministic ids;
 //  6. return: the consumer commits.
 //
 // A crash at any point redelivers the event: steps 3-5 are repeated from the
-// stored state, each idempotent.
+// stored state, each idempotent. In particular a redelivered event that the
+// store already reflects (lifecycle.Apply skips it) still publishes the
+// stored state and arms the timer that state needs: the handler may have
+// died between the store and the arm, and nothing else would arm it.
 package app
 
 import (
@@ -99,6 +103,10 @@ type Hooks struct {
 	// AfterAppend runs after the timer's events were appended, before the
 	// handler returns (before the timer is confirmed).
 	AfterAppend func(ctx context.Context, t lifecycle.Timer, events []*eventsv1.Event)
+	// BeforeArm runs before the alert timer st needs is armed or
+	// cancelled; an error fails the arm as a Redis error would (a test
+	// injects the fault between the store and the arm there).
+	BeforeArm func(ctx context.Context, st *lifecycle.State) error
 	// Received runs when the consumer starts handling an event.
 	Received func(ev *eventsv1.Event)
 	// Applied runs after an event was handled by the consumer.
