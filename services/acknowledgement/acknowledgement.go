@@ -220,6 +220,7 @@ type Service struct {
 	rdb     *redis.Client
 	scripts *redisbatch.Batcher
 	writer  *eventlog.Writer
+	tail    *kafkalog.Tail
 	store   *redisstore.Store
 	timers  *timers.Store
 	poller  *timers.Poller
@@ -272,9 +273,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	s.timers.ScriptsVia(s.scripts)
 	s.hub = app.NewHub()
+	// Decisions read the alert's events the group has not committed past
+	// (docs/design.md, "Deciding on fresh state").
+	s.tail = kafkalog.NewTail(cfg.Log, cfg.GroupID)
 	s.app = app.New(app.Deps{
 		States: s.store, Recovery: s.store, Log: s.writer, Topic: kafkalog.NewStateTopic(cfg.Log, s.writer),
-		Timers: s.timers, Lister: s.store, Clock: deps.Clock, Logger: deps.Logger,
+		Timers: s.timers, Lister: s.store, Tail: s.tail, Clock: deps.Clock, Logger: deps.Logger,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
 	})
 	if s.poller, err = timers.NewPoller(s.timers, timers.PollerConfig{
@@ -369,6 +373,9 @@ func (s *Service) close() {
 	}
 	if s.writer != nil {
 		_ = s.writer.Close()
+	}
+	if s.tail != nil {
+		s.tail.Close()
 	}
 	if s.scripts != nil {
 		s.scripts.Close()

@@ -3,11 +3,15 @@ package acknowledgement_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
@@ -84,3 +88,91 @@ func TestKilledBetweenStoreAndArmIsRearmedByTheNextOwner(t *testing.T) {
 	require.Equal(t, 1, records[got[0]])
 }
 
+// timerStore opens the service's timer store (its namespace) on the test's
+// Redis, to look at what is armed.
+func (e *env) timerStore(clk clock.Clock) *timers.Store {
+	e.t.Helper()
+	cfg := timers.DefaultConfig()
+	cfg.Namespace = e.cfg.RedisNamespace
+	ts, err := timers.New(e.rdb, clk, cfg)
+	require.NoError(e.t, err)
+	return ts
+}
+
+// TestTimerDecidesOnTheLogNotOnAStalledProjection stalls the projection of
+// one alert (its partition's handler is held before it applies the
+// AlertAcknowledged, as when the replica that owns the partition died and
+// the group has not moved it yet), acknowledges the alert, then lets its
+// step timer fire. The acknowledgement is in the log before the timer
+// decides: there must be no AlertEscalated. The Acknowledge command itself
+// answers from the log, without waiting out its command wait.
+func TestTimerDecidesOnTheLogNotOnAStalledProjection(t *testing.T) {
+	e := newEnv(t)
+	clk := clock.NewSimulated(time.Now())
+	e.clock = clk
+	e.cfg.CommandWait = time.Minute // a command that waited for the stalled projection would hang the test
+	id := newAlertID("stalled")
+	release := make(chan struct{})
+	var held atomic.Bool
+	in := e.start("r1", app.Hooks{Received: func(ev *eventsv1.Event) {
+		if _, ok := ev.GetPayload().(*eventsv1.Event_AlertAcknowledged); ok && ev.GetAlertId() == id {
+			held.Store(true)
+			<-release
+		}
+	}})
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unstall)
+
+	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, 15*time.Minute, time.Hour))
+	e.waitState(in.client, id, ackv1.State_STATE_ROUTED, 60*time.Second)
+	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
+		Actor: &eventsv1.Actor{PersonId: "dr-stalled"}, Via: "grpc"})
+	require.NoError(t, err)
+	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, ack.GetState().GetState())
+	require.True(t, held.Load(), "the projection applied the acknowledgement: nothing was stalled")
+
+	// The step timer comes due while the projection still says ROUTED.
+	ts := e.timerStore(clk)
+	clk.Advance(16 * time.Minute)
+	require.Eventually(t, func() bool {
+		st, err := ts.Stats(context.Background())
+		return err == nil && st.Due == 0 && st.Leased == 0
+	}, 60*time.Second, 20*time.Millisecond, "the step timer was never decided")
+	got, _, kinds := decided(e.events(id))
+	require.Empty(t, kindsOf(got, kinds), "decided on a projection behind the log: escalated an acknowledged alert")
+
+	unstall()
+	e.waitState(in.client, id, ackv1.State_STATE_ACKNOWLEDGED, 60*time.Second)
+}
+
+// TestAcknowledgeDecidesOnTheLogWhenTheProjectionLags holds the projection
+// before it applies an alert's AlertRouted (a lagging consumer under load)
+// and acknowledges the alert: the command decides on the alert as the log
+// has it (routed, so acknowledgeable) instead of refusing it as "raised"
+// (the acknowledge link's HTTP 409 of issue #17).
+func TestAcknowledgeDecidesOnTheLogWhenTheProjectionLags(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.CommandWait = time.Minute
+	id := newAlertID("lagging")
+	release := make(chan struct{})
+	var held atomic.Bool
+	in := e.start("r1", app.Hooks{Received: func(ev *eventsv1.Event) {
+		if _, ok := ev.GetPayload().(*eventsv1.Event_AlertRouted); ok && ev.GetAlertId() == id {
+			held.Store(true)
+			<-release
+		}
+	}})
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unstall)
+
+	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, 15*time.Minute, time.Hour))
+	require.Eventually(t, held.Load, 60*time.Second, 10*time.Millisecond)
+	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
+		Actor: &eventsv1.Actor{PersonId: "dr-lagging"}, Via: "grpc"})
+	require.NoError(t, err, "refused on a projection behind the log")
+	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, ack.GetState().GetState())
+	unstall()
+	e.waitState(in.client, id, ackv1.State_STATE_ACKNOWLEDGED, 60*time.Second)
+}

@@ -1,0 +1,170 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-health/herald/platform/fault"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// ErrTooFarBehind is returned by Tail.Unhandled when the consumer group is
+// further behind on the key's partition than the caller's bound: reading
+// the gap would cost more than waiting for the group. It wraps
+// fault.ErrUnavailable (retry later).
+var ErrTooFarBehind = errors.New("consumer group is too far behind on the partition")
+
+// Tail gives read-your-writes on the event log for one key: the records of
+// that key that are in the log now but that a consumer group may not have
+// handled yet. A projection kept by that group (a Redis state store, say)
+// plus these records is the key's state as the log has it, whatever the
+// group's lag: a replica that died with a partition, a rebalance, a
+// catch-up.
+//
+// It costs two small requests (the partition's end offset and the group's
+// committed offset, sent together) and, only when the group has not
+// committed up to the end, one fetch from the committed offset.
+type Tail struct {
+	cfg    Config
+	topic  string
+	group  string
+	client *kafka.Client
+	close  func()
+
+	mu         sync.Mutex
+	partitions int
+}
+
+// NewTail returns a Tail of cfg's events topic for the consumer group.
+// Close it when done.
+func NewTail(cfg Config, group string) *Tail {
+	client, closeIdle := cfg.Client(10 * time.Second)
+	return &Tail{cfg: cfg, topic: cfg.EventsTopic, group: group, client: client, close: closeIdle}
+}
+
+// Close releases the Tail's connections.
+func (t *Tail) Close() { t.close() }
+
+// Unhandled returns, in log order, the events of key at or after the later
+// of the group's committed offset and after+1 on key's partition, up to the
+// partition's end (high watermark) when called: every event of key that an
+// append acknowledged before the call and that the group may not have
+// handled. after is the offset of the last event of key the caller has
+// applied (-1: none). When more than limit records would have to be read, it
+// returns an error wrapping ErrTooFarBehind.
+func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int) ([]Delivery, error) {
+	p, err := t.partitionOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		end, committed int64
+		endErr, cErr   error
+		wg             sync.WaitGroup
+	)
+	wg.Go(func() { end, endErr = t.endOffset(ctx, p) })
+	wg.Go(func() { committed, cErr = t.committed(ctx, p) })
+	wg.Wait()
+	if err := errors.Join(endErr, cErr); err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read position of %s/%d: %v", t.topic, p, err))
+	}
+	from := max64(committed, after+1)
+	if from >= end {
+		return nil, nil
+	}
+	if end-from > int64(limit) {
+		return nil, fmt.Errorf("%w (%s/%d: %d records between %d and the end %d): %w", ErrTooFarBehind, t.topic, p, end-from, from, end, fault.ErrUnavailable)
+	}
+	var out []Delivery
+	err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, partition int, offset int64) error {
+		if string(k) != key {
+			return nil
+		}
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(value, ev); err != nil || ev.GetEventId() == "" {
+			return nil // the consumer dead-letters it; it never reaches the projection either
+		}
+		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: partition, Offset: offset})
+		return nil
+	})
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read %s/%d from %d: %v", t.topic, p, from, err))
+	}
+	return out, nil
+}
+
+// partitionOf returns the partition the producer writes key to (kafka.Hash
+// over the topic's partitions, as Writer.Append does).
+func (t *Tail) partitionOf(ctx context.Context, key string) (int, error) {
+	t.mu.Lock()
+	n := t.partitions
+	t.mu.Unlock()
+	if n == 0 {
+		meta, err := t.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.topic}})
+		if err == nil && (len(meta.Topics) != 1 || meta.Topics[0].Error != nil) {
+			err = fmt.Errorf("topic not found: %v", meta.Topics)
+		}
+		if err != nil {
+			return 0, fault.Unavailable(fmt.Sprintf("read metadata of %s: %v", t.topic, err))
+		}
+		n = len(meta.Topics[0].Partitions)
+		t.mu.Lock()
+		t.partitions = n
+		t.mu.Unlock()
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(key)}, parts...), nil
+}
+
+func (t *Tail) endOffset(ctx context.Context, p int) (int64, error) {
+	res, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.topic: {kafka.LastOffsetOf(p)}}})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[t.topic] {
+		if po.Partition == p {
+			if po.Error != nil {
+				return 0, po.Error
+			}
+			return po.LastOffset, nil
+		}
+	}
+	return 0, fmt.Errorf("no end offset for partition %d", p)
+}
+
+// committed returns the group's committed offset of p (0 when it has none:
+// the group starts at the beginning of the log).
+func (t *Tail) committed(ctx context.Context, p int) (int64, error) {
+	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: {p}}})
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[t.topic] {
+		if po.Partition == p {
+			if po.Error != nil {
+				return 0, po.Error
+			}
+			return max64(po.CommittedOffset, 0), nil
+		}
+	}
+	return 0, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
