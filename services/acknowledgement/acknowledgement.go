@@ -94,6 +94,11 @@ type Config struct {
 	EpochEvery time.Duration
 	// CommandWait bounds how long a command waits for the projection.
 	CommandWait time.Duration
+	// WatchdogEvery is how often the overdue watchdog sweeps, and
+	// WatchdogBound how late a deadline may be before its timer counts as
+	// lost and is re-armed (docs/design.md, "Never lose an escalation").
+	WatchdogEvery time.Duration
+	WatchdogBound time.Duration
 }
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 30 s
@@ -115,6 +120,8 @@ func DefaultConfig() Config {
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		WatchdogEvery:    15 * time.Second,
+		WatchdogBound:    time.Minute,
 	}
 }
 
@@ -147,6 +154,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
+	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
 
 // Validate names the setting at fault.
@@ -200,6 +209,12 @@ func (c Config) Validate() error {
 	}
 	if c.CommandWait <= 0 {
 		bad("setting command-wait must be positive")
+	}
+	if c.WatchdogEvery <= 0 {
+		bad("setting watchdog-every must be positive")
+	}
+	if c.WatchdogBound <= 0 {
+		bad("setting watchdog-bound must be positive")
 	}
 	return errors.Join(errs...)
 }
@@ -337,6 +352,9 @@ func (s *Service) Run(ctx context.Context) error {
 		"recovery": func(ctx context.Context) error { return s.app.RunRecovery(ctx, s.cfg.Replica, s.cfg.EpochEvery) },
 		"changes":  func(ctx context.Context) error { return s.hub.Feed(ctx, s.store.Subscribe, time.Second, log) },
 		"timers":   func(ctx context.Context) error { return s.poller.Run(ctx, s.app.FireTimer) },
+		"watchdog": func(ctx context.Context) error {
+			return s.app.RunWatchdog(ctx, s.store, app.WatchdogConfig{Every: s.cfg.WatchdogEvery, Bound: s.cfg.WatchdogBound})
+		},
 		"consumer": func(ctx context.Context) error {
 			return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
 				Logger: log, Telemetry: s.deps.Telemetry, MaxBackoff: time.Second, Lanes: s.cfg.ConsumerLanes}, kafkalog.Handler(s.app))

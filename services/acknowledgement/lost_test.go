@@ -176,3 +176,67 @@ func TestAcknowledgeDecidesOnTheLogWhenTheProjectionLags(t *testing.T) {
 	unstall()
 	e.waitState(in.client, id, ackv1.State_STATE_ACKNOWLEDGED, 60*time.Second)
 }
+
+// TestWatchdogRepairsATimerKeyDeletedByHand deletes one alert's timer from
+// the real Redis by hand (every trace of it, as an operator's mistake
+// would), then moves the injected clock past the alert's step timeout and
+// the watchdog's bound: the watchdog, which reads only the projection
+// store and the log, finds the alert overdue, appends TimerRepaired, logs
+// it and re-arms the timer, and the escalation the deadline owes follows.
+// Another alert, whose timer is intact, is left alone.
+func TestWatchdogRepairsATimerKeyDeletedByHand(t *testing.T) {
+	e := newEnv(t)
+	clk := clock.NewSimulated(time.Now())
+	e.clock = clk
+	e.cfg.WatchdogEvery = 10 * time.Second
+	e.cfg.WatchdogBound = time.Minute
+	lost, intact := newAlertID("watchdog-lost"), newAlertID("watchdog-intact")
+	in := e.start("r1", app.Hooks{})
+	e.append(context.Background(), raisedEvent(lost), routedEvent(lost, nil, 15*time.Minute, time.Hour),
+		raisedEvent(intact), routedEvent(intact, nil, 30*time.Minute, time.Hour))
+	e.waitState(in.client, lost, ackv1.State_STATE_ROUTED, 60*time.Second)
+	e.waitState(in.client, intact, ackv1.State_STATE_ROUTED, 60*time.Second)
+
+	// Delete the lost alert's timer by hand: its entry in every key of the
+	// timer store.
+	ctx := context.Background()
+	tag := "{" + e.cfg.RedisNamespace + ":timers:0}"
+	timerID := app.AlertTimerID(lost)
+	require.Eventually(t, func() bool {
+		n, err := e.rdb.ZScore(ctx, tag+":due", timerID).Result()
+		return err == nil && n > 0
+	}, 60*time.Second, 20*time.Millisecond, "the lost alert's timer was never armed")
+	for _, k := range []string{":due", ":leased"} {
+		require.NoError(t, e.rdb.ZRem(ctx, tag+k, timerID).Err())
+	}
+	for _, k := range []string{":payload", ":dueat", ":token", ":attempts"} {
+		require.NoError(t, e.rdb.HDel(ctx, tag+k, timerID).Err())
+	}
+
+	// Past the step timeout, but within the bound: nothing yet.
+	clk.Advance(15*time.Minute + 30*time.Second)
+	// Past the bound: the next sweep repairs it.
+	require.Eventually(t, func() bool {
+		clk.Advance(10 * time.Second)
+		st, err := in.client.GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: lost})
+		return err == nil && st.GetState().GetRepeat() == 1
+	}, 60*time.Second, 200*time.Millisecond, "the alert whose timer was deleted never escalated")
+
+	events := e.events(lost)
+	var repairs int
+	for _, ev := range events {
+		if r := ev.GetTimerRepaired(); r != nil {
+			repairs++
+			require.Equal(t, []string{"step"}, r.GetTimers())
+			require.Greater(t, r.GetOverdueBy().AsDuration(), time.Minute)
+		}
+	}
+	require.Equal(t, 1, repairs, "one TimerRepaired for the lost deadline")
+	got, _, kinds := decided(events)
+	require.Equal(t, "AlertEscalated ESCALATION_REASON_REPEAT 0/1", kinds[got[0]])
+	for _, ev := range e.events(intact) {
+		require.Nil(t, ev.GetTimerRepaired(), "the alert whose timer was intact was repaired")
+	}
+	require.Contains(t, e.logs.String(), "lost SLA timer re-armed")
+	requireNoPatientData(t, e.logs.String())
+}
