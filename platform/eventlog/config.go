@@ -72,7 +72,12 @@ type Config struct {
 	// Retention of the events and dead-letter topics; 0 keeps records forever.
 	// Clinical records are kept for years: never set this to days.
 	Retention time.Duration
-	// SessionTimeout: how soon a dead consumer's partitions move to another.
+	// SessionTimeout: how soon a dead consumer's partitions move to another
+	// (default 6 s, the broker's least by default, group.min.session.timeout.ms).
+	// A replica killed without leaving the group (SIGKILL, a node lost)
+	// holds its partitions until then; its survivors take them over within
+	// SessionTimeout + HeartbeatInterval + a join (docs/performance.md,
+	// "Failover"). A clean shutdown leaves the group at once.
 	SessionTimeout time.Duration
 
 	// TLS encrypts every connection to the brokers, verified against
@@ -88,6 +93,20 @@ type Config struct {
 	SASLPassword  string
 }
 
+// DefaultSessionTimeout is the consumer groups' session timeout: the
+// broker's default minimum (group.min.session.timeout.ms = 6 s), so that a
+// SIGKILLed replica's partitions move as soon as Kafka allows.
+const DefaultSessionTimeout = 6 * time.Second
+
+// HeartbeatInterval is how often a member of a consumer group heartbeats
+// for a session timeout: a tenth of it (600 ms at 6 s), so a survivor
+// learns of a rebalance within that and the broker sees several missed
+// heartbeats before it gives a live member up (Kafka asks for at most a
+// third).
+func HeartbeatInterval(session time.Duration) time.Duration {
+	return max(session/10, 100*time.Millisecond)
+}
+
 // DefaultConfig is a single local broker.
 func DefaultConfig() Config {
 	return Config{
@@ -99,7 +118,7 @@ func DefaultConfig() Config {
 		ReplicationFactor: 1,
 		MinInsyncReplicas: 1,
 		Retention:         0,
-		SessionTimeout:    10 * time.Second,
+		SessionTimeout:    DefaultSessionTimeout,
 	}
 }
 

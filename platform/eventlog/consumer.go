@@ -116,7 +116,7 @@ func (c *ConsumerConfig) defaults() {
 		c.MaxBackoff = 5 * time.Second
 	}
 	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = 10 * time.Second
+		c.SessionTimeout = DefaultSessionTimeout
 	}
 	if c.Lanes <= 0 {
 		c.Lanes = 1
@@ -146,7 +146,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		ID:                cfg.GroupID,
 		Brokers:           cfg.Brokers,
 		Topics:            []string{cfg.Topic},
-		HeartbeatInterval: time.Second,
+		HeartbeatInterval: HeartbeatInterval(cfg.SessionTimeout),
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.SessionTimeout,
 		JoinGroupBackoff:  200 * time.Millisecond,

@@ -101,8 +101,9 @@ type Config struct {
 	WatchdogBound time.Duration
 }
 
-// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 30 s
-// timer lease and a 1 s epoch check.
+// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
+// timer lease (a timer claimed by a replica that dies is fired by another
+// within it: docs/performance.md, "Failover") and a 1 s epoch check.
 func DefaultConfig() Config {
 	return Config{
 		GRPC:             grpcserver.Config{Addr: "127.0.0.1:7003", ShutdownGrace: 5 * time.Second},
@@ -113,7 +114,7 @@ func DefaultConfig() Config {
 		RedisAddr:        "127.0.0.1:6379",
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
-		TimerLease:       30 * time.Second,
+		TimerLease:       5 * time.Second,
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
 		TimerConcurrency: 32,
