@@ -39,7 +39,18 @@ type Tail struct {
 
 	mu         sync.Mutex
 	partitions int
+
+	// The group's committed offsets, read for every partition at once and
+	// kept for committedTTL: a committed offset only grows, so an older one
+	// is safe (the caller reads a little more of the log), and concurrent
+	// decisions share one request.
+	cmu     sync.Mutex
+	offsets map[int]int64
+	readAt  time.Time
 }
+
+// committedTTL is how long the group's committed offsets are reused.
+const committedTTL = 100 * time.Millisecond
 
 // NewTail returns a Tail of cfg's events topic for the consumer group.
 // Close it when done.
@@ -142,24 +153,37 @@ func (t *Tail) endOffset(ctx context.Context, p int) (int64, error) {
 }
 
 // committed returns the group's committed offset of p (0 when it has none:
-// the group starts at the beginning of the log).
+// the group starts at the beginning of the log), at most committedTTL old.
 func (t *Tail) committed(ctx context.Context, p int) (int64, error) {
-	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: {p}}})
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	if t.offsets != nil && time.Since(t.readAt) < committedTTL {
+		return t.offsets[p], nil
+	}
+	t.mu.Lock()
+	n := t.partitions
+	t.mu.Unlock()
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	start := time.Now()
+	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: parts}})
 	if err == nil {
 		err = res.Error
 	}
 	if err != nil {
 		return 0, err
 	}
+	offs := make(map[int]int64, n)
 	for _, po := range res.Topics[t.topic] {
-		if po.Partition == p {
-			if po.Error != nil {
-				return 0, po.Error
-			}
-			return max64(po.CommittedOffset, 0), nil
+		if po.Error != nil {
+			return 0, po.Error
 		}
+		offs[po.Partition] = max64(po.CommittedOffset, 0)
 	}
-	return 0, nil
+	t.offsets, t.readAt = offs, start
+	return offs[p], nil
 }
 
 func max64(a, b int64) int64 {
