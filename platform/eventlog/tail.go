@@ -41,16 +41,21 @@ type Tail struct {
 	partitions int
 
 	// The group's committed offsets, read for every partition at once and
-	// kept for committedTTL: a committed offset only grows, so an older one
-	// is safe (the caller reads a little more of the log), and concurrent
-	// decisions share one request.
-	cmu     sync.Mutex
-	offsets map[int]int64
-	readAt  time.Time
+	// reused (committed): a committed offset only grows, so an older one is
+	// safe (the caller reads a little more of the log), and concurrent
+	// decisions share one request and never wait for a refresh.
+	cmu        sync.Mutex
+	offsets    map[int]int64
+	readAt     time.Time
+	refreshing bool
 }
 
-// committedTTL is how long the group's committed offsets are reused.
-const committedTTL = 100 * time.Millisecond
+// committedTTL is how long the group's committed offsets are reused as
+// they are, committedMaxAge how long they may serve while a refresh runs.
+const (
+	committedTTL    = 100 * time.Millisecond
+	committedMaxAge = 2 * time.Second
+)
 
 // NewTail returns a Tail of cfg's events topic for the consumer group.
 // Close it when done.
@@ -153,13 +158,37 @@ func (t *Tail) endOffset(ctx context.Context, p int) (int64, error) {
 }
 
 // committed returns the group's committed offset of p (0 when it has none:
-// the group starts at the beginning of the log), at most committedTTL old.
+// the group starts at the beginning of the log). Offsets read less than
+// committedTTL ago are used as they are; older ones are used too while one
+// request refreshes them in the background (a committed offset only grows,
+// so an older one only makes the caller read more), unless they are older
+// than committedMaxAge.
 func (t *Tail) committed(ctx context.Context, p int) (int64, error) {
 	t.cmu.Lock()
-	defer t.cmu.Unlock()
-	if t.offsets != nil && time.Since(t.readAt) < committedTTL {
-		return t.offsets[p], nil
+	offs, age := t.offsets, time.Since(t.readAt)
+	if offs != nil && age < committedMaxAge {
+		if age >= committedTTL && !t.refreshing {
+			t.refreshing = true
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_, _ = t.readCommitted(rctx)
+			}()
+		}
+		t.cmu.Unlock()
+		return offs[p], nil
 	}
+	t.cmu.Unlock()
+	offs, err := t.readCommitted(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return offs[p], nil
+}
+
+// readCommitted reads the group's committed offsets of every partition in
+// one request and keeps them.
+func (t *Tail) readCommitted(ctx context.Context) (map[int]int64, error) {
 	t.mu.Lock()
 	n := t.partitions
 	t.mu.Unlock()
@@ -172,18 +201,26 @@ func (t *Tail) committed(ctx context.Context, p int) (int64, error) {
 	if err == nil {
 		err = res.Error
 	}
-	if err != nil {
-		return 0, err
-	}
 	offs := make(map[int]int64, n)
-	for _, po := range res.Topics[t.topic] {
-		if po.Error != nil {
-			return 0, po.Error
+	if err == nil {
+		for _, po := range res.Topics[t.topic] {
+			if po.Error != nil {
+				err = po.Error
+				break
+			}
+			offs[po.Partition] = max64(po.CommittedOffset, 0)
 		}
-		offs[po.Partition] = max64(po.CommittedOffset, 0)
 	}
-	t.offsets, t.readAt = offs, start
-	return offs[p], nil
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	t.refreshing = false
+	if err != nil {
+		return nil, err
+	}
+	if start.After(t.readAt) {
+		t.offsets, t.readAt = offs, start
+	}
+	return offs, nil
 }
 
 func max64(a, b int64) int64 {

@@ -45,7 +45,10 @@ func TestTailReturnsTheKeysEventsTheGroupHasNotCommittedPast(t *testing.T) {
 
 	consumeAll(t, ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard()}, func(context.Context, Delivery) error { return nil })
 	testinfra.WaitCommitted(t, cfg.Brokers, cfg.EventsTopic, 60*time.Second, group)
-	if got, err := tail.Unhandled(ctx, "a", -1, 100); err != nil || len(got) != 0 {
-		t.Fatalf("after the group committed everything: got %v, %v; want none", got, err)
-	}
+	// The committed offsets it holds may be older for a moment (that only
+	// makes it read more); then none is left.
+	waitFor(t, 30*time.Second, "events still unhandled after the group committed everything", func() bool {
+		got, err := tail.Unhandled(ctx, "a", -1, 100)
+		return err == nil && len(got) == 0
+	})
 }
