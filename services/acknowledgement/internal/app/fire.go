@@ -73,10 +73,10 @@ func (a *App) FireTimer(ctx context.Context, c timers.Claimed) (err error) {
 	// has it (fresh.go); if the log cannot be read, retry shortly.
 	st, _, err := a.current(ctx, alertID)
 	if err != nil {
-		if errors.Is(err, ErrProjectionLost) {
-			return fmt.Errorf("fire timer %s: %w", c.ID, err)
+		if errors.Is(err, errLogUnread) {
+			return fmt.Errorf("fire timer %s: %w (%v)", c.ID, ErrBehind, err)
 		}
-		return fmt.Errorf("fire timer %s: %w (%v)", c.ID, ErrBehind, err)
+		return fmt.Errorf("fire timer %s: %w", c.ID, err)
 	}
 	// Decide the due lifecycle timers earliest first and fire only the first
 	// that fires: the consumer re-arms the alert's timer when it applies

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
@@ -27,6 +28,11 @@ import (
 // the decision starts; an event appended after that races the decision,
 // and the fold's "first in the log wins" settles it.
 
+// errLogUnread marks a failure to read the alert's events from the log
+// (Kafka unavailable, or the group too far behind to read the gap): the
+// decision waits.
+var errLogUnread = errors.New("the log of the alert could not be read")
+
 // current returns the alert's state as the log has it now (nil: unknown)
 // and how many of its events the projection had not applied yet.
 func (a *App) current(ctx context.Context, alertID string) (*lifecycle.State, int, error) {
@@ -43,7 +49,7 @@ func (a *App) current(ctx context.Context, alertID string) (*lifecycle.State, in
 	}
 	pending, err := a.d.Tail.Unapplied(ctx, alertID, after)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the log of alert %s: %w", alertID, err)
+		return nil, 0, fmt.Errorf("alert %s: %w: %w", alertID, errLogUnread, err)
 	}
 	n := 0
 	for _, l := range pending {
