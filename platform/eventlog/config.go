@@ -27,6 +27,15 @@
 // writes before the next request (the Java producer's default linger.ms
 // since Kafka 4.0, which it waits for every batch).
 //
+// Failover: a consumer that dies without leaving its group (SIGKILL)
+// holds its partitions for the session timeout (6 s by default, the
+// broker's least) plus a heartbeat (a tenth of it); a handler cut short by
+// the end of its generation is logged and its record left uncommitted.
+//
+// Read-your-writes: Tail returns one key's records that a consumer group
+// has not committed past, so a projection kept by that group plus those
+// records is the key's state as the log has it, whatever the group's lag.
+//
 // Order: the events of one alert are handled in log order. By default a
 // partition's records are handled one at a time; with ConsumerConfig.Lanes
 // several alerts of a partition are handled at once, and the committed
