@@ -15,6 +15,7 @@ import (
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // The tests in this file inject, against the real Kafka and Redis, the
@@ -239,4 +240,34 @@ func TestWatchdogRepairsATimerKeyDeletedByHand(t *testing.T) {
 	}
 	require.Contains(t, e.logs.String(), "lost SLA timer re-armed")
 	requireNoPatientData(t, e.logs.String())
+}
+
+// TestClockTimersAfterFailsafeAreArmedWhenTheArmFailed fails, once, the arm
+// that follows FailsafeQueued (the alert then needs only its clock timers:
+// the case #17 found unarmed after a rebalance). The redelivered event must
+// arm the acknowledge clock's timer.
+func TestClockTimersAfterFailsafeAreArmedWhenTheArmFailed(t *testing.T) {
+	e := newEnv(t)
+	id := newAlertID("failsafe-arm-fails")
+	var failed atomic.Bool
+	in := e.start("r1", app.Hooks{BeforeArm: func(_ context.Context, st *lifecycle.State) error {
+		if st.GetAlertId() == id && st.GetState() == lifecycle.Failsafe && failed.CompareAndSwap(false, true) {
+			return errors.New("injected: redis connection reset")
+		}
+		return nil
+	}})
+	ackBy := time.Now().Add(time.Hour)
+	e.append(context.Background(), raisedEvent(id),
+		routedEvent(id, &eventsv1.Clocks{AcknowledgeBy: timestamppb.New(ackBy)}, time.Second))
+	e.waitState(in.client, id, ackv1.State_STATE_FAILSAFE, 60*time.Second)
+	require.Eventually(t, failed.Load, 30*time.Second, 10*time.Millisecond)
+	want := ackBy.Truncate(time.Millisecond) // the store keeps whole milliseconds, rounded up
+	if want.Before(ackBy) {
+		want = want.Add(time.Millisecond)
+	}
+	tag := "{" + e.cfg.RedisNamespace + ":timers:0}"
+	require.Eventually(t, func() bool {
+		due, err := e.rdb.ZScore(context.Background(), tag+":due", app.AlertTimerID(id)).Result()
+		return err == nil && int64(due) == want.UnixMilli()
+	}, 60*time.Second, 20*time.Millisecond, "the acknowledge clock's timer was never armed after the fail-safe queue")
 }
