@@ -152,6 +152,10 @@ func Summary(ev *eventsv1.Event) string {
 		n := p.BreachNoticeSent
 		return fmt.Sprintf("%s breach told to %s by %s", strings.ToLower(strings.TrimPrefix(n.GetClock().String(), "CLOCK_KIND_")),
 			n.GetRecipient().GetPersonId(), channel(n.GetChannel()))
+	case *eventsv1.Event_TimerRepaired:
+		r := p.TimerRepaired
+		return fmt.Sprintf("lost SLA timer re-armed by the watchdog, %s late (deadline %s, step %d, %s)",
+			r.GetOverdueBy().AsDuration().Round(time.Second), when(r.GetDeadline()), r.GetStep(), strings.Join(r.GetTimers(), ", "))
 	}
 	return ""
 }
