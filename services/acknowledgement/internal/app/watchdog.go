@@ -100,6 +100,11 @@ func (a *App) repair(ctx context.Context, alertID string, now time.Time, bound t
 		return false, nil // decided (perhaps not yet applied), or no longer late
 	}
 	ev, _ := lifecycle.Repaired(st, now)
+	if lifecycle.Seen(st, ev.GetEventId()) {
+		// Repaired by an earlier sweep (or another replica) whose timer has
+		// not decided yet: arm it again, but the fact is already recorded.
+		return false, a.rearm(ctx, st)
+	}
 	a.stamp([]*eventsv1.Event{ev})
 	if err := a.d.Log.Append(ctx, ev); err != nil {
 		return false, fmt.Errorf("append TimerRepaired: %w", err)
