@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -110,7 +111,10 @@ func TestChaos(t *testing.T) {
 	for {
 		caught, err := obs.caughtUp(ctx)
 		alerts, byMsg := obs.snapshot()
-		v = judge(alerts, byMsg, stats, sys.box.all(), *window, time.Now())
+		acks.mu.Lock()
+		confirmed := maps.Clone(acks.done)
+		acks.mu.Unlock()
+		v = judge(alerts, byMsg, stats, confirmed, sys.box.all(), *window, time.Now())
 		q, why := sys.quiet(ctx)
 		if caught && err == nil && q && v.converged() && v.pending == 0 {
 			calm++

@@ -10,16 +10,17 @@
 // another mid-run.
 //
 // Its invariants come from the event log (read by the suite's own
-// readers, with the brokers' append times) and from the protocol sinks
-// (an SMTP server and a webhook receiver), never from Herald's own state:
+// readers) and from the protocol sinks (an SMTP server and a webhook
+// receiver), never from Herald's own state:
 //
 //   - every accepted alert ends acknowledged or fail-safe queued;
 //   - no duplicate message per (alert, step, recipient);
 //   - no escalation decided after an acknowledgement already in the log
-//     (its occurred_at is after the acknowledgement's append time), and no
-//     message whose SMTP transaction or webhook request began more than the
-//     race window after it (the sends inside the window are the measured
-//     race of an acknowledgement with a send already on its way);
+//     (its occurred_at is after the moment the acknowledgement call
+//     returned success, so the acknowledgement was durable), and no message
+//     whose SMTP transaction or webhook request began more than the race
+//     window after it (the sends inside the window are the measured race
+//     of an acknowledgement with a send already on its way);
 //   - every deadline (step timeouts and the category's clocks) fires: none
 //     is left unfired once the run has converged; lateness is printed;
 //   - every step message that was never sent has an event saying why

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,7 @@ func inject(ctx context.Context, t *testing.T, s *system, plan faultPlan, run ti
 	// Replica kills until the run ends; never both replicas of a service
 	// at once (that would be an outage, not a failover).
 	services := []string{"intake", "rules", "acknowledgement", "notification"}
+	var order []string
 	for time.Since(start) < run && ctx.Err() == nil {
 		gap := time.Duration(float64(plan.killEvery) * (0.5 + rand.Float64()))
 		select {
@@ -100,7 +102,13 @@ func inject(ctx context.Context, t *testing.T, s *system, plan faultPlan, run ti
 		if time.Since(start) >= run || ctx.Err() != nil {
 			break
 		}
-		svc := services[rand.IntN(len(services))]
+		// Each service in turn, in a fresh random order every round.
+		if len(order) == 0 {
+			order = slices.Clone(services)
+			rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		svc := order[0]
+		order = order[1:]
 		rs := s.replicas[svc]
 		if !rs[0].isUp() || !rs[1].isUp() {
 			continue

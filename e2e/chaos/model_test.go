@@ -41,10 +41,11 @@ func (d *deadline) pending() bool { return !d.fired && !d.cancelled }
 // passed: the timer had not fired when it should have.
 func (d *deadline) cancelledLate() bool { return d.cancelled && d.at.After(d.due) }
 
+// afterAck is an escalation or breach appended after the acknowledgement
+// that took effect, with when it was decided (its occurred_at).
 type afterAck struct {
-	rec           record
-	decidedAfter  bool // occurred_at after the acknowledgement's append time
-	decidedMargin time.Duration
+	rec record
+	at  time.Time
 }
 
 // skipKey is a step recipient of an alert.
@@ -125,9 +126,7 @@ func (m *alertModel) apply(r record) {
 	ev := r.ev
 	at := ev.GetOccurredAt().AsTime()
 	acked := m.ack != nil
-	after := func() afterAck {
-		return afterAck{rec: r, decidedAfter: at.After(m.ack.logTime), decidedMargin: at.Sub(m.ack.logTime)}
-	}
+	after := func() afterAck { return afterAck{rec: r, at: at} }
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised:
 		m.raised = true

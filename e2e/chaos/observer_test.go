@@ -15,8 +15,8 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
-// record is one event as the log holds it: where, and when the broker
-// appended it (the events topic stamps LogAppendTime).
+// record is one event as the log holds it: where, and its timestamp (the
+// producer's, taken just before the append).
 type record struct {
 	partition int
 	offset    int64

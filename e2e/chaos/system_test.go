@@ -329,16 +329,13 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 	return s
 }
 
-// createTopics creates the suite's topics as Herald would (replication,
-// min ISR), except that the events topic stamps each record with the
-// broker's append time: the suite judges "after an acknowledgement already
-// in the log" against it.
+// createTopics creates the suite's topics as Herald does (replication,
+// min ISR) and waits until they are served.
 func createTopics(t testing.TB, cfg eventlog.Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	specs := eventlog.TopicSpecs(cfg)
-	specs[0].ConfigEntries = append(specs[0].ConfigEntries, kafka.ConfigEntry{ConfigName: "message.timestamp.type", ConfigValue: "LogAppendTime"})
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second, Transport: &kafka.Transport{}}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: specs})
 	if err != nil {

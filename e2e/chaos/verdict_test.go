@@ -26,6 +26,7 @@ type verdict struct {
 	sendsAfterAck       int // messages begun after the acknowledgement's append
 	sendsBeyondWindow   int // ... by more than the race window
 	sendLag             []time.Duration
+	acksUnconfirmed     int // acknowledgements in the log whose call did not return success
 
 	deadlines, fired, cancelled int
 	neverFired                  []string
@@ -43,7 +44,13 @@ type verdict struct {
 }
 
 // judge folds every alert and checks the sinks' messages against it.
-func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats, msgs []message, window time.Duration, now time.Time) *verdict {
+//
+// "After an acknowledgement in the log" is judged against the moment the
+// suite's acknowledgement call returned success (the acknowledgement was
+// durable then); for an acknowledgement whose call did not succeed (a
+// timeout, a conflict) against its record's timestamp, the producer's
+// time just before the append.
+func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats, confirmed map[string]time.Time, msgs []message, window time.Duration, now time.Time) *verdict {
 	v := &verdict{alerts: len(alerts), supersededExists: supersededField != nil}
 	models := map[string]*alertModel{}
 	byRef := map[string]string{}
@@ -97,21 +104,30 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			}
 		}
 		// After the acknowledgement.
+		var inLog time.Time
+		if m.ack != nil {
+			inLog = m.ack.logTime
+			if c, ok := confirmed[ref(id)]; ok {
+				inLog = c
+			} else {
+				v.acksUnconfirmed++
+			}
+		}
 		v.escalationsAfterAck += len(m.escalationsAfterAck)
 		for _, a := range m.escalationsAfterAck {
-			if a.decidedAfter {
+			if a.at.After(inLog) {
 				v.escalationsDecided++
 			}
 		}
 		for _, a := range m.breachesAfterAck {
-			if a.decidedAfter {
+			if a.at.After(inLog) {
 				v.breachesDecided++
 			}
 		}
 		if m.ack != nil {
 			for _, times := range got[id] {
 				for _, b := range times {
-					if lag := b.Sub(m.ack.logTime); lag > 0 {
+					if lag := b.Sub(inLog); lag > 0 {
 						v.sendsAfterAck++
 						v.sendLag = append(v.sendLag, lag)
 						if lag > window {
@@ -244,6 +260,7 @@ func (v *verdict) report(window time.Duration) string {
 	info("first message of a step after the step began: %s", quantiles(v.stepMessageDelay))
 	info("deadlines overtaken before they fired (cancelled after due): %d, max %v", v.cancelledLate, v.cancelledLateMax.Round(time.Millisecond))
 	info("breaches decided after an acknowledgement in the log: %d; NotificationSuperseded events: %d", v.breachesDecided, v.superseded)
+	info("acknowledgements judged by their record's time (the call did not return success): %d", v.acksUnconfirmed)
 	if len(v.neverFired) > 0 {
 		info("never fired (first 10): %v", v.neverFired[:min(10, len(v.neverFired))])
 	}
