@@ -16,8 +16,8 @@ import (
 )
 
 var (
-	long      = flag.Bool("chaos.long", false, "the long form (make chaos): 8 minutes of load, a kill every ~6 s")
-	duration  = flag.Duration("chaos.duration", 0, "how long to drive load (default 40s, or 8m with -chaos.long)")
+	long      = flag.Bool("chaos.long", false, "the long form (make chaos): 7 minutes of load, a kill every ~6 s")
+	duration  = flag.Duration("chaos.duration", 0, "how long to drive load (default 40s, or 7m with -chaos.long)")
 	rate      = flag.Float64("chaos.rate", 30, "alerts per second")
 	killEvery = flag.Duration("chaos.kill-every", 0, "mean gap between replica kills (default 4s, or 6s with -chaos.long)")
 	window    = flag.Duration("chaos.window", 2*time.Second, "race window: a message begun within it after an acknowledgement's append is counted as a race, beyond it as a failure")
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 func TestChaos(t *testing.T) {
 	load, kill := 40*time.Second, 4*time.Second
 	if *long {
-		load, kill = 8*time.Minute, 6*time.Second
+		load, kill = 7*time.Minute, 6*time.Second
 	}
 	if *duration > 0 {
 		load = *duration

@@ -865,6 +865,7 @@ main() {
 		write_env
 		;;
 	down)
+		cluster_down
 		kafka_down
 		redis_secure_down
 		redis_down
