@@ -80,6 +80,7 @@ type alertModel struct {
 	superseded          map[skipKey]bool
 	supersededAny       map[int]bool // superseded events naming a step but no recipient
 	supersededCount     int
+	repaired            int
 }
 
 // personOf is the chaos bundle's person behind a message slot.
@@ -89,6 +90,10 @@ var personOf = map[slot]string{slotReferrer: "chaos-referrer", slotRegistrar: "c
 // event exists in proto (nil until then): the suite's check of skipped
 // messages is exact once it does.
 var supersededField = eventsv1.File_herald_events_v1_events_proto.Messages().ByName("Event").Fields().ByName("notification_superseded")
+
+// repairedField is the payload field of TimerRepaired (the overdue
+// watchdog's event) when it exists in proto: counted as a figure.
+var repairedField = eventsv1.File_herald_events_v1_events_proto.Messages().ByName("Event").Fields().ByName("timer_repaired")
 
 func fold(id string, recs []record) *alertModel {
 	m := &alertModel{id: id, entered: map[int]time.Time{}, clocks: map[deadlineKind]*deadline{},
@@ -212,6 +217,9 @@ func (m *alertModel) apply(r record) {
 			m.resolve(d, false, at)
 		}
 	default:
+		if repairedField != nil && ev.ProtoReflect().WhichOneof(repairedField.ContainingOneof()) == repairedField {
+			m.repaired++
+		}
 		if supersededField != nil && ev.ProtoReflect().WhichOneof(supersededField.ContainingOneof()) == supersededField {
 			m.supersededCount++
 			msg := ev.ProtoReflect().Get(supersededField).Message()

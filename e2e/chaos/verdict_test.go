@@ -39,7 +39,7 @@ type verdict struct {
 	skipped, skippedExplained int
 	skippedUnacked            int // of the silent skips: the alert was never acknowledged
 	skippedSamples            []string
-	superseded                int
+	superseded, repaired      int
 	supersededExists          bool
 }
 
@@ -206,6 +206,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			}
 		}
 		v.superseded += m.supersededCount
+		v.repaired += m.repaired
 	}
 	sort.Strings(v.neverFired)
 	sort.Strings(v.duplicatePairs)
@@ -259,7 +260,7 @@ func (v *verdict) report(window time.Duration) string {
 	info("clock breach lateness: %s", quantiles(v.breachLate))
 	info("first message of a step after the step began: %s", quantiles(v.stepMessageDelay))
 	info("deadlines overtaken before they fired (cancelled after due): %d, max %v", v.cancelledLate, v.cancelledLateMax.Round(time.Millisecond))
-	info("breaches decided after an acknowledgement in the log: %d; NotificationSuperseded events: %d", v.breachesDecided, v.superseded)
+	info("breaches decided after an acknowledgement in the log: %d; NotificationSuperseded events: %d; TimerRepaired events: %d", v.breachesDecided, v.superseded, v.repaired)
 	info("acknowledgements judged by their record's time (the call did not return success): %d", v.acksUnconfirmed)
 	if len(v.neverFired) > 0 {
 		info("never fired (first 10): %v", v.neverFired[:min(10, len(v.neverFired))])
