@@ -16,12 +16,12 @@ import (
 )
 
 var (
-	long      = flag.Bool("chaos.long", false, "the long form (make chaos): 7 minutes of load, a kill every ~6 s")
-	duration  = flag.Duration("chaos.duration", 0, "how long to drive load (default 40s, or 7m with -chaos.long)")
+	long      = flag.Bool("chaos.long", false, "the long form (make chaos): 6 minutes of load, a kill every ~8 s, up to 5 minutes to converge")
+	duration  = flag.Duration("chaos.duration", 0, "how long to drive load (default 40s, or 6m with -chaos.long)")
 	rate      = flag.Float64("chaos.rate", 30, "alerts per second")
-	killEvery = flag.Duration("chaos.kill-every", 0, "mean gap between replica kills (default 4s, or 6s with -chaos.long)")
+	killEvery = flag.Duration("chaos.kill-every", 0, "mean gap between replica kills (default 4s, or 8s with -chaos.long)")
 	window    = flag.Duration("chaos.window", 2*time.Second, "race window: a message begun within it after an acknowledgement's append is counted as a race, beyond it as a failure")
-	converge  = flag.Duration("chaos.converge", 3*time.Minute, "how long to wait, after the load, for every alert to come to rest")
+	converge  = flag.Duration("chaos.converge", 0, "how long to wait, after the load, for every alert to come to rest (default 3m, or 5m with -chaos.long)")
 	logDir    = flag.String("chaos.logs", "", "folder for the replicas' logs (default a temporary one, removed after the test)")
 	envFlag   = flag.String("chaos.env", "", "extra settings per service, e.g. notification:HERALD_LEASE=10s,acknowledgement:HERALD_TIMER_LEASE=5s")
 	seed      = flag.Uint64("chaos.seed", 0, "seed of the acknowledgement plans (default random, printed)")
@@ -52,15 +52,18 @@ func TestMain(m *testing.M) {
 // three-broker cluster) a broker is restarted and another killed; then it
 // checks the invariants from the log and the sinks (package comment).
 func TestChaos(t *testing.T) {
-	load, kill := 40*time.Second, 4*time.Second
+	load, kill, wait := 40*time.Second, 4*time.Second, 3*time.Minute
 	if *long {
-		load, kill = 7*time.Minute, 6*time.Second
+		load, kill, wait = 6*time.Minute, 8*time.Second, 5*time.Minute
 	}
 	if *duration > 0 {
 		load = *duration
 	}
 	if *killEvery > 0 {
 		kill = *killEvery
+	}
+	if *converge > 0 {
+		wait = *converge
 	}
 	brokers, replication, cluster := testinfra.KafkaBrokers(t), 1, false
 	if b := os.Getenv("HERALD_CHAOS_KAFKA_BROKERS"); b != "" {
@@ -106,7 +109,7 @@ func TestChaos(t *testing.T) {
 	// Converge: every alert at rest, every group at the log's end and no
 	// notification job left, twice in a row; or the wait runs out.
 	var v *verdict
-	deadline := time.Now().Add(*converge)
+	deadline := time.Now().Add(wait)
 	calm := 0
 	for {
 		caught, err := obs.caughtUp(ctx)
@@ -126,7 +129,7 @@ func TestChaos(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Logf("not at rest after %v: observer caught up %v (%v), quiet %v (%s), %d unresolved, %d deadlines past due unfired, %d pending",
-				*converge, caught, err, q, why, len(v.unresolved), len(v.neverFired), v.pending)
+				wait, caught, err, q, why, len(v.unresolved), len(v.neverFired), v.pending)
 			break
 		}
 		time.Sleep(3 * time.Second)
