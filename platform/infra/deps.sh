@@ -781,9 +781,21 @@ EOF
 	log "cluster: up ($(cluster_brokers)); env in $CLUSTER_HOME/env"
 }
 
+# cluster_down: SIGTERM to every node at once (a node stopped last, after
+# the quorum is gone, would wait for a controller that never answers).
 cluster_down() {
-	local i
-	for i in 1 2 3; do cluster_stop "$i" TERM; done
+	local i pid_file pids=()
+	for i in 1 2 3; do
+		pid_file="$(cluster_pid_file "$i")"
+		if pid_alive "$pid_file" "$(cluster_node_home "$i")"; then
+			pids+=("$i:$(cat "$pid_file")")
+			kill -s TERM "$(cat "$pid_file")" 2>/dev/null || true
+		fi
+	done
+	for i in "${pids[@]}"; do
+		wait_exit "${i#*:}" 60 "cluster node ${i%%:*}"
+		rm -f "$(cluster_pid_file "${i%%:*}")"
+	done
 }
 
 cluster_status() {
