@@ -21,7 +21,8 @@ type verdict struct {
 	duplicatePairs         []string
 
 	escalationsAfterAck int // appended after an acknowledgement in the log
-	escalationsDecided  int // ... decided after it (occurred_at after its append time)
+	escalationsDecided  int // ... decided after it (occurred_at after its confirmation)
+	escalationLag       []time.Duration
 	breachesDecided     int // acknowledge/communicate breaches decided after it
 	sendsAfterAck       int // messages begun after the acknowledgement's append
 	sendsBeyondWindow   int // ... by more than the race window
@@ -117,6 +118,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 		for _, a := range m.escalationsAfterAck {
 			if a.at.After(inLog) {
 				v.escalationsDecided++
+				v.escalationLag = append(v.escalationLag, a.at.Sub(inLog))
 			}
 		}
 		for _, a := range m.breachesAfterAck {
@@ -247,7 +249,7 @@ func (v *verdict) report(window time.Duration) string {
 	line(len(v.lost) == 0, "accepted at intake and on the log: %d accepted, %d lost, %d never accepted (AA) after a minute of retries", v.accepted, len(v.lost), v.refused)
 	line(len(v.unrouted)+len(v.unresolved) == 0, "every alert ends acknowledged or fail-safe queued: %d alerts, %d acknowledged, %d fail-safe queued, %d unrouted, %d neither", v.alerts, v.acknowledged, v.failsafe, len(v.unrouted), len(v.unresolved))
 	line(v.duplicates == 0, "no duplicate message per (alert, step, recipient): %d duplicates over %d pairs (%d messages, %d unattributed)", v.duplicates, len(v.duplicatePairs), v.messages, v.unattributed)
-	line(v.escalationsDecided == 0, "no escalation decided after an acknowledgement in the log: %d decided after (%d appended after, %d of them decided before it: raced)", v.escalationsDecided, v.escalationsAfterAck, v.escalationsAfterAck-v.escalationsDecided)
+	line(v.escalationsDecided == 0, "no escalation decided after an acknowledgement in the log: %d decided after (by %s; %d appended after, %d of them decided before it: raced)", v.escalationsDecided, quantiles(v.escalationLag), v.escalationsAfterAck, v.escalationsAfterAck-v.escalationsDecided)
 	line(v.sendsBeyondWindow == 0, "no message begun more than %v after an acknowledgement in the log: %d (of %d begun after it; lag %s)", window, v.sendsBeyondWindow, v.sendsAfterAck, quantiles(v.sendLag))
 	line(len(v.neverFired) == 0, "every deadline fires: %d deadlines, %d fired, %d cancelled, %d never fired, %d not yet due", v.deadlines, v.fired, v.cancelled, len(v.neverFired), v.pending)
 	if v.supersededExists {
