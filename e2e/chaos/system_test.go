@@ -50,6 +50,8 @@ func (r *replica) start() error {
 	}
 	cmd := exec.Command(r.path)
 	cmd.Env = append(os.Environ(), r.env...)
+	// The replica dies with the suite, even when the suite is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
@@ -182,6 +184,7 @@ func redisServer(t testing.TB) string {
 	dir := t.TempDir()
 	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server (platform/infra/deps.sh up installs it): %v", err)
 	}
