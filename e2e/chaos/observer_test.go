@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -152,19 +153,18 @@ func (o *observer) caughtUp(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// ref is an alert's opaque reference as messages carry it (notification's
-// content.Ref).
-func ref(alertID string) string {
-	s := strings.ToUpper(alertID)
-	if len(s) > 12 {
-		s = s[:12]
+// refSecret is the reference key acknowledgement and notification share
+// in the suite (platform/alertref).
+var refSecret = strings.Repeat("chaos-reference-key-", 3)
+
+var refKey = func() alertref.Key {
+	k, err := alertref.New([]byte(refSecret))
+	if err != nil {
+		panic(err)
 	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && i%4 == 0 {
-			b.WriteByte('-')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+	return k
+}()
+
+// ref is the reference people see for an alert (HRD-XXXX-XXXX-XXXX), as
+// messages carry it.
+func ref(alertID string) string { return refKey.Ref(alertID) }

@@ -19,7 +19,7 @@ import (
 // message is one message a recipient got, as the sinks saw it: kept
 // compact (no body) since a long run receives tens of thousands.
 type message struct {
-	ref  string // the alert's opaque reference (XXXX-XXXX-XXXX)
+	ref  string // the alert's reference (HRD-XXXX-XXXX-XXXX)
 	slot slot
 	// began is when the send began at the sink: the SMTP MAIL command or
 	// the webhook request's arrival. The send was decided before it.
@@ -62,8 +62,8 @@ func (s slot) step() int {
 var slotsOf = map[int][]slot{0: {slotReferrer}, 1: {slotRegistrar, slotWard}, 2: {slotFSO}}
 
 var (
-	refRE    = regexp.MustCompile(`\b[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}\b`)
-	refSubRE = regexp.MustCompile(`ref ([0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4})\b`)
+	refRE    = regexp.MustCompile(`\bHRD-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b`)
+	refSubRE = regexp.MustCompile(`ref (HRD-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})\b`)
 	linkRE   = regexp.MustCompile(`http://[^\s"<>]+/ack/[A-Za-z0-9_\-\.=]+`)
 )
 

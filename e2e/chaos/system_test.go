@@ -302,12 +302,12 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 		case "acknowledgement":
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_HTTP_ADDR=" + x.http, "HERALD_PUBLIC_URL=http://" + s.ackHTTP.addr,
 				"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_DEV_IDENTITY=link-recipient"}
+				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_REFERENCE_KEY=" + refSecret, "HERALD_DEV_IDENTITY=link-recipient"}
 		default: // notification
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_RECEIPTS_ADDR=" + x.receipts,
 				"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 				"HERALD_RULES_ADDR=" + rules.addr, "HERALD_ACK_BASE_URL=http://" + s.ackHTTP.addr,
-				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_REFERENCE_KEY=" + refSecret, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
 				"HERALD_WEBHOOK_SECRET=chaos-webhook-secret", "HERALD_RATE_LIMIT_MAX=0"}
 		}
 	}
