@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisconn"
@@ -48,6 +49,8 @@ type System struct {
 	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
 	// are mutual TLS with it.
 	TLS *TLS
+	// RefKey is the reference key acknowledgement and notification share.
+	RefKey string
 	// Groups are the consumer groups of rules, acknowledgement and
 	// notification.
 	Groups             []string
@@ -98,6 +101,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		Traces:  NewTraceCollector(t),
 		Secret:  strings.Repeat("e2e-ack-link-secret-", 3),
 		TLS:     NewTLS(t),
+		RefKey:  strings.Repeat("e2e-reference-key-", 3),
 	}
 	s.Log = eventlog.DefaultConfig()
 	s.Log.Brokers = testinfra.KafkaBrokers(t)
@@ -161,6 +165,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
 	secretFile := WriteSecret(t, s.Secret)
+	refKeyFile := WriteSecret(t, s.RefKey)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.Log.EventsTopic,
@@ -186,14 +191,15 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + s.notificationPrefix,
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
+			"HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
 			"HERALD_LEASE=10s", "HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
 		},
@@ -403,4 +409,14 @@ func secureInfraEnv(t testing.TB, name string) []string {
 	r := testinfra.RedisTLS(t, principal)
 	return append(env, "HERALD_REDIS_ADDR="+r.Addrs[0], "HERALD_REDIS_DB=0", "HERALD_REDIS_TLS=true", "HERALD_REDIS_TLS_CA="+r.CAFile,
 		"HERALD_REDIS_USER="+principal, "HERALD_REDIS_PASSWORD_FILE="+r.PasswordFile)
+}
+
+// Ref is the reference people see for an alert (platform/alertref under
+// the system's reference key): in every message and on the acknowledge page.
+func (s *System) Ref(alertID string) string {
+	k, err := alertref.New([]byte(s.RefKey))
+	if err != nil {
+		panic(err) // RefKey is a constant of the harness, long enough
+	}
+	return k.Ref(alertID)
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -64,6 +65,9 @@ type Config struct {
 	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
 	// notification service signs with the same secret).
 	AckLinkSecret string
+	// ReferenceKey keys the alert references people see (>= 32 bytes, the
+	// same in notification); empty derives one from AckLinkSecret.
+	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
 	// the person the link was sent to. Empty in production: OIDC is used.
@@ -90,10 +94,16 @@ type Config struct {
 	EpochEvery time.Duration
 	// CommandWait bounds how long a command waits for the projection.
 	CommandWait time.Duration
+	// WatchdogEvery is how often the overdue watchdog sweeps, and
+	// WatchdogBound how late a deadline may be before its timer counts as
+	// lost and is re-armed (docs/design.md, "Never lose an escalation").
+	WatchdogEvery time.Duration
+	WatchdogBound time.Duration
 }
 
-// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 30 s
-// timer lease and a 1 s epoch check.
+// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
+// timer lease (a timer claimed by a replica that dies is fired by another
+// within it: docs/performance.md, "Failover") and a 1 s epoch check.
 func DefaultConfig() Config {
 	return Config{
 		Security:         servicemain.Security{Profile: servicemain.ProfileProduction},
@@ -105,13 +115,15 @@ func DefaultConfig() Config {
 		Redis:            redisconn.Config{Addr: "127.0.0.1:6379"},
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
-		TimerLease:       30 * time.Second,
+		TimerLease:       5 * time.Second,
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
 		TimerConcurrency: 32,
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		WatchdogEvery:    15 * time.Second,
+		WatchdogBound:    time.Minute,
 	}
 }
 
@@ -127,6 +139,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
 	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification; none: derived from ack-link-secret)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -139,6 +152,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
+	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
 
 // Validate names the setting at fault.
@@ -164,6 +179,9 @@ func (c Config) Validate() error {
 	}
 	if c.DevIdentity != "" && !c.Security.Development() {
 		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
+	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
@@ -191,6 +209,12 @@ func (c Config) Validate() error {
 	}
 	if c.CommandWait <= 0 {
 		bad("setting command-wait must be positive")
+	}
+	if c.WatchdogEvery <= 0 {
+		bad("setting watchdog-every must be positive")
+	}
+	if c.WatchdogBound <= 0 {
+		bad("setting watchdog-bound must be positive")
 	}
 	return errors.Join(errs...)
 }
@@ -262,9 +286,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	tstore.ScriptsVia(scripts)
 	hub := app.NewHub()
+	// Decisions read the alert's events the group has not committed past
+	// (docs/design.md, "Deciding on fresh state").
+	tail := kafkalog.NewTail(cfg.Log, cfg.GroupID)
+	s.life.OnClose("event tail", func() error { tail.Close(); return nil })
 	a := app.New(app.Deps{
 		States: store, Recovery: store, Log: writer, Topic: kafkalog.NewStateTopic(cfg.Log, writer),
-		Timers: tstore, Lister: store, Clock: deps.Clock, Logger: log,
+		Timers: tstore, Lister: store, Tail: tail, Clock: deps.Clock, Logger: log,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
 	})
 	poller, err := timers.NewPoller(tstore, timers.PollerConfig{
@@ -281,9 +309,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
 	s.life.Go("grpc server", s.grpc.Serve)
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub))
+	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	if err != nil {
+		return nil, fmt.Errorf("setting reference-key: %w", err)
+	}
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Secret: []byte(cfg.AckLinkSecret), PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)
@@ -298,6 +330,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.Go("recovery", func(ctx context.Context) error { return a.RunRecovery(ctx, cfg.Replica, cfg.EpochEvery) })
 	s.life.Go("changes", func(ctx context.Context) error { return hub.Feed(ctx, store.Subscribe, time.Second, log) })
 	s.life.Go("timers", func(ctx context.Context) error { return poller.Run(ctx, a.FireTimer) })
+	s.life.Go("watchdog", func(ctx context.Context) error {
+		return a.RunWatchdog(ctx, store, app.WatchdogConfig{Every: cfg.WatchdogEvery, Bound: cfg.WatchdogBound})
+	})
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
 			Logger: log, Telemetry: deps.Telemetry, MaxBackoff: time.Second, Lanes: cfg.ConsumerLanes}, kafkalog.Handler(a))

@@ -18,11 +18,18 @@ type Rebuilder struct {
 	alerts  map[string]domain.Alert
 	records map[string]Record
 	order   []string // record ids, first-seen order
+	// breaches are the clocks breached per alert, with the round.
+	breaches map[string][]breach
+}
+
+type breach struct {
+	round uint32
+	clock eventsv1.ClockKind
 }
 
 // NewRebuilder returns an empty rebuilder.
 func NewRebuilder() *Rebuilder {
-	return &Rebuilder{alerts: map[string]domain.Alert{}, records: map[string]Record{}}
+	return &Rebuilder{alerts: map[string]domain.Alert{}, records: map[string]Record{}, breaches: map[string][]breach{}}
 }
 
 // Add folds one event.
@@ -31,7 +38,11 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		return
 	}
 	if relevant(ev) {
-		r.alerts[ev.GetAlertId()], _ = domain.Apply(r.alerts[ev.GetAlertId()], ev)
+		a := r.alerts[ev.GetAlertId()]
+		r.alerts[ev.GetAlertId()], _ = domain.Apply(a, ev)
+		if b := ev.GetSlaBreached(); b != nil {
+			r.breaches[ev.GetAlertId()] = append(r.breaches[ev.GetAlertId()], breach{round: a.Round, clock: b.GetClock()})
+		}
 		return
 	}
 	at := ev.GetOccurredAt().AsTime()
@@ -69,6 +80,11 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		}
 		x.Attempts, x.LastError = max(x.Attempts, f.GetAttempt()), f.GetReason()
 		r.records[x.NotificationID] = x
+	case *eventsv1.Event_BreachNoticeSent:
+		s := p.BreachNoticeSent
+		x := rec(s.GetNotificationId(), 0, 0, s.GetRecipient(), s.GetChannel())
+		x.Breach, x.Phase, x.ProviderID, x.Attempts = s.GetClock(), domain.PhaseRecorded, s.GetProviderMessageId(), max(x.Attempts, 1)
+		r.records[x.NotificationID] = x
 	case *eventsv1.Event_NotificationDelivered:
 		if x, ok := r.records[p.NotificationDelivered.GetNotificationId()]; ok {
 			x.Phase, x.UpdatedAt = domain.PhaseDelivered, at
@@ -83,7 +99,7 @@ func (r *Rebuilder) Records() []Record {
 	out := make([]Record, 0, len(r.order))
 	for _, nid := range r.order {
 		x := r.records[nid]
-		if a, ok := r.alerts[x.AlertID]; ok && a.Routed && int(x.Step) == len(a.Steps) {
+		if a, ok := r.alerts[x.AlertID]; ok && a.Routed && x.Breach == 0 && int(x.Step) == len(a.Steps) {
 			x.Failsafe = true
 		}
 		out = append(out, x)
@@ -104,6 +120,13 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Repeat: a.Repeat, Critical: a.Critical(), Cause: "rebuild"})
 		case a.Status == domain.StatusFailsafe:
 			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+		}
+		// The notices of the round's breaches: those already sent are
+		// recorded and skipped; one not sent when Redis was lost goes now.
+		for _, b := range r.breaches[id] {
+			if _, ok := a.BreachStep(b.clock); ok && b.round == a.Round && a.GateBreach(b.round) == domain.GateOK {
+				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Breach: b.clock, Critical: a.Critical(), Cause: "rebuild"})
+			}
 		}
 		out[id] = jobs
 	}

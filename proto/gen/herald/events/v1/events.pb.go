@@ -635,6 +635,11 @@ type Event struct {
 	//	*Event_SlaBreached
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
+	//	*Event_StepRecipientsResolved
+	//	*Event_NotificationDeferred
+	//	*Event_DigestSent
+	//	*Event_BreachNoticeSent
+	//	*Event_TimerRepaired
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -877,6 +882,51 @@ func (x *Event) GetAlertClosed() *AlertClosed {
 	return nil
 }
 
+func (x *Event) GetStepRecipientsResolved() *StepRecipientsResolved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_StepRecipientsResolved); ok {
+			return x.StepRecipientsResolved
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetNotificationDeferred() *NotificationDeferred {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationDeferred); ok {
+			return x.NotificationDeferred
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDigestSent() *DigestSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_DigestSent); ok {
+			return x.DigestSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBreachNoticeSent() *BreachNoticeSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BreachNoticeSent); ok {
+			return x.BreachNoticeSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTimerRepaired() *TimerRepaired {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TimerRepaired); ok {
+			return x.TimerRepaired
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -945,6 +995,26 @@ type Event_AlertClosed struct {
 	AlertClosed *AlertClosed `protobuf:"bytes,35,opt,name=alert_closed,json=alertClosed,proto3,oneof"`
 }
 
+type Event_StepRecipientsResolved struct {
+	StepRecipientsResolved *StepRecipientsResolved `protobuf:"bytes,40,opt,name=step_recipients_resolved,json=stepRecipientsResolved,proto3,oneof"`
+}
+
+type Event_NotificationDeferred struct {
+	NotificationDeferred *NotificationDeferred `protobuf:"bytes,45,opt,name=notification_deferred,json=notificationDeferred,proto3,oneof"`
+}
+
+type Event_DigestSent struct {
+	DigestSent *DigestSent `protobuf:"bytes,46,opt,name=digest_sent,json=digestSent,proto3,oneof"`
+}
+
+type Event_BreachNoticeSent struct {
+	BreachNoticeSent *BreachNoticeSent `protobuf:"bytes,47,opt,name=breach_notice_sent,json=breachNoticeSent,proto3,oneof"`
+}
+
+type Event_TimerRepaired struct {
+	TimerRepaired *TimerRepaired `protobuf:"bytes,36,opt,name=timer_repaired,json=timerRepaired,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -976,6 +1046,16 @@ func (*Event_SlaBreached) isEvent_Payload() {}
 func (*Event_FailsafeQueued) isEvent_Payload() {}
 
 func (*Event_AlertClosed) isEvent_Payload() {}
+
+func (*Event_StepRecipientsResolved) isEvent_Payload() {}
+
+func (*Event_NotificationDeferred) isEvent_Payload() {}
+
+func (*Event_DigestSent) isEvent_Payload() {}
+
+func (*Event_BreachNoticeSent) isEvent_Payload() {}
+
+func (*Event_TimerRepaired) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -1910,6 +1990,12 @@ type Clocks struct {
 	CommunicateBy *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=communicate_by,json=communicateBy,proto3" json:"communicate_by,omitempty"`
 	AcknowledgeBy *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=acknowledge_by,json=acknowledgeBy,proto3" json:"acknowledge_by,omitempty"`
 	ActionBy      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=action_by,json=actionBy,proto3" json:"action_by,omitempty"`
+	// The instant the clocks run from (the category's clock_start policy:
+	// by default the later of the report's verification and Herald's receipt).
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the source says the report was verified (OBR-22, FHIR issued),
+	// kept for audit whatever the clocks run from; unset if it did not say.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1961,6 +2047,20 @@ func (x *Clocks) GetAcknowledgeBy() *timestamppb.Timestamp {
 func (x *Clocks) GetActionBy() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ActionBy
+	}
+	return nil
+}
+
+func (x *Clocks) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Clocks) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
 	}
 	return nil
 }
@@ -2125,8 +2225,13 @@ type EscalationPolicy struct {
 	Steps []*EscalationStep      `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
 	// The trust's fail-safe queue that receives an alert whose policy is exhausted.
 	FailsafeQueue string `protobuf:"bytes,3,opt,name=failsafe_queue,json=failsafeQueue,proto3" json:"failsafe_queue,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Who is told when one of the category's clocks is breached, per clock.
+	BreachNotices []*BreachNotice `protobuf:"bytes,4,rep,name=breach_notices,json=breachNotices,proto3" json:"breach_notices,omitempty"`
+	// How often the fail-safe officers are reminded of an alert still in the
+	// fail-safe queue, until it is closed; unset: never (one message only).
+	FailsafeReminderEvery *durationpb.Duration `protobuf:"bytes,5,opt,name=failsafe_reminder_every,json=failsafeReminderEvery,proto3" json:"failsafe_reminder_every,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *EscalationPolicy) Reset() {
@@ -2180,6 +2285,82 @@ func (x *EscalationPolicy) GetFailsafeQueue() string {
 	return ""
 }
 
+func (x *EscalationPolicy) GetBreachNotices() []*BreachNotice {
+	if x != nil {
+		return x.BreachNotices
+	}
+	return nil
+}
+
+func (x *EscalationPolicy) GetFailsafeReminderEvery() *durationpb.Duration {
+	if x != nil {
+		return x.FailsafeReminderEvery
+	}
+	return nil
+}
+
+// BreachNotice names who is told when a clock is breached (the safety lead,
+// the fail-safe team), on which channels in order.
+type BreachNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clock         ClockKind              `protobuf:"varint,1,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Targets       []*Target              `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	Channels      []Channel              `protobuf:"varint,3,rep,packed,name=channels,proto3,enum=herald.events.v1.Channel" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachNotice) Reset() {
+	*x = BreachNotice{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNotice) ProtoMessage() {}
+
+func (x *BreachNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNotice.ProtoReflect.Descriptor instead.
+func (*BreachNotice) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BreachNotice) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNotice) GetTargets() []*Target {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *BreachNotice) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
 // AlertRouted: the rules service classified the alert and chose its policy.
 type AlertRouted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2201,7 +2382,7 @@ type AlertRouted struct {
 
 func (x *AlertRouted) Reset() {
 	*x = AlertRouted{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2394,7 @@ func (x *AlertRouted) String() string {
 func (*AlertRouted) ProtoMessage() {}
 
 func (x *AlertRouted) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2407,7 @@ func (x *AlertRouted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRouted.ProtoReflect.Descriptor instead.
 func (*AlertRouted) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AlertRouted) GetCategory() Category {
@@ -2298,7 +2479,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2491,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2504,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Recipient) GetPersonId() string {
@@ -2365,7 +2546,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2558,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2571,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NotificationSent) GetNotificationId() string {
@@ -2442,6 +2623,71 @@ func (x *NotificationSent) GetRepeat() uint32 {
 	return 0
 }
 
+// StepRecipientsResolved: the notification service resolved the people a
+// step (and repeat) is sent to, before sending to any of them. Appended for
+// steps whose ack mode is ACK_MODE_ALL_MUST, so the lifecycle counts every
+// resolved recipient, not only those whose send was recorded.
+type StepRecipientsResolved struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Step   uint32                 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32                 `protobuf:"varint,2,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// Person ids (never contact details), in resolution order.
+	PersonIds     []string `protobuf:"bytes,3,rep,name=person_ids,json=personIds,proto3" json:"person_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepRecipientsResolved) Reset() {
+	*x = StepRecipientsResolved{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepRecipientsResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepRecipientsResolved) ProtoMessage() {}
+
+func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepRecipientsResolved.ProtoReflect.Descriptor instead.
+func (*StepRecipientsResolved) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StepRecipientsResolved) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetPersonIds() []string {
+	if x != nil {
+		return x.PersonIds
+	}
+	return nil
+}
+
 // NotificationFailed: a send attempt failed.
 type NotificationFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2464,7 +2710,7 @@ type NotificationFailed struct {
 
 func (x *NotificationFailed) Reset() {
 	*x = NotificationFailed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2722,7 @@ func (x *NotificationFailed) String() string {
 func (*NotificationFailed) ProtoMessage() {}
 
 func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2735,7 @@ func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationFailed.ProtoReflect.Descriptor instead.
 func (*NotificationFailed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationFailed) GetNotificationId() string {
@@ -2562,6 +2808,284 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 	return 0
 }
 
+// NotificationDeferred: a message was held back, not sent now, and why (the
+// person's rate limit): it goes out merged into one digest message to that
+// person at digest_at (DigestSent), never silently later.
+type NotificationDeferred struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32                 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient             `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	Reason         string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	DigestAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=digest_at,json=digestAt,proto3" json:"digest_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NotificationDeferred) Reset() {
+	*x = NotificationDeferred{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationDeferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationDeferred) ProtoMessage() {}
+
+func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
+func (*NotificationDeferred) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NotificationDeferred) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationDeferred) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *NotificationDeferred) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetDigestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DigestAt
+	}
+	return nil
+}
+
+// DigestSent: a message of this alert went out merged into a digest: one
+// message to a person listing the references of several alerts.
+type DigestSent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic: hash of (person, channel, the notification ids merged).
+	DigestId string `protobuf:"bytes,1,opt,name=digest_id,json=digestId,proto3" json:"digest_id,omitempty"`
+	// The merged message of this alert (as in NotificationDeferred).
+	NotificationId string     `protobuf:"bytes,2,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32     `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32     `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel    `protobuf:"varint,6,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	// How many alerts the digest listed.
+	References        uint32 `protobuf:"varint,7,opt,name=references,proto3" json:"references,omitempty"`
+	ProviderMessageId string `protobuf:"bytes,8,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DigestSent) Reset() {
+	*x = DigestSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestSent) ProtoMessage() {}
+
+func (x *DigestSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
+func (*DigestSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DigestSent) GetDigestId() string {
+	if x != nil {
+		return x.DigestId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *DigestSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *DigestSent) GetReferences() uint32 {
+	if x != nil {
+		return x.References
+	}
+	return 0
+}
+
+func (x *DigestSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
+// BreachNoticeSent: a person named by the policy for a clock's breach was
+// told of it.
+type BreachNoticeSent struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId    string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Clock             ClockKind              `protobuf:"varint,2,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Recipient         *Recipient             `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel           Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	ProviderMessageId string                 `protobuf:"bytes,5,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BreachNoticeSent) Reset() {
+	*x = BreachNoticeSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNoticeSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNoticeSent) ProtoMessage() {}
+
+func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
+func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BreachNoticeSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *BreachNoticeSent) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *BreachNoticeSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
 // NotificationDelivered: a provider reported delivery to the device.
 type NotificationDelivered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2574,7 +3098,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +3110,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +3123,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -2639,7 +3163,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +3175,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +3188,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -2713,7 +3237,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +3249,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +3262,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -2769,7 +3293,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +3305,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +3318,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -2839,7 +3363,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3375,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3388,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -2914,7 +3438,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3450,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3463,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -2977,7 +3501,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3513,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3526,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3045,7 +3569,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3581,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3594,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3107,7 +3631,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3643,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3656,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3168,7 +3692,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3704,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3717,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3217,11 +3741,98 @@ func (x *AlertClosed) GetRequestId() string {
 	return ""
 }
 
+// TimerRepaired: acknowledgement's overdue watchdog found an open alert
+// whose next deadline had passed by more than its bound with nothing
+// decided (its SLA timer was lost: a bug, a deleted Redis key, an
+// operator's mistake) and armed the timer again. The decision the deadline
+// owes (escalation, breach, fail-safe queue) follows as its own event. It
+// changes no state: it records, for the safety lead, that a deadline was
+// late and why.
+type TimerRepaired struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deadline is the deadline that was overdue (the earliest one due).
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// overdue_by is how far past the deadline the watchdog found it.
+	OverdueBy *durationpb.Duration `protobuf:"bytes,2,opt,name=overdue_by,json=overdueBy,proto3" json:"overdue_by,omitempty"`
+	// step and repeat of the escalation ladder at the time.
+	Step   uint32 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32 `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// timers names the lifecycle timers re-armed ("step", "clock:ACKNOWLEDGE").
+	Timers        []string `protobuf:"bytes,5,rep,name=timers,proto3" json:"timers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerRepaired) Reset() {
+	*x = TimerRepaired{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerRepaired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerRepaired) ProtoMessage() {}
+
+func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
+func (*TimerRepaired) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetOverdueBy() *durationpb.Duration {
+	if x != nil {
+		return x.OverdueBy
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetTimers() []string {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
+}
+
 var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x0f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3248,7 +3859,13 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x0falert_escalated\x18  \x01(\v2 .herald.events.v1.AlertEscalatedH\x00R\x0ealertEscalated\x12B\n" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
-	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosedB\t\n" +
+	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12d\n" +
+	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolved\x12]\n" +
+	"\x15notification_deferred\x18- \x01(\v2&.herald.events.v1.NotificationDeferredH\x00R\x14notificationDeferred\x12?\n" +
+	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
+	"digestSent\x12R\n" +
+	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSent\x12H\n" +
+	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepairedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3326,11 +3943,15 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x04code\x18\x03 \x01(\x0e2\x1d.herald.events.v1.ProblemCodeR\x04code\"\x8d\x01\n" +
 	"\x10AlertQuarantined\x128\n" +
 	"\adetails\x18\x01 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\x12?\n" +
-	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xc7\x01\n" +
+	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xbf\x02\n" +
 	"\x06Clocks\x12A\n" +
 	"\x0ecommunicate_by\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\rcommunicateBy\x12A\n" +
 	"\x0eacknowledge_by\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\racknowledgeBy\x127\n" +
-	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\"d\n" +
+	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"d\n" +
 	"\x06Target\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.herald.events.v1.TargetKindR\x04kind\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x16\n" +
@@ -3341,11 +3962,17 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\arepeats\x18\x04 \x01(\rR\arepeats\x124\n" +
 	"\back_mode\x18\x05 \x01(\x0e2\x19.herald.events.v1.AckModeR\aackMode\x125\n" +
-	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xa0\x01\n" +
+	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xba\x02\n" +
 	"\x10EscalationPolicy\x12-\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x126\n" +
 	"\x05steps\x18\x02 \x03(\v2 .herald.events.v1.EscalationStepR\x05steps\x12%\n" +
-	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\"\x96\x03\n" +
+	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\x12E\n" +
+	"\x0ebreach_notices\x18\x04 \x03(\v2\x1e.herald.events.v1.BreachNoticeR\rbreachNotices\x12Q\n" +
+	"\x17failsafe_reminder_every\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x15failsafeReminderEvery\"\xac\x01\n" +
+	"\fBreachNotice\x121\n" +
+	"\x05clock\x18\x01 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x122\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.herald.events.v1.TargetR\atargets\x125\n" +
+	"\bchannels\x18\x03 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\x96\x03\n" +
 	"\vAlertRouted\x126\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1a.herald.events.v1.CategoryR\bcategory\x12%\n" +
 	"\x0elocal_category\x18\x02 \x01(\tR\rlocalCategory\x123\n" +
@@ -3366,7 +3993,12 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12.\n" +
 	"\x13provider_message_id\x18\x06 \x01(\tR\x11providerMessageId\x12\x16\n" +
-	"\x06repeat\x18\a \x01(\rR\x06repeat\"\xfb\x02\n" +
+	"\x06repeat\x18\a \x01(\rR\x06repeat\"c\n" +
+	"\x16StepRecipientsResolved\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x02 \x01(\rR\x06repeat\x12\x1d\n" +
+	"\n" +
+	"person_ids\x18\x03 \x03(\tR\tpersonIds\"\xfb\x02\n" +
 	"\x12NotificationFailed\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x129\n" +
@@ -3379,7 +4011,33 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xa5\x01\n" +
+	" \x01(\rR\x06repeat\"\xac\x02\n" +
+	"\x14NotificationDeferred\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x127\n" +
+	"\tdigest_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bdigestAt\"\xbe\x02\n" +
+	"\n" +
+	"DigestSent\x12\x1b\n" +
+	"\tdigest_id\x18\x01 \x01(\tR\bdigestId\x12'\n" +
+	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x05 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x1e\n" +
+	"\n" +
+	"references\x18\a \x01(\rR\n" +
+	"references\x12.\n" +
+	"\x13provider_message_id\x18\b \x01(\tR\x11providerMessageId\"\x8e\x02\n" +
+	"\x10BreachNoticeSent\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x121\n" +
+	"\x05clock\x18\x02 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x129\n" +
+	"\trecipient\x18\x03 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
+	"\x13provider_message_id\x18\x05 \x01(\tR\x11providerMessageId\"\xa5\x01\n" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
@@ -3429,7 +4087,14 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x05actor\x18\x01 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId*\x9e\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xc5\x01\n" +
+	"\rTimerRepaired\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x128\n" +
+	"\n" +
+	"overdue_by\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toverdueBy\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x12\x16\n" +
+	"\x06timers\x18\x05 \x03(\tR\x06timers*\x9e\x01\n" +
 	"\bCategory\x12\x18\n" +
 	"\x14CATEGORY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CATEGORY_CRITICAL\x10\x01\x12\x13\n" +
@@ -3508,122 +4173,150 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_herald_events_v1_events_proto_goTypes = []any{
-	(Category)(0),                 // 0: herald.events.v1.Category
-	(ReportStatus)(0),             // 1: herald.events.v1.ReportStatus
-	(Source)(0),                   // 2: herald.events.v1.Source
-	(Channel)(0),                  // 3: herald.events.v1.Channel
-	(ClockKind)(0),                // 4: herald.events.v1.ClockKind
-	(TargetKind)(0),               // 5: herald.events.v1.TargetKind
-	(AckMode)(0),                  // 6: herald.events.v1.AckMode
-	(DeclineReason)(0),            // 7: herald.events.v1.DeclineReason
-	(EscalationReason)(0),         // 8: herald.events.v1.EscalationReason
-	(ProblemCode)(0),              // 9: herald.events.v1.ProblemCode
-	(*Event)(nil),                 // 10: herald.events.v1.Event
-	(*PolicyRef)(nil),             // 11: herald.events.v1.PolicyRef
-	(*Identifier)(nil),            // 12: herald.events.v1.Identifier
-	(*Patient)(nil),               // 13: herald.events.v1.Patient
-	(*Clinician)(nil),             // 14: herald.events.v1.Clinician
-	(*Exam)(nil),                  // 15: herald.events.v1.Exam
-	(*Encounter)(nil),             // 16: herald.events.v1.Encounter
-	(*SourceFlag)(nil),            // 17: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),          // 18: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),           // 19: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),          // 20: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),        // 21: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),     // 22: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),      // 23: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                // 24: herald.events.v1.Clocks
-	(*Target)(nil),                // 25: herald.events.v1.Target
-	(*EscalationStep)(nil),        // 26: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),      // 27: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),           // 28: herald.events.v1.AlertRouted
-	(*Recipient)(nil),             // 29: herald.events.v1.Recipient
-	(*NotificationSent)(nil),      // 30: herald.events.v1.NotificationSent
-	(*NotificationFailed)(nil),    // 31: herald.events.v1.NotificationFailed
-	(*NotificationDelivered)(nil), // 32: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                 // 33: herald.events.v1.Actor
-	(*AlertRead)(nil),             // 34: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),     // 35: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),         // 36: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),        // 37: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),        // 38: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),           // 39: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),        // 40: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),           // 41: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(Category)(0),                  // 0: herald.events.v1.Category
+	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
+	(Source)(0),                    // 2: herald.events.v1.Source
+	(Channel)(0),                   // 3: herald.events.v1.Channel
+	(ClockKind)(0),                 // 4: herald.events.v1.ClockKind
+	(TargetKind)(0),                // 5: herald.events.v1.TargetKind
+	(AckMode)(0),                   // 6: herald.events.v1.AckMode
+	(DeclineReason)(0),             // 7: herald.events.v1.DeclineReason
+	(EscalationReason)(0),          // 8: herald.events.v1.EscalationReason
+	(ProblemCode)(0),               // 9: herald.events.v1.ProblemCode
+	(*Event)(nil),                  // 10: herald.events.v1.Event
+	(*PolicyRef)(nil),              // 11: herald.events.v1.PolicyRef
+	(*Identifier)(nil),             // 12: herald.events.v1.Identifier
+	(*Patient)(nil),                // 13: herald.events.v1.Patient
+	(*Clinician)(nil),              // 14: herald.events.v1.Clinician
+	(*Exam)(nil),                   // 15: herald.events.v1.Exam
+	(*Encounter)(nil),              // 16: herald.events.v1.Encounter
+	(*SourceFlag)(nil),             // 17: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),           // 18: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),            // 19: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 20: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 21: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 22: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 23: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 24: herald.events.v1.Clocks
+	(*Target)(nil),                 // 25: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 26: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 27: herald.events.v1.EscalationPolicy
+	(*BreachNotice)(nil),           // 28: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 29: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 30: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 31: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 32: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 33: herald.events.v1.NotificationFailed
+	(*NotificationDeferred)(nil),   // 34: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 35: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 36: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 37: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 38: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 39: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 40: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 41: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 42: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 43: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 44: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 45: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 46: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 47: herald.events.v1.TimerRepaired
+	(*timestamppb.Timestamp)(nil),  // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 49: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	42, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	48, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
 	21, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
 	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	28, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	30, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	31, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	32, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	34, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	35, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	36, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	37, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	38, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	39, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	40, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	41, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	12, // 18: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 19: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 20: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 21: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 22: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 23: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 24: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 25: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 26: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 27: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 28: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	42, // 29: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 30: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 31: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 32: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 33: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 34: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	42, // 35: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	42, // 36: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	42, // 37: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	5,  // 38: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 39: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	43, // 40: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 41: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 42: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 43: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 44: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 45: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 46: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 47: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 48: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	29, // 49: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 50: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	29, // 51: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 52: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	3,  // 53: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	33, // 54: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	33, // 55: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	33, // 56: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 57: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	33, // 58: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 59: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 60: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	42, // 61: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	33, // 62: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	29, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	31, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	33, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	37, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	39, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	40, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	41, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	42, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	43, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	44, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	45, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	46, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	32, // 18: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	34, // 19: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	35, // 20: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	36, // 21: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	47, // 22: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	12, // 23: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 24: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 25: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	13, // 26: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	15, // 27: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	17, // 28: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 29: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	14, // 30: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	14, // 31: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	14, // 32: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	16, // 33: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	48, // 34: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	18, // 35: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	18, // 36: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 37: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	18, // 38: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	22, // 39: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	48, // 40: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	48, // 41: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	48, // 42: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	48, // 43: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	48, // 44: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 45: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	25, // 46: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	49, // 47: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 48: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 49: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	11, // 50: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	26, // 51: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	28, // 52: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	49, // 53: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 54: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	25, // 55: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 56: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 57: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	24, // 58: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	27, // 59: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 60: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	30, // 61: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 62: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	30, // 63: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 64: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	30, // 65: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 66: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	48, // 67: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	30, // 68: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 69: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 70: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	30, // 71: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 72: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 73: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	38, // 74: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	38, // 75: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	38, // 76: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 77: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	38, // 78: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 79: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 80: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	48, // 81: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	38, // 82: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	48, // 83: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	49, // 84: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	85, // [85:85] is the sub-list for method output_type
+	85, // [85:85] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3648,6 +4341,11 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_SlaBreached)(nil),
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
+		(*Event_StepRecipientsResolved)(nil),
+		(*Event_NotificationDeferred)(nil),
+		(*Event_DigestSent)(nil),
+		(*Event_BreachNoticeSent)(nil),
+		(*Event_TimerRepaired)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3655,7 +4353,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   32,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
