@@ -73,7 +73,7 @@ func drive(ctx context.Context, s *system, runID string, rate float64, dur time.
 					st.retries.Add(1)
 					time.Sleep(500 * time.Millisecond)
 				}
-				ack, err := harness.SendMLLP(s.mllp.addr, msg)
+				ack, err := harness.SendMLLPTLS(s.mllp.addr, msg, s.tls.Client)
 				if err == nil && strings.Contains(ack, "MSA|AA") {
 					st.mu.Lock()
 					st.accepted[msgID] = time.Now()
@@ -132,7 +132,7 @@ type ackStats struct {
 func acknowledge(ctx context.Context, t testing.TB, s *system, o *observer, seed uint64) *ackStats {
 	t.Helper()
 	st := &ackStats{planned: map[string]ackPlan{}, done: map[string]time.Time{}, failed: map[string]string{}}
-	conn, err := grpcserver.Dial(ctx, s.ackGRPC.addr, telemetry.Nop("chaos"))
+	conn, err := grpcserver.Dial(ctx, s.ackGRPC.addr, telemetry.Nop("chaos"), grpcserver.ClientTLS(s.tls.Client, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -221,6 +221,10 @@ type system struct {
 	webhook   *webhookSink
 	box       *inbox // both sinks' messages
 	logDir    string
+	// tls is the suite's development CA: every gRPC hop and MLLP are
+	// mutual TLS with it, as in the e2e harness (Kafka and Redis stay
+	// plaintext: the development profile with -insecure).
+	tls *harness.TLS
 }
 
 // serviceEnv are settings per service given to both replicas ("NAME=v").
@@ -228,7 +232,7 @@ type serviceEnv map[string][]string
 
 func startSystem(t *testing.T, brokers []string, replication int, extra serviceEnv, logDir string) *system {
 	t.Helper()
-	s := &system{replicas: map[string][]*replica{}, logDir: logDir}
+	s := &system{replicas: map[string][]*replica{}, logDir: logDir, tls: harness.NewTLS(t)}
 	s.redisAddr = redisServer(t)
 	s.redis = redis.NewClient(&redis.Options{Addr: s.redisAddr})
 	t.Cleanup(func() { _ = s.redis.Close() })
@@ -274,7 +278,10 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 	suffix := testinfra.UniqueName("chaos")
 	s.groups = []string{"rules-" + suffix, "ack-" + suffix, "notification-" + suffix}
 	s.notifyDue = []string{suffix + ":notification:due", suffix + ":notification:due:critical"}
-	secret := strings.Repeat("chaos-ack-link-secret-", 3)
+	// Secrets reach the services as files, as a Kubernetes Secret volume
+	// gives them.
+	secretFile := harness.WriteSecret(t, strings.Repeat("chaos-ack-link-secret-", 3))
+	refKeyFile := harness.WriteSecret(t, refSecret)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.log.EventsTopic,
@@ -302,20 +309,21 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 		case "acknowledgement":
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_HTTP_ADDR=" + x.http, "HERALD_PUBLIC_URL=http://" + s.ackHTTP.addr,
 				"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_REFERENCE_KEY=" + refSecret, "HERALD_DEV_IDENTITY=link-recipient"}
+				"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient"}
 		default: // notification
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_RECEIPTS_ADDR=" + x.receipts,
 				"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 				"HERALD_RULES_ADDR=" + rules.addr, "HERALD_ACK_BASE_URL=http://" + s.ackHTTP.addr,
-				"HERALD_ACK_LINK_SECRET=" + secret, "HERALD_REFERENCE_KEY=" + refSecret, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
-				"HERALD_WEBHOOK_SECRET=chaos-webhook-secret", "HERALD_RATE_LIMIT_MAX=0"}
+				"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+				"HERALD_WEBHOOK_SECRET_FILE=" + harness.WriteSecret(t, "chaos-webhook-secret"), "HERALD_RATE_LIMIT_MAX=0"}
 		}
 	}
 	for _, svc := range harness.Services {
 		for i := range 2 {
 			r := &replica{
 				service: svc, index: i, path: bins[svc],
-				env:     append(append(append([]string{}, common...), env(svc, i)...), extra[svc]...),
+				env: append(append(append(append([]string{}, common...), s.tls.ServiceEnv(svc)...), env(svc, i)...),
+					extra[svc]...),
 				logPath: filepath.Join(logDir, fmt.Sprintf("%s-%d.log", svc, i)),
 				health:  p[svc][i].grpc,
 			}
@@ -326,7 +334,7 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 			s.replicas[svc] = append(s.replicas[svc], r)
 		}
 		for _, r := range s.replicas[svc] {
-			harness.WaitHealthy(t, r.health, 90*time.Second, nil)
+			harness.WaitHealthyTLS(t, r.health, s.tls.Client, 90*time.Second, nil)
 		}
 	}
 	return s
