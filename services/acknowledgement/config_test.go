@@ -1,6 +1,11 @@
 package acknowledgement_test
 
 import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,4 +25,19 @@ func TestDevIdentityIsRefusedInProduction(t *testing.T) {
 	require.NoError(t, c.Validate())
 	c.Security = servicemain.Security{Profile: servicemain.ProfileProduction}
 	require.ErrorContains(t, c.Validate(), "setting dev-identity is refused in the production profile")
+}
+
+// The reference key is a secret: it is read from the file
+// -reference-key-file names, and there is no flag that takes its value.
+func TestReferenceKeyIsReadFromAFile(t *testing.T) {
+	key := strings.Repeat("reference-key-", 3)
+	path := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(path, []byte(key+"\n"), 0o600))
+	c := acknowledgement.DefaultConfig()
+	fs := flag.NewFlagSet("acknowledgement", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	require.NoError(t, fs.Parse([]string{"-reference-key-file", path}))
+	require.Equal(t, key, c.ReferenceKey)
+	require.Error(t, fs.Parse([]string{"-reference-key", key}), "the key's value is never a flag")
 }

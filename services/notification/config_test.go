@@ -1,6 +1,11 @@
 package notification_test
 
 import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,4 +41,25 @@ func TestScheduleWorkersMustLeaveAWorkerForTheFastLanes(t *testing.T) {
 		}
 		require.ErrorContains(t, err, tc.wantErr)
 	}
+}
+
+// The reference key and Notify's callback token are secrets: each is read
+// from the file its -xxx-file flag names, and no flag takes a value.
+func TestReferenceKeyAndCallbackTokenAreReadFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(v+"\n"), 0o600))
+		return p
+	}
+	key := strings.Repeat("reference-key-", 3)
+	c := notification.DefaultConfig()
+	fs := flag.NewFlagSet("notification", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	require.NoError(t, fs.Parse([]string{"-reference-key-file", write("key", key),
+		"-notify-callback-token-file", write("token", "callback-token")}))
+	require.Equal(t, key, c.ReferenceKey)
+	require.Equal(t, "callback-token", c.NotifyCallbackToken)
+	require.Error(t, fs.Parse([]string{"-reference-key", key}), "the key's value is never a flag")
 }
