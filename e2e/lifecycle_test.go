@@ -50,10 +50,13 @@ func fhirReport(t *testing.T, accession, status string, issued time.Time) []byte
 	return out
 }
 
-// postFHIR posts a DiagnosticReport and requires the HTTP status want.
+// postFHIR posts a DiagnosticReport over mutual TLS as the harness and
+// requires the HTTP status want.
 func postFHIR(t *testing.T, sys *harness.System, body []byte, want int) {
 	t.Helper()
-	resp, err := http.Post("http://"+sys.Addrs.FHIR+"/fhir/RZZ/DiagnosticReport", "application/fhir+json", bytes.NewReader(body))
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialTLSContext: sys.TLS.Client.Dialer(nil, "")}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Post("https://"+sys.Addrs.FHIR+"/fhir/RZZ/DiagnosticReport", "application/fhir+json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,11 +327,16 @@ func TestOneReferenceEverywhere(t *testing.T) {
 	}
 
 	// The operator CLI shows it and acts on an alert named by it.
-	out, err := exec.Command(bins["heraldctl"], "show", "-addr", sys.Addrs.AckGRPC, ref).CombinedOutput()
+	// heraldctl presents its certificate.
+	show := exec.Command(bins["heraldctl"], "show", "-addr", sys.Addrs.AckGRPC, ref)
+	show.Env = sys.CtlEnv()
+	out, err := show.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), id) || !strings.Contains(string(out), "reference "+ref) {
 		t.Errorf("heraldctl show %s: %v\n%s", ref, err, out)
 	}
-	out, err = exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref, "-as", "e2e-referrer").CombinedOutput()
+	ack := exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref, "-as", "e2e-referrer")
+	ack.Env = sys.CtlEnv()
+	out, err = ack.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "is now acknowledged") {
 		t.Errorf("heraldctl ack %s: %v\n%s", ref, err, out)
 	}
