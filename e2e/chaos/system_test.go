@@ -103,20 +103,6 @@ func (r *replica) isUp() bool {
 	return r.up
 }
 
-// tail returns the last n bytes of the replica's log.
-func (r *replica) tail(n int64) string {
-	f, err := os.Open(r.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		_, _ = f.Seek(st.Size()-n, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
 // balancer is a TCP load balancer on loopback in front of a service's
 // replicas: each connection goes to a replica that accepts it (tried in a
 // random order), as a Kubernetes Service sends it to a ready pod.

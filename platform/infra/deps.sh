@@ -230,14 +230,20 @@ log.retention.hours=48
 log.segment.bytes=67108864
 EOF
 	kafka_secure_config >>"$KAFKA_HOME/server.properties"
-	cat >"$KAFKA_HOME/log4j2.xml" <<EOF
+	write_log4j "$KAFKA_HOME/log4j2.xml" "$KAFKA_LOGS" "50 MB" ": Kafka logs to a file, not the console"
+}
+
+# write_log4j FILE LOGDIR SIZE WHAT: a log4j2 configuration that sends a
+# broker's log to LOGDIR/server.log (rolled at SIZE), quiet request loggers.
+write_log4j() {
+	cat >"$1" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by platform/infra/deps.sh: Kafka logs to a file, not the console. -->
+<!-- Written by platform/infra/deps.sh$4. -->
 <Configuration status="warn">
   <Appenders>
-    <RollingFile name="file" fileName="$KAFKA_LOGS/server.log" filePattern="$KAFKA_LOGS/server.log.%i">
+    <RollingFile name="file" fileName="$2/server.log" filePattern="$2/server.log.%i">
       <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <SizeBasedTriggeringPolicy size="50 MB"/>
+      <SizeBasedTriggeringPolicy size="$3"/>
       <DefaultRolloverStrategy max="2"/>
     </RollingFile>
   </Appenders>
@@ -657,26 +663,7 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 log.segment.bytes=33554432
 EOF
-	cat >"$home/log4j2.xml" <<EOF
-<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by platform/infra/deps.sh (cluster): node $i logs to a file. -->
-<Configuration status="warn">
-  <Appenders>
-    <RollingFile name="file" fileName="$home/logs/server.log" filePattern="$home/logs/server.log.%i">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <SizeBasedTriggeringPolicy size="20 MB"/>
-      <DefaultRolloverStrategy max="2"/>
-    </RollingFile>
-  </Appenders>
-  <Loggers>
-    <Root level="info"><AppenderRef ref="file"/></Root>
-    <Logger name="kafka.request.logger" level="warn"/>
-    <Logger name="state.change.logger" level="warn"/>
-    <Logger name="org.apache.kafka.storage.internals.log" level="warn"/>
-    <Logger name="kafka.log" level="warn"/>
-  </Loggers>
-</Configuration>
-EOF
+	write_log4j "$home/log4j2.xml" "$home/logs" "20 MB" " (cluster): node $i logs to a file"
 }
 
 # cluster_cmd I ARGS...: KAFKA_CMD for node I (its own log4j and heap).
