@@ -599,6 +599,69 @@ func (ProblemCode) EnumDescriptor() ([]byte, []int) {
 	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
+// SupersededReason says why a message asked for was not sent.
+type SupersededReason int32
+
+const (
+	SupersededReason_SUPERSEDED_REASON_UNSPECIFIED SupersededReason = 0
+	// The alert was acknowledged, cancelled, closed or fail-safe-queued
+	// before the send was decided.
+	SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED SupersededReason = 1
+	// A newer repeat of the same step, or a newer routing round, was asked
+	// for before this one was sent: the newer one is sent instead.
+	SupersededReason_SUPERSEDED_REASON_OVERTAKEN SupersededReason = 2
+	// The recipient declined, or acknowledged a step that all must
+	// acknowledge.
+	SupersededReason_SUPERSEDED_REASON_RECIPIENT_STOPPED SupersededReason = 3
+	// The step is not in the alert's policy, or the alert is not routed.
+	SupersededReason_SUPERSEDED_REASON_NOT_IN_POLICY SupersededReason = 4
+)
+
+// Enum value maps for SupersededReason.
+var (
+	SupersededReason_name = map[int32]string{
+		0: "SUPERSEDED_REASON_UNSPECIFIED",
+		1: "SUPERSEDED_REASON_ALERT_CLOSED",
+		2: "SUPERSEDED_REASON_OVERTAKEN",
+		3: "SUPERSEDED_REASON_RECIPIENT_STOPPED",
+		4: "SUPERSEDED_REASON_NOT_IN_POLICY",
+	}
+	SupersededReason_value = map[string]int32{
+		"SUPERSEDED_REASON_UNSPECIFIED":       0,
+		"SUPERSEDED_REASON_ALERT_CLOSED":      1,
+		"SUPERSEDED_REASON_OVERTAKEN":         2,
+		"SUPERSEDED_REASON_RECIPIENT_STOPPED": 3,
+		"SUPERSEDED_REASON_NOT_IN_POLICY":     4,
+	}
+)
+
+func (x SupersededReason) Enum() *SupersededReason {
+	p := new(SupersededReason)
+	*p = x
+	return p
+}
+
+func (x SupersededReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SupersededReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_events_v1_events_proto_enumTypes[10].Descriptor()
+}
+
+func (SupersededReason) Type() protoreflect.EnumType {
+	return &file_herald_events_v1_events_proto_enumTypes[10]
+}
+
+func (x SupersededReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SupersededReason.Descriptor instead.
+func (SupersededReason) EnumDescriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
 // Event is the envelope of every record on the alert event log.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -635,6 +698,7 @@ type Event struct {
 	//	*Event_SlaBreached
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
+	//	*Event_NotificationSuperseded
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -877,6 +941,15 @@ func (x *Event) GetAlertClosed() *AlertClosed {
 	return nil
 }
 
+func (x *Event) GetNotificationSuperseded() *NotificationSuperseded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationSuperseded); ok {
+			return x.NotificationSuperseded
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -945,6 +1018,10 @@ type Event_AlertClosed struct {
 	AlertClosed *AlertClosed `protobuf:"bytes,35,opt,name=alert_closed,json=alertClosed,proto3,oneof"`
 }
 
+type Event_NotificationSuperseded struct {
+	NotificationSuperseded *NotificationSuperseded `protobuf:"bytes,38,opt,name=notification_superseded,json=notificationSuperseded,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -976,6 +1053,8 @@ func (*Event_SlaBreached) isEvent_Payload() {}
 func (*Event_FailsafeQueued) isEvent_Payload() {}
 
 func (*Event_AlertClosed) isEvent_Payload() {}
+
+func (*Event_NotificationSuperseded) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -2562,6 +2641,117 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 	return 0
 }
 
+// NotificationSuperseded: a message that was asked for (a step, or one
+// recipient of it) will not be sent, and why: the alert was acknowledged,
+// cancelled or closed before the send was decided, a newer repeat or routing
+// round overtook it, the recipient declined, or the step is not in the
+// policy. It makes every skipped message visible on the alert's timeline.
+// It names the recipient by identifiers only (no patient data).
+type NotificationSuperseded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The notification id the message would have had; empty for a whole step.
+	NotificationId string `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// The alert's routing round the message belonged to.
+	Round uint32 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
+	// Whom the message was for; unset for a whole step (before fan-out).
+	Recipient *Recipient `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// The fail-safe message (step = number of policy steps).
+	Failsafe bool `protobuf:"varint,6,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
+	// Why the message was not sent (fixed words, see reason_code).
+	Reason        string           `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReasonCode    SupersededReason `protobuf:"varint,8,opt,name=reason_code,json=reasonCode,proto3,enum=herald.events.v1.SupersededReason" json:"reason_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationSuperseded) Reset() {
+	*x = NotificationSuperseded{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationSuperseded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationSuperseded) ProtoMessage() {}
+
+func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationSuperseded.ProtoReflect.Descriptor instead.
+func (*NotificationSuperseded) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *NotificationSuperseded) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationSuperseded) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationSuperseded) GetFailsafe() bool {
+	if x != nil {
+		return x.Failsafe
+	}
+	return false
+}
+
+func (x *NotificationSuperseded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotificationSuperseded) GetReasonCode() SupersededReason {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return SupersededReason_SUPERSEDED_REASON_UNSPECIFIED
+}
+
 // NotificationDelivered: a provider reported delivery to the device.
 type NotificationDelivered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2574,7 +2764,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2776,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2789,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -2639,7 +2829,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2841,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2854,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -2713,7 +2903,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2915,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2928,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -2769,7 +2959,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2971,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2984,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -2839,7 +3029,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3041,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3054,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -2914,7 +3104,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3116,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3129,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -2977,7 +3167,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3179,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3192,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3045,7 +3235,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3247,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3260,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3107,7 +3297,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3309,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3322,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3168,7 +3358,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3370,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3383,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3221,7 +3411,7 @@ var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3248,7 +3438,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x0falert_escalated\x18  \x01(\v2 .herald.events.v1.AlertEscalatedH\x00R\x0ealertEscalated\x12B\n" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
-	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosedB\t\n" +
+	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12c\n" +
+	"\x17notification_superseded\x18& \x01(\v2(.herald.events.v1.NotificationSupersededH\x00R\x16notificationSupersededB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3379,7 +3570,17 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xa5\x01\n" +
+	" \x01(\rR\x06repeat\"\xb7\x02\n" +
+	"\x16NotificationSuperseded\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x12\x14\n" +
+	"\x05round\x18\x04 \x01(\rR\x05round\x129\n" +
+	"\trecipient\x18\x05 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x12\x1a\n" +
+	"\bfailsafe\x18\x06 \x01(\bR\bfailsafe\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12C\n" +
+	"\vreason_code\x18\b \x01(\x0e2\".herald.events.v1.SupersededReasonR\n" +
+	"reasonCode\"\xa5\x01\n" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
@@ -3493,7 +3694,13 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x1ePROBLEM_CODE_ACCESSION_MISSING\x10\x03\x12!\n" +
 	"\x1dPROBLEM_CODE_REFERRER_MISSING\x10\x04\x12$\n" +
 	" PROBLEM_CODE_REPORT_TIME_INVALID\x10\x05\x12#\n" +
-	"\x1fPROBLEM_CODE_BIRTH_DATE_INVALID\x10\x06BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
+	"\x1fPROBLEM_CODE_BIRTH_DATE_INVALID\x10\x06*\xc8\x01\n" +
+	"\x10SupersededReason\x12!\n" +
+	"\x1dSUPERSEDED_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eSUPERSEDED_REASON_ALERT_CLOSED\x10\x01\x12\x1f\n" +
+	"\x1bSUPERSEDED_REASON_OVERTAKEN\x10\x02\x12'\n" +
+	"#SUPERSEDED_REASON_RECIPIENT_STOPPED\x10\x03\x12#\n" +
+	"\x1fSUPERSEDED_REASON_NOT_IN_POLICY\x10\x04BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_herald_events_v1_events_proto_rawDescOnce sync.Once
@@ -3507,123 +3714,128 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_herald_events_v1_events_proto_rawDescData
 }
 
-var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_herald_events_v1_events_proto_goTypes = []any{
-	(Category)(0),                 // 0: herald.events.v1.Category
-	(ReportStatus)(0),             // 1: herald.events.v1.ReportStatus
-	(Source)(0),                   // 2: herald.events.v1.Source
-	(Channel)(0),                  // 3: herald.events.v1.Channel
-	(ClockKind)(0),                // 4: herald.events.v1.ClockKind
-	(TargetKind)(0),               // 5: herald.events.v1.TargetKind
-	(AckMode)(0),                  // 6: herald.events.v1.AckMode
-	(DeclineReason)(0),            // 7: herald.events.v1.DeclineReason
-	(EscalationReason)(0),         // 8: herald.events.v1.EscalationReason
-	(ProblemCode)(0),              // 9: herald.events.v1.ProblemCode
-	(*Event)(nil),                 // 10: herald.events.v1.Event
-	(*PolicyRef)(nil),             // 11: herald.events.v1.PolicyRef
-	(*Identifier)(nil),            // 12: herald.events.v1.Identifier
-	(*Patient)(nil),               // 13: herald.events.v1.Patient
-	(*Clinician)(nil),             // 14: herald.events.v1.Clinician
-	(*Exam)(nil),                  // 15: herald.events.v1.Exam
-	(*Encounter)(nil),             // 16: herald.events.v1.Encounter
-	(*SourceFlag)(nil),            // 17: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),          // 18: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),           // 19: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),          // 20: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),        // 21: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),     // 22: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),      // 23: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                // 24: herald.events.v1.Clocks
-	(*Target)(nil),                // 25: herald.events.v1.Target
-	(*EscalationStep)(nil),        // 26: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),      // 27: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),           // 28: herald.events.v1.AlertRouted
-	(*Recipient)(nil),             // 29: herald.events.v1.Recipient
-	(*NotificationSent)(nil),      // 30: herald.events.v1.NotificationSent
-	(*NotificationFailed)(nil),    // 31: herald.events.v1.NotificationFailed
-	(*NotificationDelivered)(nil), // 32: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                 // 33: herald.events.v1.Actor
-	(*AlertRead)(nil),             // 34: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),     // 35: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),         // 36: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),        // 37: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),        // 38: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),           // 39: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),        // 40: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),           // 41: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(Category)(0),                  // 0: herald.events.v1.Category
+	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
+	(Source)(0),                    // 2: herald.events.v1.Source
+	(Channel)(0),                   // 3: herald.events.v1.Channel
+	(ClockKind)(0),                 // 4: herald.events.v1.ClockKind
+	(TargetKind)(0),                // 5: herald.events.v1.TargetKind
+	(AckMode)(0),                   // 6: herald.events.v1.AckMode
+	(DeclineReason)(0),             // 7: herald.events.v1.DeclineReason
+	(EscalationReason)(0),          // 8: herald.events.v1.EscalationReason
+	(ProblemCode)(0),               // 9: herald.events.v1.ProblemCode
+	(SupersededReason)(0),          // 10: herald.events.v1.SupersededReason
+	(*Event)(nil),                  // 11: herald.events.v1.Event
+	(*PolicyRef)(nil),              // 12: herald.events.v1.PolicyRef
+	(*Identifier)(nil),             // 13: herald.events.v1.Identifier
+	(*Patient)(nil),                // 14: herald.events.v1.Patient
+	(*Clinician)(nil),              // 15: herald.events.v1.Clinician
+	(*Exam)(nil),                   // 16: herald.events.v1.Exam
+	(*Encounter)(nil),              // 17: herald.events.v1.Encounter
+	(*SourceFlag)(nil),             // 18: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),           // 19: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),            // 20: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 21: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 22: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 23: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 24: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 25: herald.events.v1.Clocks
+	(*Target)(nil),                 // 26: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 27: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 28: herald.events.v1.EscalationPolicy
+	(*AlertRouted)(nil),            // 29: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 30: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 31: herald.events.v1.NotificationSent
+	(*NotificationFailed)(nil),     // 32: herald.events.v1.NotificationFailed
+	(*NotificationSuperseded)(nil), // 33: herald.events.v1.NotificationSuperseded
+	(*NotificationDelivered)(nil),  // 34: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 35: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 36: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 37: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 38: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 39: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 40: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 41: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 42: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 43: herald.events.v1.AlertClosed
+	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 45: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	42, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	21, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	28, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	30, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	31, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	32, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	34, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	35, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	36, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	37, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	38, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	39, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	40, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	41, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	12, // 18: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 19: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 20: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 21: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 22: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 23: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 24: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 25: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 26: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 27: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 28: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	42, // 29: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 30: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 31: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 32: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 33: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 34: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	42, // 35: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	42, // 36: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	42, // 37: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	5,  // 38: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 39: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	43, // 40: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 41: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 42: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 43: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 44: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 45: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 46: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 47: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 48: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	29, // 49: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 50: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	29, // 51: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 52: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	3,  // 53: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	33, // 54: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	33, // 55: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	33, // 56: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 57: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	33, // 58: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 59: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 60: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	42, // 61: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	33, // 62: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	44, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	12, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
+	20, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	21, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	22, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	24, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	29, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	31, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	32, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	34, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	36, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	37, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	38, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	39, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	40, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	41, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	42, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	43, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	33, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	13, // 19: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 20: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 21: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	14, // 22: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	16, // 23: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	18, // 24: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 25: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	15, // 26: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	15, // 27: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	15, // 28: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	17, // 29: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	44, // 30: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	19, // 31: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	19, // 32: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 33: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	19, // 34: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	23, // 35: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	44, // 36: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	44, // 37: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	44, // 38: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	5,  // 39: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	26, // 40: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	45, // 41: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 42: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 43: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	12, // 44: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	27, // 45: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	0,  // 46: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	25, // 47: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	28, // 48: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 49: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	30, // 50: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 51: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	30, // 52: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 53: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	30, // 54: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10, // 55: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	3,  // 56: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	35, // 57: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	35, // 58: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	35, // 59: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 60: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	35, // 61: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 62: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 63: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	44, // 64: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	35, // 65: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3648,14 +3860,15 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_SlaBreached)(nil),
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
+		(*Event_NotificationSuperseded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   32,
+			NumEnums:      11,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
