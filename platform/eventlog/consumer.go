@@ -93,6 +93,10 @@ type ConsumerConfig struct {
 	// 10%, for 0.1-0.2 ms on the median at 100 alerts/s
 	// (docs/performance.md, round 6).
 	FetchLinger time.Duration
+	// Freshness, when set, is told of every record handled (the handled run
+	// of each partition), so that its Wait returns as soon as this process
+	// has handled what it waits for.
+	Freshness *Freshness
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
 	// commitOffsets replaces gen.CommitOffsets (tests inject failures).

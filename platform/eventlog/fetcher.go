@@ -79,7 +79,14 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	for p := range offsets {
 		ch := make(chan kafka.Message, partitionQueue)
 		workers[p] = ch
-		wg.Go(func() { c.work(ctx, ch, commits.note) })
+		note := commits.note
+		if f := c.cfg.Freshness; f != nil {
+			note = func(m kafka.Message) {
+				commits.note(m)
+				f.Handled(m.Partition, m.Offset+1)
+			}
+		}
+		wg.Go(func() { c.work(ctx, ch, note) })
 	}
 	wg.Go(func() {
 		t := time.NewTicker(commitInterval)

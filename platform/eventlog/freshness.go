@@ -1,0 +1,230 @@
+package eventlog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Freshness is a read-your-log barrier for a consumer group: Wait returns
+// once every record that is in the log when Wait is called, on the
+// partition of a key, has been handled by the group. A service that decides
+// from a projection fed by the group (notification: "may this message still
+// go out?") waits on it first, so that an event already in the log before
+// the decision (an acknowledgement that follows the routing in a backlog)
+// is applied before the decision is made.
+//
+// "Handled" is known from two sources: the records this process's consumer
+// handled (Consume reports them when ConsumerConfig.Freshness is set), and
+// the group's committed offsets, which cover partitions another member
+// handles. The end offsets are read with one ListOffsets request shared by
+// every caller that arrived before it was sent; the committed offsets are
+// read at most every commitInterval.
+type Freshness struct {
+	topic, group string
+	client       *kafka.Client
+	closeIdle    func()
+
+	mu      sync.Mutex
+	handled map[int]int64 // next offset to handle, per partition, known handled
+	changed chan struct{} // closed when handled grows
+	parts   []int         // the topic's partitions, sorted
+	partsAt time.Time
+
+	ends      coalescer[map[int]int64]
+	committed coalescer[map[int]int64]
+}
+
+// NewFreshness returns the barrier of group on topic (the events topic when
+// empty). Close releases its connections.
+func NewFreshness(cfg Config, group, topic string) *Freshness {
+	if topic == "" {
+		topic = cfg.EventsTopic
+	}
+	client, closeIdle := cfg.Client(10 * time.Second)
+	f := &Freshness{topic: topic, group: group, client: client, closeIdle: closeIdle,
+		handled: map[int]int64{}, changed: make(chan struct{})}
+	f.ends.fn = f.readEnds
+	f.committed.fn = f.readCommitted
+	return f
+}
+
+// Close releases the connections.
+func (f *Freshness) Close() { f.closeIdle() }
+
+// Handled records that the records of partition before next were handled
+// by this process (Consume calls it as the handled run of a partition
+// grows). It is a fact that stays true whoever owns the partition later.
+func (f *Freshness) Handled(partition int, next int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if next <= f.handled[partition] {
+		return
+	}
+	f.handled[partition] = next
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Wait blocks until every record of key's partition that was in the log
+// when Wait was called has been handled by the group, or ctx ends (its
+// error is returned). asOf is when the end of the log was read: an event
+// appended before asOf is covered, one appended after it may not be.
+func (f *Freshness) Wait(ctx context.Context, key string) (asOf time.Time, err error) {
+	asOf = time.Now()
+	ends, err := f.ends.do(ctx)
+	if err != nil {
+		return asOf, fmt.Errorf("read the end of %s: %w", f.topic, err)
+	}
+	p, err := f.partition(ctx, key)
+	if err != nil {
+		return asOf, err
+	}
+	end, ok := ends[p]
+	if !ok {
+		return asOf, fmt.Errorf("read the end of %s: no answer for partition %d", f.topic, p)
+	}
+	var lastCommitted time.Time
+	for {
+		f.mu.Lock()
+		done, changed := f.handled[p] >= end, f.changed
+		f.mu.Unlock()
+		if done {
+			return asOf, nil
+		}
+		if time.Since(lastCommitted) >= commitInterval {
+			lastCommitted = time.Now()
+			if c, err := f.committed.do(ctx); err == nil && c[p] >= end {
+				f.Handled(p, c[p])
+				return asOf, nil
+			}
+		}
+		t := time.NewTimer(commitInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return asOf, ctx.Err()
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// partition is the partition the writer puts key on: kafka.Hash over the
+// topic's partitions (see producer.assign).
+func (f *Freshness) partition(ctx context.Context, key string) (int, error) {
+	f.mu.Lock()
+	parts, at := f.parts, f.partsAt
+	f.mu.Unlock()
+	if parts == nil || time.Since(at) > layoutTTL {
+		meta, err := f.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{f.topic}})
+		if err != nil {
+			return 0, fmt.Errorf("read metadata of %s: %w", f.topic, err)
+		}
+		if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+			return 0, fmt.Errorf("read metadata of %s: topic not served", f.topic)
+		}
+		parts = nil
+		for _, p := range meta.Topics[0].Partitions {
+			parts = append(parts, p.ID)
+		}
+		slices.Sort(parts)
+		f.mu.Lock()
+		f.parts, f.partsAt = parts, time.Now()
+		f.mu.Unlock()
+	}
+	var h kafka.Hash
+	return h.Balance(kafka.Message{Key: []byte(key)}, parts...), nil
+}
+
+func (f *Freshness) readEnds(ctx context.Context) (map[int]int64, error) {
+	offs, err := partitionOffsets(ctx, f.client, f.topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, len(offs))
+	for _, po := range offs {
+		out[po.Partition] = po.LastOffset
+	}
+	return out, nil
+}
+
+func (f *Freshness) readCommitted(ctx context.Context) (map[int]int64, error) {
+	f.mu.Lock()
+	parts := f.parts
+	f.mu.Unlock()
+	res, err := f.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: f.group, Topics: map[string][]int{f.topic: parts}})
+	if err != nil {
+		return nil, fmt.Errorf("read committed offsets of group %s: %w", f.group, err)
+	}
+	if res.Error != nil {
+		return nil, fmt.Errorf("read committed offsets of group %s: %w", f.group, res.Error)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[f.topic] {
+		if p.Error == nil {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}
+
+// coalescer shares one call of fn among the callers that arrive before it
+// starts: a caller that arrives while a call is in flight waits for the
+// next one, so every caller gets an answer read after it arrived.
+type coalescer[T any] struct {
+	fn func(context.Context) (T, error)
+
+	mu       sync.Mutex
+	inFlight bool
+	next     *call[T]
+}
+
+type call[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+func (c *coalescer[T]) do(ctx context.Context) (T, error) {
+	c.mu.Lock()
+	if c.next == nil {
+		c.next = &call[T]{done: make(chan struct{})}
+	}
+	cl := c.next
+	if !c.inFlight {
+		c.start()
+	}
+	c.mu.Unlock()
+	select {
+	case <-cl.done:
+		return cl.val, cl.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// start runs the waiting call; c.mu is held.
+func (c *coalescer[T]) start() {
+	cl := c.next
+	c.next, c.inFlight = nil, true
+	go func() {
+		// The call is shared: one caller's cancellation must not fail the others.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cl.val, cl.err = c.fn(ctx)
+		cancel()
+		c.mu.Lock()
+		c.inFlight = false
+		if c.next != nil {
+			c.start()
+		}
+		c.mu.Unlock()
+		close(cl.done)
+	}()
+}
