@@ -76,14 +76,15 @@ func (f *Freshness) Handled(partition int, next int64) {
 // appended before asOf is covered, one appended after it may not be.
 func (f *Freshness) Wait(ctx context.Context, key string) (asOf time.Time, err error) {
 	asOf = time.Now()
-	ends, err := f.ends.do(ctx)
-	if err != nil {
-		return asOf, fmt.Errorf("read the end of %s: %w", f.topic, err)
-	}
 	p, err := f.partition(ctx, key)
 	if err != nil {
 		return asOf, err
 	}
+	ends, started, err := f.ends.do(ctx)
+	if err != nil {
+		return asOf, fmt.Errorf("read the end of %s: %w", f.topic, err)
+	}
+	asOf = started
 	end, ok := ends[p]
 	if !ok {
 		return asOf, fmt.Errorf("read the end of %s: no answer for partition %d", f.topic, p)
@@ -98,7 +99,7 @@ func (f *Freshness) Wait(ctx context.Context, key string) (asOf time.Time, err e
 		}
 		if time.Since(lastCommitted) >= commitInterval {
 			lastCommitted = time.Now()
-			if c, err := f.committed.do(ctx); err == nil && c[p] >= end {
+			if c, _, err := f.committed.do(ctx); err == nil && c[p] >= end {
 				f.Handled(p, c[p])
 				return asOf, nil
 			}
@@ -142,13 +143,25 @@ func (f *Freshness) partition(ctx context.Context, key string) (int, error) {
 	return h.Balance(kafka.Message{Key: []byte(key)}, parts...), nil
 }
 
+// readEnds reads the end offset of every partition, in one ListOffsets
+// request (the partitions are known from partition, called first).
 func (f *Freshness) readEnds(ctx context.Context) (map[int]int64, error) {
-	offs, err := partitionOffsets(ctx, f.client, f.topic)
-	if err != nil {
-		return nil, err
+	f.mu.Lock()
+	parts := f.parts
+	f.mu.Unlock()
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range parts {
+		req.Topics[f.topic] = append(req.Topics[f.topic], kafka.LastOffsetOf(p))
 	}
-	out := make(map[int]int64, len(offs))
-	for _, po := range offs {
+	res, err := f.client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", f.topic, err)
+	}
+	out := make(map[int]int64, len(parts))
+	for _, po := range res.Topics[f.topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", f.topic, po.Partition, po.Error)
+		}
 		out[po.Partition] = po.LastOffset
 	}
 	return out, nil
@@ -186,12 +199,15 @@ type coalescer[T any] struct {
 }
 
 type call[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
+	done    chan struct{}
+	started time.Time
+	val     T
+	err     error
 }
 
-func (c *coalescer[T]) do(ctx context.Context) (T, error) {
+// do returns the answer of a call that started after do was called, and
+// when that call started.
+func (c *coalescer[T]) do(ctx context.Context) (T, time.Time, error) {
 	c.mu.Lock()
 	if c.next == nil {
 		c.next = &call[T]{done: make(chan struct{})}
@@ -203,10 +219,10 @@ func (c *coalescer[T]) do(ctx context.Context) (T, error) {
 	c.mu.Unlock()
 	select {
 	case <-cl.done:
-		return cl.val, cl.err
+		return cl.val, cl.started, cl.err
 	case <-ctx.Done():
 		var zero T
-		return zero, ctx.Err()
+		return zero, time.Time{}, ctx.Err()
 	}
 }
 
@@ -214,6 +230,7 @@ func (c *coalescer[T]) do(ctx context.Context) (T, error) {
 func (c *coalescer[T]) start() {
 	cl := c.next
 	c.next, c.inFlight = nil, true
+	cl.started = time.Now()
 	go func() {
 		// The call is shared: one caller's cancellation must not fail the others.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -570,7 +570,10 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	now := e.o.Clock.Now()
 	if sendErr == nil {
 		mayHaveIt = true
-		e.window.Record(ctx, time.Since(asOf).Seconds(), metric.WithAttributes(attribute.String("channel", cp.Channel.String())))
+		window := time.Since(asOf)
+		e.window.Record(ctx, window.Seconds(), metric.WithAttributes(attribute.String("channel", cp.Channel.String())))
+		e.o.Logger.DebugContext(ctx, "notification accepted", slog.String("notification_id", rec.NotificationID),
+			slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()), slog.Int64("decision_window_us", window.Microseconds()))
 		rec.Phase, rec.ProviderID, rec.LastError, rec.UpdatedAt = domain.PhaseSent, providerID, "", now
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
 			return true, err
