@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
