@@ -256,6 +256,9 @@ func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message, commit fun
 		case <-ctx.Done():
 			return
 		case m := <-ch:
+			if f := c.cfg.Freshness; f != nil {
+				f.dispatched(m.Partition, string(m.Key), m.Offset)
+			}
 			p := w.add(m)
 			select {
 			case lanes[laneOf(m.Key, len(lanes))] <- p:
@@ -277,6 +280,9 @@ func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window, comm
 		case p := <-in:
 			if !c.handle(ctx, p.m) {
 				return
+			}
+			if f := c.cfg.Freshness; f != nil {
+				f.handledKey(p.m.Partition, string(p.m.Key))
 			}
 			w.done(p, commit)
 		}

@@ -80,13 +80,20 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 		ch := make(chan kafka.Message, partitionQueue)
 		workers[p] = ch
 		note := commits.note
-		if f := c.cfg.Freshness; f != nil {
+		f := c.cfg.Freshness
+		if f != nil {
+			f.began(p, *offsets[p])
 			note = func(m kafka.Message) {
 				commits.note(m)
 				f.Handled(m.Partition, m.Offset+1)
 			}
 		}
-		wg.Go(func() { c.work(ctx, ch, note) })
+		wg.Go(func() {
+			c.work(ctx, ch, note)
+			if f != nil {
+				f.ended(p)
+			}
+		})
 	}
 	wg.Go(func() {
 		t := time.NewTicker(commitInterval)

@@ -31,7 +31,13 @@ type Freshness struct {
 
 	mu      sync.Mutex
 	handled map[int]int64 // next offset to handle, per partition, known handled
-	changed chan struct{} // closed when handled grows
+	// local is what this process's consumer has in hand in its current
+	// generation, per partition: a key's records all go through one lane in
+	// order, so once every record before the end was dispatched and none of
+	// the key's is still pending, the key's events before the end are all
+	// applied, whatever other keys' records still wait.
+	local   map[int]*inHand
+	changed chan struct{} // closed when handled grows or a record is handled
 	parts   []int         // the topic's partitions, sorted
 	partsAt time.Time
 
@@ -47,7 +53,7 @@ func NewFreshness(cfg Config, group, topic string) *Freshness {
 	}
 	client, closeIdle := cfg.Client(10 * time.Second)
 	f := &Freshness{topic: topic, group: group, client: client, closeIdle: closeIdle,
-		handled: map[int]int64{}, changed: make(chan struct{})}
+		handled: map[int]int64{}, local: map[int]*inHand{}, changed: make(chan struct{})}
 	f.ends.fn = f.readEnds
 	f.committed.fn = f.readCommitted
 	return f
@@ -66,6 +72,56 @@ func (f *Freshness) Handled(partition int, next int64) {
 		return
 	}
 	f.handled[partition] = next
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// inHand is a partition's records this process dispatched in its current
+// generation.
+type inHand struct {
+	// next is the offset after the last record dispatched; the records
+	// before the generation's start offset were handled by the group.
+	next    int64
+	pending map[string]int // records dispatched and not yet handled, by key
+}
+
+// began notes that this process consumes partition from offset start (the
+// group's committed offset: every record before it was handled).
+func (f *Freshness) began(partition int, start int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.local[partition] = &inHand{next: start, pending: map[string]int{}}
+}
+
+// ended notes that this process's generation ended for partition: records
+// still pending were not handled and will be redelivered elsewhere.
+func (f *Freshness) ended(partition int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.local, partition)
+}
+
+// dispatched notes a record handed to a lane.
+func (f *Freshness) dispatched(partition int, key string, offset int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.local[partition]
+	if h == nil {
+		return
+	}
+	h.pending[key]++
+	h.next = max(h.next, offset+1)
+}
+
+// handledKey notes a dispatched record of key handled.
+func (f *Freshness) handledKey(partition int, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h := f.local[partition]; h != nil && h.pending[key] > 0 {
+		if h.pending[key]--; h.pending[key] == 0 {
+			delete(h.pending, key)
+		}
+	}
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -93,6 +149,9 @@ func (f *Freshness) Wait(ctx context.Context, key string) (asOf time.Time, err e
 	for {
 		f.mu.Lock()
 		done, changed := f.handled[p] >= end, f.changed
+		if h := f.local[p]; !done && h != nil && h.next >= end && h.pending[key] == 0 {
+			done = true // every record before end dispatched, none of key's pending
+		}
 		f.mu.Unlock()
 		if done {
 			return asOf, nil

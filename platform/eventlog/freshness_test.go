@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"context"
+	"hash/fnv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,4 +84,65 @@ func TestFreshnessWaitsUntilTheLogAsOfTheCallIsHandled(t *testing.T) {
 	if n := handled.Load(); n != 2 {
 		t.Fatalf("handled %d records, want 2", n)
 	}
+}
+
+// With lanes, a key's barrier waits only for that key's records: an alert
+// whose events are all handled is fresh while another alert's earlier
+// record on the same partition is still in hand (on another lane).
+func TestFreshnessWaitsOnlyForTheKeysOwnRecords(t *testing.T) {
+	cfg := testConfig(t, 1)
+	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
+	defer w.Close()
+	ctx := context.Background()
+	stuck, free := "alert-s", "alert-t"
+	for lane(stuck, 4) == lane(free, 4) {
+		free += "x"
+	}
+	if err := w.Append(ctx, raised(stuck, 0), raised(free, 0)); err != nil {
+		t.Fatal(err)
+	}
+	group := testinfra.UniqueName("group")
+	f := eventlog.NewFreshness(cfg, group, "")
+	defer f.Close()
+	release := make(chan struct{})
+	var handledFree atomic.Bool
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- eventlog.Consume(runCtx, eventlog.ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard(), Freshness: f, Lanes: 4},
+			func(_ context.Context, d eventlog.Delivery) error {
+				if d.Event.GetAlertId() == stuck {
+					<-release
+				}
+				if d.Event.GetAlertId() == free {
+					handledFree.Store(true)
+				}
+				return nil
+			})
+	}()
+	defer func() {
+		close(release)
+		cancel()
+		<-done
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if _, err := f.Wait(wctx, free); err != nil {
+		t.Fatalf("Wait(%s) = %v while only %s's record is in hand", free, err, stuck)
+	}
+	if !handledFree.Load() {
+		t.Fatalf("Wait(%s) returned before its record was handled", free)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	if _, err := f.Wait(sctx, stuck); err == nil {
+		t.Fatalf("Wait(%s) returned while its record is in hand", stuck)
+	}
+}
+
+// lane is the consumer's lane of a key (fnv-1a modulo the lanes).
+func lane(key string, n int) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return h.Sum32() % uint32(n)
 }
