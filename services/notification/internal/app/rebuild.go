@@ -125,7 +125,7 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 		var jobs []Job
 		switch {
 		case !a.Routed:
-		case a.Status == domain.StatusOpen:
+		case a.Status == domain.StatusOpen || a.Status == domain.StatusFailsafe:
 			steps := r.asked[id].steps
 			if r.asked[id].round != a.Round {
 				steps = nil
@@ -140,8 +140,9 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 			for _, s := range slices.Sorted(maps.Keys(steps)) {
 				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: s, Repeat: steps[s], Critical: a.Critical(), Cause: "rebuild"})
 			}
-		case a.Status == domain.StatusFailsafe:
-			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+			if a.Status == domain.StatusFailsafe {
+				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+			}
 		}
 		out[id] = jobs
 	}

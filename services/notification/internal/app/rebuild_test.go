@@ -70,10 +70,10 @@ func TestRebuilder(t *testing.T) {
 			[]*eventsv1.Event{routed("A"), escalated("A", 1, 0), {EventId: "A-routed-2", AlertId: "A", Payload: routed("A").Payload}},
 			map[string]domain.Phase{},
 			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 2, Cause: "rebuild"}}}},
-		{"given failsafe queued then the failsafe job",
+		{"given failsafe queued then the round's steps (a message not yet made still goes) and the failsafe job",
 			[]*eventsv1.Event{routed("A"), {EventId: "f", AlertId: "A", Payload: &eventsv1.Event_FailsafeQueued{FailsafeQueued: &eventsv1.FailsafeQueued{}}}, sent("A", "n2", 2)},
 			map[string]domain.Phase{"n2": domain.PhaseRecorded},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 2, Failsafe: true, Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}, {Kind: JobStep, AlertID: "A", Round: 1, Step: 2, Failsafe: true, Cause: "rebuild"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
