@@ -49,6 +49,13 @@ test: deps-up ## Run every module's tests against real Kafka and Redis (started 
 	grep -E '^(ok|FAIL)[[:space:]]|^[[:space:]]*--- FAIL' $$log || echo "no package ran tests"; \
 	rm -f $$log; exit $$fail
 
+CHAOS_ARGS ?=
+.PHONY: chaos
+chaos: deps-up ## The long chaos run (about 10 minutes): two replicas of every service on a three-broker cluster under faults; prints the invariants and figures.
+	@platform/infra/deps.sh cluster-up
+	@. "$${HERALD_DEPS_DIR:-$(CURDIR)/.deps}/cluster/env" && cd e2e && \
+		$(GO) test -count=1 -run '^TestChaos$$' -timeout 40m -v ./chaos -args -chaos.long $(CHAOS_ARGS)
+
 .PHONY: bench
 bench: deps-up ## Run the benchmarks against real Kafka and Redis.
 	@for m in $(MODULES); do echo "=== bench $$m"; (cd $$m && $(GO) test $(BENCH_FLAGS) ./...) || exit 1; done

@@ -98,7 +98,7 @@ func assertEachStepToldOnce(t *testing.T, sys *harness.System, id string, uncoun
 func hooksFor(sys *harness.System, id string) []harness.Hook {
 	var out []harness.Hook
 	for _, h := range sys.Webhook.Hooks() {
-		if strings.Contains(string(h.Body), id) || strings.Contains(string(h.Body), ref(id)) {
+		if strings.Contains(string(h.Body), id) || strings.Contains(string(h.Body), sys.Ref(id)) {
 			out = append(out, h)
 		}
 	}

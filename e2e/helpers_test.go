@@ -17,13 +17,19 @@ import (
 // a scenario varies: message id, accession, report status (OBR-25) and the
 // coded alert category (OBX-3 ALERTCAT). All patient data is synthetic.
 func oru(msgID, accession, status, category string) string {
-	now := time.Now().UTC().Format("20060102150405") // the report was verified just now
+	return oruAt(msgID, accession, status, category, time.Now()) // the report was verified just now
+}
+
+// oruAt is oru with the report's verification time (OBR-22) given.
+func oruAt(msgID, accession, status, category string, reported time.Time) string {
+	now := time.Now().UTC().Format("20060102150405")
+	verified := reported.UTC().Format("20060102150405")
 	return strings.Join([]string{
 		"MSH|^~\\&|CRIS|RZZ|CRITALERT|REGIONNET|" + now + "||ORU^R01^ORU_R01|" + msgID + "|P|2.4|||AL|NE|GBR|UNICODE UTF-8",
 		"PID|1||9990000018^^^NHS^NH~RZZ1234567^^^RZZ^MR||TESTPATIENT^ALEX^^^MX||19700101|U|||1 Synthetic Street^^Testtown^^ZZ99 9ZZ^GBR",
 		"PV1|1|E|ED^MAJ^07^RZZ01|||||C1234567^REFERRER^SAM^^^DR||EM",
 		"ORC|RE|ORD778899^ICE|" + accession + "^CRIS||CM||||20261129143400|||C1234567^REFERRER^SAM^^^DR",
-		"OBR|1|ORD778899^ICE|" + accession + "^CRIS|XCHES^XR Chest^NICIP~399208008^Plain chest X-ray^SCT|||20261129141000||||||SOB, pleuritic chest pain, ?PE|||C1234567^REFERRER^SAM^^^DR|01234 567890|||||" + now + "||RAD|" + status + "||^^^^^S|||||R9876543&RADIOLOGIST&JO&&&DR",
+		"OBR|1|ORD778899^ICE|" + accession + "^CRIS|XCHES^XR Chest^NICIP~399208008^Plain chest X-ray^SCT|||20261129141000||||||SOB, pleuritic chest pain, ?PE|||C1234567^REFERRER^SAM^^^DR|01234 567890|||||" + verified + "||RAD|" + status + "||^^^^^S|||||R9876543&RADIOLOGIST&JO&&&DR",
 		"OBX|1|TX|RPT^Report text^L|1|FINDINGS: Large right pneumothorax with complete collapse of the right lung.||||||" + status,
 		"OBX|2|CE|ALERTCAT^Radiology alert category^L|1|" + category + "^Alert^L|||AA|||" + status,
 	}, "\r")
@@ -61,17 +67,11 @@ func alertIDOf(t *testing.T, sys *harness.System, within time.Duration) string {
 	return id
 }
 
-// ref is the opaque reference notifications carry (notification's content.Ref).
-func ref(alertID string) string {
-	s := strings.ToUpper(alertID)[:12]
-	return s[:4] + "-" + s[4:8] + "-" + s[8:12]
-}
-
 // mailsFor returns the mails about an alert, in arrival order.
 func mailsFor(sys *harness.System, alertID string) []harness.Mail {
 	var out []harness.Mail
 	for _, m := range sys.SMTP.Mails() {
-		if strings.Contains(string(m.Data), ref(alertID)) {
+		if strings.Contains(string(m.Data), sys.Ref(alertID)) {
 			out = append(out, m)
 		}
 	}

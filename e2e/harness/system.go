@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -44,6 +45,8 @@ type System struct {
 	Traces    *TraceCollector
 	BundleDir string
 	Secret    string
+	// RefKey is the reference key acknowledgement and notification share.
+	RefKey string
 	// Groups are the consumer groups of rules, acknowledgement and
 	// notification.
 	Groups             []string
@@ -86,6 +89,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		Webhook: NewWebhookSink(t),
 		Traces:  NewTraceCollector(t),
 		Secret:  strings.Repeat("e2e-ack-link-secret-", 3),
+		RefKey:  strings.Repeat("e2e-reference-key-", 3),
 	}
 	s.Log = eventlog.DefaultConfig()
 	s.Log.Brokers = testinfra.KafkaBrokers(t)
@@ -156,14 +160,14 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_REFERENCE_KEY=" + s.RefKey, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_REFERENCE_KEY=" + s.RefKey, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET=e2e-webhook-secret", "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
 			"HERALD_LEASE=10s", "HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
 		},
@@ -304,4 +308,14 @@ func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
 		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
+}
+
+// Ref is the reference people see for an alert (platform/alertref under
+// the system's reference key): in every message and on the acknowledge page.
+func (s *System) Ref(alertID string) string {
+	k, err := alertref.New([]byte(s.RefKey))
+	if err != nil {
+		panic(err) // RefKey is a constant of the harness, long enough
+	}
+	return k.Ref(alertID)
 }

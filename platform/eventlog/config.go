@@ -27,6 +27,15 @@
 // writes before the next request (the Java producer's default linger.ms
 // since Kafka 4.0, which it waits for every batch).
 //
+// Failover: a consumer that dies without leaving its group (SIGKILL)
+// holds its partitions for the session timeout (6 s by default, the
+// broker's least) plus a heartbeat (a tenth of it); a handler cut short by
+// the end of its generation is logged and its record left uncommitted.
+//
+// Read-your-writes: Tail returns one key's records that a consumer group
+// has not committed past, so a projection kept by that group plus those
+// records is the key's state as the log has it, whatever the group's lag.
+//
 // Order: the events of one alert are handled in log order. By default a
 // partition's records are handled one at a time; with ConsumerConfig.Lanes
 // several alerts of a partition are handled at once, and the committed
@@ -72,7 +81,12 @@ type Config struct {
 	// Retention of the events and dead-letter topics; 0 keeps records forever.
 	// Clinical records are kept for years: never set this to days.
 	Retention time.Duration
-	// SessionTimeout: how soon a dead consumer's partitions move to another.
+	// SessionTimeout: how soon a dead consumer's partitions move to another
+	// (default 6 s, the broker's least by default, group.min.session.timeout.ms).
+	// A replica killed without leaving the group (SIGKILL, a node lost)
+	// holds its partitions until then; its survivors take them over within
+	// SessionTimeout + HeartbeatInterval + a join (docs/performance.md,
+	// "Failover"). A clean shutdown leaves the group at once.
 	SessionTimeout time.Duration
 
 	// TLS encrypts every connection to the brokers, verified against
@@ -88,6 +102,20 @@ type Config struct {
 	SASLPassword  string
 }
 
+// DefaultSessionTimeout is the consumer groups' session timeout: the
+// broker's default minimum (group.min.session.timeout.ms = 6 s), so that a
+// SIGKILLed replica's partitions move as soon as Kafka allows.
+const DefaultSessionTimeout = 6 * time.Second
+
+// HeartbeatInterval is how often a member of a consumer group heartbeats
+// for a session timeout: a tenth of it (600 ms at 6 s), so a survivor
+// learns of a rebalance within that and the broker sees several missed
+// heartbeats before it gives a live member up (Kafka asks for at most a
+// third).
+func HeartbeatInterval(session time.Duration) time.Duration {
+	return max(session/10, 100*time.Millisecond)
+}
+
 // DefaultConfig is a single local broker.
 func DefaultConfig() Config {
 	return Config{
@@ -99,7 +127,7 @@ func DefaultConfig() Config {
 		ReplicationFactor: 1,
 		MinInsyncReplicas: 1,
 		Retention:         0,
-		SessionTimeout:    10 * time.Second,
+		SessionTimeout:    DefaultSessionTimeout,
 	}
 }
 

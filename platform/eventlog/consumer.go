@@ -120,7 +120,7 @@ func (c *ConsumerConfig) defaults() {
 		c.MaxBackoff = 5 * time.Second
 	}
 	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = 10 * time.Second
+		c.SessionTimeout = DefaultSessionTimeout
 	}
 	if c.Lanes <= 0 {
 		c.Lanes = 1
@@ -150,7 +150,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		ID:                cfg.GroupID,
 		Brokers:           cfg.Brokers,
 		Topics:            []string{cfg.Topic},
-		HeartbeatInterval: time.Second,
+		HeartbeatInterval: HeartbeatInterval(cfg.SessionTimeout),
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.SessionTimeout,
 		JoinGroupBackoff:  200 * time.Millisecond,
@@ -198,6 +198,8 @@ type consumer struct {
 	handled  metric.Int64Counter
 	dlqCount metric.Int64Counter
 	retries  metric.Int64Counter
+	// abandoned counts handlers cut short by the end of a generation.
+	abandoned metric.Int64Counter
 }
 
 func (c *consumer) metrics() {
@@ -205,6 +207,7 @@ func (c *consumer) metrics() {
 	c.handled, _ = m.Int64Counter("herald_events_handled_total", metric.WithDescription("events handled by a consumer group"))
 	c.dlqCount, _ = m.Int64Counter("herald_events_dead_lettered_total", metric.WithDescription("records sent to the dead-letter topic"))
 	c.retries, _ = m.Int64Counter("herald_events_retries_total", metric.WithDescription("handler retries"))
+	c.abandoned, _ = m.Int64Counter("herald_events_abandoned_total", metric.WithDescription("handlers cut short by a rebalance or shutdown (their records are redelivered)"))
 }
 
 // run takes part in the group's generations until ctx is done.
@@ -364,6 +367,15 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 			return true
 		}
 		if ctx.Err() != nil {
+			// The generation ended (a rebalance, a shutdown) while the
+			// handler was at work, and it did not finish: its record stays
+			// uncommitted, and this partition's next owner handles it again
+			// from the start. Said out loud, because what the handler did
+			// not do (arm a timer, append a reaction) is done only then.
+			c.abandoned.Add(context.WithoutCancel(ctx), 1, attrs)
+			c.cfg.Logger.WarnContext(context.WithoutCancel(pctx), "handler stopped before it finished; the record is left for redelivery",
+				"group", c.cfg.GroupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+				"alert_id", ev.GetAlertId(), "event_type", typ, "attempt", attempt, "error", err)
 			return false
 		}
 		switch {

@@ -487,7 +487,8 @@ func TestARebalanceCancelsAHandlerAndItsRecordIsHandledAgain(t *testing.T) {
 			return nil
 		}
 	}
-	ccfg := ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard()}
+	logs := &syncBuffer{}
+	ccfg := ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.New(logs, slog.LevelInfo, "test")}
 	consumeAll(t, ccfg, handler("a"))
 	select {
 	case <-entered:
@@ -507,4 +508,27 @@ func TestARebalanceCancelsAHandlerAndItsRecordIsHandledAgain(t *testing.T) {
 	if n := dlqEnd(t, cfg); n != 0 {
 		t.Fatalf("dead-letter records: got %d, want none", n)
 	}
+	// The handler that did not finish is said out loud (#17: clock timers
+	// were not armed during a rebalance, with no log line).
+	if !strings.Contains(logs.String(), "handler stopped before it finished") {
+		t.Fatalf("no log line says the cancelled handler did not finish; logs:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the consumer's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

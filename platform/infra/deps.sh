@@ -9,6 +9,9 @@
 #   platform/infra/deps.sh down     stop the ones this script started
 #   platform/infra/deps.sh status   show what is running
 #   platform/infra/deps.sh kafka-restart   stop and start the broker (e2e faults)
+#   platform/infra/deps.sh cluster-up      a three-broker KRaft cluster (e2e/chaos)
+#   platform/infra/deps.sh cluster-kill N  SIGKILL broker N (1..3); cluster-start N
+#                                           brings it back; cluster-restart N; cluster-down
 #
 # Works unattended (CI=true, no stdin, root): installs redis-server and kcat
 # (and python3-hl7, whose mllp_send the intake tests use) with apt-get when
@@ -578,6 +581,242 @@ redis_secure_down() {
 	rm -f "$REDIS_SECURE_PID"
 }
 
+# ---------------------------------------------------------------- chaos cluster
+# A three-broker KRaft cluster for the chaos suite (e2e/chaos): three JVMs,
+# each broker and controller (a static quorum of three voters), replication
+# factor 3 and min.insync.replicas 2 by default, so that one broker may die
+# and acks=all appends still succeed. Plaintext only, on ports derived from
+# the single broker's (so worktrees do not collide): broker i (1..3) on
+# KAFKA_PORT+9+i, its controller on KAFKA_PORT+19+i. Data and logs under
+# $DEPS/cluster/node<i>; the cluster's env file is $DEPS/cluster/env.
+
+CLUSTER_HOME="$DEPS/cluster"
+CLUSTER_BASE_PORT="${HERALD_CLUSTER_PORT:-$((KAFKA_PORT + 10))}"
+CLUSTER_CONTROLLER_BASE_PORT="${HERALD_CLUSTER_CONTROLLER_PORT:-$((KAFKA_PORT + 20))}"
+CLUSTER_ID=Zr3oC9kKQ2m7uJd1VXn5Aw
+CLUSTER_HEAP_OPTS="${HERALD_CLUSTER_HEAP_OPTS:--Xms96m -Xmx384m}"
+
+cluster_port() { echo $((CLUSTER_BASE_PORT + $1 - 1)); }
+cluster_controller_port() { echo $((CLUSTER_CONTROLLER_BASE_PORT + $1 - 1)); }
+cluster_node_home() { echo "$CLUSTER_HOME/node$1"; }
+cluster_pid_file() { echo "$(cluster_node_home "$1")/kafka.pid"; }
+
+cluster_brokers() {
+	local i out=""
+	for i in 1 2 3; do out="$out${out:+,}$KAFKA_HOST:$(cluster_port "$i")"; done
+	echo "$out"
+}
+
+cluster_voters() {
+	local i out=""
+	for i in 1 2 3; do out="$out${out:+,}$i@$KAFKA_HOST:$(cluster_controller_port "$i")"; done
+	echo "$out"
+}
+
+# cluster_node_ready I: broker I answers metadata and lists itself.
+cluster_node_ready() {
+	local port
+	port="$(cluster_port "$1")"
+	port_open "$KAFKA_HOST" "$port" || return 1
+	timeout 10 kcat -b "$KAFKA_HOST:$port" -L -m 5 2>/dev/null | grep -q "broker $1 at $KAFKA_HOST:$port"
+}
+
+cluster_config() {
+	local i=$1 home
+	home="$(cluster_node_home "$i")"
+	mkdir -p "$home/logs"
+	cat >"$home/server.properties" <<EOF
+# Written by platform/infra/deps.sh (cluster): node $i of 3, broker + controller (KRaft).
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$(cluster_voters)
+listeners=PLAINTEXT://$KAFKA_HOST:$(cluster_port "$i"),CONTROLLER://$KAFKA_HOST:$(cluster_controller_port "$i")
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$(cluster_port "$i")
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$home/data
+num.partitions=1
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+unclean.leader.election.enable=false
+# A dead broker leaves the ISR after 10 s without fetching (default 30 s).
+replica.lag.time.max.ms=10000
+num.network.threads=1
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+log.retention.hours=24
+log.segment.bytes=33554432
+EOF
+	cat >"$home/log4j2.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by platform/infra/deps.sh (cluster): node $i logs to a file. -->
+<Configuration status="warn">
+  <Appenders>
+    <RollingFile name="file" fileName="$home/logs/server.log" filePattern="$home/logs/server.log.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <SizeBasedTriggeringPolicy size="20 MB"/>
+      <DefaultRolloverStrategy max="2"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="state.change.logger" level="warn"/>
+    <Logger name="org.apache.kafka.storage.internals.log" level="warn"/>
+    <Logger name="kafka.log" level="warn"/>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+# cluster_cmd I ARGS...: KAFKA_CMD for node I (its own log4j and heap).
+cluster_cmd() {
+	local home
+	home="$(cluster_node_home "$1")"
+	shift
+	# shellcheck disable=SC2206 # CLUSTER_HEAP_OPTS is a list of JVM flags.
+	KAFKA_CMD=(java $CLUSTER_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+		-Dlog4j2.configurationFile="$home/log4j2.xml" -Dkafka.logs.dir="$home/logs"
+		-cp "$KAFKA_LIB/*" "$@")
+}
+
+cluster_format() {
+	local i=$1 home stamp want
+	home="$(cluster_node_home "$i")"
+	stamp="$home/formatted-version"
+	want="$KAFKA_VERSION $(cluster_voters)"
+	if [[ -f "$home/data/meta.properties" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+		return
+	fi
+	# Test data only: a new version or quorum starts from an empty log.
+	rm -rf "$home/data"
+	log "cluster: formatting node $i (KRaft, cluster $CLUSTER_ID)"
+	cluster_cmd "$i" kafka.tools.StorageTool format --ignore-formatted -t "$CLUSTER_ID" -c "$home/server.properties"
+	"${KAFKA_CMD[@]}" </dev/null >"$home/logs/format.log" 2>&1 9>&- || {
+		cat "$home/logs/format.log" >&2
+		die "cluster: storage format of node $i failed (log: $home/logs/format.log)"
+	}
+	echo "$want" >"$stamp"
+}
+
+# cluster_start I: start node I's JVM (cluster_wait waits for it).
+cluster_start() {
+	local i=$1 home pid
+	home="$(cluster_node_home "$i")"
+	pid="$(cluster_pid_file "$i")"
+	if pid_alive "$pid" "$home"; then
+		return
+	fi
+	if port_open "$KAFKA_HOST" "$(cluster_port "$i")" || port_open "$KAFKA_HOST" "$(cluster_controller_port "$i")"; then
+		die "cluster: port $(cluster_port "$i") or $(cluster_controller_port "$i") is taken by something that is not node $i"
+	fi
+	cluster_config "$i"
+	cluster_format "$i"
+	log "cluster: starting node $i on $KAFKA_HOST:$(cluster_port "$i") (controller $(cluster_controller_port "$i"))"
+	rm -f "$pid"
+	cluster_cmd "$i" kafka.Kafka "$home/server.properties"
+	# A session of its own, as kafka_up; 9>&-: not holding the deps.lock.
+	# shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash.
+	setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pid" "${KAFKA_CMD[@]}" \
+		</dev/null >"$home/logs/stdout.log" 2>&1 9>&- &
+	local n
+	for ((n = 0; n < 50; n++)); do
+		[[ -s "$pid" ]] && break
+		sleep 0.1
+	done
+}
+
+# cluster_wait I...: wait until each node serves metadata.
+cluster_wait() {
+	local i deadline=$((SECONDS + KAFKA_WAIT_SECONDS)) start=$SECONDS
+	for i in "$@"; do
+		while ! cluster_node_ready "$i"; do
+			pid_alive "$(cluster_pid_file "$i")" "$(cluster_node_home "$i")" || {
+				tail -n 40 "$(cluster_node_home "$i")/logs/server.log" >&2 2>/dev/null || true
+				die "cluster: node $i exited while starting (logs in $(cluster_node_home "$i")/logs)"
+			}
+			((SECONDS < deadline)) || die "cluster: node $i did not serve metadata within ${KAFKA_WAIT_SECONDS}s"
+			sleep 1
+		done
+	done
+	log "cluster: node(s) $* ready after $((SECONDS - start))s"
+}
+
+# cluster_stop I SIGNAL: stop node I (TERM: a clean shutdown; KILL: a crash).
+cluster_stop() {
+	local i=$1 sig=${2:-TERM} pid_file
+	pid_file="$(cluster_pid_file "$i")"
+	if pid_alive "$pid_file" "$(cluster_node_home "$i")"; then
+		local pid
+		pid="$(cat "$pid_file")"
+		log "cluster: SIG$sig to node $i (pid $pid)"
+		kill -s "$sig" "$pid" 2>/dev/null || true
+		wait_exit "$pid" 60 "cluster node $i"
+	else
+		log "cluster: node $i not running"
+	fi
+	rm -f "$pid_file"
+}
+
+cluster_up() {
+	kafka_jars
+	mkdir -p "$CLUSTER_HOME"
+	local i
+	for i in 1 2 3; do cluster_start "$i"; done
+	cluster_wait 1 2 3
+	cat >"$CLUSTER_HOME/env" <<EOF
+# Written by platform/infra/deps.sh cluster-up: the chaos suite's three brokers.
+export HERALD_CHAOS_KAFKA_BROKERS=$(cluster_brokers)
+EOF
+	log "cluster: up ($(cluster_brokers)); env in $CLUSTER_HOME/env"
+}
+
+# cluster_down: SIGTERM to every node at once (a node stopped last, after
+# the quorum is gone, would wait for a controller that never answers).
+cluster_down() {
+	local i pid_file pids=()
+	for i in 1 2 3; do
+		pid_file="$(cluster_pid_file "$i")"
+		if pid_alive "$pid_file" "$(cluster_node_home "$i")"; then
+			pids+=("$i:$(cat "$pid_file")")
+			kill -s TERM "$(cat "$pid_file")" 2>/dev/null || true
+		fi
+	done
+	for i in "${pids[@]}"; do
+		wait_exit "${i#*:}" 60 "cluster node ${i%%:*}"
+		rm -f "$(cluster_pid_file "${i%%:*}")"
+	done
+}
+
+cluster_status() {
+	local i rc=0
+	for i in 1 2 3; do
+		if cluster_node_ready "$i"; then
+			echo "cluster node $i: up on $KAFKA_HOST:$(cluster_port "$i")"
+		else
+			echo "cluster node $i: down"
+			rc=1
+		fi
+	done
+	return $rc
+}
+
+# cluster_node_arg N: a node number, 1 to 3.
+cluster_node_arg() {
+	[[ "${1:-}" =~ ^[123]$ ]] || die "cluster commands take a node number 1, 2 or 3, got '${1:-}'"
+}
+
+
 # ---------------------------------------------------------------- main
 
 write_env() {
@@ -638,6 +877,7 @@ main() {
 		write_env
 		;;
 	down)
+		cluster_down
 		kafka_down
 		redis_secure_down
 		redis_down
@@ -648,8 +888,28 @@ main() {
 		kafka_up
 		;;
 	status) status ;;
+	cluster-up) cluster_up ;;
+	cluster-down) cluster_down ;;
+	cluster-status) cluster_status ;;
+	cluster-kill)
+		# A broker crash (SIGKILL); cluster-start brings it back.
+		cluster_node_arg "${2:-}"
+		cluster_stop "$2" KILL
+		;;
+	cluster-start)
+		cluster_node_arg "${2:-}"
+		cluster_start "$2"
+		cluster_wait "$2"
+		;;
+	cluster-restart)
+		# A clean broker restart (SIGTERM, then start).
+		cluster_node_arg "${2:-}"
+		cluster_stop "$2" TERM
+		cluster_start "$2"
+		cluster_wait "$2"
+		;;
 	*)
-		echo "usage: $0 up|down|kafka-restart|status" >&2
+		echo "usage: $0 up|down|kafka-restart|status|cluster-up|cluster-down|cluster-status|cluster-kill N|cluster-start N|cluster-restart N" >&2
 		exit 2
 		;;
 	esac

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -64,6 +65,9 @@ type Config struct {
 	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
 	// notification service signs with the same secret).
 	AckLinkSecret string
+	// ReferenceKey keys the alert references people see (>= 32 bytes, the
+	// same in notification); empty derives one from AckLinkSecret.
+	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
 	// the person the link was sent to. Empty in production: OIDC is used.
@@ -90,10 +94,16 @@ type Config struct {
 	EpochEvery time.Duration
 	// CommandWait bounds how long a command waits for the projection.
 	CommandWait time.Duration
+	// WatchdogEvery is how often the overdue watchdog sweeps, and
+	// WatchdogBound how late a deadline may be before its timer counts as
+	// lost and is re-armed (docs/design.md, "Never lose an escalation").
+	WatchdogEvery time.Duration
+	WatchdogBound time.Duration
 }
 
-// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 30 s
-// timer lease and a 1 s epoch check.
+// DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
+// timer lease (a timer claimed by a replica that dies is fired by another
+// within it: docs/performance.md, "Failover") and a 1 s epoch check.
 func DefaultConfig() Config {
 	return Config{
 		GRPC:             grpcserver.Config{Addr: "127.0.0.1:7003", ShutdownGrace: 5 * time.Second},
@@ -104,13 +114,15 @@ func DefaultConfig() Config {
 		RedisAddr:        "127.0.0.1:6379",
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
-		TimerLease:       30 * time.Second,
+		TimerLease:       5 * time.Second,
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
 		TimerConcurrency: 32,
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		WatchdogEvery:    15 * time.Second,
+		WatchdogBound:    time.Minute,
 	}
 }
 
@@ -130,6 +142,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
+	fs.StringVar(&c.ReferenceKey, "reference-key", c.ReferenceKey, "HMAC key of the alert references people see (>= 32 bytes, the same in notification; empty: derived from ack-link-secret)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -142,6 +155,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
+	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
 
 // Validate names the setting at fault.
@@ -165,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AckLinkSecret) < acklink.MinSecretLen {
 		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
@@ -193,6 +211,12 @@ func (c Config) Validate() error {
 	if c.CommandWait <= 0 {
 		bad("setting command-wait must be positive")
 	}
+	if c.WatchdogEvery <= 0 {
+		bad("setting watchdog-every must be positive")
+	}
+	if c.WatchdogBound <= 0 {
+		bad("setting watchdog-bound must be positive")
+	}
 	return errors.Join(errs...)
 }
 
@@ -212,6 +236,7 @@ type Service struct {
 	rdb     *redis.Client
 	scripts *redisbatch.Batcher
 	writer  *eventlog.Writer
+	tail    *kafkalog.Tail
 	store   *redisstore.Store
 	timers  *timers.Store
 	poller  *timers.Poller
@@ -264,9 +289,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	s.timers.ScriptsVia(s.scripts)
 	s.hub = app.NewHub()
+	// Decisions read the alert's events the group has not committed past
+	// (docs/design.md, "Deciding on fresh state").
+	s.tail = kafkalog.NewTail(cfg.Log, cfg.GroupID)
 	s.app = app.New(app.Deps{
 		States: s.store, Recovery: s.store, Log: s.writer, Topic: kafkalog.NewStateTopic(cfg.Log, s.writer),
-		Timers: s.timers, Lister: s.store, Clock: deps.Clock, Logger: deps.Logger,
+		Timers: s.timers, Lister: s.store, Tail: s.tail, Clock: deps.Clock, Logger: deps.Logger,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
 	})
 	if s.poller, err = timers.NewPoller(s.timers, timers.PollerConfig{
@@ -279,9 +307,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
 		return nil, err
 	}
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(s.app, s.hub))
+	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	if err != nil {
+		return nil, fmt.Errorf("setting reference-key: %w", err)
+	}
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(s.app, s.hub, refs))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Secret: []byte(cfg.AckLinkSecret), PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, s.app, s.store, deps.Clock, deps.Logger)
@@ -321,6 +353,9 @@ func (s *Service) Run(ctx context.Context) error {
 		"recovery": func(ctx context.Context) error { return s.app.RunRecovery(ctx, s.cfg.Replica, s.cfg.EpochEvery) },
 		"changes":  func(ctx context.Context) error { return s.hub.Feed(ctx, s.store.Subscribe, time.Second, log) },
 		"timers":   func(ctx context.Context) error { return s.poller.Run(ctx, s.app.FireTimer) },
+		"watchdog": func(ctx context.Context) error {
+			return s.app.RunWatchdog(ctx, s.store, app.WatchdogConfig{Every: s.cfg.WatchdogEvery, Bound: s.cfg.WatchdogBound})
+		},
 		"consumer": func(ctx context.Context) error {
 			return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
 				Logger: log, Telemetry: s.deps.Telemetry, MaxBackoff: time.Second, Lanes: s.cfg.ConsumerLanes}, kafkalog.Handler(s.app))
@@ -357,6 +392,9 @@ func (s *Service) close() {
 	}
 	if s.writer != nil {
 		_ = s.writer.Close()
+	}
+	if s.tail != nil {
+		s.tail.Close()
 	}
 	if s.scripts != nil {
 		s.scripts.Close()

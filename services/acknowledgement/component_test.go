@@ -259,17 +259,22 @@ func TestKillBetweenClaimAndAppend(t *testing.T) {
 }
 
 // TestCrashAfterAppendBeforeConfirm makes the timer handler crash after the
-// append, before the timer is confirmed: the timer fires again and appends
-// the same escalation (same event id) a second time, and the projection
-// applies it once. The consumer holds the escalation until the second fire
-// has appended, so that the second fire decides on the state the first
-// one saw, as after a crash the projection may not have caught up.
+// append, before the timer is confirmed: the timer fires again. The
+// consumer holds the escalation until then, so the projection has not
+// caught up when the second fire decides (as after a crash). The second
+// fire decides on the alert as the log has it (docs/design.md, "Deciding on
+// fresh state"): it finds the escalation already there, appends nothing,
+// and arms the next deadline. Before #17 it decided on the projection and
+// appended the same escalation a second time (harmless, one event id, but
+// a decision taken on a state behind the log).
 func TestCrashAfterAppendBeforeConfirm(t *testing.T) {
 	e := newEnv(t)
 	id := newAlertID("crash")
 	var fires atomic.Int32
 	secondFire := make(chan struct{})
 	released := make(chan struct{})
+	var held atomic.Bool
+	var once sync.Once
 	var mu sync.Mutex
 	applied := map[string][]bool{} // escalation event id -> applied, per handling
 	r := e.start("r1", app.Hooks{
@@ -277,19 +282,26 @@ func TestCrashAfterAppendBeforeConfirm(t *testing.T) {
 			if tm.AlertID != id || tm.Step != 0 || tm.Repeat != 0 {
 				return
 			}
-			switch fires.Add(1) {
-			case 1:
+			if fires.Add(1) == 1 {
 				panic("simulated crash after append")
-			case 2:
-				close(secondFire)
 			}
+		},
+		BeforeArm: func(_ context.Context, st *lifecycle.State) error {
+			// Only the second fire can arm repeat 1 while the consumer
+			// holds the escalation.
+			if st.GetAlertId() == id && st.GetRepeat() == 1 && held.Load() {
+				once.Do(func() { close(secondFire) })
+			}
+			return nil
 		},
 		Received: func(ev *eventsv1.Event) {
 			if ev.GetAlertId() == id && ev.GetAlertEscalated() != nil {
+				held.Store(true)
 				select {
 				case <-secondFire:
 				case <-released:
 				}
+				held.Store(false)
 			}
 		},
 		Applied: func(_ *lifecycle.State, ev *eventsv1.Event, ok bool) {
@@ -305,19 +317,26 @@ func TestCrashAfterAppendBeforeConfirm(t *testing.T) {
 	select {
 	case <-secondFire:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the timer fired %d times, want a second fire after the crash", fires.Load())
+		t.Fatalf("the timer fired %d times, want a second fire after the crash that arms the next deadline", fires.Load())
 	}
-	got, records, kinds := decided(e.events(id))
-	require.Equal(t, "AlertEscalated ESCALATION_REASON_REPEAT 0/1", kinds[got[0]])
-	require.Equal(t, 2, records[got[0]], "the crashed fire's record and the second fire's, with one event id")
+	require.Equal(t, int32(1), fires.Load(), "the second fire appended again")
 	var handled []bool
+	var got []string
+	var kinds map[string]string
 	require.Eventually(t, func() bool {
+		got, _, kinds = decided(e.events(id))
+		if len(got) == 0 {
+			return false
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		handled = append(handled[:0], applied[got[0]]...)
-		return len(handled) == 2
-	}, 30*time.Second, 20*time.Millisecond, "the consumer handles both records")
-	require.Equal(t, []bool{true, false}, handled, "the projection applied the escalation once")
+		return len(handled) >= 1
+	}, 30*time.Second, 20*time.Millisecond, "the consumer handles the escalation")
+	require.Equal(t, "AlertEscalated ESCALATION_REASON_REPEAT 0/1", kinds[got[0]])
+	_, records, _ := decided(e.events(id))
+	require.Equal(t, 1, records[got[0]], "one record: the crashed fire's")
+	require.Equal(t, []bool{true}, handled, "the projection applied the escalation once")
 	n := 0
 	for _, en := range fullState(t, r, id).GetTimeline() {
 		if en.GetEventId() == got[0] {

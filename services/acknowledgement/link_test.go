@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/stretchr/testify/require"
 )
@@ -56,7 +56,14 @@ func TestAcknowledgeByLinkDevIdentity(t *testing.T) {
 
 	code, body := do(t, c, http.MethodGet, base+"/ack/"+tok)
 	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, lifecycle.Ref(id))
+	// The one reference, keyed (derived from the link secret when no
+	// reference key is set), also in the API's state.
+	ref := alertref.Derive([]byte(ackSecret)).Ref(id)
+	require.Contains(t, body, ref)
+	require.NotContains(t, strings.ToUpper(body), strings.ToUpper(id[:10]), "the page shows the alert id")
+	got, err := r.client.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: id})
+	require.NoError(t, err)
+	require.Equal(t, ref, got.GetState().GetAccessionRef())
 	require.Contains(t, body, "CRITICAL")
 	require.Contains(t, body, "Respond by")
 	require.Contains(t, body, "Acknowledge as dr-link")

@@ -25,7 +25,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -92,7 +94,10 @@ type Config struct {
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
 	ReceiptsSecret string
-	Log            eventlog.Config
+	// NotifyCallbackToken is the bearer token GOV.UK Notify sends with its
+	// delivery-status callbacks (POST /v1/receipts/notify); read from a file.
+	NotifyCallbackToken string
+	Log                 eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID       string
 	RedisAddr     string
@@ -105,6 +110,9 @@ type Config struct {
 	AckBaseURL    string
 	AckLinkSecret string
 	AckLinkTTL    time.Duration
+	// ReferenceKey keys the alert references people see (>= 32 bytes,
+	// the same in acknowledgement); empty derives one from AckLinkSecret.
+	ReferenceKey string
 
 	SMTPAddr     string
 	SMTPUser     string
@@ -129,7 +137,11 @@ type Config struct {
 	RetryAttempts   int
 	RateLimitMax    int
 	RateLimitWindow time.Duration
-	Workers         int
+	// RateLimitDigestAfter is how long a person over the rate limit waits
+	// for the one digest message that lists what was held back; keep it
+	// well under the shortest step timeout of a non-CRITICAL policy.
+	RateLimitDigestAfter time.Duration
+	Workers              int
 	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
 	// rate-limited sends, overflow), so that under sustained overload they
 	// do not wait behind newly routed alerts.
@@ -160,29 +172,30 @@ type Config struct {
 // (never delaying CRITICAL).
 func DefaultConfig() Config {
 	return Config{
-		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
-		ReceiptsAddr:    "127.0.0.1:8004",
-		Log:             eventlog.DefaultConfig(),
-		GroupID:         "notification",
-		RedisAddr:       "127.0.0.1:6379",
-		RedisPrefix:     "herald:notification",
-		RulesAddr:       "127.0.0.1:7002",
-		AckBaseURL:      "http://127.0.0.1:8003",
-		AckLinkTTL:      72 * time.Hour,
-		SMTPFrom:        "herald@herald.invalid",
-		SMTPStartTLS:    true,
-		RetryInitial:    time.Second,
-		RetryMax:        time.Minute,
-		RetryAttempts:   5,
-		RateLimitMax:    10,
-		RateLimitWindow: 10 * time.Minute,
-		Workers:         32,
-		ScheduleWorkers: 4,
-		ConsumerLanes:   8,
-		Lease:           5 * time.Second,
-		SendTimeout:     15 * time.Second,
-		FreshWait:       15 * time.Second,
-		MaxIdle:         time.Second,
+		GRPC:                 grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second},
+		ReceiptsAddr:         "127.0.0.1:8004",
+		Log:                  eventlog.DefaultConfig(),
+		GroupID:              "notification",
+		RedisAddr:            "127.0.0.1:6379",
+		RedisPrefix:          "herald:notification",
+		RulesAddr:            "127.0.0.1:7002",
+		AckBaseURL:           "http://127.0.0.1:8003",
+		AckLinkTTL:           72 * time.Hour,
+		SMTPFrom:             "herald@herald.invalid",
+		SMTPStartTLS:         true,
+		RetryInitial:         time.Second,
+		RetryMax:             time.Minute,
+		RetryAttempts:        5,
+		RateLimitMax:         10,
+		RateLimitWindow:      10 * time.Minute,
+		RateLimitDigestAfter: 2 * time.Minute,
+		Workers:              32,
+		ScheduleWorkers:      4,
+		ConsumerLanes:        8,
+		Lease:                5 * time.Second,
+		SendTimeout:          15 * time.Second,
+		FreshWait:            15 * time.Second,
+		MaxIdle:              time.Second,
 	}
 }
 
@@ -195,6 +208,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPC.ClientCAFile, "grpc-client-ca", c.GRPC.ClientCAFile, "require client certificates signed by this CA (PEM)")
 	fs.StringVar(&c.ReceiptsAddr, "receipts-addr", c.ReceiptsAddr, "delivery receipts HTTP listen address")
 	fs.StringVar(&c.ReceiptsSecret, "receipts-secret", c.ReceiptsSecret, "HMAC secret of providers' delivery reports")
+	config.SecretFile(fs, &c.NotifyCallbackToken, "notify-callback-token", "bearer token of GOV.UK Notify's delivery-status callbacks (POST /v1/receipts/notify)")
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address")
 	fs.StringVar(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
@@ -204,6 +218,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
 	fs.StringVar(&c.AckLinkSecret, "ack-link-secret", c.AckLinkSecret, "HMAC secret of acknowledge links (>= 32 bytes)")
 	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
+	fs.StringVar(&c.ReferenceKey, "reference-key", c.ReferenceKey, "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement; empty: derived from ack-link-secret)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
 	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "SMTP AUTH password")
@@ -221,6 +236,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RetryAttempts, "retry-attempts", c.RetryAttempts, "attempts per contact point")
 	fs.IntVar(&c.RateLimitMax, "rate-limit-max", c.RateLimitMax, "messages per person per window (0 disables; CRITICAL never delayed)")
 	fs.DurationVar(&c.RateLimitWindow, "rate-limit-window", c.RateLimitWindow, "rate limit window")
+	fs.DurationVar(&c.RateLimitDigestAfter, "rate-limit-digest-after", c.RateLimitDigestAfter, "a person over the rate limit gets one digest message this long after the first message held back (keep it well under the shortest step timeout)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
 	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
@@ -248,8 +264,14 @@ func (c Config) Validate() error {
 	if len(c.AckLinkSecret) < acklink.MinSecretLen {
 		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
 	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
+	}
 	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
 		bad("setting receipts-secret must be at least 16 bytes")
+	}
+	if c.NotifyCallbackToken != "" && len(c.NotifyCallbackToken) < 16 {
+		bad("setting notify-callback-token-file must hold at least 16 bytes")
 	}
 	if c.SMTPUser != "" && !c.SMTPStartTLS {
 		bad("setting smtp-user needs smtp-starttls: credentials are never sent in clear")
@@ -265,6 +287,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitMax < 0 || (c.RateLimitMax > 0 && c.RateLimitWindow <= 0) {
 		bad("settings rate-limit-max must be >= 0 and rate-limit-window > 0")
+	}
+	if c.RateLimitMax > 0 && c.RateLimitDigestAfter <= 0 {
+		bad("setting rate-limit-digest-after must be > 0 when rate-limit-max is set")
 	}
 	if c.Workers < 1 {
 		bad("setting workers must be at least 1")
@@ -364,9 +389,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		Resolver: rulesclient.New(rulesv1.NewRulesServiceClient(conn), cfg.SendTimeout),
 		Log:      s.writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
-		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow},
-		Lease:   cfg.Lease, SendTimeout: cfg.SendTimeout, Fresh: s.fresh, FreshWait: cfg.FreshWait, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
-		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL,
+		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Fresh: s.fresh, FreshWait: cfg.FreshWait, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
 	api := app.NewAPI(s.engine)
@@ -377,14 +402,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if s.rlis, err = net.Listen("tcp", cfg.ReceiptsAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s (setting receipts-addr): %w", cfg.ReceiptsAddr, err)
 	}
-	secret := cfg.ReceiptsSecret
-	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(secret), 5*time.Minute), ReadHeaderTimeout: 5 * time.Second}
-	if secret == "" {
-		// No secret: nothing can be verified, so every report is refused.
-		s.receipts.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "receipts are not configured (setting receipts-secret)", http.StatusServiceUnavailable)
-		})
-	}
+	// Without a secret (or token) nothing can be verified: those reports are refused.
+	s.receipts = &http.Server{Handler: api.ReceiptsHandler([]byte(cfg.ReceiptsSecret), 5*time.Minute, cfg.NotifyCallbackToken),
+		ReadHeaderTimeout: 5 * time.Second}
 	ok = true
 	return s, nil
 }

@@ -206,8 +206,11 @@ func TestRaisedAlertIsRoutedExactlyOnceUnderRedeliveryAndRestart(t *testing.T) {
 	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, r.GetCategory())
 	require.Equal(t, "aa-emergency-cross-sectional", r.GetRuleId())
 	require.Contains(t, r.GetClassificationReason(), "upgraded the source's URGENT")
-	require.Equal(t, reported.Add(time.Hour), r.GetClocks().GetAcknowledgeBy().AsTime())
-	require.Equal(t, reported.Add(4*time.Hour), r.GetClocks().GetActionBy().AsTime())
+	// The clocks run from receipt (the cause's occurred_at), the later of
+	// it and the report's verification; the verification time is kept.
+	require.Equal(t, at.Add(time.Hour), r.GetClocks().GetAcknowledgeBy().AsTime())
+	require.Equal(t, at.Add(4*time.Hour), r.GetClocks().GetActionBy().AsTime())
+	require.Equal(t, reported, r.GetClocks().GetReportedAt().AsTime())
 	require.Equal(t, "critical", ev.GetPolicy().GetPolicyId())
 	require.True(t, proto.Equal(ev.GetPolicy(), r.GetPolicy().GetRef()))
 	require.Len(t, ev.GetPolicy().GetContentHash(), 64)
@@ -473,10 +476,14 @@ func TestReplicaThatTakesOverAPartitionDoesNotRouteTwice(t *testing.T) {
 	require.Contains(t, owner.String(), `"msg":"alert routed","service":"rules","alert_id":"`+a)
 
 	// And that replica stops, so the other takes the partition over, and the
-	// AlertRaised is delivered again (a producer retry), then amended.
+	// AlertRaised is delivered again (a producer retry), then amended: the
+	// amendment names another referrer (a clinical change, so it is routed;
+	// one that changed nothing clinically would not be).
 	stopOwner()
 	require.NoError(t, e.w.Append(ctx, raised))
-	require.NoError(t, e.w.Append(ctx, cause(a, "amended-6", "RZZ", at, &eventsv1.AlertAmended{Details: details(eventsv1.Category_CATEGORY_URGENT, at)})))
+	amended := details(eventsv1.Category_CATEGORY_URGENT, at)
+	amended.Referrer = &eventsv1.Clinician{Id: "7100002", DisplayName: "Dr Ben Brown", Team: "ED"}
+	require.NoError(t, e.w.Append(ctx, cause(a, "amended-6", "RZZ", at, &eventsv1.AlertAmended{Details: amended})))
 
 	// Then the other replica routes only the amendment, keeping CRITICAL: it
 	// caught up on what the first one had consumed.

@@ -199,6 +199,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	ncfg.RedisAddr = redisAddr
 	ncfg.AckLinkSecret = secret
 	ncfg.RetryInitial = 200 * time.Millisecond
+	// The rate limit runs on the demo's clock too: per person, 10 messages in
+	// 10 minutes, and the digest 2 minutes after the first message held
+	// back, both divided by the speed-up (else a person in a 60x demo is over
+	// the limit all the time and their digests come after their steps).
+	ncfg.RateLimitWindow /= time.Duration(cfg.Speedup)
+	ncfg.RateLimitDigestAfter /= time.Duration(cfg.Speedup)
 	ncfg.Senders = map[eventsv1.Channel]notification.Sender{
 		eventsv1.Channel_CHANNEL_EMAIL:   capture,
 		eventsv1.Channel_CHANNEL_SMS:     capture,

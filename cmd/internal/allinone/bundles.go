@@ -38,8 +38,9 @@ func writeFastBundles(src fs.FS, dir string, speedup int) error {
 	})
 }
 
-// speedUp rewrites the durations under "timeout" keys and "clocks" maps,
-// and marks the bundle's version, since a version names one content.
+// speedUp rewrites the durations under "timeout" and "failsafe_reminder"
+// keys and "clocks" maps, and marks the bundle's version, since a version
+// names one content.
 func speedUp(doc []byte, speedup int) ([]byte, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc, &root); err != nil {
@@ -54,7 +55,7 @@ func speedUp(doc []byte, speedup int) ([]byte, error) {
 					v.Value = fmt.Sprintf("%s-x%d", v.Value, speedup)
 					continue
 				}
-				if v.Kind == yaml.ScalarNode && (k.Value == "timeout" || inClocks) {
+				if v.Kind == yaml.ScalarNode && (k.Value == "timeout" || k.Value == "failsafe_reminder" || inClocks) {
 					d, err := parseDuration(v.Value)
 					if err != nil {
 						return fmt.Errorf("line %d: %w", v.Line, err)

@@ -23,9 +23,9 @@ type dashboard struct {
 }
 
 type alertRow struct {
-	ID, Tenant, Category, State, Deadline, Raised string
-	Step                                          uint32
-	Overdue                                       bool
+	ID, Ref, Tenant, Category, State, Deadline, Raised string
+	Step                                               uint32
+	Overdue                                            bool
 }
 
 type messageRow struct {
@@ -55,7 +55,7 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 		counts[state]++
 		deadline := a.GetClocks().GetAcknowledgeBy()
 		row := alertRow{
-			ID: a.GetAlertId(), Tenant: a.GetTenant(), State: state, Step: a.GetStep(),
+			ID: a.GetAlertId(), Ref: a.GetAccessionRef(), Tenant: a.GetTenant(), State: state, Step: a.GetStep(),
 			Category: strings.ToLower(strings.TrimPrefix(a.GetCategory().String(), "CATEGORY_")),
 			Raised:   a.GetRaisedAt().AsTime().Local().Format("15:04:05"),
 		}
@@ -74,7 +74,7 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 		m := msgs[i]
 		rows = append(rows, messageRow{
 			Channel: strings.ToLower(strings.TrimPrefix(m.Channel.String(), "CHANNEL_")),
-			To:      m.Address, Subject: m.Subject, Link: m.Data.AckLink, Ref: m.Data.AlertID,
+			To:      m.Address, Subject: m.Subject, Link: m.Data.AckLink, Ref: m.Data.Ref(),
 			Category: m.Data.Category, Trust: m.Data.Trust, Step: m.Data.Step, Repeat: m.Data.Repeat, Failsafe: m.Data.Failsafe,
 		})
 	}
@@ -105,7 +105,7 @@ Messages are captured here instead of being sent; click a link to acknowledge as
 <div class="cols"><div>
 <h2>Alerts</h2>
 <table><tr><th>raised</th><th>alert</th><th>trust</th><th>category</th><th>state</th><th>step</th><th>ack by</th></tr>
-{{range .Alerts}}<tr class="{{if .Overdue}}overdue{{end}}"><td>{{.Raised}}</td><td><code>{{.ID}}</code></td><td>{{.Tenant}}</td>
+{{range .Alerts}}<tr class="{{if .Overdue}}overdue{{end}}"><td>{{.Raised}}</td><td><code title="alert id {{.ID}}">{{.Ref}}</code></td><td>{{.Tenant}}</td>
 <td class="{{.Category}}">{{.Category}}</td><td class="state-{{.State}}">{{.State}}</td><td>{{.Step}}</td><td>{{.Deadline}}</td></tr>
 {{else}}<tr><td colspan="7">No alerts yet: the simulator raises one every few seconds.</td></tr>{{end}}
 </table></div><div>

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/alertref"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -67,9 +68,9 @@ func runList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(e.out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALERT\tTENANT\tCATEGORY\tSTATE\tSTEP\tACK BY\tRAISED")
+	fmt.Fprintln(tw, "ALERT\tREFERENCE\tTENANT\tCATEGORY\tSTATE\tSTEP\tACK BY\tRAISED")
 	for _, a := range resp.GetAlerts() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.GetAlertId(), a.GetTenant(), categoryName(a.GetCategory()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.GetAlertId(), a.GetAccessionRef(), a.GetTenant(), categoryName(a.GetCategory()),
 			stateName(a.GetState()), a.GetStep(), when(a.GetClocks().GetAcknowledgeBy()), when(a.GetRaisedAt()))
 	}
 	if err := tw.Flush(); err != nil {
@@ -85,9 +86,11 @@ func showCommand() command {
 	return command{
 		name:    "show",
 		summary: "show an alert's state and full timeline",
-		usage: `heraldctl show ALERT_ID: the alert's state, deadlines and every event in log order.
+		usage: `heraldctl show ALERT_ID|REFERENCE: the alert's state, deadlines and every event in log order.
+The alert may be named by its id or by the reference people see in messages.
 
   heraldctl show 5d41402abc4b2a76b9719d911017c592
+  heraldctl show HRD-7K3M-Q9TX-2P4D
 `,
 		run: runShow,
 	}
@@ -100,7 +103,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "alert id")
+	id, err := oneArg(fs, "alert id or reference")
 	if err != nil {
 		return err
 	}
@@ -243,7 +246,7 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "alert id")
+	id, err := oneArg(fs, "alert id or reference")
 	if err != nil {
 		return err
 	}
@@ -260,8 +263,17 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	defer conn.Close()
 	ctx, cancel := timeout(ctx)
 	defer cancel()
+	client := ackv1.NewAcknowledgementServiceClient(conn)
+	if alertref.Is(id) {
+		// A reference as a person quoted it: the API finds its alert.
+		r, err := client.GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: id})
+		if err != nil {
+			return fmt.Errorf("find alert %s: %w", id, err)
+		}
+		id = r.GetState().GetAlertId()
+	}
 	actor := &eventsv1.Actor{PersonId: *as, Role: *role, IdentityProvider: "heraldctl"}
-	st, err := do(ctx, ackv1.NewAcknowledgementServiceClient(conn), id, actor, *reqID, f)
+	st, err := do(ctx, client, id, actor, *reqID, f)
 	if err != nil {
 		return err
 	}

@@ -144,6 +144,25 @@ func Summary(ev *eventsv1.Event) string {
 		return fmt.Sprintf("policy exhausted after step %d: in fail-safe queue %s", p.FailsafeQueued.GetLastStep(), p.FailsafeQueued.GetQueue())
 	case *eventsv1.Event_AlertClosed:
 		return "closed by " + p.AlertClosed.GetActor().GetPersonId()
+	case *eventsv1.Event_StepRecipientsResolved:
+		r := p.StepRecipientsResolved
+		return fmt.Sprintf("step %d (repeat %d) resolved to %d recipients", r.GetStep(), r.GetRepeat(), len(r.GetPersonIds()))
+	case *eventsv1.Event_NotificationDeferred:
+		n := p.NotificationDeferred
+		return fmt.Sprintf("step %d/%d to %s by %s deferred (%s), digest due %s", n.GetStep(), n.GetRepeat(), n.GetRecipient().GetPersonId(),
+			channel(n.GetChannel()), n.GetReason(), when(n.GetDigestAt()))
+	case *eventsv1.Event_DigestSent:
+		n := p.DigestSent
+		return fmt.Sprintf("step %d/%d to %s by %s in a digest of %d alerts", n.GetStep(), n.GetRepeat(), n.GetRecipient().GetPersonId(),
+			channel(n.GetChannel()), n.GetReferences())
+	case *eventsv1.Event_BreachNoticeSent:
+		n := p.BreachNoticeSent
+		return fmt.Sprintf("%s breach told to %s by %s", strings.ToLower(strings.TrimPrefix(n.GetClock().String(), "CLOCK_KIND_")),
+			n.GetRecipient().GetPersonId(), channel(n.GetChannel()))
+	case *eventsv1.Event_TimerRepaired:
+		r := p.TimerRepaired
+		return fmt.Sprintf("lost SLA timer re-armed by the watchdog, %s late (deadline %s, step %d, %s)",
+			r.GetOverdueBy().AsDuration().Round(time.Second), when(r.GetDeadline()), r.GetStep(), strings.Join(r.GetTimers(), ", "))
 	}
 	return ""
 }

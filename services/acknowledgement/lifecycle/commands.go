@@ -81,6 +81,10 @@ func DecideAcknowledge(st *State, alertID string, c Acknowledge, now time.Time) 
 	if !awaitingAck(st) {
 		return Decision{}, precondition(st, "acknowledge")
 	}
+	if st.State == Failsafe && st.GetAcknowledgedAt() != nil {
+		return Decision{}, fault.Precondition(fmt.Sprintf("alert %s: already acknowledged by %s; it stays in the fail-safe queue until a %s closes it",
+			alertID, st.GetAcknowledgedBy().GetPersonId(), RoleFailsafeOfficer))
+	}
 	if st.State != Failsafe && allMust(st) && contains(st.StepAcknowledgers, c.Actor.GetPersonId()) {
 		return Decision{}, fault.Precondition(fmt.Sprintf("alert %s: person already acknowledged step %d", alertID, st.Step))
 	}

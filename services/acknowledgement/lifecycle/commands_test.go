@@ -59,7 +59,9 @@ func TestCommands(t *testing.T) {
 		state   string // state after folding the decision
 	}{
 		{name: "acknowledge open alert", given: open, when: acknowledge("dr-a", "r1"), payload: "AlertAcknowledged", state: "STATE_ACKNOWLEDGED"},
-		{name: "acknowledge from fail-safe", given: inFailsafe, when: acknowledge("fs", "r1"), payload: "AlertAcknowledged", state: "STATE_ACKNOWLEDGED"},
+		{name: "acknowledge in fail-safe is recorded and stays queued", given: inFailsafe, when: acknowledge("fs", "r1"), payload: "AlertAcknowledged", state: "STATE_FAILSAFE"},
+		{name: "acknowledge in fail-safe twice", given: append(evs(inFailsafe...), ack("k1", "dr-a", 0)), when: acknowledge("dr-b", "r2"),
+			kind: fault.ErrFailedPrecondition, msg: "stays in the fail-safe queue until a failsafe-officer closes it"},
 		{name: "acknowledge cancelled", given: cancelled, when: acknowledge("dr-a", "r1"), kind: fault.ErrFailedPrecondition, msg: "alert is CANCELLED"},
 		{name: "acknowledge acknowledged", given: acked, when: acknowledge("dr-b", "r2"), kind: fault.ErrFailedPrecondition, msg: "alert is ACKNOWLEDGED"},
 		{name: "acknowledge raised", given: evs(raised()), when: acknowledge("dr-a", "r1"), kind: fault.ErrFailedPrecondition, msg: "alert is RAISED"},

@@ -2,6 +2,8 @@ package lifecycle
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -39,7 +41,7 @@ func Apply(st *State, ev *eventsv1.Event, pos Position) (*State, bool) {
 	}
 	var next *State
 	if st == nil {
-		next = &State{AlertId: ev.GetAlertId(), Tenant: ev.GetTenant(), AccessionRef: Ref(ev.GetAlertId())}
+		next = &State{AlertId: ev.GetAlertId(), Tenant: ev.GetTenant()}
 	} else {
 		next = proto.Clone(st).(*State)
 	}
@@ -76,6 +78,14 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised:
 		e.Summary = "alert raised"
+		if IsTerminal(st) {
+			// A new flagged report of a finding whose alert was cancelled
+			// or closed is a new obligation: the alert re-opens and the
+			// routing that follows runs its own ladder.
+			e.Summary = "alert raised again after it was " + strings.ToLower(StatusName(st.State)) + ": a new obligation"
+			reopen(st, at)
+			return true
+		}
 		if st.State != ackv1.State_STATE_UNSPECIFIED {
 			return false
 		}
@@ -85,6 +95,10 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 
 	case *eventsv1.Event_AlertQuarantined:
 		e.Summary = fmt.Sprintf("alert quarantined (%d problems)", len(p.AlertQuarantined.GetProblems()))
+		if IsTerminal(st) {
+			e.Summary += " after it was " + strings.ToLower(StatusName(st.State)) + ": a new obligation"
+			reopen(st, at)
+		}
 		if st.State != ackv1.State_STATE_UNSPECIFIED && st.State != Raised {
 			return false
 		}
@@ -137,8 +151,30 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		}
 		st.State = Routed
 		st.Step, st.Repeat = 0, 0
-		st.StepRecipients, st.StepAcknowledgers = nil, nil
+		resetStep(st)
 		st.StepDueAt = dueAt(st, at, 0)
+		return true
+
+	case *eventsv1.Event_StepRecipientsResolved:
+		r := p.StepRecipientsResolved
+		e.Summary = fmt.Sprintf("step %d repeat %d resolved to %d recipients", r.GetStep(), r.GetRepeat(), len(r.GetPersonIds()))
+		if !escalating(st) || r.GetStep() != st.Step || r.GetRepeat() != st.Repeat {
+			return false
+		}
+		for _, person := range r.GetPersonIds() {
+			st.StepResolved = addUnique(st.StepResolved, person)
+		}
+		st.StepResolvedKnown = true
+		if allMust(st) && len(st.StepAcknowledgers) > 0 && coversAll(st.StepAcknowledgers, st.StepResolved) {
+			// Everyone resolved had acknowledged before the resolution
+			// was applied: the step is complete.
+			last := st.StepAcknowledgers[len(st.StepAcknowledgers)-1]
+			st.State = Acknowledged
+			st.AcknowledgedBy = &eventsv1.Actor{PersonId: last}
+			st.AcknowledgedAt = at
+			st.Communicated = true
+			e.Summary += " (every one of them had acknowledged)"
+		}
 		return true
 
 	case *eventsv1.Event_NotificationSent:
@@ -164,6 +200,28 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 	case *eventsv1.Event_NotificationSuperseded:
 		n := p.NotificationSuperseded
 		e.Summary = fmt.Sprintf("not sent at step %d repeat %d: %s", n.GetStep(), n.GetRepeat(), n.GetReason())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_NotificationDeferred:
+		// Timeline only: why a message was held back (a rate limit) and
+		// when its digest goes out; the NotificationSent that follows
+		// counts.
+		n := p.NotificationDeferred
+		e.Summary = fmt.Sprintf("deferred at step %d repeat %d via %s: %s; digest due %s", n.GetStep(), n.GetRepeat(), n.GetChannel(),
+			n.GetReason(), n.GetDigestAt().AsTime().UTC().Format("15:04:05"))
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_DigestSent:
+		n := p.DigestSent
+		e.Summary = fmt.Sprintf("sent step %d repeat %d via %s in a digest of %d alerts", n.GetStep(), n.GetRepeat(), n.GetChannel(), n.GetReferences())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
+	case *eventsv1.Event_BreachNoticeSent:
+		n := p.BreachNoticeSent
+		e.Summary = fmt.Sprintf("told of the %s breach via %s", n.GetClock(), n.GetChannel())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
@@ -201,12 +259,29 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 			return false
 		}
 		person := a.GetActor().GetPersonId()
-		if st.State != Failsafe && allMust(st) && a.GetStep() == st.Step {
+		if st.State == Failsafe {
+			// Only a fail-safe officer's Close takes an alert out of the
+			// fail-safe queue: the acknowledgement is recorded (the
+			// person accepted responsibility, the acknowledge clock
+			// stops) and the alert stays queued until it is closed.
+			if st.GetAcknowledgedAt() != nil {
+				return false
+			}
+			st.AcknowledgedBy = a.GetActor()
+			st.AcknowledgedAt = at
+			st.Communicated = true
+			e.Summary += " (stays in the fail-safe queue until a fail-safe officer closes it)"
+			return true
+		}
+		if allMust(st) && a.GetStep() == st.Step {
 			if contains(st.StepAcknowledgers, person) {
 				return false
 			}
 			st.StepAcknowledgers = append(st.StepAcknowledgers, person)
-			if !coversAll(st.StepAcknowledgers, st.StepRecipients) {
+			// Every person the step resolved to must acknowledge, whether
+			// or not their send was recorded yet; until the notification
+			// service says who they are, no acknowledgement completes it.
+			if !st.GetStepResolvedKnown() || !coversAll(st.StepAcknowledgers, st.StepResolved) {
 				e.Summary += " (more acknowledgements needed at this step)"
 				return true
 			}
@@ -235,6 +310,14 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		if IsTerminal(st) || !IsAcknowledged(st) {
 			return false
 		}
+		if st.State == Failsafe {
+			// Recorded; the alert stays queued until it is closed.
+			if st.ActionedAt == nil {
+				st.ActionedAt = at
+			}
+			e.Summary += " (stays in the fail-safe queue until a fail-safe officer closes it)"
+			return true
+		}
 		st.State = Actioned
 		if st.ActionedAt == nil {
 			st.ActionedAt = at
@@ -252,7 +335,7 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		}
 		st.State = Escalated
 		st.Step, st.Repeat = x.GetToStep(), x.GetRepeat()
-		st.StepRecipients, st.StepAcknowledgers = nil, nil
+		resetStep(st)
 		st.StepDueAt = dueAt(st, at, st.Step)
 		return true
 
@@ -292,9 +375,42 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		st.ClosedAt = at
 		st.StepDueAt = nil
 		return true
+
+	case *eventsv1.Event_TimerRepaired:
+		// A fact for the timeline: the state is unchanged (the decision
+		// the deadline owes follows as its own event).
+		r := p.TimerRepaired
+		e.Summary = fmt.Sprintf("lost SLA timer re-armed by the overdue watchdog, %s past the deadline (step %d)",
+			r.GetOverdueBy().AsDuration().Round(time.Second), r.GetStep())
+		return !IsTerminal(st)
 	}
 	e.Summary = "unknown event"
 	return false
+}
+
+// resetStep forgets who was told, resolved and acknowledged at the step
+// the alert leaves.
+func resetStep(st *State) {
+	st.StepRecipients, st.StepAcknowledgers = nil, nil
+	st.StepResolved, st.StepResolvedKnown = nil, false
+}
+
+// reopen starts a new obligation on a cancelled or closed alert: it is
+// raised again, with nothing acknowledged, actioned, breached or
+// communicated and no clocks until its new routing. The timeline keeps the
+// earlier obligation for audit.
+func reopen(st *State, at *timestamppb.Timestamp) {
+	st.Reopened++
+	st.State = Raised
+	st.RaisedAt = at
+	st.ClosedAt = nil
+	st.AcknowledgedBy, st.AcknowledgedAt, st.ActionedAt = nil, nil, nil
+	st.Communicated = false
+	st.Breached = nil
+	st.Clocks = nil
+	st.Step, st.Repeat = 0, 0
+	st.StepDueAt = nil
+	resetStep(st)
 }
 
 func dueAt(st *State, from *timestamppb.Timestamp, step uint32) *timestamppb.Timestamp {

@@ -58,13 +58,39 @@ func TestFold(t *testing.T) {
 			check: func(t *testing.T, st *lifecycle.State) { require.Equal(t, "dr-a", st.AcknowledgedBy.PersonId) }},
 		{name: "acknowledging a cancelled alert has no effect", given: evs(raised(), routed(), ev("c", time.Minute, &eventsv1.AlertCancelled{})),
 			when: ack("k1", "dr-a", 0), state: lifecycle.Cancelled, noEffect: true},
-		{name: "acknowledged from fail-safe", given: evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{Queue: "q"})),
-			when: ack("k1", "fs-1", 0), state: lifecycle.Acknowledged},
-		{name: "all-must needs everyone", given: evs(raised(), allMustRouted(), sent("s1", 0, 0, "dr-a"), sent("s2", 0, 0, "dr-b")),
+		{name: "acknowledged in the fail-safe queue stays queued", given: evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{Queue: "q"})),
+			when: ack("k1", "fs-1", 0), state: lifecycle.Failsafe,
+			check: func(t *testing.T, st *lifecycle.State) {
+				require.Equal(t, "fs-1", st.AcknowledgedBy.GetPersonId())
+				require.False(t, lifecycle.ObligationOpen(st, clockAck), "the acknowledge clock stops")
+			}},
+		{name: "second acknowledgement in the fail-safe queue has no effect",
+			given: evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{Queue: "q"}), ack("k1", "fs-1", 0)),
+			when:  ack("k2", "dr-b", 0), state: lifecycle.Failsafe, noEffect: true},
+		{name: "action in the fail-safe queue stays queued",
+			given: evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{Queue: "q"}), ack("k1", "fs-1", 0)),
+			when:  ev("act", 2*time.Hour, &eventsv1.ActionRecorded{Actor: person("fs-1"), Action: "CT booked"}), state: lifecycle.Failsafe,
+			check: func(t *testing.T, st *lifecycle.State) { require.NotNil(t, st.ActionedAt) }},
+		{name: "closed after an acknowledgement in the fail-safe queue",
+			given: evs(raised(), routed(), ev("f", time.Hour, &eventsv1.FailsafeQueued{Queue: "q"}), ack("k1", "fs-1", 0)),
+			when:  ev("cl", 4*time.Hour, &eventsv1.AlertClosed{Actor: officer("fso"), Reason: "acted on"}), state: lifecycle.Closed},
+		{name: "all-must needs everyone", given: evs(raised(), allMustRouted(), resolved("r0", 0, 0, "dr-a", "dr-b"), sent("s1", 0, 0, "dr-a"), sent("s2", 0, 0, "dr-b")),
 			when: ack("k1", "dr-a", 0), state: lifecycle.Notified,
 			check: func(t *testing.T, st *lifecycle.State) { require.Equal(t, []string{"dr-a"}, st.StepAcknowledgers) }},
-		{name: "all-must complete", given: evs(raised(), allMustRouted(), sent("s1", 0, 0, "dr-a"), sent("s2", 0, 0, "dr-b"), ack("k1", "dr-a", 0)),
+		{name: "all-must counts resolved recipients whose send is not yet recorded",
+			given: evs(raised(), allMustRouted(), resolved("r0", 0, 0, "dr-a", "dr-b"), sent("s1", 0, 0, "dr-a")),
+			when:  ack("k1", "dr-a", 0), state: lifecycle.Notified},
+		{name: "all-must is not complete before its recipients are resolved",
+			given: evs(raised(), allMustRouted(), sent("s1", 0, 0, "dr-a")),
+			when:  ack("k1", "dr-a", 0), state: lifecycle.Notified},
+		{name: "all-must completes when the resolution follows every acknowledgement",
+			given: evs(raised(), allMustRouted(), ack("k1", "dr-a", 0)),
+			when:  resolved("r0", 0, 0, "dr-a"), state: lifecycle.Acknowledged,
+			check: func(t *testing.T, st *lifecycle.State) { require.Equal(t, "dr-a", st.AcknowledgedBy.GetPersonId()) }},
+		{name: "all-must complete", given: evs(raised(), allMustRouted(), resolved("r0", 0, 0, "dr-a", "dr-b"), sent("s1", 0, 0, "dr-a"), sent("s2", 0, 0, "dr-b"), ack("k1", "dr-a", 0)),
 			when: ack("k2", "dr-b", 0), state: lifecycle.Acknowledged},
+		{name: "resolution of an old step has no effect", given: evs(raised(), allMustRouted(), escalated("e1", time.Hour, 0, 1, 0, reasonTimeout)),
+			when: resolved("r0", 0, 0, "dr-a"), state: lifecycle.Escalated, noEffect: true},
 		{name: "declined at current step", given: evs(raised(), routed(), sent("s1", 0, 0, "dr-a")),
 			when:  ev("x", time.Minute, &eventsv1.AlertDeclined{Actor: person("dr-a"), Step: 0, Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM}),
 			state: lifecycle.Declined},
@@ -112,6 +138,31 @@ func TestFold(t *testing.T) {
 		{name: "cancelled", given: evs(raised(), routed(), ack("k1", "dr-a", 0)), when: ev("c", time.Hour, &eventsv1.AlertCancelled{}), state: lifecycle.Cancelled},
 		{name: "routed after cancel has no effect", given: evs(raised(), ev("c", time.Minute, &eventsv1.AlertCancelled{})), when: routed(),
 			state: lifecycle.Cancelled, noEffect: true},
+		{name: "a new report after a cancel re-opens the alert", given: evs(raised(), routed(), ack("k1", "dr-a", 0), breach("b", clockAction, 24*time.Hour), ev("c", 25*time.Hour, &eventsv1.AlertCancelled{})),
+			when: ev("raised-2", 26*time.Hour, &eventsv1.AlertRaised{}), state: lifecycle.Raised,
+			check: func(t *testing.T, st *lifecycle.State) {
+				require.Equal(t, uint32(1), st.Reopened)
+				require.Nil(t, st.AcknowledgedBy)
+				require.Nil(t, st.AcknowledgedAt)
+				require.Nil(t, st.ClosedAt)
+				require.Nil(t, st.Clocks, "no clock runs until the new routing")
+				require.Empty(t, st.Breached)
+				require.Empty(t, lifecycle.Timers(st))
+			}},
+		{name: "a new report after a close re-opens the alert",
+			given: evs(raised(), routed(), ev("f", 3*time.Hour, &eventsv1.FailsafeQueued{}), ev("cl", 4*time.Hour, &eventsv1.AlertClosed{Actor: officer("fso"), Reason: "done"})),
+			when:  ev("q-2", 5*time.Hour, &eventsv1.AlertQuarantined{}), state: lifecycle.Quarantined,
+			check: func(t *testing.T, st *lifecycle.State) { require.Equal(t, uint32(1), st.Reopened) }},
+		{name: "the routing of a re-opened alert runs its own ladder",
+			given: evs(raised(), routed(), escalated("e1", time.Hour, 0, 1, 0, reasonTimeout), ev("c", 2*time.Hour, &eventsv1.AlertCancelled{}), ev("raised-2", 3*time.Hour, &eventsv1.AlertRaised{})),
+			when:  reroute("routed-2", 3*time.Hour+time.Second), state: lifecycle.Routed,
+			check: func(t *testing.T, st *lifecycle.State) {
+				require.Equal(t, uint32(2), st.Round)
+				require.Equal(t, uint32(0), st.Step)
+				require.Len(t, lifecycle.Timers(st), 4, "step timer and three clocks")
+			}},
+		{name: "an amendment after a cancel has no effect", given: evs(raised(), routed(), ev("c", time.Hour, &eventsv1.AlertCancelled{})),
+			when: ev("am", 2*time.Hour, &eventsv1.AlertAmended{}), state: lifecycle.Cancelled, noEffect: true},
 		{name: "re-route restarts the ladder in a new round", given: evs(raised(), routed(), escalated("e1", time.Hour, 0, 1, 0, reasonTimeout)),
 			when: reroute("routed-2", 2*time.Hour), state: lifecycle.Routed, check: func(t *testing.T, st *lifecycle.State) {
 				require.Equal(t, uint32(2), st.Round)
@@ -178,6 +229,10 @@ func allMustRouted() *eventsv1.Event {
 	e := routed()
 	e.GetAlertRouted().Policy.Steps[0].AckMode = eventsv1.AckMode_ACK_MODE_ALL_MUST
 	return e
+}
+
+func resolved(id string, stepN, repeat uint32, people ...string) *eventsv1.Event {
+	return ev(id, 2*time.Second, &eventsv1.StepRecipientsResolved{Step: stepN, Repeat: repeat, PersonIds: people})
 }
 
 func reroute(id string, d time.Duration) *eventsv1.Event {

@@ -50,6 +50,10 @@ func ev(id string, d time.Duration, p any) *eventsv1.Event {
 		e.Payload = &eventsv1.Event_FailsafeQueued{FailsafeQueued: v}
 	case *eventsv1.AlertClosed:
 		e.Payload = &eventsv1.Event_AlertClosed{AlertClosed: v}
+	case *eventsv1.StepRecipientsResolved:
+		e.Payload = &eventsv1.Event_StepRecipientsResolved{StepRecipientsResolved: v}
+	case *eventsv1.TimerRepaired:
+		e.Payload = &eventsv1.Event_TimerRepaired{TimerRepaired: v}
 	default:
 		panic("unknown payload")
 	}

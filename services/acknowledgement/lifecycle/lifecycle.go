@@ -64,17 +64,6 @@ func EventID(parts ...string) string {
 	return hex.EncodeToString(sum[:])[:32]
 }
 
-// Ref returns the opaque, human-friendly reference of an alert shown to
-// people (on the acknowledge page, in messages): derived from the alert id,
-// never from the accession number or any patient identifier.
-func Ref(alertID string) string {
-	id := strings.ToUpper(alertID)
-	if len(id) > 10 {
-		id = id[:10]
-	}
-	return "HRD-" + id
-}
-
 // IsTerminal reports whether the alert is closed or cancelled: no obligation
 // is left and no timer runs.
 func IsTerminal(st *State) bool {
@@ -245,6 +234,16 @@ func EventType(ev *eventsv1.Event) string {
 		return "FailsafeQueued"
 	case *eventsv1.Event_AlertClosed:
 		return "AlertClosed"
+	case *eventsv1.Event_StepRecipientsResolved:
+		return "StepRecipientsResolved"
+	case *eventsv1.Event_NotificationDeferred:
+		return "NotificationDeferred"
+	case *eventsv1.Event_DigestSent:
+		return "DigestSent"
+	case *eventsv1.Event_BreachNoticeSent:
+		return "BreachNoticeSent"
+	case *eventsv1.Event_TimerRepaired:
+		return "TimerRepaired"
 	}
 	return "Unknown"
 }

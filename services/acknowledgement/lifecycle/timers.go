@@ -7,6 +7,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -245,4 +246,51 @@ func failsafe(st *State, reason string, now time.Time, cause string) *eventsv1.E
 
 func reasonName(r eventsv1.EscalationReason) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ESCALATION_REASON_"))
+}
+
+// NextDeadline returns the earliest deadline of the timers st needs, and
+// false when it needs none. The projection store indexes alerts by it, so
+// that the overdue watchdog finds late alerts without the timer store.
+func NextDeadline(st *State) (time.Time, bool) {
+	ts := Timers(st)
+	if len(ts) == 0 {
+		return time.Time{}, false
+	}
+	due := ts[0].Due
+	for _, t := range ts[1:] {
+		if t.Due.Before(due) {
+			due = t.Due
+		}
+	}
+	return due, true
+}
+
+// Repaired returns the TimerRepaired event the overdue watchdog appends
+// when st's next deadline passed more than a bound ago with nothing
+// decided (its timer was lost), before it arms the timer again. Its id is
+// deterministic per alert and deadline (EventID(alert, "timer-repaired",
+// round, step, repeat, deadline ms)), so replicas that repair the same
+// deadline append one event. ok is false when st needs no timer.
+func Repaired(st *State, now time.Time) (ev *eventsv1.Event, ok bool) {
+	due, ok := NextDeadline(st)
+	if !ok {
+		return nil, false
+	}
+	var names []string
+	for _, t := range Timers(st) {
+		if t.Due.After(now) {
+			continue
+		}
+		if t.Kind == TimerStep {
+			names = append(names, "step")
+		} else {
+			names = append(names, "clock:"+strings.TrimPrefix(t.Clock.String(), "CLOCK_KIND_"))
+		}
+	}
+	ev = &eventsv1.Event{Payload: &eventsv1.Event_TimerRepaired{TimerRepaired: &eventsv1.TimerRepaired{
+		Deadline: timestamppb.New(due), OverdueBy: durationpb.New(now.Sub(due)), Step: st.GetStep(), Repeat: st.GetRepeat(), Timers: names,
+	}}}
+	envelope(st, ev, EventID(st.GetAlertId(), "timer-repaired", u32(st.GetRound()), u32(st.GetStep()), u32(st.GetRepeat()),
+		strconv.FormatInt(due.UnixMilli(), 10)), "watchdog", now)
+	return ev, true
 }

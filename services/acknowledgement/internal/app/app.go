@@ -9,13 +9,17 @@
 //  2. fold the event (skipped if its id or offset was already applied);
 //  3. publish the new state to the compacted state topic (durable first, so
 //     the topic is never behind the store it restores);
-//  4. store it in the projection (only if newer), then arm/cancel timers;
+//  4. store it in the projection (only if newer), then arm/cancel the
+//     alert's timer as the stored state needs;
 //  5. append the reactions the lifecycle owes (decline → escalate), with
 //     deterministic ids;
 //  6. return: the consumer commits.
 //
 // A crash at any point redelivers the event: steps 3-5 are repeated from the
-// stored state, each idempotent.
+// stored state, each idempotent. In particular a redelivered event that the
+// store already reflects (lifecycle.Apply skips it) still publishes the
+// stored state and arms the timer that state needs: the handler may have
+// died between the store and the arm, and nothing else would arm it.
 package app
 
 import (
@@ -91,6 +95,22 @@ type TimerStore interface {
 	Cancel(ctx context.Context, id string) (bool, error)
 }
 
+// LogTail reads what the log holds for one alert beyond what the projection
+// is known to have applied: the alert's events at or after the consumer
+// group's committed offset (and after the offset `after` the caller's state
+// reflects), up to the end of the log when called. An error wrapping
+// fault.ErrUnavailable means the position could not be read, or the group
+// is too far behind to read the gap (decide later).
+type LogTail interface {
+	Unapplied(ctx context.Context, alertID string, after int64) ([]Logged, error)
+}
+
+// Logged is an event read from the log with its position.
+type Logged struct {
+	Event *eventsv1.Event
+	Pos   lifecycle.Position
+}
+
 // Hooks are test and observation points; each may be nil.
 type Hooks struct {
 	// BeforeAppend runs in the timer handler after the decision and before
@@ -99,6 +119,10 @@ type Hooks struct {
 	// AfterAppend runs after the timer's events were appended, before the
 	// handler returns (before the timer is confirmed).
 	AfterAppend func(ctx context.Context, t lifecycle.Timer, events []*eventsv1.Event)
+	// BeforeArm runs before the alert timer st needs is armed or
+	// cancelled; an error fails the arm as a Redis error would (a test
+	// injects the fault between the store and the arm there).
+	BeforeArm func(ctx context.Context, st *lifecycle.State) error
 	// Received runs when the consumer starts handling an event.
 	Received func(ev *eventsv1.Event)
 	// Applied runs after an event was handled by the consumer.
@@ -114,10 +138,13 @@ type Deps struct {
 	Topic    StateTopic
 	Timers   TimerStore
 	Lister   Lister
-	Clock    clock.Clock
-	Logger   *slog.Logger
-	Tel      *telemetry.Telemetry
-	Hooks    Hooks
+	// Tail, when set, brings a state read from the projection up to the
+	// log before a decision (timers, commands, the watchdog): see current.
+	Tail   LogTail
+	Clock  clock.Clock
+	Logger *slog.Logger
+	Tel    *telemetry.Telemetry
+	Hooks  Hooks
 	// Producer names this replica in the envelope of events it appends.
 	Producer string
 	// CommandWait bounds how long a command waits for the projection to
@@ -140,6 +167,8 @@ type metrics struct {
 	failsafe    metric.Int64Counter
 	lateness    metric.Float64Histogram
 	toAck       metric.Float64Histogram
+	ahead       metric.Int64Counter
+	repaired    metric.Int64Counter
 }
 
 // New returns an App.
@@ -168,6 +197,8 @@ func New(d Deps) *App {
 	a.metrics.breaches, _ = m.Int64Counter("herald.ack.sla_breaches", metric.WithDescription("SLABreached events appended"))
 	a.metrics.failsafe, _ = m.Int64Counter("herald.ack.failsafe_queued", metric.WithDescription("FailsafeQueued events appended"))
 	a.metrics.lateness, _ = m.Float64Histogram("herald.ack.timer_lateness", metric.WithUnit("s"), metric.WithDescription("timer handler start minus due time"))
+	a.metrics.ahead, _ = m.Int64Counter("herald.ack.decided_ahead_of_projection", metric.WithDescription("decisions (timer, command, watchdog) that read events of their alert from the log because the projection had not applied them yet"))
+	a.metrics.repaired, _ = m.Int64Counter("herald.ack.timers_repaired", metric.WithDescription("lost SLA timers re-armed by the overdue watchdog (TimerRepaired events)"))
 	a.metrics.toAck, _ = m.Float64Histogram("herald.ack.time_to_acknowledge", metric.WithUnit("s"), metric.WithDescription("routing to acknowledgement, per category"))
 	return a
 }

@@ -64,7 +64,11 @@ func (a *App) Close(ctx context.Context, alertID string, c lifecycle.Close) (Out
 func (a *App) command(ctx context.Context, name, alertID string, decide func(*lifecycle.State, time.Time) (lifecycle.Decision, error)) (Outcome, error) {
 	ctx, span := a.tracer.Start(ctx, "acknowledgement."+name, trace.WithAttributes(attribute.String("alert.id", alertID)))
 	defer span.End()
-	st, err := a.d.States.Get(ctx, alertID)
+	// Decide on the alert as the log has it (fresh.go): a projection behind
+	// the log (a replica died with the partition, a catch-up) must neither
+	// refuse an acknowledgement of an alert already routed nor accept one
+	// for an alert already closed.
+	st, _, err := a.current(ctx, alertID)
 	if err != nil {
 		a.noteLost(err)
 		return Outcome{}, fmt.Errorf("%s alert %s: %w", name, alertID, err)
@@ -102,10 +106,20 @@ func (a *App) outcome(st *lifecycle.State, eventID string) (Outcome, error) {
 	return Outcome{State: st, EventID: eventID}, nil
 }
 
+// logViewAfter is how long a command waits for the projection to apply its
+// event before it reads the alert's state from the log instead (a
+// projection that is not there by then is stalled: its partition's owner
+// died or is catching up).
+const logViewAfter = 100 * time.Millisecond
+
 // waitFor polls the projection until it holds eventID, for at most
-// CommandWait. It returns nil when the wait ran out.
+// CommandWait; after logViewAfter it also reads the alert from the log
+// (read-your-writes: the event is durable, so the log has it). It returns
+// nil when the wait ran out.
 func (a *App) waitFor(ctx context.Context, alertID, eventID string) (*lifecycle.State, error) {
-	deadline := time.Now().Add(a.d.CommandWait)
+	start := time.Now()
+	deadline := start.Add(a.d.CommandWait)
+	nextLogView := start.Add(logViewAfter)
 	delay := 5 * time.Millisecond
 	for {
 		st, err := a.d.States.Get(ctx, alertID)
@@ -114,6 +128,12 @@ func (a *App) waitFor(ctx context.Context, alertID, eventID string) (*lifecycle.
 		}
 		if lifecycle.Seen(st, eventID) {
 			return st, nil
+		}
+		if a.d.Tail != nil && !time.Now().Before(nextLogView) {
+			if cur, _, err := a.current(ctx, alertID); err == nil && lifecycle.Seen(cur, eventID) {
+				return cur, nil
+			}
+			nextLogView = time.Now().Add(4 * logViewAfter)
 		}
 		if time.Now().After(deadline) {
 			return nil, nil

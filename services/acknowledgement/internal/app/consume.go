@@ -58,18 +58,30 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 		if err := a.d.Topic.Publish(ctx, after); err != nil {
 			return fmt.Errorf("publish state of alert %s: %w", ev.GetAlertId(), err)
 		}
-		if _, err := a.d.States.Put(ctx, after); err != nil {
+		stored, err := a.d.States.Put(ctx, after)
+		if err != nil {
 			return fmt.Errorf("store state of alert %s: %w", ev.GetAlertId(), err)
 		}
-		if !slices.Equal(lifecycle.Timers(before), lifecycle.Timers(after)) {
+		switch {
+		case !stored:
+			// A newer state is stored (another replica ran ahead during
+			// a rebalance): arm what that one needs, never an older plan.
+			if err := a.rearmStored(ctx, ev.GetAlertId()); err != nil {
+				return err
+			}
+		case !slices.Equal(lifecycle.Timers(before), lifecycle.Timers(after)):
 			if err := a.syncTimer(ctx, after); err != nil {
 				return err
 			}
 		}
 		a.observeApplied(ctx, before, after, ev)
-	} else if pos.Offset >= 0 && !lifecycle.Seen(before, ev.GetEventId()) {
-		// A redelivery after a crash: what followed the apply may not have
-		// happened. Redo it from the stored state (all idempotent).
+	} else if pos.Offset >= 0 {
+		// A redelivery (the handler died between the store and the arm: a
+		// SIGKILL, a rebalance cancelling the context, a Redis error) or a
+		// record appended twice. What follows the store may not have
+		// happened: redo it from the stored state. The alert's timer is
+		// derived from that state, so arming it again converges on the same
+		// timer (a no-op when it is already armed as the state needs).
 		if err := a.d.Topic.Publish(ctx, after); err != nil {
 			return fmt.Errorf("publish state of alert %s: %w", ev.GetAlertId(), err)
 		}
@@ -119,6 +131,11 @@ func alertOfTimerID(id string) string {
 // and payload) or cancels it when st needs none. The payload carries the
 // trace context of ctx.
 func (a *App) syncTimer(ctx context.Context, st *lifecycle.State) error {
+	if h := a.d.Hooks.BeforeArm; h != nil {
+		if err := h(ctx, st); err != nil {
+			return fault.Unavailable(fmt.Sprintf("arm timer of alert %s: %v", st.GetAlertId(), err))
+		}
+	}
 	t, ok, err := a.alertTimer(ctx, st)
 	if err != nil {
 		return err
@@ -138,6 +155,18 @@ func (a *App) syncTimer(ctx context.Context, st *lifecycle.State) error {
 // rearm arms the alert's timer from a stored state, in the alert's trace.
 func (a *App) rearm(ctx context.Context, st *lifecycle.State) error {
 	return a.syncTimer(a.stateTrace(ctx, st), st)
+}
+
+// rearmStored arms the alert's timer from the state in the store.
+func (a *App) rearmStored(ctx context.Context, alertID string) error {
+	st, err := a.d.States.Get(ctx, alertID)
+	if err != nil {
+		return fmt.Errorf("read alert %s: %w", alertID, err)
+	}
+	if st == nil {
+		return nil
+	}
+	return a.rearm(ctx, st)
 }
 
 // timerPayload is one lifecycle timer in an alert timer's payload: what

@@ -69,9 +69,14 @@ func (a *App) FireTimer(ctx context.Context, c timers.Claimed) (err error) {
 		span.End()
 	}()
 
-	st, err := a.d.States.Get(ctx, alertID)
+	// Decide on the alert as the log has it, not as a lagging projection
+	// has it (fresh.go); if the log cannot be read, retry shortly.
+	st, _, err := a.current(ctx, alertID)
 	if err != nil {
-		return fmt.Errorf("fire timer %s: read alert: %w", c.ID, err)
+		if errors.Is(err, errLogUnread) {
+			return fmt.Errorf("fire timer %s: %w (%v)", c.ID, ErrBehind, err)
+		}
+		return fmt.Errorf("fire timer %s: %w", c.ID, err)
 	}
 	// Decide the due lifecycle timers earliest first and fire only the first
 	// that fires: the consumer re-arms the alert's timer when it applies

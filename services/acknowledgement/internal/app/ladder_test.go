@@ -79,6 +79,17 @@ func TestWipeMidLadder(t *testing.T) {
 	require.NoError(t, h.rdb.FlushDB(h.ctx).Err())
 	// While Redis is empty, time passes beyond two deadlines.
 	h.clk.Set(h.t0.Add(40 * time.Minute))
+	// The timer poller notices the lost epoch on its own schedule: wait until
+	// the projection is restored and the open alerts' timers are armed again
+	// before moving time on (else runUntil sees no timer and jumps to the end).
+	require.Eventually(t, func() bool {
+		ready, err := h.store.Ready(h.ctx)
+		if err != nil || !ready {
+			return false
+		}
+		st, err := h.timers.Stats(h.ctx)
+		return err == nil && st.Due+st.Leased >= 2 // one timer per open alert
+	}, 20*time.Second, 10*time.Millisecond, "projection restored and both alerts' timers re-armed after the wipe")
 	h.runUntil(h.t0.Add(3 * time.Hour))
 	for _, id := range []string{"alert-4", "alert-5"} {
 		got := h.decided(id)

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -179,7 +181,7 @@ func (api *API) TestContactPoint(ctx context.Context, req *notificationv1.TestCo
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce)
 	nid := eventlog.ID("test", req.GetTenant(), req.GetChannel().String(), now.Format(time.RFC3339Nano), hex.EncodeToString(nonce))
-	d := content.Data{AlertID: nid, Category: "Test", CategoryKey: "test", Trust: req.GetTenant(), Test: true}
+	d := content.Data{AlertID: nid, Reference: e.refs.Ref(nid), Category: "Test", CategoryKey: "test", Trust: req.GetTenant(), Test: true}
 	m, err := e.o.Renderer.Render(req.GetChannel(), d)
 	if err != nil {
 		return nil, err
@@ -202,18 +204,47 @@ type Receipt struct {
 	Reference string `json:"reference"`
 	// ID is the provider's id of the message or receipt.
 	ID string `json:"id"`
-	// Status: "delivered", or a failure such as "permanent-failure".
+	// Status: "delivered", or a failure (FailureStatus).
 	Status string `json:"status"`
 }
 
-// ReceiptsHandler serves POST /v1/receipts: a provider's delivery report,
-// signed like Herald's webhooks (X-Herald-Timestamp, X-Herald-Signature =
-// sha256=HMAC(secret, timestamp "." body)), at most maxSkew old. A
-// "delivered" report appends NotificationDelivered (once: deterministic id).
-func (api *API) ReceiptsHandler(secret []byte, maxSkew time.Duration) http.Handler {
+// FailureStatus reports whether a receipt's status says the message did not
+// reach the person: GOV.UK Notify's permanent-failure (bounced email,
+// unknown number), temporary-failure (inbox full, phone off: Notify has
+// stopped trying), technical-failure, and "bounced" or "failed" from other
+// providers (an SMTP relay's bounce handler). Such a message counts as a
+// failed send: the step moves on at once.
+func FailureStatus(status string) bool {
+	switch status {
+	case "permanent-failure", "temporary-failure", "technical-failure", "bounced", "failed":
+		return true
+	}
+	return false
+}
+
+// ReceiptsHandler serves the delivery reports of providers:
+//
+//   - POST /v1/receipts: Herald's own shape, signed like Herald's webhooks
+//     (X-Herald-Timestamp, X-Herald-Signature = sha256=HMAC(secret,
+//     timestamp "." body)), at most maxSkew old; refused when secret is
+//     empty.
+//   - POST /v1/receipts/notify: GOV.UK Notify's delivery-status callback
+//     (its JSON: id, reference, status, notification_type, ...), with the
+//     bearer token the service gave Notify (Authorization: Bearer
+//     <notifyToken>); refused when notifyToken is empty.
+//
+// "delivered" appends NotificationDelivered; a failure (FailureStatus)
+// appends NotificationFailed and moves the person on to their next contact
+// point at once (and the step on when nobody is left), like a failed send.
+// Both are appended once (deterministic ids); other statuses ("sending",
+// "created") are noted on the record.
+func (api *API) ReceiptsHandler(secret []byte, maxSkew time.Duration, notifyToken string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/receipts", func(w http.ResponseWriter, r *http.Request) {
-		e := api.e
+		if len(secret) == 0 {
+			http.Error(w, "receipts are not configured (setting receipts-secret)", http.StatusServiceUnavailable)
+			return
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil {
 			http.Error(w, "read body", http.StatusBadRequest)
@@ -225,59 +256,162 @@ func (api *API) ReceiptsHandler(secret []byte, maxSkew time.Duration) http.Handl
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		if skew := e.o.Clock.Now().Sub(time.Unix(sec, 0)); skew > maxSkew || skew < -maxSkew {
+		if skew := api.e.o.Clock.Now().Sub(time.Unix(sec, 0)); skew > maxSkew || skew < -maxSkew {
 			http.Error(w, "stale timestamp", http.StatusUnauthorized)
 			return
 		}
-		var rc Receipt
-		if err := json.Unmarshal(body, &rc); err != nil || rc.Reference == "" || rc.Status == "" {
-			http.Error(w, "body: reference and status are required", http.StatusBadRequest)
+		api.receipt(w, r, body)
+	})
+	mux.HandleFunc("POST /v1/receipts/notify", func(w http.ResponseWriter, r *http.Request) {
+		if notifyToken == "" {
+			http.Error(w, "Notify callbacks are not configured (setting notify-callback-token-file)", http.StatusServiceUnavailable)
 			return
 		}
-		ctx := r.Context()
-		alertID, err := e.o.Store.AlertOf(ctx, rc.Reference)
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(notifyToken)) != 1 {
+			http.Error(w, "bad bearer token", http.StatusUnauthorized)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil {
+			http.Error(w, "read body", http.StatusBadRequest)
+			return
+		}
+		api.receipt(w, r, body)
+	})
+	return mux
+}
+
+// receipt handles an authenticated report.
+func (api *API) receipt(w http.ResponseWriter, r *http.Request, body []byte) {
+	e := api.e
+	var rc Receipt
+	if err := json.Unmarshal(body, &rc); err != nil {
+		http.Error(w, "body: not JSON: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch {
+	case rc.Reference == "":
+		http.Error(w, "body: field reference is required (the notification id)", http.StatusBadRequest)
+		return
+	case rc.Status == "":
+		http.Error(w, "body: field status is required", http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	alertID, err := e.o.Store.AlertOf(ctx, rc.Reference)
+	if err != nil {
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	refs := []DigestRef{{AlertID: alertID, NotificationID: rc.Reference}}
+	if alertID == "" {
+		// A digest's reference: the report is about each message it merged.
+		if refs, err = e.o.Store.DigestRefs(ctx, rc.Reference); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		if alertID == "" {
+		if len(refs) == 0 {
 			http.Error(w, "unknown reference", http.StatusNotFound)
 			return
 		}
-		rec, err := e.o.Store.Record(ctx, alertID, rc.Reference)
+	}
+	code := http.StatusNoContent
+	for _, ref := range refs {
+		c, err := api.receiptOf(ctx, ref, rc)
 		if err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			http.Error(w, "event log or store unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		if rc.Status != "delivered" {
-			rec.LastError, rec.UpdatedAt = "provider reported "+rc.Status, e.o.Clock.Now()
-			if err := e.o.Store.PutRecord(ctx, rec); err != nil {
-				http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			w.WriteHeader(http.StatusAccepted)
-			return
-		}
-		a, err := e.o.Store.Alert(ctx, alertID)
-		if err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		ev := e.envelope(a, Job{AlertID: alertID, Cause: "receipt:" + rc.Reference}, eventlog.ID(rc.Reference, "delivered"))
-		ev.Payload = &eventsv1.Event_NotificationDelivered{NotificationDelivered: &eventsv1.NotificationDelivered{
-			NotificationId: rc.Reference, Channel: rec.Channel, ProviderReceiptId: rc.ID}}
-		if err := e.o.Log.Append(ctx, ev); err != nil {
-			http.Error(w, "event log unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		rec.Phase, rec.UpdatedAt = domain.PhaseDelivered, e.o.Clock.Now()
+		code = c
+	}
+	w.WriteHeader(code)
+}
+
+// receiptOf acts on a report about one notification; it returns the
+// status to answer.
+func (api *API) receiptOf(ctx context.Context, ref DigestRef, rc Receipt) (int, error) {
+	e := api.e
+	alertID := ref.AlertID
+	rc.Reference = ref.NotificationID
+	rec, err := e.o.Store.Record(ctx, alertID, rc.Reference)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case rc.Status == "delivered":
+		err = api.delivered(ctx, alertID, rec, rc)
+	case FailureStatus(rc.Status):
+		err = api.failedReceipt(ctx, alertID, rec, rc)
+	default:
+		rec.LastError, rec.UpdatedAt = "provider reported "+rc.Status, e.o.Clock.Now()
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-			return
+			return 0, err
 		}
-		e.o.Logger.InfoContext(ctx, "notification delivered", slog.String("notification_id", rc.Reference),
-			slog.String("alert_id", alertID), slog.String("channel", rec.Channel.String()))
-		w.WriteHeader(http.StatusNoContent)
-	})
-	return mux
+		return http.StatusAccepted, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return http.StatusNoContent, nil
+}
+
+func (api *API) delivered(ctx context.Context, alertID string, rec Record, rc Receipt) error {
+	e := api.e
+	a, err := e.o.Store.Alert(ctx, alertID)
+	if err != nil {
+		return err
+	}
+	ev := e.envelope(a, Job{AlertID: alertID, Cause: "receipt:" + rc.Reference}, eventlog.ID(rc.Reference, "delivered"))
+	ev.Payload = &eventsv1.Event_NotificationDelivered{NotificationDelivered: &eventsv1.NotificationDelivered{
+		NotificationId: rc.Reference, Channel: rec.Channel, ProviderReceiptId: rc.ID}}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return err
+	}
+	rec.Phase, rec.UpdatedAt = domain.PhaseDelivered, e.o.Clock.Now()
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return err
+	}
+	e.o.Logger.InfoContext(ctx, "notification delivered", slog.String("notification_id", rc.Reference),
+		slog.String("alert_id", alertID), slog.String("channel", rec.Channel.String()))
+	return nil
+}
+
+// failedReceipt records a provider's failure report of a message it had
+// accepted: NotificationFailed (permanent; event id ID(nid, "receipt",
+// status), so a redelivered report appends nothing new), the record failed,
+// and the person's job scheduled now, so that the next contact point is
+// tried at once and, when none is left, the recipient (and perhaps the
+// step) is exhausted: escalation moves on as after a failed send.
+func (api *API) failedReceipt(ctx context.Context, alertID string, rec Record, rc Receipt) error {
+	e := api.e
+	a, err := e.o.Store.Alert(ctx, alertID)
+	if err != nil {
+		return err
+	}
+	j := Job{Kind: JobRecipient, AlertID: alertID, Round: rec.Round, Step: rec.Step, Repeat: rec.Repeat, Failsafe: rec.Failsafe,
+		Breach: rec.Breach, Critical: a.Critical(), PersonID: rec.PersonID, Role: rec.Role, Tenant: rec.RecipientTenant, Cause: "receipt:" + rc.Reference}
+	reason := "provider reported " + rc.Status
+	ev := e.envelope(a, j, eventlog.ID(rc.Reference, "receipt", rc.Status))
+	ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
+		NotificationId: rc.Reference, Step: rec.Step, Repeat: rec.Repeat, Recipient: recipient(j), Channel: rec.Channel,
+		Attempt: rec.Attempts, Reason: reason, Permanent: true}}
+	if rec.Phase == domain.PhaseFailed {
+		return nil // a repeated report: the person was moved on already
+	}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return err
+	}
+	rec.Phase, rec.LastError, rec.UpdatedAt = domain.PhaseFailed, reason, e.o.Clock.Now()
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return err
+	}
+	if err := e.o.Store.Reschedule(ctx, j, e.o.Clock.Now()); err != nil {
+		return err
+	}
+	e.Wake()
+	e.count(ctx, a, rec.Channel, "failed_receipt")
+	e.o.Logger.InfoContext(ctx, "provider reported a failed delivery: moving on", slog.String("notification_id", rc.Reference),
+		slog.String("alert_id", alertID), slog.String("channel", rec.Channel.String()), slog.String("status", rc.Status))
+	return nil
 }

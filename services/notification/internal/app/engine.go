@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -37,6 +38,10 @@ type Options struct {
 	Renderer *content.Renderer
 	Backoff  domain.Backoff
 	Limit    domain.RateLimit
+	// DigestAfter is how long a person over the rate limit waits for the
+	// digest that merges the messages held back (well under the shortest
+	// step timeout of a non-CRITICAL policy).
+	DigestAfter time.Duration
 	// Lease is how long a claimed job stays hidden without renewal: the
 	// engine renews the leases of the jobs it holds every Lease/3, so a
 	// live worker is never overtaken however long it works, and the jobs
@@ -65,9 +70,13 @@ type Options struct {
 	AckBaseURL    string
 	AckLinkSecret []byte
 	AckLinkTTL    time.Duration
-	Clock         clock.Clock
-	Logger        *slog.Logger
-	Telemetry     *telemetry.Telemetry
+	// ReferenceKey keys the alert references messages print
+	// (platform/alertref); empty derives it from AckLinkSecret, as the
+	// acknowledgement service does.
+	ReferenceKey string
+	Clock        clock.Clock
+	Logger       *slog.Logger
+	Telemetry    *telemetry.Telemetry
 }
 
 // localJob is a job leased to this replica at scheduling time, with the
@@ -79,6 +88,7 @@ type localJob struct {
 
 // Engine applies events and works jobs.
 type Engine struct {
+	refs alertref.Key // the alert references people see
 	o    Options
 	wake chan struct{}
 	// local and critical are the fast lanes: jobs leased to this replica
@@ -117,6 +127,8 @@ func NewEngine(o Options) *Engine {
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
 		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}, held: map[Job]time.Time{}}
+	// The configuration was validated at start (its length is the only error).
+	e.refs, _ = alertref.Configured(o.ReferenceKey, o.AckLinkSecret)
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
 	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
@@ -131,7 +143,7 @@ func relevant(ev *eventsv1.Event) bool {
 	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertAmended, *eventsv1.Event_AlertQuarantined,
 		*eventsv1.Event_AlertRouted, *eventsv1.Event_AlertEscalated, *eventsv1.Event_AlertDeclined,
 		*eventsv1.Event_AlertAcknowledged, *eventsv1.Event_AlertCancelled, *eventsv1.Event_AlertClosed,
-		*eventsv1.Event_FailsafeQueued:
+		*eventsv1.Event_FailsafeQueued, *eventsv1.Event_SlaBreached:
 		return true
 	}
 	return false
@@ -163,7 +175,7 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 	var jobs []Job
 	if send != nil {
 		jobs = append(jobs, Job{Kind: JobStep, AlertID: next.ID, Round: send.Round, Step: send.Step, Repeat: send.Repeat, Failsafe: send.Failsafe, Critical: next.Critical(),
-			Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
+			Breach: send.Breach, Cause: ev.GetEventId(), Trace: traceparent(ctx, e.o.Telemetry)})
 	}
 	// Fast path: a job this replica can start at once is scheduled already
 	// leased to it and handed to its dispatcher, saving a claim round trip.
@@ -364,6 +376,8 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 		err = e.workStep(ctx, j, alert)
 	case JobRecipient:
 		err = e.deliver(ctx, j, points, alert)
+	case JobDigest:
+		err = e.sendDigest(ctx, j)
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
@@ -386,14 +400,25 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 			return err
 		}
 	}
-	if reason := a.Gate(j.Round, j.Step, j.Repeat, j.Failsafe, ""); reason != domain.GateOK {
+	if reason := gate(a, j, ""); reason != domain.GateOK {
 		if err := e.supersede(ctx, a, j, reason); err != nil {
 			return err
 		}
 		return e.o.Store.Done(ctx, j)
 	}
-	step, _ := a.StepAt(j.Step)
+	step := stepOf(a, j)
 	now := e.o.Clock.Now()
+	if j.Failsafe && a.ReminderEvery > 0 {
+		// The fail-safe queue reminds its officers on the policy's cadence
+		// until the alert is closed: reminder n+1 is scheduled before
+		// reminder n goes out (its gate ends the chain at the close). A
+		// redelivered job schedules the same job again (one member).
+		next := j
+		next.Repeat, next.Cause, next.Trace = j.Repeat+1, eventlog.ID(j.AlertID, "failsafe-reminder", fmt.Sprint(j.Round), fmt.Sprint(j.Repeat+1)), ""
+		if err := e.o.Store.Reschedule(ctx, next, now.Add(a.ReminderEvery)); err != nil {
+			return err
+		}
+	}
 	recips, err := e.o.Resolver.Resolve(ctx, a, step, now)
 	if err != nil {
 		// Try again shortly; the rules service may be restarting.
@@ -406,8 +431,8 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 	var pts [][]domain.ContactPoint
 	for _, r := range recips {
 		rj := Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe, Critical: j.Critical,
-			PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace}
-		if !j.Failsafe && a.Gate(j.Round, j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
+			Breach: j.Breach, PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace}
+		if !j.Failsafe && j.Breach == 0 && a.Gate(j.Round, j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
 			if err := e.supersede(ctx, a, rj, domain.GateStopped); err != nil {
 				return err
 			}
@@ -418,16 +443,34 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 	}
 	if len(jobs) == 0 {
 		// Nobody to contact: the step fails at once so escalation can move on.
-		nid := eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), "", "")
+		nid := NotificationID(j, eventsv1.Channel_CHANNEL_UNSPECIFIED)
+		if j.Breach == 0 {
+			nid = eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), "", "")
+		}
 		ev := e.envelope(a, j, eventlog.ID(nid, "failed", "0"))
 		ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
 			NotificationId: nid, Step: j.Step, Repeat: j.Repeat, Reason: "no recipient resolved",
-			Permanent: true, RecipientExhausted: true, StepFailed: true}}
+			Permanent: true, RecipientExhausted: true, StepFailed: j.Breach == 0}}
 		if err := e.o.Log.Append(ctx, ev); err != nil {
 			return err
 		}
 		e.count(ctx, a, eventsv1.Channel_CHANNEL_UNSPECIFIED, "step_failed")
 		return e.o.Store.Done(ctx, j)
+	}
+	if !j.Failsafe && step.AckMode == eventsv1.AckMode_ACK_MODE_ALL_MUST {
+		// Before anyone is sent to, the log says who the step resolved to,
+		// so the lifecycle waits for every one of them to acknowledge,
+		// not only for those whose send happens to be recorded already.
+		people := make([]string, len(jobs))
+		for i, rj := range jobs {
+			people[i] = rj.PersonID
+		}
+		ev := e.envelope(a, j, eventlog.ID(j.AlertID, "resolved", fmt.Sprint(j.Round), fmt.Sprint(j.Step), fmt.Sprint(j.Repeat)))
+		ev.Payload = &eventsv1.Event_StepRecipientsResolved{StepRecipientsResolved: &eventsv1.StepRecipientsResolved{
+			Step: j.Step, Repeat: j.Repeat, PersonIds: people}}
+		if err := e.o.Log.Append(ctx, ev); err != nil {
+			return err
+		}
 	}
 	leased := now.Add(e.o.Lease)
 	if err := e.o.Store.FanOut(ctx, j, jobs, leased); err != nil {
@@ -457,13 +500,13 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 	if err != nil {
 		return err
 	}
-	if reason := a.Gate(j.Round, j.Step, j.Repeat, j.Failsafe, j.PersonID); reason != domain.GateOK {
+	if reason := gate(a, j, j.PersonID); reason != domain.GateOK {
 		if err := e.supersede(ctx, a, j, reason); err != nil {
 			return err
 		}
 		return e.cancel(ctx, j, reason)
 	}
-	step, _ := a.StepAt(j.Step)
+	step := stepOf(a, j)
 	if points == nil {
 		recips, err := e.o.Resolver.Resolve(ctx, a, step, e.o.Clock.Now())
 		if err != nil {
@@ -488,7 +531,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		if rec.NotificationID == "" {
 			now := e.o.Clock.Now()
 			rec = Record{NotificationID: nid, Round: j.Round, AlertID: j.AlertID, Tenant: a.Tenant, Step: j.Step, Repeat: j.Repeat,
-				Failsafe: j.Failsafe, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
+				Failsafe: j.Failsafe, Breach: j.Breach, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
 				CreatedAt: now, UpdatedAt: now}
 		}
 		switch domain.Dedup(rec.Phase) {
@@ -504,8 +547,13 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 			return e.recordSent(ctx, a, j, rec)
 		}
 		reserved, d := e.reserveSend(a.Category, j.PersonID)
+		if j.Unlimited || j.Breach != 0 {
+			d = 0
+		}
 		if d > 0 {
-			return e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(d))
+			// Over the person's limit: not held back silently, but merged
+			// into one digest message to the person, soon.
+			return e.deferToDigest(ctx, a, j, rec, cp)
 		}
 		// The job's lease is renewed while it is in hand (renewLeases), so
 		// the sends of one job never outlast it.
@@ -642,7 +690,7 @@ func (e *Engine) exhaust(ctx context.Context, a domain.Alert, j Job, plan []doma
 	ev := e.envelope(a, j, eventlog.ID(nid, "exhausted"))
 	ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
 		NotificationId: nid, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: ch, Attempt: rec.Attempts,
-		Reason: reason, Permanent: true, RecipientExhausted: true, StepFailed: domain.StepOutcome(all, ex)}}
+		Reason: reason, Permanent: true, RecipientExhausted: true, StepFailed: j.Breach == 0 && domain.StepOutcome(all, ex)}}
 	if err := e.o.Log.Append(ctx, ev); err != nil {
 		return err
 	}
@@ -658,6 +706,11 @@ func (e *Engine) recordSent(ctx context.Context, a domain.Alert, j Job, rec Reco
 	ev.Payload = &eventsv1.Event_NotificationSent{NotificationSent: &eventsv1.NotificationSent{
 		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: rec.Channel,
 		Attempt: rec.Attempts, ProviderMessageId: rec.ProviderID}}
+	if j.Breach != 0 {
+		// A breach notice is not a message of the step: it has its own fact.
+		ev.Payload = &eventsv1.Event_BreachNoticeSent{BreachNoticeSent: &eventsv1.BreachNoticeSent{
+			NotificationId: rec.NotificationID, Clock: j.Breach, Recipient: recipient(j), Channel: rec.Channel, ProviderMessageId: rec.ProviderID}}
+	}
 	if err := e.o.Log.Append(ctx, ev); err != nil {
 		return err
 	}
@@ -677,8 +730,8 @@ func (e *Engine) cancel(ctx context.Context, j Job, reason string) error {
 		return err
 	}
 	for _, r := range recs {
-		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe &&
-			(r.Phase == domain.PhasePending || r.Phase == 0) {
+		if r.Step == j.Step && r.Repeat == j.Repeat && r.PersonID == j.PersonID && r.Failsafe == j.Failsafe && r.Breach == j.Breach &&
+			(r.Phase == domain.PhasePending || r.Phase == domain.PhaseDeferred || r.Phase == 0) {
 			r.Phase, r.LastError, r.UpdatedAt = domain.PhaseCancelled, reason, e.o.Clock.Now()
 			if err := e.o.Store.PutRecord(ctx, r); err != nil {
 				return err
@@ -694,7 +747,10 @@ func (e *Engine) message(a domain.Alert, j Job, nid string, cp domain.ContactPoi
 	if err != nil {
 		return channel.Message{}, err
 	}
-	d := content.FromAlert(a, j.Step, j.Repeat, j.Failsafe, link)
+	d := content.FromAlert(a, e.refs.Ref(a.ID), j.Step, j.Repeat, j.Failsafe, link)
+	if j.Breach != 0 {
+		d.Breach = ClockName(j.Breach)
+	}
 	m, err := e.o.Renderer.Render(cp.Channel, d)
 	if err != nil {
 		return channel.Message{}, fmt.Errorf("render notification %s: %w", nid, err)
@@ -727,6 +783,11 @@ func recipient(j Job) *eventsv1.Recipient {
 // upgrade tells step 0 again). The fail-safe message's step is len(policy
 // steps), so it never collides.
 func NotificationID(j Job, ch eventsv1.Channel) string {
+	if j.Breach != 0 {
+		// The notice of a clock's breach: once per alert, round, clock,
+		// person and channel (a clock is breached once per round).
+		return eventlog.ID(j.AlertID, "breach", j.Breach.String(), fmt.Sprint(j.Round), j.PersonID, ch.String())
+	}
 	if j.Round > 1 {
 		return eventlog.ID(j.AlertID, fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), j.PersonID, ch.String(), "round", fmt.Sprint(j.Round))
 	}
@@ -774,6 +835,9 @@ func (e *Engine) releaseSend(person string, at time.Time) {
 }
 
 func (e *Engine) count(ctx context.Context, a domain.Alert, ch eventsv1.Channel, outcome string) {
+	if e.outcome == nil {
+		return // an engine made without NewEngine (tests of one endpoint)
+	}
 	e.outcome.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", ch.String()),
 		attribute.String("category", a.Category.String()), attribute.String("outcome", outcome),
 		attribute.String("tenant", a.Tenant)))
@@ -829,9 +893,13 @@ func (e *Engine) supersede(ctx context.Context, a domain.Alert, j Job, reason st
 	case domain.GateStopped:
 		code = eventsv1.SupersededReason_SUPERSEDED_REASON_RECIPIENT_STOPPED
 	}
-	ev := e.envelope(a, j, eventlog.ID(j.AlertID, "superseded", fmt.Sprint(j.Round), fmt.Sprint(j.Step), fmt.Sprint(j.Repeat),
-		fmt.Sprint(j.Failsafe), j.PersonID))
-	s := &eventsv1.NotificationSuperseded{Step: j.Step, Repeat: j.Repeat, Round: j.Round, Failsafe: j.Failsafe, Reason: reason, ReasonCode: code}
+	parts := []string{j.AlertID, "superseded", fmt.Sprint(j.Round), fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), fmt.Sprint(j.Failsafe), j.PersonID}
+	if j.Breach != 0 {
+		// A breach notice is its own message, apart from the step's.
+		parts = append(parts, "breach", j.Breach.String())
+	}
+	ev := e.envelope(a, j, eventlog.ID(parts...))
+	s := &eventsv1.NotificationSuperseded{Step: j.Step, Repeat: j.Repeat, Round: j.Round, Failsafe: j.Failsafe, Reason: reason, ReasonCode: code, Breach: j.Breach}
 	if j.PersonID != "" {
 		s.Recipient = recipient(j)
 	}
@@ -905,4 +973,36 @@ func (e *Engine) renewLeases(ctx context.Context) {
 		}
 		e.leaseMu.Unlock()
 	}
+}
+
+// gate says whether job j may still send to personID ("" for the step).
+func gate(a domain.Alert, j Job, personID string) string {
+	if j.Breach != 0 {
+		return a.GateBreach(j.Round)
+	}
+	return a.Gate(j.Round, j.Step, j.Repeat, j.Failsafe, personID)
+}
+
+// stepOf is the step job j sends: a policy step, the fail-safe step, or
+// the notice of a clock's breach.
+func stepOf(a domain.Alert, j Job) domain.Step {
+	if j.Breach != 0 {
+		s, _ := a.BreachStep(j.Breach)
+		return s
+	}
+	s, _ := a.StepAt(j.Step)
+	return s
+}
+
+// ClockName names a clock for people: communicate, acknowledge, action.
+func ClockName(c eventsv1.ClockKind) string {
+	switch c {
+	case eventsv1.ClockKind_CLOCK_KIND_COMMUNICATE:
+		return "communicate"
+	case eventsv1.ClockKind_CLOCK_KIND_ACKNOWLEDGE:
+		return "acknowledge"
+	case eventsv1.ClockKind_CLOCK_KIND_ACTION:
+		return "action"
+	}
+	return "deadline"
 }

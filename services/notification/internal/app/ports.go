@@ -25,6 +25,9 @@ const (
 	JobStep JobKind = iota + 1
 	// JobRecipient delivers a step to one person, contact point by contact point.
 	JobRecipient
+	// JobDigest sends one person, on one channel, the digest of the
+	// messages their rate limit held back (PersonID, Channel).
+	JobDigest
 )
 
 // Job is a unit of durable work. Its JSON form is its identity in the
@@ -47,6 +50,44 @@ type Job struct {
 	// Critical marks the jobs of a CRITICAL alert: when jobs back up, the
 	// store hands out due critical jobs before any other due job.
 	Critical bool `json:"x,omitempty"`
+	// Channel is the digest's channel (JobDigest only).
+	Channel eventsv1.Channel `json:"ch,omitempty"`
+	// Breach, when set, makes the job the notice of that clock's breach to
+	// the people the policy names for it (never held back by the rate
+	// limit, never failing the step).
+	Breach eventsv1.ClockKind `json:"b,omitempty"`
+	// Unlimited: the rate limit does not hold this job back (a message
+	// whose digest failed goes to the next contact point at once).
+	Unlimited bool `json:"u,omitempty"`
+}
+
+// DigestItem is a message held back by a person's rate limit, waiting in
+// their digest on one channel. Address is contact data: never logged.
+type DigestItem struct {
+	NotificationID  string           `json:"nid"`
+	AlertID         string           `json:"a"`
+	Round           uint32           `json:"n,omitempty"`
+	Step            uint32           `json:"s"`
+	Repeat          uint32           `json:"r"`
+	Failsafe        bool             `json:"f,omitempty"`
+	PersonID        string           `json:"p"`
+	Role            string           `json:"o,omitempty"`
+	RecipientTenant string           `json:"t,omitempty"`
+	Channel         eventsv1.Channel `json:"ch"`
+	Address         string           `json:"ad"`
+	Cause           string           `json:"c,omitempty"`
+}
+
+// DigestRef is one notification a digest merged.
+type DigestRef struct {
+	AlertID        string `json:"a"`
+	NotificationID string `json:"nid"`
+}
+
+// Job is the recipient job of the item.
+func (it DigestItem) Job(critical bool) Job {
+	return Job{Kind: JobRecipient, AlertID: it.AlertID, Round: it.Round, Step: it.Step, Repeat: it.Repeat, Failsafe: it.Failsafe,
+		Critical: critical, PersonID: it.PersonID, Role: it.Role, Tenant: it.RecipientTenant, Cause: it.Cause}
 }
 
 // Lease is a job this replica holds, leased until Until (whole
@@ -58,23 +99,24 @@ type Lease struct {
 
 // Record is the dedup and status record of one notification id.
 type Record struct {
-	NotificationID  string           `json:"nid"`
-	Round           uint32           `json:"round,omitempty"`
-	AlertID         string           `json:"alert_id"`
-	Tenant          string           `json:"tenant"`
-	Step            uint32           `json:"step"`
-	Repeat          uint32           `json:"repeat"`
-	Failsafe        bool             `json:"failsafe,omitempty"`
-	PersonID        string           `json:"person_id"`
-	Role            string           `json:"role,omitempty"`
-	RecipientTenant string           `json:"recipient_tenant,omitempty"`
-	Channel         eventsv1.Channel `json:"channel"`
-	Phase           domain.Phase     `json:"phase"`
-	Attempts        uint32           `json:"attempts"`
-	LastError       string           `json:"last_error,omitempty"`
-	ProviderID      string           `json:"provider_id,omitempty"`
-	CreatedAt       time.Time        `json:"created_at"`
-	UpdatedAt       time.Time        `json:"updated_at"`
+	NotificationID  string             `json:"nid"`
+	Round           uint32             `json:"round,omitempty"`
+	AlertID         string             `json:"alert_id"`
+	Tenant          string             `json:"tenant"`
+	Step            uint32             `json:"step"`
+	Repeat          uint32             `json:"repeat"`
+	Failsafe        bool               `json:"failsafe,omitempty"`
+	Breach          eventsv1.ClockKind `json:"breach,omitempty"`
+	PersonID        string             `json:"person_id"`
+	Role            string             `json:"role,omitempty"`
+	RecipientTenant string             `json:"recipient_tenant,omitempty"`
+	Channel         eventsv1.Channel   `json:"channel"`
+	Phase           domain.Phase       `json:"phase"`
+	Attempts        uint32             `json:"attempts"`
+	LastError       string             `json:"last_error,omitempty"`
+	ProviderID      string             `json:"provider_id,omitempty"`
+	CreatedAt       time.Time          `json:"created_at"`
+	UpdatedAt       time.Time          `json:"updated_at"`
 }
 
 // Store keeps the projection, the records and the job schedule. It is a
@@ -125,6 +167,25 @@ type Store interface {
 	// another worker claimed that attempt first (two jobs racing for the
 	// same message: only one sends).
 	ClaimAttempt(ctx context.Context, r Record, ttl time.Duration) (bool, error)
+	// DeferToDigest puts it in its person's digest on its channel and
+	// removes the recipient job j, atomically; the digest job is scheduled
+	// at at unless one is scheduled already. It returns when the digest
+	// is due.
+	DeferToDigest(ctx context.Context, j Job, it DigestItem, at time.Time) (time.Time, error)
+	// DigestItems lists what waits in a person's digest on a channel.
+	DigestItems(ctx context.Context, personID string, ch eventsv1.Channel) ([]DigestItem, error)
+	// ClaimDigest makes the sending of digest id this caller's (for ttl):
+	// false if it was claimed before (a crash mid-send: in doubt).
+	ClaimDigest(ctx context.Context, id string, ttl time.Duration) (bool, error)
+	// PutDigestRefs remembers, for ttl, which notifications digest id
+	// merged, so that a provider's receipt of the digest reaches each.
+	PutDigestRefs(ctx context.Context, digestID string, refs []DigestRef, ttl time.Duration) error
+	// DigestRefs returns what digest id merged (nil if unknown).
+	DigestRefs(ctx context.Context, digestID string) ([]DigestRef, error)
+	// FinishDigest removes the items nids from the digest of job j and,
+	// when nothing is left, the digest job; items added meanwhile keep the
+	// job, due at next.
+	FinishDigest(ctx context.Context, j Job, nids []string, next time.Time) error
 	// Record returns the record of a notification id (Phase 0 if none).
 	Record(ctx context.Context, alertID, nid string) (Record, error)
 	// PutRecord writes a record and indexes it by alert and by id.

@@ -23,6 +23,13 @@ type Rebuilder struct {
 	asked   map[string]asked
 	records map[string]Record
 	order   []string // record ids, first-seen order
+	// breaches are the clocks breached per alert, with the round.
+	breaches map[string][]breach
+}
+
+type breach struct {
+	round uint32
+	clock eventsv1.ClockKind
 }
 
 // asked is the steps one routing round asked for: step -> latest repeat.
@@ -33,7 +40,7 @@ type asked struct {
 
 // NewRebuilder returns an empty rebuilder.
 func NewRebuilder() *Rebuilder {
-	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}}
+	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, breaches: map[string][]breach{}}
 }
 
 // Add folds one event.
@@ -43,9 +50,13 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 	}
 	if relevant(ev) {
 		id := ev.GetAlertId()
+		prev := r.alerts[id]
 		var send *domain.Send
-		r.alerts[id], send = domain.Apply(r.alerts[id], ev)
-		if send != nil && !send.Failsafe {
+		r.alerts[id], send = domain.Apply(prev, ev)
+		if b := ev.GetSlaBreached(); b != nil {
+			r.breaches[id] = append(r.breaches[id], breach{round: prev.Round, clock: b.GetClock()})
+		}
+		if send != nil && !send.Failsafe && send.Breach == eventsv1.ClockKind_CLOCK_KIND_UNSPECIFIED {
 			as := r.asked[id]
 			if as.steps == nil || as.round != send.Round {
 				as = asked{round: send.Round, steps: map[uint32]uint32{}}
@@ -90,6 +101,11 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		}
 		x.Attempts, x.LastError = max(x.Attempts, f.GetAttempt()), f.GetReason()
 		r.records[x.NotificationID] = x
+	case *eventsv1.Event_BreachNoticeSent:
+		s := p.BreachNoticeSent
+		x := rec(s.GetNotificationId(), 0, 0, s.GetRecipient(), s.GetChannel())
+		x.Breach, x.Phase, x.ProviderID, x.Attempts = s.GetClock(), domain.PhaseRecorded, s.GetProviderMessageId(), max(x.Attempts, 1)
+		r.records[x.NotificationID] = x
 	case *eventsv1.Event_NotificationDelivered:
 		if x, ok := r.records[p.NotificationDelivered.GetNotificationId()]; ok {
 			x.Phase, x.UpdatedAt = domain.PhaseDelivered, at
@@ -104,7 +120,7 @@ func (r *Rebuilder) Records() []Record {
 	out := make([]Record, 0, len(r.order))
 	for _, nid := range r.order {
 		x := r.records[nid]
-		if a, ok := r.alerts[x.AlertID]; ok && a.Routed && int(x.Step) == len(a.Steps) {
+		if a, ok := r.alerts[x.AlertID]; ok && a.Routed && x.Breach == 0 && int(x.Step) == len(a.Steps) {
 			x.Failsafe = true
 		}
 		out = append(out, x)
@@ -142,6 +158,13 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 			}
 			if a.Status == domain.StatusFailsafe {
 				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+			}
+		}
+		// The notices of the round's breaches: those already sent are
+		// recorded and skipped; one not sent when Redis was lost goes now.
+		for _, b := range r.breaches[id] {
+			if _, ok := a.BreachStep(b.clock); ok && b.round == a.Round && a.GateBreach(b.round) == domain.GateOK {
+				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Breach: b.clock, Critical: a.Critical(), Cause: "rebuild"})
 			}
 		}
 		out[id] = jobs

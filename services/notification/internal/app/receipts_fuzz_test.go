@@ -31,8 +31,9 @@ const (
 // the embedded nil Store: a call panics and fails the fuzz.
 type receiptStore struct {
 	Store
-	mu      sync.Mutex
-	records map[string]Record
+	mu          sync.Mutex
+	records     map[string]Record
+	rescheduled []Job
 }
 
 func newReceiptStore() *receiptStore {
@@ -62,6 +63,15 @@ func (s *receiptStore) PutRecord(_ context.Context, r Record) error {
 	return nil
 }
 
+func (s *receiptStore) DigestRefs(context.Context, string) ([]DigestRef, error) { return nil, nil }
+
+func (s *receiptStore) Reschedule(_ context.Context, j Job, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rescheduled = append(s.rescheduled, j)
+	return nil
+}
+
 func (s *receiptStore) Alert(_ context.Context, id string) (domain.Alert, error) {
 	return domain.Alert{ID: id, Tenant: "RZZ"}, nil
 }
@@ -87,7 +97,7 @@ func (a *appended) Append(_ context.Context, evs ...*eventsv1.Event) error {
 
 func receiptsHandler(clk clock.Clock, store Store, log Appender) http.Handler {
 	api := NewAPI(&Engine{o: Options{Clock: clk, Logger: logging.Discard(), Store: store, Log: log}})
-	return api.ReceiptsHandler([]byte(fuzzReceiptSecret), fuzzMaxSkew)
+	return api.ReceiptsHandler([]byte(fuzzReceiptSecret), fuzzMaxSkew, "")
 }
 
 func postReceipt(h http.Handler, body []byte, ts, sig string) int {
@@ -125,7 +135,9 @@ func FuzzReceipts(f *testing.F) {
 // or one without reference or status, is a bad request (400); an unknown
 // reference is 404; "delivered" appends exactly one NotificationDelivered
 // with the deterministic id and marks the record delivered (204); any
-// other status is noted on the record and appends nothing (202). It never
+// failure (FailureStatus) appends one NotificationFailed, marks the record
+// failed and makes the person's job due (204); any other status is noted
+// on the record and appends nothing (202). It never
 // answers 5xx with a healthy store, and nothing else changes.
 func FuzzVerifiedReceipts(f *testing.F) {
 	for _, s := range []struct {
@@ -180,6 +192,19 @@ func FuzzVerifiedReceipts(f *testing.F) {
 				t.Fatalf("unknown reference %q: got status %d, want 404", rc.Reference, code)
 			}
 			unchanged("unknown reference")
+			return
+		}
+		if FailureStatus(rc.Status) {
+			want := before
+			want.Phase, want.LastError, want.UpdatedAt = domain.PhaseFailed, "provider reported "+rc.Status, now
+			if code != http.StatusNoContent || len(log.events) != 1 || after != want || len(store.rescheduled) != 1 {
+				t.Fatalf("status %q: got %d, appended %v, record %+v, jobs %v; want 204, one NotificationFailed, record %+v, the person's job due",
+					rc.Status, code, log.events, after, store.rescheduled, want)
+			}
+			f := log.events[0].GetNotificationFailed()
+			if log.events[0].GetEventId() != eventlog.ID(knownNID, "receipt", rc.Status) || f.GetNotificationId() != knownNID || !f.GetPermanent() {
+				t.Fatalf("status %q: appended %v", rc.Status, log.events[0])
+			}
 			return
 		}
 		if rc.Status != "delivered" {

@@ -28,8 +28,11 @@ var embedded embed.FS
 
 // Data is everything a template may print.
 type Data struct {
-	// AlertID is the alert id; templates print Ref, its short opaque form.
+	// AlertID is the alert id; templates print Ref, the alert's reference.
 	AlertID string
+	// Reference is the alert's keyed reference (platform/alertref), the
+	// one people see everywhere.
+	Reference string
 	// Category is the category's display name, e.g. "Critical".
 	Category string
 	// CategoryKey selects the template: critical, urgent,
@@ -52,14 +55,21 @@ type Data struct {
 	Missing     []string
 	// Test marks a TestContactPoint message.
 	Test bool
+	// Breach names the clock (communicate, acknowledge, action) whose
+	// breach this notice tells of (template "breach").
+	Breach string
+	// Digest lists the messages a person's rate limit held back, merged
+	// into this one message (template "digest"): one line each.
+	Digest []Data
 }
 
-// FromAlert returns the data of a message for step and repeat of alert a.
-// Only the fields listed in Data are copied from the projection.
-func FromAlert(a domain.Alert, step, repeat uint32, failsafe bool, ackLink string) Data {
+// FromAlert returns the data of a message for step and repeat of alert a,
+// whose reference is ref. Only the fields listed in Data are copied from
+// the projection.
+func FromAlert(a domain.Alert, ref string, step, repeat uint32, failsafe bool, ackLink string) Data {
 	name, key := Category(a.Category, a.LocalCategory)
 	d := Data{
-		AlertID: a.ID, Category: name, CategoryKey: key, Trust: a.Tenant, Deadline: a.Deadline,
+		AlertID: a.ID, Reference: ref, Category: name, CategoryKey: key, Trust: a.Tenant, Deadline: a.Deadline,
 		AckLink: ackLink, Step: step, Repeat: repeat, Failsafe: failsafe, Queue: a.FailsafeQueue,
 		Quarantined: len(a.Quarantine) > 0,
 	}
@@ -90,9 +100,12 @@ func QuarantineGap(c eventsv1.ProblemCode) string {
 	return "a data-quality problem (see the alert)"
 }
 
-// Ref is the opaque reference printed in messages: the first 12 characters
-// of the alert id, upper-case, in groups of four.
-func (d Data) Ref() string { return Ref(d.AlertID) }
+// Ref is the reference printed in messages: the alert's keyed reference
+// (HRD-XXXX-XXXX-XXXX), the same on the acknowledge page and in heraldctl.
+func (d Data) Ref() string { return d.Reference }
+
+// Count is how many alerts a digest lists.
+func (d Data) Count() int { return len(d.Digest) }
 
 // StepNumber is the one-based step number, for people.
 func (d Data) StepNumber() uint32 { return d.Step + 1 }
@@ -102,22 +115,6 @@ func (d Data) HasDeadline() bool { return !d.Deadline.IsZero() }
 
 // DeadlineText is the deadline in UTC, e.g. "2026-11-29 16:15 UTC".
 func (d Data) DeadlineText() string { return d.Deadline.UTC().Format("2006-01-02 15:04 UTC") }
-
-// Ref returns the opaque reference of an alert id.
-func Ref(alertID string) string {
-	s := strings.ToUpper(alertID)
-	if len(s) > 12 {
-		s = s[:12]
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && i%4 == 0 {
-			b.WriteByte('-')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
 
 // Category returns the display name and template key of a category.
 func Category(c eventsv1.Category, local string) (name, key string) {
@@ -179,6 +176,10 @@ func Names(d Data) []string {
 	switch {
 	case d.Test:
 		return []string{"test", "default"}
+	case len(d.Digest) > 0:
+		return []string{"digest"}
+	case d.Breach != "":
+		return []string{"breach"}
 	case d.Failsafe:
 		return []string{"failsafe", d.CategoryKey, "default"}
 	case d.Quarantined:

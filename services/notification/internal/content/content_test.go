@@ -89,11 +89,20 @@ func TestEveryTemplateCarriesNoPatientData(t *testing.T) {
 				name                        string
 				repeat                      uint32
 				failsafe, test, quarantined bool
-			}{{"first", 0, false, false, false}, {"repeat", 2, false, false, false}, {"failsafe", 0, true, false, false}, {"test", 0, false, true, false},
-				{"quarantined", 0, false, false, true}, {"quarantined repeat", 1, false, false, true}, {"quarantined failsafe", 0, true, false, true}} {
+				breach                      string
+				digest                      bool
+			}{{"first", 0, false, false, false, "", false}, {"repeat", 2, false, false, false, "", false}, {"failsafe", 0, true, false, false, "", false},
+				{"test", 0, false, true, false, "", false}, {"quarantined", 0, false, false, true, "", false}, {"quarantined repeat", 1, false, false, true, "", false},
+				{"quarantined failsafe", 0, true, false, true, "", false}, {"failsafe reminder", 3, true, false, false, "", false},
+				{"breach", 0, false, false, false, "acknowledge", false}, {"digest", 1, false, false, true, "", true}} {
 				a := syntheticAlertOf(t, cat, kind.quarantined)
-				d := FromAlert(a, 0, kind.repeat, kind.failsafe, "https://herald.example/ack/tok123")
+				d := FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, kind.repeat, kind.failsafe, "https://herald.example/ack/tok123")
 				d.Test = kind.test
+				d.Breach = kind.breach
+				if kind.digest {
+					other := FromAlert(syntheticAlertOf(t, eventsv1.Category_CATEGORY_URGENT, false), "HRD-1111-2222-3333", 1, 0, true, "https://herald.example/ack/tok456")
+					d = Data{Digest: []Data{d, other}}
+				}
 				m, err := r.Render(ch, d)
 				require.NoError(t, err, "channel %s category %s kind %s", ch, cat, kind.name)
 				requireNoPatientData(t, m.Subject+m.Body)
@@ -102,7 +111,7 @@ func TestEveryTemplateCarriesNoPatientData(t *testing.T) {
 				}
 				if ch != eventsv1.Channel_CHANNEL_LOG && !kind.test {
 					require.Contains(t, m.Body, "https://herald.example/ack/tok123", "ack link in %s %s %s", ch, cat, kind.name)
-					require.Contains(t, m.Body, Ref(a.ID))
+					require.Contains(t, m.Body, d.Reference)
 				}
 				for _, n := range Names(d) {
 					rendered[ChannelKey(ch)+"/"+n] = true
@@ -121,7 +130,7 @@ func TestQuarantineMessageSaysItIsQuarantinedAndWhatIsMissing(t *testing.T) {
 	a := syntheticAlertOf(t, eventsv1.Category_CATEGORY_CRITICAL, true)
 	r := NewRenderer(nil)
 	for _, ch := range []eventsv1.Channel{eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Channel_CHANNEL_SMS, eventsv1.Channel_CHANNEL_TEAMS, eventsv1.Channel_CHANNEL_WEBHOOK} {
-		m, err := r.Render(ch, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+		m, err := r.Render(ch, FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, 0, false, "https://h/ack/x"))
 		require.NoError(t, err)
 		text := strings.ToLower(m.Subject + m.Body)
 		require.Contains(t, text, "quarantined", ch.String())
@@ -132,16 +141,16 @@ func TestQuarantineMessageSaysItIsQuarantinedAndWhatIsMissing(t *testing.T) {
 	// A complete report of the same finding ends the quarantine wording.
 	a, _ = domain.Apply(a, &eventsv1.Event{EventId: "e3", AlertId: a.ID, Tenant: "RZZ",
 		Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{}}}})
-	m, err := r.Render(eventsv1.Channel_CHANNEL_EMAIL, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+	m, err := r.Render(eventsv1.Channel_CHANNEL_EMAIL, FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, 0, false, "https://h/ack/x"))
 	require.NoError(t, err)
 	require.NotContains(t, strings.ToLower(m.Subject+m.Body), "quarantined")
 }
 
 func TestRenderCriticalEmail(t *testing.T) {
 	a := syntheticAlert(t, eventsv1.Category_CATEGORY_CRITICAL)
-	m, err := NewRenderer(nil).Render(eventsv1.Channel_CHANNEL_EMAIL, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+	m, err := NewRenderer(nil).Render(eventsv1.Channel_CHANNEL_EMAIL, FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, 0, false, "https://h/ack/x"))
 	require.NoError(t, err)
-	require.Equal(t, "CRITICAL imaging result: action needed now, ref 0F3A-9C2B-7D1E (RZZ)", m.Subject)
+	require.Equal(t, "CRITICAL imaging result: action needed now, ref HRD-0F3A-9C2B-7D1E (RZZ)", m.Subject)
 	require.Contains(t, m.Body, "Acknowledge by: 2026-11-29 16:15 UTC")
 }
 
@@ -160,7 +169,7 @@ func TestTrustOverride(t *testing.T) {
 		cat    eventsv1.Category
 		want   string
 	}{
-		{"given a trust override then it wins", "RZZ", eventsv1.Channel_CHANNEL_SMS, eventsv1.Category_CATEGORY_CRITICAL, "RZZ custom 0F3A-9C2B-7D1E https://h/ack/x\n"},
+		{"given a trust override then it wins", "RZZ", eventsv1.Channel_CHANNEL_SMS, eventsv1.Category_CATEGORY_CRITICAL, "RZZ custom HRD-0F3A-9C2B-7D1E https://h/ack/x\n"},
 		{"given the trust overrides default only then the embedded critical wins", "RZZ", eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Category_CATEGORY_CRITICAL, ""},
 		{"given the trust overrides default then it is used for other categories", "RZZ", eventsv1.Channel_CHANNEL_EMAIL, eventsv1.Category_CATEGORY_URGENT, "B Urgent\n"},
 		{"given another trust then embedded", "RYY", eventsv1.Channel_CHANNEL_SMS, eventsv1.Category_CATEGORY_CRITICAL, ""},
@@ -168,7 +177,7 @@ func TestTrustOverride(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a.Tenant, a.Category = tt.tenant, tt.cat
-			m, err := r.Render(tt.ch, FromAlert(a, 0, 0, false, "https://h/ack/x"))
+			m, err := r.Render(tt.ch, FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, 0, false, "https://h/ack/x"))
 			require.NoError(t, err)
 			if tt.want == "" {
 				require.True(t, strings.HasPrefix(m.Body, "Herald CRITICAL") || strings.HasPrefix(m.Body, "A CRITICAL"), "got %q", m.Body)
@@ -178,11 +187,6 @@ func TestTrustOverride(t *testing.T) {
 		})
 	}
 	a.Tenant, a.Category = "RXF", eventsv1.Category_CATEGORY_CRITICAL
-	_, err := r.Render(eventsv1.Channel_CHANNEL_SMS, FromAlert(a, 0, 0, false, "x"))
+	_, err := r.Render(eventsv1.Channel_CHANNEL_SMS, FromAlert(a, "HRD-0F3A-9C2B-7D1E", 0, 0, false, "x"))
 	require.ErrorContains(t, err, "RXF/sms/critical.tmpl", "a broken override is an error naming the file")
-}
-
-func TestRef(t *testing.T) {
-	require.Equal(t, "ABCD-EF01-2345", Ref("abcdef0123456789"))
-	require.Equal(t, "AB", Ref("ab"))
 }

@@ -48,6 +48,13 @@ type Step struct {
 	AckMode  eventsv1.AckMode   `json:"ack_mode,omitempty"`
 }
 
+// BreachNotice is who is told of a clock's breach, on which channels.
+type BreachNotice struct {
+	Clock    eventsv1.ClockKind `json:"clock"`
+	Targets  []Target           `json:"targets,omitempty"`
+	Channels []eventsv1.Channel `json:"channels,omitempty"`
+}
+
 // Referrer identifies the referring clinician, for REFERRER targets. It
 // holds identifiers only (no display name).
 type Referrer struct {
@@ -68,6 +75,11 @@ type Alert struct {
 	Referrer      Referrer  `json:"referrer,omitzero"`
 	Steps         []Step    `json:"steps,omitempty"`
 	FailsafeQueue string    `json:"failsafe_queue,omitempty"`
+	// Breach names who is told when each clock is breached (the policy's
+	// breach notices); ReminderEvery is how often the fail-safe officers
+	// are reminded of the alert while it is in the fail-safe queue.
+	Breach        []BreachNotice `json:"breach,omitempty"`
+	ReminderEvery time.Duration  `json:"reminder_every,omitempty"`
 	// Quarantine says what was missing or wrong in a quarantined report, as
 	// intake's problem codes (a fixed vocabulary, never the report's text);
 	// empty for a complete report.
@@ -99,6 +111,9 @@ type Send struct {
 	Step     uint32
 	Repeat   uint32
 	Failsafe bool
+	// Breach, when set, is the notice of that clock's breach to the people
+	// the policy names for it (Step is the alert's step at the breach).
+	Breach eventsv1.ClockKind
 }
 
 // Apply folds one event into the projection and says what to send because
@@ -128,11 +143,13 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 	var send *Send
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised:
+		a.reopen()
 		a.setReferrer(p.AlertRaised.GetDetails().GetReferrer())
 		a.Quarantine = nil // a complete report of the finding arrived
 	case *eventsv1.Event_AlertAmended:
 		a.setReferrer(p.AlertAmended.GetDetails().GetReferrer())
 	case *eventsv1.Event_AlertQuarantined:
+		a.reopen()
 		a.setReferrer(p.AlertQuarantined.GetDetails().GetReferrer())
 		var gaps []eventsv1.ProblemCode // a new slice: earlier states share the old one
 		for _, pr := range p.AlertQuarantined.GetProblems() {
@@ -165,6 +182,11 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 		a.Status = StatusCancelled
 	case *eventsv1.Event_AlertClosed:
 		a.Status = StatusClosed
+	case *eventsv1.Event_SlaBreached:
+		clock := p.SlaBreached.GetClock()
+		if _, ok := a.BreachStep(clock); ok && a.Status != StatusCancelled && a.Status != StatusClosed {
+			send = &Send{Round: a.Round, Step: a.Step, Breach: clock}
+		}
 	case *eventsv1.Event_FailsafeQueued:
 		if a.Status == StatusOpen {
 			a.Status = StatusFailsafe
@@ -193,6 +215,15 @@ func (a *Alert) route(r *eventsv1.AlertRouted) *Send {
 		a.Steps = append(a.Steps, st)
 	}
 	a.FailsafeQueue = r.GetPolicy().GetFailsafeQueue()
+	a.Breach = nil
+	for _, n := range r.GetPolicy().GetBreachNotices() {
+		bn := BreachNotice{Clock: n.GetClock(), Channels: slices.Clone(n.GetChannels())}
+		for _, t := range n.GetTargets() {
+			bn.Targets = append(bn.Targets, Target{Kind: t.GetKind(), Ref: t.GetRef(), Tenant: t.GetTenant()})
+		}
+		a.Breach = append(a.Breach, bn)
+	}
+	a.ReminderEvery = r.GetPolicy().GetFailsafeReminderEvery().AsDuration()
 	a.Routed = true
 	a.Round++
 	if a.Status != StatusOpen {
@@ -212,6 +243,18 @@ func deadline(c *eventsv1.Clocks) time.Time {
 		return c.GetActionBy().AsTime()
 	}
 	return time.Time{}
+}
+
+// reopen makes a cancelled or closed alert open again: a new flagged
+// report of its finding is a new obligation (the lifecycle re-opens it on
+// the same event), and the routing that follows starts a new round at
+// step 0. Nobody is stopped any more: the new report is news to everyone.
+func (a *Alert) reopen() {
+	if a.Status != StatusCancelled && a.Status != StatusClosed {
+		return
+	}
+	a.Status = StatusOpen
+	a.Stopped = nil
 }
 
 func (a *Alert) setReferrer(c *eventsv1.Clinician) {
@@ -239,7 +282,35 @@ func (a Alert) clone() Alert {
 	a.Stopped = slices.Clone(a.Stopped)
 	a.Applied = slices.Clone(a.Applied)
 	a.Quarantine = slices.Clone(a.Quarantine)
+	a.Breach = slices.Clone(a.Breach)
 	return a
+}
+
+// BreachStep is the step of the notice of clock's breach: the people the
+// policy names for it, on its channels. ok is false when the policy names
+// nobody for that clock.
+func (a Alert) BreachStep(clock eventsv1.ClockKind) (Step, bool) {
+	for _, n := range a.Breach {
+		if n.Clock == clock && len(n.Targets) > 0 {
+			return Step{Index: a.Step, Targets: n.Targets, Channels: n.Channels}, true
+		}
+	}
+	return Step{}, false
+}
+
+// GateBreach says whether the notice of a clock's breach may still go out:
+// unless the alert was cancelled or closed (an acknowledged alert's action
+// clock can still be breached), and only in the round it was breached in.
+func (a Alert) GateBreach(round uint32) string {
+	switch {
+	case !a.Routed:
+		return GateNotRouted
+	case round != a.Round:
+		return GateSuperseded
+	case a.Status == StatusCancelled || a.Status == StatusClosed:
+		return GateClosed
+	}
+	return GateOK
 }
 
 // StepAt returns step i of the policy snapshot. For the fail-safe step

@@ -32,6 +32,10 @@ const (
 	// PhaseCancelled: the alert was acknowledged, cancelled, closed or
 	// escalated before the message went out.
 	PhaseCancelled
+	// PhaseDeferred: the person's rate limit held the message back; it goes
+	// out merged into the person's next digest (NotificationDeferred is in
+	// the log), which records it sent.
+	PhaseDeferred
 )
 
 // String names the phase as ListNotifications reports it.
@@ -49,6 +53,8 @@ func (p Phase) String() string {
 		return "delivered"
 	case PhaseCancelled:
 		return "cancelled"
+	case PhaseDeferred:
+		return "deferred"
 	}
 	return "unknown"
 }
@@ -69,7 +75,8 @@ const (
 	// DecideRecord: the provider accepted but NotificationSent was not
 	// appended: append it (its event id is deterministic), do not send.
 	DecideRecord
-	// DecideSkip: done already (recorded, delivered or cancelled).
+	// DecideSkip: done already (recorded, delivered or cancelled), or in
+	// the person's digest (deferred).
 	DecideSkip
 	// DecideNextContact: this contact point failed permanently before: move
 	// on to the person's next contact point.

@@ -77,6 +77,10 @@ type alertState struct {
 	local    string
 	rank     uint32
 	known    bool
+	// referrer is the referrer id of the latest report of the finding
+	// (raised, amended or quarantined): an amendment that names another
+	// referrer is a clinical change.
+	referrer string
 }
 
 // NewRouter returns a router appending to out, taking the bundles in force
@@ -149,7 +153,7 @@ func (r *Router) HandleAt(ctx context.Context, ev *eventsv1.Event, partition int
 }
 
 // Observe applies an event to the projection: an AlertRouted records its
-// id and category; an AlertClosed forgets the alert. Other events are
+// id and category; an AlertClosed or AlertCancelled forgets the alert. Other events are
 // ignored. It is idempotent.
 func (r *Router) Observe(ev *eventsv1.Event) {
 	switch p := ev.GetPayload().(type) {
@@ -162,7 +166,14 @@ func (r *Router) Observe(ev *eventsv1.Event) {
 		st.local = p.AlertRouted.GetLocalCategory()
 		st.rank = p.AlertRouted.GetCategoryRank()
 		st.known = true
-	case *eventsv1.Event_AlertClosed:
+	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertAmended, *eventsv1.Event_AlertQuarantined:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.state(ev.GetAlertId()).referrer = referrerOf(ev)
+	case *eventsv1.Event_AlertClosed, *eventsv1.Event_AlertCancelled:
+		// The obligation ended: a new flagged report of the finding is a
+		// new obligation, routed afresh rather than weighed against the
+		// category of the old one.
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		delete(r.alerts, ev.GetAlertId())
@@ -211,11 +222,12 @@ func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, 
 	if ev.GetOccurredAt() == nil {
 		in.At = r.now()
 	}
-	reraised := false
+	reraised, sameReferrer := false, false
 	if in.Kind == routing.KindAmended || in.Kind == routing.KindRaised {
 		r.mu.Lock()
 		if st, ok := r.alerts[ev.GetAlertId()]; ok && st.known {
 			in.Previous = &routing.Previous{Category: st.category, Local: st.local, Rank: st.rank}
+			sameReferrer = st.referrer == referrerOf(ev)
 			if in.Kind == routing.KindRaised {
 				// The finding is already routed: this report of it came by
 				// another channel, or is the final after a preliminary. It is
@@ -233,6 +245,15 @@ func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, 
 		return nil, dec, fmt.Errorf("route alert %s: %w", ev.GetAlertId(), err)
 	}
 	if reraised && dec.Routed.GetCategoryRank() >= in.Previous.Rank {
+		return nil, dec, nil
+	}
+	if in.Kind == routing.KindAmended && !reraised && in.Previous != nil && !dec.DowngradeRefused && sameReferrer &&
+		dec.Routed.GetCategory() == in.Previous.Category && dec.Routed.GetLocalCategory() == in.Previous.Local {
+		// An amendment that changes nothing clinically (same category,
+		// same referrer) does not restart the ladder: the people already
+		// told would be told again for nothing. It stays on the timeline
+		// as AlertAmended. An upgrade, a refused downgrade (its reason is
+		// recorded) or a new referrer re-routes at step 0.
 		return nil, dec, nil
 	}
 	out := &eventsv1.Event{
@@ -278,10 +299,12 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 		return err
 	}
 	if routed == nil {
-		// A repeat report of a routed finding that does not upgrade it.
+		// A repeat report or an amendment of a routed finding that
+		// changes nothing clinically.
 		span.SetAttributes(attribute.String("herald.outcome", "unchanged"))
 		r.skippedCount.Add(ctx, 1)
-		r.logger.InfoContext(ctx, "repeat report of a routed alert does not change its category", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant())
+		r.logger.InfoContext(ctx, "repeat report or amendment of a routed alert changes nothing clinically: not re-routed", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "cause", eventlog.TypeOf(ev))
+		r.Observe(ev)
 		return nil
 	}
 	category := routed.GetAlertRouted().GetCategory().String()
@@ -299,6 +322,7 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 		span.SetStatus(codes.Error, "append")
 		return fmt.Errorf("append routing of alert %s: %w", ev.GetAlertId(), err)
 	}
+	r.Observe(ev) // the report's referrer, once its routing is durable
 	r.Observe(routed)
 	r.routedCount.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("tenant", ev.GetTenant()),
@@ -308,6 +332,19 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 	r.logger.InfoContext(ctx, "alert routed", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "category", category,
 		"policy_id", dec.Ref.GetPolicyId(), "policy_version", dec.Ref.GetVersion(), "rule_id", routed.GetAlertRouted().GetRuleId())
 	return nil
+}
+
+// referrerOf is the referrer id a report names, "" if none.
+func referrerOf(ev *eventsv1.Event) string {
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		return p.AlertRaised.GetDetails().GetReferrer().GetId()
+	case *eventsv1.Event_AlertAmended:
+		return p.AlertAmended.GetDetails().GetReferrer().GetId()
+	case *eventsv1.Event_AlertQuarantined:
+		return p.AlertQuarantined.GetDetails().GetReferrer().GetId()
+	}
+	return ""
 }
 
 // done reports whether the AlertRouted with id was already appended.

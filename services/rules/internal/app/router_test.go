@@ -186,3 +186,46 @@ func TestRouterCatchesUpOnEventsAnotherReplicaConsumed(t *testing.T) {
 	require.NoError(t, b.HandleAt(ctx, raisedEv("a10", "e10", "RZZ", eventsv1.Category_CATEGORY_URGENT), 1, 2))
 	require.Equal(t, [2]int64{0, 2}, part.reads[1])
 }
+
+func amendedEv(alertID, eventID, referrer string, flag eventsv1.Category) *eventsv1.Event {
+	return &eventsv1.Event{EventId: eventID, AlertId: alertID, Tenant: "RZZ", OccurredAt: timestamppb.New(time.Date(2026, 2, 1, 11, 30, 0, 0, time.UTC)),
+		Payload: &eventsv1.Event_AlertAmended{AlertAmended: &eventsv1.AlertAmended{Details: &eventsv1.AlertDetails{
+			SourceFlag: &eventsv1.SourceFlag{Category: flag}, Referrer: &eventsv1.Clinician{Id: referrer}}}}}
+}
+
+func TestRouterAmendmentThatChangesNothingClinicallyIsNotReRouted(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+	raised := raisedEv("a9", "e9", "RZZ", eventsv1.Category_CATEGORY_URGENT)
+	raised.GetAlertRaised().Details.Referrer = &eventsv1.Clinician{Id: "C1"}
+	require.NoError(t, r.Handle(ctx, raised))
+	require.Len(t, out.events, 1)
+	// Same category, same referrer (a typo corrected): not re-routed.
+	require.NoError(t, r.Handle(ctx, amendedEv("a9", "e9-typo", "C1", eventsv1.Category_CATEGORY_URGENT)))
+	require.Len(t, out.events, 1, "an amendment that changes nothing clinically must not restart the ladder")
+	// Another referrer: re-routed, so the new referrer is told.
+	require.NoError(t, r.Handle(ctx, amendedEv("a9", "e9-ref", "C2", eventsv1.Category_CATEGORY_URGENT)))
+	require.Len(t, out.events, 2)
+	// A downgrade is refused and recorded (re-routed with the reason).
+	require.NoError(t, r.Handle(ctx, amendedEv("a9", "e9-down", "C2", eventsv1.Category_CATEGORY_SIGNIFICANT_UNEXPECTED)))
+	require.Len(t, out.events, 3)
+	require.Contains(t, out.events[2].GetAlertRouted().GetClassificationReason(), "kept URGENT")
+	// An upgrade re-routes at step 0.
+	require.NoError(t, r.Handle(ctx, amendedEv("a9", "e9-up", "C2", eventsv1.Category_CATEGORY_CRITICAL)))
+	require.Len(t, out.events, 4)
+	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, out.events[3].GetAlertRouted().GetCategory())
+}
+
+func TestRouterRoutesANewReportAfterACancellation(t *testing.T) {
+	ctx := context.Background()
+	out := &memLog{}
+	r, _ := newRouter(t, out)
+	require.NoError(t, r.Handle(ctx, raisedEv("a10", "e10", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)))
+	require.NoError(t, r.Handle(ctx, &eventsv1.Event{EventId: "e10-x", AlertId: "a10", Payload: &eventsv1.Event_AlertCancelled{AlertCancelled: &eventsv1.AlertCancelled{}}}))
+	// The same finding reported again after the cancel is a new obligation,
+	// routed though its category does not upgrade the old one.
+	require.NoError(t, r.Handle(ctx, raisedEv("a10", "e10-again", "RZZ", eventsv1.Category_CATEGORY_CRITICAL)))
+	require.Len(t, out.events, 2)
+	require.Equal(t, eventlog.ID("a10", "routed", "e10-again"), out.events[1].GetEventId())
+}

@@ -157,7 +157,16 @@ type AlertState struct {
 	// W3C trace context (traceparent, tracestate) under which the last event
 	// was applied, so timers re-armed after a restore still join the alert's
 	// trace. Identifiers only.
-	TraceContext  map[string]string `protobuf:"bytes,29,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TraceContext map[string]string `protobuf:"bytes,29,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// People the notification service resolved for the current step and
+	// repeat (StepRecipientsResolved); ACK_MODE_ALL_MUST completes only when
+	// every one of them acknowledged.
+	StepResolved []string `protobuf:"bytes,60,rep,name=step_resolved,json=stepResolved,proto3" json:"step_resolved,omitempty"`
+	// The current step's recipients are known (step_resolved is complete).
+	StepResolvedKnown bool `protobuf:"varint,61,opt,name=step_resolved_known,json=stepResolvedKnown,proto3" json:"step_resolved_known,omitempty"`
+	// How many times a new flagged report re-opened the alert after it was
+	// cancelled or closed; each re-opening starts a new obligation.
+	Reopened      uint32 `protobuf:"varint,62,opt,name=reopened,proto3" json:"reopened,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +402,27 @@ func (x *AlertState) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *AlertState) GetStepResolved() []string {
+	if x != nil {
+		return x.StepResolved
+	}
+	return nil
+}
+
+func (x *AlertState) GetStepResolvedKnown() bool {
+	if x != nil {
+		return x.StepResolvedKnown
+	}
+	return false
+}
+
+func (x *AlertState) GetReopened() uint32 {
+	if x != nil {
+		return x.Reopened
+	}
+	return 0
 }
 
 // TimelineEntry is one event in an alert's timeline (no patient data).
@@ -1457,7 +1487,7 @@ var File_herald_acknowledgement_v1_acknowledgement_proto protoreflect.FileDescri
 
 const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\n" +
-	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\x94\v\n" +
+	"/herald/acknowledgement/v1/acknowledgement.proto\x12\x19herald.acknowledgement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\x85\f\n" +
 	"\n" +
 	"AlertState\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
@@ -1492,7 +1522,10 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\tclosed_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\"\n" +
 	"\fcommunicated\x18\x1b \x01(\bR\fcommunicated\x12%\n" +
 	"\x0efailsafe_queue\x18\x1c \x01(\tR\rfailsafeQueue\x12\\\n" +
-	"\rtrace_context\x18\x1d \x03(\v27.herald.acknowledgement.v1.AlertState.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\x1d \x03(\v27.herald.acknowledgement.v1.AlertState.TraceContextEntryR\ftraceContext\x12#\n" +
+	"\rstep_resolved\x18< \x03(\tR\fstepResolved\x12.\n" +
+	"\x13step_resolved_known\x18= \x01(\bR\x11stepResolvedKnown\x12\x1a\n" +
+	"\breopened\x18> \x01(\rR\breopened\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x02\n" +

@@ -699,6 +699,11 @@ type Event struct {
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
 	//	*Event_NotificationSuperseded
+	//	*Event_StepRecipientsResolved
+	//	*Event_NotificationDeferred
+	//	*Event_DigestSent
+	//	*Event_BreachNoticeSent
+	//	*Event_TimerRepaired
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -950,6 +955,51 @@ func (x *Event) GetNotificationSuperseded() *NotificationSuperseded {
 	return nil
 }
 
+func (x *Event) GetStepRecipientsResolved() *StepRecipientsResolved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_StepRecipientsResolved); ok {
+			return x.StepRecipientsResolved
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetNotificationDeferred() *NotificationDeferred {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationDeferred); ok {
+			return x.NotificationDeferred
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDigestSent() *DigestSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_DigestSent); ok {
+			return x.DigestSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBreachNoticeSent() *BreachNoticeSent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BreachNoticeSent); ok {
+			return x.BreachNoticeSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTimerRepaired() *TimerRepaired {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TimerRepaired); ok {
+			return x.TimerRepaired
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1022,6 +1072,26 @@ type Event_NotificationSuperseded struct {
 	NotificationSuperseded *NotificationSuperseded `protobuf:"bytes,38,opt,name=notification_superseded,json=notificationSuperseded,proto3,oneof"`
 }
 
+type Event_StepRecipientsResolved struct {
+	StepRecipientsResolved *StepRecipientsResolved `protobuf:"bytes,40,opt,name=step_recipients_resolved,json=stepRecipientsResolved,proto3,oneof"`
+}
+
+type Event_NotificationDeferred struct {
+	NotificationDeferred *NotificationDeferred `protobuf:"bytes,45,opt,name=notification_deferred,json=notificationDeferred,proto3,oneof"`
+}
+
+type Event_DigestSent struct {
+	DigestSent *DigestSent `protobuf:"bytes,46,opt,name=digest_sent,json=digestSent,proto3,oneof"`
+}
+
+type Event_BreachNoticeSent struct {
+	BreachNoticeSent *BreachNoticeSent `protobuf:"bytes,47,opt,name=breach_notice_sent,json=breachNoticeSent,proto3,oneof"`
+}
+
+type Event_TimerRepaired struct {
+	TimerRepaired *TimerRepaired `protobuf:"bytes,36,opt,name=timer_repaired,json=timerRepaired,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -1055,6 +1125,16 @@ func (*Event_FailsafeQueued) isEvent_Payload() {}
 func (*Event_AlertClosed) isEvent_Payload() {}
 
 func (*Event_NotificationSuperseded) isEvent_Payload() {}
+
+func (*Event_StepRecipientsResolved) isEvent_Payload() {}
+
+func (*Event_NotificationDeferred) isEvent_Payload() {}
+
+func (*Event_DigestSent) isEvent_Payload() {}
+
+func (*Event_BreachNoticeSent) isEvent_Payload() {}
+
+func (*Event_TimerRepaired) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -1989,6 +2069,12 @@ type Clocks struct {
 	CommunicateBy *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=communicate_by,json=communicateBy,proto3" json:"communicate_by,omitempty"`
 	AcknowledgeBy *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=acknowledge_by,json=acknowledgeBy,proto3" json:"acknowledge_by,omitempty"`
 	ActionBy      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=action_by,json=actionBy,proto3" json:"action_by,omitempty"`
+	// The instant the clocks run from (the category's clock_start policy:
+	// by default the later of the report's verification and Herald's receipt).
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the source says the report was verified (OBR-22, FHIR issued),
+	// kept for audit whatever the clocks run from; unset if it did not say.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2040,6 +2126,20 @@ func (x *Clocks) GetAcknowledgeBy() *timestamppb.Timestamp {
 func (x *Clocks) GetActionBy() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ActionBy
+	}
+	return nil
+}
+
+func (x *Clocks) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Clocks) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
 	}
 	return nil
 }
@@ -2204,8 +2304,13 @@ type EscalationPolicy struct {
 	Steps []*EscalationStep      `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
 	// The trust's fail-safe queue that receives an alert whose policy is exhausted.
 	FailsafeQueue string `protobuf:"bytes,3,opt,name=failsafe_queue,json=failsafeQueue,proto3" json:"failsafe_queue,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Who is told when one of the category's clocks is breached, per clock.
+	BreachNotices []*BreachNotice `protobuf:"bytes,4,rep,name=breach_notices,json=breachNotices,proto3" json:"breach_notices,omitempty"`
+	// How often the fail-safe officers are reminded of an alert still in the
+	// fail-safe queue, until it is closed; unset: never (one message only).
+	FailsafeReminderEvery *durationpb.Duration `protobuf:"bytes,5,opt,name=failsafe_reminder_every,json=failsafeReminderEvery,proto3" json:"failsafe_reminder_every,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *EscalationPolicy) Reset() {
@@ -2259,6 +2364,82 @@ func (x *EscalationPolicy) GetFailsafeQueue() string {
 	return ""
 }
 
+func (x *EscalationPolicy) GetBreachNotices() []*BreachNotice {
+	if x != nil {
+		return x.BreachNotices
+	}
+	return nil
+}
+
+func (x *EscalationPolicy) GetFailsafeReminderEvery() *durationpb.Duration {
+	if x != nil {
+		return x.FailsafeReminderEvery
+	}
+	return nil
+}
+
+// BreachNotice names who is told when a clock is breached (the safety lead,
+// the fail-safe team), on which channels in order.
+type BreachNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clock         ClockKind              `protobuf:"varint,1,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Targets       []*Target              `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	Channels      []Channel              `protobuf:"varint,3,rep,packed,name=channels,proto3,enum=herald.events.v1.Channel" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachNotice) Reset() {
+	*x = BreachNotice{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNotice) ProtoMessage() {}
+
+func (x *BreachNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNotice.ProtoReflect.Descriptor instead.
+func (*BreachNotice) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BreachNotice) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNotice) GetTargets() []*Target {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *BreachNotice) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
 // AlertRouted: the rules service classified the alert and chose its policy.
 type AlertRouted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2280,7 +2461,7 @@ type AlertRouted struct {
 
 func (x *AlertRouted) Reset() {
 	*x = AlertRouted{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2473,7 @@ func (x *AlertRouted) String() string {
 func (*AlertRouted) ProtoMessage() {}
 
 func (x *AlertRouted) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2486,7 @@ func (x *AlertRouted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRouted.ProtoReflect.Descriptor instead.
 func (*AlertRouted) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AlertRouted) GetCategory() Category {
@@ -2377,7 +2558,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2570,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2583,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Recipient) GetPersonId() string {
@@ -2444,7 +2625,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2637,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2650,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NotificationSent) GetNotificationId() string {
@@ -2521,6 +2702,71 @@ func (x *NotificationSent) GetRepeat() uint32 {
 	return 0
 }
 
+// StepRecipientsResolved: the notification service resolved the people a
+// step (and repeat) is sent to, before sending to any of them. Appended for
+// steps whose ack mode is ACK_MODE_ALL_MUST, so the lifecycle counts every
+// resolved recipient, not only those whose send was recorded.
+type StepRecipientsResolved struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Step   uint32                 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32                 `protobuf:"varint,2,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// Person ids (never contact details), in resolution order.
+	PersonIds     []string `protobuf:"bytes,3,rep,name=person_ids,json=personIds,proto3" json:"person_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepRecipientsResolved) Reset() {
+	*x = StepRecipientsResolved{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepRecipientsResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepRecipientsResolved) ProtoMessage() {}
+
+func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepRecipientsResolved.ProtoReflect.Descriptor instead.
+func (*StepRecipientsResolved) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StepRecipientsResolved) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *StepRecipientsResolved) GetPersonIds() []string {
+	if x != nil {
+		return x.PersonIds
+	}
+	return nil
+}
+
 // NotificationFailed: a send attempt failed.
 type NotificationFailed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2543,7 +2789,7 @@ type NotificationFailed struct {
 
 func (x *NotificationFailed) Reset() {
 	*x = NotificationFailed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2801,7 @@ func (x *NotificationFailed) String() string {
 func (*NotificationFailed) ProtoMessage() {}
 
 func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2814,7 @@ func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationFailed.ProtoReflect.Descriptor instead.
 func (*NotificationFailed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationFailed) GetNotificationId() string {
@@ -2660,15 +2906,18 @@ type NotificationSuperseded struct {
 	// The fail-safe message (step = number of policy steps).
 	Failsafe bool `protobuf:"varint,6,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
 	// Why the message was not sent (fixed words, see reason_code).
-	Reason        string           `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
-	ReasonCode    SupersededReason `protobuf:"varint,8,opt,name=reason_code,json=reasonCode,proto3,enum=herald.events.v1.SupersededReason" json:"reason_code,omitempty"`
+	Reason     string           `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReasonCode SupersededReason `protobuf:"varint,8,opt,name=reason_code,json=reasonCode,proto3,enum=herald.events.v1.SupersededReason" json:"reason_code,omitempty"`
+	// For the notice of a clock's breach: that clock (unset for a step's
+	// or the fail-safe message).
+	Breach        ClockKind `protobuf:"varint,9,opt,name=breach,proto3,enum=herald.events.v1.ClockKind" json:"breach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotificationSuperseded) Reset() {
 	*x = NotificationSuperseded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2929,7 @@ func (x *NotificationSuperseded) String() string {
 func (*NotificationSuperseded) ProtoMessage() {}
 
 func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2942,7 @@ func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSuperseded.ProtoReflect.Descriptor instead.
 func (*NotificationSuperseded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NotificationSuperseded) GetNotificationId() string {
@@ -2752,6 +3001,291 @@ func (x *NotificationSuperseded) GetReasonCode() SupersededReason {
 	return SupersededReason_SUPERSEDED_REASON_UNSPECIFIED
 }
 
+func (x *NotificationSuperseded) GetBreach() ClockKind {
+	if x != nil {
+		return x.Breach
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+// NotificationDeferred: a message was held back, not sent now, and why (the
+// person's rate limit): it goes out merged into one digest message to that
+// person at digest_at (DigestSent), never silently later.
+type NotificationDeferred struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32                 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient             `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	Reason         string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	DigestAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=digest_at,json=digestAt,proto3" json:"digest_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NotificationDeferred) Reset() {
+	*x = NotificationDeferred{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationDeferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationDeferred) ProtoMessage() {}
+
+func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
+func (*NotificationDeferred) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NotificationDeferred) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationDeferred) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationDeferred) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *NotificationDeferred) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotificationDeferred) GetDigestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DigestAt
+	}
+	return nil
+}
+
+// DigestSent: a message of this alert went out merged into a digest: one
+// message to a person listing the references of several alerts.
+type DigestSent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic: hash of (person, channel, the notification ids merged).
+	DigestId string `protobuf:"bytes,1,opt,name=digest_id,json=digestId,proto3" json:"digest_id,omitempty"`
+	// The merged message of this alert (as in NotificationDeferred).
+	NotificationId string     `protobuf:"bytes,2,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32     `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32     `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel    `protobuf:"varint,6,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	// How many alerts the digest listed.
+	References        uint32 `protobuf:"varint,7,opt,name=references,proto3" json:"references,omitempty"`
+	ProviderMessageId string `protobuf:"bytes,8,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DigestSent) Reset() {
+	*x = DigestSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestSent) ProtoMessage() {}
+
+func (x *DigestSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
+func (*DigestSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DigestSent) GetDigestId() string {
+	if x != nil {
+		return x.DigestId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *DigestSent) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *DigestSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *DigestSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *DigestSent) GetReferences() uint32 {
+	if x != nil {
+		return x.References
+	}
+	return 0
+}
+
+func (x *DigestSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
+// BreachNoticeSent: a person named by the policy for a clock's breach was
+// told of it.
+type BreachNoticeSent struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId    string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Clock             ClockKind              `protobuf:"varint,2,opt,name=clock,proto3,enum=herald.events.v1.ClockKind" json:"clock,omitempty"`
+	Recipient         *Recipient             `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel           Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	ProviderMessageId string                 `protobuf:"bytes,5,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BreachNoticeSent) Reset() {
+	*x = BreachNoticeSent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachNoticeSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachNoticeSent) ProtoMessage() {}
+
+func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
+func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BreachNoticeSent) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *BreachNoticeSent) GetClock() ClockKind {
+	if x != nil {
+		return x.Clock
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *BreachNoticeSent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *BreachNoticeSent) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
 // NotificationDelivered: a provider reported delivery to the device.
 type NotificationDelivered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2764,7 +3298,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +3310,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +3323,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -2829,7 +3363,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +3375,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +3388,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -2903,7 +3437,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3449,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3462,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -2959,7 +3493,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3505,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3518,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -3029,7 +3563,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3575,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3588,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -3104,7 +3638,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3650,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3663,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -3167,7 +3701,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3713,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3726,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3235,7 +3769,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3781,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3794,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3297,7 +3831,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3843,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3856,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3358,7 +3892,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3904,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3917,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3407,11 +3941,98 @@ func (x *AlertClosed) GetRequestId() string {
 	return ""
 }
 
+// TimerRepaired: acknowledgement's overdue watchdog found an open alert
+// whose next deadline had passed by more than its bound with nothing
+// decided (its SLA timer was lost: a bug, a deleted Redis key, an
+// operator's mistake) and armed the timer again. The decision the deadline
+// owes (escalation, breach, fail-safe queue) follows as its own event. It
+// changes no state: it records, for the safety lead, that a deadline was
+// late and why.
+type TimerRepaired struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deadline is the deadline that was overdue (the earliest one due).
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// overdue_by is how far past the deadline the watchdog found it.
+	OverdueBy *durationpb.Duration `protobuf:"bytes,2,opt,name=overdue_by,json=overdueBy,proto3" json:"overdue_by,omitempty"`
+	// step and repeat of the escalation ladder at the time.
+	Step   uint32 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32 `protobuf:"varint,4,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// timers names the lifecycle timers re-armed ("step", "clock:ACKNOWLEDGE").
+	Timers        []string `protobuf:"bytes,5,rep,name=timers,proto3" json:"timers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerRepaired) Reset() {
+	*x = TimerRepaired{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerRepaired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerRepaired) ProtoMessage() {}
+
+func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
+func (*TimerRepaired) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetOverdueBy() *durationpb.Duration {
+	if x != nil {
+		return x.OverdueBy
+	}
+	return nil
+}
+
+func (x *TimerRepaired) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *TimerRepaired) GetTimers() []string {
+	if x != nil {
+		return x.Timers
+	}
+	return nil
+}
+
 var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x10\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3439,7 +4060,13 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
 	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12c\n" +
-	"\x17notification_superseded\x18& \x01(\v2(.herald.events.v1.NotificationSupersededH\x00R\x16notificationSupersededB\t\n" +
+	"\x17notification_superseded\x18& \x01(\v2(.herald.events.v1.NotificationSupersededH\x00R\x16notificationSuperseded\x12d\n" +
+	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolved\x12]\n" +
+	"\x15notification_deferred\x18- \x01(\v2&.herald.events.v1.NotificationDeferredH\x00R\x14notificationDeferred\x12?\n" +
+	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
+	"digestSent\x12R\n" +
+	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSent\x12H\n" +
+	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepairedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -3517,11 +4144,15 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x04code\x18\x03 \x01(\x0e2\x1d.herald.events.v1.ProblemCodeR\x04code\"\x8d\x01\n" +
 	"\x10AlertQuarantined\x128\n" +
 	"\adetails\x18\x01 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\x12?\n" +
-	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xc7\x01\n" +
+	"\bproblems\x18\x02 \x03(\v2#.herald.events.v1.ValidationProblemR\bproblems\"\xbf\x02\n" +
 	"\x06Clocks\x12A\n" +
 	"\x0ecommunicate_by\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\rcommunicateBy\x12A\n" +
 	"\x0eacknowledge_by\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\racknowledgeBy\x127\n" +
-	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\"d\n" +
+	"\taction_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bactionBy\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"d\n" +
 	"\x06Target\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.herald.events.v1.TargetKindR\x04kind\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x16\n" +
@@ -3532,11 +4163,17 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\arepeats\x18\x04 \x01(\rR\arepeats\x124\n" +
 	"\back_mode\x18\x05 \x01(\x0e2\x19.herald.events.v1.AckModeR\aackMode\x125\n" +
-	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xa0\x01\n" +
+	"\bchannels\x18\x06 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\xba\x02\n" +
 	"\x10EscalationPolicy\x12-\n" +
 	"\x03ref\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x126\n" +
 	"\x05steps\x18\x02 \x03(\v2 .herald.events.v1.EscalationStepR\x05steps\x12%\n" +
-	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\"\x96\x03\n" +
+	"\x0efailsafe_queue\x18\x03 \x01(\tR\rfailsafeQueue\x12E\n" +
+	"\x0ebreach_notices\x18\x04 \x03(\v2\x1e.herald.events.v1.BreachNoticeR\rbreachNotices\x12Q\n" +
+	"\x17failsafe_reminder_every\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x15failsafeReminderEvery\"\xac\x01\n" +
+	"\fBreachNotice\x121\n" +
+	"\x05clock\x18\x01 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x122\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.herald.events.v1.TargetR\atargets\x125\n" +
+	"\bchannels\x18\x03 \x03(\x0e2\x19.herald.events.v1.ChannelR\bchannels\"\x96\x03\n" +
 	"\vAlertRouted\x126\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1a.herald.events.v1.CategoryR\bcategory\x12%\n" +
 	"\x0elocal_category\x18\x02 \x01(\tR\rlocalCategory\x123\n" +
@@ -3557,7 +4194,12 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12.\n" +
 	"\x13provider_message_id\x18\x06 \x01(\tR\x11providerMessageId\x12\x16\n" +
-	"\x06repeat\x18\a \x01(\rR\x06repeat\"\xfb\x02\n" +
+	"\x06repeat\x18\a \x01(\rR\x06repeat\"c\n" +
+	"\x16StepRecipientsResolved\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x02 \x01(\rR\x06repeat\x12\x1d\n" +
+	"\n" +
+	"person_ids\x18\x03 \x03(\tR\tpersonIds\"\xfb\x02\n" +
 	"\x12NotificationFailed\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x129\n" +
@@ -3570,7 +4212,7 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xb7\x02\n" +
+	" \x01(\rR\x06repeat\"\xec\x02\n" +
 	"\x16NotificationSuperseded\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
@@ -3580,7 +4222,34 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\bfailsafe\x18\x06 \x01(\bR\bfailsafe\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12C\n" +
 	"\vreason_code\x18\b \x01(\x0e2\".herald.events.v1.SupersededReasonR\n" +
-	"reasonCode\"\xa5\x01\n" +
+	"reasonCode\x123\n" +
+	"\x06breach\x18\t \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x06breach\"\xac\x02\n" +
+	"\x14NotificationDeferred\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x127\n" +
+	"\tdigest_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bdigestAt\"\xbe\x02\n" +
+	"\n" +
+	"DigestSent\x12\x1b\n" +
+	"\tdigest_id\x18\x01 \x01(\tR\bdigestId\x12'\n" +
+	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x05 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x1e\n" +
+	"\n" +
+	"references\x18\a \x01(\rR\n" +
+	"references\x12.\n" +
+	"\x13provider_message_id\x18\b \x01(\tR\x11providerMessageId\"\x8e\x02\n" +
+	"\x10BreachNoticeSent\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x121\n" +
+	"\x05clock\x18\x02 \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x05clock\x129\n" +
+	"\trecipient\x18\x03 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
+	"\x13provider_message_id\x18\x05 \x01(\tR\x11providerMessageId\"\xa5\x01\n" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
@@ -3630,7 +4299,14 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x05actor\x18\x01 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId*\x9e\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xc5\x01\n" +
+	"\rTimerRepaired\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x128\n" +
+	"\n" +
+	"overdue_by\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toverdueBy\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x12\x16\n" +
+	"\x06timers\x18\x05 \x03(\tR\x06timers*\x9e\x01\n" +
 	"\bCategory\x12\x18\n" +
 	"\x14CATEGORY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CATEGORY_CRITICAL\x10\x01\x12\x13\n" +
@@ -3715,7 +4391,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -3746,96 +4422,125 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*Target)(nil),                 // 26: herald.events.v1.Target
 	(*EscalationStep)(nil),         // 27: herald.events.v1.EscalationStep
 	(*EscalationPolicy)(nil),       // 28: herald.events.v1.EscalationPolicy
-	(*AlertRouted)(nil),            // 29: herald.events.v1.AlertRouted
-	(*Recipient)(nil),              // 30: herald.events.v1.Recipient
-	(*NotificationSent)(nil),       // 31: herald.events.v1.NotificationSent
-	(*NotificationFailed)(nil),     // 32: herald.events.v1.NotificationFailed
-	(*NotificationSuperseded)(nil), // 33: herald.events.v1.NotificationSuperseded
-	(*NotificationDelivered)(nil),  // 34: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 35: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 36: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 37: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 38: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 39: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 40: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 41: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 42: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 43: herald.events.v1.AlertClosed
-	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 45: google.protobuf.Duration
+	(*BreachNotice)(nil),           // 29: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 30: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 31: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 32: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 33: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 34: herald.events.v1.NotificationFailed
+	(*NotificationSuperseded)(nil), // 35: herald.events.v1.NotificationSuperseded
+	(*NotificationDeferred)(nil),   // 36: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 37: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 38: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 39: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 40: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 41: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 42: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 43: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 44: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 45: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 46: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 47: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 48: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 49: herald.events.v1.TimerRepaired
+	(*timestamppb.Timestamp)(nil),  // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 51: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	44, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	50, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	12, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	20, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	21, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
 	22, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
 	24, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	29, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	31, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	32, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	34, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	36, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	37, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	38, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	39, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	40, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	41, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	42, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	43, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	33, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
-	13, // 19: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 20: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 21: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	14, // 22: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	16, // 23: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	18, // 24: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 25: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	15, // 26: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	15, // 27: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	15, // 28: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	17, // 29: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	44, // 30: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	19, // 31: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	19, // 32: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 33: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	19, // 34: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	23, // 35: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	44, // 36: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	44, // 37: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	44, // 38: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	5,  // 39: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	26, // 40: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	45, // 41: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 42: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 43: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	12, // 44: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	27, // 45: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	0,  // 46: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	25, // 47: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	28, // 48: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 49: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	30, // 50: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 51: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	30, // 52: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 53: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	30, // 54: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
-	10, // 55: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
-	3,  // 56: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	35, // 57: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	35, // 58: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	35, // 59: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 60: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	35, // 61: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 62: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 63: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	44, // 64: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	35, // 65: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	30, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	32, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	34, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	39, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	41, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	42, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	43, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	44, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	45, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	46, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	47, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	48, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	35, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	33, // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	36, // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	37, // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	38, // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	49, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	13, // 24: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 25: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 26: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	14, // 27: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	16, // 28: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	18, // 29: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 30: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	15, // 31: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	15, // 32: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	15, // 33: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	17, // 34: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	50, // 35: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	19, // 36: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	19, // 37: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 38: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	19, // 39: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	23, // 40: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	50, // 41: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	50, // 42: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	50, // 43: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	50, // 44: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	50, // 45: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 46: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	26, // 47: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	51, // 48: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 49: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 50: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	12, // 51: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	27, // 52: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	29, // 53: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	51, // 54: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 55: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	26, // 56: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 57: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 58: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	25, // 59: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	28, // 60: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 61: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	31, // 62: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 63: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	31, // 64: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 65: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	31, // 66: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10, // 67: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,  // 68: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	31, // 69: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 70: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	50, // 71: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	31, // 72: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 73: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 74: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	31, // 75: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 76: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 77: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	40, // 78: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	40, // 79: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	40, // 80: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 81: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	40, // 82: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 83: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 84: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	50, // 85: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	40, // 86: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	50, // 87: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	51, // 88: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	89, // [89:89] is the sub-list for method output_type
+	89, // [89:89] is the sub-list for method input_type
+	89, // [89:89] is the sub-list for extension type_name
+	89, // [89:89] is the sub-list for extension extendee
+	0,  // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -3861,6 +4566,11 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
 		(*Event_NotificationSuperseded)(nil),
+		(*Event_StepRecipientsResolved)(nil),
+		(*Event_NotificationDeferred)(nil),
+		(*Event_DigestSent)(nil),
+		(*Event_BreachNoticeSent)(nil),
+		(*Event_TimerRepaired)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3868,7 +4578,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

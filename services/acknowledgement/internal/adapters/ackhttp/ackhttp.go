@@ -29,6 +29,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/fault"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -43,8 +44,11 @@ const LinkRecipient = "link-recipient"
 
 // Config configures the handler.
 type Config struct {
-	Secret    []byte
-	PublicURL string
+	Secret []byte
+	// References makes the alert reference the page shows (the one in
+	// the messages).
+	References alertref.Key
+	PublicURL  string
 	// DevIdentity: see acknowledgement.Config.DevIdentity. When set, OIDC
 	// is not used.
 	DevIdentity      string
@@ -182,7 +186,7 @@ func (h *Handler) claims(w http.ResponseWriter, r *http.Request) (acklink.Claims
 }
 
 func (h *Handler) describe(st *lifecycle.State) view {
-	v := view{Ref: lifecycle.Ref(st.GetAlertId()), Category: categoryName(st)}
+	v := view{Ref: h.cfg.References.Ref(st.GetAlertId()), Category: categoryName(st)}
 	if d := st.GetClocks().GetAcknowledgeBy(); d != nil {
 		v.Deadline = d.AsTime().UTC().Format("2006-01-02 15:04 UTC")
 	} else if d := st.GetStepDueAt(); d != nil {

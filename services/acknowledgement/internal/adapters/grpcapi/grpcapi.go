@@ -7,7 +7,10 @@ package grpcapi
 
 import (
 	"context"
+	"strings"
 
+	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/fault"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
@@ -18,22 +21,27 @@ import (
 // Server implements AcknowledgementServiceServer.
 type Server struct {
 	ackv1.UnimplementedAcknowledgementServiceServer
-	app *app.App
-	hub *app.Hub
+	app  *app.App
+	hub  *app.Hub
+	refs alertref.Key
 }
 
-// New returns the API on a (queries and commands) and hub (WatchAlerts).
-func New(a *app.App, hub *app.Hub) *Server { return &Server{app: a, hub: hub} }
+// New returns the API on a (queries and commands) and hub (WatchAlerts);
+// refs makes the alert reference every state carries (accession_ref).
+func New(a *app.App, hub *app.Hub, refs alertref.Key) *Server {
+	return &Server{app: a, hub: hub, refs: refs}
+}
 
 // slim returns st without the timeline and trace context (for lists,
-// streams and command answers).
-func slim(st *lifecycle.State) *ackv1.AlertState {
+// streams and command answers), with its reference.
+func (s *Server) slim(st *lifecycle.State) *ackv1.AlertState {
 	if st == nil {
 		return nil
 	}
 	out := proto.Clone(st).(*ackv1.AlertState)
 	out.Timeline = nil
 	out.TraceContext = nil
+	out.AccessionRef = s.refs.Ref(st.GetAlertId())
 	return out
 }
 
@@ -43,7 +51,7 @@ func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.AcknowledgeResponse{State: slim(o.State), EventId: o.EventID}, nil
+	return &ackv1.AcknowledgeResponse{State: s.slim(o.State), EventId: o.EventID}, nil
 }
 
 // Decline implements the RPC.
@@ -52,7 +60,7 @@ func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.D
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.DeclineResponse{State: slim(o.State), EventId: o.EventID}, nil
+	return &ackv1.DeclineResponse{State: s.slim(o.State), EventId: o.EventID}, nil
 }
 
 // RecordAction implements the RPC.
@@ -61,7 +69,7 @@ func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.RecordActionResponse{State: slim(o.State), EventId: o.EventID}, nil
+	return &ackv1.RecordActionResponse{State: s.slim(o.State), EventId: o.EventID}, nil
 }
 
 // MarkRead implements the RPC.
@@ -70,7 +78,7 @@ func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.MarkReadResponse{State: slim(o.State), EventId: o.EventID}, nil
+	return &ackv1.MarkReadResponse{State: s.slim(o.State), EventId: o.EventID}, nil
 }
 
 // Close implements the RPC.
@@ -79,16 +87,25 @@ func (s *Server) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.Close
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.CloseResponse{State: slim(o.State), EventId: o.EventID}, nil
+	return &ackv1.CloseResponse{State: s.slim(o.State), EventId: o.EventID}, nil
 }
 
-// GetAlert implements the RPC: the state and its full timeline.
+// GetAlert implements the RPC: the state and its full timeline. The alert
+// may be named by its id or by its reference (HRD-XXXX-XXXX-XXXX), as a
+// person quotes it from a message.
 func (s *Server) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv1.GetAlertResponse, error) {
-	st, err := s.app.Get(ctx, r.GetAlertId())
+	id := r.GetAlertId()
+	if alertref.Is(id) {
+		var err error
+		if id, err = s.byReference(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	st, err := s.app.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return &ackv1.GetAlertResponse{State: slim(st), Timeline: st.GetTimeline()}, nil
+	return &ackv1.GetAlertResponse{State: s.slim(st), Timeline: st.GetTimeline()}, nil
 }
 
 // ListAlerts implements the RPC.
@@ -101,7 +118,7 @@ func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*a
 	}
 	out := &ackv1.ListAlertsResponse{NextPageToken: next}
 	for _, st := range states {
-		out.Alerts = append(out.Alerts, slim(st))
+		out.Alerts = append(out.Alerts, s.slim(st))
 	}
 	return out, nil
 }
@@ -130,9 +147,32 @@ func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStre
 			if !ok {
 				return nil
 			}
-			if err := stream.Send(&ackv1.WatchAlertsResponse{State: slim(st)}); err != nil {
+			if err := stream.Send(&ackv1.WatchAlertsResponse{State: s.slim(st)}); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+// byReference finds the alert id of a reference. References are keyed
+// hashes, so there is no way back but to compare: it pages through the
+// alerts (an operator's lookup, not a hot path).
+func (s *Server) byReference(ctx context.Context, ref string) (string, error) {
+	ref = strings.ToUpper(strings.TrimSpace(ref))
+	token := ""
+	for {
+		states, next, err := s.app.List(ctx, app.ListFilter{}, app.MaxPageSize, token)
+		if err != nil {
+			return "", err
+		}
+		for _, st := range states {
+			if s.refs.Ref(st.GetAlertId()) == ref {
+				return st.GetAlertId(), nil
+			}
+		}
+		if next == "" || next == token {
+			return "", fault.NotFound("no alert has reference " + ref)
+		}
+		token = next
 	}
 }

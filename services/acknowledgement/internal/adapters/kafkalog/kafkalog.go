@@ -59,6 +59,37 @@ func (s *StateTopic) ReadAll(ctx context.Context, fn func(*lifecycle.State) erro
 	})
 }
 
+// Tail implements app.LogTail with eventlog.Tail: the events of an alert
+// that the consumer group may not have applied to the projection yet.
+type Tail struct {
+	t *eventlog.Tail
+}
+
+// NewTail returns the tail of cfg's events topic for the consumer group.
+func NewTail(cfg eventlog.Config, group string) *Tail {
+	return &Tail{t: eventlog.NewTail(cfg, group)}
+}
+
+// maxTail bounds the records read for one decision: beyond it the
+// projection is far behind (a catch-up), and the decision waits for it.
+const maxTail = 20000
+
+// Unapplied implements app.LogTail.
+func (t *Tail) Unapplied(ctx context.Context, alertID string, after int64) ([]app.Logged, error) {
+	ds, err := t.t.Unhandled(ctx, alertID, after, maxTail)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.Logged, len(ds))
+	for i, d := range ds {
+		out[i] = app.Logged{Event: d.Event, Pos: lifecycle.Position{Partition: int32(d.Partition), Offset: d.Offset}}
+	}
+	return out, nil
+}
+
+// Close releases the tail's connections.
+func (t *Tail) Close() { t.t.Close() }
+
 // Handler adapts the application to eventlog.Consume.
 func Handler(a *app.App) eventlog.Handler {
 	return func(ctx context.Context, d eventlog.Delivery) error {

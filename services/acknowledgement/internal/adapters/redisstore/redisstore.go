@@ -58,6 +58,7 @@ func (s *Store) epochKey() string          { return s.tag + ":epoch" }
 func (s *Store) lockKey() string           { return s.tag + ":restore-lock" }
 func (s *Store) allKey() string            { return s.tag + ":alerts" }
 func (s *Store) openKey() string           { return s.tag + ":open" }
+func (s *Store) deadlinesKey() string      { return s.tag + ":deadlines" }
 func (s *Store) tenantKey(t string) string { return s.tag + ":tenant:" + t }
 func (s *Store) stateKey(id string) string { return s.tag + ":state:" + id }
 func (s *Store) tokenKey(id string) string { return s.tag + ":token:" + id }
@@ -74,9 +75,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') e
 return redis.call('HGET', KEYS[2], 'd')
 `)
 
-// putScript: KEYS epoch, state, all, open, tenant; ARGV check-epoch (0/1),
-// offset, data, score, open (0/1), alert id, changes channel ("" for none),
-// change. Stores if the offset is newer, and then publishes the change.
+// putScript: KEYS epoch, state, all, open, tenant, deadlines; ARGV
+// check-epoch (0/1), offset, data, score, open (0/1), alert id, changes
+// channel ("" for none), change, next deadline ms ("" for none). Stores if
+// the offset is newer, indexes the alert by its next deadline (for the
+// overdue watchdog), and then publishes the change.
 var putScript = redis.NewScript(`
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
 local cur = redis.call('HGET', KEYS[2], 'o')
@@ -85,6 +88,7 @@ redis.call('HSET', KEYS[2], 'o', ARGV[2], 'd', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
 if ARGV[5] == '1' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6]) else redis.call('ZREM', KEYS[4], ARGV[6]) end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6]) else redis.call('ZREM', KEYS[6], ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return 1
 `)
@@ -161,9 +165,24 @@ func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, 
 	if st.GetRaisedAt() != nil {
 		score = st.GetRaisedAt().AsTime().UnixMilli()
 	}
+	deadline := ""
+	if d, ok := lifecycle.NextDeadline(st); ok {
+		deadline = strconv.FormatInt(d.UnixMilli(), 10)
+	}
 	return putScript.Run(ctx, c,
-		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant())},
-		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change)
+		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant()), s.deadlinesKey()},
+		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change, deadline)
+}
+
+// DueBefore implements app.DeadlineIndex: up to n alerts whose next
+// deadline, as stored with their state, is before t, earliest first.
+func (s *Store) DueBefore(ctx context.Context, t time.Time, n int) ([]string, error) {
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.deadlinesKey(), ByScore: true,
+		Start: "-inf", Stop: "(" + strconv.FormatInt(t.UnixMilli(), 10), Count: int64(n)}).Result()
+	if err != nil {
+		return nil, s.wrap("list alerts by deadline", err)
+	}
+	return ids, nil
 }
 
 // Ready implements app.RecoveryStore.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/notification/internal/app"
 	"github.com/herald-health/herald/services/notification/internal/domain"
 )
@@ -75,6 +76,10 @@ func (s *Store) schedules() []string {
 	return []string{s.dueKey(app.Job{Critical: true}), s.dueKey(app.Job{})}
 }
 func (s *Store) stepKey(j app.Job) string {
+	if j.Breach != 0 {
+		// A breach notice's recipients are not the step's.
+		return fmt.Sprintf("%s:step:{%s}:%d:breach:%d", s.prefix, j.AlertID, j.Round, j.Breach)
+	}
 	return fmt.Sprintf("%s:step:{%s}:%d:%d:%d:%t", s.prefix, j.AlertID, j.Round, j.Step, j.Repeat, j.Failsafe)
 }
 
@@ -509,3 +514,129 @@ func (s *Store) UnlockRebuild(ctx context.Context) error {
 }
 
 var _ app.Store = (*Store)(nil)
+
+func (s *Store) digestKey(person string, ch eventsv1.Channel) string {
+	return fmt.Sprintf("%s:digest:{%s}:%d", s.prefix, person, ch)
+}
+func (s *Store) digestAtKey(person string, ch eventsv1.Channel) string {
+	return fmt.Sprintf("%s:digest-at:{%s}:%d", s.prefix, person, ch)
+}
+func digestJob(person string, ch eventsv1.Channel) app.Job {
+	return app.Job{Kind: app.JobDigest, PersonID: person, Channel: ch}
+}
+
+// deferScript: KEYS[1] the digest's items, KEYS[2] its due time, KEYS[3]
+// the schedule of the digest job, KEYS[4] the schedule of the recipient
+// job; ARGV[1] the item's id, ARGV[2] the item, ARGV[3] the proposed due
+// time, ARGV[4] the digest job, ARGV[5] the recipient job. Returns the
+// digest's due time.
+var deferScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local due = redis.call('GET', KEYS[2])
+if not due then
+  due = ARGV[3]
+  redis.call('SET', KEYS[2], due)
+  redis.call('ZADD', KEYS[3], 'NX', due, ARGV[4])
+end
+redis.call('ZREM', KEYS[4], ARGV[5])
+return tonumber(due)
+`)
+
+// DeferToDigest implements app.Store.
+func (s *Store) DeferToDigest(ctx context.Context, j app.Job, it app.DigestItem, at time.Time) (time.Time, error) {
+	b, err := json.Marshal(it)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("encode digest item %s: %w", it.NotificationID, err)
+	}
+	dj := digestJob(it.PersonID, it.Channel)
+	due, err := deferScript.Run(ctx, s.scripts, []string{s.digestKey(it.PersonID, it.Channel), s.digestAtKey(it.PersonID, it.Channel),
+		s.dueKey(dj), s.dueKey(j)}, it.NotificationID, b, at.UnixMilli(), member(dj), member(j)).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("defer notification %s to a digest: %w", it.NotificationID, err)
+	}
+	return time.UnixMilli(due), nil
+}
+
+// DigestItems implements app.Store.
+func (s *Store) DigestItems(ctx context.Context, person string, ch eventsv1.Channel) ([]app.DigestItem, error) {
+	all, err := s.rdb.HGetAll(ctx, s.digestKey(person, ch)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load digest: %w", err)
+	}
+	out := make([]app.DigestItem, 0, len(all))
+	for _, v := range all {
+		var it app.DigestItem
+		if err := json.Unmarshal([]byte(v), &it); err != nil {
+			continue // cannot be sent: its record stays deferred, visible
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// ClaimDigest implements app.Store.
+func (s *Store) ClaimDigest(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.prefix+":digest-sent:"+id, "sending", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("claim digest %s: %w", id, err)
+	}
+	return ok, nil
+}
+
+// finishDigestScript: KEYS as deferScript's first three; ARGV[1] the
+// digest job, ARGV[2] the next due time, ARGV[3..] the items sent.
+var finishDigestScript = redis.NewScript(`
+for i = 3, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
+return 1
+`)
+
+// FinishDigest implements app.Store.
+func (s *Store) FinishDigest(ctx context.Context, j app.Job, nids []string, next time.Time) error {
+	args := []any{member(j), next.UnixMilli()}
+	for _, n := range nids {
+		args = append(args, n)
+	}
+	err := finishDigestScript.Run(ctx, s.scripts, []string{s.digestKey(j.PersonID, j.Channel), s.digestAtKey(j.PersonID, j.Channel),
+		s.dueKey(j)}, args...).Err()
+	if err != nil {
+		return fmt.Errorf("finish digest: %w", err)
+	}
+	return nil
+}
+
+// PutDigestRefs implements app.Store.
+func (s *Store) PutDigestRefs(ctx context.Context, digestID string, refs []app.DigestRef, ttl time.Duration) error {
+	b, err := json.Marshal(refs)
+	if err != nil {
+		return fmt.Errorf("encode digest %s: %w", digestID, err)
+	}
+	if err := s.rdb.Set(ctx, s.prefix+":digest-refs:"+digestID, b, ttl).Err(); err != nil {
+		return fmt.Errorf("store digest %s: %w", digestID, err)
+	}
+	return nil
+}
+
+// DigestRefs implements app.Store.
+func (s *Store) DigestRefs(ctx context.Context, digestID string) ([]app.DigestRef, error) {
+	b, err := s.rdb.Get(ctx, s.prefix+":digest-refs:"+digestID).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load digest %s: %w", digestID, err)
+	}
+	var refs []app.DigestRef
+	if err := json.Unmarshal(b, &refs); err != nil {
+		return nil, fmt.Errorf("decode digest %s: %w", digestID, err)
+	}
+	return refs, nil
+}

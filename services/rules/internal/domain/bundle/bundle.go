@@ -79,7 +79,26 @@ type Category struct {
 	Acknowledge time.Duration
 	Action      time.Duration
 	Policy      string
+	// ClockStart says what the clocks run from (ClockStartReceived unless
+	// the bundle says otherwise).
+	ClockStart ClockStart
 }
+
+// ClockStart is what a category's clocks run from.
+type ClockStart int
+
+// Clock starts (zero is the default, ClockStartReceived).
+const (
+	// ClockStartReceived: the later of the report's verification time and
+	// Herald's receipt, so a report sent days after it was verified does
+	// not breach every clock on arrival (the source time is kept for
+	// audit in the routing's clocks).
+	ClockStartReceived ClockStart = iota
+	// ClockStartReported: the report's verification time when the source
+	// gives one (not in the future), as RCR audits measure; a back-dated
+	// report then breaches at once.
+	ClockStartReported
+)
 
 // Rule is a compiled classification rule.
 type Rule struct {
@@ -97,6 +116,19 @@ type Policy struct {
 	ID          string
 	Description string
 	Steps       []Step
+	// Breach lists who is told when each clock is breached, on
+	// BreachChannels in order (all of a person's channels when empty).
+	Breach         []BreachNotice
+	BreachChannels []eventsv1.Channel
+	// FailsafeReminder is how often the fail-safe officers are reminded of
+	// an alert in the fail-safe queue until it is closed (0: never).
+	FailsafeReminder time.Duration
+}
+
+// BreachNotice names who is told of a clock's breach.
+type BreachNotice struct {
+	Clock   eventsv1.ClockKind
+	Targets []Target
 }
 
 // Step is one escalation step.
@@ -156,6 +188,16 @@ func (b *Bundle) buildSnapshots() {
 	for id, p := range b.Policies {
 		ref := &eventsv1.PolicyRef{PolicyId: id, Version: b.Version, ContentHash: b.Hash}
 		out := &eventsv1.EscalationPolicy{Ref: ref, FailsafeQueue: b.Failsafe.Queue}
+		if p.FailsafeReminder > 0 {
+			out.FailsafeReminderEvery = durationpb.New(p.FailsafeReminder)
+		}
+		for _, n := range p.Breach {
+			bn := &eventsv1.BreachNotice{Clock: n.Clock, Channels: append([]eventsv1.Channel(nil), p.BreachChannels...)}
+			for _, t := range n.Targets {
+				bn.Targets = append(bn.Targets, b.snapshotTarget(t))
+			}
+			out.BreachNotices = append(out.BreachNotices, bn)
+		}
 		out.Steps = make([]*eventsv1.EscalationStep, len(p.Steps))
 		for i, s := range p.Steps {
 			step := &eventsv1.EscalationStep{
@@ -167,16 +209,22 @@ func (b *Bundle) buildSnapshots() {
 				Targets:  make([]*eventsv1.Target, len(s.Targets)),
 			}
 			for j, t := range s.Targets {
-				pt := &eventsv1.Target{Kind: t.Kind, Ref: t.Ref, Tenant: t.Tenant}
-				if t.Kind == eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM {
-					pt.Ref, pt.Tenant = b.NetworkFailsafe.Team, b.NetworkFailsafe.Tenant
-				}
-				step.Targets[j] = pt
+				step.Targets[j] = b.snapshotTarget(t)
 			}
 			out.Steps[i] = step
 		}
 		b.snapshots[id] = out
 	}
+}
+
+// snapshotTarget is a target as a snapshot carries it: the network's
+// fail-safe team named.
+func (b *Bundle) snapshotTarget(t Target) *eventsv1.Target {
+	pt := &eventsv1.Target{Kind: t.Kind, Ref: t.Ref, Tenant: t.Tenant}
+	if t.Kind == eventsv1.TargetKind_TARGET_KIND_NETWORK_FAILSAFE_TEAM {
+		pt.Ref, pt.Tenant = b.NetworkFailsafe.Team, b.NetworkFailsafe.Tenant
+	}
+	return pt
 }
 
 // Category returns the category with the code, if defined.

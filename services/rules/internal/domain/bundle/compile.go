@@ -413,10 +413,51 @@ func compilePolicies(c *checker, m *merged, b *Bundle) {
 			path := fmt.Sprintf("%s.steps[%d]", l.path, i)
 			p.Steps = append(p.Steps, compileStep(c, l.file, path, sd, b))
 		}
+		compileBreach(c, l.file, l.path, d, p, b)
 		if ok {
 			b.Policies[d.ID] = p
 			b.PolicyOrder = append(b.PolicyOrder, d.ID)
 		}
+	}
+}
+
+// compileBreach compiles who is told of each clock's breach and the
+// fail-safe reminder cadence.
+func compileBreach(c *checker, file, path string, d policyDoc, p *Policy, b *Bundle) {
+	for _, cl := range []struct {
+		name    string
+		kind    eventsv1.ClockKind
+		targets []targetDoc
+	}{{"communicate", eventsv1.ClockKind_CLOCK_KIND_COMMUNICATE, d.Breach.Communicate},
+		{"acknowledge", eventsv1.ClockKind_CLOCK_KIND_ACKNOWLEDGE, d.Breach.Acknowledge},
+		{"action", eventsv1.ClockKind_CLOCK_KIND_ACTION, d.Breach.Action}} {
+		if len(cl.targets) == 0 {
+			continue
+		}
+		n := BreachNotice{Clock: cl.kind}
+		for j, td := range cl.targets {
+			if t, ok := compileTarget(c, file, fmt.Sprintf("%s.breach.%s[%d]", path, cl.name, j), td, b); ok {
+				n.Targets = append(n.Targets, t)
+			}
+		}
+		p.Breach = append(p.Breach, n)
+	}
+	seen := map[eventsv1.Channel]bool{}
+	for j, ch := range d.Breach.Channels {
+		cp := fmt.Sprintf("%s.breach.channels[%d]", path, j)
+		v, ok := parseChannel(c, file, cp, ch)
+		if !ok {
+			continue
+		}
+		if seen[v] {
+			c.add(file, cp, fmt.Sprintf("channel %s is listed twice", ch))
+			continue
+		}
+		seen[v] = true
+		p.BreachChannels = append(p.BreachChannels, v)
+	}
+	if d.FailsafeReminder != "" {
+		p.FailsafeReminder, _ = parsePositiveDuration(c, file, path+".failsafe_reminder", d.FailsafeReminder, false)
 	}
 }
 
@@ -577,6 +618,14 @@ func compileCategories(c *checker, m *merged, b *Bundle) {
 		cat.Action, okc[2] = parsePositiveDuration(c, l.file, l.path+".clocks.action", d.Clocks.Action, false)
 		if okc[0] && okc[1] && okc[2] && cat.Communicate == 0 && cat.Acknowledge == 0 && cat.Action == 0 {
 			c.add(l.file, l.path+".clocks", "is required: at least one of communicate, acknowledge, action")
+		}
+		switch d.Clocks.Start {
+		case "", "received":
+			cat.ClockStart = ClockStartReceived
+		case "reported":
+			cat.ClockStart = ClockStartReported
+		default:
+			c.add(l.file, l.path+".clocks.start", fmt.Sprintf("%q is not a clock start: use received (the default) or reported", d.Clocks.Start))
 		}
 		switch {
 		case d.Policy == "":

@@ -34,6 +34,18 @@ func TestDemoBundlesParse(t *testing.T) {
 					kinds = append(kinds, tg.Kind)
 				}
 				require.Contains(t, kinds, eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER, p.ID)
+				// Every category's policy names who is told of an
+				// acknowledge-clock breach and reminds the fail-safe
+				// officers; the snapshot carries both.
+				snap, ok := b.Snapshot(p.ID)
+				require.True(t, ok)
+				require.Positive(t, snap.GetFailsafeReminderEvery().AsDuration(), p.ID)
+				clocks := map[eventsv1.ClockKind]int{}
+				for _, n := range snap.GetBreachNotices() {
+					clocks[n.GetClock()] = len(n.GetTargets())
+					require.NotEmpty(t, n.GetChannels(), p.ID)
+				}
+				require.Positive(t, clocks[eventsv1.ClockKind_CLOCK_KIND_ACKNOWLEDGE], p.ID)
 			}
 			// Synthetic contact points only.
 			for _, person := range b.People {

@@ -52,6 +52,9 @@ type clocksDoc struct {
 	Communicate string `yaml:"communicate"`
 	Acknowledge string `yaml:"acknowledge"`
 	Action      string `yaml:"action"`
+	// Start is what the clocks run from: "received" (default: the later
+	// of the report's verification and Herald's receipt) or "reported".
+	Start string `yaml:"start"`
 }
 
 type ruleDoc struct {
@@ -66,6 +69,18 @@ type policyDoc struct {
 	ID          string    `yaml:"id"`
 	Description string    `yaml:"description"`
 	Steps       []stepDoc `yaml:"steps"`
+	// Breach names who is told when each of the category's clocks is
+	// breached; FailsafeReminder how often the fail-safe officers are
+	// reminded of an alert in the fail-safe queue until it is closed.
+	Breach           breachDoc `yaml:"breach"`
+	FailsafeReminder string    `yaml:"failsafe_reminder"`
+}
+
+type breachDoc struct {
+	Communicate []targetDoc `yaml:"communicate"`
+	Acknowledge []targetDoc `yaml:"acknowledge"`
+	Action      []targetDoc `yaml:"action"`
+	Channels    []string    `yaml:"channels"`
 }
 
 type stepDoc struct {

@@ -127,6 +127,10 @@ func TestEveryValidationErrorNamesFilePathAndProblem(t *testing.T) {
 		{"unknown field in flow style", []edit{{"dir.yaml", "teams:\n  - id: net\n    aliases: [\"NET\"]\n    members: [fso]\n", "teams:\n  - {id: net, colour: red, aliases: [\"NET\"], members: [fso]}\n"}}, bundle.Problem{File: "dir.yaml", Path: "teams[0].colour", Problem: `unknown field "colour"`}},
 		{"wrong type in flow style", []edit{{"main.yaml", "        timeout: 15m\n        repeats: 1\n        ack: any_one\n        channels: [sms]\n", "        timeout: 15m\n        repeats: 1\n        ack: any_one\n        channels: [sms]\n      - {targets: [{kind: failsafe_officer}], timeout: 1m, repeats: often, channels: [sms]}\n"}}, bundle.Problem{File: "main.yaml", Path: "policies[0].steps[1].repeats", Problem: `must be a whole number, got the string "often"`}},
 		{"list expected", []edit{{"main.yaml", "channels: [sms]", "channels: sms"}}, bundle.Problem{File: "main.yaml", Path: "policies[0].steps[0].channels", Problem: "must be a list"}},
+		// Breach notices and the fail-safe reminder.
+		{"breach target unknown", []edit{{"main.yaml", "  - id: p\n    steps:\n", "  - id: p\n    breach:\n      acknowledge: [{kind: person, ref: nobody}]\n    steps:\n"}}, bundle.Problem{File: "main.yaml", Path: "policies[0].breach.acknowledge[0].ref", Problem: `person "nobody" is not in the directory`}},
+		{"breach channel unknown", []edit{{"main.yaml", "  - id: p\n    steps:\n", "  - id: p\n    breach:\n      channels: [pager]\n      acknowledge: [{kind: failsafe_officer}]\n    steps:\n"}}, bundle.Problem{File: "main.yaml", Path: "policies[0].breach.channels[0]", Problem: "pager"}},
+		{"reminder not a duration", []edit{{"main.yaml", "  - id: p\n    steps:\n", "  - id: p\n    failsafe_reminder: often\n    steps:\n"}}, bundle.Problem{File: "main.yaml", Path: "policies[0].failsafe_reminder", Problem: "often"}},
 		// Scalars.
 		{"tenant missing", []edit{{"main.yaml", "tenant: RZZ\n", ""}}, bundle.Problem{File: "main.yaml", Path: "tenant", Problem: "is required"}},
 		{"tenant not ODS", []edit{{"main.yaml", "tenant: RZZ", "tenant: rzz1"}}, bundle.Problem{File: "main.yaml", Path: "tenant", Problem: "not a trust ODS code"}},
@@ -156,6 +160,7 @@ func TestEveryValidationErrorNamesFilePathAndProblem(t *testing.T) {
 		{"standard category missing", []edit{{"main.yaml", "  - code: CANCER\n", "  - code: LOCAL_ONE\n    local: true\n"}}, bundle.Problem{File: "main.yaml", Path: "categories", Problem: "category CANCER is not defined"}},
 		{"rank missing", []edit{{"main.yaml", "    rank: 3\n", ""}}, bundle.Problem{File: "main.yaml", Path: "categories[2].rank", Problem: "is required"}},
 		{"rank taken", []edit{{"main.yaml", "    rank: 3\n", "    rank: 2\n"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].rank", Problem: "rank 2 is already held by URGENT"}},
+		{"clock start unknown", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: 3d\n      start: verified"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.start", Problem: `"verified" is not a clock start: use received (the default) or reported`}},
 		{"clock not a duration", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: soon"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.acknowledge", Problem: `"soon" is not a duration`}},
 		{"clock not positive", []edit{{"main.yaml", "acknowledge: 3d", "acknowledge: -1h"}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks.acknowledge", Problem: "must be positive"}},
 		{"no clocks", []edit{{"main.yaml", "    clocks:\n      acknowledge: 3d\n", ""}}, bundle.Problem{File: "main.yaml", Path: "categories[2].clocks", Problem: "at least one of communicate, acknowledge, action"}},

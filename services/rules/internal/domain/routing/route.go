@@ -75,6 +75,9 @@ type Decision struct {
 	// RuleErrors name rules whose evaluation failed (treated as no match);
 	// ids only, safe to log.
 	RuleErrors []string
+	// DowngradeRefused: an amendment classified the finding lower than the
+	// category in force, which was kept (the reason is recorded in Routed).
+	DowngradeRefused bool
 }
 
 // Route classifies the alert and snapshots its policy. It fails with
@@ -138,6 +141,7 @@ func Route(bs Bundles, in Input) (Decision, error) {
 				chosen = &bundle.Category{Code: kept, Standard: in.Previous.Category, Rank: prevRank, Policy: chosen.Policy}
 			}
 			ruleID, policyID = "", ""
+			dec.DowngradeRefused = true
 		}
 	}
 	if policyID == "" {
@@ -169,7 +173,7 @@ func Route(bs Bundles, in Input) (Decision, error) {
 		Category:             chosen.Standard,
 		ClassificationReason: reason,
 		RuleId:               ruleID,
-		Clocks:               clocks(chosen, clockStart(in.At, d)),
+		Clocks:               clocks(chosen, in.At, d),
 		Policy:               snap,
 		PreviousCategory:     previous,
 		CategoryRank:         uint32(chosen.Rank),
@@ -201,20 +205,29 @@ func withReferrerFirst(snap *eventsv1.EscalationPolicy) *eventsv1.EscalationPoli
 	return out
 }
 
-// clockStart is the instant the category's clocks run from: when the
-// radiologist verified the report, if the source said and it is not after
-// the routing instant, else the routing instant.
-func clockStart(at time.Time, d *eventsv1.AlertDetails) time.Time {
-	if ts := d.GetReportedAt(); ts != nil && ts.IsValid() {
-		if r := ts.AsTime(); !r.After(at) {
-			return r
-		}
+// clockStart is the instant the category's clocks run from. at is when
+// Herald received the report (the routing instant). By default the clocks
+// run from the later of the report's verification and its receipt, which
+// is the receipt (a verification time in the future is a source's clock
+// error and never gives a finding more time): a report sent days after it
+// was verified gets its full time instead of breaching every clock on
+// arrival. A category whose clock start is "reported" runs from the
+// verification time when the source gives one, as RCR audits measure.
+func clockStart(c *bundle.Category, at time.Time, d *eventsv1.AlertDetails) time.Time {
+	if ts := d.GetReportedAt(); c.ClockStart == bundle.ClockStartReported && ts != nil && ts.IsValid() && !ts.AsTime().After(at) {
+		return ts.AsTime()
 	}
 	return at
 }
 
-func clocks(c *bundle.Category, start time.Time) *eventsv1.Clocks {
-	out := &eventsv1.Clocks{}
+// clocks are the category's deadlines from its clock start, with the start
+// and the source's report time kept for audit.
+func clocks(c *bundle.Category, at time.Time, d *eventsv1.AlertDetails) *eventsv1.Clocks {
+	start := clockStart(c, at, d)
+	out := &eventsv1.Clocks{StartedAt: timestamppb.New(start)}
+	if ts := d.GetReportedAt(); ts != nil && ts.IsValid() {
+		out.ReportedAt = ts
+	}
 	if c.Communicate > 0 {
 		out.CommunicateBy = timestamppb.New(start.Add(c.Communicate))
 	}

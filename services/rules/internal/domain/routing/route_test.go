@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
 )
 
@@ -149,28 +150,42 @@ func TestQuarantinedAlertAlsoTellsAKnownReferrer(t *testing.T) {
 	require.Equal(t, []eventsv1.TargetKind{eventsv1.TargetKind_TARGET_KIND_FAILSAFE_OFFICER}, kinds(none.Routed.GetPolicy()), "the shared snapshot gained no referrer")
 }
 
-func TestClocksAreAbsoluteFromTheReportTime(t *testing.T) {
-	bs := demo(t)
+func TestClocksStartAtReceiptUnlessTheCategorySaysReported(t *testing.T) {
 	at := utc(t, "2026-01-14T10:00:00Z")
 	cases := []struct {
 		name      string
+		start     bundle.ClockStart
 		reported  time.Time
 		wantStart time.Time
 	}{
-		{"from the report's verification", at.Add(-20 * time.Minute), at.Add(-20 * time.Minute)},
-		{"no report time: from routing", time.Time{}, at},
-		{"a report time in the future is ignored", at.Add(time.Hour), at},
+		{"received: a report verified 20 minutes ago runs from receipt", bundle.ClockStartReceived, at.Add(-20 * time.Minute), at},
+		{"received: a back-dated report (8 days) runs from receipt", bundle.ClockStartReceived, at.Add(-8 * 24 * time.Hour), at},
+		{"reported: from the report's verification", bundle.ClockStartReported, at.Add(-20 * time.Minute), at.Add(-20 * time.Minute)},
+		{"no report time: from routing", bundle.ClockStartReported, time.Time{}, at},
+		{"a report time in the future is ignored", bundle.ClockStartReported, at.Add(time.Hour), at},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			bs := demo(t)
+			b, _ := bs.Bundle("RZZ")
+			cat, ok := b.Category("CRITICAL")
+			require.True(t, ok)
+			cat.ClockStart = tc.start
 			dec, err := routing.Route(bs, routing.Input{Tenant: "RZZ", Kind: routing.KindRaised, Details: alert{flag: critical, reported: tc.reported}.details(), At: at})
 			require.NoError(t, err)
 			c := dec.Routed.GetClocks()
+			require.Equal(t, tc.wantStart, c.GetStartedAt().AsTime())
 			require.Equal(t, tc.wantStart.Add(time.Hour), c.GetCommunicateBy().AsTime())
 			require.Equal(t, tc.wantStart.Add(time.Hour), c.GetAcknowledgeBy().AsTime())
 			require.Equal(t, tc.wantStart.Add(4*time.Hour), c.GetActionBy().AsTime())
+			if tc.reported.IsZero() {
+				require.Nil(t, c.GetReportedAt())
+			} else {
+				require.Equal(t, tc.reported, c.GetReportedAt().AsTime(), "the source's time is kept for audit")
+			}
 		})
 	}
+	bs := demo(t)
 	// A category without an action clock leaves it unset.
 	dec, err := routing.Route(bs, routing.Input{Tenant: "RZZ", Kind: routing.KindRaised, Details: alert{flag: local, code: "ED_DISCREPANCY"}.details(), At: at})
 	require.NoError(t, err)

@@ -1,0 +1,231 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-health/herald/platform/fault"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// ErrTooFarBehind is returned by Tail.Unhandled when the consumer group is
+// further behind on the key's partition than the caller's bound: reading
+// the gap would cost more than waiting for the group. It wraps
+// fault.ErrUnavailable (retry later).
+var ErrTooFarBehind = errors.New("consumer group is too far behind on the partition")
+
+// Tail gives read-your-writes on the event log for one key: the records of
+// that key that are in the log now but that a consumer group may not have
+// handled yet. A projection kept by that group (a Redis state store, say)
+// plus these records is the key's state as the log has it, whatever the
+// group's lag: a replica that died with a partition, a rebalance, a
+// catch-up.
+//
+// It costs two small requests (the partition's end offset and the group's
+// committed offset, sent together) and, only when the group has not
+// committed up to the end, one fetch from the committed offset.
+type Tail struct {
+	cfg    Config
+	topic  string
+	group  string
+	client *kafka.Client
+	close  func()
+
+	mu         sync.Mutex
+	partitions int
+
+	// The group's committed offsets, read for every partition at once and
+	// reused (committed): a committed offset only grows, so an older one is
+	// safe (the caller reads a little more of the log), and concurrent
+	// decisions share one request and never wait for a refresh.
+	cmu        sync.Mutex
+	offsets    map[int]int64
+	readAt     time.Time
+	refreshing bool
+}
+
+// committedTTL is how long the group's committed offsets are reused as
+// they are, committedMaxAge how long they may serve while a refresh runs.
+const (
+	committedTTL    = 100 * time.Millisecond
+	committedMaxAge = 2 * time.Second
+)
+
+// NewTail returns a Tail of cfg's events topic for the consumer group.
+// Close it when done.
+func NewTail(cfg Config, group string) *Tail {
+	client, closeIdle := cfg.Client(10 * time.Second)
+	return &Tail{cfg: cfg, topic: cfg.EventsTopic, group: group, client: client, close: closeIdle}
+}
+
+// Close releases the Tail's connections.
+func (t *Tail) Close() { t.close() }
+
+// Unhandled returns, in log order, the events of key at or after the later
+// of the group's committed offset and after+1 on key's partition, up to the
+// partition's end (high watermark) when called: every event of key that an
+// append acknowledged before the call and that the group may not have
+// handled. after is the offset of the last event of key the caller has
+// applied (-1: none). When more than limit records would have to be read, it
+// returns an error wrapping ErrTooFarBehind.
+func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int) ([]Delivery, error) {
+	p, err := t.partitionOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		end, committed int64
+		endErr, cErr   error
+		wg             sync.WaitGroup
+	)
+	wg.Go(func() { end, endErr = t.endOffset(ctx, p) })
+	wg.Go(func() { committed, cErr = t.committed(ctx, p) })
+	wg.Wait()
+	if err := errors.Join(endErr, cErr); err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read position of %s/%d: %v", t.topic, p, err))
+	}
+	from := max64(committed, after+1)
+	if from >= end {
+		return nil, nil
+	}
+	if end-from > int64(limit) {
+		return nil, fmt.Errorf("%w (%s/%d: %d records between %d and the end %d): %w", ErrTooFarBehind, t.topic, p, end-from, from, end, fault.ErrUnavailable)
+	}
+	var out []Delivery
+	err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, partition int, offset int64) error {
+		if string(k) != key {
+			return nil
+		}
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(value, ev); err != nil || ev.GetEventId() == "" {
+			return nil // the consumer dead-letters it; it never reaches the projection either
+		}
+		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: partition, Offset: offset})
+		return nil
+	})
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read %s/%d from %d: %v", t.topic, p, from, err))
+	}
+	return out, nil
+}
+
+// partitionOf returns the partition the producer writes key to (kafka.Hash
+// over the topic's partitions, as Writer.Append does).
+func (t *Tail) partitionOf(ctx context.Context, key string) (int, error) {
+	t.mu.Lock()
+	n := t.partitions
+	t.mu.Unlock()
+	if n == 0 {
+		meta, err := t.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.topic}})
+		if err == nil && (len(meta.Topics) != 1 || meta.Topics[0].Error != nil) {
+			err = fmt.Errorf("topic not found: %v", meta.Topics)
+		}
+		if err != nil {
+			return 0, fault.Unavailable(fmt.Sprintf("read metadata of %s: %v", t.topic, err))
+		}
+		n = len(meta.Topics[0].Partitions)
+		t.mu.Lock()
+		t.partitions = n
+		t.mu.Unlock()
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(key)}, parts...), nil
+}
+
+func (t *Tail) endOffset(ctx context.Context, p int) (int64, error) {
+	res, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.topic: {kafka.LastOffsetOf(p)}}})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[t.topic] {
+		if po.Partition == p {
+			if po.Error != nil {
+				return 0, po.Error
+			}
+			return po.LastOffset, nil
+		}
+	}
+	return 0, fmt.Errorf("no end offset for partition %d", p)
+}
+
+// committed returns the group's committed offset of p (0 when it has none:
+// the group starts at the beginning of the log). Offsets read less than
+// committedTTL ago are used as they are; older ones are used too while one
+// request refreshes them in the background (a committed offset only grows,
+// so an older one only makes the caller read more), unless they are older
+// than committedMaxAge.
+func (t *Tail) committed(ctx context.Context, p int) (int64, error) {
+	t.cmu.Lock()
+	offs, age := t.offsets, time.Since(t.readAt)
+	if offs != nil && age < committedMaxAge {
+		if age >= committedTTL && !t.refreshing {
+			t.refreshing = true
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_, _ = t.readCommitted(rctx)
+			}()
+		}
+		t.cmu.Unlock()
+		return offs[p], nil
+	}
+	t.cmu.Unlock()
+	offs, err := t.readCommitted(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return offs[p], nil
+}
+
+// readCommitted reads the group's committed offsets of every partition in
+// one request and keeps them.
+func (t *Tail) readCommitted(ctx context.Context) (map[int]int64, error) {
+	t.mu.Lock()
+	n := t.partitions
+	t.mu.Unlock()
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	start := time.Now()
+	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: parts}})
+	if err == nil {
+		err = res.Error
+	}
+	offs := make(map[int]int64, n)
+	if err == nil {
+		for _, po := range res.Topics[t.topic] {
+			if po.Error != nil {
+				err = po.Error
+				break
+			}
+			offs[po.Partition] = max64(po.CommittedOffset, 0)
+		}
+	}
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	t.refreshing = false
+	if err != nil {
+		return nil, err
+	}
+	if start.After(t.readAt) {
+		t.offsets, t.readAt = offs, start
+	}
+	return offs, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
