@@ -169,11 +169,7 @@ func Apply(a Alert, ev *eventsv1.Event) (Alert, *Send) {
 		a.stop(p.AlertDeclined.GetActor().GetPersonId())
 	case *eventsv1.Event_AlertAcknowledged:
 		ack := p.AlertAcknowledged
-		if a.Status == StatusFailsafe {
-			// Accepted from the fail-safe queue (any one acknowledgement
-			// does, as in the lifecycle): nothing more goes out.
-			a.Status = StatusAcknowledged
-		} else if a.ackMode(ack.GetStep()) == eventsv1.AckMode_ACK_MODE_ALL_MUST {
+		if a.ackMode(ack.GetStep()) == eventsv1.AckMode_ACK_MODE_ALL_MUST {
 			a.stop(ack.GetActor().GetPersonId())
 		} else if a.Status == StatusOpen {
 			a.Status = StatusAcknowledged
