@@ -169,7 +169,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_ACK_LINK_SECRET=" + s.Secret, "HERALD_REFERENCE_KEY=" + s.RefKey, "HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET=e2e-webhook-secret", "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
-			"HERALD_LEASE=10s", "HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
+			"HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
 		},
 	}
 	health := map[string]string{
