@@ -49,12 +49,19 @@ test: deps-up ## Run every module's tests against real Kafka and Redis (started 
 	grep -E '^(ok|FAIL)[[:space:]]|^[[:space:]]*--- FAIL' $$log || echo "no package ran tests"; \
 	rm -f $$log; exit $$fail
 
+# The chaos suite (e2e/chaos, build tag chaos) is not part of make test: its
+# invariants do not yet hold in every run (see e2e/README.md), and make test
+# must be a verdict that only a defect changes.
 CHAOS_ARGS ?=
 .PHONY: chaos
 chaos: deps-up ## The long chaos run (about 10 minutes): two replicas of every service on a three-broker cluster under faults; prints the invariants and figures.
 	@platform/infra/deps.sh cluster-up
 	@. "$${HERALD_DEPS_DIR:-$(CURDIR)/.deps}/cluster/env" && cd e2e && \
-		$(GO) test -count=1 -run '^TestChaos$$' -timeout 40m -v ./chaos -args -chaos.long $(CHAOS_ARGS)
+		$(GO) test -tags chaos -count=1 -run '^TestChaos$$' -timeout 40m -v ./chaos -args -chaos.long $(CHAOS_ARGS)
+
+.PHONY: chaos-short
+chaos-short: deps-up ## The short chaos run (about 2 minutes, one broker): the same invariants under replica kills and a Redis wipe.
+	@cd e2e && $(GO) test -tags chaos -count=1 -run '^TestChaos$$' -timeout 20m -v ./chaos $(CHAOS_ARGS)
 
 .PHONY: bench
 bench: deps-up ## Run the benchmarks against real Kafka and Redis.
@@ -102,9 +109,9 @@ vulncheck: ## govulncheck every module against the offline database; fails on a 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck, govulncheck (offline), buf lint and a check that generated code is fresh.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(GO) vet -tags chaos ./...) || exit 1; done
 	@cd tools/lint && GOWORK=off $(GO) build -o $(CURDIR)/bin/staticcheck honnef.co/go/tools/cmd/staticcheck
-	@for m in $(MODULES); do (cd $$m && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(CURDIR)/bin/staticcheck -tags chaos ./...) || exit 1; done
 	@$(MAKE) --no-print-directory vulncheck
 	@$(MAKE) --no-print-directory proto
 	@git diff --exit-code --stat -- proto/gen || (echo "proto/gen is stale: run make proto and commit"; exit 1)

@@ -201,7 +201,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
 			"HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
-			"HERALD_LEASE=10s", "HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
+			"HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
 		},
 	}
 	health := map[string]string{

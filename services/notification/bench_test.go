@@ -3,7 +3,9 @@ package notification_test
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -88,6 +90,20 @@ func BenchmarkLatencyAt200AlertsPerSecond(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	// The decision window: from the instant the end of the log was read for
+	// a send decision to the provider's acceptance. An acknowledgement
+	// appended within it does not stop that send (docs/design.md).
+	var win []int
+	for _, m := range regexp.MustCompile(`"decision_window_us":(\d+)`).FindAllStringSubmatch(e.logs.String(), -1) {
+		us, _ := strconv.Atoi(m[1])
+		win = append(win, us)
+	}
+	if len(win) > 0 {
+		slices.Sort(win)
+		b.ReportMetric(float64(win[len(win)/2])/1000, "window-p50-ms")
+		b.ReportMetric(float64(win[int(0.99*float64(len(win)-1))])/1000, "window-p99-ms")
+		b.ReportMetric(float64(win[len(win)-1])/1000, "window-max-ms")
+	}
 }
 
 func (e *env) waitMail(b *testing.B, addr string) mail {

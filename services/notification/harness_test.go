@@ -66,9 +66,18 @@ type fakeRules struct {
 	calls   int
 	addr    string
 	srv     *grpc.Server
+	// block, when set, is called first with every request (outside the
+	// lock): a test holds a replica's step job in hand by blocking in it.
+	block func(ctx context.Context, req *rulesv1.ResolveTargetsRequest)
 }
 
-func (f *fakeRules) ResolveTargets(_ context.Context, req *rulesv1.ResolveTargetsRequest) (*rulesv1.ResolveTargetsResponse, error) {
+func (f *fakeRules) ResolveTargets(ctx context.Context, req *rulesv1.ResolveTargetsRequest) (*rulesv1.ResolveTargetsResponse, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		block(ctx, req)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++

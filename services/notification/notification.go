@@ -147,9 +147,16 @@ type Config struct {
 	// rate-limited sends, overflow), so that under sustained overload they
 	// do not wait behind newly routed alerts.
 	ScheduleWorkers int
-	Lease           time.Duration
-	SendTimeout     time.Duration
-	MaxIdle         time.Duration
+	// Lease is how long a job stays leased to a replica without renewal;
+	// a live replica renews its jobs' leases every Lease/3, so a dead
+	// replica's jobs move to another within Lease.
+	Lease       time.Duration
+	SendTimeout time.Duration
+	// FreshWait bounds how long a send decision waits for the projection
+	// to apply what the log holds for the alert (the freshness barrier);
+	// after it, the send is decided on the projection as it is.
+	FreshWait time.Duration
+	MaxIdle   time.Duration
 	// ConsumerLanes is how many alerts of one partition are handled at
 	// once (each alert's events stay in order).
 	ConsumerLanes int
@@ -187,8 +194,9 @@ func DefaultConfig() Config {
 		Workers:              32,
 		ScheduleWorkers:      4,
 		ConsumerLanes:        8,
-		Lease:                time.Minute,
+		Lease:                5 * time.Second,
 		SendTimeout:          15 * time.Second,
+		FreshWait:            15 * time.Second,
 		MaxIdle:              time.Second,
 	}
 }
@@ -230,7 +238,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent jobs")
 	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
-	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease (must exceed send-timeout)")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease, renewed every lease/3 while the job is worked: a dead replica's jobs move within it")
+	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest wait of a send decision for the projection to apply the alert's events already in the log")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
 }
 
@@ -292,8 +301,14 @@ func (c Config) Validate() error {
 	if c.ConsumerLanes < 1 {
 		bad("setting consumer-lanes must be at least 1")
 	}
-	if c.SendTimeout <= 0 || c.Lease <= c.SendTimeout {
-		bad("setting lease must exceed send-timeout (> 0)")
+	if c.SendTimeout <= 0 {
+		bad("setting send-timeout must be > 0")
+	}
+	if c.Lease < 500*time.Millisecond {
+		bad("setting lease must be at least 500ms (it is renewed every lease/3)")
+	}
+	if c.FreshWait <= 0 {
+		bad("setting fresh-wait must be > 0")
 	}
 	return errors.Join(errs...)
 }
@@ -316,6 +331,7 @@ type Service struct {
 	deps     Deps
 	grpc     *grpcserver.Server
 	receipts *servicemain.HTTPServer
+	fresh    *eventlog.Freshness
 	smtp     *channel.SMTP
 	engine   *app.Engine
 }
@@ -356,6 +372,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
 	s.life.OnClose("event writer", writer.Close)
+	// Every send is decided behind this barrier: the projection has applied
+	// the alert's events that are in the log (docs/design.md, "Deciding on
+	// fresh state").
+	s.fresh = eventlog.NewFreshness(cfg.Log, cfg.GroupID, "")
+	s.life.OnClose("freshness reader", func() error { s.fresh.Close(); return nil })
 	conn, err := grpcserver.Dial(ctx, cfg.Rules.Addr, deps.Telemetry, grpcserver.ClientTLS(identity, cfg.Rules.ServerName))
 	if err != nil {
 		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
@@ -381,7 +402,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Log:      writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
-		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Fresh: s.fresh, FreshWait: cfg.FreshWait, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
@@ -423,7 +444,7 @@ func (s *Service) runEngine(ctx context.Context) error {
 	}()
 	go s.watchEpoch(ctx)
 	err := eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
+		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes, Freshness: s.fresh}, s.handle)
 	cancel()
 	eerr := <-engineErr
 	if eerr != nil && !errors.Is(eerr, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {

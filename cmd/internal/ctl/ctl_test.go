@@ -115,3 +115,12 @@ func TestRebuildRemovesTheEpochKey(t *testing.T) {
 		t.Fatalf("unknown service: got %d %q", code, errOut)
 	}
 }
+
+func TestSupersededSummarySaysWhoWasNotToldAndWhy(t *testing.T) {
+	ev := &eventsv1.Event{AlertId: "a1", Tenant: "RZZ", OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_NotificationSuperseded{
+		NotificationSuperseded: &eventsv1.NotificationSuperseded{Step: 1, Repeat: 0, Recipient: &eventsv1.Recipient{PersonId: "p-7"},
+			Reason: "alert no longer open", ReasonCode: eventsv1.SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED}}}
+	if got, want := Summary(ev), "step 1/0 to p-7 not sent: alert no longer open"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

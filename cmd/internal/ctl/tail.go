@@ -119,6 +119,13 @@ func Summary(ev *eventsv1.Event) string {
 	case *eventsv1.Event_NotificationFailed:
 		n := p.NotificationFailed
 		return fmt.Sprintf("step %d to %s by %s failed (permanent=%v, step failed=%v)", n.GetStep(), n.GetRecipient().GetPersonId(), channel(n.GetChannel()), n.GetPermanent(), n.GetStepFailed())
+	case *eventsv1.Event_NotificationSuperseded:
+		n := p.NotificationSuperseded
+		to := "step"
+		if n.GetRecipient().GetPersonId() != "" {
+			to = n.GetRecipient().GetPersonId()
+		}
+		return fmt.Sprintf("step %d/%d to %s not sent: %s", n.GetStep(), n.GetRepeat(), to, n.GetReason())
 	case *eventsv1.Event_NotificationDelivered:
 		return "delivered by " + channel(p.NotificationDelivered.GetChannel())
 	case *eventsv1.Event_AlertRead:

@@ -197,6 +197,12 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
+	case *eventsv1.Event_NotificationSuperseded:
+		n := p.NotificationSuperseded
+		e.Summary = fmt.Sprintf("not sent at step %d repeat %d: %s", n.GetStep(), n.GetRepeat(), n.GetReason())
+		e.PersonId = n.GetRecipient().GetPersonId()
+		return true
+
 	case *eventsv1.Event_NotificationDeferred:
 		// Timeline only: why a message was held back (a rate limit) and
 		// when its digest goes out; the NotificationSent that follows

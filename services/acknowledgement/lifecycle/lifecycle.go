@@ -236,6 +236,8 @@ func EventType(ev *eventsv1.Event) string {
 		return "AlertClosed"
 	case *eventsv1.Event_StepRecipientsResolved:
 		return "StepRecipientsResolved"
+	case *eventsv1.Event_NotificationSuperseded:
+		return "NotificationSuperseded"
 	case *eventsv1.Event_NotificationDeferred:
 		return "NotificationDeferred"
 	case *eventsv1.Event_DigestSent:

@@ -81,6 +81,10 @@ func (e *Engine) sendDigest(ctx context.Context, j Job) error {
 			return err
 		}
 		if reason := a.Gate(it.Round, it.Step, it.Repeat, it.Failsafe, it.PersonID); reason != domain.GateOK {
+			// Held back for the digest, then overtaken: the log says so.
+			if err := e.supersede(ctx, a, it.Job(a.Critical()), reason); err != nil {
+				return err
+			}
 			if err := e.cancel(ctx, it.Job(a.Critical()), reason); err != nil {
 				return err
 			}

@@ -42,11 +42,24 @@ type Options struct {
 	// digest that merges the messages held back (well under the shortest
 	// step timeout of a non-CRITICAL policy).
 	DigestAfter time.Duration
-	// Lease is how long a claimed job stays hidden; it must exceed
-	// SendTimeout so that a live worker is never overtaken.
+	// Lease is how long a claimed job stays hidden without renewal: the
+	// engine renews the leases of the jobs it holds every Lease/3, so a
+	// live worker is never overtaken however long it works, and the jobs
+	// of a replica that died are claimed by another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
-	Workers     int
+	// Fresh, when set, is the barrier every send is decided behind: a
+	// recipient job waits until the projection has applied every event of
+	// its alert that was in the log when the decision began, then reads the
+	// projection again and gates on it. Nil: the projection the job was
+	// scheduled from is used (unit tests).
+	Fresh Freshness
+	// FreshWait bounds that wait (default 15 s). When it passes (the
+	// alert's partition is not being consumed: an outage), the send is
+	// decided on the projection as it is, with a warning: withholding a
+	// clinical message for an outage of the consumer is the worse harm.
+	FreshWait time.Duration
+	Workers   int
 	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
 	// rate-limited sends, fast-lane overflow, other replicas' jobs), so
 	// that under sustained overload they never wait behind the fast lanes.
@@ -90,6 +103,10 @@ type Engine struct {
 	tracer  trace.Tracer
 	outcome metric.Int64Counter
 	latency metric.Float64Histogram
+	window  metric.Float64Histogram
+
+	leaseMu sync.Mutex
+	held    map[Job]time.Time // jobs leased to this replica -> lease end
 
 	mu      sync.Mutex
 	history map[string][]time.Time // person id -> recent sends, for the rate limit
@@ -103,15 +120,20 @@ func NewEngine(o Options) *Engine {
 	if o.MaxIdle <= 0 {
 		o.MaxIdle = time.Second
 	}
+	if o.FreshWait <= 0 {
+		o.FreshWait = 15 * time.Second
+	}
 	o.ScheduleWorkers = min(max(o.ScheduleWorkers, 0), o.Workers-1)
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
 		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
-		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}}
+		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}, held: map[Job]time.Time{}}
 	// The configuration was validated at start (its length is the only error).
 	e.refs, _ = alertref.Configured(o.ReferenceKey, o.AckLinkSecret)
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
 	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
+	e.window, _ = m.Float64Histogram("herald.notification.decision.window", metric.WithUnit("s"),
+		metric.WithDescription("from the instant the log's end was read for a send decision to the provider's acceptance: an acknowledgement appended within it does not stop the send"))
 	return e
 }
 
@@ -181,9 +203,11 @@ func (e *Engine) Handle(ctx context.Context, d eventlog.Delivery) error {
 			if !added[i] {
 				continue // scheduled by an earlier delivery: that schedule stands
 			}
+			e.hold(j, due)
 			select {
 			case lane <- localJob{job: j, alert: next}:
 			default: // the fast lane filled meanwhile: make it due for the poller
+				e.release(j)
 				if err := e.o.Store.Reschedule(ctx, j, now); err != nil {
 					return unavailable(err)
 				}
@@ -238,6 +262,7 @@ func (e *Engine) Wake() {
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { e.renewLeases(ctx) })
 	wg.Add(1)
 	go func() {
 		// The fast lanes: jobs leased to this replica when they were
@@ -295,7 +320,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		jobs, err := e.o.Store.Claim(ctx, e.o.Clock.Now(), free, e.o.Lease)
+		now := e.o.Clock.Now()
+		jobs, err := e.o.Store.Claim(ctx, now, free, e.o.Lease)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.o.Logger.WarnContext(ctx, "claim notification jobs", slog.String("error", err.Error()))
@@ -304,6 +330,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			continue
 		}
 		for _, j := range jobs {
+			e.hold(j, now.Add(e.o.Lease))
 			e.sem <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -342,6 +369,7 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 		attribute.String("herald.alert_id", j.AlertID), attribute.Int("herald.step", int(j.Step)),
 		attribute.Int("herald.repeat", int(j.Repeat)), attribute.Bool("herald.failsafe", j.Failsafe)))
 	defer span.End()
+	defer e.release(j)
 	var err error
 	switch j.Kind {
 	case JobStep:
@@ -373,6 +401,9 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 		}
 	}
 	if reason := gate(a, j, ""); reason != domain.GateOK {
+		if err := e.supersede(ctx, a, j, reason); err != nil {
+			return err
+		}
 		return e.o.Store.Done(ctx, j)
 	}
 	step := stepOf(a, j)
@@ -399,11 +430,15 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 	var jobs []Job
 	var pts [][]domain.ContactPoint
 	for _, r := range recips {
+		rj := Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe, Critical: j.Critical,
+			Breach: j.Breach, PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace}
 		if !j.Failsafe && j.Breach == 0 && a.Gate(j.Round, j.Step, j.Repeat, false, r.PersonID) == domain.GateStopped {
+			if err := e.supersede(ctx, a, rj, domain.GateStopped); err != nil {
+				return err
+			}
 			continue
 		}
-		jobs = append(jobs, Job{Kind: JobRecipient, AlertID: j.AlertID, Round: j.Round, Step: j.Step, Repeat: j.Repeat, Failsafe: j.Failsafe, Critical: j.Critical,
-			Breach: j.Breach, PersonID: r.PersonID, Role: r.Role, Tenant: r.Tenant, Cause: j.Cause, Trace: j.Trace})
+		jobs = append(jobs, rj)
 		pts = append(pts, r.Points)
 	}
 	if len(jobs) == 0 {
@@ -437,8 +472,12 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 			return err
 		}
 	}
-	if err := e.o.Store.FanOut(ctx, j, jobs, now.Add(e.o.Lease)); err != nil {
+	leased := now.Add(e.o.Lease)
+	if err := e.o.Store.FanOut(ctx, j, jobs, leased); err != nil {
 		return err
+	}
+	for _, rj := range jobs {
+		e.hold(rj, leased)
 	}
 	var wg sync.WaitGroup
 	for i, rj := range jobs {
@@ -457,16 +496,14 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 //
 // alert, when given, is the projection the caller read just now.
 func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoint, alert *domain.Alert) error {
-	var a domain.Alert
-	if alert != nil {
-		a = *alert
-	} else {
-		var err error
-		if a, err = e.o.Store.Alert(ctx, j.AlertID); err != nil {
-			return err
-		}
+	a, asOf, err := e.decisionState(ctx, j, alert)
+	if err != nil {
+		return err
 	}
 	if reason := gate(a, j, j.PersonID); reason != domain.GateOK {
+		if err := e.supersede(ctx, a, j, reason); err != nil {
+			return err
+		}
 		return e.cancel(ctx, j, reason)
 	}
 	step := stepOf(a, j)
@@ -518,15 +555,9 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 			// into one digest message to the person, soon.
 			return e.deferToDigest(ctx, a, j, rec, cp)
 		}
-		if i > 0 {
-			// A further contact point: renew the lease so that the sends of
-			// one job never outlast it.
-			if err := e.o.Store.Reschedule(ctx, j, e.o.Clock.Now().Add(e.o.Lease)); err != nil {
-				e.releaseSend(j.PersonID, reserved)
-				return err
-			}
-		}
-		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved)
+		// The job's lease is renewed while it is in hand (renewLeases), so
+		// the sends of one job never outlast it.
+		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved, asOf)
 		if err != nil || sent {
 			return err
 		}
@@ -541,7 +572,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 // to the next contact point. reserved is the rate-limit slot reserveSend
 // took for the send: it is given back unless the provider may have the
 // message.
-func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved time.Time) (bool, error) {
+func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved, asOf time.Time) (bool, error) {
 	mayHaveIt := false
 	defer func() {
 		if !mayHaveIt {
@@ -559,7 +590,8 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	// the other's job comes back after its lease and finds the record.
 	// The claim stores the "sending" marker with it.
 	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
-	mine, err := e.o.Store.ClaimAttempt(ctx, rec, e.o.Lease)
+	// The claim outlives the send however long the lease is.
+	mine, err := e.o.Store.ClaimAttempt(ctx, rec, e.o.SendTimeout+e.o.Lease)
 	if err != nil {
 		return false, err
 	}
@@ -586,6 +618,10 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	now := e.o.Clock.Now()
 	if sendErr == nil {
 		mayHaveIt = true
+		window := time.Since(asOf)
+		e.window.Record(ctx, window.Seconds(), metric.WithAttributes(attribute.String("channel", cp.Channel.String())))
+		e.o.Logger.DebugContext(ctx, "notification accepted", slog.String("notification_id", rec.NotificationID),
+			slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()), slog.Int64("decision_window_us", window.Microseconds()))
 		rec.Phase, rec.ProviderID, rec.LastError, rec.UpdatedAt = domain.PhaseSent, providerID, "", now
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
 			return true, err
@@ -811,6 +847,132 @@ func traceparent(ctx context.Context, tel *telemetry.Telemetry) string {
 	c := propagation.MapCarrier{}
 	tel.Propagator.Inject(ctx, c)
 	return c["traceparent"]
+}
+
+// decisionState returns the projection a send is decided on, and when it
+// was known fresh. With a Freshness barrier it first waits until every
+// event of the alert that is in the log now has been applied, then reads
+// the projection again: the copy the job was scheduled from may be behind
+// (a catch-up applies AlertRouted, schedules step 0, and applies the
+// AlertAcknowledged that follows it in the log only after). Without one it
+// uses alert when given.
+func (e *Engine) decisionState(ctx context.Context, j Job, alert *domain.Alert) (domain.Alert, time.Time, error) {
+	asOf := time.Now()
+	if e.o.Fresh == nil && alert != nil {
+		return *alert, asOf, nil
+	}
+	if e.o.Fresh != nil {
+		wctx, cancel := context.WithTimeout(ctx, e.o.FreshWait)
+		at, err := e.o.Fresh.Wait(wctx, j.AlertID)
+		cancel()
+		switch {
+		case err == nil:
+			asOf = at
+		case ctx.Err() != nil:
+			return domain.Alert{}, asOf, ctx.Err()
+		default:
+			e.o.Logger.WarnContext(ctx, "send decided on a projection that may be behind the log", slog.String("alert_id", j.AlertID),
+				slog.Uint64("step", uint64(j.Step)), slog.Duration("waited", e.o.FreshWait), slog.String("error", err.Error()))
+			e.outcome.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "stale_decision")))
+		}
+	}
+	a, err := e.o.Store.Alert(ctx, j.AlertID)
+	return a, asOf, err
+}
+
+// supersede appends NotificationSuperseded: the message of job j (a whole
+// step, or one recipient) will not be sent, for reason (a Gate reason). Its
+// id is deterministic, so a job worked twice records it once.
+func (e *Engine) supersede(ctx context.Context, a domain.Alert, j Job, reason string) error {
+	code := eventsv1.SupersededReason_SUPERSEDED_REASON_NOT_IN_POLICY
+	switch reason {
+	case domain.GateClosed:
+		code = eventsv1.SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED
+	case domain.GateSuperseded:
+		code = eventsv1.SupersededReason_SUPERSEDED_REASON_OVERTAKEN
+	case domain.GateStopped:
+		code = eventsv1.SupersededReason_SUPERSEDED_REASON_RECIPIENT_STOPPED
+	}
+	parts := []string{j.AlertID, "superseded", fmt.Sprint(j.Round), fmt.Sprint(j.Step), fmt.Sprint(j.Repeat), fmt.Sprint(j.Failsafe), j.PersonID}
+	if j.Breach != 0 {
+		// A breach notice is its own message, apart from the step's.
+		parts = append(parts, "breach", j.Breach.String())
+	}
+	ev := e.envelope(a, j, eventlog.ID(parts...))
+	s := &eventsv1.NotificationSuperseded{Step: j.Step, Repeat: j.Repeat, Round: j.Round, Failsafe: j.Failsafe, Reason: reason, ReasonCode: code, Breach: j.Breach}
+	if j.PersonID != "" {
+		s.Recipient = recipient(j)
+	}
+	ev.Payload = &eventsv1.Event_NotificationSuperseded{NotificationSuperseded: s}
+	if err := e.o.Log.Append(ctx, ev); err != nil {
+		return err
+	}
+	e.o.Logger.InfoContext(ctx, "notification superseded", slog.String("alert_id", j.AlertID), slog.Uint64("step", uint64(j.Step)),
+		slog.Uint64("repeat", uint64(j.Repeat)), slog.Bool("recipient", j.PersonID != ""), slog.String("reason", reason))
+	e.count(ctx, a, eventsv1.Channel_CHANNEL_UNSPECIFIED, "superseded")
+	return nil
+}
+
+// hold notes that j is leased to this replica until until, so that
+// renewLeases keeps it leased while it waits in a fast lane or is worked.
+func (e *Engine) hold(j Job, until time.Time) {
+	e.leaseMu.Lock()
+	defer e.leaseMu.Unlock()
+	e.held[j] = time.UnixMilli(until.UnixMilli())
+}
+
+// release stops renewing j's lease (its work ended: the job is done,
+// rescheduled, or left to come back when the lease ends).
+func (e *Engine) release(j Job) {
+	e.leaseMu.Lock()
+	defer e.leaseMu.Unlock()
+	delete(e.held, j)
+}
+
+// renewLeases extends, every Lease/3, the leases of the jobs this replica
+// holds, until ctx is done. A lease is renewed only if the schedule still
+// holds the end this replica gave it, so a job done or rescheduled
+// meanwhile (a retry due in a second) is never pushed back. If this
+// replica dies, its leases end within Lease and another replica claims the
+// jobs: short leases, kept alive by a heartbeat, instead of one long lease
+// that had to outlast the slowest send.
+func (e *Engine) renewLeases(ctx context.Context) {
+	every := max(e.o.Lease/3, 10*time.Millisecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.o.Clock.After(every):
+		}
+		e.leaseMu.Lock()
+		leases := make([]Lease, 0, len(e.held))
+		for j, until := range e.held {
+			leases = append(leases, Lease{Job: j, Until: until})
+		}
+		e.leaseMu.Unlock()
+		if len(leases) == 0 {
+			continue
+		}
+		until := time.UnixMilli(e.o.Clock.Now().Add(e.o.Lease).UnixMilli())
+		renewed, err := e.o.Store.Renew(ctx, leases, until)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.o.Logger.WarnContext(ctx, "renew job leases", slog.Int("jobs", len(leases)), slog.String("error", err.Error()))
+			}
+			continue
+		}
+		e.leaseMu.Lock()
+		for i, l := range leases {
+			if cur, ok := e.held[l.Job]; ok && cur.Equal(l.Until) {
+				if renewed[i] {
+					e.held[l.Job] = until
+				} else {
+					delete(e.held, l.Job) // done, rescheduled or claimed elsewhere
+				}
+			}
+		}
+		e.leaseMu.Unlock()
+	}
 }
 
 // gate says whether job j may still send to personID ("" for the step).

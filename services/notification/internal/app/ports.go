@@ -90,6 +90,13 @@ func (it DigestItem) Job(critical bool) Job {
 		Critical: critical, PersonID: it.PersonID, Role: it.Role, Tenant: it.RecipientTenant, Cause: it.Cause}
 }
 
+// Lease is a job this replica holds, leased until Until (whole
+// milliseconds, as the schedule stores it).
+type Lease struct {
+	Job   Job
+	Until time.Time
+}
+
 // Record is the dedup and status record of one notification id.
 type Record struct {
 	NotificationID  string             `json:"nid"`
@@ -143,6 +150,11 @@ type Store interface {
 	Reschedule(ctx context.Context, j Job, at time.Time) error
 	// Done removes a job.
 	Done(ctx context.Context, j Job) error
+	// Renew extends leases: each job whose schedule entry still holds the
+	// lease end it was given (Lease.Until; not done, rescheduled or claimed
+	// since) is leased until until. renewed[i] reports whether leases[i]
+	// was.
+	Renew(ctx context.Context, leases []Lease, until time.Time) (renewed []bool, err error)
 	// FanOut records the recipients of a step, adds their jobs leased until
 	// leasedUntil (the caller works them at once) and removes the step job.
 	FanOut(ctx context.Context, step Job, recipients []Job, leasedUntil time.Time) error
@@ -208,6 +220,16 @@ type Recipient struct {
 // could not be done now and may be retried.
 type Resolver interface {
 	Resolve(ctx context.Context, a domain.Alert, step domain.Step, at time.Time) ([]Recipient, error)
+}
+
+// Freshness is the read-your-log barrier a send is decided behind
+// (eventlog.Freshness). Wait returns once every event of the alert's
+// partition that was in the log when Wait was called has been applied to
+// the projection; asOf is when the end of the log was read (an event
+// appended after it may not be applied). An error means freshness could
+// not be established (ctx ended, the log unreachable).
+type Freshness interface {
+	Wait(ctx context.Context, alertID string) (asOf time.Time, err error)
 }
 
 // Appender appends events durably (acks=all); an error means nothing may be

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -15,7 +17,10 @@ import (
 // and Delivered), so that dedup survives the loss of Redis. It is pure: the
 // caller feeds it events in log order and writes the result.
 type Rebuilder struct {
-	alerts  map[string]domain.Alert
+	alerts map[string]domain.Alert
+	// asked holds, per alert, the steps its current routing round asked
+	// for, with the latest repeat of each.
+	asked   map[string]asked
 	records map[string]Record
 	order   []string // record ids, first-seen order
 	// breaches are the clocks breached per alert, with the round.
@@ -27,9 +32,15 @@ type breach struct {
 	clock eventsv1.ClockKind
 }
 
+// asked is the steps one routing round asked for: step -> latest repeat.
+type asked struct {
+	round uint32
+	steps map[uint32]uint32
+}
+
 // NewRebuilder returns an empty rebuilder.
 func NewRebuilder() *Rebuilder {
-	return &Rebuilder{alerts: map[string]domain.Alert{}, records: map[string]Record{}, breaches: map[string][]breach{}}
+	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, breaches: map[string][]breach{}}
 }
 
 // Add folds one event.
@@ -38,10 +49,20 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		return
 	}
 	if relevant(ev) {
-		a := r.alerts[ev.GetAlertId()]
-		r.alerts[ev.GetAlertId()], _ = domain.Apply(a, ev)
+		id := ev.GetAlertId()
+		prev := r.alerts[id]
+		var send *domain.Send
+		r.alerts[id], send = domain.Apply(prev, ev)
 		if b := ev.GetSlaBreached(); b != nil {
-			r.breaches[ev.GetAlertId()] = append(r.breaches[ev.GetAlertId()], breach{round: a.Round, clock: b.GetClock()})
+			r.breaches[id] = append(r.breaches[id], breach{round: prev.Round, clock: b.GetClock()})
+		}
+		if send != nil && !send.Failsafe && send.Breach == eventsv1.ClockKind_CLOCK_KIND_UNSPECIFIED {
+			as := r.asked[id]
+			if as.steps == nil || as.round != send.Round {
+				as = asked{round: send.Round, steps: map[uint32]uint32{}}
+			}
+			as.steps[send.Step] = send.Repeat
+			r.asked[id] = as
 		}
 		return
 	}
@@ -107,19 +128,37 @@ func (r *Rebuilder) Records() []Record {
 	return out
 }
 
-// Alerts returns each rebuilt alert with the job that must run for it: the
-// current step of an open alert, or the fail-safe message of a queued one.
+// Alerts returns each rebuilt alert with the jobs that must run for it:
+// every step its current routing round asked for (at the step's latest
+// repeat) of an open alert, or the fail-safe message of a queued one.
 // Dedup makes these jobs send only what the log does not show as sent.
+// Not only the current step: an earlier step's job may have been held
+// (leased to a replica that died, or waiting for a retry) when Redis was
+// lost, and its recipients would otherwise never be contacted.
 func (r *Rebuilder) Alerts() map[string][]Job {
 	out := map[string][]Job{}
 	for id, a := range r.alerts {
 		var jobs []Job
 		switch {
 		case !a.Routed:
-		case a.Status == domain.StatusOpen:
-			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: a.Step, Repeat: a.Repeat, Critical: a.Critical(), Cause: "rebuild"})
-		case a.Status == domain.StatusFailsafe:
-			jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+		case a.Status == domain.StatusOpen || a.Status == domain.StatusFailsafe:
+			steps := r.asked[id].steps
+			if r.asked[id].round != a.Round {
+				steps = nil
+			}
+			if _, ok := steps[a.Step]; !ok {
+				steps = maps.Clone(steps)
+				if steps == nil {
+					steps = map[uint32]uint32{}
+				}
+				steps[a.Step] = a.Repeat
+			}
+			for _, s := range slices.Sorted(maps.Keys(steps)) {
+				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: s, Repeat: steps[s], Critical: a.Critical(), Cause: "rebuild"})
+			}
+			if a.Status == domain.StatusFailsafe {
+				jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: uint32(len(a.Steps)), Failsafe: true, Critical: a.Critical(), Cause: "rebuild"})
+			}
 		}
 		// The notices of the round's breaches: those already sent are
 		// recorded and skipped; one not sent when Redis was lost goes now.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,6 +23,11 @@ func sent(alert, nid string, step uint32) *eventsv1.Event {
 func failed(alert, nid string, permanent bool) *eventsv1.Event {
 	return &eventsv1.Event{EventId: nid + "-failed", AlertId: alert, Payload: &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{
 		NotificationId: nid, Recipient: &eventsv1.Recipient{PersonId: "p1"}, Channel: eventsv1.Channel_CHANNEL_SMS, Attempt: 2, Permanent: permanent}}}
+}
+
+func escalated(alert string, step, repeat uint32) *eventsv1.Event {
+	return &eventsv1.Event{EventId: fmt.Sprintf("%s-esc-%d-%d", alert, step, repeat), AlertId: alert, Payload: &eventsv1.Event_AlertEscalated{
+		AlertEscalated: &eventsv1.AlertEscalated{ToStep: step, Repeat: repeat}}}
 }
 
 func TestRebuilder(t *testing.T) {
@@ -52,10 +58,22 @@ func TestRebuilder(t *testing.T) {
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
 			map[string][]Job{"A": nil}},
-		{"given failsafe queued then the failsafe job",
+		{"given an escalation then a job for every step of the round (an earlier step's job may have been lost with Redis)",
+			[]*eventsv1.Event{routed("A"), escalated("A", 1, 0)},
+			map[string]domain.Phase{},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}, {Kind: JobStep, AlertID: "A", Round: 1, Step: 1, Cause: "rebuild"}}}},
+		{"given repeats then each step at its latest repeat",
+			[]*eventsv1.Event{routed("A"), escalated("A", 0, 1), escalated("A", 1, 0), escalated("A", 1, 1)},
+			map[string]domain.Phase{},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Repeat: 1, Cause: "rebuild"}, {Kind: JobStep, AlertID: "A", Round: 1, Step: 1, Repeat: 1, Cause: "rebuild"}}}},
+		{"given a re-routing then only the new round's steps",
+			[]*eventsv1.Event{routed("A"), escalated("A", 1, 0), {EventId: "A-routed-2", AlertId: "A", Payload: routed("A").Payload}},
+			map[string]domain.Phase{},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 2, Cause: "rebuild"}}}},
+		{"given failsafe queued then the round's steps (a message not yet made still goes) and the failsafe job",
 			[]*eventsv1.Event{routed("A"), {EventId: "f", AlertId: "A", Payload: &eventsv1.Event_FailsafeQueued{FailsafeQueued: &eventsv1.FailsafeQueued{}}}, sent("A", "n2", 2)},
 			map[string]domain.Phase{"n2": domain.PhaseRecorded},
-			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 2, Failsafe: true, Cause: "rebuild"}}}},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}, {Kind: JobStep, AlertID: "A", Round: 1, Step: 2, Failsafe: true, Cause: "rebuild"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

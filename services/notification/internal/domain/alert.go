@@ -333,9 +333,10 @@ const (
 )
 
 // Gate says whether a message for (round, step, repeat) to personID may
-// still go out: the alert must be open in that round at that step and repeat (or in the fail-safe
-// queue, for the fail-safe message), and the person must not have declined
-// or acknowledged. It returns GateOK or the reason to cancel. An
+// still go out: the alert must be open or in the fail-safe queue (only
+// queued, for the fail-safe message) in that round, the step must not be
+// overtaken by a newer repeat of itself, and the person must not have
+// declined or acknowledged. It returns GateOK or the reason to cancel. An
 // acknowledgement, cancellation, closure or re-routing applied before a
 // retry therefore cancels the retry; an escalation does not cancel an
 // earlier step's message, and a repeat replaces its step's earlier send.
@@ -352,9 +353,13 @@ func (a Alert) Gate(round, step, repeat uint32, failsafe bool, personID string) 
 		}
 		return GateOK
 	}
-	if a.Status != StatusOpen {
+	if a.Status != StatusOpen && a.Status != StatusFailsafe {
 		return GateClosed
 	}
+	// In the fail-safe queue, a step's message not yet made still goes out:
+	// queueing adds the fail-safe team, as an escalation adds people, and
+	// takes the alert away from nobody not yet told (a step whose send was
+	// held by a dead replica, or decided after the queueing was applied).
 	if step > a.Step || (step == a.Step && repeat != a.Repeat) {
 		// A newer send of the same step replaces this one (or the job is
 		// ahead of the projection, which it never should be).

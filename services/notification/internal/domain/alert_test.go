@@ -75,6 +75,8 @@ func TestApply(t *testing.T) {
 		{"given routed when duplicate routed then nothing", []*eventsv1.Event{routed("e2", 0)}, routed("e2", 0), nil, StatusOpen, 0, 0},
 		{"given acknowledged when escalated then nothing", []*eventsv1.Event{routed("e2", 0), acked("e3", "p1")}, escalated("e4", 1, 0), nil, StatusAcknowledged, 0, 0},
 		{"given routed when failsafe then send the failsafe step", []*eventsv1.Event{routed("e2", 0), escalated("e3", 1, 0)}, failsafe("e4"), &Send{Round: 1, Step: 2, Failsafe: true}, StatusFailsafe, 1, 0},
+		{"given failsafe queued when acknowledged then still queued until closed", []*eventsv1.Event{routed("e2", 0), failsafe("e3")}, acked("e4", "p1"), nil, StatusFailsafe, 0, 0},
+		{"given failsafe queued all-must when one acks then still queued until closed", []*eventsv1.Event{routed("e2", eventsv1.AckMode_ACK_MODE_ALL_MUST), failsafe("e3")}, acked("e4", "p1"), nil, StatusFailsafe, 0, 0},
 		{"given routed all-must when one acks then still open", []*eventsv1.Event{routed("e2", eventsv1.AckMode_ACK_MODE_ALL_MUST)}, acked("e3", "p1"), nil, StatusOpen, 0, 0},
 		{"given routed when cancelled then cancelled", []*eventsv1.Event{routed("e2", 0)},
 			&eventsv1.Event{EventId: "e3", Payload: &eventsv1.Event_AlertCancelled{AlertCancelled: &eventsv1.AlertCancelled{}}}, nil, StatusCancelled, 0, 0},
@@ -126,6 +128,7 @@ func TestGate(t *testing.T) {
 	open, _ := fold(routed("e1", 0), escalated("e2", 1, 0), declined("e3", "p9"))
 	ackd, _ := fold(routed("e1", 0), acked("e2", "p1"))
 	fs, _ := fold(routed("e1", 0), failsafe("e2"))
+	fsAckd, _ := fold(routed("e1", 0), failsafe("e2"), acked("e3", "p1"))
 	rerouted, _ := fold(routed("e1", 0), escalated("e2", 1, 0), routed("e3", 0))
 	repeated, _ := fold(routed("e1", 0), escalated("e2", 1, 0), escalated("e4", 1, 1))
 	tests := []struct {
@@ -144,7 +147,9 @@ func TestGate(t *testing.T) {
 		{"given a decliner then stopped", open, 0, 1, 0, false, "p9", GateStopped},
 		{"given acknowledged then a retry is cancelled", ackd, 0, 0, 0, false, "p1", GateClosed},
 		{"given failsafe queued then the failsafe message goes", fs, 0, 2, 0, true, "p1", GateOK},
-		{"given failsafe queued then step sends are closed", fs, 0, 0, 0, false, "p1", GateClosed},
+		{"given failsafe queued then a step message not yet made still goes", fs, 0, 0, 0, false, "p1", GateOK},
+		{"given acknowledged in the fail-safe queue then the officers are still told (until closed)", fsAckd, 0, 2, 0, true, "p1", GateOK},
+		{"given acknowledged in the fail-safe queue then a step message not yet made still goes", fsAckd, 0, 0, 0, false, "p1", GateOK},
 		{"given open then a failsafe send is closed", open, 0, 2, 0, true, "p1", GateClosed},
 		{"given not routed then nothing", Alert{}, 0, 0, 0, false, "p1", GateNotRouted},
 		{"given re-routed then a job of the first round is superseded", rerouted, 1, 0, 0, false, "p1", GateSuperseded},

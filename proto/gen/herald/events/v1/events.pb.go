@@ -599,6 +599,69 @@ func (ProblemCode) EnumDescriptor() ([]byte, []int) {
 	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
+// SupersededReason says why a message asked for was not sent.
+type SupersededReason int32
+
+const (
+	SupersededReason_SUPERSEDED_REASON_UNSPECIFIED SupersededReason = 0
+	// The alert was acknowledged, cancelled, closed or fail-safe-queued
+	// before the send was decided.
+	SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED SupersededReason = 1
+	// A newer repeat of the same step, or a newer routing round, was asked
+	// for before this one was sent: the newer one is sent instead.
+	SupersededReason_SUPERSEDED_REASON_OVERTAKEN SupersededReason = 2
+	// The recipient declined, or acknowledged a step that all must
+	// acknowledge.
+	SupersededReason_SUPERSEDED_REASON_RECIPIENT_STOPPED SupersededReason = 3
+	// The step is not in the alert's policy, or the alert is not routed.
+	SupersededReason_SUPERSEDED_REASON_NOT_IN_POLICY SupersededReason = 4
+)
+
+// Enum value maps for SupersededReason.
+var (
+	SupersededReason_name = map[int32]string{
+		0: "SUPERSEDED_REASON_UNSPECIFIED",
+		1: "SUPERSEDED_REASON_ALERT_CLOSED",
+		2: "SUPERSEDED_REASON_OVERTAKEN",
+		3: "SUPERSEDED_REASON_RECIPIENT_STOPPED",
+		4: "SUPERSEDED_REASON_NOT_IN_POLICY",
+	}
+	SupersededReason_value = map[string]int32{
+		"SUPERSEDED_REASON_UNSPECIFIED":       0,
+		"SUPERSEDED_REASON_ALERT_CLOSED":      1,
+		"SUPERSEDED_REASON_OVERTAKEN":         2,
+		"SUPERSEDED_REASON_RECIPIENT_STOPPED": 3,
+		"SUPERSEDED_REASON_NOT_IN_POLICY":     4,
+	}
+)
+
+func (x SupersededReason) Enum() *SupersededReason {
+	p := new(SupersededReason)
+	*p = x
+	return p
+}
+
+func (x SupersededReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SupersededReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_events_v1_events_proto_enumTypes[10].Descriptor()
+}
+
+func (SupersededReason) Type() protoreflect.EnumType {
+	return &file_herald_events_v1_events_proto_enumTypes[10]
+}
+
+func (x SupersededReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SupersededReason.Descriptor instead.
+func (SupersededReason) EnumDescriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
 // Event is the envelope of every record on the alert event log.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -635,6 +698,7 @@ type Event struct {
 	//	*Event_SlaBreached
 	//	*Event_FailsafeQueued
 	//	*Event_AlertClosed
+	//	*Event_NotificationSuperseded
 	//	*Event_StepRecipientsResolved
 	//	*Event_NotificationDeferred
 	//	*Event_DigestSent
@@ -882,6 +946,15 @@ func (x *Event) GetAlertClosed() *AlertClosed {
 	return nil
 }
 
+func (x *Event) GetNotificationSuperseded() *NotificationSuperseded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationSuperseded); ok {
+			return x.NotificationSuperseded
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetStepRecipientsResolved() *StepRecipientsResolved {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_StepRecipientsResolved); ok {
@@ -995,6 +1068,10 @@ type Event_AlertClosed struct {
 	AlertClosed *AlertClosed `protobuf:"bytes,35,opt,name=alert_closed,json=alertClosed,proto3,oneof"`
 }
 
+type Event_NotificationSuperseded struct {
+	NotificationSuperseded *NotificationSuperseded `protobuf:"bytes,38,opt,name=notification_superseded,json=notificationSuperseded,proto3,oneof"`
+}
+
 type Event_StepRecipientsResolved struct {
 	StepRecipientsResolved *StepRecipientsResolved `protobuf:"bytes,40,opt,name=step_recipients_resolved,json=stepRecipientsResolved,proto3,oneof"`
 }
@@ -1046,6 +1123,8 @@ func (*Event_SlaBreached) isEvent_Payload() {}
 func (*Event_FailsafeQueued) isEvent_Payload() {}
 
 func (*Event_AlertClosed) isEvent_Payload() {}
+
+func (*Event_NotificationSuperseded) isEvent_Payload() {}
 
 func (*Event_StepRecipientsResolved) isEvent_Payload() {}
 
@@ -2808,6 +2887,127 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 	return 0
 }
 
+// NotificationSuperseded: a message that was asked for (a step, or one
+// recipient of it) will not be sent, and why: the alert was acknowledged,
+// cancelled or closed before the send was decided, a newer repeat or routing
+// round overtook it, the recipient declined, or the step is not in the
+// policy. It makes every skipped message visible on the alert's timeline.
+// It names the recipient by identifiers only (no patient data).
+type NotificationSuperseded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The notification id the message would have had; empty for a whole step.
+	NotificationId string `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// The alert's routing round the message belonged to.
+	Round uint32 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
+	// Whom the message was for; unset for a whole step (before fan-out).
+	Recipient *Recipient `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// The fail-safe message (step = number of policy steps).
+	Failsafe bool `protobuf:"varint,6,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
+	// Why the message was not sent (fixed words, see reason_code).
+	Reason     string           `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReasonCode SupersededReason `protobuf:"varint,8,opt,name=reason_code,json=reasonCode,proto3,enum=herald.events.v1.SupersededReason" json:"reason_code,omitempty"`
+	// For the notice of a clock's breach: that clock (unset for a step's
+	// or the fail-safe message).
+	Breach        ClockKind `protobuf:"varint,9,opt,name=breach,proto3,enum=herald.events.v1.ClockKind" json:"breach,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationSuperseded) Reset() {
+	*x = NotificationSuperseded{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationSuperseded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationSuperseded) ProtoMessage() {}
+
+func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationSuperseded.ProtoReflect.Descriptor instead.
+func (*NotificationSuperseded) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NotificationSuperseded) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationSuperseded) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *NotificationSuperseded) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationSuperseded) GetFailsafe() bool {
+	if x != nil {
+		return x.Failsafe
+	}
+	return false
+}
+
+func (x *NotificationSuperseded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotificationSuperseded) GetReasonCode() SupersededReason {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return SupersededReason_SUPERSEDED_REASON_UNSPECIFIED
+}
+
+func (x *NotificationSuperseded) GetBreach() ClockKind {
+	if x != nil {
+		return x.Breach
+	}
+	return ClockKind_CLOCK_KIND_UNSPECIFIED
+}
+
 // NotificationDeferred: a message was held back, not sent now, and why (the
 // person's rate limit): it goes out merged into one digest message to that
 // person at digest_at (DigestSent), never silently later.
@@ -2826,7 +3026,7 @@ type NotificationDeferred struct {
 
 func (x *NotificationDeferred) Reset() {
 	*x = NotificationDeferred{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +3038,7 @@ func (x *NotificationDeferred) String() string {
 func (*NotificationDeferred) ProtoMessage() {}
 
 func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +3051,7 @@ func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
 func (*NotificationDeferred) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NotificationDeferred) GetNotificationId() string {
@@ -2924,7 +3124,7 @@ type DigestSent struct {
 
 func (x *DigestSent) Reset() {
 	*x = DigestSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3136,7 @@ func (x *DigestSent) String() string {
 func (*DigestSent) ProtoMessage() {}
 
 func (x *DigestSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3149,7 @@ func (x *DigestSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
 func (*DigestSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DigestSent) GetDigestId() string {
@@ -3023,7 +3223,7 @@ type BreachNoticeSent struct {
 
 func (x *BreachNoticeSent) Reset() {
 	*x = BreachNoticeSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3235,7 @@ func (x *BreachNoticeSent) String() string {
 func (*BreachNoticeSent) ProtoMessage() {}
 
 func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3248,7 @@ func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
 func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BreachNoticeSent) GetNotificationId() string {
@@ -3098,7 +3298,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3110,7 +3310,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3123,7 +3323,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -3163,7 +3363,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3375,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3388,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -3237,7 +3437,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3249,7 +3449,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3262,7 +3462,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -3293,7 +3493,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3505,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3518,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -3363,7 +3563,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3575,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3588,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -3438,7 +3638,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3650,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3663,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -3501,7 +3701,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +3713,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +3726,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3569,7 +3769,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3781,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3794,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3631,7 +3831,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3643,7 +3843,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3656,7 +3856,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -3692,7 +3892,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +3904,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +3917,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -3765,7 +3965,7 @@ type TimerRepaired struct {
 
 func (x *TimerRepaired) Reset() {
 	*x = TimerRepaired{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3777,7 +3977,7 @@ func (x *TimerRepaired) String() string {
 func (*TimerRepaired) ProtoMessage() {}
 
 func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3790,7 +3990,7 @@ func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
 func (*TimerRepaired) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
@@ -3832,7 +4032,7 @@ var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x0f\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x10\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -3859,7 +4059,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x0falert_escalated\x18  \x01(\v2 .herald.events.v1.AlertEscalatedH\x00R\x0ealertEscalated\x12B\n" +
 	"\fsla_breached\x18! \x01(\v2\x1d.herald.events.v1.SLABreachedH\x00R\vslaBreached\x12K\n" +
 	"\x0ffailsafe_queued\x18\" \x01(\v2 .herald.events.v1.FailsafeQueuedH\x00R\x0efailsafeQueued\x12B\n" +
-	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12d\n" +
+	"\falert_closed\x18# \x01(\v2\x1d.herald.events.v1.AlertClosedH\x00R\valertClosed\x12c\n" +
+	"\x17notification_superseded\x18& \x01(\v2(.herald.events.v1.NotificationSupersededH\x00R\x16notificationSuperseded\x12d\n" +
 	"\x18step_recipients_resolved\x18( \x01(\v2(.herald.events.v1.StepRecipientsResolvedH\x00R\x16stepRecipientsResolved\x12]\n" +
 	"\x15notification_deferred\x18- \x01(\v2&.herald.events.v1.NotificationDeferredH\x00R\x14notificationDeferred\x12?\n" +
 	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
@@ -4011,7 +4212,18 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xac\x02\n" +
+	" \x01(\rR\x06repeat\"\xec\x02\n" +
+	"\x16NotificationSuperseded\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x12\x14\n" +
+	"\x05round\x18\x04 \x01(\rR\x05round\x129\n" +
+	"\trecipient\x18\x05 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x12\x1a\n" +
+	"\bfailsafe\x18\x06 \x01(\bR\bfailsafe\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12C\n" +
+	"\vreason_code\x18\b \x01(\x0e2\".herald.events.v1.SupersededReasonR\n" +
+	"reasonCode\x123\n" +
+	"\x06breach\x18\t \x01(\x0e2\x1b.herald.events.v1.ClockKindR\x06breach\"\xac\x02\n" +
 	"\x14NotificationDeferred\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
@@ -4158,7 +4370,13 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x1ePROBLEM_CODE_ACCESSION_MISSING\x10\x03\x12!\n" +
 	"\x1dPROBLEM_CODE_REFERRER_MISSING\x10\x04\x12$\n" +
 	" PROBLEM_CODE_REPORT_TIME_INVALID\x10\x05\x12#\n" +
-	"\x1fPROBLEM_CODE_BIRTH_DATE_INVALID\x10\x06BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
+	"\x1fPROBLEM_CODE_BIRTH_DATE_INVALID\x10\x06*\xc8\x01\n" +
+	"\x10SupersededReason\x12!\n" +
+	"\x1dSUPERSEDED_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eSUPERSEDED_REASON_ALERT_CLOSED\x10\x01\x12\x1f\n" +
+	"\x1bSUPERSEDED_REASON_OVERTAKEN\x10\x02\x12'\n" +
+	"#SUPERSEDED_REASON_RECIPIENT_STOPPED\x10\x03\x12#\n" +
+	"\x1fSUPERSEDED_REASON_NOT_IN_POLICY\x10\x04BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_herald_events_v1_events_proto_rawDescOnce sync.Once
@@ -4172,8 +4390,8 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_herald_events_v1_events_proto_rawDescData
 }
 
-var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -4185,138 +4403,144 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(DeclineReason)(0),             // 7: herald.events.v1.DeclineReason
 	(EscalationReason)(0),          // 8: herald.events.v1.EscalationReason
 	(ProblemCode)(0),               // 9: herald.events.v1.ProblemCode
-	(*Event)(nil),                  // 10: herald.events.v1.Event
-	(*PolicyRef)(nil),              // 11: herald.events.v1.PolicyRef
-	(*Identifier)(nil),             // 12: herald.events.v1.Identifier
-	(*Patient)(nil),                // 13: herald.events.v1.Patient
-	(*Clinician)(nil),              // 14: herald.events.v1.Clinician
-	(*Exam)(nil),                   // 15: herald.events.v1.Exam
-	(*Encounter)(nil),              // 16: herald.events.v1.Encounter
-	(*SourceFlag)(nil),             // 17: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),           // 18: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),            // 19: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),           // 20: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),         // 21: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),      // 22: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),       // 23: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                 // 24: herald.events.v1.Clocks
-	(*Target)(nil),                 // 25: herald.events.v1.Target
-	(*EscalationStep)(nil),         // 26: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),       // 27: herald.events.v1.EscalationPolicy
-	(*BreachNotice)(nil),           // 28: herald.events.v1.BreachNotice
-	(*AlertRouted)(nil),            // 29: herald.events.v1.AlertRouted
-	(*Recipient)(nil),              // 30: herald.events.v1.Recipient
-	(*NotificationSent)(nil),       // 31: herald.events.v1.NotificationSent
-	(*StepRecipientsResolved)(nil), // 32: herald.events.v1.StepRecipientsResolved
-	(*NotificationFailed)(nil),     // 33: herald.events.v1.NotificationFailed
-	(*NotificationDeferred)(nil),   // 34: herald.events.v1.NotificationDeferred
-	(*DigestSent)(nil),             // 35: herald.events.v1.DigestSent
-	(*BreachNoticeSent)(nil),       // 36: herald.events.v1.BreachNoticeSent
-	(*NotificationDelivered)(nil),  // 37: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 38: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 39: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 40: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 41: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 42: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 43: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 44: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 45: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 46: herald.events.v1.AlertClosed
-	(*TimerRepaired)(nil),          // 47: herald.events.v1.TimerRepaired
-	(*timestamppb.Timestamp)(nil),  // 48: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 49: google.protobuf.Duration
+	(SupersededReason)(0),          // 10: herald.events.v1.SupersededReason
+	(*Event)(nil),                  // 11: herald.events.v1.Event
+	(*PolicyRef)(nil),              // 12: herald.events.v1.PolicyRef
+	(*Identifier)(nil),             // 13: herald.events.v1.Identifier
+	(*Patient)(nil),                // 14: herald.events.v1.Patient
+	(*Clinician)(nil),              // 15: herald.events.v1.Clinician
+	(*Exam)(nil),                   // 16: herald.events.v1.Exam
+	(*Encounter)(nil),              // 17: herald.events.v1.Encounter
+	(*SourceFlag)(nil),             // 18: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),           // 19: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),            // 20: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 21: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 22: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 23: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 24: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 25: herald.events.v1.Clocks
+	(*Target)(nil),                 // 26: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 27: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 28: herald.events.v1.EscalationPolicy
+	(*BreachNotice)(nil),           // 29: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 30: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 31: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 32: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 33: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 34: herald.events.v1.NotificationFailed
+	(*NotificationSuperseded)(nil), // 35: herald.events.v1.NotificationSuperseded
+	(*NotificationDeferred)(nil),   // 36: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 37: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 38: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 39: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 40: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 41: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 42: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 43: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 44: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 45: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 46: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 47: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 48: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 49: herald.events.v1.TimerRepaired
+	(*timestamppb.Timestamp)(nil),  // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 51: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	48, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	11, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	19, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	20, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	21, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	23, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	29, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	31, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	33, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	37, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	39, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	40, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	41, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	42, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	43, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	44, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	45, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	46, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	32, // 18: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
-	34, // 19: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
-	35, // 20: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
-	36, // 21: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
-	47, // 22: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
-	12, // 23: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 24: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 25: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	13, // 26: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	15, // 27: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	17, // 28: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 29: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	14, // 30: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	14, // 31: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	14, // 32: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	16, // 33: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	48, // 34: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	18, // 35: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	18, // 36: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 37: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	18, // 38: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	22, // 39: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	48, // 40: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	48, // 41: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	48, // 42: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	48, // 43: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	48, // 44: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 45: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	25, // 46: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	49, // 47: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 48: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 49: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	11, // 50: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	26, // 51: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	28, // 52: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	49, // 53: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,  // 54: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	25, // 55: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,  // 56: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,  // 57: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	24, // 58: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	27, // 59: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 60: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	30, // 61: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 62: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	30, // 63: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 64: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	30, // 65: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 66: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	48, // 67: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	30, // 68: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 69: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,  // 70: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	30, // 71: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 72: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,  // 73: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	38, // 74: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	38, // 75: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	38, // 76: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 77: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	38, // 78: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 79: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 80: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	48, // 81: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	38, // 82: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	48, // 83: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
-	49, // 84: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
-	85, // [85:85] is the sub-list for method output_type
-	85, // [85:85] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	50, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	12, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
+	20, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	21, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	22, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	24, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	30, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	32, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	34, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	39, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	41, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	42, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	43, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	44, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	45, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	46, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	47, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	48, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	35, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	33, // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	36, // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	37, // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	38, // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	49, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	13, // 24: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 25: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 26: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	14, // 27: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	16, // 28: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	18, // 29: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 30: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	15, // 31: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	15, // 32: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	15, // 33: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	17, // 34: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	50, // 35: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	19, // 36: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	19, // 37: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 38: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	19, // 39: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	23, // 40: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	50, // 41: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	50, // 42: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	50, // 43: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	50, // 44: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	50, // 45: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 46: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	26, // 47: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	51, // 48: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 49: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 50: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	12, // 51: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	27, // 52: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	29, // 53: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	51, // 54: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 55: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	26, // 56: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 57: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 58: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	25, // 59: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	28, // 60: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 61: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	31, // 62: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 63: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	31, // 64: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 65: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	31, // 66: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10, // 67: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,  // 68: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	31, // 69: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 70: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	50, // 71: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	31, // 72: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 73: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 74: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	31, // 75: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 76: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 77: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	40, // 78: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	40, // 79: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	40, // 80: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 81: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	40, // 82: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 83: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 84: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	50, // 85: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	40, // 86: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	50, // 87: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	51, // 88: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	89, // [89:89] is the sub-list for method output_type
+	89, // [89:89] is the sub-list for method input_type
+	89, // [89:89] is the sub-list for extension type_name
+	89, // [89:89] is the sub-list for extension extendee
+	0,  // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -4341,6 +4565,7 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_SlaBreached)(nil),
 		(*Event_FailsafeQueued)(nil),
 		(*Event_AlertClosed)(nil),
+		(*Event_NotificationSuperseded)(nil),
 		(*Event_StepRecipientsResolved)(nil),
 		(*Event_NotificationDeferred)(nil),
 		(*Event_DigestSent)(nil),
@@ -4352,8 +4577,8 @@ func file_herald_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   38,
+			NumEnums:      11,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -273,6 +273,45 @@ func (s *Store) Done(ctx context.Context, j app.Job) error {
 	return nil
 }
 
+// renewScript extends leases: for each job i, if its schedule KEYS[i]
+// still scores its member ARGV[2i] at ARGV[2i+1] (the lease end the caller
+// gave it), the score becomes ARGV[1]. It returns 1 or 0 per job.
+var renewScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('ZSCORE', KEYS[i], ARGV[2*i])
+  if cur and tonumber(cur) == tonumber(ARGV[2*i+1]) then
+    redis.call('ZADD', KEYS[i], 'XX', ARGV[1], ARGV[2*i])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`)
+
+// Renew implements app.Store.
+func (s *Store) Renew(ctx context.Context, leases []app.Lease, until time.Time) ([]bool, error) {
+	keys := make([]string, 0, len(leases))
+	args := []any{until.UnixMilli()}
+	for _, l := range leases {
+		keys = append(keys, s.dueKey(l.Job))
+		args = append(args, member(l.Job), l.Until.UnixMilli())
+	}
+	res, err := renewScript.Run(ctx, s.scripts, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("renew %d job leases: %w", len(leases), err)
+	}
+	if len(res) != len(leases) {
+		return nil, fmt.Errorf("renew job leases: %d replies for %d jobs", len(res), len(leases))
+	}
+	out := make([]bool, len(res))
+	for i, n := range res {
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
 // fanOutScript records the recipients of a step and schedules their jobs,
 // and removes the step's job, atomically. KEYS[1] is the step's recipient
 // set, KEYS[2] the step job's schedule, KEYS[2+i] recipient i's;

@@ -284,3 +284,34 @@ func TestSaveAlertTellsWhichJobsItAdded(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []app.Job{old}, jobs, "the job scheduled before keeps its due time")
 }
+
+// Renew extends a lease only while the schedule holds the end the holder
+// gave it: a job rescheduled (a retry due soon) or done meanwhile is never
+// pushed back or brought back.
+func TestRenewExtendsOnlyTheLeaseItGave(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	b := redisbatch.New(rdb)
+	t.Cleanup(b.Close)
+	s := New(rdb, "t").PipelinesVia(b).ScriptsVia(b)
+	a := domain.Alert{ID: "A1", Tenant: "RZZ", Routed: true}
+	held := app.Job{Kind: app.JobStep, AlertID: "A1", Cause: "held"}
+	retried := app.Job{Kind: app.JobRecipient, AlertID: "A1", PersonID: "p1", Critical: true}
+	finished := app.Job{Kind: app.JobRecipient, AlertID: "A1", PersonID: "p2"}
+	lease := t0.Add(5 * time.Second)
+	_, err := s.SaveAlert(ctx, a, []app.Job{held, retried, finished}, lease)
+	require.NoError(t, err)
+	require.NoError(t, s.Reschedule(ctx, retried, t0.Add(time.Second))) // a retry due in a second
+	require.NoError(t, s.Done(ctx, finished))
+
+	renewed, err := s.Renew(ctx, []app.Lease{{Job: held, Until: lease}, {Job: retried, Until: lease}, {Job: finished, Until: lease}}, t0.Add(7*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, false, false}, renewed)
+
+	jobs, err := s.Claim(ctx, t0.Add(6*time.Second), 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{retried}, jobs, "the renewed job stays hidden, the retry comes due, the finished job never returns")
+	jobs, err = s.Claim(ctx, t0.Add(7*time.Second), 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []app.Job{held}, jobs, "once its renewed lease ends, the held job comes back")
+}

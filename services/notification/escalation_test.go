@@ -1,0 +1,202 @@
+package notification_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/eventlog"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+)
+
+// The tests of issue #17 on the notification side: no message after an
+// acknowledgement already in the log, every skipped message an event, and
+// the leases of a replica that died moving in bounded time.
+
+func acknowledgedEvent(alertID, personID string) *eventsv1.Event {
+	return &eventsv1.Event{EventId: eventlog.ID(alertID, "acknowledged", personID), AlertId: alertID, Tenant: "RZZ", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
+			Actor: &eventsv1.Actor{PersonId: personID}, Step: 0, Via: "link"}}}
+}
+
+func escalatedEvent(alertID string, from, to, repeat uint32) *eventsv1.Event {
+	return &eventsv1.Event{EventId: eventlog.ID(alertID, "escalated", string(rune('0'+to)), string(rune('0'+repeat))), AlertId: alertID, Tenant: "RZZ",
+		OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertEscalated{AlertEscalated: &eventsv1.AlertEscalated{FromStep: from, ToStep: to, Repeat: repeat,
+			Reason: eventsv1.EscalationReason_ESCALATION_REASON_TIMEOUT}}}
+}
+
+// superseded returns the NotificationSuperseded payloads of an alert.
+func (e *env) superseded(alertID string) []*eventsv1.NotificationSuperseded {
+	var out []*eventsv1.NotificationSuperseded
+	for _, ev := range e.events(alertID, "NotificationSuperseded") {
+		out = append(out, ev.GetNotificationSuperseded())
+	}
+	return out
+}
+
+// holdFirstResolve makes the first ResolveTargets call block until its
+// caller gives up (the replica that made it stops): that replica holds the
+// step's job in hand, leased to it. entered is closed when the call came.
+func (f *fakeRules) holdFirstResolve() (entered <-chan struct{}) {
+	in := make(chan struct{})
+	var once sync.Once
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.block = func(ctx context.Context, _ *rulesv1.ResolveTargetsRequest) {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return
+		}
+		close(in)
+		<-ctx.Done()
+	}
+	return in
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// A replica that catches up on a backlog (a restart, a rebalance, a new
+// replica) applies AlertRouted and hands step 0's job to its fast lane
+// before it applies the AlertAcknowledged that follows in the log. The
+// send is decided behind the freshness barrier, on the projection read
+// again once the alert's events in the log are applied: nothing is sent to
+// anyone for the acknowledged alerts (the SMTP server and the webhook peer
+// are the witnesses), each skipped message is a NotificationSuperseded,
+// and the unacknowledged alert of the same backlog is sent.
+func TestCatchUpSendsNothingForAnAlertAcknowledgedInTheBacklog(t *testing.T) {
+	e := newEnv(t, nil)
+	hook := e.sink.srv.URL + "/hooks/backlog"
+	e.rules.set("backlog", person("p-a", cp(chEmail, "backlog-a@nhs.test")), person("p-b", cp(chWebhook, hook)))
+	_, stop := e.start() // the store holds a projection (an epoch): the next replica catches up, no rebuild
+	stop()
+	var acked []string
+	for i := range 6 {
+		id := alertID("backlog-acked-" + string(rune('a'+i)))
+		acked = append(acked, id)
+		e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("backlog"))),
+			acknowledgedEvent(id, "p-z"))
+	}
+	open := alertID("backlog-open")
+	e.append(raisedEvent(open), routedEvent(open, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("backlog"))))
+
+	e.start() // a fresh replica consumes the backlog
+	e.waitEvents(open, "NotificationSent", 2)
+	e.waitIdle()
+	require.Equal(t, 1, len(e.smtp.to("backlog-a@nhs.test")), "only the open alert's email")
+	require.Len(t, e.sink.on("/hooks/backlog"), 1, "only the open alert's webhook")
+	for _, id := range acked {
+		require.Empty(t, e.events(id, "NotificationSent"), "alert %s was acknowledged in the log before the send was decided", id)
+		sup := e.superseded(id)
+		require.NotEmpty(t, sup, "the skipped messages of %s are on its timeline", id)
+		for _, s := range sup {
+			require.Equal(t, eventsv1.SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED, s.GetReasonCode())
+		}
+	}
+	requireNoSecrets(t, e.logs.String())
+}
+
+// A step job held in the lease of a replica that died is overtaken by the
+// next repeat of its step before the lease ends. The replica that claims it
+// afterwards does not send it (the newer repeat went to the same people),
+// and the log says so: NotificationSuperseded, reason overtaken, with the
+// step and repeat, instead of nothing.
+func TestOvertakenStepHeldByADeadReplicaIsRecordedSuperseded(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.Lease = time.Second
+	e.rules.set("overtaken", person("p-o", cp(chEmail, "overtaken@nhs.test")))
+	id := alertID("overtaken")
+	s0 := step(0, nil, role("overtaken"))
+	s0.Repeats = 1
+	entered := e.rules.holdFirstResolve()
+	_, stopA := e.start()
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_URGENT, s0))
+	waitClosed(t, entered, "replica A resolving step 0")
+	stopA() // A dies holding step 0, repeat 0, in its lease
+	e.append(escalatedEvent(id, 0, 0, 1))
+
+	e.start()
+	var sup []*eventsv1.NotificationSuperseded
+	require.Eventually(t, func() bool {
+		sup = e.superseded(id)
+		return len(sup) > 0
+	}, 60*time.Second, 100*time.Millisecond, "NotificationSuperseded for the overtaken repeat")
+	e.waitIdle()
+	for _, s := range sup {
+		require.Equal(t, eventsv1.SupersededReason_SUPERSEDED_REASON_OVERTAKEN, s.GetReasonCode())
+		require.Equal(t, uint32(0), s.GetStep())
+		require.Equal(t, uint32(0), s.GetRepeat())
+		require.Equal(t, uint32(1), s.GetRound())
+	}
+	mails := e.smtp.to("overtaken@nhs.test")
+	require.Len(t, mails, 1, "repeat 1 only: repeat 0 was overtaken")
+	require.Len(t, e.events(id, "NotificationSent"), 1)
+}
+
+// A step job held in the lease of a replica that died is overtaken by the
+// next step, and then Redis is lost: the rebuild must not keep only the
+// current step's job, or step 0's recipients are never contacted and
+// nothing says so. It schedules every step the round asked for; dedup
+// keeps it from repeating what the log shows as sent.
+func TestRebuildContactsAnEarlierStepHeldByADeadReplica(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.Lease = time.Second
+	e.rules.set("rb0", person("p-0", cp(chEmail, "rebuild-0@nhs.test")))
+	e.rules.set("rb1", person("p-1", cp(chEmail, "rebuild-1@nhs.test")))
+	id := alertID("rebuild-held")
+	entered := e.rules.holdFirstResolve()
+	_, stopA := e.start()
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_URGENT, step(0, nil, role("rb0")), step(1, nil, role("rb1"))))
+	waitClosed(t, entered, "replica A resolving step 0")
+	stopA()
+	e.append(escalatedEvent(id, 0, 1, 0))
+	require.NoError(t, e.redis().FlushDB(context.Background()).Err()) // Redis lost with the held job
+
+	e.start() // rebuilds from the log
+	e.waitEvents(id, "NotificationSent", 2)
+	e.waitIdle()
+	require.Len(t, e.smtp.to("rebuild-0@nhs.test"), 1, "step 0's recipient is contacted")
+	require.Len(t, e.smtp.to("rebuild-1@nhs.test"), 1)
+}
+
+// Short leases kept alive by a heartbeat: a job worked for several lease
+// lengths stays with its replica (no other replica claims it and resolves
+// it again), and when that replica stops it moves to the other, which
+// sends it.
+func TestLeaseIsRenewedWhileHeldAndMovesWhenItsReplicaStops(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.Lease = 3 * time.Second
+	e.cfg.SendTimeout = time.Minute // the held call must not time out meanwhile
+	e.rules.set("renew", person("p-r", cp(chEmail, "renew@nhs.test")))
+	id := alertID("renew")
+	entered := e.rules.holdFirstResolve()
+	_, stopA := e.start()
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("renew"))))
+	waitClosed(t, entered, "replica A resolving step 0")
+	e.start() // replica B polls the schedule meanwhile
+	time.Sleep(3 * e.cfg.Lease)
+	require.Zero(t, e.rules.callCount(), "while A works the job (its call still in hand), its lease is renewed and B never claims it")
+	stopped := time.Now()
+	stopA()
+	var mails []mail
+	require.Eventually(t, func() bool {
+		mails = e.smtp.to("renew@nhs.test")
+		return len(mails) > 0
+	}, 60*time.Second, 20*time.Millisecond, "B sends the job A held")
+	t.Logf("job moved and sent %v after its replica stopped (lease %v)", mails[0].At.Sub(stopped).Round(time.Millisecond), e.cfg.Lease)
+	e.waitIdle()
+	require.Len(t, e.smtp.to("renew@nhs.test"), 1)
+}
