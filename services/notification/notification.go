@@ -375,8 +375,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Every send is decided behind this barrier: the projection has applied
 	// the alert's events that are in the log (docs/design.md, "Deciding on
 	// fresh state").
-	s.fresh = eventlog.NewFreshness(cfg.Log, cfg.GroupID, "")
-	s.life.OnClose("freshness reader", func() error { s.fresh.Close(); return nil })
+	fresh := eventlog.NewFreshness(cfg.Log, cfg.GroupID, "")
+	s.fresh = fresh
+	s.life.OnClose("freshness reader", func() error { fresh.Close(); return nil })
 	conn, err := grpcserver.Dial(ctx, cfg.Rules.Addr, deps.Telemetry, grpcserver.ClientTLS(identity, cfg.Rules.ServerName))
 	if err != nil {
 		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
