@@ -343,7 +343,8 @@ func checkSecretsAreReferences(t *testing.T, owner string, env []corev1.EnvVar) 
 	t.Helper()
 	for _, e := range env {
 		upper := strings.ToUpper(e.Name)
-		if strings.HasSuffix(upper, "_FILE") && (strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "API_KEY")) {
+		if strings.HasSuffix(upper, "_FILE") && (strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "API_KEY") ||
+			strings.Contains(upper, "TOKEN") || strings.Contains(upper, "REFERENCE_KEY")) {
 			require.True(t, strings.HasPrefix(e.Value, "/etc/herald/secrets/"), "%s env %s names a mounted Secret's file, got %q", owner, e.Name, e.Value)
 			continue
 		}

@@ -151,7 +151,8 @@ func TestPerTenantSettings(t *testing.T) {
 func TestSecretReferences(t *testing.T) {
 	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
 		sets: []string{"rules.tls.existingSecret=herald-rules-grpc-tls", "rules.tls.clientCA=true", "rules.probes.port=9091",
-			"global.redis.existingSecret=herald-redis", "intake.enabled=false"}}))
+			"global.redis.existingSecret=herald-redis", "intake.enabled=false",
+			"global.reference.existingSecret=herald-reference", "notification.sms.callbackTokenKey=callback-token"}}))
 	refs := map[string]string{}
 	for _, d := range objectsOf[*appsv1.Deployment](objs) {
 		c := d.Spec.Template.Spec.Containers[0]
@@ -191,6 +192,11 @@ func TestSecretReferences(t *testing.T) {
 		"notification HERALD_ACK_LINK_SECRET_FILE":       "herald-ack-link/secret",
 		"acknowledgement HERALD_ACK_LINK_SECRET_FILE":    "herald-ack-link/secret",
 		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE": "herald-oidc/client-secret",
+		// One alert-reference key for both services; Notify's callback token
+		// beside its API key.
+		"notification HERALD_REFERENCE_KEY_FILE":         "herald-reference/key",
+		"acknowledgement HERALD_REFERENCE_KEY_FILE":      "herald-reference/key",
+		"notification HERALD_NOTIFY_CALLBACK_TOKEN_FILE": "herald-notify/callback-token",
 		// The national values give each service its own Redis ACL user and
 		// Kafka principal, the password under the principal's name.
 		"notification HERALD_REDIS_PASSWORD_FILE":         "herald-redis/herald-notification",

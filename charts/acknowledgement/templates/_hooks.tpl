@@ -5,6 +5,9 @@
 {{ include "herald-lib.envVar" (list "HERALD_PUBLIC_URL" .Values.ackPage.baseURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_REPLICA" "$(POD_NAME)") }}
 {{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
+{{- with .Values.global.reference }}{{ if .existingSecret }}
+{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .existingSecret .key) }}
+{{- end }}{{ end }}
 {{- if .Values.oidc.issuerURL }}
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_ISSUER" .Values.oidc.issuerURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_CLIENT_ID" .Values.oidc.clientID) }}

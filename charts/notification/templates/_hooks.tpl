@@ -12,6 +12,9 @@
 {{ include "herald-lib.envVar" (list "HERALD_RULES_ADDR" (include "notification.rulesAddr" .)) }}
 {{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackLink.baseURL) }}
 {{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
+{{- with .Values.global.reference }}{{ if .existingSecret }}
+{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .existingSecret .key) }}
+{{- end }}{{ end }}
 {{ include "herald-lib.envVar" (list "HERALD_TEMPLATES_DIR" "/etc/herald/templates") }}
 {{- if .Values.smtp.addr }}
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_ADDR" .Values.smtp.addr) }}
@@ -29,6 +32,9 @@
 {{ include "herald-lib.envVar" (list "HERALD_NOTIFY_BASE_URL" .Values.sms.baseURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_NOTIFY_TEMPLATE_ID" .Values.sms.templateID) }}
 {{ include "herald-lib.secretFile" (list "HERALD_NOTIFY_API_KEY" .Values.sms.existingSecret .Values.sms.apiKeyKey) }}
+{{- with .Values.sms.callbackTokenKey }}
+{{ include "herald-lib.secretFile" (list "HERALD_NOTIFY_CALLBACK_TOKEN" $.Values.sms.existingSecret .) }}
+{{- end }}
 {{- end }}
 {{- if .Values.webhook.existingSecret }}
 {{ include "herald-lib.secretFile" (list "HERALD_WEBHOOK_SECRET" .Values.webhook.existingSecret .Values.webhook.secretKey) }}
