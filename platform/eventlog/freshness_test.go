@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"hash/fnv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,10 +45,23 @@ func TestFreshnessWaitsUntilTheLogAsOfTheCallIsHandled(t *testing.T) {
 				return nil
 			})
 	}()
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	defer func() {
+		unblock() // a failed assertion must not leave the handler blocked
 		cancel()
 		<-done
 	}()
+	// The barriers are asked once the consumer has joined its group and
+	// handled the first record (on a fresh broker the group's coordinator
+	// and the topic's metadata take a while to appear); the second record,
+	// the partition's last, is still in hand.
+	for end := time.Now().Add(30 * time.Second); handled.Load() < 1 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if handled.Load() < 1 {
+		t.Fatal("the consumer handled nothing in 30 s")
+	}
 	results := make(chan string, 2)
 	for name, f := range map[string]*eventlog.Freshness{"local": local, "remote": remote} {
 		go func() {
@@ -60,15 +74,12 @@ func TestFreshnessWaitsUntilTheLogAsOfTheCallIsHandled(t *testing.T) {
 			results <- name
 		}()
 	}
-	for end := time.Now().Add(30 * time.Second); handled.Load() < 1 && time.Now().Before(end); {
-		time.Sleep(10 * time.Millisecond)
-	}
 	select {
 	case r := <-results:
 		t.Fatalf("Wait returned (%s) while the partition's last record was not handled", r)
 	case <-time.After(300 * time.Millisecond): // several commit intervals
 	}
-	close(release)
+	unblock()
 	got := map[string]bool{}
 	for range 2 {
 		select {
