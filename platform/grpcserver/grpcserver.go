@@ -154,7 +154,20 @@ type Server struct {
 type Option func(*serverOptions)
 
 type serverOptions struct {
-	tls *mtls.Source
+	tls    *mtls.Source
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+}
+
+// WithInterceptors adds interceptors that run, in the order given, after
+// Herald's own (panic recovery, error mapping) and before the handler:
+// authentication first, then authorization. Options apply in order, so
+// several WithInterceptors chain.
+func WithInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) Option {
+	return func(o *serverOptions) {
+		o.unary = append(o.unary, unary...)
+		o.stream = append(o.stream, stream...)
+	}
 }
 
 // WithTLS serves with src instead of a Source loaded from cfg's files, so
@@ -188,8 +201,8 @@ func New(cfg Config, logger *slog.Logger, tel *telemetry.Telemetry, options ...O
 				return !strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/")
 			}),
 		)),
-		grpc.ChainUnaryInterceptor(unaryRecover(logger), unaryErrors(logger)),
-		grpc.ChainStreamInterceptor(streamRecover(logger), streamErrors(logger)),
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{unaryRecover(logger), unaryErrors(logger)}, o.unary...)...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{streamRecover(logger), streamErrors(logger)}, o.stream...)...),
 		// Calls run on long-lived workers (a new goroutine only when all are
 		// busy), so a call's stack has grown already instead of growing by
 		// copying in every call.

@@ -51,10 +51,10 @@ func start(t *testing.T, h func() error) *grpc.ClientConn {
 }
 
 // startWith serves desc in plaintext and returns a client connection.
-func startWith(t *testing.T, desc *grpc.ServiceDesc) *grpc.ClientConn {
+func startWith(t *testing.T, desc *grpc.ServiceDesc, options ...Option) *grpc.ClientConn {
 	t.Helper()
 	tel := telemetry.Nop("test")
-	s, err := New(Config{Addr: "127.0.0.1:0"}, logging.Discard(), tel)
+	s, err := New(Config{Addr: "127.0.0.1:0"}, logging.Discard(), tel, options...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +182,39 @@ func TestCloseReleasesAListenerNeverServed(t *testing.T) {
 	_ = l.Close()
 	if err := s.Serve(context.Background()); err != nil {
 		t.Fatalf("Serve after Close: got %v, want nil at once", err)
+	}
+}
+
+func TestInterceptorsRunInOrderBeforeTheHandler(t *testing.T) {
+	var order []string
+	mark := func(name string, refuse bool) grpc.UnaryServerInterceptor {
+		return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+			order = append(order, name)
+			if refuse {
+				return nil, status.Error(codes.PermissionDenied, name+" refused")
+			}
+			return next(ctx, req)
+		}
+	}
+	handled := false
+	desc := testService(func() error { handled = true; return nil })
+
+	conn := startWith(t, desc,
+		WithInterceptors([]grpc.UnaryServerInterceptor{mark("authn", false)}, nil),
+		WithInterceptors([]grpc.UnaryServerInterceptor{mark("authz", false)}, nil))
+	if err := call(conn); err != nil {
+		t.Fatal(err)
+	}
+	if !handled || fmt.Sprint(order) != "[authn authz]" {
+		t.Fatalf("order %v, handled %v; want [authn authz] and handled", order, handled)
+	}
+
+	order, handled = nil, false
+	conn = startWith(t, desc, WithInterceptors([]grpc.UnaryServerInterceptor{mark("authn", true), mark("authz", false)}, nil))
+	if err := call(conn); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("refused call: got %v, want PermissionDenied", err)
+	}
+	if handled || fmt.Sprint(order) != "[authn]" {
+		t.Fatalf("a refusal stops the chain: order %v, handled %v", order, handled)
 	}
 }
