@@ -662,6 +662,62 @@ func (SupersededReason) EnumDescriptor() ([]byte, []int) {
 	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
+// BundleReviewOutcome is what became of a proposed bundle.
+type BundleReviewOutcome int32
+
+const (
+	BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_UNSPECIFIED BundleReviewOutcome = 0
+	// A second person approved it: it is in force from this event on.
+	BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_APPROVED BundleReviewOutcome = 1
+	// A reviewer refused it.
+	BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_REJECTED BundleReviewOutcome = 2
+	// Its proposer took it back.
+	BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_WITHDRAWN BundleReviewOutcome = 3
+)
+
+// Enum value maps for BundleReviewOutcome.
+var (
+	BundleReviewOutcome_name = map[int32]string{
+		0: "BUNDLE_REVIEW_OUTCOME_UNSPECIFIED",
+		1: "BUNDLE_REVIEW_OUTCOME_APPROVED",
+		2: "BUNDLE_REVIEW_OUTCOME_REJECTED",
+		3: "BUNDLE_REVIEW_OUTCOME_WITHDRAWN",
+	}
+	BundleReviewOutcome_value = map[string]int32{
+		"BUNDLE_REVIEW_OUTCOME_UNSPECIFIED": 0,
+		"BUNDLE_REVIEW_OUTCOME_APPROVED":    1,
+		"BUNDLE_REVIEW_OUTCOME_REJECTED":    2,
+		"BUNDLE_REVIEW_OUTCOME_WITHDRAWN":   3,
+	}
+)
+
+func (x BundleReviewOutcome) Enum() *BundleReviewOutcome {
+	p := new(BundleReviewOutcome)
+	*p = x
+	return p
+}
+
+func (x BundleReviewOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BundleReviewOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_events_v1_events_proto_enumTypes[11].Descriptor()
+}
+
+func (BundleReviewOutcome) Type() protoreflect.EnumType {
+	return &file_herald_events_v1_events_proto_enumTypes[11]
+}
+
+func (x BundleReviewOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BundleReviewOutcome.Descriptor instead.
+func (BundleReviewOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
 // Event is the envelope of every record on the alert event log.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -704,6 +760,8 @@ type Event struct {
 	//	*Event_DigestSent
 	//	*Event_BreachNoticeSent
 	//	*Event_TimerRepaired
+	//	*Event_BundleProposed
+	//	*Event_BundleReviewed
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1000,6 +1058,24 @@ func (x *Event) GetTimerRepaired() *TimerRepaired {
 	return nil
 }
 
+func (x *Event) GetBundleProposed() *BundleProposed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BundleProposed); ok {
+			return x.BundleProposed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBundleReviewed() *BundleReviewed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BundleReviewed); ok {
+			return x.BundleReviewed
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1092,6 +1168,14 @@ type Event_TimerRepaired struct {
 	TimerRepaired *TimerRepaired `protobuf:"bytes,36,opt,name=timer_repaired,json=timerRepaired,proto3,oneof"`
 }
 
+type Event_BundleProposed struct {
+	BundleProposed *BundleProposed `protobuf:"bytes,41,opt,name=bundle_proposed,json=bundleProposed,proto3,oneof"`
+}
+
+type Event_BundleReviewed struct {
+	BundleReviewed *BundleReviewed `protobuf:"bytes,42,opt,name=bundle_reviewed,json=bundleReviewed,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -1135,6 +1219,10 @@ func (*Event_DigestSent) isEvent_Payload() {}
 func (*Event_BreachNoticeSent) isEvent_Payload() {}
 
 func (*Event_TimerRepaired) isEvent_Payload() {}
+
+func (*Event_BundleProposed) isEvent_Payload() {}
+
+func (*Event_BundleReviewed) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -4028,11 +4116,331 @@ func (x *TimerRepaired) GetTimers() []string {
 	return nil
 }
 
+// PolicyPerson is the verified person behind a policy change, as
+// authentication put them in the call's context (never from a request
+// field).
+type PolicyPerson struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Issuer and subject at the identity provider (for CIS2, its URL and the
+	// person's UUID).
+	Issuer  string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The person in the trust directory the subject maps to, if any.
+	PersonId    string `protobuf:"bytes,3,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
+	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The role that allowed the act for the trust (policy-admin, safety-lead).
+	Role string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	// Authentication assurance level the provider asserted.
+	Acr string `protobuf:"bytes,6,opt,name=acr,proto3" json:"acr,omitempty"`
+	// The service that relayed the call (from its mTLS certificate), if any.
+	Service       string `protobuf:"bytes,7,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyPerson) Reset() {
+	*x = PolicyPerson{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyPerson) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyPerson) ProtoMessage() {}
+
+func (x *PolicyPerson) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyPerson.ProtoReflect.Descriptor instead.
+func (*PolicyPerson) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PolicyPerson) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetPersonId() string {
+	if x != nil {
+		return x.PersonId
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *PolicyPerson) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// PolicyBundleFile is one YAML file of a proposed policy bundle, named
+// "<tenant>/<file>".
+type PolicyBundleFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Content       []byte                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyBundleFile) Reset() {
+	*x = PolicyBundleFile{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyBundleFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyBundleFile) ProtoMessage() {}
+
+func (x *PolicyBundleFile) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyBundleFile.ProtoReflect.Descriptor instead.
+func (*PolicyBundleFile) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *PolicyBundleFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyBundleFile) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+// BundleProposed: a person proposed a policy bundle for a trust. It is NOT
+// in force: a second, different person must approve it (BundleReviewed).
+// Recorded on the rules service's policy-bundle topic (key: the tenant),
+// in the Event envelope (tenant set, alert_id empty).
+type BundleProposed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version and content_hash (SHA-256 of the files) of the bundle.
+	Ref      *PolicyRef    `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Proposer *PolicyPerson `protobuf:"bytes,2,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	// The bundle itself, so every replica can activate it once approved.
+	Files []*PolicyBundleFile `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	// 1 for the first proposal of this content, 2 when it is proposed again
+	// after a rejection or withdrawal, and so on.
+	Round         uint32 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleProposed) Reset() {
+	*x = BundleProposed{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleProposed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleProposed) ProtoMessage() {}
+
+func (x *BundleProposed) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleProposed.ProtoReflect.Descriptor instead.
+func (*BundleProposed) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *BundleProposed) GetRef() *PolicyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *BundleProposed) GetProposer() *PolicyPerson {
+	if x != nil {
+		return x.Proposer
+	}
+	return nil
+}
+
+func (x *BundleProposed) GetFiles() []*PolicyBundleFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *BundleProposed) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+// BundleReviewed: a proposed bundle was approved, rejected or withdrawn.
+// The first review of a proposal (round) in the topic decides it; its event
+// id is deterministic, so a repeat is recognisable. causation_id is the
+// BundleProposed event id.
+type BundleReviewed struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Ref      *PolicyRef             `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Outcome  BundleReviewOutcome    `protobuf:"varint,2,opt,name=outcome,proto3,enum=herald.events.v1.BundleReviewOutcome" json:"outcome,omitempty"`
+	Reviewer *PolicyPerson          `protobuf:"bytes,3,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
+	Proposer *PolicyPerson          `protobuf:"bytes,4,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	Round    uint32                 `protobuf:"varint,5,opt,name=round,proto3" json:"round,omitempty"`
+	// Why, when rejected or withdrawn (free text of the reviewer; no patient data).
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleReviewed) Reset() {
+	*x = BundleReviewed{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleReviewed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleReviewed) ProtoMessage() {}
+
+func (x *BundleReviewed) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleReviewed.ProtoReflect.Descriptor instead.
+func (*BundleReviewed) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *BundleReviewed) GetRef() *PolicyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *BundleReviewed) GetOutcome() BundleReviewOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_UNSPECIFIED
+}
+
+func (x *BundleReviewed) GetReviewer() *PolicyPerson {
+	if x != nil {
+		return x.Reviewer
+	}
+	return nil
+}
+
+func (x *BundleReviewed) GetProposer() *PolicyPerson {
+	if x != nil {
+		return x.Proposer
+	}
+	return nil
+}
+
+func (x *BundleReviewed) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *BundleReviewed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x10\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x11\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -4066,7 +4474,9 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vdigest_sent\x18. \x01(\v2\x1c.herald.events.v1.DigestSentH\x00R\n" +
 	"digestSent\x12R\n" +
 	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSent\x12H\n" +
-	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepairedB\t\n" +
+	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepaired\x12K\n" +
+	"\x0fbundle_proposed\x18) \x01(\v2 .herald.events.v1.BundleProposedH\x00R\x0ebundleProposed\x12K\n" +
+	"\x0fbundle_reviewed\x18* \x01(\v2 .herald.events.v1.BundleReviewedH\x00R\x0ebundleReviewedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -4306,7 +4716,30 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"overdue_by\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\toverdueBy\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\rR\x04step\x12\x16\n" +
 	"\x06repeat\x18\x04 \x01(\rR\x06repeat\x12\x16\n" +
-	"\x06timers\x18\x05 \x03(\tR\x06timers*\x9e\x01\n" +
+	"\x06timers\x18\x05 \x03(\tR\x06timers\"\xc0\x01\n" +
+	"\fPolicyPerson\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1b\n" +
+	"\tperson_id\x18\x03 \x01(\tR\bpersonId\x12!\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x10\n" +
+	"\x03acr\x18\x06 \x01(\tR\x03acr\x12\x18\n" +
+	"\aservice\x18\a \x01(\tR\aservice\"@\n" +
+	"\x10PolicyBundleFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\"\xcb\x01\n" +
+	"\x0eBundleProposed\x12-\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x12:\n" +
+	"\bproposer\x18\x02 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\bproposer\x128\n" +
+	"\x05files\x18\x03 \x03(\v2\".herald.events.v1.PolicyBundleFileR\x05files\x12\x14\n" +
+	"\x05round\x18\x04 \x01(\rR\x05round\"\xa6\x02\n" +
+	"\x0eBundleReviewed\x12-\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x12?\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2%.herald.events.v1.BundleReviewOutcomeR\aoutcome\x12:\n" +
+	"\breviewer\x18\x03 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\breviewer\x12:\n" +
+	"\bproposer\x18\x04 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\bproposer\x12\x14\n" +
+	"\x05round\x18\x05 \x01(\rR\x05round\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason*\x9e\x01\n" +
 	"\bCategory\x12\x18\n" +
 	"\x14CATEGORY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CATEGORY_CRITICAL\x10\x01\x12\x13\n" +
@@ -4376,7 +4809,12 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x1eSUPERSEDED_REASON_ALERT_CLOSED\x10\x01\x12\x1f\n" +
 	"\x1bSUPERSEDED_REASON_OVERTAKEN\x10\x02\x12'\n" +
 	"#SUPERSEDED_REASON_RECIPIENT_STOPPED\x10\x03\x12#\n" +
-	"\x1fSUPERSEDED_REASON_NOT_IN_POLICY\x10\x04BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
+	"\x1fSUPERSEDED_REASON_NOT_IN_POLICY\x10\x04*\xa9\x01\n" +
+	"\x13BundleReviewOutcome\x12%\n" +
+	"!BUNDLE_REVIEW_OUTCOME_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eBUNDLE_REVIEW_OUTCOME_APPROVED\x10\x01\x12\"\n" +
+	"\x1eBUNDLE_REVIEW_OUTCOME_REJECTED\x10\x02\x12#\n" +
+	"\x1fBUNDLE_REVIEW_OUTCOME_WITHDRAWN\x10\x03BEZCgithub.com/herald-health/herald/proto/gen/herald/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_herald_events_v1_events_proto_rawDescOnce sync.Once
@@ -4390,8 +4828,8 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_herald_events_v1_events_proto_rawDescData
 }
 
-var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -4404,143 +4842,157 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(EscalationReason)(0),          // 8: herald.events.v1.EscalationReason
 	(ProblemCode)(0),               // 9: herald.events.v1.ProblemCode
 	(SupersededReason)(0),          // 10: herald.events.v1.SupersededReason
-	(*Event)(nil),                  // 11: herald.events.v1.Event
-	(*PolicyRef)(nil),              // 12: herald.events.v1.PolicyRef
-	(*Identifier)(nil),             // 13: herald.events.v1.Identifier
-	(*Patient)(nil),                // 14: herald.events.v1.Patient
-	(*Clinician)(nil),              // 15: herald.events.v1.Clinician
-	(*Exam)(nil),                   // 16: herald.events.v1.Exam
-	(*Encounter)(nil),              // 17: herald.events.v1.Encounter
-	(*SourceFlag)(nil),             // 18: herald.events.v1.SourceFlag
-	(*AlertDetails)(nil),           // 19: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),            // 20: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),           // 21: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),         // 22: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),      // 23: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),       // 24: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                 // 25: herald.events.v1.Clocks
-	(*Target)(nil),                 // 26: herald.events.v1.Target
-	(*EscalationStep)(nil),         // 27: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),       // 28: herald.events.v1.EscalationPolicy
-	(*BreachNotice)(nil),           // 29: herald.events.v1.BreachNotice
-	(*AlertRouted)(nil),            // 30: herald.events.v1.AlertRouted
-	(*Recipient)(nil),              // 31: herald.events.v1.Recipient
-	(*NotificationSent)(nil),       // 32: herald.events.v1.NotificationSent
-	(*StepRecipientsResolved)(nil), // 33: herald.events.v1.StepRecipientsResolved
-	(*NotificationFailed)(nil),     // 34: herald.events.v1.NotificationFailed
-	(*NotificationSuperseded)(nil), // 35: herald.events.v1.NotificationSuperseded
-	(*NotificationDeferred)(nil),   // 36: herald.events.v1.NotificationDeferred
-	(*DigestSent)(nil),             // 37: herald.events.v1.DigestSent
-	(*BreachNoticeSent)(nil),       // 38: herald.events.v1.BreachNoticeSent
-	(*NotificationDelivered)(nil),  // 39: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 40: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 41: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 42: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 43: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 44: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 45: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 46: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 47: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 48: herald.events.v1.AlertClosed
-	(*TimerRepaired)(nil),          // 49: herald.events.v1.TimerRepaired
-	(*timestamppb.Timestamp)(nil),  // 50: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 51: google.protobuf.Duration
+	(BundleReviewOutcome)(0),       // 11: herald.events.v1.BundleReviewOutcome
+	(*Event)(nil),                  // 12: herald.events.v1.Event
+	(*PolicyRef)(nil),              // 13: herald.events.v1.PolicyRef
+	(*Identifier)(nil),             // 14: herald.events.v1.Identifier
+	(*Patient)(nil),                // 15: herald.events.v1.Patient
+	(*Clinician)(nil),              // 16: herald.events.v1.Clinician
+	(*Exam)(nil),                   // 17: herald.events.v1.Exam
+	(*Encounter)(nil),              // 18: herald.events.v1.Encounter
+	(*SourceFlag)(nil),             // 19: herald.events.v1.SourceFlag
+	(*AlertDetails)(nil),           // 20: herald.events.v1.AlertDetails
+	(*AlertRaised)(nil),            // 21: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 22: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 23: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 24: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 25: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 26: herald.events.v1.Clocks
+	(*Target)(nil),                 // 27: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 28: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 29: herald.events.v1.EscalationPolicy
+	(*BreachNotice)(nil),           // 30: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 31: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 32: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 33: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 34: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 35: herald.events.v1.NotificationFailed
+	(*NotificationSuperseded)(nil), // 36: herald.events.v1.NotificationSuperseded
+	(*NotificationDeferred)(nil),   // 37: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 38: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 39: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 40: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 41: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 42: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 43: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 44: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 45: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 46: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 47: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 48: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 49: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 50: herald.events.v1.TimerRepaired
+	(*PolicyPerson)(nil),           // 51: herald.events.v1.PolicyPerson
+	(*PolicyBundleFile)(nil),       // 52: herald.events.v1.PolicyBundleFile
+	(*BundleProposed)(nil),         // 53: herald.events.v1.BundleProposed
+	(*BundleReviewed)(nil),         // 54: herald.events.v1.BundleReviewed
+	(*timestamppb.Timestamp)(nil),  // 55: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 56: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	50, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	12, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	20, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	21, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	22, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	24, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	30, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	32, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	34, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	39, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	41, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	42, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	43, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	44, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	45, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	46, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	47, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	48, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	35, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
-	33, // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
-	36, // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
-	37, // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
-	38, // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
-	49, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
-	13, // 24: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 25: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 26: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	14, // 27: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	16, // 28: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	18, // 29: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 30: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	15, // 31: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	15, // 32: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	15, // 33: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	17, // 34: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	50, // 35: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	19, // 36: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	19, // 37: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 38: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	19, // 39: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	23, // 40: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	50, // 41: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	50, // 42: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	50, // 43: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	50, // 44: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	50, // 45: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 46: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	26, // 47: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	51, // 48: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 49: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 50: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	12, // 51: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	27, // 52: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	29, // 53: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	51, // 54: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,  // 55: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	26, // 56: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,  // 57: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,  // 58: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	25, // 59: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	28, // 60: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 61: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	31, // 62: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 63: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	31, // 64: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 65: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	31, // 66: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
-	10, // 67: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
-	4,  // 68: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
-	31, // 69: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 70: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	50, // 71: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	31, // 72: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 73: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,  // 74: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	31, // 75: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 76: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,  // 77: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	40, // 78: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	40, // 79: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	40, // 80: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 81: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	40, // 82: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 83: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 84: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	50, // 85: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	40, // 86: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	50, // 87: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
-	51, // 88: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
-	89, // [89:89] is the sub-list for method output_type
-	89, // [89:89] is the sub-list for method input_type
-	89, // [89:89] is the sub-list for extension type_name
-	89, // [89:89] is the sub-list for extension extendee
-	0,  // [0:89] is the sub-list for field type_name
+	55, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	13, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
+	21, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	22, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	23, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	25, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	31, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	33, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	35, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	40, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	42, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	43, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	44, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	45, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	46, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	47, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	48, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	49, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	36, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	34, // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	37, // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	38, // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	39, // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	50, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	53, // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
+	54, // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
+	14, // 26: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 27: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 28: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	15, // 29: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	17, // 30: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	19, // 31: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 32: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	16, // 33: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	16, // 34: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	16, // 35: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	18, // 36: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	55, // 37: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	20, // 38: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	20, // 39: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 40: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	20, // 41: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	24, // 42: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	55, // 43: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	55, // 44: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	55, // 45: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	55, // 46: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	55, // 47: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 48: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	27, // 49: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	56, // 50: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 51: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 52: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	13, // 53: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	28, // 54: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	30, // 55: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	56, // 56: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 57: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	27, // 58: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 59: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 60: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	26, // 61: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	29, // 62: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 63: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	32, // 64: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 65: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	32, // 66: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 67: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	32, // 68: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10, // 69: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,  // 70: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	32, // 71: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 72: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	55, // 73: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	32, // 74: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 75: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 76: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	32, // 77: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 78: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 79: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	41, // 80: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	41, // 81: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	41, // 82: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 83: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	41, // 84: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 85: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 86: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	55, // 87: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	41, // 88: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	55, // 89: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	56, // 90: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	13, // 91: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
+	51, // 92: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
+	52, // 93: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
+	13, // 94: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
+	11, // 95: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
+	51, // 96: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
+	51, // 97: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
+	98, // [98:98] is the sub-list for method output_type
+	98, // [98:98] is the sub-list for method input_type
+	98, // [98:98] is the sub-list for extension type_name
+	98, // [98:98] is the sub-list for extension extendee
+	0,  // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -4571,14 +5023,16 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_DigestSent)(nil),
 		(*Event_BreachNoticeSent)(nil),
 		(*Event_TimerRepaired)(nil),
+		(*Event_BundleProposed)(nil),
+		(*Event_BundleReviewed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   39,
+			NumEnums:      12,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

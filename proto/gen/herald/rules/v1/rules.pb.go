@@ -13,6 +13,7 @@ import (
 	v1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1268,11 +1269,902 @@ func (x *CheckReachabilityResponse) GetGaps() []*ReachabilityGap {
 	return nil
 }
 
+// ProposeBundleRequest carries the bundle proposed.
+type ProposeBundleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*BundleFile          `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBundleRequest) Reset() {
+	*x = ProposeBundleRequest{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBundleRequest) ProtoMessage() {}
+
+func (x *ProposeBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBundleRequest.ProtoReflect.Descriptor instead.
+func (*ProposeBundleRequest) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProposeBundleRequest) GetFiles() []*BundleFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+// BundleProposal is a proposed bundle and what became of it.
+type BundleProposal struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Ref        *v1.PolicyRef          `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	Proposer   *v1.PolicyPerson       `protobuf:"bytes,3,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	ProposedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
+	Round      uint32                 `protobuf:"varint,5,opt,name=round,proto3" json:"round,omitempty"`
+	// UNSPECIFIED while pending.
+	Outcome    v1.BundleReviewOutcome `protobuf:"varint,6,opt,name=outcome,proto3,enum=herald.events.v1.BundleReviewOutcome" json:"outcome,omitempty"`
+	Reviewer   *v1.PolicyPerson       `protobuf:"bytes,7,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
+	ReviewedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=reviewed_at,json=reviewedAt,proto3" json:"reviewed_at,omitempty"`
+	// The BundleProposed event id.
+	EventId       string `protobuf:"bytes,9,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleProposal) Reset() {
+	*x = BundleProposal{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleProposal) ProtoMessage() {}
+
+func (x *BundleProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleProposal.ProtoReflect.Descriptor instead.
+func (*BundleProposal) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BundleProposal) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *BundleProposal) GetRef() *v1.PolicyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *BundleProposal) GetProposer() *v1.PolicyPerson {
+	if x != nil {
+		return x.Proposer
+	}
+	return nil
+}
+
+func (x *BundleProposal) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
+func (x *BundleProposal) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *BundleProposal) GetOutcome() v1.BundleReviewOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return v1.BundleReviewOutcome(0)
+}
+
+func (x *BundleProposal) GetReviewer() *v1.PolicyPerson {
+	if x != nil {
+		return x.Reviewer
+	}
+	return nil
+}
+
+func (x *BundleProposal) GetReviewedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewedAt
+	}
+	return nil
+}
+
+func (x *BundleProposal) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+// ProposeBundleResponse is the recorded proposal (the existing one when the
+// same content is already pending).
+type ProposeBundleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *BundleProposal        `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBundleResponse) Reset() {
+	*x = ProposeBundleResponse{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBundleResponse) ProtoMessage() {}
+
+func (x *ProposeBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBundleResponse.ProtoReflect.Descriptor instead.
+func (*ProposeBundleResponse) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ProposeBundleResponse) GetProposal() *BundleProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// ApproveBundleRequest names the trust and the content hash approved.
+type ApproveBundleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ContentHash   string                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveBundleRequest) Reset() {
+	*x = ApproveBundleRequest{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveBundleRequest) ProtoMessage() {}
+
+func (x *ApproveBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveBundleRequest.ProtoReflect.Descriptor instead.
+func (*ApproveBundleRequest) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ApproveBundleRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ApproveBundleRequest) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+// ApproveBundleResponse is the approved proposal and whether this replica
+// has it in force (every replica does within its bundle poll interval).
+type ApproveBundleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *BundleProposal        `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveBundleResponse) Reset() {
+	*x = ApproveBundleResponse{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveBundleResponse) ProtoMessage() {}
+
+func (x *ApproveBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveBundleResponse.ProtoReflect.Descriptor instead.
+func (*ApproveBundleResponse) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ApproveBundleResponse) GetProposal() *BundleProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *ApproveBundleResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+// RejectBundleRequest names the proposal refused and why.
+type RejectBundleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ContentHash   string                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectBundleRequest) Reset() {
+	*x = RejectBundleRequest{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectBundleRequest) ProtoMessage() {}
+
+func (x *RejectBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectBundleRequest.ProtoReflect.Descriptor instead.
+func (*RejectBundleRequest) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RejectBundleRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RejectBundleRequest) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+func (x *RejectBundleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RejectBundleResponse is the rejected (or withdrawn) proposal.
+type RejectBundleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *BundleProposal        `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectBundleResponse) Reset() {
+	*x = RejectBundleResponse{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectBundleResponse) ProtoMessage() {}
+
+func (x *RejectBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectBundleResponse.ProtoReflect.Descriptor instead.
+func (*RejectBundleResponse) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RejectBundleResponse) GetProposal() *BundleProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// ListPendingBundlesRequest names the trust.
+type ListPendingBundlesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingBundlesRequest) Reset() {
+	*x = ListPendingBundlesRequest{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingBundlesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingBundlesRequest) ProtoMessage() {}
+
+func (x *ListPendingBundlesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingBundlesRequest.ProtoReflect.Descriptor instead.
+func (*ListPendingBundlesRequest) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListPendingBundlesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// ListPendingBundlesResponse lists proposals awaiting review, oldest first.
+type ListPendingBundlesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposals     []*BundleProposal      `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingBundlesResponse) Reset() {
+	*x = ListPendingBundlesResponse{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingBundlesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingBundlesResponse) ProtoMessage() {}
+
+func (x *ListPendingBundlesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingBundlesResponse.ProtoReflect.Descriptor instead.
+func (*ListPendingBundlesResponse) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListPendingBundlesResponse) GetProposals() []*BundleProposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+// DryRunBundleRequest carries a bundle (files) or names a pending
+// proposal (tenant and content_hash), and how many days back to replay.
+type DryRunBundleRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Files       []*BundleFile          `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	Tenant      string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	ContentHash string                 `protobuf:"bytes,3,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// 1 to 90; 7 when unset.
+	Days uint32 `protobuf:"varint,4,opt,name=days,proto3" json:"days,omitempty"`
+	// Also list the alerts the bundle would route the same way.
+	IncludeUnchanged bool `protobuf:"varint,5,opt,name=include_unchanged,json=includeUnchanged,proto3" json:"include_unchanged,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DryRunBundleRequest) Reset() {
+	*x = DryRunBundleRequest{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunBundleRequest) ProtoMessage() {}
+
+func (x *DryRunBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunBundleRequest.ProtoReflect.Descriptor instead.
+func (*DryRunBundleRequest) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DryRunBundleRequest) GetFiles() []*BundleFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *DryRunBundleRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DryRunBundleRequest) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+func (x *DryRunBundleRequest) GetDays() uint32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *DryRunBundleRequest) GetIncludeUnchanged() bool {
+	if x != nil {
+		return x.IncludeUnchanged
+	}
+	return false
+}
+
+// DryRunRouting is one routing decision, summarised: no patient data.
+type DryRunRouting struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Category      v1.Category            `protobuf:"varint,1,opt,name=category,proto3,enum=herald.events.v1.Category" json:"category,omitempty"`
+	LocalCategory string                 `protobuf:"bytes,2,opt,name=local_category,json=localCategory,proto3" json:"local_category,omitempty"`
+	RuleId        string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Policy id, bundle version and content hash that decided.
+	Policy *v1.PolicyRef `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Who the first step targets, and who they were (or would be) at the
+	// alert's time; recipients are empty when the bundle version is no
+	// longer loaded.
+	FirstStepTargets    []*v1.Target    `protobuf:"bytes,5,rep,name=first_step_targets,json=firstStepTargets,proto3" json:"first_step_targets,omitempty"`
+	FirstStepRecipients []*v1.Recipient `protobuf:"bytes,6,rep,name=first_step_recipients,json=firstStepRecipients,proto3" json:"first_step_recipients,omitempty"`
+	// Each step's timeout, in order.
+	StepTimeouts []*durationpb.Duration `protobuf:"bytes,7,rep,name=step_timeouts,json=stepTimeouts,proto3" json:"step_timeouts,omitempty"`
+	// The category's clocks, from the instant they start; unset: no such clock.
+	CommunicateWithin *durationpb.Duration `protobuf:"bytes,8,opt,name=communicate_within,json=communicateWithin,proto3" json:"communicate_within,omitempty"`
+	AcknowledgeWithin *durationpb.Duration `protobuf:"bytes,9,opt,name=acknowledge_within,json=acknowledgeWithin,proto3" json:"acknowledge_within,omitempty"`
+	ActionWithin      *durationpb.Duration `protobuf:"bytes,10,opt,name=action_within,json=actionWithin,proto3" json:"action_within,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DryRunRouting) Reset() {
+	*x = DryRunRouting{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunRouting) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunRouting) ProtoMessage() {}
+
+func (x *DryRunRouting) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunRouting.ProtoReflect.Descriptor instead.
+func (*DryRunRouting) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DryRunRouting) GetCategory() v1.Category {
+	if x != nil {
+		return x.Category
+	}
+	return v1.Category(0)
+}
+
+func (x *DryRunRouting) GetLocalCategory() string {
+	if x != nil {
+		return x.LocalCategory
+	}
+	return ""
+}
+
+func (x *DryRunRouting) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *DryRunRouting) GetPolicy() *v1.PolicyRef {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetFirstStepTargets() []*v1.Target {
+	if x != nil {
+		return x.FirstStepTargets
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetFirstStepRecipients() []*v1.Recipient {
+	if x != nil {
+		return x.FirstStepRecipients
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetStepTimeouts() []*durationpb.Duration {
+	if x != nil {
+		return x.StepTimeouts
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetCommunicateWithin() *durationpb.Duration {
+	if x != nil {
+		return x.CommunicateWithin
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetAcknowledgeWithin() *durationpb.Duration {
+	if x != nil {
+		return x.AcknowledgeWithin
+	}
+	return nil
+}
+
+func (x *DryRunRouting) GetActionWithin() *durationpb.Duration {
+	if x != nil {
+		return x.ActionWithin
+	}
+	return nil
+}
+
+// DryRunAlert compares how an alert was routed with how the bundle would
+// route it.
+type DryRunAlert struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	Tenant  string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// When it was routed, and the type of the event that caused the routing.
+	RoutedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=routed_at,json=routedAt,proto3" json:"routed_at,omitempty"`
+	Cause    string                 `protobuf:"bytes,4,opt,name=cause,proto3" json:"cause,omitempty"`
+	// From the AlertRouted in the log, under the version then in force.
+	Current  *DryRunRouting `protobuf:"bytes,5,opt,name=current,proto3" json:"current,omitempty"`
+	Proposed *DryRunRouting `protobuf:"bytes,6,opt,name=proposed,proto3" json:"proposed,omitempty"`
+	Changed  bool           `protobuf:"varint,7,opt,name=changed,proto3" json:"changed,omitempty"`
+	// What differs, one line each ("category CRITICAL -> URGENT").
+	Differences   []string `protobuf:"bytes,8,rep,name=differences,proto3" json:"differences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunAlert) Reset() {
+	*x = DryRunAlert{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunAlert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunAlert) ProtoMessage() {}
+
+func (x *DryRunAlert) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunAlert.ProtoReflect.Descriptor instead.
+func (*DryRunAlert) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DryRunAlert) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *DryRunAlert) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DryRunAlert) GetRoutedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RoutedAt
+	}
+	return nil
+}
+
+func (x *DryRunAlert) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *DryRunAlert) GetCurrent() *DryRunRouting {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *DryRunAlert) GetProposed() *DryRunRouting {
+	if x != nil {
+		return x.Proposed
+	}
+	return nil
+}
+
+func (x *DryRunAlert) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *DryRunAlert) GetDifferences() []string {
+	if x != nil {
+		return x.Differences
+	}
+	return nil
+}
+
+// DryRunBundleResponse is the replay's answer.
+type DryRunBundleResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Proposed *v1.PolicyRef          `protobuf:"bytes,1,opt,name=proposed,proto3" json:"proposed,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	// Routings replayed, and how many of them would change.
+	Replayed      uint32         `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Changed       uint32         `protobuf:"varint,4,opt,name=changed,proto3" json:"changed,omitempty"`
+	Alerts        []*DryRunAlert `protobuf:"bytes,5,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunBundleResponse) Reset() {
+	*x = DryRunBundleResponse{}
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunBundleResponse) ProtoMessage() {}
+
+func (x *DryRunBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_rules_v1_rules_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunBundleResponse.ProtoReflect.Descriptor instead.
+func (*DryRunBundleResponse) Descriptor() ([]byte, []int) {
+	return file_herald_rules_v1_rules_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DryRunBundleResponse) GetProposed() *v1.PolicyRef {
+	if x != nil {
+		return x.Proposed
+	}
+	return nil
+}
+
+func (x *DryRunBundleResponse) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *DryRunBundleResponse) GetReplayed() uint32 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
+func (x *DryRunBundleResponse) GetChanged() uint32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *DryRunBundleResponse) GetAlerts() []*DryRunAlert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
 var File_herald_rules_v1_rules_proto protoreflect.FileDescriptor
 
 const file_herald_rules_v1_rules_proto_rawDesc = "" +
 	"\n" +
-	"\x1bherald/rules/v1/rules.proto\x12\x0fherald.rules.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\x8f\x01\n" +
+	"\x1bherald/rules/v1/rules.proto\x12\x0fherald.rules.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dherald/events/v1/events.proto\"\x8f\x01\n" +
 	"\x0fEvaluateRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x128\n" +
 	"\adetails\x18\x02 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\x12*\n" +
@@ -1351,7 +2243,72 @@ const file_herald_rules_v1_rules_proto_rawDesc = "" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
 	"\aproblem\x18\x04 \x01(\tR\aproblem\"Q\n" +
 	"\x19CheckReachabilityResponse\x124\n" +
-	"\x04gaps\x18\x01 \x03(\v2 .herald.rules.v1.ReachabilityGapR\x04gaps2\xbd\x05\n" +
+	"\x04gaps\x18\x01 \x03(\v2 .herald.rules.v1.ReachabilityGapR\x04gaps\"I\n" +
+	"\x14ProposeBundleRequest\x121\n" +
+	"\x05files\x18\x01 \x03(\v2\x1b.herald.rules.v1.BundleFileR\x05files\"\xbb\x03\n" +
+	"\x0eBundleProposal\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12-\n" +
+	"\x03ref\x18\x02 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x03ref\x12:\n" +
+	"\bproposer\x18\x03 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\bproposer\x12;\n" +
+	"\vproposed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\x12\x14\n" +
+	"\x05round\x18\x05 \x01(\rR\x05round\x12?\n" +
+	"\aoutcome\x18\x06 \x01(\x0e2%.herald.events.v1.BundleReviewOutcomeR\aoutcome\x12:\n" +
+	"\breviewer\x18\a \x01(\v2\x1e.herald.events.v1.PolicyPersonR\breviewer\x12;\n" +
+	"\vreviewed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reviewedAt\x12\x19\n" +
+	"\bevent_id\x18\t \x01(\tR\aeventId\"T\n" +
+	"\x15ProposeBundleResponse\x12;\n" +
+	"\bproposal\x18\x01 \x01(\v2\x1f.herald.rules.v1.BundleProposalR\bproposal\"Q\n" +
+	"\x14ApproveBundleRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\"l\n" +
+	"\x15ApproveBundleResponse\x12;\n" +
+	"\bproposal\x18\x01 \x01(\v2\x1f.herald.rules.v1.BundleProposalR\bproposal\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\"h\n" +
+	"\x13RejectBundleRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"S\n" +
+	"\x14RejectBundleResponse\x12;\n" +
+	"\bproposal\x18\x01 \x01(\v2\x1f.herald.rules.v1.BundleProposalR\bproposal\"3\n" +
+	"\x19ListPendingBundlesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"[\n" +
+	"\x1aListPendingBundlesResponse\x12=\n" +
+	"\tproposals\x18\x01 \x03(\v2\x1f.herald.rules.v1.BundleProposalR\tproposals\"\xc4\x01\n" +
+	"\x13DryRunBundleRequest\x121\n" +
+	"\x05files\x18\x01 \x03(\v2\x1b.herald.rules.v1.BundleFileR\x05files\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12!\n" +
+	"\fcontent_hash\x18\x03 \x01(\tR\vcontentHash\x12\x12\n" +
+	"\x04days\x18\x04 \x01(\rR\x04days\x12+\n" +
+	"\x11include_unchanged\x18\x05 \x01(\bR\x10includeUnchanged\"\xe9\x04\n" +
+	"\rDryRunRouting\x126\n" +
+	"\bcategory\x18\x01 \x01(\x0e2\x1a.herald.events.v1.CategoryR\bcategory\x12%\n" +
+	"\x0elocal_category\x18\x02 \x01(\tR\rlocalCategory\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x123\n" +
+	"\x06policy\x18\x04 \x01(\v2\x1b.herald.events.v1.PolicyRefR\x06policy\x12F\n" +
+	"\x12first_step_targets\x18\x05 \x03(\v2\x18.herald.events.v1.TargetR\x10firstStepTargets\x12O\n" +
+	"\x15first_step_recipients\x18\x06 \x03(\v2\x1b.herald.events.v1.RecipientR\x13firstStepRecipients\x12>\n" +
+	"\rstep_timeouts\x18\a \x03(\v2\x19.google.protobuf.DurationR\fstepTimeouts\x12H\n" +
+	"\x12communicate_within\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11communicateWithin\x12H\n" +
+	"\x12acknowledge_within\x18\t \x01(\v2\x19.google.protobuf.DurationR\x11acknowledgeWithin\x12>\n" +
+	"\raction_within\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\factionWithin\"\xc1\x02\n" +
+	"\vDryRunAlert\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x127\n" +
+	"\trouted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\broutedAt\x12\x14\n" +
+	"\x05cause\x18\x04 \x01(\tR\x05cause\x128\n" +
+	"\acurrent\x18\x05 \x01(\v2\x1e.herald.rules.v1.DryRunRoutingR\acurrent\x12:\n" +
+	"\bproposed\x18\x06 \x01(\v2\x1e.herald.rules.v1.DryRunRoutingR\bproposed\x12\x18\n" +
+	"\achanged\x18\a \x01(\bR\achanged\x12 \n" +
+	"\vdifferences\x18\b \x03(\tR\vdifferences\"\xed\x01\n" +
+	"\x14DryRunBundleResponse\x127\n" +
+	"\bproposed\x18\x01 \x01(\v2\x1b.herald.events.v1.PolicyRefR\bproposed\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\rR\breplayed\x12\x18\n" +
+	"\achanged\x18\x04 \x01(\rR\achanged\x124\n" +
+	"\x06alerts\x18\x05 \x03(\v2\x1c.herald.rules.v1.DryRunAlertR\x06alerts2\xa6\t\n" +
 	"\fRulesService\x12O\n" +
 	"\bEvaluate\x12 .herald.rules.v1.EvaluateRequest\x1a!.herald.rules.v1.EvaluateResponse\x12a\n" +
 	"\x0eValidateBundle\x12&.herald.rules.v1.ValidateBundleRequest\x1a'.herald.rules.v1.ValidateBundleResponse\x12U\n" +
@@ -1360,7 +2317,12 @@ const file_herald_rules_v1_rules_proto_rawDesc = "" +
 	"\x0fGetActiveBundle\x12'.herald.rules.v1.GetActiveBundleRequest\x1a(.herald.rules.v1.GetActiveBundleResponse\x12m\n" +
 	"\x12ListBundleVersions\x12*.herald.rules.v1.ListBundleVersionsRequest\x1a+.herald.rules.v1.ListBundleVersionsResponse\x12a\n" +
 	"\x0eResolveTargets\x12&.herald.rules.v1.ResolveTargetsRequest\x1a'.herald.rules.v1.ResolveTargetsResponse\x12j\n" +
-	"\x11CheckReachability\x12).herald.rules.v1.CheckReachabilityRequest\x1a*.herald.rules.v1.CheckReachabilityResponseBCZAgithub.com/herald-health/herald/proto/gen/herald/rules/v1;rulesv1b\x06proto3"
+	"\x11CheckReachability\x12).herald.rules.v1.CheckReachabilityRequest\x1a*.herald.rules.v1.CheckReachabilityResponse\x12^\n" +
+	"\rProposeBundle\x12%.herald.rules.v1.ProposeBundleRequest\x1a&.herald.rules.v1.ProposeBundleResponse\x12^\n" +
+	"\rApproveBundle\x12%.herald.rules.v1.ApproveBundleRequest\x1a&.herald.rules.v1.ApproveBundleResponse\x12[\n" +
+	"\fRejectBundle\x12$.herald.rules.v1.RejectBundleRequest\x1a%.herald.rules.v1.RejectBundleResponse\x12m\n" +
+	"\x12ListPendingBundles\x12*.herald.rules.v1.ListPendingBundlesRequest\x1a+.herald.rules.v1.ListPendingBundlesResponse\x12[\n" +
+	"\fDryRunBundle\x12$.herald.rules.v1.DryRunBundleRequest\x1a%.herald.rules.v1.DryRunBundleResponseBCZAgithub.com/herald-health/herald/proto/gen/herald/rules/v1;rulesv1b\x06proto3"
 
 var (
 	file_herald_rules_v1_rules_proto_rawDescOnce sync.Once
@@ -1374,7 +2336,7 @@ func file_herald_rules_v1_rules_proto_rawDescGZIP() []byte {
 	return file_herald_rules_v1_rules_proto_rawDescData
 }
 
-var file_herald_rules_v1_rules_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_herald_rules_v1_rules_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_herald_rules_v1_rules_proto_goTypes = []any{
 	(*EvaluateRequest)(nil),            // 0: herald.rules.v1.EvaluateRequest
 	(*PlannedContact)(nil),             // 1: herald.rules.v1.PlannedContact
@@ -1398,66 +2360,119 @@ var file_herald_rules_v1_rules_proto_goTypes = []any{
 	(*CheckReachabilityRequest)(nil),   // 19: herald.rules.v1.CheckReachabilityRequest
 	(*ReachabilityGap)(nil),            // 20: herald.rules.v1.ReachabilityGap
 	(*CheckReachabilityResponse)(nil),  // 21: herald.rules.v1.CheckReachabilityResponse
-	(*v1.AlertDetails)(nil),            // 22: herald.events.v1.AlertDetails
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(*v1.Recipient)(nil),               // 24: herald.events.v1.Recipient
-	(v1.Channel)(0),                    // 25: herald.events.v1.Channel
-	(*v1.AlertRouted)(nil),             // 26: herald.events.v1.AlertRouted
-	(*v1.PolicyRef)(nil),               // 27: herald.events.v1.PolicyRef
-	(*v1.Target)(nil),                  // 28: herald.events.v1.Target
-	(*v1.Clinician)(nil),               // 29: herald.events.v1.Clinician
+	(*ProposeBundleRequest)(nil),       // 22: herald.rules.v1.ProposeBundleRequest
+	(*BundleProposal)(nil),             // 23: herald.rules.v1.BundleProposal
+	(*ProposeBundleResponse)(nil),      // 24: herald.rules.v1.ProposeBundleResponse
+	(*ApproveBundleRequest)(nil),       // 25: herald.rules.v1.ApproveBundleRequest
+	(*ApproveBundleResponse)(nil),      // 26: herald.rules.v1.ApproveBundleResponse
+	(*RejectBundleRequest)(nil),        // 27: herald.rules.v1.RejectBundleRequest
+	(*RejectBundleResponse)(nil),       // 28: herald.rules.v1.RejectBundleResponse
+	(*ListPendingBundlesRequest)(nil),  // 29: herald.rules.v1.ListPendingBundlesRequest
+	(*ListPendingBundlesResponse)(nil), // 30: herald.rules.v1.ListPendingBundlesResponse
+	(*DryRunBundleRequest)(nil),        // 31: herald.rules.v1.DryRunBundleRequest
+	(*DryRunRouting)(nil),              // 32: herald.rules.v1.DryRunRouting
+	(*DryRunAlert)(nil),                // 33: herald.rules.v1.DryRunAlert
+	(*DryRunBundleResponse)(nil),       // 34: herald.rules.v1.DryRunBundleResponse
+	(*v1.AlertDetails)(nil),            // 35: herald.events.v1.AlertDetails
+	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
+	(*v1.Recipient)(nil),               // 37: herald.events.v1.Recipient
+	(v1.Channel)(0),                    // 38: herald.events.v1.Channel
+	(*v1.AlertRouted)(nil),             // 39: herald.events.v1.AlertRouted
+	(*v1.PolicyRef)(nil),               // 40: herald.events.v1.PolicyRef
+	(*v1.Target)(nil),                  // 41: herald.events.v1.Target
+	(*v1.Clinician)(nil),               // 42: herald.events.v1.Clinician
+	(*v1.PolicyPerson)(nil),            // 43: herald.events.v1.PolicyPerson
+	(v1.BundleReviewOutcome)(0),        // 44: herald.events.v1.BundleReviewOutcome
+	(v1.Category)(0),                   // 45: herald.events.v1.Category
+	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
 }
 var file_herald_rules_v1_rules_proto_depIdxs = []int32{
-	22, // 0: herald.rules.v1.EvaluateRequest.details:type_name -> herald.events.v1.AlertDetails
-	23, // 1: herald.rules.v1.EvaluateRequest.at:type_name -> google.protobuf.Timestamp
-	23, // 2: herald.rules.v1.PlannedContact.at:type_name -> google.protobuf.Timestamp
-	24, // 3: herald.rules.v1.PlannedContact.recipient:type_name -> herald.events.v1.Recipient
-	25, // 4: herald.rules.v1.PlannedContact.channels:type_name -> herald.events.v1.Channel
-	26, // 5: herald.rules.v1.EvaluateResponse.routed:type_name -> herald.events.v1.AlertRouted
+	35, // 0: herald.rules.v1.EvaluateRequest.details:type_name -> herald.events.v1.AlertDetails
+	36, // 1: herald.rules.v1.EvaluateRequest.at:type_name -> google.protobuf.Timestamp
+	36, // 2: herald.rules.v1.PlannedContact.at:type_name -> google.protobuf.Timestamp
+	37, // 3: herald.rules.v1.PlannedContact.recipient:type_name -> herald.events.v1.Recipient
+	38, // 4: herald.rules.v1.PlannedContact.channels:type_name -> herald.events.v1.Channel
+	39, // 5: herald.rules.v1.EvaluateResponse.routed:type_name -> herald.events.v1.AlertRouted
 	1,  // 6: herald.rules.v1.EvaluateResponse.timeline:type_name -> herald.rules.v1.PlannedContact
-	23, // 7: herald.rules.v1.EvaluateResponse.failsafe_at:type_name -> google.protobuf.Timestamp
+	36, // 7: herald.rules.v1.EvaluateResponse.failsafe_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: herald.rules.v1.EvaluateResponse.unreached:type_name -> herald.rules.v1.UnreachedSend
-	23, // 9: herald.rules.v1.UnreachedSend.at:type_name -> google.protobuf.Timestamp
+	36, // 9: herald.rules.v1.UnreachedSend.at:type_name -> google.protobuf.Timestamp
 	4,  // 10: herald.rules.v1.ValidateBundleRequest.files:type_name -> herald.rules.v1.BundleFile
 	5,  // 11: herald.rules.v1.ValidateBundleResponse.problems:type_name -> herald.rules.v1.BundleProblem
-	27, // 12: herald.rules.v1.ValidateBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	40, // 12: herald.rules.v1.ValidateBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
 	4,  // 13: herald.rules.v1.LoadBundleRequest.files:type_name -> herald.rules.v1.BundleFile
-	27, // 14: herald.rules.v1.LoadBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
-	27, // 15: herald.rules.v1.GetActiveBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	40, // 14: herald.rules.v1.LoadBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
+	40, // 15: herald.rules.v1.GetActiveBundleResponse.ref:type_name -> herald.events.v1.PolicyRef
 	4,  // 16: herald.rules.v1.GetActiveBundleResponse.files:type_name -> herald.rules.v1.BundleFile
-	23, // 17: herald.rules.v1.GetActiveBundleResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	27, // 18: herald.rules.v1.BundleVersion.ref:type_name -> herald.events.v1.PolicyRef
-	23, // 19: herald.rules.v1.BundleVersion.loaded_at:type_name -> google.protobuf.Timestamp
+	36, // 17: herald.rules.v1.GetActiveBundleResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	40, // 18: herald.rules.v1.BundleVersion.ref:type_name -> herald.events.v1.PolicyRef
+	36, // 19: herald.rules.v1.BundleVersion.loaded_at:type_name -> google.protobuf.Timestamp
 	13, // 20: herald.rules.v1.ListBundleVersionsResponse.versions:type_name -> herald.rules.v1.BundleVersion
-	28, // 21: herald.rules.v1.ResolveTargetsRequest.targets:type_name -> herald.events.v1.Target
-	23, // 22: herald.rules.v1.ResolveTargetsRequest.at:type_name -> google.protobuf.Timestamp
-	29, // 23: herald.rules.v1.ResolveTargetsRequest.referrer:type_name -> herald.events.v1.Clinician
-	25, // 24: herald.rules.v1.ContactPoint.channel:type_name -> herald.events.v1.Channel
-	24, // 25: herald.rules.v1.ResolvedRecipient.recipient:type_name -> herald.events.v1.Recipient
+	41, // 21: herald.rules.v1.ResolveTargetsRequest.targets:type_name -> herald.events.v1.Target
+	36, // 22: herald.rules.v1.ResolveTargetsRequest.at:type_name -> google.protobuf.Timestamp
+	42, // 23: herald.rules.v1.ResolveTargetsRequest.referrer:type_name -> herald.events.v1.Clinician
+	38, // 24: herald.rules.v1.ContactPoint.channel:type_name -> herald.events.v1.Channel
+	37, // 25: herald.rules.v1.ResolvedRecipient.recipient:type_name -> herald.events.v1.Recipient
 	16, // 26: herald.rules.v1.ResolvedRecipient.contact_points:type_name -> herald.rules.v1.ContactPoint
 	17, // 27: herald.rules.v1.ResolveTargetsResponse.recipients:type_name -> herald.rules.v1.ResolvedRecipient
-	23, // 28: herald.rules.v1.CheckReachabilityRequest.from:type_name -> google.protobuf.Timestamp
-	23, // 29: herald.rules.v1.ReachabilityGap.at:type_name -> google.protobuf.Timestamp
+	36, // 28: herald.rules.v1.CheckReachabilityRequest.from:type_name -> google.protobuf.Timestamp
+	36, // 29: herald.rules.v1.ReachabilityGap.at:type_name -> google.protobuf.Timestamp
 	20, // 30: herald.rules.v1.CheckReachabilityResponse.gaps:type_name -> herald.rules.v1.ReachabilityGap
-	0,  // 31: herald.rules.v1.RulesService.Evaluate:input_type -> herald.rules.v1.EvaluateRequest
-	6,  // 32: herald.rules.v1.RulesService.ValidateBundle:input_type -> herald.rules.v1.ValidateBundleRequest
-	8,  // 33: herald.rules.v1.RulesService.LoadBundle:input_type -> herald.rules.v1.LoadBundleRequest
-	10, // 34: herald.rules.v1.RulesService.GetActiveBundle:input_type -> herald.rules.v1.GetActiveBundleRequest
-	12, // 35: herald.rules.v1.RulesService.ListBundleVersions:input_type -> herald.rules.v1.ListBundleVersionsRequest
-	15, // 36: herald.rules.v1.RulesService.ResolveTargets:input_type -> herald.rules.v1.ResolveTargetsRequest
-	19, // 37: herald.rules.v1.RulesService.CheckReachability:input_type -> herald.rules.v1.CheckReachabilityRequest
-	2,  // 38: herald.rules.v1.RulesService.Evaluate:output_type -> herald.rules.v1.EvaluateResponse
-	7,  // 39: herald.rules.v1.RulesService.ValidateBundle:output_type -> herald.rules.v1.ValidateBundleResponse
-	9,  // 40: herald.rules.v1.RulesService.LoadBundle:output_type -> herald.rules.v1.LoadBundleResponse
-	11, // 41: herald.rules.v1.RulesService.GetActiveBundle:output_type -> herald.rules.v1.GetActiveBundleResponse
-	14, // 42: herald.rules.v1.RulesService.ListBundleVersions:output_type -> herald.rules.v1.ListBundleVersionsResponse
-	18, // 43: herald.rules.v1.RulesService.ResolveTargets:output_type -> herald.rules.v1.ResolveTargetsResponse
-	21, // 44: herald.rules.v1.RulesService.CheckReachability:output_type -> herald.rules.v1.CheckReachabilityResponse
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	4,  // 31: herald.rules.v1.ProposeBundleRequest.files:type_name -> herald.rules.v1.BundleFile
+	40, // 32: herald.rules.v1.BundleProposal.ref:type_name -> herald.events.v1.PolicyRef
+	43, // 33: herald.rules.v1.BundleProposal.proposer:type_name -> herald.events.v1.PolicyPerson
+	36, // 34: herald.rules.v1.BundleProposal.proposed_at:type_name -> google.protobuf.Timestamp
+	44, // 35: herald.rules.v1.BundleProposal.outcome:type_name -> herald.events.v1.BundleReviewOutcome
+	43, // 36: herald.rules.v1.BundleProposal.reviewer:type_name -> herald.events.v1.PolicyPerson
+	36, // 37: herald.rules.v1.BundleProposal.reviewed_at:type_name -> google.protobuf.Timestamp
+	23, // 38: herald.rules.v1.ProposeBundleResponse.proposal:type_name -> herald.rules.v1.BundleProposal
+	23, // 39: herald.rules.v1.ApproveBundleResponse.proposal:type_name -> herald.rules.v1.BundleProposal
+	23, // 40: herald.rules.v1.RejectBundleResponse.proposal:type_name -> herald.rules.v1.BundleProposal
+	23, // 41: herald.rules.v1.ListPendingBundlesResponse.proposals:type_name -> herald.rules.v1.BundleProposal
+	4,  // 42: herald.rules.v1.DryRunBundleRequest.files:type_name -> herald.rules.v1.BundleFile
+	45, // 43: herald.rules.v1.DryRunRouting.category:type_name -> herald.events.v1.Category
+	40, // 44: herald.rules.v1.DryRunRouting.policy:type_name -> herald.events.v1.PolicyRef
+	41, // 45: herald.rules.v1.DryRunRouting.first_step_targets:type_name -> herald.events.v1.Target
+	37, // 46: herald.rules.v1.DryRunRouting.first_step_recipients:type_name -> herald.events.v1.Recipient
+	46, // 47: herald.rules.v1.DryRunRouting.step_timeouts:type_name -> google.protobuf.Duration
+	46, // 48: herald.rules.v1.DryRunRouting.communicate_within:type_name -> google.protobuf.Duration
+	46, // 49: herald.rules.v1.DryRunRouting.acknowledge_within:type_name -> google.protobuf.Duration
+	46, // 50: herald.rules.v1.DryRunRouting.action_within:type_name -> google.protobuf.Duration
+	36, // 51: herald.rules.v1.DryRunAlert.routed_at:type_name -> google.protobuf.Timestamp
+	32, // 52: herald.rules.v1.DryRunAlert.current:type_name -> herald.rules.v1.DryRunRouting
+	32, // 53: herald.rules.v1.DryRunAlert.proposed:type_name -> herald.rules.v1.DryRunRouting
+	40, // 54: herald.rules.v1.DryRunBundleResponse.proposed:type_name -> herald.events.v1.PolicyRef
+	36, // 55: herald.rules.v1.DryRunBundleResponse.since:type_name -> google.protobuf.Timestamp
+	33, // 56: herald.rules.v1.DryRunBundleResponse.alerts:type_name -> herald.rules.v1.DryRunAlert
+	0,  // 57: herald.rules.v1.RulesService.Evaluate:input_type -> herald.rules.v1.EvaluateRequest
+	6,  // 58: herald.rules.v1.RulesService.ValidateBundle:input_type -> herald.rules.v1.ValidateBundleRequest
+	8,  // 59: herald.rules.v1.RulesService.LoadBundle:input_type -> herald.rules.v1.LoadBundleRequest
+	10, // 60: herald.rules.v1.RulesService.GetActiveBundle:input_type -> herald.rules.v1.GetActiveBundleRequest
+	12, // 61: herald.rules.v1.RulesService.ListBundleVersions:input_type -> herald.rules.v1.ListBundleVersionsRequest
+	15, // 62: herald.rules.v1.RulesService.ResolveTargets:input_type -> herald.rules.v1.ResolveTargetsRequest
+	19, // 63: herald.rules.v1.RulesService.CheckReachability:input_type -> herald.rules.v1.CheckReachabilityRequest
+	22, // 64: herald.rules.v1.RulesService.ProposeBundle:input_type -> herald.rules.v1.ProposeBundleRequest
+	25, // 65: herald.rules.v1.RulesService.ApproveBundle:input_type -> herald.rules.v1.ApproveBundleRequest
+	27, // 66: herald.rules.v1.RulesService.RejectBundle:input_type -> herald.rules.v1.RejectBundleRequest
+	29, // 67: herald.rules.v1.RulesService.ListPendingBundles:input_type -> herald.rules.v1.ListPendingBundlesRequest
+	31, // 68: herald.rules.v1.RulesService.DryRunBundle:input_type -> herald.rules.v1.DryRunBundleRequest
+	2,  // 69: herald.rules.v1.RulesService.Evaluate:output_type -> herald.rules.v1.EvaluateResponse
+	7,  // 70: herald.rules.v1.RulesService.ValidateBundle:output_type -> herald.rules.v1.ValidateBundleResponse
+	9,  // 71: herald.rules.v1.RulesService.LoadBundle:output_type -> herald.rules.v1.LoadBundleResponse
+	11, // 72: herald.rules.v1.RulesService.GetActiveBundle:output_type -> herald.rules.v1.GetActiveBundleResponse
+	14, // 73: herald.rules.v1.RulesService.ListBundleVersions:output_type -> herald.rules.v1.ListBundleVersionsResponse
+	18, // 74: herald.rules.v1.RulesService.ResolveTargets:output_type -> herald.rules.v1.ResolveTargetsResponse
+	21, // 75: herald.rules.v1.RulesService.CheckReachability:output_type -> herald.rules.v1.CheckReachabilityResponse
+	24, // 76: herald.rules.v1.RulesService.ProposeBundle:output_type -> herald.rules.v1.ProposeBundleResponse
+	26, // 77: herald.rules.v1.RulesService.ApproveBundle:output_type -> herald.rules.v1.ApproveBundleResponse
+	28, // 78: herald.rules.v1.RulesService.RejectBundle:output_type -> herald.rules.v1.RejectBundleResponse
+	30, // 79: herald.rules.v1.RulesService.ListPendingBundles:output_type -> herald.rules.v1.ListPendingBundlesResponse
+	34, // 80: herald.rules.v1.RulesService.DryRunBundle:output_type -> herald.rules.v1.DryRunBundleResponse
+	69, // [69:81] is the sub-list for method output_type
+	57, // [57:69] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_herald_rules_v1_rules_proto_init() }
@@ -1471,7 +2486,7 @@ func file_herald_rules_v1_rules_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_rules_v1_rules_proto_rawDesc), len(file_herald_rules_v1_rules_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,11 @@ const (
 	RulesService_ListBundleVersions_FullMethodName = "/herald.rules.v1.RulesService/ListBundleVersions"
 	RulesService_ResolveTargets_FullMethodName     = "/herald.rules.v1.RulesService/ResolveTargets"
 	RulesService_CheckReachability_FullMethodName  = "/herald.rules.v1.RulesService/CheckReachability"
+	RulesService_ProposeBundle_FullMethodName      = "/herald.rules.v1.RulesService/ProposeBundle"
+	RulesService_ApproveBundle_FullMethodName      = "/herald.rules.v1.RulesService/ApproveBundle"
+	RulesService_RejectBundle_FullMethodName       = "/herald.rules.v1.RulesService/RejectBundle"
+	RulesService_ListPendingBundles_FullMethodName = "/herald.rules.v1.RulesService/ListPendingBundles"
+	RulesService_DryRunBundle_FullMethodName       = "/herald.rules.v1.RulesService/DryRunBundle"
 )
 
 // RulesServiceClient is the client API for RulesService service.
@@ -51,6 +56,19 @@ type RulesServiceClient interface {
 	ResolveTargets(ctx context.Context, in *ResolveTargetsRequest, opts ...grpc.CallOption) (*ResolveTargetsResponse, error)
 	// CheckReachability reports gaps where a step reaches nobody.
 	CheckReachability(ctx context.Context, in *CheckReachabilityRequest, opts ...grpc.CallOption) (*CheckReachabilityResponse, error)
+	// ProposeBundle records a bundle proposed by the calling person; it is not
+	// in force until a second person approves it.
+	ProposeBundle(ctx context.Context, in *ProposeBundleRequest, opts ...grpc.CallOption) (*ProposeBundleResponse, error)
+	// ApproveBundle puts a proposed bundle in force: the caller must be a
+	// policy administrator or safety lead of the trust other than the proposer.
+	ApproveBundle(ctx context.Context, in *ApproveBundleRequest, opts ...grpc.CallOption) (*ApproveBundleResponse, error)
+	// RejectBundle refuses a proposed bundle (withdraws it, for its proposer).
+	RejectBundle(ctx context.Context, in *RejectBundleRequest, opts ...grpc.CallOption) (*RejectBundleResponse, error)
+	// ListPendingBundles lists the proposals awaiting review.
+	ListPendingBundles(ctx context.Context, in *ListPendingBundlesRequest, opts ...grpc.CallOption) (*ListPendingBundlesResponse, error)
+	// DryRunBundle replays the alerts of the last days under a bundle: which
+	// would have been routed differently, and to whom.
+	DryRunBundle(ctx context.Context, in *DryRunBundleRequest, opts ...grpc.CallOption) (*DryRunBundleResponse, error)
 }
 
 type rulesServiceClient struct {
@@ -131,6 +149,56 @@ func (c *rulesServiceClient) CheckReachability(ctx context.Context, in *CheckRea
 	return out, nil
 }
 
+func (c *rulesServiceClient) ProposeBundle(ctx context.Context, in *ProposeBundleRequest, opts ...grpc.CallOption) (*ProposeBundleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposeBundleResponse)
+	err := c.cc.Invoke(ctx, RulesService_ProposeBundle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesServiceClient) ApproveBundle(ctx context.Context, in *ApproveBundleRequest, opts ...grpc.CallOption) (*ApproveBundleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveBundleResponse)
+	err := c.cc.Invoke(ctx, RulesService_ApproveBundle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesServiceClient) RejectBundle(ctx context.Context, in *RejectBundleRequest, opts ...grpc.CallOption) (*RejectBundleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectBundleResponse)
+	err := c.cc.Invoke(ctx, RulesService_RejectBundle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesServiceClient) ListPendingBundles(ctx context.Context, in *ListPendingBundlesRequest, opts ...grpc.CallOption) (*ListPendingBundlesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPendingBundlesResponse)
+	err := c.cc.Invoke(ctx, RulesService_ListPendingBundles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesServiceClient) DryRunBundle(ctx context.Context, in *DryRunBundleRequest, opts ...grpc.CallOption) (*DryRunBundleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DryRunBundleResponse)
+	err := c.cc.Invoke(ctx, RulesService_DryRunBundle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RulesServiceServer is the server API for RulesService service.
 // All implementations must embed UnimplementedRulesServiceServer
 // for forward compatibility.
@@ -151,6 +219,19 @@ type RulesServiceServer interface {
 	ResolveTargets(context.Context, *ResolveTargetsRequest) (*ResolveTargetsResponse, error)
 	// CheckReachability reports gaps where a step reaches nobody.
 	CheckReachability(context.Context, *CheckReachabilityRequest) (*CheckReachabilityResponse, error)
+	// ProposeBundle records a bundle proposed by the calling person; it is not
+	// in force until a second person approves it.
+	ProposeBundle(context.Context, *ProposeBundleRequest) (*ProposeBundleResponse, error)
+	// ApproveBundle puts a proposed bundle in force: the caller must be a
+	// policy administrator or safety lead of the trust other than the proposer.
+	ApproveBundle(context.Context, *ApproveBundleRequest) (*ApproveBundleResponse, error)
+	// RejectBundle refuses a proposed bundle (withdraws it, for its proposer).
+	RejectBundle(context.Context, *RejectBundleRequest) (*RejectBundleResponse, error)
+	// ListPendingBundles lists the proposals awaiting review.
+	ListPendingBundles(context.Context, *ListPendingBundlesRequest) (*ListPendingBundlesResponse, error)
+	// DryRunBundle replays the alerts of the last days under a bundle: which
+	// would have been routed differently, and to whom.
+	DryRunBundle(context.Context, *DryRunBundleRequest) (*DryRunBundleResponse, error)
 	mustEmbedUnimplementedRulesServiceServer()
 }
 
@@ -181,6 +262,21 @@ func (UnimplementedRulesServiceServer) ResolveTargets(context.Context, *ResolveT
 }
 func (UnimplementedRulesServiceServer) CheckReachability(context.Context, *CheckReachabilityRequest) (*CheckReachabilityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckReachability not implemented")
+}
+func (UnimplementedRulesServiceServer) ProposeBundle(context.Context, *ProposeBundleRequest) (*ProposeBundleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeBundle not implemented")
+}
+func (UnimplementedRulesServiceServer) ApproveBundle(context.Context, *ApproveBundleRequest) (*ApproveBundleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveBundle not implemented")
+}
+func (UnimplementedRulesServiceServer) RejectBundle(context.Context, *RejectBundleRequest) (*RejectBundleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectBundle not implemented")
+}
+func (UnimplementedRulesServiceServer) ListPendingBundles(context.Context, *ListPendingBundlesRequest) (*ListPendingBundlesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPendingBundles not implemented")
+}
+func (UnimplementedRulesServiceServer) DryRunBundle(context.Context, *DryRunBundleRequest) (*DryRunBundleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DryRunBundle not implemented")
 }
 func (UnimplementedRulesServiceServer) mustEmbedUnimplementedRulesServiceServer() {}
 func (UnimplementedRulesServiceServer) testEmbeddedByValue()                      {}
@@ -329,6 +425,96 @@ func _RulesService_CheckReachability_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RulesService_ProposeBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeBundleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesServiceServer).ProposeBundle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesService_ProposeBundle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesServiceServer).ProposeBundle(ctx, req.(*ProposeBundleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesService_ApproveBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveBundleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesServiceServer).ApproveBundle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesService_ApproveBundle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesServiceServer).ApproveBundle(ctx, req.(*ApproveBundleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesService_RejectBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectBundleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesServiceServer).RejectBundle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesService_RejectBundle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesServiceServer).RejectBundle(ctx, req.(*RejectBundleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesService_ListPendingBundles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPendingBundlesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesServiceServer).ListPendingBundles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesService_ListPendingBundles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesServiceServer).ListPendingBundles(ctx, req.(*ListPendingBundlesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesService_DryRunBundle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DryRunBundleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesServiceServer).DryRunBundle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesService_DryRunBundle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesServiceServer).DryRunBundle(ctx, req.(*DryRunBundleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RulesService_ServiceDesc is the grpc.ServiceDesc for RulesService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -363,6 +549,26 @@ var RulesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckReachability",
 			Handler:    _RulesService_CheckReachability_Handler,
+		},
+		{
+			MethodName: "ProposeBundle",
+			Handler:    _RulesService_ProposeBundle_Handler,
+		},
+		{
+			MethodName: "ApproveBundle",
+			Handler:    _RulesService_ApproveBundle_Handler,
+		},
+		{
+			MethodName: "RejectBundle",
+			Handler:    _RulesService_RejectBundle_Handler,
+		},
+		{
+			MethodName: "ListPendingBundles",
+			Handler:    _RulesService_ListPendingBundles_Handler,
+		},
+		{
+			MethodName: "DryRunBundle",
+			Handler:    _RulesService_DryRunBundle_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
