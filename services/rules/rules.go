@@ -31,11 +31,9 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
-	"github.com/herald-health/herald/services/rules/internal/adapters/bundledir"
 	"github.com/herald-health/herald/services/rules/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/rules/internal/adapters/kafkalog"
 	"github.com/herald-health/herald/services/rules/internal/app"
-	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
 )
 
@@ -72,10 +70,16 @@ type Config struct {
 	// BundleFS is used when BundleDir is empty (not a flag; e.g.
 	// DemoBundles() for the all-in-one binary).
 	BundleFS fs.FS
+	// BundleTopic is the policy-bundle topic: proposals and reviews of
+	// bundles (policy change control), one partition, kept forever.
+	BundleTopic string
 	// SkipRebuild skips reading the event log at start (the projection of
 	// routed alerts then starts empty: only for tools and benchmarks).
 	SkipRebuild bool
 }
+
+// DefaultBundleTopic is the policy-bundle topic's name.
+const DefaultBundleTopic = "herald.policy-bundles.v1"
 
 // MaxGRPCRequestBytes bounds one gRPC request to rules: a policy bundle
 // sent for validation or loading is the largest.
@@ -89,8 +93,9 @@ func DefaultConfig() Config {
 		Security:   servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:       grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
 		Log:        eventlog.DefaultConfig(),
-		GroupID:    "rules",
-		BundlePoll: 5 * time.Second,
+		GroupID:     "rules",
+		BundlePoll:  5 * time.Second,
+		BundleTopic: DefaultBundleTopic,
 	}
 }
 
@@ -101,7 +106,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Log.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.BundleDir, "bundle-dir", c.BundleDir, "policy bundle directory: one sub-directory of YAML files per tenant")
-	fs.DurationVar(&c.BundlePoll, "bundle-poll-interval", c.BundlePoll, "how often the bundle directory is checked for changes")
+	fs.DurationVar(&c.BundlePoll, "bundle-poll-interval", c.BundlePoll, "how often the bundle directory and the policy-bundle topic are checked for changes")
+	fs.StringVar(&c.BundleTopic, "bundle-topic", c.BundleTopic, "Kafka topic of policy bundle proposals and approvals")
 }
 
 // Validate names the setting at fault.
@@ -114,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.GroupID == "" {
 		errs = append(errs, errors.New("setting group-id is required"))
+	}
+	if c.BundleTopic == "" {
+		errs = append(errs, errors.New("setting bundle-topic is required: the policy-bundle topic"))
 	}
 	if c.BundleDir == "" && c.BundleFS == nil {
 		errs = append(errs, errors.New("setting bundle-dir (HERALD_BUNDLE_DIR) is required: the policy bundle directory"))
@@ -134,6 +143,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+	// GRPCOptions are added to the gRPC server (the authentication and
+	// authorization interceptors that put the caller in the context).
+	GRPCOptions []grpcserver.Option
 }
 
 // Service is a started rules service.
@@ -143,6 +155,7 @@ type Service struct {
 	deps     Deps
 	registry *app.Registry
 	loader   *app.Loader
+	changes  *app.ChangeControl
 	router   *app.Router
 	grpc     *grpcserver.Server
 }
@@ -169,17 +182,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	s.registry = app.NewRegistry(deps.Clock.Now)
 	s.loader = app.NewLoader(fsys, s.registry, deps.Logger, func(string) { rejected.Add(context.Background(), 1) })
-	if err := s.loader.Load(ctx); err != nil {
-		return nil, fmt.Errorf("load policy bundles (setting bundle-dir): %w", err)
-	}
-	if len(s.registry.Snapshot().Tenants()) == 0 {
-		return nil, errors.New("load policy bundles (setting bundle-dir): the directory holds no bundle")
-	}
 	if err := eventlog.EnsureTopics(ctx, cfg.Log, deps.Logger); err != nil {
 		return nil, fmt.Errorf("ensure topics: %w", err)
 	}
+	if err := kafkalog.EnsureBundleTopic(ctx, cfg.Log, cfg.BundleTopic, deps.Logger); err != nil {
+		return nil, err
+	}
 	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
 	s.life.OnClose("event writer", writer.Close)
+	bundleLog, closeBundleLog := kafkalog.NewBundleTopic(cfg.Log, cfg.BundleTopic, writer)
+	s.life.OnClose("policy-bundle reader", func() error { closeBundleLog(); return nil })
+	s.changes = app.NewChangeControl(bundleLog, s.registry, deps.Clock.Now, deps.Logger)
+	if err := s.loadBundles(ctx); err != nil {
+		return nil, err
+	}
 	snapshot := func() routing.Bundles { return s.registry.Snapshot() }
 	s.router, err = app.NewRouter(snapshot, writer, deps.Clock.Now, deps.Logger, deps.Telemetry.Tracer(), meter)
 	if err != nil {
@@ -191,26 +207,82 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		}
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, deps.GRPCOptions...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
 	s.life.Go("grpc server", s.grpc.Serve)
-	var publish grpcapi.Publisher
-	if cfg.BundleDir != "" {
-		store := bundledir.Store{Dir: cfg.BundleDir}
-		publish = func(ctx context.Context, b *bundle.Bundle) error { return s.loader.Publish(ctx, store, b) }
-	}
-	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger, publish))
+	history, closeHistory := kafkalog.New(cfg.Log, cfg.Log.EventsTopic)
+	s.life.OnClose("history reader", func() error { closeHistory(); return nil })
+	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger, s.changes, history))
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
 			Logger: deps.Logger, Telemetry: deps.Telemetry}, s.handle)
 	})
 	s.life.Go("bundle watcher", func(ctx context.Context) error {
-		s.loader.Watch(ctx, deps.Clock, cfg.BundlePoll)
+		s.watch(ctx)
 		return ctx.Err()
 	})
 	return s, nil
+}
+
+// loadBundles puts the bundles in force at start: it reads the policy-bundle
+// log (retrying while the broker is not ready), loads the directory (in the
+// production profile only the bundles whose content a second person
+// approved; in the development profile every valid one, unreviewed, so
+// make run and the tests start with their seed bundles), then activates the
+// latest approved bundle of each trust, which wins over the directory's.
+func (s *Service) loadBundles(ctx context.Context) error {
+	start := s.deps.Clock.Now()
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.changes.Refresh(ctx)
+		if err == nil {
+			break
+		}
+		if s.deps.Clock.Now().Sub(start) > rebuildPatience {
+			return fmt.Errorf("read policy changes from %s: %w", s.cfg.BundleTopic, err)
+		}
+		s.deps.Logger.WarnContext(ctx, "policy-bundle topic not readable yet; retrying", "topic", s.cfg.BundleTopic, "error", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read policy changes from %s: %w", s.cfg.BundleTopic, ctx.Err())
+		case <-s.deps.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	if !s.cfg.Security.Development() {
+		s.loader.SetGate(s.changes.Gate)
+	}
+	if err := s.loader.Load(ctx); err != nil {
+		return fmt.Errorf("load policy bundles (setting bundle-dir): %w", err)
+	}
+	s.changes.Apply(ctx)
+	tenants := s.registry.Snapshot().Tenants()
+	switch {
+	case len(tenants) > 0:
+	case s.cfg.Security.Development():
+		return errors.New("load policy bundles (setting bundle-dir): the directory holds no bundle")
+	default:
+		s.deps.Logger.WarnContext(ctx, "no policy bundle is approved: alerts are dead-lettered until one is proposed and approved by a second person (heraldctl bundle propose, bundle approve)")
+	}
+	return nil
+}
+
+// watch reloads the bundle directory and reads the policy-bundle log every
+// poll interval, so every replica puts an approved bundle in force.
+func (s *Service) watch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.deps.Clock.After(s.cfg.BundlePoll):
+		}
+		_ = s.loader.Load(ctx) // problems are logged by Load
+		if err := s.changes.Sync(ctx); err != nil {
+			s.deps.Logger.WarnContext(ctx, "policy-bundle topic not readable; approvals are applied at the next poll", "error", err.Error())
+		}
+	}
 }
 
 // rebuild reads the event log up to its end so the router knows which

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -72,6 +73,7 @@ func newEnv(t *testing.T) *env {
 	cfg.Log.EventsTopic = testinfra.NewTopic(t, "rules-events", 3)
 	cfg.Log.DLQTopic = testinfra.NewTopic(t, "rules-dlq", 1)
 	cfg.Log.StateTopic = testinfra.NewTopic(t, "rules-state", 1)
+	cfg.BundleTopic = testinfra.NewTopic(t, "rules-bundles", 1)
 	cfg.GroupID = testinfra.UniqueName("rules")
 	cfg.BundleFS = rules.DemoBundles()
 	cfg.BundlePoll = 50 * time.Millisecond
@@ -90,7 +92,7 @@ func (e *env) start(t *testing.T, cfg rules.Config) (addr string, stop func()) {
 func (e *env) startLogging(t *testing.T, cfg rules.Config, logs *syncBuffer) (addr string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules")})
+	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules"), GRPCOptions: []grpcserver.Option{testIdentity()}})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -372,15 +374,18 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	require.Equal(t, []string{"RZY/bundle.yaml:policies[0].steps[0].timeout"}, fields)
 
-	// A changed bundle with the same version is refused; with a new version it loads.
+	// A changed bundle with the same version is refused; with a new version
+	// it is proposed and, approved by a second person, in force.
 	changed := []*rulesv1.BundleFile{{Name: "RZY/bundle.yaml", Content: []byte(strings.Replace(string(active.GetFiles()[0].GetContent()), "timeout: 10m", "timeout: 5m", 1))}}
-	_, err = c.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: changed})
+	_, err = c.LoadBundle(as(ctx, alice), &rulesv1.LoadBundleRequest{Files: changed})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.Contains(t, status.Convert(err).Message(), "version")
 	changed[0].Content = []byte(strings.Replace(string(changed[0].GetContent()), `version: "2026.11.29-1"`, `version: "2026.11.29-2"`, 1))
-	loaded, err := c.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: changed})
+	loaded, err := c.LoadBundle(as(ctx, alice), &rulesv1.LoadBundleRequest{Files: changed})
 	require.NoError(t, err)
 	require.Equal(t, "2026.11.29-2", loaded.GetRef().GetVersion())
+	_, err = c.ApproveBundle(as(ctx, carol), &rulesv1.ApproveBundleRequest{Tenant: "RZY", ContentHash: loaded.GetRef().GetContentHash()})
+	require.NoError(t, err)
 	versions, err := c.ListBundleVersions(ctx, &rulesv1.ListBundleVersionsRequest{Tenant: "RZY"})
 	require.NoError(t, err)
 	require.Len(t, versions.GetVersions(), 2)
@@ -419,7 +424,7 @@ func copyDemo(t *testing.T) string {
 	return dir
 }
 
-func TestBundleDirectoryReloadAndLoadBundleSurviveRestart(t *testing.T) {
+func TestBundleDirectoryReloadAndApprovedBundleSurviveRestart(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	cfg := e.cfg
@@ -438,17 +443,19 @@ func TestBundleDirectoryReloadAndLoadBundleSurviveRestart(t *testing.T) {
 	require.Equal(t, before.GetRef().GetContentHash(), now.GetRef().GetContentHash())
 	require.NoError(t, os.Remove(filepath.Join(cfg.BundleDir, "RZZ", "broken.yaml")))
 
-	// When a new RZY version is loaded through gRPC (under any file name).
+	// When a new RZY version is proposed through gRPC (under any file name)
+	// and approved by a second person.
 	active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZY"})
 	require.NoError(t, err)
 	content := strings.Replace(string(active.GetFiles()[0].GetContent()), `version: "2026.11.29-1"`, `version: "2026.11.29-3"`, 1)
-	loaded, err := c.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: []*rulesv1.BundleFile{{Name: "upload.yaml", Content: []byte(content)}}})
+	loaded, err := c.LoadBundle(as(ctx, alice), &rulesv1.LoadBundleRequest{Files: []*rulesv1.BundleFile{{Name: "upload.yaml", Content: []byte(content)}}})
 	require.NoError(t, err)
 	require.Equal(t, "2026.11.29-3", loaded.GetRef().GetVersion())
-
-	// Then it is written to the bundle directory and still in force after a restart.
-	_, err = os.Stat(filepath.Join(cfg.BundleDir, "RZY", "upload.yaml"))
+	_, err = c.ApproveBundle(as(ctx, carol), &rulesv1.ApproveBundleRequest{Tenant: "RZY", ContentHash: loaded.GetRef().GetContentHash()})
 	require.NoError(t, err)
+
+	// Then it is still in force after a restart (the policy-bundle topic
+	// holds it; the directory's older bundle does not win).
 	stop()
 	addr, _ = e.start(t, cfg)
 	after, err := client(t, addr).GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZY"})

@@ -97,7 +97,10 @@ type Loader struct {
 	logger   *slog.Logger
 	onError  func(group string)
 
-	publish  sync.Mutex // one Publish at a time
+	// gate, when set, must accept a bundle before it is activated (the
+	// production profile: its content approved by a second person).
+	gate func(*bundle.Bundle) error
+
 	mu       sync.Mutex
 	seen     map[string]string // group -> content hash last tried
 	tenantOf map[string]string // group -> tenant of its active bundle
@@ -110,6 +113,15 @@ func NewLoader(fsys fs.FS, registry *Registry, logger *slog.Logger, onError func
 		onError = func(string) {}
 	}
 	return &Loader{fsys: fsys, registry: registry, logger: logger, onError: onError, seen: map[string]string{}, tenantOf: map[string]string{}}
+}
+
+// SetGate makes every bundle of the directory pass gate before it is
+// activated; one refused with ErrAwaitingApproval is logged and left out of
+// force, but is not a load error (it may be approved later).
+func (l *Loader) SetGate(gate func(*bundle.Bundle) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gate = gate
 }
 
 // Load reads the directory and activates every bundle whose content changed
@@ -155,6 +167,14 @@ func (l *Loader) Load(ctx context.Context) error {
 					Problem: fmt.Sprintf("tenant %s is also the tenant of bundle %s: one bundle per tenant", b.Tenant, prev)}}}
 			}
 		}
+		if err == nil && l.gate != nil {
+			if err = l.gate(b); errors.Is(err, ErrAwaitingApproval) {
+				l.onError(g)
+				l.logger.WarnContext(ctx, "policy bundle of the directory is not approved; it is not in force", "bundle", g, "tenant", b.Tenant,
+					"version", b.Version, "content_hash", b.Hash, "error", err.Error())
+				continue
+			}
+		}
 		if err == nil {
 			var changed bool
 			changed, err = l.registry.Activate(b, "dir:"+g)
@@ -174,34 +194,6 @@ func (l *Loader) Load(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("bundle %s: %w", g, err))
 	}
 	return errors.Join(errs...)
-}
-
-// Saver writes a tenant's bundle files into the bundle directory. Save
-// either replaces the tenant's files as a whole or leaves the old ones; an
-// error means the bundle was not written.
-type Saver interface {
-	Save(tenant string, files []bundle.File) error
-}
-
-// Publish makes b durable by writing it into the directory through s, then
-// loads the directory. It succeeds only when b is then the tenant's bundle in
-// force, so every replica that shares the directory converges on it and a
-// restart keeps it. b's file names must be "<tenant>/<file>", as the loader
-// names them, so the content hash is the same both ways.
-func (l *Loader) Publish(ctx context.Context, s Saver, b *bundle.Bundle) error {
-	l.publish.Lock()
-	defer l.publish.Unlock()
-	if err := s.Save(b.Tenant, b.Files); err != nil {
-		return fmt.Errorf("publish bundle %s version %s: %w", b.Tenant, b.Version, err)
-	}
-	loadErr := l.Load(ctx)
-	if active, ok := l.registry.Snapshot().Bundle(b.Tenant); ok && active.Hash == b.Hash {
-		return nil
-	}
-	if ps := bundle.Problems(loadErr); ps != nil {
-		return loadErr
-	}
-	return fmt.Errorf("publish bundle %s version %s: written, but the bundle directory did not activate it: %v", b.Tenant, b.Version, loadErr)
 }
 
 // Watch reloads the directory every interval until ctx is done.

@@ -48,6 +48,17 @@ func (s *Snapshot) Tenants() []string {
 	return out
 }
 
+// With returns a snapshot with b in force for its tenant instead (a dry
+// run of a proposed bundle); s is unchanged.
+func (s *Snapshot) With(b *bundle.Bundle) *Snapshot {
+	next := make(map[string]*bundle.Bundle, len(s.bundles)+1)
+	for t, v := range s.bundles {
+		next[t] = v
+	}
+	next[b.Tenant] = b
+	return &Snapshot{bundles: next}
+}
+
 // Registry holds the active bundle of each tenant and the versions loaded
 // since start. Readers take a Snapshot without locking; activation swaps it
 // atomically, so a routing decision never sees half a bundle.
@@ -138,4 +149,17 @@ func (r *Registry) Versions(tenant string) []Version {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Version(nil), r.history[tenant]...)
+}
+
+// ByHash returns the tenant's version with this content hash, if it was
+// loaded since start.
+func (r *Registry) ByHash(tenant, hash string) (*bundle.Bundle, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range r.history[tenant] {
+		if v.Bundle.Hash == hash {
+			return v.Bundle, true
+		}
+	}
+	return nil, false
 }

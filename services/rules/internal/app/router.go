@@ -202,18 +202,8 @@ func (r *Router) Alerts() int {
 // reported again, through another channel or as the final report). Errors wrapping
 // ErrUnroutable can never succeed.
 func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, error) {
-	in := routing.Input{Tenant: ev.GetTenant(), At: ev.GetOccurredAt().AsTime()}
-	switch p := ev.GetPayload().(type) {
-	case *eventsv1.Event_AlertRaised:
-		in.Kind, in.Details = routing.KindRaised, p.AlertRaised.GetDetails()
-	case *eventsv1.Event_AlertAmended:
-		in.Kind, in.Details = routing.KindAmended, p.AlertAmended.GetDetails()
-	case *eventsv1.Event_AlertQuarantined:
-		in.Kind, in.Details = routing.KindQuarantined, p.AlertQuarantined.GetDetails()
-		for _, prob := range p.AlertQuarantined.GetProblems() {
-			in.QuarantineFields = append(in.QuarantineFields, prob.GetField())
-		}
-	default:
+	in, ok := causeInput(ev)
+	if !ok {
 		return nil, routing.Decision{}, nil
 	}
 	if ev.GetAlertId() == "" || ev.GetEventId() == "" {
@@ -357,4 +347,24 @@ func (r *Router) done(alertID, id string) bool {
 	}
 	_, has := st.routed[id]
 	return has
+}
+
+// causeInput is the routing input of an event that asks for routing
+// (raised, amended, quarantined); ok is false for any other event.
+func causeInput(ev *eventsv1.Event) (in routing.Input, ok bool) {
+	in = routing.Input{Tenant: ev.GetTenant(), At: ev.GetOccurredAt().AsTime()}
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		in.Kind, in.Details = routing.KindRaised, p.AlertRaised.GetDetails()
+	case *eventsv1.Event_AlertAmended:
+		in.Kind, in.Details = routing.KindAmended, p.AlertAmended.GetDetails()
+	case *eventsv1.Event_AlertQuarantined:
+		in.Kind, in.Details = routing.KindQuarantined, p.AlertQuarantined.GetDetails()
+		for _, prob := range p.AlertQuarantined.GetProblems() {
+			in.QuarantineFields = append(in.QuarantineFields, prob.GetField())
+		}
+	default:
+		return in, false
+	}
+	return in, true
 }

@@ -12,9 +12,11 @@ import (
 	"path"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/identity"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 	"github.com/herald-health/herald/services/rules/internal/app"
@@ -25,23 +27,20 @@ import (
 // MaxReachabilityHours bounds one reachability check (a year).
 const MaxReachabilityHours = 366 * 24
 
-// Publisher makes a validated bundle durable and in force (the bundle
-// directory); see app.Loader.Publish. An error means it is not in force.
-type Publisher func(ctx context.Context, b *bundle.Bundle) error
-
 // Server implements rulesv1.RulesServiceServer.
 type Server struct {
 	rulesv1.UnimplementedRulesServiceServer
 	registry *app.Registry
 	now      func() time.Time
 	logger   *slog.Logger
-	publish  Publisher
+	changes  *app.ChangeControl
+	history  app.HistoryReader
 }
 
-// New returns the API over registry. publish (may be nil) persists bundles
-// loaded through LoadBundle; without it they are activated in memory only.
-func New(registry *app.Registry, now func() time.Time, logger *slog.Logger, publish Publisher) *Server {
-	return &Server{registry: registry, now: now, logger: logger, publish: publish}
+// New returns the API over registry: bundles are proposed and reviewed
+// through changes, and dry runs replay history.
+func New(registry *app.Registry, now func() time.Time, logger *slog.Logger, changes *app.ChangeControl, history app.HistoryReader) *Server {
+	return &Server{registry: registry, now: now, logger: logger, changes: changes, history: history}
 }
 
 func (s *Server) instant(ts *timestamppb.Timestamp, field string) (time.Time, error) {
@@ -153,41 +152,15 @@ func (s *Server) ValidateBundle(_ context.Context, req *rulesv1.ValidateBundleRe
 	return &rulesv1.ValidateBundleResponse{Ref: &eventsv1.PolicyRef{Version: b.Version, ContentHash: b.Hash}}, nil
 }
 
-// LoadBundle validates and activates a bundle for its tenant. An invalid
-// bundle is refused with InvalidArgument naming file:path of each problem.
-// With a bundle directory the bundle is written there first (replacing the
-// tenant's files) and activated from it, so it survives restarts and reaches
-// every replica sharing the directory; a write failure is Unavailable and
-// changes nothing. Without one it lives in memory until restart.
+// LoadBundle is ProposeBundle under its former name: a bundle loaded
+// through the API is only proposed (policy change control); a second
+// person approves it with ApproveBundle.
 func (s *Server) LoadBundle(ctx context.Context, req *rulesv1.LoadBundleRequest) (*rulesv1.LoadBundleResponse, error) {
-	b, err := s.parse(req.GetFiles())
-	if err == nil {
-		if s.publish != nil {
-			err = s.publish(ctx, b)
-			if err != nil && bundle.Problems(err) == nil {
-				return nil, fault.Unavailable(fmt.Sprintf("bundle %s version %s was not activated: %v", b.Tenant, b.Version, err))
-			}
-		} else {
-			_, err = s.registry.Activate(b, "grpc")
-		}
-	}
+	p, err := s.propose(ctx, req.GetFiles())
 	if err != nil {
-		ps := bundle.Problems(err)
-		if ps == nil {
-			return nil, err
-		}
-		vs := make([]fault.Violation, len(ps))
-		for i, p := range ps {
-			field := p.File
-			if p.Path != "" {
-				field += ":" + p.Path
-			}
-			vs[i] = fault.Violation{Field: field, Problem: p.Problem}
-		}
-		return nil, fault.Invalid("invalid policy bundle", vs...)
+		return nil, err
 	}
-	s.logger.InfoContext(ctx, "policy bundle activated", "tenant", b.Tenant, "version", b.Version, "content_hash", b.Hash, "source", "grpc")
-	return &rulesv1.LoadBundleResponse{Ref: &eventsv1.PolicyRef{Version: b.Version, ContentHash: b.Hash}}, nil
+	return &rulesv1.LoadBundleResponse{Ref: &eventsv1.PolicyRef{Version: p.Version, ContentHash: p.Hash}}, nil
 }
 
 // GetActiveBundle returns the tenant's bundle in force with its files.
@@ -289,4 +262,160 @@ func (s *Server) CheckReachability(_ context.Context, req *rulesv1.CheckReachabi
 		resp.Gaps = append(resp.Gaps, &rulesv1.ReachabilityGap{PolicyId: g.PolicyID, Step: g.Step, At: timestamppb.New(g.At), Problem: g.Problem})
 	}
 	return resp, nil
+}
+
+// invalidBundle turns bundle problems into InvalidArgument naming
+// file:path of each; other errors pass.
+func invalidBundle(err error) error {
+	ps := bundle.Problems(err)
+	if ps == nil {
+		return err
+	}
+	vs := make([]fault.Violation, len(ps))
+	for i, p := range ps {
+		field := p.File
+		if p.Path != "" {
+			field += ":" + p.Path
+		}
+		vs[i] = fault.Violation{Field: field, Problem: p.Problem}
+	}
+	return fault.Invalid("invalid policy bundle", vs...)
+}
+
+func (s *Server) propose(ctx context.Context, files []*rulesv1.BundleFile) (app.Proposal, error) {
+	if len(files) == 0 {
+		return app.Proposal{}, fault.Invalid("invalid request", fault.Violation{Field: "files", Problem: "is required: the bundle's YAML files"})
+	}
+	b, err := s.parse(files)
+	if err != nil {
+		return app.Proposal{}, invalidBundle(err)
+	}
+	caller, _ := identity.FromContext(ctx)
+	p, err := s.changes.Propose(ctx, caller, b)
+	if err != nil {
+		return app.Proposal{}, invalidBundle(err)
+	}
+	return p, nil
+}
+
+// ProposeBundle records the bundle as proposed by the calling person; it
+// is not in force until a second person approves it.
+func (s *Server) ProposeBundle(ctx context.Context, req *rulesv1.ProposeBundleRequest) (*rulesv1.ProposeBundleResponse, error) {
+	p, err := s.propose(ctx, req.GetFiles())
+	if err != nil {
+		return nil, err
+	}
+	return &rulesv1.ProposeBundleResponse{Proposal: ProposalProto(p)}, nil
+}
+
+// ApproveBundle puts a proposed bundle in force (two-person rule).
+func (s *Server) ApproveBundle(ctx context.Context, req *rulesv1.ApproveBundleRequest) (*rulesv1.ApproveBundleResponse, error) {
+	caller, _ := identity.FromContext(ctx)
+	p, active, err := s.changes.Approve(ctx, caller, req.GetTenant(), req.GetContentHash())
+	if err != nil {
+		return nil, err
+	}
+	return &rulesv1.ApproveBundleResponse{Proposal: ProposalProto(p), Active: active}, nil
+}
+
+// RejectBundle refuses (or, by its proposer, withdraws) a proposed bundle.
+func (s *Server) RejectBundle(ctx context.Context, req *rulesv1.RejectBundleRequest) (*rulesv1.RejectBundleResponse, error) {
+	caller, _ := identity.FromContext(ctx)
+	p, err := s.changes.Reject(ctx, caller, req.GetTenant(), req.GetContentHash(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &rulesv1.RejectBundleResponse{Proposal: ProposalProto(p)}, nil
+}
+
+// ListPendingBundles lists the trust's proposals awaiting review.
+func (s *Server) ListPendingBundles(ctx context.Context, req *rulesv1.ListPendingBundlesRequest) (*rulesv1.ListPendingBundlesResponse, error) {
+	if err := requireTenant(req.GetTenant()); err != nil {
+		return nil, err
+	}
+	caller, _ := identity.FromContext(ctx)
+	ps, err := s.changes.Pending(ctx, caller, req.GetTenant())
+	if err != nil {
+		return nil, err
+	}
+	resp := &rulesv1.ListPendingBundlesResponse{}
+	for _, p := range ps {
+		resp.Proposals = append(resp.Proposals, ProposalProto(p))
+	}
+	return resp, nil
+}
+
+// Dry-run window bounds, in days.
+const (
+	DefaultDryRunDays = 7
+	MaxDryRunDays     = 90
+)
+
+// DryRunBundle replays the trust's routings of the last days under a
+// bundle (given as files, or a proposal named by tenant and content hash).
+// The caller must hold policy-admin or safety-lead for the trust. The
+// answer holds alert ids, tenant and categories, never patient data.
+func (s *Server) DryRunBundle(ctx context.Context, req *rulesv1.DryRunBundleRequest) (*rulesv1.DryRunBundleResponse, error) {
+	days := int(req.GetDays())
+	switch {
+	case days == 0:
+		days = DefaultDryRunDays
+	case days > MaxDryRunDays:
+		return nil, fault.Invalid("invalid request", fault.Violation{Field: "days", Problem: fmt.Sprintf("must be at most %d", MaxDryRunDays)})
+	}
+	caller, _ := identity.FromContext(ctx)
+	var b *bundle.Bundle
+	switch {
+	case len(req.GetFiles()) > 0:
+		var err error
+		if b, err = s.parse(req.GetFiles()); err != nil {
+			return nil, invalidBundle(err)
+		}
+		if err := s.changes.Authorize(caller, b.Tenant); err != nil {
+			return nil, err
+		}
+	case req.GetTenant() != "" && req.GetContentHash() != "":
+		p, err := s.changes.Find(ctx, caller, req.GetTenant(), req.GetContentHash())
+		if err != nil {
+			return nil, err
+		}
+		if b, err = bundle.Parse(p.Files); err != nil {
+			return nil, fault.Precondition(fmt.Sprintf("proposed bundle %s version %s no longer parses: %v", p.Tenant, p.Version, err))
+		}
+	default:
+		return nil, fault.Invalid("invalid request", fault.Violation{Field: "files", Problem: "is required, or tenant and content_hash of a proposed bundle"})
+	}
+	since := s.now().Add(-time.Duration(days) * 24 * time.Hour)
+	res, err := app.DryRun(ctx, s.history, s.registry, b, since, req.GetIncludeUnchanged())
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("dry run of bundle %s version %s: %v", b.Tenant, b.Version, err))
+	}
+	resp := &rulesv1.DryRunBundleResponse{Proposed: &eventsv1.PolicyRef{Version: b.Version, ContentHash: b.Hash}, Since: timestamppb.New(since),
+		Replayed: uint32(res.Replayed), Changed: uint32(res.Changed)}
+	for _, a := range res.Alerts {
+		resp.Alerts = append(resp.Alerts, &rulesv1.DryRunAlert{AlertId: a.AlertID, Tenant: a.Tenant, RoutedAt: timestamppb.New(a.RoutedAt), Cause: a.Cause,
+			Current: routingProto(a.Current), Proposed: routingProto(a.Proposed), Changed: len(a.Differences) > 0, Differences: a.Differences})
+	}
+	s.logger.InfoContext(ctx, "policy bundle dry run", "tenant", b.Tenant, "version", b.Version, "days", days, "replayed", res.Replayed, "changed", res.Changed)
+	return resp, nil
+}
+
+func routingProto(r app.RoutingSummary) *rulesv1.DryRunRouting {
+	out := &rulesv1.DryRunRouting{Category: r.Category, LocalCategory: r.Local, RuleId: r.RuleID, Policy: r.Policy,
+		FirstStepTargets: r.FirstTargets, FirstStepRecipients: r.FirstRecipients,
+		CommunicateWithin: app.DurationProto(r.Communicate), AcknowledgeWithin: app.DurationProto(r.Acknowledge), ActionWithin: app.DurationProto(r.Action)}
+	for _, d := range r.StepTimeouts {
+		out.StepTimeouts = append(out.StepTimeouts, durationpb.New(d))
+	}
+	return out
+}
+
+// ProposalProto converts a proposal to its API form.
+func ProposalProto(p app.Proposal) *rulesv1.BundleProposal {
+	out := &rulesv1.BundleProposal{Tenant: p.Tenant, Ref: &eventsv1.PolicyRef{Version: p.Version, ContentHash: p.Hash}, Proposer: p.Proposer,
+		ProposedAt: timestamppb.New(p.ProposedAt), Round: p.Round, Outcome: p.Outcome, Reviewer: p.Reviewer, EventId: p.EventID}
+	if !p.Pending() {
+		out.ReviewedAt = timestamppb.New(p.ReviewedAt)
+	}
+	return out
 }

@@ -32,7 +32,7 @@ func setup(t *testing.T) (*grpcapi.Server, *app.Router) {
 	router, err := app.NewRouter(func() routing.Bundles { return reg.Snapshot() }, nil, time.Now, logging.Discard(),
 		tracenoop.NewTracerProvider().Tracer(""), metricnoop.NewMeterProvider().Meter(""))
 	require.NoError(t, err)
-	return grpcapi.New(reg, time.Now, logging.Discard(), nil), router
+	return grpcapi.New(reg, time.Now, logging.Discard(), nil, nil), router
 }
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
@@ -138,7 +138,7 @@ people:
 	require.NoError(t, err)
 	_, err = reg.Activate(b, "test")
 	require.NoError(t, err)
-	api := grpcapi.New(reg, time.Now, logging.Discard(), nil)
+	api := grpcapi.New(reg, time.Now, logging.Discard(), nil, nil)
 	at := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)
 	resp, err := api.Evaluate(context.Background(), &rulesv1.EvaluateRequest{Tenant: "RZX", At: timestamppb.New(at),
 		Details: &eventsv1.AlertDetails{SourceFlag: &eventsv1.SourceFlag{Category: eventsv1.Category_CATEGORY_CRITICAL}}})
