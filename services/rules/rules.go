@@ -90,9 +90,9 @@ const MaxGRPCRequestBytes = 4 << 20
 // (every hop needs its TLS settings).
 func DefaultConfig() Config {
 	return Config{
-		Security:   servicemain.Security{Profile: servicemain.ProfileProduction},
-		GRPC:       grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
-		Log:        eventlog.DefaultConfig(),
+		Security:    servicemain.Security{Profile: servicemain.ProfileProduction},
+		GRPC:        grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
+		Log:         eventlog.DefaultConfig(),
 		GroupID:     "rules",
 		BundlePoll:  5 * time.Second,
 		BundleTopic: DefaultBundleTopic,
