@@ -293,7 +293,7 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 				"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:", "HERALD_TENANTS_FILE=" + tenants}
 		case "rules":
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_GROUP_ID=rules-" + suffix,
-				"HERALD_BUNDLE_DIR=" + bundleDir, "HERALD_BUNDLE_POLL_INTERVAL=500ms"}
+				"HERALD_BUNDLE_DIR=" + bundleDir, "HERALD_BUNDLE_POLL_INTERVAL=500ms", "HERALD_BUNDLE_TOPIC=" + suffix + "-bundles"}
 		case "acknowledgement":
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_HTTP_ADDR=" + x.http, "HERALD_PUBLIC_URL=http://" + s.ackHTTP.addr,
 				"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,

@@ -45,7 +45,9 @@ type System struct {
 	Webhook   *WebhookSink
 	Traces    *TraceCollector
 	BundleDir string
-	Secret    string
+	// BundleTopic is rules' policy-bundle topic (proposals, approvals).
+	BundleTopic string
+	Secret      string
 	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
 	// are mutual TLS with it.
 	TLS *TLS
@@ -109,11 +111,13 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	s.Log.EventsTopic = testinfra.UniqueName("e2e-events")
 	s.Log.DLQTopic = testinfra.UniqueName("e2e-dlq")
 	s.Log.StateTopic = testinfra.UniqueName("e2e-state")
+	s.BundleTopic = testinfra.UniqueName("e2e-bundles")
 	if opts.SecureInfra {
 		// The ACLs grant the production names as prefixes.
 		s.Log.EventsTopic = testinfra.UniqueName("herald.alert-events.v1")
 		s.Log.DLQTopic = testinfra.UniqueName("herald.alert-events.dlq.v1")
 		s.Log.StateTopic = testinfra.UniqueName("herald.alert-state.v1")
+		s.BundleTopic = testinfra.UniqueName("herald.policy-bundles.v1")
 		s.Redis = secureRedisAdmin(t)
 	} else {
 		s.Redis = testinfra.NewRedis(t)
@@ -126,7 +130,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	}
 	t.Cleanup(func() {
 		c := &kafka.Client{Addr: kafka.TCP(s.Log.Brokers...), Transport: &kafka.Transport{}}
-		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.Log.EventsTopic, s.Log.DLQTopic, s.Log.StateTopic}})
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.Log.EventsTopic, s.Log.DLQTopic, s.Log.StateTopic, s.BundleTopic}})
 	})
 
 	s.BundleDir = t.TempDir()
@@ -138,6 +142,12 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		yaml := strings.ReplaceAll(b.YAML, "{{WEBHOOK}}", s.Webhook.URL+"/hook")
 		if err := os.WriteFile(filepath.Join(dir, "bundle.yaml"), []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if opts.SecureInfra {
+			// In the production profile a bundle is in force only once a
+			// second person approved its content: record the seed bundle
+			// as proposed and approved, as two people would through the API.
+			SeedApprovedBundle(t, s.Log, s.BundleTopic, b.Tenant, map[string][]byte{b.Tenant + "/bundle.yaml": []byte(yaml)})
 		}
 	}
 
@@ -186,7 +196,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
-			"HERALD_BUNDLE_DIR=" + s.BundleDir, "HERALD_BUNDLE_POLL_INTERVAL=500ms",
+			"HERALD_BUNDLE_DIR=" + s.BundleDir, "HERALD_BUNDLE_POLL_INTERVAL=500ms", "HERALD_BUNDLE_TOPIC=" + s.BundleTopic,
 		},
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,

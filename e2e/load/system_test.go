@@ -118,7 +118,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + rulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
-			"HERALD_BUNDLE_DIR=" + bundleDir,
+			"HERALD_BUNDLE_DIR=" + bundleDir, "HERALD_BUNDLE_TOPIC=" + suffix + "-bundles",
 		},
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + ackGRPC, "HERALD_HTTP_ADDR=" + ackHTTP, "HERALD_PUBLIC_URL=http://" + ackHTTP,

@@ -475,7 +475,7 @@ kafka_acl() {
 # per formatted log (they live in the cluster metadata) and password set.
 kafka_secure_setup() {
 	local stamp="$KAFKA_HOME/secure-setup" want u
-	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v1"
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v2"
 	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		return
 	fi
@@ -502,6 +502,10 @@ kafka_secure_setup() {
 	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --topic "$events" --group acknowledgement
 	# The acknowledgement service owns the compacted state topic.
 	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --operation Write --topic "$state"
+	# The rules service owns the policy-bundle topic (proposals and approvals
+	# of policy bundles): it creates, reads and appends to it.
+	kafka_acl --allow-principal User:herald-rules --operation Describe --operation Create --operation Read --operation Write \
+		--topic herald.policy-bundles.v1
 	# An operator follows the log (heraldctl tail) and reads nothing else.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
 	echo "$want" >"$stamp"
