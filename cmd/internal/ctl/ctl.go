@@ -133,6 +133,7 @@ func commands() []command {
 		tailCommand(),
 		rebuildCommand(),
 		policyCommand(),
+		bundleCommand(),
 	}
 }
 

@@ -49,6 +49,24 @@ func TestAckWithoutIdentityIsRefusedBeforeAnyCall(t *testing.T) {
 	}
 }
 
+func TestBundleSubcommandsSayWhatTheyNeed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bundle"}, "say propose, pending, approve, reject or dry-run"},
+		{[]string{"bundle", "approve", "-addr", "127.0.0.1:1", "RZY"}, "give the trust and the content hash"},
+		{[]string{"bundle", "pending", "-addr", "127.0.0.1:1"}, "give the trust"},
+		{[]string{"bundle", "dry-run", "-addr", "127.0.0.1:1"}, "-tenant and -hash"},
+		{[]string{"bundle", "withdraw", "-addr", "127.0.0.1:1"}, `unknown bundle subcommand "withdraw"`},
+	} {
+		code, _, errOut := runCtl(tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: got %d %q, want exit 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
 func TestBadCategoryNamesTheFlag(t *testing.T) {
 	code, _, errOut := runCtl("raise", "-category", "red")
 	if code != 1 || !strings.Contains(errOut, `-category "red"`) {

@@ -130,6 +130,13 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 		t.Fatalf("action -as X -what Y ID: exit %d %q %q", code, out, errOut)
 	}
 
+	// bundle propose reaches rules, which takes a policy change only from a
+	// verified person (heraldctl login): one alone cannot change policy.
+	code, _, errOut = heraldctl("bundle", "propose", "../../../services/rules/bundles/demo/RZY")
+	if code != 1 || !strings.Contains(errOut, "needs a verified person") {
+		t.Fatalf("bundle propose without a person: exit %d %q; want a refusal naming the verified person", code, errOut)
+	}
+
 	// rebuild finds the run's Redis.
 	code, out, errOut = heraldctl("rebuild", "acknowledgement")
 	if code != 0 || !strings.Contains(out, "will rebuild") {
