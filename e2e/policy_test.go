@@ -82,7 +82,10 @@ func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 			_, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash})
 			return err
 		},
-		"DryRunBundle": func() error { _, err := c.DryRunBundle(ctx, &rulesv1.DryRunBundleRequest{Files: req, Days: 1}); return err },
+		"DryRunBundle": func() error {
+			_, err := c.DryRunBundle(ctx, &rulesv1.DryRunBundleRequest{Files: req, Days: 1})
+			return err
+		},
 	}
 	for name, call := range calls {
 		if err := call(); status.Code(err) != codes.Unauthenticated {
