@@ -77,6 +77,7 @@ type ChangeControl struct {
 	logger   *slog.Logger
 
 	refresh sync.Mutex // one read of the log at a time
+	apply   sync.Mutex // one Apply at a time: when it returns, what it saw is in force
 	mu      sync.Mutex
 	next    int64
 	byID    map[string]*Proposal
@@ -173,6 +174,8 @@ func (c *ChangeControl) Sync(ctx context.Context) error {
 // put in force once, so a bundle activated later from the directory (the
 // development profile) is not overridden until the next approval.
 func (c *ChangeControl) Apply(ctx context.Context) {
+	c.apply.Lock()
+	defer c.apply.Unlock()
 	c.mu.Lock()
 	var due []*Proposal
 	for tenant, p := range c.latest {
