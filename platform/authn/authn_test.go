@@ -2,21 +2,16 @@ package authn
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,77 +20,34 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/herald-health/herald/platform/authn/authntest"
 	"github.com/herald-health/herald/platform/identity"
 )
 
-// issuer is a minimal OpenID issuer for unit tests: discovery and JWKS
-// over HTTP, tokens signed with its RSA key. (The e2e security suite runs
-// against a real provider process: platform/devidp.)
-type issuer struct {
-	srv  *httptest.Server
-	key  *rsa.PrivateKey
-	kid  string
-	hits int
-}
+type issuer struct{ *authntest.Issuer }
 
-func newIssuer(t testing.TB) *issuer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := &issuer{key: key, kid: "k1"}
-	mux := http.NewServeMux()
-	is.srv = httptest.NewServer(mux)
-	t.Cleanup(is.srv.Close)
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks",
-			"authorization_endpoint": is.srv.URL + "/auth", "token_endpoint": is.srv.URL + "/token"})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		is.hits++
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"}}})
-	})
-	return is
-}
+type tokenClaims = authntest.Claims
 
-type tokenClaims struct {
-	jwt.Claims
-	ACR   string   `json:"acr,omitempty"`
-	Name  string   `json:"name,omitempty"`
-	Pers  string   `json:"herald_person,omitempty"`
-	Roles []string `json:"herald_roles,omitempty"`
-}
+func newIssuer(t testing.TB) *issuer { return &issuer{authntest.NewIssuer(t)} }
 
 func (is *issuer) token(t testing.TB, change func(*tokenClaims)) string {
 	t.Helper()
-	now := time.Now()
-	c := tokenClaims{Claims: jwt.Claims{Issuer: is.srv.URL, Subject: "sub-1", Audience: jwt.Audience{"herald"},
-		Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), ID: "jti-1"},
-		ACR: "AAL3_ANY", Name: "Dr A", Pers: "rzz-dr-a", Roles: []string{"RZZ:clinician"}}
-	if change != nil {
-		change(&c)
-	}
-	return sign(t, is.key, is.kid, c)
+	return is.Token(t, "sub-1", []string{"RZZ:clinician"}, func(c *tokenClaims) {
+		c.Name, c.Pers, c.ID = "Dr A", "rzz-dr-a", "jti-1"
+		if change != nil {
+			change(c)
+		}
+	})
 }
 
 func sign(t testing.TB, key *rsa.PrivateKey, kid string, c any) string {
-	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jwt.Signed(s).Claims(c).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return authntest.Sign(t, key, kid, c)
 }
 
 func newAuth(t testing.TB, is *issuer, opts ...Option) *Authenticator {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Issuer = is.srv.URL
+	cfg.Issuer = is.URL
 	a, err := New(context.Background(), cfg, ClaimBinder{PersonClaim: cfg.PersonClaim, RolesClaim: cfg.RolesClaim}, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +88,7 @@ func TestVerifiedTokenPutsThePersonInTheContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := c.Person
-	if p == nil || p.Issuer != is.srv.URL || p.Subject != "sub-1" || p.ACR != "AAL3_ANY" || p.DisplayName != "Dr A" || p.PersonID != "rzz-dr-a" {
+	if p == nil || p.Issuer != is.URL || p.Subject != "sub-1" || p.ACR != "AAL3_ANY" || p.DisplayName != "Dr A" || p.PersonID != "rzz-dr-a" {
 		t.Fatalf("person = %+v", p)
 	}
 	if !p.Has("RZZ", identity.RoleClinician) || p.Has("RZZ", identity.RoleFailsafeOfficer) {
@@ -173,7 +125,7 @@ func TestRefusedTokens(t *testing.T) {
 		{"expired", is.token(t, nil), readMethod, newAuth(t, is, WithClock(func() time.Time { return later })), codes.Unauthenticated},
 		{"wrong audience", is.token(t, func(c *tokenClaims) { c.Audience = jwt.Audience{"someone-else"} }), readMethod, newAuth(t, is), codes.Unauthenticated},
 		{"wrong issuer", other.token(t, nil), readMethod, newAuth(t, is), codes.Unauthenticated},
-		{"issuer claim forged", sign(t, other.key, is.kid, tokenClaims{Claims: jwt.Claims{Issuer: is.srv.URL, Subject: "x", Audience: jwt.Audience{"herald"}, Expiry: jwt.NewNumericDate(later)}}), readMethod, newAuth(t, is), codes.Unauthenticated},
+		{"issuer claim forged", sign(t, other.Key, is.KID, tokenClaims{Claims: jwt.Claims{Issuer: is.URL, Subject: "x", Audience: jwt.Audience{"herald"}, Expiry: jwt.NewNumericDate(later)}}), readMethod, newAuth(t, is), codes.Unauthenticated},
 		{"not a JWT", "not-a-token", readMethod, newAuth(t, is), codes.Unauthenticated},
 		{"acr too low to acknowledge", is.token(t, func(c *tokenClaims) { c.ACR = "AAL1_USERPASS" }), ackMethod, newAuth(t, is), codes.PermissionDenied},
 		{"no acr", is.token(t, func(c *tokenClaims) { c.ACR = "" }), readMethod, newAuth(t, is), codes.PermissionDenied},
@@ -228,8 +180,8 @@ func TestKeysAreFetchedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if is.hits != 1 {
-		t.Fatalf("JWKS fetched %d times for 20 calls, want 1 (cached)", is.hits)
+	if is.KeyFetches() != 1 {
+		t.Fatalf("JWKS fetched %d times for 20 calls, want 1 (cached)", is.KeyFetches())
 	}
 }
 
@@ -280,11 +232,11 @@ func TestACachedTokenStillExpires(t *testing.T) {
 	is := newIssuer(t)
 	now := time.Now()
 	a := newAuth(t, is, WithClock(func() time.Time { return now }))
-	tok := is.token(t, nil) // expires in 5 minutes
+	tok := is.token(t, nil) // expires in 15 minutes
 	if _, err := call(a, readMethod, tok, ""); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(10 * time.Minute)
+	now = now.Add(20 * time.Minute)
 	if _, err := call(a, readMethod, tok, ""); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a token verified before its expiry still passed after it: %v", err)
 	}
