@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -135,6 +136,11 @@ type RoleBinder interface {
 // Option changes New.
 type Option func(*Authenticator)
 
+// AllowAnonymous lets a call with neither a token nor a client
+// certificate through as an empty Caller: for a development system whose
+// services talk plaintext (no certificate names them). Never in production.
+func AllowAnonymous() Option { return func(a *Authenticator) { a.anonymous = true } }
+
 // WithClock verifies expiry against now instead of the wall clock.
 func WithClock(now func() time.Time) Option { return func(a *Authenticator) { a.now = now } }
 
@@ -145,6 +151,8 @@ type Authenticator struct {
 	verify *oidc.IDTokenVerifier
 	now    func() time.Time
 	rank   map[string]int
+	// anonymous: see AllowAnonymous.
+	anonymous bool
 
 	// seen caches verified tokens until they expire: a client calls with
 	// the same token many times, and a signature check costs tens of
@@ -199,6 +207,33 @@ func New(ctx context.Context, cfg Config, binder RoleBinder, opts ...Option) (*A
 	return a, nil
 }
 
+// ForService builds the authentication a service's composition root
+// installs (grpcserver option): cfg checked against the profile (the
+// production profile needs an issuer), binder (nil: ClaimBinder of cfg's
+// claims), and, in the development profile when clients present no
+// certificates, anonymous calls let through (AllowAnonymous).
+func ForService(ctx context.Context, cfg Config, binder RoleBinder, development, clientCerts bool, log *slog.Logger) (grpcserver.Option, error) {
+	if err := cfg.Validate(!development); err != nil {
+		return nil, err
+	}
+	if binder == nil {
+		binder = ClaimBinder{PersonClaim: cfg.PersonClaim, RolesClaim: cfg.RolesClaim}
+	}
+	var opts []Option
+	if development && !clientCerts {
+		opts = append(opts, AllowAnonymous())
+		log.WarnContext(ctx, "development profile: gRPC calls without a token or a client certificate are let through anonymously")
+	}
+	if development && cfg.Issuer == "" {
+		log.WarnContext(ctx, "development profile without an OpenID issuer (setting oidc-issuer): no person can call, commands are refused")
+	}
+	a, err := New(ctx, cfg, binder, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return a.ServerOption(), nil
+}
+
 // claimsKey carries the verified token's claims to the RoleBinder.
 type claimsKey struct{}
 
@@ -224,6 +259,7 @@ func (a *Authenticator) Verify(ctx context.Context, method, raw string) (*identi
 	p := &identity.Person{Issuer: v.issuer, Subject: v.subject}
 	p.ACR, _ = claims["acr"].(string)
 	p.DisplayName, _ = claims["name"].(string)
+	p.TokenID, _ = claims["jti"].(string)
 	if need := a.required(method); need != "" && a.rank[p.ACR] < a.rank[need] {
 		got := p.ACR
 		if got == "" {
@@ -306,7 +342,7 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		return nil, err
 	}
 	if !present {
-		if service == "" {
+		if service == "" && !a.anonymous {
 			return nil, status.Error(codes.Unauthenticated, "no credentials: call with a client certificate (a service) or an OpenID Connect access token in 'authorization: Bearer <token>' (a person: heraldctl login)")
 		}
 		return identity.NewContext(ctx, identity.Caller{Service: service}), nil

@@ -11,18 +11,22 @@
 package acknowledgement
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -72,12 +76,27 @@ type Config struct {
 	// login (development only, e.g. `make run`); "link-recipient" trusts
 	// the person the link was sent to. Empty in production: OIDC is used.
 	DevIdentity string
-	// OIDC login (authorization-code flow) for acknowledge links.
-	OIDCIssuer       string
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...); its issuer is
+	// also the one acknowledge-link users sign in with.
+	Authn authn.Config
+	// OIDC login (authorization code + PKCE) for acknowledge links.
 	OIDCClientID     string
 	OIDCClientSecret string
 	// OIDCPersonClaim is the ID-token claim that holds Herald's person id.
 	OIDCPersonClaim string
+	// SessionKey seals the acknowledge page's session cookies: a secret
+	// of its own (>= 32 bytes), required with OIDC sign-in in the
+	// production profile; a development system without one makes a
+	// random key per process.
+	SessionKey string
+	// SessionIdle and SessionMax bound a page session: idle time and
+	// total time since sign-in.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
+	// PageACR is the assurance level a page sign-in must reach to
+	// acknowledge ("" takes the level of the Acknowledge RPC).
+	PageACR string
 
 	// TimerLease is how long a claimed timer is leased to one replica.
 	TimerLease time.Duration
@@ -115,6 +134,9 @@ func DefaultConfig() Config {
 		Redis:            redisconn.Config{Addr: "127.0.0.1:6379"},
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
+		Authn:            authn.DefaultConfig(),
+		SessionIdle:      ackhttp.DefaultSessionIdle,
+		SessionMax:       ackhttp.DefaultSessionMax,
 		TimerLease:       5 * time.Second,
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
@@ -141,10 +163,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
 	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification; none: derived from ack-link-secret)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
-	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
+	c.Authn.RegisterFlags(fs)
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
 	config.SecretFile(fs, &c.OIDCClientSecret, "oidc-client-secret", "OpenID Connect client secret")
 	fs.StringVar(&c.OIDCPersonClaim, "oidc-person-claim", c.OIDCPersonClaim, "ID-token claim holding the person id")
+	config.SecretFile(fs, &c.SessionKey, "session-key", "key sealing the acknowledge page's session cookies (>= 32 bytes; its own secret)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "an acknowledge-page session not used for this long ends")
+	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "an acknowledge-page session ends this long after sign-in")
+	fs.StringVar(&c.PageACR, "page-acr", c.PageACR, "assurance level an acknowledge-page sign-in needs (empty: the Acknowledge RPC's)")
 	fs.DurationVar(&c.TimerLease, "timer-lease", c.TimerLease, "lease of a claimed timer")
 	fs.IntVar(&c.TimerShards, "timer-shards", c.TimerShards, "timer shards (Redis Cluster slots)")
 	fs.DurationVar(&c.TimerMaxSleep, "timer-max-sleep", c.TimerMaxSleep, "longest timer poller sleep")
@@ -183,10 +209,25 @@ func (c Config) Validate() error {
 	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
-	if c.DevIdentity == "" && c.OIDCIssuer == "" {
+	if err := c.Authn.Validate(!c.Security.Development()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DevIdentity == "" && c.Authn.Issuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
 	}
-	if c.OIDCIssuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
+	if c.DevIdentity == "" && !c.Security.Development() && len(c.SessionKey) < ackhttp.MinSessionKeyLen {
+		bad("setting session-key-file is required (a secret of at least %d bytes, not the link secret)", ackhttp.MinSessionKeyLen)
+	}
+	if c.SessionKey != "" && len(c.SessionKey) < ackhttp.MinSessionKeyLen {
+		bad("setting session-key-file must hold at least %d bytes", ackhttp.MinSessionKeyLen)
+	}
+	if c.SessionIdle <= 0 || c.SessionMax < c.SessionIdle {
+		bad("settings session-idle and session-max must be positive, session-max at least session-idle")
+	}
+	if c.PageACR != "" && !slices.Contains(c.Authn.ACRLevels, c.PageACR) {
+		bad("setting page-acr %q is not in oidc-acr-levels %v", c.PageACR, c.Authn.ACRLevels)
+	}
+	if c.DevIdentity == "" && c.Authn.Issuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
 		bad("settings oidc-client-id and oidc-person-claim are required with oidc-issuer")
 	}
 	if c.TimerLease < time.Second {
@@ -230,6 +271,9 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 	// Hooks are test points of the application (not for production).
 	Hooks app.Hooks
+	// Binder binds a verified person to their Herald id and roles
+	// (default: from the access token's claims, authn.ClaimBinder).
+	Binder authn.RoleBinder
 }
 
 // Service is a started acknowledgement service.
@@ -304,7 +348,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("timer poller: %w", err)
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry); err != nil {
+	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", log)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry, auth); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
@@ -314,9 +362,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("setting reference-key: %w", err)
 	}
 	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
+	sessionKey := []byte(cfg.SessionKey)
+	if len(sessionKey) == 0 {
+		// Development only (Validate): sessions end when the process does.
+		sessionKey = make([]byte, ackhttp.MinSessionKeyLen)
+		_, _ = rand.Read(sessionKey)
+	}
+	pageACR := cfg.PageACR
+	if pageACR == "" {
+		pageACR = cmp.Or(cfg.Authn.MethodACR[ackv1.AcknowledgementService_Acknowledge_FullMethodName], cfg.Authn.MinACR)
+	}
 	links, err := ackhttp.New(ctx, ackhttp.Config{
+		SessionKey: sessionKey, SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax,
+		MinACR: pageACR, ACRLevels: cfg.Authn.ACRLevels,
 		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
-		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
+		OIDCIssuer: cfg.Authn.Issuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -51,7 +52,10 @@ type Config struct {
 	// development system asked for plaintext.
 	Security servicemain.Security
 	GRPC     grpcserver.Config
-	Log      eventlog.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
+	Log   eventlog.Config
 	// Redis holds the record of accepted messages.
 	Redis redisconn.Config
 
@@ -121,6 +125,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:        servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001", MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:           authn.DefaultConfig(),
 		Log:             eventlog.DefaultConfig(),
 		Redis:           redisconn.Config{Addr: "127.0.0.1:6379"},
 		MLLPAddr:        "127.0.0.1:2575",
@@ -147,6 +152,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	fs.StringVar(&c.MLLPAddr, "mllp-addr", c.MLLPAddr, "HL7 v2 MLLP listen address")
@@ -208,7 +214,7 @@ func (c Config) hops() []servicemain.Hop {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(),
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(),
 		validateListenerTLS(c.MLLPTLS, "mllp"), validateListenerTLS(c.FHIRTLS, "fhir"), c.Security.Check(c.hops()...)} {
 		if err != nil {
 			errs = append(errs, err)
@@ -293,6 +299,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+	// Binder binds a verified person to their Herald id and roles
+	// (default: from the access token's claims, authn.ClaimBinder).
+	Binder authn.RoleBinder
 }
 
 // Service is a started intake service.
@@ -363,7 +372,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, auth); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -91,6 +92,9 @@ type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
 	GRPC     grpcserver.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
 	// ReceiptsAddr is where the delivery-receipt HTTP endpoint listens.
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
@@ -175,6 +179,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:             servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:                 grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:                authn.DefaultConfig(),
 		ReceiptsAddr:         "127.0.0.1:8004",
 		Log:                  eventlog.DefaultConfig(),
 		GroupID:              "notification",
@@ -205,6 +210,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	c.Rules.RegisterFlags(fs, "rules")
@@ -247,7 +253,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
 		c.Security.Check(c.GRPC, c.Log, c.Redis)} {
 		if err != nil {
 			errs = append(errs, err)
@@ -322,6 +328,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+	// Binder binds a verified person to their Herald id and roles
+	// (default: from the access token's claims, authn.ClaimBinder).
+	Binder authn.RoleBinder
 }
 
 // Service is a started notification service.
@@ -409,7 +418,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 	api := app.NewAPI(s.engine)
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcserver.WithTLS(identity)); err != nil {
+	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcserver.WithTLS(identity), auth); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

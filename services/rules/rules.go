@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -59,7 +60,10 @@ type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
 	GRPC     grpcserver.Config
-	Log      eventlog.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
+	Log   eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID string
 	// BundleDir is the policy bundle directory: one sub-directory of YAML
@@ -92,6 +96,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:    servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:        grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:       authn.DefaultConfig(),
 		Log:         eventlog.DefaultConfig(),
 		GroupID:     "rules",
 		BundlePoll:  5 * time.Second,
@@ -103,6 +108,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.BundleDir, "bundle-dir", c.BundleDir, "policy bundle directory: one sub-directory of YAML files per tenant")
@@ -113,7 +119,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -143,9 +149,12 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// GRPCOptions are added to the gRPC server (the authentication and
-	// authorization interceptors that put the caller in the context).
+	// GRPCOptions are added to the gRPC server after authentication
+	// (authorization's interceptors).
 	GRPCOptions []grpcserver.Option
+	// Binder binds a verified person to their Herald id and roles
+	// (default: from the access token's claims, authn.ClaimBinder).
+	Binder authn.RoleBinder
 }
 
 // Service is a started rules service.
@@ -207,7 +216,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		}
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, deps.GRPCOptions...); err != nil {
+	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, append([]grpcserver.Option{auth}, deps.GRPCOptions...)...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

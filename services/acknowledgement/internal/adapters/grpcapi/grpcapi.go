@@ -47,7 +47,11 @@ func (s *Server) slim(st *lifecycle.State) *ackv1.AlertState {
 
 // Acknowledge implements the RPC.
 func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (*ackv1.AcknowledgeResponse, error) {
-	o, err := s.app.Acknowledge(ctx, r.GetAlertId(), lifecycle.Acknowledge{Actor: r.GetActor(), RequestID: r.GetRequestId(), Via: r.GetVia()})
+	a, roleFor, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.app.Acknowledge(ctx, r.GetAlertId(), lifecycle.Acknowledge{Actor: a, RoleFor: roleFor, RequestID: r.GetRequestId(), Via: "grpc"})
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +60,11 @@ func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (
 
 // Decline implements the RPC.
 func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.DeclineResponse, error) {
-	o, err := s.app.Decline(ctx, r.GetAlertId(), lifecycle.Decline{Actor: r.GetActor(), RequestID: r.GetRequestId(), Reason: r.GetReason(), Note: r.GetNote()})
+	a, roleFor, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.app.Decline(ctx, r.GetAlertId(), lifecycle.Decline{Actor: a, RoleFor: roleFor, RequestID: r.GetRequestId(), Reason: r.GetReason(), Note: r.GetNote()})
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +73,11 @@ func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.D
 
 // RecordAction implements the RPC.
 func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest) (*ackv1.RecordActionResponse, error) {
-	o, err := s.app.RecordAction(ctx, r.GetAlertId(), lifecycle.RecordAction{Actor: r.GetActor(), RequestID: r.GetRequestId(), Action: r.GetAction()})
+	a, roleFor, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.app.RecordAction(ctx, r.GetAlertId(), lifecycle.RecordAction{Actor: a, RoleFor: roleFor, RequestID: r.GetRequestId(), Action: r.GetAction()})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +86,11 @@ func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest)
 
 // MarkRead implements the RPC.
 func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1.MarkReadResponse, error) {
-	o, err := s.app.MarkRead(ctx, r.GetAlertId(), lifecycle.MarkRead{Actor: r.GetActor(), RequestID: r.GetRequestId()})
+	a, roleFor, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.app.MarkRead(ctx, r.GetAlertId(), lifecycle.MarkRead{Actor: a, RoleFor: roleFor, RequestID: r.GetRequestId()})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +99,11 @@ func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1
 
 // Close implements the RPC.
 func (s *Server) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.CloseResponse, error) {
-	o, err := s.app.Close(ctx, r.GetAlertId(), lifecycle.Close{Actor: r.GetActor(), RequestID: r.GetRequestId(), Reason: r.GetReason()})
+	a, roleFor, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.app.Close(ctx, r.GetAlertId(), lifecycle.Close{Actor: a, RoleFor: roleFor, RequestID: r.GetRequestId(), Reason: r.GetReason()})
 	if err != nil {
 		return nil, err
 	}
