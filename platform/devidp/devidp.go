@@ -49,6 +49,9 @@ var ACRLevels = []string{"AAL1_USERPASS", "AAL2_OR_ABOVE", "AAL3_ANY"}
 type Options struct {
 	// Users may sign in (default DemoUsers).
 	Users []User
+	// Others, when set, signs in a subject not in Users (a demo's whole
+	// directory without listing it).
+	Others func(subject string) (User, bool)
 	// Dir holds Hydra's configuration (default a temporary folder).
 	Dir string
 	// Host is the loopback address to listen on (default 127.0.0.1).
@@ -70,8 +73,9 @@ type Provider struct {
 	// LoginURL is the login and consent app.
 	LoginURL string
 
-	users map[string]User
-	log   *slog.Logger
+	users  map[string]User
+	others func(string) (User, bool)
+	log    *slog.Logger
 	cmd   *exec.Cmd
 	app   *http.Server
 	done  chan struct{}
@@ -95,7 +99,7 @@ func Start(ctx context.Context, opts Options) (*Provider, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	p := &Provider{users: map[string]User{}, log: opts.Logger, done: make(chan struct{}), dir: opts.Dir}
+	p := &Provider{users: map[string]User{}, others: opts.Others, log: opts.Logger, done: make(chan struct{}), dir: opts.Dir}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -385,6 +389,36 @@ func (p *Provider) admin(ctx context.Context, method, path string, body, out any
 	return nil
 }
 
+// user finds a user who may sign in.
+func (p *Provider) user(subject string) (User, bool) {
+	if u, ok := p.users[subject]; ok {
+		return u, true
+	}
+	if p.others != nil && subject != "" {
+		return p.others(subject)
+	}
+	return User{}, false
+}
+
+// Source returns a token source signing subject in at acr through client
+// (see Token), keeping each token until a minute before it expires.
+func (p *Provider) Source(clientID, redirectURI, subject, acr, audience string) func(context.Context) (string, error) {
+	var mu sync.Mutex
+	var tok *oauth2.Token
+	return func(ctx context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tok == nil || time.Until(tok.Expiry) < time.Minute {
+			t, err := p.Token(ctx, clientID, redirectURI, subject, acr, audience)
+			if err != nil {
+				return "", err
+			}
+			tok = t
+		}
+		return tok.AccessToken, nil
+	}
+}
+
 // --- the login and consent app ---
 
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
@@ -419,7 +453,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	if len(lr.OIDCContext.ACRValues) > 0 && slices.Contains(ACRLevels, lr.OIDCContext.ACRValues[0]) {
 		acr = lr.OIDCContext.ACRValues[0]
 	}
-	if _, ok := p.users[lr.OIDCContext.LoginHint]; ok {
+	if _, ok := p.user(lr.OIDCContext.LoginHint); ok {
 		p.acceptLogin(w, r, ch, lr.OIDCContext.LoginHint, acr)
 		return
 	}
@@ -439,7 +473,7 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, acr := r.PostForm.Get("user"), r.PostForm.Get("acr")
-	if _, ok := p.users[user]; !ok {
+	if _, ok := p.user(user); !ok {
 		http.Error(w, "unknown user "+user, http.StatusBadRequest)
 		return
 	}
@@ -474,7 +508,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	u := p.users[cr.Subject]
+	u, _ := p.user(cr.Subject)
 	claims := map[string]any{"acr": cr.ACR, "name": u.Name, "herald_person": u.PersonID, "herald_roles": u.Roles}
 	var red struct {
 		RedirectTo string `json:"redirect_to"`

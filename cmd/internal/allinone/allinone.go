@@ -16,14 +16,22 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/herald-health/herald/cmd/internal/ctl"
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/devca"
+	"github.com/herald-health/herald/platform/devidp"
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/servicemain"
@@ -62,6 +70,10 @@ type Config struct {
 	LogLevel string
 	// OTLPEndpoint exports traces when set.
 	OTLPEndpoint string
+	// IDP starts the development identity provider (platform/devidp: Ory
+	// Hydra, built from source on first use) with the demo users; people's
+	// calls (heraldctl login) are verified against it.
+	IDP bool
 	// Insecure serves gRPC, MLLP and FHIR in plaintext too. Without it the
 	// all-in-one makes a throwaway development CA and every service
 	// serves and calls with mutual TLS, as in production.
@@ -80,6 +92,7 @@ func DefaultConfig() Config {
 		Feed:          true,
 		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
 		LogLevel:      "info",
+		IDP:           true,
 	}
 }
 
@@ -96,6 +109,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
+	fs.BoolVar(&c.IDP, "idp", c.IDP, "start the development identity provider (Ory Hydra; built on first use) for heraldctl login")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "serve gRPC, MLLP and FHIR in plaintext too (default: mutual TLS with a throwaway development CA)")
 }
 
@@ -184,9 +198,38 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	dev := servicemain.DevelopmentInsecure()
 
+	// The development identity provider: people sign in through it
+	// (heraldctl login), and the services verify their tokens.
+	var idp *devidp.Provider
+	if cfg.IDP {
+		fmt.Fprintln(out, "starting the development identity provider (the first time builds Ory Hydra: a few minutes)")
+		idpLog, err := os.Create(filepath.Join(cfg.WorkDir, "idp.log"))
+		if err != nil {
+			return err
+		}
+		defer idpLog.Close()
+		if idp, err = devidp.Start(ctx, devidp.Options{Log: idpLog, Host: cfg.Host, Others: demoPerson}); err != nil {
+			return fmt.Errorf("development identity provider (or run with -idp=false): %w", err)
+		}
+		defer idp.Close()
+		for _, c := range []devidp.Client{
+			{ID: ctl.DefaultClientID, RedirectURIs: []string{ctl.RedirectURI}, Audience: []string{"herald"}},
+			{ID: simulatorClient, RedirectURIs: []string{simulatorRedirect}, Audience: []string{"herald"}},
+		} {
+			if err := idp.RegisterClient(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	issuer := ""
+	if idp != nil {
+		issuer = idp.Issuer
+	}
+
 	// Services, in the order events flow.
 	icfg := intake.DefaultConfig()
 	icfg.Security = dev
+	icfg.Authn.Issuer = issuer
 	icfg.Log = logCfg
 	icfg.GRPC = grpcCfg("intake", 7001, icfg.GRPC)
 	icfg.FHIRAddr, icfg.MLLPAddr = addr(8001), addr(2575)
@@ -200,6 +243,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
+	rcfg.Authn.Issuer = issuer
 	rcfg.Log = logCfg
 	rcfg.GRPC = grpcCfg("rules", 7002, rcfg.GRPC)
 	rcfg.BundleDir = bundleDir
@@ -207,6 +251,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 
 	acfg := acknowledgement.DefaultConfig()
 	acfg.Security = dev
+	acfg.Authn.Issuer = issuer
 	acfg.Log = logCfg
 	acfg.GRPC = grpcCfg("acknowledgement", 7003, acfg.GRPC)
 	acfg.HTTPAddr = addr(8003)
@@ -224,6 +269,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	capture := notification.NewCapture(nil)
 	ncfg := notification.DefaultConfig()
 	ncfg.Security = dev
+	ncfg.Authn.Issuer = issuer
 	ncfg.Log = logCfg
 	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
 	ncfg.ReceiptsAddr = addr(8004)
@@ -345,7 +391,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
 		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrv.Addr(), PID: os.Getpid(),
-		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile,
+		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, OIDCIssuer: issuer,
 	}); err != nil {
 		return err
 	}
@@ -362,12 +408,49 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
 			mllpAddr: in["mllp"], mllpTLS: tool, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
+		if idp != nil {
+			sim.as = simulatedPeople(idp)
+		}
 		life.Go("simulator", func(ctx context.Context) error {
 			sim.run(ctx, capture)
 			return ctx.Err()
 		})
 	}
 	return life.Run(ctx)
+}
+
+// The simulator's client at the development provider: it signs people
+// in headlessly (the redirect is never served: devidp stops at it).
+const (
+	simulatorClient   = "herald-simulator"
+	simulatorRedirect = "http://127.0.0.1:1/simulator-callback"
+)
+
+// demoPerson signs in any person of the demo trusts' directories (their
+// ids start with the trust's code) as a clinician of that trust.
+func demoPerson(subject string) (devidp.User, bool) {
+	for _, trust := range []string{"RZZ", "RZY"} {
+		if strings.HasPrefix(subject, strings.ToLower(trust)+"-") {
+			return devidp.Person(subject, trust, identity.RoleClinician), true
+		}
+	}
+	return devidp.User{}, false
+}
+
+// simulatedPeople gives each simulated person their own token.
+func simulatedPeople(idp *devidp.Provider) func(string) []grpc.CallOption {
+	var mu sync.Mutex
+	sources := map[string]func(context.Context) (string, error){}
+	return func(person string) []grpc.CallOption {
+		mu.Lock()
+		src, ok := sources[person]
+		if !ok {
+			src = idp.Source(simulatorClient, simulatorRedirect, person, "AAL3_ANY", "herald")
+			sources[person] = src
+		}
+		mu.Unlock()
+		return []grpc.CallOption{grpc.PerRPCCredentials(authn.Bearer(src))}
+	}
 }
 
 // ToolIdentity is the development certificate heraldctl, the simulator and

@@ -3,6 +3,8 @@ package ctl_test
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/cookiejar"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -60,7 +62,8 @@ func startMakeRun(t *testing.T) runstate.State {
 	})
 	path := filepath.Join(cfg.WorkDir, runstate.FileName)
 	t.Setenv("HERALD_CTL_STATE", path)
-	for _, v := range []string{"INTAKE", "FHIR", "MLLP", "RULES", "NOTIFICATION", "ACK", "KAFKA", "REDIS"} {
+	t.Setenv("HERALD_CTL_TOKEN_FILE", filepath.Join(t.TempDir(), "token.json"))
+	for _, v := range []string{"INTAKE", "FHIR", "MLLP", "RULES", "NOTIFICATION", "ACK", "KAFKA", "REDIS", "ISSUER", "TOKEN"} {
 		t.Setenv("HERALD_CTL_"+v, "")
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -120,14 +123,27 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 		t.Fatalf("tail showed no AlertRaised of %s within 30s:\n%s", id, got)
 	}
 
+	// Not signed in: the command is refused; -as is gone.
+	code, _, errOut = heraldctl("ack", id)
+	if code != 1 || !strings.Contains(errOut, "not permitted") {
+		t.Fatalf("ack without signing in: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := heraldctl("ack", id, "-as", "rzz-dr-chen"); code != 1 || !strings.Contains(errOut, "-as is refused") {
+		t.Fatalf("ack -as: exit %d %q", code, errOut)
+	}
+
+	// heraldctl login through make run's development provider: the browser
+	// is played by an HTTP client (the provider signs in the login hint).
+	signIn(t, "rzz-dr-chen")
+
 	// ack, written as in the README: the id, then the flags.
-	code, out, errOut = heraldctl("ack", id, "-as", "rzz-dr-chen")
+	code, out, errOut = heraldctl("ack", id, "-request-id", "readme-ack")
 	if code != 0 || !strings.Contains(out, "acknowledged") {
-		t.Fatalf("ack ID -as X: exit %d %q %q", code, out, errOut)
+		t.Fatalf("ack ID: exit %d %q %q", code, out, errOut)
 	}
 	// And flags first, as Go's flag package wants them.
-	if code, out, errOut := heraldctl("action", "-as", "rzz-dr-chen", "-what", "chest drain inserted", id); code != 0 || !strings.Contains(out, "actioned") {
-		t.Fatalf("action -as X -what Y ID: exit %d %q %q", code, out, errOut)
+	if code, out, errOut := heraldctl("action", "-what", "chest drain inserted", id); code != 0 || !strings.Contains(out, "actioned") {
+		t.Fatalf("action -what Y ID: exit %d %q %q", code, out, errOut)
 	}
 
 	// bundle propose reaches rules, which takes a policy change only from a
@@ -141,6 +157,42 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 	code, out, errOut = heraldctl("rebuild", "acknowledgement")
 	if code != 0 || !strings.Contains(out, "will rebuild") {
 		t.Fatalf("rebuild acknowledgement: exit %d %q %q", code, out, errOut)
+	}
+}
+
+// signIn runs heraldctl login as person, opening the address it prints
+// as a browser would.
+func signIn(t *testing.T, person string) {
+	t.Helper()
+	out := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- ctl.Main(context.Background(), []string{"login", "-login-hint", person, "-acr", "AAL3_ANY"}, out, out)
+	}()
+	var authURL string
+	deadline := time.Now().Add(60 * time.Second)
+	for authURL == "" && time.Now().Before(deadline) {
+		if m := regexp.MustCompile(`(?m)^  (http\S+)$`).FindStringSubmatch(out.String()); m != nil {
+			authURL = m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if authURL == "" {
+		t.Fatalf("heraldctl login printed no address: %q", out.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar, Timeout: 30 * time.Second}).Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(out.String(), "signed in") {
+			t.Fatalf("heraldctl login: exit %d %q", code, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("heraldctl login did not finish: %q", out.String())
 	}
 }
 
