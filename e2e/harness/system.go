@@ -53,6 +53,9 @@ type System struct {
 	TLS *TLS
 	// RefKey is the reference key acknowledgement and notification share.
 	RefKey string
+	// IDP is the identity provider people sign in with (Ory Hydra as a
+	// process): every service verifies access tokens against it.
+	IDP *IDP
 	// Groups are the consumer groups of rules, acknowledgement and
 	// notification.
 	Groups             []string
@@ -175,6 +178,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
 	secretFile := WriteSecret(t, s.Secret)
+	s.IDP = StartIDP(t, "http://"+s.Addrs.AckHTTP)
 	refKeyFile := WriteSecret(t, s.RefKey)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
@@ -188,6 +192,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"HERALD_OTLP_ENDPOINT=" + s.Traces.Addr,
 		"HERALD_METRICS_ADDR=",
 		"HERALD_LOG_LEVEL=debug",
+		"HERALD_OIDC_ISSUER=" + s.IDP.Issuer,
 	}
 	env := map[string][]string{
 		"intake": {
@@ -202,6 +207,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
 			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_SESSION_KEY_FILE=" + WriteSecret(t, strings.Repeat("e2e-session-key-", 3)),
+			"HERALD_OIDC_CLIENT_ID=" + PageClient, "HERALD_OIDC_CLIENT_SECRET_FILE=" + WriteSecret(t, pageSecret), "HERALD_OIDC_PERSON_CLAIM=herald_person",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
