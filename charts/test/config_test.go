@@ -192,6 +192,7 @@ func TestSecretReferences(t *testing.T) {
 		"notification HERALD_ACK_LINK_SECRET_FILE":       "herald-ack-link/secret",
 		"acknowledgement HERALD_ACK_LINK_SECRET_FILE":    "herald-ack-link/secret",
 		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE": "herald-oidc/client-secret",
+		"acknowledgement HERALD_SESSION_KEY_FILE":        "herald-oidc/session-key",
 		// One alert-reference key for both services; Notify's callback token
 		// beside its API key.
 		"notification HERALD_REFERENCE_KEY_FILE":         "herald-reference/key",

@@ -13,6 +13,7 @@
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_CLIENT_ID" .Values.oidc.clientID) }}
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_PERSON_CLAIM" .Values.oidc.personClaim) }}
 {{ include "herald-lib.secretFile" (list "HERALD_OIDC_CLIENT_SECRET" .Values.oidc.existingSecret .Values.oidc.clientSecretKey) }}
+{{ include "herald-lib.secretFile" (list "HERALD_SESSION_KEY" .Values.oidc.existingSecret .Values.oidc.sessionKeyKey) }}
 {{- end }}
 {{- end -}}
 
