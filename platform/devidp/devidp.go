@@ -76,11 +76,11 @@ type Provider struct {
 	users  map[string]User
 	others func(string) (User, bool)
 	log    *slog.Logger
-	cmd   *exec.Cmd
-	app   *http.Server
-	done  chan struct{}
-	dir   string
-	tmp   bool
+	cmd    *exec.Cmd
+	app    *http.Server
+	done   chan struct{}
+	dir    string
+	tmp    bool
 
 	closeOnce sync.Once
 }

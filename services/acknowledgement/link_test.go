@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/stretchr/testify/require"
 )
