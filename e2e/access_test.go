@@ -116,6 +116,11 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 		}
 	}
 	acked := waitState(t, sys, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
+	// The sign-ins may outlast step 1's deadline on a loaded machine: what
+	// matters is that nobody is told after the acknowledgement (once what
+	// the log held before it is done).
+	sys.WaitQuiet(t, 30*time.Second)
+	toldBefore := len(mailTo(mailsFor(sys, id), registrar))
 	if by := acked.GetState().GetAcknowledgedBy(); by.GetPersonId() != "e2e-referrer" || by.GetIdentityProvider() != "oidc" ||
 		by.GetIssuer() != sys.IDP.Issuer || by.GetSubject() != "e2e-referrer" || by.GetAcr() != "AAL3_ANY" {
 		t.Errorf("acknowledged by %v, want e2e-referrer of %s at AAL3_ANY", by, sys.IDP.Issuer)
@@ -132,7 +137,7 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 	// Past step 1's deadline nobody else was told.
 	waitUntil(due)
 	sys.WaitQuiet(t, 30*time.Second)
-	if n := len(mailTo(mailsFor(sys, id), registrar)); n != 0 {
+	if n := len(mailTo(mailsFor(sys, id), registrar)) - toldBefore; n != 0 {
 		t.Errorf("registrar emailed %d times after the acknowledgement, want 0", n)
 	}
 	assertNoPatientData(t, sys)
