@@ -285,6 +285,23 @@ func (p *Provider) RegisterClient(ctx context.Context, c Client) error {
 // authorization-code + PKCE flow of client (a public client registered
 // with redirectURI), asking for audience, and returns the tokens.
 func (p *Provider) Token(ctx context.Context, clientID, redirectURI, subject, acr, audience string) (*oauth2.Token, error) {
+	// A sign-in is retried from the start: on a loaded machine Hydra has
+	// been seen to refuse a flow's consent verifier as used already.
+	var err error
+	for range 3 {
+		var tok *oauth2.Token
+		if tok, err = p.token(ctx, clientID, redirectURI, subject, acr, audience); err == nil {
+			return tok, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		p.log.WarnContext(ctx, "dev identity provider: sign-in failed, trying again", "subject", subject, "error", err.Error())
+	}
+	return nil, err
+}
+
+func (p *Provider) token(ctx context.Context, clientID, redirectURI, subject, acr, audience string) (*oauth2.Token, error) {
 	conf := p.OAuth2(clientID, "", redirectURI)
 	verifier := oauth2.GenerateVerifier()
 	state := "state-" + oauth2.GenerateVerifier()[:16]
@@ -313,7 +330,9 @@ func (p *Provider) Token(ctx context.Context, clientID, redirectURI, subject, ac
 func (p *Provider) Authorize(ctx context.Context, authURL, redirectURI string, form url.Values) (*url.URL, error) {
 	jar, _ := cookiejar.New(nil)
 	var final *url.URL
-	client := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+	// No keep-alive: the transport never re-sends a request (a verifier
+	// is single use) on a connection that broke.
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), redirectURI) {
 			final = req.URL
 			return http.ErrUseLastResponse
