@@ -147,10 +147,11 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 	}
 
 	// bundle propose reaches rules, which takes a policy change only from a
-	// verified person (heraldctl login): one alone cannot change policy.
+	// verified person holding a policy role for the trust (heraldctl login
+	// signed in a clinician).
 	code, _, errOut = heraldctl("bundle", "propose", "../../../services/rules/bundles/demo/RZY")
-	if code != 1 || !strings.Contains(errOut, "needs a verified person") {
-		t.Fatalf("bundle propose without a person: exit %d %q; want a refusal naming the verified person", code, errOut)
+	if code != 1 || !strings.Contains(errOut, "holds neither policy-admin nor safety-lead") {
+		t.Fatalf("bundle propose by a clinician: exit %d %q; want a refusal naming the roles", code, errOut)
 	}
 
 	// rebuild finds the run's Redis.
