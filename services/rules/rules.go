@@ -139,6 +139,11 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: none; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started rules service.
@@ -207,7 +212,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("authorization: %w", err)
 	}
 	s.roles = roles
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, authzOpt); err != nil {
+	var grpcOpts []grpcserver.Option
+	if deps.Authentication != nil {
+		grpcOpts = append(grpcOpts, deps.Authentication)
+	}
+	grpcOpts = append(grpcOpts, authzOpt)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
