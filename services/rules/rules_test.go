@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -61,6 +62,8 @@ type env struct {
 	cfg  rules.Config
 	logs *syncBuffer
 	w    *eventlog.Writer
+	// authn is the authentication stand-in (nil: none).
+	authn grpcserver.Option
 }
 
 func newEnv(t *testing.T) *env {
@@ -90,7 +93,7 @@ func (e *env) start(t *testing.T, cfg rules.Config) (addr string, stop func()) {
 func (e *env) startLogging(t *testing.T, cfg rules.Config, logs *syncBuffer) (addr string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules")})
+	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules"), Authentication: e.authn})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
