@@ -12,8 +12,11 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/devca"
@@ -22,6 +25,8 @@ import (
 	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
 // outsiders are the clients every listener must refuse: no certificate
@@ -220,7 +225,12 @@ func TestSecurityProductionProfileEndToEnd(t *testing.T) {
 		}
 	}
 	send(t, sys, oru("MSG-SEC-1", "ACC-SEC-1", "F", "CRITICAL"))
-	id := alertIDOf(t, sys, 60*time.Second)
+	id := alertIDFromLog(t, sys, 60*time.Second)
+	// The harness's certificate is bound to no role in production (the
+	// development tools' binding is refused there): the alert API refuses it.
+	if _, err := sys.Ack.ListAlerts(context.Background(), &ackv1.ListAlertsRequest{Tenant: "RZZ"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("ListAlerts by an unbound certificate in production: %v, want PermissionDenied", err)
+	}
 	waitMail(t, sys, id, referrer, 60*time.Second)
 	// The send is recorded once the provider took it (after the mail).
 	harness.Eventually(t, 60*time.Second, func() bool {
@@ -231,4 +241,25 @@ func TestSecurityProductionProfileEndToEnd(t *testing.T) {
 		}
 		return false
 	}, func() string { return "no NotificationSent on the log" })
+}
+
+// alertIDFromLog waits for the first AlertRaised on the system's event log
+// and returns its alert id (for a system whose API the harness may not
+// read: the production profile).
+func alertIDFromLog(t *testing.T, sys *harness.System, within time.Duration) string {
+	t.Helper()
+	var id string
+	harness.Eventually(t, within, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eventlog.ReadTopic(ctx, sys.Log, sys.Log.EventsTopic, func(key, value []byte, _ int, _ int64) error {
+			var ev eventsv1.Event
+			if id == "" && proto.Unmarshal(value, &ev) == nil && ev.GetAlertRaised() != nil {
+				id = string(key)
+			}
+			return nil
+		})
+		return id != ""
+	}, func() string { return "no AlertRaised on the log" })
+	return id
 }

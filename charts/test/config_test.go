@@ -259,3 +259,24 @@ func mountsOf(c corev1.Container) []string {
 	}
 	return out
 }
+
+// Every service reads the one role-binding file (docs/authorization.md)
+// from the ConfigMap global.roleBindings names, mounted as a directory so
+// that an edit reaches the pods (the services re-read it); without one, no
+// service is given a file.
+func TestRoleBindingsFromAConfigMap(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
+		sets: []string{"global.roleBindings.configMap=herald-role-bindings"}}))
+	deployments := objectsOf[*appsv1.Deployment](objs)
+	require.NotEmpty(t, deployments)
+	for _, d := range deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		require.Equal(t, "/etc/herald/authz/role-bindings.yaml", envOf(c)["HERALD_ROLE_BINDINGS_FILE"].Value, d.Name)
+		require.Contains(t, mountsOf(c), "/etc/herald/authz", "%s mounts the role bindings", d.Name)
+		require.Equal(t, "herald-role-bindings", volumeNamed(t, d, "role-bindings").ConfigMap.Name, d.Name)
+	}
+	for _, d := range objectsOf[*appsv1.Deployment](decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")}}))) {
+		_, set := envOf(d.Spec.Template.Spec.Containers[0])["HERALD_ROLE_BINDINGS_FILE"]
+		require.False(t, set, "%s reads a role-binding file nobody configured", d.Name)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisconn"
@@ -176,7 +177,16 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	// gives them.
 	secretFile := WriteSecret(t, s.Secret)
 	refKeyFile := WriteSecret(t, s.RefKey)
+	// Authorization (docs/authorization.md): the development role
+	// bindings, whose e2e identity (the harness's and heraldctl's
+	// certificate) acts with every role until people log in; the
+	// production profile gets the people only (it refuses the tools).
+	bindings, err := devbindings.Write(t.TempDir(), !opts.SecureInfra)
+	if err != nil {
+		t.Fatal(err)
+	}
 	common := []string{
+		"HERALD_ROLE_BINDINGS_FILE=" + bindings,
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.Log.EventsTopic,
 		"HERALD_KAFKA_DLQ_TOPIC=" + s.Log.DLQTopic,

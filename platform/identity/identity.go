@@ -43,6 +43,13 @@ type Person struct {
 	// Roles are the person's roles per trust ODS code; AllTrusts for a
 	// network-wide binding.
 	Roles map[string][]Role
+	// Email is the token's email claim ("" if none): role bindings may
+	// name a person by it (platform/authz).
+	Email string
+	// RoleClaims are the token's role claim values (for CIS2 the
+	// nhsid_nrbac_roles role codes): role bindings may grant roles to
+	// everyone holding one (platform/authz).
+	RoleClaims []string
 }
 
 // Has reports whether the person holds role r for trust, directly or

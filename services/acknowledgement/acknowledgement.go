@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -48,7 +49,10 @@ type Config struct {
 	// Security is the transport policy (-profile, -insecure); the
 	// development profile alone may also set DevIdentity.
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// HTTPAddr is where the acknowledge-link pages listen.
 	HTTPAddr string
 	// PublicURL is the external base URL of those pages (OIDC redirect).
@@ -130,6 +134,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
@@ -230,6 +235,11 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 	// Hooks are test points of the application (not for production).
 	Hooks app.Hooks
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: none; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started acknowledgement service.
@@ -238,7 +248,10 @@ type Service struct {
 	cfg  Config
 	log  *slog.Logger
 	grpc *grpcserver.Server
-	http *servicemain.HTTPServer
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
+	http  *servicemain.HTTPServer
 }
 
 // New validates cfg, connects to Redis, ensures the topics and binds the
@@ -304,7 +317,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("timer poller: %w", err)
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry); err != nil {
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), log)
+	if err != nil {
+		return nil, fmt.Errorf("authorization: %w", err)
+	}
+	s.roles = roles
+	var grpcOpts []grpcserver.Option
+	if deps.Authentication != nil {
+		grpcOpts = append(grpcOpts, deps.Authentication)
+	}
+	grpcOpts = append(grpcOpts, authzOpt)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

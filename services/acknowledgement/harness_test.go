@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -62,6 +63,8 @@ type env struct {
 	writer *eventlog.Writer
 	clock  clock.Clock
 	tel    *telemetry.Telemetry
+	// authn is the authentication stand-in of the replicas (nil: none).
+	authn grpcserver.Option
 }
 
 func newEnv(t testing.TB) *env {
@@ -111,7 +114,7 @@ func (e *env) start(name string, hooks app.Hooks) *instance {
 		tel = telemetry.Nop(acknowledgement.ServiceName)
 	}
 	svc, err := acknowledgement.New(ctx, cfg, acknowledgement.Deps{Logger: logging.New(e.logs, -4, "acknowledgement"),
-		Clock: e.clock, Telemetry: tel, Hooks: hooks})
+		Clock: e.clock, Telemetry: tel, Hooks: hooks, Authentication: e.authn})
 	require.NoError(e.t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

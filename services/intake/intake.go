@@ -22,6 +22,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -50,8 +51,11 @@ type Config struct {
 	// listener and client below must be TLS and authenticated unless a
 	// development system asked for plaintext.
 	Security servicemain.Security
-	GRPC     grpcserver.Config
-	Log      eventlog.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
+	Log              eventlog.Config
 	// Redis holds the record of accepted messages.
 	Redis redisconn.Config
 
@@ -146,6 +150,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_...).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
@@ -293,6 +298,11 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: none; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started intake service.
@@ -300,8 +310,11 @@ type Service struct {
 	life *servicemain.Lifecycle
 	log  *slog.Logger
 	grpc *grpcserver.Server
-	mllp *mllp.Server
-	fhir *servicemain.HTTPServer
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
+	mllp  *mllp.Server
+	fhir  *servicemain.HTTPServer
 }
 
 // New validates cfg, ensures the event log topics, connects to Kafka and
@@ -363,7 +376,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry); err != nil {
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("authorization: %w", err)
+	}
+	s.roles = roles
+	var grpcOpts []grpcserver.Option
+	if deps.Authentication != nil {
+		grpcOpts = append(grpcOpts, deps.Authentication)
+	}
+	grpcOpts = append(grpcOpts, authzOpt)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -359,6 +360,8 @@ type env struct {
 	writer *eventlog.Writer
 	clock  clock.Clock
 	tel    *telemetry.Telemetry
+	// authn is the authentication stand-in (nil: none).
+	authn grpcserver.Option
 }
 
 func newEnv(t testing.TB, status func(path string, n int) int) *env {
@@ -400,7 +403,8 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 func (e *env) start() (*notification.Service, func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock, Telemetry: e.tel})
+	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock, Telemetry: e.tel,
+		Authentication: e.authn})
 	require.NoError(e.t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -90,7 +91,10 @@ const ServiceName = "herald-notification"
 type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// ReceiptsAddr is where the delivery-receipt HTTP endpoint listens.
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
@@ -204,6 +208,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
@@ -322,14 +327,22 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: none; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started notification service.
 type Service struct {
-	life     *servicemain.Lifecycle
-	cfg      Config
-	deps     Deps
-	grpc     *grpcserver.Server
+	life *servicemain.Lifecycle
+	cfg  Config
+	deps Deps
+	grpc *grpcserver.Server
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles    *authz.Source
 	receipts *servicemain.HTTPServer
 	fresh    *eventlog.Freshness
 	smtp     *channel.SMTP
@@ -409,7 +422,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 	api := app.NewAPI(s.engine)
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcserver.WithTLS(identity)); err != nil {
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("authorization: %w", err)
+	}
+	s.roles = roles
+	var grpcOpts []grpcserver.Option
+	if deps.Authentication != nil {
+		grpcOpts = append(grpcOpts, deps.Authentication)
+	}
+	grpcOpts = append(grpcOpts, authzOpt)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, append([]grpcserver.Option{grpcserver.WithTLS(identity)}, grpcOpts...)...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

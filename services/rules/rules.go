@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -58,8 +59,11 @@ func DemoBundles() fs.FS {
 type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
-	GRPC     grpcserver.Config
-	Log      eventlog.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
+	Log              eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID string
 	// BundleDir is the policy bundle directory: one sub-directory of YAML
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
@@ -143,9 +148,11 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// GRPCOptions are added to the gRPC server (the authentication and
-	// authorization interceptors that put the caller in the context).
-	GRPCOptions []grpcserver.Option
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: none; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started rules service.
@@ -158,6 +165,9 @@ type Service struct {
 	changes  *app.ChangeControl
 	router   *app.Router
 	grpc     *grpcserver.Server
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
 }
 
 // New validates cfg, loads the bundles (every one must be valid at start),
@@ -207,7 +217,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		}
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, deps.GRPCOptions...); err != nil {
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("authorization: %w", err)
+	}
+	s.roles = roles
+	var grpcOpts []grpcserver.Option
+	if deps.Authentication != nil {
+		grpcOpts = append(grpcOpts, deps.Authentication)
+	}
+	grpcOpts = append(grpcOpts, authzOpt)
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

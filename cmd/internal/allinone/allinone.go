@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/devstack"
@@ -242,6 +243,18 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		eventsv1.Channel_CHANNEL_TEAMS:   capture,
 		eventsv1.Channel_CHANNEL_WEBHOOK: capture,
 		eventsv1.Channel_CHANNEL_LOG:     capture,
+	}
+
+	// Authorization (docs/authorization.md): the development role bindings,
+	// whose tools' certificates (heraldctl's is the simulator's and the
+	// dashboard's too) act with every role until people log in. Plaintext
+	// (-insecure) has no certificate to bind: authorization is off then.
+	if !cfg.Insecure {
+		bindings, err := devbindings.Write(cfg.WorkDir, true)
+		if err != nil {
+			return err
+		}
+		icfg.RoleBindingsFile, rcfg.RoleBindingsFile, acfg.RoleBindingsFile, ncfg.RoleBindingsFile = bindings, bindings, bindings, bindings
 	}
 
 	// Every service is acquired into one lifecycle: one that fails to

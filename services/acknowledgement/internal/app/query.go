@@ -38,7 +38,10 @@ func (a *App) Get(ctx context.Context, alertID string) (*lifecycle.State, error)
 
 // ListFilter selects alerts; zero fields match everything.
 type ListFilter struct {
-	Tenant      string
+	Tenant string
+	// Tenants, when set, is the trusts an alert must belong to (the
+	// caller's trusts, platform/authz/access).
+	Tenants     []string
 	States      []ackv1.State
 	Category    eventsv1.Category
 	OverdueOnly bool
@@ -116,6 +119,9 @@ func (f ListFilter) match(st *lifecycle.State, now time.Time) bool {
 		return false
 	}
 	if f.Tenant != "" && st.GetTenant() != f.Tenant {
+		return false
+	}
+	if len(f.Tenants) > 0 && !slices.Contains(f.Tenants, st.GetTenant()) {
 		return false
 	}
 	if len(f.States) > 0 && !slices.Contains(f.States, st.GetState()) {
