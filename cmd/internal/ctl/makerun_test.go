@@ -130,11 +130,21 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 		t.Fatalf("action -as X -what Y ID: exit %d %q %q", code, out, errOut)
 	}
 
-	// bundle propose reaches rules, which takes a policy change only from a
-	// verified person (heraldctl login): one alone cannot change policy.
-	code, _, errOut = heraldctl("bundle", "propose", "../../../services/rules/bundles/demo/RZY")
-	if code != 1 || !strings.Contains(errOut, "needs a verified person") {
-		t.Fatalf("bundle propose without a person: exit %d %q; want a refusal naming the verified person", code, errOut)
+	// bundle propose reaches rules: under make run the tool's development
+	// certificate is bound to every role (docs/authorization.md), so the
+	// proposal is recorded, not in force; the same identity approving it is
+	// refused by the two-person rule.
+	code, out, errOut = heraldctl("bundle", "propose", "../../../services/rules/bundles/demo/RZY")
+	if code != 0 || !strings.Contains(out, "NOT in force until a second person approves it") {
+		t.Fatalf("bundle propose: exit %d %q %q; want a recorded proposal that is not in force", code, out, errOut)
+	}
+	approve := strings.Fields(strings.TrimSpace(out[strings.LastIndex(out, "heraldctl bundle approve"):]))
+	if len(approve) != 5 {
+		t.Fatalf("bundle propose printed no approve command: %q", out)
+	}
+	code, _, errOut = heraldctl(approve[1:]...)
+	if code == 0 || !strings.Contains(errOut, "two-person") {
+		t.Fatalf("bundle approve by the proposer: exit %d %q; want a two-person refusal", code, errOut)
 	}
 
 	// rebuild finds the run's Redis.
