@@ -27,9 +27,10 @@ var ErrTooFarBehind = errors.New("consumer group is too far behind on the partit
 // group's lag: a replica that died with a partition, a rebalance, a
 // catch-up.
 //
-// It costs two small requests (the partition's end offset and the group's
-// committed offset, sent together) and, only when the group has not
-// committed up to the end, one fetch from the committed offset.
+// It costs two small requests (the group's committed offset, usually
+// reused from a read of the last 100 ms, and the partition's end offset)
+// and, only when the group has not committed up to the end, one fetch from
+// the committed offset.
 type Tail struct {
 	cfg    Config
 	topic  string
@@ -74,21 +75,42 @@ func (t *Tail) Close() { t.close() }
 // handled. after is the offset of the last event of key the caller has
 // applied (-1: none). When more than limit records would have to be read, it
 // returns an error wrapping ErrTooFarBehind.
+//
+// The caller's state must have been read after the group's committed
+// offset was known; Read orders the two for a caller that reads its state
+// as part of the call.
 func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int) ([]Delivery, error) {
+	return t.Read(ctx, key, limit, func(context.Context) (int64, error) { return after, nil })
+}
+
+// Read is read-your-log for a decision on a projection: it learns the
+// group's committed offset of key's partition, then calls project (which
+// reads the projection and returns the offset of the last event of key it
+// is known to hold, or -1), then reads the partition's end and returns, in
+// log order, the events of key from the later of the committed offset and
+// after+1 up to that end. The order is the point: a record below the
+// committed offset was handled, so stored, before project read the
+// projection; a record at or above it is returned. Reading the committed
+// offset after the projection would leave a hole (a record handled and
+// committed in between, in neither). An error of project is returned as
+// it is. When more than limit records would have to be read, it returns an
+// error wrapping ErrTooFarBehind.
+func (t *Tail) Read(ctx context.Context, key string, limit int, project func(context.Context) (after int64, err error)) ([]Delivery, error) {
 	p, err := t.partitionOf(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		end, committed int64
-		endErr, cErr   error
-		wg             sync.WaitGroup
-	)
-	wg.Go(func() { end, endErr = t.endOffset(ctx, p) })
-	wg.Go(func() { committed, cErr = t.committed(ctx, p) })
-	wg.Wait()
-	if err := errors.Join(endErr, cErr); err != nil {
-		return nil, fault.Unavailable(fmt.Sprintf("read position of %s/%d: %v", t.topic, p, err))
+	committed, err := t.committed(ctx, p)
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read the committed offset of %s/%d: %v", t.topic, p, err))
+	}
+	after, err := project(ctx)
+	if err != nil {
+		return nil, err
+	}
+	end, err := t.endOffset(ctx, p)
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read the end of %s/%d: %v", t.topic, p, err))
 	}
 	from := max64(committed, after+1)
 	if from >= end {

@@ -52,3 +52,33 @@ func TestTailReturnsTheKeysEventsTheGroupHasNotCommittedPast(t *testing.T) {
 		return err == nil && len(got) == 0
 	})
 }
+
+// A decision reads its projection, and meanwhile the group handles the
+// key's events and commits past them (they reached the projection just
+// after it was read). Read learns the committed offset before it calls
+// project, so those events come back from the log: neither in the
+// projection the caller holds nor in the tail would leave a hole the
+// decision falls into (the committed offset read after the projection).
+func TestReadReturnsEventsCommittedWhileTheProjectionWasRead(t *testing.T) {
+	cfg := FreshTopics(t, 3)
+	group := testinfra.UniqueName("group")
+	appendRaised(t, cfg, "a", "b", "c")
+	tail := NewTail(cfg, group)
+	defer tail.Close()
+	ctx := context.Background()
+
+	got, err := tail.Read(ctx, "a", 100, func(context.Context) (int64, error) {
+		// The projection is read (it holds nothing of "a"), then the
+		// group handles every record and commits.
+		consumeAll(t, ConsumerConfig{Config: cfg, GroupID: group, Logger: logging.Discard()}, func(context.Context, Delivery) error { return nil })
+		testinfra.WaitCommitted(t, cfg.Brokers, cfg.EventsTopic, 60*time.Second, group)
+		return -1, nil
+	})
+	if err != nil || len(got) != 1 || got[0].Event.GetAlertId() != "a" {
+		t.Fatalf("got %v, %v; want a's event, committed only after the projection was read", got, err)
+	}
+	sentinel := errors.New("projection unreadable")
+	if _, err := tail.Read(ctx, "a", 100, func(context.Context) (int64, error) { return 0, sentinel }); !errors.Is(err, sentinel) {
+		t.Fatalf("project's error: got %v, want it returned as it is", err)
+	}
+}
