@@ -29,6 +29,7 @@ type verdict struct {
 	sendsAfterAck       int // messages begun after the acknowledgement's append
 	sendsBeyondWindow   int // ... by more than the race window
 	sendLag             []time.Duration
+	lateSendSamples     []string
 	acksUnconfirmed     int // acknowledgements in the log whose call did not return success
 
 	deadlines, fired, cancelled int
@@ -129,13 +130,21 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			}
 		}
 		if m.ack != nil {
-			for _, times := range got[id] {
+			for sl, times := range got[id] {
 				for _, b := range times {
 					if lag := b.Sub(inLog); lag > 0 {
 						v.sendsAfterAck++
 						v.sendLag = append(v.sendLag, lag)
 						if lag > window {
 							v.sendsBeyondWindow++
+							if len(v.lateSendSamples) < 10 {
+								judged := "the call's success"
+								if _, ok := confirmed[ref(id)]; !ok {
+									judged = "the record's time: the call did not succeed"
+								}
+								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s %s +%v (ack at %s, judged by %s; record time %s)",
+									ref(id), sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
+							}
 						}
 					}
 				}
@@ -274,6 +283,9 @@ func (v *verdict) report(window time.Duration) string {
 	}
 	if len(v.unresolved) > 0 {
 		info("neither acknowledged nor fail-safe queued (first 10): %v", v.unresolved[:min(10, len(v.unresolved))])
+	}
+	if len(v.lateSendSamples) > 0 {
+		info("messages begun beyond the race window (first 10): %v", v.lateSendSamples)
 	}
 	if len(v.skippedSamples) > 0 {
 		info("silently skipped (first 10): %v", v.skippedSamples)
