@@ -203,7 +203,7 @@ func DefaultConfig() Config {
 		Lease:                5 * time.Second,
 		SendTimeout:          15 * time.Second,
 		FreshWait:            15 * time.Second,
-		RebuildLease:         15 * time.Second,
+		RebuildLease:         6 * time.Second,
 		MaxIdle:              time.Second,
 	}
 }

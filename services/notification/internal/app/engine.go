@@ -64,7 +64,7 @@ type Options struct {
 	// outage of the log is the worse harm.
 	FreshWait time.Duration
 	// RebuildLease is how long the rebuild lock lasts without renewal
-	// (default 15 s): a rebuilder renews it every third, so the lock of a
+	// (default 6 s): a rebuilder renews it every third, so the lock of a
 	// replica that died mid-rebuild ends within it.
 	RebuildLease time.Duration
 	Workers      int
@@ -132,7 +132,7 @@ func NewEngine(o Options) *Engine {
 		o.FreshWait = 15 * time.Second
 	}
 	if o.RebuildLease <= 0 {
-		o.RebuildLease = 15 * time.Second
+		o.RebuildLease = 6 * time.Second
 	}
 	o.ScheduleWorkers = min(max(o.ScheduleWorkers, 0), o.Workers-1)
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
@@ -392,8 +392,10 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
-	if err != nil && ctx.Err() == nil {
-		// The job stays leased and comes back when the lease ends.
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrProjectionLost) {
+		// The job stays leased and comes back when the lease ends. (A job
+		// that waits for the projection's rebuild is not worth a line each:
+		// the rebuild logs.)
 		e.o.Logger.WarnContext(ctx, "notification job", slog.String("alert_id", j.AlertID),
 			slog.Uint64("step", uint64(j.Step)), slog.String("error", err.Error()))
 	}
