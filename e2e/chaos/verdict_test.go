@@ -30,6 +30,7 @@ type verdict struct {
 	sendsBeyondWindow   int // ... by more than the race window
 	sendLag             []time.Duration
 	lateSendSamples     []string
+	queueAfterAck       int // fail-safe queue messages of alerts queued before their acknowledgement (owed, #18)
 	acksUnconfirmed     int // acknowledgements in the log whose call did not return success
 
 	deadlines, fired, cancelled int
@@ -131,6 +132,17 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 		}
 		if m.ack != nil {
 			for sl, times := range got[id] {
+				if sl == slotQueue && m.failsafe != nil {
+					// Queued before it was acknowledged: an acknowledgement of a
+					// fail-safe-queued alert closes nothing, and the queue's
+					// message is owed until an officer closes the alert (#18).
+					for _, b := range times {
+						if b.After(inLog) {
+							v.queueAfterAck++
+						}
+					}
+					continue
+				}
 				for _, b := range times {
 					if lag := b.Sub(inLog); lag > 0 {
 						v.sendsAfterAck++
@@ -275,6 +287,7 @@ func (v *verdict) report(window time.Duration) string {
 	info("deadlines overtaken before they fired (cancelled after due): %d, max %v", v.cancelledLate, v.cancelledLateMax.Round(time.Millisecond))
 	info("breaches decided after an acknowledgement in the log: %d; NotificationSuperseded events: %d; TimerRepaired events: %d", v.breachesDecided, v.superseded, v.repaired)
 	info("acknowledgements judged by their record's time (the call did not return success): %d", v.acksUnconfirmed)
+	info("fail-safe queue messages begun after the acknowledgement of an alert queued before it (owed until an officer closes it, #18; not counted above): %d", v.queueAfterAck)
 	if len(v.neverFired) > 0 {
 		info("never fired (first 10): %v", v.neverFired[:min(10, len(v.neverFired))])
 	}
