@@ -221,7 +221,9 @@ func (s *segment) read(ctx context.Context, t *Tail, p int, key string, committe
 		if err != nil {
 			return nil, err
 		}
-		s.to = max(s.to, end)
+		// s.to stays after the last record read: a fetch can end short of
+		// end (nothing readable there yet), and what it did not read must be
+		// read by the next caller, never taken as read.
 	}
 	var out []rawRecord
 	for _, r := range s.byKey[key] {
