@@ -93,10 +93,6 @@ type ConsumerConfig struct {
 	// 10%, for 0.1-0.2 ms on the median at 100 alerts/s
 	// (docs/performance.md, round 6).
 	FetchLinger time.Duration
-	// Freshness, when set, is told of every record handled (the handled run
-	// of each partition), so that its Wait returns as soon as this process
-	// has handled what it waits for.
-	Freshness *Freshness
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
 	// commitOffsets replaces gen.CommitOffsets (tests inject failures).
@@ -259,9 +255,6 @@ func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message, commit fun
 		case <-ctx.Done():
 			return
 		case m := <-ch:
-			if f := c.cfg.Freshness; f != nil {
-				f.dispatched(m.Partition, string(m.Key), m.Offset)
-			}
 			p := w.add(m)
 			select {
 			case lanes[laneOf(m.Key, len(lanes))] <- p:
@@ -283,9 +276,6 @@ func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window, comm
 		case p := <-in:
 			if !c.handle(ctx, p.m) {
 				return
-			}
-			if f := c.cfg.Freshness; f != nil {
-				f.handledKey(p.m.Partition, string(p.m.Key))
 			}
 			w.done(p, commit)
 		}

@@ -37,6 +37,7 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/notification/internal/adapters/kafkatail"
 	"github.com/herald-health/herald/services/notification/internal/adapters/redisstore"
 	"github.com/herald-health/herald/services/notification/internal/adapters/rulesclient"
 	"github.com/herald-health/herald/services/notification/internal/app"
@@ -156,11 +157,16 @@ type Config struct {
 	// replica's jobs move to another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
-	// FreshWait bounds how long a send decision waits for the projection
-	// to apply what the log holds for the alert (the freshness barrier);
-	// after it, the send is decided on the projection as it is.
+	// FreshWait bounds how long a send decision retries reading the
+	// alert's events from the log (Kafka unreachable, or the group too far
+	// behind to read the gap); after it, the send is decided on the
+	// projection as it is, with a warning.
 	FreshWait time.Duration
-	MaxIdle   time.Duration
+	// RebuildLease is how long the lock of a replica rebuilding the
+	// projection from the log lasts without renewal: the lock of one that
+	// died mid-rebuild ends within it and another rebuilds.
+	RebuildLease time.Duration
+	MaxIdle      time.Duration
 	// ConsumerLanes is how many alerts of one partition are handled at
 	// once (each alert's events stay in order).
 	ConsumerLanes int
@@ -201,6 +207,7 @@ func DefaultConfig() Config {
 		Lease:                5 * time.Second,
 		SendTimeout:          15 * time.Second,
 		FreshWait:            15 * time.Second,
+		RebuildLease:         6 * time.Second,
 		MaxIdle:              time.Second,
 	}
 }
@@ -244,7 +251,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease, renewed every lease/3 while the job is worked: a dead replica's jobs move within it")
-	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest wait of a send decision for the projection to apply the alert's events already in the log")
+	fs.DurationVar(&c.RebuildLease, "rebuild-lease", c.RebuildLease, "how long the rebuild lock lasts without renewal (a replica that dies mid-rebuild holds it up to this long)")
+	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest a send decision retries reading the alert's events from the log before it decides on the projection as it is")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
 }
 
@@ -312,6 +320,9 @@ func (c Config) Validate() error {
 	if c.Lease < 500*time.Millisecond {
 		bad("setting lease must be at least 500ms (it is renewed every lease/3)")
 	}
+	if c.RebuildLease < time.Second {
+		bad("setting rebuild-lease must be at least 1s")
+	}
 	if c.FreshWait <= 0 {
 		bad("setting fresh-wait must be > 0")
 	}
@@ -344,7 +355,6 @@ type Service struct {
 	// of authentication (issue #20).
 	roles    *authz.Source
 	receipts *servicemain.HTTPServer
-	fresh    *eventlog.Freshness
 	smtp     *channel.SMTP
 	engine   *app.Engine
 }
@@ -385,12 +395,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
 	s.life.OnClose("event writer", writer.Close)
-	// Every send is decided behind this barrier: the projection has applied
-	// the alert's events that are in the log (docs/design.md, "Deciding on
-	// fresh state").
-	fresh := eventlog.NewFreshness(cfg.Log, cfg.GroupID, "")
-	s.fresh = fresh
-	s.life.OnClose("freshness reader", func() error { fresh.Close(); return nil })
+	// Every send is decided on the alert as the log has it: the projection
+	// plus the alert's events the group has not committed past
+	// (docs/design.md, "Deciding on fresh state").
+	tail := kafkatail.New(cfg.Log, cfg.GroupID)
+	s.life.OnClose("log tail", func() error { tail.Close(); return nil })
 	conn, err := grpcserver.Dial(ctx, cfg.Rules.Addr, deps.Telemetry, grpcserver.ClientTLS(identity, cfg.Rules.ServerName))
 	if err != nil {
 		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
@@ -416,7 +425,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Log:      writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
-		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Fresh: s.fresh, FreshWait: cfg.FreshWait, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Tail: tail, FreshWait: cfg.FreshWait, RebuildLease: cfg.RebuildLease, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
@@ -471,7 +480,7 @@ func (s *Service) runEngine(ctx context.Context) error {
 	}()
 	go s.watchEpoch(ctx)
 	err := eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes, Freshness: s.fresh}, s.handle)
+		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
 	cancel()
 	eerr := <-engineErr
 	if eerr != nil && !errors.Is(eerr, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {

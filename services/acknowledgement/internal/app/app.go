@@ -96,13 +96,17 @@ type TimerStore interface {
 }
 
 // LogTail reads what the log holds for one alert beyond what the projection
-// is known to have applied: the alert's events at or after the consumer
-// group's committed offset (and after the offset `after` the caller's state
-// reflects), up to the end of the log when called. An error wrapping
-// fault.ErrUnavailable means the position could not be read, or the group
-// is too far behind to read the gap (decide later).
+// is known to have applied: it learns the consumer group's committed
+// offset, then calls project (which reads the projection and returns the
+// offset of the alert's last event it reflects, -1 for none), then returns
+// the alert's events at or after the later of the two, up to the end of
+// the log. Reading the committed offset before the projection leaves no
+// hole: a record below it was stored before project read. An error of
+// project is returned as it is; one wrapping fault.ErrUnavailable means the
+// position could not be read, or the group is too far behind to read the
+// gap (decide later).
 type LogTail interface {
-	Unapplied(ctx context.Context, alertID string, after int64) ([]Logged, error)
+	Unapplied(ctx context.Context, alertID string, project func(context.Context) (after int64, err error)) ([]Logged, error)
 }
 
 // Logged is an event read from the log with its position.
