@@ -1,0 +1,137 @@
+// Package audit is Herald's tamper-evident audit trail: what is recorded,
+// how a record is hashed and chained, and how a chain is verified. It is
+// pure (no Kafka, no clock); the auditor that keeps the chain on Kafka is in
+// internal/auditor, and heraldctl's `audit verify` and `audit export` use
+// this package to check what they read.
+//
+// The trail: every command a person gave on an alert (acknowledge, decline,
+// action, close, read, a resend, a policy bundle proposed or approved: every
+// event whose payload names an Actor) and every read of patient data becomes
+// an AuditRecord on the topic herald.audit.v1, keyed by trust. The records of
+// one trust form a chain: sequence 1, 2, 3, ... each carrying the SHA-256 of
+// the previous one (Hash over Canonical). Anchors (AuditAnchored) record a
+// chain's head on a separate topic, so a stream cut short after an anchor is
+// caught too.
+//
+// A record holds ids, actors, times, policy versions and short non-clinical
+// details (step, via, decline reason code, channel): never report text,
+// demographics, free-text notes or the action's text.
+package audit
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// Topics of the audit trail.
+const (
+	// TopicRecords is the chained audit stream, key = trust.
+	TopicRecords = "herald.audit.v1"
+	// TopicIntake holds what is to be chained (AuditEntry), key = trust:
+	// the one order in which a trust's records are chained.
+	TopicIntake = "herald.audit-intake.v1"
+	// TopicAnchors holds AuditAnchored events, key = trust.
+	TopicAnchors = "herald.audit-anchors.v1"
+)
+
+// TypeRecordViewed is the event type of a read of patient data recorded
+// straight to the intake (it is not an event of the alert log).
+const TypeRecordViewed = "RecordViewed"
+
+// actorName is the full name of the message that says who acted.
+const actorName = protoreflect.FullName("herald.events.v1.Actor")
+
+// EntryOf returns the audit entry of an event of the alert log, and false
+// when the event is not audited: it is audited when its payload names an
+// Actor (a person's command or read), when it is a resend (a
+// NotificationSent caused by an operator), or when it is a policy bundle's
+// event (its type starts with "Bundle"). The entry has no sequence and no
+// hashes yet.
+func EntryOf(ev *eventsv1.Event) (*auditv1.AuditRecord, bool) {
+	m := ev.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("payload"))
+	if fd == nil || ev.GetTenant() == "" || ev.GetEventId() == "" {
+		return nil, false
+	}
+	if _, anchor := ev.GetPayload().(*eventsv1.Event_AuditAnchored); anchor {
+		return nil, false
+	}
+	payload := m.Get(fd).Message()
+	typ := string(fd.Message().Name())
+	rec := &auditv1.AuditRecord{
+		Trust:      ev.GetTenant(),
+		AlertId:    ev.GetAlertId(),
+		EventId:    ev.GetEventId(),
+		EventType:  typ,
+		OccurredAt: ev.GetOccurredAt(),
+		Producer:   ev.GetProducer(),
+	}
+	if p := ev.GetPolicy(); p != nil {
+		rec.PolicyId, rec.PolicyVersion, rec.PolicyContentHash = p.GetPolicyId(), p.GetVersion(), p.GetContentHash()
+	}
+	actor, hasActor := actorOf(payload)
+	if hasActor {
+		rec.Actor = actor
+	}
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertAcknowledged:
+		rec.Detail = fmt.Sprintf("step=%d via=%s", p.AlertAcknowledged.GetStep(), p.AlertAcknowledged.GetVia())
+	case *eventsv1.Event_AlertDeclined:
+		rec.Detail = fmt.Sprintf("step=%d reason=%s", p.AlertDeclined.GetStep(), p.AlertDeclined.GetReason())
+	case *eventsv1.Event_NotificationSent:
+		op, resend := strings.CutPrefix(ev.GetCausationId(), "operator:")
+		if !resend {
+			return nil, false
+		}
+		rec.Actor = &auditv1.AuditActor{PersonId: op, IdentityProvider: "operator"}
+		rec.Detail = fmt.Sprintf("resend notification=%s step=%d channel=%s", p.NotificationSent.GetNotificationId(),
+			p.NotificationSent.GetStep(), p.NotificationSent.GetChannel())
+		return rec, true
+	}
+	if !hasActor && !strings.HasPrefix(typ, "Bundle") {
+		return nil, false
+	}
+	return rec, true
+}
+
+// actorOf finds the payload's Actor field and copies the fields that say
+// who acted. Fields added to Actor later (issuer, subject, acr, the relaying
+// service) are read by name when the message has them.
+func actorOf(payload protoreflect.Message) (*auditv1.AuditActor, bool) {
+	fields := payload.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if f.Kind() != protoreflect.MessageKind || f.IsList() || f.IsMap() || f.Message().FullName() != actorName {
+			continue
+		}
+		if !payload.Has(f) {
+			return &auditv1.AuditActor{}, true
+		}
+		a := payload.Get(f).Message()
+		str := func(names ...string) string {
+			for _, n := range names {
+				if fd := a.Descriptor().Fields().ByName(protoreflect.Name(n)); fd != nil && fd.Kind() == protoreflect.StringKind {
+					if v := a.Get(fd).String(); v != "" {
+						return v
+					}
+				}
+			}
+			return ""
+		}
+		return &auditv1.AuditActor{
+			PersonId:         str("person_id"),
+			Role:             str("role"),
+			IdentityProvider: str("identity_provider"),
+			Issuer:           str("issuer"),
+			Subject:          str("subject"),
+			Acr:              str("acr", "assurance_level"),
+			RelayingService:  str("relaying_service", "relayed_by", "service"),
+		}, true
+	}
+	return nil, false
+}
