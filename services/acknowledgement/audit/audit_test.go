@@ -9,9 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/herald-health/herald/services/acknowledgement/audit"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 )
 
 // chainOf returns n chained records of trust RXF.
@@ -152,7 +152,9 @@ func TestCanonicalCoversEveryField(t *testing.T) {
 		"subject":  func(r *auditv1.AuditRecord) { r.Actor.Subject = "x" },
 		"acr":      func(r *auditv1.AuditRecord) { r.Actor.Acr = "x" },
 		"relay":    func(r *auditv1.AuditRecord) { r.Actor.RelayingService = "x" },
-		"time":     func(r *auditv1.AuditRecord) { r.OccurredAt = timestamppb.New(r.OccurredAt.AsTime().Add(time.Nanosecond)) },
+		"time": func(r *auditv1.AuditRecord) {
+			r.OccurredAt = timestamppb.New(r.OccurredAt.AsTime().Add(time.Nanosecond))
+		},
 		"policy":   func(r *auditv1.AuditRecord) { r.PolicyId = "x" },
 		"version":  func(r *auditv1.AuditRecord) { r.PolicyVersion = "4" },
 		"content":  func(r *auditv1.AuditRecord) { r.PolicyContentHash = "x" },

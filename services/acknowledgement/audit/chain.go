@@ -136,6 +136,7 @@ type seen struct {
 
 type verified struct {
 	bySeq      map[uint64]seen
+	events     map[string]uint64
 	max        uint64
 	duplicates int
 	problems   []Problem
@@ -154,7 +155,7 @@ func (v *Verifier) Record(rec *auditv1.AuditRecord, where string) {
 	}
 	t := v.trusts[trust]
 	if t == nil {
-		t = &verified{bySeq: map[uint64]seen{}}
+		t = &verified{bySeq: map[uint64]seen{}, events: map[string]uint64{}}
 		v.trusts[trust] = t
 	}
 	seq := rec.GetSequence()
@@ -176,6 +177,11 @@ func (v *Verifier) Record(rec *auditv1.AuditRecord, where string) {
 		bad(Inserted, "a second, different record claims this sequence (event %s; the first, event %s, is at %s)",
 			rec.GetEventId(), prior.rec.GetEventId(), prior.where)
 		return
+	}
+	if first, ok := t.events[rec.GetEventId()]; ok {
+		bad(Inserted, "event %s is recorded a second time (first at sequence %d)", rec.GetEventId(), first)
+	} else {
+		t.events[rec.GetEventId()] = seq
 	}
 	if seq < t.max {
 		bad(Reordered, "comes after sequence %d in the stream", t.max)
@@ -200,7 +206,7 @@ func (v *Verifier) Finish() Report {
 	for trust := range v.anchors {
 		if _, ok := v.trusts[trust]; !ok {
 			trusts = append(trusts, trust)
-			v.trusts[trust] = &verified{bySeq: map[uint64]seen{}}
+			v.trusts[trust] = &verified{bySeq: map[uint64]seen{}, events: map[string]uint64{}}
 		}
 	}
 	slices.Sort(trusts)
