@@ -35,6 +35,8 @@ type Placed struct {
 type Trail struct {
 	Records []Placed
 	Anchors []*eventsv1.AuditAnchored
+	// AnchoredAt is when each anchor was written (parallel to Anchors).
+	AnchoredAt []time.Time
 	// Undecodable counts records that are not AuditRecords (each is also
 	// a problem for Verify).
 	Undecodable []string
@@ -63,6 +65,7 @@ func ReadTrail(ctx context.Context, cfg eventlog.Config, recordsTopic, anchorsTo
 			return nil
 		}
 		t.Anchors = append(t.Anchors, ev.GetAuditAnchored())
+		t.AnchoredAt = append(t.AnchoredAt, ev.GetOccurredAt().AsTime())
 		return nil
 	})
 	if err != nil {

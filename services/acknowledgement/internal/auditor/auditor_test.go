@@ -264,4 +264,3 @@ func TestAnchorsAndTamperingOnKafka(t *testing.T) {
 		})
 	}
 }
-
