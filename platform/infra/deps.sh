@@ -506,6 +506,16 @@ kafka_secure_setup() {
 	# of policy bundles): it creates, reads and appends to it.
 	kafka_acl --allow-principal User:herald-rules --operation Describe --operation Create --operation Read --operation Write \
 		--topic herald.policy-bundles.v1
+	# The acknowledgement service keeps the audit trail (herald.audit.v1,
+	# herald.audit-intake.v1, herald.audit-anchors.v1: the prefix herald.audit)
+	# in its groups acknowledgement-audit and acknowledgement-audit-forward
+	# (matched by the prefixed group acknowledgement above).
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Describe --operation Create \
+		--operation Read --operation Write --topic herald.audit
+	# An operator verifies and exports the trail (heraldctl audit) and anchors
+	# it on demand; it cannot write the chain itself.
+	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic herald.audit
+	kafka_acl --allow-principal User:herald-operator --operation Write --topic herald.audit-anchors
 	# An operator follows the log (heraldctl tail) and reads nothing else.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
 	echo "$want" >"$stamp"

@@ -44,7 +44,9 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	at := func(s int) *timestamppb.Timestamp { return timestamppb.New(time.Date(2026, 12, 7, 9, 0, s, 0, time.UTC)) }
+	at := func(s int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 12, 7, 9, 0, s, 0, time.UTC))
+	}
 	policy := &eventsv1.PolicyRef{PolicyId: "rxf-radiology", Version: "12"}
 	recipient := &eventsv1.Recipient{PersonId: "dr-jones", Tenant: "RXF"}
 	env := func(id string, s int) *eventsv1.Event {

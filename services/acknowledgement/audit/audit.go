@@ -20,10 +20,14 @@ package audit
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/segmentio/kafka-go"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/herald-health/herald/platform/eventlog"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -38,6 +42,34 @@ const (
 	// TopicAnchors holds AuditAnchored events, key = trust.
 	TopicAnchors = "herald.audit-anchors.v1"
 )
+
+// Topics names the audit trail's topics.
+type Topics struct {
+	Records, Intake, Anchors string
+}
+
+// DefaultTopics are the production names.
+func DefaultTopics() Topics {
+	return Topics{Records: TopicRecords, Intake: TopicIntake, Anchors: TopicAnchors}
+}
+
+// Specs returns the topics to create: kept forever whatever the log's
+// retention (an audit trail outlives the records it speaks of), never
+// compacted (a compacted chain would lose records), as many partitions as
+// the log.
+func (t Topics) Specs(cfg eventlog.Config) []kafka.TopicConfig {
+	isr := strconv.Itoa(cfg.MinInsyncReplicas)
+	var specs []kafka.TopicConfig
+	for _, name := range []string{t.Records, t.Intake, t.Anchors} {
+		specs = append(specs, kafka.TopicConfig{Topic: name, NumPartitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
+			ConfigEntries: []kafka.ConfigEntry{
+				{ConfigName: "cleanup.policy", ConfigValue: "delete"},
+				{ConfigName: "retention.ms", ConfigValue: "-1"},
+				{ConfigName: "min.insync.replicas", ConfigValue: isr},
+			}})
+	}
+	return specs
+}
 
 // TypeRecordViewed is the event type of a read of patient data recorded
 // straight to the intake (it is not an event of the alert log).

@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -50,36 +49,10 @@ import (
 	"github.com/herald-health/herald/services/acknowledgement/audit"
 )
 
-// Topics names the audit trail's topics.
-type Topics struct {
-	Records, Intake, Anchors string
-}
-
-// DefaultTopics are the production names.
-func DefaultTopics() Topics {
-	return Topics{Records: audit.TopicRecords, Intake: audit.TopicIntake, Anchors: audit.TopicAnchors}
-}
-
-// Specs returns the topics to create: kept forever, never compacted (a
-// compacted chain would lose records), as many partitions as the log.
-func (t Topics) Specs(cfg eventlog.Config) []kafka.TopicConfig {
-	isr := strconv.Itoa(cfg.MinInsyncReplicas)
-	var specs []kafka.TopicConfig
-	for _, name := range []string{t.Records, t.Intake, t.Anchors} {
-		specs = append(specs, kafka.TopicConfig{Topic: name, NumPartitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
-			ConfigEntries: []kafka.ConfigEntry{
-				{ConfigName: "cleanup.policy", ConfigValue: "delete"},
-				{ConfigName: "retention.ms", ConfigValue: "-1"},
-				{ConfigName: "min.insync.replicas", ConfigValue: isr},
-			}})
-	}
-	return specs
-}
-
 // Config configures an Auditor.
 type Config struct {
 	Log    eventlog.Config
-	Topics Topics
+	Topics audit.Topics
 	// Group prefixes the consumer groups (the service's group).
 	Group string
 	// Producer names this replica in anchors.

@@ -26,7 +26,7 @@ import (
 type harness struct {
 	t      *testing.T
 	log    eventlog.Config
-	topics auditor.Topics
+	topics audit.Topics
 	group  string
 	writer *eventlog.Writer
 }
@@ -43,7 +43,7 @@ func newHarness(t *testing.T) *harness {
 	defer cancel()
 	require.NoError(t, eventlog.EnsureTopics(ctx, cfg, nil))
 	h := &harness{t: t, log: cfg, group: testinfra.UniqueName("ack"),
-		topics: auditor.Topics{Records: cfg.EventsTopic + "-audit", Intake: cfg.EventsTopic + "-audit-intake", Anchors: cfg.EventsTopic + "-audit-anchors"}}
+		topics: audit.Topics{Records: cfg.EventsTopic + "-audit", Intake: cfg.EventsTopic + "-audit-intake", Anchors: cfg.EventsTopic + "-audit-anchors"}}
 	h.writer = eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
 	t.Cleanup(func() { _ = h.writer.Close() })
 	return h
