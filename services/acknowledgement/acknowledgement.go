@@ -36,6 +36,7 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/ackhttp"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/kafkalog"
@@ -372,7 +373,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 	// The audit trail (docs/design.md, "The audit trail"): its own two
 	// consumer groups, chaining commands and reads per trust.
-	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: auditor.DefaultTopics(), Group: cfg.GroupID,
+	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.DefaultTopics(), Group: cfg.GroupID,
 		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, Logger: log,
 		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
 	if err != nil {

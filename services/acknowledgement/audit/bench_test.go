@@ -17,7 +17,7 @@ import (
 func BenchmarkSeal(b *testing.B) {
 	entry := &auditv1.AuditRecord{Trust: "RXF", AlertId: "0123456789abcdef0123456789abcdef", EventId: "fedcba9876543210fedcba9876543210",
 		EventType: "AlertAcknowledged", Actor: &auditv1.AuditActor{PersonId: "dr-jones", Role: "clinician", IdentityProvider: "oidc",
-			Issuer: "https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare",
+			Issuer:  "https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare",
 			Subject: "910000000001", Acr: "AAL3_ANY", RelayingService: "spiffe://herald/acknowledgement"},
 		OccurredAt: timestamppb.New(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)), PolicyId: "rxf-radiology", PolicyVersion: "12",
 		PolicyContentHash: "9f2c4e0d3b1a5c7e9f2c4e0d3b1a5c7e9f2c4e0d3b1a5c7e9f2c4e0d3b1a5c7e", Producer: "acknowledgement/ack-7d9f-1",

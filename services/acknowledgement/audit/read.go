@@ -90,3 +90,31 @@ func (t *Trail) Verify(only string) Report {
 	}
 	return rep
 }
+
+// ViewedEntry is the audit entry of a read of patient data: a person (as
+// verified) saw the details of an alert. requestID identifies the view (a
+// retried request of the same view is the same id, so it is recorded once);
+// what names what was shown ("alert-details", "report"), never its content.
+func ViewedEntry(trust, alertID, requestID, what string, actor *auditv1.AuditActor, at time.Time) *auditv1.AuditRecord {
+	return &auditv1.AuditRecord{Trust: trust, AlertId: alertID, EventId: eventlog.ID("viewed", trust, alertID, requestID),
+		EventType: TypeRecordViewed, Actor: actor, OccurredAt: timestamppb.New(at), Detail: "viewed " + what}
+}
+
+// Submit puts an entry on the intake topic (key = trust) for the auditor
+// to chain, and returns once it is durable (acks=all). A service that shows
+// patient data submits the view before it answers: no unrecorded read. An
+// error wraps fault.ErrUnavailable; submitting the same entry again is
+// harmless (it is chained once).
+func Submit(ctx context.Context, w *eventlog.Writer, intakeTopic string, entry *auditv1.AuditRecord) error {
+	if entry.GetTrust() == "" || entry.GetEventId() == "" {
+		return eventlog.Permanent(fmt.Errorf("audit entry of %s: trust and event id are required", entry.GetEventType()))
+	}
+	b, err := proto.Marshal(&auditv1.AuditEntry{Record: entry})
+	if err != nil {
+		return eventlog.Permanent(fmt.Errorf("encode audit entry %s: %w", entry.GetEventId(), err))
+	}
+	if err := w.Put(ctx, intakeTopic, entry.GetTrust(), b); err != nil {
+		return fmt.Errorf("submit audit entry %s: %w", entry.GetEventId(), err)
+	}
+	return nil
+}

@@ -163,21 +163,9 @@ func (a *Auditor) Forward(ctx context.Context, d eventlog.Delivery) error {
 	return a.Submit(ctx, rec)
 }
 
-// Submit puts an entry (a record without sequence and hashes) on the
-// intake, to be chained. It returns once the entry is durable (acks=all);
-// an error wraps fault.ErrUnavailable and the caller may submit again.
+// Submit puts an entry on the intake (audit.Submit).
 func (a *Auditor) Submit(ctx context.Context, entry *auditv1.AuditRecord) error {
-	if entry.GetTrust() == "" || entry.GetEventId() == "" {
-		return eventlog.Permanent(fmt.Errorf("audit entry of %s: trust and event id are required", entry.GetEventType()))
-	}
-	b, err := proto.Marshal(&auditv1.AuditEntry{Record: entry})
-	if err != nil {
-		return eventlog.Permanent(fmt.Errorf("encode audit entry %s: %w", entry.GetEventId(), err))
-	}
-	if err := a.writer.Put(ctx, a.cfg.Topics.Intake, entry.GetTrust(), b); err != nil {
-		return fmt.Errorf("submit audit entry %s: %w", entry.GetEventId(), err)
-	}
-	return nil
+	return audit.Submit(ctx, a.writer, a.cfg.Topics.Intake, entry)
 }
 
 // Chain is the handler of the intake: it appends the entry to its trust's

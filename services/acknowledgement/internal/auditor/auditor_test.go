@@ -264,3 +264,31 @@ func TestAnchorsAndTamperingOnKafka(t *testing.T) {
 		})
 	}
 }
+
+// TestReadsOfPatientDataAreChainedOnce submits a view of an alert's details
+// as the console will, twice (a retried request): it is chained once,
+// after the commands, with the viewer.
+func TestReadsOfPatientDataAreChainedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start("replica-1", nil)
+	ids := h.commands("RXF", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	view := audit.ViewedEntry("RXF", "RXF-alert-0", "req-1", "alert-details",
+		&auditv1.AuditActor{PersonId: "dr-reader", Issuer: "https://cis2", Subject: "sub-1", Acr: "AAL3", RelayingService: "console"},
+		time.Date(2026, 12, 7, 11, 0, 0, 0, time.UTC))
+	require.NoError(t, audit.Submit(ctx, h.writer, h.topics.Intake, view))
+	require.NoError(t, audit.Submit(ctx, h.writer, h.topics.Intake, view))
+	tr := h.waitChained(append(ids, view.GetEventId()))
+	requireOneChainPerTrust(t, tr, map[string]int{"RXF": 3})
+	var viewed []*auditv1.AuditRecord
+	for _, p := range tr.Records {
+		if p.Record.GetEventType() == audit.TypeRecordViewed {
+			viewed = append(viewed, p.Record)
+		}
+	}
+	require.Len(t, viewed, 1, "a retried view is recorded once")
+	require.Equal(t, "dr-reader", viewed[0].GetActor().GetPersonId())
+	require.Equal(t, "AAL3", viewed[0].GetActor().GetAcr())
+}
