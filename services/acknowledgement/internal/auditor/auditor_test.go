@@ -24,14 +24,14 @@ import (
 
 // harness is one test's log and audit topics on the real Kafka.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	log    eventlog.Config
 	topics audit.Topics
 	group  string
 	writer *eventlog.Writer
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	cfg := eventlog.DefaultConfig()
 	cfg.Brokers = testinfra.KafkaBrokers(t)
