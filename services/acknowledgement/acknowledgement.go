@@ -373,7 +373,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 	// The audit trail (docs/design.md, "The audit trail"): its own two
 	// consumer groups, chaining commands and reads per trust.
-	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.DefaultTopics(), Group: cfg.GroupID,
+	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
 		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, Logger: log,
 		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
 	if err != nil {

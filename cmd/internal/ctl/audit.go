@@ -61,10 +61,16 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	format := fs.String("format", "json", "export format: json or html")
 	outFile := fs.String("o", "", "write the export to this file (default: standard output)")
 	eventsTopic := fs.String("events-topic", eventlog.TopicEvents, "the alert event log")
-	recordsTopic := fs.String("records-topic", audit.TopicRecords, "the audit stream")
-	anchorsTopic := fs.String("anchors-topic", audit.TopicAnchors, "the anchor topic")
+	recordsTopic := fs.String("records-topic", "", "the audit stream (default: the one of -events-topic, "+audit.TopicRecords+")")
+	anchorsTopic := fs.String("anchors-topic", "", "the anchor topic (default: the one of -events-topic, "+audit.TopicAnchors+")")
 	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *recordsTopic == "" {
+		*recordsTopic = audit.TopicsFor(*eventsTopic).Records
+	}
+	if *anchorsTopic == "" {
+		*anchorsTopic = audit.TopicsFor(*eventsTopic).Anchors
 	}
 	conn, err := net.DialTimeout("tcp", brokers[0], 3*time.Second)
 	if err != nil {

@@ -53,6 +53,17 @@ func DefaultTopics() Topics {
 	return Topics{Records: TopicRecords, Intake: TopicIntake, Anchors: TopicAnchors}
 }
 
+// TopicsFor returns the audit topics that go with an event log: the
+// production names beside herald.alert-events.v1, and names derived from
+// any other log's (a test's, a second deployment's), so that two logs on
+// one cluster never share, and so fork, one trail.
+func TopicsFor(eventsTopic string) Topics {
+	if eventsTopic == "" || eventsTopic == eventlog.TopicEvents {
+		return DefaultTopics()
+	}
+	return Topics{Records: eventsTopic + ".audit", Intake: eventsTopic + ".audit-intake", Anchors: eventsTopic + ".audit-anchors"}
+}
+
 // Specs returns the topics to create: kept forever whatever the log's
 // retention (an audit trail outlives the records it speaks of), never
 // compacted (a compacted chain would lose records), as many partitions as

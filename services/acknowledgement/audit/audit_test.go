@@ -212,3 +212,10 @@ func TestEntryOfRecordsCommandsWithoutPatientData(t *testing.T) {
 	_, ok = audit.EntryOf(sent)
 	require.False(t, ok, "an ordinary send is not a command")
 }
+
+func TestTopicsForAnotherLogAreItsOwn(t *testing.T) {
+	require.Equal(t, audit.DefaultTopics(), audit.TopicsFor("herald.alert-events.v1"))
+	other := audit.TopicsFor("herald.alert-events.v1-e2e-7")
+	require.Equal(t, "herald.alert-events.v1-e2e-7.audit", other.Records, "a test's log has its own trail (and stays under the log's ACL prefix)")
+	require.NotEqual(t, other.Intake, audit.DefaultTopics().Intake)
+}
