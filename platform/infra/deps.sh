@@ -475,7 +475,7 @@ kafka_acl() {
 # per formatted log (they live in the cluster metadata) and password set.
 kafka_secure_setup() {
 	local stamp="$KAFKA_HOME/secure-setup" want u
-	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v2"
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v3"
 	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		return
 	fi
@@ -512,6 +512,8 @@ kafka_secure_setup() {
 	# (matched by the prefixed group acknowledgement above).
 	kafka_acl --allow-principal User:herald-acknowledgement --operation Describe --operation Create \
 		--operation Read --operation Write --topic herald.audit
+	# ... and forwards rules' policy bundle events into it.
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --operation Describe --topic herald.policy-bundles
 	# An operator verifies and exports the trail (heraldctl audit) and anchors
 	# it on demand; it cannot write the chain itself.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic herald.audit

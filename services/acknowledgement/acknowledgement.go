@@ -110,6 +110,9 @@ type Config struct {
 	// AuditAnchorEvery is how often the heads of the audit chains this
 	// replica keeps are anchored (package audit, internal/auditor).
 	AuditAnchorEvery time.Duration
+	// AuditBundleTopic is rules' topic of policy bundle events, whose
+	// proposals and approvals are audited too ("" audits none).
+	AuditBundleTopic string
 }
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
@@ -136,6 +139,7 @@ func DefaultConfig() Config {
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
 		AuditAnchorEvery: time.Minute,
+		AuditBundleTopic: audit.TopicPolicyBundles,
 	}
 }
 
@@ -166,6 +170,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
 	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
@@ -374,7 +379,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// The audit trail (docs/design.md, "The audit trail"): its own two
 	// consumer groups, chaining commands and reads per trust.
 	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
-		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, Logger: log,
+		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, BundleTopic: cfg.AuditBundleTopic, Logger: log,
 		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,10 @@ const (
 	TopicIntake = "herald.audit-intake.v1"
 	// TopicAnchors holds AuditAnchored events, key = trust.
 	TopicAnchors = "herald.audit-anchors.v1"
+	// TopicPolicyBundles is rules' topic of policy bundle events
+	// (BundleProposed, BundleReviewed; the usual Event envelope, tenant set,
+	// no alert id): the auditor forwards them too, once the topic exists.
+	TopicPolicyBundles = "herald.policy-bundles.v1"
 )
 
 // Topics names the audit trail's topics.
@@ -142,14 +146,30 @@ func EntryOf(ev *eventsv1.Event) (*auditv1.AuditRecord, bool) {
 	return rec, true
 }
 
-// actorOf finds the payload's Actor field and copies the fields that say
-// who acted. Fields added to Actor later (issuer, subject, acr, the relaying
-// service) are read by name when the message has them.
+// personFields are the payload fields that say who acted, in the order
+// they are preferred: an Actor (commands on alerts), then the people of a
+// policy bundle's events (the reviewer of a review, the proposer of a
+// proposal: rules' PolicyPerson).
+var personFields = []protoreflect.Name{"actor", "reviewer", "proposer"}
+
+// actorOf finds the payload's field that names who acted and copies the
+// fields that say who. Fields added later (issuer, subject, acr, the
+// relaying service) are read by name when the message has them.
 func actorOf(payload protoreflect.Message) (*auditv1.AuditActor, bool) {
 	fields := payload.Descriptor().Fields()
+	var candidates []protoreflect.FieldDescriptor
+	for _, name := range personFields {
+		if f := fields.ByName(name); f != nil {
+			candidates = append(candidates, f)
+		}
+	}
 	for i := range fields.Len() {
-		f := fields.Get(i)
-		if f.Kind() != protoreflect.MessageKind || f.IsList() || f.IsMap() || f.Message().FullName() != actorName {
+		if f := fields.Get(i); f.Kind() == protoreflect.MessageKind && f.Message().FullName() == actorName {
+			candidates = append(candidates, f)
+		}
+	}
+	for _, f := range candidates {
+		if f.Kind() != protoreflect.MessageKind || f.IsList() || f.IsMap() || !isPerson(f.Message()) {
 			continue
 		}
 		if !payload.Has(f) {
@@ -177,4 +197,10 @@ func actorOf(payload protoreflect.Message) (*auditv1.AuditActor, bool) {
 		}, true
 	}
 	return nil, false
+}
+
+// isPerson reports whether a message says who a person is: Actor, or any
+// message with a person id or a subject.
+func isPerson(m protoreflect.MessageDescriptor) bool {
+	return m.FullName() == actorName || m.Fields().ByName("person_id") != nil || m.Fields().ByName("subject") != nil
 }

@@ -57,6 +57,9 @@ type Config struct {
 	Group string
 	// Producer names this replica in anchors.
 	Producer string
+	// BundleTopic, when set, is rules' topic of policy bundle events,
+	// forwarded like the log's once it exists (group "<group>-audit-bundles").
+	BundleTopic string
 	// AnchorEvery is how often moved chain heads are anchored.
 	AnchorEvery time.Duration
 	Logger      *slog.Logger
@@ -127,6 +130,9 @@ func (a *Auditor) Run(ctx context.Context) error {
 		errs <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: a.cfg.Log, GroupID: a.cfg.Group + "-audit",
 			Topic: a.cfg.Topics.Intake, Raw: true, Logger: a.cfg.Logger, Telemetry: a.cfg.Telemetry, MaxBackoff: time.Second}, a.Chain)
 	})
+	if a.cfg.BundleTopic != "" {
+		wg.Go(func() { a.forwardBundles(ctx) })
+	}
 	wg.Go(func() {
 		for {
 			select {
@@ -161,6 +167,39 @@ func (a *Auditor) Forward(ctx context.Context, d eventlog.Delivery) error {
 		return nil
 	}
 	return a.Submit(ctx, rec)
+}
+
+// forwardBundles forwards rules' policy bundle events once their topic
+// exists (rules creates it; the auditor must not create it with another
+// shape), looking again every AnchorEvery until then.
+func (a *Auditor) forwardBundles(ctx context.Context) {
+	for !a.topicExists(ctx, a.cfg.BundleTopic) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.cfg.AnchorEvery):
+		}
+	}
+	err := eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: a.cfg.Log, GroupID: a.cfg.Group + "-audit-bundles", Topic: a.cfg.BundleTopic,
+		Logger: a.cfg.Logger, Telemetry: a.cfg.Telemetry, MaxBackoff: time.Second}, a.Forward)
+	if err != nil {
+		a.cfg.Logger.Error("forward policy bundle events to the audit trail", "topic", a.cfg.BundleTopic, "error", err)
+	}
+}
+
+func (a *Auditor) topicExists(ctx context.Context, topic string) bool {
+	client, closeIdle := a.cfg.Log.Client(10 * time.Second)
+	defer closeIdle()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return false
+	}
+	for _, t := range meta.Topics {
+		if t.Name == topic && t.Error == nil && len(t.Partitions) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Submit puts an entry on the intake (audit.Submit).

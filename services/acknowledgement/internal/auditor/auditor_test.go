@@ -51,11 +51,15 @@ func newHarness(t testing.TB) *harness {
 
 // start runs an auditor replica until the returned stop is called.
 func (h *harness) start(name string, afterAppend func(context.Context, *auditv1.AuditRecord) error) (stop func()) {
+	return h.startWith(name, afterAppend, "")
+}
+
+func (h *harness) startWith(name string, afterAppend func(context.Context, *auditv1.AuditRecord) error, bundleTopic string) (stop func()) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := eventlog.NewWriter(h.log, name, telemetry.Nop(name))
 	a, err := auditor.New(ctx, auditor.Config{Log: h.log, Topics: h.topics, Group: h.group, Producer: name,
-		AnchorEvery: time.Hour, AfterAppend: afterAppend}, w)
+		AnchorEvery: time.Hour, AfterAppend: afterAppend, BundleTopic: bundleTopic}, w)
 	require.NoError(h.t, err)
 	done := make(chan struct{})
 	go func() {
@@ -291,4 +295,26 @@ func TestReadsOfPatientDataAreChainedOnce(t *testing.T) {
 	require.Len(t, viewed, 1, "a retried view is recorded once")
 	require.Equal(t, "dr-reader", viewed[0].GetActor().GetPersonId())
 	require.Equal(t, "AAL3", viewed[0].GetActor().GetAcr())
+}
+
+// TestPolicyBundleEventsOnRulesTopicAreChained forwards the events of rules'
+// bundle topic (an event with a person and a tenant but no alert) into the
+// trust's chain.
+func TestPolicyBundleEventsOnRulesTopicAreChained(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	bundles := testinfra.NewTopic(t, "policy-bundles", 1)
+	ev := &eventsv1.Event{EventId: "bundle-proposed-1", Tenant: "RXF", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertClosed{AlertClosed: &eventsv1.AlertClosed{Actor: &eventsv1.Actor{PersonId: "policy-admin-1"}}}}
+	b, err := proto.Marshal(ev)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := eventlog.NewWriter(h.log, "rules", telemetry.Nop("rules")) // a fresh writer learns of the new topic
+	defer w.Close()
+	require.NoError(t, w.PutMany(ctx, kafka.Message{Topic: bundles, Key: []byte("RXF"), Value: b}))
+	h.startWith("replica-1", nil, bundles)
+	tr := h.waitChained([]string{"bundle-proposed-1"})
+	requireOneChainPerTrust(t, tr, map[string]int{"RXF": 1})
+	require.Equal(t, "policy-admin-1", tr.Records[0].Record.GetActor().GetPersonId())
 }
