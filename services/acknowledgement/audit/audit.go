@@ -130,6 +130,13 @@ func EntryOf(ev *eventsv1.Event) (*auditv1.AuditRecord, bool) {
 		rec.Detail = fmt.Sprintf("step=%d via=%s", p.AlertAcknowledged.GetStep(), p.AlertAcknowledged.GetVia())
 	case *eventsv1.Event_AlertDeclined:
 		rec.Detail = fmt.Sprintf("step=%d reason=%s", p.AlertDeclined.GetStep(), p.AlertDeclined.GetReason())
+	case *eventsv1.Event_BundleProposed:
+		fillPolicy(rec, p.BundleProposed.GetRef())
+		rec.Detail = fmt.Sprintf("proposed round=%d", p.BundleProposed.GetRound())
+	case *eventsv1.Event_BundleReviewed:
+		fillPolicy(rec, p.BundleReviewed.GetRef())
+		rec.Detail = fmt.Sprintf("%s round=%d proposer=%s", strings.ToLower(strings.TrimPrefix(p.BundleReviewed.GetOutcome().String(), "BUNDLE_REVIEW_OUTCOME_")),
+			p.BundleReviewed.GetRound(), p.BundleReviewed.GetProposer().GetPersonId())
 	case *eventsv1.Event_NotificationSent:
 		op, resend := strings.CutPrefix(ev.GetCausationId(), "operator:")
 		if !resend {
@@ -151,6 +158,14 @@ func EntryOf(ev *eventsv1.Event) (*auditv1.AuditRecord, bool) {
 // policy bundle's events (the reviewer of a review, the proposer of a
 // proposal: rules' PolicyPerson).
 var personFields = []protoreflect.Name{"actor", "reviewer", "proposer"}
+
+// fillPolicy records the bundle a policy event is about, when the envelope
+// names none.
+func fillPolicy(rec *auditv1.AuditRecord, ref *eventsv1.PolicyRef) {
+	if rec.GetPolicyId() == "" && rec.GetPolicyVersion() == "" {
+		rec.PolicyId, rec.PolicyVersion, rec.PolicyContentHash = ref.GetPolicyId(), ref.GetVersion(), ref.GetContentHash()
+	}
+}
 
 // actorOf finds the payload's field that names who acted and copies the
 // fields that say who. Fields added later (issuer, subject, acr, the

@@ -219,3 +219,28 @@ func TestTopicsForAnotherLogAreItsOwn(t *testing.T) {
 	require.Equal(t, "herald.alert-events.v1-e2e-7.audit", other.Records, "a test's log has its own trail (and stays under the log's ACL prefix)")
 	require.NotEqual(t, other.Intake, audit.DefaultTopics().Intake)
 }
+
+func TestEntryOfPolicyBundleEventsNamesTheReviewer(t *testing.T) {
+	ev := &eventsv1.Event{EventId: "b1", Tenant: "RXF", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_BundleReviewed{BundleReviewed: &eventsv1.BundleReviewed{
+			Ref:      &eventsv1.PolicyRef{PolicyId: "rxf", Version: "13", ContentHash: "abc"},
+			Outcome:  eventsv1.BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_APPROVED,
+			Reviewer: &eventsv1.PolicyPerson{Issuer: "https://cis2", Subject: "s-2", PersonId: "safety-lead-2", Acr: "AAL3", Service: "spiffe://herald/console"},
+			Proposer: &eventsv1.PolicyPerson{PersonId: "admin-1"}, Round: 1}}}
+	rec, ok := audit.EntryOf(ev)
+	require.True(t, ok)
+	require.Equal(t, "BundleReviewed", rec.GetEventType())
+	require.Equal(t, "safety-lead-2", rec.GetActor().GetPersonId(), "the reviewer acted")
+	require.Equal(t, "AAL3", rec.GetActor().GetAcr())
+	require.Equal(t, "spiffe://herald/console", rec.GetActor().GetRelayingService())
+	require.Equal(t, "13", rec.GetPolicyVersion())
+	require.Equal(t, "approved round=1 proposer=admin-1", rec.GetDetail())
+
+	prop := &eventsv1.Event{EventId: "b0", Tenant: "RXF", Payload: &eventsv1.Event_BundleProposed{BundleProposed: &eventsv1.BundleProposed{
+		Ref: &eventsv1.PolicyRef{Version: "13"}, Proposer: &eventsv1.PolicyPerson{PersonId: "admin-1"},
+		Files: []*eventsv1.PolicyBundleFile{{Name: "RXF/policy.yaml", Content: []byte("secret-policy-content")}}}}}
+	rec, ok = audit.EntryOf(prop)
+	require.True(t, ok)
+	require.Equal(t, "admin-1", rec.GetActor().GetPersonId())
+	require.NotContains(t, string(audit.Canonical(rec)), "secret-policy-content", "the bundle's files are not copied")
+}
