@@ -475,7 +475,7 @@ kafka_acl() {
 # per formatted log (they live in the cluster metadata) and password set.
 kafka_secure_setup() {
 	local stamp="$KAFKA_HOME/secure-setup" want u
-	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v2"
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v3"
 	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		return
 	fi
@@ -506,6 +506,18 @@ kafka_secure_setup() {
 	# of policy bundles): it creates, reads and appends to it.
 	kafka_acl --allow-principal User:herald-rules --operation Describe --operation Create --operation Read --operation Write \
 		--topic herald.policy-bundles.v1
+	# The acknowledgement service keeps the audit trail (herald.audit.v1,
+	# herald.audit-intake.v1, herald.audit-anchors.v1: the prefix herald.audit)
+	# in its groups acknowledgement-audit and acknowledgement-audit-forward
+	# (matched by the prefixed group acknowledgement above).
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Describe --operation Create \
+		--operation Read --operation Write --topic herald.audit
+	# ... and forwards rules' policy bundle events into it.
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --operation Describe --topic herald.policy-bundles
+	# An operator verifies and exports the trail (heraldctl audit) and anchors
+	# it on demand; it cannot write the chain itself.
+	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic herald.audit
+	kafka_acl --allow-principal User:herald-operator --operation Write --topic herald.audit-anchors
 	# An operator follows the log (heraldctl tail) and reads nothing else.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
 	echo "$want" >"$stamp"

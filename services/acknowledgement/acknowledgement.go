@@ -5,6 +5,8 @@
 // MarkRead / Close commands over gRPC and by acknowledge link (HTTP), and
 // runs the Redis SLA timers that escalate an unaccepted alert step by step,
 // record breached clocks and finally put it in the trust's fail-safe queue.
+// It also keeps the tamper-evident audit trail (package audit): every
+// person's command, chained per trust on herald.audit.v1 and anchored.
 //
 // This package is the service's one composition root: cmd/acknowledgement,
 // the all-in-one dev binary and the tests start it through Run or New.
@@ -34,11 +36,13 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/ackhttp"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/kafkalog"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/redisstore"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/internal/auditor"
 )
 
 // ServiceName is the gRPC health name and telemetry service name.
@@ -103,6 +107,12 @@ type Config struct {
 	// lost and is re-armed (docs/design.md, "Never lose an escalation").
 	WatchdogEvery time.Duration
 	WatchdogBound time.Duration
+	// AuditAnchorEvery is how often the heads of the audit chains this
+	// replica keeps are anchored (package audit, internal/auditor).
+	AuditAnchorEvery time.Duration
+	// AuditBundleTopic is rules' topic of policy bundle events, whose
+	// proposals and approvals are audited too ("" audits none).
+	AuditBundleTopic string
 }
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
@@ -128,6 +138,8 @@ func DefaultConfig() Config {
 		CommandWait:      3 * time.Second,
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
+		AuditAnchorEvery: time.Minute,
+		AuditBundleTopic: audit.TopicPolicyBundles,
 	}
 }
 
@@ -158,6 +170,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
+	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
 
@@ -220,6 +234,9 @@ func (c Config) Validate() error {
 	}
 	if c.WatchdogBound <= 0 {
 		bad("setting watchdog-bound must be positive")
+	}
+	if c.AuditAnchorEvery <= 0 {
+		bad("setting audit-anchor-every must be positive")
 	}
 	return errors.Join(errs...)
 }
@@ -359,6 +376,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.Go("watchdog", func(ctx context.Context) error {
 		return a.RunWatchdog(ctx, store, app.WatchdogConfig{Every: cfg.WatchdogEvery, Bound: cfg.WatchdogBound})
 	})
+	// The audit trail (docs/design.md, "The audit trail"): its own two
+	// consumer groups, chaining commands and reads per trust.
+	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
+		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, BundleTopic: cfg.AuditBundleTopic, Logger: log,
+		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
+	if err != nil {
+		return nil, err
+	}
+	s.life.OnClose("auditor", func() error { aud.Close(); return nil })
+	s.life.Go("auditor", aud.Run)
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
 			Logger: log, Telemetry: deps.Telemetry, MaxBackoff: time.Second, Lanes: cfg.ConsumerLanes}, kafkalog.Handler(a))

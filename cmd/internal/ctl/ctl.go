@@ -134,6 +134,7 @@ func commands() []command {
 		rebuildCommand(),
 		policyCommand(),
 		bundleCommand(),
+		auditCommand(),
 	}
 }
 
