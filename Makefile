@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES := proto platform services/intake services/rules services/notification services/acknowledgement cmd e2e charts/test
+MODULES := proto platform services/intake services/rules services/notification services/acknowledgement services/console cmd e2e charts/test
 GO      ?= go
 # Every target runs with the toolchain pinned in go.work (and every go.mod),
 # whatever GOTOOLCHAIN the environment sets: the go command fetches it once
