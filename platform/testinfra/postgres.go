@@ -81,4 +81,3 @@ func PostgresSchema(rawURL string) string {
 	}
 	return u.Query().Get("search_path")
 }
-

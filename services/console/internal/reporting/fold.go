@@ -29,8 +29,8 @@ type Summary struct {
 	AcknowledgeBy *time.Time
 	ActionBy      *time.Time
 
-	AcknowledgedBy  string
-	DeclinedReasons []string // one per decline, in order
+	AcknowledgedBy                                           string
+	DeclinedReasons                                          []string // one per decline, in order
 	BreachedCommunicate, BreachedAcknowledge, BreachedAction bool
 	Quarantined                                              bool
 	PolicyID, PolicyVersion                                  string

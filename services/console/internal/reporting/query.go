@@ -167,12 +167,12 @@ func (s *Store) Timeline(ctx context.Context, tenant, alertID string) ([]Event, 
 //   - Declines: decline events by reason.
 type Figures struct {
 	Alerts, Due, InTime, Late, Unacknowledged, Pending, Acknowledged int
-	PercentInTime                              float64
-	MedianAck, P90Ack                          time.Duration
-	BreachesCommunicate, BreachesAcknowledge   int
-	BreachesAction                             int
-	FailsafeQueued, Quarantined, Cancelled     int
-	Declines                                   map[string]int
+	PercentInTime                                                    float64
+	MedianAck, P90Ack                                                time.Duration
+	BreachesCommunicate, BreachesAcknowledge                         int
+	BreachesAction                                                   int
+	FailsafeQueued, Quarantined, Cancelled                           int
+	Declines                                                         map[string]int
 }
 
 // Row is the figures of one group (a category, team, referrer or week).
@@ -337,13 +337,13 @@ func percent(n, d int) float64 {
 // RCRRow is one category's line of the audit: the RCR standard that alerts
 // are acknowledged within the category's target.
 type RCRRow struct {
-	Category    string
-	Numerator   int     // acknowledged within the target
-	Denominator int     // due: acknowledged, or past the target, and not cancelled
-	Percent     float64 // NaN when Denominator is 0
-	Pending     int     // open, target not yet reached (not in the denominator)
-	Late        int     // acknowledged after the target
-	NotAcknowledged int // past the target and never acknowledged
+	Category          string
+	Numerator         int     // acknowledged within the target
+	Denominator       int     // due: acknowledged, or past the target, and not cancelled
+	Percent           float64 // NaN when Denominator is 0
+	Pending           int     // open, target not yet reached (not in the denominator)
+	Late              int     // acknowledged after the target
+	NotAcknowledged   int     // past the target and never acknowledged
 	MedianAck, P90Ack time.Duration
 	FailsafeQueued    int
 }

@@ -26,14 +26,14 @@ RETURNING alert_id`
 func eventArgs(events []Event) []any {
 	n := len(events)
 	var (
-		id, alert, tenant, typ                             = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		at                                                 = make([]time.Time, n)
-		part                                               = make([]int32, n)
-		off                                                = make([]int64, n)
-		actor, role, recip, ch, nid, deliv, reason, clk    = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		step, rep                                          = make([]*int, n), make([]*int, n)
-		deadline, start, comm, ack, act                    = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
-		cat, local, pid, pver, acc, ref, team              = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		id, alert, tenant, typ                          = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		at                                              = make([]time.Time, n)
+		part                                            = make([]int32, n)
+		off                                             = make([]int64, n)
+		actor, role, recip, ch, nid, deliv, reason, clk = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		step, rep                                       = make([]*int, n), make([]*int, n)
+		deadline, start, comm, ack, act                 = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		cat, local, pid, pver, acc, ref, team           = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	)
 	for i, e := range events {
 		id[i], alert[i], tenant[i], typ[i], at[i], part[i], off[i] = e.EventID, e.AlertID, e.Tenant, e.Type, e.OccurredAt, int32(e.Partition), e.Offset
