@@ -64,6 +64,10 @@ type Config struct {
 	Redis redisconn.Config
 	// RedisNamespace prefixes every key; replicas share it.
 	RedisNamespace string
+	// RetainClosed is how long Redis keeps a closed or cancelled alert
+	// after its last event (default 30 days; 0 keeps it for ever). Redis
+	// holds open alerts; the console's reporting store keeps the history.
+	RetainClosed time.Duration
 	// Replica names this process in events and logs (default host-pid).
 	Replica string
 	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
@@ -126,6 +130,7 @@ func DefaultConfig() Config {
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		RetainClosed:     30 * 24 * time.Hour,
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
 	}
@@ -159,6 +164,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
+	fs.DurationVar(&c.RetainClosed, "retain-closed", c.RetainClosed, "how long Redis keeps a closed or cancelled alert after its last event (0: for ever)")
 }
 
 // Validate names the setting at fault.
@@ -287,7 +293,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// acknowledgement's and Redis's CPU (docs/performance.md, round 6).
 	scripts := redisbatch.New(rdb)
 	s.life.OnClose("redis batcher", func() error { scripts.Close(); return nil })
-	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts)
+	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts).RetainClosed(cfg.RetainClosed, deps.Clock.Now)
 	tcfg := timers.DefaultConfig()
 	tcfg.Namespace = cfg.RedisNamespace
 	tcfg.Shards = cfg.TimerShards
