@@ -19,13 +19,17 @@ type ProjectorConfig struct {
 	// GroupID prefixes the consumer group, which is GroupID-g<generation>
 	// (default herald-reporting).
 	GroupID string
-	// Lanes per partition handled at once (default 64): the concurrent
+	// Lanes per partition handled at once (default 256): the concurrent
 	// records whose events share a batch.
 	Lanes int
 	// MaxBatch events per transaction (default 1000) and Linger, how long a
 	// batch waits for more events once it has one (default 5 ms).
 	MaxBatch int
 	Linger   time.Duration
+	// Writers: batches written at once (default 4). An alert's events are
+	// in one lane, so two batches in flight never hold events of one alert
+	// (and if they did, per-alert locks would order them).
+	Writers int
 	// GenerationPoll: how often an idle projector looks for a rebuild
 	// (default 2 s).
 	GenerationPoll time.Duration
@@ -39,6 +43,8 @@ type ProjectorConfig struct {
 	// there).
 	afterInsert func() error
 	afterCommit func(ctx context.Context, events int) error
+	// onWrite is told of each batch written and how long it took (benchmarks).
+	onWrite func(events int, d time.Duration)
 }
 
 // DefaultGroupID prefixes the projector's consumer groups.
@@ -49,13 +55,16 @@ func (c *ProjectorConfig) defaults() {
 		c.GroupID = DefaultGroupID
 	}
 	if c.Lanes <= 0 {
-		c.Lanes = 64
+		c.Lanes = 256
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
 	}
 	if c.Linger <= 0 {
 		c.Linger = 5 * time.Millisecond
+	}
+	if c.Writers <= 0 {
+		c.Writers = 4
 	}
 	if c.GenerationPoll <= 0 {
 		c.GenerationPoll = 2 * time.Second
@@ -154,9 +163,18 @@ func (p *Projector) handle(ctx context.Context, gen int64, d eventlog.Delivery) 
 
 // batches collects submitted events into batches: a batch closes at
 // MaxBatch events, Linger after its first, or when its generation differs.
-// One batch is written at a time; records arriving meanwhile make the next
-// batch larger.
+// Writers batches are written at once; while all are busy, records arriving
+// make the next batch larger.
 func (p *Projector) batches(ctx context.Context) {
+	work := make(chan []item)
+	defer close(work)
+	for range p.cfg.Writers {
+		go func() {
+			for b := range work {
+				p.flush(ctx, b)
+			}
+		}()
+	}
 	var batch []item
 	for {
 		if len(batch) == 0 {
@@ -187,7 +205,12 @@ func (p *Projector) batches(ctx context.Context) {
 		for n < len(batch) && batch[n].gen == batch[0].gen {
 			n++
 		}
-		p.flush(ctx, batch[:n])
+		select {
+		case work <- batch[:n]:
+		case <-ctx.Done():
+			p.finish(batch, ctx.Err())
+			return
+		}
 		batch = append(batch[:0:0], batch[n:]...)
 	}
 }
@@ -197,7 +220,11 @@ func (p *Projector) flush(ctx context.Context, batch []item) {
 	for i, it := range batch {
 		events[i] = it.ev
 	}
+	start := time.Now()
 	_, err := p.store.write(ctx, batch[0].gen, events, p.cfg.Reference, p.cfg.afterInsert)
+	if err == nil && p.cfg.onWrite != nil {
+		p.cfg.onWrite(len(events), time.Since(start))
+	}
 	if err == nil && p.cfg.afterCommit != nil {
 		err = p.cfg.afterCommit(ctx, len(events))
 	}
