@@ -3,7 +3,6 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,7 +22,8 @@ store (PostgreSQL).
   notification      rebuilds its projection and its dedup records from the event log
   reporting         empties the reporting read model (alerts, alert_events) and starts a new
                     generation: the console's projector replays the event log from its start under
-                    a new consumer group (-postgres URL, default $HERALD_POSTGRES_URL). Compliance
+                    a new consumer group (-postgres URL, default $HERALD_POSTGRES_URL, else make
+                    run's store). Compliance
                     figures are partial until it has caught up.
 
 It removes the service's epoch key; the running service notices within a second (EpochEvery) and
@@ -61,7 +61,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	addr := fs.String("redis", e.addrs.redis, "the service's Redis address (default: make run's, from its state file)")
 	db := fs.Int("redis-db", 0, "the service's Redis database")
 	ns := fs.String("namespace", "", "the service's key namespace (its redis-namespace or redis-prefix setting; default the service's default)")
-	pg := fs.String("postgres", os.Getenv("HERALD_POSTGRES_URL"), "reporting: the reporting store's PostgreSQL URL (default $HERALD_POSTGRES_URL)")
+	pg := fs.String("postgres", e.addrs.postgres, "reporting: the reporting store's PostgreSQL URL (default $HERALD_POSTGRES_URL, else make run's)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ func TestRebuildReporting(t *testing.T) {
 	}
 
 	t.Setenv("HERALD_POSTGRES_URL", "")
+	t.Setenv("HERALD_CTL_STATE", t.TempDir()+"/no-run.json") // no make run's store either
 	if code, _, errOut := runCtl("rebuild", "reporting"); code != 2 || !strings.Contains(errOut, "-postgres") {
 		t.Fatalf("rebuild reporting without a store: exit %d, %q", code, errOut)
 	}
