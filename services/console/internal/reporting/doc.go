@@ -47,7 +47,7 @@
 // # The projector
 //
 // Projector consumes the event log in its own consumer group
-// (herald-reporting-g<generation>). Records are handled in lanes (64 per
+// (herald-reporting-g<generation>). Records are handled in lanes (256 per
 // partition) whose events share batches: one transaction stores the events
 // (INSERT ... ON CONFLICT (event_id) DO NOTHING) and recomputes, with Fold,
 // the summary of each alert that gained an event from all of its stored
