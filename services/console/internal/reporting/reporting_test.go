@@ -67,14 +67,6 @@ func population(seed uint64, n int, tenants ...string) []spec {
 // some alerts are still pending.
 var asOf = t0.Add(20 * 24 * time.Hour)
 
-func countEvents(specs []spec) int {
-	n := 0
-	for _, s := range specs {
-		n += len(s.events())
-	}
-	return n
-}
-
 func fakeRef(id string) string { return "HRD-" + strings.ToUpper(id) }
 
 // TestComplianceFiguresEqualIndependentComputation raises alerts of two
