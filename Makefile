@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES := proto platform services/intake services/rules services/notification services/acknowledgement cmd e2e charts/test
+MODULES := proto platform services/intake services/rules services/notification services/acknowledgement services/console cmd e2e charts/test
 GO      ?= go
 # Every target runs with the toolchain pinned in go.work (and every go.mod),
 # whatever GOTOOLCHAIN the environment sets: the go command fetches it once
@@ -13,6 +13,9 @@ DEPS    := .deps
 # Test infrastructure addresses (loopback, non-default ports); see platform/infra.
 export HERALD_TEST_KAFKA_BROKERS ?= 127.0.0.1:19092
 export HERALD_TEST_REDIS_ADDR    ?= 127.0.0.1:16379
+HERALD_POSTGRES_PORT            ?= 15432
+HERALD_TEST_POSTGRES_PORT       ?= $(HERALD_POSTGRES_PORT)
+export HERALD_TEST_POSTGRES_URL ?= postgres://herald@127.0.0.1:$(HERALD_TEST_POSTGRES_PORT)/herald_test?sslmode=disable
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BENCH_FLAGS ?= -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m
 
@@ -34,15 +37,15 @@ run: ## Run the whole system in one process (embedded Kafka-protocol broker and 
 	@exec bin/herald
 
 .PHONY: deps-up
-deps-up: ## Start real Kafka (KRaft, from Maven Central) and Redis on loopback ports.
+deps-up: ## Start real Kafka (KRaft, from Maven Central), Redis and PostgreSQL on loopback ports.
 	@platform/infra/deps.sh up
 
 .PHONY: deps-down
-deps-down: ## Stop the Kafka and Redis that deps-up started.
+deps-down: ## Stop the Kafka, Redis and PostgreSQL that deps-up started.
 	@platform/infra/deps.sh down
 
 .PHONY: test
-test: deps-up ## Run every module's tests against real Kafka and Redis (started if needed).
+test: deps-up ## Run every module's tests against real Kafka, Redis and PostgreSQL (started if needed).
 	@set -o pipefail; log=$$(mktemp); fail=0; \
 	for m in $(MODULES); do echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) | tee -a $$log || fail=1; done; \
 	echo "=== test e2e/chaos (the short form: two replicas of every service, kills, a Redis wipe)"; \

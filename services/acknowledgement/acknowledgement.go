@@ -68,6 +68,10 @@ type Config struct {
 	Redis redisconn.Config
 	// RedisNamespace prefixes every key; replicas share it.
 	RedisNamespace string
+	// RetainClosed is how long Redis keeps a closed or cancelled alert
+	// after its last event (default 30 days; 0 keeps it for ever). Redis
+	// holds open alerts; the console's reporting store keeps the history.
+	RetainClosed time.Duration
 	// Replica names this process in events and logs (default host-pid).
 	Replica string
 	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
@@ -136,6 +140,7 @@ func DefaultConfig() Config {
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		RetainClosed:     30 * 24 * time.Hour,
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
 		AuditAnchorEvery: time.Minute,
@@ -173,6 +178,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
 	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
+	fs.DurationVar(&c.RetainClosed, "retain-closed", c.RetainClosed, "how long Redis keeps a closed or cancelled alert after its last event (0: for ever)")
 }
 
 // Validate names the setting at fault.
@@ -304,7 +310,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// acknowledgement's and Redis's CPU (docs/performance.md, round 6).
 	scripts := redisbatch.New(rdb)
 	s.life.OnClose("redis batcher", func() error { scripts.Close(); return nil })
-	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts)
+	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts).RetainClosed(cfg.RetainClosed, deps.Clock.Now)
 	tcfg := timers.DefaultConfig()
 	tcfg.Namespace = cfg.RedisNamespace
 	tcfg.Shards = cfg.TimerShards

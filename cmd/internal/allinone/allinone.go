@@ -63,6 +63,10 @@ type Config struct {
 	LogLevel string
 	// OTLPEndpoint exports traces when set.
 	OTLPEndpoint string
+	// PostgresURL is the console's reporting store; empty embeds one
+	// (EmbedPostgres) or leaves the reporting off (see reportingStore).
+	PostgresURL   string
+	EmbedPostgres bool
 	// Insecure serves gRPC, MLLP and FHIR in plaintext too. Without it the
 	// all-in-one makes a throwaway development CA and every service
 	// serves and calls with mutual TLS, as in production.
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		Feed:          true,
 		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
 		LogLevel:      "info",
+		EmbedPostgres: true,
 	}
 }
 
@@ -97,6 +102,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "the console's reporting store (default: an embedded PostgreSQL)")
+	fs.BoolVar(&c.EmbedPostgres, "embed-postgres", c.EmbedPostgres, "start an embedded PostgreSQL for the reporting store when no postgres-url is given")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "serve gRPC, MLLP and FHIR in plaintext too (default: mutual TLS with a throwaway development CA)")
 }
 
@@ -257,6 +264,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		icfg.RoleBindingsFile, rcfg.RoleBindingsFile, acfg.RoleBindingsFile, ncfg.RoleBindingsFile = bindings, bindings, bindings, bindings
 	}
 
+	// The console's reporting store (PostgreSQL), for the console to use:
+	// never a reason for make run to fail.
+	pgURL, pgNote, pgStop := reportingStore(cfg)
+	defer pgStop()
+
 	// Every service is acquired into one lifecycle: one that fails to
 	// start releases the ones started before it, and the first that stops
 	// on an error stops the rest.
@@ -347,7 +359,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		infra: infra, dashboard: "http://" + dsrv.Addr(), intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
-		tool: ids[ToolIdentity],
+		tool: ids[ToolIdentity], reporting: pgNote,
 	})
 
 	// heraldctl finds this run's broker, Redis and services through the
@@ -358,7 +370,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
 		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrv.Addr(), PID: os.Getpid(),
-		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile,
+		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, PostgresURL: pgURL,
 	}); err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ type banner struct {
 	// hops are protected (the development profile, in so many words).
 	scheme, security string
 	tool             mtls.Files
+	// reporting says where the console's reporting store is, or why it is off.
+	reporting string
 }
 
 func printBanner(w io.Writer, b banner) {
@@ -37,6 +39,7 @@ Herald is running (started in %.1fs) on %s.
   policies          %s (demo trusts RZZ and RZY, %dx faster; edit them and they reload)
   service logs      %s (JSON)
   run state         %s (how heraldctl finds this run)
+  reporting store   %s
 
 Try, in another terminal:
   go run ./cmd/heraldctl list
@@ -46,7 +49,7 @@ Try, in another terminal:
   %s
 `, b.took.Seconds(), b.infra, b.dashboard, b.security,
 		b.intake["grpc"], b.scheme, b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],
-		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, grpcurl(b))
+		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, b.reporting, grpcurl(b))
 	if b.simulate {
 		fmt.Fprintln(w, "\nThe simulator raises a synthetic alert every few seconds; the event log follows, one line per event:")
 	}

@@ -68,6 +68,8 @@ func (e *env) identity() (*mtls.Source, error) {
 // binds its services to.
 type addresses struct {
 	intake, fhir, mllp, rules, notification, ack, kafka, redis string
+	// postgres is the reporting store (HERALD_POSTGRES_URL, else make run's).
+	postgres string
 	// tls is heraldctl's certificate and the services' CA bundle.
 	tls mtls.Files
 	// from names where the addresses came from, for error messages.
@@ -103,6 +105,7 @@ func defaultAddresses(statePath string) addresses {
 		ack:          get("ACK", st.AckGRPC, "127.0.0.1:7003"),
 		kafka:        get("KAFKA", strings.Join(st.KafkaBrokers, ","), "127.0.0.1:9092"),
 		redis:        get("REDIS", st.RedisAddr, "127.0.0.1:6379"),
+		postgres:     firstOf(os.Getenv("HERALD_POSTGRES_URL"), st.PostgresURL),
 		tls: mtls.Files{
 			CertFile: get("TLS_CERT", st.TLSCert, ""),
 			KeyFile:  get("TLS_KEY", st.TLSKey, ""),
@@ -333,4 +336,14 @@ func redisConfig(addr string, db int) (redisconn.Config, error) {
 	}
 	cfg.Addr, cfg.DB = addr, db
 	return cfg, nil
+}
+
+// firstOf returns the first non-empty value.
+func firstOf(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }

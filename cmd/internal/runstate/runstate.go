@@ -34,6 +34,8 @@ type State struct {
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
 	TLSCA   string `json:"tls_ca,omitempty"`
+	// PostgresURL is the console's reporting store (empty: reporting off).
+	PostgresURL string `json:"postgres_url,omitempty"`
 	// PID is the all-in-one's process id, to tell a stale file (left by a
 	// killed run) from a live one.
 	PID int `json:"pid"`

@@ -44,10 +44,16 @@ import (
 // dead-letters, and a gRPC caller gets Unavailable.
 var ErrProjectionLost = errors.New("alert projection is being restored")
 
+// ErrRetired means the alert was closed or cancelled longer ago than the
+// store keeps terminal states (its state expired): the live store no longer
+// holds it. Its history is in the console's reporting store and on the log.
+var ErrRetired = errors.New("alert was closed and retired from the live store")
+
 // StateStore is the projection mirrored in a shared store (Redis), keyed by
 // alert id, with the log offset each state reflects. Every replica reads it.
 //
-// Get returns nil, nil for an unknown alert. Get and Put fail with an error
+// Get returns nil, nil for an unknown alert, and an error wrapping
+// ErrRetired for one whose terminal state expired. Get and Put fail with an error
 // wrapping ErrProjectionLost while the store's epoch is missing, checked
 // atomically with the read or write. Put stores st only if its offset is
 // newer than the stored one and reports whether it did; when it stores, it

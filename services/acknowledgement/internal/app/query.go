@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -27,6 +28,9 @@ func (a *App) Get(ctx context.Context, alertID string) (*lifecycle.State, error)
 		return nil, fault.Invalid("get alert", fault.Violation{Field: "alert_id", Problem: "is required"})
 	}
 	st, err := a.d.States.Get(ctx, alertID)
+	if errors.Is(err, ErrRetired) {
+		return nil, fault.NotFound("alert " + alertID + " was closed and is no longer in the live store (its history is in the console's reporting)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get alert %s: %w", alertID, err)
 	}
