@@ -15,6 +15,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -119,7 +120,7 @@ func New(cfg Config, auth Sessions, alerts Alerts, rules Rules, reports Reportin
 		if base == "layout" {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/_*.tmpl", n)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/*.tmpl", n)
 		if err != nil {
 			return nil, fmt.Errorf("parse template %s: %w", n, err)
 		}
@@ -318,11 +319,17 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 		p.Extra = append(p.Extra, strings.TrimPrefix(path, "GET "))
 	}
 	slices.Sort(p.Extra)
+	// Rendered whole before anything is sent: a template failure is a
+	// clean error page, never half a page.
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, p); err != nil {
+		s.log.ErrorContext(r.Context(), "render console page", slog.String("page", name), slog.Any("error", err))
+		http.Error(w, "This page could not be shown. Try again; if this persists, call the service desk.", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	if err := t.Execute(w, p); err != nil {
-		s.log.ErrorContext(r.Context(), "render console page", slog.String("page", name), slog.Any("error", err))
-	}
+	_, _ = buf.WriteTo(w)
 }
 
 // fail renders a service error without its details (they may name
