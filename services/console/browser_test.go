@@ -168,12 +168,12 @@ func path(t *testing.T, ctx context.Context) string {
 func (h *harness) signIn(t *testing.T, ctx context.Context, p person, target string) {
 	t.Helper()
 	h.oidc.QueueUser(p)
-	do(t, ctx, chromedp.Navigate(h.url+target), chromedp.WaitVisible("#sign-out"))
+	do(t, ctx, chromedp.Navigate(h.url+target), waitFor("#sign-out"))
 }
 
 func signOut(t *testing.T, ctx context.Context) {
 	t.Helper()
-	do(t, ctx, chromedp.Click("#sign-out"), chromedp.WaitVisible("#sign-in"))
+	do(t, ctx, click("#sign-out"), waitFor("#sign-in"))
 }
 
 var axeSource = func() string {
@@ -261,7 +261,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	clinician := person{sub: "dr-a", name: "Dr Alice Example", roles: []string{"clinician@RX1"}}
 
 	t.Run("signed out page shows no patient data and passes axe", func(t *testing.T) {
-		do(t, ctx, chromedp.Navigate(h.url+"/"), chromedp.WaitVisible("#sign-in"))
+		do(t, ctx, chromedp.Navigate(h.url+"/"), waitFor("#sign-in"))
 		if b := body(t, ctx); strings.Contains(b, patientName) {
 			t.Error("the sign-in page shows patient data")
 		}
@@ -291,15 +291,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("worklist puts the overdue alert first and acknowledges from it", func(t *testing.T) {
-		do(t, ctx, chromedp.Navigate(h.url+"/worklist"), chromedp.WaitVisible("#worklist"))
+		do(t, ctx, chromedp.Navigate(h.url+"/worklist"), waitFor("#worklist"))
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-a1", "alert-a2"}) {
 			t.Errorf("worklist rows %v, want the overdue alert-a1 first, then alert-a2 (and nothing of trust RX2 or the fail-safe queue)", rows)
 		}
 		check(t, ctx, "worklist")
-		do(t, ctx, chromedp.Click(`#worklist a[href="/alerts/alert-a2"]`))
-		do(t, ctx, chromedp.WaitVisible("#acknowledge"),
-			chromedp.Click("#acknowledge"), chromedp.WaitVisible("#done"))
+		do(t, ctx, click(`#worklist a[href="/alerts/alert-a2"]`))
+		do(t, ctx, waitFor("#acknowledge"),
+			click("#acknowledge"), doneWith("acknowledged"))
 		if !slices.Contains(h.ack.Calls(), "Acknowledge alert-a2 dr-a") {
 			t.Errorf("no acknowledgement reached the service: %v", h.ack.Calls())
 		}
@@ -307,22 +307,22 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("state after acknowledging: %q", s)
 		}
 		// Acknowledged: the page now offers to record the action.
-		do(t, ctx, chromedp.SendKeys("#action", "Patient called back; chest drain booked"), chromedp.Click("#record-action"), chromedp.WaitVisible("#done"))
+		do(t, ctx, chromedp.SendKeys("#action", "Patient called back; chest drain booked"), click("#record-action"), doneWith("actioned"))
 		if !slices.Contains(h.ack.Calls(), "RecordAction alert-a2 Patient called back; chest drain booked") {
 			t.Errorf("no action reached the service: %v", h.ack.Calls())
 		}
 	})
 
 	t.Run("decline needs a reason and re-routes", func(t *testing.T) {
-		do(t, ctx, chromedp.Navigate(h.url+"/alerts/alert-a1"), chromedp.WaitVisible("#acknowledge"),
-			chromedp.Click("details summary"), chromedp.WaitVisible("#decline"), chromedp.Click("#decline"), chromedp.WaitVisible("#error-message"))
+		do(t, ctx, chromedp.Navigate(h.url+"/alerts/alert-a1"), waitFor("#acknowledge"),
+			click("details summary"), waitFor("#decline"), click("#decline"), waitFor("#error-message"))
 		if msg := run(t, ctx, chromedp.Text("#error-message")); !strings.Contains(msg, "Select why you are declining") {
 			t.Errorf("decline without a reason: %q", msg)
 		}
 		check(t, ctx, "decline-error")
-		do(t, ctx, chromedp.Navigate(h.url+"/alerts/alert-a1"), chromedp.WaitVisible("#acknowledge"),
-			chromedp.Click("details summary"), chromedp.Click("#reason-wrong_team"), chromedp.SendKeys("#note", "Belongs to respiratory"),
-			chromedp.Click("#decline"), chromedp.WaitVisible("#done"))
+		do(t, ctx, chromedp.Navigate(h.url+"/alerts/alert-a1"), waitFor("#acknowledge"),
+			click("details summary"), click("#reason-wrong_team"), chromedp.SendKeys("#note", "Belongs to respiratory"),
+			click("#decline"), doneWith("declined"))
 		if !slices.Contains(h.ack.Calls(), "Decline alert-a1 dr-a DECLINE_REASON_WRONG_TEAM Belongs to respiratory") {
 			t.Errorf("no decline with its reason reached the service: %v", h.ack.Calls())
 		}
@@ -335,7 +335,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	t.Run("fail-safe officer sees what was tried and closes with a reason", func(t *testing.T) {
 		h.signIn(t, ctx, person{sub: "fs-1", name: "Fiona Failsafe", roles: []string{"failsafe-officer@RX1"}}, "/failsafe")
-		do(t, ctx, chromedp.WaitVisible("#failsafe"))
+		do(t, ctx, waitFor("#failsafe"))
 		row := run(t, ctx, chromedp.Text(`#failsafe tr[data-alert="alert-a3"]`))
 		for _, want := range []string{"HRL-A3", "2 h 0 min", "3", "dr-a, dr-c"} {
 			if !strings.Contains(row, want) {
@@ -343,9 +343,9 @@ func TestConsoleInABrowser(t *testing.T) {
 			}
 		}
 		check(t, ctx, "failsafe")
-		do(t, ctx, chromedp.Click(`#failsafe a[href="/alerts/alert-a3"]`), chromedp.WaitVisible("#close"),
-			chromedp.Click("#close-referrer-confirmed"), chromedp.SendKeys("#close_note", "Spoke to Dr A at 09:10"),
-			chromedp.Click("#close"), chromedp.WaitVisible("#done"))
+		do(t, ctx, click(`#failsafe a[href="/alerts/alert-a3"]`), waitFor("#close"),
+			click("#close-referrer-confirmed"), chromedp.SendKeys("#close_note", "Spoke to Dr A at 09:10"),
+			click("#close"), doneWith("closed"))
 		if !slices.Contains(h.ack.Calls(), "Close alert-a3 fs-1 referrer-confirmed: Spoke to Dr A at 09:10") {
 			t.Errorf("no close with its reason reached the service: %v", h.ack.Calls())
 		}
@@ -354,7 +354,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	t.Run("safety lead sees compliance, the RCR audit, CSV and the policy dry run", func(t *testing.T) {
 		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"safety-lead@RX1"}}, "/compliance?from=2026-11-02&to=2026-11-29")
-		do(t, ctx, chromedp.WaitVisible("#table-category"))
+		do(t, ctx, waitFor("#table-category"))
 		cat := run(t, ctx, chromedp.Text("#table-category"))
 		if !strings.Contains(cat, "95.0") || !strings.Contains(cat, "84.2") {
 			t.Errorf("category table %q lacks 95.0 (38/40) and 84.2 (101/120)", cat)
@@ -367,13 +367,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		// enhancement; the tables are the accessible form).
 		run(t, ctx, chromedp.Poll[bool](`typeof Chart !== 'undefined' && Chart.getChart('chart-trend') !== undefined && Chart.getChart('chart-category') !== undefined`))
 		check(t, ctx, "compliance")
-		do(t, ctx, chromedp.Navigate(h.url+"/reports/rcr?from=2026-11-02&to=2026-11-29"), chromedp.WaitVisible("#rcr"))
+		do(t, ctx, chromedp.Navigate(h.url+"/reports/rcr?from=2026-11-02&to=2026-11-29"), waitFor("#rcr"))
 		check(t, ctx, "rcr")
 		csv := run(t, ctx, chromedp.Evaluate[string](`fetch(document.getElementById('csv').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
 		if !strings.Contains(csv, "RX1,2026-11-02,2026-11-29,Critical,60,38,40,95.0,100.0,false") {
 			t.Errorf("CSV export:\n%s", csv)
 		}
-		do(t, ctx, chromedp.Navigate(h.url+"/policy?category=critical&at=2026-12-07T03:00"), chromedp.WaitVisible("#plan"))
+		do(t, ctx, chromedp.Navigate(h.url+"/policy?category=critical&at=2026-12-07T03:00"), waitFor("#plan"))
 		plan := run(t, ctx, chromedp.Text("#plan"))
 		if !strings.Contains(plan, "dr-oncall") || !strings.Contains(plan, "consultant-radiologist") || !strings.Contains(plan, "03:15") {
 			t.Errorf("policy plan %q", plan)
@@ -389,7 +389,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("trust B worklist %v, want only alert-b1", rows)
 		}
 		for _, p := range []string{"/alerts/alert-a1", "/worklist?trust=RX1", "/failsafe?trust=RX1", "/compliance?trust=RX1"} {
-			do(t, ctx, chromedp.Navigate(h.url+p), chromedp.WaitVisible("main"))
+			do(t, ctx, goTo(p))
 			b := body(t, ctx)
 			if strings.Contains(b, patientName) || strings.Contains(b, "HRL-A") {
 				t.Errorf("trust B person sees trust A's data on %s", p)
@@ -418,4 +418,63 @@ func browserTimeout() time.Duration {
 		return d
 	}
 	return 5 * time.Minute
+}
+
+// click clicks the element sel in the page (element.click(): no mouse
+// coordinates, so a layout still settling after a viewport change cannot
+// make it miss). The next wait holds until the new page shows.
+func click(sel string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) { return false } setTimeout(() => e.click(), 0); return true })()`, sel)
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		if _, err := waitFor(sel)(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		ok, err := chromedp.Evaluate[bool](js)(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("no element %s to click", sel)
+		}
+		return chromedp.Void{}, err
+	}
+}
+
+// goTo loads path (answered with an error status too: chromedp's Navigate
+// waits on a successful load) and waits until the browser shows it.
+func goTo(path string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		if _, err := chromedp.Evaluate[bool](fmt.Sprintf(`setTimeout(() => { location.href = %q }, 0); true`, path))(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		return waitJS(fmt.Sprintf(`location.pathname + location.search === %q && document.readyState === 'complete' && document.querySelector('main') !== null`, path))(ctx, t)
+	}
+}
+
+// doneWith waits for the confirmation of a command ("You have <word> this
+// alert"), not the one of an earlier command still on the page.
+func doneWith(word string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		return waitJS(fmt.Sprintf(`(document.getElementById('done')?.textContent ?? '').includes(%q)`, word))(ctx, t)
+	}
+}
+
+// waitJS evaluates expr until it is true, through navigations (an
+// evaluation cut by a page load is retried), until ctx ends.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, t)
+			if err == nil && ok {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w (last error: %v)", expr, ctx.Err(), err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// waitFor waits until the page is loaded and shows an element sel.
+func waitFor(sel string) chromedp.Action[chromedp.Void] {
+	return waitJS(fmt.Sprintf(`document.readyState === 'complete' && document.querySelector(%q) !== null`, sel))
 }
