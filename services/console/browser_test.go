@@ -209,6 +209,11 @@ func check(t *testing.T, ctx context.Context, name string) {
 	}
 	for _, w := range widths {
 		do(t, ctx, chromedp.EmulateViewport(w, 900))
+		// Nothing widens the page beyond the screen (wide tables scroll
+		// inside it): at 1400 px the old page's links were off screen.
+		if sw := run(t, ctx, chromedp.Evaluate[int64](`document.documentElement.scrollWidth`)); sw > w {
+			t.Errorf("page %s is %d px wide at a %d px screen", name, sw, w)
+		}
 		png := run(t, ctx, chromedp.FullScreenshot(100))
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, w)), png, 0o644); err != nil {
 			t.Fatal(err)

@@ -248,7 +248,9 @@ type person struct {
 
 func (u person) ID() string { return u.sub }
 
-func (u person) Userinfo([]string) ([]byte, error) { return json.Marshal(map[string]string{"sub": u.sub}) }
+func (u person) Userinfo([]string) ([]byte, error) {
+	return json.Marshal(map[string]string{"sub": u.sub})
+}
 
 type personClaims struct {
 	*mockoidc.IDTokenClaims
