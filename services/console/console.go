@@ -160,7 +160,7 @@ type Deps struct {
 	// configured).
 	Reporting web.Reporting
 	// DemoUsers are offered on the sign-in page (development profile only).
-	DemoUsers []web.DemoUser
+	DemoUsers []DemoUser
 	// Extra pages (development: the captured messages of make run).
 	Extra map[string]http.Handler
 	// OIDCClient talks to the identity provider (its CA); nil: default.
@@ -253,6 +253,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 
 // Addr returns the bound address of the pages.
 func (s *Service) Addr() string { return s.http.Addr() }
+
+// Addrs returns the bound addresses: "http".
+func (s *Service) Addrs() map[string]string { return map[string]string{"http": s.http.Addr()} }
+
+// DemoUser is a development identity the sign-in page offers.
+type DemoUser = web.DemoUser
+
+// Reporting is the compliance read model the safety lead's pages read (see
+// internal/web/reporting.go for its types).
+type Reporting = web.Reporting
 
 // Run serves until ctx is done, then releases everything.
 func (s *Service) Run(ctx context.Context) error {
