@@ -68,7 +68,7 @@ type Config struct {
 	// HTTPClient talks to the provider (its CA when not public); nil:
 	// http.DefaultClient.
 	HTTPClient *http.Client
-	// LoginHints, when set (development only), lets the sign-in page offer
+	// AllowLoginHint (development only) lets the sign-in page offer
 	// demo identities: the hint is passed to the provider as login_hint.
 	AllowLoginHint bool
 }

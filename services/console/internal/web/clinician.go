@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/herald-health/herald/platform/identity"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -403,5 +401,3 @@ func (s *Server) failsafe(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	}
 	s.render(w, r, http.StatusOK, "failsafe", page{Title: "Fail-safe queue", Session: sess, Data: d})
 }
-
-var _ = timestamppb.Now
