@@ -26,7 +26,7 @@ help: ## List the targets.
 .PHONY: build
 build: ## Build every module and the binaries into bin/.
 	@for m in $(MODULES); do echo "build $$m"; (cd $$m && $(GO) build ./...) || exit 1; done
-	@mkdir -p bin && $(GO) build -o bin/ ./cmd/herald ./cmd/heraldctl ./services/intake/cmd/intake ./services/rules/cmd/rules ./services/notification/cmd/notification ./services/acknowledgement/cmd/acknowledgement
+	@mkdir -p bin && $(GO) build -o bin/ ./cmd/herald ./cmd/heraldctl ./services/intake/cmd/intake ./services/rules/cmd/rules ./services/notification/cmd/notification ./services/acknowledgement/cmd/acknowledgement ./services/console/cmd/console
 
 .PHONY: run
 run: ## Run the whole system in one process (embedded Kafka-protocol broker and Redis).
@@ -35,6 +35,10 @@ run: ## Run the whole system in one process (embedded Kafka-protocol broker and 
 	@# exec: Ctrl-C reaches herald, which stops cleanly and exits 0, so make
 	@# reports no error (go run exits 1 when its program is interrupted).
 	@exec bin/herald
+
+.PHONY: console-assets
+console-assets: ## Rebuild the console's front-end assets from npm (nhsuk-frontend, chart.js, axe-core); the result is committed.
+	@services/console/web/build.sh
 
 .PHONY: deps-up
 deps-up: ## Start real Kafka (KRaft, from Maven Central), Redis and PostgreSQL on loopback ports.

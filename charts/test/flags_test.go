@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/console"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -48,6 +49,10 @@ func serviceConfig(svc string) (*flag.FlagSet, func() error) {
 		return fs, func() error { return c.Validate() }
 	case "acknowledgement":
 		c := acknowledgement.DefaultConfig()
+		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
+	case "console":
+		c := console.DefaultConfig()
 		c.RegisterFlags(fs)
 		return fs, func() error { return c.Validate() }
 	}

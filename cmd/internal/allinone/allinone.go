@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
@@ -33,6 +35,8 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/console"
+	"github.com/herald-health/herald/services/console/devidp"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -166,7 +170,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	tlsDir := filepath.Join(cfg.WorkDir, "tls")
 	ids := map[string]mtls.Files{}
 	if !cfg.Insecure {
-		if ids, err = devca.WriteDir(tlsDir, time.Now(), devca.DefaultValidity, append(append([]string{}, services...), ToolIdentity)...); err != nil {
+		if ids, err = devca.WriteDir(tlsDir, time.Now(), devca.DefaultValidity, append(append([]string{}, services...), ToolIdentity, consoleIdentity)...); err != nil {
 			return fmt.Errorf("make the development CA: %w", err)
 		}
 	}
@@ -341,13 +345,44 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	life.OnClose("intake client", intakeConn.Close)
 	toolLog := logging.New(logFile, level, "allinone")
 
+	// The console (services/console) is the page make run opens: people
+	// sign in through a development identity provider as one of the demo
+	// people (one per role). The captured messages stay visible to
+	// developers on a page of their own (/dev/messages).
 	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
-	dsrv, err := servicemain.ListenHTTP(cfg.DashboardAddr, dash.handler(), nil, servicemain.DefaultHTTPLimits())
+	idp, err := devidp.Start(devidp.Demo)
 	if err != nil {
-		return fmt.Errorf("dashboard (setting dashboard-addr): %w", err)
+		return fmt.Errorf("development identity provider: %w", err)
 	}
-	life.OnStop("dashboard", dsrv.Close)
-	life.Go("dashboard", dsrv.Serve)
+	life.OnClose("identity provider", idp.Shutdown)
+	consoleAddr := cfg.DashboardAddr
+	if cfg.AnyPorts {
+		if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+			return err
+		}
+	}
+	ccfg := console.DefaultConfig()
+	// Plain HTTP pages on loopback (development); the gRPC calls are mutual
+	// TLS with the console's own development certificate unless -insecure.
+	ccfg.Security = dev
+	ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
+	ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
+	ccfg.Client = ids[consoleIdentity]
+	oc := idp.Config()
+	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
+	ccfg.SessionKey = randomSecret()
+	ccfg.AckLinkSecret = secret
+	var demo []console.DemoUser
+	for _, p := range devidp.Demo {
+		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})
+	}
+	if err = start("console", func(d depsArgs) (runner, error) {
+		return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
+			Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
+	}); err != nil {
+		return err
+	}
+	dsrvAddr := started["console"].Addrs()["http"]
 
 	scheme, tlsNote := "https", "gRPC, FHIR and MLLP use mutual TLS with a throwaway development CA in "+tlsDir+
 		" (heraldctl finds its certificate through the run state); the embedded Kafka and Redis are plaintext: this is the development profile"
@@ -356,7 +391,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
-		infra: infra, dashboard: "http://" + dsrv.Addr(), intake: in, rules: rs,
+		infra: infra, dashboard: "http://" + dsrvAddr, intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
 		tool: ids[ToolIdentity], reporting: pgNote,
@@ -369,7 +404,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: in["grpc"],
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
-		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrv.Addr(), PID: os.Getpid(),
+		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrvAddr, PID: os.Getpid(),
 		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, PostgresURL: pgURL,
 	}); err != nil {
 		return err
@@ -398,6 +433,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 // ToolIdentity is the development certificate heraldctl, the simulator and
 // the dashboard present.
 const ToolIdentity = "heraldctl"
+
+// consoleIdentity is the console's development certificate (it calls
+// acknowledgement and rules with it).
+const consoleIdentity = "console"
 
 // services are the all-in-one's services, in start order.
 var services = []string{"intake", "rules", "acknowledgement", "notification"}

@@ -27,8 +27,10 @@ func printBanner(w io.Writer, b banner) {
 	fmt.Fprintf(w, `
 Herald is running (started in %.1fs) on %s.
 
-  Open %s to watch alerts arrive, escalate and get acknowledged,
-  with every message the notification service sent (captured, not delivered).
+  Open %[3]s: the console. Sign in as a demo person (clinician, fail-safe
+  officer, safety lead, or a clinician of the other trust) to work the
+  worklist, the alert pages and the fail-safe queue. Every message the
+  notification service sent (captured, not delivered) is on %[3]s/dev/messages.
 
   security          %s
 

@@ -1151,10 +1151,14 @@ func (x *CloseResponse) GetEventId() string {
 
 // GetAlertRequest names the alert.
 type GetAlertRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// Ask for the patient and study context (the console's alert page, after
+	// sign-in). A read with details is recorded in the audit; the server may
+	// refuse it (PermissionDenied) or leave details empty when it holds none.
+	IncludeDetails bool `protobuf:"varint,20,opt,name=include_details,json=includeDetails,proto3" json:"include_details,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetAlertRequest) Reset() {
@@ -1194,11 +1198,21 @@ func (x *GetAlertRequest) GetAlertId() string {
 	return ""
 }
 
+func (x *GetAlertRequest) GetIncludeDetails() bool {
+	if x != nil {
+		return x.IncludeDetails
+	}
+	return false
+}
+
 // GetAlertResponse is the state and timeline.
 type GetAlertResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         *AlertState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	Timeline      []*TimelineEntry       `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	State    *AlertState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Timeline []*TimelineEntry       `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	// Patient and study context, only when include_details was asked and the
+	// caller may see it. Never logged.
+	Details       *v1.AlertDetails `protobuf:"bytes,20,opt,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1243,6 +1257,13 @@ func (x *GetAlertResponse) GetState() *AlertState {
 func (x *GetAlertResponse) GetTimeline() []*TimelineEntry {
 	if x != nil {
 		return x.Timeline
+	}
+	return nil
+}
+
+func (x *GetAlertResponse) GetDetails() *v1.AlertDetails {
+	if x != nil {
+		return x.Details
 	}
 	return nil
 }
@@ -1584,12 +1605,14 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"request_id\x18\x04 \x01(\tR\trequestId\"g\n" +
 	"\rCloseResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\",\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"U\n" +
 	"\x0fGetAlertRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\"\x95\x01\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12'\n" +
+	"\x0finclude_details\x18\x14 \x01(\bR\x0eincludeDetails\"\xcf\x01\n" +
 	"\x10GetAlertResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12D\n" +
-	"\btimeline\x18\x02 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\"\x98\x02\n" +
+	"\btimeline\x18\x02 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\x128\n" +
+	"\adetails\x18\x14 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\"\x98\x02\n" +
 	"\x11ListAlertsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x128\n" +
 	"\x06states\x18\x02 \x03(\x0e2 .herald.acknowledgement.v1.StateR\x06states\x126\n" +
@@ -1676,6 +1699,7 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(*v1.Actor)(nil),              // 24: herald.events.v1.Actor
 	(v1.ClockKind)(0),             // 25: herald.events.v1.ClockKind
 	(v1.DeclineReason)(0),         // 26: herald.events.v1.DeclineReason
+	(*v1.AlertDetails)(nil),       // 27: herald.events.v1.AlertDetails
 }
 var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	0,  // 0: herald.acknowledgement.v1.AlertState.state:type_name -> herald.acknowledgement.v1.State
@@ -1706,31 +1730,32 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	1,  // 25: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	1,  // 26: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 27: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	0,  // 28: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	20, // 29: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 30: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 31: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 32: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 33: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 34: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 35: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 36: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 37: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 38: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 39: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 40: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 41: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 42: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 43: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 44: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 45: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 46: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 47: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	27, // 28: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
+	0,  // 29: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
+	20, // 30: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 31: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 32: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 33: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	5,  // 34: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	7,  // 35: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	9,  // 36: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	11, // 37: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	13, // 38: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	15, // 39: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	17, // 40: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	4,  // 41: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	6,  // 42: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	8,  // 43: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	10, // 44: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	12, // 45: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	14, // 46: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	16, // 47: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	18, // 48: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	41, // [41:49] is the sub-list for method output_type
+	33, // [33:41] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }
