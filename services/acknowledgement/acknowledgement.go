@@ -62,11 +62,16 @@ type Config struct {
 	RedisNamespace string
 	// Replica names this process in events and logs (default host-pid).
 	Replica string
-	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
-	// notification service signs with the same secret).
-	AckLinkSecret string
+	// AckLinkPublicKeys is a file of PEM Ed25519 public keys, or a
+	// directory of such files, that verify acknowledge links
+	// (platform/acklink): the notification service signs with the private
+	// key, this service never holds it. Several keys during a rotation.
+	AckLinkPublicKeys string
+	// SessionKey signs the login-state and session cookies of the OIDC
+	// sign-in (>= 32 bytes; required with OIDC).
+	SessionKey string
 	// ReferenceKey keys the alert references people see (>= 32 bytes, the
-	// same in notification); empty derives one from AckLinkSecret.
+	// same in notification).
 	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
@@ -100,6 +105,9 @@ type Config struct {
 	WatchdogEvery time.Duration
 	WatchdogBound time.Duration
 }
+
+// minSessionKeyLen is the shortest accepted session-cookie key, in bytes.
+const minSessionKeyLen = 32
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
 // timer lease (a timer claimed by a replica that dies is fired by another
@@ -138,8 +146,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
-	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification; none: derived from ack-link-secret)")
+	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "PEM Ed25519 public keys (a file, or a directory of .pem files) that verify acknowledge links")
+	config.SecretFile(fs, &c.SessionKey, "session-key", "HMAC key of the sign-in's session cookies (>= 32 bytes; required with oidc-issuer)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -174,14 +183,17 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.RedisNamespace, "{}: ") {
 		bad("setting redis-namespace must not contain braces, colons or spaces")
 	}
-	if len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	if c.AckLinkPublicKeys == "" {
+		bad("setting ack-link-public-keys-file is required (the Ed25519 public keys that verify acknowledge links)")
 	}
 	if c.DevIdentity != "" && !c.Security.Development() {
 		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
 	}
-	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
+	}
+	if c.OIDCIssuer != "" && len(c.SessionKey) < minSessionKeyLen {
+		bad("setting session-key must be at least %d bytes with oidc-issuer", minSessionKeyLen)
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
@@ -309,13 +321,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
 	s.life.Go("grpc server", s.grpc.Serve)
-	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	refs, err := alertref.New([]byte(cfg.ReferenceKey))
 	if err != nil {
 		return nil, fmt.Errorf("setting reference-key: %w", err)
 	}
+	verifier, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)
+	if err != nil {
+		return nil, fmt.Errorf("setting ack-link-public-keys-file: %w", err)
+	}
+	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
 	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Links: verifier, SessionKey: []byte(cfg.SessionKey), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)
