@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"github.com/herald-health/herald/platform/acklink"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,10 @@ type System struct {
 	Webhook   *WebhookSink
 	Traces    *TraceCollector
 	BundleDir string
-	Secret    string
+	// AckLinks is the system's throwaway acknowledge-link key pair:
+	// notification signs with the private key, acknowledgement verifies
+	// with the public one.
+	AckLinks acklink.Generated
 	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
 	// are mutual TLS with it.
 	TLS *TLS
@@ -99,7 +103,6 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		SMTP:    NewSMTPSink(t),
 		Webhook: NewWebhookSink(t),
 		Traces:  NewTraceCollector(t),
-		Secret:  strings.Repeat("e2e-ack-link-secret-", 3),
 		TLS:     NewTLS(t),
 		RefKey:  strings.Repeat("e2e-reference-key-", 3),
 	}
@@ -164,7 +167,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	db := fmt.Sprint(s.Redis.Options().DB)
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
-	secretFile := WriteSecret(t, s.Secret)
+	s.AckLinks = NewAckLinkKeys(t)
+	sessionKeyFile := WriteSecret(t, strings.Repeat("e2e-session-key-", 3))
 	refKeyFile := WriteSecret(t, s.RefKey)
 	common := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
@@ -191,14 +195,15 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + s.AckLinks.PublicKeyFile, "HERALD_SESSION_KEY_FILE=" + sessionKeyFile,
+			"HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + s.notificationPrefix,
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
+			"HERALD_ACK_LINK_KEY_FILE=" + s.AckLinks.PrivateKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
 			"HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
 			"HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
@@ -356,6 +361,17 @@ func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
 		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
+}
+
+// NewAckLinkKeys makes a throwaway acknowledge-link key pair in a
+// temporary folder (as NewTLS makes the CA).
+func NewAckLinkKeys(t testing.TB) acklink.Generated {
+	t.Helper()
+	g, err := acklink.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // WriteSecret writes a secret into a file of its own (mode 0600) and

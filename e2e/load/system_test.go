@@ -110,7 +110,8 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		"HERALD_METRICS_ADDR=",
 		"HERALD_LOG_LEVEL=info",
 	}
-	secretFile := harness.WriteSecret(b, strings.Repeat("load-ack-link-secret-", 3))
+	linkKeys := harness.NewAckLinkKeys(b)
+	refKeyFile := harness.WriteSecret(b, strings.Repeat("load-reference-key-", 3))
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
@@ -123,13 +124,14 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + ackGRPC, "HERALD_HTTP_ADDR=" + ackHTTP, "HERALD_PUBLIC_URL=http://" + ackHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + linkKeys.PublicKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
+			"HERALD_DEV_IDENTITY=link-recipient",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + notifGRPC, "HERALD_RECEIPTS_ADDR=" + free(),
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 			"HERALD_RULES_ADDR=" + rulesGRPC, "HERALD_ACK_BASE_URL=http://" + ackHTTP,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_ACK_LINK_KEY_FILE=" + linkKeys.PrivateKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_RATE_LIMIT_MAX=0",
 		},
 	}
