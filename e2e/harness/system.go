@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/devca"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,6 +150,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		tenants = append(tenants, b.Tenant)
 	}
 	tenantsFile := WriteTenants(t, tenants...)
+	// The harness's certificate is the sender of every trust's messages.
+	bindingsFile := WriteSenderBindings(t, devca.SPIFFEID(ClientIdentity), tenants...)
 
 	free := func() string { return testinfra.FreePort(t) }
 	s.Addrs = Addrs{
@@ -187,6 +190,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"intake": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.IntakeGRPC, "HERALD_MLLP_ADDR=" + s.Addrs.MLLP, "HERALD_FHIR_ADDR=" + s.Addrs.FHIR,
 			"HERALD_OUTCOME_PREFIX=" + intakePrefix, "HERALD_TENANTS_FILE=" + tenantsFile,
+			"HERALD_SENDER_BINDINGS_FILE=" + bindingsFile,
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
@@ -253,6 +257,19 @@ func WriteTenants(t testing.TB, ods ...string) string {
 	}
 	path := filepath.Join(t.TempDir(), "tenants.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteSenderBindings writes an intake sender-bindings file that binds
+// identity (a certificate's, e.g. devca.SPIFFEID(ClientIdentity)) to the
+// trusts ods, and returns its path.
+func WriteSenderBindings(t testing.TB, identity string, ods ...string) string {
+	t.Helper()
+	body := fmt.Sprintf("senders:\n  - identity: %q\n    trusts: [%s]\n", identity, strings.Join(ods, ", "))
+	path := filepath.Join(t.TempDir(), "senders.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

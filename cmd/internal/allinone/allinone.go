@@ -213,6 +213,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if icfg.Tenants, err = intake.DemoTenants(); err != nil {
 		return fmt.Errorf("demo tenants: %w", err)
 	}
+	// The development senders (heraldctl and the simulator present the tool
+	// certificate) are bound to the demo trusts, as a trust's RIS would be
+	// to its own (docs/deployment.md, "Sender binding"). The plaintext
+	// -insecure demo has no certificates, so no identities to bind.
+	if !cfg.Insecure {
+		var demo []string
+		for _, t := range icfg.Tenants {
+			demo = append(demo, t.ODS)
+		}
+		icfg.SenderBindings = []intake.SenderBinding{{Identity: devca.SPIFFEID(ToolIdentity), Trusts: demo}}
+	}
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
