@@ -261,7 +261,8 @@ func TestSecuritySenderClaimingAnotherTrustIsRefused(t *testing.T) {
 	sys := harness.StartSystemWith(t, bins, []harness.Bundle{{Tenant: "RZZ", YAML: string(b)}}, harness.Options{
 		Env: map[string][]string{"intake": {"HERALD_SENDER_BINDINGS_FILE=" + bindings}},
 	})
-	ca, err := devca.Load(filepath.Join(sys.TLS.Dir, devca.CAFileName), filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
+	caFile := filepath.Join(sys.TLS.Dir, devca.CAFileName)
+	ca, err := devca.Load(caFile, filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +270,7 @@ func TestSecuritySenderClaimingAnotherTrustIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.CAFile = caFile
 	north, err := mtls.Load(f, mtls.Options{})
 	if err != nil {
 		t.Fatal(err)
