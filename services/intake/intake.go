@@ -44,6 +44,18 @@ import (
 // SenderBinding is one sending system and the trusts it may send for.
 type SenderBinding = senders.Binding
 
+// SenderBindings answer whether a sender (its certificate's identity) may
+// send for a trust.
+type SenderBindings interface {
+	Allows(identity, trust string) bool
+}
+
+// LoadSenderBindings reads a sender-bindings file (see -sender-bindings-file
+// and the intake README).
+func LoadSenderBindings(path string) (SenderBindings, error) {
+	return senders.Load(path)
+}
+
 // TenantSettings are one trust's extraction settings (see the tenants file
 // format in README.md).
 type TenantSettings = domain.TenantSettings
