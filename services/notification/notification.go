@@ -107,7 +107,7 @@ type Config struct {
 	RedisPrefix string
 	// Rules is where the rules service is called (ResolveTargets), with
 	// the service's own certificate (mutual TLS, GRPC's files).
-	Rules         grpcserver.ClientConfig
+	Rules      grpcserver.ClientConfig
 	AckBaseURL string
 	// AckLinkKeyFile is the Ed25519 private key (PEM, PKCS #8) that signs
 	// acknowledge links (platform/acklink); the acknowledgement service

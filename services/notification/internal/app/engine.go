@@ -66,7 +66,7 @@ type Options struct {
 	// At most Workers-1; with one worker, that worker serves both.
 	ScheduleWorkers int
 	// MaxIdle bounds the poller's sleep when no job is due.
-	MaxIdle       time.Duration
+	MaxIdle    time.Duration
 	AckBaseURL string
 	// AckLinks signs acknowledge links; a link lives until the alert's
 	// deadline, at least AckLinkMinTTL and at most AckLinkTTL from now
