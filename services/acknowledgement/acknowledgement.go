@@ -104,6 +104,9 @@ type Config struct {
 	// lost and is re-armed (docs/design.md, "Never lose an escalation").
 	WatchdogEvery time.Duration
 	WatchdogBound time.Duration
+	// WatchesPerCaller bounds the WatchAlerts streams one caller (person,
+	// else service identity) holds open at once.
+	WatchesPerCaller int
 }
 
 // minSessionKeyLen is the shortest accepted session-cookie key, in bytes.
@@ -132,6 +135,7 @@ func DefaultConfig() Config {
 		CommandWait:      3 * time.Second,
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
+		WatchesPerCaller: grpcapi.DefaultMaxWatchesPerCaller,
 	}
 }
 
@@ -162,6 +166,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.IntVar(&c.WatchesPerCaller, "watch-streams-per-caller", c.WatchesPerCaller, "WatchAlerts streams one caller (person, else service) may hold open at once")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 }
 
@@ -200,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.OIDCIssuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
 		bad("settings oidc-client-id and oidc-person-claim are required with oidc-issuer")
+	}
+	if c.WatchesPerCaller < 1 {
+		bad("setting watch-streams-per-caller must be at least 1")
 	}
 	if c.TimerLease < time.Second {
 		bad("setting timer-lease must be at least 1s")
@@ -330,7 +338,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("setting ack-link-public-keys-file: %w", err)
 	}
 	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
 		Links: verifier, SessionKey: []byte(cfg.SessionKey), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
