@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
@@ -32,7 +33,8 @@ import (
 // processes' ids for resource accounting and the production partition
 // count.
 type system struct {
-	// tls is the harness's identity (every hop is mutual TLS).
+	// tls is the harness's identity (every hop is mutual TLS); nil in the
+	// plaintext mode.
 	tls    *mtls.Source
 	procs  map[string]*proc
 	log    eventlog.Config
@@ -57,6 +59,10 @@ type systemConfig struct {
 	notificationWorkers int
 	// profile starts each service with --pprof-addr (s.pprof holds them).
 	profile bool
+	// plaintext runs the development mode without TLS (-insecure): gRPC,
+	// MLLP and FHIR in the clear, for the TLS-cost comparison
+	// (BenchmarkTLSCost). Otherwise every hop is mutual TLS.
+	plaintext bool
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -148,18 +154,28 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 			env[name] = append(env[name], "HERALD_PPROF_ADDR="+s.pprof[name])
 		}
 	}
-	// Every gRPC hop, MLLP and FHIR over mutual TLS, as in production
-	// (docs/performance.md compares it with plaintext).
-	tlsCA := harness.NewTLS(b)
-	s.tls = tlsCA.Client
+	// Every gRPC hop, MLLP and FHIR over mutual TLS, as in production, the
+	// load generator bound to the trust it sends for; or, for the
+	// comparison (docs/performance.md), the plaintext development mode.
+	security := func(string) []string { return []string{"HERALD_PROFILE=development", "HERALD_INSECURE=true"} }
+	if !sc.plaintext {
+		tlsCA := harness.NewTLS(b)
+		s.tls = tlsCA.Client
+		security = tlsCA.ServiceEnv
+		env["intake"] = append(env["intake"], "HERALD_SENDER_BINDINGS_FILE="+harness.WriteSenderBindings(b, devca.SPIFFEID(harness.ClientIdentity), "RZZ"))
+	}
 	for _, name := range harness.Services {
-		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), tlsCA.ServiceEnv(name)...), env[name]...))
+		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), security(name)...), env[name]...))
 		s.procs[name] = p
 		waitHealthy(b, health[name], s.tls, 90*time.Second, p)
 	}
 	tel := telemetry.Nop("load")
+	var dialOpts []grpcserver.DialOption
+	if s.tls != nil {
+		dialOpts = append(dialOpts, grpcserver.ClientTLS(s.tls, ""))
+	}
 	for range max(1, sc.conns) {
-		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel, grpcserver.ClientTLS(s.tls, ""))
+		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel, dialOpts...)
 		if err != nil {
 			b.Fatal(err)
 		}
