@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	flagPairs          = flag.Int("load.pairs", 3, "BenchmarkTLSCost: pairs of runs (TLS everywhere, plaintext -insecure), alternating which goes first")
+	flagPairs          = flag.Int("load.pairs", 0, "BenchmarkTLSCost: pairs of runs (TLS everywhere, plaintext -insecure), alternating which goes first (0: skip it, as make bench does)")
 	flagPairLatency    = flag.Duration("load.pair-latency", 30*time.Second, "BenchmarkTLSCost: length of each run's latency phase (at load.latency-rate)")
 	flagPairRate       = flag.Float64("load.pair-rate", 300, "BenchmarkTLSCost: alerts/s offered in each run's throughput phase")
 	flagPairThroughput = flag.Duration("load.pair-throughput", 15*time.Second, "BenchmarkTLSCost: length of each run's throughput phase (0: none)")
@@ -43,8 +43,13 @@ type armResult struct {
 // load.pair-throughput. Kafka and Redis are the test infrastructure's
 // plaintext listeners in both (their TLS is measured elsewhere).
 //
-//	go test -run '^$' -bench TLSCost -benchtime 1x -timeout 30m ./load/ -load.report=-
+//	go test -run '^$' -bench TLSCost -benchtime 1x -timeout 30m ./load/ -args -load.pairs 3
+//
+// It is skipped unless -load.pairs is set (make bench runs BenchmarkHerald).
 func BenchmarkTLSCost(b *testing.B) {
+	if *flagPairs < 1 {
+		b.Skip("set -load.pairs N to run the TLS-cost pairs")
+	}
 	if b.N > 1 {
 		b.Fatalf("run with -benchtime 1x (b.N=%d)", b.N)
 	}
@@ -63,7 +68,7 @@ func BenchmarkTLSCost(b *testing.B) {
 	}
 	text := tlsCostMarkdown(results)
 	b.Log("\n" + text)
-	if path := *flagReport; path != "-" {
+	if path := *flagReport; path != "-" { // default: bench-tlscost.md at the repository root
 		if path == "" {
 			path = filepath.Join(harness.RepoRoot(b), "bench-tlscost.md")
 		}
