@@ -117,7 +117,7 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		"HERALD_LOG_LEVEL=info",
 	}
 	linkKeys := harness.NewAckLinkKeys(b)
-	refKeyFile := harness.WriteSecret(b, strings.Repeat("load-reference-key-", 3))
+	refKeyFile := harness.WriteSecret(b, referenceKey)
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
