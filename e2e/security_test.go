@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -311,8 +312,14 @@ func TestSecuritySenderClaimingAnotherTrustIsRefused(t *testing.T) {
 		t.Errorf("gRPC: got %v, want PermissionDenied", err)
 	}
 
+	// The process's output reaches the harness through a pipe: wait for it.
+	refusals := func() int {
+		return strings.Count(string(sys.Procs["intake"].Logs()), "sender not bound to the trust it claims")
+	}
+	harness.Eventually(t, 30*time.Second, func() bool { return refusals() >= 3 },
+		func() string { return fmt.Sprintf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", refusals()) })
 	logs := string(sys.Procs["intake"].Logs())
-	if n := strings.Count(logs, "sender not bound to the trust it claims"); n != 3 {
+	if n := refusals(); n != 3 {
 		t.Errorf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", n)
 	}
 	if n := strings.Count(logs, "message recorded"); n != 1 {
