@@ -317,7 +317,9 @@ func TestSecuritySenderClaimingAnotherTrustIsRefused(t *testing.T) {
 		return strings.Count(string(sys.Procs["intake"].Logs()), "sender not bound to the trust it claims")
 	}
 	harness.Eventually(t, 30*time.Second, func() bool { return refusals() >= 3 },
-		func() string { return fmt.Sprintf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", refusals()) })
+		func() string {
+			return fmt.Sprintf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", refusals())
+		})
 	logs := string(sys.Procs["intake"].Logs())
 	if n := refusals(); n != 3 {
 		t.Errorf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", n)
