@@ -113,3 +113,28 @@ func TestIntakeLoadsTheRenderedTenantsFile(t *testing.T) {
 	d := deploymentNamed(t, objs, "herald-intake")
 	require.Equal(t, "/etc/herald/tenants/tenants.yaml", envOf(d.Spec.Template.Spec.Containers[0])["HERALD_TENANTS_FILE"].Value)
 }
+
+// The national values bind each sender to its trusts, and the bindings
+// file the intake chart renders from them is one intake loads and applies.
+func TestIntakeLoadsTheRenderedSenderBindings(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")}}))
+	cm := configMapNamed(t, objs, "herald-intake-senders")
+	path := filepath.Join(t.TempDir(), "senders.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cm.Data["senders.yaml"]), 0o600))
+	b, err := intake.LoadSenderBindings(path)
+	require.NoError(t, err)
+	require.True(t, b.Allows("spiffe://north-east.example.nhs.uk/ns/ris/sa/rzz-cris", "RZZ"))
+	require.False(t, b.Allows("spiffe://north-east.example.nhs.uk/ns/ris/sa/rzz-cris", "RZY"), "a trust's RIS sends for its own trust only")
+	require.True(t, b.Allows("ie.north-east.example.nhs.uk", "RZY"))
+
+	d := deploymentNamed(t, objs, "herald-intake")
+	require.Equal(t, "/etc/herald/senders/senders.yaml", envOf(d.Spec.Template.Spec.Containers[0])["HERALD_SENDER_BINDINGS_FILE"].Value)
+	require.Equal(t, "herald-intake-senders", volumeNamed(t, d, "senders").ConfigMap.Name)
+	require.Contains(t, mountsOf(d.Spec.Template.Spec.Containers[0]), "/etc/herald/senders")
+
+	// Without bindings nothing is rendered, and intake (production) refuses
+	// to start, naming the setting.
+	plain := decodeAll(t, mustRender(t, renderOpts{chart: "herald"}))
+	_, set := envOf(deploymentNamed(t, plain, "herald-intake").Spec.Template.Spec.Containers[0])["HERALD_SENDER_BINDINGS_FILE"]
+	require.False(t, set)
+}

@@ -74,11 +74,16 @@ type Config struct {
 	RetainClosed time.Duration
 	// Replica names this process in events and logs (default host-pid).
 	Replica string
-	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
-	// notification service signs with the same secret).
-	AckLinkSecret string
+	// AckLinkPublicKeys is a file of PEM Ed25519 public keys, or a
+	// directory of such files, that verify acknowledge links
+	// (platform/acklink): the notification service signs with the private
+	// key, this service never holds it. Several keys during a rotation.
+	AckLinkPublicKeys string
+	// SessionKey signs the login-state and session cookies of the OIDC
+	// sign-in (>= 32 bytes; required with OIDC).
+	SessionKey string
 	// ReferenceKey keys the alert references people see (>= 32 bytes, the
-	// same in notification); empty derives one from AckLinkSecret.
+	// same in notification).
 	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
@@ -117,7 +122,13 @@ type Config struct {
 	// AuditBundleTopic is rules' topic of policy bundle events, whose
 	// proposals and approvals are audited too ("" audits none).
 	AuditBundleTopic string
+	// WatchesPerCaller bounds the WatchAlerts streams one caller (person,
+	// else service identity) holds open at once.
+	WatchesPerCaller int
 }
+
+// minSessionKeyLen is the shortest accepted session-cookie key, in bytes.
+const minSessionKeyLen = 32
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
 // timer lease (a timer claimed by a replica that dies is fired by another
@@ -145,6 +156,7 @@ func DefaultConfig() Config {
 		WatchdogBound:    time.Minute,
 		AuditAnchorEvery: time.Minute,
 		AuditBundleTopic: audit.TopicPolicyBundles,
+		WatchesPerCaller: grpcapi.DefaultMaxWatchesPerCaller,
 	}
 }
 
@@ -160,8 +172,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
-	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification; none: derived from ack-link-secret)")
+	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "PEM Ed25519 public keys (a file, or a directory of .pem files) that verify acknowledge links")
+	config.SecretFile(fs, &c.SessionKey, "session-key", "HMAC key of the sign-in's session cookies (>= 32 bytes; required with oidc-issuer)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -177,6 +190,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
 	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
 	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
+	fs.IntVar(&c.WatchesPerCaller, "watch-streams-per-caller", c.WatchesPerCaller, "WatchAlerts streams one caller (person, else service) may hold open at once")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
 	fs.DurationVar(&c.RetainClosed, "retain-closed", c.RetainClosed, "how long Redis keeps a closed or cancelled alert after its last event (0: for ever)")
 }
@@ -199,20 +213,26 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.RedisNamespace, "{}: ") {
 		bad("setting redis-namespace must not contain braces, colons or spaces")
 	}
-	if len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	if c.AckLinkPublicKeys == "" {
+		bad("setting ack-link-public-keys-file is required (the Ed25519 public keys that verify acknowledge links)")
 	}
 	if c.DevIdentity != "" && !c.Security.Development() {
 		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
 	}
-	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
+	}
+	if c.OIDCIssuer != "" && len(c.SessionKey) < minSessionKeyLen {
+		bad("setting session-key must be at least %d bytes with oidc-issuer", minSessionKeyLen)
 	}
 	if c.DevIdentity == "" && c.OIDCIssuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
 	}
 	if c.OIDCIssuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
 		bad("settings oidc-client-id and oidc-person-claim are required with oidc-issuer")
+	}
+	if c.WatchesPerCaller < 1 {
+		bad("setting watch-streams-per-caller must be at least 1")
 	}
 	if c.TimerLease < time.Second {
 		bad("setting timer-lease must be at least 1s")
@@ -358,13 +378,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
 	s.life.Go("grpc server", s.grpc.Serve)
-	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	refs, err := alertref.New([]byte(cfg.ReferenceKey))
 	if err != nil {
 		return nil, fmt.Errorf("setting reference-key: %w", err)
 	}
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
+	verifier, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)
+	if err != nil {
+		return nil, fmt.Errorf("setting ack-link-public-keys-file: %w", err)
+	}
+	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller))
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Links: verifier, SessionKey: []byte(cfg.SessionKey), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)

@@ -3,6 +3,7 @@ package acknowledgement_test
 import (
 	"bytes"
 	"context"
+	"github.com/herald-health/herald/platform/acklink"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,8 @@ const (
 	patientGiven  = "Wilhelmina"
 	patientDOB    = "1931-02-03"
 	reportText    = "Large left pneumothorax with mediastinal shift"
-	ackSecret     = "acknowledgement-test-link-secret-0123456789"
+	referenceKey  = "acknowledgement-test-reference-key-0123456789"
+	sessionKey    = "acknowledgement-test-session-key-0123456789"
 )
 
 type lockedBuffer struct {
@@ -65,6 +67,9 @@ type env struct {
 	tel    *telemetry.Telemetry
 	// authn is the authentication stand-in of the replicas (nil: none).
 	authn grpcserver.Option
+	// keys: acknowledge links are verified with the public key; tests
+	// sign with the private one, as the notification service does.
+	keys acklink.Generated
 }
 
 func newEnv(t testing.TB) *env {
@@ -85,7 +90,10 @@ func newEnv(t testing.TB) *env {
 	cfg.Redis.Addr = rdb.Options().Addr
 	cfg.Redis.DB = rdb.Options().DB
 	cfg.RedisNamespace = testinfra.UniqueName("ack")
-	cfg.AckLinkSecret = ackSecret
+	keys, err := acklink.GenerateFiles(t.TempDir())
+	require.NoError(t, err)
+	e.keys = keys
+	cfg.AckLinkPublicKeys, cfg.ReferenceKey, cfg.SessionKey = keys.PublicKeyFile, referenceKey, sessionKey
 	cfg.DevIdentity = "link-recipient"
 	cfg.TimerMaxSleep = 200 * time.Millisecond
 	cfg.EpochEvery = 200 * time.Millisecond

@@ -31,7 +31,6 @@ import (
 const (
 	patientName = "FAKENAME"
 	reportText  = "Large right-sided pneumothorax"
-	linkSecret  = "0123456789abcdef0123456789abcdef-link"
 )
 
 var widths = []int64{375, 768, 1280}
@@ -44,6 +43,9 @@ type harness struct {
 	oidc *mockoidc.MockOIDC
 	ack  *ackPeer
 	rep  *reports
+	// links signs acknowledge links as notification does; the console
+	// verifies them with the public half.
+	links *acklink.Signer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -93,7 +95,15 @@ func newHarness(t *testing.T) *harness {
 	oc := m.Config()
 	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
 	cfg.SessionKey = "console-test-session-key-0123456789abcdef"
-	cfg.AckLinkSecret = linkSecret
+	keys, err := acklink.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := acklink.LoadSigner(keys.PrivateKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AckLinkPublicKeys = keys.PublicKeyFile
 	rep := &reports{}
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep})
@@ -104,7 +114,7 @@ func newHarness(t *testing.T) *harness {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rep: rep}
+	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rep: rep, links: links}
 }
 
 // browser starts Debian's chromium headless (skipped only when it is not
@@ -274,7 +284,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("the emailed link lands on the alert page after sign-in", func(t *testing.T) {
-		tok, err := acklink.Sign([]byte(linkSecret), acklink.Claims{TokenID: "t1", AlertID: "alert-a1", PersonID: "dr-a",
+		tok, err := h.links.Sign(acklink.Claims{TokenID: "t1", AlertID: "alert-a1", PersonID: "dr-a",
 			NotificationID: "n1", ExpiresAt: time.Now().Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)

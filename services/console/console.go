@@ -61,9 +61,11 @@ type Config struct {
 	SessionKey  string
 	SessionIdle time.Duration
 	SessionMax  time.Duration
-	// AckLinkSecret, when set, lets emailed acknowledge links
-	// (<public-url>/ack/<token>) land on the alert page after sign-in.
-	AckLinkSecret string
+	// AckLinkPublicKeys, when set, is the file (or directory) of the
+	// Ed25519 public keys acknowledge links are verified with (as
+	// acknowledgement does), so emailed links (<public-url>/ack/<token>)
+	// land on the alert page after sign-in.
+	AckLinkPublicKeys string
 }
 
 // DefaultConfig returns loopback addresses and 15-minute idle, 8-hour
@@ -100,7 +102,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.SecretFile(fs, &c.SessionKey, "session-key", "key sealing session cookies (>= 32 bytes, the console's own)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "a session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "every session ends after this long")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links, so emailed links land here (optional)")
+	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "file (or directory) of the Ed25519 public keys acknowledge links are verified with, so emailed links land here (optional)")
 }
 
 // Plaintext implements servicemain.Hop for the pages' listener.
@@ -144,9 +146,6 @@ func (c Config) Validate() error {
 	}
 	if c.SessionIdle <= 0 || c.SessionMax <= 0 {
 		bad("settings session-idle and session-max must be positive")
-	}
-	if c.AckLinkSecret != "" && len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
 	}
 	return errors.Join(errs...)
 }
@@ -217,10 +216,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if cfg.Security.Development() {
 		wcfg.DemoUsers = deps.DemoUsers
 	}
-	if cfg.AckLinkSecret != "" {
-		secret := []byte(cfg.AckLinkSecret)
+	if cfg.AckLinkPublicKeys != "" {
+		links, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)
+		if err != nil {
+			return nil, fmt.Errorf("acknowledge links (setting ack-link-public-keys-file): %w", err)
+		}
 		wcfg.LinkAlert = func(token string, now time.Time) (string, error) {
-			c, err := acklink.Verify(secret, token, now)
+			c, err := links.Verify(token, now)
 			return c.AlertID, err
 		}
 	}

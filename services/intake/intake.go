@@ -39,7 +39,23 @@ import (
 	"github.com/herald-health/herald/services/intake/internal/app"
 	"github.com/herald-health/herald/services/intake/internal/domain"
 	"github.com/herald-health/herald/services/intake/internal/mllp"
+	"github.com/herald-health/herald/services/intake/internal/senders"
 )
+
+// SenderBinding is one sending system and the trusts it may send for.
+type SenderBinding = senders.Binding
+
+// SenderBindings answer whether a sender (its certificate's identity) may
+// send for a trust.
+type SenderBindings interface {
+	Allows(identity, trust string) bool
+}
+
+// LoadSenderBindings reads a sender-bindings file (see -sender-bindings-file
+// and the intake README).
+func LoadSenderBindings(path string) (SenderBindings, error) {
+	return senders.Load(path)
+}
 
 // TenantSettings are one trust's extraction settings (see the tenants file
 // format in README.md).
@@ -108,6 +124,15 @@ type Config struct {
 	// Tenants are used when no file is given.
 	Tenants []TenantSettings
 
+	// SenderBindingsFile binds each sending system (its client
+	// certificate's identity: MLLP, FHIR, or the calling service on gRPC)
+	// to the trusts it may send for (internal/senders); a message claiming
+	// another trust is refused. Required in the production profile; when
+	// set it replaces SenderBindings.
+	SenderBindingsFile string
+	// SenderBindings are used when no file is given (cmd/herald's demo).
+	SenderBindings []SenderBinding
+
 	// Producer names this replica in the events it appends.
 	Producer string
 }
@@ -169,6 +194,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", c.OutcomePrefix, "Redis key prefix of message outcomes")
 	fs.DurationVar(&c.OutcomeTTL, "outcome-ttl", c.OutcomeTTL, "how long a resend is recognised")
 	fs.StringVar(&c.TenantsFile, "tenants-file", c.TenantsFile, "YAML or JSON file of per-trust settings")
+	fs.StringVar(&c.SenderBindingsFile, "sender-bindings-file", c.SenderBindingsFile, "YAML or JSON file binding each sender's certificate identity to the trusts (ODS codes) it may send for")
 	fs.StringVar(&c.Producer, "producer", c.Producer, "producer name in appended events")
 }
 
@@ -244,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.TenantsFile == "" && len(c.Tenants) == 0 {
 		errs = append(errs, errors.New("setting tenants-file is required (no tenants configured)"))
+	}
+	if c.SenderBindingsFile == "" && len(c.SenderBindings) == 0 && !c.Security.Development() {
+		errs = append(errs, errors.New("setting sender-bindings-file is required in the production profile (which sender may send for which trust)"))
 	}
 	return errors.Join(errs...)
 }
@@ -336,6 +365,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant settings: %w", err)
 	}
+	bindings, err := senderBindings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if bindings == nil {
+		deps.Logger.WarnContext(ctx, "no sender bindings: any sender may send for any trust (development only)")
+	}
 	mllpTLS, err := listenerTLS(cfg.MLLPTLS, "mllp", deps)
 	if err != nil {
 		return nil, err
@@ -373,6 +409,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Telemetry: deps.Telemetry,
 		Producer:  cfg.Producer,
 		IDs:       eventlog.ID,
+		Senders:   bindings,
 	})
 
 	cfg.GRPC.Reflection = cfg.Security.Development()
@@ -418,6 +455,27 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.OnStop("fhir listener", s.fhir.Close)
 	s.life.Go("fhir server", s.fhir.Serve)
 	return s, nil
+}
+
+// senderBindings loads the configured bindings; nil (an interface holding
+// nothing, so every sender is allowed) when none are configured.
+func senderBindings(cfg Config) (app.SenderBindings, error) {
+	var b *senders.Bindings
+	var err error
+	switch {
+	case cfg.SenderBindingsFile != "":
+		b, err = senders.Load(cfg.SenderBindingsFile)
+	case len(cfg.SenderBindings) > 0:
+		if b, err = senders.New(cfg.SenderBindings); err != nil {
+			err = fmt.Errorf("sender bindings: %w", err)
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // listenerTLS loads a listener's TLS material (nil when plaintext).

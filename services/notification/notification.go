@@ -112,12 +112,20 @@ type Config struct {
 	RedisPrefix string
 	// Rules is where the rules service is called (ResolveTargets), with
 	// the service's own certificate (mutual TLS, GRPC's files).
-	Rules         grpcserver.ClientConfig
-	AckBaseURL    string
-	AckLinkSecret string
+	Rules      grpcserver.ClientConfig
+	AckBaseURL string
+	// AckLinkKeyFile is the Ed25519 private key (PEM, PKCS #8) that signs
+	// acknowledge links (platform/acklink); the acknowledgement service
+	// holds only its public key.
+	AckLinkKeyFile string
+	// A link lives until the alert's acknowledge-by clock (communicate-by
+	// when the category has none), but at least AckLinkMinTTL from sending
+	// (a reminder sent after the deadline still works) and at most
+	// AckLinkTTL.
 	AckLinkTTL    time.Duration
+	AckLinkMinTTL time.Duration
 	// ReferenceKey keys the alert references people see (>= 32 bytes,
-	// the same in acknowledgement); empty derives one from AckLinkSecret.
+	// the same in acknowledgement).
 	ReferenceKey string
 
 	SMTPAddr     string
@@ -193,6 +201,7 @@ func DefaultConfig() Config {
 		Rules:                grpcserver.ClientConfig{Addr: "127.0.0.1:7002"},
 		AckBaseURL:           "http://127.0.0.1:8003",
 		AckLinkTTL:           72 * time.Hour,
+		AckLinkMinTTL:        time.Hour,
 		SMTPFrom:             "herald@herald.invalid",
 		SMTPStartTLS:         true,
 		RetryInitial:         time.Second,
@@ -226,9 +235,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys")
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
-	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
-	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement; none: derived from ack-link-secret)")
+	fs.StringVar(&c.AckLinkKeyFile, "ack-link-key-file", c.AckLinkKeyFile, "Ed25519 private key (PEM, PKCS #8) that signs acknowledge links")
+	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "longest lifetime of an acknowledge link (links live until the alert's acknowledge-by clock)")
+	fs.DurationVar(&c.AckLinkMinTTL, "ack-link-min-ttl", c.AckLinkMinTTL, "shortest lifetime of an acknowledge link (one sent after the acknowledge-by clock)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
 	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
 	config.SecretFile(fs, &c.SMTPPassword, "smtp-password", "SMTP AUTH password")
@@ -272,10 +282,13 @@ func (c Config) Validate() error {
 			bad("setting %s is required", name)
 		}
 	}
-	if len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	if c.AckLinkKeyFile == "" {
+		bad("setting ack-link-key-file is required (the Ed25519 key that signs acknowledge links)")
 	}
-	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+	if c.AckLinkMinTTL <= 0 || c.AckLinkTTL < c.AckLinkMinTTL {
+		bad("settings ack-link-min-ttl and ack-link-ttl must be positive, ack-link-ttl at least ack-link-min-ttl")
+	}
+	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
@@ -412,6 +425,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if s.smtp != nil {
 		s.life.OnClose("smtp client", s.smtp.Close)
 	}
+	links, err := acklink.LoadSigner(cfg.AckLinkKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("setting ack-link-key-file: %w", err)
+	}
+	deps.Logger.Info("acknowledge links signed", "kid", links.KeyID())
+	refs, err := alertref.New([]byte(cfg.ReferenceKey))
+	if err != nil {
+		return nil, fmt.Errorf("setting reference-key: %w", err)
+	}
 	renderer := content.NewRenderer(nil)
 	if cfg.TemplatesDir != "" {
 		if st, err := os.Stat(cfg.TemplatesDir); err != nil || !st.IsDir() {
@@ -426,7 +448,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
 		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Tail: tail, FreshWait: cfg.FreshWait, RebuildLease: cfg.RebuildLease, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
-		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
+		AckBaseURL: cfg.AckBaseURL, AckLinks: links, AckLinkTTL: cfg.AckLinkTTL, AckLinkMinTTL: cfg.AckLinkMinTTL, References: refs,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
 	api := app.NewAPI(s.engine)

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/herald-health/herald/platform/acklink"
 	"io"
 	"log/slog"
 	"net"
@@ -174,7 +175,22 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 			return fmt.Errorf("make the development CA: %w", err)
 		}
 	}
-	secret := randomSecret()
+	// Acknowledge links: a throwaway Ed25519 pair, like the CA above;
+	// notification signs with the private half, acknowledgement and the
+	// simulator verify with the public one.
+	linkDir := filepath.Join(cfg.WorkDir, "ack-link")
+	if err := os.MkdirAll(linkDir, 0o700); err != nil {
+		return fmt.Errorf("make the acknowledge-link key folder: %w", err)
+	}
+	linkKeys, err := acklink.GenerateFiles(linkDir)
+	if err != nil {
+		return fmt.Errorf("make the acknowledge-link key: %w", err)
+	}
+	links, err := acklink.LoadVerifier(linkKeys.PublicKeyFile)
+	if err != nil {
+		return err
+	}
+	referenceKey := randomSecret()
 	logCfg := eventlog.DefaultConfig()
 	logCfg.Brokers = brokers
 	logCfg.Partitions = 4
@@ -209,6 +225,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if icfg.Tenants, err = intake.DemoTenants(); err != nil {
 		return fmt.Errorf("demo tenants: %w", err)
 	}
+	// The development senders (heraldctl and the simulator present the tool
+	// certificate) are bound to the demo trusts, as a trust's RIS would be
+	// to its own (docs/deployment.md, "Sender binding"). The plaintext
+	// -insecure demo has no certificates, so no identities to bind.
+	if !cfg.Insecure {
+		var demo []string
+		for _, t := range icfg.Tenants {
+			demo = append(demo, t.ODS)
+		}
+		icfg.SenderBindings = []intake.SenderBinding{{Identity: devca.SPIFFEID(ToolIdentity), Trusts: demo}}
+	}
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
@@ -230,7 +257,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	acfg.PublicURL = "http://" + acfg.HTTPAddr
 	acfg.Redis.Addr = redisAddr
-	acfg.AckLinkSecret = secret
+	acfg.AckLinkPublicKeys, acfg.ReferenceKey, acfg.SessionKey = linkKeys.PublicKeyFile, referenceKey, randomSecret()
 	acfg.DevIdentity = "link-recipient"
 
 	capture := notification.NewCapture(nil)
@@ -240,7 +267,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
 	ncfg.ReceiptsAddr = addr(8004)
 	ncfg.Redis.Addr = redisAddr
-	ncfg.AckLinkSecret = secret
+	ncfg.AckLinkKeyFile, ncfg.ReferenceKey = linkKeys.PrivateKeyFile, referenceKey
 	ncfg.RetryInitial = 200 * time.Millisecond
 	// The rate limit runs on the demo's clock too: per person, 10 messages in
 	// 10 minutes, and the digest 2 minutes after the first message held
@@ -371,7 +398,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	oc := idp.Config()
 	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
 	ccfg.SessionKey = randomSecret()
-	ccfg.AckLinkSecret = secret
+	ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
 	var demo []console.DemoUser
 	for _, p := range devidp.Demo {
 		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})
@@ -420,7 +447,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if cfg.Simulate {
 		sim := &simulator{
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
-			mllpAddr: in["mllp"], mllpTLS: tool, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
+			mllpAddr: in["mllp"], mllpTLS: tool, links: links, every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
 		life.Go("simulator", func(ctx context.Context) error {
 			sim.run(ctx, capture)

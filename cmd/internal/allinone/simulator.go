@@ -33,7 +33,7 @@ type simulator struct {
 	mllpAddr string
 	// mllpTLS is the identity the simulated sender presents (nil: plain TCP).
 	mllpTLS *mtls.Source
-	secret  []byte
+	links   *acklink.Verifier
 	every   time.Duration
 	log     *slog.Logger
 
@@ -224,7 +224,7 @@ func (s *simulator) react(ctx context.Context, m notification.Message) {
 
 func (s *simulator) decline(ctx context.Context, m notification.Message) {
 	token := m.Data.AckLink[strings.LastIndex(m.Data.AckLink, "/")+1:]
-	c, err := acklink.Verify(s.secret, token, time.Now())
+	c, err := s.links.Verify(token, time.Now())
 	if err != nil {
 		return
 	}

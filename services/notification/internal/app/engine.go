@@ -74,17 +74,20 @@ type Options struct {
 	// At most Workers-1; with one worker, that worker serves both.
 	ScheduleWorkers int
 	// MaxIdle bounds the poller's sleep when no job is due.
-	MaxIdle       time.Duration
-	AckBaseURL    string
-	AckLinkSecret []byte
+	MaxIdle    time.Duration
+	AckBaseURL string
+	// AckLinks signs acknowledge links; a link lives until the alert's
+	// deadline, at least AckLinkMinTTL and at most AckLinkTTL from now
+	// (LinkExpiry).
+	AckLinks      *acklink.Signer
 	AckLinkTTL    time.Duration
-	// ReferenceKey keys the alert references messages print
-	// (platform/alertref); empty derives it from AckLinkSecret, as the
-	// acknowledgement service does.
-	ReferenceKey string
-	Clock        clock.Clock
-	Logger       *slog.Logger
-	Telemetry    *telemetry.Telemetry
+	AckLinkMinTTL time.Duration
+	// References makes the alert references messages print
+	// (platform/alertref; the same key as the acknowledgement service's).
+	References alertref.Key
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Telemetry  *telemetry.Telemetry
 }
 
 // localJob is a job leased to this replica at scheduling time, with the
@@ -134,12 +137,17 @@ func NewEngine(o Options) *Engine {
 	if o.RebuildLease <= 0 {
 		o.RebuildLease = 6 * time.Second
 	}
+	if o.AckLinkTTL <= 0 {
+		o.AckLinkTTL = 72 * time.Hour
+	}
+	if o.AckLinkMinTTL <= 0 || o.AckLinkMinTTL > o.AckLinkTTL {
+		o.AckLinkMinTTL = min(time.Hour, o.AckLinkTTL)
+	}
 	o.ScheduleWorkers = min(max(o.ScheduleWorkers, 0), o.Workers-1)
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
 		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}, held: map[Job]time.Time{}}
-	// The configuration was validated at start (its length is the only error).
-	e.refs, _ = alertref.Configured(o.ReferenceKey, o.AckLinkSecret)
+	e.refs = o.References
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
 	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
@@ -795,13 +803,29 @@ func (e *Engine) message(a domain.Alert, j Job, nid string, cp domain.ContactPoi
 }
 
 func (e *Engine) ackLink(a domain.Alert, j Job, nid string) (string, error) {
-	tok, err := acklink.Sign(e.o.AckLinkSecret, acklink.Claims{
+	tok, err := e.o.AckLinks.Sign(acklink.Claims{
 		TokenID: eventlog.ID(nid, "ack"), AlertID: a.ID, NotificationID: nid, PersonID: j.PersonID, Step: j.Step,
-		ExpiresAt: e.o.Clock.Now().Add(e.o.AckLinkTTL)})
+		ExpiresAt: LinkExpiry(e.o.Clock.Now(), a.Deadline, e.o.AckLinkMinTTL, e.o.AckLinkTTL)})
 	if err != nil {
 		return "", fmt.Errorf("sign acknowledge link of notification %s: %w", nid, err)
 	}
 	return e.o.AckBaseURL + "/ack/" + tok, nil
+}
+
+// LinkExpiry is when a link sent at now for an alert due by deadline (its
+// category's acknowledge-by clock; zero when it has none) expires: at the
+// deadline, so a link lives as long as the obligation it serves, but never
+// sooner than minTTL from now (a reminder or escalation sent after the
+// deadline must still work) and never later than maxTTL from now.
+func LinkExpiry(now, deadline time.Time, minTTL, maxTTL time.Duration) time.Time {
+	lo, hi := now.Add(minTTL), now.Add(maxTTL)
+	switch {
+	case deadline.IsZero() || deadline.After(hi):
+		return hi
+	case deadline.Before(lo):
+		return lo
+	}
+	return deadline
 }
 
 func (e *Engine) envelope(a domain.Alert, j Job, id string) *eventsv1.Event {

@@ -18,6 +18,8 @@ import (
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -27,12 +29,21 @@ type Server struct {
 	app  *app.App
 	hub  *app.Hub
 	refs alertref.Key
+	// watches bounds the WatchAlerts streams per caller.
+	watches *watchLimit
 }
 
 // New returns the API on a (queries and commands) and hub (WatchAlerts);
 // refs makes the alert reference every state carries (accession_ref).
 func New(a *app.App, hub *app.Hub, refs alertref.Key) *Server {
-	return &Server{app: a, hub: hub, refs: refs}
+	return &Server{app: a, hub: hub, refs: refs, watches: &watchLimit{max: DefaultMaxWatchesPerCaller, open: map[string]int{}}}
+}
+
+// LimitWatches sets how many WatchAlerts streams one caller may hold open
+// at once (DefaultMaxWatchesPerCaller unless set; at least 1).
+func (s *Server) LimitWatches(perCaller int) *Server {
+	s.watches.max = max(perCaller, 1)
+	return s
 }
 
 // slim returns st without the timeline and trace context (for lists,
@@ -166,6 +177,12 @@ func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*a
 // the client has them reaches the stream.
 func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStreamingServer[ackv1.WatchAlertsResponse]) error {
 	ctx := stream.Context()
+	caller := callerKey(ctx)
+	if !s.watches.acquire(caller) {
+		return status.Errorf(codes.ResourceExhausted,
+			"too many WatchAlerts streams open for this caller (at most %d at once): close one before opening another", s.watches.max)
+	}
+	defer s.watches.release(caller)
 	scope := s.scope(ctx, r.GetTenant())
 	tenant := r.GetTenant()
 	if !scope.All && len(scope.Trusts) == 1 {
