@@ -3,24 +3,34 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 )
 
 // outsiders are the clients every listener must refuse: no certificate
@@ -212,7 +222,12 @@ func TestSecurityProductionProfileEndToEnd(t *testing.T) {
 		}
 	}
 	send(t, sys, oru("MSG-SEC-1", "ACC-SEC-1", "F", "CRITICAL"))
-	id := alertIDOf(t, sys, 60*time.Second)
+	id := alertIDFromLog(t, sys, 60*time.Second)
+	// The harness's certificate is bound to no role in production (the
+	// development tools' binding is refused there): the alert API refuses it.
+	if _, err := sys.Ack.ListAlerts(context.Background(), &ackv1.ListAlertsRequest{Tenant: "RZZ"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("ListAlerts by an unbound certificate in production: %v, want PermissionDenied", err)
+	}
 	waitMail(t, sys, id, referrer, 60*time.Second)
 	// The send is recorded once the provider took it (after the mail).
 	harness.Eventually(t, 60*time.Second, func() bool {
@@ -223,4 +238,114 @@ func TestSecurityProductionProfileEndToEnd(t *testing.T) {
 		}
 		return false
 	}, func() string { return "no NotificationSent on the log" })
+}
+
+// alertIDFromLog waits for the first AlertRaised on the system's event log
+// and returns its alert id (for a system whose API the harness may not
+// read: the production profile).
+func alertIDFromLog(t *testing.T, sys *harness.System, within time.Duration) string {
+	t.Helper()
+	var id string
+	harness.Eventually(t, within, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eventlog.ReadTopic(ctx, sys.Log, sys.Log.EventsTopic, func(key, value []byte, _ int, _ int64) error {
+			var ev eventsv1.Event
+			if id == "" && proto.Unmarshal(value, &ev) == nil && ev.GetAlertRaised() != nil {
+				id = string(key)
+			}
+			return nil
+		})
+		return id != ""
+	}, func() string { return "no AlertRaised on the log" })
+	return id
+}
+
+// A sending system may send only for the trusts it is bound to (intake's
+// sender-bindings file): the RIS "north-ris", bound to RZY, presents a
+// valid certificate of the system's CA and claims RZZ on every transport.
+// MLLP answers AR naming MSH-4, FHIR 403 with an OperationOutcome, gRPC
+// PermissionDenied; nothing is recorded and the refusals are logged
+// without patient data. The harness's own sender, bound to RZZ, is served.
+func TestSecuritySenderClaimingAnotherTrustIsRefused(t *testing.T) {
+	b, err := os.ReadFile("testdata/bundle.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindings := filepath.Join(t.TempDir(), "senders.yaml")
+	doc := "senders:\n" +
+		"  - {identity: \"" + devca.SPIFFEID(harness.ClientIdentity) + "\", trusts: [RZZ]}\n" +
+		"  - {identity: \"" + devca.SPIFFEID("north-ris") + "\", trusts: [RZY]}\n"
+	if err := os.WriteFile(bindings, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sys := harness.StartSystemWith(t, bins, []harness.Bundle{{Tenant: "RZZ", YAML: string(b)}}, harness.Options{
+		Env: map[string][]string{"intake": {"HERALD_SENDER_BINDINGS_FILE=" + bindings}},
+	})
+	caFile := filepath.Join(sys.TLS.Dir, devca.CAFileName)
+	ca, err := devca.Load(caFile, filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.WriteLeaf(t.TempDir(), devca.Leaf{Name: "north-ris"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.CAFile = caFile
+	north, err := mtls.Load(f, mtls.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	send(t, sys, oru("MSG-BIND-1", "ACC-BIND-1", "F", "CRITICAL")) // the bound sender: AA
+
+	ack, err := harness.SendMLLPTLS(sys.Addrs.MLLP, oru("MSG-BIND-2", "ACC-BIND-2", "F", "CRITICAL"), north)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ack, "MSA|AR") || !strings.Contains(ack, "MSH-4") || !strings.Contains(ack, "trust RZZ") {
+		t.Errorf("MLLP: got %q, want AR with an ERR naming MSH-4 and the trust", ack)
+	}
+
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialTLSContext: north.Dialer(nil, "")}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Post("https://"+sys.Addrs.FHIR+"/fhir/RZZ/DiagnosticReport", "application/fhir+json", bytes.NewReader([]byte(`{"resourceType":"DiagnosticReport"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "OperationOutcome") || !strings.Contains(string(body), "forbidden") {
+		t.Errorf("FHIR: got %d %s, want 403 with an OperationOutcome", resp.StatusCode, body)
+	}
+
+	conn, err := grpcserver.Dial(context.Background(), sys.Addrs.IntakeGRPC, telemetry.Nop("e2e"), grpcserver.ClientTLS(north, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = intakev1.NewIntakeServiceClient(conn).RaiseAlert(context.Background(), &intakev1.RaiseAlertRequest{Report: &intakev1.Report{
+		Tenant: "RZZ", SourceSystem: "north-ris", SourceMessageId: "G-BIND-3", Accession: "ACC-BIND-3",
+		SourceFlag: &eventsv1.SourceFlag{Category: eventsv1.Category_CATEGORY_CRITICAL},
+	}})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("gRPC: got %v, want PermissionDenied", err)
+	}
+
+	// The process's output reaches the harness through a pipe: wait for it.
+	refusals := func() int {
+		return strings.Count(string(sys.Procs["intake"].Logs()), "sender not bound to the trust it claims")
+	}
+	harness.Eventually(t, 30*time.Second, func() bool { return refusals() >= 3 },
+		func() string {
+			return fmt.Sprintf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", refusals())
+		})
+	logs := string(sys.Procs["intake"].Logs())
+	if n := refusals(); n != 3 {
+		t.Errorf("intake logged %d sender refusals, want 3 (MLLP, FHIR, gRPC)", n)
+	}
+	if n := strings.Count(logs, "message recorded"); n != 1 {
+		t.Errorf("intake recorded %d messages, want 1 (the bound sender's)", n)
+	}
+	assertNoPatientData(t, sys)
 }

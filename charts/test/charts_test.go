@@ -143,7 +143,7 @@ func TestUmbrellaScenarios(t *testing.T) {
 					}
 				})
 			}
-			require.Len(t, customOf(objs, "KafkaTopic"), map[bool]int{true: 3, false: 0}[s.topics], "KafkaTopics")
+			require.Len(t, customOf(objs, "KafkaTopic"), map[bool]int{true: 6, false: 0}[s.topics], "KafkaTopics (the log's three and the audit trail's three)")
 		})
 	}
 }

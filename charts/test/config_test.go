@@ -146,8 +146,9 @@ func TestPerTenantSettings(t *testing.T) {
 }
 
 // Every credential is a reference to a Secret the platform team creates:
-// SMTP, SMS (Notify API key), webhook signing, OIDC client secret, ack-link
-// signing secret, Redis password and TLS.
+// SMTP, SMS (Notify API key), webhook signing, OIDC client secret and
+// session key, the ack-link signing key (notification's alone) and public
+// keys, Redis password and TLS.
 func TestSecretReferences(t *testing.T) {
 	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
 		sets: []string{"rules.tls.existingSecret=herald-rules-grpc-tls", "rules.tls.clientCA=true", "rules.probes.port=9091",
@@ -184,15 +185,17 @@ func TestSecretReferences(t *testing.T) {
 		}
 	}
 	for k, v := range map[string]string{
-		"notification HERALD_SMTP_USER":                  "herald-smtp/user",
-		"notification HERALD_SMTP_PASSWORD_FILE":         "herald-smtp/password",
-		"notification HERALD_NOTIFY_API_KEY_FILE":        "herald-notify/api-key",
-		"notification HERALD_WEBHOOK_SECRET_FILE":        "herald-webhook/secret",
-		"notification HERALD_RECEIPTS_SECRET_FILE":       "herald-receipts/secret",
-		"notification HERALD_ACK_LINK_SECRET_FILE":       "herald-ack-link/secret",
-		"acknowledgement HERALD_ACK_LINK_SECRET_FILE":    "herald-ack-link/secret",
-		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE": "herald-oidc/client-secret",
-		"acknowledgement HERALD_SESSION_KEY_FILE":        "herald-oidc/session-key",
+		"notification HERALD_SMTP_USER":            "herald-smtp/user",
+		"notification HERALD_SMTP_PASSWORD_FILE":   "herald-smtp/password",
+		"notification HERALD_NOTIFY_API_KEY_FILE":  "herald-notify/api-key",
+		"notification HERALD_WEBHOOK_SECRET_FILE":  "herald-webhook/secret",
+		"notification HERALD_RECEIPTS_SECRET_FILE": "herald-receipts/secret",
+		// Notification holds the private link key, acknowledgement the
+		// public keys only.
+		"notification HERALD_ACK_LINK_KEY_FILE":            "herald-ack-link-signing/key.pem",
+		"acknowledgement HERALD_ACK_LINK_PUBLIC_KEYS_FILE": "herald-ack-link-public/keys.pem",
+		"acknowledgement HERALD_SESSION_KEY_FILE":          "herald-oidc/session-key",
+		"acknowledgement HERALD_OIDC_CLIENT_SECRET_FILE":   "herald-oidc/client-secret",
 		// One alert-reference key for both services; Notify's callback token
 		// beside its API key.
 		"notification HERALD_REFERENCE_KEY_FILE":         "herald-reference/key",
@@ -209,6 +212,10 @@ func TestSecretReferences(t *testing.T) {
 		"acknowledgement HERALD_REDIS_TLS_CA":             "herald-redis-ca/ca.crt",
 	} {
 		require.Equal(t, v, refs[k], "Secret reference of %s", k)
+	}
+	for _, name := range []string{"herald-acknowledgement", "herald-intake", "herald-rules"} {
+		_, holds := refs[strings.TrimPrefix(name, "herald-")+" HERALD_ACK_LINK_KEY_FILE"]
+		require.False(t, holds, "%s never mounts the acknowledge-link signing key", name)
 	}
 	rules := deploymentNamed(t, objs, "herald-rules")
 	require.Equal(t, "herald-rules-grpc-tls", volumeNamed(t, rules, "tls").Secret.SecretName)
@@ -259,4 +266,25 @@ func mountsOf(c corev1.Container) []string {
 		out = append(out, m.MountPath)
 	}
 	return out
+}
+
+// Every service reads the one role-binding file (docs/authorization.md)
+// from the ConfigMap global.roleBindings names, mounted as a directory so
+// that an edit reaches the pods (the services re-read it); without one, no
+// service is given a file.
+func TestRoleBindingsFromAConfigMap(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")},
+		sets: []string{"global.roleBindings.configMap=herald-role-bindings"}}))
+	deployments := objectsOf[*appsv1.Deployment](objs)
+	require.NotEmpty(t, deployments)
+	for _, d := range deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		require.Equal(t, "/etc/herald/authz/role-bindings.yaml", envOf(c)["HERALD_ROLE_BINDINGS_FILE"].Value, d.Name)
+		require.Contains(t, mountsOf(c), "/etc/herald/authz", "%s mounts the role bindings", d.Name)
+		require.Equal(t, "herald-role-bindings", volumeNamed(t, d, "role-bindings").ConfigMap.Name, d.Name)
+	}
+	for _, d := range objectsOf[*appsv1.Deployment](decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")}}))) {
+		_, set := envOf(d.Spec.Template.Spec.Containers[0])["HERALD_ROLE_BINDINGS_FILE"]
+		require.False(t, set, "%s reads a role-binding file nobody configured", d.Name)
+	}
 }

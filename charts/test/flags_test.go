@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/console"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -48,6 +49,10 @@ func serviceConfig(svc string) (*flag.FlagSet, func() error) {
 		return fs, func() error { return c.Validate() }
 	case "acknowledgement":
 		c := acknowledgement.DefaultConfig()
+		c.RegisterFlags(fs)
+		return fs, func() error { return c.Validate() }
+	case "console":
+		c := console.DefaultConfig()
 		c.RegisterFlags(fs)
 		return fs, func() error { return c.Validate() }
 	}
@@ -107,4 +112,29 @@ func TestIntakeLoadsTheRenderedTenantsFile(t *testing.T) {
 
 	d := deploymentNamed(t, objs, "herald-intake")
 	require.Equal(t, "/etc/herald/tenants/tenants.yaml", envOf(d.Spec.Template.Spec.Containers[0])["HERALD_TENANTS_FILE"].Value)
+}
+
+// The national values bind each sender to its trusts, and the bindings
+// file the intake chart renders from them is one intake loads and applies.
+func TestIntakeLoadsTheRenderedSenderBindings(t *testing.T) {
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "herald", valueFiles: []string{ciValues(t, "national-values.yaml")}}))
+	cm := configMapNamed(t, objs, "herald-intake-senders")
+	path := filepath.Join(t.TempDir(), "senders.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cm.Data["senders.yaml"]), 0o600))
+	b, err := intake.LoadSenderBindings(path)
+	require.NoError(t, err)
+	require.True(t, b.Allows("spiffe://north-east.example.nhs.uk/ns/ris/sa/rzz-cris", "RZZ"))
+	require.False(t, b.Allows("spiffe://north-east.example.nhs.uk/ns/ris/sa/rzz-cris", "RZY"), "a trust's RIS sends for its own trust only")
+	require.True(t, b.Allows("ie.north-east.example.nhs.uk", "RZY"))
+
+	d := deploymentNamed(t, objs, "herald-intake")
+	require.Equal(t, "/etc/herald/senders/senders.yaml", envOf(d.Spec.Template.Spec.Containers[0])["HERALD_SENDER_BINDINGS_FILE"].Value)
+	require.Equal(t, "herald-intake-senders", volumeNamed(t, d, "senders").ConfigMap.Name)
+	require.Contains(t, mountsOf(d.Spec.Template.Spec.Containers[0]), "/etc/herald/senders")
+
+	// Without bindings nothing is rendered, and intake (production) refuses
+	// to start, naming the setting.
+	plain := decodeAll(t, mustRender(t, renderOpts{chart: "herald"}))
+	_, set := envOf(deploymentNamed(t, plain, "herald-intake").Spec.Template.Spec.Containers[0])["HERALD_SENDER_BINDINGS_FILE"]
+	require.False(t, set)
 }

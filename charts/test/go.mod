@@ -109,6 +109,7 @@ require (
 	github.com/herald-health/herald/platform v0.0.0
 	github.com/herald-health/herald/proto v0.0.0 // indirect
 	github.com/herald-health/herald/services/acknowledgement v0.0.0
+	github.com/herald-health/herald/services/console v0.0.0
 	github.com/herald-health/herald/services/intake v0.0.0
 	github.com/herald-health/herald/services/notification v0.0.0
 	github.com/herald-health/herald/services/rules v0.0.0
@@ -182,6 +183,8 @@ replace github.com/herald-health/herald/platform => ../../platform
 replace github.com/herald-health/herald/proto => ../../proto
 
 replace github.com/herald-health/herald/services/acknowledgement => ../../services/acknowledgement
+
+replace github.com/herald-health/herald/services/console => ../../services/console
 
 replace github.com/herald-health/herald/services/intake => ../../services/intake
 

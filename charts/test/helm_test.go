@@ -37,6 +37,9 @@ const (
 // services are the four service charts, in dependency-build order.
 var services = []string{"intake", "rules", "notification", "acknowledgement"}
 
+// standalone are charts outside the umbrella (no library dependency).
+var standalone = []string{"console"}
+
 // charts are every chart, the library first and the umbrella last.
 var charts = append(append([]string{"herald-lib"}, services...), "herald")
 
@@ -48,7 +51,7 @@ var chartsDir = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, c := range charts {
+	for _, c := range append(append([]string{}, charts...), standalone...) {
 		if err := copyChart(filepath.Join("..", c), filepath.Join(dst, c)); err != nil {
 			return dst, fmt.Errorf("copy chart %s: %w", c, err)
 		}

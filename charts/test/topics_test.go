@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 )
 
 // eventlogConfig is the eventlog.Config a Deployment's HERALD_KAFKA_
@@ -60,9 +61,21 @@ func TestKafkaTopicsMatchTheServicesTopicSpecs(t *testing.T) {
 				cfg, _, _ := unstructured.NestedMap(u.Object, "spec", "config")
 				require.Equal(t, false, cfg["unclean.leader.election.enable"], "%s unclean.leader.election.enable", name)
 			}
-			require.Len(t, topics, 3)
+			require.Len(t, topics, 6)
 
 			for _, d := range objectsOf[*appsv1.Deployment](objs) {
+				// The audit trail's topics are kept forever, whatever the
+				// log's retention.
+				for _, spec := range audit.DefaultTopics().Specs(eventlogConfig(t, d)) {
+					u, ok := topics[spec.Topic]
+					require.True(t, ok, "%s uses audit topic %s, which has no KafkaTopic", d.Name, spec.Topic)
+					s := u.Object["spec"].(map[string]any)
+					require.EqualValues(t, spec.NumPartitions, s["partitions"], "%s partitions", spec.Topic)
+					cfg := s["config"].(map[string]any)
+					for _, e := range spec.ConfigEntries {
+						require.Equal(t, e.ConfigValue, scalar(cfg[e.ConfigName]), "%s %s (KafkaTopic vs %s)", spec.Topic, e.ConfigName, d.Name)
+					}
+				}
 				specs := eventlog.TopicSpecs(eventlogConfig(t, d))
 				require.Len(t, specs, 3)
 				for _, spec := range specs {

@@ -28,6 +28,7 @@ var (
 	envFlag   = flag.String("chaos.env", "", "extra settings per service, e.g. notification:HERALD_LEASE=10s,acknowledgement:HERALD_TIMER_LEASE=5s")
 	seed      = flag.Uint64("chaos.seed", 0, "seed of the acknowledgement plans (default random, printed)")
 	reportTo  = flag.String("chaos.report", "", "also append the report to this file")
+	noFaults  = flag.Bool("chaos.no-faults", false, "no kill, no wipe, no broker fault: the same load and observer, for the lateness without faults")
 )
 
 // bins holds the service binaries, built once.
@@ -101,10 +102,14 @@ func TestChaos(t *testing.T) {
 	runID := fmt.Sprintf("%05d", rand.IntN(100000))
 	loadDone := make(chan *loadStats)
 	go func() { loadDone <- drive(ctx, sys, runID, *rate, load) }()
-	faults := inject(ctx, t, sys, faultPlan{
+	plan := faultPlan{
 		killEvery: kill, flushAt: 0.5, cluster: cluster,
 		brokerRestartAt: 0.25, brokerKillAt: 0.65, brokerDown: max(10*time.Second, load/20),
-	}, load)
+	}
+	if *noFaults {
+		plan = faultPlan{none: true}
+	}
+	faults := inject(ctx, t, sys, plan, load)
 	stats := <-loadDone
 	t.Logf("load done: %d sent, %d accepted, %d refused, %d resends", stats.sent, len(stats.accepted), len(stats.refused), stats.retries.Load())
 

@@ -31,6 +31,8 @@ type faultPlan struct {
 	brokerRestartAt float64
 	brokerKillAt    float64
 	brokerDown      time.Duration
+	// none: no fault at all (the lateness without faults, -chaos.no-faults).
+	none bool
 }
 
 // faultLog is what was done, with times.
@@ -72,6 +74,10 @@ func inject(ctx context.Context, t *testing.T, s *system, plan faultPlan, run ti
 			}
 			fn()
 		})
+	}
+	if plan.none {
+		f.add("no faults (-chaos.no-faults)")
+		return f
 	}
 	later(at(plan.flushAt), func() {
 		err := s.redis.FlushAll(context.Background()).Err()

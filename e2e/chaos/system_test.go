@@ -270,7 +270,7 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 	s.notifyDue = []string{suffix + ":notification:due", suffix + ":notification:due:critical"}
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
-	secretFile := harness.WriteSecret(t, strings.Repeat("chaos-ack-link-secret-", 3))
+	linkKeys := harness.NewAckLinkKeys(t)
 	refKeyFile := harness.WriteSecret(t, refSecret)
 	s.idp = harness.StartIDP(t, "http://"+s.ackHTTP.addr)
 	common := []string{
@@ -301,12 +301,12 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 		case "acknowledgement":
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_HTTP_ADDR=" + x.http, "HERALD_PUBLIC_URL=http://" + s.ackHTTP.addr,
 				"HERALD_GROUP_ID=ack-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-				"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient"}
+				"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + linkKeys.PublicKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient"}
 		default: // notification
 			return []string{"HERALD_GRPC_ADDR=" + x.grpc, "HERALD_RECEIPTS_ADDR=" + x.receipts,
 				"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 				"HERALD_RULES_ADDR=" + rules.addr, "HERALD_ACK_BASE_URL=http://" + s.ackHTTP.addr,
-				"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+				"HERALD_ACK_LINK_KEY_FILE=" + linkKeys.PrivateKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
 				"HERALD_WEBHOOK_SECRET_FILE=" + harness.WriteSecret(t, "chaos-webhook-secret"), "HERALD_RATE_LIMIT_MAX=0"}
 		}
 	}

@@ -29,6 +29,8 @@ type verdict struct {
 	sendsAfterAck       int // messages begun after the acknowledgement's append
 	sendsBeyondWindow   int // ... by more than the race window
 	sendLag             []time.Duration
+	lateSendSamples     []string
+	queueAfterAck       int // fail-safe queue messages of alerts queued before their acknowledgement (owed, #18)
 	acksUnconfirmed     int // acknowledgements in the log whose call did not return success
 
 	deadlines, fired, cancelled int
@@ -129,13 +131,32 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			}
 		}
 		if m.ack != nil {
-			for _, times := range got[id] {
+			for sl, times := range got[id] {
+				if sl == slotQueue && m.failsafe != nil {
+					// Queued before it was acknowledged: an acknowledgement of a
+					// fail-safe-queued alert closes nothing, and the queue's
+					// message is owed until an officer closes the alert (#18).
+					for _, b := range times {
+						if b.After(inLog) {
+							v.queueAfterAck++
+						}
+					}
+					continue
+				}
 				for _, b := range times {
 					if lag := b.Sub(inLog); lag > 0 {
 						v.sendsAfterAck++
 						v.sendLag = append(v.sendLag, lag)
 						if lag > window {
 							v.sendsBeyondWindow++
+							if len(v.lateSendSamples) < 10 {
+								judged := "the call's success"
+								if _, ok := confirmed[ref(id)]; !ok {
+									judged = "the record's time: the call did not succeed"
+								}
+								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s %s +%v (ack at %s, judged by %s; record time %s)",
+									ref(id), sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
+							}
 						}
 					}
 				}
@@ -266,6 +287,7 @@ func (v *verdict) report(window time.Duration) string {
 	info("deadlines overtaken before they fired (cancelled after due): %d, max %v", v.cancelledLate, v.cancelledLateMax.Round(time.Millisecond))
 	info("breaches decided after an acknowledgement in the log: %d; NotificationSuperseded events: %d; TimerRepaired events: %d", v.breachesDecided, v.superseded, v.repaired)
 	info("acknowledgements judged by their record's time (the call did not return success): %d", v.acksUnconfirmed)
+	info("fail-safe queue messages begun after the acknowledgement of an alert queued before it (owed until an officer closes it, #18; not counted above): %d", v.queueAfterAck)
 	if len(v.neverFired) > 0 {
 		info("never fired (first 10): %v", v.neverFired[:min(10, len(v.neverFired))])
 	}
@@ -274,6 +296,9 @@ func (v *verdict) report(window time.Duration) string {
 	}
 	if len(v.unresolved) > 0 {
 		info("neither acknowledged nor fail-safe queued (first 10): %v", v.unresolved[:min(10, len(v.unresolved))])
+	}
+	if len(v.lateSendSamples) > 0 {
+		info("messages begun beyond the race window (first 10): %v", v.lateSendSamples)
 	}
 	if len(v.skippedSamples) > 0 {
 		info("silently skipped (first 10): %v", v.skippedSamples)

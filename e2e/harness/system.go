@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"fmt"
+	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/devca"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisconn"
@@ -48,6 +51,10 @@ type System struct {
 	// BundleTopic is rules' policy-bundle topic (proposals, approvals).
 	BundleTopic string
 	Secret      string
+	// AckLinks is the system's throwaway acknowledge-link key pair:
+	// notification signs with the private key, acknowledgement verifies
+	// with the public one.
+	AckLinks acklink.Generated
 	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
 	// are mutual TLS with it.
 	TLS *TLS
@@ -104,7 +111,6 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		SMTP:    NewSMTPSink(t),
 		Webhook: NewWebhookSink(t),
 		Traces:  NewTraceCollector(t),
-		Secret:  strings.Repeat("e2e-ack-link-secret-", 3),
 		TLS:     NewTLS(t),
 		RefKey:  strings.Repeat("e2e-reference-key-", 3),
 	}
@@ -159,6 +165,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		tenants = append(tenants, b.Tenant)
 	}
 	tenantsFile := WriteTenants(t, tenants...)
+	// The harness's certificate is the sender of every trust's messages.
+	bindingsFile := WriteSenderBindings(t, devca.SPIFFEID(ClientIdentity), tenants...)
 
 	free := func() string { return testinfra.FreePort(t) }
 	s.Addrs = Addrs{
@@ -177,10 +185,20 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	db := fmt.Sprint(s.Redis.Options().DB)
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
-	secretFile := WriteSecret(t, s.Secret)
 	s.IDP = StartIDP(t, "http://"+s.Addrs.AckHTTP)
+	s.AckLinks = NewAckLinkKeys(t)
+	sessionKeyFile := WriteSecret(t, strings.Repeat("e2e-session-key-", 3))
 	refKeyFile := WriteSecret(t, s.RefKey)
+	// Authorization (docs/authorization.md): the development role
+	// bindings, whose e2e identity (the harness's and heraldctl's
+	// certificate) acts with every role until people log in; the
+	// production profile gets the people only (it refuses the tools).
+	bindings, err := devbindings.Write(t.TempDir(), !opts.SecureInfra)
+	if err != nil {
+		t.Fatal(err)
+	}
 	common := []string{
+		"HERALD_ROLE_BINDINGS_FILE=" + bindings,
 		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Log.Brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.Log.EventsTopic,
 		"HERALD_KAFKA_DLQ_TOPIC=" + s.Log.DLQTopic,
@@ -198,6 +216,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"intake": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.IntakeGRPC, "HERALD_MLLP_ADDR=" + s.Addrs.MLLP, "HERALD_FHIR_ADDR=" + s.Addrs.FHIR,
 			"HERALD_OUTCOME_PREFIX=" + intakePrefix, "HERALD_TENANTS_FILE=" + tenantsFile,
+			"HERALD_SENDER_BINDINGS_FILE=" + bindingsFile,
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
@@ -206,8 +225,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.AckGRPC, "HERALD_HTTP_ADDR=" + s.Addrs.AckHTTP, "HERALD_PUBLIC_URL=http://" + s.Addrs.AckHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
-			"HERALD_SESSION_KEY_FILE=" + WriteSecret(t, strings.Repeat("e2e-session-key-", 3)),
+			"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + s.AckLinks.PublicKeyFile, "HERALD_SESSION_KEY_FILE=" + sessionKeyFile,
+			"HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
 			"HERALD_OIDC_CLIENT_ID=" + PageClient, "HERALD_OIDC_CLIENT_SECRET_FILE=" + WriteSecret(t, pageSecret), "HERALD_OIDC_PERSON_CLAIM=herald_person",
 			"HERALD_TIMER_LEASE=5s",
 		},
@@ -215,7 +234,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_GRPC_ADDR=" + s.Addrs.NotificationGRPC, "HERALD_RECEIPTS_ADDR=" + s.Addrs.Receipts,
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + s.notificationPrefix,
 			"HERALD_RULES_ADDR=" + s.Addrs.RulesGRPC, "HERALD_ACK_BASE_URL=http://" + s.Addrs.AckHTTP,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
+			"HERALD_ACK_LINK_KEY_FILE=" + s.AckLinks.PrivateKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
 			"HERALD_SMTP_ADDR=" + s.SMTP.Addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_WEBHOOK_SECRET_FILE=" + WriteSecret(t, "e2e-webhook-secret"), "HERALD_RETRY_INITIAL=200ms", "HERALD_RETRY_MAX=2s",
 			"HERALD_SEND_TIMEOUT=5s", "HERALD_RATE_LIMIT_MAX=0",
@@ -265,6 +284,19 @@ func WriteTenants(t testing.TB, ods ...string) string {
 	}
 	path := filepath.Join(t.TempDir(), "tenants.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteSenderBindings writes an intake sender-bindings file that binds
+// identity (a certificate's, e.g. devca.SPIFFEID(ClientIdentity)) to the
+// trusts ods, and returns its path.
+func WriteSenderBindings(t testing.TB, identity string, ods ...string) string {
+	t.Helper()
+	body := fmt.Sprintf("senders:\n  - identity: %q\n    trusts: [%s]\n", identity, strings.Join(ods, ", "))
+	path := filepath.Join(t.TempDir(), "senders.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -373,6 +405,17 @@ func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
 		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
+}
+
+// NewAckLinkKeys makes a throwaway acknowledge-link key pair in a
+// temporary folder (as NewTLS makes the CA).
+func NewAckLinkKeys(t testing.TB) acklink.Generated {
+	t.Helper()
+	g, err := acklink.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // WriteSecret writes a secret into a file of its own (mode 0600) and

@@ -21,4 +21,10 @@
 // Durations and rates are set by the -load.* flags, not by -benchtime; run
 // it with -benchtime 1x. -load.pprof DIR saves a CPU profile of each service
 // taken during the throughput phase (go tool pprof DIR/notification.pprof).
+//
+// BenchmarkTLSCost (tlscost_test.go) measures what TLS everywhere costs
+// against the plaintext development mode, in alternating pairs of systems
+// in one run (docs/performance.md):
+//
+//	cd e2e && go test -run '^$' -bench TLSCost -benchtime 1x -timeout 30m ./load -args -load.pairs 3
 package load

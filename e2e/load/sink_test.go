@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"github.com/herald-health/herald/platform/alertref"
 	"io"
 	"net"
 	"strings"
@@ -133,18 +134,16 @@ func reference(body []byte) string {
 	return strings.TrimSpace(string(rest))
 }
 
-// refOf is the notification service's reference of an alert id.
+// referenceKey is the key of the alert references the services print
+// (startSystem gives it to notification and acknowledgement).
+var referenceKey = strings.Repeat("load-reference-key-", 3)
+
+// refOf is the notification service's reference of an alert id: the keyed
+// HRD- reference (platform/alertref) under referenceKey.
 func refOf(alertID string) string {
-	s := strings.ToUpper(alertID)
-	if len(s) > 12 {
-		s = s[:12]
+	k, err := alertref.New([]byte(referenceKey))
+	if err != nil {
+		panic(err) // referenceKey is long enough
 	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && i%4 == 0 {
-			b.WriteByte('-')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return k.Ref(alertID)
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
@@ -32,7 +33,8 @@ import (
 // processes' ids for resource accounting and the production partition
 // count.
 type system struct {
-	// tls is the harness's identity (every hop is mutual TLS).
+	// tls is the harness's identity (every hop is mutual TLS); nil in the
+	// plaintext mode.
 	tls    *mtls.Source
 	procs  map[string]*proc
 	log    eventlog.Config
@@ -57,6 +59,10 @@ type systemConfig struct {
 	notificationWorkers int
 	// profile starts each service with --pprof-addr (s.pprof holds them).
 	profile bool
+	// plaintext runs the development mode without TLS (-insecure): gRPC,
+	// MLLP and FHIR in the clear, for the TLS-cost comparison
+	// (BenchmarkTLSCost). Otherwise every hop is mutual TLS.
+	plaintext bool
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -110,7 +116,8 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		"HERALD_METRICS_ADDR=",
 		"HERALD_LOG_LEVEL=info",
 	}
-	secretFile := harness.WriteSecret(b, strings.Repeat("load-ack-link-secret-", 3))
+	linkKeys := harness.NewAckLinkKeys(b)
+	refKeyFile := harness.WriteSecret(b, referenceKey)
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
@@ -123,13 +130,14 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		"acknowledgement": {
 			"HERALD_GRPC_ADDR=" + ackGRPC, "HERALD_HTTP_ADDR=" + ackHTTP, "HERALD_PUBLIC_URL=http://" + ackHTTP,
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + suffix,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + linkKeys.PublicKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile,
+			"HERALD_DEV_IDENTITY=link-recipient",
 		},
 		"notification": {
 			"HERALD_GRPC_ADDR=" + notifGRPC, "HERALD_RECEIPTS_ADDR=" + free(),
 			"HERALD_GROUP_ID=notification-" + suffix, "HERALD_REDIS_PREFIX=" + suffix + ":notification",
 			"HERALD_RULES_ADDR=" + rulesGRPC, "HERALD_ACK_BASE_URL=http://" + ackHTTP,
-			"HERALD_ACK_LINK_SECRET_FILE=" + secretFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
+			"HERALD_ACK_LINK_KEY_FILE=" + linkKeys.PrivateKeyFile, "HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_SMTP_ADDR=" + s.smtp.addr, "HERALD_SMTP_STARTTLS=false",
 			"HERALD_RATE_LIMIT_MAX=0",
 		},
 	}
@@ -146,18 +154,28 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 			env[name] = append(env[name], "HERALD_PPROF_ADDR="+s.pprof[name])
 		}
 	}
-	// Every gRPC hop, MLLP and FHIR over mutual TLS, as in production
-	// (docs/performance.md compares it with plaintext).
-	tlsCA := harness.NewTLS(b)
-	s.tls = tlsCA.Client
+	// Every gRPC hop, MLLP and FHIR over mutual TLS, as in production, the
+	// load generator bound to the trust it sends for; or, for the
+	// comparison (docs/performance.md), the plaintext development mode.
+	security := func(string) []string { return []string{"HERALD_PROFILE=development", "HERALD_INSECURE=true"} }
+	if !sc.plaintext {
+		tlsCA := harness.NewTLS(b)
+		s.tls = tlsCA.Client
+		security = tlsCA.ServiceEnv
+		env["intake"] = append(env["intake"], "HERALD_SENDER_BINDINGS_FILE="+harness.WriteSenderBindings(b, devca.SPIFFEID(harness.ClientIdentity), "RZZ"))
+	}
 	for _, name := range harness.Services {
-		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), tlsCA.ServiceEnv(name)...), env[name]...))
+		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), security(name)...), env[name]...))
 		s.procs[name] = p
 		waitHealthy(b, health[name], s.tls, 90*time.Second, p)
 	}
 	tel := telemetry.Nop("load")
+	var dialOpts []grpcserver.DialOption
+	if s.tls != nil {
+		dialOpts = append(dialOpts, grpcserver.ClientTLS(s.tls, ""))
+	}
 	for range max(1, sc.conns) {
-		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel, grpcserver.ClientTLS(s.tls, ""))
+		conn, err := grpcserver.Dial(context.Background(), intakeGRPC, tel, dialOpts...)
 		if err != nil {
 			b.Fatal(err)
 		}

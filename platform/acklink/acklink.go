@@ -1,18 +1,29 @@
 // Package acklink signs and verifies acknowledge-link tokens: the opaque,
 // URL-safe token that a notification carries in <ack-base-url>/ack/<token>.
 //
-// A token is base64url(payload) "." base64url(HMAC-SHA256(secret, payload)),
-// where payload is a small JSON object of the Claims. The token holds ids
-// only (token, alert, notification, person, step) and an expiry: never
-// patient data. Tokens are tamper-evident and expiring; single use is
-// enforced by the acknowledgement service (it records the token id once).
+// Links are signed asymmetrically. The notification service holds an
+// Ed25519 private key and signs (Signer); the acknowledgement service holds
+// only public keys and verifies (Verifier), so a leak of the
+// acknowledgement service's configuration cannot mint links. A token is
 //
-// Tokens are bearer secrets: never log them or put them in span attributes.
+//	kid "." base64url(payload) "." base64url(Ed25519(kid "." base64url(payload)))
+//
+// where kid names the signing key (KeyID: the first 12 bytes of the SHA-256
+// of the public key, base64url) and payload is a small JSON object of the
+// Claims. The key id lets keys rotate: the verifiers trust the old and the
+// new public key while links signed with the old one are still alive
+// (docs/deployment.md, "Acknowledge-link keys").
+//
+// The token holds ids only (token, alert, notification, person, step) and
+// an expiry: never patient data. Tokens are tamper-evident and expiring;
+// single use is enforced by the acknowledgement service (it records the
+// token id once). Tokens are bearer secrets: never log them or put them in
+// span attributes.
 package acklink
 
 import (
 	"bytes"
-	"crypto/hmac"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -21,9 +32,6 @@ import (
 	"strings"
 	"time"
 )
-
-// MinSecretLen is the shortest accepted signing secret, in bytes.
-const MinSecretLen = 32
 
 // maxTokenLen bounds the input Verify will look at, so a hostile URL cannot
 // make it decode megabytes.
@@ -34,7 +42,10 @@ const maxTokenLen = 2048
 var (
 	// ErrMalformed means the token is not of the acklink shape.
 	ErrMalformed = errors.New("acklink: malformed token")
-	// ErrBadSignature means the token was altered or signed with another secret.
+	// ErrUnknownKey means the token names a key the verifier does not
+	// trust (retired, or never one of this deployment's).
+	ErrUnknownKey = errors.New("acklink: unknown signing key")
+	// ErrBadSignature means the token was altered or signed with another key.
 	ErrBadSignature = errors.New("acklink: bad signature")
 	// ErrExpired means the token was valid but its expiry has passed.
 	ErrExpired = errors.New("acklink: token expired")
@@ -65,13 +76,39 @@ type wire struct {
 
 var enc = base64.RawURLEncoding
 
-// Sign returns the token for c. It fails if the secret is shorter than
-// MinSecretLen or a required claim (TokenID, AlertID, PersonID, ExpiresAt)
-// is missing.
-func Sign(secret []byte, c Claims) (string, error) {
-	if len(secret) < MinSecretLen {
-		return "", fmt.Errorf("acklink: secret is %d bytes, need at least %d", len(secret), MinSecretLen)
+// KeyID returns the key id of a public key: base64url of the first 12
+// bytes of its SHA-256 (16 characters).
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return enc.EncodeToString(sum[:12])
+}
+
+// kidLen is the length of every KeyID.
+const kidLen = 16
+
+// Signer signs tokens with one private key.
+type Signer struct {
+	key ed25519.PrivateKey
+	kid string
+}
+
+// NewSigner returns a signer of key.
+func NewSigner(key ed25519.PrivateKey) (*Signer, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("acklink: private key is %d bytes, want an Ed25519 key (%d)", len(key), ed25519.PrivateKeySize)
 	}
+	return &Signer{key: key, kid: KeyID(key.Public().(ed25519.PublicKey))}, nil
+}
+
+// KeyID is the id of the signer's key, carried in every token it signs.
+func (s *Signer) KeyID() string { return s.kid }
+
+// Public is the signer's public key (the one verifiers must trust).
+func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
+// Sign returns the token for c. It fails if a required claim (TokenID,
+// AlertID, PersonID, ExpiresAt) is missing.
+func (s *Signer) Sign(c Claims) (string, error) {
 	switch {
 	case c.TokenID == "":
 		return "", errors.New("acklink: claims.TokenID is empty")
@@ -93,23 +130,57 @@ func Sign(secret []byte, c Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("acklink: encode claims: %w", err)
 	}
-	return enc.EncodeToString(payload) + "." + enc.EncodeToString(mac(secret, payload)), nil
+	signed := s.kid + "." + enc.EncodeToString(payload)
+	return signed + "." + enc.EncodeToString(ed25519.Sign(s.key, []byte(signed))), nil
 }
 
-// Verify checks the token's signature under secret and its expiry against
-// now, and returns its claims. Errors wrap ErrMalformed, ErrBadSignature or
-// ErrExpired. A token is expired when now is at or after ExpiresAt. Only the
-// exact text Sign returned verifies: another base64 spelling of the same
-// bytes is malformed.
-func Verify(secret []byte, token string, now time.Time) (Claims, error) {
-	if len(secret) == 0 {
-		return Claims{}, errors.New("acklink: empty secret")
+// Verifier verifies tokens signed by any of a set of public keys.
+type Verifier struct {
+	keys map[string]ed25519.PublicKey
+}
+
+// NewVerifier returns a verifier trusting keys (at least one).
+func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("acklink: no public keys to verify with")
 	}
+	v := &Verifier{keys: make(map[string]ed25519.PublicKey, len(keys))}
+	for i, k := range keys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("acklink: public key %d is %d bytes, want an Ed25519 key (%d)", i+1, len(k), ed25519.PublicKeySize)
+		}
+		v.keys[KeyID(k)] = k
+	}
+	return v, nil
+}
+
+// KeyIDs lists the ids of the trusted keys (for a start-up log line).
+func (v *Verifier) KeyIDs() []string {
+	ids := make([]string, 0, len(v.keys))
+	for id := range v.keys {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Verify checks the token's signature under the key it names and its
+// expiry against now, and returns its claims. Errors wrap ErrMalformed,
+// ErrUnknownKey, ErrBadSignature or ErrExpired. A token is expired when now
+// is at or after ExpiresAt. Only the exact text Sign returned verifies:
+// another base64 spelling of the same bytes is malformed.
+func (v *Verifier) Verify(token string, now time.Time) (Claims, error) {
 	if len(token) == 0 || len(token) > maxTokenLen {
 		return Claims{}, ErrMalformed
 	}
-	p64, s64, ok := strings.Cut(token, ".")
+	kid, rest, ok := strings.Cut(token, ".")
+	if !ok || len(kid) != kidLen {
+		return Claims{}, ErrMalformed
+	}
+	p64, s64, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(s64, ".") {
+		return Claims{}, ErrMalformed
+	}
+	if _, ok := decodeCanonical(kid); !ok {
 		return Claims{}, ErrMalformed
 	}
 	payload, ok := decodeCanonical(p64)
@@ -117,16 +188,20 @@ func Verify(secret []byte, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	sig, ok := decodeCanonical(s64)
-	if !ok || len(sig) != sha256.Size {
+	if !ok || len(sig) != ed25519.SignatureSize {
 		return Claims{}, ErrMalformed
 	}
-	if !hmac.Equal(sig, mac(secret, payload)) {
+	key, ok := v.keys[kid]
+	if !ok {
+		return Claims{}, ErrUnknownKey
+	}
+	if !ed25519.Verify(key, []byte(token[:len(kid)+1+len(p64)]), sig) {
 		return Claims{}, ErrBadSignature
 	}
 	var w wire
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
+	if err := dec.Decode(&w); err != nil || dec.More() {
 		return Claims{}, ErrMalformed
 	}
 	if w.TokenID == "" || w.AlertID == "" || w.PersonID == "" || w.ExpiresAt == 0 {
@@ -156,10 +231,4 @@ func decodeCanonical(s string) ([]byte, bool) {
 		return nil, false
 	}
 	return b, true
-}
-
-func mac(secret, payload []byte) []byte {
-	h := hmac.New(sha256.New, secret)
-	h.Write(payload)
-	return h.Sum(nil)
 }

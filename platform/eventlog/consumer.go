@@ -31,6 +31,10 @@ type Delivery struct {
 	Partition int
 	Offset    int64
 	Headers   []kafka.Header
+	// Key and Value are the record as read; with ConsumerConfig.Raw, Value
+	// is not decoded and Event is nil.
+	Key   []byte
+	Value []byte
 }
 
 // Handler handles one event. It must be idempotent: the same event may be
@@ -93,10 +97,10 @@ type ConsumerConfig struct {
 	// 10%, for 0.1-0.2 ms on the median at 100 alerts/s
 	// (docs/performance.md, round 6).
 	FetchLinger time.Duration
-	// Freshness, when set, is told of every record handled (the handled run
-	// of each partition), so that its Wait returns as soon as this process
-	// has handled what it waits for.
-	Freshness *Freshness
+	// Raw hands records to the handler undecoded (Delivery.Value): for
+	// topics whose records are not herald.events.v1.Event (the audit
+	// intake). Nothing is dead-lettered for its shape then.
+	Raw bool
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
 	// commitOffsets replaces gen.CommitOffsets (tests inject failures).
@@ -259,9 +263,6 @@ func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message, commit fun
 		case <-ctx.Done():
 			return
 		case m := <-ch:
-			if f := c.cfg.Freshness; f != nil {
-				f.dispatched(m.Partition, string(m.Key), m.Offset)
-			}
 			p := w.add(m)
 			select {
 			case lanes[laneOf(m.Key, len(lanes))] <- p:
@@ -283,9 +284,6 @@ func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window, comm
 		case p := <-in:
 			if !c.handle(ctx, p.m) {
 				return
-			}
-			if f := c.cfg.Freshness; f != nil {
-				f.handledKey(p.m.Partition, string(p.m.Key))
 			}
 			w.done(p, commit)
 		}
@@ -346,17 +344,21 @@ func (w *window) done(p *pending, commit func(kafka.Message)) {
 // handle runs the handler with the retry policy. It returns false only when
 // ctx ended before the record was settled (it will be redelivered).
 func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
-	ev := &eventsv1.Event{}
-	if err := proto.Unmarshal(m.Value, ev); err != nil {
-		return c.deadLetter(ctx, m, fmt.Sprintf("undecodable record: %v", err))
-	}
-	typ := TypeOf(ev)
-	if ev.GetEventId() == "" || typ == "" {
-		return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+	var ev *eventsv1.Event
+	typ := "raw"
+	if !c.cfg.Raw {
+		ev = &eventsv1.Event{}
+		if err := proto.Unmarshal(m.Value, ev); err != nil {
+			return c.deadLetter(ctx, m, fmt.Sprintf("undecodable record: %v", err))
+		}
+		typ = TypeOf(ev)
+		if ev.GetEventId() == "" || typ == "" {
+			return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+		}
 	}
 	headers := m.Headers
 	pctx := c.cfg.Telemetry.Propagator.Extract(ctx, HeaderCarrier{Headers: &headers})
-	d := Delivery{Event: ev, Type: typ, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Headers: m.Headers}
+	d := Delivery{Event: ev, Type: typ, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Headers: m.Headers, Key: m.Key, Value: m.Value}
 	attrs := metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", typ))
 
 	backoff := c.cfg.MinBackoff

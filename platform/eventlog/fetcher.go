@@ -79,21 +79,7 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	for p := range offsets {
 		ch := make(chan kafka.Message, partitionQueue)
 		workers[p] = ch
-		note := commits.note
-		f := c.cfg.Freshness
-		if f != nil {
-			f.began(p, *offsets[p])
-			note = func(m kafka.Message) {
-				commits.note(m)
-				f.Handled(m.Partition, m.Offset+1)
-			}
-		}
-		wg.Go(func() {
-			c.work(ctx, ch, note)
-			if f != nil {
-				f.ended(p)
-			}
-		})
+		wg.Go(func() { c.work(ctx, ch, commits.note) })
 	}
 	wg.Go(func() {
 		t := time.NewTicker(commitInterval)

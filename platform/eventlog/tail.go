@@ -27,9 +27,10 @@ var ErrTooFarBehind = errors.New("consumer group is too far behind on the partit
 // group's lag: a replica that died with a partition, a rebalance, a
 // catch-up.
 //
-// It costs two small requests (the partition's end offset and the group's
-// committed offset, sent together) and, only when the group has not
-// committed up to the end, one fetch from the committed offset.
+// It costs two small requests (the group's committed offset, usually
+// reused from a read of the last 100 ms, and the partition's end offset)
+// and, only when the group has not committed up to the end, one fetch from
+// the committed offset.
 type Tail struct {
 	cfg    Config
 	topic  string
@@ -39,6 +40,9 @@ type Tail struct {
 
 	mu         sync.Mutex
 	partitions int
+	segments   map[int]*segment // per partition, what was read past the committed offset
+
+	ends coalescer[map[int]endOffset] // the partitions' end offsets, one request for all callers waiting
 
 	// The group's committed offsets, read for every partition at once and
 	// reused (committed): a committed offset only grows, so an older one is
@@ -61,7 +65,9 @@ const (
 // Close it when done.
 func NewTail(cfg Config, group string) *Tail {
 	client, closeIdle := cfg.Client(10 * time.Second)
-	return &Tail{cfg: cfg, topic: cfg.EventsTopic, group: group, client: client, close: closeIdle}
+	t := &Tail{cfg: cfg, topic: cfg.EventsTopic, group: group, client: client, close: closeIdle}
+	t.ends.fn = t.readEnds
+	return t
 }
 
 // Close releases the Tail's connections.
@@ -74,21 +80,42 @@ func (t *Tail) Close() { t.close() }
 // handled. after is the offset of the last event of key the caller has
 // applied (-1: none). When more than limit records would have to be read, it
 // returns an error wrapping ErrTooFarBehind.
+//
+// The caller's state must have been read after the group's committed
+// offset was known; Read orders the two for a caller that reads its state
+// as part of the call.
 func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int) ([]Delivery, error) {
+	return t.Read(ctx, key, limit, func(context.Context) (int64, error) { return after, nil })
+}
+
+// Read is read-your-log for a decision on a projection: it learns the
+// group's committed offset of key's partition, then calls project (which
+// reads the projection and returns the offset of the last event of key it
+// is known to hold, or -1), then reads the partition's end and returns, in
+// log order, the events of key from the later of the committed offset and
+// after+1 up to that end. The order is the point: a record below the
+// committed offset was handled, so stored, before project read the
+// projection; a record at or above it is returned. Reading the committed
+// offset after the projection would leave a hole (a record handled and
+// committed in between, in neither). An error of project is returned as
+// it is. When more than limit records would have to be read, it returns an
+// error wrapping ErrTooFarBehind.
+func (t *Tail) Read(ctx context.Context, key string, limit int, project func(context.Context) (after int64, err error)) ([]Delivery, error) {
 	p, err := t.partitionOf(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		end, committed int64
-		endErr, cErr   error
-		wg             sync.WaitGroup
-	)
-	wg.Go(func() { end, endErr = t.endOffset(ctx, p) })
-	wg.Go(func() { committed, cErr = t.committed(ctx, p) })
-	wg.Wait()
-	if err := errors.Join(endErr, cErr); err != nil {
-		return nil, fault.Unavailable(fmt.Sprintf("read position of %s/%d: %v", t.topic, p, err))
+	committed, err := t.committed(ctx, p)
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read the committed offset of %s/%d: %v", t.topic, p, err))
+	}
+	after, err := project(ctx)
+	if err != nil {
+		return nil, err
+	}
+	end, err := t.endOffset(ctx, p)
+	if err != nil {
+		return nil, fault.Unavailable(fmt.Sprintf("read the end of %s/%d: %v", t.topic, p, err))
 	}
 	from := max64(committed, after+1)
 	if from >= end {
@@ -97,20 +124,112 @@ func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int
 	if end-from > int64(limit) {
 		return nil, fmt.Errorf("%w (%s/%d: %d records between %d and the end %d): %w", ErrTooFarBehind, t.topic, p, end-from, from, end, fault.ErrUnavailable)
 	}
-	var out []Delivery
-	err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, partition int, offset int64) error {
-		if string(k) != key {
+	var raw []rawRecord
+	if end-committed <= int64(limit) {
+		raw, err = t.segment(p).read(ctx, t, p, key, committed, from, end)
+	} else {
+		// The group is further behind than the bound but the caller's state
+		// is not: read just the caller's gap, uncached.
+		err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, _ int, offset int64) error {
+			if string(k) == key {
+				raw = append(raw, rawRecord{offset: offset, value: value})
+			}
 			return nil
-		}
-		ev := &eventsv1.Event{}
-		if err := proto.Unmarshal(value, ev); err != nil || ev.GetEventId() == "" {
-			return nil // the consumer dead-letters it; it never reaches the projection either
-		}
-		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: partition, Offset: offset})
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		return nil, fault.Unavailable(fmt.Sprintf("read %s/%d from %d: %v", t.topic, p, from, err))
+	}
+	var out []Delivery
+	for _, r := range raw {
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(r.value, ev); err != nil || ev.GetEventId() == "" {
+			continue // the consumer dead-letters it; it never reaches the projection either
+		}
+		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: p, Offset: r.offset})
+	}
+	return out, nil
+}
+
+// rawRecord is a record of the segment: its offset and undecoded value
+// (each caller decodes its own copy).
+type rawRecord struct {
+	offset int64
+	value  []byte
+}
+
+// segment is what the Tail read of one partition beyond the group's
+// committed offset, by key, shared by every decision on that partition:
+// decisions come many at a time (every timer that fires, every message
+// about to go) and want the same few hundred records, so each one fetches
+// only what was appended since the last fetch, and concurrent callers wait
+// for one fetch instead of each making its own.
+type segment struct {
+	mu    sync.Mutex
+	from  int64 // the first offset held
+	to    int64 // the offset after the last one read
+	byKey map[string][]rawRecord
+}
+
+// pruneAfter is how far the committed offset moves past the segment's
+// start before the records below it are dropped.
+const pruneAfter = 2048
+
+func (t *Tail) segment(p int) *segment {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.segments == nil {
+		t.segments = map[int]*segment{}
+	}
+	s := t.segments[p]
+	if s == nil {
+		s = &segment{}
+		t.segments[p] = s
+	}
+	return s
+}
+
+// read returns key's records in [from, end), reading the partition from
+// the end of what the segment holds (or, when the segment does not hold
+// committed onwards, from committed) up to end.
+func (s *segment) read(ctx context.Context, t *Tail, p int, key string, committed, from, end int64) ([]rawRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.byKey == nil || committed < s.from || committed > s.to:
+		s.from, s.to, s.byKey = committed, committed, map[string][]rawRecord{}
+	case committed-s.from > pruneAfter:
+		for k, rs := range s.byKey {
+			i := 0
+			for i < len(rs) && rs[i].offset < committed {
+				i++
+			}
+			if i == len(rs) {
+				delete(s.byKey, k)
+			} else if i > 0 {
+				s.byKey[k] = append([]rawRecord(nil), rs[i:]...)
+			}
+		}
+		s.from = committed
+	}
+	if s.to < end {
+		err := readPartition(ctx, t.client, t.topic, p, s.to, end, func(k, value []byte, _ int, offset int64) error {
+			s.byKey[string(k)] = append(s.byKey[string(k)], rawRecord{offset: offset, value: value})
+			s.to = offset + 1
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		// s.to stays after the last record read: a fetch can end short of
+		// end (nothing readable there yet), and what it did not read must be
+		// read by the next caller, never taken as read.
+	}
+	var out []rawRecord
+	for _, r := range s.byKey[key] {
+		if r.offset >= from && r.offset < end {
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }
@@ -141,20 +260,45 @@ func (t *Tail) partitionOf(ctx context.Context, key string) (int, error) {
 	return (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(key)}, parts...), nil
 }
 
+// endOffset returns the end offset (high watermark) of p, read after the
+// call began. Concurrent callers share one ListOffsets request for every
+// partition (ends): a decision per timer or per message would otherwise
+// each make its own.
 func (t *Tail) endOffset(ctx context.Context, p int) (int64, error) {
-	res, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.topic: {kafka.LastOffsetOf(p)}}})
+	ends, _, err := t.ends.do(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for _, po := range res.Topics[t.topic] {
-		if po.Partition == p {
-			if po.Error != nil {
-				return 0, po.Error
-			}
-			return po.LastOffset, nil
-		}
+	e, ok := ends[p]
+	if !ok {
+		return 0, fmt.Errorf("no end offset for partition %d", p)
 	}
-	return 0, fmt.Errorf("no end offset for partition %d", p)
+	return e.offset, e.err
+}
+
+type endOffset struct {
+	offset int64
+	err    error
+}
+
+// readEnds reads the end offset of every partition in one request.
+func (t *Tail) readEnds(ctx context.Context) (map[int]endOffset, error) {
+	t.mu.Lock()
+	n := t.partitions
+	t.mu.Unlock()
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for p := range n {
+		req.Topics[t.topic] = append(req.Topics[t.topic], kafka.LastOffsetOf(p))
+	}
+	res, err := t.client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]endOffset, n)
+	for _, po := range res.Topics[t.topic] {
+		out[po.Partition] = endOffset{offset: po.LastOffset, err: po.Error}
+	}
+	return out, nil
 }
 
 // committed returns the group's committed offset of p (0 when it has none:

@@ -42,10 +42,15 @@ func TopicSpecs(cfg Config) []kafka.TopicConfig {
 // exist. While the brokers cannot be reached it logs the address and retries
 // with backoff until ctx ends; the error then names the brokers.
 func EnsureTopics(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	return EnsureTopicSpecs(ctx, cfg, TopicSpecs(cfg), logger)
+}
+
+// EnsureTopicSpecs is EnsureTopics for other topics than the log's own
+// (the audit stream's).
+func EnsureTopicSpecs(ctx context.Context, cfg Config, specs []kafka.TopicConfig, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	specs := TopicSpecs(cfg)
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Topic

@@ -46,6 +46,13 @@ type Person struct {
 	// TokenID is the access token's id (jti) when the issuer gives one:
 	// commands record it, tying Herald's record to the issuer's.
 	TokenID string
+	// Email is the token's email claim ("" if none): role bindings may
+	// name a person by it (platform/authz).
+	Email string
+	// RoleClaims are the token's role claim values (for CIS2 the
+	// nhsid_nrbac_roles role codes): role bindings may grant roles to
+	// everyone holding one (platform/authz).
+	RoleClaims []string
 }
 
 // Has reports whether the person holds role r for trust, directly or

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Test infrastructure for Herald: a real single-node Kafka 4.x (KRaft, broker
-# and controller in one JVM, jars from Maven Central) and a real Redis, both on
-# loopback ports, data and logs under <repo>/.deps (git-ignored). Beside the
+# and controller in one JVM, jars from Maven Central), a real Redis and
+# Debian's PostgreSQL 15 (the console's reporting store), all on loopback
+# ports, data and logs under <repo>/.deps (git-ignored). Beside the
 # plaintext listeners: a SASL_SSL listener (SCRAM users, ACLs) on the broker and
 # a second Redis with TLS and ACL users only, with a development CA.
 #
 #   platform/infra/deps.sh up       start both (reusing instances already up)
 #   platform/infra/deps.sh down     stop the ones this script started
 #   platform/infra/deps.sh status   show what is running
+#   platform/infra/deps.sh postgres-url   print the test PostgreSQL URL
 #   platform/infra/deps.sh kafka-restart   stop and start the broker (e2e faults)
 #   platform/infra/deps.sh cluster-up      a three-broker KRaft cluster (e2e/chaos)
 #   platform/infra/deps.sh cluster-kill N  SIGKILL broker N (1..3); cluster-start N
@@ -15,7 +17,8 @@
 #
 # Works unattended (CI=true, no stdin, root): installs redis-server and kcat
 # (and python3-hl7, whose mllp_send the intake tests use) with apt-get when
-# they are missing. Needs Java 17+ and Maven for Kafka.
+# they are missing, and postgresql when /usr/lib/postgresql/15 is. Needs Java
+# 17+ and Maven for Kafka.
 # See platform/infra/README.md.
 set -euo pipefail
 
@@ -31,6 +34,8 @@ KAFKA_PORT="${HERALD_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_HOST=127.0.0.1
 REDIS_PORT="${HERALD_REDIS_PORT:-16379}"
+PG_HOST=127.0.0.1
+PG_PORT="${HERALD_POSTGRES_PORT:-15432}"
 # The secured listeners sit beside the plaintext ones (derived ports, so that
 # worktrees and main do not collide): Kafka SASL_SSL on the broker port + 2,
 # Redis with TLS and ACL users (a second redis-server) on the Redis port + 1.
@@ -57,6 +62,13 @@ TLS_DIR="$SECURE/tls"
 SECRETS_DIR="$SECURE/secrets"
 REDIS_PID="$REDIS_HOME/redis.pid"
 REDIS_LOG="$REDIS_HOME/redis.log"
+# PostgreSQL: Debian's server binaries (initdb, pg_ctl), a cluster of our own.
+PG_BIN="${HERALD_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}"
+PG_HOME="$DEPS/postgres"
+PG_DATA="$PG_HOME/data"
+PG_LOG="$PG_HOME/postgres.log"
+PG_DB=herald_test
+PG_USER=herald
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() {
@@ -107,6 +119,7 @@ need_tools() {
 	command -v kcat >/dev/null || missing+=(kcat)
 	# python3-hl7's mllp_send is the independent HL7 client the intake tests use.
 	command -v mllp_send >/dev/null || missing+=(python3-hl7)
+	[[ -x "$PG_BIN/pg_ctl" ]] || missing+=(postgresql)
 	if [[ ${#missing[@]} -gt 0 ]]; then
 		apt_install "${missing[@]}"
 	fi
@@ -164,6 +177,98 @@ redis_down() {
 		log "redis: not running"
 	fi
 	rm -f "$REDIS_PID"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+# One cluster (initdb once, trust authentication, loopback only), with the
+# database herald_test owned by the role herald. PostgreSQL refuses to run as
+# root: as root, the cluster belongs to the postgres system user.
+
+pg_as() {
+	if [[ $(id -u) -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+pg_ready() {
+	"$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1
+}
+
+pg_url() {
+	echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB?sslmode=disable"
+}
+
+pg_init() {
+	[[ -s "$PG_DATA/PG_VERSION" ]] && return
+	log "postgres: initdb into $PG_DATA"
+	mkdir -p "$PG_HOME"
+	rm -rf "$PG_DATA"
+	if [[ $(id -u) -eq 0 ]]; then
+		id postgres >/dev/null 2>&1 || die "running as root needs the postgres system user (Debian's postgresql package makes it)"
+		chown postgres: "$PG_HOME"
+		# The postgres user must reach the folder through every parent.
+		local d="$PG_HOME"
+		while [[ "$d" != / ]]; do
+			d="$(dirname "$d")"
+			runuser -u postgres -- test -x "$d" || die "the postgres user cannot enter $d: chmod o+x it or set HERALD_DEPS_DIR"
+		done
+	fi
+	pg_as "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+		>"$PG_HOME/initdb.log" 2>&1 </dev/null 9>&- || {
+		cat "$PG_HOME/initdb.log" >&2
+		die "postgres: initdb failed (log: $PG_HOME/initdb.log)"
+	}
+	# Loopback only, little memory (the machine is shared), no fsync: test data.
+	pg_as tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
+# Written by platform/infra/deps.sh: test data only.
+listen_addresses = '$PG_HOST'
+unix_socket_directories = '$PG_HOME'
+shared_buffers = 128MB
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+}
+
+postgres_up() {
+	if pg_ready; then
+		log "postgres: reusing the instance on $PG_HOST:$PG_PORT"
+	else
+		if port_open "$PG_HOST" "$PG_PORT"; then
+			die "port $PG_HOST:$PG_PORT is taken by something that is not PostgreSQL"
+		fi
+		pg_init
+		log "postgres: starting on $PG_HOST:$PG_PORT"
+		# 9>&-: the server must not inherit (and so hold) the deps.lock.
+		pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+			-o "-p $PG_PORT" start </dev/null >/dev/null 9>&- || {
+			tail -n 30 "$PG_LOG" >&2 || true
+			die "postgres did not start on $PG_HOST:$PG_PORT (log: $PG_LOG)"
+		}
+		log "postgres: ready"
+	fi
+	# The role and database of the tests (once).
+	local psql=("$PG_BIN/psql" -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1)
+	if [[ "$("${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" != 1 ]]; then
+		"${psql[@]}" -c "create role $PG_USER login createdb" >/dev/null
+	fi
+	if [[ "$("${psql[@]}" -c "select 1 from pg_database where datname='$PG_DB'")" != 1 ]]; then
+		"${psql[@]}" -c "create database $PG_DB owner $PG_USER" >/dev/null
+	fi
+}
+
+postgres_down() {
+	if [[ -s "$PG_DATA/postmaster.pid" ]] && pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+		log "postgres: stopping"
+		pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null 9>&- || log "postgres: pg_ctl stop failed"
+	elif pg_ready; then
+		log "postgres: $PG_HOST:$PG_PORT was not started by deps.sh (not our data folder); leaving it running"
+	else
+		log "postgres: not running"
+	fi
 }
 
 # ---------------------------------------------------------------- Kafka
@@ -475,7 +580,7 @@ kafka_acl() {
 # per formatted log (they live in the cluster metadata) and password set.
 kafka_secure_setup() {
 	local stamp="$KAFKA_HOME/secure-setup" want u
-	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v2"
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v3"
 	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		return
 	fi
@@ -506,6 +611,18 @@ kafka_secure_setup() {
 	# of policy bundles): it creates, reads and appends to it.
 	kafka_acl --allow-principal User:herald-rules --operation Describe --operation Create --operation Read --operation Write \
 		--topic herald.policy-bundles.v1
+	# The acknowledgement service keeps the audit trail (herald.audit.v1,
+	# herald.audit-intake.v1, herald.audit-anchors.v1: the prefix herald.audit)
+	# in its groups acknowledgement-audit and acknowledgement-audit-forward
+	# (matched by the prefixed group acknowledgement above).
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Describe --operation Create \
+		--operation Read --operation Write --topic herald.audit
+	# ... and forwards rules' policy bundle events into it.
+	kafka_acl --allow-principal User:herald-acknowledgement --operation Read --operation Describe --topic herald.policy-bundles
+	# An operator verifies and exports the trail (heraldctl audit) and anchors
+	# it on demand; it cannot write the chain itself.
+	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic herald.audit
+	kafka_acl --allow-principal User:herald-operator --operation Write --topic herald.audit-anchors
 	# An operator follows the log (heraldctl tail) and reads nothing else.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
 	echo "$want" >"$stamp"
@@ -818,6 +935,7 @@ export HERALD_TEST_REDIS_ADDR=$REDIS_HOST:$REDIS_PORT
 export HERALD_TEST_KAFKA_SASL_BROKERS=$KAFKA_HOST:$KAFKA_SASL_PORT
 export HERALD_TEST_REDIS_TLS_ADDR=$REDIS_HOST:$REDIS_TLS_PORT
 export HERALD_TEST_SECURE_DIR=$SECURE
+export HERALD_TEST_POSTGRES_URL=$(pg_url)
 EOF
 }
 
@@ -847,6 +965,12 @@ status() {
 		echo "redis (TLS, ACL): down"
 		rc=1
 	fi
+	if pg_ready; then
+		echo "postgres: up on $PG_HOST:$PG_PORT ($(pg_url))"
+	else
+		echo "postgres: down"
+		rc=1
+	fi
 	return $rc
 }
 
@@ -865,6 +989,7 @@ main() {
 		kafka_up
 		kafka_secure_setup
 		redis_secure_up
+		postgres_up
 		write_env
 		;;
 	down)
@@ -872,7 +997,9 @@ main() {
 		kafka_down
 		redis_secure_down
 		redis_down
+		postgres_down
 		;;
+	postgres-url) pg_url ;;
 	kafka-restart)
 		# A broker restart under load, for the e2e fault suite.
 		kafka_down
@@ -900,7 +1027,7 @@ main() {
 		cluster_wait "$2"
 		;;
 	*)
-		echo "usage: $0 up|down|kafka-restart|status|cluster-up|cluster-down|cluster-status|cluster-kill N|cluster-start N|cluster-restart N" >&2
+		echo "usage: $0 up|down|kafka-restart|status|postgres-url|cluster-up|cluster-down|cluster-status|cluster-kill N|cluster-start N|cluster-restart N" >&2
 		exit 2
 		;;
 	esac

@@ -1,9 +1,12 @@
 package testinfra
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
@@ -37,4 +40,55 @@ func TestFreePortNeverHandsOutAPortTwice(t *testing.T) {
 		}
 		seen[addr] = true
 	}
+}
+
+// TestNewPostgresIsolatesSchemas: two schemas from NewPostgres do not see
+// each other's tables, and a missing HERALD_TEST_POSTGRES_URL fails (never
+// skips) the test that asks for it.
+func TestNewPostgresIsolatesSchemas(t *testing.T) {
+	ctx := context.Background()
+	a, b := NewPostgres(t), NewPostgres(t)
+	ca, err := pgx.Connect(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close(ctx)
+	cb, err := pgx.Connect(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close(ctx)
+	if _, err := ca.Exec(ctx, "CREATE TABLE only_in_a (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Exec(ctx, "SELECT * FROM only_in_a"); err == nil {
+		t.Fatal("schema b sees schema a's table")
+	}
+	var schema string
+	if err := ca.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil || schema != PostgresSchema(a) {
+		t.Fatalf("current_schema = %q (%v), want %q", schema, err, PostgresSchema(a))
+	}
+
+	t.Setenv(EnvPostgresURL, "")
+	ft := &fatalRecorder{TB: t}
+	func() {
+		defer func() { _ = recover() }()
+		PostgresURL(ft)
+	}()
+	if !ft.failed {
+		t.Fatal("PostgresURL did not fail the test without HERALD_TEST_POSTGRES_URL")
+	}
+}
+
+// fatalRecorder records a Fatalf instead of ending the test.
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(string, ...any) {
+	f.failed = true
+	panic("fatal")
 }

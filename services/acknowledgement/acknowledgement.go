@@ -5,6 +5,8 @@
 // MarkRead / Close commands over gRPC and by acknowledge link (HTTP), and
 // runs the Redis SLA timers that escalate an unaccepted alert step by step,
 // record breached clocks and finally put it in the trust's fail-safe queue.
+// It also keeps the tamper-evident audit trail (package audit): every
+// person's command, chained per trust on herald.audit.v1 and anchored.
 //
 // This package is the service's one composition root: cmd/acknowledgement,
 // the all-in-one dev binary and the tests start it through Run or New.
@@ -27,6 +29,7 @@ import (
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -37,11 +40,13 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/ackhttp"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/grpcapi"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/kafkalog"
 	"github.com/herald-health/herald/services/acknowledgement/internal/adapters/redisstore"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
+	"github.com/herald-health/herald/services/acknowledgement/internal/auditor"
 )
 
 // ServiceName is the gRPC health name and telemetry service name.
@@ -52,7 +57,10 @@ type Config struct {
 	// Security is the transport policy (-profile, -insecure); the
 	// development profile alone may also set DevIdentity.
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// HTTPAddr is where the acknowledge-link pages listen.
 	HTTPAddr string
 	// PublicURL is the external base URL of those pages (OIDC redirect).
@@ -64,13 +72,19 @@ type Config struct {
 	Redis redisconn.Config
 	// RedisNamespace prefixes every key; replicas share it.
 	RedisNamespace string
+	// RetainClosed is how long Redis keeps a closed or cancelled alert
+	// after its last event (default 30 days; 0 keeps it for ever). Redis
+	// holds open alerts; the console's reporting store keeps the history.
+	RetainClosed time.Duration
 	// Replica names this process in events and logs (default host-pid).
 	Replica string
-	// AckLinkSecret verifies acknowledge-link tokens (>= 32 bytes; the
-	// notification service signs with the same secret).
-	AckLinkSecret string
+	// AckLinkPublicKeys is a file of PEM Ed25519 public keys, or a
+	// directory of such files, that verify acknowledge links
+	// (platform/acklink): the notification service signs with the private
+	// key, this service never holds it. Several keys during a rotation.
+	AckLinkPublicKeys string
 	// ReferenceKey keys the alert references people see (>= 32 bytes, the
-	// same in notification); empty derives one from AckLinkSecret.
+	// same in notification).
 	ReferenceKey string
 	// DevIdentity identifies every link user as this person id, with no
 	// login (development only, e.g. `make run`); "link-recipient" trusts
@@ -118,6 +132,15 @@ type Config struct {
 	// lost and is re-armed (docs/design.md, "Never lose an escalation").
 	WatchdogEvery time.Duration
 	WatchdogBound time.Duration
+	// AuditAnchorEvery is how often the heads of the audit chains this
+	// replica keeps are anchored (package audit, internal/auditor).
+	AuditAnchorEvery time.Duration
+	// AuditBundleTopic is rules' topic of policy bundle events, whose
+	// proposals and approvals are audited too ("" audits none).
+	AuditBundleTopic string
+	// WatchesPerCaller bounds the WatchAlerts streams one caller (person,
+	// else service identity) holds open at once.
+	WatchesPerCaller int
 }
 
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
@@ -144,14 +167,19 @@ func DefaultConfig() Config {
 		ConsumerLanes:    8,
 		EpochEvery:       time.Second,
 		CommandWait:      3 * time.Second,
+		RetainClosed:     30 * 24 * time.Hour,
 		WatchdogEvery:    15 * time.Second,
 		WatchdogBound:    time.Minute,
+		AuditAnchorEvery: time.Minute,
+		AuditBundleTopic: audit.TopicPolicyBundles,
+		WatchesPerCaller: grpcapi.DefaultMaxWatchesPerCaller,
 	}
 }
 
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
@@ -160,8 +188,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
-	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification; none: derived from ack-link-secret)")
+	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "PEM Ed25519 public keys (a file, or a directory of .pem files) that verify acknowledge links")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
 	c.Authn.RegisterFlags(fs)
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -179,7 +207,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EpochEvery, "epoch-every", c.EpochEvery, "how often to check Redis for a wipe")
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
+	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
+	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
+	fs.IntVar(&c.WatchesPerCaller, "watch-streams-per-caller", c.WatchesPerCaller, "WatchAlerts streams one caller (person, else service) may hold open at once")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
+	fs.DurationVar(&c.RetainClosed, "retain-closed", c.RetainClosed, "how long Redis keeps a closed or cancelled alert after its last event (0: for ever)")
 }
 
 // Validate names the setting at fault.
@@ -200,13 +232,13 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.RedisNamespace, "{}: ") {
 		bad("setting redis-namespace must not contain braces, colons or spaces")
 	}
-	if len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	if c.AckLinkPublicKeys == "" {
+		bad("setting ack-link-public-keys-file is required (the Ed25519 public keys that verify acknowledge links)")
 	}
 	if c.DevIdentity != "" && !c.Security.Development() {
 		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
 	}
-	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if err := c.Authn.Validate(!c.Security.Development()); err != nil {
@@ -229,6 +261,9 @@ func (c Config) Validate() error {
 	}
 	if c.DevIdentity == "" && c.Authn.Issuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
 		bad("settings oidc-client-id and oidc-person-claim are required with oidc-issuer")
+	}
+	if c.WatchesPerCaller < 1 {
+		bad("setting watch-streams-per-caller must be at least 1")
 	}
 	if c.TimerLease < time.Second {
 		bad("setting timer-lease must be at least 1s")
@@ -257,6 +292,9 @@ func (c Config) Validate() error {
 	if c.WatchdogBound <= 0 {
 		bad("setting watchdog-bound must be positive")
 	}
+	if c.AuditAnchorEvery <= 0 {
+		bad("setting audit-anchor-every must be positive")
+	}
 	return errors.Join(errs...)
 }
 
@@ -271,9 +309,13 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 	// Hooks are test points of the application (not for production).
 	Hooks app.Hooks
-	// Binder binds a verified person to their Herald id and roles
-	// (default: from the access token's claims, authn.ClaimBinder).
-	Binder authn.RoleBinder
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started acknowledgement service.
@@ -282,7 +324,10 @@ type Service struct {
 	cfg  Config
 	log  *slog.Logger
 	grpc *grpcserver.Server
-	http *servicemain.HTTPServer
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
+	http  *servicemain.HTTPServer
 }
 
 // New validates cfg, connects to Redis, ensures the topics and binds the
@@ -318,7 +363,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// acknowledgement's and Redis's CPU (docs/performance.md, round 6).
 	scripts := redisbatch.New(rdb)
 	s.life.OnClose("redis batcher", func() error { scripts.Close(); return nil })
-	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts)
+	store := redisstore.New(rdb, cfg.RedisNamespace).ScriptsVia(scripts).RetainClosed(cfg.RetainClosed, deps.Clock.Now)
 	tcfg := timers.DefaultConfig()
 	tcfg.Namespace = cfg.RedisNamespace
 	tcfg.Shards = cfg.TimerShards
@@ -348,20 +393,36 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("timer poller: %w", err)
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", log)
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), log)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authorization: %w", err)
 	}
-	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry, auth); err != nil {
+	s.roles = roles
+	auth := deps.Authentication
+	if auth == nil {
+		if auth, err = authn.ForService(ctx, cfg.Authn, authz.Binder(roles), cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", log); err != nil {
+			return nil, err
+		}
+	}
+	grpcOpts := []grpcserver.Option{auth, authzOpt}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, log, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
 	s.life.Go("grpc server", s.grpc.Serve)
-	refs, err := alertref.Configured(cfg.ReferenceKey, []byte(cfg.AckLinkSecret))
+	refs, err := alertref.New([]byte(cfg.ReferenceKey))
 	if err != nil {
 		return nil, fmt.Errorf("setting reference-key: %w", err)
 	}
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs))
+	verifier, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)
+	if err != nil {
+		return nil, fmt.Errorf("setting ack-link-public-keys-file: %w", err)
+	}
+	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller))
 	sessionKey := []byte(cfg.SessionKey)
 	if len(sessionKey) == 0 {
 		// Development only (Validate): sessions end when the process does.
@@ -375,7 +436,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	links, err := ackhttp.New(ctx, ackhttp.Config{
 		SessionKey: sessionKey, SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax,
 		MinACR: pageACR, ACRLevels: cfg.Authn.ACRLevels,
-		Secret: []byte(cfg.AckLinkSecret), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		Links: verifier, References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
 		OIDCIssuer: cfg.Authn.Issuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)
@@ -393,6 +454,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.Go("watchdog", func(ctx context.Context) error {
 		return a.RunWatchdog(ctx, store, app.WatchdogConfig{Every: cfg.WatchdogEvery, Bound: cfg.WatchdogBound})
 	})
+	// The audit trail (docs/design.md, "The audit trail"): its own two
+	// consumer groups, chaining commands and reads per trust.
+	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
+		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, BundleTopic: cfg.AuditBundleTopic, Logger: log,
+		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
+	if err != nil {
+		return nil, err
+	}
+	s.life.OnClose("auditor", func() error { aud.Close(); return nil })
+	s.life.Go("auditor", aud.Run)
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
 			Logger: log, Telemetry: deps.Telemetry, MaxBackoff: time.Second, Lanes: cfg.ConsumerLanes}, kafkalog.Handler(a))

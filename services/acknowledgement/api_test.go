@@ -222,3 +222,55 @@ func TestOnlyAReplicaWithWatchersSubscribesToChanges(t *testing.T) {
 			"round %d: still subscribed after the last watcher left", round)
 	}
 }
+
+// TestWatchAlertsIsCappedPerCaller: one caller may hold at most
+// watch-streams-per-caller streams; one more is ResourceExhausted with a
+// message saying what to do, and closing a stream frees its place.
+func TestWatchAlertsIsCappedPerCaller(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.WatchesPerCaller = 2
+	r := e.start("r1", app.Hooks{})
+	ctx := context.Background()
+	watch := func() (ackv1.AcknowledgementService_WatchAlertsClient, context.CancelFunc) {
+		wctx, stop := context.WithCancel(ctx)
+		w, err := r.client.WatchAlerts(wctx, &ackv1.WatchAlertsRequest{Tenant: "RZZ"})
+		require.NoError(t, err)
+		return w, stop
+	}
+	// live reports whether w delivers a change: the next alert appended
+	// reaches it, or the stream was refused.
+	live := func(w ackv1.AcknowledgementService_WatchAlertsClient) error {
+		id := newAlertID("cap")
+		e.append(ctx, raisedEvent(id))
+		for {
+			m, err := w.Recv()
+			if err != nil {
+				return err
+			}
+			if m.GetState().GetAlertId() == id {
+				return nil
+			}
+		}
+	}
+	first, stopFirst := watch()
+	require.NoError(t, live(first))
+	second, stopSecond := watch()
+	defer stopSecond()
+	require.NoError(t, live(second))
+
+	// A generous bound: without the cap the stream would wait for changes.
+	tctx, stopThird := context.WithTimeout(ctx, 30*time.Second)
+	third, err := r.client.WatchAlerts(tctx, &ackv1.WatchAlertsRequest{Tenant: "RZZ"})
+	require.NoError(t, err)
+	_, err = third.Recv()
+	stopThird()
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "at most 2 at once")
+
+	stopFirst()
+	require.Eventually(t, func() bool {
+		w, stop := watch()
+		defer stop()
+		return live(w) == nil
+	}, 30*time.Second, 100*time.Millisecond, "a closed stream frees its place")
+}

@@ -19,7 +19,8 @@ import (
 // may run without OIDC.
 func TestDevIdentityIsRefusedInProduction(t *testing.T) {
 	c := acknowledgement.DefaultConfig()
-	c.AckLinkSecret = "0123456789abcdef0123456789abcdef"
+	c.AckLinkPublicKeys = "/run/secrets/herald/ack-link.pub"
+	c.ReferenceKey = "0123456789abcdef0123456789abcdef"
 	c.DevIdentity = "link-recipient"
 	c.Security = servicemain.DevelopmentInsecure()
 	require.NoError(t, c.Validate())

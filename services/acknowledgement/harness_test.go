@@ -3,6 +3,7 @@ package acknowledgement_test
 import (
 	"bytes"
 	"context"
+	"github.com/herald-health/herald/platform/acklink"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/herald-health/herald/platform/authn/authntest"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -37,7 +39,8 @@ const (
 	patientGiven  = "Wilhelmina"
 	patientDOB    = "1931-02-03"
 	reportText    = "Large left pneumothorax with mediastinal shift"
-	ackSecret     = "acknowledgement-test-link-secret-0123456789"
+	referenceKey  = "acknowledgement-test-reference-key-0123456789"
+	sessionKey    = "acknowledgement-test-session-key-0123456789"
 )
 
 type lockedBuffer struct {
@@ -66,6 +69,11 @@ type env struct {
 	writer *eventlog.Writer
 	clock  clock.Clock
 	tel    *telemetry.Telemetry
+	// authn is the authentication stand-in of the replicas (nil: none).
+	authn grpcserver.Option
+	// keys: acknowledge links are verified with the public key; tests
+	// sign with the private one, as the notification service does.
+	keys acklink.Generated
 }
 
 func newEnv(t testing.TB) *env {
@@ -87,7 +95,10 @@ func newEnv(t testing.TB) *env {
 	cfg.Redis.Addr = rdb.Options().Addr
 	cfg.Redis.DB = rdb.Options().DB
 	cfg.RedisNamespace = testinfra.UniqueName("ack")
-	cfg.AckLinkSecret = ackSecret
+	keys, err := acklink.GenerateFiles(t.TempDir())
+	require.NoError(t, err)
+	e.keys = keys
+	cfg.AckLinkPublicKeys, cfg.ReferenceKey, cfg.SessionKey = keys.PublicKeyFile, referenceKey, sessionKey
 	cfg.DevIdentity = "link-recipient"
 	cfg.TimerMaxSleep = 200 * time.Millisecond
 	cfg.EpochEvery = 200 * time.Millisecond
@@ -135,7 +146,7 @@ func (e *env) start(name string, hooks app.Hooks) *instance {
 		tel = telemetry.Nop(acknowledgement.ServiceName)
 	}
 	svc, err := acknowledgement.New(ctx, cfg, acknowledgement.Deps{Logger: logging.New(e.logs, -4, "acknowledgement"),
-		Clock: e.clock, Telemetry: tel, Hooks: hooks})
+		Clock: e.clock, Telemetry: tel, Hooks: hooks, Authentication: e.authn})
 	require.NoError(e.t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -20,11 +20,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func token(t *testing.T, secret, alertID, person string, ttl time.Duration) (string, acklink.Claims) {
+// token signs a link with the private key in keyFile (the one the
+// notification service would hold).
+func token(t *testing.T, keyFile, alertID, person string, ttl time.Duration) (string, acklink.Claims) {
 	t.Helper()
 	c := acklink.Claims{TokenID: eventlog.ID(alertID, person, "tok"), AlertID: alertID, NotificationID: "n1", PersonID: person, Step: 0,
 		ExpiresAt: time.Now().Add(ttl)}
-	tok, err := acklink.Sign([]byte(secret), c)
+	s, err := acklink.LoadSigner(keyFile)
+	require.NoError(t, err)
+	tok, err := s.Sign(c)
 	require.NoError(t, err)
 	return tok, c
 }
@@ -52,14 +56,15 @@ func TestAcknowledgeByLinkDevIdentity(t *testing.T) {
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour))
 	e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
 	base := "http://" + r.svc.Addrs()["http"]
-	tok, _ := token(t, ackSecret, id, "dr-link", time.Hour)
+	tok, _ := token(t, e.keys.PrivateKeyFile, id, "dr-link", time.Hour)
 	c := &http.Client{}
 
 	code, body := do(t, c, http.MethodGet, base+"/ack/"+tok)
 	require.Equal(t, http.StatusOK, code)
-	// The one reference, keyed (derived from the link secret when no
-	// reference key is set), also in the API's state.
-	ref := alertref.Derive([]byte(ackSecret)).Ref(id)
+	// The one reference, keyed, also in the API's state.
+	refs, err := alertref.New([]byte(referenceKey))
+	require.NoError(t, err)
+	ref := refs.Ref(id)
 	require.Contains(t, body, ref)
 	require.NotContains(t, strings.ToUpper(body), strings.ToUpper(id[:10]), "the page shows the alert id")
 	got, err := r.client.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: id})
@@ -80,12 +85,17 @@ func TestAcknowledgeByLinkDevIdentity(t *testing.T) {
 	code, _ = do(t, c, http.MethodPost, base+"/ack/"+tok)
 	require.Equal(t, http.StatusConflict, code, "single use")
 
-	expired, _ := token(t, ackSecret, id, "dr-link", -time.Minute)
+	expired, _ := token(t, e.keys.PrivateKeyFile, id, "dr-link", -time.Minute)
 	code, _ = do(t, c, http.MethodGet, base+"/ack/"+expired)
 	require.Equal(t, http.StatusGone, code)
-	forged, _ := token(t, strings.Repeat("x", 40), id, "dr-link", time.Hour)
+	// A link signed by a key the service does not trust (a forger's, or
+	// one retired after a rotation) is refused, and nothing is recorded.
+	other, err := acklink.GenerateFiles(t.TempDir())
+	require.NoError(t, err)
+	forged, _ := token(t, other.PrivateKeyFile, id, "dr-link", time.Hour)
 	code, _ = do(t, c, http.MethodPost, base+"/ack/"+forged)
 	require.Equal(t, http.StatusNotFound, code)
+	require.Contains(t, e.logs.String(), "unknown signing key")
 	requireNoPatientData(t, e.logs.String())
 	require.NotContains(t, e.logs.String(), tok, "tokens are never logged")
 }
@@ -109,7 +119,7 @@ func TestAcknowledgeByLinkOIDC(t *testing.T) {
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour))
 	e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
 	base := e.cfg.PublicURL
-	tok, _ := token(t, ackSecret, id, "dr-oidc", time.Hour)
+	tok, _ := token(t, e.keys.PrivateKeyFile, id, "dr-oidc", time.Hour)
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	c := &http.Client{Jar: jar}

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -70,6 +71,12 @@ var patientData = []string{"9990000018", "TESTPATIENT", "19700101", "1970-01-01"
 
 func start(t testing.TB, mod func(*intake.Config)) *harness {
 	t.Helper()
+	return startMetered(t, mod, noop.NewMeterProvider())
+}
+
+// startMetered is start with the service's metrics going to mp.
+func startMetered(t testing.TB, mod func(*intake.Config), mp metric.MeterProvider) *harness {
+	t.Helper()
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
 	cfg := intake.DefaultConfig()
@@ -94,7 +101,7 @@ func start(t testing.TB, mod func(*intake.Config)) *harness {
 	}
 	logs := &syncBuffer{}
 	rec := tracetest.NewSpanRecorder()
-	tel := telemetry.New("herald-intake", sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)), noop.NewMeterProvider())
+	tel := telemetry.New("herald-intake", sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)), mp)
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := intake.New(ctx, cfg, intake.Deps{Logger: logging.New(logs, slog.LevelDebug, "intake"), Telemetry: tel})
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -39,7 +40,23 @@ import (
 	"github.com/herald-health/herald/services/intake/internal/app"
 	"github.com/herald-health/herald/services/intake/internal/domain"
 	"github.com/herald-health/herald/services/intake/internal/mllp"
+	"github.com/herald-health/herald/services/intake/internal/senders"
 )
+
+// SenderBinding is one sending system and the trusts it may send for.
+type SenderBinding = senders.Binding
+
+// SenderBindings answer whether a sender (its certificate's identity) may
+// send for a trust.
+type SenderBindings interface {
+	Allows(identity, trust string) bool
+}
+
+// LoadSenderBindings reads a sender-bindings file (see -sender-bindings-file
+// and the intake README).
+func LoadSenderBindings(path string) (SenderBindings, error) {
+	return senders.Load(path)
+}
 
 // TenantSettings are one trust's extraction settings (see the tenants file
 // format in README.md).
@@ -51,7 +68,10 @@ type Config struct {
 	// listener and client below must be TLS and authenticated unless a
 	// development system asked for plaintext.
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// Authn verifies the access tokens of people's gRPC calls
 	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
 	Authn authn.Config
@@ -108,6 +128,15 @@ type Config struct {
 	// Tenants are used when no file is given.
 	Tenants []TenantSettings
 
+	// SenderBindingsFile binds each sending system (its client
+	// certificate's identity: MLLP, FHIR, or the calling service on gRPC)
+	// to the trusts it may send for (internal/senders); a message claiming
+	// another trust is refused. Required in the production profile; when
+	// set it replaces SenderBindings.
+	SenderBindingsFile string
+	// SenderBindings are used when no file is given (cmd/herald's demo).
+	SenderBindings []SenderBinding
+
 	// Producer names this replica in the events it appends.
 	Producer string
 }
@@ -151,6 +180,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_...).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
@@ -170,6 +200,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", c.OutcomePrefix, "Redis key prefix of message outcomes")
 	fs.DurationVar(&c.OutcomeTTL, "outcome-ttl", c.OutcomeTTL, "how long a resend is recognised")
 	fs.StringVar(&c.TenantsFile, "tenants-file", c.TenantsFile, "YAML or JSON file of per-trust settings")
+	fs.StringVar(&c.SenderBindingsFile, "sender-bindings-file", c.SenderBindingsFile, "YAML or JSON file binding each sender's certificate identity to the trusts (ODS codes) it may send for")
 	fs.StringVar(&c.Producer, "producer", c.Producer, "producer name in appended events")
 }
 
@@ -246,6 +277,9 @@ func (c Config) Validate() error {
 	if c.TenantsFile == "" && len(c.Tenants) == 0 {
 		errs = append(errs, errors.New("setting tenants-file is required (no tenants configured)"))
 	}
+	if c.SenderBindingsFile == "" && len(c.SenderBindings) == 0 && !c.Security.Development() {
+		errs = append(errs, errors.New("setting sender-bindings-file is required in the production profile (which sender may send for which trust)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -299,9 +333,13 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// Binder binds a verified person to their Herald id and roles
-	// (default: from the access token's claims, authn.ClaimBinder).
-	Binder authn.RoleBinder
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started intake service.
@@ -309,8 +347,11 @@ type Service struct {
 	life *servicemain.Lifecycle
 	log  *slog.Logger
 	grpc *grpcserver.Server
-	mllp *mllp.Server
-	fhir *servicemain.HTTPServer
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
+	mllp  *mllp.Server
+	fhir  *servicemain.HTTPServer
 }
 
 // New validates cfg, ensures the event log topics, connects to Kafka and
@@ -331,6 +372,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	dir, err := domain.NewDirectory(tenants)
 	if err != nil {
 		return nil, fmt.Errorf("tenant settings: %w", err)
+	}
+	bindings, err := senderBindings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if bindings == nil {
+		deps.Logger.WarnContext(ctx, "no sender bindings: any sender may send for any trust (development only)")
 	}
 	mllpTLS, err := listenerTLS(cfg.MLLPTLS, "mllp", deps)
 	if err != nil {
@@ -369,14 +417,26 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Telemetry: deps.Telemetry,
 		Producer:  cfg.Producer,
 		IDs:       eventlog.ID,
+		Senders:   bindings,
 	})
 
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authorization: %w", err)
 	}
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, auth); err != nil {
+	s.roles = roles
+	auth := deps.Authentication
+	if auth == nil {
+		if auth, err = authn.ForService(ctx, cfg.Authn, authz.Binder(roles), cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger); err != nil {
+			return nil, err
+		}
+	}
+	grpcOpts := []grpcserver.Option{auth, authzOpt}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
@@ -405,6 +465,27 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.OnStop("fhir listener", s.fhir.Close)
 	s.life.Go("fhir server", s.fhir.Serve)
 	return s, nil
+}
+
+// senderBindings loads the configured bindings; nil (an interface holding
+// nothing, so every sender is allowed) when none are configured.
+func senderBindings(cfg Config) (app.SenderBindings, error) {
+	var b *senders.Bindings
+	var err error
+	switch {
+	case cfg.SenderBindingsFile != "":
+		b, err = senders.Load(cfg.SenderBindingsFile)
+	case len(cfg.SenderBindings) > 0:
+		if b, err = senders.New(cfg.SenderBindings); err != nil {
+			err = fmt.Errorf("sender bindings: %w", err)
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // listenerTLS loads a listener's TLS material (nil when plaintext).

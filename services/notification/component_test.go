@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/testinfra"
@@ -73,6 +74,7 @@ func TestHappyPath(t *testing.T) {
 	require.NoError(t, json.Unmarshal(hooks[0].Body, &payload))
 	require.Equal(t, "Critical", payload.Category)
 	require.Equal(t, "RZZ", payload.Tenant)
+	requireLinkUntilTheDeadline(t, e, payload.AckURL, "p-oncall", id, e.events(id, "AlertRouted")[0])
 
 	// ListNotifications shows both as sent.
 	c := e.client(svc)
@@ -559,4 +561,23 @@ func TestContactPointOnlyToConfiguredContacts(t *testing.T) {
 	require.NotContains(t, tr.GetError(), closed, "the error echoes the connection details")
 	require.NotContains(t, tr.GetError(), "127.0.0.1")
 	require.Contains(t, tr.GetError(), "provider")
+}
+
+// requireLinkUntilTheDeadline: the link verifies with the public key alone
+// (the acknowledgement service holds no private key), names the recipient
+// and the alert, and expires at the alert's acknowledge-by clock, not the
+// 72-hour cap (LinkExpiry).
+func requireLinkUntilTheDeadline(t *testing.T, e *env, link, person, alertID string, routed *eventsv1.Event) {
+	t.Helper()
+	require.True(t, strings.HasPrefix(link, "https://herald.test/ack/"), link)
+	v, err := acklink.LoadVerifier(e.linkKeys.PublicKeyFile)
+	require.NoError(t, err)
+	token := strings.TrimPrefix(link, "https://herald.test/ack/")
+	require.True(t, strings.HasPrefix(token, e.linkKeys.KeyID+"."), "the link names its signing key")
+	c, err := v.Verify(token, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, person, c.PersonID)
+	require.Equal(t, alertID, c.AlertID)
+	deadline := routed.GetAlertRouted().GetClocks().GetAcknowledgeBy().AsTime()
+	require.Equal(t, deadline.Unix(), c.ExpiresAt.Unix(), "the link lives until the acknowledge-by clock")
 }

@@ -18,7 +18,8 @@ func TestScheduleWorkersMustLeaveAWorkerForTheFastLanes(t *testing.T) {
 	valid := func() notification.Config {
 		c := notification.DefaultConfig()
 		c.Security = servicemain.DevelopmentInsecure()
-		c.AckLinkSecret = "0123456789abcdef0123456789abcdef"
+		c.AckLinkKeyFile = "/run/secrets/herald/ack-link.key"
+		c.ReferenceKey = "0123456789abcdef0123456789abcdef"
 		return c
 	}
 	require.NoError(t, valid().Validate())

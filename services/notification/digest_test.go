@@ -71,7 +71,7 @@ func TestAPersonOverTheRateLimitGetsOneDigestListingTheReferences(t *testing.T) 
 		}
 	}
 	require.Len(t, digests, 1)
-	refs, err := alertref.Configured("", []byte(ackSecret))
+	refs, err := alertref.New([]byte(referenceKey))
 	require.NoError(t, err)
 	for id := range deferred {
 		require.Contains(t, digests[0].Data, refs.Ref(id), "the digest lists each reference")

@@ -2,7 +2,9 @@ package notification_test
 
 import (
 	"context"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/notification/internal/adapters/redisstore"
 )
 
 // The tests of issue #17 on the notification side: no message after an
@@ -199,4 +202,79 @@ func TestLeaseIsRenewedWhileHeldAndMovesWhenItsReplicaStops(t *testing.T) {
 	t.Logf("job moved and sent %v after its replica stopped (lease %v)", mails[0].At.Sub(stopped).Round(time.Millisecond), e.cfg.Lease)
 	e.waitIdle()
 	require.Len(t, e.smtp.to("renew@nhs.test"), 1)
+}
+
+// A recipient's retry is claimed from the schedule and resolves the
+// person's contact points again before it sends. An acknowledgement
+// appended while that resolution is in progress (the rules service slow or
+// restarting) stops the message: the send is decided after the resolution,
+// just before the message is claimed, on the alert as the log has it.
+// Decided before the resolution (as the freshness barrier at the top of
+// deliver did), the retry went out to a clinician for an alert already
+// accepted, seconds after the acknowledgement (issue #17, the chaos runs'
+// messages begun 2–7 s after an acknowledgement).
+func TestAnAcknowledgementAppendedWhileTheContactPointsAreResolvedStopsTheSend(t *testing.T) {
+	e := newEnv(t, func(path string, n int) int {
+		if n == 0 {
+			return http.StatusServiceUnavailable // the first attempt fails: a retry is scheduled
+		}
+		return http.StatusOK
+	})
+	hook := e.sink.srv.URL + "/hooks/resolving"
+	e.rules.set("resolving", person("p-r", cp(chWebhook, hook)))
+	e.start()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	e.rules.mu.Lock()
+	e.rules.block = func(ctx context.Context, _ *rulesv1.ResolveTargetsRequest) {
+		if calls.Add(1) != 2 {
+			return // the step's resolution; the retry's is the second
+		}
+		close(entered)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	e.rules.mu.Unlock()
+	id := alertID("resolving")
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("resolving"))))
+	waitClosed(t, entered, "the retry resolving the contact points")
+	e.append(acknowledgedEvent(id, "p-z"))
+	close(release)
+
+	sup := e.waitEvents(id, "NotificationSuperseded", 1)
+	require.Equal(t, eventsv1.SupersededReason_SUPERSEDED_REASON_ALERT_CLOSED, sup[0].GetNotificationSuperseded().GetReasonCode())
+	e.waitIdle()
+	require.Len(t, e.sink.on("/hooks/resolving"), 1, "only the first attempt, which failed, reached the peer")
+	require.Empty(t, e.events(id, "NotificationSent"), "nothing sent after the acknowledgement was in the log")
+}
+
+// A replica SIGKILLed while it rebuilds the projection after a Redis wipe
+// leaves the rebuild lock behind. The lock ends within its lease (the
+// rebuilder renews it while it works), and the next replica rebuilds: the
+// store gets its epoch back and sends resume. With the lock taken for 10
+// minutes, as it was, every replica waited for it, and no step of any
+// alert was sent meanwhile (issue #17, the chaos run's skipped messages
+// after its FLUSHALL).
+func TestARebuildLockLeftByADeadReplicaEndsWithinItsLease(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.RebuildLease = 2 * time.Second
+	e.rules.set("after-wipe", person("p-w", cp(chEmail, "after-wipe@nhs.test")))
+	_, stop := e.start()
+	stop()
+	rdb := e.redis()
+	require.NoError(t, rdb.FlushDB(context.Background()).Err()) // Redis lost
+	// The dead rebuilder's lock, as it took it (and never renewed it).
+	dead := redisstore.New(rdb, e.cfg.RedisPrefix)
+	locked, err := dead.LockRebuild(context.Background(), "dead-replica", e.cfg.RebuildLease)
+	require.NoError(t, err)
+	require.True(t, locked)
+
+	e.start() // waits for the epoch: the rebuild ran once the dead lock ended
+	id := alertID("after-wipe")
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("after-wipe"))))
+	e.waitEvents(id, "NotificationSent", 1)
+	require.Len(t, e.smtp.to("after-wipe@nhs.test"), 1)
+	require.Contains(t, e.logs.String(), "notification projection rebuilt from the log")
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/herald-health/herald/platform/acklink"
 	"io"
 	"math/big"
 	"net"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -49,7 +51,7 @@ const (
 	patientGiven  = "Ombretta"
 	patientDOB    = "1941-07-19"
 	reportText    = "Suspected aortic dissection"
-	ackSecret     = "0123456789abcdef0123456789abcdef-ack"
+	referenceKey  = "0123456789abcdef0123456789abcdef-ref"
 	webhookSecret = "webhook-secret-for-tests"
 	receiptSecret = "receipt-secret-for-tests"
 )
@@ -359,6 +361,10 @@ type env struct {
 	writer *eventlog.Writer
 	clock  clock.Clock
 	tel    *telemetry.Telemetry
+	// authn is the authentication stand-in (nil: none).
+	authn grpcserver.Option
+	// linkKeys signs acknowledge links (its public half verifies them).
+	linkKeys acklink.Generated
 }
 
 func newEnv(t testing.TB, status func(path string, n int) int) *env {
@@ -381,7 +387,11 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 	cfg.Redis.DB = rdb.Options().DB
 	cfg.Rules.Addr = rulesAddr
 	cfg.AckBaseURL = "https://herald.test"
-	cfg.AckLinkSecret = ackSecret
+	keys, err := acklink.GenerateFiles(t.TempDir())
+	require.NoError(t, err)
+	cfg.AckLinkKeyFile, cfg.ReferenceKey = keys.PrivateKeyFile, referenceKey
+	cfg.AckLinkMinTTL = 10 * time.Minute // below the harness alerts' 1-hour acknowledge-by clock
+	e.linkKeys = keys
 	cfg.SMTPAddr = e.smtp.addr
 	cfg.SMTPUser, cfg.SMTPPassword, cfg.SMTPStartTLS = "herald", "s3cret", true
 	cfg.SMTPTLS = &tls.Config{RootCAs: e.smtp.caPool, MinVersion: tls.VersionTLS12}
@@ -400,7 +410,8 @@ func newEnv(t testing.TB, status func(path string, n int) int) *env {
 func (e *env) start() (*notification.Service, func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock, Telemetry: e.tel})
+	svc, err := notification.New(ctx, e.cfg, notification.Deps{Logger: logging.New(e.logs, -4, "notification"), Clock: e.clock, Telemetry: e.tel,
+		Authentication: e.authn})
 	require.NoError(e.t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -37,6 +38,7 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/notification/internal/adapters/kafkatail"
 	"github.com/herald-health/herald/services/notification/internal/adapters/redisstore"
 	"github.com/herald-health/herald/services/notification/internal/adapters/rulesclient"
 	"github.com/herald-health/herald/services/notification/internal/app"
@@ -91,7 +93,10 @@ const ServiceName = "herald-notification"
 type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// Authn verifies the access tokens of people's gRPC calls
 	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
 	Authn authn.Config
@@ -111,12 +116,20 @@ type Config struct {
 	RedisPrefix string
 	// Rules is where the rules service is called (ResolveTargets), with
 	// the service's own certificate (mutual TLS, GRPC's files).
-	Rules         grpcserver.ClientConfig
-	AckBaseURL    string
-	AckLinkSecret string
+	Rules      grpcserver.ClientConfig
+	AckBaseURL string
+	// AckLinkKeyFile is the Ed25519 private key (PEM, PKCS #8) that signs
+	// acknowledge links (platform/acklink); the acknowledgement service
+	// holds only its public key.
+	AckLinkKeyFile string
+	// A link lives until the alert's acknowledge-by clock (communicate-by
+	// when the category has none), but at least AckLinkMinTTL from sending
+	// (a reminder sent after the deadline still works) and at most
+	// AckLinkTTL.
 	AckLinkTTL    time.Duration
+	AckLinkMinTTL time.Duration
 	// ReferenceKey keys the alert references people see (>= 32 bytes,
-	// the same in acknowledgement); empty derives one from AckLinkSecret.
+	// the same in acknowledgement).
 	ReferenceKey string
 
 	SMTPAddr     string
@@ -156,11 +169,16 @@ type Config struct {
 	// replica's jobs move to another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
-	// FreshWait bounds how long a send decision waits for the projection
-	// to apply what the log holds for the alert (the freshness barrier);
-	// after it, the send is decided on the projection as it is.
+	// FreshWait bounds how long a send decision retries reading the
+	// alert's events from the log (Kafka unreachable, or the group too far
+	// behind to read the gap); after it, the send is decided on the
+	// projection as it is, with a warning.
 	FreshWait time.Duration
-	MaxIdle   time.Duration
+	// RebuildLease is how long the lock of a replica rebuilding the
+	// projection from the log lasts without renewal: the lock of one that
+	// died mid-rebuild ends within it and another rebuilds.
+	RebuildLease time.Duration
+	MaxIdle      time.Duration
 	// ConsumerLanes is how many alerts of one partition are handled at
 	// once (each alert's events stay in order).
 	ConsumerLanes int
@@ -188,6 +206,7 @@ func DefaultConfig() Config {
 		Rules:                grpcserver.ClientConfig{Addr: "127.0.0.1:7002"},
 		AckBaseURL:           "http://127.0.0.1:8003",
 		AckLinkTTL:           72 * time.Hour,
+		AckLinkMinTTL:        time.Hour,
 		SMTPFrom:             "herald@herald.invalid",
 		SMTPStartTLS:         true,
 		RetryInitial:         time.Second,
@@ -202,6 +221,7 @@ func DefaultConfig() Config {
 		Lease:                5 * time.Second,
 		SendTimeout:          15 * time.Second,
 		FreshWait:            15 * time.Second,
+		RebuildLease:         6 * time.Second,
 		MaxIdle:              time.Second,
 	}
 }
@@ -209,6 +229,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
@@ -220,9 +241,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of Redis keys")
 	fs.StringVar(&c.AckBaseURL, "ack-base-url", c.AckBaseURL, "base URL of acknowledge links (<url>/ack/<token>)")
-	config.SecretFile(fs, &c.AckLinkSecret, "ack-link-secret", "HMAC secret of acknowledge links (>= 32 bytes)")
-	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "lifetime of acknowledge links")
-	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement; none: derived from ack-link-secret)")
+	fs.StringVar(&c.AckLinkKeyFile, "ack-link-key-file", c.AckLinkKeyFile, "Ed25519 private key (PEM, PKCS #8) that signs acknowledge links")
+	fs.DurationVar(&c.AckLinkTTL, "ack-link-ttl", c.AckLinkTTL, "longest lifetime of an acknowledge link (links live until the alert's acknowledge-by clock)")
+	fs.DurationVar(&c.AckLinkMinTTL, "ack-link-min-ttl", c.AckLinkMinTTL, "shortest lifetime of an acknowledge link (one sent after the acknowledge-by clock)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in acknowledgement)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP submission server host:port (email disabled when empty)")
 	fs.StringVar(&c.SMTPUser, "smtp-user", c.SMTPUser, "SMTP AUTH user")
 	config.SecretFile(fs, &c.SMTPPassword, "smtp-password", "SMTP AUTH password")
@@ -245,7 +267,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ScheduleWorkers, "schedule-workers", c.ScheduleWorkers, "workers kept for scheduled jobs (retries, rate-limited sends, overflow) so they never wait behind new alerts; at most workers-1")
 	fs.IntVar(&c.ConsumerLanes, "consumer-lanes", c.ConsumerLanes, "alerts of one partition handled at once (each alert's events stay in order)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "job lease, renewed every lease/3 while the job is worked: a dead replica's jobs move within it")
-	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest wait of a send decision for the projection to apply the alert's events already in the log")
+	fs.DurationVar(&c.RebuildLease, "rebuild-lease", c.RebuildLease, "how long the rebuild lock lasts without renewal (a replica that dies mid-rebuild holds it up to this long)")
+	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest a send decision retries reading the alert's events from the log before it decides on the projection as it is")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
 }
 
@@ -265,10 +288,13 @@ func (c Config) Validate() error {
 			bad("setting %s is required", name)
 		}
 	}
-	if len(c.AckLinkSecret) < acklink.MinSecretLen {
-		bad("setting ack-link-secret must be at least %d bytes", acklink.MinSecretLen)
+	if c.AckLinkKeyFile == "" {
+		bad("setting ack-link-key-file is required (the Ed25519 key that signs acknowledge links)")
 	}
-	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+	if c.AckLinkMinTTL <= 0 || c.AckLinkTTL < c.AckLinkMinTTL {
+		bad("settings ack-link-min-ttl and ack-link-ttl must be positive, ack-link-ttl at least ack-link-min-ttl")
+	}
+	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
 	if c.ReceiptsSecret != "" && len(c.ReceiptsSecret) < 16 {
@@ -313,6 +339,9 @@ func (c Config) Validate() error {
 	if c.Lease < 500*time.Millisecond {
 		bad("setting lease must be at least 500ms (it is renewed every lease/3)")
 	}
+	if c.RebuildLease < time.Second {
+		bad("setting rebuild-lease must be at least 1s")
+	}
 	if c.FreshWait <= 0 {
 		bad("setting fresh-wait must be > 0")
 	}
@@ -328,19 +357,25 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// Binder binds a verified person to their Herald id and roles
-	// (default: from the access token's claims, authn.ClaimBinder).
-	Binder authn.RoleBinder
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started notification service.
 type Service struct {
-	life     *servicemain.Lifecycle
-	cfg      Config
-	deps     Deps
-	grpc     *grpcserver.Server
+	life *servicemain.Lifecycle
+	cfg  Config
+	deps Deps
+	grpc *grpcserver.Server
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles    *authz.Source
 	receipts *servicemain.HTTPServer
-	fresh    *eventlog.Freshness
 	smtp     *channel.SMTP
 	engine   *app.Engine
 }
@@ -381,12 +416,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	writer := eventlog.NewWriter(cfg.Log, app.Producer, deps.Telemetry)
 	s.life.OnClose("event writer", writer.Close)
-	// Every send is decided behind this barrier: the projection has applied
-	// the alert's events that are in the log (docs/design.md, "Deciding on
-	// fresh state").
-	fresh := eventlog.NewFreshness(cfg.Log, cfg.GroupID, "")
-	s.fresh = fresh
-	s.life.OnClose("freshness reader", func() error { fresh.Close(); return nil })
+	// Every send is decided on the alert as the log has it: the projection
+	// plus the alert's events the group has not committed past
+	// (docs/design.md, "Deciding on fresh state").
+	tail := kafkatail.New(cfg.Log, cfg.GroupID)
+	s.life.OnClose("log tail", func() error { tail.Close(); return nil })
 	conn, err := grpcserver.Dial(ctx, cfg.Rules.Addr, deps.Telemetry, grpcserver.ClientTLS(identity, cfg.Rules.ServerName))
 	if err != nil {
 		return nil, fmt.Errorf("dial rules service (setting rules-addr): %w", err)
@@ -398,6 +432,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	if s.smtp != nil {
 		s.life.OnClose("smtp client", s.smtp.Close)
+	}
+	links, err := acklink.LoadSigner(cfg.AckLinkKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("setting ack-link-key-file: %w", err)
+	}
+	deps.Logger.Info("acknowledge links signed", "kid", links.KeyID())
+	refs, err := alertref.New([]byte(cfg.ReferenceKey))
+	if err != nil {
+		return nil, fmt.Errorf("setting reference-key: %w", err)
 	}
 	renderer := content.NewRenderer(nil)
 	if cfg.TemplatesDir != "" {
@@ -412,17 +455,28 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Log:      writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
-		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Fresh: s.fresh, FreshWait: cfg.FreshWait, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
-		AckBaseURL: cfg.AckBaseURL, AckLinkSecret: []byte(cfg.AckLinkSecret), AckLinkTTL: cfg.AckLinkTTL, ReferenceKey: cfg.ReferenceKey,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Tail: tail, FreshWait: cfg.FreshWait, RebuildLease: cfg.RebuildLease, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		AckBaseURL: cfg.AckBaseURL, AckLinks: links, AckLinkTTL: cfg.AckLinkTTL, AckLinkMinTTL: cfg.AckLinkMinTTL, References: refs,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})
 	api := app.NewAPI(s.engine)
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authorization: %w", err)
 	}
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcserver.WithTLS(identity), auth); err != nil {
+	s.roles = roles
+	auth := deps.Authentication
+	if auth == nil {
+		if auth, err = authn.ForService(ctx, cfg.Authn, authz.Binder(roles), cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger); err != nil {
+			return nil, err
+		}
+	}
+	grpcOpts := []grpcserver.Option{auth, authzOpt}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, append([]grpcserver.Option{grpcserver.WithTLS(identity)}, grpcOpts...)...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)
@@ -458,7 +512,7 @@ func (s *Service) runEngine(ctx context.Context) error {
 	}()
 	go s.watchEpoch(ctx)
 	err := eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: s.cfg.Log, GroupID: s.cfg.GroupID,
-		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes, Freshness: s.fresh}, s.handle)
+		Logger: s.deps.Logger, Telemetry: s.deps.Telemetry, Lanes: s.cfg.ConsumerLanes}, s.handle)
 	cancel()
 	eerr := <-engineErr
 	if eerr != nil && !errors.Is(eerr, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {

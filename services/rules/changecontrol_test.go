@@ -79,7 +79,7 @@ func TestPolicyChangeNeedsASecondPerson(t *testing.T) {
 	files := rzyChange(t, c, "2026.12.07-1")
 
 	// No person, or a person without a policy role, cannot propose.
-	_, err := c.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: files})
+	_, err := c.ProposeBundle(asNobody(ctx), &rulesv1.ProposeBundleRequest{Files: files})
 	require.Equal(t, codes.Unauthenticated, code(err), "%v", err)
 	_, err = c.ProposeBundle(as(ctx, bob), &rulesv1.ProposeBundleRequest{Files: files})
 	require.Equal(t, codes.PermissionDenied, code(err), "%v", err)
@@ -224,7 +224,7 @@ func TestDryRunBundleAnswersWhichAlertsWouldBeRoutedDifferentlyAndToWhom(t *test
 	files := rzyChange(t, c, "2026.12.07-3")
 
 	// The dry run needs a person with a policy role for the trust.
-	_, err := c.DryRunBundle(ctx, &rulesv1.DryRunBundleRequest{Files: files, Days: 1})
+	_, err := c.DryRunBundle(asNobody(ctx), &rulesv1.DryRunBundleRequest{Files: files, Days: 1})
 	require.Equal(t, codes.Unauthenticated, code(err), "%v", err)
 	_, err = c.DryRunBundle(as(ctx, bob), &rulesv1.DryRunBundleRequest{Files: files, Days: 1})
 	require.Equal(t, codes.PermissionDenied, code(err), "%v", err)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -59,7 +60,10 @@ func DemoBundles() fs.FS {
 type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
-	GRPC     grpcserver.Config
+	// RoleBindingsFile is the role-binding file (platform/authz): who may
+	// call which method for which trust.
+	RoleBindingsFile string
+	GRPC             grpcserver.Config
 	// Authn verifies the access tokens of people's gRPC calls
 	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
 	Authn authn.Config
@@ -107,6 +111,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
+	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
 	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
@@ -149,12 +154,13 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// GRPCOptions are added to the gRPC server after authentication
-	// (authorization's interceptors).
-	GRPCOptions []grpcserver.Option
-	// Binder binds a verified person to their Herald id and roles
-	// (default: from the access token's claims, authn.ClaimBinder).
-	Binder authn.RoleBinder
+
+	// Authentication is the server option that verifies who calls and
+	// puts the identity.Caller in the context, installed before
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
+	Authentication grpcserver.Option
 }
 
 // Service is a started rules service.
@@ -167,6 +173,9 @@ type Service struct {
 	changes  *app.ChangeControl
 	router   *app.Router
 	grpc     *grpcserver.Server
+	// roles are the role bindings in force (nil: none), the RoleBinder
+	// of authentication (issue #20).
+	roles *authz.Source
 }
 
 // New validates cfg, loads the bundles (every one must be valid at start),
@@ -216,11 +225,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		}
 	}
 	cfg.GRPC.Reflection = cfg.Security.Development()
-	auth, err := authn.ForService(ctx, cfg.Authn, deps.Binder, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger)
+	// Authorization (platform/authz): the method table and the role
+	// bindings, after authentication. The bindings are the RoleBinder
+	// authentication uses.
+	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authorization: %w", err)
 	}
-	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, append([]grpcserver.Option{auth}, deps.GRPCOptions...)...); err != nil {
+	s.roles = roles
+	auth := deps.Authentication
+	if auth == nil {
+		if auth, err = authn.ForService(ctx, cfg.Authn, authz.Binder(roles), cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger); err != nil {
+			return nil, err
+		}
+	}
+	grpcOpts := []grpcserver.Option{auth, authzOpt}
+	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
 	s.life.OnStop("grpc server", s.grpc.Close)

@@ -62,6 +62,8 @@ type env struct {
 	cfg  rules.Config
 	logs *syncBuffer
 	w    *eventlog.Writer
+	// authn is the authentication stand-in (nil: none).
+	authn grpcserver.Option
 }
 
 func newEnv(t *testing.T) *env {
@@ -92,7 +94,13 @@ func (e *env) start(t *testing.T, cfg rules.Config) (addr string, stop func()) {
 func (e *env) startLogging(t *testing.T, cfg rules.Config, logs *syncBuffer) (addr string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules"), GRPCOptions: []grpcserver.Option{testIdentity()}})
+	authn := e.authn
+	if authn == nil {
+		// no role bindings: authorization is off, and the change-control
+		// tests name their person in metadata (identity_test.go)
+		authn = testIdentity()
+	}
+	svc, err := rules.New(ctx, cfg, rules.Deps{Logger: logging.New(logs, -4, "rules"), Authentication: authn})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -4,10 +4,10 @@
 {{ include "herald-lib.envVar" (list "HERALD_HTTP_ADDR" (include "herald-lib.listen" .Values.ports.http)) }}
 {{ include "herald-lib.envVar" (list "HERALD_PUBLIC_URL" .Values.ackPage.baseURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_REPLICA" "$(POD_NAME)") }}
-{{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
-{{- with .Values.global.reference }}{{ if .existingSecret }}
-{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .existingSecret .key) }}
-{{- end }}{{ end }}
+{{- with .Values.global.ackLink.publicKeys }}
+{{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_PUBLIC_KEYS" .existingSecret .key) }}
+{{- end }}
+{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .Values.global.reference.existingSecret .Values.global.reference.key) }}
 {{- if .Values.oidc.issuerURL }}
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_ISSUER" .Values.oidc.issuerURL) }}
 {{ include "herald-lib.envVar" (list "HERALD_OIDC_CLIENT_ID" .Values.oidc.clientID) }}

@@ -309,6 +309,13 @@ spec:
               mountPath: /etc/herald/tls
               readOnly: true
             {{- end }}
+            {{- if (.Values.global.roleBindings | default dict).configMap }}
+            # The whole ConfigMap as a directory (not a subPath), so that an
+            # edit reaches the pod and the services re-read it.
+            - name: role-bindings
+              mountPath: /etc/herald/authz
+              readOnly: true
+            {{- end }}
             {{- if (include "herald-lib.secretSources" .) }}
             - name: secrets
               mountPath: /etc/herald/secrets
@@ -326,6 +333,11 @@ spec:
           secret:
             secretName: {{ .Values.tls.existingSecret }}
             defaultMode: 0440
+        {{- end }}
+        {{- with (.Values.global.roleBindings | default dict).configMap }}
+        - name: role-bindings
+          configMap:
+            name: {{ . }}
         {{- end }}
         {{- with (include "herald-lib.secretSources" .) }}
         - name: secrets
@@ -408,6 +420,9 @@ spec:
 {{- if .Values.probes.port }}
 {{ include "herald-lib.envVar" (list "HERALD_GRPC_HEALTH_ADDR" (include "herald-lib.listen" .Values.probes.port)) }}
 {{- end }}
+{{- with ($g.roleBindings | default dict) }}{{ if .configMap }}
+{{ include "herald-lib.envVar" (list "HERALD_ROLE_BINDINGS_FILE" (printf "/etc/herald/authz/%s" .key)) }}
+{{- end }}{{ end }}
 {{- with (include "herald-lib.hook" (list . "env")) }}
 {{ . }}
 {{- end }}

@@ -11,10 +11,10 @@
 {{- end }}
 {{ include "herald-lib.envVar" (list "HERALD_RULES_ADDR" (include "notification.rulesAddr" .)) }}
 {{ include "herald-lib.envVar" (list "HERALD_ACK_BASE_URL" .Values.ackLink.baseURL) }}
-{{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_SECRET" .Values.global.ackLink.existingSecret .Values.global.ackLink.key) }}
-{{- with .Values.global.reference }}{{ if .existingSecret }}
-{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .existingSecret .key) }}
-{{- end }}{{ end }}
+{{- with .Values.global.ackLink.signingKey }}
+{{ include "herald-lib.secretFile" (list "HERALD_ACK_LINK_KEY" .existingSecret .key) }}
+{{- end }}
+{{ include "herald-lib.secretFile" (list "HERALD_REFERENCE_KEY" .Values.global.reference.existingSecret .Values.global.reference.key) }}
 {{ include "herald-lib.envVar" (list "HERALD_TEMPLATES_DIR" "/etc/herald/templates") }}
 {{- if .Values.smtp.addr }}
 {{ include "herald-lib.envVar" (list "HERALD_SMTP_ADDR" .Values.smtp.addr) }}

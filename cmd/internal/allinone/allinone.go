@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/herald-health/herald/platform/acklink"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/herald-health/herald/cmd/internal/ctl"
 	"github.com/herald-health/herald/cmd/internal/runstate"
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/devidp"
@@ -40,6 +43,8 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
+	"github.com/herald-health/herald/services/console"
+	consoleidp "github.com/herald-health/herald/services/console/devidp"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -74,6 +79,10 @@ type Config struct {
 	// Hydra, built from source on first use) with the demo users; people's
 	// calls (heraldctl login) are verified against it.
 	IDP bool
+	// PostgresURL is the console's reporting store; empty embeds one
+	// (EmbedPostgres) or leaves the reporting off (see reportingStore).
+	PostgresURL   string
+	EmbedPostgres bool
 	// Insecure serves gRPC, MLLP and FHIR in plaintext too. Without it the
 	// all-in-one makes a throwaway development CA and every service
 	// serves and calls with mutual TLS, as in production.
@@ -93,6 +102,7 @@ func DefaultConfig() Config {
 		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
 		LogLevel:      "info",
 		IDP:           true,
+		EmbedPostgres: true,
 	}
 }
 
@@ -110,6 +120,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
 	fs.BoolVar(&c.IDP, "idp", c.IDP, "start the development identity provider (Ory Hydra; built on first use) for heraldctl login")
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "the console's reporting store (default: an embedded PostgreSQL)")
+	fs.BoolVar(&c.EmbedPostgres, "embed-postgres", c.EmbedPostgres, "start an embedded PostgreSQL for the reporting store when no postgres-url is given")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "serve gRPC, MLLP and FHIR in plaintext too (default: mutual TLS with a throwaway development CA)")
 }
 
@@ -172,11 +184,26 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	tlsDir := filepath.Join(cfg.WorkDir, "tls")
 	ids := map[string]mtls.Files{}
 	if !cfg.Insecure {
-		if ids, err = devca.WriteDir(tlsDir, time.Now(), devca.DefaultValidity, append(append([]string{}, services...), ToolIdentity)...); err != nil {
+		if ids, err = devca.WriteDir(tlsDir, time.Now(), devca.DefaultValidity, append(append([]string{}, services...), ToolIdentity, consoleIdentity)...); err != nil {
 			return fmt.Errorf("make the development CA: %w", err)
 		}
 	}
-	secret := randomSecret()
+	// Acknowledge links: a throwaway Ed25519 pair, like the CA above;
+	// notification signs with the private half, acknowledgement and the
+	// simulator verify with the public one.
+	linkDir := filepath.Join(cfg.WorkDir, "ack-link")
+	if err := os.MkdirAll(linkDir, 0o700); err != nil {
+		return fmt.Errorf("make the acknowledge-link key folder: %w", err)
+	}
+	linkKeys, err := acklink.GenerateFiles(linkDir)
+	if err != nil {
+		return fmt.Errorf("make the acknowledge-link key: %w", err)
+	}
+	links, err := acklink.LoadVerifier(linkKeys.PublicKeyFile)
+	if err != nil {
+		return err
+	}
+	referenceKey := randomSecret()
 	logCfg := eventlog.DefaultConfig()
 	logCfg.Brokers = brokers
 	logCfg.Partitions = 4
@@ -240,6 +267,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if icfg.Tenants, err = intake.DemoTenants(); err != nil {
 		return fmt.Errorf("demo tenants: %w", err)
 	}
+	// The development senders (heraldctl and the simulator present the tool
+	// certificate) are bound to the demo trusts, as a trust's RIS would be
+	// to its own (docs/deployment.md, "Sender binding"). The plaintext
+	// -insecure demo has no certificates, so no identities to bind.
+	if !cfg.Insecure {
+		var demo []string
+		for _, t := range icfg.Tenants {
+			demo = append(demo, t.ODS)
+		}
+		icfg.SenderBindings = []intake.SenderBinding{{Identity: devca.SPIFFEID(ToolIdentity), Trusts: demo}}
+	}
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
@@ -263,7 +301,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	acfg.PublicURL = "http://" + acfg.HTTPAddr
 	acfg.Redis.Addr = redisAddr
-	acfg.AckLinkSecret = secret
+	acfg.AckLinkPublicKeys, acfg.ReferenceKey, acfg.SessionKey = linkKeys.PublicKeyFile, referenceKey, randomSecret()
 	acfg.DevIdentity = "link-recipient"
 
 	capture := notification.NewCapture(nil)
@@ -274,7 +312,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
 	ncfg.ReceiptsAddr = addr(8004)
 	ncfg.Redis.Addr = redisAddr
-	ncfg.AckLinkSecret = secret
+	ncfg.AckLinkKeyFile, ncfg.ReferenceKey = linkKeys.PrivateKeyFile, referenceKey
 	ncfg.RetryInitial = 200 * time.Millisecond
 	// The rate limit runs on the demo's clock too: per person, 10 messages in
 	// 10 minutes, and the digest 2 minutes after the first message held
@@ -289,6 +327,23 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		eventsv1.Channel_CHANNEL_WEBHOOK: capture,
 		eventsv1.Channel_CHANNEL_LOG:     capture,
 	}
+
+	// Authorization (docs/authorization.md): the development role bindings,
+	// whose tools' certificates (heraldctl's is the simulator's and the
+	// dashboard's too) act with every role until people log in. Plaintext
+	// (-insecure) has no certificate to bind: authorization is off then.
+	if !cfg.Insecure {
+		bindings, err := devbindings.Write(cfg.WorkDir, true)
+		if err != nil {
+			return err
+		}
+		icfg.RoleBindingsFile, rcfg.RoleBindingsFile, acfg.RoleBindingsFile, ncfg.RoleBindingsFile = bindings, bindings, bindings, bindings
+	}
+
+	// The console's reporting store (PostgreSQL), for the console to use:
+	// never a reason for make run to fail.
+	pgURL, pgNote, pgStop := reportingStore(cfg)
+	defer pgStop()
 
 	// Every service is acquired into one lifecycle: one that fails to
 	// start releases the ones started before it, and the first that stops
@@ -362,13 +417,44 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	life.OnClose("intake client", intakeConn.Close)
 	toolLog := logging.New(logFile, level, "allinone")
 
+	// The console (services/console) is the page make run opens: people
+	// sign in through a development identity provider as one of the demo
+	// people (one per role). The captured messages stay visible to
+	// developers on a page of their own (/dev/messages).
 	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
-	dsrv, err := servicemain.ListenHTTP(cfg.DashboardAddr, dash.handler(), nil, servicemain.DefaultHTTPLimits())
+	cidp, err := consoleidp.Start(consoleidp.Demo)
 	if err != nil {
-		return fmt.Errorf("dashboard (setting dashboard-addr): %w", err)
+		return fmt.Errorf("the console's development identity provider: %w", err)
 	}
-	life.OnStop("dashboard", dsrv.Close)
-	life.Go("dashboard", dsrv.Serve)
+	life.OnClose("console identity provider", cidp.Shutdown)
+	consoleAddr := cfg.DashboardAddr
+	if cfg.AnyPorts {
+		if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+			return err
+		}
+	}
+	ccfg := console.DefaultConfig()
+	// Plain HTTP pages on loopback (development); the gRPC calls are mutual
+	// TLS with the console's own development certificate unless -insecure.
+	ccfg.Security = dev
+	ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
+	ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
+	ccfg.Client = ids[consoleIdentity]
+	oc := cidp.Config()
+	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
+	ccfg.SessionKey = randomSecret()
+	ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
+	var demo []console.DemoUser
+	for _, p := range consoleidp.Demo {
+		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})
+	}
+	if err = start("console", func(d depsArgs) (runner, error) {
+		return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
+			Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
+	}); err != nil {
+		return err
+	}
+	dsrvAddr := started["console"].Addrs()["http"]
 
 	scheme, tlsNote := "https", "gRPC, FHIR and MLLP use mutual TLS with a throwaway development CA in "+tlsDir+
 		" (heraldctl finds its certificate through the run state); the embedded Kafka and Redis are plaintext: this is the development profile"
@@ -377,10 +463,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
-		infra: infra, dashboard: "http://" + dsrv.Addr(), intake: in, rules: rs,
+		infra: infra, dashboard: "http://" + dsrvAddr, intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
-		tool: ids[ToolIdentity],
+		tool: ids[ToolIdentity], reporting: pgNote,
 	})
 
 	// heraldctl finds this run's broker, Redis and services through the
@@ -390,8 +476,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: in["grpc"],
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
-		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrv.Addr(), PID: os.Getpid(),
-		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, OIDCIssuer: issuer,
+		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrvAddr, PID: os.Getpid(),
+		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, OIDCIssuer: issuer, PostgresURL: pgURL,
 	}); err != nil {
 		return err
 	}
@@ -406,7 +492,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if cfg.Simulate {
 		sim := &simulator{
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
-			mllpAddr: in["mllp"], mllpTLS: tool, secret: []byte(secret), every: cfg.Every, log: toolLog, acted: map[string]bool{},
+			mllpAddr: in["mllp"], mllpTLS: tool, links: links, every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
 		if idp != nil {
 			sim.as = simulatedPeople(idp)
@@ -456,6 +542,10 @@ func simulatedPeople(idp *devidp.Provider) func(string) []grpc.CallOption {
 // ToolIdentity is the development certificate heraldctl, the simulator and
 // the dashboard present.
 const ToolIdentity = "heraldctl"
+
+// consoleIdentity is the console's development certificate (it calls
+// acknowledgement and rules with it).
+const consoleIdentity = "console"
 
 // services are the all-in-one's services, in start order.
 var services = []string{"intake", "rules", "acknowledgement", "notification"}

@@ -3,12 +3,16 @@ package allinone
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-health/herald/cmd/internal/runstate"
 )
 
 // syncBuffer is a bytes.Buffer safe for the feed and the test to share.
@@ -56,6 +60,26 @@ func TestMakeRunShowsAlertsFlowWithinAMinute(t *testing.T) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The page make run opens is the console: its sign-in offers the demo
+	// people, and the captured messages have a page of their own.
+	st, ok, err := runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName))
+	if err != nil || !ok {
+		t.Fatalf("run state: %v (found %v)", err, ok)
+	}
+	for path, want := range map[string]string{"/": "Sign in to Herald", "/dev/messages": "<html"} {
+		resp, err := http.Get(st.Dashboard + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s%s: %d, want 200 with %q", st.Dashboard, path, resp.StatusCode, want)
+		}
+		if path == "/" && !strings.Contains(string(b), "login_hint=clinician") {
+			t.Errorf("the console's sign-in page offers no demo clinician")
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

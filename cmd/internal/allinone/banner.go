@@ -19,14 +19,18 @@ type banner struct {
 	// hops are protected (the development profile, in so many words).
 	scheme, security string
 	tool             mtls.Files
+	// reporting says where the console's reporting store is, or why it is off.
+	reporting string
 }
 
 func printBanner(w io.Writer, b banner) {
 	fmt.Fprintf(w, `
 Herald is running (started in %.1fs) on %s.
 
-  Open %s to watch alerts arrive, escalate and get acknowledged,
-  with every message the notification service sent (captured, not delivered).
+  Open %[3]s: the console. Sign in as a demo person (clinician, fail-safe
+  officer, safety lead, or a clinician of the other trust) to work the
+  worklist, the alert pages and the fail-safe queue. Every message the
+  notification service sent (captured, not delivered) is on %[3]s/dev/messages.
 
   security          %s
 
@@ -37,6 +41,7 @@ Herald is running (started in %.1fs) on %s.
   policies          %s (demo trusts RZZ and RZY, %dx faster; edit them and they reload)
   service logs      %s (JSON)
   run state         %s (how heraldctl finds this run)
+  reporting store   %s
 
 Try, in another terminal:
   go run ./cmd/heraldctl list
@@ -47,7 +52,7 @@ Try, in another terminal:
   %s
 `, b.took.Seconds(), b.infra, b.dashboard, b.security,
 		b.intake["grpc"], b.scheme, b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],
-		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, grpcurl(b))
+		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, b.reporting, grpcurl(b))
 	if b.simulate {
 		fmt.Fprintln(w, "\nThe simulator raises a synthetic alert every few seconds; the event log follows, one line per event:")
 	}

@@ -34,10 +34,10 @@ type simulator struct {
 	mllpAddr string
 	// mllpTLS is the identity the simulated sender presents (nil: plain TCP).
 	mllpTLS *mtls.Source
-	secret  []byte
 	// as signs the simulated person in (their access token on a call);
 	// nil: calls carry no person.
 	as    func(person string) []grpc.CallOption
+	links *acklink.Verifier
 	every time.Duration
 	log   *slog.Logger
 
@@ -228,7 +228,7 @@ func (s *simulator) react(ctx context.Context, m notification.Message) {
 
 func (s *simulator) decline(ctx context.Context, m notification.Message) {
 	token := m.Data.AckLink[strings.LastIndex(m.Data.AckLink, "/")+1:]
-	c, err := acklink.Verify(s.secret, token, time.Now())
+	c, err := s.links.Verify(token, time.Now())
 	if err != nil {
 		return
 	}

@@ -69,6 +69,8 @@ func (e *env) identity() (*mtls.Source, error) {
 // binds its services to.
 type addresses struct {
 	intake, fhir, mllp, rules, notification, ack, kafka, redis string
+	// postgres is the reporting store (HERALD_POSTGRES_URL, else make run's).
+	postgres string
 	// tls is heraldctl's certificate and the services' CA bundle.
 	tls mtls.Files
 	// issuer is the OpenID provider heraldctl login signs in with.
@@ -106,6 +108,7 @@ func defaultAddresses(statePath string) addresses {
 		ack:          get("ACK", st.AckGRPC, "127.0.0.1:7003"),
 		kafka:        get("KAFKA", strings.Join(st.KafkaBrokers, ","), "127.0.0.1:9092"),
 		redis:        get("REDIS", st.RedisAddr, "127.0.0.1:6379"),
+		postgres:     firstOf(os.Getenv("HERALD_POSTGRES_URL"), st.PostgresURL),
 		tls: mtls.Files{
 			CertFile: get("TLS_CERT", st.TLSCert, ""),
 			KeyFile:  get("TLS_KEY", st.TLSKey, ""),
@@ -139,6 +142,7 @@ func commands() []command {
 		policyCommand(),
 		bundleCommand(),
 		loginCommand(),
+		auditCommand(),
 	}
 }
 
@@ -352,4 +356,14 @@ func redisConfig(addr string, db int) (redisconn.Config, error) {
 	}
 	cfg.Addr, cfg.DB = addr, db
 	return cfg, nil
+}
+
+// firstOf returns the first non-empty value.
+func firstOf(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }

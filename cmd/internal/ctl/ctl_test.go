@@ -131,7 +131,7 @@ func TestRebuildRemovesTheEpochKey(t *testing.T) {
 	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
 		t.Fatal("epoch key still there")
 	}
-	if code, _, errOut := runCtl("rebuild", "-redis", rdb.Options().Addr, "rules"); code != 1 || !strings.Contains(errOut, "acknowledgement or notification") {
+	if code, _, errOut := runCtl("rebuild", "-redis", rdb.Options().Addr, "rules"); code != 1 || !strings.Contains(errOut, "acknowledgement, notification or reporting") {
 		t.Fatalf("unknown service: got %d %q", code, errOut)
 	}
 }

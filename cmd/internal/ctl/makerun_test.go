@@ -3,6 +3,7 @@ package ctl_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
@@ -152,6 +153,31 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 	code, _, errOut = heraldctl("bundle", "propose", "../../../services/rules/bundles/demo/RZY")
 	if code != 1 || !strings.Contains(errOut, "holds neither policy-admin nor safety-lead") {
 		t.Fatalf("bundle propose by a clinician: exit %d %q; want a refusal naming the roles", code, errOut)
+	}
+
+	// The audit trail, as the README's Operations shows it: the ack and the
+	// action are chained (a moment after they are in the log), verified,
+	// anchored on demand and exported.
+	var x ctl.Export
+	deadline = time.Now().Add(60 * time.Second)
+	for len(x.Proof.Records) < 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		if code, out, _ := heraldctl("audit", "export", id); code == 0 {
+			x = ctl.Export{}
+			_ = json.Unmarshal([]byte(out), &x)
+		}
+	}
+	if len(x.Proof.Records) < 2 || !x.Proof.Verified {
+		t.Fatalf("audit export %s: got %d chained records (verified %v) within 60s, want the ack and the action", id, len(x.Proof.Records), x.Proof.Verified)
+	}
+	if code, out, errOut := heraldctl("audit", "anchor"); code != 0 || !strings.Contains(out, "anchored trust") {
+		t.Fatalf("audit anchor: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := heraldctl("audit", "verify"); code != 0 || !strings.Contains(out, "verified") {
+		t.Fatalf("audit verify: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := heraldctl("audit", "export", "-format", "html", id); code != 0 || !strings.Contains(out, "chain proof") && !strings.Contains(out, "Chain proof") {
+		t.Fatalf("audit export -format html: exit %d %q", code, errOut)
 	}
 
 	// rebuild finds the run's Redis.

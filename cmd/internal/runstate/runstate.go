@@ -37,6 +37,8 @@ type State struct {
 	// OIDCIssuer is the development identity provider heraldctl login
 	// signs in with (empty: none started).
 	OIDCIssuer string `json:"oidc_issuer,omitempty"`
+	// PostgresURL is the console's reporting store (empty: reporting off).
+	PostgresURL string `json:"postgres_url,omitempty"`
 	// PID is the all-in-one's process id, to tell a stale file (left by a
 	// killed run) from a live one.
 	PID int `json:"pid"`

@@ -20,6 +20,7 @@ package lifecycle
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -248,4 +249,37 @@ func EventType(ev *eventsv1.Event) string {
 		return "TimerRepaired"
 	}
 	return "Unknown"
+}
+
+// recipientEvents are the timeline entries that name a person the alert
+// was routed or escalated to (a message sent, deferred into a digest, or
+// that failed: the alert was still theirs).
+var recipientEvents = map[string]bool{
+	"NotificationSent": true, "NotificationFailed": true, "NotificationDeferred": true, "DigestSent": true,
+}
+
+// Recipients returns the people the alert was routed or escalated to, in
+// every round and step so far: the people its notifications named and the
+// people resolved for the current step (who may answer before their
+// message is on the log). Authorization lets them act on the alert
+// (platform/authz/access).
+func Recipients(st *State) []string {
+	var out []string
+	add := func(p string) {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, e := range st.GetTimeline() {
+		if recipientEvents[e.GetType()] {
+			add(e.GetPersonId())
+		}
+	}
+	for _, p := range st.GetStepResolved() {
+		add(p)
+	}
+	for _, p := range st.GetStepRecipients() {
+		add(p)
+	}
+	return out
 }

@@ -44,10 +44,16 @@ import (
 // dead-letters, and a gRPC caller gets Unavailable.
 var ErrProjectionLost = errors.New("alert projection is being restored")
 
+// ErrRetired means the alert was closed or cancelled longer ago than the
+// store keeps terminal states (its state expired): the live store no longer
+// holds it. Its history is in the console's reporting store and on the log.
+var ErrRetired = errors.New("alert was closed and retired from the live store")
+
 // StateStore is the projection mirrored in a shared store (Redis), keyed by
 // alert id, with the log offset each state reflects. Every replica reads it.
 //
-// Get returns nil, nil for an unknown alert. Get and Put fail with an error
+// Get returns nil, nil for an unknown alert, and an error wrapping
+// ErrRetired for one whose terminal state expired. Get and Put fail with an error
 // wrapping ErrProjectionLost while the store's epoch is missing, checked
 // atomically with the read or write. Put stores st only if its offset is
 // newer than the stored one and reports whether it did; when it stores, it
@@ -96,13 +102,17 @@ type TimerStore interface {
 }
 
 // LogTail reads what the log holds for one alert beyond what the projection
-// is known to have applied: the alert's events at or after the consumer
-// group's committed offset (and after the offset `after` the caller's state
-// reflects), up to the end of the log when called. An error wrapping
-// fault.ErrUnavailable means the position could not be read, or the group
-// is too far behind to read the gap (decide later).
+// is known to have applied: it learns the consumer group's committed
+// offset, then calls project (which reads the projection and returns the
+// offset of the alert's last event it reflects, -1 for none), then returns
+// the alert's events at or after the later of the two, up to the end of
+// the log. Reading the committed offset before the projection leaves no
+// hole: a record below it was stored before project read. An error of
+// project is returned as it is; one wrapping fault.ErrUnavailable means the
+// position could not be read, or the group is too far behind to read the
+// gap (decide later).
 type LogTail interface {
-	Unapplied(ctx context.Context, alertID string, after int64) ([]Logged, error)
+	Unapplied(ctx context.Context, alertID string, project func(context.Context) (after int64, err error)) ([]Logged, error)
 }
 
 // Logged is an event read from the log with its position.

@@ -73,6 +73,11 @@ func (a *App) command(ctx context.Context, name, alertID string, decide func(*li
 		a.noteLost(err)
 		return Outcome{}, fmt.Errorf("%s alert %s: %w", name, alertID, err)
 	}
+	if check := checkOf(ctx); check != nil && st != nil && st.GetState() != 0 {
+		if err := check(st); err != nil {
+			return Outcome{}, err
+		}
+	}
 	d, err := decide(st, a.d.Clock.Now())
 	if err != nil {
 		return Outcome{}, err
@@ -145,4 +150,20 @@ func (a *App) waitFor(ctx context.Context, alertID, eventID string) (*lifecycle.
 		}
 		delay = min(2*delay, 100*time.Millisecond)
 	}
+}
+
+type checkKey struct{}
+
+// WithCheck returns ctx carrying check: a command made with it runs check
+// on the alert's fresh state (as the log has it) before deciding, and
+// fails with check's error. The gRPC API passes its authorization here
+// (who may act on this alert), so that it is decided on the same state as
+// the command. An alert not known yet is left to the command (NotFound).
+func WithCheck(ctx context.Context, check func(*lifecycle.State) error) context.Context {
+	return context.WithValue(ctx, checkKey{}, check)
+}
+
+func checkOf(ctx context.Context) func(*lifecycle.State) error {
+	f, _ := ctx.Value(checkKey{}).(func(*lifecycle.State) error)
+	return f
 }

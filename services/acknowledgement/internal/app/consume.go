@@ -46,6 +46,12 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 		return permanentf("event %s has no alert id", ev.GetEventId())
 	}
 	before, err := a.d.States.Get(ctx, ev.GetAlertId())
+	if errors.Is(err, ErrRetired) {
+		// Folding it into an empty state would publish a partial state over
+		// the alert's whole one on the state topic: dead-letter it, where it
+		// is seen (and can be replayed by hand), instead.
+		return permanentf("event %s (%s) is for alert %s, which was closed and has expired from the live store", ev.GetEventId(), lifecycle.EventType(ev), ev.GetAlertId())
+	}
 	if err != nil {
 		return fmt.Errorf("read alert %s: %w", ev.GetAlertId(), err)
 	}

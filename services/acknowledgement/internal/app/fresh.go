@@ -36,19 +36,32 @@ var errLogUnread = errors.New("the log of the alert could not be read")
 // current returns the alert's state as the log has it now (nil: unknown)
 // and how many of its events the projection had not applied yet.
 func (a *App) current(ctx context.Context, alertID string) (*lifecycle.State, int, error) {
-	st, err := a.d.States.Get(ctx, alertID)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read alert %s: %w", alertID, err)
+	var (
+		st      *lifecycle.State
+		readErr error
+	)
+	read := func(ctx context.Context) (int64, error) {
+		if st, readErr = a.d.States.Get(ctx, alertID); readErr != nil {
+			readErr = fmt.Errorf("read alert %s: %w", alertID, readErr)
+			return 0, readErr
+		}
+		if st.GetEventCount() > 0 {
+			return st.GetOffset(), nil
+		}
+		return -1, nil
 	}
 	if a.d.Tail == nil {
-		return st, 0, nil
+		_, err := read(ctx)
+		return st, 0, err
 	}
-	after := int64(-1)
-	if st.GetEventCount() > 0 {
-		after = st.GetOffset()
-	}
-	pending, err := a.d.Tail.Unapplied(ctx, alertID, after)
+	// The tail learns the group's committed offset before read reads the
+	// projection (eventlog.Tail.Read): nothing committed in between is
+	// missed.
+	pending, err := a.d.Tail.Unapplied(ctx, alertID, read)
 	if err != nil {
+		if readErr != nil {
+			return nil, 0, readErr
+		}
 		return nil, 0, fmt.Errorf("alert %s: %w: %w", alertID, errLogUnread, err)
 	}
 	n := 0

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -27,6 +28,9 @@ func (a *App) Get(ctx context.Context, alertID string) (*lifecycle.State, error)
 		return nil, fault.Invalid("get alert", fault.Violation{Field: "alert_id", Problem: "is required"})
 	}
 	st, err := a.d.States.Get(ctx, alertID)
+	if errors.Is(err, ErrRetired) {
+		return nil, fault.NotFound("alert " + alertID + " was closed and is no longer in the live store (its history is in the console's reporting)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get alert %s: %w", alertID, err)
 	}
@@ -38,7 +42,10 @@ func (a *App) Get(ctx context.Context, alertID string) (*lifecycle.State, error)
 
 // ListFilter selects alerts; zero fields match everything.
 type ListFilter struct {
-	Tenant      string
+	Tenant string
+	// Tenants, when set, is the trusts an alert must belong to (the
+	// caller's trusts, platform/authz/access).
+	Tenants     []string
 	States      []ackv1.State
 	Category    eventsv1.Category
 	OverdueOnly bool
@@ -116,6 +123,9 @@ func (f ListFilter) match(st *lifecycle.State, now time.Time) bool {
 		return false
 	}
 	if f.Tenant != "" && st.GetTenant() != f.Tenant {
+		return false
+	}
+	if len(f.Tenants) > 0 && !slices.Contains(f.Tenants, st.GetTenant()) {
 		return false
 	}
 	if len(f.States) > 0 && !slices.Contains(f.States, st.GetState()) {

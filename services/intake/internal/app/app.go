@@ -76,6 +76,48 @@ type Message struct {
 	// never into logs or spans.
 	Raw         []byte
 	ContentType string
+	// Caller is the sending system's verified identity (its client
+	// certificate's, mtls.Identity); "" when it presented none.
+	Caller string
+	// TenantField names where the message claims its trust ("MSH-4",
+	// "tenant", "report.tenant"), for a refusal.
+	TenantField string
+}
+
+// SenderBindings say which sending system may send for which trust
+// (package senders).
+type SenderBindings interface {
+	Allows(identity, trust string) bool
+}
+
+// ErrSenderNotBound is the error of a message whose sender is not bound to
+// the trust it claims. Transports answer it HL7 AR, FHIR 403, gRPC
+// PermissionDenied.
+var ErrSenderNotBound = errors.New("sender not bound to the trust")
+
+// SenderError is a refused claim: Field names where the message claimed
+// Trust. It wraps ErrSenderNotBound.
+type SenderError struct {
+	Field, Trust string
+}
+
+func (e *SenderError) Error() string {
+	return fmt.Sprintf("%s: this sender is not allowed to send for trust %s", e.Field, e.Trust)
+}
+
+func (e *SenderError) Unwrap() error { return ErrSenderNotBound }
+
+// SenderClaim is a message's claim to come from a trust, checked by
+// CheckSender.
+type SenderClaim struct {
+	// Channel is "hl7", "fhir" or "grpc".
+	Channel string
+	// Caller is the sender's verified identity ("" when none).
+	Caller string
+	// Trust is the trust (ODS code) the message claims, and Field where.
+	Trust, Field string
+	// MessageID is the sender's message id, for the log.
+	MessageID string
 }
 
 // Service records received messages. It is safe for concurrent use.
@@ -90,6 +132,8 @@ type Service struct {
 	producer string
 	ids      domain.IDFunc
 	messages metric.Int64Counter
+	senders  SenderBindings
+	refusals metric.Int64Counter
 }
 
 // Options configure a Service.
@@ -103,6 +147,10 @@ type Options struct {
 	Telemetry *telemetry.Telemetry
 	Producer  string
 	IDs       domain.IDFunc
+	// Senders binds sending systems to trusts; nil binds nothing and
+	// allows every sender (development only: the production profile
+	// requires a bindings file).
+	Senders SenderBindings
 }
 
 // New returns a Service.
@@ -118,11 +166,33 @@ func New(o Options) *Service {
 	}
 	counter, _ := o.Telemetry.Meter().Int64Counter("herald.intake.messages",
 		metric.WithDescription("Messages received by intake, by channel and outcome"))
+	refusals, _ := o.Telemetry.Meter().Int64Counter("herald.intake.sender_refusals",
+		metric.WithDescription("Messages refused because their sender is not bound to the trust they claim, by channel"))
 	return &Service{
 		dir: o.Directory, limits: o.Limits, appender: o.Appender, outcomes: o.Outcomes,
 		clock: o.Clock, log: o.Logger, tracer: o.Telemetry.Tracer(), producer: o.Producer, ids: o.IDs,
-		messages: counter,
+		messages: counter, senders: o.Senders, refusals: refusals,
 	}
+}
+
+// CheckSender refuses a claim to a trust the sender is not bound to: a
+// *SenderError (ErrSenderNotBound), counted and logged with the channel,
+// the sender's identity, the trust and the message id, nothing of the
+// message. Transports call it as soon as they know the trust, before
+// anything else is done for the message; Submit checks again.
+func (s *Service) CheckSender(ctx context.Context, c SenderClaim) error {
+	if s.senders == nil || c.Trust == "" || s.senders.Allows(c.Caller, c.Trust) {
+		return nil // no trust claimed: validation names the missing field
+	}
+	s.refusals.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", c.Channel)))
+	s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", c.Channel), attribute.String("outcome", "sender-not-bound")))
+	caller := c.Caller
+	if caller == "" {
+		caller = "(no client certificate)"
+	}
+	s.log.WarnContext(ctx, "message refused: sender not bound to the trust it claims", "channel", c.Channel,
+		"sender_identity", logSafe(caller), "trust", logSafe(c.Trust), "field", c.Field, "message_id", logSafe(c.MessageID))
+	return &SenderError{Field: c.Field, Trust: c.Trust}
 }
 
 // Directory returns the tenant directory.
@@ -149,6 +219,8 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 			outcome = outcomes(rec)
 		case errors.Is(err, fault.ErrUnavailable):
 			outcome = "unavailable"
+		case errors.Is(err, ErrSenderNotBound):
+			outcome = "sender-not-bound"
 		case !errors.Is(err, fault.ErrInvalid):
 			outcome = "error"
 		}
@@ -157,7 +229,9 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 			span.SetStatus(codes.Error, outcome)
 		}
 		span.End()
-		s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", m.Channel), attribute.String("outcome", outcome)))
+		if outcome != "sender-not-bound" { // CheckSender counted it
+			s.messages.Add(ctx, 1, metric.WithAttributes(attribute.String("channel", m.Channel), attribute.String("outcome", outcome)))
+		}
 		if outcome == "rejected" {
 			r := Rejection{Channel: m.Channel, Sender: m.Sender, MessageID: m.MessageID, Code: "invalid"}
 			for _, v := range fault.Violations(err) {
@@ -167,6 +241,11 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 		}
 	}()
 
+	for _, sub := range m.Submissions {
+		if err := s.CheckSender(ctx, SenderClaim{Channel: m.Channel, Caller: m.Caller, Trust: sub.Tenant, Field: m.TenantField, MessageID: m.MessageID}); err != nil {
+			return Record{}, false, err
+		}
+	}
 	key := s.ids("intake-outcome", m.Channel, m.Sender, m.MessageID)
 	if s.outcomes != nil {
 		got, ok, gerr := s.outcomes.Get(ctx, key)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/herald-health/herald/platform/mtls"
 	"io"
 	"log/slog"
 	"net"
@@ -169,7 +170,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 		frame, err := r.ReadFrame()
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.HandleTimeout)
+		hctx, cancel := context.WithTimeout(withPeer(context.WithoutCancel(ctx), c), s.cfg.HandleTimeout)
 		var ack []byte
 		var over *OversizeError
 		switch {
@@ -214,6 +215,30 @@ func (s *Server) Close() error {
 		return fmt.Errorf("close mllp listener: %w", err)
 	}
 	return nil
+}
+
+type peerKey struct{}
+
+// withPeer puts the identity of c's verified client certificate in ctx
+// (after the first frame, the TLS handshake is complete).
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ctx
+	}
+	if id, ok := mtls.Identity(tc.ConnectionState()); ok {
+		return context.WithValue(ctx, peerKey{}, id)
+	}
+	return ctx
+}
+
+// PeerIdentity returns the identity of the sender of the message a
+// Handler is handling, from the client certificate the TLS listener
+// verified (mtls.Identity); ok is false on a plaintext listener or without
+// a certificate.
+func PeerIdentity(ctx context.Context) (id string, ok bool) {
+	id, ok = ctx.Value(peerKey{}).(string)
+	return id, ok
 }
 
 // senderOf is the remote IP address of c: the unit of the per-sender cap.

@@ -16,8 +16,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/identity"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	notificationv1 "github.com/herald-health/herald/proto/gen/herald/notification/v1"
 	"github.com/herald-health/herald/services/notification/internal/channel"
@@ -43,7 +45,15 @@ func toProto(r Record) *notificationv1.Notification {
 	}
 }
 
-// ListNotifications lists an alert's notifications, oldest first.
+// The roles that list an alert's notifications and resend one, for the
+// alert's trust (platform/authz.Table gives the same for the method).
+var (
+	listReaders = []identity.Role{access.FailsafeOfficer, access.SafetyLead, access.Operator}
+	resenders   = []identity.Role{access.FailsafeOfficer, access.Operator}
+)
+
+// ListNotifications lists an alert's notifications, oldest first, if the
+// alert belongs to a trust the caller reads (none otherwise).
 func (api *API) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
 	if req.GetAlertId() == "" {
 		return nil, fault.Invalid("list notifications", fault.Violation{Field: "alert_id", Problem: "is required"})
@@ -53,7 +63,12 @@ func (api *API) ListNotifications(ctx context.Context, req *notificationv1.ListN
 		return nil, unavailable(err)
 	}
 	out := &notificationv1.ListNotificationsResponse{}
+	caller, _ := identity.FromContext(ctx)
 	for _, r := range recs {
+		// Only the caller's trusts: another trust's alert has none.
+		if !access.HasAny(caller.Person, r.Tenant, listReaders...) {
+			continue
+		}
 		out.Notifications = append(out.Notifications, toProto(r))
 	}
 	return out, nil
@@ -88,6 +103,9 @@ func (api *API) ResendNotification(ctx context.Context, req *notificationv1.Rese
 	rec, err := e.o.Store.Record(ctx, alertID, req.GetNotificationId())
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if caller, _ := identity.FromContext(ctx); !access.HasAny(caller.Person, rec.Tenant, resenders...) {
+		return nil, fault.PermissionDenied(fmt.Sprintf("resend notification %s: only a %s or %s of trust %s may", rec.NotificationID, access.Operator, access.FailsafeOfficer, rec.Tenant))
 	}
 	a, err := e.o.Store.Alert(ctx, alertID)
 	if err != nil {

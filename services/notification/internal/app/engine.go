@@ -48,35 +48,46 @@ type Options struct {
 	// of a replica that died are claimed by another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
-	// Fresh, when set, is the barrier every send is decided behind: a
-	// recipient job waits until the projection has applied every event of
-	// its alert that was in the log when the decision began, then reads the
-	// projection again and gates on it. Nil: the projection the job was
-	// scheduled from is used (unit tests).
-	Fresh Freshness
-	// FreshWait bounds that wait (default 15 s). When it passes (the
-	// alert's partition is not being consumed: an outage), the send is
-	// decided on the projection as it is, with a warning: withholding a
-	// clinical message for an outage of the consumer is the worse harm.
+	// Tail, when set, makes every send decided on the alert as the log has
+	// it: just before a message is claimed for sending, the projection is
+	// read and the alert's events the consumer group has not committed past
+	// are folded into it (the projection may be behind: a catch-up applies
+	// AlertRouted, schedules step 0, and applies the AlertAcknowledged that
+	// follows it in the log only after; a replica that died holds the
+	// alert's partition until the group moves it). Nil: the projection as
+	// it is (unit tests).
+	Tail LogTail
+	// FreshWait bounds how long a send decision retries reading the log
+	// (default 15 s). When it passes (Kafka unreachable, or the group too
+	// far behind to read the gap), the send is decided on the projection
+	// as it is, with a warning: withholding a clinical message for an
+	// outage of the log is the worse harm.
 	FreshWait time.Duration
-	Workers   int
+	// RebuildLease is how long the rebuild lock lasts without renewal
+	// (default 6 s): a rebuilder renews it every third, so the lock of a
+	// replica that died mid-rebuild ends within it.
+	RebuildLease time.Duration
+	Workers      int
 	// ScheduleWorkers of the Workers are kept for scheduled jobs (retries,
 	// rate-limited sends, fast-lane overflow, other replicas' jobs), so
 	// that under sustained overload they never wait behind the fast lanes.
 	// At most Workers-1; with one worker, that worker serves both.
 	ScheduleWorkers int
 	// MaxIdle bounds the poller's sleep when no job is due.
-	MaxIdle       time.Duration
-	AckBaseURL    string
-	AckLinkSecret []byte
+	MaxIdle    time.Duration
+	AckBaseURL string
+	// AckLinks signs acknowledge links; a link lives until the alert's
+	// deadline, at least AckLinkMinTTL and at most AckLinkTTL from now
+	// (LinkExpiry).
+	AckLinks      *acklink.Signer
 	AckLinkTTL    time.Duration
-	// ReferenceKey keys the alert references messages print
-	// (platform/alertref); empty derives it from AckLinkSecret, as the
-	// acknowledgement service does.
-	ReferenceKey string
-	Clock        clock.Clock
-	Logger       *slog.Logger
-	Telemetry    *telemetry.Telemetry
+	AckLinkMinTTL time.Duration
+	// References makes the alert references messages print
+	// (platform/alertref; the same key as the acknowledgement service's).
+	References alertref.Key
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Telemetry  *telemetry.Telemetry
 }
 
 // localJob is a job leased to this replica at scheduling time, with the
@@ -123,12 +134,20 @@ func NewEngine(o Options) *Engine {
 	if o.FreshWait <= 0 {
 		o.FreshWait = 15 * time.Second
 	}
+	if o.RebuildLease <= 0 {
+		o.RebuildLease = 6 * time.Second
+	}
+	if o.AckLinkTTL <= 0 {
+		o.AckLinkTTL = 72 * time.Hour
+	}
+	if o.AckLinkMinTTL <= 0 || o.AckLinkMinTTL > o.AckLinkTTL {
+		o.AckLinkMinTTL = min(time.Hour, o.AckLinkTTL)
+	}
 	o.ScheduleWorkers = min(max(o.ScheduleWorkers, 0), o.Workers-1)
 	e := &Engine{o: o, wake: make(chan struct{}, 1), local: make(chan localJob, 256), critical: make(chan localJob, 256),
 		sem: make(chan struct{}, o.Workers), fast: make(chan struct{}, o.Workers-o.ScheduleWorkers),
 		tracer: o.Telemetry.Tracer(), history: map[string][]time.Time{}, held: map[Job]time.Time{}}
-	// The configuration was validated at start (its length is the only error).
-	e.refs, _ = alertref.Configured(o.ReferenceKey, o.AckLinkSecret)
+	e.refs = o.References
 	m := o.Telemetry.Meter()
 	e.outcome, _ = m.Int64Counter("herald.notification.outcomes", metric.WithDescription("notification attempts by channel, category and outcome"))
 	e.latency, _ = m.Float64Histogram("herald.notification.send.duration", metric.WithUnit("s"), metric.WithDescription("provider call duration"))
@@ -381,8 +400,10 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
-	if err != nil && ctx.Err() == nil {
-		// The job stays leased and comes back when the lease ends.
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrProjectionLost) {
+		// The job stays leased and comes back when the lease ends. (A job
+		// that waits for the projection's rebuild is not worth a line each:
+		// the rebuild logs.)
 		e.o.Logger.WarnContext(ctx, "notification job", slog.String("alert_id", j.AlertID),
 			slog.Uint64("step", uint64(j.Step)), slog.String("error", err.Error()))
 	}
@@ -396,7 +417,7 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 		a = *alert
 	} else {
 		var err error
-		if a, err = e.o.Store.Alert(ctx, j.AlertID); err != nil {
+		if a, err = e.projected(ctx, j.AlertID); err != nil {
 			return err
 		}
 	}
@@ -496,9 +517,18 @@ func (e *Engine) workStep(ctx context.Context, j Job, alert *domain.Alert) error
 //
 // alert, when given, is the projection the caller read just now.
 func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoint, alert *domain.Alert) error {
-	a, asOf, err := e.decisionState(ctx, j, alert)
-	if err != nil {
-		return err
+	// A first gate on the projection in hand, to drop at once what it
+	// already stops; the send itself is decided on fresh state in attempt,
+	// after the contact points are resolved (a slow or restarting rules
+	// service must not stretch the time between decision and send).
+	var a domain.Alert
+	if alert != nil {
+		a = *alert
+	} else {
+		var err error
+		if a, err = e.projected(ctx, j.AlertID); err != nil {
+			return err
+		}
 	}
 	if reason := gate(a, j, j.PersonID); reason != domain.GateOK {
 		if err := e.supersede(ctx, a, j, reason); err != nil {
@@ -557,7 +587,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		}
 		// The job's lease is renewed while it is in hand (renewLeases), so
 		// the sends of one job never outlast it.
-		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved, asOf)
+		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved)
 		if err != nil || sent {
 			return err
 		}
@@ -572,7 +602,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 // to the next contact point. reserved is the rate-limit slot reserveSend
 // took for the send: it is given back unless the provider may have the
 // message.
-func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved, asOf time.Time) (bool, error) {
+func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved time.Time) (bool, error) {
 	mayHaveIt := false
 	defer func() {
 		if !mayHaveIt {
@@ -584,6 +614,20 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	msg, err := e.message(a, j, rec.NotificationID, cp)
 	if err != nil {
 		return false, err
+	}
+	// The decision: on the alert as the log has it now (decisionState),
+	// as late as it can be made, so that an acknowledgement already in the
+	// log stops the message; only the claim below and the provider call
+	// remain between it and the send (the decision window, measured).
+	fresh, asOf, err := e.decisionState(ctx, j)
+	if err != nil {
+		return false, err
+	}
+	if reason := gate(fresh, j, j.PersonID); reason != domain.GateOK {
+		if err := e.supersede(ctx, fresh, j, reason); err != nil {
+			return false, err
+		}
+		return true, e.cancel(ctx, j, reason)
 	}
 	// Two jobs may race for the same message (e.g. two routings of one
 	// alert in quick succession): only the one that claims the attempt sends;
@@ -759,13 +803,29 @@ func (e *Engine) message(a domain.Alert, j Job, nid string, cp domain.ContactPoi
 }
 
 func (e *Engine) ackLink(a domain.Alert, j Job, nid string) (string, error) {
-	tok, err := acklink.Sign(e.o.AckLinkSecret, acklink.Claims{
+	tok, err := e.o.AckLinks.Sign(acklink.Claims{
 		TokenID: eventlog.ID(nid, "ack"), AlertID: a.ID, NotificationID: nid, PersonID: j.PersonID, Step: j.Step,
-		ExpiresAt: e.o.Clock.Now().Add(e.o.AckLinkTTL)})
+		ExpiresAt: LinkExpiry(e.o.Clock.Now(), a.Deadline, e.o.AckLinkMinTTL, e.o.AckLinkTTL)})
 	if err != nil {
 		return "", fmt.Errorf("sign acknowledge link of notification %s: %w", nid, err)
 	}
 	return e.o.AckBaseURL + "/ack/" + tok, nil
+}
+
+// LinkExpiry is when a link sent at now for an alert due by deadline (its
+// category's acknowledge-by clock; zero when it has none) expires: at the
+// deadline, so a link lives as long as the obligation it serves, but never
+// sooner than minTTL from now (a reminder or escalation sent after the
+// deadline must still work) and never later than maxTTL from now.
+func LinkExpiry(now, deadline time.Time, minTTL, maxTTL time.Duration) time.Time {
+	lo, hi := now.Add(minTTL), now.Add(maxTTL)
+	switch {
+	case deadline.IsZero() || deadline.After(hi):
+		return hi
+	case deadline.Before(lo):
+		return lo
+	}
+	return deadline
 }
 
 func (e *Engine) envelope(a domain.Alert, j Job, id string) *eventsv1.Event {
@@ -849,35 +909,78 @@ func traceparent(ctx context.Context, tel *telemetry.Telemetry) string {
 	return c["traceparent"]
 }
 
-// decisionState returns the projection a send is decided on, and when it
-// was known fresh. With a Freshness barrier it first waits until every
-// event of the alert that is in the log now has been applied, then reads
-// the projection again: the copy the job was scheduled from may be behind
-// (a catch-up applies AlertRouted, schedules step 0, and applies the
-// AlertAcknowledged that follows it in the log only after). Without one it
-// uses alert when given.
-func (e *Engine) decisionState(ctx context.Context, j Job, alert *domain.Alert) (domain.Alert, time.Time, error) {
-	asOf := time.Now()
-	if e.o.Fresh == nil && alert != nil {
-		return *alert, asOf, nil
+// projected reads the alert's projection; ErrProjectionLost when the store
+// holds none (Redis wiped, not rebuilt yet): a job then waits for the
+// rebuild, instead of reading an empty alert as one never routed and
+// dropping its message.
+func (e *Engine) projected(ctx context.Context, id string) (domain.Alert, error) {
+	a, ok, err := e.o.Store.ProjectedAlert(ctx, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("alert %s: %w", id, ErrProjectionLost)
 	}
-	if e.o.Fresh != nil {
-		wctx, cancel := context.WithTimeout(ctx, e.o.FreshWait)
-		at, err := e.o.Fresh.Wait(wctx, j.AlertID)
-		cancel()
-		switch {
-		case err == nil:
-			asOf = at
-		case ctx.Err() != nil:
-			return domain.Alert{}, asOf, ctx.Err()
-		default:
+	return a, err
+}
+
+// decisionState returns the alert a send is decided on, as the log has it
+// when the decision starts, and that instant. With a Tail it reads the
+// projection and folds into it the alert's events the consumer group has
+// not committed past (the same fold the consumer applies; events already
+// applied are skipped by id): the projection may be behind the log (a
+// catch-up, a rebalance, a replica that died holding the alert's
+// partition), the log is not. The projection must be whole (an epoch):
+// after a Redis wipe the job waits for the rebuild (ErrProjectionLost)
+// rather than deciding on an empty alert. If the log cannot be read, it
+// retries for FreshWait, then decides on the projection as it is, with a
+// warning and a stale_decision count.
+func (e *Engine) decisionState(ctx context.Context, j Job) (domain.Alert, time.Time, error) {
+	var (
+		a       domain.Alert
+		projErr error
+	)
+	project := func(ctx context.Context) error {
+		var projected bool
+		a, projected, projErr = e.o.Store.ProjectedAlert(ctx, j.AlertID)
+		if projErr == nil && !projected {
+			projErr = fmt.Errorf("decide the send of alert %s: %w", j.AlertID, ErrProjectionLost)
+		}
+		return projErr
+	}
+	asOf := time.Now()
+	if e.o.Tail == nil {
+		return a, asOf, project(ctx)
+	}
+	giveUp := time.Now().Add(e.o.FreshWait)
+	for {
+		asOf = time.Now()
+		evs, err := e.o.Tail.Unapplied(ctx, j.AlertID, project)
+		if err == nil {
+			for _, ev := range evs {
+				if relevant(ev) {
+					a, _ = domain.Apply(a, ev)
+				}
+			}
+			return a, asOf, nil
+		}
+		if projErr != nil || ctx.Err() != nil {
+			return a, asOf, err
+		}
+		if time.Now().After(giveUp) {
+			if err := project(ctx); err != nil {
+				return a, asOf, err
+			}
 			e.o.Logger.WarnContext(ctx, "send decided on a projection that may be behind the log", slog.String("alert_id", j.AlertID),
-				slog.Uint64("step", uint64(j.Step)), slog.Duration("waited", e.o.FreshWait), slog.String("error", err.Error()))
-			e.outcome.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "stale_decision")))
+				slog.Uint64("step", uint64(j.Step)), slog.Duration("retried", e.o.FreshWait), slog.String("error", err.Error()))
+			if e.outcome != nil {
+				e.outcome.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "stale_decision")))
+			}
+			return a, asOf, nil
+		}
+		select {
+		case <-ctx.Done():
+			return a, asOf, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	a, err := e.o.Store.Alert(ctx, j.AlertID)
-	return a, asOf, err
 }
 
 // supersede appends NotificationSuperseded: the message of job j (a whole

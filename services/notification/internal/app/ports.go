@@ -201,10 +201,14 @@ type Store interface {
 	Epoch(ctx context.Context) (bool, error)
 	// SetEpoch marks the projection complete.
 	SetEpoch(ctx context.Context) error
-	// LockRebuild takes the rebuild lock for ttl; false if another holds it.
-	LockRebuild(ctx context.Context, ttl time.Duration) (bool, error)
-	// UnlockRebuild releases the rebuild lock.
-	UnlockRebuild(ctx context.Context) error
+	// LockRebuild takes the rebuild lock for ttl under token; false if
+	// another holds it.
+	LockRebuild(ctx context.Context, token string, ttl time.Duration) (bool, error)
+	// RenewRebuild extends the lock to ttl from now if token still holds
+	// it; false if it does not (it expired, another took it).
+	RenewRebuild(ctx context.Context, token string, ttl time.Duration) (bool, error)
+	// UnlockRebuild releases the rebuild lock if token holds it.
+	UnlockRebuild(ctx context.Context, token string) error
 }
 
 // Recipient is a resolved person with contact points in preference order.
@@ -222,14 +226,16 @@ type Resolver interface {
 	Resolve(ctx context.Context, a domain.Alert, step domain.Step, at time.Time) ([]Recipient, error)
 }
 
-// Freshness is the read-your-log barrier a send is decided behind
-// (eventlog.Freshness). Wait returns once every event of the alert's
-// partition that was in the log when Wait was called has been applied to
-// the projection; asOf is when the end of the log was read (an event
-// appended after it may not be applied). An error means freshness could
-// not be established (ctx ended, the log unreachable).
-type Freshness interface {
-	Wait(ctx context.Context, alertID string) (asOf time.Time, err error)
+// LogTail reads what the log holds for one alert beyond what the
+// projection holds (eventlog.Tail.Read): it learns the consumer group's
+// committed offset, calls project (which reads the projection), then
+// returns the alert's events at or after that offset up to the end of the
+// log as of the call. Events the projection has applied already come back
+// too; the fold skips them by id. An error of project is returned as it is;
+// another error means the log could not be read, or the group is too far
+// behind to read the gap (wrapping fault.ErrUnavailable).
+type LogTail interface {
+	Unapplied(ctx context.Context, alertID string, project func(context.Context) error) ([]*eventsv1.Event, error)
 }
 
 // Appender appends events durably (acks=all); an error means nothing may be

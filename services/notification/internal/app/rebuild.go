@@ -2,6 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -178,9 +181,15 @@ func (r *Rebuilder) Alert(id string) domain.Alert { return r.alerts[id] }
 // EnsureProjection rebuilds the store from the log when it has no epoch (a
 // new or flushed Redis): read feeds every event of the log, in order per
 // alert. Records are written before projections and jobs, so a job never
-// runs without the dedup records of its alert. One replica rebuilds (a
-// lock); the others wait for the epoch.
+// runs without the dedup records of its alert. One replica rebuilds, under
+// a lock it holds for RebuildLease and renews every third of it; the others
+// wait for the epoch. A rebuilder that dies (SIGKILL mid-rebuild) leaves a
+// lock that ends within RebuildLease, and the next replica to look (every
+// replica looks every second, and before it applies an event) rebuilds:
+// the lock once lasted 10 minutes, and a rebuilder killed holding it
+// stopped every replica's sends for as long.
 func (e *Engine) EnsureProjection(ctx context.Context, read func(ctx context.Context, fn func(*eventsv1.Event) error) error) error {
+	token := rebuildToken()
 	for {
 		ok, err := e.o.Store.Epoch(ctx)
 		if err != nil {
@@ -189,7 +198,7 @@ func (e *Engine) EnsureProjection(ctx context.Context, read func(ctx context.Con
 		if ok {
 			return nil
 		}
-		locked, err := e.o.Store.LockRebuild(ctx, 10*time.Minute)
+		locked, err := e.o.Store.LockRebuild(ctx, token, e.o.RebuildLease)
 		if err != nil {
 			return err
 		}
@@ -202,7 +211,46 @@ func (e *Engine) EnsureProjection(ctx context.Context, read func(ctx context.Con
 		case <-time.After(time.Second):
 		}
 	}
-	defer func() { _ = e.o.Store.UnlockRebuild(context.WithoutCancel(ctx)) }()
+	defer func() { _ = e.o.Store.UnlockRebuild(context.WithoutCancel(ctx), token) }()
+	// Renew the lock while rebuilding; a rebuild that lost it stops (the
+	// replica that took it over rebuilds).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(e.o.RebuildLease / 3):
+			}
+			ok, err := e.o.Store.RenewRebuild(ctx, token, e.o.RebuildLease)
+			if err == nil && !ok {
+				cancel(errors.New("the rebuild lock was lost (its lease ended)"))
+				return
+			}
+		}
+	}()
+	defer func() { cancel(nil); <-renewed }()
+	if err := e.rebuild(ctx, read); err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return fmt.Errorf("rebuild projection: %w", cause)
+		}
+		return err
+	}
+	return nil
+}
+
+// rebuildToken names one rebuild attempt in the lock.
+func rebuildToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// rebuild folds the log and writes the result, then sets the epoch.
+func (e *Engine) rebuild(ctx context.Context, read func(ctx context.Context, fn func(*eventsv1.Event) error) error) error {
 	start := time.Now()
 	rb := NewRebuilder()
 	n := 0

@@ -1103,10 +1103,14 @@ func (x *CloseResponse) GetEventId() string {
 
 // GetAlertRequest names the alert.
 type GetAlertRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// Ask for the patient and study context (the console's alert page, after
+	// sign-in). A read with details is recorded in the audit; the server may
+	// refuse it (PermissionDenied) or leave details empty when it holds none.
+	IncludeDetails bool `protobuf:"varint,20,opt,name=include_details,json=includeDetails,proto3" json:"include_details,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetAlertRequest) Reset() {
@@ -1146,11 +1150,21 @@ func (x *GetAlertRequest) GetAlertId() string {
 	return ""
 }
 
+func (x *GetAlertRequest) GetIncludeDetails() bool {
+	if x != nil {
+		return x.IncludeDetails
+	}
+	return false
+}
+
 // GetAlertResponse is the state and timeline.
 type GetAlertResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         *AlertState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	Timeline      []*TimelineEntry       `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	State    *AlertState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Timeline []*TimelineEntry       `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
+	// Patient and study context, only when include_details was asked and the
+	// caller may see it. Never logged.
+	Details       *v1.AlertDetails `protobuf:"bytes,20,opt,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1195,6 +1209,13 @@ func (x *GetAlertResponse) GetState() *AlertState {
 func (x *GetAlertResponse) GetTimeline() []*TimelineEntry {
 	if x != nil {
 		return x.Timeline
+	}
+	return nil
+}
+
+func (x *GetAlertResponse) GetDetails() *v1.AlertDetails {
+	if x != nil {
+		return x.Details
 	}
 	return nil
 }
@@ -1530,12 +1551,14 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"request_id\x18\x04 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03R\x05actor\"g\n" +
 	"\rCloseResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\",\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"U\n" +
 	"\x0fGetAlertRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\"\x95\x01\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12'\n" +
+	"\x0finclude_details\x18\x14 \x01(\bR\x0eincludeDetails\"\xcf\x01\n" +
 	"\x10GetAlertResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12D\n" +
-	"\btimeline\x18\x02 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\"\x98\x02\n" +
+	"\btimeline\x18\x02 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\x128\n" +
+	"\adetails\x18\x14 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\"\x98\x02\n" +
 	"\x11ListAlertsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x128\n" +
 	"\x06states\x18\x02 \x03(\x0e2 .herald.acknowledgement.v1.StateR\x06states\x126\n" +
@@ -1622,6 +1645,7 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(*v1.Actor)(nil),              // 24: herald.events.v1.Actor
 	(v1.ClockKind)(0),             // 25: herald.events.v1.ClockKind
 	(v1.DeclineReason)(0),         // 26: herald.events.v1.DeclineReason
+	(*v1.AlertDetails)(nil),       // 27: herald.events.v1.AlertDetails
 }
 var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	0,  // 0: herald.acknowledgement.v1.AlertState.state:type_name -> herald.acknowledgement.v1.State
@@ -1647,31 +1671,32 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	1,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	1,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	0,  // 23: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	20, // 24: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 25: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 26: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 27: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 28: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 29: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 30: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 31: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 32: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 33: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 34: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 35: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 36: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 37: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 38: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 39: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 40: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 41: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 42: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	35, // [35:43] is the sub-list for method output_type
-	27, // [27:35] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	27, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
+	0,  // 24: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
+	20, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 26: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 27: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 28: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	5,  // 29: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	7,  // 30: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	9,  // 31: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	11, // 32: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	13, // 33: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	15, // 34: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	17, // 35: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	4,  // 36: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	6,  // 37: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	8,  // 38: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	10, // 39: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	12, // 40: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	14, // 41: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	16, // 42: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	18, // 43: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }

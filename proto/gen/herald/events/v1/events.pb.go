@@ -762,6 +762,7 @@ type Event struct {
 	//	*Event_TimerRepaired
 	//	*Event_BundleProposed
 	//	*Event_BundleReviewed
+	//	*Event_AuditAnchored
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1076,6 +1077,15 @@ func (x *Event) GetBundleReviewed() *BundleReviewed {
 	return nil
 }
 
+func (x *Event) GetAuditAnchored() *AuditAnchored {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AuditAnchored); ok {
+			return x.AuditAnchored
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1176,6 +1186,10 @@ type Event_BundleReviewed struct {
 	BundleReviewed *BundleReviewed `protobuf:"bytes,42,opt,name=bundle_reviewed,json=bundleReviewed,proto3,oneof"`
 }
 
+type Event_AuditAnchored struct {
+	AuditAnchored *AuditAnchored `protobuf:"bytes,43,opt,name=audit_anchored,json=auditAnchored,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -1223,6 +1237,8 @@ func (*Event_TimerRepaired) isEvent_Payload() {}
 func (*Event_BundleProposed) isEvent_Payload() {}
 
 func (*Event_BundleReviewed) isEvent_Payload() {}
+
+func (*Event_AuditAnchored) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -4484,11 +4500,86 @@ func (x *BundleReviewed) GetReason() string {
 	return ""
 }
 
+// AuditAnchored: the head of a trust's audit chain (herald.audit.v1) at a
+// moment, written by the auditor periodically and on demand to the anchor
+// topic herald.audit-anchors.v1 (key = trust). A truncated, rewritten or
+// shortened audit stream no longer reaches an anchor's sequence and hash, so
+// `heraldctl audit verify` sees it. Holds no patient data.
+type AuditAnchored struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Trust string                 `protobuf:"bytes,1,opt,name=trust,proto3" json:"trust,omitempty"`
+	// Sequence and hash of the chain's last record when anchored.
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	HeadHash []byte `protobuf:"bytes,3,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	// Why: "periodic" or "on-demand".
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAnchored) Reset() {
+	*x = AuditAnchored{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAnchored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAnchored) ProtoMessage() {}
+
+func (x *AuditAnchored) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAnchored.ProtoReflect.Descriptor instead.
+func (*AuditAnchored) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AuditAnchored) GetTrust() string {
+	if x != nil {
+		return x.Trust
+	}
+	return ""
+}
+
+func (x *AuditAnchored) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AuditAnchored) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *AuditAnchored) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x11\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x11\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -4524,7 +4615,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x12breach_notice_sent\x18/ \x01(\v2\".herald.events.v1.BreachNoticeSentH\x00R\x10breachNoticeSent\x12H\n" +
 	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepaired\x12K\n" +
 	"\x0fbundle_proposed\x18) \x01(\v2 .herald.events.v1.BundleProposedH\x00R\x0ebundleProposed\x12K\n" +
-	"\x0fbundle_reviewed\x18* \x01(\v2 .herald.events.v1.BundleReviewedH\x00R\x0ebundleReviewedB\t\n" +
+	"\x0fbundle_reviewed\x18* \x01(\v2 .herald.events.v1.BundleReviewedH\x00R\x0ebundleReviewed\x12H\n" +
+	"\x0eaudit_anchored\x18+ \x01(\v2\x1f.herald.events.v1.AuditAnchoredH\x00R\rauditAnchoredB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -4794,7 +4886,12 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\breviewer\x18\x03 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\breviewer\x12:\n" +
 	"\bproposer\x18\x04 \x01(\v2\x1e.herald.events.v1.PolicyPersonR\bproposer\x12\x14\n" +
 	"\x05round\x18\x05 \x01(\rR\x05round\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason*\x9e\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"v\n" +
+	"\rAuditAnchored\x12\x14\n" +
+	"\x05trust\x18\x01 \x01(\tR\x05trust\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1b\n" +
+	"\thead_hash\x18\x03 \x01(\fR\bheadHash\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason*\x9e\x01\n" +
 	"\bCategory\x12\x18\n" +
 	"\x14CATEGORY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CATEGORY_CRITICAL\x10\x01\x12\x13\n" +
@@ -4884,7 +4981,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -4941,11 +5038,12 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*PolicyBundleFile)(nil),       // 52: herald.events.v1.PolicyBundleFile
 	(*BundleProposed)(nil),         // 53: herald.events.v1.BundleProposed
 	(*BundleReviewed)(nil),         // 54: herald.events.v1.BundleReviewed
-	(*timestamppb.Timestamp)(nil),  // 55: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 56: google.protobuf.Duration
+	(*AuditAnchored)(nil),          // 55: herald.events.v1.AuditAnchored
+	(*timestamppb.Timestamp)(nil),  // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	55, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	56, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	13, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
 	21, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
 	22, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
@@ -4971,83 +5069,84 @@ var file_herald_events_v1_events_proto_depIdxs = []int32{
 	50, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
 	53, // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
 	54, // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
-	14, // 26: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 27: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 28: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	15, // 29: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	17, // 30: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	19, // 31: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 32: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	16, // 33: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	16, // 34: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	16, // 35: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	18, // 36: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	55, // 37: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	20, // 38: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	20, // 39: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 40: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	20, // 41: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	24, // 42: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	55, // 43: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	55, // 44: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	55, // 45: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	55, // 46: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	55, // 47: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 48: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	27, // 49: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	56, // 50: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 51: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 52: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	13, // 53: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	28, // 54: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	30, // 55: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	56, // 56: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,  // 57: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	27, // 58: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,  // 59: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,  // 60: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	26, // 61: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	29, // 62: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 63: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	32, // 64: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 65: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	32, // 66: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 67: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	32, // 68: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
-	10, // 69: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
-	4,  // 70: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
-	32, // 71: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 72: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	55, // 73: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	32, // 74: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 75: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,  // 76: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	32, // 77: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 78: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,  // 79: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	41, // 80: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	41, // 81: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	41, // 82: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 83: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	41, // 84: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 85: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 86: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	55, // 87: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	41, // 88: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	55, // 89: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
-	56, // 90: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
-	13, // 91: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
-	51, // 92: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
-	52, // 93: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
-	13, // 94: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
-	11, // 95: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
-	51, // 96: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
-	51, // 97: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
-	98, // [98:98] is the sub-list for method output_type
-	98, // [98:98] is the sub-list for method input_type
-	98, // [98:98] is the sub-list for extension type_name
-	98, // [98:98] is the sub-list for extension extendee
-	0,  // [0:98] is the sub-list for field type_name
+	55, // 26: herald.events.v1.Event.audit_anchored:type_name -> herald.events.v1.AuditAnchored
+	14, // 27: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,  // 28: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,  // 29: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	15, // 30: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	17, // 31: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	19, // 32: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,  // 33: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	16, // 34: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	16, // 35: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	16, // 36: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	18, // 37: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	56, // 38: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	20, // 39: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	20, // 40: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,  // 41: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	20, // 42: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	24, // 43: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	56, // 44: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	56, // 45: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	56, // 46: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	56, // 47: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	56, // 48: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,  // 49: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	27, // 50: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	57, // 51: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,  // 52: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,  // 53: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	13, // 54: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	28, // 55: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	30, // 56: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	57, // 57: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,  // 58: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	27, // 59: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,  // 60: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,  // 61: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	26, // 62: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	29, // 63: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,  // 64: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	32, // 65: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 66: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	32, // 67: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 68: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	32, // 69: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10, // 70: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,  // 71: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	32, // 72: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 73: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	56, // 74: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	32, // 75: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 76: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,  // 77: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	32, // 78: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,  // 79: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,  // 80: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	41, // 81: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	41, // 82: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	41, // 83: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,  // 84: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	41, // 85: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,  // 86: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,  // 87: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	56, // 88: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	41, // 89: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	56, // 90: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	57, // 91: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	13, // 92: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
+	51, // 93: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
+	52, // 94: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
+	13, // 95: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
+	11, // 96: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
+	51, // 97: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
+	51, // 98: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
+	99, // [99:99] is the sub-list for method output_type
+	99, // [99:99] is the sub-list for method input_type
+	99, // [99:99] is the sub-list for extension type_name
+	99, // [99:99] is the sub-list for extension extendee
+	0,  // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -5080,6 +5179,7 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_TimerRepaired)(nil),
 		(*Event_BundleProposed)(nil),
 		(*Event_BundleReviewed)(nil),
+		(*Event_AuditAnchored)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5087,7 +5187,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

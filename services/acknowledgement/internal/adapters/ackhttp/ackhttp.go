@@ -45,7 +45,8 @@ const LinkRecipient = "link-recipient"
 
 // Config configures the handler.
 type Config struct {
-	Secret []byte
+	// Links verifies link tokens (public keys only: platform/acklink).
+	Links *acklink.Verifier
 	// References makes the alert reference the page shows (the one in
 	// the messages).
 	References alertref.Key
@@ -213,12 +214,15 @@ func (h *Handler) render(w http.ResponseWriter, v view) {
 // claims verifies the token of the request, rendering the error page when
 // it is not good.
 func (h *Handler) claims(w http.ResponseWriter, r *http.Request) (acklink.Claims, bool) {
-	c, err := acklink.Verify(h.cfg.Secret, r.PathValue("token"), h.clk.Now())
+	c, err := h.cfg.Links.Verify(r.PathValue("token"), h.clk.Now())
 	switch {
 	case errors.Is(err, acklink.ErrExpired):
 		h.render(w, view{Title: "Link expired", Message: "This acknowledge link has expired. Open the alert in Herald or contact the sender.", Status: http.StatusGone})
 		return c, false
 	case err != nil:
+		// The reason, never the token: a key id no longer trusted after a
+		// rotation shows up here (docs/deployment.md).
+		h.log.InfoContext(r.Context(), "acknowledge link refused", "reason", err.Error())
 		h.render(w, view{Title: "Link not valid", Message: "This acknowledge link is not valid.", Status: http.StatusNotFound})
 		return c, false
 	}

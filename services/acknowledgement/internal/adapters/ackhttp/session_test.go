@@ -99,6 +99,6 @@ func TestPageSignInNeedsTheAssuranceLevel(t *testing.T) {
 // The session key is the page's own: the link secret does not seal or
 // open a session.
 func TestSessionKeyIsNotTheLinkSecret(t *testing.T) {
-	_, err := New(t.Context(), Config{Secret: bytes.Repeat([]byte("l"), 32), OIDCIssuer: "http://127.0.0.1:1"}, nil, nil, clock.Real{}, nil)
+	_, err := New(t.Context(), Config{OIDCIssuer: "http://127.0.0.1:1"}, nil, nil, clock.Real{}, nil)
 	require.ErrorContains(t, err, "session key")
 }

@@ -7,14 +7,19 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/identity"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -24,12 +29,21 @@ type Server struct {
 	app  *app.App
 	hub  *app.Hub
 	refs alertref.Key
+	// watches bounds the WatchAlerts streams per caller.
+	watches *watchLimit
 }
 
 // New returns the API on a (queries and commands) and hub (WatchAlerts);
 // refs makes the alert reference every state carries (accession_ref).
 func New(a *app.App, hub *app.Hub, refs alertref.Key) *Server {
-	return &Server{app: a, hub: hub, refs: refs}
+	return &Server{app: a, hub: hub, refs: refs, watches: &watchLimit{max: DefaultMaxWatchesPerCaller, open: map[string]int{}}}
+}
+
+// LimitWatches sets how many WatchAlerts streams one caller may hold open
+// at once (DefaultMaxWatchesPerCaller unless set; at least 1).
+func (s *Server) LimitWatches(perCaller int) *Server {
+	s.watches.max = max(perCaller, 1)
+	return s
 }
 
 // slim returns st without the timeline and trace context (for lists,
@@ -47,6 +61,10 @@ func (s *Server) slim(st *lifecycle.State) *ackv1.AlertState {
 
 // Acknowledge implements the RPC.
 func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (*ackv1.AcknowledgeResponse, error) {
+	ctx, err := s.guard(ctx, access.Acknowledge)
+	if err != nil {
+		return nil, err
+	}
 	a, roleFor, err := actor(ctx)
 	if err != nil {
 		return nil, err
@@ -60,6 +78,10 @@ func (s *Server) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (
 
 // Decline implements the RPC.
 func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.DeclineResponse, error) {
+	ctx, err := s.guard(ctx, access.Decline)
+	if err != nil {
+		return nil, err
+	}
 	a, roleFor, err := actor(ctx)
 	if err != nil {
 		return nil, err
@@ -73,6 +95,10 @@ func (s *Server) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.D
 
 // RecordAction implements the RPC.
 func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest) (*ackv1.RecordActionResponse, error) {
+	ctx, err := s.guard(ctx, access.RecordAction)
+	if err != nil {
+		return nil, err
+	}
 	a, roleFor, err := actor(ctx)
 	if err != nil {
 		return nil, err
@@ -86,6 +112,10 @@ func (s *Server) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest)
 
 // MarkRead implements the RPC.
 func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1.MarkReadResponse, error) {
+	ctx, err := s.guard(ctx, access.MarkRead)
+	if err != nil {
+		return nil, err
+	}
 	a, roleFor, err := actor(ctx)
 	if err != nil {
 		return nil, err
@@ -99,6 +129,10 @@ func (s *Server) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1
 
 // Close implements the RPC.
 func (s *Server) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.CloseResponse, error) {
+	ctx, err := s.guard(ctx, access.Close)
+	if err != nil {
+		return nil, err
+	}
 	a, roleFor, err := actor(ctx)
 	if err != nil {
 		return nil, err
@@ -125,14 +159,28 @@ func (s *Server) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv1
 	if err != nil {
 		return nil, err
 	}
+	if !s.readable(ctx, st.GetTenant()) {
+		return nil, fault.PermissionDenied(fmt.Sprintf("alert %s belongs to a trust the caller does not read", id))
+	}
 	return &ackv1.GetAlertResponse{State: s.slim(st), Timeline: st.GetTimeline()}, nil
 }
 
 // ListAlerts implements the RPC.
 func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*ackv1.ListAlertsResponse, error) {
-	states, next, err := s.app.List(ctx, app.ListFilter{
-		Tenant: r.GetTenant(), States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee(),
-	}, int(r.GetPageSize()), r.GetPageToken())
+	scope := s.scope(ctx, r.GetTenant())
+	if scope.Empty() {
+		return &ackv1.ListAlertsResponse{}, nil // another trust's list is empty, not an error
+	}
+	f := app.ListFilter{States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee()}
+	switch {
+	case scope.All:
+		f.Tenant = r.GetTenant()
+	case len(scope.Trusts) == 1:
+		f.Tenant = scope.Trusts[0]
+	default:
+		f.Tenants = scope.Trusts
+	}
+	states, next, err := s.app.List(ctx, f, int(r.GetPageSize()), r.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -144,13 +192,24 @@ func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*a
 }
 
 // WatchAlerts implements the RPC: every change of an alert of the tenant
-// ("" for all) until the client goes away. A slow client may miss changes.
+// ("" for every trust the caller reads) until the client goes away. A slow client may miss changes.
 // The response headers go out once changes flow: every change stored after
 // the client has them reaches the stream.
 func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStreamingServer[ackv1.WatchAlertsResponse]) error {
-	ch, ready, cancel := s.hub.Watch(r.GetTenant())
-	defer cancel()
 	ctx := stream.Context()
+	caller := callerKey(ctx)
+	if !s.watches.acquire(caller) {
+		return status.Errorf(codes.ResourceExhausted,
+			"too many WatchAlerts streams open for this caller (at most %d at once): close one before opening another", s.watches.max)
+	}
+	defer s.watches.release(caller)
+	scope := s.scope(ctx, r.GetTenant())
+	tenant := r.GetTenant()
+	if !scope.All && len(scope.Trusts) == 1 {
+		tenant = scope.Trusts[0]
+	}
+	ch, ready, cancel := s.hub.Watch(tenant)
+	defer cancel()
 	select {
 	case <-ctx.Done():
 		return nil
@@ -166,6 +225,9 @@ func (s *Server) WatchAlerts(r *ackv1.WatchAlertsRequest, stream grpc.ServerStre
 		case st, ok := <-ch:
 			if !ok {
 				return nil
+			}
+			if !scope.Includes(st.GetTenant()) {
+				continue // another trust's alert: never on this stream
 			}
 			if err := stream.Send(&ackv1.WatchAlertsResponse{State: s.slim(st)}); err != nil {
 				return err
@@ -195,4 +257,35 @@ func (s *Server) byReference(ctx context.Context, ref string) (string, error) {
 		}
 		token = next
 	}
+}
+
+// Authorization (issue #20; platform/authz enforces the method table, the
+// decisions are platform/authz/access). Every call reaches here with a
+// caller: the interceptor refuses one without; a call with none (a server
+// built without the interceptor) is refused here too.
+
+// guard returns ctx carrying the check of a command: on the alert's fresh
+// state, the caller must be a recipient of the alert or a fail-safe
+// officer of its trust (a fail-safe officer of its trust alone for Close).
+func (s *Server) guard(ctx context.Context, cmd access.Command) (context.Context, error) {
+	c, ok := identity.FromContext(ctx)
+	if !ok {
+		return ctx, fault.Unauthenticated(cmd.String() + " alert: no verified caller")
+	}
+	return app.WithCheck(ctx, func(st *lifecycle.State) error {
+		return access.DecideCommand(c.Person, cmd, access.Alert{ID: st.GetAlertId(), Tenant: st.GetTenant(), Recipients: lifecycle.Recipients(st)})
+	}), nil
+}
+
+// scope is the trusts a list or stream asking for tenant returns to the
+// caller ("" is the caller's trusts; nothing without a caller).
+func (s *Server) scope(ctx context.Context, tenant string) access.Scope {
+	c, _ := identity.FromContext(ctx)
+	return access.ListScope(c.Person, tenant, access.AlertReaders...)
+}
+
+// readable reports whether the caller reads trust's alerts.
+func (s *Server) readable(ctx context.Context, trust string) bool {
+	c, _ := identity.FromContext(ctx)
+	return access.HasAny(c.Person, trust, access.AlertReaders...)
 }

@@ -75,8 +75,8 @@ func NewTail(cfg eventlog.Config, group string) *Tail {
 const maxTail = 20000
 
 // Unapplied implements app.LogTail.
-func (t *Tail) Unapplied(ctx context.Context, alertID string, after int64) ([]app.Logged, error) {
-	ds, err := t.t.Unhandled(ctx, alertID, after, maxTail)
+func (t *Tail) Unapplied(ctx context.Context, alertID string, project func(context.Context) (int64, error)) ([]app.Logged, error) {
+	ds, err := t.t.Read(ctx, alertID, maxTail, project)
 	if err != nil {
 		return nil, err
 	}

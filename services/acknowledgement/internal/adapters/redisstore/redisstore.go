@@ -11,7 +11,11 @@
 // the load, are sharded by platform/timers).
 //
 // Redis is a cache: everything here is rebuilt from the compacted state
-// topic when the epoch key is missing.
+// topic when the epoch key is missing. It keeps open alerts: with
+// RetainClosed, a closed or cancelled alert's state expires that long after
+// its last event (the console's reporting store keeps the history), leaving
+// a small "retired" marker so that a late event for it is refused
+// (app.ErrRetired) rather than folded into a new, empty state.
 package redisstore
 
 import (
@@ -35,6 +39,10 @@ type Store struct {
 	scripts redis.Scripter // the per-event reads and writes
 	addr    string
 	tag     string
+	// retain is how long a terminal state is kept after its last event
+	// (0: for ever); now is the clock that measures it.
+	retain time.Duration
+	now    func() time.Time
 }
 
 // New returns a store under namespace ns (e.g. "herald").
@@ -43,7 +51,18 @@ func New(rdb redis.UniversalClient, ns string) *Store {
 	if c, ok := rdb.(*redis.Client); ok {
 		addr = c.Options().Addr
 	}
-	return &Store{rdb: rdb, scripts: rdb, addr: addr, tag: "{" + ns + ":ack}"}
+	return &Store{rdb: rdb, scripts: rdb, addr: addr, tag: "{" + ns + ":ack}", now: time.Now}
+}
+
+// RetainClosed makes closed and cancelled alerts' states expire d after
+// their last event (d <= 0: never), measured by now (nil: time.Now). It
+// returns s.
+func (s *Store) RetainClosed(d time.Duration, now func() time.Time) *Store {
+	s.retain = d
+	if now != nil {
+		s.now = now
+	}
+	return s
 }
 
 // ScriptsVia sends the consumer's per-event script calls (Get and Put)
@@ -63,23 +82,33 @@ func (s *Store) tenantKey(t string) string { return s.tag + ":tenant:" + t }
 func (s *Store) stateKey(id string) string { return s.tag + ":state:" + id }
 func (s *Store) tokenKey(id string) string { return s.tag + ":token:" + id }
 
+// retiredKey marks an alert whose terminal state expired.
+func (s *Store) retiredKey(id string) string { return s.tag + ":retired:" + id }
+
 // Channel is the pub/sub channel of changed states.
 func (s *Store) Channel() string { return s.tag + ":changes" }
 
-const noEpoch = "NOEPOCH"
+const (
+	noEpoch = "NOEPOCH"
+	retired = "RETIRED"
+)
 
-// getScript: KEYS epoch, state. Returns the state bytes or false; an error
-// reply NOEPOCH when the epoch is missing.
+// getScript: KEYS epoch, state, retired. Returns the state bytes or false;
+// an error reply NOEPOCH when the epoch is missing, RETIRED when the state
+// expired after the alert closed.
 var getScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
-return redis.call('HGET', KEYS[2], 'd')
+local d = redis.call('HGET', KEYS[2], 'd')
+if not d and redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('RETIRED') end
+return d
 `)
 
-// putScript: KEYS epoch, state, all, open, tenant, deadlines; ARGV
+// putScript: KEYS epoch, state, all, open, tenant, deadlines, retired; ARGV
 // check-epoch (0/1), offset, data, score, open (0/1), alert id, changes
-// channel ("" for none), change, next deadline ms ("" for none). Stores if
-// the offset is newer, indexes the alert by its next deadline (for the
-// overdue watchdog), and then publishes the change.
+// channel ("" for none), change, next deadline ms ("" for none), expiry ms
+// ("" for none). Stores if the offset is newer, indexes the alert by its
+// next deadline (for the overdue watchdog), makes a terminal state expire
+// (marking the alert retired), and then publishes the change.
 var putScript = redis.NewScript(`
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
 local cur = redis.call('HGET', KEYS[2], 'o')
@@ -89,6 +118,10 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
 if ARGV[5] == '1' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6]) else redis.call('ZREM', KEYS[4], ARGV[6]) end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6]) else redis.call('ZREM', KEYS[6], ARGV[6]) end
+if ARGV[10] ~= '' then
+  redis.call('SET', KEYS[7], '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[10])
+end
 if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return 1
 `)
@@ -100,12 +133,15 @@ func (s *Store) wrap(op string, err error) error {
 	if strings.Contains(err.Error(), noEpoch) {
 		return fmt.Errorf("%s: %w: %w", op, app.ErrProjectionLost, fault.ErrUnavailable)
 	}
+	if strings.Contains(err.Error(), retired) {
+		return fmt.Errorf("%s: %w", op, app.ErrRetired)
+	}
 	return fault.Unavailable(fmt.Sprintf("%s on redis %s: %v", op, s.addr, err))
 }
 
 // Get implements app.StateStore.
 func (s *Store) Get(ctx context.Context, alertID string) (*lifecycle.State, error) {
-	v, err := getScript.Run(ctx, s.scripts, []string{s.epochKey(), s.stateKey(alertID)}).Result()
+	v, err := getScript.Run(ctx, s.scripts, []string{s.epochKey(), s.stateKey(alertID), s.retiredKey(alertID)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -170,8 +206,23 @@ func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, 
 		deadline = strconv.FormatInt(d.UnixMilli(), 10)
 	}
 	return putScript.Run(ctx, c,
-		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant()), s.deadlinesKey()},
-		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change, deadline)
+		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant()), s.deadlinesKey(), s.retiredKey(st.GetAlertId())},
+		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change, deadline, s.expiry(st))
+}
+
+// expiry is the expiry (ms) of a terminal state: RetainClosed after its
+// last event, at least 1 ms (a state restored after its retention expires
+// at once); "" for an open alert or without RetainClosed.
+func (s *Store) expiry(st *lifecycle.State) string {
+	if s.retain <= 0 || !lifecycle.IsTerminal(st) {
+		return ""
+	}
+	last := st.GetUpdatedAt().AsTime()
+	if st.GetUpdatedAt() == nil {
+		last = s.now()
+	}
+	ttl := max(s.retain-s.now().Sub(last), time.Millisecond)
+	return strconv.FormatInt(ttl.Milliseconds(), 10)
 }
 
 // DueBefore implements app.DeadlineIndex: up to n alerts whose next

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -140,4 +141,61 @@ func TestTokensAndLock(t *testing.T) {
 	ok, err = s.TryLock(ctx, "r2", time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
+}
+
+// TestClosedAlertsExpire: Redis keeps open alerts. A closed or cancelled
+// alert's state expires RetainClosed after its last event (restored ones
+// too, counted from their last event), and a later read says it is retired
+// (app.ErrRetired), never "unknown", so a late event is not folded into an
+// empty state. Open alerts and a store without RetainClosed keep theirs.
+func TestClosedAlertsExpire(t *testing.T) {
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(t)
+	ns := testinfra.UniqueName("ns")
+	now := t0.Add(10 * 24 * time.Hour)
+	s := redisstore.New(rdb, ns).RetainClosed(30*24*time.Hour, func() time.Time { return now })
+	require.NoError(t, s.MarkReady(ctx))
+	ttl := func(id string) time.Duration {
+		d, err := rdb.PTTL(ctx, "{"+ns+":ack}:state:"+id).Result()
+		require.NoError(t, err)
+		return d
+	}
+	closed := func(id string, offset int64, status ackv1.State) *lifecycle.State {
+		st := state(id, "RZZ", offset, 0, status)
+		st.UpdatedAt = timestamppb.New(t0) // its last event, ten days before now
+		return st
+	}
+
+	_, err := s.Put(ctx, state("open", "RZZ", 1, 0, lifecycle.Escalated))
+	require.NoError(t, err)
+	require.Equal(t, time.Duration(-1), ttl("open"), "an open alert never expires")
+	_, err = s.Put(ctx, closed("closed", 2, lifecycle.Closed))
+	require.NoError(t, err)
+	_, err = s.Put(ctx, closed("cancelled", 3, lifecycle.Cancelled))
+	require.NoError(t, err)
+	for _, id := range []string{"closed", "cancelled"} {
+		d := ttl(id)
+		require.Greater(t, d, 20*24*time.Hour-time.Minute, id)
+		require.LessOrEqual(t, d, 20*24*time.Hour, id)
+	}
+
+	// Restored after its retention: it expires at once and reads as retired.
+	old := closed("old", 4, lifecycle.Closed)
+	old.UpdatedAt = timestamppb.New(now.Add(-31 * 24 * time.Hour))
+	require.NoError(t, s.Restore(ctx, []*lifecycle.State{old}))
+	require.Eventually(t, func() bool {
+		_, err := s.Get(ctx, "old")
+		return errors.Is(err, app.ErrRetired)
+	}, time.Minute, 10*time.Millisecond)
+	_, err = s.Get(ctx, "old")
+	require.NotErrorIs(t, err, fault.ErrUnavailable, "retired is not an outage")
+	missing, err := s.Get(ctx, "never-seen")
+	require.NoError(t, err)
+	require.Nil(t, missing)
+
+	// Without RetainClosed nothing expires.
+	keep := redisstore.New(rdb, testinfra.UniqueName("ns"))
+	require.NoError(t, keep.MarkReady(ctx))
+	_, err = keep.Put(ctx, closed("kept", 5, lifecycle.Closed))
+	require.NoError(t, err)
 }

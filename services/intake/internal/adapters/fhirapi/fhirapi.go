@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/herald-health/herald/platform/mtls"
 	"io"
 	"log/slog"
 	"net/http"
@@ -61,6 +62,16 @@ func New(svc *app.Service, maxBody int64, resolveTimeout time.Duration, log *slo
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
+	caller := ""
+	if r.TLS != nil {
+		caller, _ = mtls.Identity(*r.TLS)
+	}
+	// Before the body is read or the trust's FHIR server asked anything:
+	// a sender may post only for the trusts it is bound to.
+	if err := h.svc.CheckSender(r.Context(), app.SenderClaim{Channel: "fhir", Caller: caller, Trust: tenant, Field: "tenant"}); err != nil {
+		writeOutcome(w, http.StatusForbidden, "error", "forbidden", "", err.Error())
+		return
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.Contains(ct, "json") {
 		h.svc.Refused(r.Context(), app.Rejection{Channel: "fhir", Sender: tenant, Code: "415"})
 		writeOutcome(w, http.StatusUnsupportedMediaType, "error", "not-supported", "", "Content-Type must be application/fhir+json")
@@ -98,6 +109,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		h.resolveReferrer(r.Context(), &sub)
 	}
 	rec, dup, err := h.svc.Submit(r.Context(), app.Message{
+		Caller:      caller,
+		TenantField: "tenant",
 		Channel:     "fhir",
 		Sender:      tenant,
 		MessageID:   sub.Details.SourceMessageId,
@@ -106,6 +119,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		ContentType: ContentType,
 	})
 	switch {
+	case errors.Is(err, app.ErrSenderNotBound):
+		writeOutcome(w, http.StatusForbidden, "error", "forbidden", "", err.Error())
+		return
 	case errors.Is(err, fault.ErrInvalid):
 		issues := []issue{}
 		for _, v := range fault.Violations(err) {

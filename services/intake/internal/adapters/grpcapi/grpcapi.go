@@ -6,11 +6,16 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"slices"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-health/herald/platform/fault"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/identity"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/intake/internal/app"
@@ -37,6 +42,9 @@ func (s *Server) RaiseAlert(ctx context.Context, req *intakev1.RaiseAlertRequest
 	sub, err := s.submission(req.GetReport(), domain.IntentRaise)
 	if err != nil {
 		s.svc.Refused(ctx, rejection(req.GetReport(), err))
+		return nil, err
+	}
+	if err := s.checkSender(ctx, callerOf(ctx), sub); err != nil {
 		return nil, err
 	}
 	if t, ok := s.svc.Directory().Tenant(sub.Tenant); ok && !t.Flagged(sub.Details.SourceFlag) {
@@ -142,8 +150,14 @@ func (s *Server) submission(r *intakev1.Report, intent domain.Intent) (domain.Su
 }
 
 func (s *Server) submit(ctx context.Context, req proto.Message, sub domain.Submission) (app.Record, bool, error) {
+	caller := callerOf(ctx)
+	if err := s.checkSender(ctx, caller, sub); err != nil {
+		return app.Record{}, false, err
+	}
 	raw, _ := proto.Marshal(req)
-	return s.svc.Submit(ctx, app.Message{
+	rec, dup, err := s.svc.Submit(ctx, app.Message{
+		Caller:      caller,
+		TenantField: sub.Fields.Tenant,
 		Channel:     "grpc",
 		Sender:      sub.Tenant + "/" + sub.Details.SourceSystem,
 		MessageID:   sub.Details.SourceMessageId,
@@ -151,6 +165,31 @@ func (s *Server) submit(ctx context.Context, req proto.Message, sub domain.Submi
 		Raw:         raw,
 		ContentType: "application/x-protobuf; proto=" + string(proto.MessageName(req)),
 	})
+	if errors.Is(err, app.ErrSenderNotBound) {
+		return app.Record{}, false, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return rec, dup, err
+}
+
+// checkSender refuses, PermissionDenied, a request for a trust its caller
+// is not bound to (app.CheckSender).
+func (s *Server) checkSender(ctx context.Context, caller string, sub domain.Submission) error {
+	claim := app.SenderClaim{Channel: "grpc", Caller: caller, Trust: sub.Tenant, Field: sub.Fields.Tenant, MessageID: sub.Details.GetSourceMessageId()}
+	if err := s.svc.CheckSender(ctx, claim); err != nil {
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
+}
+
+// callerOf is the calling service's identity: the one authentication put
+// in the context (platform/identity), else the verified client
+// certificate's.
+func callerOf(ctx context.Context) string {
+	if c, ok := identity.FromContext(ctx); ok && c.Service != "" {
+		return c.Service
+	}
+	id, _ := grpcserver.PeerIdentity(ctx)
+	return id
 }
 
 // rejection describes a refused request for the operators' log: the tenant

@@ -19,6 +19,7 @@ import (
 	"github.com/herald-health/herald/services/intake/internal/app"
 	"github.com/herald-health/herald/services/intake/internal/domain"
 	"github.com/herald-health/herald/services/intake/internal/hl7"
+	"github.com/herald-health/herald/services/intake/internal/mllp"
 )
 
 // Handler is an mllp.Handler.
@@ -51,7 +52,18 @@ func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 		h.svc.Refused(ctx, rejection(hdr, "", "207"))
 		return h.ack(hdr, hl7.AckError, err.Error(), hl7.AckProblem{Problem: err.Error()})
 	}
+	caller, _ := mllp.PeerIdentity(ctx)
+	for _, sub := range subs {
+		claim := app.SenderClaim{Channel: "hl7", Caller: caller, Trust: sub.Tenant, Field: "MSH-4", MessageID: hdr.ControlID}
+		if err := h.svc.CheckSender(ctx, claim); err != nil {
+			// AR: rejected for who sent it, not for what it says; resending
+			// it unchanged will not help.
+			return h.ack(hdr, hl7.AckReject, err.Error(), hl7.AckProblem{Field: "MSH-4", Problem: err.Error(), Code: "207"})
+		}
+	}
 	rec, dup, err := h.svc.Submit(ctx, app.Message{
+		Caller:      caller,
+		TenantField: "MSH-4",
 		Channel:     "hl7",
 		Sender:      strings.ToUpper(m.MSH().Component(4, 1)),
 		MessageID:   hdr.ControlID,
@@ -60,6 +72,8 @@ func (h *Handler) Handle(ctx context.Context, msg []byte) []byte {
 		ContentType: "x-application/hl7-v2+er7",
 	})
 	switch {
+	case errors.Is(err, app.ErrSenderNotBound):
+		return h.ack(hdr, hl7.AckReject, err.Error(), hl7.AckProblem{Field: "MSH-4", Problem: err.Error(), Code: "207"})
 	case errors.Is(err, fault.ErrInvalid):
 		var problems []hl7.AckProblem
 		for _, v := range fault.Violations(err) {

@@ -497,17 +497,43 @@ func (s *Store) SetEpoch(ctx context.Context) error {
 }
 
 // LockRebuild implements app.Store.
-func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.lockKey(), "1", ttl).Result()
+func (s *Store) LockRebuild(ctx context.Context, token string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(), token, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("take rebuild lock: %w", err)
 	}
 	return ok, nil
 }
 
+// renewLockScript extends the lock KEYS[1] to ARGV[2] ms if it still holds
+// the token ARGV[1].
+var renewLockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// RenewRebuild implements app.Store.
+func (s *Store) RenewRebuild(ctx context.Context, token string, ttl time.Duration) (bool, error) {
+	n, err := renewLockScript.Run(ctx, s.rdb, []string{s.lockKey()}, token, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("renew rebuild lock: %w", err)
+	}
+	return n == 1, nil
+}
+
+// unlockScript deletes the lock KEYS[1] if it still holds the token ARGV[1].
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
 // UnlockRebuild implements app.Store.
-func (s *Store) UnlockRebuild(ctx context.Context) error {
-	if err := s.rdb.Del(ctx, s.lockKey()).Err(); err != nil {
+func (s *Store) UnlockRebuild(ctx context.Context, token string) error {
+	if err := unlockScript.Run(ctx, s.rdb, []string{s.lockKey()}, token).Err(); err != nil {
 		return fmt.Errorf("release rebuild lock: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/identity"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -225,10 +226,18 @@ func (s *Server) ResolveTargets(ctx context.Context, req *rulesv1.ResolveTargets
 	if len(res.People) == 0 {
 		s.logger.WarnContext(ctx, "targets resolve to nobody", "tenant", req.GetTenant(), "alert_id", req.GetAlertId(), "problems", len(res.Problems))
 	}
+	// Staff phone numbers and email addresses go only to the notification
+	// service and to operators and policy administrators of the trust;
+	// anyone else allowed the method learns who, not how to reach them.
+	caller, _ := identity.FromContext(ctx)
+	contacts := access.ContactDetails(caller, req.GetTenant())
 	resp := &rulesv1.ResolveTargetsResponse{}
 	for _, p := range res.People {
 		rr := &rulesv1.ResolvedRecipient{Recipient: p.Recipient()}
 		for _, c := range p.Contacts {
+			if !contacts {
+				break
+			}
 			rr.ContactPoints = append(rr.ContactPoints, &rulesv1.ContactPoint{Channel: c.Channel, Address: c.Address})
 		}
 		resp.Recipients = append(resp.Recipients, rr)

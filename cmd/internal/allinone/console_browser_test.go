@@ -1,0 +1,154 @@
+package allinone
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/herald-health/herald/cmd/internal/runstate"
+)
+
+// The console against the real services of make run (intake, rules,
+// acknowledgement, notification on the embedded broker and Redis): a demo
+// clinician signs in through the development identity provider, finds a
+// simulated alert of their trust, acknowledges it and the acknowledgement
+// service records it; a clinician of the other trust cannot open it.
+func TestConsoleOnTheRunningSystem(t *testing.T) {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("HERALD_REQUIRE_BROWSER") != "" {
+			t.Fatal("chromium is not installed")
+		}
+		t.Skip("chromium is not installed (apt-get install -y chromium)")
+	}
+	cfg := DefaultConfig()
+	cfg.AnyPorts = true
+	cfg.DashboardAddr = "127.0.0.1:0"
+	cfg.WorkDir = t.TempDir()
+	cfg.Every = 500 * time.Millisecond
+	cfg.Feed = false
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, &out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	var st runstate.State
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if st, ok, _ = runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName)); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("make run did not start:\n%s", out.String())
+		}
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("disable-dev-shm-usage", true))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatal(err)
+	}
+	bctx, tcancel := context.WithTimeout(bctx, 3*time.Minute)
+	defer tcancel()
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%v\nservice logs: %s", err, tail(readFile(filepath.Join(cfg.WorkDir, "services.log")), 2048))
+		}
+	}
+	eval := func(js string) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-clinician') !== null`),
+		clickJS("#demo-clinician"), waitJS(`document.querySelector('#sign-out') !== null`))
+	// Simulated alerts arrive every half second; the simulator answers
+	// some. Wait for an open alert of trust RZZ on the team view.
+	var alertID string
+	for deadline := time.Now().Add(90 * time.Second); alertID == "" && time.Now().Before(deadline); {
+		do(goTo("/worklist?trust=RZZ&view=team&state=notified"))
+		alertID = eval(`document.querySelector('#worklist tbody tr')?.dataset.alert ?? ''`)
+	}
+	if alertID == "" {
+		t.Fatal("no notified alert of RZZ on the console's worklist within 90 s")
+	}
+	do(goTo("/alerts/"+alertID), waitJS(`document.querySelector('#state') !== null`))
+	// The simulator may have answered it first; then only the read is checked.
+	if eval(`document.querySelector('#acknowledge') ? 'yes' : 'no'`) != "yes" {
+		t.Logf("alert %s was answered by the simulator first", alertID)
+	} else {
+		t.Logf("acknowledging alert %s on the console", alertID)
+		do(clickJS("#acknowledge"), waitJS(`(document.getElementById('done')?.textContent ?? '').includes('acknowledged')`))
+		if s := eval(`document.getElementById('state').textContent`); s != "acknowledged" {
+			t.Errorf("after acknowledging on the console, the acknowledgement service says %q", s)
+		}
+		timeline := eval(`document.getElementById('timeline').textContent`)
+		if !strings.Contains(timeline, "AlertAcknowledged") || !strings.Contains(timeline, "rzz-dr-ashworth") {
+			t.Errorf("the alert's timeline lacks the console's acknowledgement by rzz-dr-ashworth: %s", timeline)
+		}
+	}
+	if !strings.Contains(eval(`document.getElementById('timeline').textContent`), "AlertRead") {
+		t.Error("opening the alert on the console recorded no read")
+	}
+	do(clickJS("#sign-out"), waitJS(`document.querySelector('#sign-in') !== null`))
+
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-other-trust') !== null`),
+		clickJS("#demo-other-trust"), waitJS(`document.querySelector('#sign-out') !== null`),
+		goTo("/alerts/"+alertID))
+	if b := eval(`document.body.innerText`); !strings.Contains(b, "There is no alert here that you can see") {
+		t.Errorf("a clinician of RZY opened RZZ's alert: %s", b)
+	}
+}
+
+func readFile(p string) []byte { b, _ := os.ReadFile(p); return b }
+
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, t)
+			if err == nil && ok {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w (%v)", expr, ctx.Err(), err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func clickJS(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(waitJS(fmt.Sprintf(`document.readyState === 'complete' && document.querySelector(%q) !== null`, sel)),
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			_, err := chromedp.Evaluate[bool](fmt.Sprintf(`setTimeout(() => document.querySelector(%q).click(), 0); true`, sel))(ctx, t)
+			return chromedp.Void{}, err
+		})
+}
+
+func goTo(path string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`setTimeout(() => { location.href = %q }, 0); true`, path))(ctx, t)
+		return chromedp.Void{}, err
+	}, waitJS(fmt.Sprintf(`location.pathname + location.search === %q && document.readyState === 'complete' && document.querySelector('main') !== null`, path)))
+}

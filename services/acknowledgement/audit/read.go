@@ -1,0 +1,120 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-health/herald/platform/eventlog"
+	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+)
+
+// AnchorEvent is the anchor of a chain's head, as written to the anchor
+// topic (key = trust). Its id is deterministic: anchoring a head twice
+// writes the same event.
+func AnchorEvent(trust string, sequence uint64, head []byte, reason, producer string, now time.Time) *eventsv1.Event {
+	return &eventsv1.Event{
+		EventId: AnchorID(trust, sequence, head), AlertId: "audit-anchor:" + trust, Tenant: trust,
+		OccurredAt: timestamppb.New(now), Producer: producer, SchemaVersion: eventlog.SchemaVersion,
+		Payload: &eventsv1.Event_AuditAnchored{AuditAnchored: &eventsv1.AuditAnchored{
+			Trust: trust, Sequence: sequence, HeadHash: head, Reason: reason}},
+	}
+}
+
+// Placed is a record and where it was read (partition/offset).
+type Placed struct {
+	Record *auditv1.AuditRecord
+	Where  string
+}
+
+// Trail is the audit stream and its anchors as read.
+type Trail struct {
+	Records []Placed
+	Anchors []*eventsv1.AuditAnchored
+	// AnchoredAt is when each anchor was written (parallel to Anchors).
+	AnchoredAt []time.Time
+	// Undecodable counts records that are not AuditRecords (each is also
+	// a problem for Verify).
+	Undecodable []string
+}
+
+// ReadTrail reads the records topic and the anchor topic up to their ends
+// at the time of the call.
+func ReadTrail(ctx context.Context, cfg eventlog.Config, recordsTopic, anchorsTopic string) (*Trail, error) {
+	t := &Trail{}
+	err := eventlog.ReadTopic(ctx, cfg, recordsTopic, func(_, value []byte, partition int, offset int64) error {
+		where := fmt.Sprintf("%s/%d/%d", recordsTopic, partition, offset)
+		var rec auditv1.AuditRecord
+		if err := proto.Unmarshal(value, &rec); err != nil {
+			t.Undecodable = append(t.Undecodable, where)
+			return nil
+		}
+		t.Records = append(t.Records, Placed{Record: &rec, Where: where})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the audit stream %s: %w", recordsTopic, err)
+	}
+	err = eventlog.ReadTopic(ctx, cfg, anchorsTopic, func(_, value []byte, _ int, _ int64) error {
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(value, &ev); err != nil || ev.GetAuditAnchored() == nil {
+			return nil
+		}
+		t.Anchors = append(t.Anchors, ev.GetAuditAnchored())
+		t.AnchoredAt = append(t.AnchoredAt, ev.GetOccurredAt().AsTime())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the audit anchors %s: %w", anchorsTopic, err)
+	}
+	return t, nil
+}
+
+// Verify checks the trail (one trust's chain when only is set).
+func (t *Trail) Verify(only string) Report {
+	v := NewVerifier()
+	v.Only = only
+	for _, p := range t.Records {
+		v.Record(p.Record, p.Where)
+	}
+	for _, a := range t.Anchors {
+		v.Anchor(a)
+	}
+	rep := v.Finish()
+	for _, where := range t.Undecodable {
+		rep.Problems = append(rep.Problems, Problem{Kind: Inserted, Where: where, Detail: "a record that is not an audit record"})
+	}
+	return rep
+}
+
+// ViewedEntry is the audit entry of a read of patient data: a person (as
+// verified) saw the details of an alert. requestID identifies the view (a
+// retried request of the same view is the same id, so it is recorded once);
+// what names what was shown ("alert-details", "report"), never its content.
+func ViewedEntry(trust, alertID, requestID, what string, actor *auditv1.AuditActor, at time.Time) *auditv1.AuditRecord {
+	return &auditv1.AuditRecord{Trust: trust, AlertId: alertID, EventId: eventlog.ID("viewed", trust, alertID, requestID),
+		EventType: TypeRecordViewed, Actor: actor, OccurredAt: timestamppb.New(at), Detail: "viewed " + what}
+}
+
+// Submit puts an entry on the intake topic (key = trust) for the auditor
+// to chain, and returns once it is durable (acks=all). A service that shows
+// patient data submits the view before it answers: no unrecorded read. An
+// error wraps fault.ErrUnavailable; submitting the same entry again is
+// harmless (it is chained once).
+func Submit(ctx context.Context, w *eventlog.Writer, intakeTopic string, entry *auditv1.AuditRecord) error {
+	if entry.GetTrust() == "" || entry.GetEventId() == "" {
+		return eventlog.Permanent(fmt.Errorf("audit entry of %s: trust and event id are required", entry.GetEventType()))
+	}
+	b, err := proto.Marshal(&auditv1.AuditEntry{Record: entry})
+	if err != nil {
+		return eventlog.Permanent(fmt.Errorf("encode audit entry %s: %w", entry.GetEventId(), err))
+	}
+	if err := w.Put(ctx, intakeTopic, entry.GetTrust(), b); err != nil {
+		return fmt.Errorf("submit audit entry %s: %w", entry.GetEventId(), err)
+	}
+	return nil
+}

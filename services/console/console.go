@@ -1,0 +1,285 @@
+// Package console is Herald's web console, the fifth deployable: where
+// clinicians accept findings (worklist, alert page, acknowledge, decline,
+// record an action), fail-safe officers work their trust's queue, and
+// safety leads review compliance and the RCR audit. It signs people in with
+// OpenID Connect (authorization code + PKCE) and calls the acknowledgement
+// and rules services over gRPC with mutual TLS, as the signed-in person
+// (their access token as a bearer); it never reads another service's store.
+//
+// This package is the service's one composition root: cmd/console, the
+// all-in-one dev binary and the tests start it through Run or New.
+package console
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/servicemain"
+	"github.com/herald-health/herald/platform/telemetry"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+	"github.com/herald-health/herald/services/console/internal/oidcauth"
+	"github.com/herald-health/herald/services/console/internal/web"
+)
+
+// ServiceName is the telemetry service name.
+const ServiceName = "herald-console"
+
+// Config is the service's configuration.
+type Config struct {
+	// Security is the transport policy (-profile, -insecure).
+	Security servicemain.Security
+	// HTTPAddr is where the pages listen; with TLSCert/TLSKey over HTTPS.
+	HTTPAddr        string
+	TLSCert, TLSKey string
+	PublicURL       string
+	Acknowledgement grpcserver.ClientConfig
+	Rules           grpcserver.ClientConfig
+	// Client is the console's own identity and CA bundle for the gRPC
+	// calls (mTLS).
+	Client mtls.Files
+	// OIDC sign-in.
+	OIDCIssuer       string
+	OIDCClientID     string
+	OIDCClientSecret string
+	OIDCPersonClaim  string
+	OIDCRolesClaim   string
+	// SessionKey seals session cookies (>= 32 bytes; the console's own).
+	SessionKey  string
+	SessionIdle time.Duration
+	SessionMax  time.Duration
+	// AckLinkPublicKeys, when set, is the file (or directory) of the
+	// Ed25519 public keys acknowledge links are verified with (as
+	// acknowledgement does), so emailed links (<public-url>/ack/<token>)
+	// land on the alert page after sign-in.
+	AckLinkPublicKeys string
+}
+
+// DefaultConfig returns loopback addresses and 15-minute idle, 8-hour
+// absolute sessions.
+func DefaultConfig() Config {
+	return Config{
+		Security:        servicemain.Security{Profile: servicemain.ProfileProduction},
+		HTTPAddr:        "127.0.0.1:8443",
+		PublicURL:       "https://127.0.0.1:8443",
+		Acknowledgement: grpcserver.ClientConfig{Addr: "127.0.0.1:7003"},
+		Rules:           grpcserver.ClientConfig{Addr: "127.0.0.1:7002"},
+		OIDCPersonClaim: "sub",
+		OIDCRolesClaim:  "herald_roles",
+		SessionIdle:     15 * time.Minute,
+		SessionMax:      8 * time.Hour,
+	}
+}
+
+// RegisterFlags binds the settings to fs (environment fallback HERALD_<FLAG>).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Security.RegisterFlags(fs)
+	c.Acknowledgement.RegisterFlags(fs, "acknowledgement")
+	c.Rules.RegisterFlags(fs, "rules")
+	c.Client.RegisterFlags(fs, "grpc-")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "console listen address")
+	fs.StringVar(&c.TLSCert, "http-tls-cert", c.TLSCert, "HTTPS certificate chain (PEM) of the console")
+	fs.StringVar(&c.TLSKey, "http-tls-key", c.TLSKey, "key of http-tls-cert (PEM)")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "external base URL of the console (OIDC redirect)")
+	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL")
+	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
+	config.SecretFile(fs, &c.OIDCClientSecret, "oidc-client-secret", "OpenID Connect client secret")
+	fs.StringVar(&c.OIDCPersonClaim, "oidc-person-claim", c.OIDCPersonClaim, "ID-token claim holding the person id")
+	fs.StringVar(&c.OIDCRolesClaim, "oidc-roles-claim", c.OIDCRolesClaim, "ID-token claim holding the roles, each role@TRUST")
+	config.SecretFile(fs, &c.SessionKey, "session-key", "key sealing session cookies (>= 32 bytes, the console's own)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "a session unused this long ends")
+	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "every session ends after this long")
+	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "file (or directory) of the Ed25519 public keys acknowledge links are verified with, so emailed links land here (optional)")
+}
+
+// Plaintext implements servicemain.Hop for the pages' listener.
+func (c Config) Plaintext() string {
+	if c.TLSCert == "" {
+		return "console pages are plain HTTP (settings http-tls-cert, http-tls-key)"
+	}
+	return ""
+}
+
+type clientHop struct{ c Config }
+
+func (h clientHop) Plaintext() string {
+	if h.c.Client.CertFile == "" {
+		return "gRPC calls to acknowledgement and rules are not mutual TLS (settings grpc-tls-cert, grpc-tls-key, grpc-tls-ca)"
+	}
+	return ""
+}
+
+// Validate names the setting at fault.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for _, err := range []error{c.Acknowledgement.Validate("acknowledgement"), c.Rules.Validate("rules"),
+		c.Client.Validate("grpc-tls-cert", "grpc-tls-key"), c.Security.Check(c, clientHop{c})} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.HTTPAddr == "" || c.PublicURL == "" {
+		bad("settings http-addr and public-url are required")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("settings http-tls-cert and http-tls-key must be given together")
+	}
+	if c.OIDCIssuer == "" || c.OIDCClientID == "" {
+		bad("settings oidc-issuer and oidc-client-id are required: people sign in with OpenID Connect")
+	}
+	if len(c.SessionKey) < oidcauth.MinSessionKeyLen {
+		bad("setting session-key must be at least %d bytes", oidcauth.MinSessionKeyLen)
+	}
+	if c.SessionIdle <= 0 || c.SessionMax <= 0 {
+		bad("settings session-idle and session-max must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the service's injected dependencies; zero values get defaults.
+type Deps struct {
+	Logger    *slog.Logger
+	Clock     clock.Clock
+	Telemetry *telemetry.Telemetry
+	// Reporting is the compliance read model (nil: its pages say it is not
+	// configured).
+	Reporting web.Reporting
+	// DemoUsers are offered on the sign-in page (development profile only).
+	DemoUsers []DemoUser
+	// Extra pages (development: the captured messages of make run).
+	Extra map[string]http.Handler
+	// OIDCClient talks to the identity provider (its CA); nil: default.
+	OIDCClient *http.Client
+}
+
+// Service is a started console.
+type Service struct {
+	life *servicemain.Lifecycle
+	log  *slog.Logger
+	http *servicemain.HTTPServer
+}
+
+// New validates cfg, discovers the identity provider, connects the gRPC
+// clients and binds the listener, registering each release as it goes.
+func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
+	log := deps.Logger
+	s = &Service{life: servicemain.NewLifecycle(log), log: log}
+	defer s.life.Rollback(&err)
+	var src *mtls.Source
+	if !cfg.Client.IsZero() {
+		if src, err = mtls.Load(cfg.Client, mtls.Options{Clock: deps.Clock, Logger: log}); err != nil {
+			return nil, fmt.Errorf("settings grpc-tls-*: %w", err)
+		}
+	}
+	dial := func(c grpcserver.ClientConfig) (*grpc.ClientConn, error) {
+		conn, err := grpcserver.Dial(ctx, c.Addr, deps.Telemetry, grpcserver.ClientTLS(src, c.ServerName))
+		if err != nil {
+			return nil, err
+		}
+		s.life.OnClose("grpc "+c.Addr, conn.Close)
+		return conn, nil
+	}
+	ackConn, err := dial(cfg.Acknowledgement)
+	if err != nil {
+		return nil, fmt.Errorf("setting acknowledgement-addr: %w", err)
+	}
+	rulesConn, err := dial(cfg.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("setting rules-addr: %w", err)
+	}
+	auth, err := oidcauth.New(ctx, oidcauth.Config{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID,
+		ClientSecret: cfg.OIDCClientSecret, PublicURL: cfg.PublicURL, SessionKey: []byte(cfg.SessionKey),
+		PersonClaim: cfg.OIDCPersonClaim, RolesClaim: cfg.OIDCRolesClaim, IdleTimeout: cfg.SessionIdle,
+		MaxAge: cfg.SessionMax, HTTPClient: deps.OIDCClient, AllowLoginHint: cfg.Security.Development()}, deps.Clock, log)
+	if err != nil {
+		return nil, err
+	}
+	wcfg := web.Config{InsecureTransport: src == nil, HSTS: cfg.TLSCert != "", Extra: deps.Extra}
+	if cfg.Security.Development() {
+		wcfg.DemoUsers = deps.DemoUsers
+	}
+	if cfg.AckLinkPublicKeys != "" {
+		links, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)
+		if err != nil {
+			return nil, fmt.Errorf("acknowledge links (setting ack-link-public-keys-file): %w", err)
+		}
+		wcfg.LinkAlert = func(token string, now time.Time) (string, error) {
+			c, err := links.Verify(token, now)
+			return c.AlertID, err
+		}
+	}
+	pages, err := web.New(wcfg, auth, ackv1.NewAcknowledgementServiceClient(ackConn), rulesv1.NewRulesServiceClient(rulesConn),
+		deps.Reporting, deps.Clock, log)
+	if err != nil {
+		return nil, err
+	}
+	var tlsSrc *mtls.Source
+	if cfg.TLSCert != "" {
+		if tlsSrc, err = mtls.Load(mtls.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey}, mtls.Options{Clock: deps.Clock, Logger: log}); err != nil {
+			return nil, fmt.Errorf("settings http-tls-*: %w", err)
+		}
+	}
+	limits := servicemain.DefaultHTTPLimits()
+	limits.MaxHeaderBytes = 32 << 10
+	var tlsCfg *tls.Config
+	if tlsSrc != nil {
+		// No CA bundle: browsers are not asked for a client certificate.
+		tlsCfg = tlsSrc.ServerConfig()
+		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	if s.http, err = servicemain.ListenHTTP(cfg.HTTPAddr, pages, tlsCfg, limits); err != nil {
+		return nil, fmt.Errorf("console pages (setting http-addr): %w", err)
+	}
+	s.life.OnStop("http server", s.http.Close)
+	s.life.Go("http server", s.http.Serve)
+	return s, nil
+}
+
+// Addr returns the bound address of the pages.
+func (s *Service) Addr() string { return s.http.Addr() }
+
+// Addrs returns the bound addresses: "http".
+func (s *Service) Addrs() map[string]string { return map[string]string{"http": s.http.Addr()} }
+
+// DemoUser is a development identity the sign-in page offers.
+type DemoUser = web.DemoUser
+
+// Reporting is the compliance read model the safety lead's pages read (see
+// internal/web/reporting.go for its types).
+type Reporting = web.Reporting
+
+// Run serves until ctx is done, then releases everything.
+func (s *Service) Run(ctx context.Context) error {
+	s.log.InfoContext(ctx, "console started", slog.String("http", s.http.Addr()))
+	return s.life.Run(ctx)
+}
+
+// Run builds the service and runs it until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	s, err := New(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// Stop releases what New acquired, for a composer that will not Run it.
+func (s *Service) Stop(ctx context.Context) error { return s.life.Stop(ctx) }

@@ -1,0 +1,395 @@
+package web
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/herald-health/herald/platform/identity"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/console/internal/oidcauth"
+)
+
+// worklistPageSize is how many alerts one worklist page shows.
+const worklistPageSize = 25
+
+var openStates = []ackv1.State{ackv1.State_STATE_RAISED, ackv1.State_STATE_ROUTED, ackv1.State_STATE_NOTIFIED,
+	ackv1.State_STATE_DELIVERED, ackv1.State_STATE_READ, ackv1.State_STATE_DECLINED, ackv1.State_STATE_ESCALATED,
+	ackv1.State_STATE_ACKNOWLEDGED, ackv1.State_STATE_FAILSAFE}
+
+// alertRow is one alert in a list, with what the person needs to triage it.
+type alertRow struct {
+	ID, Ref, Category, State string
+	Deadline                 time.Time
+	DeadlineLabel            string
+	Overdue                  bool
+	Raised                   time.Time
+	Age                      time.Duration
+	Step                     uint32
+	Contacted                []string
+	Tried                    int
+	QueuedAt                 time.Time
+}
+
+func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
+	r := alertRow{ID: st.GetAlertId(), Ref: st.GetAccessionRef(), Category: categoryName(st.GetCategory()),
+		State: stateName(st.GetState()), Step: st.GetStep(), Raised: st.GetRaisedAt().AsTime()}
+	r.Deadline, r.DeadlineLabel = deadline(st)
+	r.Overdue = !r.Deadline.IsZero() && !now.Before(r.Deadline) && !terminal(st.GetState())
+	r.Age = now.Sub(r.Raised)
+	seen := map[string]bool{}
+	for _, e := range st.GetTimeline() {
+		switch e.GetType() {
+		case "NotificationSent", "NotificationFailed":
+			r.Tried++
+		case "FailsafeQueued":
+			r.QueuedAt = e.GetAt().AsTime()
+		}
+		if p := e.GetPersonId(); p != "" && !seen[p] && strings.HasPrefix(e.GetType(), "Notification") {
+			seen[p] = true
+			r.Contacted = append(r.Contacted, p)
+		}
+	}
+	for _, p := range st.GetStepRecipients() {
+		if !seen[p] {
+			seen[p] = true
+			r.Contacted = append(r.Contacted, p)
+		}
+	}
+	return r
+}
+
+// deadline is the next deadline the person must meet: acknowledge-by
+// until acknowledged, then action-by; the escalation step's due time when
+// no clock is set.
+func deadline(st *ackv1.AlertState) (time.Time, string) {
+	c := st.GetClocks()
+	switch {
+	case st.GetAcknowledgedAt() == nil && c.GetAcknowledgeBy() != nil:
+		return c.GetAcknowledgeBy().AsTime(), "Acknowledge by"
+	case st.GetActionedAt() == nil && c.GetActionBy() != nil:
+		return c.GetActionBy().AsTime(), "Action by"
+	case st.GetStepDueAt() != nil:
+		return st.GetStepDueAt().AsTime(), "Next escalation"
+	}
+	return time.Time{}, ""
+}
+
+func terminal(s ackv1.State) bool {
+	return s == ackv1.State_STATE_CLOSED || s == ackv1.State_STATE_CANCELLED || s == ackv1.State_STATE_ACTIONED
+}
+
+// sortRows puts overdue alerts first, then by deadline (soonest first),
+// alerts without a deadline last.
+func sortRows(rows []alertRow) {
+	slices.SortStableFunc(rows, func(a, b alertRow) int {
+		if a.Overdue != b.Overdue {
+			if a.Overdue {
+				return -1
+			}
+			return 1
+		}
+		if a.Deadline.IsZero() != b.Deadline.IsZero() {
+			if a.Deadline.IsZero() {
+				return 1
+			}
+			return -1
+		}
+		return a.Deadline.Compare(b.Deadline)
+	})
+}
+
+type worklistData struct {
+	Trust, View, State string
+	Trusts             []string
+	Rows               []alertRow
+	States             []string
+	Next, First        string
+	Paged              bool
+}
+
+func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	p := sess.Person()
+	trust, trusts, ok := trustParam(r, p, identity.RoleClinician, identity.RoleFailsafeOfficer)
+	if !ok {
+		s.forbidden(w, r, sess)
+		return
+	}
+	q := r.URL.Query()
+	view := q.Get("view")
+	if view != "team" {
+		view = "mine"
+	}
+	req := &ackv1.ListAlertsRequest{Tenant: trust, PageSize: worklistPageSize, PageToken: q.Get("page")}
+	if view == "mine" {
+		req.Assignee = sess.PersonID
+	}
+	stateName := q.Get("state")
+	if st, ok := ackv1.State_value["STATE_"+strings.ToUpper(stateName)]; ok && stateName != "" {
+		req.States = []ackv1.State{ackv1.State(st)}
+	} else {
+		stateName = ""
+		req.States = openStates
+	}
+	resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
+	if err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	now := s.clk.Now()
+	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName, Paged: req.PageToken != ""}
+	for _, st := range resp.GetAlerts() {
+		if st.GetTenant() != trust {
+			continue // never another trust's alert, whatever the service returned
+		}
+		d.Rows = append(d.Rows, s.row(st, now))
+	}
+	sortRows(d.Rows)
+	for _, st := range openStates {
+		d.States = append(d.States, strings.ToLower(strings.TrimPrefix(st.String(), "STATE_")))
+	}
+	base := url.Values{"trust": {trust}, "view": {view}}
+	if stateName != "" {
+		base.Set("state", stateName)
+	}
+	d.First = "/worklist?" + base.Encode()
+	if t := resp.GetNextPageToken(); t != "" {
+		base.Set("page", t)
+		d.Next = "/worklist?" + base.Encode()
+	}
+	s.render(w, r, http.StatusOK, "worklist", page{Title: "Worklist", Session: sess, Data: d})
+}
+
+type alertData struct {
+	Row       alertRow
+	State     *ackv1.AlertState
+	Details   *eventsv1.AlertDetails
+	Timeline  []*ackv1.TimelineEntry
+	RequestID string
+	Reasons   []option
+	Closes    []option
+	CanAck    bool
+	CanAction bool
+	CanClose  bool
+	Done      string
+}
+
+type option struct{ Value, Label string }
+
+var declineReasons = []option{
+	{"not_my_patient", "This is not my patient"},
+	{"wrong_team", "This should go to another team"},
+	{"left_post", "I have left this post"},
+	{"other", "Another reason (say which below)"},
+}
+
+var closeReasons = []option{
+	{"patient-managed", "The patient's care has been arranged outside Herald"},
+	{"referrer-confirmed", "The referrer confirmed by telephone"},
+	{"duplicate", "A duplicate of another alert"},
+	{"other", "Another reason (say which below)"},
+}
+
+func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	id := r.PathValue("id")
+	resp, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id, IncludeDetails: true}, s.callOpts(sess)...)
+	if err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	st := resp.GetState()
+	p := sess.Person()
+	if len(p.Roles[st.GetTenant()]) == 0 && !p.NetworkWide() {
+		s.fail(w, r, sess, errNotYours)
+		return
+	}
+	// The view is recorded: the person opened the alert (read is not
+	// acknowledged). A failure to record it is not hidden from them.
+	if _, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
+		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...); err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	state := st.GetState()
+	clin := p.Has(st.GetTenant(), identity.RoleClinician)
+	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: resp.GetDetails(), Timeline: resp.GetTimeline(),
+		RequestID: newRequestID(), Reasons: declineReasons, Closes: closeReasons, Done: r.URL.Query().Get("done"),
+		CanAck:    clin && !terminal(state) && st.GetAcknowledgedAt() == nil && state != ackv1.State_STATE_QUARANTINED,
+		CanAction: clin && st.GetAcknowledgedAt() != nil && st.GetActionedAt() == nil && !terminal(state),
+		CanClose:  p.Has(st.GetTenant(), identity.RoleFailsafeOfficer) && !terminal(state),
+	}
+	if len(d.Timeline) == 0 {
+		d.Timeline = st.GetTimeline()
+	}
+	s.render(w, r, http.StatusOK, "alert", page{Title: "Alert " + st.GetAccessionRef(), Session: sess, Data: d})
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "console-" + hex.EncodeToString(b)
+}
+
+// requestID is the form's request id (a resubmitted form repeats it, so the
+// service returns the first outcome), or a fresh one.
+func requestID(r *http.Request) string {
+	if id := r.PostFormValue("request_id"); strings.HasPrefix(id, "console-") && len(id) <= 64 {
+		return id
+	}
+	return newRequestID()
+}
+
+// tenantOf fetches the alert's trust for a command's actor (and refuses an
+// alert of a trust the person holds no role for).
+func (s *Server) tenantOf(r *http.Request, sess *oidcauth.Session, id string) (string, error) {
+	resp, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id}, s.callOpts(sess)...)
+	if err != nil {
+		return "", err
+	}
+	t := resp.GetState().GetTenant()
+	if p := sess.Person(); len(p.Roles[t]) == 0 && !p.NetworkWide() {
+		return "", errNotYours
+	}
+	return t, nil
+}
+
+func (s *Server) acknowledge(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	id := r.PathValue("id")
+	_, err := s.tenantOf(r, sess, id)
+	if err == nil {
+		_, err = s.alerts.Acknowledge(r.Context(), &ackv1.AcknowledgeRequest{AlertId: id,
+			RequestId: requestID(r)}, s.callOpts(sess)...)
+	}
+	s.afterCommand(w, r, sess, id, "acknowledged", err)
+}
+
+func (s *Server) decline(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	id := r.PathValue("id")
+	reason := map[string]eventsv1.DeclineReason{
+		"not_my_patient": eventsv1.DeclineReason_DECLINE_REASON_NOT_MY_PATIENT,
+		"wrong_team":     eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM,
+		"left_post":      eventsv1.DeclineReason_DECLINE_REASON_LEFT_POST,
+		"other":          eventsv1.DeclineReason_DECLINE_REASON_OTHER,
+	}[r.PostFormValue("reason")]
+	note := strings.TrimSpace(r.PostFormValue("note"))
+	if reason == 0 || (reason == eventsv1.DeclineReason_DECLINE_REASON_OTHER && note == "") {
+		msg := "Select why you are declining this alert"
+		if reason != 0 {
+			msg = "Say why you are declining this alert"
+		}
+		s.formError(w, r, sess, id, msg)
+		return
+	}
+	_, err := s.tenantOf(r, sess, id)
+	if err == nil {
+		_, err = s.alerts.Decline(r.Context(), &ackv1.DeclineRequest{AlertId: id, Reason: reason,
+			Note: note, RequestId: requestID(r)}, s.callOpts(sess)...)
+	}
+	s.afterCommand(w, r, sess, id, "declined", err)
+}
+
+func (s *Server) recordAction(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	id := r.PathValue("id")
+	action := strings.TrimSpace(r.PostFormValue("action"))
+	if action == "" {
+		s.formError(w, r, sess, id, "Say what was done")
+		return
+	}
+	_, err := s.tenantOf(r, sess, id)
+	if err == nil {
+		_, err = s.alerts.RecordAction(r.Context(), &ackv1.RecordActionRequest{AlertId: id,
+			Action: action, RequestId: requestID(r)}, s.callOpts(sess)...)
+	}
+	s.afterCommand(w, r, sess, id, "actioned", err)
+}
+
+func (s *Server) closeAlert(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	id := r.PathValue("id")
+	code := r.PostFormValue("close_reason")
+	note := strings.TrimSpace(r.PostFormValue("close_note"))
+	if !slices.ContainsFunc(closeReasons, func(o option) bool { return o.Value == code }) || (code == "other" && note == "") {
+		msg := "Select why you are closing this alert"
+		if code == "other" {
+			msg = "Say why you are closing this alert"
+		}
+		s.formError(w, r, sess, id, msg)
+		return
+	}
+	trust, err := s.tenantOf(r, sess, id)
+	if err == nil && !sess.Person().Has(trust, identity.RoleFailsafeOfficer) {
+		err = errNotYours
+	}
+	if err == nil {
+		reason := code
+		if note != "" {
+			reason += ": " + note
+		}
+		_, err = s.alerts.Close(r.Context(), &ackv1.CloseRequest{AlertId: id, Reason: reason,
+			RequestId: requestID(r)}, s.callOpts(sess)...)
+	}
+	s.afterCommand(w, r, sess, id, "closed", err)
+}
+
+func (s *Server) afterCommand(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session, id, done string, err error) {
+	if err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	// Post/redirect/get: a reload does not repeat the command.
+	http.Redirect(w, r, "/alerts/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
+}
+
+func (s *Server) formError(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session, id, msg string) {
+	s.render(w, r, http.StatusBadRequest, "error", page{Title: "There is a problem", Session: sess,
+		Error: msg + ".", Data: "/alerts/" + url.PathEscape(id)})
+}
+
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	s.render(w, r, http.StatusForbidden, "error", page{Title: "Not available to you", Session: sess,
+		Error: "Your role does not include this page for that trust."})
+}
+
+// failsafeData is the fail-safe queue of one trust.
+type failsafeData struct {
+	Trust  string
+	Trusts []string
+	Rows   []alertRow
+	Next   string
+}
+
+func (s *Server) failsafe(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	trust, trusts, ok := trustParam(r, sess.Person(), identity.RoleFailsafeOfficer)
+	if !ok {
+		s.forbidden(w, r, sess)
+		return
+	}
+	resp, err := s.alerts.ListAlerts(r.Context(), &ackv1.ListAlertsRequest{Tenant: trust, States: []ackv1.State{ackv1.State_STATE_FAILSAFE},
+		PageSize: worklistPageSize, PageToken: r.URL.Query().Get("page")}, s.callOpts(sess)...)
+	if err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	now := s.clk.Now()
+	d := failsafeData{Trust: trust, Trusts: trusts}
+	for _, st := range resp.GetAlerts() {
+		if st.GetTenant() != trust {
+			continue
+		}
+		row := s.row(st, now)
+		if !row.QueuedAt.IsZero() {
+			row.Age = now.Sub(row.QueuedAt)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	// Oldest first: the longest-waiting alert is the most at risk.
+	slices.SortStableFunc(d.Rows, func(a, b alertRow) int { return -int(a.Age - b.Age) })
+	if t := resp.GetNextPageToken(); t != "" {
+		d.Next = "/failsafe?" + url.Values{"trust": {trust}, "page": {t}}.Encode()
+	}
+	s.render(w, r, http.StatusOK, "failsafe", page{Title: "Fail-safe queue", Session: sess, Data: d})
+}
