@@ -260,6 +260,12 @@ func (a *Authenticator) Verify(ctx context.Context, method, raw string) (*identi
 	p.ACR, _ = claims["acr"].(string)
 	p.DisplayName, _ = claims["name"].(string)
 	p.TokenID, _ = claims["jti"].(string)
+	// What a role-binding file (platform/authz) may bind by: the email,
+	// the role claim's values, and the Herald id the token asserts (kept
+	// only when no binding names the person).
+	p.Email, _ = claims["email"].(string)
+	p.RoleClaims = stringsOf(claims[a.cfg.RolesClaim])
+	p.PersonID, _ = claims[a.cfg.PersonClaim].(string)
 	if need := a.required(method); need != "" && a.rank[p.ACR] < a.rank[need] {
 		got := p.ACR
 		if got == "" {
@@ -437,5 +443,22 @@ func (m *methodLevels) Set(s string) error {
 		out[k] = v
 	}
 	*m = out
+	return nil
+}
+
+// stringsOf is a claim's string values (a string or a list of them).
+func stringsOf(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
 	return nil
 }
