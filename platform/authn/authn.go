@@ -351,6 +351,13 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		if service == "" && !a.anonymous {
 			return nil, status.Error(codes.Unauthenticated, "no credentials: call with a client certificate (a service) or an OpenID Connect access token in 'authorization: Bearer <token>' (a person: heraldctl login)")
 		}
+		if service == "" {
+			// Anonymous (development, AllowAnonymous): no caller, so that
+			// what runs after authentication treats the call as it would
+			// without authentication (authorization off: the development
+			// person; on: Unauthenticated).
+			return ctx, nil
+		}
 		return identity.NewContext(ctx, identity.Caller{Service: service}), nil
 	}
 	p, err := a.Verify(ctx, method, raw)

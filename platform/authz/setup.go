@@ -61,16 +61,10 @@ func DevelopmentCaller() identity.Caller {
 // a caller runs as DevelopmentCaller. Development only (Configure).
 func Off() grpcserver.Option {
 	with := func(ctx context.Context) context.Context {
-		c, ok := identity.FromContext(ctx)
-		if ok && c.Person != nil {
+		if _, ok := identity.FromContext(ctx); ok {
 			return ctx
 		}
-		// No person: authentication let an anonymous call or a service's
-		// own call through; with authorization off it runs as a person
-		// with every role (the service, if any, kept).
-		dev := DevelopmentCaller()
-		dev.Service = c.Service
-		return identity.NewContext(ctx, dev)
+		return identity.NewContext(ctx, DevelopmentCaller())
 	}
 	return grpcserver.WithInterceptors(
 		[]grpc.UnaryServerInterceptor{func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
