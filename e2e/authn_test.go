@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,11 @@ import (
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/devidp"
+	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -43,9 +48,11 @@ func TestSecurityPeopleAreAuthenticatedByTheProvider(t *testing.T) {
 	}
 	sys.IDP.Add("e2e-referrer", "RZZ:clinician")
 
-	// No token: the harness's certificate names a service, which cannot
-	// make a person's command.
-	if err := ack("no-token"); status.Code(err) != codes.PermissionDenied {
+	// No token: a certificate names a service, which cannot make a
+	// person's command. (The harness's own certificate is bound to every
+	// role in development, the interim tools' binding of
+	// docs/authorization.md, so the call is made with one no binding names.)
+	if _, err := unboundAck(t, sys).Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "no-token"}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("no token: got %v, want PermissionDenied", err)
 	}
 
@@ -121,4 +128,30 @@ func TestSecurityPeopleAreAuthenticatedByTheProvider(t *testing.T) {
 	case by.GetIssuer() != sys.IDP.Issuer || by.GetAcr() != "AAL3_ANY" || by.GetRelayedBy() == "" || by.GetTokenId() == "":
 		t.Errorf("actor record %v: want the provider's issuer, AAL3_ANY, the relaying certificate and the token id", by)
 	}
+}
+
+// unboundAck is a client of acknowledgement with a certificate of the
+// system's CA that no role binding names.
+func unboundAck(t *testing.T, sys *harness.System) ackv1.AcknowledgementServiceClient {
+	t.Helper()
+	caFile := filepath.Join(sys.TLS.Dir, devca.CAFileName)
+	ca, err := devca.Load(caFile, filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.WriteLeaf(t.TempDir(), devca.Leaf{Name: "e2e-unbound"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.CAFile = caFile
+	src, err := mtls.Load(f, mtls.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpcserver.Dial(context.Background(), sys.Addrs.AckGRPC, telemetry.Nop("e2e"), grpcserver.ClientTLS(src, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return ackv1.NewAcknowledgementServiceClient(conn)
 }

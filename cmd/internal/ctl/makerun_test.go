@@ -124,11 +124,10 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 		t.Fatalf("tail showed no AlertRaised of %s within 30s:\n%s", id, got)
 	}
 
-	// Not signed in: the command is refused; -as is gone.
-	code, _, errOut = heraldctl("ack", id)
-	if code != 1 || !strings.Contains(errOut, "not permitted") {
-		t.Fatalf("ack without signing in: exit %d %q", code, errOut)
-	}
+	// -as is gone. (Not signed in, heraldctl calls with its development
+	// certificate alone, which make run's role bindings still bind to every
+	// role: the interim tools' binding of docs/authorization.md; so an
+	// unsigned command is not refused here.)
 	if code, _, errOut := heraldctl("ack", id, "-as", "rzz-dr-chen"); code != 1 || !strings.Contains(errOut, "-as is refused") {
 		t.Fatalf("ack -as: exit %d %q", code, errOut)
 	}
