@@ -61,10 +61,12 @@ func bundleEvents(t *testing.T, sys *harness.System) []*eventsv1.Event {
 	return out
 }
 
-// One caller alone cannot change a trust's policy: loading, proposing,
-// approving or dry-running a bundle without a verified person is refused,
-// records nothing and leaves the bundle in force (before #20 LoadBundle
-// replaced a trust's live policy with no credentials and no record).
+// One caller alone cannot change a trust's policy (before #20 LoadBundle
+// replaced a trust's live policy with no credentials and no record). In
+// the development profile the harness's certificate is bound to the
+// development tool person (docs/authorization.md; interim until people
+// sign in with tokens): its proposal is recorded and not in force, and it
+// is refused approving its own proposal (the two-person rule).
 func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 	sys := start(t)
 	c := rulesClient(t, sys)
@@ -75,22 +77,12 @@ func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 		req = append(req, &rulesv1.BundleFile{Name: name, Content: content})
 	}
 	hash := harness.BundleHash(files)
-	calls := map[string]func() error{
-		"LoadBundle":    func() error { _, err := c.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: req}); return err },
-		"ProposeBundle": func() error { _, err := c.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: req}); return err },
-		"ApproveBundle": func() error {
-			_, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash})
-			return err
-		},
-		"DryRunBundle": func() error {
-			_, err := c.DryRunBundle(ctx, &rulesv1.DryRunBundleRequest{Files: req, Days: 1})
-			return err
-		},
+	if _, err := c.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: req}); err != nil {
+		t.Fatalf("ProposeBundle: %v", err)
 	}
-	for name, call := range calls {
-		if err := call(); status.Code(err) != codes.Unauthenticated {
-			t.Fatalf("%s without a person: got %v, want Unauthenticated", name, err)
-		}
+	_, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "two-person") {
+		t.Fatalf("ApproveBundle by its proposer: got %v, want PermissionDenied naming the two-person rule", err)
 	}
 	active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
 	if err != nil {
@@ -99,8 +91,9 @@ func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 	if v := active.GetRef().GetVersion(); v != "e2e-1" {
 		t.Fatalf("bundle in force is %s, want the seed e2e-1", v)
 	}
-	if evs := bundleEvents(t, sys); len(evs) != 0 {
-		t.Fatalf("the policy-bundle topic holds %d events, want none", len(evs))
+	evs := bundleEvents(t, sys)
+	if len(evs) != 1 || evs[0].GetBundleProposed() == nil {
+		t.Fatalf("the policy-bundle topic holds %d events, want the proposal alone", len(evs))
 	}
 }
 

@@ -221,7 +221,19 @@ func check(t *testing.T, ctx context.Context, name string) {
 		do(t, ctx, chromedp.EmulateViewport(w, 900))
 		// Nothing widens the page beyond the screen (wide tables scroll
 		// inside it): at 1400 px the old page's links were off screen.
-		if sw := run(t, ctx, chromedp.Evaluate[int64](`document.documentElement.scrollWidth`)); sw > w {
+		// Layout after a viewport change settles over a few frames (Chart.js
+		// resizes its canvases from a ResizeObserver): measure after two
+		// frames, and again while the page is still wider, for a while.
+		settled := func() int64 {
+			return run(t, ctx, chromedp.Evaluate[int64](`new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(document.documentElement.scrollWidth))))`,
+				chromedp.EvalAwaitPromise))
+		}
+		sw := settled()
+		for i := 0; i < 30 && sw > w; i++ {
+			time.Sleep(100 * time.Millisecond)
+			sw = settled()
+		}
+		if sw > w {
 			t.Errorf("page %s is %d px wide at a %d px screen", name, sw, w)
 		}
 		png := run(t, ctx, chromedp.FullScreenshot(100))
