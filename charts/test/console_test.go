@@ -17,7 +17,7 @@ var consoleValues = []string{
 	"publicURL=https://herald.rzz.example.nhs.uk", "httpTLSSecret=console-https", "grpcTLSSecret=console-grpc",
 	"oidc.issuer=https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare",
 	"oidc.clientID=herald-console", "oidc.clientSecret.existingSecret=console-oidc", "session.existingSecret=console-session",
-	"ackLink.existingSecret=herald-ack-link",
+	"ackLink.existingSecret=herald-ack-link-public",
 }
 
 // The console chart renders a Deployment whose every HERALD_ variable is a
