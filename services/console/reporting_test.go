@@ -162,7 +162,6 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 	oc := m.Config()
 	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
 	cfg.SessionKey = "console-test-session-key-0123456789abcdef"
-	cfg.AckLinkSecret = linkSecret
 	cfg.PostgresURL = testinfra.NewPostgres(t)
 	cfg.Log = logCfg
 	ctx, cancel := context.WithCancel(context.Background())
