@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc"
@@ -20,9 +21,10 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 		"(none: in production only Herald services' own calls pass; in development authorization is off)")
 }
 
-// Configure is a composition root's authorization: the server option that
-// enforces Table and the role bindings (nil when authorization is off),
-// for the RoleBinder authentication calls.
+// Configure is a composition root's security on gRPC: the server options
+// that run authentication (nil: none) and then authorization (Table and
+// the role bindings), and the bindings, the RoleBinder authentication
+// calls (nil without a file).
 //
 //   - With a file, the Authorizer enforces Table with its bindings.
 //   - Without one in production, it enforces Table with no bindings: only
@@ -30,7 +32,18 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 //   - Without one in development, authorization is off: every call runs as
 //     DevelopmentCaller unless authentication put a caller (component
 //     tests, `make run -insecure`). It is logged as a warning.
-func Configure(file string, development bool, log *slog.Logger) (grpcserver.Option, *Source, error) {
+func Configure(file string, development bool, log *slog.Logger, authentication grpcserver.Option) ([]grpcserver.Option, *Source, error) {
+	authorization, src, err := configure(file, development, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("authorization: %w", err)
+	}
+	if authentication == nil {
+		return []grpcserver.Option{authorization}, src, nil
+	}
+	return []grpcserver.Option{authentication, authorization}, src, nil
+}
+
+func configure(file string, development bool, log *slog.Logger) (grpcserver.Option, *Source, error) {
 	if log == nil {
 		log = logging.Discard()
 	}

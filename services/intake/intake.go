@@ -416,16 +416,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger, deps.Authentication)
 	if err != nil {
-		return nil, fmt.Errorf("authorization: %w", err)
+		return nil, err
 	}
 	s.roles = roles
-	var grpcOpts []grpcserver.Option
-	if deps.Authentication != nil {
-		grpcOpts = append(grpcOpts, deps.Authentication)
-	}
-	grpcOpts = append(grpcOpts, authzOpt)
 	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}
