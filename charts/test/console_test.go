@@ -72,3 +72,57 @@ func TestConsoleChart(t *testing.T) {
 	_, err = render(t, renderOpts{chart: "console", sets: append(append([]string{}, consoleValues...), "publicURL=http://herald.example")})
 	require.Error(t, err)
 }
+
+// With a reporting store the console chart gives the PostgreSQL URL and the
+// Kafka password as files, Kafka over TLS + SCRAM (accepted by the
+// console's production transport check), and egress to PostgreSQL and
+// Kafka; the brokers, the password and the egress peers are required.
+func TestConsoleChartReporting(t *testing.T) {
+	reporting := append(append([]string{}, consoleValues...),
+		"reporting.postgresURL.existingSecret=console-postgres", "reporting.kafka.brokers[0]=kafka-0.kafka:9093",
+		"reporting.kafka.caSecret=kafka-ca", "reporting.kafka.saslPassword.existingSecret=console-kafka",
+		"reporting.egress.postgres.peers[0].ipBlock.cidr=10.20.0.0/16", "reporting.egress.kafka.peers[0].ipBlock.cidr=10.30.0.0/16")
+	objs := decodeAll(t, mustRender(t, renderOpts{chart: "console", sets: reporting}))
+	c := objectsOf[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
+	fs, validate := serviceConfig("console")
+	byEnv := map[string]*flag.Flag{}
+	fs.VisitAll(func(f *flag.Flag) { byEnv[config.EnvName(f.Name)] = f })
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+		f, ok := byEnv[e.Name]
+		require.True(t, ok, "%s is no flag of the console", e.Name)
+		if !strings.HasSuffix(e.Name, "_FILE") {
+			require.NoError(t, fs.Set(f.Name, e.Value), "%s=%q", e.Name, e.Value)
+		}
+	}
+	require.Equal(t, "/etc/herald/secrets/postgres/url", env["HERALD_POSTGRES_URL_FILE"])
+	require.Equal(t, "/etc/herald/secrets/kafka/password", env["HERALD_KAFKA_SASL_PASSWORD_FILE"])
+	require.NotContains(t, env, "HERALD_POSTGRES_URL")
+	// The pod's files are absent here; the Kafka hop must still pass the
+	// production transport check, so a URL stands in for the file.
+	require.NoError(t, fs.Set("postgres-url", "postgres://console@db:5432/herald"))
+	err := validate()
+	require.Error(t, err) // the session key, Kafka CA and password are the pod's files
+	require.NotContains(t, err.Error(), "transport not secured")
+	require.NotContains(t, err.Error(), "kafka-brokers")
+	pol := objectsOf[*networkingv1.NetworkPolicy](objs)[0]
+	ports := map[int]bool{}
+	for _, e := range pol.Spec.Egress {
+		for _, p := range e.Ports {
+			ports[p.Port.IntValue()] = true
+		}
+	}
+	require.True(t, ports[5432] && ports[9093], "egress ports %v lack PostgreSQL or Kafka", ports)
+
+	for _, missing := range []string{"reporting.kafka.brokers", "reporting.kafka.saslPassword.existingSecret", "reporting.egress.kafka.peers"} {
+		var sets []string
+		for _, s := range reporting {
+			if !strings.HasPrefix(s, missing) {
+				sets = append(sets, s)
+			}
+		}
+		_, err := render(t, renderOpts{chart: "console", sets: sets})
+		require.Error(t, err, "rendered without %s", missing)
+	}
+}

@@ -207,31 +207,38 @@ func New(ctx context.Context, cfg Config, binder RoleBinder, opts ...Option) (*A
 	return a, nil
 }
 
-// ForService builds the authentication a service's composition root
-// installs (grpcserver option): cfg checked against the profile (the
-// production profile needs an issuer), binder (nil: ClaimBinder of cfg's
-// claims), and, in the development profile when clients present no
-// certificates, anonymous calls let through (AllowAnonymous).
-func ForService(ctx context.Context, cfg Config, binder RoleBinder, development, clientCerts bool, log *slog.Logger) (grpcserver.Option, error) {
-	if err := cfg.Validate(!development); err != nil {
-		return nil, err
+// ForService is the authentication a service's composition root installs,
+// made once authorization (authz.Configure) has read the role bindings:
+// given when the caller supplies one (component tests), otherwise an
+// Authenticator with cfg checked against the profile (the production
+// profile needs an issuer), binder (nil: ClaimBinder of cfg's claims) and,
+// in the development profile when clients present no certificates,
+// anonymous calls let through (AllowAnonymous).
+func ForService(ctx context.Context, given grpcserver.Option, cfg Config, development, clientCerts bool, log *slog.Logger) func(binder RoleBinder) (grpcserver.Option, error) {
+	return func(binder RoleBinder) (grpcserver.Option, error) {
+		if given != nil {
+			return given, nil
+		}
+		if err := cfg.Validate(!development); err != nil {
+			return nil, err
+		}
+		if binder == nil {
+			binder = ClaimBinder{PersonClaim: cfg.PersonClaim, RolesClaim: cfg.RolesClaim}
+		}
+		var opts []Option
+		if development && !clientCerts {
+			opts = append(opts, AllowAnonymous())
+			log.WarnContext(ctx, "development profile: gRPC calls without a token or a client certificate are let through anonymously")
+		}
+		if development && cfg.Issuer == "" {
+			log.WarnContext(ctx, "development profile without an OpenID issuer (setting oidc-issuer): no person can call, commands are refused")
+		}
+		a, err := New(ctx, cfg, binder, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return a.ServerOption(), nil
 	}
-	if binder == nil {
-		binder = ClaimBinder{PersonClaim: cfg.PersonClaim, RolesClaim: cfg.RolesClaim}
-	}
-	var opts []Option
-	if development && !clientCerts {
-		opts = append(opts, AllowAnonymous())
-		log.WarnContext(ctx, "development profile: gRPC calls without a token or a client certificate are let through anonymously")
-	}
-	if development && cfg.Issuer == "" {
-		log.WarnContext(ctx, "development profile without an OpenID issuer (setting oidc-issuer): no person can call, commands are refused")
-	}
-	a, err := New(ctx, cfg, binder, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return a.ServerOption(), nil
 }
 
 // claimsKey carries the verified token's claims to the RoleBinder.

@@ -3,10 +3,12 @@ package authz
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/identity"
@@ -20,9 +22,12 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 		"(none: in production only Herald services' own calls pass; in development authorization is off)")
 }
 
-// Configure is a composition root's authorization: the server option that
-// enforces Table and the role bindings (nil when authorization is off),
-// for the RoleBinder authentication calls.
+// Configure is a composition root's security on gRPC: the server options
+// that run authentication and then authorization (Table and the role
+// bindings), and the bindings (nil without a file). authentication makes
+// the first option from the bindings, the RoleBinder it binds people with
+// (nil without a file: it binds from the token's claims); nil
+// authentication, or one that returns nil, installs none.
 //
 //   - With a file, the Authorizer enforces Table with its bindings.
 //   - Without one in production, it enforces Table with no bindings: only
@@ -30,7 +35,29 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 //   - Without one in development, authorization is off: every call runs as
 //     DevelopmentCaller unless authentication put a caller (component
 //     tests, `make run -insecure`). It is logged as a warning.
-func Configure(file string, development bool, log *slog.Logger) (grpcserver.Option, *Source, error) {
+func Configure(file string, development bool, log *slog.Logger, authentication func(authn.RoleBinder) (grpcserver.Option, error)) ([]grpcserver.Option, *Source, error) {
+	authorization, src, err := configure(file, development, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("authorization: %w", err)
+	}
+	var opts []grpcserver.Option
+	if authentication != nil {
+		var binder authn.RoleBinder
+		if src != nil {
+			binder = src
+		}
+		authOpt, err := authentication(binder)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authentication: %w", err)
+		}
+		if authOpt != nil {
+			opts = append(opts, authOpt)
+		}
+	}
+	return append(opts, authorization), src, nil
+}
+
+func configure(file string, development bool, log *slog.Logger) (grpcserver.Option, *Source, error) {
 	if log == nil {
 		log = logging.Discard()
 	}
@@ -74,19 +101,6 @@ func Off() grpcserver.Option {
 		[]grpc.StreamServerInterceptor{func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &stream{ServerStream: ss, ctx: with(ss.Context())})
 		}})
-}
-
-// Binder is the RoleBinder authentication (platform/authn) uses: src, the
-// role-binding file, when one is configured; nil when none is, and then
-// authentication binds from the access token's own claims
-// (authn.ClaimBinder).
-func Binder(src *Source) interface {
-	Bind(ctx context.Context, p *identity.Person) error
-} {
-	if src == nil {
-		return nil
-	}
-	return src
 }
 
 type offKey struct{}

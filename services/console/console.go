@@ -23,8 +23,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/servicemain"
@@ -32,6 +34,7 @@ import (
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 	"github.com/herald-health/herald/services/console/internal/oidcauth"
+	"github.com/herald-health/herald/services/console/internal/reporting"
 	"github.com/herald-health/herald/services/console/internal/web"
 )
 
@@ -66,6 +69,16 @@ type Config struct {
 	// acknowledgement does), so emailed links (<public-url>/ack/<token>)
 	// land on the alert page after sign-in.
 	AckLinkPublicKeys string
+	// PostgresURL, when set, is the reporting store (PostgreSQL): the
+	// console migrates it and runs its projector, which reads Log in its
+	// own consumer group. Without it the compliance and RCR pages say
+	// reporting is not configured.
+	PostgresURL string
+	// Log is the event log the projector reads (only with PostgresURL).
+	Log eventlog.Config
+	// ReferenceKey keys the alert references the store records (the same
+	// as acknowledgement's; none: the store records no references).
+	ReferenceKey string
 }
 
 // DefaultConfig returns loopback addresses and 15-minute idle, 8-hour
@@ -81,6 +94,7 @@ func DefaultConfig() Config {
 		OIDCRolesClaim:  "herald_roles",
 		SessionIdle:     15 * time.Minute,
 		SessionMax:      8 * time.Hour,
+		Log:             eventlog.DefaultConfig(),
 	}
 }
 
@@ -103,6 +117,21 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "a session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "every session ends after this long")
 	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "file (or directory) of the Ed25519 public keys acknowledge links are verified with, so emailed links land here (optional)")
+	config.SecretFile(fs, &c.PostgresURL, "postgres-url", "PostgreSQL URL of the reporting store (optional: without it the compliance and RCR pages say reporting is not configured)")
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "PostgreSQL URL of the reporting store, given inline (development; production: postgres-url-file)")
+	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references (>= 32 bytes, acknowledgement's; none: the reporting store records no references)")
+	c.Log.RegisterFlags(fs)
+}
+
+// kafkaHop is the projector's hop to Kafka, which exists only with a
+// reporting store.
+type kafkaHop struct{ c Config }
+
+func (h kafkaHop) Plaintext() string {
+	if h.c.PostgresURL == "" {
+		return ""
+	}
+	return h.c.Log.Plaintext()
 }
 
 // Plaintext implements servicemain.Hop for the pages' listener.
@@ -127,7 +156,7 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for _, err := range []error{c.Acknowledgement.Validate("acknowledgement"), c.Rules.Validate("rules"),
-		c.Client.Validate("grpc-tls-cert", "grpc-tls-key"), c.Security.Check(c, clientHop{c})} {
+		c.Client.Validate("grpc-tls-cert", "grpc-tls-key"), c.Security.Check(c, clientHop{c}, kafkaHop{c})} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -147,6 +176,14 @@ func (c Config) Validate() error {
 	if c.SessionIdle <= 0 || c.SessionMax <= 0 {
 		bad("settings session-idle and session-max must be positive")
 	}
+	if c.PostgresURL != "" {
+		if err := c.Log.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("the reporting projector's event log: %w", err))
+		}
+	}
+	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
+		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
+	}
 	return errors.Join(errs...)
 }
 
@@ -155,8 +192,8 @@ type Deps struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Telemetry *telemetry.Telemetry
-	// Reporting is the compliance read model (nil: its pages say it is not
-	// configured).
+	// Reporting is the compliance read model. nil: the reporting store of
+	// Config.PostgresURL when set, else the pages say it is not configured.
 	Reporting web.Reporting
 	// DemoUsers are offered on the sign-in page (development profile only).
 	DemoUsers []DemoUser
@@ -212,6 +249,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.PostgresURL != "" && deps.Reporting == nil {
+		if deps.Reporting, err = s.startReporting(ctx, cfg, deps); err != nil {
+			return nil, err
+		}
+	}
 	wcfg := web.Config{InsecureTransport: src == nil, HSTS: cfg.TLSCert != "", Extra: deps.Extra}
 	if cfg.Security.Development() {
 		wcfg.DemoUsers = deps.DemoUsers
@@ -251,6 +293,28 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	s.life.OnStop("http server", s.http.Close)
 	s.life.Go("http server", s.http.Serve)
 	return s, nil
+}
+
+// startReporting opens (and migrates) the reporting store and runs its
+// projector as one of the service's tasks.
+func (s *Service) startReporting(ctx context.Context, cfg Config, deps Deps) (web.Reporting, error) {
+	var ref func(alertID string) string
+	if cfg.ReferenceKey != "" {
+		key, err := alertref.New([]byte(cfg.ReferenceKey))
+		if err != nil {
+			return nil, fmt.Errorf("setting reference-key: %w", err)
+		}
+		ref = key.Ref
+	}
+	store, err := reporting.Open(ctx, cfg.PostgresURL, deps.Clock)
+	if err != nil {
+		return nil, fmt.Errorf("reporting store (setting postgres-url): %w", err)
+	}
+	s.life.OnClose("reporting store", func() error { store.Close(); return nil })
+	proj := reporting.NewProjector(store, reporting.ProjectorConfig{Log: cfg.Log, Reference: ref,
+		Logger: deps.Logger, Telemetry: deps.Telemetry})
+	s.life.Go("reporting projector", proj.Run)
+	return storeReports{store: store}, nil
 }
 
 // Addr returns the bound address of the pages.

@@ -228,18 +228,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	authzOpt, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger,
+		authn.ForService(ctx, deps.Authentication, cfg.Authn, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger))
 	if err != nil {
-		return nil, fmt.Errorf("authorization: %w", err)
+		return nil, err
 	}
 	s.roles = roles
-	auth := deps.Authentication
-	if auth == nil {
-		if auth, err = authn.ForService(ctx, cfg.Authn, authz.Binder(roles), cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger); err != nil {
-			return nil, err
-		}
-	}
-	grpcOpts := []grpcserver.Option{auth, authzOpt}
 	if s.grpc, err = grpcserver.New(cfg.GRPC, deps.Logger, deps.Telemetry, grpcOpts...); err != nil {
 		return nil, err
 	}

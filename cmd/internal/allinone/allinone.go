@@ -444,6 +444,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
 	ccfg.SessionKey = randomSecret()
 	ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
+	// The reporting store, when make run has one: the console migrates it
+	// and projects the log into it (its own consumer group, the alert
+	// references keyed as acknowledgement's), so the compliance and RCR
+	// pages are live.
+	ccfg.PostgresURL, ccfg.Log, ccfg.ReferenceKey = pgURL, logCfg, referenceKey
 	var demo []console.DemoUser
 	for _, p := range consoleidp.Demo {
 		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})

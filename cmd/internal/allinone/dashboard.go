@@ -34,12 +34,6 @@ type messageRow struct {
 	Failsafe                                             bool
 }
 
-func (d *dashboard) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", d.page)
-	return mux
-}
-
 func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()

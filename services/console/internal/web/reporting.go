@@ -81,7 +81,8 @@ type RCRReport struct {
 
 // RCRRow is one category's standard: Numerator of Denominator alerts were
 // acknowledged within Target; Standard is the audit's target proportion
-// (e.g. 100 for critical findings).
+// (e.g. 100 for critical findings). Target and Standard are 0 when the
+// read model does not know them (the page says "Not recorded"/"Not set").
 type RCRRow struct {
 	Category    string
 	Target      time.Duration
@@ -98,5 +99,6 @@ func (r RCRRow) Percent() float64 {
 	return 100 * float64(r.Numerator) / float64(r.Denominator)
 }
 
-// Met reports whether the row meets its standard.
-func (r RCRRow) Met() bool { return r.Denominator > 0 && r.Percent() >= r.Standard }
+// Met reports whether the row meets its standard (false when no standard
+// is set: Standard 0).
+func (r RCRRow) Met() bool { return r.Standard > 0 && r.Denominator > 0 && r.Percent() >= r.Standard }

@@ -157,9 +157,17 @@ func (s *Server) rcrCSV(w http.ResponseWriter, r *http.Request, sess *oidcauth.S
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"trust", "from", "to", "category", "target_minutes", "acknowledged_in_target", "alerts", "percent", "standard_percent", "met"})
 	for _, row := range d.Report.Rows {
-		_ = cw.Write([]string{d.Form.Trust, d.Form.From, d.Form.To, row.Category, strconv.FormatFloat(row.Target.Minutes(), 'f', -1, 64),
+		// Target and Standard are 0 when unknown: empty cells, not "0".
+		target, standard, met := "", "", ""
+		if row.Target > 0 {
+			target = strconv.FormatFloat(row.Target.Minutes(), 'f', -1, 64)
+		}
+		if row.Standard > 0 {
+			standard, met = strconv.FormatFloat(row.Standard, 'f', 1, 64), strconv.FormatBool(row.Met())
+		}
+		_ = cw.Write([]string{d.Form.Trust, d.Form.From, d.Form.To, row.Category, target,
 			strconv.Itoa(row.Numerator), strconv.Itoa(row.Denominator), strconv.FormatFloat(row.Percent(), 'f', 1, 64),
-			strconv.FormatFloat(row.Standard, 'f', 1, 64), strconv.FormatBool(row.Met())})
+			standard, met})
 	}
 	cw.Flush()
 }

@@ -1,0 +1,83 @@
+package allinone
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/testinfra"
+)
+
+// TestMakeRunCompliancePageIsLive: with a PostgreSQL (HERALD_POSTGRES_URL,
+// here the test's), make run hands it to the console, whose projector
+// fills the reporting store from the running system's log: the demo safety
+// lead's compliance page shows the simulated alerts instead of "not
+// configured".
+func TestMakeRunCompliancePageIsLive(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AnyPorts = true
+	cfg.DashboardAddr = "127.0.0.1:0"
+	cfg.WorkDir = t.TempDir()
+	cfg.Every = 500 * time.Millisecond
+	cfg.Feed = false
+	cfg.PostgresURL = testinfra.NewPostgres(t)
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, &out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	var st runstate.State
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if st, ok, _ = runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName)); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("make run did not start:\n%s", out.String())
+		}
+	}
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: time.Minute}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := client.Get(st.Dashboard + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+		}
+		return string(b)
+	}
+	// The demo safety lead of RZZ signs in through the development provider.
+	get("/auth/login?return=/&login_hint=safety")
+	// Alerts due: acknowledged by the simulator, or past their deadline.
+	due := regexp.MustCompile(`(?s)id="table-category".*?<th scope="row" class="nhsuk-table__cell">[^<]+</th>\s*<td class="nhsuk-table__cell">(\d+)</td>`)
+	var page string
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		page = get("/compliance?trust=RZZ")
+		if m := due.FindStringSubmatch(page); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the compliance page shows no alert due of RZZ within 3 minutes:\n%s\nservice logs: %s",
+				page, tail(readFile(filepath.Join(cfg.WorkDir, "services.log")), 4096))
+		}
+	}
+}

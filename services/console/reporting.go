@@ -1,0 +1,90 @@
+package console
+
+import (
+	"context"
+	"sort"
+
+	"github.com/herald-health/herald/services/console/internal/reporting"
+	"github.com/herald-health/herald/services/console/internal/web"
+)
+
+// storeReports gives the safety lead's pages (web.Reporting) the figures of
+// the PostgreSQL read model (reporting.Store), field for field:
+//
+//   - a row's Alerts is the store's Due (the denominator: not cancelled,
+//     with a target, acknowledged or past it), AckedInTarget its InTime,
+//     so the page's percentage is the store's PercentInTime;
+//   - a row's Breaches is the breached clocks of its alerts (communicate +
+//     acknowledge + action), the figures of the "breaches by clock" table;
+//   - the RCR row's Target and Standard are not in the store (the target
+//     depends on the policy in force when each alert was routed; no
+//     standard is configured): they stay zero and the page says so.
+type storeReports struct{ store *reporting.Store }
+
+// Compliance implements web.Reporting.
+func (r storeReports) Compliance(ctx context.Context, q web.ReportQuery) (web.ComplianceReport, error) {
+	c, err := r.store.Compliance(ctx, q.Trust, q.From, q.To)
+	if err != nil {
+		return web.ComplianceReport{}, err
+	}
+	o := c.Overall
+	return web.ComplianceReport{
+		Query:      q,
+		ByCategory: complianceRows(c.ByCategory),
+		ByTeam:     complianceRows(c.ByTeam),
+		ByReferrer: complianceRows(c.ByReferrer),
+		Weeks:      complianceRows(c.Weekly),
+		Breaches: []web.Count{
+			{Label: "communicate", N: o.BreachesCommunicate},
+			{Label: "acknowledge", N: o.BreachesAcknowledge},
+			{Label: "action", N: o.BreachesAction},
+		},
+		Declines:    counts(o.Declines),
+		Failsafe:    o.FailsafeQueued,
+		Quarantined: o.Quarantined,
+	}, nil
+}
+
+// RCRAudit implements web.Reporting.
+func (r storeReports) RCRAudit(ctx context.Context, q web.ReportQuery) (web.RCRReport, error) {
+	rep, err := r.store.RCRReport(ctx, q.Trust, q.From, q.To)
+	if err != nil {
+		return web.RCRReport{}, err
+	}
+	out := web.RCRReport{Query: q}
+	for _, row := range rep.Rows {
+		out.Rows = append(out.Rows, web.RCRRow{Category: row.Category, Numerator: row.Numerator, Denominator: row.Denominator})
+	}
+	return out, nil
+}
+
+// notRecorded names the group of alerts the store holds without that key
+// (never routed, or no team or referrer in the message).
+const notRecorded = "Not recorded"
+
+func complianceRows(rows []reporting.Row) []web.ComplianceRow {
+	out := make([]web.ComplianceRow, 0, len(rows))
+	for _, r := range rows {
+		g := r.Key
+		if g == "" {
+			g = notRecorded
+		}
+		out = append(out, web.ComplianceRow{
+			Group: g, Alerts: r.Due, AckedInTarget: r.InTime, Acked: r.Acknowledged,
+			MedianAck: r.MedianAck, P90Ack: r.P90Ack,
+			Breaches: r.BreachesCommunicate + r.BreachesAcknowledge + r.BreachesAction,
+		})
+	}
+	return out
+}
+
+func counts(m map[string]int) []web.Count {
+	out := make([]web.Count, 0, len(m))
+	for label, n := range m {
+		out = append(out, web.Count{Label: label, N: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Label < out[j].Label })
+	return out
+}
+
+var _ web.Reporting = storeReports{}
