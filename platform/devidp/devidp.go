@@ -4,13 +4,14 @@
 // serves in-process: it signs in one of a fixed list of users (the demo
 // people of `make run`, or a test's own) at the assurance level (acr)
 // asked for, and puts Herald's claims into the JWT access token (acr, name,
-// herald_person, herald_roles).
+// herald_person, herald_roles) and the ID token (name, herald_person,
+// herald_roles: what the console's sign-in reads).
 //
 // Start runs both; RegisterClient adds an OAuth client (authorization code
 // with PKCE); Token signs a user in headlessly through the real
 // authorization-code + PKCE flow (the harness's and the demo's way to get
-// a token). It is used by the e2e harness, by `make run` and, later, by
-// the console's sign-in. Never in production: anyone who can reach the
+// a token). It is used by the e2e harness and by `make run`, where the
+// console signs people in through it too. Never in production: anyone who can reach the
 // login page can sign in as anyone.
 package devidp
 
@@ -479,7 +480,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	type opt struct{ Subject, Label string }
 	var users []opt
 	for _, u := range p.users {
-		users = append(users, opt{u.Subject, u.label()})
+		users = append(users, opt{u.Subject, u.Label()})
 	}
 	slices.SortFunc(users, func(a, b opt) int { return strings.Compare(a.Subject, b.Subject) })
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -534,7 +535,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	err := p.admin(r.Context(), http.MethodPut, "/admin/oauth2/auth/requests/consent/accept?consent_challenge="+url.QueryEscape(ch),
 		map[string]any{"grant_scope": cr.RequestedScope, "grant_access_token_audience": cr.RequestedAud, "remember": false,
-			"session": map[string]any{"access_token": claims, "id_token": map[string]any{"name": u.Name, "herald_person": u.PersonID}}}, &red)
+			"session": map[string]any{"access_token": claims, "id_token": map[string]any{"name": u.Name, "herald_person": u.PersonID, "herald_roles": u.Roles}}}, &red)
 	if err != nil {
 		p.fail(w, r, err)
 		return

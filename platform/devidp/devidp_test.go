@@ -2,7 +2,11 @@ package devidp
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,11 +51,29 @@ func TestProviderIssuesVerifiableTokens(t *testing.T) {
 		!person.Has("RZZ", identity.RoleFailsafeOfficer) || person.Has("RZY", identity.RoleFailsafeOfficer) {
 		t.Fatalf("person = %+v", person)
 	}
+	// The ID token carries the person and their roles in Herald's format
+	// (the console's sign-in reads them there).
+	raw, _ := tok.Extra("id_token").(string)
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("no ID token: %q", raw)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idClaims struct {
+		Person string   `json:"herald_person"`
+		Roles  []string `json:"herald_roles"`
+	}
+	if err := json.Unmarshal(payload, &idClaims); err != nil || idClaims.Person != "rzz-fso-patel" || !slices.Equal(idClaims.Roles, []string{"RZZ:failsafe-officer"}) {
+		t.Fatalf("ID token claims = %s (%v)", payload, err)
+	}
 
 	// The login form, as a person would submit it, at a low level.
 	conf := p.OAuth2("test", "", redirect)
 	u := conf.AuthCodeURL("state-12345678", oauthS256("verifier-that-is-long-enough-0123456789-abcdefghij"), audienceParam("herald"))
-	back, err := p.Authorize(ctx, u, redirect, url.Values{"user": {"rzy-dr-lowe"}, "acr": {"AAL1_USERPASS"}})
+	back, err := p.Authorize(ctx, u, redirect, url.Values{"user": {"rzy-dr-khan"}, "acr": {"AAL1_USERPASS"}})
 	if err != nil {
 		t.Fatal(err)
 	}

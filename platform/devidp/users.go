@@ -22,14 +22,14 @@ type User struct {
 // (services/rules/bundles/demo).
 var demoPeople = map[string]map[identity.Role][2]string{
 	"RZZ": {
-		identity.RoleClinician:       {"rzz-dr-chen", "Dr Chen"},
+		identity.RoleClinician:       {"rzz-dr-ashworth", "Dr Ada Ashworth"},
 		identity.RoleFailsafeOfficer: {"rzz-fso-patel", "Sam Patel (fail-safe officer)"},
 		identity.RoleSafetyLead:      {"rzz-safety-lead-morgan", "Dr Morgan (clinical safety lead)"},
 		identity.RolePolicyAdmin:     {"rzz-policy-admin-iqbal", "Ana Iqbal (policy administrator)"},
 		identity.RoleOperator:        {"rzz-operator-wood", "Lee Wood (operator)"},
 	},
 	"RZY": {
-		identity.RoleClinician:       {"rzy-dr-lowe", "Dr Lowe"},
+		identity.RoleClinician:       {"rzy-dr-khan", "Dr Kamal Khan"},
 		identity.RoleFailsafeOfficer: {"rzy-fso-quinn", "Jo Quinn (fail-safe officer)"},
 		identity.RoleSafetyLead:      {"rzy-safety-lead-reid", "Dr Reid (clinical safety lead)"},
 		identity.RolePolicyAdmin:     {"rzy-policy-admin-shah", "Nia Shah (policy administrator)"},
@@ -62,6 +62,8 @@ func Person(id, trust string, roles ...identity.Role) User {
 	return u
 }
 
-func (u User) label() string {
+// Label names the user and their roles (the login page's and the
+// console's development sign-in lists).
+func (u User) Label() string {
 	return u.Name + " — " + strings.Join(u.Roles, ", ")
 }

@@ -285,7 +285,7 @@ func TestPatientDetailsNeverBeforeSignIn(t *testing.T) {
 func TestConsoleInABrowser(t *testing.T) {
 	h := newHarness(t)
 	ctx := browser(t)
-	clinician := person{sub: "dr-a", name: "Dr Alice Example", roles: []string{"clinician@RX1"}}
+	clinician := person{sub: "dr-a", name: "Dr Alice Example", roles: []string{"RX1:clinician"}}
 
 	t.Run("signed out page shows no patient data and passes axe", func(t *testing.T) {
 		do(t, ctx, chromedp.Navigate(h.url+"/"), waitFor("#sign-in"))
@@ -361,7 +361,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("fail-safe officer sees what was tried and closes with a reason", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "fs-1", name: "Fiona Failsafe", roles: []string{"failsafe-officer@RX1"}}, "/failsafe")
+		h.signIn(t, ctx, person{sub: "fs-1", name: "Fiona Failsafe", roles: []string{"RX1:failsafe-officer"}}, "/failsafe")
 		do(t, ctx, waitFor("#failsafe"))
 		row := run(t, ctx, chromedp.Text(`#failsafe tr[data-alert="alert-a3"]`))
 		for _, want := range []string{"HRL-A3", "2 h 0 min", "3", "dr-a, dr-c"} {
@@ -380,7 +380,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("safety lead sees compliance, the RCR audit, CSV and the policy dry run", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"safety-lead@RX1"}}, "/compliance?from=2026-11-02&to=2026-11-29")
+		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"RX1:safety-lead"}}, "/compliance?from=2026-11-02&to=2026-11-29")
 		do(t, ctx, waitFor("#table-category"))
 		cat := run(t, ctx, chromedp.Text("#table-category"))
 		if !strings.Contains(cat, "95.0") || !strings.Contains(cat, "84.2") {
@@ -410,7 +410,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a person of trust B sees nothing of trust A", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "dr-b", name: "Dr Bob Other", roles: []string{"clinician@RX2"}}, "/worklist")
+		h.signIn(t, ctx, person{sub: "dr-b", name: "Dr Bob Other", roles: []string{"RX2:clinician"}}, "/worklist")
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-b1"}) {
 			t.Errorf("trust B worklist %v, want only alert-b1", rows)

@@ -6,6 +6,7 @@
 package allinone
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -44,7 +45,6 @@ import (
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
 	"github.com/herald-health/herald/services/console"
-	consoleidp "github.com/herald-health/herald/services/console/devidp"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -418,48 +418,56 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	toolLog := logging.New(logFile, level, "allinone")
 
 	// The console (services/console) is the page make run opens: people
-	// sign in through a development identity provider as one of the demo
-	// people (one per role). The captured messages stay visible to
-	// developers on a page of their own (/dev/messages).
+	// sign in through the development identity provider (Hydra, the one
+	// the services verify tokens against) as one of its demo people (one
+	// per role and trust), and the console forwards their access tokens.
+	// The captured messages stay visible to developers on a page of their
+	// own (/dev/messages). Without the provider (-idp=false) nobody could
+	// sign in, so there is no console.
 	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
-	cidp, err := consoleidp.Start(consoleidp.Demo)
-	if err != nil {
-		return fmt.Errorf("the console's development identity provider: %w", err)
-	}
-	life.OnClose("console identity provider", cidp.Shutdown)
-	consoleAddr := cfg.DashboardAddr
-	if cfg.AnyPorts {
-		if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+	dashboardURL := ""
+	if idp != nil {
+		consoleAddr := cfg.DashboardAddr
+		if cfg.AnyPorts {
+			if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+				return err
+			}
+		}
+		ccfg := console.DefaultConfig()
+		// Plain HTTP pages on loopback (development); the gRPC calls are mutual
+		// TLS with the console's own development certificate unless -insecure.
+		ccfg.Security = dev
+		ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
+		ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
+		ccfg.Client = ids[consoleIdentity]
+		// The console is a confidential client of the provider; it asks
+		// for the audience the services verify, and reads the person and
+		// their roles (TRUST:role) from the ID token's Herald claims.
+		ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = idp.Issuer, consoleClient, randomSecret()
+		ccfg.OIDCAudience, ccfg.OIDCPersonClaim, ccfg.OIDCRolesClaim = "herald", "herald_person", "herald_roles"
+		if err := idp.RegisterClient(ctx, devidp.Client{ID: consoleClient, Secret: ccfg.OIDCClientSecret,
+			RedirectURIs: []string{ccfg.PublicURL + "/auth/callback"}, Audience: []string{"herald"}}); err != nil {
 			return err
 		}
+		ccfg.SessionKey = randomSecret()
+		ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
+		// The reporting store, when make run has one: the console migrates it
+		// and projects the log into it (its own consumer group, the alert
+		// references keyed as acknowledgement's), so the compliance and RCR
+		// pages are live.
+		ccfg.PostgresURL, ccfg.Log, ccfg.ReferenceKey = pgURL, logCfg, referenceKey
+		var demo []console.DemoUser
+		for _, u := range devidp.DemoUsers() {
+			demo = append(demo, console.DemoUser{Hint: u.Subject, Label: u.Label()})
+		}
+		if err = start("console", func(d depsArgs) (runner, error) {
+			return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
+				Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
+		}); err != nil {
+			return err
+		}
+		dashboardURL = "http://" + started["console"].Addrs()["http"]
 	}
-	ccfg := console.DefaultConfig()
-	// Plain HTTP pages on loopback (development); the gRPC calls are mutual
-	// TLS with the console's own development certificate unless -insecure.
-	ccfg.Security = dev
-	ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
-	ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
-	ccfg.Client = ids[consoleIdentity]
-	oc := cidp.Config()
-	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
-	ccfg.SessionKey = randomSecret()
-	ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
-	// The reporting store, when make run has one: the console migrates it
-	// and projects the log into it (its own consumer group, the alert
-	// references keyed as acknowledgement's), so the compliance and RCR
-	// pages are live.
-	ccfg.PostgresURL, ccfg.Log, ccfg.ReferenceKey = pgURL, logCfg, referenceKey
-	var demo []console.DemoUser
-	for _, p := range consoleidp.Demo {
-		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})
-	}
-	if err = start("console", func(d depsArgs) (runner, error) {
-		return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
-			Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
-	}); err != nil {
-		return err
-	}
-	dsrvAddr := started["console"].Addrs()["http"]
 
 	scheme, tlsNote := "https", "gRPC, FHIR and MLLP use mutual TLS with a throwaway development CA in "+tlsDir+
 		" (heraldctl finds its certificate through the run state); the embedded Kafka and Redis are plaintext: this is the development profile"
@@ -468,7 +476,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
-		infra: infra, dashboard: "http://" + dsrvAddr, intake: in, rules: rs,
+		infra: infra, dashboard: cmp.Or(dashboardURL, "none: the console signs people in through the development identity provider (-idp=false)"), intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
 		tool: ids[ToolIdentity], reporting: pgNote,
@@ -481,7 +489,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: in["grpc"],
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
-		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrvAddr, PID: os.Getpid(),
+		NotificationGRPC: nt["grpc"], Dashboard: dashboardURL, PID: os.Getpid(),
 		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, OIDCIssuer: issuer, PostgresURL: pgURL,
 	}); err != nil {
 		return err
@@ -516,6 +524,9 @@ const (
 	simulatorClient   = "herald-simulator"
 	simulatorRedirect = "http://127.0.0.1:1/simulator-callback"
 )
+
+// consoleClient is the console's client at the development provider.
+const consoleClient = "herald-console"
 
 // demoPerson signs in any person of the demo trusts' directories (their
 // ids start with the trust's code) as a clinician of that trust.

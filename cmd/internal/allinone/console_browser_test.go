@@ -80,8 +80,8 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 		return v
 	}
 
-	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-clinician') !== null`),
-		clickJS("#demo-clinician"), waitJS(`document.querySelector('#sign-out') !== null`))
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-rzz-dr-ashworth') !== null`),
+		clickJS("#demo-rzz-dr-ashworth"), waitJS(`document.querySelector('#sign-out') !== null`))
 	// Simulated alerts arrive every half second; the simulator answers
 	// some. Wait for an open alert of trust RZZ on the team view.
 	var alertID string
@@ -112,8 +112,8 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	}
 	do(clickJS("#sign-out"), waitJS(`document.querySelector('#sign-in') !== null`))
 
-	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-other-trust') !== null`),
-		clickJS("#demo-other-trust"), waitJS(`document.querySelector('#sign-out') !== null`),
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-rzy-dr-khan') !== null`),
+		clickJS("#demo-rzy-dr-khan"), waitJS(`document.querySelector('#sign-out') !== null`),
 		goTo("/alerts/"+alertID))
 	if b := eval(`document.body.innerText`); !strings.Contains(b, "There is no alert here that you can see") {
 		t.Errorf("a clinician of RZY opened RZZ's alert: %s", b)
