@@ -77,7 +77,7 @@ func TestMakeRunShowsAlertsFlowWithinAMinute(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
 			t.Errorf("GET %s%s: %d, want 200 with %q", st.Dashboard, path, resp.StatusCode, want)
 		}
-		if path == "/" && !strings.Contains(string(b), "login_hint=clinician") {
+		if path == "/" && !strings.Contains(string(b), "login_hint=rzz-dr-ashworth") {
 			t.Errorf("the console's sign-in page offers no demo clinician")
 		}
 	}

@@ -63,7 +63,7 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatal(err)
 	}
-	bctx, tcancel := context.WithTimeout(bctx, 3*time.Minute)
+	bctx, tcancel := context.WithTimeout(bctx, 6*time.Minute)
 	defer tcancel()
 	do := func(steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -106,9 +106,18 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	} else {
 		t.Logf("acknowledging alert %s on the console", alertID)
 		do(clickJS("#acknowledge"), waitJS(`(document.getElementById('done')?.textContent ?? '').includes('acknowledged')`))
+		// The acknowledgement is durable when the console says so; the
+		// alert's state follows as acknowledgement applies it from the log:
+		// reload the page until it does.
+		state := eval(`document.getElementById('state').textContent`)
+		for deadline := time.Now().Add(90 * time.Second); state != "acknowledged" && time.Now().Before(deadline); {
+			time.Sleep(500 * time.Millisecond)
+			do(chromedp.Navigate(st.Dashboard+"/alerts/"+alertID), waitJS(`document.readyState === 'complete' && document.querySelector('#state') !== null`))
+			state = eval(`document.getElementById('state').textContent`)
+		}
 		screenshot(t, bctx, "makerun-acknowledged")
-		if s := eval(`document.getElementById('state').textContent`); s != "acknowledged" {
-			t.Errorf("after acknowledging on the console, the acknowledgement service says %q", s)
+		if state != "acknowledged" {
+			t.Errorf("90 s after acknowledging on the console, the acknowledgement service says %q", state)
 		}
 		timeline := eval(`document.getElementById('timeline').textContent`)
 		if !strings.Contains(timeline, "AlertAcknowledged") || !strings.Contains(timeline, "rzz-dr-ashworth") {
@@ -136,7 +145,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if dir == "" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
 	}

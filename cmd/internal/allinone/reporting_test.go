@@ -63,8 +63,9 @@ func TestMakeRunCompliancePageIsLive(t *testing.T) {
 		}
 		return string(b)
 	}
-	// The demo safety lead of RZZ signs in through the development provider.
-	get("/auth/login?return=/&login_hint=safety")
+	// The demo safety lead of RZZ signs in through the development provider
+	// (Hydra signs in the subject the hint names).
+	get("/auth/login?return=/&login_hint=rzz-safety-lead-morgan")
 	// Alerts due: acknowledged by the simulator, or past their deadline.
 	due := regexp.MustCompile(`(?s)id="table-category".*?<th scope="row" class="nhsuk-table__cell">[^<]+</th>\s*<td class="nhsuk-table__cell">(\d+)</td>`)
 	var page string
