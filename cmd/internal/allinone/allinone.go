@@ -328,10 +328,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		eventsv1.Channel_CHANNEL_LOG:     capture,
 	}
 
-	// Authorization (docs/authorization.md): the development role bindings,
-	// whose tools' certificates (heraldctl's is the simulator's and the
-	// dashboard's too) act with every role until people log in. Plaintext
-	// (-insecure) has no certificate to bind: authorization is off then.
+	// Authorization (docs/authorization.md): the development role bindings.
+	// heraldctl's certificate (the simulator's and /dev/messages' too)
+	// raises and reads; commands on alerts and policies need a person
+	// signed in (heraldctl login, the console, the simulator's people).
+	// Plaintext (-insecure) has no certificate to bind: authorization is
+	// off then.
 	if !cfg.Insecure {
 		bindings, err := devbindings.Write(cfg.WorkDir, true)
 		if err != nil {

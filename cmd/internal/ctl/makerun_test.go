@@ -124,12 +124,14 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 		t.Fatalf("tail showed no AlertRaised of %s within 30s:\n%s", id, got)
 	}
 
-	// -as is gone. (Not signed in, heraldctl calls with its development
-	// certificate alone, which make run's role bindings still bind to every
-	// role: the interim tools' binding of docs/authorization.md; so an
-	// unsigned command is not refused here.)
+	// -as is gone, and not signed in, heraldctl calls with its development
+	// certificate alone, which raises and reads but acts for nobody: the
+	// acknowledgement is refused, naming the roles it needs.
 	if code, _, errOut := heraldctl("ack", id, "-as", "rzz-dr-chen"); code != 1 || !strings.Contains(errOut, "-as is refused") {
 		t.Fatalf("ack -as: exit %d %q", code, errOut)
+	}
+	if code, out, errOut := heraldctl("ack", id); code != 1 || !strings.Contains(errOut, "clinician") || strings.Contains(out, "acknowledged") {
+		t.Fatalf("ack without signing in: exit %d %q %q; want a refusal naming the roles", code, out, errOut)
 	}
 
 	// heraldctl login through make run's development provider: the browser

@@ -12,6 +12,25 @@ func TestDevelopmentBindingsLoad(t *testing.T) {
 	if _, err := authz.Parse(Bindings(true), true); err != nil {
 		t.Fatalf("with tools, development: %v", err)
 	}
+	tools, err := authz.Parse(Bindings(true), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// heraldctl's certificate raises and reads; acting on an alert or a
+	// policy needs a person signed in. The console is bound to nothing: it
+	// calls with the signed-in person's token.
+	ctl, ok := tools.Service("spiffe://herald.dev/ns/herald/sa/heraldctl")
+	if !ok || !ctl.Has("RZZ", identity.RoleIntegrationSender) || !ctl.Has("RZZ", identity.RoleOperator) {
+		t.Fatalf("heraldctl's certificate: %+v (bound %v), want integration-sender and operator", ctl, ok)
+	}
+	for _, r := range []identity.Role{identity.RoleClinician, identity.RoleFailsafeOfficer, identity.RolePolicyAdmin, identity.RoleSafetyLead} {
+		if ctl.Has("RZZ", r) {
+			t.Errorf("heraldctl's certificate alone holds %s: an unsigned command would act", r)
+		}
+	}
+	if _, ok := tools.Service("spiffe://herald.dev/ns/herald/sa/console"); ok {
+		t.Error("the console's certificate is bound to roles: it calls with people's tokens")
+	}
 	if _, err := authz.Parse(Bindings(true), false); err == nil {
 		t.Fatal("the tools' all-role bindings were accepted in the production profile")
 	}
