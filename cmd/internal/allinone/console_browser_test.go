@@ -143,9 +143,11 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 		if !strings.Contains(timeline, "AlertAcknowledged") || !strings.Contains(timeline, "rzz-dr-ashworth") {
 			t.Errorf("the alert's timeline lacks the console's acknowledgement by rzz-dr-ashworth: %s", timeline)
 		}
-	}
-	if !strings.Contains(eval(`document.getElementById('timeline').textContent`), "AlertRead") {
-		t.Error("opening the alert on the console recorded no read")
+		// Opened before it was acknowledged, the alert recorded a read (once
+		// answered by the simulator, opening it may record none).
+		if !strings.Contains(timeline, "AlertRead") {
+			t.Error("opening the alert on the console recorded no read")
+		}
 	}
 	do(clickJS("#sign-out"), waitJS(`document.querySelector('#sign-in') !== null`))
 
