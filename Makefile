@@ -28,8 +28,12 @@ build: ## Build every module and the binaries into bin/.
 	@for m in $(MODULES); do echo "build $$m"; (cd $$m && $(GO) build ./...) || exit 1; done
 	@mkdir -p bin && $(GO) build -o bin/ ./cmd/herald ./cmd/heraldctl ./services/intake/cmd/intake ./services/rules/cmd/rules ./services/notification/cmd/notification ./services/acknowledgement/cmd/acknowledgement ./services/console/cmd/console
 
+.PHONY: idp
+idp: ## Build the development identity provider's Ory Hydra once (cached in HERALD_DEPS_DIR or the user cache).
+	@echo "development identity provider: $$(cd platform && $(GO) run ./devidp/buildhydra)"
+
 .PHONY: run
-run: ## Run the whole system in one process (embedded Kafka-protocol broker and Redis).
+run: idp ## Run the whole system in one process (embedded Kafka-protocol broker and Redis).
 	@echo "building bin/herald (the first time compiles every dependency: a few minutes)"
 	@mkdir -p bin && $(GO) build -o bin/herald ./cmd/herald
 	@# exec: Ctrl-C reaches herald, which stops cleanly and exits 0, so make
@@ -49,7 +53,7 @@ deps-down: ## Stop the Kafka, Redis and PostgreSQL that deps-up started.
 	@platform/infra/deps.sh down
 
 .PHONY: test
-test: deps-up ## Run every module's tests against real Kafka, Redis and PostgreSQL (started if needed).
+test: deps-up idp ## Run every module's tests against real Kafka, Redis and PostgreSQL (started if needed).
 	@set -o pipefail; log=$$(mktemp); fail=0; \
 	for m in $(MODULES); do echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) | tee -a $$log || fail=1; done; \
 	echo; echo "test summary (every module; exit status $$fail):"; \

@@ -4,12 +4,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/herald-health/herald/e2e/harness"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -56,20 +55,14 @@ func browser(t *testing.T) *http.Client {
 }
 
 // The acknowledge link with the real login: the acknowledgement service
-// runs without a development identity and signs people in with OpenID
-// Connect (authorization-code flow against an in-process provider). A
-// person who is not the link's recipient signs in and is refused; the
-// recipient signs in and acknowledges; the escalation stops.
+// runs without a development identity and signs people in at the
+// system's OpenID provider (Ory Hydra as a process: authorization code
+// with PKCE). A sign-in below the assurance level acknowledging needs is
+// refused; a person who is not the link's recipient signs in and is
+// refused; the recipient signs in and acknowledges; the escalation stops;
+// signing out ends the session.
 func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
-	idp, err := mockoidc.Run()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Shutdown() })
-	sys := startWith(t, map[string][]string{"acknowledgement": {
-		"HERALD_DEV_IDENTITY=", "HERALD_OIDC_ISSUER=" + idp.Issuer(),
-		"HERALD_OIDC_CLIENT_ID=" + idp.ClientID, "HERALD_OIDC_CLIENT_SECRET_FILE=" + harness.WriteSecret(t, idp.ClientSecret),
-	}})
+	sys := startWith(t, map[string][]string{"acknowledgement": {"HERALD_DEV_IDENTITY="}})
 	send(t, sys, oru("MSG-OIDC-1", "ACC-OIDC-1", "F", "CRITICAL"))
 	id := alertIDOf(t, sys, 30*time.Second)
 	link := ackLink(t, waitMail(t, sys, id, referrer, 30*time.Second))
@@ -91,11 +84,15 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 		t.Fatalf("acknowledge without a session: HTTP %d to %q, want 303 to the login", resp.StatusCode, loc)
 	}
 
+	// The referrer signs in with a password only (AAL1): refused.
+	weak := browser(t)
+	if code, page := signInPage(t, sys, weak, link, "e2e-referrer", "AAL1_USERPASS"); code != http.StatusForbidden || !strings.Contains(page, "Stronger sign-in needed") {
+		t.Fatalf("an AAL1 sign-in: HTTP %d\n%s", code, page)
+	}
+
 	// The registrar signs in with the referrer's link: refused.
 	other := browser(t)
-	idp.QueueUser(&mockoidc.MockUser{Subject: "e2e-registrar"})
-	code, page = browse(t, other, http.MethodPost, link)
-	if code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-registrar") {
+	if code, page := signInPage(t, sys, other, link, "e2e-registrar", "AAL3_ANY"); code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-registrar") {
 		t.Fatalf("after the registrar's login: HTTP %d\n%s", code, page)
 	}
 	if code, page = browse(t, other, http.MethodPost, link); code != http.StatusForbidden {
@@ -107,9 +104,7 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 
 	// The referrer signs in and acknowledges.
 	me := browser(t)
-	idp.QueueUser(&mockoidc.MockUser{Subject: "e2e-referrer"})
-	code, page = browse(t, me, http.MethodPost, link)
-	if code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-referrer") {
+	if code, page := signInPage(t, sys, me, link, "e2e-referrer", "AAL3_ANY"); code != http.StatusOK || !strings.Contains(page, "Acknowledge as e2e-referrer") || !strings.Contains(page, "Sign out") {
 		t.Fatalf("after the referrer's login: HTTP %d\n%s", code, page)
 	}
 	if code, page = browse(t, me, http.MethodPost, link); code != http.StatusOK || !strings.Contains(page, "Acknowledged") {
@@ -121,17 +116,55 @@ func TestAcknowledgeByLinkWithOpenIDConnectLogin(t *testing.T) {
 		}
 	}
 	acked := waitState(t, sys, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
-	if by := acked.GetState().GetAcknowledgedBy(); by.GetPersonId() != "e2e-referrer" || by.GetIdentityProvider() != "oidc:"+idp.Issuer() {
-		t.Errorf("acknowledged by %q via %q, want e2e-referrer via oidc:%s", by.GetPersonId(), by.GetIdentityProvider(), idp.Issuer())
+	// The sign-ins may outlast step 1's deadline on a loaded machine: what
+	// matters is that nobody is told after the acknowledgement (once what
+	// the log held before it is done).
+	sys.WaitQuiet(t, 30*time.Second)
+	toldBefore := len(mailTo(mailsFor(sys, id), registrar))
+	if by := acked.GetState().GetAcknowledgedBy(); by.GetPersonId() != "e2e-referrer" || by.GetIdentityProvider() != "oidc" ||
+		by.GetIssuer() != sys.IDP.Issuer || by.GetSubject() != "e2e-referrer" || by.GetAcr() != "AAL3_ANY" {
+		t.Errorf("acknowledged by %v, want e2e-referrer of %s at AAL3_ANY", by, sys.IDP.Issuer)
+	}
+
+	// Signing out ends the session: the page asks to sign in again.
+	if code, page = browse(t, me, http.MethodPost, strings.Split(link, "/ack/")[0]+"/auth/logout"); code != http.StatusOK || !strings.Contains(page, "Signed out") {
+		t.Fatalf("sign out: HTTP %d\n%s", code, page)
+	}
+	if _, page = browse(t, me, http.MethodGet, link); strings.Contains(page, "Acknowle"+"dge as") {
+		t.Errorf("still signed in after signing out:\n%s", page)
 	}
 
 	// Past step 1's deadline nobody else was told.
 	waitUntil(due)
 	sys.WaitQuiet(t, 30*time.Second)
-	if n := len(mailTo(mailsFor(sys, id), registrar)); n != 0 {
+	if n := len(mailTo(mailsFor(sys, id), registrar)) - toldBefore; n != 0 {
 		t.Errorf("registrar emailed %d times after the acknowledgement, want 0", n)
 	}
 	assertNoPatientData(t, sys)
+}
+
+// signInPage acknowledges link as a browser would: the page sends it to the
+// provider's login page, where it picks person at assurance level acr; it
+// returns where the browser ends (the link's page, or a refusal).
+func signInPage(t *testing.T, sys *harness.System, c *http.Client, link, person, acr string) (int, string) {
+	t.Helper()
+	resp, err := c.Post(link, "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	challenge := resp.Request.URL.Query().Get("login_challenge")
+	if !strings.HasPrefix(resp.Request.URL.String(), sys.IDP.LoginURL) || challenge == "" {
+		t.Fatalf("acknowledging did not reach the provider's login page: ended at %s (HTTP %d)", resp.Request.URL.Redacted(), resp.StatusCode)
+	}
+	resp, err = c.PostForm(sys.IDP.LoginURL+"/login", url.Values{"login_challenge": {challenge}, "user": {person}, "acr": {acr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // The rate limiter on (one message per person per 3 s, the digest 1 s after

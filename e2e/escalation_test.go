@@ -50,9 +50,12 @@ func TestCriticalUnacknowledgedEscalatesToFailsafe(t *testing.T) {
 	assertNoPatientData(t, sys)
 
 	// Only a person closes it: the trust's fail-safe officer, with a reason.
-	ctl := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC, "-as", "e2e-fso",
+	// heraldctl presents its certificate and acts as the signed-in person
+	// (HERALD_CTL_TOKEN: a token of the system's provider).
+	sys.IDP.Add("e2e-fso", "RZZ:failsafe-officer")
+	ctl := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC,
 		"-reason", "dealt with by the ED team outside Herald", id)
-	ctl.Env = sys.CtlEnv() // heraldctl presents its certificate
+	ctl.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.IDP.Token(t, "e2e-fso", "AAL3_ANY", harness.Audience))
 	out, err := ctl.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "closed") {
 		t.Fatalf("heraldctl close: %v\n%s", err, out)

@@ -95,8 +95,7 @@ func TestDeclinedReRoutesToNextTarget(t *testing.T) {
 
 	_, err := sys.Ack.Decline(context.Background(), &ackv1.DeclineRequest{
 		AlertId: id, RequestId: "decline-1", Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM,
-		Actor: &eventsv1.Actor{PersonId: "e2e-referrer", IdentityProvider: "e2e"},
-	})
+	}, sys.As(t, "e2e-referrer"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,8 +132,8 @@ func TestFHIRReportAfterCancelOrCloseStartsANewObligation(t *testing.T) {
 	waitMails(t, sys, id, referrer, 2, 30*time.Second)
 
 	waitStepDue(t, sys, id, 0)
-	_, err := sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-freo", Reason: "discussed at MDT",
-		Actor: &eventsv1.Actor{PersonId: "e2e-fso", Role: "failsafe-officer", IdentityProvider: "e2e"}})
+	_, err := sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-freo", Reason: "discussed at MDT"},
+		sys.As(t, "e2e-fso", "RZZ:failsafe-officer"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,13 +170,13 @@ func TestAcknowledgeInFailsafeQueueKeepsItQueuedUntilClose(t *testing.T) {
 	if len(queue.GetAlerts()) != 1 || queue.GetAlerts()[0].GetAlertId() != id {
 		t.Errorf("fail-safe queue: got %d alerts, want the acknowledged alert still in it", len(queue.GetAlerts()))
 	}
-	_, err = sys.Ack.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-fsq-2",
-		Actor: &eventsv1.Actor{PersonId: "e2e-registrar", IdentityProvider: "e2e"}})
+	_, err = sys.Ack.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-fsq-2"},
+		sys.As(t, "e2e-registrar"))
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("a second acknowledgement in the queue: got %v, want FailedPrecondition", err)
 	}
-	_, err = sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-fsq", Reason: "referrer acted",
-		Actor: &eventsv1.Actor{PersonId: "e2e-fso", Role: "failsafe-officer", IdentityProvider: "e2e"}})
+	_, err = sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-fsq", Reason: "referrer acted"},
+		sys.As(t, "e2e-fso", "RZZ:failsafe-officer"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,8 +334,11 @@ func TestOneReferenceEverywhere(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), id) || !strings.Contains(string(out), "reference "+ref) {
 		t.Errorf("heraldctl show %s: %v\n%s", ref, err, out)
 	}
-	ack := exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref, "-as", "e2e-referrer")
-	ack.Env = sys.CtlEnv()
+	// heraldctl acts as the person whose token it holds (heraldctl login
+	// keeps one; HERALD_CTL_TOKEN gives one).
+	sys.IDP.Add("e2e-referrer", "RZZ:clinician")
+	ack := exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref)
+	ack.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.IDP.Token(t, "e2e-referrer", "AAL3_ANY", harness.Audience))
 	out, err = ack.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "is now acknowledged") {
 		t.Errorf("heraldctl ack %s: %v\n%s", ref, err, out)

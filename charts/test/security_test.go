@@ -77,7 +77,7 @@ func TestNationalValuesSecureEveryHop(t *testing.T) {
 	require.Len(t, deployments, 4)
 	for _, d := range deployments {
 		if err := validate(t, d, files); err != nil {
-			for _, refused := range []string{"transport not secured", "refused in the production profile", "dev-identity"} {
+			for _, refused := range []string{"transport not secured", "refused in the production profile", "dev-identity", "oidc-issuer", "session-key-file"} {
 				require.NotContains(t, err.Error(), refused, "%s under the national values", d.Name)
 			}
 		}

@@ -13,14 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/e2e/harness"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
-	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
 // oru is a critical ORU^R01 (the e2e suite's reference message) with its
@@ -174,7 +175,7 @@ func acknowledge(ctx context.Context, t testing.TB, s *system, o *observer, seed
 					if p.method == "link" {
 						d, err = ackByLink(ctx, m.link)
 					} else {
-						d, err = ackByGRPC(ctx, client, o, m.ref, actors[p.step])
+						d, err = ackByGRPC(ctx, client, o, m.ref, actors[p.step], s.idp)
 					}
 					st.mu.Lock()
 					defer st.mu.Unlock()
@@ -225,7 +226,13 @@ func ackByLink(ctx context.Context, link string) (time.Duration, error) {
 
 // ackByGRPC acknowledges through the gRPC API as the step's recipient,
 // with one request id (a repeat returns the original outcome).
-func ackByGRPC(ctx context.Context, client ackv1.AcknowledgementServiceClient, o *observer, ref, actor string) (time.Duration, error) {
+func ackByGRPC(ctx context.Context, client ackv1.AcknowledgementServiceClient, o *observer, ref, actor string, idp *harness.IDP) (time.Duration, error) {
+	idp.Add(actor, "RZZ:clinician")
+	tok, err := idp.Provider.Token(ctx, harness.TestClient, harness.TestRedirect, actor, "AAL3_ANY", harness.Audience)
+	if err != nil {
+		return 0, err
+	}
+	as := grpc.PerRPCCredentials(authn.Bearer(authn.StaticToken(tok.AccessToken)))
 	var last error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
 		id, ok := o.alertOfRef(ref)
@@ -237,9 +244,8 @@ func ackByGRPC(ctx context.Context, client ackv1.AcknowledgementServiceClient, o
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := client.Acknowledge(rctx, &ackv1.AcknowledgeRequest{
-			AlertId: id, RequestId: "chaos-ack-" + id, Via: "grpc",
-			Actor: &eventsv1.Actor{PersonId: actor, IdentityProvider: "chaos"},
-		})
+			AlertId: id, RequestId: "chaos-ack-" + id,
+		}, as)
 		cancel()
 		if err == nil {
 			return time.Since(start), nil

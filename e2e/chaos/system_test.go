@@ -213,6 +213,8 @@ type system struct {
 	// mutual TLS with it, as in the e2e harness (Kafka and Redis stay
 	// plaintext: the development profile with -insecure).
 	tls *harness.TLS
+	// idp is the identity provider the acknowledger signs in with.
+	idp *harness.IDP
 }
 
 // serviceEnv are settings per service given to both replicas ("NAME=v").
@@ -270,7 +272,9 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 	// gives them.
 	linkKeys := harness.NewAckLinkKeys(t)
 	refKeyFile := harness.WriteSecret(t, refSecret)
+	s.idp = harness.StartIDP(t, "http://"+s.ackHTTP.addr)
 	common := []string{
+		"HERALD_OIDC_ISSUER=" + s.idp.Issuer,
 		"HERALD_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"HERALD_KAFKA_EVENTS_TOPIC=" + s.log.EventsTopic,
 		"HERALD_KAFKA_DLQ_TOPIC=" + s.log.DLQTopic,

@@ -60,6 +60,9 @@ type System struct {
 	TLS *TLS
 	// RefKey is the reference key acknowledgement and notification share.
 	RefKey string
+	// IDP is the identity provider people sign in with (Ory Hydra as a
+	// process): every service verifies access tokens against it.
+	IDP *IDP
 	// Groups are the consumer groups of rules, acknowledgement and
 	// notification.
 	Groups             []string
@@ -182,6 +185,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	db := fmt.Sprint(s.Redis.Options().DB)
 	// Secrets reach the services as files, as a Kubernetes Secret volume
 	// gives them.
+	s.IDP = StartIDP(t, "http://"+s.Addrs.AckHTTP)
 	s.AckLinks = NewAckLinkKeys(t)
 	sessionKeyFile := WriteSecret(t, strings.Repeat("e2e-session-key-", 3))
 	refKeyFile := WriteSecret(t, s.RefKey)
@@ -206,6 +210,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"HERALD_OTLP_ENDPOINT=" + s.Traces.Addr,
 		"HERALD_METRICS_ADDR=",
 		"HERALD_LOG_LEVEL=debug",
+		"HERALD_OIDC_ISSUER=" + s.IDP.Issuer,
 	}
 	env := map[string][]string{
 		"intake": {
@@ -222,6 +227,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_GROUP_ID=acknowledgement-" + suffix, "HERALD_REDIS_NAMESPACE=" + ackNamespace,
 			"HERALD_ACK_LINK_PUBLIC_KEYS_FILE=" + s.AckLinks.PublicKeyFile, "HERALD_SESSION_KEY_FILE=" + sessionKeyFile,
 			"HERALD_REFERENCE_KEY_FILE=" + refKeyFile, "HERALD_DEV_IDENTITY=link-recipient",
+			"HERALD_OIDC_CLIENT_ID=" + PageClient, "HERALD_OIDC_CLIENT_SECRET_FILE=" + WriteSecret(t, pageSecret), "HERALD_OIDC_PERSON_CLAIM=herald_person",
 			"HERALD_TIMER_LEASE=5s",
 		},
 		"notification": {

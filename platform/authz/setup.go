@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/identity"
@@ -22,9 +23,11 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 }
 
 // Configure is a composition root's security on gRPC: the server options
-// that run authentication (nil: none) and then authorization (Table and
-// the role bindings), and the bindings, the RoleBinder authentication
-// calls (nil without a file).
+// that run authentication and then authorization (Table and the role
+// bindings), and the bindings (nil without a file). authentication makes
+// the first option from the bindings, the RoleBinder it binds people with
+// (nil without a file: it binds from the token's claims); nil
+// authentication, or one that returns nil, installs none.
 //
 //   - With a file, the Authorizer enforces Table with its bindings.
 //   - Without one in production, it enforces Table with no bindings: only
@@ -32,15 +35,26 @@ func RegisterFlag(fs *flag.FlagSet, file *string) {
 //   - Without one in development, authorization is off: every call runs as
 //     DevelopmentCaller unless authentication put a caller (component
 //     tests, `make run -insecure`). It is logged as a warning.
-func Configure(file string, development bool, log *slog.Logger, authentication grpcserver.Option) ([]grpcserver.Option, *Source, error) {
+func Configure(file string, development bool, log *slog.Logger, authentication func(authn.RoleBinder) (grpcserver.Option, error)) ([]grpcserver.Option, *Source, error) {
 	authorization, src, err := configure(file, development, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("authorization: %w", err)
 	}
-	if authentication == nil {
-		return []grpcserver.Option{authorization}, src, nil
+	var opts []grpcserver.Option
+	if authentication != nil {
+		var binder authn.RoleBinder
+		if src != nil {
+			binder = src
+		}
+		authOpt, err := authentication(binder)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authentication: %w", err)
+		}
+		if authOpt != nil {
+			opts = append(opts, authOpt)
+		}
 	}
-	return []grpcserver.Option{authentication, authorization}, src, nil
+	return append(opts, authorization), src, nil
 }
 
 func configure(file string, development bool, log *slog.Logger) (grpcserver.Option, *Source, error) {
@@ -74,6 +88,7 @@ func DevelopmentCaller() identity.Caller {
 // a caller runs as DevelopmentCaller. Development only (Configure).
 func Off() grpcserver.Option {
 	with := func(ctx context.Context) context.Context {
+		ctx = context.WithValue(ctx, offKey{}, true)
 		if _, ok := identity.FromContext(ctx); ok {
 			return ctx
 		}
@@ -86,4 +101,16 @@ func Off() grpcserver.Option {
 		[]grpc.StreamServerInterceptor{func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &stream{ServerStream: ss, ctx: with(ss.Context())})
 		}})
+}
+
+type offKey struct{}
+
+// IsOff reports whether ctx is a call that authorization was switched off
+// for (Off: the development profile without a role-binding file). The
+// handlers' own checks (an alert's trust and recipients) are skipped then
+// too, so a development person signed in with a token acts as before
+// authorization existed.
+func IsOff(ctx context.Context) bool {
+	off, _ := ctx.Value(offKey{}).(bool)
+	return off
 }

@@ -43,6 +43,9 @@ type Person struct {
 	// Roles are the person's roles per trust ODS code; AllTrusts for a
 	// network-wide binding.
 	Roles map[string][]Role
+	// TokenID is the access token's id (jti) when the issuer gives one:
+	// commands record it, tying Herald's record to the issuer's.
+	TokenID string
 	// Email is the token's email claim ("" if none): role bindings may
 	// name a person by it (platform/authz).
 	Email string

@@ -13,18 +13,22 @@
 package acknowledgement
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
@@ -79,9 +83,6 @@ type Config struct {
 	// (platform/acklink): the notification service signs with the private
 	// key, this service never holds it. Several keys during a rotation.
 	AckLinkPublicKeys string
-	// SessionKey signs the login-state and session cookies of the OIDC
-	// sign-in (>= 32 bytes; required with OIDC).
-	SessionKey string
 	// ReferenceKey keys the alert references people see (>= 32 bytes, the
 	// same in notification).
 	ReferenceKey string
@@ -89,12 +90,27 @@ type Config struct {
 	// login (development only, e.g. `make run`); "link-recipient" trusts
 	// the person the link was sent to. Empty in production: OIDC is used.
 	DevIdentity string
-	// OIDC login (authorization-code flow) for acknowledge links.
-	OIDCIssuer       string
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...); its issuer is
+	// also the one acknowledge-link users sign in with.
+	Authn authn.Config
+	// OIDC login (authorization code + PKCE) for acknowledge links.
 	OIDCClientID     string
 	OIDCClientSecret string
 	// OIDCPersonClaim is the ID-token claim that holds Herald's person id.
 	OIDCPersonClaim string
+	// SessionKey seals the acknowledge page's session cookies: a secret
+	// of its own (>= 32 bytes), required with OIDC sign-in in the
+	// production profile; a development system without one makes a
+	// random key per process.
+	SessionKey string
+	// SessionIdle and SessionMax bound a page session: idle time and
+	// total time since sign-in.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
+	// PageACR is the assurance level a page sign-in must reach to
+	// acknowledge ("" takes the level of the Acknowledge RPC).
+	PageACR string
 
 	// TimerLease is how long a claimed timer is leased to one replica.
 	TimerLease time.Duration
@@ -127,9 +143,6 @@ type Config struct {
 	WatchesPerCaller int
 }
 
-// minSessionKeyLen is the shortest accepted session-cookie key, in bytes.
-const minSessionKeyLen = 32
-
 // DefaultConfig returns loopback addresses, a local Kafka and Redis, a 5 s
 // timer lease (a timer claimed by a replica that dies is fired by another
 // within it: docs/performance.md, "Failover") and a 1 s epoch check.
@@ -144,6 +157,9 @@ func DefaultConfig() Config {
 		Redis:            redisconn.Config{Addr: "127.0.0.1:6379"},
 		RedisNamespace:   "herald",
 		OIDCPersonClaim:  "sub",
+		Authn:            authn.DefaultConfig(),
+		SessionIdle:      ackhttp.DefaultSessionIdle,
+		SessionMax:       ackhttp.DefaultSessionMax,
 		TimerLease:       5 * time.Second,
 		TimerShards:      1,
 		TimerMaxSleep:    time.Second,
@@ -173,13 +189,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisNamespace, "redis-namespace", c.RedisNamespace, "namespace of Redis keys")
 	fs.StringVar(&c.Replica, "replica", c.Replica, "name of this replica (default host-pid)")
 	fs.StringVar(&c.AckLinkPublicKeys, "ack-link-public-keys-file", c.AckLinkPublicKeys, "PEM Ed25519 public keys (a file, or a directory of .pem files) that verify acknowledge links")
-	config.SecretFile(fs, &c.SessionKey, "session-key", "HMAC key of the sign-in's session cookies (>= 32 bytes; required with oidc-issuer)")
 	config.SecretFile(fs, &c.ReferenceKey, "reference-key", "HMAC key of the alert references people see (>= 32 bytes, the same in notification)")
 	fs.StringVar(&c.DevIdentity, "dev-identity", c.DevIdentity, "development only: identify link users as this person id (or link-recipient), no login")
-	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL for link logins")
+	c.Authn.RegisterFlags(fs)
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
 	config.SecretFile(fs, &c.OIDCClientSecret, "oidc-client-secret", "OpenID Connect client secret")
 	fs.StringVar(&c.OIDCPersonClaim, "oidc-person-claim", c.OIDCPersonClaim, "ID-token claim holding the person id")
+	config.SecretFile(fs, &c.SessionKey, "session-key", "key sealing the acknowledge page's session cookies (>= 32 bytes; its own secret)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "an acknowledge-page session not used for this long ends")
+	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "an acknowledge-page session ends this long after sign-in")
+	fs.StringVar(&c.PageACR, "page-acr", c.PageACR, "assurance level an acknowledge-page sign-in needs (empty: the Acknowledge RPC's)")
 	fs.DurationVar(&c.TimerLease, "timer-lease", c.TimerLease, "lease of a claimed timer")
 	fs.IntVar(&c.TimerShards, "timer-shards", c.TimerShards, "timer shards (Redis Cluster slots)")
 	fs.DurationVar(&c.TimerMaxSleep, "timer-max-sleep", c.TimerMaxSleep, "longest timer poller sleep")
@@ -222,13 +241,25 @@ func (c Config) Validate() error {
 	if len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
-	if c.OIDCIssuer != "" && len(c.SessionKey) < minSessionKeyLen {
-		bad("setting session-key must be at least %d bytes with oidc-issuer", minSessionKeyLen)
+	if err := c.Authn.Validate(!c.Security.Development()); err != nil {
+		errs = append(errs, err)
 	}
-	if c.DevIdentity == "" && c.OIDCIssuer == "" {
+	if c.DevIdentity == "" && c.Authn.Issuer == "" {
 		bad("setting oidc-issuer is required (or dev-identity in development)")
 	}
-	if c.OIDCIssuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
+	if c.DevIdentity == "" && !c.Security.Development() && len(c.SessionKey) < ackhttp.MinSessionKeyLen {
+		bad("setting session-key-file is required (a secret of at least %d bytes, not the link secret)", ackhttp.MinSessionKeyLen)
+	}
+	if c.SessionKey != "" && len(c.SessionKey) < ackhttp.MinSessionKeyLen {
+		bad("setting session-key-file must hold at least %d bytes", ackhttp.MinSessionKeyLen)
+	}
+	if c.SessionIdle <= 0 || c.SessionMax < c.SessionIdle {
+		bad("settings session-idle and session-max must be positive, session-max at least session-idle")
+	}
+	if c.PageACR != "" && !slices.Contains(c.Authn.ACRLevels, c.PageACR) {
+		bad("setting page-acr %q is not in oidc-acr-levels %v", c.PageACR, c.Authn.ACRLevels)
+	}
+	if c.DevIdentity == "" && c.Authn.Issuer != "" && (c.OIDCClientID == "" || c.OIDCPersonClaim == "") {
 		bad("settings oidc-client-id and oidc-person-claim are required with oidc-issuer")
 	}
 	if c.WatchesPerCaller < 1 {
@@ -281,7 +312,9 @@ type Deps struct {
 
 	// Authentication is the server option that verifies who calls and
 	// puts the identity.Caller in the context, installed before
-	// authorization (nil: none; tests inject platform/authz/authztest).
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
 	Authentication grpcserver.Option
 }
 
@@ -363,7 +396,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), log, deps.Authentication)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), log,
+		authn.ForService(ctx, deps.Authentication, cfg.Authn, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", log))
 	if err != nil {
 		return nil, err
 	}
@@ -383,9 +417,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
 	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller))
+	sessionKey := []byte(cfg.SessionKey)
+	if len(sessionKey) == 0 {
+		// Development only (Validate): sessions end when the process does.
+		sessionKey = make([]byte, ackhttp.MinSessionKeyLen)
+		_, _ = rand.Read(sessionKey)
+	}
+	pageACR := cfg.PageACR
+	if pageACR == "" {
+		pageACR = cmp.Or(cfg.Authn.MethodACR[ackv1.AcknowledgementService_Acknowledge_FullMethodName], cfg.Authn.MinACR)
+	}
 	links, err := ackhttp.New(ctx, ackhttp.Config{
-		Links: verifier, SessionKey: []byte(cfg.SessionKey), References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
-		OIDCIssuer: cfg.OIDCIssuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
+		SessionKey: sessionKey, SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMax,
+		MinACR: pageACR, ACRLevels: cfg.Authn.ACRLevels,
+		Links: verifier, References: refs, PublicURL: cfg.PublicURL, DevIdentity: cfg.DevIdentity,
+		OIDCIssuer: cfg.Authn.Issuer, OIDCClientID: cfg.OIDCClientID, OIDCClientSecret: cfg.OIDCClientSecret,
 		OIDCPersonClaim: cfg.OIDCPersonClaim,
 	}, a, store, deps.Clock, log)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -26,39 +25,38 @@ func TestCommandsOverGRPC(t *testing.T) {
 	id := newAlertID("api")
 	e.append(ctx, raisedEvent(id), routedEvent(id, nil, time.Hour))
 	e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
-	actor := &eventsv1.Actor{PersonId: "dr-a", Role: "consultant"}
 
-	// Invalid: the field is named.
+	// No person's token: refused. Invalid: the field is named.
 	_, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "r0"})
-	requireViolation(t, err, "actor.person_id")
-	_, err = r.client.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, RequestId: "r0", Actor: actor})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "got %v", err)
+	_, err = r.client.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, RequestId: "r0"}, e.as("dr-a"))
 	requireViolation(t, err, "reason")
-	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: "no-such-alert", RequestId: "r0", Actor: actor})
+	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: "no-such-alert", RequestId: "r0"}, e.as("dr-a"))
 	require.Equal(t, codes.NotFound, status.Code(err), "got %v", err)
 
 	// Read, acknowledge (twice: same outcome), act.
-	_, err = r.client.MarkRead(ctx, &ackv1.MarkReadRequest{AlertId: id, RequestId: "read-1", Actor: actor})
+	_, err = r.client.MarkRead(ctx, &ackv1.MarkReadRequest{AlertId: id, RequestId: "read-1"}, e.as("dr-a"))
 	require.NoError(t, err)
-	a1, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1", Actor: actor, Via: "app"})
+	a1, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1"}, e.as("dr-a"))
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, a1.GetState().GetState())
 	require.Equal(t, "dr-a", a1.GetState().GetAcknowledgedBy().GetPersonId())
-	a2, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1", Actor: actor, Via: "app"})
+	a2, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1"}, e.as("dr-a"))
 	require.NoError(t, err, "a repeated request returns the original outcome")
 	require.Equal(t, a1.GetEventId(), a2.GetEventId())
-	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-2", Actor: &eventsv1.Actor{PersonId: "dr-b"}})
+	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-2"}, e.as("dr-b"))
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	require.Contains(t, status.Convert(err).Message(), "alert is ACKNOWLEDGED")
-	act, err := r.client.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, RequestId: "act-1", Actor: actor, Action: "CT booked"})
+	act, err := r.client.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, RequestId: "act-1", Action: "CT booked"}, e.as("dr-a"))
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_ACTIONED, act.GetState().GetState())
 
 	// Close: fail-safe officer only, with a reason.
-	_, err = r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c1", Actor: actor, Reason: "done"})
+	_, err = r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c1", Reason: "done"}, e.as("dr-a"))
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
-	_, err = r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c2", Actor: &eventsv1.Actor{PersonId: "fso", Role: lifecycle.RoleFailsafeOfficer}})
+	_, err = r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c2"}, e.as("fso", "RZZ:failsafe-officer"))
 	requireViolation(t, err, "reason")
-	cl, err := r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c3", Actor: &eventsv1.Actor{PersonId: "fso", Role: lifecycle.RoleFailsafeOfficer}, Reason: "actioned and audited"})
+	cl, err := r.client.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "c3", Reason: "actioned and audited"}, e.as("fso", "RZZ:failsafe-officer"))
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_CLOSED, cl.GetState().GetState())
 
@@ -78,7 +76,7 @@ func TestCommandsOverGRPC(t *testing.T) {
 	e.append(ctx, raisedEvent(cid), routedEvent(cid, nil, time.Hour), &eventsv1.Event{EventId: cid + "-x", AlertId: cid, Tenant: "RZZ",
 		OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_AlertCancelled{AlertCancelled: &eventsv1.AlertCancelled{Reason: "report withdrawn"}}})
 	e.waitState(r.client, cid, ackv1.State_STATE_CANCELLED, 30*time.Second)
-	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: cid, RequestId: "x1", Actor: actor})
+	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: cid, RequestId: "x1"}, e.as("dr-a"))
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	require.Contains(t, status.Convert(err).Message(), "alert is CANCELLED")
 }
@@ -131,7 +129,7 @@ func TestQueriesOverGRPC(t *testing.T) {
 	for _, id := range ids {
 		e.waitState(r.client, id, ackv1.State_STATE_ROUTED, 30*time.Second)
 	}
-	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: ids[4], RequestId: "a", Actor: &eventsv1.Actor{PersonId: "dr-z"}})
+	_, err = r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: ids[4], RequestId: "a"}, e.as("dr-z"))
 	require.NoError(t, err)
 
 	// Pages of two, newest first, every alert once.

@@ -18,7 +18,6 @@ import (
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 )
 
 // authzEnv is an environment whose replicas enforce the development role
@@ -77,19 +76,15 @@ func TestAuthorizationOfAlertCommandsAndReads(t *testing.T) {
 	// Trust B reads and acts on nothing of trust A.
 	_, err = r.client.GetAlert(as("clinician-b"), &ackv1.GetAlertRequest{AlertId: a})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "trust B reads trust A's alert: %v", err)
-	_, err = r.client.Acknowledge(as("clinician-b"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "b-ack",
-		Actor: &eventsv1.Actor{PersonId: "rzz-dr-ashworth"}})
+	_, err = r.client.Acknowledge(as("clinician-b"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "b-ack"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "trust B acknowledges trust A's alert: %v", err)
-	_, err = r.client.Acknowledge(as("failsafe-b"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "fb-ack",
-		Actor: &eventsv1.Actor{PersonId: "rzy-fso-quinn"}})
+	_, err = r.client.Acknowledge(as("failsafe-b"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "fb-ack"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "trust B's fail-safe officer acknowledges trust A's alert: %v", err)
 
 	// A clinician of trust A the alert was not sent to.
-	_, err = r.client.Acknowledge(as("clinician-a2"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "a2-ack",
-		Actor: &eventsv1.Actor{PersonId: "rzz-dr-bello"}})
+	_, err = r.client.Acknowledge(as("clinician-a2"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "a2-ack"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "a non-recipient acknowledges: %v", err)
-	_, err = r.client.Decline(as("clinician-a2"), &ackv1.DeclineRequest{AlertId: a, RequestId: "a2-dec",
-		Actor: &eventsv1.Actor{PersonId: "rzz-dr-bello"}, Reason: eventsv1.DeclineReason_DECLINE_REASON_NOT_MY_PATIENT})
+	_, err = r.client.Decline(as("clinician-a2"), &ackv1.DeclineRequest{AlertId: a, RequestId: "a2-dec", Reason: eventsv1.DeclineReason_DECLINE_REASON_NOT_MY_PATIENT})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "a non-recipient declines: %v", err)
 
 	// None of the refused commands reached the log.
@@ -99,22 +94,18 @@ func TestAuthorizationOfAlertCommandsAndReads(t *testing.T) {
 	}
 
 	// The recipient acknowledges.
-	ack, err := r.client.Acknowledge(as("clinician-a"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "a-ack",
-		Actor: &eventsv1.Actor{PersonId: "rzz-dr-ashworth"}})
+	ack, err := r.client.Acknowledge(as("clinician-a"), &ackv1.AcknowledgeRequest{AlertId: a, RequestId: "a-ack"})
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, ack.GetState().GetState())
 
-	// Close: the recipient clinician declaring the fail-safe role in the
-	// request is refused (the role is not bound to them); the trust's
-	// fail-safe officer closes.
-	_, err = r.client.Close(as("clinician-a"), &ackv1.CloseRequest{AlertId: a, RequestId: "a-close", Reason: "done",
-		Actor: &eventsv1.Actor{PersonId: "rzz-dr-ashworth", Role: lifecycle.RoleFailsafeOfficer}})
-	require.Equal(t, codes.PermissionDenied, status.Code(err), "a self-declared fail-safe officer closes: %v", err)
-	_, err = r.client.Close(as("failsafe-b"), &ackv1.CloseRequest{AlertId: a, RequestId: "fb-close", Reason: "done",
-		Actor: &eventsv1.Actor{PersonId: "rzy-fso-quinn", Role: lifecycle.RoleFailsafeOfficer}})
+	// Close: the recipient clinician is refused (a request declares no
+	// role: the actor and their role come from the verified caller); the
+	// trust's fail-safe officer closes.
+	_, err = r.client.Close(as("clinician-a"), &ackv1.CloseRequest{AlertId: a, RequestId: "a-close", Reason: "done"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a clinician closes: %v", err)
+	_, err = r.client.Close(as("failsafe-b"), &ackv1.CloseRequest{AlertId: a, RequestId: "fb-close", Reason: "done"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "trust B's fail-safe officer closes trust A's alert: %v", err)
-	closed, err := r.client.Close(as("failsafe-a"), &ackv1.CloseRequest{AlertId: a, RequestId: "fa-close", Reason: "done",
-		Actor: &eventsv1.Actor{PersonId: "rzz-fso-patel", Role: lifecycle.RoleFailsafeOfficer}})
+	closed, err := r.client.Close(as("failsafe-a"), &ackv1.CloseRequest{AlertId: a, RequestId: "fa-close", Reason: "done"})
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_CLOSED, closed.GetState().GetState())
 
@@ -122,8 +113,7 @@ func TestAuthorizationOfAlertCommandsAndReads(t *testing.T) {
 	b := newAlertID("authz-a-fso")
 	e.append(ctx, raisedEvent(b), routedEvent(b, nil, time.Hour), sentTo(b, "RZZ", "rzz-dr-ashworth"))
 	require.Eventually(t, func() bool {
-		_, err := r.client.Acknowledge(as("failsafe-a"), &ackv1.AcknowledgeRequest{AlertId: b, RequestId: "fa-ack",
-			Actor: &eventsv1.Actor{PersonId: "rzz-fso-patel"}})
+		_, err := r.client.Acknowledge(as("failsafe-a"), &ackv1.AcknowledgeRequest{AlertId: b, RequestId: "fa-ack"})
 		return err == nil
 	}, 30*time.Second, 50*time.Millisecond, "the trust's fail-safe officer could not acknowledge")
 }

@@ -109,8 +109,7 @@ func TestAcknowledgementRacesTimer(t *testing.T) {
 				t.Errorf("alert %s: the step timer never fired", id)
 				return
 			}
-			_, err := c.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
-				Actor: &eventsv1.Actor{PersonId: "dr-" + id[:4]}, Via: "grpc"})
+			_, err := c.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id}, e.as("dr-"+id[:4]))
 			if err != nil {
 				t.Errorf("alert %s: acknowledge: %v", id, err)
 			}

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/authn/authntest"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
@@ -59,6 +62,7 @@ func (l *lockedBuffer) String() string {
 
 type env struct {
 	t      testing.TB
+	idp    *authntest.Issuer
 	cfg    acknowledgement.Config
 	rdb    *redis.Client
 	logs   *lockedBuffer
@@ -75,8 +79,9 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	rdb := testinfra.NewRedis(t)
-	e := &env{t: t, rdb: rdb, logs: &lockedBuffer{}, clock: clock.Real{}}
+	e := &env{t: t, rdb: rdb, logs: &lockedBuffer{}, clock: clock.Real{}, idp: authntest.NewIssuer(t)}
 	cfg := acknowledgement.DefaultConfig()
+	cfg.Authn.Issuer = e.idp.URL
 	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.Log.Brokers = testinfra.KafkaBrokers(t)
 	cfg.Log.EventsTopic = testinfra.NewTopic(t, "ack-events", 3)
@@ -103,6 +108,25 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { _ = e.writer.Close() })
 	return e
 }
+
+// as calls as person (subject and Herald id) with roles ("TRUST:role";
+// default a clinician of RZZ), with an access token of the test issuer.
+func (e *env) as(person string, roles ...string) grpc.CallOption {
+	if len(roles) == 0 {
+		roles = []string{"RZZ:clinician"}
+	}
+	return grpc.PerRPCCredentials(authn.Bearer(authn.StaticToken(e.idp.Token(e.t, person, roles, nil))))
+}
+
+// asWith calls as a clinician of RZZ with a token whose claims change
+// edits.
+func (e *env) asWith(person string, change func(*authntestClaims)) grpc.CallOption {
+	return grpc.PerRPCCredentials(authn.Bearer(authn.StaticToken(e.idp.Token(e.t, person, []string{"RZZ:clinician"}, change))))
+}
+
+type authntestClaims = authntest.Claims
+
+func numericDate(t time.Time) *jwt.NumericDate { return jwt.NewNumericDate(t) }
 
 type instance struct {
 	svc    *acknowledgement.Service

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -110,8 +111,9 @@ func TestAcknowledgeByLinkOIDC(t *testing.T) {
 	e.cfg.HTTPAddr = addr
 	e.cfg.PublicURL = "http://" + addr
 	e.cfg.DevIdentity = ""
-	e.cfg.OIDCIssuer = m.Issuer()
+	e.cfg.Authn.Issuer = m.Issuer()
 	e.cfg.OIDCClientID, e.cfg.OIDCClientSecret = m.ClientID, m.ClientSecret
+	e.cfg.SessionKey = strings.Repeat("session-key-", 4)
 	r := e.start("r1", app.Hooks{})
 	id := newAlertID("oidc")
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, time.Hour))
@@ -127,8 +129,14 @@ func TestAcknowledgeByLinkOIDC(t *testing.T) {
 	require.Contains(t, body, "Sign in and acknowledge")
 	requireNoPatientData(t, body)
 
+	// A sign-in below the assurance level acknowledging needs: refused.
+	m.QueueUser(acrUser{&mockoidc.MockUser{Subject: "dr-oidc"}, "AAL1_USERPASS"})
+	code, body = do(t, c, http.MethodPost, base+"/ack/"+tok)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Contains(t, body, "Stronger sign-in needed")
+
 	// Someone else signs in: refused, nothing recorded.
-	m.QueueUser(&mockoidc.MockUser{Subject: "dr-other"})
+	m.QueueUser(acrUser{&mockoidc.MockUser{Subject: "dr-other"}, "AAL3_ANY"})
 	code, body = do(t, c, http.MethodPost, base+"/ack/"+tok)
 	require.Equal(t, http.StatusOK, code, body) // back on the page after login
 	require.Contains(t, body, "Acknowledge as dr-other")
@@ -139,7 +147,7 @@ func TestAcknowledgeByLinkOIDC(t *testing.T) {
 	jar2, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	c2 := &http.Client{Jar: jar2}
-	m.QueueUser(&mockoidc.MockUser{Subject: "dr-oidc"})
+	m.QueueUser(acrUser{&mockoidc.MockUser{Subject: "dr-oidc"}, "AAL3_ANY"})
 	code, body = do(t, c2, http.MethodPost, base+"/ack/"+tok)
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, "Acknowledge as dr-oidc")
@@ -147,7 +155,11 @@ func TestAcknowledgeByLinkOIDC(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	st := e.waitState(r.client, id, ackv1.State_STATE_ACKNOWLEDGED, 10*time.Second)
 	require.Equal(t, "dr-oidc", st.GetState().GetAcknowledgedBy().GetPersonId())
-	require.Equal(t, "oidc:"+m.Issuer(), st.GetState().GetAcknowledgedBy().GetIdentityProvider())
+	by := st.GetState().GetAcknowledgedBy()
+	require.Equal(t, "oidc", by.GetIdentityProvider())
+	require.Equal(t, m.Issuer(), by.GetIssuer())
+	require.Equal(t, "dr-oidc", by.GetSubject())
+	require.Equal(t, "AAL3_ANY", by.GetAcr())
 	require.Equal(t, []string{"link:" + eventlog.ID(id, "dr-oidc", "tok")}, requestIDs(st, "AlertAcknowledged"))
 }
 
@@ -159,4 +171,19 @@ func requestIDs(st *ackv1.GetAlertResponse, typ string) []string {
 		}
 	}
 	return out
+}
+
+// acrUser is a mockoidc user whose ID token asserts an assurance level.
+type acrUser struct {
+	*mockoidc.MockUser
+	acr string
+}
+
+type acrClaims struct {
+	*mockoidc.IDTokenClaims
+	ACR string `json:"acr"`
+}
+
+func (u acrUser) Claims(_ []string, c *mockoidc.IDTokenClaims) (jwt.Claims, error) {
+	return acrClaims{c, u.acr}, nil
 }

@@ -127,8 +127,7 @@ func TestTimerDecidesOnTheLogNotOnAStalledProjection(t *testing.T) {
 
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, 15*time.Minute, time.Hour))
 	e.waitState(in.client, id, ackv1.State_STATE_ROUTED, 60*time.Second)
-	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
-		Actor: &eventsv1.Actor{PersonId: "dr-stalled"}, Via: "grpc"})
+	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id}, e.as("dr-stalled"))
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, ack.GetState().GetState())
 	require.True(t, held.Load(), "the projection applied the acknowledgement: nothing was stalled")
@@ -170,8 +169,7 @@ func TestAcknowledgeDecidesOnTheLogWhenTheProjectionLags(t *testing.T) {
 
 	e.append(context.Background(), raisedEvent(id), routedEvent(id, nil, 15*time.Minute, time.Hour))
 	require.Eventually(t, held.Load, 60*time.Second, 10*time.Millisecond)
-	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id,
-		Actor: &eventsv1.Actor{PersonId: "dr-lagging"}, Via: "grpc"})
+	ack, err := in.client.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-" + id}, e.as("dr-lagging"))
 	require.NoError(t, err, "refused on a projection behind the log")
 	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, ack.GetState().GetState())
 	unstall()

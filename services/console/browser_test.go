@@ -46,6 +46,8 @@ type harness struct {
 	// links signs acknowledge links as notification does; the console
 	// verifies them with the public half.
 	links *acklink.Signer
+	// start is the time the fake alerts' times are relative to.
+	start time.Time
 }
 
 func newHarness(t *testing.T) *harness {
@@ -114,7 +116,7 @@ func newHarness(t *testing.T) *harness {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rep: rep, links: links}
+	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rep: rep, links: links, start: now}
 }
 
 // browser starts Debian's chromium headless (skipped only when it is not
@@ -285,7 +287,7 @@ func TestPatientDetailsNeverBeforeSignIn(t *testing.T) {
 func TestConsoleInABrowser(t *testing.T) {
 	h := newHarness(t)
 	ctx := browser(t)
-	clinician := person{sub: "dr-a", name: "Dr Alice Example", roles: []string{"clinician@RX1"}}
+	clinician := person{sub: "dr-a", name: "Dr Alice Example", roles: []string{"RX1:clinician"}}
 
 	t.Run("signed out page shows no patient data and passes axe", func(t *testing.T) {
 		do(t, ctx, chromedp.Navigate(h.url+"/"), waitFor("#sign-in"))
@@ -361,13 +363,20 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("fail-safe officer sees what was tried and closes with a reason", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "fs-1", name: "Fiona Failsafe", roles: []string{"failsafe-officer@RX1"}}, "/failsafe")
+		h.signIn(t, ctx, person{sub: "fs-1", name: "Fiona Failsafe", roles: []string{"RX1:failsafe-officer"}}, "/failsafe")
 		do(t, ctx, waitFor("#failsafe"))
+		// The time in the queue (queued 2 h before the harness started) is
+		// the page's clock's: whatever it read between these two instants.
+		before := time.Since(h.start.Add(-2 * time.Hour))
 		row := run(t, ctx, chromedp.Text(`#failsafe tr[data-alert="alert-a3"]`))
-		for _, want := range []string{"HRL-A3", "2 h 0 min", "3", "dr-a, dr-c"} {
+		after := time.Since(h.start.Add(-2 * time.Hour))
+		for _, want := range []string{"HRL-A3", "3", "dr-a, dr-c"} {
 			if !strings.Contains(row, want) {
 				t.Errorf("fail-safe row %q lacks %q", row, want)
 			}
+		}
+		if !strings.Contains(row, hoursMinutes(before)) && !strings.Contains(row, hoursMinutes(after)) {
+			t.Errorf("fail-safe row %q lacks the time queued, %q or %q", row, hoursMinutes(before), hoursMinutes(after))
 		}
 		check(t, ctx, "failsafe")
 		do(t, ctx, click(`#failsafe a[href="/alerts/alert-a3"]`), waitFor("#close"),
@@ -380,7 +389,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("safety lead sees compliance, the RCR audit, CSV and the policy dry run", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"safety-lead@RX1"}}, "/compliance?from=2026-11-02&to=2026-11-29")
+		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"RX1:safety-lead"}}, "/compliance?from=2026-11-02&to=2026-11-29")
 		do(t, ctx, waitFor("#table-category"))
 		cat := run(t, ctx, chromedp.Text("#table-category"))
 		if !strings.Contains(cat, "95.0") || !strings.Contains(cat, "84.2") {
@@ -410,7 +419,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a person of trust B sees nothing of trust A", func(t *testing.T) {
-		h.signIn(t, ctx, person{sub: "dr-b", name: "Dr Bob Other", roles: []string{"clinician@RX2"}}, "/worklist")
+		h.signIn(t, ctx, person{sub: "dr-b", name: "Dr Bob Other", roles: []string{"RX2:clinician"}}, "/worklist")
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-b1"}) {
 			t.Errorf("trust B worklist %v, want only alert-b1", rows)
@@ -504,4 +513,10 @@ func waitJS(expr string) chromedp.Action[chromedp.Void] {
 // waitFor waits until the page is loaded and shows an element sel.
 func waitFor(sel string) chromedp.Action[chromedp.Void] {
 	return waitJS(fmt.Sprintf(`document.readyState === 'complete' && document.querySelector(%q) !== null`, sel))
+}
+
+// hoursMinutes is how the pages write a duration of hours (web's ago).
+func hoursMinutes(d time.Duration) string {
+	d = d.Round(time.Minute)
+	return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
 }

@@ -60,6 +60,10 @@ type Config struct {
 	OIDCClientSecret string
 	OIDCPersonClaim  string
 	OIDCRolesClaim   string
+	// OIDCAudience, when set, is asked for as the access token's audience
+	// (the audience Herald's services verify, setting oidc-audience of
+	// platform/authn).
+	OIDCAudience string
 	// SessionKey seals session cookies (>= 32 bytes; the console's own).
 	SessionKey  string
 	SessionIdle time.Duration
@@ -112,7 +116,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
 	config.SecretFile(fs, &c.OIDCClientSecret, "oidc-client-secret", "OpenID Connect client secret")
 	fs.StringVar(&c.OIDCPersonClaim, "oidc-person-claim", c.OIDCPersonClaim, "ID-token claim holding the person id")
-	fs.StringVar(&c.OIDCRolesClaim, "oidc-roles-claim", c.OIDCRolesClaim, "ID-token claim holding the roles, each role@TRUST")
+	fs.StringVar(&c.OIDCRolesClaim, "oidc-roles-claim", c.OIDCRolesClaim, "ID-token claim holding the roles, each TRUST:role (TRUST * network-wide), as Herald's services read them")
+	fs.StringVar(&c.OIDCAudience, "oidc-audience", c.OIDCAudience, "audience to ask the provider for in the access token the console forwards (empty: none asked for)")
 	config.SecretFile(fs, &c.SessionKey, "session-key", "key sealing session cookies (>= 32 bytes, the console's own)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", c.SessionIdle, "a session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", c.SessionMax, "every session ends after this long")
@@ -244,7 +249,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	}
 	auth, err := oidcauth.New(ctx, oidcauth.Config{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID,
 		ClientSecret: cfg.OIDCClientSecret, PublicURL: cfg.PublicURL, SessionKey: []byte(cfg.SessionKey),
-		PersonClaim: cfg.OIDCPersonClaim, RolesClaim: cfg.OIDCRolesClaim, IdleTimeout: cfg.SessionIdle,
+		PersonClaim: cfg.OIDCPersonClaim, RolesClaim: cfg.OIDCRolesClaim, Audience: cfg.OIDCAudience, IdleTimeout: cfg.SessionIdle,
 		MaxAge: cfg.SessionMax, HTTPClient: deps.OIDCClient, AllowLoginHint: cfg.Security.Development()}, deps.Clock, log)
 	if err != nil {
 		return nil, err

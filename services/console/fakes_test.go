@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"slices"
@@ -121,25 +122,25 @@ func (p *ackPeer) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv
 }
 
 func (p *ackPeer) MarkRead(ctx context.Context, r *ackv1.MarkReadRequest) (*ackv1.MarkReadResponse, error) {
-	p.record(ctx, "MarkRead "+r.GetAlertId()+" "+r.GetActor().GetPersonId())
+	p.record(ctx, "MarkRead "+r.GetAlertId()+" "+personOf(ctx))
 	return &ackv1.MarkReadResponse{}, nil
 }
 
 func (p *ackPeer) Acknowledge(ctx context.Context, r *ackv1.AcknowledgeRequest) (*ackv1.AcknowledgeResponse, error) {
-	p.record(ctx, "Acknowledge "+r.GetAlertId()+" "+r.GetActor().GetPersonId())
+	p.record(ctx, "Acknowledge "+r.GetAlertId()+" "+personOf(ctx))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, err := p.get(r.GetAlertId())
 	if err != nil {
 		return nil, err
 	}
-	st.State, st.AcknowledgedAt, st.AcknowledgedBy = ackv1.State_STATE_ACKNOWLEDGED, timestamppb.Now(), r.GetActor()
-	p.event(st, "AlertAcknowledged", r.GetActor().GetPersonId(), "acknowledged via "+r.GetVia())
+	st.State, st.AcknowledgedAt, st.AcknowledgedBy = ackv1.State_STATE_ACKNOWLEDGED, timestamppb.Now(), &eventsv1.Actor{PersonId: personOf(ctx)}
+	p.event(st, "AlertAcknowledged", personOf(ctx), "acknowledged")
 	return &ackv1.AcknowledgeResponse{State: st}, nil
 }
 
 func (p *ackPeer) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.DeclineResponse, error) {
-	p.record(ctx, "Decline "+r.GetAlertId()+" "+r.GetActor().GetPersonId()+" "+r.GetReason().String()+" "+r.GetNote())
+	p.record(ctx, "Decline "+r.GetAlertId()+" "+personOf(ctx)+" "+r.GetReason().String()+" "+r.GetNote())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, err := p.get(r.GetAlertId())
@@ -148,7 +149,7 @@ func (p *ackPeer) Decline(ctx context.Context, r *ackv1.DeclineRequest) (*ackv1.
 	}
 	// Re-routed to the next step, as acknowledgement's lifecycle does.
 	st.State, st.Step, st.StepRecipients = ackv1.State_STATE_ESCALATED, st.GetStep()+1, []string{"dr-next"}
-	p.event(st, "AlertDeclined", r.GetActor().GetPersonId(), "declined: "+r.GetReason().String())
+	p.event(st, "AlertDeclined", personOf(ctx), "declined: "+r.GetReason().String())
 	return &ackv1.DeclineResponse{State: st}, nil
 }
 
@@ -165,7 +166,7 @@ func (p *ackPeer) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest
 }
 
 func (p *ackPeer) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.CloseResponse, error) {
-	p.record(ctx, "Close "+r.GetAlertId()+" "+r.GetActor().GetPersonId()+" "+r.GetReason())
+	p.record(ctx, "Close "+r.GetAlertId()+" "+personOf(ctx)+" "+r.GetReason())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, err := p.get(r.GetAlertId())
@@ -173,7 +174,7 @@ func (p *ackPeer) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.Clos
 		return nil, err
 	}
 	st.State, st.ClosedAt = ackv1.State_STATE_CLOSED, timestamppb.Now()
-	p.event(st, "AlertClosed", r.GetActor().GetPersonId(), "closed: "+r.GetReason())
+	p.event(st, "AlertClosed", personOf(ctx), "closed: "+r.GetReason())
 	return &ackv1.CloseResponse{State: st}, nil
 }
 
@@ -260,4 +261,25 @@ type personClaims struct {
 
 func (u person) Claims(_ []string, c *mockoidc.IDTokenClaims) (jwt.Claims, error) {
 	return &personClaims{IDTokenClaims: c, Name: u.name, Roles: u.roles}, nil
+}
+
+// personOf is the caller as the real service finds it: the subject of the
+// bearer access token (the request carries no actor). The fake reads the
+// token without verifying it.
+func personOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	raw, _ := strings.CutPrefix(strings.Join(md.Get("authorization"), ""), "Bearer ")
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	_ = json.Unmarshal(b, &c)
+	return c.Sub
 }

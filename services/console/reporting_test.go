@@ -184,7 +184,7 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: time.Minute}
-	m.QueueUser(person{sub: "sl-1", name: "Sam Safety", roles: []string{"safety-lead@RX1"}})
+	m.QueueUser(person{sub: "sl-1", name: "Sam Safety", roles: []string{"RX1:safety-lead"}})
 	period := "trust=RX1&from=" + today.Add(-7*24*time.Hour).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly)
 	get := func(path string) string {
 		t.Helper()

@@ -22,6 +22,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -71,7 +72,10 @@ type Config struct {
 	// call which method for which trust.
 	RoleBindingsFile string
 	GRPC             grpcserver.Config
-	Log              eventlog.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
+	Log   eventlog.Config
 	// Redis holds the record of accepted messages.
 	Redis redisconn.Config
 
@@ -150,6 +154,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:        servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:            grpcserver.Config{Addr: "127.0.0.1:7001", MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:           authn.DefaultConfig(),
 		Log:             eventlog.DefaultConfig(),
 		Redis:           redisconn.Config{Addr: "127.0.0.1:6379"},
 		MLLPAddr:        "127.0.0.1:2575",
@@ -177,6 +182,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	fs.StringVar(&c.MLLPAddr, "mllp-addr", c.MLLPAddr, "HL7 v2 MLLP listen address")
@@ -239,7 +245,7 @@ func (c Config) hops() []servicemain.Hop {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(),
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(),
 		validateListenerTLS(c.MLLPTLS, "mllp"), validateListenerTLS(c.FHIRTLS, "fhir"), c.Security.Check(c.hops()...)} {
 		if err != nil {
 			errs = append(errs, err)
@@ -330,7 +336,9 @@ type Deps struct {
 
 	// Authentication is the server option that verifies who calls and
 	// puts the identity.Caller in the context, installed before
-	// authorization (nil: none; tests inject platform/authz/authztest).
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
 	Authentication grpcserver.Option
 }
 
@@ -416,7 +424,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger, deps.Authentication)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger,
+		authn.ForService(ctx, deps.Authentication, cfg.Authn, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger))
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/alertref"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/config"
@@ -96,6 +97,9 @@ type Config struct {
 	// call which method for which trust.
 	RoleBindingsFile string
 	GRPC             grpcserver.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
 	// ReceiptsAddr is where the delivery-receipt HTTP endpoint listens.
 	ReceiptsAddr string
 	// ReceiptsSecret signs providers' delivery reports (HMAC-SHA256).
@@ -193,6 +197,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:             servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:                 grpcserver.Config{Addr: "127.0.0.1:7004", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:                authn.DefaultConfig(),
 		ReceiptsAddr:         "127.0.0.1:8004",
 		Log:                  eventlog.DefaultConfig(),
 		GroupID:              "notification",
@@ -226,6 +231,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	c.Rules.RegisterFlags(fs, "rules")
@@ -270,7 +276,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
 		c.Security.Check(c.GRPC, c.Log, c.Redis)} {
 		if err != nil {
 			errs = append(errs, err)
@@ -354,7 +360,9 @@ type Deps struct {
 
 	// Authentication is the server option that verifies who calls and
 	// puts the identity.Caller in the context, installed before
-	// authorization (nil: none; tests inject platform/authz/authztest).
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
 	Authentication grpcserver.Option
 }
 
@@ -456,7 +464,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger, deps.Authentication)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger,
+		authn.ForService(ctx, deps.Authentication, cfg.Authn, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger))
 	if err != nil {
 		return nil, err
 	}

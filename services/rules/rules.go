@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz"
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
@@ -63,7 +64,10 @@ type Config struct {
 	// call which method for which trust.
 	RoleBindingsFile string
 	GRPC             grpcserver.Config
-	Log              eventlog.Config
+	// Authn verifies the access tokens of people's gRPC calls
+	// (platform/authn: -oidc-issuer, -oidc-audience, ...).
+	Authn authn.Config
+	Log   eventlog.Config
 	// GroupID is the Kafka consumer group.
 	GroupID string
 	// BundleDir is the policy bundle directory: one sub-directory of YAML
@@ -96,6 +100,7 @@ func DefaultConfig() Config {
 	return Config{
 		Security:    servicemain.Security{Profile: servicemain.ProfileProduction},
 		GRPC:        grpcserver.Config{Addr: "127.0.0.1:7002", ShutdownGrace: 5 * time.Second, MaxRecvBytes: MaxGRPCRequestBytes},
+		Authn:       authn.DefaultConfig(),
 		Log:         eventlog.DefaultConfig(),
 		GroupID:     "rules",
 		BundlePoll:  5 * time.Second,
@@ -108,6 +113,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Security.RegisterFlags(fs)
 	authz.RegisterFlag(fs, &c.RoleBindingsFile)
 	c.GRPC.RegisterFlags(fs)
+	c.Authn.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", c.GroupID, "Kafka consumer group")
 	fs.StringVar(&c.BundleDir, "bundle-dir", c.BundleDir, "policy bundle directory: one sub-directory of YAML files per tenant")
@@ -118,7 +124,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -151,7 +157,9 @@ type Deps struct {
 
 	// Authentication is the server option that verifies who calls and
 	// puts the identity.Caller in the context, installed before
-	// authorization (nil: none; tests inject platform/authz/authztest).
+	// authorization (nil: platform/authn's token verification, binding people through
+	// the role-binding file when one is configured, else through the
+	// token's claims; tests inject platform/authz/authztest).
 	Authentication grpcserver.Option
 }
 
@@ -220,7 +228,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// Authorization (platform/authz): the method table and the role
 	// bindings, after authentication. The bindings are the RoleBinder
 	// authentication uses.
-	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger, deps.Authentication)
+	grpcOpts, roles, err := authz.Configure(cfg.RoleBindingsFile, cfg.Security.Development(), deps.Logger,
+		authn.ForService(ctx, deps.Authentication, cfg.Authn, cfg.Security.Development(), cfg.GRPC.ClientCAFile != "", deps.Logger))
 	if err != nil {
 		return nil, err
 	}

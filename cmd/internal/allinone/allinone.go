@@ -6,6 +6,7 @@
 package allinone
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,15 +20,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/herald-health/herald/cmd/internal/ctl"
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/devca"
+	"github.com/herald-health/herald/platform/devidp"
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
+	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/servicemain"
@@ -37,7 +45,6 @@ import (
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
 	"github.com/herald-health/herald/services/console"
-	"github.com/herald-health/herald/services/console/devidp"
 	"github.com/herald-health/herald/services/intake"
 	"github.com/herald-health/herald/services/notification"
 	"github.com/herald-health/herald/services/rules"
@@ -68,6 +75,10 @@ type Config struct {
 	LogLevel string
 	// OTLPEndpoint exports traces when set.
 	OTLPEndpoint string
+	// IDP starts the development identity provider (platform/devidp: Ory
+	// Hydra, built from source on first use) with the demo users; people's
+	// calls (heraldctl login) are verified against it.
+	IDP bool
 	// PostgresURL is the console's reporting store; empty embeds one
 	// (EmbedPostgres) or leaves the reporting off (see reportingStore).
 	PostgresURL   string
@@ -90,6 +101,7 @@ func DefaultConfig() Config {
 		Feed:          true,
 		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
 		LogLevel:      "info",
+		IDP:           true,
 		EmbedPostgres: true,
 	}
 }
@@ -107,6 +119,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
+	fs.BoolVar(&c.IDP, "idp", c.IDP, "start the development identity provider (Ory Hydra; built on first use) for heraldctl login")
 	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "the console's reporting store (default: an embedded PostgreSQL)")
 	fs.BoolVar(&c.EmbedPostgres, "embed-postgres", c.EmbedPostgres, "start an embedded PostgreSQL for the reporting store when no postgres-url is given")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "serve gRPC, MLLP and FHIR in plaintext too (default: mutual TLS with a throwaway development CA)")
@@ -212,9 +225,38 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	dev := servicemain.DevelopmentInsecure()
 
+	// The development identity provider: people sign in through it
+	// (heraldctl login), and the services verify their tokens.
+	var idp *devidp.Provider
+	if cfg.IDP {
+		fmt.Fprintln(out, "starting the development identity provider (the first time builds Ory Hydra: a few minutes)")
+		idpLog, err := os.Create(filepath.Join(cfg.WorkDir, "idp.log"))
+		if err != nil {
+			return err
+		}
+		defer idpLog.Close()
+		if idp, err = devidp.Start(ctx, devidp.Options{Log: idpLog, Host: cfg.Host, Others: demoPerson}); err != nil {
+			return fmt.Errorf("development identity provider (or run with -idp=false): %w", err)
+		}
+		defer idp.Close()
+		for _, c := range []devidp.Client{
+			{ID: ctl.DefaultClientID, RedirectURIs: []string{ctl.RedirectURI}, Audience: []string{"herald"}},
+			{ID: simulatorClient, RedirectURIs: []string{simulatorRedirect}, Audience: []string{"herald"}},
+		} {
+			if err := idp.RegisterClient(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	issuer := ""
+	if idp != nil {
+		issuer = idp.Issuer
+	}
+
 	// Services, in the order events flow.
 	icfg := intake.DefaultConfig()
 	icfg.Security = dev
+	icfg.Authn.Issuer = issuer
 	icfg.Log = logCfg
 	icfg.GRPC = grpcCfg("intake", 7001, icfg.GRPC)
 	icfg.FHIRAddr, icfg.MLLPAddr = addr(8001), addr(2575)
@@ -239,6 +281,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
+	rcfg.Authn.Issuer = issuer
 	rcfg.Log = logCfg
 	rcfg.GRPC = grpcCfg("rules", 7002, rcfg.GRPC)
 	rcfg.BundleDir = bundleDir
@@ -246,6 +289,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 
 	acfg := acknowledgement.DefaultConfig()
 	acfg.Security = dev
+	acfg.Authn.Issuer = issuer
 	acfg.Log = logCfg
 	acfg.GRPC = grpcCfg("acknowledgement", 7003, acfg.GRPC)
 	acfg.HTTPAddr = addr(8003)
@@ -263,6 +307,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	capture := notification.NewCapture(nil)
 	ncfg := notification.DefaultConfig()
 	ncfg.Security = dev
+	ncfg.Authn.Issuer = issuer
 	ncfg.Log = logCfg
 	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
 	ncfg.ReceiptsAddr = addr(8004)
@@ -373,48 +418,56 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	toolLog := logging.New(logFile, level, "allinone")
 
 	// The console (services/console) is the page make run opens: people
-	// sign in through a development identity provider as one of the demo
-	// people (one per role). The captured messages stay visible to
-	// developers on a page of their own (/dev/messages).
+	// sign in through the development identity provider (Hydra, the one
+	// the services verify tokens against) as one of its demo people (one
+	// per role and trust), and the console forwards their access tokens.
+	// The captured messages stay visible to developers on a page of their
+	// own (/dev/messages). Without the provider (-idp=false) nobody could
+	// sign in, so there is no console.
 	dash := &dashboard{ack: ackv1.NewAcknowledgementServiceClient(ackConn), capture: capture, log: toolLog}
-	idp, err := devidp.Start(devidp.Demo)
-	if err != nil {
-		return fmt.Errorf("development identity provider: %w", err)
-	}
-	life.OnClose("identity provider", idp.Shutdown)
-	consoleAddr := cfg.DashboardAddr
-	if cfg.AnyPorts {
-		if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+	dashboardURL := ""
+	if idp != nil {
+		consoleAddr := cfg.DashboardAddr
+		if cfg.AnyPorts {
+			if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+				return err
+			}
+		}
+		ccfg := console.DefaultConfig()
+		// Plain HTTP pages on loopback (development); the gRPC calls are mutual
+		// TLS with the console's own development certificate unless -insecure.
+		ccfg.Security = dev
+		ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
+		ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
+		ccfg.Client = ids[consoleIdentity]
+		// The console is a confidential client of the provider; it asks
+		// for the audience the services verify, and reads the person and
+		// their roles (TRUST:role) from the ID token's Herald claims.
+		ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = idp.Issuer, consoleClient, randomSecret()
+		ccfg.OIDCAudience, ccfg.OIDCPersonClaim, ccfg.OIDCRolesClaim = "herald", "herald_person", "herald_roles"
+		if err := idp.RegisterClient(ctx, devidp.Client{ID: consoleClient, Secret: ccfg.OIDCClientSecret,
+			RedirectURIs: []string{ccfg.PublicURL + "/auth/callback"}, Audience: []string{"herald"}}); err != nil {
 			return err
 		}
+		ccfg.SessionKey = randomSecret()
+		ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
+		// The reporting store, when make run has one: the console migrates it
+		// and projects the log into it (its own consumer group, the alert
+		// references keyed as acknowledgement's), so the compliance and RCR
+		// pages are live.
+		ccfg.PostgresURL, ccfg.Log, ccfg.ReferenceKey = pgURL, logCfg, referenceKey
+		var demo []console.DemoUser
+		for _, u := range devidp.DemoUsers() {
+			demo = append(demo, console.DemoUser{Hint: u.Subject, Label: u.Label()})
+		}
+		if err = start("console", func(d depsArgs) (runner, error) {
+			return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
+				Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
+		}); err != nil {
+			return err
+		}
+		dashboardURL = "http://" + started["console"].Addrs()["http"]
 	}
-	ccfg := console.DefaultConfig()
-	// Plain HTTP pages on loopback (development); the gRPC calls are mutual
-	// TLS with the console's own development certificate unless -insecure.
-	ccfg.Security = dev
-	ccfg.HTTPAddr, ccfg.PublicURL = consoleAddr, "http://"+consoleAddr
-	ccfg.Acknowledgement.Addr, ccfg.Rules.Addr = ak["grpc"], rs["grpc"]
-	ccfg.Client = ids[consoleIdentity]
-	oc := idp.Config()
-	ccfg.OIDCIssuer, ccfg.OIDCClientID, ccfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
-	ccfg.SessionKey = randomSecret()
-	ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
-	// The reporting store, when make run has one: the console migrates it
-	// and projects the log into it (its own consumer group, the alert
-	// references keyed as acknowledgement's), so the compliance and RCR
-	// pages are live.
-	ccfg.PostgresURL, ccfg.Log, ccfg.ReferenceKey = pgURL, logCfg, referenceKey
-	var demo []console.DemoUser
-	for _, p := range devidp.Demo {
-		demo = append(demo, console.DemoUser{Hint: p.Hint, Label: p.Name + " (" + strings.Join(p.Roles, ", ") + ")"})
-	}
-	if err = start("console", func(d depsArgs) (runner, error) {
-		return console.New(ctx, ccfg, console.Deps{Logger: d.logger, Telemetry: d.tel, DemoUsers: demo,
-			Extra: map[string]http.Handler{"GET /dev/messages": http.HandlerFunc(dash.page)}})
-	}); err != nil {
-		return err
-	}
-	dsrvAddr := started["console"].Addrs()["http"]
 
 	scheme, tlsNote := "https", "gRPC, FHIR and MLLP use mutual TLS with a throwaway development CA in "+tlsDir+
 		" (heraldctl finds its certificate through the run state); the embedded Kafka and Redis are plaintext: this is the development profile"
@@ -423,7 +476,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 	statePath := filepath.Join(cfg.WorkDir, runstate.FileName)
 	printBanner(out, banner{
-		infra: infra, dashboard: "http://" + dsrvAddr, intake: in, rules: rs,
+		infra: infra, dashboard: cmp.Or(dashboardURL, "none: the console signs people in through the development identity provider (-idp=false)"), intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
 		tool: ids[ToolIdentity], reporting: pgNote,
@@ -436,8 +489,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		KafkaBrokers: brokers, RedisAddr: redisAddr, IntakeGRPC: in["grpc"],
 		FHIRURL: scheme + "://" + in["fhir"], MLLP: in["mllp"],
 		RulesGRPC: rs["grpc"], AckGRPC: ak["grpc"],
-		NotificationGRPC: nt["grpc"], Dashboard: "http://" + dsrvAddr, PID: os.Getpid(),
-		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, PostgresURL: pgURL,
+		NotificationGRPC: nt["grpc"], Dashboard: dashboardURL, PID: os.Getpid(),
+		TLSCert: tf.CertFile, TLSKey: tf.KeyFile, TLSCA: tf.CAFile, OIDCIssuer: issuer, PostgresURL: pgURL,
 	}); err != nil {
 		return err
 	}
@@ -454,12 +507,52 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 			intake: intakev1.NewIntakeServiceClient(intakeConn), ack: ackv1.NewAcknowledgementServiceClient(ackConn),
 			mllpAddr: in["mllp"], mllpTLS: tool, links: links, every: cfg.Every, log: toolLog, acted: map[string]bool{},
 		}
+		if idp != nil {
+			sim.as = simulatedPeople(idp)
+		}
 		life.Go("simulator", func(ctx context.Context) error {
 			sim.run(ctx, capture)
 			return ctx.Err()
 		})
 	}
 	return life.Run(ctx)
+}
+
+// The simulator's client at the development provider: it signs people
+// in headlessly (the redirect is never served: devidp stops at it).
+const (
+	simulatorClient   = "herald-simulator"
+	simulatorRedirect = "http://127.0.0.1:1/simulator-callback"
+)
+
+// consoleClient is the console's client at the development provider.
+const consoleClient = "herald-console"
+
+// demoPerson signs in any person of the demo trusts' directories (their
+// ids start with the trust's code) as a clinician of that trust.
+func demoPerson(subject string) (devidp.User, bool) {
+	for _, trust := range []string{"RZZ", "RZY"} {
+		if strings.HasPrefix(subject, strings.ToLower(trust)+"-") {
+			return devidp.Person(subject, trust, identity.RoleClinician), true
+		}
+	}
+	return devidp.User{}, false
+}
+
+// simulatedPeople gives each simulated person their own token.
+func simulatedPeople(idp *devidp.Provider) func(string) []grpc.CallOption {
+	var mu sync.Mutex
+	sources := map[string]func(context.Context) (string, error){}
+	return func(person string) []grpc.CallOption {
+		mu.Lock()
+		src, ok := sources[person]
+		if !ok {
+			src = idp.Source(simulatorClient, simulatorRedirect, person, "AAL3_ANY", "herald")
+			sources[person] = src
+		}
+		mu.Unlock()
+		return []grpc.CallOption{grpc.PerRPCCredentials(authn.Bearer(src))}
+	}
 }
 
 // ToolIdentity is the development certificate heraldctl, the simulator and

@@ -48,6 +48,7 @@ Try, in another terminal:
   go run ./cmd/heraldctl tail
   go run ./cmd/heraldctl raise -hl7 services/intake/testdata/oru_r01_critical_pneumothorax.hl7
   go run ./cmd/heraldctl policy evaluate -tenant RZZ -category critical
+  go run ./cmd/heraldctl login       # sign in as a demo person (the development identity provider), then ack, close...
   %s
 `, b.took.Seconds(), b.infra, b.dashboard, b.security,
 		b.intake["grpc"], b.scheme, b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],

@@ -80,8 +80,15 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 		return v
 	}
 
-	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-clinician') !== null`),
-		clickJS("#demo-clinician"), waitJS(`document.querySelector('#sign-out') !== null`))
+	// The console signs people in through make run's one development
+	// provider (Hydra), whose tokens the services verify.
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-rzz-dr-ashworth') !== null`))
+	screenshot(t, bctx, "makerun-signin")
+	do(clickJS("#demo-rzz-dr-ashworth"), waitJS(`document.querySelector('#sign-out') !== null`))
+	if b := eval(`document.body.innerText`); !strings.Contains(b, "Dr Ada Ashworth") {
+		t.Errorf("signed in through the provider, the console does not name Dr Ada Ashworth: %.500s", b)
+	}
+	screenshot(t, bctx, "makerun-signed-in")
 	// Simulated alerts arrive every half second; the simulator answers
 	// some. Wait for an open alert of trust RZZ on the team view.
 	var alertID string
@@ -99,6 +106,7 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	} else {
 		t.Logf("acknowledging alert %s on the console", alertID)
 		do(clickJS("#acknowledge"), waitJS(`(document.getElementById('done')?.textContent ?? '').includes('acknowledged')`))
+		screenshot(t, bctx, "makerun-acknowledged")
 		if s := eval(`document.getElementById('state').textContent`); s != "acknowledged" {
 			t.Errorf("after acknowledging on the console, the acknowledgement service says %q", s)
 		}
@@ -112,11 +120,28 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	}
 	do(clickJS("#sign-out"), waitJS(`document.querySelector('#sign-in') !== null`))
 
-	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-other-trust') !== null`),
-		clickJS("#demo-other-trust"), waitJS(`document.querySelector('#sign-out') !== null`),
+	do(chromedp.Navigate(st.Dashboard+"/"), waitJS(`document.querySelector('#demo-rzy-dr-khan') !== null`),
+		clickJS("#demo-rzy-dr-khan"), waitJS(`document.querySelector('#sign-out') !== null`),
 		goTo("/alerts/"+alertID))
 	if b := eval(`document.body.innerText`); !strings.Contains(b, "There is no alert here that you can see") {
 		t.Errorf("a clinician of RZY opened RZZ's alert: %s", b)
+	}
+}
+
+// screenshot saves the page to $HERALD_CONSOLE_SCREENSHOTS/name.png when
+// that is set (what a person signed in through the provider sees).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("HERALD_CONSOLE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	}
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package allinone
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
@@ -33,9 +34,12 @@ type simulator struct {
 	mllpAddr string
 	// mllpTLS is the identity the simulated sender presents (nil: plain TCP).
 	mllpTLS *mtls.Source
-	links   *acklink.Verifier
-	every   time.Duration
-	log     *slog.Logger
+	// as signs the simulated person in (their access token on a call);
+	// nil: calls carry no person.
+	as    func(person string) []grpc.CallOption
+	links *acklink.Verifier
+	every time.Duration
+	log   *slog.Logger
 
 	mu    sync.Mutex
 	acted map[string]bool // alert id -> the simulated clinician has acted
@@ -228,13 +232,16 @@ func (s *simulator) decline(ctx context.Context, m notification.Message) {
 	if err != nil {
 		return
 	}
+	var opts []grpc.CallOption
+	if s.as != nil {
+		opts = s.as(c.PersonID)
+	}
 	_, err = s.ack.Decline(ctx, &ackv1.DeclineRequest{
 		AlertId:   c.AlertID,
-		Actor:     &eventsv1.Actor{PersonId: c.PersonID, IdentityProvider: "simulator"},
 		Reason:    eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM,
 		Note:      "simulated: not my team",
 		RequestId: "sim-decline-" + c.TokenID,
-	})
+	}, opts...)
 	if err != nil && ctx.Err() == nil {
 		s.log.Info("simulated decline not recorded", "alert_id", c.AlertID, "error", err.Error())
 	}

@@ -148,16 +148,15 @@ func ackCommand() command {
 	return command{
 		name:    "ack",
 		summary: "acknowledge an alert: accept responsibility for it",
-		usage: `heraldctl ack ALERT_ID -as PERSON_ID: record that an identified person accepts responsibility.
+		usage: `heraldctl ack ALERT_ID: record that you (signed in with heraldctl login) accept responsibility.
 
-  heraldctl ack 5d41402abc4b2a76b9719d911017c592 -as dr-khan -role "ED consultant"
+  heraldctl ack 5d41402abc4b2a76b9719d911017c592
 
-Use it to record, for example, a phone read-back taken by an operator. Repeating the same -request-id
-is safe: it returns the first outcome.
+Repeating the same -request-id is safe: it returns the first outcome.
 `,
 		run: func(ctx context.Context, e *env, args []string) error {
-			return runCommand(ctx, e, args, ackCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, _ commandFlags) (*ackv1.AlertState, error) {
-				r, err := c.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, Actor: actor, RequestId: reqID, Via: "heraldctl"})
+			return runCommand(ctx, e, args, ackCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, reqID string, _ commandFlags) (*ackv1.AlertState, error) {
+				r, err := c.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: reqID})
 				return r.GetState(), err
 			})
 		},
@@ -168,19 +167,19 @@ func declineCommand() command {
 	return command{
 		name:    "decline",
 		summary: "decline an alert with a reason; it re-routes to the next target",
-		usage: `heraldctl decline ALERT_ID -as PERSON_ID -reason REASON [-note TEXT]
+		usage: `heraldctl decline ALERT_ID -reason REASON [-note TEXT]
 
 Reasons: not-my-patient, wrong-team, left-post, other.
 
-  heraldctl decline 5d41402abc4b2a76b9719d911017c592 -as dr-patel -reason wrong-team
+  heraldctl decline 5d41402abc4b2a76b9719d911017c592 -reason wrong-team
 `,
 		run: func(ctx context.Context, e *env, args []string) error {
-			return runCommand(ctx, e, args, declineCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+			return runCommand(ctx, e, args, declineCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, reqID string, f commandFlags) (*ackv1.AlertState, error) {
 				reason, ok := eventsv1.DeclineReason_value["DECLINE_REASON_"+strings.ToUpper(strings.ReplaceAll(f.reason, "-", "_"))]
 				if !ok || f.reason == "" {
 					return nil, fmt.Errorf("-reason %q is not one of not-my-patient, wrong-team, left-post, other", f.reason)
 				}
-				r, err := c.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, Actor: actor, Reason: eventsv1.DeclineReason(reason), Note: f.note, RequestId: reqID})
+				r, err := c.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, Reason: eventsv1.DeclineReason(reason), Note: f.note, RequestId: reqID})
 				return r.GetState(), err
 			})
 		},
@@ -191,16 +190,16 @@ func actionCommand() command {
 	return command{
 		name:    "action",
 		summary: "record what was done about an alert (stops the action-by clock)",
-		usage: `heraldctl action ALERT_ID -as PERSON_ID -what TEXT
+		usage: `heraldctl action ALERT_ID -what TEXT
 
-  heraldctl action 5d41402abc4b2a76b9719d911017c592 -as dr-khan -what "chest drain inserted"
+  heraldctl action 5d41402abc4b2a76b9719d911017c592 -what "chest drain inserted"
 `,
 		run: func(ctx context.Context, e *env, args []string) error {
-			return runCommand(ctx, e, args, actionCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+			return runCommand(ctx, e, args, actionCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, reqID string, f commandFlags) (*ackv1.AlertState, error) {
 				if f.what == "" {
 					return nil, fmt.Errorf("-what is required: say what was done")
 				}
-				r, err := c.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, Actor: actor, Action: f.what, RequestId: reqID})
+				r, err := c.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, Action: f.what, RequestId: reqID})
 				return r.GetState(), err
 			})
 		},
@@ -211,18 +210,18 @@ func closeCommand() command {
 	return command{
 		name:    "close",
 		summary: "close an alert (a fail-safe officer, with a reason)",
-		usage: `heraldctl close ALERT_ID -as PERSON_ID -reason TEXT: a fail-safe officer closes an alert, for example
-one in the fail-safe queue that was dealt with outside Herald. Nothing else ever closes an alert.
+		usage: `heraldctl close ALERT_ID -reason TEXT: a fail-safe officer of the alert's trust (signed in with
+heraldctl login) closes an alert, for example one in the fail-safe queue that was dealt with outside
+Herald. Nothing else ever closes an alert.
 
-  heraldctl close 5d41402abc4b2a76b9719d911017c592 -as rzz-fso-patel -reason "patient seen in ED; report discussed with consultant"
+  heraldctl close 5d41402abc4b2a76b9719d911017c592 -reason "patient seen in ED; report discussed with consultant"
 `,
 		run: func(ctx context.Context, e *env, args []string) error {
-			return runCommand(ctx, e, args, closeCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error) {
+			return runCommand(ctx, e, args, closeCommand(), func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, reqID string, f commandFlags) (*ackv1.AlertState, error) {
 				if f.reason == "" {
 					return nil, fmt.Errorf("-reason is required: say why the alert is closed")
 				}
-				actor.Role = "failsafe-officer"
-				r, err := c.Close(ctx, &ackv1.CloseRequest{AlertId: id, Actor: actor, Reason: f.reason, RequestId: reqID})
+				r, err := c.Close(ctx, &ackv1.CloseRequest{AlertId: id, Reason: f.reason, RequestId: reqID})
 				return r.GetState(), err
 			})
 		},
@@ -231,13 +230,12 @@ one in the fail-safe queue that was dealt with outside Herald. Nothing else ever
 
 type commandFlags struct{ reason, note, what string }
 
-type commandFunc func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, actor *eventsv1.Actor, reqID string, f commandFlags) (*ackv1.AlertState, error)
+type commandFunc func(ctx context.Context, c ackv1.AcknowledgementServiceClient, id string, reqID string, f commandFlags) (*ackv1.AlertState, error)
 
 func runCommand(ctx context.Context, e *env, args []string, c command, do commandFunc) error {
 	fs := newFlags(c, e)
 	addr := fs.String("addr", e.addrs.ack, "acknowledgement gRPC address")
-	as := fs.String("as", "", "person id of who is acting (required)")
-	role := fs.String("role", "", "their role")
+	as := fs.String("as", "", "gone: commands act as the person signed in (heraldctl login)")
 	reqID := fs.String("request-id", "", "client request id (default: generated); repeat it to retry safely")
 	var f commandFlags
 	fs.StringVar(&f.reason, "reason", "", "decline reason")
@@ -250,8 +248,8 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 	if err != nil {
 		return err
 	}
-	if *as == "" {
-		return fmt.Errorf("-as is required: an acknowledgement is an identified person's act")
+	if *as != "" {
+		return fmt.Errorf("-as is refused: a command acts as the person signed in (heraldctl login), never as a name given on the command line")
 	}
 	if *reqID == "" {
 		*reqID = fmt.Sprintf("heraldctl-%d", time.Now().UnixNano())
@@ -272,8 +270,7 @@ func runCommand(ctx context.Context, e *env, args []string, c command, do comman
 		}
 		id = r.GetState().GetAlertId()
 	}
-	actor := &eventsv1.Actor{PersonId: *as, Role: *role, IdentityProvider: "heraldctl"}
-	st, err := do(ctx, client, id, actor, *reqID, f)
+	st, err := do(ctx, client, id, *reqID, f)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/config"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/mtls"
@@ -72,6 +73,8 @@ type addresses struct {
 	postgres string
 	// tls is heraldctl's certificate and the services' CA bundle.
 	tls mtls.Files
+	// issuer is the OpenID provider heraldctl login signs in with.
+	issuer string
 	// from names where the addresses came from, for error messages.
 	from string
 }
@@ -111,7 +114,8 @@ func defaultAddresses(statePath string) addresses {
 			KeyFile:  get("TLS_KEY", st.TLSKey, ""),
 			CAFile:   get("TLS_CA", st.TLSCA, ""),
 		},
-		from: from,
+		issuer: get("ISSUER", st.OIDCIssuer, ""),
+		from:   from,
 	}
 }
 
@@ -137,6 +141,7 @@ func commands() []command {
 		rebuildCommand(),
 		policyCommand(),
 		bundleCommand(),
+		loginCommand(),
 		auditCommand(),
 	}
 }
@@ -193,7 +198,10 @@ Commands:
 	fmt.Fprint(w, `
 Run "heraldctl help <command>" or "heraldctl <command> -h" for a command's flags and examples.
 
-Flags may come before or after a command's arguments ("ack ALERT_ID -as X" or "ack -as X ALERT_ID").
+Flags may come before or after a command's arguments ("close ALERT_ID -reason X" or "close -reason X ALERT_ID").
+
+Commands on alerts (ack, decline, action, close) act as the person signed in with "heraldctl login"
+(or the access token in HERALD_CTL_TOKEN): the services take the actor from the token alone.
 
 While "make run" runs, heraldctl finds its services, broker and Redis through the state file it
 writes (`+runstate.DefaultPath()+`; HERALD_CTL_STATE names another). To reach another
@@ -222,6 +230,8 @@ func plain(err error) string {
 		return "not found: " + st.Message()
 	case "PermissionDenied":
 		return "not permitted: " + st.Message()
+	case "Unauthenticated":
+		return "not signed in: " + st.Message() + " (heraldctl login)"
 	case "DeadlineExceeded":
 		return "the service did not answer in time"
 	}
@@ -239,7 +249,17 @@ func (e *env) dial(addr string) (*grpc.ClientConn, error) {
 	if id != nil {
 		creds = mtls.GRPCClientCredentials(id, "")
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	// Calls carry the signed-in person's token (heraldctl login), if any:
+	// the services take the actor of a command from it alone.
+	tok, err := accessToken(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if tok != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(authn.Bearer(authn.StaticToken(tok))))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

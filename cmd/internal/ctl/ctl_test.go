@@ -42,9 +42,11 @@ func TestUnknownCommandSaysWhatToDo(t *testing.T) {
 	}
 }
 
-func TestAckWithoutIdentityIsRefusedBeforeAnyCall(t *testing.T) {
-	code, _, errOut := runCtl("ack", "-addr", "127.0.0.1:1", "alert-1")
-	if code != 1 || !strings.Contains(errOut, "-as is required") {
+// -as named the actor on the command line: it is refused before any call
+// (the actor is the signed-in person).
+func TestAckAsSomeoneIsRefusedBeforeAnyCall(t *testing.T) {
+	code, _, errOut := runCtl("ack", "-addr", "127.0.0.1:1", "-as", "dr-x", "alert-1")
+	if code != 1 || !strings.Contains(errOut, "-as is refused") {
 		t.Fatalf("got %d %q, want a plain refusal naming -as", code, errOut)
 	}
 }

@@ -34,6 +34,9 @@ type State struct {
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
 	TLSCA   string `json:"tls_ca,omitempty"`
+	// OIDCIssuer is the development identity provider heraldctl login
+	// signs in with (empty: none started).
+	OIDCIssuer string `json:"oidc_issuer,omitempty"`
 	// PostgresURL is the console's reporting store (empty: reporting off).
 	PostgresURL string `json:"postgres_url,omitempty"`
 	// PID is the all-in-one's process id, to tell a stale file (left by a

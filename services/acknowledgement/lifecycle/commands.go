@@ -7,6 +7,7 @@ import (
 
 	"github.com/herald-health/herald/platform/fault"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -21,7 +22,10 @@ type Decision struct {
 
 // Acknowledge is an identified person accepting responsibility.
 type Acknowledge struct {
-	Actor     *eventsv1.Actor
+	Actor *eventsv1.Actor
+	// RoleFor, when set, names the role the actor holds for the alert's
+	// trust (the identity's binding); it replaces Actor.Role.
+	RoleFor   func(tenant string) string
 	RequestID string
 	// Via is how: "link", "app", "grpc", "phone".
 	Via string
@@ -29,7 +33,10 @@ type Acknowledge struct {
 
 // Decline is a recipient declining the alert.
 type Decline struct {
-	Actor     *eventsv1.Actor
+	Actor *eventsv1.Actor
+	// RoleFor, when set, names the role the actor holds for the alert's
+	// trust (the identity's binding); it replaces Actor.Role.
+	RoleFor   func(tenant string) string
 	RequestID string
 	Reason    eventsv1.DeclineReason
 	Note      string
@@ -37,20 +44,29 @@ type Decline struct {
 
 // RecordAction records what was done about the finding.
 type RecordAction struct {
-	Actor     *eventsv1.Actor
+	Actor *eventsv1.Actor
+	// RoleFor, when set, names the role the actor holds for the alert's
+	// trust (the identity's binding); it replaces Actor.Role.
+	RoleFor   func(tenant string) string
 	RequestID string
 	Action    string
 }
 
 // MarkRead records that a person opened the alert.
 type MarkRead struct {
-	Actor     *eventsv1.Actor
+	Actor *eventsv1.Actor
+	// RoleFor, when set, names the role the actor holds for the alert's
+	// trust (the identity's binding); it replaces Actor.Role.
+	RoleFor   func(tenant string) string
 	RequestID string
 }
 
 // Close is a fail-safe officer closing the alert with a reason.
 type Close struct {
-	Actor     *eventsv1.Actor
+	Actor *eventsv1.Actor
+	// RoleFor, when set, names the role the actor holds for the alert's
+	// trust (the identity's binding); it replaces Actor.Role.
+	RoleFor   func(tenant string) string
 	RequestID string
 	Reason    string
 }
@@ -69,6 +85,7 @@ const (
 // FailedPrecondition (naming the current state), AlreadyExists (request id
 // reused for another command).
 func DecideAcknowledge(st *State, alertID string, c Acknowledge, now time.Time) (Decision, error) {
+	c.Actor = roleIn(c.Actor, c.RoleFor, st.GetTenant())
 	if err := validateActor(alertID, c.Actor, c.RequestID); err != nil {
 		return Decision{}, err
 	}
@@ -100,6 +117,7 @@ func DecideAcknowledge(st *State, alertID string, c Acknowledge, now time.Time) 
 // DecideDecline decides a Decline. An alert in the fail-safe queue cannot be
 // declined: the queue is the end of the ladder.
 func DecideDecline(st *State, alertID string, c Decline, now time.Time) (Decision, error) {
+	c.Actor = roleIn(c.Actor, c.RoleFor, st.GetTenant())
 	if err := validateActor(alertID, c.Actor, c.RequestID); err != nil {
 		return Decision{}, err
 	}
@@ -127,6 +145,7 @@ func DecideDecline(st *State, alertID string, c Decline, now time.Time) (Decisio
 
 // DecideRecordAction decides a RecordAction: only on an acknowledged alert.
 func DecideRecordAction(st *State, alertID string, c RecordAction, now time.Time) (Decision, error) {
+	c.Actor = roleIn(c.Actor, c.RoleFor, st.GetTenant())
 	if err := validateActor(alertID, c.Actor, c.RequestID); err != nil {
 		return Decision{}, err
 	}
@@ -150,6 +169,7 @@ func DecideRecordAction(st *State, alertID string, c RecordAction, now time.Time
 // DecideMarkRead decides a MarkRead: any routed alert that is not closed or
 // cancelled.
 func DecideMarkRead(st *State, alertID string, c MarkRead, now time.Time) (Decision, error) {
+	c.Actor = roleIn(c.Actor, c.RoleFor, st.GetTenant())
 	if err := validateActor(alertID, c.Actor, c.RequestID); err != nil {
 		return Decision{}, err
 	}
@@ -171,6 +191,7 @@ func DecideMarkRead(st *State, alertID string, c MarkRead, now time.Time) (Decis
 // RoleFailsafeOfficer) with a reason, on an alert not yet closed or
 // cancelled. Anyone else gets PermissionDenied.
 func DecideClose(st *State, alertID string, c Close, now time.Time) (Decision, error) {
+	c.Actor = roleIn(c.Actor, c.RoleFor, st.GetTenant())
 	if err := validateActor(alertID, c.Actor, c.RequestID); err != nil {
 		return Decision{}, err
 	}
@@ -199,6 +220,17 @@ func DecideClose(st *State, alertID string, c Close, now time.Time) (Decision, e
 // same event.
 func CommandEventID(alertID, kind, requestID string) string {
 	return EventID(alertID, kind, requestID)
+}
+
+// roleIn returns a with the role roleFor names for tenant (a copy; a
+// unchanged when roleFor is nil).
+func roleIn(a *eventsv1.Actor, roleFor func(string) string, tenant string) *eventsv1.Actor {
+	if roleFor == nil || a == nil {
+		return a
+	}
+	out := proto.Clone(a).(*eventsv1.Actor)
+	out.Role = roleFor(tenant)
+	return out
 }
 
 func validateActor(alertID string, a *eventsv1.Actor, requestID string) error {

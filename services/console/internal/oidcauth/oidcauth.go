@@ -57,8 +57,12 @@ type Config struct {
 	SessionKey []byte
 	// PersonClaim holds Herald's person id (default "sub").
 	PersonClaim string
-	// RolesClaim holds the roles, each "role@TRUST" ("role@*" network-wide).
+	// RolesClaim holds the roles, each "TRUST:role" ("*:role"
+	// network-wide): the format of Herald's services (platform/authn).
 	RolesClaim string
+	// Audience, when set, is asked for as the access token's audience
+	// (the audience the services verify).
+	Audience string
 	// IdleTimeout ends a session not used for this long (default 15 min);
 	// MaxAge ends any session (default 8 h).
 	IdleTimeout time.Duration
@@ -222,6 +226,9 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce)}
+	if a.cfg.Audience != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("audience", a.cfg.Audience))
+	}
 	if hint := r.URL.Query().Get("login_hint"); hint != "" && a.cfg.AllowLoginHint {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", hint))
 	}
@@ -300,7 +307,7 @@ func (a *Auth) sessionFrom(ctx context.Context, tok *oauth2.Token, nonce string)
 	roles, _ := claims[a.cfg.RolesClaim].([]any)
 	for _, v := range roles {
 		str, _ := v.(string)
-		role, trust, ok := strings.Cut(str, "@")
+		trust, role, ok := strings.Cut(str, ":")
 		if !ok || role == "" || trust == "" {
 			continue
 		}

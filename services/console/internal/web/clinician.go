@@ -210,7 +210,7 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 	}
 	// The view is recorded: the person opened the alert (read is not
 	// acknowledged). A failure to record it is not hidden from them.
-	if _, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id, Actor: actor(sess, st.GetTenant()),
+	if _, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
 		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...); err != nil {
 		s.fail(w, r, sess, err)
 		return
@@ -227,14 +227,6 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		d.Timeline = st.GetTimeline()
 	}
 	s.render(w, r, http.StatusOK, "alert", page{Title: "Alert " + st.GetAccessionRef(), Session: sess, Data: d})
-}
-
-func actor(sess *oidcauth.Session, trust string) *eventsv1.Actor {
-	role := ""
-	if roles := sess.Roles[trust]; len(roles) > 0 {
-		role = roles[0]
-	}
-	return &eventsv1.Actor{PersonId: sess.PersonID, DisplayName: sess.Name, Role: role, IdentityProvider: "oidc"}
 }
 
 func newRequestID() string {
@@ -268,10 +260,10 @@ func (s *Server) tenantOf(r *http.Request, sess *oidcauth.Session, id string) (s
 
 func (s *Server) acknowledge(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
 	id := r.PathValue("id")
-	trust, err := s.tenantOf(r, sess, id)
+	_, err := s.tenantOf(r, sess, id)
 	if err == nil {
-		_, err = s.alerts.Acknowledge(r.Context(), &ackv1.AcknowledgeRequest{AlertId: id, Actor: actor(sess, trust),
-			RequestId: requestID(r), Via: "console"}, s.callOpts(sess)...)
+		_, err = s.alerts.Acknowledge(r.Context(), &ackv1.AcknowledgeRequest{AlertId: id,
+			RequestId: requestID(r)}, s.callOpts(sess)...)
 	}
 	s.afterCommand(w, r, sess, id, "acknowledged", err)
 }
@@ -293,9 +285,9 @@ func (s *Server) decline(w http.ResponseWriter, r *http.Request, sess *oidcauth.
 		s.formError(w, r, sess, id, msg)
 		return
 	}
-	trust, err := s.tenantOf(r, sess, id)
+	_, err := s.tenantOf(r, sess, id)
 	if err == nil {
-		_, err = s.alerts.Decline(r.Context(), &ackv1.DeclineRequest{AlertId: id, Actor: actor(sess, trust), Reason: reason,
+		_, err = s.alerts.Decline(r.Context(), &ackv1.DeclineRequest{AlertId: id, Reason: reason,
 			Note: note, RequestId: requestID(r)}, s.callOpts(sess)...)
 	}
 	s.afterCommand(w, r, sess, id, "declined", err)
@@ -308,9 +300,9 @@ func (s *Server) recordAction(w http.ResponseWriter, r *http.Request, sess *oidc
 		s.formError(w, r, sess, id, "Say what was done")
 		return
 	}
-	trust, err := s.tenantOf(r, sess, id)
+	_, err := s.tenantOf(r, sess, id)
 	if err == nil {
-		_, err = s.alerts.RecordAction(r.Context(), &ackv1.RecordActionRequest{AlertId: id, Actor: actor(sess, trust),
+		_, err = s.alerts.RecordAction(r.Context(), &ackv1.RecordActionRequest{AlertId: id,
 			Action: action, RequestId: requestID(r)}, s.callOpts(sess)...)
 	}
 	s.afterCommand(w, r, sess, id, "actioned", err)
@@ -337,7 +329,7 @@ func (s *Server) closeAlert(w http.ResponseWriter, r *http.Request, sess *oidcau
 		if note != "" {
 			reason += ": " + note
 		}
-		_, err = s.alerts.Close(r.Context(), &ackv1.CloseRequest{AlertId: id, Actor: actor(sess, trust), Reason: reason,
+		_, err = s.alerts.Close(r.Context(), &ackv1.CloseRequest{AlertId: id, Reason: reason,
 			RequestId: requestID(r)}, s.callOpts(sess)...)
 	}
 	s.afterCommand(w, r, sess, id, "closed", err)

@@ -538,14 +538,12 @@ func (x *TimelineEntry) GetOffset() int64 {
 	return 0
 }
 
-// Identity of the person acting on a command.
+// AcknowledgeRequest: the caller accepts responsibility for the alert.
 type AcknowledgeRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	Actor   *v1.Actor              `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Client request id: a repeat returns the original outcome.
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Via           string `protobuf:"bytes,4,opt,name=via,proto3" json:"via,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -587,23 +585,9 @@ func (x *AcknowledgeRequest) GetAlertId() string {
 	return ""
 }
 
-func (x *AcknowledgeRequest) GetActor() *v1.Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
-}
-
 func (x *AcknowledgeRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
-	}
-	return ""
-}
-
-func (x *AcknowledgeRequest) GetVia() string {
-	if x != nil {
-		return x.Via
 	}
 	return ""
 }
@@ -665,7 +649,6 @@ func (x *AcknowledgeResponse) GetEventId() string {
 type DeclineRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	Actor         *v1.Actor              `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	Reason        v1.DeclineReason       `protobuf:"varint,3,opt,name=reason,proto3,enum=herald.events.v1.DeclineReason" json:"reason,omitempty"`
 	Note          string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
 	RequestId     string                 `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -708,13 +691,6 @@ func (x *DeclineRequest) GetAlertId() string {
 		return x.AlertId
 	}
 	return ""
-}
-
-func (x *DeclineRequest) GetActor() *v1.Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
 }
 
 func (x *DeclineRequest) GetReason() v1.DeclineReason {
@@ -795,7 +771,6 @@ func (x *DeclineResponse) GetEventId() string {
 type RecordActionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	Actor         *v1.Actor              `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -837,13 +812,6 @@ func (x *RecordActionRequest) GetAlertId() string {
 		return x.AlertId
 	}
 	return ""
-}
-
-func (x *RecordActionRequest) GetActor() *v1.Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
 }
 
 func (x *RecordActionRequest) GetAction() string {
@@ -917,7 +885,6 @@ func (x *RecordActionResponse) GetEventId() string {
 type MarkReadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	Actor         *v1.Actor              `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -958,13 +925,6 @@ func (x *MarkReadRequest) GetAlertId() string {
 		return x.AlertId
 	}
 	return ""
-}
-
-func (x *MarkReadRequest) GetActor() *v1.Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
 }
 
 func (x *MarkReadRequest) GetRequestId() string {
@@ -1031,7 +991,6 @@ func (x *MarkReadResponse) GetEventId() string {
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
-	Actor         *v1.Actor              `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1073,13 +1032,6 @@ func (x *CloseRequest) GetAlertId() string {
 		return x.AlertId
 	}
 	return ""
-}
-
-func (x *CloseRequest) GetActor() *v1.Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
 }
 
 func (x *CloseRequest) GetReason() string {
@@ -1560,49 +1512,43 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1b\n" +
 	"\tperson_id\x18\a \x01(\tR\bpersonId\x12\x1c\n" +
 	"\tpartition\x18\b \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\t \x01(\x03R\x06offset\"\x8f\x01\n" +
+	"\x06offset\x18\t \x01(\x03R\x06offset\"f\n" +
 	"\x12AcknowledgeRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
-	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x1d\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\x12\x10\n" +
-	"\x03via\x18\x04 \x01(\tR\x03via\"m\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03J\x04\b\x04\x10\x05R\x05actorR\x03via\"m\n" +
 	"\x13AcknowledgeResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\"\xc6\x01\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"\xa4\x01\n" +
 	"\x0eDeclineRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
-	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x127\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x127\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x1f.herald.events.v1.DeclineReasonR\x06reason\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"i\n" +
+	"request_id\x18\x05 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03R\x05actor\"i\n" +
 	"\x0fDeclineResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\"\x96\x01\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"t\n" +
 	"\x13RecordActionRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
-	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x16\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"n\n" +
+	"request_id\x18\x04 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03R\x05actor\"n\n" +
 	"\x14RecordActionResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\"z\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"X\n" +
 	"\x0fMarkReadRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
-	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x1d\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"j\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03R\x05actor\"j\n" +
 	"\x10MarkReadResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId\"\x8f\x01\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"m\n" +
 	"\fCloseRequest\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId\x12-\n" +
-	"\x05actor\x18\x02 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x16\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"g\n" +
+	"request_id\x18\x04 \x01(\tR\trequestIdJ\x04\b\x02\x10\x03R\x05actor\"g\n" +
 	"\rCloseResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\"U\n" +
@@ -1717,45 +1663,40 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	23, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
 	19, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
 	23, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	24, // 15: herald.acknowledgement.v1.AcknowledgeRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 16: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	24, // 17: herald.acknowledgement.v1.DeclineRequest.actor:type_name -> herald.events.v1.Actor
-	26, // 18: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
-	1,  // 19: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	24, // 20: herald.acknowledgement.v1.RecordActionRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 21: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	24, // 22: herald.acknowledgement.v1.MarkReadRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 23: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	24, // 24: herald.acknowledgement.v1.CloseRequest.actor:type_name -> herald.events.v1.Actor
-	1,  // 25: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 26: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	2,  // 27: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	27, // 28: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
-	0,  // 29: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	20, // 30: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 31: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 32: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 33: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 34: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 35: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 36: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 37: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 38: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 39: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 40: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 41: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 42: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 43: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 44: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 45: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 46: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 47: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 48: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	41, // [41:49] is the sub-list for method output_type
-	33, // [33:41] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	1,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	26, // 16: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
+	1,  // 17: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 18: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 19: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	27, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
+	0,  // 24: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
+	20, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 26: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	1,  // 27: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 28: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	5,  // 29: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	7,  // 30: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	9,  // 31: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	11, // 32: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	13, // 33: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	15, // 34: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	17, // 35: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	4,  // 36: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	6,  // 37: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	8,  // 38: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	10, // 39: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	12, // 40: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	14, // 41: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	16, // 42: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	18, // 43: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }

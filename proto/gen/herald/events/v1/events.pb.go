@@ -3461,8 +3461,21 @@ type Actor struct {
 	ProfessionalId string `protobuf:"bytes,4,opt,name=professional_id,json=professionalId,proto3" json:"professional_id,omitempty"`
 	// How the person was identified (oidc subject, dev identity, operator).
 	IdentityProvider string `protobuf:"bytes,5,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The OpenID Connect issuer that authenticated the person (for CIS2 its
+	// issuer URL), from the verified access token.
+	Issuer string `protobuf:"bytes,6,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The person's subject at that issuer, from the verified access token.
+	Subject string `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The authentication assurance level (acr) the issuer asserted.
+	Acr string `protobuf:"bytes,8,opt,name=acr,proto3" json:"acr,omitempty"`
+	// The service that relayed the call (its mTLS certificate identity: a
+	// SPIFFE ID or DNS name); "" when the person called Herald directly.
+	RelayedBy string `protobuf:"bytes,9,opt,name=relayed_by,json=relayedBy,proto3" json:"relayed_by,omitempty"`
+	// The id (jti) of the access token the command was made with, when the
+	// issuer gives one: ties the event to the issuer's own records.
+	TokenId       string `protobuf:"bytes,10,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Actor) Reset() {
@@ -3526,6 +3539,41 @@ func (x *Actor) GetProfessionalId() string {
 func (x *Actor) GetIdentityProvider() string {
 	if x != nil {
 		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *Actor) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Actor) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Actor) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *Actor) GetRelayedBy() string {
+	if x != nil {
+		return x.RelayedBy
+	}
+	return ""
+}
+
+func (x *Actor) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
 	}
 	return ""
 }
@@ -4755,13 +4803,20 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x15NotificationDelivered\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12.\n" +
-	"\x13provider_receipt_id\x18\x03 \x01(\tR\x11providerReceiptId\"\xb1\x01\n" +
+	"\x13provider_receipt_id\x18\x03 \x01(\tR\x11providerReceiptId\"\xaf\x02\n" +
 	"\x05Actor\x12\x1b\n" +
 	"\tperson_id\x18\x01 \x01(\tR\bpersonId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12'\n" +
 	"\x0fprofessional_id\x18\x04 \x01(\tR\x0eprofessionalId\x12+\n" +
-	"\x11identity_provider\x18\x05 \x01(\tR\x10identityProvider\"Y\n" +
+	"\x11identity_provider\x18\x05 \x01(\tR\x10identityProvider\x12\x16\n" +
+	"\x06issuer\x18\x06 \x01(\tR\x06issuer\x12\x18\n" +
+	"\asubject\x18\a \x01(\tR\asubject\x12\x10\n" +
+	"\x03acr\x18\b \x01(\tR\x03acr\x12\x1d\n" +
+	"\n" +
+	"relayed_by\x18\t \x01(\tR\trelayedBy\x12\x19\n" +
+	"\btoken_id\x18\n" +
+	" \x01(\tR\atokenId\"Y\n" +
 	"\tAlertRead\x12-\n" +
 	"\x05actor\x18\x01 \x01(\v2\x17.herald.events.v1.ActorR\x05actor\x12\x1d\n" +
 	"\n" +

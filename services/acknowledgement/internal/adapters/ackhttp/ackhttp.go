@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,8 +47,6 @@ const LinkRecipient = "link-recipient"
 type Config struct {
 	// Links verifies link tokens (public keys only: platform/acklink).
 	Links *acklink.Verifier
-	// SessionKey signs the session and login-state cookies.
-	SessionKey []byte
 	// References makes the alert reference the page shows (the one in
 	// the messages).
 	References alertref.Key
@@ -59,7 +58,26 @@ type Config struct {
 	OIDCClientID     string
 	OIDCClientSecret string
 	OIDCPersonClaim  string
+	// SessionKey seals the session and login-state cookies (>= 32 bytes;
+	// its own secret, not derived from the link secret).
+	SessionKey []byte
+	// SessionIdle ends a session not used for this long; SessionMax ends
+	// any session this long after sign-in (defaults 15 min and 8 h).
+	SessionIdle time.Duration
+	SessionMax  time.Duration
+	// MinACR is the assurance level a sign-in must reach to acknowledge;
+	// ACRLevels rank the levels, lowest first ("" MinACR: any).
+	MinACR    string
+	ACRLevels []string
 }
+
+// Session defaults.
+const (
+	DefaultSessionIdle = 15 * time.Minute
+	DefaultSessionMax  = 8 * time.Hour
+	// MinSessionKeyLen is the shortest session key taken.
+	MinSessionKeyLen = 32
+)
 
 // Tokens makes link tokens single use. ClaimToken reports false when the
 // token id was used before; ReleaseToken forgets a use that did not lead to
@@ -87,27 +105,42 @@ type Handler struct {
 	verify *oidc.IDTokenVerifier
 	issuer string
 	cookie []byte // key of the session and login-state cookies
+	endURL string // the issuer's end_session_endpoint, if any
 }
 
 const (
 	sessionCookie = "herald_ack_session"
 	stateCookie   = "herald_ack_login"
-	sessionTTL    = 12 * time.Hour
+	// renewAfter is how stale a session's last use may get before a
+	// request re-issues its cookie (sliding idle expiry).
+	renewAfter = time.Minute
 )
 
 // New returns the handler. With OIDC configured it discovers the issuer
 // (an unreachable issuer is an error naming it).
 func New(ctx context.Context, cfg Config, a Commands, tokens Tokens, clk clock.Clock, log *slog.Logger) (*Handler, error) {
-	h := &Handler{cfg: cfg, app: a, tokens: tokens, clk: clk, log: log, mux: http.NewServeMux()}
-	mac := hmac.New(sha256.New, cfg.SessionKey)
-	mac.Write([]byte("herald-ack-session"))
-	h.cookie = mac.Sum(nil)
+	h := &Handler{cfg: cfg, app: a, tokens: tokens, clk: clk, log: log, mux: http.NewServeMux(), cookie: cfg.SessionKey}
+	if h.cfg.SessionIdle <= 0 {
+		h.cfg.SessionIdle = DefaultSessionIdle
+	}
+	if h.cfg.SessionMax <= 0 {
+		h.cfg.SessionMax = DefaultSessionMax
+	}
 	if cfg.DevIdentity == "" {
+		if len(cfg.SessionKey) < MinSessionKeyLen {
+			return nil, fmt.Errorf("the acknowledge page's session key must be at least %d bytes (setting session-key-file)", MinSessionKeyLen)
+		}
 		provider, err := oidc.NewProvider(oidc.ClientContext(ctx, http.DefaultClient), cfg.OIDCIssuer)
 		if err != nil {
 			return nil, fmt.Errorf("discover OIDC issuer %s (setting oidc-issuer): %w", cfg.OIDCIssuer, err)
 		}
 		h.issuer = cfg.OIDCIssuer
+		var meta struct {
+			End string `json:"end_session_endpoint"`
+		}
+		if provider.Claims(&meta) == nil {
+			h.endURL = meta.End
+		}
 		h.verify = provider.Verifier(&oidc.Config{ClientID: cfg.OIDCClientID, Now: clk.Now})
 		h.oauth = &oauth2.Config{
 			ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret, Endpoint: provider.Endpoint(),
@@ -116,6 +149,8 @@ func New(ctx context.Context, cfg Config, a Commands, tokens Tokens, clk clock.C
 		}
 		h.mux.HandleFunc("GET /auth/login", h.login)
 		h.mux.HandleFunc("GET /auth/callback", h.callback)
+		h.mux.HandleFunc("POST /auth/logout", h.logout)
+		h.mux.HandleFunc("GET /auth/logout", h.logout)
 	}
 	h.mux.HandleFunc("GET /ack/{token}", h.page)
 	h.mux.HandleFunc("POST /ack/{token}", h.acknowledge)
@@ -143,7 +178,9 @@ type view struct {
 	Asked    string
 	Action   string
 	Person   string
-	Status   int
+	// Logout offers signing out (a page session).
+	Logout bool
+	Status int
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -161,6 +198,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Action}}<form method="post" action="{{.Action}}">
 <button type="submit">{{if .Person}}Acknowledge as {{.Person}}{{else}}Sign in and acknowledge{{end}}</button>
 </form>{{end}}
+{{if .Logout}}<form method="post" action="/auth/logout"><button type="submit">Sign out</button></form>{{end}}
 </body></html>
 `))
 
@@ -232,8 +270,9 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Asked = asked
 	v.Action = r.URL.Path
-	if p, ok := h.identify(r, c); ok {
+	if p, ok := h.identify(w, r, c); ok {
 		v.Person = p.GetPersonId()
+		v.Logout = h.oauth != nil
 	}
 	h.render(w, v)
 }
@@ -251,7 +290,7 @@ func (h *Handler) acknowledge(w http.ResponseWriter, r *http.Request) {
 		h.render(w, view{Title: "Not allowed", Message: "This request did not come from the acknowledge page.", Status: http.StatusForbidden})
 		return
 	}
-	actor, ok := h.identify(r, c)
+	actor, ok := h.identify(w, r, c)
 	if !ok {
 		if h.oauth == nil {
 			h.render(w, view{Title: "Sign-in unavailable", Message: "No identity provider is configured.", Status: http.StatusServiceUnavailable})
@@ -311,8 +350,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // identify returns the person acting: the development identity, or the
-// person of a valid session cookie.
-func (h *Handler) identify(r *http.Request, c acklink.Claims) (*eventsv1.Actor, bool) {
+// person of a valid session cookie (renewed when w is given and the
+// session was last renewed more than renewAfter ago).
+func (h *Handler) identify(w http.ResponseWriter, r *http.Request, c acklink.Claims) (*eventsv1.Actor, bool) {
 	if h.cfg.DevIdentity != "" {
 		p := h.cfg.DevIdentity
 		if p == LinkRecipient {
@@ -328,12 +368,76 @@ func (h *Handler) identify(r *http.Request, c acklink.Claims) (*eventsv1.Actor, 
 	if !ok {
 		return nil, false
 	}
-	person, expS, ok := strings.Cut(v, "|")
-	exp, err := strconv.ParseInt(expS, 10, 64)
-	if !ok || err != nil || person == "" || !h.clk.Now().Before(time.Unix(exp, 0)) {
+	s, ok := parseSession(v)
+	now := h.clk.Now()
+	if !ok || now.Sub(s.last) >= h.cfg.SessionIdle || now.Sub(s.created) >= h.cfg.SessionMax || now.Before(s.created) {
 		return nil, false
 	}
-	return &eventsv1.Actor{PersonId: person, IdentityProvider: "oidc:" + h.issuer}, true
+	if w != nil && now.Sub(s.last) >= renewAfter {
+		s.last = now
+		h.setSession(w, s)
+	}
+	return &eventsv1.Actor{PersonId: s.person, DisplayName: s.name, IdentityProvider: "oidc", Issuer: h.issuer, Subject: s.subject, Acr: s.acr}, true
+}
+
+// session is what the session cookie holds (sealed): who signed in, at
+// which level, when, and when the session was last renewed.
+type session struct {
+	person, subject, name, acr string
+	created, last              time.Time
+}
+
+func (s session) String() string {
+	return strings.Join([]string{url.QueryEscape(s.person), url.QueryEscape(s.subject), url.QueryEscape(s.name), url.QueryEscape(s.acr),
+		strconv.FormatInt(s.created.Unix(), 10), strconv.FormatInt(s.last.Unix(), 10)}, "|")
+}
+
+func parseSession(v string) (session, bool) {
+	f := strings.Split(v, "|")
+	if len(f) != 6 {
+		return session{}, false
+	}
+	var s session
+	var errs [6]error
+	s.person, errs[0] = url.QueryUnescape(f[0])
+	s.subject, errs[1] = url.QueryUnescape(f[1])
+	s.name, errs[2] = url.QueryUnescape(f[2])
+	s.acr, errs[3] = url.QueryUnescape(f[3])
+	created, err4 := strconv.ParseInt(f[4], 10, 64)
+	last, err5 := strconv.ParseInt(f[5], 10, 64)
+	if errors.Join(append(errs[:4], err4, err5)...) != nil || s.person == "" {
+		return session{}, false
+	}
+	s.created, s.last = time.Unix(created, 0), time.Unix(last, 0)
+	return s, true
+}
+
+// setSession writes the session cookie; the browser keeps it no longer
+// than the session's maximum.
+func (h *Handler) setSession(w http.ResponseWriter, s session) {
+	maxAge := int(h.cfg.SessionMax.Seconds()) - int(h.clk.Now().Sub(s.created).Seconds())
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: h.seal(s.String()), Path: "/",
+		HttpOnly: true, Secure: h.secure(), SameSite: http.SameSiteLaxMode, MaxAge: max(maxAge, 1)})
+}
+
+// logout ends the session at once (and at the provider, when it has an
+// end-session endpoint).
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: h.secure(), SameSite: http.SameSiteLaxMode})
+	v := view{Title: "Signed out", Message: "You are signed out of Herald's acknowledge page."}
+	if h.endURL != "" {
+		v.Message += " To sign out of your identity provider as well, close the browser or sign out there."
+	}
+	h.render(w, v)
+}
+
+// acrEnough reports whether acr reaches the page's minimum level.
+func (h *Handler) acrEnough(acr string) bool {
+	if h.cfg.MinACR == "" {
+		return true
+	}
+	rank := func(l string) int { return slices.Index(h.cfg.ACRLevels, l) }
+	return rank(acr) >= 0 && rank(acr) >= rank(h.cfg.MinACR)
 }
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
@@ -341,10 +445,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(ret, "/ack/") {
 		ret = "/"
 	}
-	state, nonce := random(), random()
-	http.SetCookie(w, &http.Cookie{Name: stateCookie, Value: h.seal(state + "|" + nonce + "|" + ret), Path: "/auth/",
+	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
+	http.SetCookie(w, &http.Cookie{Name: stateCookie, Value: h.seal(state + "|" + nonce + "|" + verifier + "|" + ret), Path: "/auth/",
 		HttpOnly: true, Secure: h.secure(), SameSite: http.SameSiteLaxMode, MaxAge: 600})
-	http.Redirect(w, r, h.oauth.AuthCodeURL(state, oidc.Nonce(nonce)), http.StatusFound)
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
+	if h.cfg.MinACR != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", h.cfg.MinACR))
+	}
+	http.Redirect(w, r, h.oauth.AuthCodeURL(state, opts...), http.StatusFound)
 }
 
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
@@ -357,12 +465,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, ok := h.open(ck.Value)
-	parts := strings.SplitN(v, "|", 3)
-	if !ok || len(parts) != 3 || r.URL.Query().Get("state") != parts[0] {
+	parts := strings.SplitN(v, "|", 4)
+	if !ok || len(parts) != 4 || r.URL.Query().Get("state") != parts[0] {
 		bad("The sign-in could not be matched to this browser. Open the link again.")
 		return
 	}
-	tok, err := h.oauth.Exchange(r.Context(), r.URL.Query().Get("code"))
+	tok, err := h.oauth.Exchange(r.Context(), r.URL.Query().Get("code"), oauth2.VerifierOption(parts[2]))
 	if err != nil {
 		h.log.WarnContext(r.Context(), "OIDC code exchange", "error", err.Error())
 		bad("The identity provider did not confirm the sign-in.")
@@ -384,11 +492,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		bad("Your account has no Herald person id.")
 		return
 	}
-	exp := h.clk.Now().Add(sessionTTL).Unix()
+	acr, _ := claims["acr"].(string)
+	if !h.acrEnough(acr) {
+		h.log.WarnContext(r.Context(), "acknowledge page sign-in below the required assurance level", "acr", acr, "want", h.cfg.MinACR)
+		h.render(w, view{Title: "Stronger sign-in needed", Status: http.StatusForbidden,
+			Message: "Acknowledging needs sign-in at assurance level " + h.cfg.MinACR + " (for example with your smartcard). Open the link again and sign in with it."})
+		return
+	}
+	name, _ := claims["name"].(string)
+	now := h.clk.Now()
 	http.SetCookie(w, &http.Cookie{Name: stateCookie, Value: "", Path: "/auth/", MaxAge: -1})
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: h.seal(person + "|" + strconv.FormatInt(exp, 10)), Path: "/",
-		HttpOnly: true, Secure: h.secure(), SameSite: http.SameSiteLaxMode, MaxAge: int(sessionTTL.Seconds())})
-	http.Redirect(w, r, parts[2], http.StatusSeeOther)
+	h.setSession(w, session{person: person, subject: idt.Subject, name: name, acr: acr, created: now, last: now})
+	http.Redirect(w, r, parts[3], http.StatusSeeOther)
 }
 
 func (h *Handler) secure() bool { return strings.HasPrefix(h.cfg.PublicURL, "https://") }
