@@ -480,7 +480,7 @@ wait_exit() {
 # security. The principals are those of production (docs/deployment.md): one
 # per service, an operator (heraldctl) and the harness's super user.
 
-KAFKA_USERS=(herald-admin herald-intake herald-rules herald-notification herald-acknowledgement herald-operator)
+KAFKA_USERS=(herald-admin herald-intake herald-rules herald-notification herald-acknowledgement herald-operator herald-console)
 REDIS_USERS=(herald-admin herald-intake herald-notification herald-acknowledgement)
 REDIS_SECURE_HOME="$DEPS/redis-secure"
 REDIS_SECURE_PID="$REDIS_SECURE_HOME/redis.pid"
@@ -580,7 +580,7 @@ kafka_acl() {
 # per formatted log (they live in the cluster metadata) and password set.
 kafka_secure_setup() {
 	local stamp="$KAFKA_HOME/secure-setup" want u
-	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v3"
+	want="$(stat -c %i-%Y "$KAFKA_DATA/meta.properties")-$(cat "$SECRETS_DIR"/kafka-*.password | sha256sum | cut -c1-16)-v4"
 	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 		return
 	fi
@@ -623,6 +623,11 @@ kafka_secure_setup() {
 	# it on demand; it cannot write the chain itself.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic herald.audit
 	kafka_acl --allow-principal User:herald-operator --operation Write --topic herald.audit-anchors
+	# The console's reporting projector reads the events in its groups
+	# (herald-reporting-g<generation>) and dead-letters what it cannot
+	# decode; it appends nothing to the log and creates no topic.
+	kafka_acl --allow-principal User:herald-console --operation Read --operation Describe --topic "$events" --group herald-reporting
+	kafka_acl --allow-principal User:herald-console --operation Write --operation Describe --topic "$dlq"
 	# An operator follows the log (heraldctl tail) and reads nothing else.
 	kafka_acl --allow-principal User:herald-operator --operation Read --operation Describe --topic "$events" --group heraldctl
 	echo "$want" >"$stamp"

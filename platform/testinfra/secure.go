@@ -28,6 +28,7 @@ const (
 	PrincipalNotification    = "herald-notification"
 	PrincipalAcknowledgement = "herald-acknowledgement"
 	PrincipalOperator        = "herald-operator"
+	PrincipalConsole         = "herald-console"
 )
 
 // Credentials are what a client needs to reach a secured test listener as
