@@ -400,10 +400,16 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrProjectionLost) {
-		// The job stays leased and comes back when the lease ends. (A job
-		// that waits for the projection's rebuild is not worth a line each:
-		// the rebuild logs.)
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, ErrProjectionLost):
+		// The projection was lost (Redis wiped) and is not rebuilt yet: the
+		// job waits for the rebuild, which schedules the alert's steps again
+		// from the log. Not worth a warning each (the rebuild logs).
+		e.o.Logger.DebugContext(ctx, "notification job waits for the projection's rebuild", slog.String("alert_id", j.AlertID),
+			slog.Uint64("step", uint64(j.Step)))
+	default:
+		// The job stays leased and comes back when the lease ends.
 		e.o.Logger.WarnContext(ctx, "notification job", slog.String("alert_id", j.AlertID),
 			slog.Uint64("step", uint64(j.Step)), slog.String("error", err.Error()))
 	}

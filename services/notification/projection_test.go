@@ -1,0 +1,79 @@
+package notification_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
+)
+
+// A job in hand when Redis is wiped decides its send on a projection that
+// is gone (no epoch) and not yet rebuilt: the rebuild lock is held by
+// another replica meanwhile. The job waits for the rebuild
+// (ErrProjectionLost) instead of deciding on the empty alert, which the
+// gate took for "not routed" and dropped with a NotificationSuperseded
+// (NOT_IN_POLICY). Once the rebuild runs, the message goes out, once, and
+// the log records no supersession.
+func TestAJobWhoseProjectionWasWipedWaitsForTheRebuild(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.RebuildLease = time.Hour // the other replica's lock outlasts the test unless released
+	e.rules.set("wiped", person("p-w", cp(chEmail, "wiped@nhs.test")))
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := true
+	e.rules.mu.Lock()
+	e.rules.block = func(ctx context.Context, _ *rulesv1.ResolveTargetsRequest) {
+		e.rules.mu.Lock()
+		was := first
+		first = false
+		e.rules.mu.Unlock()
+		if !was {
+			return
+		}
+		close(entered)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	e.rules.mu.Unlock()
+	e.start()
+	id := alertID("wiped")
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("wiped"))))
+	waitClosed(t, entered, "step 0's job resolving its targets")
+
+	// Redis is lost while the job is in hand, and another replica takes the
+	// rebuild lock in the same instant (one transaction: this replica's
+	// watcher cannot take it first).
+	rdb := e.redis()
+	ctx := context.Background()
+	lock := e.cfg.RedisPrefix + ":rebuild-lock"
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FlushDB(ctx)
+		p.Set(ctx, lock, "other-replica", time.Hour)
+		return nil
+	})
+	require.NoError(t, err)
+	close(release)
+
+	// The job decides: it waits (a debug line says so) or, deciding on the
+	// empty alert, drops the message.
+	require.Eventually(t, func() bool {
+		return strings.Contains(e.logs.String(), "notification job waits for the projection's rebuild") ||
+			len(e.events(id, "NotificationSuperseded")) > 0
+	}, 60*time.Second, 200*time.Millisecond, "the job decided while the projection was missing")
+	require.Empty(t, e.events(id, "NotificationSuperseded"), "the message is not dropped as not routed")
+	require.Empty(t, e.smtp.to("wiped@nhs.test"), "nothing sent before the rebuild")
+
+	require.NoError(t, rdb.Del(ctx, lock).Err()) // the other replica gave the lock up: this one rebuilds
+	e.waitEvents(id, "NotificationSent", 1)
+	e.waitIdle()
+	require.Len(t, e.smtp.to("wiped@nhs.test"), 1, "sent once, after the rebuild")
+	require.Empty(t, e.events(id, "NotificationSuperseded"))
+	require.Contains(t, e.logs.String(), "notification projection rebuilt from the log")
+}
