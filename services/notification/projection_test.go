@@ -77,3 +77,67 @@ func TestAJobWhoseProjectionWasWipedWaitsForTheRebuild(t *testing.T) {
 	require.Empty(t, e.events(id, "NotificationSuperseded"))
 	require.Contains(t, e.logs.String(), "notification projection rebuilt from the log")
 }
+
+// Redis is wiped while a message is on the wire: the SMTP server has read
+// it and holds its reply. The wipe takes the send's claim (the "sending"
+// record) with it, and the log has no NotificationSent yet, so the rebuild
+// schedules the step again from the log. The rebuilt job must not send the
+// message a second time while the first send may still be answered: the
+// attempt is on the log before the message goes out, the rebuild restores
+// it as in flight, and the job waits for its outcome (issue #17, the
+// chaos runs' duplicate messages).
+func TestARedisWipeWhileAMessageIsOnTheWireSendsItOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	block := make(chan struct{})
+	e.smtp.mu.Lock()
+	e.smtp.block = block
+	e.smtp.mu.Unlock()
+	e.rules.set("wire", person("p-w", cp(chEmail, "wire@nhs.test")))
+	e.start()
+	id := alertID("wire")
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("wire"))))
+	select {
+	case <-e.smtp.inData: // the server has the message; its reply is held
+	case <-time.After(60 * time.Second):
+		t.Fatal("the message never reached the SMTP server")
+	}
+	rdb := e.redis()
+	require.NoError(t, rdb.FlushDB(context.Background()).Err())
+
+	// The replica notices the wipe and rebuilds; its rebuilt step job then
+	// either sends a second message (held like the first) or waits for the
+	// first one's outcome.
+	require.Eventually(t, func() bool {
+		return strings.Count(e.logs.String(), "notification projection rebuilt from the log") >= 2
+	}, 60*time.Second, 20*time.Millisecond, "the rebuild after the wipe")
+	select {
+	case <-e.smtp.inData:
+		t.Fatal("a second message was sent while the first was on the wire")
+	case <-waitLog(e, "notification attempt in flight: waits for its outcome"):
+	case <-time.After(60 * time.Second):
+		t.Fatal("the rebuilt job neither sent nor waited")
+	}
+	e.smtp.mu.Lock()
+	e.smtp.block = nil
+	e.smtp.mu.Unlock()
+	close(block) // the first send is answered
+
+	e.waitEvents(id, "NotificationSent", 1)
+	e.waitIdle()
+	require.Len(t, e.smtp.to("wire@nhs.test"), 1, "one message, though Redis was wiped while it was on the wire")
+}
+
+// waitLog is closed when the service's log has line (it gives up after
+// two minutes: the caller's own deadline is shorter).
+func waitLog(e *env, line string) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if strings.Contains(e.logs.String(), line) {
+				close(ch)
+				return
+			}
+		}
+	}()
+	return ch
+}

@@ -578,6 +578,18 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		case domain.DecideRecord:
 			return e.recordSent(ctx, a, j, rec)
 		case domain.DecideInDoubt:
+			// An attempt is in flight or was: its claim, or its
+			// NotificationAttempted restored by a rebuild after Redis was
+			// lost. Until a send begun then must have ended (the provider
+			// call is bounded by SendTimeout, and its worker's lease by
+			// Lease), its worker may still record the outcome: wait for it.
+			// Deciding at once sent a second message when Redis was wiped
+			// with the first on the wire (the rebuild forgot the claim).
+			if until := rec.UpdatedAt.Add(e.o.SendTimeout + e.o.Lease); e.o.Clock.Now().Before(until) {
+				e.o.Logger.DebugContext(ctx, "notification attempt in flight: waits for its outcome",
+					slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.Time("until", until))
+				return e.o.Store.Reschedule(ctx, j, until)
+			}
 			e.o.Logger.WarnContext(ctx, "notification in doubt after restart: recorded as sent, not resent",
 				slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()))
 			return e.recordSent(ctx, a, j, rec)
@@ -634,6 +646,18 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 			return false, err
 		}
 		return true, e.cancel(ctx, j, reason)
+	}
+	// The attempt goes on the log before it is claimed: the claim lives in
+	// Redis, and a rebuild after Redis is lost restores the attempt from
+	// the log as in flight instead of sending the message again while the
+	// provider may still answer this send. (A worker that dies between the
+	// append and the claim leaves an attempt that only a rebuild reads, as
+	// in doubt.)
+	attempted := e.envelope(fresh, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
+	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
+	if err := e.o.Log.Append(ctx, attempted); err != nil {
+		return false, err
 	}
 	// Two jobs may race for the same message (e.g. two routings of one
 	// alert in quick succession): only the one that claims the attempt sends;

@@ -89,6 +89,17 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		}
 		x.Attempts, x.ProviderID, x.LastError = max(x.Attempts, s.GetAttempt()), s.GetProviderMessageId(), ""
 		r.records[x.NotificationID] = x
+	case *eventsv1.Event_NotificationAttempted:
+		// A send about to begin: in flight until its NotificationSent or
+		// NotificationFailed (of this attempt or a later one) follows. A
+		// copy appended late by a worker that lost the claim to an attempt
+		// already failed changes nothing.
+		s := p.NotificationAttempted
+		x := rec(s.GetNotificationId(), s.GetStep(), s.GetRepeat(), s.GetRecipient(), s.GetChannel())
+		if (x.Phase == 0 || x.Phase == domain.PhasePending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
+			x.Phase, x.Attempts = domain.PhaseSending, max(x.Attempts, s.GetAttempt())
+			r.records[x.NotificationID] = x
+		}
 	case *eventsv1.Event_NotificationFailed:
 		f := p.NotificationFailed
 		if f.GetRecipient().GetPersonId() == "" {
