@@ -88,6 +88,7 @@ func TestAJobWhoseProjectionWasWipedWaitsForTheRebuild(t *testing.T) {
 // chaos runs' duplicate messages).
 func TestARedisWipeWhileAMessageIsOnTheWireSendsItOnce(t *testing.T) {
 	e := newEnv(t, nil)
+	e.cfg.SendTimeout = 20 * time.Second // the held reply must not time out meanwhile
 	block := make(chan struct{})
 	e.smtp.mu.Lock()
 	e.smtp.block = block
@@ -123,8 +124,15 @@ func TestARedisWipeWhileAMessageIsOnTheWireSendsItOnce(t *testing.T) {
 	close(block) // the first send is answered
 
 	e.waitEvents(id, "NotificationSent", 1)
-	e.waitIdle()
+	// The rebuilt job comes back when the first send must have ended
+	// (SendTimeout + Lease after its attempt) and finds it recorded.
+	require.Eventually(t, func() bool {
+		n, err := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due").Result()
+		c, cerr := rdb.ZCard(context.Background(), e.cfg.RedisPrefix+":due:critical").Result()
+		return err == nil && cerr == nil && n+c == 0
+	}, 2*time.Minute, 100*time.Millisecond, "the rebuilt job done")
 	require.Len(t, e.smtp.to("wire@nhs.test"), 1, "one message, though Redis was wiped while it was on the wire")
+	require.Len(t, e.events(id, "NotificationSent"), 1)
 }
 
 // waitLog is closed when the service's log has line (it gives up after

@@ -570,14 +570,8 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 				Failsafe: j.Failsafe, Breach: j.Breach, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
 				CreatedAt: now, UpdatedAt: now}
 		}
-		switch domain.Dedup(rec.Phase) {
-		case domain.DecideSkip:
-			return e.o.Store.Done(ctx, j)
-		case domain.DecideNextContact:
-			continue
-		case domain.DecideRecord:
-			return e.recordSent(ctx, a, j, rec)
-		case domain.DecideInDoubt:
+		decision := domain.Dedup(rec.Phase)
+		if decision == domain.DecideInDoubt {
 			// An attempt is in flight or was: its claim, or its
 			// NotificationAttempted restored by a rebuild after Redis was
 			// lost. Until a send begun then must have ended (the provider
@@ -590,6 +584,20 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 					slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.Time("until", until))
 				return e.o.Store.Reschedule(ctx, j, until)
 			}
+			if rec.Restored {
+				// No live worker recorded an outcome: the attempt never
+				// went out, or its worker died mid-send. Send (again).
+				decision = domain.DecideSend
+			}
+		}
+		switch decision {
+		case domain.DecideSkip:
+			return e.o.Store.Done(ctx, j)
+		case domain.DecideNextContact:
+			continue
+		case domain.DecideRecord:
+			return e.recordSent(ctx, a, j, rec)
+		case domain.DecideInDoubt:
 			e.o.Logger.WarnContext(ctx, "notification in doubt after restart: recorded as sent, not resent",
 				slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()))
 			return e.recordSent(ctx, a, j, rec)
@@ -633,6 +641,22 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	if err != nil {
 		return false, err
 	}
+	// The attempt goes on the log before it is decided and claimed: the
+	// claim lives in Redis, and a rebuild after Redis is lost restores the
+	// attempt from the log as in flight instead of sending the message
+	// again while the provider may still answer this send. Before the
+	// decision, not between it and the send, so that the append does not
+	// widen the window in which an acknowledgement no longer stops the
+	// message; an attempt the decision then stops is followed by its
+	// NotificationSuperseded, which the rebuild reads as its end. (A worker
+	// that dies between the append and the claim leaves an attempt that
+	// only a rebuild reads, as in doubt.)
+	attempted := e.envelope(a, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
+	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
+	if err := e.o.Log.Append(ctx, attempted); err != nil {
+		return false, err
+	}
 	// The decision: on the alert as the log has it now (decisionState),
 	// as late as it can be made, so that an acknowledgement already in the
 	// log stops the message; only the claim below and the provider call
@@ -647,23 +671,11 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 		}
 		return true, e.cancel(ctx, j, reason)
 	}
-	// The attempt goes on the log before it is claimed: the claim lives in
-	// Redis, and a rebuild after Redis is lost restores the attempt from
-	// the log as in flight instead of sending the message again while the
-	// provider may still answer this send. (A worker that dies between the
-	// append and the claim leaves an attempt that only a rebuild reads, as
-	// in doubt.)
-	attempted := e.envelope(fresh, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
-	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
-		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
-	if err := e.o.Log.Append(ctx, attempted); err != nil {
-		return false, err
-	}
 	// Two jobs may race for the same message (e.g. two routings of one
 	// alert in quick succession): only the one that claims the attempt sends;
 	// the other's job comes back after its lease and finds the record.
 	// The claim stores the "sending" marker with it.
-	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
+	rec.Phase, rec.Attempts, rec.UpdatedAt, rec.Restored = domain.PhaseSending, attempt, e.o.Clock.Now(), false
 	// The claim outlives the send however long the lease is.
 	mine, err := e.o.Store.ClaimAttempt(ctx, rec, e.o.SendTimeout+e.o.Lease)
 	if err != nil {

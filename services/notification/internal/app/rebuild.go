@@ -25,7 +25,8 @@ type Rebuilder struct {
 	// for, with the latest repeat of each.
 	asked   map[string]asked
 	records map[string]Record
-	order   []string // record ids, first-seen order
+	order   []string            // record ids, first-seen order
+	byAlert map[string][]string // record ids per alert
 	// breaches are the clocks breached per alert, with the round.
 	breaches map[string][]breach
 }
@@ -43,7 +44,7 @@ type asked struct {
 
 // NewRebuilder returns an empty rebuilder.
 func NewRebuilder() *Rebuilder {
-	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, breaches: map[string][]breach{}}
+	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, byAlert: map[string][]string{}, breaches: map[string][]breach{}}
 }
 
 // Add folds one event.
@@ -74,6 +75,7 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		x, ok := r.records[nid]
 		if !ok {
 			r.order = append(r.order, nid)
+			r.byAlert[ev.GetAlertId()] = append(r.byAlert[ev.GetAlertId()], nid)
 			x = Record{NotificationID: nid, AlertID: ev.GetAlertId(), Tenant: ev.GetTenant(), Step: step, Repeat: repeat,
 				PersonID: who.GetPersonId(), Role: who.GetRole(), RecipientTenant: who.GetTenant(), Channel: ch, CreatedAt: at}
 		}
@@ -97,8 +99,20 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		s := p.NotificationAttempted
 		x := rec(s.GetNotificationId(), s.GetStep(), s.GetRepeat(), s.GetRecipient(), s.GetChannel())
 		if (x.Phase == 0 || x.Phase == domain.PhasePending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
-			x.Phase, x.Attempts = domain.PhaseSending, max(x.Attempts, s.GetAttempt())
+			x.Phase, x.Attempts, x.Restored = domain.PhaseSending, max(x.Attempts, s.GetAttempt()), true
 			r.records[x.NotificationID] = x
+		}
+	case *eventsv1.Event_NotificationSuperseded:
+		// The decision stopped the message after its attempt was appended:
+		// the attempt ended there (nothing was sent).
+		s := p.NotificationSuperseded
+		for _, nid := range r.byAlert[ev.GetAlertId()] {
+			x := r.records[nid]
+			if x.Phase == domain.PhaseSending && x.Step == s.GetStep() && x.Repeat == s.GetRepeat() &&
+				(s.GetRecipient().GetPersonId() == "" || s.GetRecipient().GetPersonId() == x.PersonID) {
+				x.Phase, x.LastError, x.UpdatedAt = domain.PhaseCancelled, s.GetReason(), at
+				r.records[nid] = x
+			}
 		}
 	case *eventsv1.Event_NotificationFailed:
 		f := p.NotificationFailed

@@ -79,6 +79,11 @@ func TestRebuilder(t *testing.T) {
 			[]*eventsv1.Event{routed("A"), failed("A", "n1", false), attempted("A", "n1", 3)},
 			map[string]domain.Phase{"n1": domain.PhaseSending},
 			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given an attempt the decision then stopped (superseded) then cancelled, not in flight",
+			[]*eventsv1.Event{routed("A"), attempted("A", "n1", 1), {EventId: "s", AlertId: "A", Payload: &eventsv1.Event_NotificationSuperseded{
+				NotificationSuperseded: &eventsv1.NotificationSuperseded{Recipient: &eventsv1.Recipient{PersonId: "p1"}}}}},
+			map[string]domain.Phase{"n1": domain.PhaseCancelled},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given acknowledged then no job",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
