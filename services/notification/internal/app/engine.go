@@ -651,6 +651,14 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	// NotificationSuperseded, which the rebuild reads as its end. (A worker
 	// that dies between the append and the claim leaves an attempt that
 	// only a rebuild reads, as in doubt.)
+	//
+	// A projection already lost (Redis wiped, not rebuilt) stops the job
+	// here, before the append: the decision would fail on it anyway, and an
+	// attempt left on the log with no outcome makes the rebuilt job wait
+	// out the send it might have been.
+	if _, err := e.projected(ctx, j.AlertID); err != nil {
+		return false, err
+	}
 	attempted := e.envelope(a, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
 	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
 		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
