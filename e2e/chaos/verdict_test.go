@@ -164,8 +164,8 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 								if _, ok := confirmed[ref(id)]; !ok {
 									judged = "the record's time: the call did not succeed"
 								}
-								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s %s +%v (ack at %s, judged by %s; record time %s)",
-									ref(id), sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
+								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s (alert %s) %s +%v (ack at %s, judged by %s; record time %s)",
+									ref(id), id, sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
 							}
 						}
 					}
@@ -222,7 +222,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 					if m.ack != nil {
 						state = fmt.Sprintf("acknowledged %v after the step began", m.ack.ev.GetOccurredAt().AsTime().Sub(entered).Round(time.Millisecond))
 					}
-					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s %s (%s)", ref(id), sl, state))
+					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s (alert %s) %s (%s)", ref(id), id, sl, state))
 				}
 			}
 			if !firstMsg.IsZero() {
@@ -236,7 +236,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			} else {
 				v.skippedUnacked++
 				if len(v.skippedSamples) < 10 {
-					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s %s (fail-safe queued)", ref(id), slotQueue))
+					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s (alert %s) %s (fail-safe queued)", ref(id), id, slotQueue))
 				}
 			}
 		}
