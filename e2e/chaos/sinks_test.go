@@ -27,6 +27,11 @@ type message struct {
 	// the webhook request's arrival. The send was decided before it.
 	began time.Time
 	link  string // the acknowledge link, if any
+	// key is the message's idempotency key: the mail's Message-ID or the
+	// webhook's Idempotency-Key (both carry the notification id). Two
+	// messages of one pair with one key are one notification delivered
+	// twice; with two keys, two notifications.
+	key string
 }
 
 // slot is a recipient of the chaos bundle's ladder; each belongs to one
@@ -67,6 +72,7 @@ var (
 	refRE    = regexp.MustCompile(`\bHRD-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b`)
 	refSubRE = regexp.MustCompile(`ref (HRD-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})\b`)
 	linkRE   = regexp.MustCompile(`http://[^\s"<>]+/ack/[A-Za-z0-9_\-\.=]+`)
+	msgIDRE  = regexp.MustCompile(`(?mi)^Message-ID:\s*<([^@>]+)`)
 )
 
 // inbox holds the messages of both sinks in arrival order.
@@ -152,7 +158,11 @@ func (x *session) Data(r io.Reader) error {
 				sl = slotQueue
 			}
 		}
-		x.sink.box.add(message{ref: mailRef(text), slot: sl, began: x.began, link: linkRE.FindString(text)})
+		var key string
+		if m := msgIDRE.FindStringSubmatch(text); m != nil {
+			key = m[1]
+		}
+		x.sink.box.add(message{ref: mailRef(text), slot: sl, began: x.began, link: linkRE.FindString(text), key: key})
 	}
 	return nil
 }
@@ -182,7 +192,7 @@ func newWebhookSink(t testing.TB, box *inbox) *webhookSink {
 			AckURL   string `json:"ack_url"`
 		}
 		_ = json.Unmarshal(buf.Bytes(), &p)
-		box.add(message{ref: p.AlertRef, slot: slotWard, began: began, link: p.AckURL})
+		box.add(message{ref: p.AlertRef, slot: slotWard, began: began, link: p.AckURL, key: r.Header.Get("Idempotency-Key")})
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"id":"ok"}`))
 	}))

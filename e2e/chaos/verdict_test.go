@@ -74,6 +74,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 
 	// Messages per (alert, slot), with when each began.
 	got := map[string]map[slot][]time.Time{}
+	keys := map[string]map[slot][]string{} // the idempotency keys, in the same order
 	for _, m := range msgs {
 		v.messages++
 		id, ok := byRef[m.ref]
@@ -83,8 +84,10 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 		}
 		if got[id] == nil {
 			got[id] = map[slot][]time.Time{}
+			keys[id] = map[slot][]string{}
 		}
 		got[id][m.slot] = append(got[id][m.slot], m.began)
+		keys[id][m.slot] = append(keys[id][m.slot], m.key)
 	}
 
 	for id, m := range models {
@@ -105,7 +108,14 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 		for sl, times := range got[id] {
 			if len(times) > 1 {
 				v.duplicates += len(times) - 1
-				v.duplicatePairs = append(v.duplicatePairs, fmt.Sprintf("%s %s x%d", ref(id), sl, len(times)))
+				// Named by alert id (to trace in the replicas' logs), with
+				// each message's idempotency key (the notification id) and
+				// when it began at the sink.
+				var each []string
+				for i, at := range times {
+					each = append(each, fmt.Sprintf("%s@%s", keys[id][sl][i], at.UTC().Format("15:04:05.000")))
+				}
+				v.duplicatePairs = append(v.duplicatePairs, fmt.Sprintf("%s (alert %s) %s x%d [%s]", ref(id), id, sl, len(times), strings.Join(each, " ")))
 			}
 		}
 		// After the acknowledgement.
@@ -154,8 +164,8 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 								if _, ok := confirmed[ref(id)]; !ok {
 									judged = "the record's time: the call did not succeed"
 								}
-								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s %s +%v (ack at %s, judged by %s; record time %s)",
-									ref(id), sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
+								v.lateSendSamples = append(v.lateSendSamples, fmt.Sprintf("%s (alert %s) %s +%v (ack at %s, judged by %s; record time %s)",
+									ref(id), id, sl, lag.Round(time.Millisecond), inLog.Format("15:04:05.000"), judged, m.ack.logTime.Format("15:04:05.000")))
 							}
 						}
 					}
@@ -212,7 +222,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 					if m.ack != nil {
 						state = fmt.Sprintf("acknowledged %v after the step began", m.ack.ev.GetOccurredAt().AsTime().Sub(entered).Round(time.Millisecond))
 					}
-					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s %s (%s)", ref(id), sl, state))
+					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s (alert %s) %s (%s)", ref(id), id, sl, state))
 				}
 			}
 			if !firstMsg.IsZero() {
@@ -226,7 +236,7 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 			} else {
 				v.skippedUnacked++
 				if len(v.skippedSamples) < 10 {
-					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s %s (fail-safe queued)", ref(id), slotQueue))
+					v.skippedSamples = append(v.skippedSamples, fmt.Sprintf("%s (alert %s) %s (fail-safe queued)", ref(id), id, slotQueue))
 				}
 			}
 		}

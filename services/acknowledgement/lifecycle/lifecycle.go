@@ -241,6 +241,8 @@ func EventType(ev *eventsv1.Event) string {
 		return "NotificationSuperseded"
 	case *eventsv1.Event_NotificationDeferred:
 		return "NotificationDeferred"
+	case *eventsv1.Event_NotificationAttempted:
+		return "NotificationAttempted"
 	case *eventsv1.Event_DigestSent:
 		return "DigestSent"
 	case *eventsv1.Event_BreachNoticeSent:

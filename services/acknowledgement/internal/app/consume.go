@@ -45,6 +45,13 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 	if ev.GetAlertId() == "" {
 		return permanentf("event %s has no alert id", ev.GetEventId())
 	}
+	if ev.GetNotificationAttempted() != nil {
+		// The notification service's own bookkeeping (a send about to
+		// begin, for its rebuild after a Redis loss): nothing in the
+		// lifecycle changes, and the outcome (NotificationSent or
+		// NotificationFailed) is what the timeline shows.
+		return nil
+	}
 	before, err := a.d.States.Get(ctx, ev.GetAlertId())
 	if errors.Is(err, ErrRetired) {
 		// Folding it into an empty state would publish a partial state over

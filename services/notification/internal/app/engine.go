@@ -400,10 +400,16 @@ func (e *Engine) work(ctx context.Context, j Job, points []domain.ContactPoint, 
 	default:
 		err = e.o.Store.Done(ctx, j)
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrProjectionLost) {
-		// The job stays leased and comes back when the lease ends. (A job
-		// that waits for the projection's rebuild is not worth a line each:
-		// the rebuild logs.)
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, ErrProjectionLost):
+		// The projection was lost (Redis wiped) and is not rebuilt yet: the
+		// job waits for the rebuild, which schedules the alert's steps again
+		// from the log. Not worth a warning each (the rebuild logs).
+		e.o.Logger.DebugContext(ctx, "notification job waits for the projection's rebuild", slog.String("alert_id", j.AlertID),
+			slog.Uint64("step", uint64(j.Step)))
+	default:
+		// The job stays leased and comes back when the lease ends.
 		e.o.Logger.WarnContext(ctx, "notification job", slog.String("alert_id", j.AlertID),
 			slog.Uint64("step", uint64(j.Step)), slog.String("error", err.Error()))
 	}
@@ -564,7 +570,27 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 				Failsafe: j.Failsafe, Breach: j.Breach, PersonID: j.PersonID, Role: j.Role, RecipientTenant: j.Tenant, Channel: cp.Channel,
 				CreatedAt: now, UpdatedAt: now}
 		}
-		switch domain.Dedup(rec.Phase) {
+		decision := domain.Dedup(rec.Phase)
+		if decision == domain.DecideInDoubt {
+			// An attempt is in flight or was: its claim, or its
+			// NotificationAttempted restored by a rebuild after Redis was
+			// lost. Until a send begun then must have ended (the provider
+			// call is bounded by SendTimeout, and its worker's lease by
+			// Lease), its worker may still record the outcome: wait for it.
+			// Deciding at once sent a second message when Redis was wiped
+			// with the first on the wire (the rebuild forgot the claim).
+			if until := rec.UpdatedAt.Add(e.o.SendTimeout + e.o.Lease); e.o.Clock.Now().Before(until) {
+				e.o.Logger.DebugContext(ctx, "notification attempt in flight: waits for its outcome",
+					slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.Time("until", until))
+				return e.o.Store.Reschedule(ctx, j, until)
+			}
+			if rec.Restored {
+				// No live worker recorded an outcome: the attempt never
+				// went out, or its worker died mid-send. Send (again).
+				decision = domain.DecideSend
+			}
+		}
+		switch decision {
 		case domain.DecideSkip:
 			return e.o.Store.Done(ctx, j)
 		case domain.DecideNextContact:
@@ -615,6 +641,30 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	if err != nil {
 		return false, err
 	}
+	// The attempt goes on the log before it is decided and claimed: the
+	// claim lives in Redis, and a rebuild after Redis is lost restores the
+	// attempt from the log as in flight instead of sending the message
+	// again while the provider may still answer this send. Before the
+	// decision, not between it and the send, so that the append does not
+	// widen the window in which an acknowledgement no longer stops the
+	// message; an attempt the decision then stops is followed by its
+	// NotificationSuperseded, which the rebuild reads as its end. (A worker
+	// that dies between the append and the claim leaves an attempt that
+	// only a rebuild reads, as in doubt.)
+	//
+	// A projection already lost (Redis wiped, not rebuilt) stops the job
+	// here, before the append: the decision would fail on it anyway, and an
+	// attempt left on the log with no outcome makes the rebuilt job wait
+	// out the send it might have been.
+	if _, err := e.projected(ctx, j.AlertID); err != nil {
+		return false, err
+	}
+	attempted := e.envelope(a, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
+	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
+	if err := e.o.Log.Append(ctx, attempted); err != nil {
+		return false, err
+	}
 	// The decision: on the alert as the log has it now (decisionState),
 	// as late as it can be made, so that an acknowledgement already in the
 	// log stops the message; only the claim below and the provider call
@@ -633,7 +683,7 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	// alert in quick succession): only the one that claims the attempt sends;
 	// the other's job comes back after its lease and finds the record.
 	// The claim stores the "sending" marker with it.
-	rec.Phase, rec.Attempts, rec.UpdatedAt = domain.PhaseSending, attempt, e.o.Clock.Now()
+	rec.Phase, rec.Attempts, rec.UpdatedAt, rec.Restored = domain.PhaseSending, attempt, e.o.Clock.Now(), false
 	// The claim outlives the send however long the lease is.
 	mine, err := e.o.Store.ClaimAttempt(ctx, rec, e.o.SendTimeout+e.o.Lease)
 	if err != nil {

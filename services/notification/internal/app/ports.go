@@ -117,6 +117,14 @@ type Record struct {
 	ProviderID      string             `json:"provider_id,omitempty"`
 	CreatedAt       time.Time          `json:"created_at"`
 	UpdatedAt       time.Time          `json:"updated_at"`
+	// Restored marks a "sending" record the rebuild restored from a
+	// NotificationAttempted with no outcome (Redis was lost): unlike a
+	// claim, it does not say the message went out (the attempt may have
+	// been stopped, or its worker may have died before the claim). Once
+	// its send must have ended and no live worker recorded an outcome, the
+	// message is sent (a copy is possible only if that worker died
+	// mid-send: after a Redis loss, a second message is chosen over none).
+	Restored bool `json:"restored,omitempty"`
 }
 
 // Store keeps the projection, the records and the job schedule. It is a

@@ -25,7 +25,11 @@ type Rebuilder struct {
 	// for, with the latest repeat of each.
 	asked   map[string]asked
 	records map[string]Record
-	order   []string // record ids, first-seen order
+	order   []string            // record ids, first-seen order
+	byAlert map[string][]string // record ids per alert
+	// skipped are the (round, step, repeat) of each alert a
+	// NotificationSuperseded named.
+	skipped map[string]map[[3]uint32]bool
 	// breaches are the clocks breached per alert, with the round.
 	breaches map[string][]breach
 }
@@ -43,7 +47,7 @@ type asked struct {
 
 // NewRebuilder returns an empty rebuilder.
 func NewRebuilder() *Rebuilder {
-	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, breaches: map[string][]breach{}}
+	return &Rebuilder{alerts: map[string]domain.Alert{}, asked: map[string]asked{}, records: map[string]Record{}, byAlert: map[string][]string{}, skipped: map[string]map[[3]uint32]bool{}, breaches: map[string][]breach{}}
 }
 
 // Add folds one event.
@@ -74,6 +78,7 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		x, ok := r.records[nid]
 		if !ok {
 			r.order = append(r.order, nid)
+			r.byAlert[ev.GetAlertId()] = append(r.byAlert[ev.GetAlertId()], nid)
 			x = Record{NotificationID: nid, AlertID: ev.GetAlertId(), Tenant: ev.GetTenant(), Step: step, Repeat: repeat,
 				PersonID: who.GetPersonId(), Role: who.GetRole(), RecipientTenant: who.GetTenant(), Channel: ch, CreatedAt: at}
 		}
@@ -89,6 +94,33 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		}
 		x.Attempts, x.ProviderID, x.LastError = max(x.Attempts, s.GetAttempt()), s.GetProviderMessageId(), ""
 		r.records[x.NotificationID] = x
+	case *eventsv1.Event_NotificationAttempted:
+		// A send about to begin: in flight until its NotificationSent or
+		// NotificationFailed (of this attempt or a later one) follows. A
+		// copy appended late by a worker that lost the claim to an attempt
+		// already failed changes nothing.
+		s := p.NotificationAttempted
+		x := rec(s.GetNotificationId(), s.GetStep(), s.GetRepeat(), s.GetRecipient(), s.GetChannel())
+		if (x.Phase == 0 || x.Phase == domain.PhasePending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
+			x.Phase, x.Attempts, x.Restored = domain.PhaseSending, max(x.Attempts, s.GetAttempt()), true
+			r.records[x.NotificationID] = x
+		}
+	case *eventsv1.Event_NotificationSuperseded:
+		// The decision stopped the message after its attempt was appended:
+		// the attempt ended there (nothing was sent).
+		s := p.NotificationSuperseded
+		if r.skipped[ev.GetAlertId()] == nil {
+			r.skipped[ev.GetAlertId()] = map[[3]uint32]bool{}
+		}
+		r.skipped[ev.GetAlertId()][[3]uint32{s.GetRound(), s.GetStep(), s.GetRepeat()}] = true
+		for _, nid := range r.byAlert[ev.GetAlertId()] {
+			x := r.records[nid]
+			if x.Phase == domain.PhaseSending && x.Step == s.GetStep() && x.Repeat == s.GetRepeat() &&
+				(s.GetRecipient().GetPersonId() == "" || s.GetRecipient().GetPersonId() == x.PersonID) {
+				x.Phase, x.LastError, x.UpdatedAt = domain.PhaseCancelled, s.GetReason(), at
+				r.records[nid] = x
+			}
+		}
 	case *eventsv1.Event_NotificationFailed:
 		f := p.NotificationFailed
 		if f.GetRecipient().GetPersonId() == "" {
@@ -144,6 +176,21 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 		var jobs []Job
 		switch {
 		case !a.Routed:
+		case a.Status != domain.StatusOpen && a.Status != domain.StatusFailsafe:
+			// Acknowledged, cancelled or closed: a step the round asked for
+			// whose message is neither on the log (sent or failed) nor
+			// superseded was in hand when Redis was lost (its job, and the
+			// job's lease, went with Redis). Its job runs once more: the
+			// gate stops it and says so (NotificationSuperseded), instead of
+			// nothing on the timeline.
+			if r.asked[id].round == a.Round {
+				for _, st := range slices.Sorted(maps.Keys(r.asked[id].steps)) {
+					rep := r.asked[id].steps[st]
+					if !r.told(id, a.Round, st, rep) {
+						jobs = append(jobs, Job{Kind: JobStep, AlertID: id, Round: a.Round, Step: st, Repeat: rep, Critical: a.Critical(), Cause: "rebuild"})
+					}
+				}
+			}
 		case a.Status == domain.StatusOpen || a.Status == domain.StatusFailsafe:
 			steps := r.asked[id].steps
 			if r.asked[id].round != a.Round {
@@ -173,6 +220,20 @@ func (r *Rebuilder) Alerts() map[string][]Job {
 		out[id] = jobs
 	}
 	return out
+}
+
+// told reports whether the log says what became of step (at repeat) of an
+// alert's round: a message of it sent or failed, or a supersession.
+func (r *Rebuilder) told(id string, round, step, repeat uint32) bool {
+	if r.skipped[id][[3]uint32{round, step, repeat}] {
+		return true
+	}
+	for _, nid := range r.byAlert[id] {
+		if x := r.records[nid]; x.Breach == 0 && x.Step == step && x.Repeat == repeat {
+			return true
+		}
+	}
+	return false
 }
 
 // Alert returns a rebuilt alert.

@@ -25,6 +25,11 @@ func failed(alert, nid string, permanent bool) *eventsv1.Event {
 		NotificationId: nid, Recipient: &eventsv1.Recipient{PersonId: "p1"}, Channel: eventsv1.Channel_CHANNEL_SMS, Attempt: 2, Permanent: permanent}}}
 }
 
+func attempted(alert, nid string, attempt uint32) *eventsv1.Event {
+	return &eventsv1.Event{EventId: fmt.Sprintf("%s-attempt-%d", nid, attempt), AlertId: alert, Payload: &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+		NotificationId: nid, Recipient: &eventsv1.Recipient{PersonId: "p1"}, Channel: eventsv1.Channel_CHANNEL_EMAIL, Attempt: attempt}}}
+}
+
 func escalated(alert string, step, repeat uint32) *eventsv1.Event {
 	return &eventsv1.Event{EventId: fmt.Sprintf("%s-esc-%d-%d", alert, step, repeat), AlertId: alert, Payload: &eventsv1.Event_AlertEscalated{
 		AlertEscalated: &eventsv1.AlertEscalated{ToStep: step, Repeat: repeat}}}
@@ -54,8 +59,42 @@ func TestRebuilder(t *testing.T) {
 				NotificationDelivered: &eventsv1.NotificationDelivered{NotificationId: "n1"}}}},
 			map[string]domain.Phase{"n1": domain.PhaseDelivered},
 			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given an attempt with no outcome then in flight (sending): the job waits for it, never sends it again at once",
+			[]*eventsv1.Event{routed("A"), attempted("A", "n1", 1)},
+			map[string]domain.Phase{"n1": domain.PhaseSending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given an attempt then its send then recorded",
+			[]*eventsv1.Event{routed("A"), attempted("A", "n1", 1), sent("A", "n1", 0)},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given an attempt then its transient failure then pending",
+			[]*eventsv1.Event{routed("A"), attempted("A", "n1", 2), failed("A", "n1", false)},
+			map[string]domain.Phase{"n1": domain.PhasePending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given a failure then a late copy of the same attempt then still pending",
+			[]*eventsv1.Event{routed("A"), failed("A", "n1", false), attempted("A", "n1", 2)},
+			map[string]domain.Phase{"n1": domain.PhasePending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given a failure then the next attempt then in flight",
+			[]*eventsv1.Event{routed("A"), failed("A", "n1", false), attempted("A", "n1", 3)},
+			map[string]domain.Phase{"n1": domain.PhaseSending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
+		{"given an attempt the decision then stopped (superseded) then cancelled, not in flight",
+			[]*eventsv1.Event{routed("A"), attempted("A", "n1", 1), {EventId: "s", AlertId: "A", Payload: &eventsv1.Event_NotificationSuperseded{
+				NotificationSuperseded: &eventsv1.NotificationSuperseded{Recipient: &eventsv1.Recipient{PersonId: "p1"}}}}},
+			map[string]domain.Phase{"n1": domain.PhaseCancelled},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Cause: "rebuild"}}}},
 		{"given acknowledged then no job",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded},
+			map[string][]Job{"A": nil}},
+		{"given acknowledged with a step the log says nothing of then its job (the gate supersedes it: no silent skip)",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), escalated("A", 1, 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 1, Cause: "rebuild"}}}},
+		{"given acknowledged with that step superseded then no job",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), escalated("A", 1, 0), {EventId: "s1", AlertId: "A", Payload: &eventsv1.Event_NotificationSuperseded{
+				NotificationSuperseded: &eventsv1.NotificationSuperseded{Round: 1, Step: 1}}}, {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
 			map[string][]Job{"A": nil}},
 		{"given an escalation then a job for every step of the round (an earlier step's job may have been lost with Redis)",

@@ -763,6 +763,7 @@ type Event struct {
 	//	*Event_BundleProposed
 	//	*Event_BundleReviewed
 	//	*Event_AuditAnchored
+	//	*Event_NotificationAttempted
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1086,6 +1087,15 @@ func (x *Event) GetAuditAnchored() *AuditAnchored {
 	return nil
 }
 
+func (x *Event) GetNotificationAttempted() *NotificationAttempted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NotificationAttempted); ok {
+			return x.NotificationAttempted
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1190,6 +1200,10 @@ type Event_AuditAnchored struct {
 	AuditAnchored *AuditAnchored `protobuf:"bytes,43,opt,name=audit_anchored,json=auditAnchored,proto3,oneof"`
 }
 
+type Event_NotificationAttempted struct {
+	NotificationAttempted *NotificationAttempted `protobuf:"bytes,37,opt,name=notification_attempted,json=notificationAttempted,proto3,oneof"`
+}
+
 func (*Event_AlertRaised) isEvent_Payload() {}
 
 func (*Event_AlertAmended) isEvent_Payload() {}
@@ -1239,6 +1253,8 @@ func (*Event_BundleProposed) isEvent_Payload() {}
 func (*Event_BundleReviewed) isEvent_Payload() {}
 
 func (*Event_AuditAnchored) isEvent_Payload() {}
+
+func (*Event_NotificationAttempted) isEvent_Payload() {}
 
 // PolicyRef identifies the escalation policy version in force.
 type PolicyRef struct {
@@ -2991,6 +3007,97 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 	return 0
 }
 
+// NotificationAttempted: the notification service is about to hand a
+// message to its provider (appended before the attempt is claimed and the
+// message sent). The claim itself lives in Redis, a cache: after Redis is
+// lost, the rebuild restores the attempt from this event as in flight, so
+// that the message is not sent a second time while the first send may still
+// be answered. NotificationSent or NotificationFailed follows with the same
+// notification id and attempt; an attempt with neither is in doubt.
+type NotificationAttempted struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Step           uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat         uint32                 `protobuf:"varint,3,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	Recipient      *Recipient             `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Channel        Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
+	Attempt        uint32                 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NotificationAttempted) Reset() {
+	*x = NotificationAttempted{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationAttempted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationAttempted) ProtoMessage() {}
+
+func (x *NotificationAttempted) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationAttempted.ProtoReflect.Descriptor instead.
+func (*NotificationAttempted) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NotificationAttempted) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *NotificationAttempted) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *NotificationAttempted) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *NotificationAttempted) GetRecipient() *Recipient {
+	if x != nil {
+		return x.Recipient
+	}
+	return nil
+}
+
+func (x *NotificationAttempted) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *NotificationAttempted) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // NotificationSuperseded: a message that was asked for (a step, or one
 // recipient of it) will not be sent, and why: the alert was acknowledged,
 // cancelled or closed before the send was decided, a newer repeat or routing
@@ -3021,7 +3128,7 @@ type NotificationSuperseded struct {
 
 func (x *NotificationSuperseded) Reset() {
 	*x = NotificationSuperseded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3140,7 @@ func (x *NotificationSuperseded) String() string {
 func (*NotificationSuperseded) ProtoMessage() {}
 
 func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3153,7 @@ func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSuperseded.ProtoReflect.Descriptor instead.
 func (*NotificationSuperseded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NotificationSuperseded) GetNotificationId() string {
@@ -3130,7 +3237,7 @@ type NotificationDeferred struct {
 
 func (x *NotificationDeferred) Reset() {
 	*x = NotificationDeferred{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3249,7 @@ func (x *NotificationDeferred) String() string {
 func (*NotificationDeferred) ProtoMessage() {}
 
 func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3262,7 @@ func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
 func (*NotificationDeferred) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NotificationDeferred) GetNotificationId() string {
@@ -3228,7 +3335,7 @@ type DigestSent struct {
 
 func (x *DigestSent) Reset() {
 	*x = DigestSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3347,7 @@ func (x *DigestSent) String() string {
 func (*DigestSent) ProtoMessage() {}
 
 func (x *DigestSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3360,7 @@ func (x *DigestSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
 func (*DigestSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DigestSent) GetDigestId() string {
@@ -3327,7 +3434,7 @@ type BreachNoticeSent struct {
 
 func (x *BreachNoticeSent) Reset() {
 	*x = BreachNoticeSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3446,7 @@ func (x *BreachNoticeSent) String() string {
 func (*BreachNoticeSent) ProtoMessage() {}
 
 func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3459,7 @@ func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
 func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BreachNoticeSent) GetNotificationId() string {
@@ -3402,7 +3509,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3414,7 +3521,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3427,7 +3534,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -3480,7 +3587,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3599,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3612,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -3589,7 +3696,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3708,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3721,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -3645,7 +3752,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3657,7 +3764,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3670,7 +3777,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -3715,7 +3822,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3727,7 +3834,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3740,7 +3847,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -3790,7 +3897,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3802,7 +3909,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3815,7 +3922,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -3853,7 +3960,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3865,7 +3972,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3878,7 +3985,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -3921,7 +4028,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4040,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4053,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -3983,7 +4090,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3995,7 +4102,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4008,7 +4115,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -4044,7 +4151,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4163,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4176,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -4117,7 +4224,7 @@ type TimerRepaired struct {
 
 func (x *TimerRepaired) Reset() {
 	*x = TimerRepaired{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4236,7 @@ func (x *TimerRepaired) String() string {
 func (*TimerRepaired) ProtoMessage() {}
 
 func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4249,7 @@ func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
 func (*TimerRepaired) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
@@ -4204,7 +4311,7 @@ type PolicyPerson struct {
 
 func (x *PolicyPerson) Reset() {
 	*x = PolicyPerson{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4323,7 @@ func (x *PolicyPerson) String() string {
 func (*PolicyPerson) ProtoMessage() {}
 
 func (x *PolicyPerson) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4336,7 @@ func (x *PolicyPerson) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyPerson.ProtoReflect.Descriptor instead.
 func (*PolicyPerson) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PolicyPerson) GetIssuer() string {
@@ -4293,7 +4400,7 @@ type PolicyBundleFile struct {
 
 func (x *PolicyBundleFile) Reset() {
 	*x = PolicyBundleFile{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4305,7 +4412,7 @@ func (x *PolicyBundleFile) String() string {
 func (*PolicyBundleFile) ProtoMessage() {}
 
 func (x *PolicyBundleFile) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4318,7 +4425,7 @@ func (x *PolicyBundleFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyBundleFile.ProtoReflect.Descriptor instead.
 func (*PolicyBundleFile) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PolicyBundleFile) GetName() string {
@@ -4355,7 +4462,7 @@ type BundleProposed struct {
 
 func (x *BundleProposed) Reset() {
 	*x = BundleProposed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4474,7 @@ func (x *BundleProposed) String() string {
 func (*BundleProposed) ProtoMessage() {}
 
 func (x *BundleProposed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4487,7 @@ func (x *BundleProposed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleProposed.ProtoReflect.Descriptor instead.
 func (*BundleProposed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *BundleProposed) GetRef() *PolicyRef {
@@ -4430,7 +4537,7 @@ type BundleReviewed struct {
 
 func (x *BundleReviewed) Reset() {
 	*x = BundleReviewed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4442,7 +4549,7 @@ func (x *BundleReviewed) String() string {
 func (*BundleReviewed) ProtoMessage() {}
 
 func (x *BundleReviewed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4455,7 +4562,7 @@ func (x *BundleReviewed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleReviewed.ProtoReflect.Descriptor instead.
 func (*BundleReviewed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BundleReviewed) GetRef() *PolicyRef {
@@ -4519,7 +4626,7 @@ type AuditAnchored struct {
 
 func (x *AuditAnchored) Reset() {
 	*x = AuditAnchored{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	mi := &file_herald_events_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4531,7 +4638,7 @@ func (x *AuditAnchored) String() string {
 func (*AuditAnchored) ProtoMessage() {}
 
 func (x *AuditAnchored) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	mi := &file_herald_events_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4544,7 +4651,7 @@ func (x *AuditAnchored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchored.ProtoReflect.Descriptor instead.
 func (*AuditAnchored) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AuditAnchored) GetTrust() string {
@@ -4579,7 +4686,7 @@ var File_herald_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x11\n" +
+	"\x1dherald/events/v1/events.proto\x12\x10herald.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x12\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x16\n" +
@@ -4616,7 +4723,8 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\x0etimer_repaired\x18$ \x01(\v2\x1f.herald.events.v1.TimerRepairedH\x00R\rtimerRepaired\x12K\n" +
 	"\x0fbundle_proposed\x18) \x01(\v2 .herald.events.v1.BundleProposedH\x00R\x0ebundleProposed\x12K\n" +
 	"\x0fbundle_reviewed\x18* \x01(\v2 .herald.events.v1.BundleReviewedH\x00R\x0ebundleReviewed\x12H\n" +
-	"\x0eaudit_anchored\x18+ \x01(\v2\x1f.herald.events.v1.AuditAnchoredH\x00R\rauditAnchoredB\t\n" +
+	"\x0eaudit_anchored\x18+ \x01(\v2\x1f.herald.events.v1.AuditAnchoredH\x00R\rauditAnchored\x12`\n" +
+	"\x16notification_attempted\x18% \x01(\v2'.herald.events.v1.NotificationAttemptedH\x00R\x15notificationAttemptedB\t\n" +
 	"\apayload\"e\n" +
 	"\tPolicyRef\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x18\n" +
@@ -4762,7 +4870,14 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xec\x02\n" +
+	" \x01(\rR\x06repeat\"\xf6\x01\n" +
+	"\x15NotificationAttempted\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x129\n" +
+	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\rR\aattempt\"\xec\x02\n" +
 	"\x16NotificationSuperseded\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
@@ -4981,7 +5096,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -5019,134 +5134,138 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*NotificationSent)(nil),       // 33: herald.events.v1.NotificationSent
 	(*StepRecipientsResolved)(nil), // 34: herald.events.v1.StepRecipientsResolved
 	(*NotificationFailed)(nil),     // 35: herald.events.v1.NotificationFailed
-	(*NotificationSuperseded)(nil), // 36: herald.events.v1.NotificationSuperseded
-	(*NotificationDeferred)(nil),   // 37: herald.events.v1.NotificationDeferred
-	(*DigestSent)(nil),             // 38: herald.events.v1.DigestSent
-	(*BreachNoticeSent)(nil),       // 39: herald.events.v1.BreachNoticeSent
-	(*NotificationDelivered)(nil),  // 40: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 41: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 42: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 43: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 44: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 45: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 46: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 47: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 48: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 49: herald.events.v1.AlertClosed
-	(*TimerRepaired)(nil),          // 50: herald.events.v1.TimerRepaired
-	(*PolicyPerson)(nil),           // 51: herald.events.v1.PolicyPerson
-	(*PolicyBundleFile)(nil),       // 52: herald.events.v1.PolicyBundleFile
-	(*BundleProposed)(nil),         // 53: herald.events.v1.BundleProposed
-	(*BundleReviewed)(nil),         // 54: herald.events.v1.BundleReviewed
-	(*AuditAnchored)(nil),          // 55: herald.events.v1.AuditAnchored
-	(*timestamppb.Timestamp)(nil),  // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
+	(*NotificationAttempted)(nil),  // 36: herald.events.v1.NotificationAttempted
+	(*NotificationSuperseded)(nil), // 37: herald.events.v1.NotificationSuperseded
+	(*NotificationDeferred)(nil),   // 38: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 39: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 40: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 41: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 42: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 43: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 44: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 45: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 46: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 47: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 48: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 49: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 50: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 51: herald.events.v1.TimerRepaired
+	(*PolicyPerson)(nil),           // 52: herald.events.v1.PolicyPerson
+	(*PolicyBundleFile)(nil),       // 53: herald.events.v1.PolicyBundleFile
+	(*BundleProposed)(nil),         // 54: herald.events.v1.BundleProposed
+	(*BundleReviewed)(nil),         // 55: herald.events.v1.BundleReviewed
+	(*AuditAnchored)(nil),          // 56: herald.events.v1.AuditAnchored
+	(*timestamppb.Timestamp)(nil),  // 57: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	56, // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	13, // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	21, // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	22, // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	23, // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	25, // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	31, // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	33, // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	35, // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	40, // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	42, // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	43, // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	44, // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	45, // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	46, // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	47, // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	48, // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	49, // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	36, // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
-	34, // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
-	37, // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
-	38, // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
-	39, // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
-	50, // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
-	53, // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
-	54, // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
-	55, // 26: herald.events.v1.Event.audit_anchored:type_name -> herald.events.v1.AuditAnchored
-	14, // 27: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
-	0,  // 28: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
-	2,  // 29: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
-	15, // 30: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
-	17, // 31: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
-	19, // 32: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
-	1,  // 33: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
-	16, // 34: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
-	16, // 35: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
-	16, // 36: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
-	18, // 37: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	56, // 38: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	20, // 39: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	20, // 40: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,  // 41: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	20, // 42: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	24, // 43: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	56, // 44: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	56, // 45: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	56, // 46: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	56, // 47: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	56, // 48: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,  // 49: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	27, // 50: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	57, // 51: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,  // 52: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,  // 53: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	13, // 54: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	28, // 55: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	30, // 56: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	57, // 57: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,  // 58: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	27, // 59: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,  // 60: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,  // 61: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	26, // 62: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	29, // 63: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,  // 64: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	32, // 65: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 66: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	32, // 67: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 68: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	32, // 69: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
-	10, // 70: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
-	4,  // 71: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
-	32, // 72: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 73: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	56, // 74: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	32, // 75: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 76: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,  // 77: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	32, // 78: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,  // 79: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,  // 80: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	41, // 81: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	41, // 82: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	41, // 83: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,  // 84: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	41, // 85: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,  // 86: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,  // 87: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	56, // 88: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	41, // 89: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	56, // 90: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
-	57, // 91: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
-	13, // 92: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
-	51, // 93: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
-	52, // 94: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
-	13, // 95: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
-	11, // 96: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
-	51, // 97: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
-	51, // 98: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
-	99, // [99:99] is the sub-list for method output_type
-	99, // [99:99] is the sub-list for method input_type
-	99, // [99:99] is the sub-list for extension type_name
-	99, // [99:99] is the sub-list for extension extendee
-	0,  // [0:99] is the sub-list for field type_name
+	57,  // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	13,  // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
+	21,  // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	22,  // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	23,  // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	25,  // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	31,  // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	33,  // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	35,  // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	41,  // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	43,  // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	44,  // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	45,  // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	46,  // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	47,  // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	48,  // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	49,  // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	50,  // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	37,  // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	34,  // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	38,  // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	39,  // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	40,  // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	51,  // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	54,  // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
+	55,  // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
+	56,  // 26: herald.events.v1.Event.audit_anchored:type_name -> herald.events.v1.AuditAnchored
+	36,  // 27: herald.events.v1.Event.notification_attempted:type_name -> herald.events.v1.NotificationAttempted
+	14,  // 28: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
+	0,   // 29: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
+	2,   // 30: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
+	15,  // 31: herald.events.v1.AlertDetails.patient:type_name -> herald.events.v1.Patient
+	17,  // 32: herald.events.v1.AlertDetails.exam:type_name -> herald.events.v1.Exam
+	19,  // 33: herald.events.v1.AlertDetails.source_flag:type_name -> herald.events.v1.SourceFlag
+	1,   // 34: herald.events.v1.AlertDetails.report_status:type_name -> herald.events.v1.ReportStatus
+	16,  // 35: herald.events.v1.AlertDetails.referrer:type_name -> herald.events.v1.Clinician
+	16,  // 36: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
+	16,  // 37: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
+	18,  // 38: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
+	57,  // 39: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	20,  // 40: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	20,  // 41: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,   // 42: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	20,  // 43: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	24,  // 44: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	57,  // 45: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	57,  // 46: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	57,  // 47: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	57,  // 48: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	57,  // 49: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,   // 50: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	27,  // 51: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	58,  // 52: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,   // 53: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,   // 54: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	13,  // 55: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	28,  // 56: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	30,  // 57: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	58,  // 58: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,   // 59: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	27,  // 60: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,   // 61: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,   // 62: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	26,  // 63: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	29,  // 64: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,   // 65: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	32,  // 66: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 67: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	32,  // 68: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 69: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	32,  // 70: herald.events.v1.NotificationAttempted.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 71: herald.events.v1.NotificationAttempted.channel:type_name -> herald.events.v1.Channel
+	32,  // 72: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10,  // 73: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,   // 74: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	32,  // 75: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 76: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	57,  // 77: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	32,  // 78: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 79: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,   // 80: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	32,  // 81: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 82: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,   // 83: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	42,  // 84: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	42,  // 85: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	42,  // 86: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,   // 87: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	42,  // 88: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,   // 89: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,   // 90: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	57,  // 91: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	42,  // 92: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	57,  // 93: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	58,  // 94: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	13,  // 95: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
+	52,  // 96: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
+	53,  // 97: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
+	13,  // 98: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
+	11,  // 99: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
+	52,  // 100: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
+	52,  // 101: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
+	102, // [102:102] is the sub-list for method output_type
+	102, // [102:102] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -5180,6 +5299,7 @@ func file_herald_events_v1_events_proto_init() {
 		(*Event_BundleProposed)(nil),
 		(*Event_BundleReviewed)(nil),
 		(*Event_AuditAnchored)(nil),
+		(*Event_NotificationAttempted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5187,7 +5307,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
