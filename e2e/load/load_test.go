@@ -42,7 +42,7 @@ var (
 	flagWarmup          = flag.Duration("load.warmup", 3*time.Second, "unreported warm-up at the latency phase's rate before the phases (0: none)")
 	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
-	flagProfile         = flag.String("load.pprof", "", "directory for CPU profiles of each service, taken during the throughput phase (empty: none)")
+	flagProfile         = flag.String("load.pprof", "", "directory for CPU profiles of each service, taken during the throughput phase and each cpu sub-phase, in <dir>/<phase>/<service>.pprof (empty: none)")
 )
 
 // BenchmarkHerald runs the four services as processes against the real
@@ -251,8 +251,8 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		})
 	}
 	lag := sampleLag(ctx, s.log, s.groups, s.redis, s.notificationDue, time.Second)
-	if name == "throughput" && *flagProfile != "" {
-		profiles := profileServices(ctx, b, s.pprof, *flagProfile, dur)
+	if *flagProfile != "" && (name == "throughput" || strings.HasPrefix(name, "cpu-")) {
+		profiles := profileServices(ctx, b, s.pprof, filepath.Join(*flagProfile, name), dur)
 		defer profiles.Wait()
 	}
 	ph.start = time.Now()
