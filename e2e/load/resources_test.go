@@ -69,10 +69,25 @@ func readUsage(pid int) (usage, error) {
 			u.rssKiB = n
 		case "VmHWM":
 			u.hwmKiB = n
-		case "voluntary_ctxt_switches":
-			u.volCS = n
-		case "nonvoluntary_ctxt_switches":
-			u.involCS = n
+		}
+	}
+	// Context switches are counted per thread: sum the process's threads
+	// (a thread that exited takes its count with it; Go rarely ends one).
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				u.volCS += n
+			case "nonvoluntary_ctxt_switches":
+				u.involCS += n
+			}
 		}
 	}
 	// /proc/<pid>/io is readable for our own processes only; without it the
