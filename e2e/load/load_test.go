@@ -209,9 +209,12 @@ type phase struct {
 	redisCmds0, redisCmds1 int64
 	// load0 and load1 are the machine's load averages at the phase's
 	// start and end (the machine is shared: every figure needs them).
-	load0, load1  string
-	drainTimedOut bool
-	lag           []lagSample
+	load0, load1 string
+	// allocs0/1 are each service's heap allocations before and after
+	// (only with -load.pprof, which gives the services a pprof address).
+	allocs0, allocs1 map[string]allocs
+	drainTimedOut    bool
+	lag              []lagSample
 	// lazyObserver: the observer read lazily, so its "when read" times say
 	// nothing about the system.
 	lazyObserver bool
@@ -228,6 +231,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 	ph.busy0, ph.total0 = machineBusy()
 	ph.redisCmds0 = redisCommands(ctx, s)
 	ph.load0 = loadavg()
+	ph.allocs0 = readAllocs(ctx, s.pprof)
 	run := testinfra.UniqueName(name)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -306,6 +310,7 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 	ph.busy1, ph.total1 = machineBusy()
 	ph.redisCmds1 = redisCommands(ctx, s)
 	ph.load1 = loadavg()
+	ph.allocs1 = readAllocs(ctx, s.pprof)
 	ph.traces = map[string]alertTrace{}
 	ph.mailAt = map[string]time.Time{}
 	for _, smp := range ph.samples {

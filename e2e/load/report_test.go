@@ -273,6 +273,20 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 			a, b := ph.after[s], ph.before[s]
 			p("| %s | %.1f | %.1f | %.1f | %.1f |", s, float64(a.volCS-b.volCS)/n, float64(a.involCS-b.involCS)/n, float64(a.syscw-b.syscw)/n, float64(a.syscr-b.syscr)/n)
 		}
+		if len(ph.allocs1) > 0 {
+			p("")
+			p("Heap allocations per accepted alert (runtime.MemStats, through each service's pprof address):")
+			p("")
+			p("| Service | Objects | Bytes |")
+			p("|---|---:|---:|")
+			for _, s := range heraldServices {
+				a, ok1 := ph.allocs1[s]
+				b, ok0 := ph.allocs0[s]
+				if ok0 && ok1 {
+					p("| %s | %.0f | %.0f |", s, float64(a.objects-b.objects)/n, float64(a.bytes-b.bytes)/n)
+				}
+			}
+		}
 		if ph.redisCmds1 > ph.redisCmds0 {
 			p("")
 			p("Redis commands per accepted alert (the whole server, the harness's once-a-second lag probe included): %.1f.", float64(ph.redisCmds1-ph.redisCmds0)/n)
