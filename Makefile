@@ -77,8 +77,13 @@ chaos-short: deps-up ## The short chaos run (about 2 minutes, one broker): the s
 	@cd e2e && $(GO) test -tags chaos -count=1 -run '^TestChaos$$' -timeout 20m -v ./chaos $(CHAOS_ARGS)
 
 .PHONY: bench
-bench: deps-up ## Run the benchmarks against real Kafka and Redis.
+bench: deps-up ## Run the benchmarks against real Kafka and Redis (e2e/load: CPU per alert at 30-1,000/s, latency, timers, 1,000/s for 60 s; fails on a lost or duplicated alert).
 	@for m in $(MODULES); do echo "=== bench $$m"; (cd $$m && $(GO) test $(BENCH_FLAGS) ./...) || exit 1; done
+
+PEER ?= $(firstword $(wildcard ../shared/bench/alertmanager-peer/run.sh) /work/shared/bench/alertmanager-peer/run.sh)
+.PHONY: bench-peer
+bench-peer: deps-up ## Herald's latency phase and the Alertmanager peer (PEER=run.sh) in alternation, PAIRS=3 times at RATE=100/s for DURATION=20s; prints the ratios.
+	@tools/benchpeer/bench-peer.sh $(PEER)
 
 FUZZTIME ?= 60s
 .PHONY: fuzz

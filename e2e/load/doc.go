@@ -10,17 +10,21 @@
 // alert is lost or a message is sent twice (report.verdict), so `make
 // bench` exits non-zero then; figures are measured, never judged.
 //
-// Quick run (about three minutes, the `make bench` default):
+// Full run (the `make bench` default: latency at 100/s, timers, CPU per
+// alert at 30, 100, 300 and 1,000 alerts/s, then 1,000 alerts/s for 60 s;
+// about eight minutes on a quiet machine):
 //
-//	cd e2e && go test -run '^$' -bench Herald -benchtime 1x ./load
+//	cd e2e && go test -run '^$' -bench Herald -benchtime 1x -timeout 30m ./load
 //
-// Full run (the issue's targets: 1,000 alerts/s for 60 s):
+// CPU per alert at low rates only, with profiles:
 //
-//	cd e2e && go test -run '^$' -bench Herald -benchtime 1x -timeout 30m ./load -args -load.duration 60s
+//	cd e2e && go test -run '^$' -bench Herald -benchtime 1x ./load -args -load.phases cpu -load.cpu-rates 30,100 -load.pprof /tmp/prof
 //
 // Durations and rates are set by the -load.* flags, not by -benchtime; run
 // it with -benchtime 1x. -load.pprof DIR saves a CPU profile of each service
-// taken during the throughput phase (go tool pprof DIR/notification.pprof).
+// taken during the throughput phase and each cpu sub-phase (go tool pprof
+// DIR/cpu-30/notification.pprof). `make bench-peer` runs the latency phase
+// in alternation with the Alertmanager peer (tools/benchpeer).
 //
 // BenchmarkTLSCost (tlscost_test.go) measures what TLS everywhere costs
 // against the plaintext development mode, in alternating pairs of systems

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,7 @@ import (
 
 var (
 	flagRate            = flag.Float64("load.rate", 1000, "alerts/s offered in the throughput phase")
-	flagDuration        = flag.Duration("load.duration", 10*time.Second, "length of the throughput phase (the issue's target is 60s)")
+	flagDuration        = flag.Duration("load.duration", 60*time.Second, "length of the throughput phase (the target: 1,000 alerts/s for 60 s)")
 	flagLatencyRate     = flag.Float64("load.latency-rate", 100, "alerts/s offered in the latency phase")
 	flagLatencyDuration = flag.Duration("load.latency-duration", 10*time.Second, "length of the latency phase")
 	flagTimerRate       = flag.Float64("load.timer-rate", 50, "alerts/s offered in the timer phase")
@@ -33,13 +34,15 @@ var (
 	flagConns           = flag.Int("load.conns", 4, "gRPC connections to intake the callers share")
 	flagPartitions      = flag.Int("load.partitions", 12, "partitions of the events topic (12 is eventlog's default)")
 	flagDrain           = flag.Duration("load.drain", 90*time.Second, "longest wait after a phase for its alerts to complete")
-	flagPhases          = flag.String("load.phases", "latency,timers,throughput", "phases to run, in order")
+	flagPhases          = flag.String("load.phases", "latency,timers,cpu,throughput", "phases to run, in order (latency, timers, cpu, throughput)")
+	flagCPURates        = flag.String("load.cpu-rates", "30,100,300,1000", "offered rates of the cpu phase: one URGENT-only sub-phase per rate, for the CPU per alert at each")
+	flagCPUDuration     = flag.Duration("load.cpu-duration", 20*time.Second, "length of each of the cpu phase's sub-phases")
 	flagReport          = flag.String("load.report", "", "report file (default <repo>/bench-report.md; - for none)")
 	flagTimerShare      = flag.Float64("load.timer-share", 0.05, "share of the throughput phase's alerts that are CRITICAL with the timer phase's short step (timer lateness under load)")
 	flagWarmup          = flag.Duration("load.warmup", 3*time.Second, "unreported warm-up at the latency phase's rate before the phases (0: none)")
 	flagWorkers         = flag.Int("load.notification-workers", 0, "notification --workers (0: the service's default, 32)")
 	flagTrace           = flag.Bool("load.trace", false, "export the services' spans to an in-process OTLP receiver (off: no trace export)")
-	flagProfile         = flag.String("load.pprof", "", "directory for CPU profiles of each service, taken during the throughput phase (empty: none)")
+	flagProfile         = flag.String("load.pprof", "", "directory for CPU profiles of each service, taken during the throughput phase and each cpu sub-phase, in <dir>/<phase>/<service>.pprof (empty: none)")
 )
 
 // BenchmarkHerald runs the four services as processes against the real
@@ -122,6 +125,21 @@ func BenchmarkHerald(b *testing.B) {
 			run("latency", *flagLatencyRate, *flagLatencyDuration, urgent, delivered)
 		case "timers":
 			run("timers", *flagTimerRate, *flagTimerDuration, critical, escalated)
+		case "cpu":
+			// CPU per alert at each rate, URGENT only (nothing escalates).
+			// Above 100/s the observer reads lazily, as in the throughput
+			// phase, so its fetches do not load the broker.
+			for _, f := range strings.Split(*flagCPURates, ",") {
+				rate, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+				if err != nil || rate <= 0 {
+					b.Fatalf("flag load.cpu-rates: %q is not a positive rate", f)
+				}
+				obs.setLazy(rate > 100)
+				if ph := run(fmt.Sprintf("cpu-%g", rate), rate, *flagCPUDuration, urgent, delivered); ph != nil {
+					ph.lazyObserver = rate > 100
+				}
+				obs.setLazy(false)
+			}
 		case "throughput":
 			// The observer's fetches are the measurement's, not the system's:
 			// at this load it reads lazily (observer.setLazy).
@@ -132,7 +150,7 @@ func BenchmarkHerald(b *testing.B) {
 			obs.setLazy(false)
 		case "":
 		default:
-			b.Fatalf("flag load.phases: unknown phase %q (latency, timers, throughput)", name)
+			b.Fatalf("flag load.phases: unknown phase %q (latency, timers, cpu, throughput)", name)
 		}
 	}
 	for n, p := range s.procs {
@@ -186,8 +204,17 @@ type phase struct {
 	before, after   map[string]usage
 	busy0, total0   time.Duration
 	busy1, total1   time.Duration
-	drainTimedOut   bool
-	lag             []lagSample
+	// redisCmds0/1 are Redis's total_commands_processed before and after
+	// (the whole server: the harness's lag sampler adds one a second).
+	redisCmds0, redisCmds1 int64
+	// load0 and load1 are the machine's load averages at the phase's
+	// start and end (the machine is shared: every figure needs them).
+	load0, load1 string
+	// allocs0/1 are each service's heap allocations before and after
+	// (only with -load.pprof, which gives the services a pprof address).
+	allocs0, allocs1 map[string]allocs
+	drainTimedOut    bool
+	lag              []lagSample
 	// lazyObserver: the observer read lazily, so its "when read" times say
 	// nothing about the system.
 	lazyObserver bool
@@ -202,6 +229,9 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 	ph := &phase{name: name, rate: rate, duration: dur, samples: make([]sample, n)}
 	ph.before = snapshot(pids)
 	ph.busy0, ph.total0 = machineBusy()
+	ph.redisCmds0 = redisCommands(ctx, s)
+	ph.load0 = loadavg()
+	ph.allocs0 = readAllocs(ctx, s.pprof)
 	run := testinfra.UniqueName(name)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -225,8 +255,8 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		})
 	}
 	lag := sampleLag(ctx, s.log, s.groups, s.redis, s.notificationDue, time.Second)
-	if name == "throughput" && *flagProfile != "" {
-		profiles := profileServices(ctx, b, s.pprof, *flagProfile, dur)
+	if *flagProfile != "" && (name == "throughput" || strings.HasPrefix(name, "cpu-")) {
+		profiles := profileServices(ctx, b, s.pprof, filepath.Join(*flagProfile, name), dur)
 		defer profiles.Wait()
 	}
 	ph.start = time.Now()
@@ -278,6 +308,9 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 	time.Sleep(time.Second)
 	ph.after = snapshot(pids)
 	ph.busy1, ph.total1 = machineBusy()
+	ph.redisCmds1 = redisCommands(ctx, s)
+	ph.load1 = loadavg()
+	ph.allocs1 = readAllocs(ctx, s.pprof)
 	ph.traces = map[string]alertTrace{}
 	ph.mailAt = map[string]time.Time{}
 	for _, smp := range ph.samples {
@@ -294,6 +327,20 @@ func runPhase(ctx context.Context, b *testing.B, s *system, obs *observer, pids 
 		}
 	}
 	return ph
+}
+
+// redisCommands is the Redis server's total_commands_processed (0 when it
+// cannot be read).
+func redisCommands(ctx context.Context, s *system) int64 {
+	info, err := s.redis.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0
+	}
+	if m := regexp.MustCompile(`total_commands_processed:(\d+)`).FindStringSubmatch(info); m != nil {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	return 0
 }
 
 func snapshot(pids map[string]int) map[string]usage {
@@ -342,6 +389,9 @@ func (ph *phase) accepted() []sample {
 func (ph *phase) metrics() []metric {
 	acc := ph.accepted()
 	ms := []metric{{float64(len(acc)), "accepted"}, {float64(len(acc) - ph.completed), "lost"}}
+	if len(acc) > 0 {
+		ms = append(ms, metric{float64(ph.heraldCPU().Microseconds()) / float64(len(acc)), "cpu-µs/alert"})
+	}
 	switch ph.name {
 	case "timers":
 		l := ph.lateness(false)
@@ -355,6 +405,18 @@ func (ph *phase) metrics() []metric {
 		}
 	}
 	return ms
+}
+
+// heraldServices are the four services whose CPU is Herald's cost.
+var heraldServices = []string{"intake", "rules", "acknowledgement", "notification"}
+
+// heraldCPU is the CPU the four services used over the phase.
+func (ph *phase) heraldCPU() time.Duration {
+	var d time.Duration
+	for _, n := range heraldServices {
+		d += ph.after[n].cpu - ph.before[n].cpu
+	}
+	return d
 }
 
 // latency is intake's ACK to the first message at the SMTP sink.
@@ -454,7 +516,16 @@ func describeEnv(b *testing.B) env {
 	}
 	_, port, _ := strings.Cut(e.redisAddr, ":")
 	e.redisPid = findProcess("redis-server", ":"+port)
-	e.kafkaPid = findProcess("kafka.Kafka")
+	// Several brokers may run on a shared machine (one per engineer): the
+	// one this run uses is the one whose configuration lives in the deps
+	// directory (make deps-up).
+	deps := os.Getenv("HERALD_DEPS_DIR")
+	if deps == "" {
+		deps = filepath.Join(harness.RepoRoot(b), ".deps")
+	}
+	if e.kafkaPid = findProcess("kafka.Kafka", filepath.Join(deps, "kafka")+"/"); e.kafkaPid == 0 {
+		e.kafkaPid = findProcess("kafka.Kafka")
+	}
 	if e.kafkaPid != 0 {
 		cl := cmdline(e.kafkaPid)
 		for _, re := range []string{`kafka_2\.1[0-9]-([0-9][0-9.]*[0-9])`, `/lib/([0-9]+\.[0-9]+\.[0-9]+)/`, `kafka-server-([0-9][0-9.]*[0-9])`} {

@@ -1,12 +1,15 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,4 +67,56 @@ func fetchProfile(ctx context.Context, addr string, seconds int, path string) er
 		return err
 	}
 	return f.Close()
+}
+
+// allocs is a service's heap allocations so far (runtime.MemStats Mallocs
+// and TotalAlloc, from its /debug/pprof/allocs?debug=1 page).
+type allocs struct{ objects, bytes int64 }
+
+// readAllocs reads each service's allocations so far through its pprof
+// address; a service that does not answer is left out.
+func readAllocs(ctx context.Context, addrs map[string]string) map[string]allocs {
+	out := map[string]allocs{}
+	for name, addr := range addrs {
+		if a, err := fetchAllocs(ctx, addr); err == nil {
+			out[name] = a
+		}
+	}
+	return out
+}
+
+func fetchAllocs(ctx context.Context, addr string) (allocs, error) {
+	var a allocs
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/allocs?debug=1", nil)
+	if err != nil {
+		return a, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return a, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	found := 0
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "# "), " = ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "Mallocs":
+			a.objects, found = n, found+1
+		case "TotalAlloc":
+			a.bytes, found = n, found+1
+		}
+	}
+	if found < 2 {
+		return a, fmt.Errorf("no MemStats in the allocs page of %s", addr)
+	}
+	return a, sc.Err()
 }

@@ -96,6 +96,7 @@ func (r *report) markdown() string {
 	p("- The latency is from RaiseAlert returning (intake's durable ACK) to the SMTP sink accepting the alert's first email (matched by the alert reference in the body). A lost alert is one accepted by intake whose first email did not arrive within the drain time (%s).", *flagDrain)
 	p("")
 	r.idleTable(&w)
+	r.summary(&w)
 	for _, ph := range r.phases {
 		r.phase(&w, ph)
 	}
@@ -161,6 +162,7 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 	p("| | |")
 	p("|---|---:|")
 	p("| Alerts offered | %d (handed to callers in %s: %.0f/s) |", len(ph.samples), offered.Round(time.Millisecond), float64(len(ph.samples))/offered.Seconds())
+	p("| Load average (1, 5, 15 min) at start / end | %s / %s |", ph.load0, ph.load1)
 	p("| Accepted by intake (durable) | %d (duplicates %d, quarantined %d) |", len(acc), dups, quar)
 	if len(errs) > 0 {
 		p("| RaiseAlert errors | %v |", errs)
@@ -259,11 +261,36 @@ func (r *report) phase(w *strings.Builder, ph *phase) {
 		p("")
 	}
 	if ph.name != "timers" && len(acc) > 0 {
-		var herald time.Duration
-		for _, n := range []string{"intake", "rules", "acknowledgement", "notification"} {
-			herald += ph.after[n].cpu - ph.before[n].cpu
-		}
+		herald := ph.heraldCPU()
 		p("Herald's four services together used %.0f µs of CPU per accepted alert.", float64(herald.Microseconds())/float64(len(acc)))
+		p("")
+		p("Counts per accepted alert (from /proc; a voluntary context switch is a thread that blocked: a goroutine wake-up that needed an OS thread, a network wait; each Kafka request, Redis pipeline, gRPC frame batch or SMTP command is at least one write system call):")
+		p("")
+		p("| Service | Voluntary context switches | Involuntary | Write syscalls | Read syscalls |")
+		p("|---|---:|---:|---:|---:|")
+		n := float64(len(acc))
+		for _, s := range heraldServices {
+			a, b := ph.after[s], ph.before[s]
+			p("| %s | %.1f | %.1f | %.1f | %.1f |", s, float64(a.volCS-b.volCS)/n, float64(a.involCS-b.involCS)/n, float64(a.syscw-b.syscw)/n, float64(a.syscr-b.syscr)/n)
+		}
+		if len(ph.allocs1) > 0 {
+			p("")
+			p("Heap allocations per accepted alert (runtime.MemStats, through each service's pprof address):")
+			p("")
+			p("| Service | Objects | Bytes |")
+			p("|---|---:|---:|")
+			for _, s := range heraldServices {
+				a, ok1 := ph.allocs1[s]
+				b, ok0 := ph.allocs0[s]
+				if ok0 && ok1 {
+					p("| %s | %.0f | %.0f |", s, float64(a.objects-b.objects)/n, float64(a.bytes-b.bytes)/n)
+				}
+			}
+		}
+		if ph.redisCmds1 > ph.redisCmds0 {
+			p("")
+			p("Redis commands per accepted alert (the whole server, the harness's once-a-second lag probe included): %.1f.", float64(ph.redisCmds1-ph.redisCmds0)/n)
+		}
 		p("")
 	}
 }
@@ -330,6 +357,38 @@ func perAlert(cpu time.Duration, n int) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f µs", float64(cpu.Microseconds())/float64(n))
+}
+
+// summary is one line per phase: the CPU per alert of each service, the
+// latency, and the machine's load beside them.
+func (r *report) summary(w *strings.Builder) {
+	if len(r.phases) == 0 {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("## Summary")
+	p("")
+	p("CPU per accepted alert (user+system time of each service process from /proc over the phase, offering and drain, divided by the alerts accepted), with the machine's load average (1 min) at the phase's start and end:")
+	p("")
+	p("| Phase | Offered/s | Accepted | Lost | Load avg start → end | intake | rules | acknowledgement | notification | **four services** | ACK → first email p50 / p99 | First emails/s |")
+	p("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, ph := range r.phases {
+		acc := ph.accepted()
+		cells := make([]string, 0, len(heraldServices))
+		for _, n := range heraldServices {
+			cells = append(cells, perAlert(ph.after[n].cpu-ph.before[n].cpu, len(acc)))
+		}
+		lat := ph.latency()
+		p("| %s | %.0f | %d | %d | %s → %s | %s | **%s** | %s / %s | %.0f |", ph.name, ph.rate, len(acc), len(acc)-ph.completed,
+			firstField(ph.load0), firstField(ph.load1), strings.Join(cells, " | "), perAlert(ph.heraldCPU(), len(acc)),
+			fmtD(pct(lat, 50)), fmtD(pct(lat, 99)), ph.deliveredRate())
+	}
+	p("")
+}
+
+func firstField(s string) string {
+	f, _, _ := strings.Cut(s, " ")
+	return f
 }
 
 // idleTable shows what the processes use with no load at all.

@@ -21,6 +21,14 @@ type usage struct {
 	cpu    time.Duration // user + system CPU so far
 	rssKiB int64         // VmRSS now
 	hwmKiB int64         // VmHWM: peak resident set so far
+	// Context switches so far: voluntary ones are a thread blocking (a
+	// goroutine wake-up that had to wake an OS thread, a network wait),
+	// involuntary ones a thread preempted.
+	volCS, involCS int64
+	// syscr and syscw are read and write system calls so far
+	// (/proc/<pid>/io): each Kafka request, Redis pipeline, gRPC frame
+	// batch and SMTP command is at least one write.
+	syscr, syscw int64
 }
 
 // readUsage reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -61,6 +69,39 @@ func readUsage(pid int) (usage, error) {
 			u.rssKiB = n
 		case "VmHWM":
 			u.hwmKiB = n
+		}
+	}
+	// Context switches are counted per thread: sum the process's threads
+	// (a thread that exited takes its count with it; Go rarely ends one).
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				u.volCS += n
+			case "nonvoluntary_ctxt_switches":
+				u.involCS += n
+			}
+		}
+	}
+	// /proc/<pid>/io is readable for our own processes only; without it the
+	// counts stay zero.
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for line := range strings.Lines(string(io)) {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "syscr":
+				u.syscr = n
+			case "syscw":
+				u.syscw = n
+			}
 		}
 	}
 	return u, nil

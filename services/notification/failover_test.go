@@ -81,7 +81,7 @@ func TestMeasureFailoverAfterKill(t *testing.T) {
 		id := alertID(name)
 		e.append(routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role(name))))
 		waitClosed(t, entered, "the child resolving step 0")
-		// The child has committed its offsets (every 50 ms): killed before,
+		// The child has committed its offsets (200 ms after handling): killed before,
 		// its partition's records count as unhandled and the send waits for
 		// the group to hand the partition on (the session timeout).
 		testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
