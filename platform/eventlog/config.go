@@ -100,6 +100,16 @@ type Config struct {
 	SASLMechanism string
 	SASLUser      string
 	SASLPassword  string
+
+	// SigningKeyFile is the service's Ed25519 private key (PEM PKCS #8):
+	// every record its Writer writes is signed with it (platform/eventsign).
+	SigningKeyFile string
+	// VerifyKeysFile is the key set (public keys, each bound to a service
+	// identity) that readers verify records against: an unsigned, wrongly
+	// signed or wrongly attributed record is dead-lettered, never applied.
+	// Without it a reader accepts every record (development only: the
+	// production profile refuses to start, see Signing).
+	VerifyKeysFile string
 }
 
 // DefaultSessionTimeout is the consumer groups' session timeout: the
@@ -147,6 +157,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SASLMechanism, "kafka-sasl-mechanism", c.SASLMechanism, "SASL mechanism: SCRAM-SHA-512 (default) or SCRAM-SHA-256")
 	fs.StringVar(&c.SASLUser, "kafka-sasl-user", c.SASLUser, "the service's Kafka principal (SCRAM user)")
 	config.SecretFile(fs, &c.SASLPassword, "kafka-sasl-password", "password of kafka-sasl-user")
+	fs.StringVar(&c.SigningKeyFile, "event-signing-key-file", c.SigningKeyFile, "the service's Ed25519 private key (PEM PKCS #8) signing every record it appends (required in production)")
+	fs.StringVar(&c.VerifyKeysFile, "event-verify-keys-file", c.VerifyKeysFile, "key set (YAML: service, kid, public_key; a file or a directory of them) every record read is verified against (required in production)")
 }
 
 // Validate names the setting at fault.
@@ -176,5 +188,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("setting kafka-session-timeout must be at least 6s (the broker's minimum), got %v", c.SessionTimeout))
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateSigning()...)
 	return errors.Join(errs...)
 }

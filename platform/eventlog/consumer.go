@@ -150,6 +150,10 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if cfg.GroupID == "" {
 		return errors.New("consume: a consumer group id is required")
 	}
+	verifier, err := NewVerifier(cfg.Config)
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                cfg.GroupID,
 		Brokers:           cfg.Brokers,
@@ -183,7 +187,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		defer t.CloseIdleConnections()
 		transport = t
 	}
-	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h}
+	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h, verifier: verifier}
 	c.metrics()
 	c.run(ctx, group)
 	if closeErr := errors.Join(group.Close(), dlq.Close()); closeErr != nil {
@@ -198,12 +202,17 @@ type consumer struct {
 	addr      net.Addr
 	dlq       *kafka.Writer
 	handler   Handler
+	// verifier refuses records not signed by a service that may produce
+	// them (nil: every record is accepted, a development system).
+	verifier *Verifier
 
 	handled  metric.Int64Counter
 	dlqCount metric.Int64Counter
 	retries  metric.Int64Counter
 	// abandoned counts handlers cut short by the end of a generation.
 	abandoned metric.Int64Counter
+	// refused counts records refused for their signature, by reason.
+	refused metric.Int64Counter
 }
 
 func (c *consumer) metrics() {
@@ -212,6 +221,7 @@ func (c *consumer) metrics() {
 	c.dlqCount, _ = m.Int64Counter("herald_events_dead_lettered_total", metric.WithDescription("records sent to the dead-letter topic"))
 	c.retries, _ = m.Int64Counter("herald_events_retries_total", metric.WithDescription("handler retries"))
 	c.abandoned, _ = m.Int64Counter("herald_events_abandoned_total", metric.WithDescription("handlers cut short by a rebalance or shutdown (their records are redelivered)"))
+	c.refused, _ = m.Int64Counter("herald_events_refused_total", metric.WithDescription("records refused for their signature (unsigned, unknown key, bad signature, signer not allowed): dead-lettered, never handled"))
 }
 
 // run takes part in the group's generations until ctx is done.
@@ -354,6 +364,16 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 		typ = TypeOf(ev)
 		if ev.GetEventId() == "" || typ == "" {
 			return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+		}
+		// A forged record (unsigned, signed by an unknown key, altered, or
+		// signed by a service that may not produce its type) is never
+		// handled: it goes to the dead-letter topic with the reason.
+		if err := c.verifier.Check(m.Topic, m.Key, m.Value, m.Headers, ev); err != nil {
+			c.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("group", c.cfg.GroupID),
+				attribute.String("event_type", typ), attribute.String("reason", RefusalReason(err))))
+			c.cfg.Logger.Error("record refused: not applied", "group", c.cfg.GroupID, "topic", m.Topic, "partition", m.Partition,
+				"offset", m.Offset, "alert_id", ev.GetAlertId(), "event_id", ev.GetEventId(), "event_type", typ, "reason", RefusalReason(err), "error", err.Error())
+			return c.deadLetter(ctx, m, err.Error())
 		}
 	}
 	headers := m.Headers

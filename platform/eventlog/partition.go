@@ -65,7 +65,10 @@ func (r *PartitionReader) Bounds(ctx context.Context, partition int) (first, end
 
 // Read calls fn for each record of the partition from offset from (or the
 // partition's first, if later) up to end, in offset order. fn's error stops
-// the read.
+// the read. Signatures are not checked: the auditor reads its own
+// records topic, and heraldctl is a tool that reads what is there.
 func (r *PartitionReader) Read(ctx context.Context, partition int, from, end int64, fn func(key, value []byte, partition int, offset int64) error) error {
-	return readPartition(ctx, r.client, r.topic, partition, from, end, fn)
+	return readPartition(ctx, r.client, r.topic, partition, from, end, func(key, value []byte, _ []kafka.Header, partition int, offset int64) error {
+		return fn(key, value, partition, offset)
+	})
 }

@@ -9,17 +9,30 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
 // ReadTopic reads every record of topic from the beginning up to the end it
 // has when the call starts (the high watermark of each partition), calling
 // fn in offset order per partition. It is for rebuilds: the state topic into
 // a cache, or the event log into a projection. fn's error stops the read.
+//
+// With cfg.VerifyKeysFile, a record of the events topic that is not signed
+// by a service that may produce its type (Verifier.Check), or a record of
+// another topic not signed by a key of the set, is skipped: never handed
+// to fn. The consumer groups dead-letter such records (logged and counted
+// there); a rebuild does not apply them either.
 func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value []byte, partition int, offset int64) error) error {
+	verifier, err := NewVerifier(cfg)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
 	client, closeIdle := cfg.Client(30 * time.Second)
 	defer closeIdle()
 	var offs []kafka.PartitionOffsets
-	err := retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		var err error
 		offs, err = partitionOffsets(ctx, client, topic)
 		return err
@@ -28,7 +41,22 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value
 		return err
 	}
 	for _, po := range offs {
-		if err := readPartition(ctx, client, topic, po.Partition, po.FirstOffset, po.LastOffset, fn); err != nil {
+		err := readPartition(ctx, client, topic, po.Partition, po.FirstOffset, po.LastOffset, func(key, value []byte, headers []kafka.Header, partition int, offset int64) error {
+			if verifier != nil {
+				var ev *eventsv1.Event
+				if topic == cfg.EventsTopic {
+					ev = &eventsv1.Event{}
+					if proto.Unmarshal(value, ev) != nil {
+						ev = nil // not an event: fn skips it as it always has
+					}
+				}
+				if verifier.Check(topic, key, value, headers, ev) != nil {
+					return nil
+				}
+			}
+			return fn(key, value, partition, offset)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -92,7 +120,7 @@ func retriable(err error) bool {
 	return errors.As(err, &nerr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
-func readPartition(ctx context.Context, client *kafka.Client, topic string, partition int, from, end int64, fn func(key, value []byte, partition int, offset int64) error) error {
+func readPartition(ctx context.Context, client *kafka.Client, topic string, partition int, from, end int64, fn func(key, value []byte, headers []kafka.Header, partition int, offset int64) error) error {
 	for offset := from; offset < end; {
 		var resp *kafka.FetchResponse
 		err := retry(ctx, func() error {
@@ -132,7 +160,7 @@ func readPartition(ctx context.Context, client *kafka.Client, topic string, part
 			if err != nil {
 				return err
 			}
-			if err := fn(key, value, partition, rec.Offset); err != nil {
+			if err := fn(key, value, rec.Headers, partition, rec.Offset); err != nil {
 				return err
 			}
 			next = rec.Offset + 1

@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/fault"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -37,6 +38,11 @@ type Tail struct {
 	group  string
 	client *kafka.Client
 	close  func()
+	// verifier drops forged records (nil: none configured); verifierErr
+	// is why the configured key set could not be loaded, returned by
+	// every read.
+	verifier    *Verifier
+	verifierErr error
 
 	mu         sync.Mutex
 	partitions int
@@ -66,6 +72,7 @@ const (
 func NewTail(cfg Config, group string) *Tail {
 	client, closeIdle := cfg.Client(10 * time.Second)
 	t := &Tail{cfg: cfg, topic: cfg.EventsTopic, group: group, client: client, close: closeIdle}
+	t.verifier, t.verifierErr = NewVerifier(cfg)
 	t.ends.fn = t.readEnds
 	return t
 }
@@ -101,6 +108,9 @@ func (t *Tail) Unhandled(ctx context.Context, key string, after int64, limit int
 // it is. When more than limit records would have to be read, it returns an
 // error wrapping ErrTooFarBehind.
 func (t *Tail) Read(ctx context.Context, key string, limit int, project func(context.Context) (after int64, err error)) ([]Delivery, error) {
+	if t.verifierErr != nil {
+		return nil, t.verifierErr
+	}
 	p, err := t.partitionOf(ctx, key)
 	if err != nil {
 		return nil, err
@@ -130,9 +140,9 @@ func (t *Tail) Read(ctx context.Context, key string, limit int, project func(con
 	} else {
 		// The group is further behind than the bound but the caller's state
 		// is not: read just the caller's gap, uncached.
-		err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, _ int, offset int64) error {
+		err = readPartition(ctx, t.client, t.topic, p, from, end, func(k, value []byte, headers []kafka.Header, _ int, offset int64) error {
 			if string(k) == key {
-				raw = append(raw, rawRecord{offset: offset, value: value})
+				raw = append(raw, rawRecord{offset: offset, value: value, sig: SignatureOf(headers)})
 			}
 			return nil
 		})
@@ -146,6 +156,11 @@ func (t *Tail) Read(ctx context.Context, key string, limit int, project func(con
 		if err := proto.Unmarshal(r.value, ev); err != nil || ev.GetEventId() == "" {
 			continue // the consumer dead-letters it; it never reaches the projection either
 		}
+		if t.verifier != nil {
+			if err := t.verifier.Check(t.topic, []byte(key), r.value, []kafka.Header{{Key: eventsign.HeaderSignature, Value: r.sig}}, ev); err != nil {
+				continue // a forged record: likewise dead-lettered by the consumer, never folded
+			}
+		}
 		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: p, Offset: r.offset})
 	}
 	return out, nil
@@ -156,6 +171,7 @@ func (t *Tail) Read(ctx context.Context, key string, limit int, project func(con
 type rawRecord struct {
 	offset int64
 	value  []byte
+	sig    []byte // the signature header, verified by each caller
 }
 
 // segment is what the Tail read of one partition beyond the group's
@@ -213,8 +229,8 @@ func (s *segment) read(ctx context.Context, t *Tail, p int, key string, committe
 		s.from = committed
 	}
 	if s.to < end {
-		err := readPartition(ctx, t.client, t.topic, p, s.to, end, func(k, value []byte, _ int, offset int64) error {
-			s.byKey[string(k)] = append(s.byKey[string(k)], rawRecord{offset: offset, value: value})
+		err := readPartition(ctx, t.client, t.topic, p, s.to, end, func(k, value []byte, headers []kafka.Header, _ int, offset int64) error {
+			s.byKey[string(k)] = append(s.byKey[string(k)], rawRecord{offset: offset, value: value, sig: SignatureOf(headers)})
 			s.to = offset + 1
 			return nil
 		})

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -26,6 +27,11 @@ type Writer struct {
 	topic     string
 	producer  string
 	tel       *telemetry.Telemetry
+	// signer signs every record (nil: unsigned, a development system);
+	// signErr is why the configured key could not be loaded (Validate
+	// checked it at start), returned by every write.
+	signer  *eventsign.Signer
+	signErr error
 }
 
 // NewWriter returns a writer with acks=all and hash partitioning on the key
@@ -33,13 +39,30 @@ type Writer struct {
 // envelope when the event does not.
 func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
 	transport := cfg.newTransport("herald-" + producer)
+	if tel == nil {
+		tel = telemetry.Nop(producer)
+	}
+	signer, err := cfg.signer()
 	return &Writer{
 		p:         newProducer(cfg.Brokers, transport),
 		transport: transport,
 		topic:     cfg.EventsTopic,
 		producer:  producer,
 		tel:       tel,
+		signer:    signer,
+		signErr:   err,
 	}
+}
+
+// write signs msgs and writes them.
+func (w *Writer) write(ctx context.Context, msgs ...kafka.Message) error {
+	if w.signErr != nil {
+		return w.signErr
+	}
+	for i := range msgs {
+		sign(w.signer, &msgs[i])
+	}
+	return w.p.Write(ctx, msgs...)
 }
 
 // unavailableError marks a broker failure as retryable (fault.ErrUnavailable)
@@ -93,7 +116,7 @@ func (w *Writer) Append(ctx context.Context, events ...*eventsv1.Event) error {
 		w.tel.Propagator.Inject(ctx, HeaderCarrier{Headers: &headers})
 		msgs = append(msgs, kafka.Message{Topic: w.topic, Key: []byte(e.GetAlertId()), Value: value, Headers: headers})
 	}
-	if err := w.p.Write(ctx, msgs...); err != nil {
+	if err := w.write(ctx, msgs...); err != nil {
 		span.SetStatus(codes.Error, "append failed")
 		return fmt.Errorf("append %d events to %s: %w", len(msgs), w.topic, unavailableError{err})
 	}
@@ -103,7 +126,7 @@ func (w *Writer) Append(ctx context.Context, events ...*eventsv1.Event) error {
 // Put writes one raw record to topic (the state topic, the dead-letter
 // topic) and waits for acks=all. A nil value is a tombstone.
 func (w *Writer) Put(ctx context.Context, topic, key string, value []byte, headers ...kafka.Header) error {
-	if err := w.p.Write(ctx, kafka.Message{Topic: topic, Key: []byte(key), Value: value, Headers: headers}); err != nil {
+	if err := w.write(ctx, kafka.Message{Topic: topic, Key: []byte(key), Value: value, Headers: headers}); err != nil {
 		return fmt.Errorf("put record %s to %s: %w", key, topic, unavailableError{err})
 	}
 	return nil
@@ -111,7 +134,7 @@ func (w *Writer) Put(ctx context.Context, topic, key string, value []byte, heade
 
 // PutMany writes raw records (each with its Topic set) and waits for acks=all.
 func (w *Writer) PutMany(ctx context.Context, msgs ...kafka.Message) error {
-	if err := w.p.Write(ctx, msgs...); err != nil {
+	if err := w.write(ctx, msgs...); err != nil {
 		return fmt.Errorf("put %d records: %w", len(msgs), unavailableError{err})
 	}
 	return nil

@@ -1,0 +1,87 @@
+package eventsign
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// Service identities that sign events: the names a key set binds keys to.
+const (
+	ServiceIntake          = "intake"
+	ServiceRules           = "rules"
+	ServiceNotification    = "notification"
+	ServiceAcknowledgement = "acknowledgement"
+)
+
+// Producer is one row of the Producers table: who may append an event
+// type, and why.
+type Producer struct {
+	Services []string
+	Note     string
+}
+
+// Producers is the one table of which service identity may produce which
+// event type (the payload's message name, eventlog.TypeOf). A type not in
+// the table is refused from every signer (deny by default);
+// TestEveryEventTypeHasAProducer fails when an event type is added to the
+// proto without a row here, and docs/authorization.md ("Who may append
+// which event") is generated from it (TestProducersAreDocumented).
+var Producers = map[string]Producer{
+	"AlertRaised":      {[]string{ServiceIntake}, "a sending system's finding, validated"},
+	"AlertAmended":     {[]string{ServiceIntake}, ""},
+	"AlertCancelled":   {[]string{ServiceIntake}, ""},
+	"AlertQuarantined": {[]string{ServiceIntake}, "an incomplete flagged report"},
+
+	"AlertRouted":    {[]string{ServiceRules}, "classification and the policy in force"},
+	"BundleProposed": {[]string{ServiceRules}, "policy-bundle topic"},
+	"BundleReviewed": {[]string{ServiceRules}, "policy-bundle topic: the approval puts a bundle in force"},
+
+	"NotificationSent":       {[]string{ServiceNotification}, ""},
+	"NotificationFailed":     {[]string{ServiceNotification}, ""},
+	"NotificationDelivered":  {[]string{ServiceNotification}, "delivery receipts"},
+	"NotificationSuperseded": {[]string{ServiceNotification}, ""},
+	"NotificationDeferred":   {[]string{ServiceNotification}, ""},
+	"StepRecipientsResolved": {[]string{ServiceNotification}, "who a step reached: the recipients acknowledgement checks"},
+	"DigestSent":             {[]string{ServiceNotification}, ""},
+	"BreachNoticeSent":       {[]string{ServiceNotification}, ""},
+
+	"AlertRead":         {[]string{ServiceAcknowledgement}, ""},
+	"AlertAcknowledged": {[]string{ServiceAcknowledgement}, "a named clinician accepted responsibility"},
+	"AlertDeclined":     {[]string{ServiceAcknowledgement}, ""},
+	"ActionRecorded":    {[]string{ServiceAcknowledgement}, ""},
+	"AlertEscalated":    {[]string{ServiceAcknowledgement}, "SLA timers"},
+	"SLABreached":       {[]string{ServiceAcknowledgement}, "SLA timers"},
+	"FailsafeQueued":    {[]string{ServiceAcknowledgement}, "SLA timers"},
+	"AlertClosed":       {[]string{ServiceAcknowledgement}, "a fail-safe officer closed the alert"},
+	"TimerRepaired":     {[]string{ServiceAcknowledgement}, ""},
+	"AuditAnchored":     {[]string{ServiceAcknowledgement}, "the audit chain's head"},
+}
+
+// Allowed returns nil when service may produce events of type typ, else an
+// error wrapping ErrNotAllowed that names both.
+func Allowed(service, typ string) error {
+	p, ok := Producers[typ]
+	if ok && slices.Contains(p.Services, service) {
+		return nil
+	}
+	if !ok {
+		return fmt.Errorf("%w (%s signed %s, which no service may produce)", ErrNotAllowed, service, typ)
+	}
+	return fmt.Errorf("%w (%s signed %s, which only %v may produce)", ErrNotAllowed, service, typ, p.Services)
+}
+
+// Services returns every service identity of the table, sorted.
+func Services() []string {
+	return []string{ServiceAcknowledgement, ServiceIntake, ServiceNotification, ServiceRules}
+}
+
+// Types returns the event types of the table, sorted.
+func Types() []string {
+	out := make([]string, 0, len(Producers))
+	for t := range Producers {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
