@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Service identities that sign events: the names a key set binds keys to.
@@ -84,4 +85,19 @@ func Types() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Markdown renders the Producers table for docs/authorization.md.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| Event type | May be appended by | Note |\n|---|---|---|\n")
+	for _, t := range Types() {
+		p := Producers[t]
+		svcs := make([]string, len(p.Services))
+		for i, s := range p.Services {
+			svcs[i] = "`" + s + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", t, strings.Join(svcs, ", "), p.Note)
+	}
+	return b.String()
 }
