@@ -218,7 +218,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Security.Check(c.GRPC, c.Log, c.Redis)} {
+	for _, err := range []error{c.GRPC.Validate(), c.Log.Validate(), c.Redis.Validate(), c.Security.Check(c.GRPC, c.Log, c.Log.Signing(), c.Redis)} {
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -238,7 +238,7 @@ func listenerHop(f mtls.Files, name, what, addr string) servicemain.Hop {
 
 // hops are every connection the service serves or makes.
 func (c Config) hops() []servicemain.Hop {
-	return []servicemain.Hop{c.GRPC, c.Log, c.Redis,
+	return []servicemain.Hop{c.GRPC, c.Log, c.Log.Signing(), c.Redis,
 		listenerHop(c.MLLPTLS, "mllp", "MLLP", c.MLLPAddr), listenerHop(c.FHIRTLS, "fhir", "FHIR", c.FHIRAddr)}
 }
 

@@ -173,3 +173,11 @@ func TestSenderBindingsRequiredInProduction(t *testing.T) {
 	c.Tenants = []intake.TenantSettings{{ODS: "RZZ"}}
 	require.ErrorContains(t, c.Validate(), "setting sender-bindings-file is required in the production profile")
 }
+
+// TestEventKeysRequiredInProduction: a production intake without its event
+// signing key and the key set does not start (forged events, #20 item 7).
+func TestEventKeysRequiredInProduction(t *testing.T) {
+	c := intake.DefaultConfig()
+	c.Tenants = []intake.TenantSettings{{ODS: "RZZ"}}
+	require.ErrorContains(t, c.Validate(), "events are not signed and verified (set event-signing-key-file, event-verify-keys-file)")
+}

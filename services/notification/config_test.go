@@ -64,3 +64,11 @@ func TestReferenceKeyAndCallbackTokenAreReadFromFiles(t *testing.T) {
 	require.Equal(t, "callback-token", c.NotifyCallbackToken)
 	require.Error(t, fs.Parse([]string{"-reference-key", key}), "the key's value is never a flag")
 }
+
+// TestEventKeysRequiredInProduction: a production notification service
+// without its event signing key and the key set does not start (forged
+// events, #20 item 7).
+func TestEventKeysRequiredInProduction(t *testing.T) {
+	c := notification.DefaultConfig()
+	require.ErrorContains(t, c.Validate(), "events are not signed and verified (set event-signing-key-file, event-verify-keys-file)")
+}

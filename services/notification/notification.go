@@ -277,7 +277,7 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(), c.Rules.Validate("rules"),
-		c.Security.Check(c.GRPC, c.Log, c.Redis)} {
+		c.Security.Check(c.GRPC, c.Log, c.Log.Signing(), c.Redis)} {
 		if err != nil {
 			errs = append(errs, err)
 		}

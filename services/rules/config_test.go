@@ -61,6 +61,8 @@ func TestProductionRefusesPlaintext(t *testing.T) {
 	err := c.Validate()
 	require.ErrorContains(t, err, "grpc-tls-cert")
 	require.ErrorContains(t, err, "kafka-sasl-user")
+	// Forged events (#20 item 7): no event keys, no start.
+	require.ErrorContains(t, err, "events are not signed and verified (set event-signing-key-file, event-verify-keys-file)")
 	c.Security.Insecure = true
 	require.ErrorContains(t, c.Validate(), "refused in the production profile")
 }

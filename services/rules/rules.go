@@ -124,7 +124,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log)} {
+	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Security.Check(c.GRPC, c.Log, c.Log.Signing())} {
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -21,6 +21,10 @@ import (
 type Reader struct {
 	client *kafka.Client
 	topic  string
+	// verifier skips forged records (nil: no key set configured);
+	// verifierErr is why the configured one could not be loaded.
+	verifier    *eventlog.Verifier
+	verifierErr error
 }
 
 // New returns a reader of topic on cfg's brokers, with cfg's TLS and SASL
@@ -28,14 +32,21 @@ type Reader struct {
 // connections.
 func New(cfg eventlog.Config, topic string) (*Reader, func()) {
 	client, closeIdle := cfg.Client(30 * time.Second)
-	return &Reader{client: client, topic: topic}, closeIdle
+	r := &Reader{client: client, topic: topic}
+	r.verifier, r.verifierErr = eventlog.NewVerifier(cfg)
+	return r, closeIdle
 }
 
 // ReadRange calls fn for every decodable event at offsets [from, to) of the
-// partition, in offset order. Records that do not decode are skipped (the
-// consumer dead-letters them). An error means the range was not fully read;
-// the caller retries.
+// partition, in offset order. Records that do not decode, and records not
+// signed by a service that may produce them (eventlog.Verifier: a forged
+// approval on the policy-bundle topic puts no bundle in force), are
+// skipped (the consumers dead-letter them). An error means the range was
+// not fully read; the caller retries.
 func (r *Reader) ReadRange(ctx context.Context, partition int, from, to int64, fn func(ev *eventsv1.Event, offset int64)) error {
+	if r.verifierErr != nil {
+		return r.verifierErr
+	}
 	for offset := from; offset < to; {
 		resp, err := r.client.Fetch(ctx, &kafka.FetchRequest{Topic: r.topic, Partition: partition, Offset: offset, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
 		if err != nil {
@@ -69,9 +80,23 @@ func (r *Reader) ReadRange(ctx context.Context, partition int, from, to int64, f
 				return fmt.Errorf("read record of %s/%d: %w", r.topic, partition, err)
 			}
 			var ev eventsv1.Event
-			if proto.Unmarshal(value, &ev) == nil {
-				fn(&ev, rec.Offset)
+			if proto.Unmarshal(value, &ev) != nil {
+				continue
 			}
+			if r.verifier != nil {
+				var key []byte
+				if rec.Key != nil {
+					key, err = io.ReadAll(rec.Key)
+					_ = rec.Key.Close()
+					if err != nil {
+						return fmt.Errorf("read record of %s/%d: %w", r.topic, partition, err)
+					}
+				}
+				if r.verifier.Check(r.topic, key, value, rec.Headers, &ev) != nil {
+					continue
+				}
+			}
+			fn(&ev, rec.Offset)
 		}
 		if next == offset {
 			if resp.HighWatermark <= offset {
