@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/mtls"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
@@ -105,7 +106,7 @@ func TestSecurityApprovedBundleIsInForceForTheNextAlert(t *testing.T) {
 	c := rulesClient(t, sys)
 	ctx := context.Background()
 	files := changedBundle(t, sys, "e2e-2")
-	harness.SeedApprovedBundle(t, sys.Log, sys.BundleTopic, "RZZ", files)
+	harness.SeedApprovedBundle(t, sys.SignedAs(eventsign.ServiceRules), sys.BundleTopic, "RZZ", files)
 	harness.Eventually(t, 30*time.Second, func() bool {
 		active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
 		return err == nil && active.GetRef().GetVersion() == "e2e-2"

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
@@ -49,7 +50,8 @@ var (
 	SeedApprover = &eventsv1.PolicyPerson{Issuer: "https://e2e-idp.test", Subject: "e2e-safety-lead", PersonId: "e2e-safety-lead", Role: "safety-lead"}
 )
 
-// SeedApprovedBundle appends to the policy-bundle topic a BundleProposed of
+// SeedApprovedBundle (signed with cfg.SigningKeyFile when set, as rules:
+// pass System.SignedAs(eventsign.ServiceRules)) appends to the policy-bundle topic a BundleProposed of
 // the bundle by SeedProposer and its approval by SeedApprover, with the ids
 // rules gives them, so rules in the production profile starts with the
 // bundle in force. files are named "<tenant>/<file>", as rules names a
@@ -64,9 +66,9 @@ func SeedApprovedBundle(t testing.TB, cfg eventlog.Config, topic, tenant string,
 	}
 	now := timestamppb.New(time.Now())
 	proposal := &eventsv1.Event{EventId: eventlog.ID("policy-bundle", tenant, hash, "1", "proposed"), Tenant: tenant, OccurredAt: now,
-		Producer: "e2e-harness", SchemaVersion: 1, Policy: ref, Payload: &eventsv1.Event_BundleProposed{BundleProposed: proposed}}
+		Producer: "rules", SchemaVersion: 1, Policy: ref, Payload: &eventsv1.Event_BundleProposed{BundleProposed: proposed}}
 	review := &eventsv1.Event{EventId: eventlog.ID("policy-bundle", tenant, hash, "1", "reviewed"), Tenant: tenant, OccurredAt: now,
-		Producer: "e2e-harness", SchemaVersion: 1, Policy: ref, CausationId: proposal.GetEventId(),
+		Producer: "rules", SchemaVersion: 1, Policy: ref, CausationId: proposal.GetEventId(),
 		Payload: &eventsv1.Event_BundleReviewed{BundleReviewed: &eventsv1.BundleReviewed{Ref: ref, Round: 1,
 			Outcome: eventsv1.BundleReviewOutcome_BUNDLE_REVIEW_OUTCOME_APPROVED, Reviewer: SeedApprover, Proposer: SeedProposer}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -87,8 +89,18 @@ func SeedApprovedBundle(t testing.TB, cfg eventlog.Config, topic, tenant string,
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Signed as rules would sign it (cfg.SigningKeyFile: System.SignedAs),
+		// or the readers verifying against the key set refuse it.
+		var headers []kafka.Header
+		if cfg.SigningKeyFile != "" {
+			signer, err := eventsign.LoadSigner(cfg.SigningKeyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			headers = append(headers, kafka.Header{Key: eventsign.HeaderSignature, Value: signer.Sign(topic, []byte(tenant), value)})
+		}
 		for {
-			err = w.WriteMessages(ctx, kafka.Message{Key: []byte(tenant), Value: value})
+			err = w.WriteMessages(ctx, kafka.Message{Key: []byte(tenant), Value: value, Headers: headers})
 			if err == nil || ctx.Err() != nil {
 				break
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisconn"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -58,6 +59,9 @@ type System struct {
 	// TLS is the system's development CA: every gRPC hop, MLLP and FHIR
 	// are mutual TLS with it.
 	TLS *TLS
+	// EventKeys are the system's throwaway event signing keys (one per
+	// service) and the key set every service verifies against.
+	EventKeys eventsign.Generated
 	// RefKey is the reference key acknowledgement and notification share.
 	RefKey string
 	// IDP is the identity provider people sign in with (Ory Hydra as a
@@ -132,6 +136,14 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		s.Redis = testinfra.NewRedis(t)
 	}
 	s.Log.SessionTimeout = 6 * time.Second
+	// Every service signs what it appends and verifies what it reads
+	// (forged events, #20 item 7), with keys made now like the CA.
+	keys, err := eventsign.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.EventKeys = keys
+	s.Log.VerifyKeysFile = keys.KeySetFile
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := eventlog.EnsureTopics(ctx, s.Log, nil); err != nil {
@@ -156,7 +168,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			// In the production profile a bundle is in force only once a
 			// second person approved its content: record the seed bundle
 			// as proposed and approved, as two people would through the API.
-			SeedApprovedBundle(t, s.Log, s.BundleTopic, b.Tenant, map[string][]byte{b.Tenant + "/bundle.yaml": []byte(yaml)})
+			SeedApprovedBundle(t, s.SignedAs(eventsign.ServiceRules), s.BundleTopic, b.Tenant, map[string][]byte{b.Tenant + "/bundle.yaml": []byte(yaml)})
 		}
 	}
 
@@ -211,6 +223,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		"HERALD_METRICS_ADDR=",
 		"HERALD_LOG_LEVEL=debug",
 		"HERALD_OIDC_ISSUER=" + s.IDP.Issuer,
+		"HERALD_EVENT_VERIFY_KEYS_FILE=" + keys.KeySetFile,
 	}
 	env := map[string][]string{
 		"intake": {
@@ -249,7 +262,8 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 		if opts.SecureInfra {
 			security = append(s.TLS.ProductionEnv(name), secureInfraEnv(t, name)...)
 		}
-		p := Start(t, name, bins[name], append(append(append(append([]string{}, common...), security...), env[name]...), opts.Env[name]...))
+		signing := []string{"HERALD_EVENT_SIGNING_KEY_FILE=" + keys.PrivateKeyFiles[name]}
+		p := Start(t, name, bins[name], append(append(append(append(append([]string{}, common...), signing...), security...), env[name]...), opts.Env[name]...))
 		s.Procs[name] = p
 		WaitHealthyTLS(t, health[name], s.TLS.Client, 60*time.Second, p)
 	}
@@ -405,6 +419,14 @@ func (s *System) Events(t testing.TB, alertID string) []*eventsv1.Event {
 		t.Fatalf("read the events of alert %s: %v", alertID, err)
 	}
 	return out
+}
+
+// SignedAs returns the harness's log settings with service's event signing
+// key: what the harness writes with them is signed as that service.
+func (s *System) SignedAs(service string) eventlog.Config {
+	c := s.Log
+	c.SigningKeyFile = s.EventKeys.PrivateKeyFiles[service]
+	return c
 }
 
 // NewAckLinkKeys makes a throwaway acknowledge-link key pair in a

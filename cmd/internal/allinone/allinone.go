@@ -34,6 +34,7 @@ import (
 	"github.com/herald-health/herald/platform/devidp"
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/logging"
@@ -207,6 +208,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	logCfg := eventlog.DefaultConfig()
 	logCfg.Brokers = brokers
 	logCfg.Partitions = 4
+	// Event signing (forged events, #20 item 7): a throwaway Ed25519 key
+	// per service, like the CA above; every service signs what it appends
+	// and every reader verifies against the set (docs/authorization.md).
+	eventKeys, err := eventsign.GenerateFiles(filepath.Join(cfg.WorkDir, "event-keys"))
+	if err != nil {
+		return fmt.Errorf("make the event signing keys: %w", err)
+	}
+	logCfg.VerifyKeysFile = eventKeys.KeySetFile
+	signedBy := func(service string) eventlog.Config {
+		c := logCfg
+		c.SigningKeyFile = eventKeys.PrivateKeyFiles[service]
+		return c
+	}
 
 	tel := func(name string) (*telemetry.Telemetry, error) {
 		return telemetry.Setup(ctx, telemetry.Config{ServiceName: name, OTLPEndpoint: cfg.OTLPEndpoint})
@@ -257,7 +271,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	icfg := intake.DefaultConfig()
 	icfg.Security = dev
 	icfg.Authn.Issuer = issuer
-	icfg.Log = logCfg
+	icfg.Log = signedBy(eventsign.ServiceIntake)
 	icfg.GRPC = grpcCfg("intake", 7001, icfg.GRPC)
 	icfg.FHIRAddr, icfg.MLLPAddr = addr(8001), addr(2575)
 	icfg.MLLPTLS, icfg.FHIRTLS = ids["intake"], ids["intake"]
@@ -282,7 +296,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
 	rcfg.Authn.Issuer = issuer
-	rcfg.Log = logCfg
+	rcfg.Log = signedBy(eventsign.ServiceRules)
 	rcfg.GRPC = grpcCfg("rules", 7002, rcfg.GRPC)
 	rcfg.BundleDir = bundleDir
 	rcfg.BundlePoll = time.Second
@@ -290,7 +304,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	acfg := acknowledgement.DefaultConfig()
 	acfg.Security = dev
 	acfg.Authn.Issuer = issuer
-	acfg.Log = logCfg
+	acfg.Log = signedBy(eventsign.ServiceAcknowledgement)
 	acfg.GRPC = grpcCfg("acknowledgement", 7003, acfg.GRPC)
 	acfg.HTTPAddr = addr(8003)
 	if cfg.AnyPorts {
@@ -308,7 +322,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	ncfg := notification.DefaultConfig()
 	ncfg.Security = dev
 	ncfg.Authn.Issuer = issuer
-	ncfg.Log = logCfg
+	ncfg.Log = signedBy(eventsign.ServiceNotification)
 	ncfg.GRPC = grpcCfg("notification", 7004, ncfg.GRPC)
 	ncfg.ReceiptsAddr = addr(8004)
 	ncfg.Redis.Addr = redisAddr
