@@ -210,12 +210,38 @@ func TestSecretReferences(t *testing.T) {
 		"rules HERALD_KAFKA_SASL_PASSWORD_FILE":           "herald-kafka-users/herald-rules",
 		"acknowledgement HERALD_KAFKA_TLS_CA":             "herald-kafka-ca/ca.crt",
 		"acknowledgement HERALD_REDIS_TLS_CA":             "herald-redis-ca/ca.crt",
+		// Forged events: each service its own signing key, every one the
+		// key set.
+		"notification HERALD_EVENT_SIGNING_KEY_FILE":    "herald-event-signing/notification.pem",
+		"acknowledgement HERALD_EVENT_SIGNING_KEY_FILE": "herald-event-signing/acknowledgement.pem",
+		"rules HERALD_EVENT_SIGNING_KEY_FILE":           "herald-event-signing/rules.pem",
+		"notification HERALD_EVENT_VERIFY_KEYS_FILE":    "herald-event-keys/event-keys.yaml",
+		"acknowledgement HERALD_EVENT_VERIFY_KEYS_FILE": "herald-event-keys/event-keys.yaml",
+		"rules HERALD_EVENT_VERIFY_KEYS_FILE":           "herald-event-keys/event-keys.yaml",
 	} {
 		require.Equal(t, v, refs[k], "Secret reference of %s", k)
 	}
 	for _, name := range []string{"herald-acknowledgement", "herald-intake", "herald-rules"} {
 		_, holds := refs[strings.TrimPrefix(name, "herald-")+" HERALD_ACK_LINK_KEY_FILE"]
 		require.False(t, holds, "%s never mounts the acknowledge-link signing key", name)
+	}
+	// A service's pods hold its own event signing key and no other: the
+	// projected volume carries the one key of the Secret.
+	for _, d := range objectsOf[*appsv1.Deployment](objs) {
+		svc := strings.TrimPrefix(d.Name, "herald-")
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name != "secrets" || v.Projected == nil {
+				continue
+			}
+			for _, src := range v.Projected.Sources {
+				if src.Secret.Name != "herald-event-signing" {
+					continue
+				}
+				for _, it := range src.Secret.Items {
+					require.Equal(t, svc+".pem", it.Key, "%s mounts another service's event signing key", d.Name)
+				}
+			}
+		}
 	}
 	rules := deploymentNamed(t, objs, "herald-rules")
 	require.Equal(t, "herald-rules-grpc-tls", volumeNamed(t, rules, "tls").Secret.SecretName)

@@ -43,6 +43,10 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want: []string{"global.network.kafka.peers is empty"}},
 		{name: "no trust for intake", chart: "herald", sets: []string{"intake.tenants=null"},
 			want: []string{"intake.tenants is empty"}},
+		{name: "no event signing keys", chart: "herald", sets: []string{"global.eventSigning.signingKeys.existingSecret="},
+			want: []string{"/global/eventSigning/signingKeys/existingSecret", "minLength"}},
+		{name: "event key set removed", chart: "rules", sets: []string{"global.eventSigning.keySet=null"},
+			want: []string{"/global/eventSigning", "missing property 'keySet'"}},
 		{name: "SMS without a Notify template", chart: "herald", sets: []string{"notification.sms.existingSecret=herald-notify"},
 			want: []string{"notification.sms.templateID is required"}},
 		// No values file (the national one included) can make a service a

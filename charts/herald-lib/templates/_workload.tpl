@@ -420,6 +420,14 @@ spec:
 {{- if .Values.probes.port }}
 {{ include "herald-lib.envVar" (list "HERALD_GRPC_HEALTH_ADDR" (include "herald-lib.listen" .Values.probes.port)) }}
 {{- end }}
+{{- if has .Chart.Name (list "intake" "rules" "notification" "acknowledgement") }}{{ with ($g.eventSigning | default dict) }}
+{{- with .signingKeys }}{{ if .existingSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_EVENT_SIGNING_KEY_FILE" (include "herald-lib.secretPath" (list .existingSecret (printf "%s.pem" $.Chart.Name)))) }}
+{{- end }}{{ end }}
+{{- with .keySet }}{{ if .existingSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_EVENT_VERIFY_KEYS_FILE" (include "herald-lib.secretPath" (list .existingSecret .key))) }}
+{{- end }}{{ end }}
+{{- end }}{{ end }}
 {{- with ($g.roleBindings | default dict) }}{{ if .configMap }}
 {{ include "herald-lib.envVar" (list "HERALD_ROLE_BINDINGS_FILE" (printf "/etc/herald/authz/%s" .key)) }}
 {{- end }}{{ end }}
