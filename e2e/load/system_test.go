@@ -19,6 +19,7 @@ import (
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -63,6 +64,10 @@ type systemConfig struct {
 	// MLLP and FHIR in the clear, for the TLS-cost comparison
 	// (BenchmarkTLSCost). Otherwise every hop is mutual TLS.
 	plaintext bool
+	// unsigned runs without event signing keys, for the signing-cost
+	// comparison (BenchmarkSigningCost). Otherwise every service signs
+	// what it appends and verifies what it reads, as in production.
+	unsigned bool
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -163,6 +168,15 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		s.tls = tlsCA.Client
 		security = tlsCA.ServiceEnv
 		env["intake"] = append(env["intake"], "HERALD_SENDER_BINDINGS_FILE="+harness.WriteSenderBindings(b, devca.SPIFFEID(harness.ClientIdentity), "RZZ"))
+	}
+	if !sc.unsigned {
+		keys, err := eventsign.GenerateFiles(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, name := range harness.Services {
+			env[name] = append(env[name], "HERALD_EVENT_SIGNING_KEY_FILE="+keys.PrivateKeyFiles[name], "HERALD_EVENT_VERIFY_KEYS_FILE="+keys.KeySetFile)
+		}
 	}
 	for _, name := range harness.Services {
 		p := startProc(b, name, bins[name], append(append(append([]string{}, common...), security(name)...), env[name]...))

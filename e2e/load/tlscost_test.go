@@ -81,7 +81,7 @@ func BenchmarkTLSCost(b *testing.B) {
 func runArm(b *testing.B, bins map[string]string, pair int, mode string) armResult {
 	r := armResult{pair: pair, mode: mode, loadavg: loadavg()}
 	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns,
-		notificationWorkers: *flagWorkers, plaintext: mode == "plaintext"})
+		notificationWorkers: *flagWorkers, plaintext: mode == "plaintext", unsigned: mode == "unsigned"})
 	ctx := b.Context()
 	obs := observe(ctx, b, s.log)
 	pids := map[string]int{}
@@ -123,6 +123,11 @@ func loadavg() string {
 
 // tlsCostMarkdown is the pairs' table and the medians of each mode.
 func tlsCostMarkdown(rs []armResult) string {
+	return costMarkdown(rs, "tls", "plaintext", "TLS everywhere", "Plaintext (-insecure)", "TLS − plaintext")
+}
+
+// costMarkdown is the pairs' table and the medians of modes a and b.
+func costMarkdown(rs []armResult, a, b, titleA, titleB, diff string) string {
 	var sb strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&sb, format+"\n", a...) }
 	p("| Pair | Mode | Load average at start (1, 5, 15 min) | p50 ACK→first email (ms) | p99 ACK→first email (ms) | Throughput: first emails/s | Accepted/s | Lost |")
@@ -150,12 +155,12 @@ func tlsCostMarkdown(rs []armResult) string {
 	p99 := func(r armResult) float64 { return ms1(r.p99) }
 	p50 := func(r armResult) float64 { return ms1(r.p50) }
 	thr := func(r armResult) float64 { return r.delivered }
-	p("| Median of the pairs | TLS everywhere | Plaintext (-insecure) | TLS − plaintext |")
+	p("| Median of the pairs | %s | %s | %s |", titleA, titleB, diff)
 	p("| --- | --- | --- | --- |")
-	p("| p50 ACK→first email (ms) | %.1f | %.1f | %+.1f |", med("tls", p50), med("plaintext", p50), med("tls", p50)-med("plaintext", p50))
-	p("| p99 ACK→first email (ms) | %.1f | %.1f | %+.1f |", med("tls", p99), med("plaintext", p99), med("tls", p99)-med("plaintext", p99))
-	if pl := med("plaintext", thr); pl > 0 {
-		p("| Throughput (first emails/s) | %.0f | %.0f | %+.1f%% |", med("tls", thr), pl, 100*(med("tls", thr)-pl)/pl)
+	p("| p50 ACK→first email (ms) | %.1f | %.1f | %+.1f |", med(a, p50), med(b, p50), med(a, p50)-med(b, p50))
+	p("| p99 ACK→first email (ms) | %.1f | %.1f | %+.1f |", med(a, p99), med(b, p99), med(a, p99)-med(b, p99))
+	if pl := med(b, thr); pl > 0 {
+		p("| Throughput (first emails/s) | %.0f | %.0f | %+.1f%% |", med(a, thr), pl, 100*(med(a, thr)-pl)/pl)
 	}
 	return sb.String()
 }
