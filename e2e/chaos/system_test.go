@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/testinfra"
 )
 
@@ -273,6 +274,12 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 	linkKeys := harness.NewAckLinkKeys(t)
 	refKeyFile := harness.WriteSecret(t, refSecret)
 	s.idp = harness.StartIDP(t, "http://"+s.ackHTTP.addr)
+	// Every replica signs what it appends with its service's key and
+	// verifies what it reads, as in production (#20 item 7).
+	eventKeys, err := eventsign.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	common := []string{
 		"HERALD_OIDC_ISSUER=" + s.idp.Issuer,
 		"HERALD_KAFKA_BROKERS=" + strings.Join(brokers, ","),
@@ -314,7 +321,8 @@ func startSystem(t *testing.T, brokers []string, replication int, extra serviceE
 		for i := range 2 {
 			r := &replica{
 				service: svc, index: i, path: bins[svc],
-				env: append(append(append(append([]string{}, common...), s.tls.ServiceEnv(svc)...), env(svc, i)...),
+				env: append(append(append(append(append([]string{}, common...), s.tls.ServiceEnv(svc)...), env(svc, i)...),
+					"HERALD_EVENT_SIGNING_KEY_FILE="+eventKeys.PrivateKeyFiles[svc], "HERALD_EVENT_VERIFY_KEYS_FILE="+eventKeys.KeySetFile),
 					extra[svc]...),
 				logPath: filepath.Join(logDir, fmt.Sprintf("%s-%d.log", svc, i)),
 				health:  p[svc][i].grpc,

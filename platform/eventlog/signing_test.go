@@ -188,3 +188,31 @@ func TestWriterSignsEveryRecordItPuts(t *testing.T) {
 		t.Fatalf("the state record verifies as %q, %v; want acknowledgement", svc, err)
 	}
 }
+
+func TestValidateNamesABadKeyFileAndSigningSaysWhatIsMissing(t *testing.T) {
+	keys, err := eventsign.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := eventlog.DefaultConfig()
+	if why := cfg.Signing().Plaintext(); !strings.Contains(why, "event-signing-key-file, event-verify-keys-file") {
+		t.Errorf("Signing() of a config without keys = %q; want both settings named", why)
+	}
+	cfg.SigningKeyFile, cfg.VerifyKeysFile = keys.PrivateKeyFiles[eventsign.ServiceRules], keys.KeySetFile
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate with good keys: %v", err)
+	}
+	if why := cfg.Signing().Plaintext(); why != "" {
+		t.Errorf("Signing() with both keys = %q; want empty", why)
+	}
+	bad := cfg
+	bad.SigningKeyFile = keys.KeySetFile // not a private key
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "setting event-signing-key-file") {
+		t.Errorf("Validate with a key set as the signing key = %v; want the setting named", err)
+	}
+	bad = cfg
+	bad.VerifyKeysFile = keys.PrivateKeyFiles[eventsign.ServiceRules] // a private key, not a key set
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "setting event-verify-keys-file") {
+		t.Errorf("Validate with a private key as the key set = %v; want the setting named", err)
+	}
+}
