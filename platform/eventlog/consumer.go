@@ -101,6 +101,12 @@ type ConsumerConfig struct {
 	// topics whose records are not herald.events.v1.Event (the audit
 	// intake). Nothing is dead-lettered for its shape then.
 	Raw bool
+	// Ignore, when set, says which decoded events the handler would do
+	// nothing with: they are committed without being verified or handled.
+	// A group that applies only some events (the auditor, which records
+	// commands) spares the signature check of the rest; the groups that
+	// apply them still verify them and dead-letter a forgery.
+	Ignore func(*eventsv1.Event) bool
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
 	// commitOffsets replaces gen.CommitOffsets (tests inject failures).
@@ -364,6 +370,9 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 		typ = TypeOf(ev)
 		if ev.GetEventId() == "" || typ == "" {
 			return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+		}
+		if c.cfg.Ignore != nil && c.cfg.Ignore(ev) {
+			return true
 		}
 		// A forged record (unsigned, signed by an unknown key, altered, or
 		// signed by a service that may not produce its type) is never

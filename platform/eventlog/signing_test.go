@@ -216,3 +216,38 @@ func TestValidateNamesABadKeyFileAndSigningSaysWhatIsMissing(t *testing.T) {
 		t.Errorf("Validate with a private key as the key set = %v; want the setting named", err)
 	}
 }
+
+// A group's Ignore spares the check of records it would not apply: they
+// are committed, neither handled nor dead-lettered by it.
+func TestIgnoredRecordsAreCommittedWithoutVerification(t *testing.T) {
+	cfg, keys := signedConfig(t, 1)
+	ctx := context.Background()
+	intake := writerAs(t, cfg, "intake", keys.PrivateKeyFiles[eventsign.ServiceIntake])
+	unsigned := writerAs(t, cfg, "intake", "")
+	if err := unsigned.Append(ctx, raised("ignored", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := intake.Append(ctx, raised("good", 0)); err != nil {
+		t.Fatal(err)
+	}
+	group := testinfra.UniqueName("group")
+	c := newCollector(1)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- eventlog.Consume(cctx, eventlog.ConsumerConfig{Config: cfg, GroupID: group, MinBackoff: 10 * time.Millisecond,
+			Ignore: func(ev *eventsv1.Event) bool { return ev.GetAlertId() == "ignored" }}, c.handle)
+	}()
+	got := c.wait(t)
+	testinfra.WaitCommitted(t, cfg.Brokers, cfg.EventsTopic, 30*time.Second, group)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Event.GetAlertId() != "good" {
+		t.Fatalf("handled %d records; want only good", len(got))
+	}
+	if dl := testinfra.DeadLetterReasons(t, cfg.Brokers, cfg.DLQTopic, eventlog.HeaderDLQReason); len(dl) != 0 {
+		t.Fatalf("dead letters %v; want none (the ignored record is not this group's to refuse)", dl)
+	}
+}
