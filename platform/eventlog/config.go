@@ -8,6 +8,12 @@
 // service's own principal, whose ACLs say which topics and group it may
 // use (docs/deployment.md).
 //
+// Signing: with Config.SigningKeyFile a Writer signs every record it
+// writes, and with Config.VerifyKeysFile every reader (Consume, Tail,
+// ReadTopic) refuses a record not signed by a service that may produce it
+// (platform/eventsign; signing.go): Consume dead-letters it with the
+// reason, the others skip it.
+//
 // Guarantees: Writer.Append returns only after every replica in sync has the
 // records (acks=all). Consume is at least once: fetch, handle, then commit;
 // a handler must be idempotent (skip event ids it has applied). kafka-go has

@@ -92,6 +92,11 @@ func TestMakeRunShowsAlertsFlowWithinAMinute(t *testing.T) {
 			t.Fatalf("output lacks %q within a minute; got:\n%s\nservice logs (last 4 kB):\n%s", w, got, tail(logs, 4096))
 		}
 	}
+	// Every service signs what it appends with its throwaway key and every
+	// reader verifies: nothing of the demo's own is refused.
+	if logs, _ := os.ReadFile(filepath.Join(cfg.WorkDir, "services.log")); strings.Contains(string(logs), "record refused") {
+		t.Errorf("a record of the demo was refused for its signature:\n%s", tail(logs, 4096))
+	}
 	for _, phi := range []string{"SYNTHETIC", "1970-01-01", "Synthetic report", "999000"} {
 		if strings.Contains(got, phi) {
 			t.Errorf("output contains patient data %q", phi)
