@@ -64,7 +64,7 @@ func TestForgedAlertAcknowledgedIsDeadLetteredAndNotApplied(t *testing.T) {
 	require.Empty(t, got.GetState().GetAcknowledgedBy().GetPersonId())
 
 	// The service's own acknowledgement, signed by it, is applied.
-	a, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1", Actor: &eventsv1.Actor{PersonId: "dr-a", Role: "consultant"}, Via: "app"})
+	a, err := r.client.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-1"}, e.as("dr-a"))
 	require.NoError(t, err)
 	require.Equal(t, ackv1.State_STATE_ACKNOWLEDGED, a.GetState().GetState())
 	require.Equal(t, "dr-a", e.waitState(r.client, id, ackv1.State_STATE_ACKNOWLEDGED, 30*time.Second).GetState().GetAcknowledgedBy().GetPersonId())
