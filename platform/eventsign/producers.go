@@ -42,6 +42,7 @@ var Producers = map[string]Producer{
 	"NotificationFailed":     {[]string{ServiceNotification}, ""},
 	"NotificationDelivered":  {[]string{ServiceNotification}, "delivery receipts"},
 	"NotificationSuperseded": {[]string{ServiceNotification}, ""},
+	"NotificationAttempted":  {[]string{ServiceNotification}, ""},
 	"NotificationDeferred":   {[]string{ServiceNotification}, ""},
 	"StepRecipientsResolved": {[]string{ServiceNotification}, "who a step reached: the recipients acknowledgement checks"},
 	"DigestSent":             {[]string{ServiceNotification}, ""},
