@@ -148,7 +148,7 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Shutdown() })
-	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}})
+	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}}, newRulesPeer())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

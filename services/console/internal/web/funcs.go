@@ -23,7 +23,13 @@ var funcs = template.FuncMap{
 	"join":     strings.Join,
 	"nhs":      nhsNumber,
 	"isZero":   func(t time.Time) bool { return t.IsZero() },
-	"dict3":    func(title, id string, rows []ComplianceRow) rowsBlock { return rowsBlock{title, id, rows} },
+	"deref": func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
+	},
+	"dict3": func(title, id string, rows []ComplianceRow) rowsBlock { return rowsBlock{title, id, rows} },
 }
 
 func when(t time.Time) string {
