@@ -39,8 +39,8 @@ var widths = []int64{375, 768, 1280}
 // with mockoidc as the identity provider and gRPC peers for
 // acknowledgement and rules.
 type harness struct {
-	url  string
-	oidc *mockoidc.MockOIDC
+	url   string
+	oidc  *mockoidc.MockOIDC
 	ack   *ackPeer
 	rules *rulesPeer
 	rep   *reports

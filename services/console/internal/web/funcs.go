@@ -12,7 +12,14 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"when":     when,
+	"when": when,
+	// whenSec: the governance timeline's times, to the second.
+	"whenSec": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("Mon 2 Jan 2006 15:04:05 UTC")
+	},
 	"ts":       func(t *timestamppb.Timestamp) string { return when(t.AsTime()) },
 	"ago":      ago,
 	"minutes":  func(d time.Duration) string { return fmt.Sprintf("%.0f", d.Minutes()) },
