@@ -150,14 +150,19 @@ type worklistData struct {
 const worklistGatherMax = 2000
 
 // gatherPageSize is the page size the worklist reads with (acknowledgement's
-// maximum).
-const gatherPageSize = 500
+// maximum); gatherMaxCalls bounds the calls of one worklist view
+// (acknowledgement scans at most 5,000 alerts a call, so a selective filter,
+// such as "my alerts" among 100,000, answers short pages).
+const (
+	gatherPageSize = 500
+	gatherMaxCalls = 10
+)
 
-// gather reads every alert req selects, up to worklistGatherMax; complete is
-// false when there were more.
+// gather reads every alert req selects, up to worklistGatherMax alerts or
+// gatherMaxCalls calls; complete is false when there were more.
 func (s *Server) gather(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest) (out []*ackv1.AlertState, complete bool, err error) {
 	req.PageSize = gatherPageSize
-	for {
+	for calls := 1; ; calls++ {
 		resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
 		if err != nil {
 			return nil, false, err
@@ -167,7 +172,7 @@ func (s *Server) gather(r *http.Request, sess *oidcauth.Session, req *ackv1.List
 		if next == "" {
 			return out, true, nil
 		}
-		if len(out) >= worklistGatherMax {
+		if len(out) >= worklistGatherMax || calls == gatherMaxCalls {
 			return out, false, nil
 		}
 		req.PageToken = next
