@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/servicemain"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -126,7 +127,10 @@ func newHarness(t *testing.T) *harness {
 	cfg.AckLinkPublicKeys = keys.PublicKeyFile
 	rep := &reports{}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep})
+	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep,
+		// The console's clock stands still at the harness's now: ages and
+		// overdue marks do not depend on how long the loaded machine takes.
+		Clock: clock.NewSimulated(now)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
