@@ -22,7 +22,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
-	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/servicemain"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -127,10 +126,7 @@ func newHarness(t *testing.T) *harness {
 	cfg.AckLinkPublicKeys = keys.PublicKeyFile
 	rep := &reports{}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep,
-		// The console's clock stands still at the harness's now: ages and
-		// overdue marks do not depend on how long the loaded machine takes.
-		Clock: clock.NewSimulated(now)})
+	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
