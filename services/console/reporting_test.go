@@ -270,7 +270,7 @@ func TestSearchAndGovernanceTimelineFromTheReportingStore(t *testing.T) {
 		{id: "s2", trust: "RX2", team: "resp", category: crit, raised: now.Add(-2 * time.Hour), target: time.Hour, ack: 5 * time.Minute},
 	}
 	h := startWithStore(t, alerts)
-	h.oidc.QueueUser(person{sub: "dr-a", name: "Dr Alice", roles: []string{"clinician@RX1"}})
+	h.oidc.QueueUser(person{sub: "dr-a", name: "Dr Alice", roles: []string{"RX1:clinician"}})
 	// Reference "HRL-..." of s1 under the test's reference key.
 	ref, err := alertref.New([]byte(testReferenceKey))
 	if err != nil {
