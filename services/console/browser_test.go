@@ -39,10 +39,11 @@ var widths = []int64{375, 768, 1280}
 // with mockoidc as the identity provider and gRPC peers for
 // acknowledgement and rules.
 type harness struct {
-	url  string
-	oidc *mockoidc.MockOIDC
-	ack  *ackPeer
-	rep  *reports
+	url   string
+	oidc  *mockoidc.MockOIDC
+	ack   *ackPeer
+	rules *rulesPeer
+	rep   *reports
 	// links signs acknowledge links as notification does; the console
 	// verifies them with the public half.
 	links *acklink.Signer
@@ -72,10 +73,26 @@ func newHarness(t *testing.T) *harness {
 				{Type: "NotificationSent", PersonId: "dr-a", At: ts(-4 * time.Hour), Summary: "sms step 0 repeat 1"},
 				{Type: "NotificationFailed", PersonId: "dr-c", At: ts(-3 * time.Hour), Summary: "email bounced"},
 				{Type: "FailsafeQueued", At: ts(-2 * time.Hour), Summary: "policy exhausted"},
+				// The fail-safe message, then one reminder (acknowledgement's summaries).
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-2 * time.Hour), Summary: "sent step 2 repeat 0 via CHANNEL_EMAIL"},
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-time.Hour), Summary: "sent step 2 repeat 1 via CHANNEL_EMAIL"},
 			}},
 		"alert-b1": {AlertId: "alert-b1", Tenant: "RX2", AccessionRef: "HRL-B1", State: ackv1.State_STATE_NOTIFIED,
 			Category: eventsv1.Category_CATEGORY_CRITICAL, RaisedAt: ts(-time.Hour), StepRecipients: []string{"dr-b"}},
 	}, details: map[string]*eventsv1.AlertDetails{}}
+	// Trust RX3: 30 alerts of dr-x, more than a page. Acknowledgement lists
+	// them by id here; the one overdue alert (alert-x-29) comes last, so
+	// only a sort across every page puts it first on page 1.
+	for i := range 30 {
+		id := fmt.Sprintf("alert-x-%02d", i)
+		due := ts(time.Duration(i+1) * time.Hour)
+		if i == 29 {
+			due = ts(-time.Hour)
+		}
+		ack.alerts[id] = &ackv1.AlertState{AlertId: id, Tenant: "RX3", AccessionRef: fmt.Sprintf("HRL-X%02d", i), State: ackv1.State_STATE_NOTIFIED,
+			Category: eventsv1.Category_CATEGORY_URGENT, RaisedAt: ts(-2 * time.Hour), StepRecipients: []string{"dr-x"},
+			Clocks: &eventsv1.Clocks{AcknowledgeBy: due}}
+	}
 	for id := range ack.alerts {
 		ack.details[id] = &eventsv1.AlertDetails{Accession: "ACC-" + id,
 			Patient:    &eventsv1.Patient{NhsNumber: "9434765919", FamilyName: patientName, GivenName: "Jane", BirthDate: "1961-04-02"},
@@ -83,7 +100,8 @@ func newHarness(t *testing.T) *harness {
 			Referrer:   &eventsv1.Clinician{DisplayName: "Dr A", Team: "Respiratory"},
 			ReportText: reportText}
 	}
-	grpcAddr := serveGRPC(t, ack)
+	rules := newRulesPeer()
+	grpcAddr := serveGRPC(t, ack, rules)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +134,7 @@ func newHarness(t *testing.T) *harness {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rep: rep, links: links, start: now}
+	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rules: rules, rep: rep, links: links, start: now}
 }
 
 // browser starts Debian's chromium headless (skipped only when it is not
@@ -370,7 +388,10 @@ func TestConsoleInABrowser(t *testing.T) {
 		before := time.Since(h.start.Add(-2 * time.Hour))
 		row := run(t, ctx, chromedp.Text(`#failsafe tr[data-alert="alert-a3"]`))
 		after := time.Since(h.start.Add(-2 * time.Hour))
-		for _, want := range []string{"HRL-A3", "3", "dr-a, dr-c"} {
+		// What was tried and who was contacted come from the alert's
+		// timeline, which ListAlerts does not carry: 5 messages (two to
+		// dr-a, one failed to dr-c, the fail-safe message and a reminder).
+		for _, want := range []string{"HRL-A3", "5", "dr-a, dr-c, fs-1", "1, last"} {
 			if !strings.Contains(row, want) {
 				t.Errorf("fail-safe row %q lacks %q", row, want)
 			}
@@ -418,13 +439,125 @@ func TestConsoleInABrowser(t *testing.T) {
 		signOut(t, ctx)
 	})
 
+	t.Run("the worklist is sorted across pages: overdue first, then by deadline", func(t *testing.T) {
+		h.signIn(t, ctx, person{sub: "dr-x", name: "Dr Xavier Example", roles: []string{"RX3:clinician"}}, "/worklist")
+		do(t, ctx, waitFor("#worklist"))
+		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
+		if len(rows) != 25 || rows[0] != "alert-x-29" || rows[1] != "alert-x-00" || rows[24] != "alert-x-23" {
+			t.Errorf("page 1 of the worklist: %v, want alert-x-29 (overdue) then alert-x-00 ... alert-x-23 by deadline", rows)
+		}
+		check(t, ctx, "worklist-paged")
+		do(t, ctx, click("#next-page"), waitJS(`location.search.includes('page=2') && document.querySelector('#worklist') !== null`))
+		rows = run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
+		if !slices.Equal(rows, []string{"alert-x-24", "alert-x-25", "alert-x-26", "alert-x-27", "alert-x-28"}) {
+			t.Errorf("page 2 of the worklist: %v", rows)
+		}
+		signOut(t, ctx)
+	})
+
+	t.Run("search and the governance timeline of an alert, with its export", func(t *testing.T) {
+		h.signIn(t, ctx, clinician, "/search")
+		do(t, ctx, waitFor("#search-form"), chromedp.SendKeys("#accession", "ACC-H1"), click("#search"), waitFor("#results"))
+		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#results tbody tr')].map(r => r.dataset.alert)`))
+		if !slices.Equal(rows, []string{"hist-1"}) {
+			t.Errorf("search by accession in RX1: %v, want only hist-1 (hist-b of RX2 has the same accession)", rows)
+		}
+		if q := h.rep.searched[len(h.rep.searched)-1]; q.Trust != "RX1" || q.Accession != "ACC-H1" {
+			t.Errorf("the store was asked %+v", q)
+		}
+		check(t, ctx, "search")
+		do(t, ctx, goTo("/search?trust=RX1&from=2026-11-05&to=2026-11-01"), waitFor("#error-message"))
+		if msg := run(t, ctx, chromedp.Text("#error-message")); !strings.Contains(msg, "end date must be") {
+			t.Errorf("a reversed date range: %q", msg)
+		}
+		do(t, ctx, goTo("/search?trust=RX1&reference=hrl-h1&from=2026-11-03&to=2026-11-03"), waitFor("#results"),
+			click(`#results a[href^="/alerts/hist-1/timeline"]`), waitFor("#timeline"))
+		var types []string
+		do(t, ctx, waitFor("#timeline tbody tr"))
+		types = run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#timeline tbody tr')].map(r => r.dataset.event)`))
+		if !slices.Equal(types, []string{"AlertRaised", "AlertRouted", "NotificationSent", "NotificationDelivered", "NotificationFailed", "AlertAcknowledged", "AlertClosed"}) {
+			t.Errorf("timeline events %v, want every event in log order", types)
+		}
+		tl := run(t, ctx, chromedp.Text("#timeline"))
+		for _, want := range []string{"Dr Alice Example, clinician", "signed in with cis2, id dr-a", "delivered", "failed to dr-c by EMAIL", "Fiona Failsafe, failsafe-officer", "v7"} {
+			if !strings.Contains(tl, want) {
+				t.Errorf("timeline lacks %q:\n%s", want, tl)
+			}
+		}
+		if v := run(t, ctx, chromedp.Text("#policy-version")); !strings.Contains(v, "RX1-policy version v7") {
+			t.Errorf("policy in force: %q", v)
+		}
+		if b := body(t, ctx); strings.Contains(b, patientName) || strings.Contains(b, reportText) {
+			t.Error("the governance timeline shows patient data")
+		}
+		check(t, ctx, "timeline")
+		exp := run(t, ctx, chromedp.Evaluate[string](`fetch(document.getElementById('export-json').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+		var doc struct {
+			AlertID string `json:"alert_id"`
+			Trust   string `json:"trust"`
+			Events  []struct {
+				Type, Delivery string
+				Name           string `json:"actor_name"`
+				Provider       string `json:"actor_identity_provider"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal([]byte(exp), &doc); err != nil || doc.AlertID != "hist-1" || doc.Trust != "RX1" || len(doc.Events) != 7 ||
+			doc.Events[5].Name != "Dr Alice Example" || doc.Events[5].Provider != "cis2" || doc.Events[3].Delivery != "delivered" {
+			t.Errorf("the JSON export: %v\n%s", err, exp)
+		}
+		signOut(t, ctx)
+	})
+
+	t.Run("pending bundle approvals: dry run, the two-person rule, approve", func(t *testing.T) {
+		h.signIn(t, ctx, person{sub: "pa-1", name: "Priya Policy", roles: []string{"RX1:policy-admin"}}, "/policy")
+		do(t, ctx, waitFor("#approvals"))
+		card := run(t, ctx, chromedp.Text(".herald-proposal"))
+		for _, want := range []string{"RX1-policy version v8", "Priya Policy (policy-admin)", pendingHash, "You proposed this bundle"} {
+			if !strings.Contains(card, want) {
+				t.Errorf("the pending proposal lacks %q: %q", want, card)
+			}
+		}
+		do(t, ctx, click(".herald-dryrun-link"), waitFor("#dryrun"))
+		if dr := run(t, ctx, chromedp.Text("#dryrun")); !strings.Contains(dr, "1 of 12") || !strings.Contains(dr, "dr-oncall -> consultant-radiologist") {
+			t.Errorf("dry run: %q", dr)
+		}
+		check(t, ctx, "policy-approvals")
+		do(t, ctx, click("#approve-"+pendingHash), waitFor("#review-problem"))
+		if msg := run(t, ctx, chromedp.Text("#review-problem")); !strings.Contains(msg, "two-person rule") || !strings.Contains(msg, "second policy administrator") {
+			t.Errorf("the proposer's approval: %q, want the two-person rule explained", msg)
+		}
+		check(t, ctx, "policy-two-person")
+		if r := h.rules.Reviews(); len(r) != 0 {
+			t.Errorf("the proposer's approval was recorded: %v", r)
+		}
+		signOut(t, ctx)
+		h.signIn(t, ctx, person{sub: "pa-2", name: "Paul Second", roles: []string{"RX1:policy-admin"}}, "/policy")
+		do(t, ctx, waitFor("#approve-"+pendingHash))
+		if b := run(t, ctx, chromedp.Text(".herald-proposal")); strings.Contains(b, "You proposed this bundle") {
+			t.Error("a second administrator is told they proposed the bundle")
+		}
+		do(t, ctx, click("#reject-"+pendingHash), waitFor("#review-problem"))
+		if msg := run(t, ctx, chromedp.Text("#review-problem")); !strings.Contains(msg, "Say why you are rejecting") {
+			t.Errorf("reject without a reason: %q", msg)
+		}
+		do(t, ctx, click("#approve-"+pendingHash), waitFor("#review-done"))
+		if r := h.rules.Reviews(); !slices.Equal(r, []string{"approved " + pendingHash + " by pa-2"}) {
+			t.Errorf("reviews recorded by rules: %v", r)
+		}
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#approvals-none') !== null`)); err != nil {
+			t.Error(err)
+		}
+		signOut(t, ctx)
+	})
+
 	t.Run("a person of trust B sees nothing of trust A", func(t *testing.T) {
 		h.signIn(t, ctx, person{sub: "dr-b", name: "Dr Bob Other", roles: []string{"RX2:clinician"}}, "/worklist")
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-b1"}) {
 			t.Errorf("trust B worklist %v, want only alert-b1", rows)
 		}
-		for _, p := range []string{"/alerts/alert-a1", "/worklist?trust=RX1", "/failsafe?trust=RX1", "/compliance?trust=RX1"} {
+		for _, p := range []string{"/alerts/alert-a1", "/worklist?trust=RX1", "/failsafe?trust=RX1", "/compliance?trust=RX1",
+			"/search?trust=RX1&accession=ACC-H1", "/alerts/hist-1/timeline", "/alerts/hist-1/timeline?trust=RX1"} {
 			do(t, ctx, goTo(p))
 			b := body(t, ctx)
 			if strings.Contains(b, patientName) || strings.Contains(b, "HRL-A") {

@@ -101,7 +101,10 @@ func (p *ackPeer) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*
 			out.NextPageToken = id
 			break
 		}
-		out.Alerts = append(out.Alerts, proto.Clone(st).(*ackv1.AlertState))
+		// As acknowledgement's ListAlerts: states without their timelines.
+		slim := proto.Clone(st).(*ackv1.AlertState)
+		slim.Timeline = nil
+		out.Alerts = append(out.Alerts, slim)
 	}
 	return out, nil
 }
@@ -178,12 +181,99 @@ func (p *ackPeer) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.Clos
 	return &ackv1.CloseResponse{State: st}, nil
 }
 
-// rulesPeer answers the policy dry run with a two-step plan.
+// rulesPeer answers the policy dry run with a two-step plan, and keeps one
+// pending bundle proposal of trust RX1 (proposed by pa-1) under the
+// two-person rule as the rules service enforces it.
 type rulesPeer struct {
 	rulesv1.UnimplementedRulesServiceServer
+	mu       sync.Mutex
+	pending  map[string]*rulesv1.BundleProposal // by content hash
+	reviews  []string
+	proposer string
 }
 
-func (rulesPeer) Evaluate(_ context.Context, r *rulesv1.EvaluateRequest) (*rulesv1.EvaluateResponse, error) {
+// pendingHash is the content hash of the test's pending proposal.
+const pendingHash = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd"
+
+func newRulesPeer() *rulesPeer {
+	return &rulesPeer{proposer: "pa-1", pending: map[string]*rulesv1.BundleProposal{pendingHash: {
+		Tenant: "RX1", Ref: &eventsv1.PolicyRef{PolicyId: "RX1-policy", Version: "v8", ContentHash: pendingHash},
+		Proposer:   &eventsv1.PolicyPerson{Subject: "pa-1", PersonId: "pa-1", DisplayName: "Priya Policy", Role: "policy-admin"},
+		ProposedAt: timestamppb.New(time.Now().Add(-time.Hour)), Round: 1, EventId: "proposed-1"}}}
+}
+
+func (p *rulesPeer) Reviews() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.reviews)
+}
+
+func (p *rulesPeer) ListPendingBundles(_ context.Context, r *rulesv1.ListPendingBundlesRequest) (*rulesv1.ListPendingBundlesResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := &rulesv1.ListPendingBundlesResponse{}
+	for _, b := range p.pending {
+		if b.GetTenant() == r.GetTenant() {
+			out.Proposals = append(out.Proposals, proto.Clone(b).(*rulesv1.BundleProposal))
+		}
+	}
+	return out, nil
+}
+
+func (p *rulesPeer) DryRunBundle(_ context.Context, r *rulesv1.DryRunBundleRequest) (*rulesv1.DryRunBundleResponse, error) {
+	if r.GetContentHash() != pendingHash || r.GetTenant() != "RX1" {
+		return nil, status.Error(codes.NotFound, "no pending proposal with that content hash")
+	}
+	return &rulesv1.DryRunBundleResponse{Proposed: &eventsv1.PolicyRef{PolicyId: "RX1-policy", Version: "v8"},
+		Since: timestamppb.New(time.Now().Add(-7 * 24 * time.Hour)), Replayed: 12, Changed: 1,
+		Alerts: []*rulesv1.DryRunAlert{{AlertId: "alert-old-7", Tenant: "RX1", RoutedAt: timestamppb.Now(), Changed: true,
+			Differences: []string{"first step dr-oncall -> consultant-radiologist"}}}}, nil
+}
+
+// caller is the person of the call's bearer (mockoidc's access token is a
+// JWT whose subject is the person).
+func caller(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	tok := strings.TrimPrefix(strings.Join(md.Get("authorization"), ""), "Bearer ")
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, claims); err != nil {
+		return ""
+	}
+	sub, _ := claims.GetSubject()
+	return sub
+}
+
+func (p *rulesPeer) ApproveBundle(ctx context.Context, r *rulesv1.ApproveBundleRequest) (*rulesv1.ApproveBundleResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.pending[r.GetContentHash()]
+	if !ok || b.GetTenant() != r.GetTenant() {
+		return nil, status.Error(codes.NotFound, "no pending proposal with that content hash")
+	}
+	who := caller(ctx)
+	if who == b.GetProposer().GetSubject() {
+		// The rules service's refusal, word for word in its essentials.
+		return nil, status.Errorf(codes.PermissionDenied, "two-person rule: %s proposed bundle %s version %s and may not approve it; a second person holding policy-admin or safety-lead for %s must",
+			who, r.GetTenant(), b.GetRef().GetVersion(), r.GetTenant())
+	}
+	p.reviews = append(p.reviews, "approved "+r.GetContentHash()+" by "+who)
+	delete(p.pending, r.GetContentHash())
+	return &rulesv1.ApproveBundleResponse{Proposal: b, Active: true}, nil
+}
+
+func (p *rulesPeer) RejectBundle(ctx context.Context, r *rulesv1.RejectBundleRequest) (*rulesv1.RejectBundleResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.pending[r.GetContentHash()]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "no pending proposal with that content hash")
+	}
+	p.reviews = append(p.reviews, "rejected "+r.GetContentHash()+" by "+caller(ctx)+": "+r.GetReason())
+	delete(p.pending, r.GetContentHash())
+	return &rulesv1.RejectBundleResponse{Proposal: b}, nil
+}
+
+func (*rulesPeer) Evaluate(_ context.Context, r *rulesv1.EvaluateRequest) (*rulesv1.EvaluateResponse, error) {
 	at := r.GetAt().AsTime()
 	return &rulesv1.EvaluateResponse{
 		Routed: &eventsv1.AlertRouted{Category: r.GetDetails().GetSourceFlag().GetCategory(),
@@ -196,12 +286,12 @@ func (rulesPeer) Evaluate(_ context.Context, r *rulesv1.EvaluateRequest) (*rules
 	}, nil
 }
 
-func (rulesPeer) ListBundleVersions(_ context.Context, r *rulesv1.ListBundleVersionsRequest) (*rulesv1.ListBundleVersionsResponse, error) {
+func (*rulesPeer) ListBundleVersions(_ context.Context, r *rulesv1.ListBundleVersionsRequest) (*rulesv1.ListBundleVersionsResponse, error) {
 	return &rulesv1.ListBundleVersionsResponse{Versions: []*rulesv1.BundleVersion{{Ref: &eventsv1.PolicyRef{PolicyId: r.GetTenant() + "-policy", Version: "v7"}, LoadedAt: timestamppb.Now(), Active: true}}}, nil
 }
 
 // serveGRPC serves both peers on a loopback port.
-func serveGRPC(t *testing.T, ack *ackPeer) string {
+func serveGRPC(t *testing.T, ack *ackPeer, rules *rulesPeer) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -209,14 +299,17 @@ func serveGRPC(t *testing.T, ack *ackPeer) string {
 	}
 	srv := grpc.NewServer()
 	ackv1.RegisterAcknowledgementServiceServer(srv, ack)
-	rulesv1.RegisterRulesServiceServer(srv, rulesPeer{})
+	rulesv1.RegisterRulesServiceServer(srv, rules)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
 }
 
 // reports is a Reporting with fixed figures.
-type reports struct{ asked []web.ReportQuery }
+type reports struct {
+	asked    []web.ReportQuery
+	searched []web.SearchQuery
+}
 
 func (r *reports) Compliance(_ context.Context, q web.ReportQuery) (web.ComplianceReport, error) {
 	r.asked = append(r.asked, q)
@@ -239,6 +332,54 @@ func (r *reports) RCRAudit(_ context.Context, q web.ReportQuery) (web.RCRReport,
 		{Category: "Critical", Target: time.Hour, Numerator: 38, Denominator: 40, Standard: 100},
 		{Category: "Urgent", Target: 24 * time.Hour, Numerator: 101, Denominator: 120, Standard: 90},
 	}}, nil
+}
+
+// historyAlerts is the reporting store's history of the tests: one closed
+// alert of trust RX1 (no longer in acknowledgement) and one of RX2.
+var historyAlerts = []web.AlertHistory{
+	{Summary: web.AlertSummary{ID: "hist-1", Trust: "RX1", Reference: "HRL-H1", Accession: "ACC-H1", Category: "CRITICAL",
+		State: "closed", PolicyID: "RX1-policy", PolicyVersion: "v7", RaisedAt: time.Date(2026, 11, 3, 2, 0, 0, 0, time.UTC),
+		AcknowledgedAt: time.Date(2026, 11, 3, 2, 20, 0, 0, time.UTC), ClosedAt: time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)},
+		Events: []web.HistoryEvent{
+			{EventID: "e1", Type: "AlertRaised", At: time.Date(2026, 11, 3, 2, 0, 0, 0, time.UTC)},
+			{EventID: "e2", Type: "AlertRouted", At: time.Date(2026, 11, 3, 2, 0, 1, 0, time.UTC), PolicyID: "RX1-policy", PolicyVersion: "v7"},
+			{EventID: "e3", Type: "NotificationSent", At: time.Date(2026, 11, 3, 2, 0, 2, 0, time.UTC), Recipient: "dr-a", Channel: "SMS", NotificationID: "n1", Delivery: "sent", Step: intp(0), Repeat: intp(0)},
+			{EventID: "e4", Type: "NotificationDelivered", At: time.Date(2026, 11, 3, 2, 0, 9, 0, time.UTC), Channel: "SMS", NotificationID: "n1", Delivery: "delivered"},
+			{EventID: "e5", Type: "NotificationFailed", At: time.Date(2026, 11, 3, 2, 0, 3, 0, time.UTC), Recipient: "dr-c", Channel: "EMAIL", NotificationID: "n2", Delivery: "failed", Reason: "permanent", Step: intp(0), Repeat: intp(0)},
+			{EventID: "e6", Type: "AlertAcknowledged", At: time.Date(2026, 11, 3, 2, 20, 0, 0, time.UTC), ActorID: "dr-a", Name: "Dr Alice Example", Role: "clinician", Provider: "cis2", Step: intp(0)},
+			{EventID: "e7", Type: "AlertClosed", At: time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC), ActorID: "fs-1", Name: "Fiona Failsafe", Role: "failsafe-officer", Provider: "cis2"},
+		}},
+	{Summary: web.AlertSummary{ID: "hist-b", Trust: "RX2", Reference: "HRL-HB", Accession: "ACC-H1", Category: "URGENT", State: "open",
+		RaisedAt: time.Date(2026, 11, 4, 2, 0, 0, 0, time.UTC)},
+		Events: []web.HistoryEvent{{EventID: "b1", Type: "AlertRaised", At: time.Date(2026, 11, 4, 2, 0, 0, 0, time.UTC)}}},
+}
+
+func intp(i int) *int { return &i }
+
+// Search implements web.History over historyAlerts (the trust filter is
+// the console's to pass: this store answers what it is asked).
+func (r *reports) Search(_ context.Context, q web.SearchQuery) (web.SearchResult, error) {
+	r.searched = append(r.searched, q)
+	var out web.SearchResult
+	for _, h := range historyAlerts {
+		s := h.Summary
+		if s.Trust != q.Trust || (q.Accession != "" && s.Accession != q.Accession) || (q.Reference != "" && !strings.EqualFold(s.Reference, q.Reference)) ||
+			(!q.From.IsZero() && s.RaisedAt.Before(q.From)) || (!q.To.IsZero() && !s.RaisedAt.Before(q.To)) {
+			continue
+		}
+		out.Alerts = append(out.Alerts, s)
+	}
+	return out, nil
+}
+
+// AlertHistory implements web.History.
+func (r *reports) AlertHistory(_ context.Context, trust, id string) (web.AlertHistory, error) {
+	for _, h := range historyAlerts {
+		if h.Summary.ID == id && h.Summary.Trust == trust {
+			return h, nil
+		}
+	}
+	return web.AlertHistory{}, web.ErrNoHistory
 }
 
 // person is a mockoidc user with Herald's claims.

@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"errors"
 	"sort"
+	"time"
 
 	"github.com/herald-health/herald/services/console/internal/reporting"
 	"github.com/herald-health/herald/services/console/internal/web"
@@ -87,4 +89,59 @@ func counts(m map[string]int) []web.Count {
 	return out
 }
 
-var _ web.Reporting = storeReports{}
+// Search implements web.History: the store's search of one trust.
+func (r storeReports) Search(ctx context.Context, q web.SearchQuery) (web.SearchResult, error) {
+	page, err := r.store.Search(ctx, reporting.SearchQuery{Tenant: q.Trust, Accession: q.Accession, Reference: q.Reference,
+		From: q.From, To: q.To, Limit: q.Limit, Cursor: q.Cursor})
+	if err != nil {
+		return web.SearchResult{}, err
+	}
+	out := web.SearchResult{Next: page.NextCursor}
+	for _, s := range page.Alerts {
+		out.Alerts = append(out.Alerts, summary(s))
+	}
+	return out, nil
+}
+
+// AlertHistory implements web.History: the summary and every event.
+func (r storeReports) AlertHistory(ctx context.Context, trust, alertID string) (web.AlertHistory, error) {
+	sum, err := r.store.Alert(ctx, trust, alertID)
+	if errors.Is(err, reporting.ErrNotFound) {
+		return web.AlertHistory{}, web.ErrNoHistory
+	}
+	if err != nil {
+		return web.AlertHistory{}, err
+	}
+	evs, err := r.store.Timeline(ctx, trust, alertID)
+	if errors.Is(err, reporting.ErrNotFound) {
+		return web.AlertHistory{}, web.ErrNoHistory
+	}
+	if err != nil {
+		return web.AlertHistory{}, err
+	}
+	out := web.AlertHistory{Summary: summary(sum)}
+	for _, e := range evs {
+		out.Events = append(out.Events, web.HistoryEvent{EventID: e.EventID, Type: e.Type, At: e.OccurredAt,
+			ActorID: e.ActorID, Name: e.ActorName, Role: e.ActorRole, Provider: e.ActorIdentityProvider,
+			Recipient: e.RecipientID, Channel: e.Channel, NotificationID: e.NotificationID, Delivery: e.Delivery,
+			Step: e.Step, Repeat: e.Repeat, Reason: e.Reason, Clock: e.Clock, PolicyID: e.PolicyID, PolicyVersion: e.PolicyVersion})
+	}
+	return out, nil
+}
+
+func summary(s reporting.Summary) web.AlertSummary {
+	at := func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return *t
+	}
+	return web.AlertSummary{ID: s.AlertID, Trust: s.Tenant, Reference: s.Reference, Accession: s.Accession,
+		Category: s.Category, State: s.State, PolicyID: s.PolicyID, PolicyVersion: s.PolicyVersion,
+		RaisedAt: s.RaisedAt, AcknowledgedAt: at(s.AcknowledgedAt), ClosedAt: at(s.ClosedAt)}
+}
+
+var (
+	_ web.Reporting = storeReports{}
+	_ web.History   = storeReports{}
+)

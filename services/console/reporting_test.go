@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
@@ -64,7 +66,7 @@ func (a reportAlert) events() []*eventsv1.Event {
 	}
 	if a.ack > 0 {
 		add(a.raised.Add(a.ack), &eventsv1.Event{Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
-			Actor: &eventsv1.Actor{PersonId: "dr-" + a.team}}}})
+			Actor: &eventsv1.Actor{PersonId: "dr-" + a.team, DisplayName: "Dr " + a.team, Role: "clinician", IdentityProvider: "cis2"}}}})
 	}
 	slices.SortStableFunc(out, func(x, y *eventsv1.Event) int { return x.GetOccurredAt().AsTime().Compare(y.GetOccurredAt().AsTime()) })
 	return out
@@ -148,7 +150,7 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Shutdown() })
-	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}})
+	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}}, newRulesPeer())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +255,166 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 	if fmt.Sprint(rcr) != fmt.Sprint(wantRCR) {
 		t.Errorf("RCR CSV numerator/denominator by category:\n got %v\nwant %v\n%v", rcr, wantRCR, recs)
 	}
+}
+
+// TestSearchAndGovernanceTimelineFromTheReportingStore: through the real
+// PostgreSQL store (fed from the real Kafka log), a person finds an alert
+// of their trust by accession and by reference, reads its governance
+// timeline and downloads it as JSON; another trust's alert with the same
+// accession is never found.
+func TestSearchAndGovernanceTimelineFromTheReportingStore(t *testing.T) {
+	now := time.Now().UTC()
+	crit := eventsv1.Category_CATEGORY_CRITICAL
+	alerts := []reportAlert{
+		{id: "s1", trust: "RX1", team: "resp", category: crit, raised: now.Add(-2 * time.Hour), target: time.Hour, ack: 10 * time.Minute},
+		{id: "s2", trust: "RX2", team: "resp", category: crit, raised: now.Add(-2 * time.Hour), target: time.Hour, ack: 5 * time.Minute},
+	}
+	h := startWithStore(t, alerts)
+	h.oidc.QueueUser(person{sub: "dr-a", name: "Dr Alice", roles: []string{"RX1:clinician"}})
+	// Reference "HRL-..." of s1 under the test's reference key.
+	ref, err := alertref.New([]byte(testReferenceKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page string
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		page = h.get(t, "/search?trust=RX1&accession=ACC-s1")
+		if strings.Contains(page, `data-alert="s1"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(page, `data-alert="s1"`) {
+		t.Fatalf("search by accession did not find s1:\n%s", page)
+	}
+	if p := h.get(t, "/search?trust=RX1&reference="+strings.ToLower(ref.Ref("s1"))); !strings.Contains(p, `data-alert="s1"`) {
+		t.Errorf("search by reference %s did not find s1", ref.Ref("s1"))
+	}
+	// Wait for the acknowledgement to be projected too.
+	var doc struct {
+		Trust  string `json:"trust"`
+		Events []struct {
+			Type          string `json:"type"`
+			ActorID       string `json:"actor_id"`
+			Name          string `json:"actor_name"`
+			Role          string `json:"actor_role"`
+			Provider      string `json:"actor_identity_provider"`
+			PolicyVersion string `json:"policy_version"`
+		} `json:"events"`
+	}
+	for {
+		doc.Events = nil
+		if err := json.Unmarshal([]byte(h.get(t, "/alerts/s1/timeline.json?trust=RX1")), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if len(doc.Events) == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if doc.Trust != "RX1" || len(doc.Events) != 3 || doc.Events[0].Type != "AlertRaised" || doc.Events[1].PolicyVersion != "1" {
+		t.Fatalf("timeline export: %+v", doc)
+	}
+	if a := doc.Events[2]; a.Type != "AlertAcknowledged" || a.ActorID != "dr-resp" || a.Name != "Dr resp" || a.Role != "clinician" || a.Provider != "cis2" {
+		t.Errorf("the acknowledgement's who: %+v", a)
+	}
+	tl := h.get(t, "/alerts/s1/timeline")
+	for _, want := range []string{"Dr resp, clinician", "signed in with cis2", "pol-RX1 version 1"} {
+		if !strings.Contains(tl, want) {
+			t.Errorf("the governance timeline page lacks %q", want)
+		}
+	}
+	// RX2's alert has the same kind of accession and is never shown.
+	if p := h.get(t, "/search?trust=RX1&accession=ACC-s2"); strings.Contains(p, `data-alert="s2"`) {
+		t.Error("a person of RX1 found RX2's alert")
+	}
+	if code := h.status(t, "/alerts/s2/timeline"); code != http.StatusNotFound {
+		t.Errorf("RX2's governance timeline for a person of RX1: %d, want 404", code)
+	}
+}
+
+const testReferenceKey = "console-test-reference-key-0123456789abcdef"
+
+// storeHarness is a console with a reporting store and a signed-in client.
+type storeHarness struct {
+	oidc   *mockoidc.MockOIDC
+	addr   string
+	client *http.Client
+}
+
+func (h storeHarness) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := h.client.Get("http://" + h.addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+	}
+	return string(b)
+}
+
+func (h storeHarness) status(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := h.client.Get("http://" + h.addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// startWithStore starts the console with a reporting store (real
+// PostgreSQL, real Kafka) and appends the alerts' events to the log.
+func startWithStore(t *testing.T, alerts []reportAlert) storeHarness {
+	t.Helper()
+	logCfg := eventlog.DefaultConfig()
+	logCfg.Brokers = testinfra.KafkaBrokers(t)
+	logCfg.EventsTopic = testinfra.NewTopic(t, "console-search-events", 2)
+	logCfg.DLQTopic = testinfra.NewTopic(t, "console-search-dlq", 1)
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}}, newRulesPeer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cfg := console.DefaultConfig()
+	cfg.Security = servicemain.DevelopmentInsecure()
+	cfg.HTTPAddr, cfg.PublicURL = addr, "http://"+addr
+	cfg.Acknowledgement.Addr, cfg.Rules.Addr = grpcAddr, grpcAddr
+	oc := m.Config()
+	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = oc.Issuer, oc.ClientID, oc.ClientSecret
+	cfg.SessionKey = "console-test-session-key-0123456789abcdef"
+	cfg.PostgresURL = testinfra.NewPostgres(t)
+	cfg.Log = logCfg
+	cfg.ReferenceKey = testReferenceKey
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	w := eventlog.NewWriter(logCfg, "console-search-test", telemetry.Nop("console-search-test"))
+	t.Cleanup(func() { _ = w.Close() })
+	for _, a := range alerts {
+		if err := w.Append(context.Background(), a.events()...); err != nil {
+			t.Fatalf("append %s: %v", a.id, err)
+		}
+	}
+	jar, _ := cookiejar.New(nil)
+	return storeHarness{oidc: m, addr: addr, client: &http.Client{Jar: jar, Timeout: time.Minute}}
 }
 
 var rowRE = regexp.MustCompile(`(?s)<tr class="nhsuk-table__row">\s*<th scope="row" class="nhsuk-table__cell">([^<]*)</th>(.*?)</tr>`)

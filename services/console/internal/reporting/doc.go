@@ -10,7 +10,9 @@
 // acknowledged, actioned, fail-safe queued, closed, cancelled), the
 // category's clocks, breaches, decline reasons (fixed words), quarantine,
 // policy version, team and referrer ids, and per event its type, time, the
-// ids of the people acting or contacted and the delivery state. The
+// ids of the people contacted, the acting member of staff (id, display name,
+// role, identity provider: the governance timeline's "who") and the
+// delivery state. The
 // console fetches the patient and report live through acknowledgement's
 // GetAlert, after sign-in.
 //

@@ -24,6 +24,11 @@ type Event struct {
 
 	ActorID   string // who acknowledged, declined, read, actioned or closed
 	ActorRole string
+	// ActorName and ActorIdentityProvider: the acting member of staff's
+	// display name and the identity provider that signed them in, as the
+	// command recorded them (the governance timeline's "who").
+	ActorName             string
+	ActorIdentityProvider string
 	// RecipientID, Channel and NotificationID of a message; Delivery its
 	// state: sent, failed, delivered, deferred, digest, superseded,
 	// breach-notice, resolved.
@@ -88,6 +93,7 @@ func FromProto(ev *eventsv1.Event, typ string, partition int, offset int64) (Eve
 	}
 	actor := func(a *eventsv1.Actor) {
 		e.ActorID, e.ActorRole = a.GetPersonId(), a.GetRole()
+		e.ActorName, e.ActorIdentityProvider = a.GetDisplayName(), a.GetIdentityProvider()
 	}
 	recipient := func(r *eventsv1.Recipient, ch eventsv1.Channel) {
 		e.RecipientID = r.GetPersonId()

@@ -88,7 +88,7 @@ func (s spec) events() []*eventsv1.Event {
 	if s.ack > 0 {
 		add(s.ackAt(), func(e *eventsv1.Event) {
 			e.Payload = &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
-				Actor: &eventsv1.Actor{PersonId: "p-" + s.referrer, DisplayName: "never stored"}}}
+				Actor: &eventsv1.Actor{PersonId: "p-" + s.referrer, DisplayName: "Dr " + s.referrer, Role: "clinician", IdentityProvider: "cis2"}}}
 		})
 	}
 	if s.closed {

@@ -329,6 +329,31 @@ func TestSearchTimelineAndTrusts(t *testing.T) {
 	if err != nil || len(evs) != len(a.events()) || evs[0].Type != TypeRaised && evs[0].Type != TypeQuarantined {
 		t.Fatalf("timeline: %+v %v", evs, err)
 	}
+	// The governance timeline's "who": the acting person's id, name, role
+	// and identity provider as the command recorded them.
+	ackSeen := false
+	for _, s := range specs {
+		if s.tenant != "RXF" || s.ack == 0 {
+			continue
+		}
+		evs, err := store.Timeline(ctx, "RXF", s.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Type != TypeAcknowledged {
+				continue
+			}
+			ackSeen = true
+			if e.ActorID != "p-"+s.referrer || e.ActorName != "Dr "+s.referrer || e.ActorRole != "clinician" || e.ActorIdentityProvider != "cis2" {
+				t.Fatalf("the acknowledgement's actor in the timeline: %+v", e)
+			}
+		}
+		break
+	}
+	if !ackSeen {
+		t.Fatal("no acknowledged RXF alert in the population to check the actor of")
+	}
 	for _, table := range []string{"alerts", "alert_events"} {
 		d := dump(t, store, table)
 		for _, secret := range []string{"9990000018", "NEVER-STORED", "never stored", "free text"} {

@@ -11,7 +11,7 @@ import (
 const eventColumns = `event_id, alert_id, tenant, type, occurred_at, log_partition, log_offset,
 	actor_id, actor_role, recipient_id, channel, notification_id, delivery, step, repeat, reason,
 	clock, deadline, category, local_category, policy_id, policy_version, accession, referrer_id,
-	team_id, clock_start, communicate_by, acknowledge_by, action_by`
+	team_id, clock_start, communicate_by, acknowledge_by, action_by, actor_name, actor_idp`
 
 // insertEvents stores a batch (one array per column) and returns the alert
 // id of each event that was new.
@@ -19,7 +19,8 @@ const insertEvents = `INSERT INTO alert_events (` + eventColumns + `)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::bigint[],
 	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::text[],
 	$17::text[], $18::timestamptz[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
-	$25::text[], $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], $29::timestamptz[])
+	$25::text[], $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], $29::timestamptz[],
+	$30::text[], $31::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING alert_id`
 
@@ -34,6 +35,7 @@ func eventArgs(events []Event) []any {
 		step, rep                                       = make([]*int, n), make([]*int, n)
 		deadline, start, comm, ack, act                 = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 		cat, local, pid, pver, acc, ref, team           = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		actorName, actorIdP                             = make([]string, n), make([]string, n)
 	)
 	for i, e := range events {
 		id[i], alert[i], tenant[i], typ[i], at[i], part[i], off[i] = e.EventID, e.AlertID, e.Tenant, e.Type, e.OccurredAt, int32(e.Partition), e.Offset
@@ -41,9 +43,10 @@ func eventArgs(events []Event) []any {
 		step[i], rep[i], reason[i], clk[i], deadline[i] = e.Step, e.Repeat, e.Reason, e.Clock, e.Deadline
 		cat[i], local[i], pid[i], pver[i], acc[i], ref[i], team[i] = e.Category, e.LocalCategory, e.PolicyID, e.PolicyVersion, e.Accession, e.ReferrerID, e.TeamID
 		start[i], comm[i], ack[i], act[i] = e.ClockStart, e.CommunicateBy, e.AcknowledgeBy, e.ActionBy
+		actorName[i], actorIdP[i] = e.ActorName, e.ActorIdentityProvider
 	}
 	return []any{id, alert, tenant, typ, at, part, off, actor, role, recip, ch, nid, deliv, step, rep, reason,
-		clk, deadline, cat, local, pid, pver, acc, ref, team, start, comm, ack, act}
+		clk, deadline, cat, local, pid, pver, acc, ref, team, start, comm, ack, act, actorName, actorIdP}
 }
 
 type queryer interface {
@@ -62,7 +65,7 @@ func queryEvents(ctx context.Context, q queryer, where string, args ...any) ([]E
 		err := r.Scan(&e.EventID, &e.AlertID, &e.Tenant, &e.Type, &e.OccurredAt, &part, &e.Offset,
 			&e.ActorID, &e.ActorRole, &e.RecipientID, &e.Channel, &e.NotificationID, &e.Delivery, &e.Step, &e.Repeat, &e.Reason,
 			&e.Clock, &e.Deadline, &e.Category, &e.LocalCategory, &e.PolicyID, &e.PolicyVersion, &e.Accession, &e.ReferrerID,
-			&e.TeamID, &e.ClockStart, &e.CommunicateBy, &e.AcknowledgeBy, &e.ActionBy)
+			&e.TeamID, &e.ClockStart, &e.CommunicateBy, &e.AcknowledgeBy, &e.ActionBy, &e.ActorName, &e.ActorIdentityProvider)
 		e.Partition = int(part)
 		e.OccurredAt = e.OccurredAt.UTC()
 		return e, err

@@ -3,9 +3,11 @@ package web
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/console/internal/oidcauth"
+	"google.golang.org/protobuf/proto"
 )
 
 // worklistPageSize is how many alerts one worklist page shows.
@@ -34,6 +37,11 @@ type alertRow struct {
 	Contacted                []string
 	Tried                    int
 	QueuedAt                 time.Time
+	// Reminders is the fail-safe officers' messages after the first one
+	// once queued (notification reminds them every failsafe_reminder_every
+	// of the policy until the alert is closed); LastReminder the latest.
+	Reminders    int
+	LastReminder time.Time
 }
 
 func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
@@ -50,6 +58,10 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 		case "FailsafeQueued":
 			r.QueuedAt = e.GetAt().AsTime()
 		}
+		if e.GetType() == "NotificationSent" && !r.QueuedAt.IsZero() && failsafeRepeat(e.GetSummary()) {
+			r.Reminders++
+			r.LastReminder = e.GetAt().AsTime()
+		}
 		if p := e.GetPersonId(); p != "" && !seen[p] && strings.HasPrefix(e.GetType(), "Notification") {
 			seen[p] = true
 			r.Contacted = append(r.Contacted, p)
@@ -62,6 +74,17 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 		}
 	}
 	return r
+}
+
+// failsafeRepeat reports whether a NotificationSent after the alert was
+// queued is a reminder: a repeat of the fail-safe step (acknowledgement's
+// summary "sent step N repeat R via C", R >= 1), not its first message.
+func failsafeRepeat(summary string) bool {
+	var step, repeat int
+	if _, err := fmt.Sscanf(summary, "sent step %d repeat %d", &step, &repeat); err != nil {
+		return false
+	}
+	return repeat > 0
 }
 
 // deadline is the next deadline the person must meet: acknowledge-by
@@ -109,8 +132,51 @@ type worklistData struct {
 	Trusts             []string
 	Rows               []alertRow
 	States             []string
-	Next, First        string
+	Next, Prev, First  string
 	Paged              bool
+	Page, Pages        int
+	PrevN, NextN       int
+	// Partial: the person's list is longer than the console sorts at once
+	// (worklistGatherMax); the page says so.
+	Partial bool
+	Total   int
+}
+
+// worklistGatherMax bounds the alerts the worklist reads to sort them
+// across pages: overdue first, then by deadline, over every matching alert
+// (acknowledgement lists newest raised first; sorting one of its pages
+// would leave an overdue alert on page 3). Beyond it the page says the
+// list is partial and asks to narrow it (by state).
+const worklistGatherMax = 2000
+
+// gatherPageSize is the page size the worklist reads with (acknowledgement's
+// maximum); gatherMaxCalls bounds the calls of one worklist view
+// (acknowledgement scans at most 5,000 alerts a call, so a selective filter,
+// such as "my alerts" among 100,000, answers short pages).
+const (
+	gatherPageSize = 500
+	gatherMaxCalls = 10
+)
+
+// gather reads every alert req selects, up to worklistGatherMax alerts or
+// gatherMaxCalls calls; complete is false when there were more.
+func (s *Server) gather(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest) (out []*ackv1.AlertState, complete bool, err error) {
+	req.PageSize = gatherPageSize
+	for calls := 1; ; calls++ {
+		resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, resp.GetAlerts()...)
+		next := resp.GetNextPageToken()
+		if next == "" {
+			return out, true, nil
+		}
+		if len(out) >= worklistGatherMax || calls == gatherMaxCalls {
+			return out, false, nil
+		}
+		req.PageToken = next
+	}
 }
 
 func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
@@ -125,7 +191,7 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	if view != "team" {
 		view = "mine"
 	}
-	req := &ackv1.ListAlertsRequest{Tenant: trust, PageSize: worklistPageSize, PageToken: q.Get("page")}
+	req := &ackv1.ListAlertsRequest{Tenant: trust}
 	if view == "mine" {
 		req.Assignee = sess.PersonID
 	}
@@ -136,20 +202,30 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		stateName = ""
 		req.States = openStates
 	}
-	resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
+	all, complete, err := s.gather(r, sess, req)
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
 	}
 	now := s.clk.Now()
-	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName, Paged: req.PageToken != ""}
-	for _, st := range resp.GetAlerts() {
+	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName, Partial: !complete}
+	rows := make([]alertRow, 0, len(all))
+	for _, st := range all {
 		if st.GetTenant() != trust {
 			continue // never another trust's alert, whatever the service returned
 		}
-		d.Rows = append(d.Rows, s.row(st, now))
+		rows = append(rows, s.row(st, now))
 	}
-	sortRows(d.Rows)
+	sortRows(rows)
+	d.Total = len(rows)
+	d.Pages = max(1, (len(rows)+worklistPageSize-1)/worklistPageSize)
+	d.Page = 1
+	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 {
+		d.Page = min(n, d.Pages)
+	}
+	start := (d.Page - 1) * worklistPageSize
+	d.Rows = rows[start:min(start+worklistPageSize, len(rows))]
+	d.Paged = d.Page > 1
 	for _, st := range openStates {
 		d.States = append(d.States, strings.ToLower(strings.TrimPrefix(st.String(), "STATE_")))
 	}
@@ -158,8 +234,14 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		base.Set("state", stateName)
 	}
 	d.First = "/worklist?" + base.Encode()
-	if t := resp.GetNextPageToken(); t != "" {
-		base.Set("page", t)
+	if d.Page > 1 {
+		d.PrevN = d.Page - 1
+		base.Set("page", strconv.Itoa(d.PrevN))
+		d.Prev = "/worklist?" + base.Encode()
+	}
+	if d.Page < d.Pages {
+		d.NextN = d.Page + 1
+		base.Set("page", strconv.Itoa(d.NextN))
 		d.Next = "/worklist?" + base.Encode()
 	}
 	s.render(w, r, http.StatusOK, "worklist", page{Title: "Worklist", Session: sess, Data: d})
@@ -379,6 +461,21 @@ func (s *Server) failsafe(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	for _, st := range resp.GetAlerts() {
 		if st.GetTenant() != trust {
 			continue
+		}
+		// ListAlerts answers without timelines (acknowledgement slims
+		// them): what was tried, who was contacted and the reminders come
+		// from each alert's own timeline.
+		if len(st.GetTimeline()) == 0 {
+			full, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: st.GetAlertId()}, s.callOpts(sess)...)
+			if err != nil {
+				s.fail(w, r, sess, err)
+				return
+			}
+			st = proto.Clone(st).(*ackv1.AlertState)
+			st.Timeline = full.GetTimeline()
+			if len(st.Timeline) == 0 {
+				st.Timeline = full.GetState().GetTimeline()
+			}
 		}
 		row := s.row(st, now)
 		if !row.QueuedAt.IsZero() {

@@ -12,7 +12,14 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"when":     when,
+	"when": when,
+	// whenSec: the governance timeline's times, to the second.
+	"whenSec": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("Mon 2 Jan 2006 15:04:05 UTC")
+	},
 	"ts":       func(t *timestamppb.Timestamp) string { return when(t.AsTime()) },
 	"ago":      ago,
 	"minutes":  func(d time.Duration) string { return fmt.Sprintf("%.0f", d.Minutes()) },
@@ -23,7 +30,13 @@ var funcs = template.FuncMap{
 	"join":     strings.Join,
 	"nhs":      nhsNumber,
 	"isZero":   func(t time.Time) bool { return t.IsZero() },
-	"dict3":    func(title, id string, rows []ComplianceRow) rowsBlock { return rowsBlock{title, id, rows} },
+	"deref": func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
+	},
+	"dict3": func(title, id string, rows []ComplianceRow) rowsBlock { return rowsBlock{title, id, rows} },
 }
 
 func when(t time.Time) string {

@@ -182,15 +182,14 @@ type policyData struct {
 	Asked          bool
 	Result         *rulesv1.EvaluateResponse
 	Versions       []*rulesv1.BundleVersion
+	Approvals      approvalsData
 }
 
-// policy answers "who would be contacted, and when" for a trust, category,
-// referrer and instant, from the rules service's dry run.
-func (s *Server) policy(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
-	trust, trusts, ok := trustParam(r, sess.Person(), identity.RoleSafetyLead, identity.RolePolicyAdmin, identity.RoleFailsafeOfficer)
-	if !ok {
-		s.forbidden(w, r, sess)
-		return
+// policyPage is the policy page of trust without a dry run yet: the form's
+// values, the versions and the pending approvals.
+func (s *Server) policyPage(r *http.Request, sess *oidcauth.Session, trust string, trusts []string) policyData {
+	if trusts == nil {
+		trusts = trustsWith(sess.Person(), identity.RoleSafetyLead, identity.RolePolicyAdmin, identity.RoleFailsafeOfficer)
 	}
 	q := r.URL.Query()
 	d := policyData{Trusts: trusts, Selected: trust, Category: q.Get("category"), At: q.Get("at"),
@@ -204,11 +203,29 @@ func (s *Server) policy(w http.ResponseWriter, r *http.Request, sess *oidcauth.S
 	}
 	if s.rules == nil {
 		d.Problem = "The rules service is not configured for this console"
-		s.render(w, r, http.StatusOK, "policy", page{Title: "Who is contacted", Session: sess, Data: d})
-		return
+		return d
 	}
 	if v, err := s.rules.ListBundleVersions(r.Context(), &rulesv1.ListBundleVersionsRequest{Tenant: trust}, s.callOpts(sess)...); err == nil {
 		d.Versions = v.GetVersions()
+	}
+	d.Approvals = s.approvals(r, sess, trust)
+	return d
+}
+
+// policy answers "who would be contacted, and when" for a trust, category,
+// referrer and instant, from the rules service's dry run, and lists the
+// bundles awaiting a second person's approval.
+func (s *Server) policy(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+	trust, trusts, ok := trustParam(r, sess.Person(), identity.RoleSafetyLead, identity.RolePolicyAdmin, identity.RoleFailsafeOfficer)
+	if !ok {
+		s.forbidden(w, r, sess)
+		return
+	}
+	q := r.URL.Query()
+	d := s.policyPage(r, sess, trust, trusts)
+	if s.rules == nil {
+		s.render(w, r, http.StatusOK, "policy", page{Title: "Who is contacted", Session: sess, Data: d})
+		return
 	}
 	if q.Get("category") != "" {
 		d.Asked = true

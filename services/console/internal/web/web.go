@@ -62,6 +62,11 @@ type Alerts interface {
 type Rules interface {
 	Evaluate(ctx context.Context, in *rulesv1.EvaluateRequest, opts ...grpc.CallOption) (*rulesv1.EvaluateResponse, error)
 	ListBundleVersions(ctx context.Context, in *rulesv1.ListBundleVersionsRequest, opts ...grpc.CallOption) (*rulesv1.ListBundleVersionsResponse, error)
+	// Change control (the two-person rule is the rules service's).
+	ListPendingBundles(ctx context.Context, in *rulesv1.ListPendingBundlesRequest, opts ...grpc.CallOption) (*rulesv1.ListPendingBundlesResponse, error)
+	DryRunBundle(ctx context.Context, in *rulesv1.DryRunBundleRequest, opts ...grpc.CallOption) (*rulesv1.DryRunBundleResponse, error)
+	ApproveBundle(ctx context.Context, in *rulesv1.ApproveBundleRequest, opts ...grpc.CallOption) (*rulesv1.ApproveBundleResponse, error)
+	RejectBundle(ctx context.Context, in *rulesv1.RejectBundleRequest, opts ...grpc.CallOption) (*rulesv1.RejectBundleResponse, error)
 }
 
 // Sessions is the sign-in machinery (oidcauth.Auth).
@@ -145,6 +150,11 @@ func New(cfg Config, auth Sessions, alerts Alerts, rules Rules, reports Reportin
 	s.mux.HandleFunc("GET /reports/rcr", s.signedIn(s.rcr))
 	s.mux.HandleFunc("GET /reports/rcr.csv", s.signedIn(s.rcrCSV))
 	s.mux.HandleFunc("GET /policy", s.signedIn(s.policy))
+	s.mux.HandleFunc("GET /search", s.signedIn(s.search))
+	s.mux.HandleFunc("GET /alerts/{id}/timeline", s.signedIn(s.timeline))
+	s.mux.HandleFunc("GET /alerts/{id}/timeline.json", s.signedIn(s.timelineJSON))
+	s.mux.HandleFunc("POST /policy/approve", s.signedIn(s.reviewBundle(true)))
+	s.mux.HandleFunc("POST /policy/reject", s.signedIn(s.reviewBundle(false)))
 	for path, h := range cfg.Extra {
 		s.mux.Handle(path, h)
 	}
@@ -260,6 +270,9 @@ func (s *Server) nav(sess *oidcauth.Session, current string) []navItem {
 	add("/compliance", "Compliance", identity.RoleSafetyLead)
 	add("/reports/rcr", "RCR audit", identity.RoleSafetyLead)
 	add("/policy", "Who is contacted", identity.RoleSafetyLead, identity.RolePolicyAdmin, identity.RoleFailsafeOfficer)
+	if s.history() != nil {
+		add("/search", "Find an alert", historyRoles...)
+	}
 	return items
 }
 
