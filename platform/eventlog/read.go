@@ -165,3 +165,29 @@ func readBytes(b kafka.Bytes) ([]byte, error) {
 	}
 	return v, nil
 }
+
+// ErrNoRecord is ReadRecord's error when nothing is at the offset (removed
+// by retention or compaction, or not written yet).
+var ErrNoRecord = errors.New("no record at the offset")
+
+// ReadRecord reads the one record of topic at partition and offset: a
+// service that keeps where an event is (a timeline's position) reads it
+// back when asked for it, instead of keeping its content.
+func ReadRecord(ctx context.Context, cfg Config, topic string, partition int, offset int64) (key, value []byte, err error) {
+	client, closeIdle := cfg.Client(30 * time.Second)
+	defer closeIdle()
+	found := false
+	err = readPartition(ctx, client, topic, partition, offset, offset+1, func(k, v []byte, _ int, at int64) error {
+		if at == offset {
+			key, value, found = k, v, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s/%d at %d: %w", topic, partition, offset, err)
+	}
+	if !found {
+		return nil, nil, fmt.Errorf("read %s/%d at %d: %w", topic, partition, offset, ErrNoRecord)
+	}
+	return key, value, nil
+}

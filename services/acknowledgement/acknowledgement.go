@@ -383,6 +383,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		States: store, Recovery: store, Log: writer, Topic: kafkalog.NewStateTopic(cfg.Log, writer),
 		Timers: tstore, Lister: store, Tail: tail, Clock: deps.Clock, Logger: log,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
+		Events: kafkalog.NewEvents(cfg.Log), Views: kafkalog.NewViews(writer, audit.TopicsFor(cfg.Log.EventsTopic).Intake),
 	})
 	poller, err := timers.NewPoller(tstore, timers.PollerConfig{
 		Concurrency: cfg.TimerConcurrency, MaxSleep: cfg.TimerMaxSleep, EpochEvery: cfg.EpochEvery,
