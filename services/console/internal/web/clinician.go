@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/sealing"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -202,7 +205,15 @@ var closeReasons = []option{
 
 func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
 	id := r.PathValue("id")
+	// Patient details are for the trust's clinicians and fail-safe
+	// officers: another reader (a safety lead) is refused them and sees the
+	// alert without.
+	withoutDetails := ""
 	resp, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id, IncludeDetails: true}, s.callOpts(sess)...)
+	if status.Code(err) == codes.PermissionDenied {
+		resp, err = s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id}, s.callOpts(sess)...)
+		withoutDetails = "The patient details are shown to the clinicians and fail-safe officers of the trust only."
+	}
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
@@ -223,6 +234,9 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 	state := st.GetState()
 	clin := p.Has(st.GetTenant(), identity.RoleClinician)
 	details, note := s.openDetails(r, st, resp.GetDetails())
+	if withoutDetails != "" {
+		note = withoutDetails
+	}
 	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, Timeline: resp.GetTimeline(),
 		RequestID: newRequestID(), Reasons: declineReasons, Closes: closeReasons, Done: r.URL.Query().Get("done"),
 		CanAck:    clin && !terminal(state) && st.GetAcknowledgedAt() == nil && state != ackv1.State_STATE_QUARANTINED,
