@@ -174,10 +174,32 @@ var ErrNoRecord = errors.New("no record at the offset")
 // service that keeps where an event is (a timeline's position) reads it
 // back when asked for it, instead of keeping its content.
 func ReadRecord(ctx context.Context, cfg Config, topic string, partition int, offset int64) (key, value []byte, err error) {
+	r := NewRecordReader(cfg)
+	defer r.Close()
+	return r.Read(ctx, topic, partition, offset)
+}
+
+// RecordReader reads single records by position over connections it keeps
+// (ReadRecord for a service that reads many). Safe for concurrent use.
+type RecordReader struct {
+	client *kafka.Client
+	close  func()
+}
+
+// NewRecordReader returns a reader of cfg's cluster. Close it when done.
+func NewRecordReader(cfg Config) *RecordReader {
 	client, closeIdle := cfg.Client(30 * time.Second)
-	defer closeIdle()
+	return &RecordReader{client: client, close: closeIdle}
+}
+
+// Close releases the reader's connections.
+func (r *RecordReader) Close() { r.close() }
+
+// Read reads the record of topic at partition and offset (ErrNoRecord when
+// there is none).
+func (r *RecordReader) Read(ctx context.Context, topic string, partition int, offset int64) (key, value []byte, err error) {
 	found := false
-	err = readPartition(ctx, client, topic, partition, offset, offset+1, func(k, v []byte, _ int, at int64) error {
+	err = readPartition(ctx, r.client, topic, partition, offset, offset+1, func(k, v []byte, _ int, at int64) error {
 		if at == offset {
 			key, value, found = k, v, true
 		}

@@ -12,15 +12,24 @@ import (
 	"github.com/herald-health/herald/services/acknowledgement/audit"
 )
 
-// Events reads back events of the log by position (app.EventReader).
-type Events struct{ cfg eventlog.Config }
+// Events reads back events of the log by position (app.EventReader), over
+// connections it keeps.
+type Events struct {
+	topic string
+	r     *eventlog.RecordReader
+}
 
-// NewEvents returns the reader of cfg's events topic.
-func NewEvents(cfg eventlog.Config) *Events { return &Events{cfg: cfg} }
+// NewEvents returns the reader of cfg's events topic. Close it when done.
+func NewEvents(cfg eventlog.Config) *Events {
+	return &Events{topic: cfg.EventsTopic, r: eventlog.NewRecordReader(cfg)}
+}
+
+// Close releases the reader's connections.
+func (e *Events) Close() { e.r.Close() }
 
 // ReadEvent reads the event at partition/offset.
 func (e *Events) ReadEvent(ctx context.Context, partition int32, offset int64) (*eventsv1.Event, error) {
-	_, value, err := eventlog.ReadRecord(ctx, e.cfg, e.cfg.EventsTopic, int(partition), offset)
+	_, value, err := e.r.Read(ctx, e.topic, int(partition), offset)
 	if err != nil {
 		return nil, err
 	}
