@@ -18,7 +18,8 @@ import (
 // BenchmarkMLLPMaxRateSealedVsClear measures the cost of sealing patient
 // data end to end, in pairs: the same closed loop over 10 MLLP connections
 // to a real Kafka (acks=all), without keys (clear) and with them (sealed),
-// each on a fresh intake. Run with -count N to interleave N pairs.
+// each on a fresh intake. -count N runs each N times (clear first); on a
+// shared machine compare medians over several runs.
 func BenchmarkMLLPMaxRateSealedVsClear(b *testing.B) {
 	for _, sealed := range []bool{false, true} {
 		name := map[bool]string{false: "clear", true: "sealed"}[sealed]
