@@ -18,6 +18,7 @@ var consoleValues = []string{
 	"oidc.issuer=https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare",
 	"oidc.clientID=herald-console", "oidc.clientSecret.existingSecret=console-oidc", "session.existingSecret=console-session",
 	"ackLink.existingSecret=herald-ack-link-public",
+	"patientDataKeys.keyring.existingSecret=herald-patient-keyring", "patientDataKeys.kek.existingSecret=herald-patient-kek",
 }
 
 // The console chart renders a Deployment whose every HERALD_ variable is a

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/redisconn"
+	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -179,6 +180,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	tenantsFile := WriteTenants(t, tenants...)
 	// The harness's certificate is the sender of every trust's messages.
 	bindingsFile := WriteSenderBindings(t, devca.SPIFFEID(ClientIdentity), tenants...)
+	patientKeys := WritePatientKeys(t, tenants...)
 
 	free := func() string { return testinfra.FreePort(t) }
 	s.Addrs = Addrs{
@@ -230,6 +232,7 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 			"HERALD_GRPC_ADDR=" + s.Addrs.IntakeGRPC, "HERALD_MLLP_ADDR=" + s.Addrs.MLLP, "HERALD_FHIR_ADDR=" + s.Addrs.FHIR,
 			"HERALD_OUTCOME_PREFIX=" + intakePrefix, "HERALD_TENANTS_FILE=" + tenantsFile,
 			"HERALD_SENDER_BINDINGS_FILE=" + bindingsFile,
+			patientKeys[0], patientKeys[1],
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + s.Addrs.RulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,
@@ -314,6 +317,29 @@ func WriteSenderBindings(t testing.TB, identity string, ods ...string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// WritePatientKeys writes a key-encryption key and a keyring with a
+// patient-data key for each trust, and returns the intake/console settings
+// naming them (HERALD_KEYRING_FILE, HERALD_KEK_FILE): intake seals every
+// report's patient data, as in production.
+func WritePatientKeys(t testing.TB, ods ...string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	f := sealing.Files{KeyringFile: filepath.Join(dir, "keyring.json"), KEKFile: filepath.Join(dir, "kek")}
+	if err := sealing.GenerateKEKFile(f.KEKFile); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := sealing.LoadFileKEK(f.KEKFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trust := range ods {
+		if _, err := sealing.Rotate(context.Background(), f.KeyringFile, kek, trust, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"HERALD_KEYRING_FILE=" + f.KeyringFile, "HERALD_KEK_FILE=" + f.KEKFile}
 }
 
 // Restart kill -9s a service and starts it again, waiting until healthy.

@@ -123,10 +123,12 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 	}
 	linkKeys := harness.NewAckLinkKeys(b)
 	refKeyFile := harness.WriteSecret(b, referenceKey)
+	patientKeys := harness.WritePatientKeys(b, "RZZ")
 	env := map[string][]string{
 		"intake": {
 			"HERALD_GRPC_ADDR=" + intakeGRPC, "HERALD_MLLP_ADDR=" + free(), "HERALD_FHIR_ADDR=" + free(),
 			"HERALD_OUTCOME_PREFIX=" + suffix + ":intake:", "HERALD_TENANTS_FILE=" + harness.WriteTenants(b, "RZZ"),
+			patientKeys[0], patientKeys[1],
 		},
 		"rules": {
 			"HERALD_GRPC_ADDR=" + rulesGRPC, "HERALD_GROUP_ID=rules-" + suffix,

@@ -193,3 +193,53 @@ func readBytes(b kafka.Bytes) ([]byte, error) {
 	}
 	return v, nil
 }
+
+// ErrNoRecord is ReadRecord's error when nothing is at the offset (removed
+// by retention or compaction, or not written yet).
+var ErrNoRecord = errors.New("no record at the offset")
+
+// ReadRecord reads the one record of topic at partition and offset: a
+// service that keeps where an event is (a timeline's position) reads it
+// back when asked for it, instead of keeping its content.
+func ReadRecord(ctx context.Context, cfg Config, topic string, partition int, offset int64) (key, value []byte, err error) {
+	r := NewRecordReader(cfg)
+	defer r.Close()
+	return r.Read(ctx, topic, partition, offset)
+}
+
+// RecordReader reads single records by position over connections it keeps
+// (ReadRecord for a service that reads many). Safe for concurrent use.
+type RecordReader struct {
+	client *kafka.Client
+	close  func()
+}
+
+// NewRecordReader returns a reader of cfg's cluster. Close it when done.
+func NewRecordReader(cfg Config) *RecordReader {
+	client, closeIdle := cfg.Client(30 * time.Second)
+	return &RecordReader{client: client, close: closeIdle}
+}
+
+// Close releases the reader's connections.
+func (r *RecordReader) Close() { r.close() }
+
+// Read reads the record of topic at partition and offset (ErrNoRecord when
+// there is none). It does not check the record's signature: callers read
+// back positions their own consumer recorded, after that consumer checked
+// the record.
+func (r *RecordReader) Read(ctx context.Context, topic string, partition int, offset int64) (key, value []byte, err error) {
+	found := false
+	err = readPartition(ctx, r.client, topic, partition, offset, offset+1, func(k, v []byte, _ []kafka.Header, _ int, at int64) error {
+		if at == offset {
+			key, value, found = k, v, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s/%d at %d: %w", topic, partition, offset, err)
+	}
+	if !found {
+		return nil, nil, fmt.Errorf("read %s/%d at %d: %w", topic, partition, offset, ErrNoRecord)
+	}
+	return key, value, nil
+}

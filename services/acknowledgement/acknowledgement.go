@@ -379,10 +379,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	// (docs/design.md, "Deciding on fresh state").
 	tail := kafkalog.NewTail(cfg.Log, cfg.GroupID)
 	s.life.OnClose("event tail", func() error { tail.Close(); return nil })
+	events := kafkalog.NewEvents(cfg.Log)
+	s.life.OnClose("event reader", func() error { events.Close(); return nil })
 	a := app.New(app.Deps{
 		States: store, Recovery: store, Log: writer, Topic: kafkalog.NewStateTopic(cfg.Log, writer),
 		Timers: tstore, Lister: store, Tail: tail, Clock: deps.Clock, Logger: log,
 		Tel: deps.Telemetry, Hooks: deps.Hooks, Producer: "acknowledgement/" + cfg.Replica, CommandWait: cfg.CommandWait,
+		Events: events, Views: kafkalog.NewViews(writer, audit.TopicsFor(cfg.Log.EventsTopic).Intake),
 	})
 	poller, err := timers.NewPoller(tstore, timers.PollerConfig{
 		Concurrency: cfg.TimerConcurrency, MaxSleep: cfg.TimerMaxSleep, EpochEvery: cfg.EpochEvery,

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/servicemain"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -49,6 +50,8 @@ type harness struct {
 	links *acklink.Signer
 	// start is the time the fake alerts' times are relative to.
 	start time.Time
+	// keyring is the console's patient-data keyring file.
+	keyring string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -100,6 +103,30 @@ func newHarness(t *testing.T) *harness {
 			Referrer:   &eventsv1.Clinician{DisplayName: "Dr A", Team: "Respiratory"},
 			ReportText: reportText}
 	}
+	// Acknowledgement returns the details as the log holds them, the
+	// patient data sealed with the trust's key; the console holds the key.
+	patientKeys := sealing.Files{KeyringFile: filepath.Join(t.TempDir(), "keyring.json"), KEKFile: filepath.Join(t.TempDir(), "kek")}
+	if err := sealing.GenerateKEKFile(patientKeys.KEKFile); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := sealing.LoadFileKEK(patientKeys.KEKFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trust := range []string{"RX1", "RX2"} {
+		if _, err := sealing.Rotate(context.Background(), patientKeys.KeyringFile, kek, trust, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ring, err := sealing.Open(patientKeys.KeyringFile, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, d := range ack.details {
+		if err := ring.Seal(context.Background(), ack.alerts[id].GetTenant(), id, d); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rules := newRulesPeer()
 	grpcAddr := serveGRPC(t, ack, rules)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,6 +151,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	cfg.AckLinkPublicKeys = keys.PublicKeyFile
+	cfg.Keys = patientKeys
 	rep := &reports{}
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := console.New(ctx, cfg, console.Deps{Logger: slog.New(slog.DiscardHandler), Reporting: rep})
@@ -134,7 +162,7 @@ func newHarness(t *testing.T) *harness {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rules: rules, rep: rep, links: links, start: now}
+	return &harness{url: "http://" + svc.Addr(), oidc: m, ack: ack, rules: rules, rep: rep, links: links, start: now, keyring: patientKeys.KeyringFile}
 }
 
 // browser starts Debian's chromium headless (skipped only when it is not
@@ -570,6 +598,24 @@ func TestConsoleInABrowser(t *testing.T) {
 		if slices.Contains(h.ack.Calls(), "MarkRead alert-a1 dr-b") {
 			t.Error("a trust B person's view of trust A's alert was recorded as a read")
 		}
+		signOut(t, ctx)
+	})
+
+	t.Run("after the trust's key is destroyed the alert page says so and shows no patient data", func(t *testing.T) {
+		h.signIn(t, ctx, clinician, "/alerts/alert-a1")
+		do(t, ctx, waitFor("#patient"))
+		if _, err := sealing.Destroy(h.keyring, "RX1", "", "records-manager", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		do(t, ctx, chromedp.Navigate(h.url+"/alerts/alert-a1"), waitFor("#no-details"))
+		b := body(t, ctx)
+		if strings.Contains(b, patientName) || strings.Contains(b, reportText) || strings.Contains(b, "943 476 5919") {
+			t.Error("the alert page shows patient data after the trust's key was destroyed")
+		}
+		if !strings.Contains(b, "destroyed at the trust's request") {
+			t.Errorf("the alert page does not say the details were destroyed: %q", b)
+		}
+		check(t, ctx, "alert-shredded")
 		signOut(t, ctx)
 	})
 

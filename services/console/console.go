@@ -29,6 +29,7 @@ import (
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -83,6 +84,10 @@ type Config struct {
 	// ReferenceKey keys the alert references the store records (the same
 	// as acknowledgement's; none: the store records no references).
 	ReferenceKey string
+	// Keys are the trusts' patient-data keys (platform/sealing): the alert
+	// page opens the details acknowledgement returns sealed. Without them
+	// the page says the details cannot be opened here.
+	Keys sealing.Files
 }
 
 // DefaultConfig returns loopback addresses and 15-minute idle, 8-hour
@@ -108,6 +113,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Acknowledgement.RegisterFlags(fs, "acknowledgement")
 	c.Rules.RegisterFlags(fs, "rules")
 	c.Client.RegisterFlags(fs, "grpc-")
+	c.Keys.RegisterFlags(fs)
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "console listen address")
 	fs.StringVar(&c.TLSCert, "http-tls-cert", c.TLSCert, "HTTPS certificate chain (PEM) of the console")
 	fs.StringVar(&c.TLSKey, "http-tls-key", c.TLSKey, "key of http-tls-cert (PEM)")
@@ -186,6 +192,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("the reporting projector's event log: %w", err))
 		}
 	}
+	if err := c.Keys.Validate(false); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ReferenceKey != "" && len(c.ReferenceKey) < alertref.MinKeyLen {
 		bad("setting reference-key must be at least %d bytes", alertref.MinKeyLen)
 	}
@@ -206,6 +215,8 @@ type Deps struct {
 	Extra map[string]http.Handler
 	// OIDCClient talks to the identity provider (its CA); nil: default.
 	OIDCClient *http.Client
+	// KEK unwraps the keyring's data keys instead of the kek-file (a KMS).
+	KEK sealing.KEK
 }
 
 // Service is a started console.
@@ -262,6 +273,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	wcfg := web.Config{InsecureTransport: src == nil, HSTS: cfg.TLSCert != "", Extra: deps.Extra}
 	if cfg.Security.Development() {
 		wcfg.DemoUsers = deps.DemoUsers
+	}
+	keys, err := cfg.Keys.Load(deps.KEK)
+	if err != nil {
+		return nil, err
+	}
+	if keys != nil {
+		wcfg.Details = keys
+	} else {
+		log.WarnContext(ctx, "no patient-data keys (settings keyring-file, kek-file): the alert page cannot show patient details")
 	}
 	if cfg.AckLinkPublicKeys != "" {
 		links, err := acklink.LoadVerifier(cfg.AckLinkPublicKeys)

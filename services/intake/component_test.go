@@ -77,6 +77,13 @@ func start(t testing.TB, mod func(*intake.Config)) *harness {
 // startMetered is start with the service's metrics going to mp.
 func startMetered(t testing.TB, mod func(*intake.Config), mp metric.MeterProvider) *harness {
 	t.Helper()
+	return startWith(t, mod, mp, intake.Deps{})
+}
+
+// startWith is startMetered with deps (their logger and telemetry are the
+// harness's).
+func startWith(t testing.TB, mod func(*intake.Config), mp metric.MeterProvider, deps intake.Deps) *harness {
+	t.Helper()
 	brokers := testinfra.KafkaBrokers(t)
 	rdb := testinfra.NewRedis(t)
 	cfg := intake.DefaultConfig()
@@ -103,7 +110,8 @@ func startMetered(t testing.TB, mod func(*intake.Config), mp metric.MeterProvide
 	rec := tracetest.NewSpanRecorder()
 	tel := telemetry.New("herald-intake", sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)), mp)
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := intake.New(ctx, cfg, intake.Deps{Logger: logging.New(logs, slog.LevelDebug, "intake"), Telemetry: tel})
+	deps.Logger, deps.Telemetry = logging.New(logs, slog.LevelDebug, "intake"), tel
+	svc, err := intake.New(ctx, cfg, deps)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

@@ -30,6 +30,7 @@ import (
 	"github.com/herald-health/herald/platform/mtls"
 	"github.com/herald-health/herald/platform/redisbatch"
 	"github.com/herald-health/herald/platform/redisconn"
+	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	intakev1 "github.com/herald-health/herald/proto/gen/herald/intake/v1"
@@ -137,6 +138,11 @@ type Config struct {
 	// SenderBindings are used when no file is given (cmd/herald's demo).
 	SenderBindings []SenderBinding
 
+	// Keys are the trusts' patient-data keys (platform/sealing): patient
+	// data is sealed before it is appended. Required in the production
+	// profile.
+	Keys sealing.Files
+
 	// Producer names this replica in the events it appends.
 	Producer string
 }
@@ -201,6 +207,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.OutcomeTTL, "outcome-ttl", c.OutcomeTTL, "how long a resend is recognised")
 	fs.StringVar(&c.TenantsFile, "tenants-file", c.TenantsFile, "YAML or JSON file of per-trust settings")
 	fs.StringVar(&c.SenderBindingsFile, "sender-bindings-file", c.SenderBindingsFile, "YAML or JSON file binding each sender's certificate identity to the trusts (ODS codes) it may send for")
+	c.Keys.RegisterFlags(fs)
 	fs.StringVar(&c.Producer, "producer", c.Producer, "producer name in appended events")
 }
 
@@ -277,6 +284,9 @@ func (c Config) Validate() error {
 	if c.TenantsFile == "" && len(c.Tenants) == 0 {
 		errs = append(errs, errors.New("setting tenants-file is required (no tenants configured)"))
 	}
+	if err := c.Keys.Validate(!c.Security.Development()); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SenderBindingsFile == "" && len(c.SenderBindings) == 0 && !c.Security.Development() {
 		errs = append(errs, errors.New("setting sender-bindings-file is required in the production profile (which sender may send for which trust)"))
 	}
@@ -340,6 +350,10 @@ type Deps struct {
 	// the role-binding file when one is configured, else through the
 	// token's claims; tests inject platform/authz/authztest).
 	Authentication grpcserver.Option
+
+	// KEK unwraps the keyring's data keys instead of the kek-file (a KMS;
+	// tests inject one that fails).
+	KEK sealing.KEK
 }
 
 // Service is a started intake service.
@@ -380,6 +394,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if bindings == nil {
 		deps.Logger.WarnContext(ctx, "no sender bindings: any sender may send for any trust (development only)")
 	}
+	keys, err := cfg.Keys.Load(deps.KEK)
+	if err != nil {
+		return nil, err
+	}
+	var sealer app.Sealer
+	if keys != nil {
+		sealer = keys
+	} else {
+		deps.Logger.WarnContext(ctx, "no patient-data keys: patient data is written to the log in clear (development only)")
+	}
 	mllpTLS, err := listenerTLS(cfg.MLLPTLS, "mllp", deps)
 	if err != nil {
 		return nil, err
@@ -418,6 +442,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Producer:  cfg.Producer,
 		IDs:       eventlog.ID,
 		Senders:   bindings,
+		Sealer:    sealer,
 	})
 
 	cfg.GRPC.Reflection = cfg.Security.Development()

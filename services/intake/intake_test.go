@@ -88,3 +88,14 @@ func TestDemoTenantsLoad(t *testing.T) {
 	// The phrases of RZZ's demo rules (always-alert-phrases).
 	require.Subset(t, ts[0].TriggerPhrases, []string{"tension pneumothorax", "pulmonary embolism", "free intraperitoneal air", "aortic dissection"})
 }
+
+// TestPatientDataKeysRequiredInProduction: a production intake without the
+// trusts' patient-data keys does not start (it would write patient data to
+// the log in clear), and one of the two settings alone is named.
+func TestPatientDataKeysRequiredInProduction(t *testing.T) {
+	c := intake.DefaultConfig()
+	c.Tenants = []intake.TenantSettings{{ODS: "RZZ"}}
+	require.ErrorContains(t, c.Validate(), "settings keyring-file and kek-file are required in the production profile")
+	c.Keys.KeyringFile = "keyring.json"
+	require.ErrorContains(t, c.Validate(), "setting kek-file is required with keyring-file")
+}

@@ -7,6 +7,13 @@
 {{- if or .Values.senderBindings .Values.senderBindingsConfigMap }}
 {{ include "herald-lib.envVar" (list "HERALD_SENDER_BINDINGS_FILE" "/etc/herald/senders/senders.yaml") }}
 {{- end }}
+{{- with .Values.patientDataKeys }}
+{{- if ne (empty .keyring.existingSecret) (empty .kek.existingSecret) }}{{- fail "patientDataKeys: set both keyring.existingSecret and kek.existingSecret, or neither" }}{{- end }}
+{{- if .keyring.existingSecret }}
+{{ include "herald-lib.envVar" (list "HERALD_KEYRING_FILE" (include "herald-lib.secretPath" (list .keyring.existingSecret .keyring.key))) }}
+{{ include "herald-lib.envVar" (list "HERALD_KEK_FILE" (include "herald-lib.secretPath" (list .kek.existingSecret .kek.key))) }}
+{{- end }}
+{{- end }}
 {{- with .Values.senderTLS.existingSecret }}
 {{- range $l := list "MLLP" "FHIR" }}
 {{ include "herald-lib.envVar" (list (printf "HERALD_%s_TLS_CERT" $l) (include "herald-lib.secretPath" (list $.Values.senderTLS.existingSecret "tls.crt"))) }}

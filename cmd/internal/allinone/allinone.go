@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"github.com/herald-health/herald/platform/acklink"
@@ -39,6 +40,7 @@ import (
 	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/logging"
 	"github.com/herald-health/herald/platform/mtls"
+	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -293,6 +295,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		icfg.SenderBindings = []intake.SenderBinding{{Identity: devca.SPIFFEID(ToolIdentity), Trusts: demo}}
 	}
 
+	// Patient data at rest (docs/design.md): a throwaway key-encryption key
+	// and a data key per demo trust, kept in the work folder across runs;
+	// intake seals, the console opens.
+	keys, err := patientKeys(ctx, filepath.Join(cfg.WorkDir, "patient-keys"), icfg.Tenants)
+	if err != nil {
+		return err
+	}
+	icfg.Keys = keys
+
 	rcfg := rules.DefaultConfig()
 	rcfg.Security = dev
 	rcfg.Authn.Issuer = issuer
@@ -467,6 +478,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		}
 		ccfg.SessionKey = randomSecret()
 		ccfg.AckLinkPublicKeys = linkKeys.PublicKeyFile
+		ccfg.Keys = keys
 		// The reporting store, when make run has one: the console migrates it
 		// and projects the log into it (its own consumer group, the alert
 		// references keyed as acknowledgement's), so the compliance and RCR
@@ -600,4 +612,35 @@ func randomSecret() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// patientKeys makes (once) a key-encryption key and a data key for each
+// trust in dir, and returns the settings naming them.
+func patientKeys(ctx context.Context, dir string, tenants []intake.TenantSettings) (sealing.Files, error) {
+	f := sealing.Files{KeyringFile: filepath.Join(dir, "keyring.json"), KEKFile: filepath.Join(dir, "kek")}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return f, fmt.Errorf("make the patient-data key folder: %w", err)
+	}
+	if _, err := os.Stat(f.KEKFile); errors.Is(err, os.ErrNotExist) {
+		if err := sealing.GenerateKEKFile(f.KEKFile); err != nil {
+			return f, err
+		}
+	}
+	kek, err := sealing.LoadFileKEK(f.KEKFile)
+	if err != nil {
+		return f, err
+	}
+	ring, err := sealing.ReadFile(f.KeyringFile)
+	if err != nil {
+		return f, err
+	}
+	for _, t := range tenants {
+		if tk := ring.Trusts[t.ODS]; tk != nil && tk.Current != "" {
+			continue
+		}
+		if _, err := sealing.Rotate(ctx, f.KeyringFile, kek, t.ODS, time.Now()); err != nil {
+			return f, fmt.Errorf("patient-data key of %s: %w", t.ODS, err)
+		}
+	}
+	return f, nil
 }

@@ -143,6 +143,7 @@ func commands() []command {
 		bundleCommand(),
 		loginCommand(),
 		auditCommand(),
+		keysCommand(),
 	}
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -117,4 +118,20 @@ func Submit(ctx context.Context, w *eventlog.Writer, intakeTopic string, entry *
 		return fmt.Errorf("submit audit entry %s: %w", entry.GetEventId(), err)
 	}
 	return nil
+}
+
+// TypeDataKeyDestroyed is the event type of the destruction of a trust's
+// patient-data keys (crypto-shredding, platform/sealing), recorded straight
+// to the intake by the operator's tool before the keys are destroyed.
+const TypeDataKeyDestroyed = "DataKeyDestroyed"
+
+// KeyDestroyedEntry is the audit entry of the destruction of trust's data
+// keys keyIDs (sorted by the caller) by actor at at. Its id is a function
+// of the trust and the keys, so recording it again (a retried destroy) is
+// chained once.
+func KeyDestroyedEntry(trust string, keyIDs []string, actor *auditv1.AuditActor, at time.Time) *auditv1.AuditRecord {
+	ids := strings.Join(keyIDs, ",")
+	return &auditv1.AuditRecord{Trust: trust, EventId: eventlog.ID("keys-destroyed", trust, ids),
+		EventType: TypeDataKeyDestroyed, Actor: actor, OccurredAt: timestamppb.New(at), Producer: "heraldctl",
+		Detail: "destroyed patient-data keys " + ids}
 }

@@ -160,6 +160,9 @@ type Deps struct {
 	// CommandWait bounds how long a command waits for the projection to
 	// reflect its event before answering from its own fold (default 3 s).
 	CommandWait time.Duration
+	// Events and Views serve GetAlert's patient details (details.go).
+	Events EventReader
+	Views  ViewRecorder
 }
 
 // App is the acknowledgement application. It is safe for concurrent use.

@@ -3,6 +3,7 @@ package web
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,7 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/herald-health/herald/platform/identity"
+	"github.com/herald-health/herald/platform/sealing"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/console/internal/oidcauth"
@@ -248,17 +253,20 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 }
 
 type alertData struct {
-	Row       alertRow
-	State     *ackv1.AlertState
-	Details   *eventsv1.AlertDetails
-	Timeline  []*ackv1.TimelineEntry
-	RequestID string
-	Reasons   []option
-	Closes    []option
-	CanAck    bool
-	CanAction bool
-	CanClose  bool
-	Done      string
+	Row     alertRow
+	State   *ackv1.AlertState
+	Details *eventsv1.AlertDetails
+	// DetailsNote says why the details are not shown (shredded, not
+	// openable here), when they are not.
+	DetailsNote string
+	Timeline    []*ackv1.TimelineEntry
+	RequestID   string
+	Reasons     []option
+	Closes      []option
+	CanAck      bool
+	CanAction   bool
+	CanClose    bool
+	Done        string
 }
 
 type option struct{ Value, Label string }
@@ -279,7 +287,15 @@ var closeReasons = []option{
 
 func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
 	id := r.PathValue("id")
+	// Patient details are for the trust's clinicians and fail-safe
+	// officers: another reader (a safety lead) is refused them and sees the
+	// alert without.
+	withoutDetails := ""
 	resp, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id, IncludeDetails: true}, s.callOpts(sess)...)
+	if status.Code(err) == codes.PermissionDenied {
+		resp, err = s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: id}, s.callOpts(sess)...)
+		withoutDetails = "The patient details are shown to the clinicians and fail-safe officers of the trust only."
+	}
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
@@ -299,7 +315,11 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 	}
 	state := st.GetState()
 	clin := p.Has(st.GetTenant(), identity.RoleClinician)
-	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: resp.GetDetails(), Timeline: resp.GetTimeline(),
+	details, note := s.openDetails(r, st, resp.GetDetails())
+	if withoutDetails != "" {
+		note = withoutDetails
+	}
+	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, Timeline: resp.GetTimeline(),
 		RequestID: newRequestID(), Reasons: declineReasons, Closes: closeReasons, Done: r.URL.Query().Get("done"),
 		CanAck:    clin && !terminal(state) && st.GetAcknowledgedAt() == nil && state != ackv1.State_STATE_QUARANTINED,
 		CanAction: clin && st.GetAcknowledgedAt() != nil && st.GetActionedAt() == nil && !terminal(state),
@@ -309,6 +329,29 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		d.Timeline = st.GetTimeline()
 	}
 	s.render(w, r, http.StatusOK, "alert", page{Title: "Alert " + st.GetAccessionRef(), Session: sess, Data: d})
+}
+
+// openDetails opens the patient data acknowledgement returned sealed (it
+// holds no key): the details to show, or nil and why not. Errors name the
+// alert and the key, never the content.
+func (s *Server) openDetails(r *http.Request, st *ackv1.AlertState, d *eventsv1.AlertDetails) (*eventsv1.AlertDetails, string) {
+	switch {
+	case d == nil:
+		return nil, ""
+	case d.GetSealed() == nil:
+		return d, "" // written before patient data was sealed
+	case s.cfg.Details == nil:
+		return nil, "The patient details are sealed and this console holds no key to open them. Open the report in the radiology system."
+	}
+	open, err := s.cfg.Details.Open(r.Context(), st.GetTenant(), st.GetAlertId(), d)
+	switch {
+	case errors.Is(err, sealing.ErrDestroyed):
+		return nil, "The patient details of this alert were destroyed at the trust's request (its key was destroyed). The alert's history is kept."
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "patient details could not be opened", "alert_id", st.GetAlertId(), "tenant", st.GetTenant(), "error", err)
+		return nil, "The patient details could not be opened just now. Try again, or open the report in the radiology system."
+	}
+	return open, ""
 }
 
 func newRequestID() string {

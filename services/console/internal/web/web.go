@@ -36,6 +36,7 @@ import (
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/identity"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 	"github.com/herald-health/herald/services/console/internal/oidcauth"
 )
@@ -96,6 +97,15 @@ type Config struct {
 	Extra map[string]http.Handler
 	// HSTS adds Strict-Transport-Security (HTTPS listener).
 	HSTS bool
+	// Details opens the patient data of an alert's details, sealed with
+	// the trust's key (platform/sealing); nil: the alert page says the
+	// details are not available here.
+	Details DetailsOpener
+}
+
+// DetailsOpener opens sealed patient details (a *sealing.Keyring).
+type DetailsOpener interface {
+	Open(ctx context.Context, trust, alertID string, d *eventsv1.AlertDetails) (*eventsv1.AlertDetails, error)
 }
 
 // Server is the console's HTTP handler.

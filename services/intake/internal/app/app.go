@@ -84,6 +84,14 @@ type Message struct {
 	TenantField string
 }
 
+// Sealer seals the patient data of an alert's details (patient, report
+// text, raw message) with the trust's key, bound to the alert
+// (platform/sealing). On error the details are unchanged and the event must
+// not be written.
+type Sealer interface {
+	Seal(ctx context.Context, trust, alertID string, d *eventsv1.AlertDetails) error
+}
+
 // SenderBindings say which sending system may send for which trust
 // (package senders).
 type SenderBindings interface {
@@ -134,6 +142,7 @@ type Service struct {
 	messages metric.Int64Counter
 	senders  SenderBindings
 	refusals metric.Int64Counter
+	sealer   Sealer
 }
 
 // Options configure a Service.
@@ -151,6 +160,9 @@ type Options struct {
 	// allows every sender (development only: the production profile
 	// requires a bindings file).
 	Senders SenderBindings
+	// Sealer seals patient data before it is appended; nil appends it in
+	// clear (development only: the production profile requires keys).
+	Sealer Sealer
 }
 
 // New returns a Service.
@@ -171,7 +183,7 @@ func New(o Options) *Service {
 	return &Service{
 		dir: o.Directory, limits: o.Limits, appender: o.Appender, outcomes: o.Outcomes,
 		clock: o.Clock, log: o.Logger, tracer: o.Telemetry.Tracer(), producer: o.Producer, ids: o.IDs,
-		messages: counter, senders: o.Senders, refusals: refusals,
+		messages: counter, senders: o.Senders, refusals: refusals, sealer: o.Sealer,
 	}
 }
 
@@ -277,6 +289,9 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 			sub.Details.RawPayload = m.Raw
 			sub.Details.RawContentType = m.ContentType
 		}
+		if err := s.seal(ctx, dec.Event); err != nil {
+			return Record{}, false, err
+		}
 		events = append(events, dec.Event)
 	}
 	s.annotate(span, m, rec)
@@ -294,6 +309,33 @@ func (s *Service) Submit(ctx context.Context, m Message) (rec Record, duplicate 
 		s.log.InfoContext(ctx, "message recorded", "channel", m.Channel, "alert_id", r.AlertID, "outcome", r.Outcome.String(), "category", r.Category.String())
 	}
 	return rec, false, nil
+}
+
+// seal seals the patient data of an event's details before the event is
+// durable, so the log never holds it in clear. A trust without a key or a
+// key-encryption key that fails refuses the message as unavailable: the
+// sender keeps it and retries, nothing is written in clear.
+func (s *Service) seal(ctx context.Context, ev *eventsv1.Event) error {
+	if s.sealer == nil {
+		return nil
+	}
+	var d *eventsv1.AlertDetails
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		d = p.AlertRaised.GetDetails()
+	case *eventsv1.Event_AlertAmended:
+		d = p.AlertAmended.GetDetails()
+	case *eventsv1.Event_AlertQuarantined:
+		d = p.AlertQuarantined.GetDetails()
+	}
+	if d == nil {
+		return nil
+	}
+	if err := s.sealer.Seal(ctx, ev.GetTenant(), ev.GetAlertId(), d); err != nil {
+		s.log.ErrorContext(ctx, "patient data could not be sealed; message refused for a retry", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "error", err)
+		return fmt.Errorf("alert %s: %w: %w", ev.GetAlertId(), fault.Unavailable("patient data could not be sealed"), err)
+	}
+	return nil
 }
 
 // Rejection describes a refused message to the operators: which channel

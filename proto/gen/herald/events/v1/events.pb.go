@@ -1752,8 +1752,13 @@ type AlertDetails struct {
 	// The raw message as received (HL7 v2 or FHIR JSON), for audit.
 	RawPayload     []byte `protobuf:"bytes,17,opt,name=raw_payload,json=rawPayload,proto3" json:"raw_payload,omitempty"`
 	RawContentType string `protobuf:"bytes,18,opt,name=raw_content_type,json=rawContentType,proto3" json:"raw_content_type,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The patient data of the report, sealed with the trust's data key
+	// (platform/sealing): when set, patient, report_text, raw_payload and
+	// raw_content_type are empty and only a holder of the trust's key (intake,
+	// the console) can read them. Destroying the key makes them unreadable.
+	Sealed        *SealedDetails `protobuf:"bytes,19,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlertDetails) Reset() {
@@ -1912,6 +1917,147 @@ func (x *AlertDetails) GetRawContentType() string {
 	return ""
 }
 
+func (x *AlertDetails) GetSealed() *SealedDetails {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// SealedDetails is PatientContent encrypted with a trust's data key
+// (AES-256-GCM; the additional data binds it to the trust, the alert and
+// the key id, so a sealed value cannot be moved to another alert).
+type SealedDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The data key: "<trust>/<n>", n counting the trust's rotations.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce         []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedDetails) Reset() {
+	*x = SealedDetails{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedDetails) ProtoMessage() {}
+
+func (x *SealedDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedDetails.ProtoReflect.Descriptor instead.
+func (*SealedDetails) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SealedDetails) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedDetails) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedDetails) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// PatientContent is what SealedDetails holds: the fields of AlertDetails
+// that identify the patient or say what is wrong with them.
+type PatientContent struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Patient        *Patient               `protobuf:"bytes,1,opt,name=patient,proto3" json:"patient,omitempty"`
+	ReportText     string                 `protobuf:"bytes,2,opt,name=report_text,json=reportText,proto3" json:"report_text,omitempty"`
+	RawPayload     []byte                 `protobuf:"bytes,3,opt,name=raw_payload,json=rawPayload,proto3" json:"raw_payload,omitempty"`
+	RawContentType string                 `protobuf:"bytes,4,opt,name=raw_content_type,json=rawContentType,proto3" json:"raw_content_type,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PatientContent) Reset() {
+	*x = PatientContent{}
+	mi := &file_herald_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatientContent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatientContent) ProtoMessage() {}
+
+func (x *PatientContent) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatientContent.ProtoReflect.Descriptor instead.
+func (*PatientContent) Descriptor() ([]byte, []int) {
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PatientContent) GetPatient() *Patient {
+	if x != nil {
+		return x.Patient
+	}
+	return nil
+}
+
+func (x *PatientContent) GetReportText() string {
+	if x != nil {
+		return x.ReportText
+	}
+	return ""
+}
+
+func (x *PatientContent) GetRawPayload() []byte {
+	if x != nil {
+		return x.RawPayload
+	}
+	return nil
+}
+
+func (x *PatientContent) GetRawContentType() string {
+	if x != nil {
+		return x.RawContentType
+	}
+	return ""
+}
+
 // AlertRaised: a flagged report was accepted and is now an open obligation.
 type AlertRaised struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1922,7 +2068,7 @@ type AlertRaised struct {
 
 func (x *AlertRaised) Reset() {
 	*x = AlertRaised{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[9]
+	mi := &file_herald_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2080,7 @@ func (x *AlertRaised) String() string {
 func (*AlertRaised) ProtoMessage() {}
 
 func (x *AlertRaised) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[9]
+	mi := &file_herald_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2093,7 @@ func (x *AlertRaised) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRaised.ProtoReflect.Descriptor instead.
 func (*AlertRaised) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AlertRaised) GetDetails() *AlertDetails {
@@ -1968,7 +2114,7 @@ type AlertAmended struct {
 
 func (x *AlertAmended) Reset() {
 	*x = AlertAmended{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[10]
+	mi := &file_herald_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2126,7 @@ func (x *AlertAmended) String() string {
 func (*AlertAmended) ProtoMessage() {}
 
 func (x *AlertAmended) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[10]
+	mi := &file_herald_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2139,7 @@ func (x *AlertAmended) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAmended.ProtoReflect.Descriptor instead.
 func (*AlertAmended) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AlertAmended) GetDetails() *AlertDetails {
@@ -2022,7 +2168,7 @@ type AlertCancelled struct {
 
 func (x *AlertCancelled) Reset() {
 	*x = AlertCancelled{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[11]
+	mi := &file_herald_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2180,7 @@ func (x *AlertCancelled) String() string {
 func (*AlertCancelled) ProtoMessage() {}
 
 func (x *AlertCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[11]
+	mi := &file_herald_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2193,7 @@ func (x *AlertCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertCancelled.ProtoReflect.Descriptor instead.
 func (*AlertCancelled) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AlertCancelled) GetSourceMessageId() string {
@@ -2079,7 +2225,7 @@ type ValidationProblem struct {
 
 func (x *ValidationProblem) Reset() {
 	*x = ValidationProblem{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[12]
+	mi := &file_herald_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2237,7 @@ func (x *ValidationProblem) String() string {
 func (*ValidationProblem) ProtoMessage() {}
 
 func (x *ValidationProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[12]
+	mi := &file_herald_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2250,7 @@ func (x *ValidationProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationProblem.ProtoReflect.Descriptor instead.
 func (*ValidationProblem) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValidationProblem) GetField() string {
@@ -2140,7 +2286,7 @@ type AlertQuarantined struct {
 
 func (x *AlertQuarantined) Reset() {
 	*x = AlertQuarantined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[13]
+	mi := &file_herald_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2298,7 @@ func (x *AlertQuarantined) String() string {
 func (*AlertQuarantined) ProtoMessage() {}
 
 func (x *AlertQuarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[13]
+	mi := &file_herald_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2311,7 @@ func (x *AlertQuarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertQuarantined.ProtoReflect.Descriptor instead.
 func (*AlertQuarantined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlertQuarantined) GetDetails() *AlertDetails {
@@ -2201,7 +2347,7 @@ type Clocks struct {
 
 func (x *Clocks) Reset() {
 	*x = Clocks{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[14]
+	mi := &file_herald_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2359,7 @@ func (x *Clocks) String() string {
 func (*Clocks) ProtoMessage() {}
 
 func (x *Clocks) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[14]
+	mi := &file_herald_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2372,7 @@ func (x *Clocks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Clocks.ProtoReflect.Descriptor instead.
 func (*Clocks) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Clocks) GetCommunicateBy() *timestamppb.Timestamp {
@@ -2278,7 +2424,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[15]
+	mi := &file_herald_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2436,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[15]
+	mi := &file_herald_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2449,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Target) GetKind() TargetKind {
@@ -2346,7 +2492,7 @@ type EscalationStep struct {
 
 func (x *EscalationStep) Reset() {
 	*x = EscalationStep{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[16]
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2504,7 @@ func (x *EscalationStep) String() string {
 func (*EscalationStep) ProtoMessage() {}
 
 func (x *EscalationStep) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[16]
+	mi := &file_herald_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2517,7 @@ func (x *EscalationStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EscalationStep.ProtoReflect.Descriptor instead.
 func (*EscalationStep) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EscalationStep) GetIndex() uint32 {
@@ -2435,7 +2581,7 @@ type EscalationPolicy struct {
 
 func (x *EscalationPolicy) Reset() {
 	*x = EscalationPolicy{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[17]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2593,7 @@ func (x *EscalationPolicy) String() string {
 func (*EscalationPolicy) ProtoMessage() {}
 
 func (x *EscalationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[17]
+	mi := &file_herald_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2606,7 @@ func (x *EscalationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EscalationPolicy.ProtoReflect.Descriptor instead.
 func (*EscalationPolicy) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EscalationPolicy) GetRef() *PolicyRef {
@@ -2511,7 +2657,7 @@ type BreachNotice struct {
 
 func (x *BreachNotice) Reset() {
 	*x = BreachNotice{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2669,7 @@ func (x *BreachNotice) String() string {
 func (*BreachNotice) ProtoMessage() {}
 
 func (x *BreachNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[18]
+	mi := &file_herald_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2682,7 @@ func (x *BreachNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachNotice.ProtoReflect.Descriptor instead.
 func (*BreachNotice) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BreachNotice) GetClock() ClockKind {
@@ -2581,7 +2727,7 @@ type AlertRouted struct {
 
 func (x *AlertRouted) Reset() {
 	*x = AlertRouted{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2739,7 @@ func (x *AlertRouted) String() string {
 func (*AlertRouted) ProtoMessage() {}
 
 func (x *AlertRouted) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[19]
+	mi := &file_herald_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2752,7 @@ func (x *AlertRouted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRouted.ProtoReflect.Descriptor instead.
 func (*AlertRouted) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlertRouted) GetCategory() Category {
@@ -2678,7 +2824,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2836,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[20]
+	mi := &file_herald_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2849,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Recipient) GetPersonId() string {
@@ -2745,7 +2891,7 @@ type NotificationSent struct {
 
 func (x *NotificationSent) Reset() {
 	*x = NotificationSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2903,7 @@ func (x *NotificationSent) String() string {
 func (*NotificationSent) ProtoMessage() {}
 
 func (x *NotificationSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[21]
+	mi := &file_herald_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2916,7 @@ func (x *NotificationSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSent.ProtoReflect.Descriptor instead.
 func (*NotificationSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NotificationSent) GetNotificationId() string {
@@ -2838,7 +2984,7 @@ type StepRecipientsResolved struct {
 
 func (x *StepRecipientsResolved) Reset() {
 	*x = StepRecipientsResolved{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2850,7 +2996,7 @@ func (x *StepRecipientsResolved) String() string {
 func (*StepRecipientsResolved) ProtoMessage() {}
 
 func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[22]
+	mi := &file_herald_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2863,7 +3009,7 @@ func (x *StepRecipientsResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepRecipientsResolved.ProtoReflect.Descriptor instead.
 func (*StepRecipientsResolved) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StepRecipientsResolved) GetStep() uint32 {
@@ -2909,7 +3055,7 @@ type NotificationFailed struct {
 
 func (x *NotificationFailed) Reset() {
 	*x = NotificationFailed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3067,7 @@ func (x *NotificationFailed) String() string {
 func (*NotificationFailed) ProtoMessage() {}
 
 func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[23]
+	mi := &file_herald_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3080,7 @@ func (x *NotificationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationFailed.ProtoReflect.Descriptor instead.
 func (*NotificationFailed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NotificationFailed) GetNotificationId() string {
@@ -3028,7 +3174,7 @@ type NotificationAttempted struct {
 
 func (x *NotificationAttempted) Reset() {
 	*x = NotificationAttempted{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3186,7 @@ func (x *NotificationAttempted) String() string {
 func (*NotificationAttempted) ProtoMessage() {}
 
 func (x *NotificationAttempted) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[24]
+	mi := &file_herald_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3199,7 @@ func (x *NotificationAttempted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAttempted.ProtoReflect.Descriptor instead.
 func (*NotificationAttempted) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NotificationAttempted) GetNotificationId() string {
@@ -3128,7 +3274,7 @@ type NotificationSuperseded struct {
 
 func (x *NotificationSuperseded) Reset() {
 	*x = NotificationSuperseded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3286,7 @@ func (x *NotificationSuperseded) String() string {
 func (*NotificationSuperseded) ProtoMessage() {}
 
 func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[25]
+	mi := &file_herald_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3299,7 @@ func (x *NotificationSuperseded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationSuperseded.ProtoReflect.Descriptor instead.
 func (*NotificationSuperseded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NotificationSuperseded) GetNotificationId() string {
@@ -3237,7 +3383,7 @@ type NotificationDeferred struct {
 
 func (x *NotificationDeferred) Reset() {
 	*x = NotificationDeferred{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3249,7 +3395,7 @@ func (x *NotificationDeferred) String() string {
 func (*NotificationDeferred) ProtoMessage() {}
 
 func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[26]
+	mi := &file_herald_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3262,7 +3408,7 @@ func (x *NotificationDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDeferred.ProtoReflect.Descriptor instead.
 func (*NotificationDeferred) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NotificationDeferred) GetNotificationId() string {
@@ -3335,7 +3481,7 @@ type DigestSent struct {
 
 func (x *DigestSent) Reset() {
 	*x = DigestSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3493,7 @@ func (x *DigestSent) String() string {
 func (*DigestSent) ProtoMessage() {}
 
 func (x *DigestSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[27]
+	mi := &file_herald_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3506,7 @@ func (x *DigestSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestSent.ProtoReflect.Descriptor instead.
 func (*DigestSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DigestSent) GetDigestId() string {
@@ -3434,7 +3580,7 @@ type BreachNoticeSent struct {
 
 func (x *BreachNoticeSent) Reset() {
 	*x = BreachNoticeSent{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3592,7 @@ func (x *BreachNoticeSent) String() string {
 func (*BreachNoticeSent) ProtoMessage() {}
 
 func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[28]
+	mi := &file_herald_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3605,7 @@ func (x *BreachNoticeSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachNoticeSent.ProtoReflect.Descriptor instead.
 func (*BreachNoticeSent) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BreachNoticeSent) GetNotificationId() string {
@@ -3509,7 +3655,7 @@ type NotificationDelivered struct {
 
 func (x *NotificationDelivered) Reset() {
 	*x = NotificationDelivered{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3667,7 @@ func (x *NotificationDelivered) String() string {
 func (*NotificationDelivered) ProtoMessage() {}
 
 func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[29]
+	mi := &file_herald_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3680,7 @@ func (x *NotificationDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivered.ProtoReflect.Descriptor instead.
 func (*NotificationDelivered) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NotificationDelivered) GetNotificationId() string {
@@ -3587,7 +3733,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +3745,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[30]
+	mi := &file_herald_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +3758,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Actor) GetPersonId() string {
@@ -3696,7 +3842,7 @@ type AlertRead struct {
 
 func (x *AlertRead) Reset() {
 	*x = AlertRead{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3708,7 +3854,7 @@ func (x *AlertRead) String() string {
 func (*AlertRead) ProtoMessage() {}
 
 func (x *AlertRead) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[31]
+	mi := &file_herald_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3721,7 +3867,7 @@ func (x *AlertRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRead.ProtoReflect.Descriptor instead.
 func (*AlertRead) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AlertRead) GetActor() *Actor {
@@ -3752,7 +3898,7 @@ type AlertAcknowledged struct {
 
 func (x *AlertAcknowledged) Reset() {
 	*x = AlertAcknowledged{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3764,7 +3910,7 @@ func (x *AlertAcknowledged) String() string {
 func (*AlertAcknowledged) ProtoMessage() {}
 
 func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[32]
+	mi := &file_herald_events_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3777,7 +3923,7 @@ func (x *AlertAcknowledged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAcknowledged.ProtoReflect.Descriptor instead.
 func (*AlertAcknowledged) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AlertAcknowledged) GetActor() *Actor {
@@ -3822,7 +3968,7 @@ type AlertDeclined struct {
 
 func (x *AlertDeclined) Reset() {
 	*x = AlertDeclined{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +3980,7 @@ func (x *AlertDeclined) String() string {
 func (*AlertDeclined) ProtoMessage() {}
 
 func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[33]
+	mi := &file_herald_events_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +3993,7 @@ func (x *AlertDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertDeclined.ProtoReflect.Descriptor instead.
 func (*AlertDeclined) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AlertDeclined) GetActor() *Actor {
@@ -3897,7 +4043,7 @@ type ActionRecorded struct {
 
 func (x *ActionRecorded) Reset() {
 	*x = ActionRecorded{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +4055,7 @@ func (x *ActionRecorded) String() string {
 func (*ActionRecorded) ProtoMessage() {}
 
 func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[34]
+	mi := &file_herald_events_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +4068,7 @@ func (x *ActionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecorded.ProtoReflect.Descriptor instead.
 func (*ActionRecorded) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ActionRecorded) GetActor() *Actor {
@@ -3960,7 +4106,7 @@ type AlertEscalated struct {
 
 func (x *AlertEscalated) Reset() {
 	*x = AlertEscalated{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3972,7 +4118,7 @@ func (x *AlertEscalated) String() string {
 func (*AlertEscalated) ProtoMessage() {}
 
 func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[35]
+	mi := &file_herald_events_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3985,7 +4131,7 @@ func (x *AlertEscalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEscalated.ProtoReflect.Descriptor instead.
 func (*AlertEscalated) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AlertEscalated) GetFromStep() uint32 {
@@ -4028,7 +4174,7 @@ type SLABreached struct {
 
 func (x *SLABreached) Reset() {
 	*x = SLABreached{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4186,7 @@ func (x *SLABreached) String() string {
 func (*SLABreached) ProtoMessage() {}
 
 func (x *SLABreached) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[36]
+	mi := &file_herald_events_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4199,7 @@ func (x *SLABreached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLABreached.ProtoReflect.Descriptor instead.
 func (*SLABreached) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SLABreached) GetClock() ClockKind {
@@ -4090,7 +4236,7 @@ type FailsafeQueued struct {
 
 func (x *FailsafeQueued) Reset() {
 	*x = FailsafeQueued{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4248,7 @@ func (x *FailsafeQueued) String() string {
 func (*FailsafeQueued) ProtoMessage() {}
 
 func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[37]
+	mi := &file_herald_events_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4261,7 @@ func (x *FailsafeQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailsafeQueued.ProtoReflect.Descriptor instead.
 func (*FailsafeQueued) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FailsafeQueued) GetQueue() string {
@@ -4151,7 +4297,7 @@ type AlertClosed struct {
 
 func (x *AlertClosed) Reset() {
 	*x = AlertClosed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4163,7 +4309,7 @@ func (x *AlertClosed) String() string {
 func (*AlertClosed) ProtoMessage() {}
 
 func (x *AlertClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[38]
+	mi := &file_herald_events_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4176,7 +4322,7 @@ func (x *AlertClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertClosed.ProtoReflect.Descriptor instead.
 func (*AlertClosed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AlertClosed) GetActor() *Actor {
@@ -4224,7 +4370,7 @@ type TimerRepaired struct {
 
 func (x *TimerRepaired) Reset() {
 	*x = TimerRepaired{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4382,7 @@ func (x *TimerRepaired) String() string {
 func (*TimerRepaired) ProtoMessage() {}
 
 func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[39]
+	mi := &file_herald_events_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4395,7 @@ func (x *TimerRepaired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerRepaired.ProtoReflect.Descriptor instead.
 func (*TimerRepaired) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TimerRepaired) GetDeadline() *timestamppb.Timestamp {
@@ -4311,7 +4457,7 @@ type PolicyPerson struct {
 
 func (x *PolicyPerson) Reset() {
 	*x = PolicyPerson{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4469,7 @@ func (x *PolicyPerson) String() string {
 func (*PolicyPerson) ProtoMessage() {}
 
 func (x *PolicyPerson) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[40]
+	mi := &file_herald_events_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4482,7 @@ func (x *PolicyPerson) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyPerson.ProtoReflect.Descriptor instead.
 func (*PolicyPerson) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PolicyPerson) GetIssuer() string {
@@ -4400,7 +4546,7 @@ type PolicyBundleFile struct {
 
 func (x *PolicyBundleFile) Reset() {
 	*x = PolicyBundleFile{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4412,7 +4558,7 @@ func (x *PolicyBundleFile) String() string {
 func (*PolicyBundleFile) ProtoMessage() {}
 
 func (x *PolicyBundleFile) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[41]
+	mi := &file_herald_events_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4425,7 +4571,7 @@ func (x *PolicyBundleFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyBundleFile.ProtoReflect.Descriptor instead.
 func (*PolicyBundleFile) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PolicyBundleFile) GetName() string {
@@ -4462,7 +4608,7 @@ type BundleProposed struct {
 
 func (x *BundleProposed) Reset() {
 	*x = BundleProposed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	mi := &file_herald_events_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4474,7 +4620,7 @@ func (x *BundleProposed) String() string {
 func (*BundleProposed) ProtoMessage() {}
 
 func (x *BundleProposed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[42]
+	mi := &file_herald_events_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4487,7 +4633,7 @@ func (x *BundleProposed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleProposed.ProtoReflect.Descriptor instead.
 func (*BundleProposed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BundleProposed) GetRef() *PolicyRef {
@@ -4537,7 +4683,7 @@ type BundleReviewed struct {
 
 func (x *BundleReviewed) Reset() {
 	*x = BundleReviewed{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	mi := &file_herald_events_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4549,7 +4695,7 @@ func (x *BundleReviewed) String() string {
 func (*BundleReviewed) ProtoMessage() {}
 
 func (x *BundleReviewed) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[43]
+	mi := &file_herald_events_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4562,7 +4708,7 @@ func (x *BundleReviewed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleReviewed.ProtoReflect.Descriptor instead.
 func (*BundleReviewed) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BundleReviewed) GetRef() *PolicyRef {
@@ -4626,7 +4772,7 @@ type AuditAnchored struct {
 
 func (x *AuditAnchored) Reset() {
 	*x = AuditAnchored{}
-	mi := &file_herald_events_v1_events_proto_msgTypes[44]
+	mi := &file_herald_events_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4638,7 +4784,7 @@ func (x *AuditAnchored) String() string {
 func (*AuditAnchored) ProtoMessage() {}
 
 func (x *AuditAnchored) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_events_v1_events_proto_msgTypes[44]
+	mi := &file_herald_events_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4651,7 +4797,7 @@ func (x *AuditAnchored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchored.ProtoReflect.Descriptor instead.
 func (*AuditAnchored) Descriptor() ([]byte, []int) {
-	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_herald_events_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AuditAnchored) GetTrust() string {
@@ -4763,7 +4909,7 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1a.herald.events.v1.CategoryR\bcategory\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12%\n" +
 	"\x0eabnormal_flags\x18\x03 \x03(\tR\rabnormalFlags\x12'\n" +
-	"\x0ftrigger_phrases\x18\x04 \x03(\tR\x0etriggerPhrases\"\xf8\x06\n" +
+	"\x0ftrigger_phrases\x18\x04 \x03(\tR\x0etriggerPhrases\"\xb1\a\n" +
 	"\fAlertDetails\x120\n" +
 	"\x06source\x18\x01 \x01(\x0e2\x18.herald.events.v1.SourceR\x06source\x12#\n" +
 	"\rsource_system\x18\x02 \x01(\tR\fsourceSystem\x12*\n" +
@@ -4787,7 +4933,21 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"reportedAt\x12\x1f\n" +
 	"\vraw_payload\x18\x11 \x01(\fR\n" +
 	"rawPayload\x12(\n" +
-	"\x10raw_content_type\x18\x12 \x01(\tR\x0erawContentType\"G\n" +
+	"\x10raw_content_type\x18\x12 \x01(\tR\x0erawContentType\x127\n" +
+	"\x06sealed\x18\x13 \x01(\v2\x1f.herald.events.v1.SealedDetailsR\x06sealed\"\\\n" +
+	"\rSealedDetails\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"\xb1\x01\n" +
+	"\x0ePatientContent\x123\n" +
+	"\apatient\x18\x01 \x01(\v2\x19.herald.events.v1.PatientR\apatient\x12\x1f\n" +
+	"\vreport_text\x18\x02 \x01(\tR\n" +
+	"reportText\x12\x1f\n" +
+	"\vraw_payload\x18\x03 \x01(\fR\n" +
+	"rawPayload\x12(\n" +
+	"\x10raw_content_type\x18\x04 \x01(\tR\x0erawContentType\"G\n" +
 	"\vAlertRaised\x128\n" +
 	"\adetails\x18\x01 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\"`\n" +
 	"\fAlertAmended\x128\n" +
@@ -5096,7 +5256,7 @@ func file_herald_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_herald_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_herald_events_v1_events_proto_goTypes = []any{
 	(Category)(0),                  // 0: herald.events.v1.Category
 	(ReportStatus)(0),              // 1: herald.events.v1.ReportStatus
@@ -5119,74 +5279,76 @@ var file_herald_events_v1_events_proto_goTypes = []any{
 	(*Encounter)(nil),              // 18: herald.events.v1.Encounter
 	(*SourceFlag)(nil),             // 19: herald.events.v1.SourceFlag
 	(*AlertDetails)(nil),           // 20: herald.events.v1.AlertDetails
-	(*AlertRaised)(nil),            // 21: herald.events.v1.AlertRaised
-	(*AlertAmended)(nil),           // 22: herald.events.v1.AlertAmended
-	(*AlertCancelled)(nil),         // 23: herald.events.v1.AlertCancelled
-	(*ValidationProblem)(nil),      // 24: herald.events.v1.ValidationProblem
-	(*AlertQuarantined)(nil),       // 25: herald.events.v1.AlertQuarantined
-	(*Clocks)(nil),                 // 26: herald.events.v1.Clocks
-	(*Target)(nil),                 // 27: herald.events.v1.Target
-	(*EscalationStep)(nil),         // 28: herald.events.v1.EscalationStep
-	(*EscalationPolicy)(nil),       // 29: herald.events.v1.EscalationPolicy
-	(*BreachNotice)(nil),           // 30: herald.events.v1.BreachNotice
-	(*AlertRouted)(nil),            // 31: herald.events.v1.AlertRouted
-	(*Recipient)(nil),              // 32: herald.events.v1.Recipient
-	(*NotificationSent)(nil),       // 33: herald.events.v1.NotificationSent
-	(*StepRecipientsResolved)(nil), // 34: herald.events.v1.StepRecipientsResolved
-	(*NotificationFailed)(nil),     // 35: herald.events.v1.NotificationFailed
-	(*NotificationAttempted)(nil),  // 36: herald.events.v1.NotificationAttempted
-	(*NotificationSuperseded)(nil), // 37: herald.events.v1.NotificationSuperseded
-	(*NotificationDeferred)(nil),   // 38: herald.events.v1.NotificationDeferred
-	(*DigestSent)(nil),             // 39: herald.events.v1.DigestSent
-	(*BreachNoticeSent)(nil),       // 40: herald.events.v1.BreachNoticeSent
-	(*NotificationDelivered)(nil),  // 41: herald.events.v1.NotificationDelivered
-	(*Actor)(nil),                  // 42: herald.events.v1.Actor
-	(*AlertRead)(nil),              // 43: herald.events.v1.AlertRead
-	(*AlertAcknowledged)(nil),      // 44: herald.events.v1.AlertAcknowledged
-	(*AlertDeclined)(nil),          // 45: herald.events.v1.AlertDeclined
-	(*ActionRecorded)(nil),         // 46: herald.events.v1.ActionRecorded
-	(*AlertEscalated)(nil),         // 47: herald.events.v1.AlertEscalated
-	(*SLABreached)(nil),            // 48: herald.events.v1.SLABreached
-	(*FailsafeQueued)(nil),         // 49: herald.events.v1.FailsafeQueued
-	(*AlertClosed)(nil),            // 50: herald.events.v1.AlertClosed
-	(*TimerRepaired)(nil),          // 51: herald.events.v1.TimerRepaired
-	(*PolicyPerson)(nil),           // 52: herald.events.v1.PolicyPerson
-	(*PolicyBundleFile)(nil),       // 53: herald.events.v1.PolicyBundleFile
-	(*BundleProposed)(nil),         // 54: herald.events.v1.BundleProposed
-	(*BundleReviewed)(nil),         // 55: herald.events.v1.BundleReviewed
-	(*AuditAnchored)(nil),          // 56: herald.events.v1.AuditAnchored
-	(*timestamppb.Timestamp)(nil),  // 57: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
+	(*SealedDetails)(nil),          // 21: herald.events.v1.SealedDetails
+	(*PatientContent)(nil),         // 22: herald.events.v1.PatientContent
+	(*AlertRaised)(nil),            // 23: herald.events.v1.AlertRaised
+	(*AlertAmended)(nil),           // 24: herald.events.v1.AlertAmended
+	(*AlertCancelled)(nil),         // 25: herald.events.v1.AlertCancelled
+	(*ValidationProblem)(nil),      // 26: herald.events.v1.ValidationProblem
+	(*AlertQuarantined)(nil),       // 27: herald.events.v1.AlertQuarantined
+	(*Clocks)(nil),                 // 28: herald.events.v1.Clocks
+	(*Target)(nil),                 // 29: herald.events.v1.Target
+	(*EscalationStep)(nil),         // 30: herald.events.v1.EscalationStep
+	(*EscalationPolicy)(nil),       // 31: herald.events.v1.EscalationPolicy
+	(*BreachNotice)(nil),           // 32: herald.events.v1.BreachNotice
+	(*AlertRouted)(nil),            // 33: herald.events.v1.AlertRouted
+	(*Recipient)(nil),              // 34: herald.events.v1.Recipient
+	(*NotificationSent)(nil),       // 35: herald.events.v1.NotificationSent
+	(*StepRecipientsResolved)(nil), // 36: herald.events.v1.StepRecipientsResolved
+	(*NotificationFailed)(nil),     // 37: herald.events.v1.NotificationFailed
+	(*NotificationAttempted)(nil),  // 38: herald.events.v1.NotificationAttempted
+	(*NotificationSuperseded)(nil), // 39: herald.events.v1.NotificationSuperseded
+	(*NotificationDeferred)(nil),   // 40: herald.events.v1.NotificationDeferred
+	(*DigestSent)(nil),             // 41: herald.events.v1.DigestSent
+	(*BreachNoticeSent)(nil),       // 42: herald.events.v1.BreachNoticeSent
+	(*NotificationDelivered)(nil),  // 43: herald.events.v1.NotificationDelivered
+	(*Actor)(nil),                  // 44: herald.events.v1.Actor
+	(*AlertRead)(nil),              // 45: herald.events.v1.AlertRead
+	(*AlertAcknowledged)(nil),      // 46: herald.events.v1.AlertAcknowledged
+	(*AlertDeclined)(nil),          // 47: herald.events.v1.AlertDeclined
+	(*ActionRecorded)(nil),         // 48: herald.events.v1.ActionRecorded
+	(*AlertEscalated)(nil),         // 49: herald.events.v1.AlertEscalated
+	(*SLABreached)(nil),            // 50: herald.events.v1.SLABreached
+	(*FailsafeQueued)(nil),         // 51: herald.events.v1.FailsafeQueued
+	(*AlertClosed)(nil),            // 52: herald.events.v1.AlertClosed
+	(*TimerRepaired)(nil),          // 53: herald.events.v1.TimerRepaired
+	(*PolicyPerson)(nil),           // 54: herald.events.v1.PolicyPerson
+	(*PolicyBundleFile)(nil),       // 55: herald.events.v1.PolicyBundleFile
+	(*BundleProposed)(nil),         // 56: herald.events.v1.BundleProposed
+	(*BundleReviewed)(nil),         // 57: herald.events.v1.BundleReviewed
+	(*AuditAnchored)(nil),          // 58: herald.events.v1.AuditAnchored
+	(*timestamppb.Timestamp)(nil),  // 59: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 60: google.protobuf.Duration
 }
 var file_herald_events_v1_events_proto_depIdxs = []int32{
-	57,  // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	59,  // 0: herald.events.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	13,  // 1: herald.events.v1.Event.policy:type_name -> herald.events.v1.PolicyRef
-	21,  // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
-	22,  // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
-	23,  // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
-	25,  // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
-	31,  // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
-	33,  // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
-	35,  // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
-	41,  // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
-	43,  // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
-	44,  // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
-	45,  // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
-	46,  // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
-	47,  // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
-	48,  // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
-	49,  // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
-	50,  // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
-	37,  // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
-	34,  // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
-	38,  // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
-	39,  // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
-	40,  // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
-	51,  // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
-	54,  // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
-	55,  // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
-	56,  // 26: herald.events.v1.Event.audit_anchored:type_name -> herald.events.v1.AuditAnchored
-	36,  // 27: herald.events.v1.Event.notification_attempted:type_name -> herald.events.v1.NotificationAttempted
+	23,  // 2: herald.events.v1.Event.alert_raised:type_name -> herald.events.v1.AlertRaised
+	24,  // 3: herald.events.v1.Event.alert_amended:type_name -> herald.events.v1.AlertAmended
+	25,  // 4: herald.events.v1.Event.alert_cancelled:type_name -> herald.events.v1.AlertCancelled
+	27,  // 5: herald.events.v1.Event.alert_quarantined:type_name -> herald.events.v1.AlertQuarantined
+	33,  // 6: herald.events.v1.Event.alert_routed:type_name -> herald.events.v1.AlertRouted
+	35,  // 7: herald.events.v1.Event.notification_sent:type_name -> herald.events.v1.NotificationSent
+	37,  // 8: herald.events.v1.Event.notification_failed:type_name -> herald.events.v1.NotificationFailed
+	43,  // 9: herald.events.v1.Event.notification_delivered:type_name -> herald.events.v1.NotificationDelivered
+	45,  // 10: herald.events.v1.Event.alert_read:type_name -> herald.events.v1.AlertRead
+	46,  // 11: herald.events.v1.Event.alert_acknowledged:type_name -> herald.events.v1.AlertAcknowledged
+	47,  // 12: herald.events.v1.Event.alert_declined:type_name -> herald.events.v1.AlertDeclined
+	48,  // 13: herald.events.v1.Event.action_recorded:type_name -> herald.events.v1.ActionRecorded
+	49,  // 14: herald.events.v1.Event.alert_escalated:type_name -> herald.events.v1.AlertEscalated
+	50,  // 15: herald.events.v1.Event.sla_breached:type_name -> herald.events.v1.SLABreached
+	51,  // 16: herald.events.v1.Event.failsafe_queued:type_name -> herald.events.v1.FailsafeQueued
+	52,  // 17: herald.events.v1.Event.alert_closed:type_name -> herald.events.v1.AlertClosed
+	39,  // 18: herald.events.v1.Event.notification_superseded:type_name -> herald.events.v1.NotificationSuperseded
+	36,  // 19: herald.events.v1.Event.step_recipients_resolved:type_name -> herald.events.v1.StepRecipientsResolved
+	40,  // 20: herald.events.v1.Event.notification_deferred:type_name -> herald.events.v1.NotificationDeferred
+	41,  // 21: herald.events.v1.Event.digest_sent:type_name -> herald.events.v1.DigestSent
+	42,  // 22: herald.events.v1.Event.breach_notice_sent:type_name -> herald.events.v1.BreachNoticeSent
+	53,  // 23: herald.events.v1.Event.timer_repaired:type_name -> herald.events.v1.TimerRepaired
+	56,  // 24: herald.events.v1.Event.bundle_proposed:type_name -> herald.events.v1.BundleProposed
+	57,  // 25: herald.events.v1.Event.bundle_reviewed:type_name -> herald.events.v1.BundleReviewed
+	58,  // 26: herald.events.v1.Event.audit_anchored:type_name -> herald.events.v1.AuditAnchored
+	38,  // 27: herald.events.v1.Event.notification_attempted:type_name -> herald.events.v1.NotificationAttempted
 	14,  // 28: herald.events.v1.Patient.identifiers:type_name -> herald.events.v1.Identifier
 	0,   // 29: herald.events.v1.SourceFlag.category:type_name -> herald.events.v1.Category
 	2,   // 30: herald.events.v1.AlertDetails.source:type_name -> herald.events.v1.Source
@@ -5198,74 +5360,76 @@ var file_herald_events_v1_events_proto_depIdxs = []int32{
 	16,  // 36: herald.events.v1.AlertDetails.copies_to:type_name -> herald.events.v1.Clinician
 	16,  // 37: herald.events.v1.AlertDetails.radiologist:type_name -> herald.events.v1.Clinician
 	18,  // 38: herald.events.v1.AlertDetails.encounter:type_name -> herald.events.v1.Encounter
-	57,  // 39: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
-	20,  // 40: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
-	20,  // 41: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
-	9,   // 42: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
-	20,  // 43: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
-	24,  // 44: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
-	57,  // 45: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
-	57,  // 46: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
-	57,  // 47: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
-	57,  // 48: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
-	57,  // 49: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
-	5,   // 50: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
-	27,  // 51: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
-	58,  // 52: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
-	6,   // 53: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
-	3,   // 54: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
-	13,  // 55: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
-	28,  // 56: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
-	30,  // 57: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
-	58,  // 58: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
-	4,   // 59: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
-	27,  // 60: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
-	3,   // 61: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
-	0,   // 62: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
-	26,  // 63: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
-	29,  // 64: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
-	0,   // 65: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
-	32,  // 66: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 67: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
-	32,  // 68: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 69: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
-	32,  // 70: herald.events.v1.NotificationAttempted.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 71: herald.events.v1.NotificationAttempted.channel:type_name -> herald.events.v1.Channel
-	32,  // 72: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
-	10,  // 73: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
-	4,   // 74: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
-	32,  // 75: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 76: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
-	57,  // 77: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
-	32,  // 78: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 79: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
-	4,   // 80: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
-	32,  // 81: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
-	3,   // 82: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
-	3,   // 83: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
-	42,  // 84: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
-	42,  // 85: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
-	42,  // 86: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
-	7,   // 87: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
-	42,  // 88: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
-	8,   // 89: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
-	4,   // 90: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
-	57,  // 91: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
-	42,  // 92: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
-	57,  // 93: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
-	58,  // 94: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
-	13,  // 95: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
-	52,  // 96: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
-	53,  // 97: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
-	13,  // 98: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
-	11,  // 99: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
-	52,  // 100: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
-	52,  // 101: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
-	102, // [102:102] is the sub-list for method output_type
-	102, // [102:102] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	59,  // 39: herald.events.v1.AlertDetails.reported_at:type_name -> google.protobuf.Timestamp
+	21,  // 40: herald.events.v1.AlertDetails.sealed:type_name -> herald.events.v1.SealedDetails
+	15,  // 41: herald.events.v1.PatientContent.patient:type_name -> herald.events.v1.Patient
+	20,  // 42: herald.events.v1.AlertRaised.details:type_name -> herald.events.v1.AlertDetails
+	20,  // 43: herald.events.v1.AlertAmended.details:type_name -> herald.events.v1.AlertDetails
+	9,   // 44: herald.events.v1.ValidationProblem.code:type_name -> herald.events.v1.ProblemCode
+	20,  // 45: herald.events.v1.AlertQuarantined.details:type_name -> herald.events.v1.AlertDetails
+	26,  // 46: herald.events.v1.AlertQuarantined.problems:type_name -> herald.events.v1.ValidationProblem
+	59,  // 47: herald.events.v1.Clocks.communicate_by:type_name -> google.protobuf.Timestamp
+	59,  // 48: herald.events.v1.Clocks.acknowledge_by:type_name -> google.protobuf.Timestamp
+	59,  // 49: herald.events.v1.Clocks.action_by:type_name -> google.protobuf.Timestamp
+	59,  // 50: herald.events.v1.Clocks.started_at:type_name -> google.protobuf.Timestamp
+	59,  // 51: herald.events.v1.Clocks.reported_at:type_name -> google.protobuf.Timestamp
+	5,   // 52: herald.events.v1.Target.kind:type_name -> herald.events.v1.TargetKind
+	29,  // 53: herald.events.v1.EscalationStep.targets:type_name -> herald.events.v1.Target
+	60,  // 54: herald.events.v1.EscalationStep.timeout:type_name -> google.protobuf.Duration
+	6,   // 55: herald.events.v1.EscalationStep.ack_mode:type_name -> herald.events.v1.AckMode
+	3,   // 56: herald.events.v1.EscalationStep.channels:type_name -> herald.events.v1.Channel
+	13,  // 57: herald.events.v1.EscalationPolicy.ref:type_name -> herald.events.v1.PolicyRef
+	30,  // 58: herald.events.v1.EscalationPolicy.steps:type_name -> herald.events.v1.EscalationStep
+	32,  // 59: herald.events.v1.EscalationPolicy.breach_notices:type_name -> herald.events.v1.BreachNotice
+	60,  // 60: herald.events.v1.EscalationPolicy.failsafe_reminder_every:type_name -> google.protobuf.Duration
+	4,   // 61: herald.events.v1.BreachNotice.clock:type_name -> herald.events.v1.ClockKind
+	29,  // 62: herald.events.v1.BreachNotice.targets:type_name -> herald.events.v1.Target
+	3,   // 63: herald.events.v1.BreachNotice.channels:type_name -> herald.events.v1.Channel
+	0,   // 64: herald.events.v1.AlertRouted.category:type_name -> herald.events.v1.Category
+	28,  // 65: herald.events.v1.AlertRouted.clocks:type_name -> herald.events.v1.Clocks
+	31,  // 66: herald.events.v1.AlertRouted.policy:type_name -> herald.events.v1.EscalationPolicy
+	0,   // 67: herald.events.v1.AlertRouted.previous_category:type_name -> herald.events.v1.Category
+	34,  // 68: herald.events.v1.NotificationSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 69: herald.events.v1.NotificationSent.channel:type_name -> herald.events.v1.Channel
+	34,  // 70: herald.events.v1.NotificationFailed.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 71: herald.events.v1.NotificationFailed.channel:type_name -> herald.events.v1.Channel
+	34,  // 72: herald.events.v1.NotificationAttempted.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 73: herald.events.v1.NotificationAttempted.channel:type_name -> herald.events.v1.Channel
+	34,  // 74: herald.events.v1.NotificationSuperseded.recipient:type_name -> herald.events.v1.Recipient
+	10,  // 75: herald.events.v1.NotificationSuperseded.reason_code:type_name -> herald.events.v1.SupersededReason
+	4,   // 76: herald.events.v1.NotificationSuperseded.breach:type_name -> herald.events.v1.ClockKind
+	34,  // 77: herald.events.v1.NotificationDeferred.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 78: herald.events.v1.NotificationDeferred.channel:type_name -> herald.events.v1.Channel
+	59,  // 79: herald.events.v1.NotificationDeferred.digest_at:type_name -> google.protobuf.Timestamp
+	34,  // 80: herald.events.v1.DigestSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 81: herald.events.v1.DigestSent.channel:type_name -> herald.events.v1.Channel
+	4,   // 82: herald.events.v1.BreachNoticeSent.clock:type_name -> herald.events.v1.ClockKind
+	34,  // 83: herald.events.v1.BreachNoticeSent.recipient:type_name -> herald.events.v1.Recipient
+	3,   // 84: herald.events.v1.BreachNoticeSent.channel:type_name -> herald.events.v1.Channel
+	3,   // 85: herald.events.v1.NotificationDelivered.channel:type_name -> herald.events.v1.Channel
+	44,  // 86: herald.events.v1.AlertRead.actor:type_name -> herald.events.v1.Actor
+	44,  // 87: herald.events.v1.AlertAcknowledged.actor:type_name -> herald.events.v1.Actor
+	44,  // 88: herald.events.v1.AlertDeclined.actor:type_name -> herald.events.v1.Actor
+	7,   // 89: herald.events.v1.AlertDeclined.reason:type_name -> herald.events.v1.DeclineReason
+	44,  // 90: herald.events.v1.ActionRecorded.actor:type_name -> herald.events.v1.Actor
+	8,   // 91: herald.events.v1.AlertEscalated.reason:type_name -> herald.events.v1.EscalationReason
+	4,   // 92: herald.events.v1.SLABreached.clock:type_name -> herald.events.v1.ClockKind
+	59,  // 93: herald.events.v1.SLABreached.deadline:type_name -> google.protobuf.Timestamp
+	44,  // 94: herald.events.v1.AlertClosed.actor:type_name -> herald.events.v1.Actor
+	59,  // 95: herald.events.v1.TimerRepaired.deadline:type_name -> google.protobuf.Timestamp
+	60,  // 96: herald.events.v1.TimerRepaired.overdue_by:type_name -> google.protobuf.Duration
+	13,  // 97: herald.events.v1.BundleProposed.ref:type_name -> herald.events.v1.PolicyRef
+	54,  // 98: herald.events.v1.BundleProposed.proposer:type_name -> herald.events.v1.PolicyPerson
+	55,  // 99: herald.events.v1.BundleProposed.files:type_name -> herald.events.v1.PolicyBundleFile
+	13,  // 100: herald.events.v1.BundleReviewed.ref:type_name -> herald.events.v1.PolicyRef
+	11,  // 101: herald.events.v1.BundleReviewed.outcome:type_name -> herald.events.v1.BundleReviewOutcome
+	54,  // 102: herald.events.v1.BundleReviewed.reviewer:type_name -> herald.events.v1.PolicyPerson
+	54,  // 103: herald.events.v1.BundleReviewed.proposer:type_name -> herald.events.v1.PolicyPerson
+	104, // [104:104] is the sub-list for method output_type
+	104, // [104:104] is the sub-list for method input_type
+	104, // [104:104] is the sub-list for extension type_name
+	104, // [104:104] is the sub-list for extension extendee
+	0,   // [0:104] is the sub-list for field type_name
 }
 
 func init() { file_herald_events_v1_events_proto_init() }
@@ -5307,7 +5471,7 @@ func file_herald_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_events_v1_events_proto_rawDesc), len(file_herald_events_v1_events_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

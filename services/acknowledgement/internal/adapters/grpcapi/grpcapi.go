@@ -3,10 +3,14 @@
 // Errors are fault kinds; platform/grpcserver maps them to status codes.
 // Responses carry no patient data: AlertState holds identifiers, the
 // category, clocks, the policy snapshot and the timeline summaries only.
+// GetAlert with include_details adds the alert's details as the log holds
+// them, the patient data sealed with the trust's key (platform/sealing),
+// which this service does not hold; each such read is audited.
 package grpcapi
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 
@@ -16,6 +20,8 @@ import (
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/identity"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
+	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
+	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"google.golang.org/grpc"
@@ -163,7 +169,39 @@ func (s *Server) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv1
 	if !s.readable(ctx, st.GetTenant()) {
 		return nil, fault.PermissionDenied(fmt.Sprintf("alert %s belongs to a trust the caller does not read", id))
 	}
-	return &ackv1.GetAlertResponse{State: s.slim(st), Timeline: st.GetTimeline()}, nil
+	resp := &ackv1.GetAlertResponse{State: s.slim(st), Timeline: st.GetTimeline()}
+	if r.GetIncludeDetails() {
+		if resp.Details, err = s.details(ctx, st); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// detailReaders are the roles that may read an alert's patient details: the
+// people who act on it. A safety lead or an operator reads the alert, not
+// the patient.
+var detailReaders = []identity.Role{identity.RoleClinician, identity.RoleFailsafeOfficer}
+
+// details returns the alert's details (the patient data sealed, as on the
+// log) to a person who may read them, recording the read in the audit
+// trail first.
+func (s *Server) details(ctx context.Context, st *lifecycle.State) (*eventsv1.AlertDetails, error) {
+	c, _ := identity.FromContext(ctx)
+	p := c.Person
+	if p == nil || !access.HasAny(p, st.GetTenant(), detailReaders...) {
+		return nil, fault.PermissionDenied(fmt.Sprintf("the patient details of alert %s are for the clinicians and fail-safe officers of trust %s", st.GetAlertId(), st.GetTenant()))
+	}
+	role := ""
+	for _, r := range detailReaders {
+		if p.Has(st.GetTenant(), r) {
+			role = string(r)
+			break
+		}
+	}
+	actor := &auditv1.AuditActor{PersonId: p.PersonID, Role: role, IdentityProvider: "oidc", Issuer: p.Issuer, Subject: p.Subject,
+		Acr: p.ACR, RelayingService: c.Service}
+	return s.app.Details(ctx, st, actor, rand.Text())
 }
 
 // ListAlerts implements the RPC.
