@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/testinfra"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -132,7 +133,7 @@ func TestAcknowledgementRacesTimer(t *testing.T) {
 			for _, ev := range events {
 				switch ev.GetPayload().(type) {
 				case *eventsv1.Event_AlertEscalated, *eventsv1.Event_AlertAcknowledged:
-					order = append(order, lifecycle.EventType(ev))
+					order = append(order, eventtype.Of(ev))
 				}
 			}
 			return len(order) == 2 && len(events) == len(fullState(t, r1, id).GetTimeline())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/eventtype"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,6 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -290,11 +290,11 @@ func describe(ev *eventsv1.Event) string {
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertEscalated:
 		x := p.AlertEscalated
-		return lifecycle.EventType(ev) + " " + x.GetReason().String() + " " + string(rune('0'+x.GetToStep())) + "/" + string(rune('0'+x.GetRepeat()))
+		return eventtype.Of(ev) + " " + x.GetReason().String() + " " + string(rune('0'+x.GetToStep())) + "/" + string(rune('0'+x.GetRepeat()))
 	case *eventsv1.Event_SlaBreached:
-		return lifecycle.EventType(ev) + " " + p.SlaBreached.GetClock().String()
+		return eventtype.Of(ev) + " " + p.SlaBreached.GetClock().String()
 	}
-	return lifecycle.EventType(ev)
+	return eventtype.Of(ev)
 }
 
 func kindsOf(ids []string, kinds map[string]string) []string {
