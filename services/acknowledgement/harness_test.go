@@ -263,6 +263,18 @@ func routedEvent(alertID string, clocks *eventsv1.Clocks, timeouts ...time.Durat
 		}}}
 }
 
+// routedOnceEvent is routedEvent without step 0's repeat: the first step
+// timer escalates to step 1 (ESCALATION_REASON_TIMEOUT), and the next
+// deadline is step 1's timeout. A test about one escalation gives step 1 a
+// long timeout, so that it sees exactly one however slow the machine is
+// (with routedEvent the repeat's deadline comes one step timeout after the
+// first escalation, and a loaded machine reaches it before the test looks).
+func routedOnceEvent(alertID string, timeouts ...time.Duration) *eventsv1.Event {
+	ev := routedEvent(alertID, nil, timeouts...)
+	ev.GetAlertRouted().GetPolicy().GetSteps()[0].Repeats = 0
+	return ev
+}
+
 func newAlertID(name string) string {
 	return eventlog.ID("RZZ", name, time.Now().Format(time.RFC3339Nano))
 }
