@@ -47,9 +47,9 @@ type Config struct {
 	// HTTPAddr is where the pages listen; with HTTPTLS over HTTPS
 	// (settings http-tls-cert, http-tls-key; browsers are not asked for a
 	// certificate).
-	HTTPAddr  string
-	HTTPTLS   mtls.Files
-	PublicURL string
+	HTTPAddr        string
+	HTTPTLS         mtls.Files
+	PublicURL       string
 	Acknowledgement grpcserver.ClientConfig
 	Rules           grpcserver.ClientConfig
 	// Client is the console's own identity and CA bundle for the gRPC
