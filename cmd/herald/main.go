@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 
@@ -21,11 +22,11 @@ import (
 	"github.com/herald-health/herald/platform/telemetry"
 )
 
-func main() { os.Exit(run()) }
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
-func run() int {
+func run(args []string, stderr io.Writer) int {
 	cfg := allinone.DefaultConfig()
-	return servicemain.Main(os.Args[1:], os.Stderr, servicemain.Service{
+	return servicemain.Main(args, stderr, servicemain.Service{
 		Name:  "herald",
 		Flags: func(fs *flag.FlagSet) { cfg.RegisterFlags(fs) },
 		Shell: func(sh servicemain.ShellSettings) {
