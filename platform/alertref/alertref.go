@@ -8,11 +8,12 @@
 // every accession of a trust; without the key a reference cannot be
 // matched back to an accession.
 //
-// Every service that shows references must use the same key. A service
-// configured with no reference key derives one from its acknowledge-link
-// secret (which notification and acknowledgement already share); a
-// deployment that rotates its link secret sets the reference key on its
-// own, so that references quoted in notes and phone calls stay the same.
+// Every service that shows references (notification, acknowledgement, the
+// console) is configured with the same reference key, a secret of its own:
+// acknowledge links are signed with an asymmetric key that only
+// notification holds, so there is no shared secret to derive it from, and
+// references quoted in notes and phone calls stay the same when link keys
+// rotate.
 package alertref
 
 import (
@@ -39,23 +40,6 @@ func New(secret []byte) (Key, error) {
 		return Key{}, fmt.Errorf("reference key must be at least %d bytes, got %d", MinKeyLen, len(secret))
 	}
 	return Key{secret: append([]byte(nil), secret...)}, nil
-}
-
-// Derive returns the key derived from another secret (the acknowledge-link
-// secret) for deployments that configure no reference key of their own.
-func Derive(secret []byte) Key {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("herald alert reference key v1"))
-	return Key{secret: m.Sum(nil)}
-}
-
-// Configured returns New(configured) when a reference key is configured,
-// else Derive(fallback).
-func Configured(configured string, fallback []byte) (Key, error) {
-	if configured == "" {
-		return Derive(fallback), nil
-	}
-	return New([]byte(configured))
 }
 
 // Ref returns the reference of an alert: HRD- and twelve base32 characters

@@ -4,8 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
-	"google.golang.org/protobuf/reflect/protoreflect"
-
+	"github.com/herald-health/herald/platform/eventtype"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
@@ -23,13 +22,6 @@ func ID(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// TypeOf returns the payload's message name, e.g. "AlertRaised", or "" when
-// the event has no payload.
-func TypeOf(e *eventsv1.Event) string {
-	m := e.ProtoReflect()
-	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName(protoreflect.Name("payload")))
-	if fd == nil {
-		return ""
-	}
-	return string(fd.Message().Name())
-}
+// TypeOf returns the payload's name, e.g. "AlertRaised", or "" when the
+// event has no payload (the one table is platform/eventtype).
+func TypeOf(e *eventsv1.Event) string { return eventtype.Of(e) }

@@ -52,6 +52,20 @@ type Service struct {
 	Validate func() error
 	// Run runs the service until ctx ends (the service's own Run).
 	Run func(ctx context.Context, logger *slog.Logger, tel *telemetry.Telemetry) error
+	// Shell, when set, is given the shell's own settings once they are
+	// parsed and valid, before Validate: a binary that composes several
+	// services (cmd/herald) makes each one's logger and telemetry from
+	// them, so it binds no log-level or otlp-* setting of its own.
+	Shell func(ShellSettings)
+}
+
+// ShellSettings are the settings Main binds for every binary.
+type ShellSettings struct {
+	// LogLevel is -log-level.
+	LogLevel slog.Level
+	// Telemetry is -otlp-endpoint, -otlp-tls-* and -metrics-addr, under
+	// the binary's service name.
+	Telemetry telemetry.Config
 }
 
 // Main parses args, sets up logging and telemetry, runs the service until
@@ -87,6 +101,9 @@ func Main(args []string, stderr io.Writer, s Service) int {
 	if err := validateProfiling(*pprofAddr); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
 		return 2
+	}
+	if s.Shell != nil {
+		s.Shell(ShellSettings{LogLevel: lvl, Telemetry: tcfg})
 	}
 	if s.Validate != nil {
 		if err := s.Validate(); err != nil {

@@ -172,3 +172,29 @@ func TestSignalledStopIsLogged(t *testing.T) {
 		t.Fatalf("logs do not show the stop asked (%v) and done (%v):\n%s", stopping, stopped, stderr.String())
 	}
 }
+
+// A composing binary is told the shell's settings before its own Validate
+// runs, so it can refuse them there and build its services' loggers and
+// telemetry from them.
+func TestShellSettingsReachTheComposerBeforeValidate(t *testing.T) {
+	var got ShellSettings
+	var seenInValidate string
+	s := Service{
+		Name:     "composer",
+		Flags:    func(*flag.FlagSet) {},
+		Shell:    func(sh ShellSettings) { got = sh },
+		Validate: func() error { seenInValidate = got.Telemetry.OTLPEndpoint; return nil },
+		Run:      func(context.Context, *slog.Logger, *telemetry.Telemetry) error { return nil },
+	}
+	var stderr bytes.Buffer
+	code := Main([]string{"-log-level=debug", "-otlp-endpoint=127.0.0.1:4317", "-metrics-addr="}, &stderr, s)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0: %s", code, stderr.String())
+	}
+	if got.LogLevel != slog.LevelDebug || got.Telemetry.OTLPEndpoint != "127.0.0.1:4317" || got.Telemetry.ServiceName != "herald-composer" {
+		t.Fatalf("got %+v, want level debug, the OTLP endpoint and the service name", got)
+	}
+	if seenInValidate != "127.0.0.1:4317" {
+		t.Fatalf("Validate saw endpoint %q: the shell settings came after it", seenInValidate)
+	}
+}

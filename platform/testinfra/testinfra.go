@@ -302,3 +302,44 @@ func WaitCommitted(t testing.TB, brokers []string, topic string, within time.Dur
 		}
 	}
 }
+
+// WaitGroupStable waits until consumer group holds exactly members members,
+// its rebalance is over (state Stable) and every member is assigned at
+// least one partition of topic. A test that stops "the replica that owns a
+// partition" waits for this first: while a member is still joining, a
+// rebalance can revoke a partition in the middle of a handler (which is
+// correct behaviour, but not the situation such a test sets up). It fails
+// the test after within, with the group's last state.
+func WaitGroupStable(t testing.TB, brokers []string, group, topic string, members int, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+	last := "not described yet"
+	for {
+		resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+		if err == nil && len(resp.Groups) == 1 && resp.Groups[0].Error == nil {
+			g := resp.Groups[0]
+			assigned := 0
+			for _, m := range g.Members {
+				for _, a := range m.MemberAssignments.Topics {
+					if a.Topic == topic && len(a.Partitions) > 0 {
+						assigned++
+						break
+					}
+				}
+			}
+			if g.GroupState == "Stable" && len(g.Members) == members && assigned == members {
+				return
+			}
+			last = fmt.Sprintf("state %s, %d members, %d assigned partitions of %s", g.GroupState, len(g.Members), assigned, topic)
+		} else if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("consumer group %s not stable with %d members within %v: %s", group, members, within, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

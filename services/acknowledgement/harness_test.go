@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/eventtype"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,6 @@ import (
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
-	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -263,6 +263,18 @@ func routedEvent(alertID string, clocks *eventsv1.Clocks, timeouts ...time.Durat
 		}}}
 }
 
+// routedOnceEvent is routedEvent without step 0's repeat: the first step
+// timer escalates to step 1 (ESCALATION_REASON_TIMEOUT), and the next
+// deadline is step 1's timeout. A test about one escalation gives step 1 a
+// long timeout, so that it sees exactly one however slow the machine is
+// (with routedEvent the repeat's deadline comes one step timeout after the
+// first escalation, and a loaded machine reaches it before the test looks).
+func routedOnceEvent(alertID string, timeouts ...time.Duration) *eventsv1.Event {
+	ev := routedEvent(alertID, nil, timeouts...)
+	ev.GetAlertRouted().GetPolicy().GetSteps()[0].Repeats = 0
+	return ev
+}
+
 func newAlertID(name string) string {
 	return eventlog.ID("RZZ", name, time.Now().Format(time.RFC3339Nano))
 }
@@ -290,11 +302,11 @@ func describe(ev *eventsv1.Event) string {
 	switch p := ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertEscalated:
 		x := p.AlertEscalated
-		return lifecycle.EventType(ev) + " " + x.GetReason().String() + " " + string(rune('0'+x.GetToStep())) + "/" + string(rune('0'+x.GetRepeat()))
+		return eventtype.Of(ev) + " " + x.GetReason().String() + " " + string(rune('0'+x.GetToStep())) + "/" + string(rune('0'+x.GetRepeat()))
 	case *eventsv1.Event_SlaBreached:
-		return lifecycle.EventType(ev) + " " + p.SlaBreached.GetClock().String()
+		return eventtype.Of(ev) + " " + p.SlaBreached.GetClock().String()
 	}
-	return lifecycle.EventType(ev)
+	return eventtype.Of(ev)
 }
 
 func kindsOf(ids []string, kinds map[string]string) []string {

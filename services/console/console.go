@@ -12,7 +12,6 @@ package console
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,9 +45,11 @@ const ServiceName = "herald-console"
 type Config struct {
 	// Security is the transport policy (-profile, -insecure).
 	Security servicemain.Security
-	// HTTPAddr is where the pages listen; with TLSCert/TLSKey over HTTPS.
+	// HTTPAddr is where the pages listen; with HTTPTLS over HTTPS
+	// (settings http-tls-cert, http-tls-key; browsers are not asked for a
+	// certificate).
 	HTTPAddr        string
-	TLSCert, TLSKey string
+	HTTPTLS         mtls.Files
 	PublicURL       string
 	Acknowledgement grpcserver.ClientConfig
 	Rules           grpcserver.ClientConfig
@@ -115,8 +116,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Client.RegisterFlags(fs, "grpc-")
 	c.Keys.RegisterFlags(fs)
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "console listen address")
-	fs.StringVar(&c.TLSCert, "http-tls-cert", c.TLSCert, "HTTPS certificate chain (PEM) of the console")
-	fs.StringVar(&c.TLSKey, "http-tls-key", c.TLSKey, "key of http-tls-cert (PEM)")
+	pagesListener.RegisterFlags(fs, &c.HTTPTLS)
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "external base URL of the console (OIDC redirect)")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OpenID Connect issuer URL")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", c.OIDCClientID, "OpenID Connect client id")
@@ -134,32 +134,23 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Log.RegisterFlags(fs)
 }
 
-// kafkaHop is the projector's hop to Kafka, which exists only with a
-// reporting store.
-type kafkaHop struct{ c Config }
+// pagesListener is the pages' HTTPS listener.
+var pagesListener = servicemain.Listener{Name: "http", What: "console pages"}
 
-func (h kafkaHop) Plaintext() string {
-	if h.c.PostgresURL == "" {
+// hops are every connection the console serves or makes: its pages, its
+// gRPC calls, and (only with a reporting store) the projector's Kafka.
+func (c Config) hops() []servicemain.Hop {
+	calls := servicemain.HopFunc(func() string {
+		if c.Client.CertFile == "" {
+			return "gRPC calls to acknowledgement and rules are not mutual TLS (settings grpc-tls-cert, grpc-tls-key, grpc-tls-ca)"
+		}
 		return ""
+	})
+	hops := []servicemain.Hop{pagesListener.Hop(c.HTTPTLS, c.HTTPAddr), calls}
+	if c.PostgresURL != "" {
+		hops = append(hops, c.Log)
 	}
-	return h.c.Log.Plaintext()
-}
-
-// Plaintext implements servicemain.Hop for the pages' listener.
-func (c Config) Plaintext() string {
-	if c.TLSCert == "" {
-		return "console pages are plain HTTP (settings http-tls-cert, http-tls-key)"
-	}
-	return ""
-}
-
-type clientHop struct{ c Config }
-
-func (h clientHop) Plaintext() string {
-	if h.c.Client.CertFile == "" {
-		return "gRPC calls to acknowledgement and rules are not mutual TLS (settings grpc-tls-cert, grpc-tls-key, grpc-tls-ca)"
-	}
-	return ""
+	return hops
 }
 
 // Validate names the setting at fault.
@@ -167,16 +158,13 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for _, err := range []error{c.Acknowledgement.Validate("acknowledgement"), c.Rules.Validate("rules"),
-		c.Client.Validate("grpc-tls-cert", "grpc-tls-key"), c.Security.Check(c, clientHop{c}, kafkaHop{c})} {
+		c.Client.Validate("grpc-tls-cert", "grpc-tls-key"), pagesListener.Validate(c.HTTPTLS), c.Security.Check(c.hops()...)} {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if c.HTTPAddr == "" || c.PublicURL == "" {
 		bad("settings http-addr and public-url are required")
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		bad("settings http-tls-cert and http-tls-key must be given together")
 	}
 	if c.OIDCIssuer == "" || c.OIDCClientID == "" {
 		bad("settings oidc-issuer and oidc-client-id are required: people sign in with OpenID Connect")
@@ -270,7 +258,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 			return nil, err
 		}
 	}
-	wcfg := web.Config{InsecureTransport: src == nil, HSTS: cfg.TLSCert != "", Extra: deps.Extra}
+	wcfg := web.Config{InsecureTransport: src == nil, HSTS: cfg.HTTPTLS.CertFile != "", Extra: deps.Extra}
 	if cfg.Security.Development() {
 		wcfg.DemoUsers = deps.DemoUsers
 	}
@@ -298,20 +286,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var tlsSrc *mtls.Source
-	if cfg.TLSCert != "" {
-		if tlsSrc, err = mtls.Load(mtls.Files{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey}, mtls.Options{Clock: deps.Clock, Logger: log}); err != nil {
-			return nil, fmt.Errorf("settings http-tls-*: %w", err)
-		}
+	tlsCfg, err := pagesListener.TLS(cfg.HTTPTLS, mtls.Options{Clock: deps.Clock, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 	}
 	limits := servicemain.DefaultHTTPLimits()
 	limits.MaxHeaderBytes = 32 << 10
-	var tlsCfg *tls.Config
-	if tlsSrc != nil {
-		// No CA bundle: browsers are not asked for a client certificate.
-		tlsCfg = tlsSrc.ServerConfig()
-		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
-	}
 	if s.http, err = servicemain.ListenHTTP(cfg.HTTPAddr, pages, tlsCfg, limits); err != nil {
 		return nil, fmt.Errorf("console pages (setting http-addr): %w", err)
 	}

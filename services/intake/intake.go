@@ -8,7 +8,6 @@ package intake
 
 import (
 	"context"
-	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -192,7 +191,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Log.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	fs.StringVar(&c.MLLPAddr, "mllp-addr", c.MLLPAddr, "HL7 v2 MLLP listen address")
-	registerListenerTLS(fs, &c.MLLPTLS, "mllp", "MLLP")
+	mllpListener.RegisterFlags(fs, &c.MLLPTLS)
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest HL7 message accepted")
 	fs.DurationVar(&c.MLLPIdleTimeout, "mllp-idle-timeout", c.MLLPIdleTimeout, "close an MLLP connection idle this long")
 	fs.DurationVar(&c.HandleTimeout, "handle-timeout", c.HandleTimeout, "bound on handling one message (durable append included)")
@@ -200,7 +199,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConnectionsPerSender, "mllp-max-connections-per-sender", c.MaxConnectionsPerSender, "most concurrent MLLP connections from one sender (remote address)")
 	fs.DurationVar(&c.MLLPFrameTimeout, "mllp-frame-timeout", c.MLLPFrameTimeout, "bound on receiving the rest of an MLLP frame once it has started")
 	fs.StringVar(&c.FHIRAddr, "fhir-addr", c.FHIRAddr, "FHIR R4 REST listen address")
-	registerListenerTLS(fs, &c.FHIRTLS, "fhir", "FHIR")
+	fhirListener.RegisterFlags(fs, &c.FHIRTLS)
 	fs.Int64Var(&c.MaxFHIRBytes, "max-fhir-bytes", c.MaxFHIRBytes, "largest FHIR request body accepted")
 	fs.DurationVar(&c.FHIRResolveTimeout, "fhir-resolve-timeout", c.FHIRResolveTimeout, "bound on reading a ServiceRequest from a trust's FHIR server")
 	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", c.OutcomePrefix, "Redis key prefix of message outcomes")
@@ -211,49 +210,23 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Producer, "producer", c.Producer, "producer name in appended events")
 }
 
-// registerListenerTLS binds <name>-tls-cert, <name>-tls-key and
-// <name>-client-ca.
-func registerListenerTLS(fs *flag.FlagSet, f *mtls.Files, name, what string) {
-	fs.StringVar(&f.CertFile, name+"-tls-cert", f.CertFile, what+" listener's TLS certificate chain (PEM); reloaded when the file changes")
-	fs.StringVar(&f.KeyFile, name+"-tls-key", f.KeyFile, "key of "+name+"-tls-cert (PEM)")
-	fs.StringVar(&f.CAFile, name+"-client-ca", f.CAFile, "CA bundle (PEM) of the senders the "+what+" listener accepts: each must present a certificate it signed; reloaded when the file changes")
-}
-
-// validateListenerTLS names the setting at fault.
-func validateListenerTLS(f mtls.Files, name string) error {
-	if err := f.Validate(name+"-tls-cert", name+"-tls-key"); err != nil {
-		return err
-	}
-	if f.CAFile != "" && f.CertFile == "" {
-		return fmt.Errorf("setting %s-client-ca needs %s-tls-cert and %s-tls-key", name, name, name)
-	}
-	return nil
-}
-
-// listenerHop reports a listener that is not mutual TLS.
-func listenerHop(f mtls.Files, name, what, addr string) servicemain.Hop {
-	return servicemain.HopFunc(func() string {
-		switch {
-		case f.CertFile == "":
-			return fmt.Sprintf("%s listener on %s is plaintext (set %s-tls-cert, %s-tls-key and %s-client-ca)", what, addr, name, name, name)
-		case f.CAFile == "":
-			return fmt.Sprintf("%s listener on %s does not authenticate its senders (set %s-client-ca)", what, addr, name)
-		}
-		return ""
-	})
-}
+// The listeners besides gRPC: mutual TLS with the senders' CA.
+var (
+	mllpListener = servicemain.Listener{Name: "mllp", What: "MLLP", ClientCA: true}
+	fhirListener = servicemain.Listener{Name: "fhir", What: "FHIR", ClientCA: true}
+)
 
 // hops are every connection the service serves or makes.
 func (c Config) hops() []servicemain.Hop {
 	return []servicemain.Hop{c.GRPC, c.Log, c.Log.Signing(), c.Redis,
-		listenerHop(c.MLLPTLS, "mllp", "MLLP", c.MLLPAddr), listenerHop(c.FHIRTLS, "fhir", "FHIR", c.FHIRAddr)}
+		mllpListener.Hop(c.MLLPTLS, c.MLLPAddr), fhirListener.Hop(c.FHIRTLS, c.FHIRAddr)}
 }
 
 // Validate names the setting at fault.
 func (c Config) Validate() error {
 	var errs []error
 	for _, err := range []error{c.GRPC.Validate(), c.Authn.Validate(!c.Security.Development()), c.Log.Validate(), c.Redis.Validate(),
-		validateListenerTLS(c.MLLPTLS, "mllp"), validateListenerTLS(c.FHIRTLS, "fhir"), c.Security.Check(c.hops()...)} {
+		mllpListener.Validate(c.MLLPTLS), fhirListener.Validate(c.FHIRTLS), c.Security.Check(c.hops()...)} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -404,11 +377,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	} else {
 		deps.Logger.WarnContext(ctx, "no patient-data keys: patient data is written to the log in clear (development only)")
 	}
-	mllpTLS, err := listenerTLS(cfg.MLLPTLS, "mllp", deps)
+	mllpTLS, err := mllpListener.TLS(cfg.MLLPTLS, mtls.Options{Logger: deps.Logger})
 	if err != nil {
 		return nil, err
 	}
-	fhirTLS, err := listenerTLS(cfg.FHIRTLS, "fhir", deps)
+	fhirTLS, err := fhirListener.TLS(cfg.FHIRTLS, mtls.Options{Logger: deps.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -505,18 +478,6 @@ func senderBindings(cfg Config) (app.SenderBindings, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// listenerTLS loads a listener's TLS material (nil when plaintext).
-func listenerTLS(f mtls.Files, name string, deps Deps) (*tls.Config, error) {
-	if f.CertFile == "" {
-		return nil, nil
-	}
-	src, err := mtls.Load(f, mtls.Options{Logger: deps.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("%s TLS (settings %s-tls-cert, %s-tls-key, %s-client-ca): %w", name, name, name, name, err)
-	}
-	return src.ServerConfig(), nil
 }
 
 // Addrs returns the bound addresses: "grpc", "mllp" and "fhir".

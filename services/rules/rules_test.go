@@ -179,14 +179,14 @@ func (e *env) routedOf(t *testing.T, alertID string) []*eventsv1.Event {
 // waitRouted waits until alertID has n AlertRouted events.
 func (e *env) waitRouted(t *testing.T, alertID string, n int) []*eventsv1.Event {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		got := e.routedOf(t, alertID)
 		if len(got) >= n {
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alert %s: got %d AlertRouted events after 45s, want %d", alertID, len(got), n)
+			t.Fatalf("alert %s: got %d AlertRouted events after 90s, want %d", alertID, len(got), n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -480,17 +480,30 @@ func TestReplicaThatTakesOverAPartitionDoesNotRouteTwice(t *testing.T) {
 	logsA, logsB := &syncBuffer{}, &syncBuffer{}
 	_, stopA := e.startLogging(t, e.cfg, logsA)
 	_, stopB := e.startLogging(t, e.cfg, logsB)
+	// Both have joined: a replica still joining would take a partition from
+	// the other in a rebalance, possibly in the middle of the handler that
+	// routes the alert (which then leaves the record to the new owner).
+	testinfra.WaitGroupStable(t, e.cfg.Log.Brokers, e.cfg.GroupID, e.cfg.Log.EventsTopic, 2, 90*time.Second)
 
 	// When an alert is raised, one of them routes it.
 	a := eventlog.ID("RZZ", "ACC-6", "F-6")
 	raised := cause(a, "raised-6", "RZZ", at, &eventsv1.AlertRaised{Details: details(eventsv1.Category_CATEGORY_CRITICAL, at)})
 	require.NoError(t, e.w.Append(ctx, raised))
 	e.waitRouted(t, a, 1)
-	owner, stopOwner, rest := logsA, stopA, logsB
-	if !strings.Contains(owner.String(), a) {
-		owner, stopOwner, rest = logsB, stopB, logsA
-	}
-	require.Contains(t, owner.String(), `"msg":"alert routed","service":"rules","alert_id":"`+a)
+	// The replica logs the routing after its AlertRouted is on the log: wait
+	// for the line, then the replica that wrote it is the owner.
+	routedLine := `"msg":"alert routed","service":"rules","alert_id":"` + a
+	var owner, rest *syncBuffer
+	var stopOwner func()
+	require.Eventually(t, func() bool {
+		switch {
+		case strings.Contains(logsA.String(), routedLine):
+			owner, stopOwner, rest = logsA, stopA, logsB
+		case strings.Contains(logsB.String(), routedLine):
+			owner, stopOwner, rest = logsB, stopB, logsA
+		}
+		return owner != nil
+	}, 90*time.Second, 20*time.Millisecond, "no replica logged the routing of alert %s", a)
 
 	// And that replica stops, so the other takes the partition over, and the
 	// AlertRaised is delivered again (a producer retry), then amended: the

@@ -74,10 +74,15 @@ type Config struct {
 	// Feed prints each event of the log on stdout, one line each.
 	Feed bool
 	// WorkDir holds the logs and the rewritten bundles.
-	WorkDir  string
-	LogLevel string
-	// OTLPEndpoint exports traces when set.
-	OTLPEndpoint string
+	WorkDir string
+	// LogLevel is the services' log level (their logs go to
+	// WORK_DIR/services.log). cmd/herald takes it from the shell's
+	// -log-level (servicemain.ShellSettings); it binds no flag of its own.
+	LogLevel slog.Level
+	// Telemetry is where traces go (the shell's -otlp-endpoint and
+	// -otlp-tls-*): every service exports under its own name
+	// ("herald-intake", ...). The zero value exports nothing.
+	Telemetry telemetry.Config
 	// IDP starts the development identity provider (platform/devidp: Ory
 	// Hydra, built from source on first use) with the demo users; people's
 	// calls (heraldctl login) are verified against it.
@@ -103,13 +108,14 @@ func DefaultConfig() Config {
 		Every:         4 * time.Second,
 		Feed:          true,
 		WorkDir:       filepath.Join(os.TempDir(), "herald-run"),
-		LogLevel:      "info",
 		IDP:           true,
 		EmbedPostgres: true,
 	}
 }
 
-// RegisterFlags binds the settings (environment fallback HERALD_...).
+// RegisterFlags binds the all-in-one's own settings (environment fallback
+// HERALD_...). The shell's settings (log-level, otlp-*, metrics-addr,
+// pprof-addr) are servicemain.Main's, as in every service binary.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.KafkaBrokers, "kafka-brokers", "use this Kafka instead of the embedded broker")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "use this Redis instead of the embedded one")
@@ -120,8 +126,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Every, "simulate-every", c.Every, "pace of the simulated alerts")
 	fs.BoolVar(&c.Feed, "feed", c.Feed, "print the event log on stdout as it grows")
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "folder for the services' logs and the demo bundles")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "services' log level (their logs go to WORK_DIR/services.log)")
-	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/gRPC collector for traces")
 	fs.BoolVar(&c.IDP, "idp", c.IDP, "start the development identity provider (Ory Hydra; built on first use) for heraldctl login")
 	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "the console's reporting store (default: an embedded PostgreSQL)")
 	fs.BoolVar(&c.EmbedPostgres, "embed-postgres", c.EmbedPostgres, "start an embedded PostgreSQL for the reporting store when no postgres-url is given")
@@ -135,9 +139,6 @@ func (c Config) Validate() error {
 	}
 	if c.Simulate && c.Every <= 0 {
 		return fmt.Errorf("setting simulate-every must be positive, got %v", c.Every)
-	}
-	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-		return fmt.Errorf("setting log-level: %w", err)
 	}
 	return config.Required("work-dir", c.WorkDir)
 }
@@ -156,7 +157,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		return fmt.Errorf("create services log: %w", err)
 	}
 	defer logFile.Close()
-	level, _ := logging.ParseLevel(cfg.LogLevel)
+	level := cfg.LogLevel
 
 	brokers, redisAddr := []string(cfg.KafkaBrokers), cfg.RedisAddr
 	infra := "external Kafka " + fmt.Sprint(brokers) + " and Redis " + redisAddr
@@ -225,7 +226,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	}
 
 	tel := func(name string) (*telemetry.Telemetry, error) {
-		return telemetry.Setup(ctx, telemetry.Config{ServiceName: name, OTLPEndpoint: cfg.OTLPEndpoint})
+		tc := cfg.Telemetry
+		tc.ServiceName, tc.MetricsAddr = name, ""
+		return telemetry.Setup(ctx, tc)
 	}
 	addr := func(port int) string {
 		if cfg.AnyPorts {

@@ -3,8 +3,6 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -47,24 +45,14 @@ func runBundle(ctx context.Context, e *env, args []string) error {
 	days := fs.Uint("days", 7, "how many days of alerts to replay (dry-run; at most 90)")
 	all := fs.Bool("all", false, "list the alerts that would not change too (dry-run)")
 	reason := fs.String("reason", "", "why the proposal is refused (reject)")
-	if err := parseArgs(fs, args[1:]); err != nil {
-		return err
-	}
-	conn, err := e.dial(*addr)
+	ctx, client, done, err := openRules(ctx, e, fs, addr, args[1:])
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	client := rulesv1.NewRulesServiceClient(conn)
-	ctx, cancel := timeout(ctx)
-	defer cancel()
+	defer done()
 	switch args[0] {
 	case "propose":
-		path, err := oneArg(fs, "bundle file or directory")
-		if err != nil {
-			return err
-		}
-		files, err := bundleInput(path)
+		_, files, err := bundleArg(fs)
 		if err != nil {
 			return err
 		}
@@ -127,7 +115,7 @@ func runBundle(ctx context.Context, e *env, args []string) error {
 	case "dry-run":
 		req := &rulesv1.DryRunBundleRequest{Days: uint32(*days), IncludeUnchanged: *all, Tenant: *tenant, ContentHash: *hash}
 		if fs.NArg() == 1 {
-			if req.Files, err = bundleInput(fs.Arg(0)); err != nil {
+			if _, req.Files, err = bundleArg(fs); err != nil {
 				return err
 			}
 		} else if fs.NArg() > 1 || *tenant == "" || *hash == "" {
@@ -153,22 +141,6 @@ func runBundle(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	return usageError(fmt.Sprintf("unknown bundle subcommand %q: say propose, pending, approve, reject or dry-run", args[0]))
-}
-
-// bundleInput reads a bundle given as one YAML file or a directory of them.
-func bundleInput(path string) ([]*rulesv1.BundleFile, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read bundle %s: %w", path, err)
-	}
-	if info.IsDir() {
-		return bundleFiles(path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read bundle %s: %w", path, err)
-	}
-	return []*rulesv1.BundleFile{{Name: filepath.Base(path), Content: b}}, nil
 }
 
 func person(p *eventsv1.PolicyPerson) string {

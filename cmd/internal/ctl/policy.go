@@ -3,8 +3,6 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +17,7 @@ func policyCommand() command {
 	return command{
 		name:    "policy",
 		summary: "validate a policy bundle, or evaluate who would be contacted and when",
-		usage: `heraldctl policy validate DIR: check a trust's bundle of YAML files without loading it.
+		usage: `heraldctl policy validate DIR|FILE: check a trust's bundle (a directory of YAML files, or one) without loading it.
 heraldctl policy evaluate -tenant RZZ -category critical [-at 2026-12-24T03:00:00Z] [-referrer ID]:
   the planned timeline for such an alert at that instant: who is contacted when, and through what.
 
@@ -43,24 +41,14 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	referrer := fs.String("referrer", "", "referrer id (evaluate)")
 	patientClass := fs.String("patient-class", "E", "patient class (evaluate)")
 	modality := fs.String("modality", "CT", "modality (evaluate)")
-	if err := parseArgs(fs, args[1:]); err != nil {
-		return err
-	}
-	conn, err := e.dial(*addr)
+	ctx, client, done, err := openRules(ctx, e, fs, addr, args[1:])
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	client := rulesv1.NewRulesServiceClient(conn)
-	ctx, cancel := timeout(ctx)
-	defer cancel()
+	defer done()
 	switch args[0] {
 	case "validate":
-		dir, err := oneArg(fs, "bundle directory")
-		if err != nil {
-			return err
-		}
-		files, err := bundleFiles(dir)
+		dir, files, err := bundleArg(fs)
 		if err != nil {
 			return err
 		}
@@ -116,30 +104,4 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown policy subcommand %q: say validate or evaluate", args[0])
-}
-
-func bundleFiles(dir string) ([]*rulesv1.BundleFile, error) {
-	var files []*rulesv1.BundleFile
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if ext := filepath.Ext(path); ext != ".yaml" && ext != ".yml" {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		files = append(files, &rulesv1.BundleFile{Name: rel, Content: b})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read bundle %s: %w", dir, err)
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no .yaml files in %s", dir)
-	}
-	return files, nil
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/fault"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
@@ -105,7 +106,7 @@ func TestCommands(t *testing.T) {
 				return
 			}
 			require.False(t, d.Replayed)
-			require.Equal(t, tt.payload, lifecycle.EventType(d.Event))
+			require.Equal(t, tt.payload, eventtype.Of(d.Event))
 			require.Equal(t, alertID, d.Event.AlertId)
 			require.Equal(t, "RZZ", d.Event.Tenant)
 			require.Equal(t, d.EventID, d.Event.EventId)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"google.golang.org/protobuf/proto"
@@ -51,7 +52,7 @@ func Apply(st *State, ev *eventsv1.Event, pos Position) (*State, bool) {
 	at := ev.GetOccurredAt()
 	entry := &ackv1.TimelineEntry{
 		EventId:   ev.GetEventId(),
-		Type:      EventType(ev),
+		Type:      eventtype.Of(ev),
 		At:        at,
 		Partition: pos.Partition,
 		Offset:    pos.Offset,

@@ -200,59 +200,6 @@ func stepTimeout(st *State, step uint32) time.Duration {
 	return steps[step].GetTimeout().AsDuration()
 }
 
-// EventType names the payload of an event ("AlertRaised", ...).
-func EventType(ev *eventsv1.Event) string {
-	switch ev.GetPayload().(type) {
-	case *eventsv1.Event_AlertRaised:
-		return "AlertRaised"
-	case *eventsv1.Event_AlertAmended:
-		return "AlertAmended"
-	case *eventsv1.Event_AlertCancelled:
-		return "AlertCancelled"
-	case *eventsv1.Event_AlertQuarantined:
-		return "AlertQuarantined"
-	case *eventsv1.Event_AlertRouted:
-		return "AlertRouted"
-	case *eventsv1.Event_NotificationSent:
-		return "NotificationSent"
-	case *eventsv1.Event_NotificationFailed:
-		return "NotificationFailed"
-	case *eventsv1.Event_NotificationDelivered:
-		return "NotificationDelivered"
-	case *eventsv1.Event_AlertRead:
-		return "AlertRead"
-	case *eventsv1.Event_AlertAcknowledged:
-		return "AlertAcknowledged"
-	case *eventsv1.Event_AlertDeclined:
-		return "AlertDeclined"
-	case *eventsv1.Event_ActionRecorded:
-		return "ActionRecorded"
-	case *eventsv1.Event_AlertEscalated:
-		return "AlertEscalated"
-	case *eventsv1.Event_SlaBreached:
-		return "SLABreached"
-	case *eventsv1.Event_FailsafeQueued:
-		return "FailsafeQueued"
-	case *eventsv1.Event_AlertClosed:
-		return "AlertClosed"
-	case *eventsv1.Event_StepRecipientsResolved:
-		return "StepRecipientsResolved"
-	case *eventsv1.Event_NotificationSuperseded:
-		return "NotificationSuperseded"
-	case *eventsv1.Event_NotificationDeferred:
-		return "NotificationDeferred"
-	case *eventsv1.Event_NotificationAttempted:
-		return "NotificationAttempted"
-	case *eventsv1.Event_DigestSent:
-		return "DigestSent"
-	case *eventsv1.Event_BreachNoticeSent:
-		return "BreachNoticeSent"
-	case *eventsv1.Event_TimerRepaired:
-		return "TimerRepaired"
-	}
-	return "Unknown"
-}
-
 // recipientEvents are the timeline entries that name a person the alert
 // was routed or escalated to (a message sent, deferred into a digest, or
 // that failed: the alert was still theirs).

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"github.com/stretchr/testify/require"
@@ -144,7 +145,7 @@ func TestDecideTimer(t *testing.T) {
 				return
 			}
 			require.Len(t, events, 1)
-			require.Equal(t, tt.want, lifecycle.EventType(events[0]))
+			require.Equal(t, tt.want, eventtype.Of(events[0]))
 			// Deciding again gives the same event id.
 			_, again := lifecycle.DecideTimer(tt.state, tt.timer, tt.now.Add(time.Minute))
 			require.Equal(t, events[0].EventId, again[0].EventId)
@@ -201,7 +202,7 @@ func TestReact(t *testing.T) {
 				return
 			}
 			require.Len(t, out, 1)
-			require.Equal(t, tt.want, lifecycle.EventType(out[0]))
+			require.Equal(t, tt.want, eventtype.Of(out[0]))
 			if tt.check != nil {
 				tt.check(t, out[0])
 			}
@@ -232,7 +233,7 @@ func TestLadderWithSimulatedTime(t *testing.T) {
 		st, applied = lifecycle.Apply(st, out[0], lifecycle.Position{Offset: offset})
 		require.True(t, applied)
 		offset++
-		kinds = append(kinds, lifecycle.EventType(out[0]))
+		kinds = append(kinds, eventtype.Of(out[0]))
 	}
 	require.Equal(t, []string{"AlertEscalated", "AlertEscalated", "AlertEscalated", "FailsafeQueued"}, kinds)
 	require.Equal(t, lifecycle.Failsafe, st.State)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/timers"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -31,7 +32,7 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 	ctx, span := a.tracer.Start(ctx, "acknowledgement.apply", trace.WithAttributes(
 		attribute.String("alert.id", ev.GetAlertId()),
 		attribute.String("tenant", ev.GetTenant()),
-		attribute.String("event.type", lifecycle.EventType(ev)),
+		attribute.String("event.type", eventtype.Of(ev)),
 		attribute.String("event.id", ev.GetEventId()),
 	))
 	defer func() {
@@ -57,7 +58,7 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 		// Folding it into an empty state would publish a partial state over
 		// the alert's whole one on the state topic: dead-letter it, where it
 		// is seen (and can be replayed by hand), instead.
-		return permanentf("event %s (%s) is for alert %s, which was closed and has expired from the live store", ev.GetEventId(), lifecycle.EventType(ev), ev.GetAlertId())
+		return permanentf("event %s (%s) is for alert %s, which was closed and has expired from the live store", ev.GetEventId(), eventtype.Of(ev), ev.GetAlertId())
 	}
 	if err != nil {
 		return fmt.Errorf("read alert %s: %w", ev.GetAlertId(), err)
@@ -105,7 +106,7 @@ func (a *App) HandleEvent(ctx context.Context, ev *eventsv1.Event, pos lifecycle
 	if reactions := lifecycle.React(after, ev, a.d.Clock.Now()); len(reactions) > 0 {
 		a.stamp(reactions)
 		if err := a.d.Log.Append(ctx, reactions...); err != nil {
-			return fmt.Errorf("append reaction to %s of alert %s: %w", lifecycle.EventType(ev), ev.GetAlertId(), err)
+			return fmt.Errorf("append reaction to %s of alert %s: %w", eventtype.Of(ev), ev.GetAlertId(), err)
 		}
 		a.countAppended(ctx, reactions)
 	}
@@ -121,7 +122,7 @@ func (a *App) observeApplied(ctx context.Context, before, after *lifecycle.State
 		a.metrics.toAck.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("category", after.GetCategory().String()), attribute.String("tenant", after.GetTenant())))
 	}
 	a.d.Logger.DebugContext(ctx, "event applied", "alert_id", after.GetAlertId(), "tenant", after.GetTenant(),
-		"event_type", lifecycle.EventType(ev), "state", lifecycle.StatusName(after.GetState()), "step", after.GetStep())
+		"event_type", eventtype.Of(ev), "state", lifecycle.StatusName(after.GetState()), "step", after.GetStep())
 }
 
 // Each alert has one timer in the store (id "<alert>:timers"), due at the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/timers"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
@@ -134,12 +135,12 @@ func (a *App) FireTimer(ctx context.Context, c timers.Claimed) (err error) {
 		h(ctx, first, events)
 	}
 	if err := a.d.Log.Append(ctx, events...); err != nil {
-		return fmt.Errorf("fire timer %s: append %s: %w", c.ID, lifecycle.EventType(events[0]), err)
+		return fmt.Errorf("fire timer %s: append %s: %w", c.ID, eventtype.Of(events[0]), err)
 	}
 	a.countAppended(ctx, events)
 	for _, e := range events {
 		a.d.Logger.InfoContext(ctx, "timer fired", "alert_id", alertID, "tenant", st.GetTenant(), "timer", c.ID,
-			"event_type", lifecycle.EventType(e), "step", st.GetStep(), "lateness_ms", now.Sub(c.Due).Milliseconds())
+			"event_type", eventtype.Of(e), "step", st.GetStep(), "lateness_ms", now.Sub(c.Due).Milliseconds())
 	}
 	if h := a.d.Hooks.AfterAppend; h != nil {
 		h(ctx, first, events)

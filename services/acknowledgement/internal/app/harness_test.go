@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/testinfra"
 	"github.com/herald-health/herald/platform/timers"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -255,7 +256,7 @@ func (h *harness) decided(alertID string) []fired {
 		if e.GetAlertId() != alertID || e.GetProducer() == "" {
 			continue
 		}
-		f := fired{Type: lifecycle.EventType(e), After: at[i].Sub(h.t0)}
+		f := fired{Type: eventtype.Of(e), After: at[i].Sub(h.t0)}
 		switch p := e.GetPayload().(type) {
 		case *eventsv1.Event_AlertEscalated:
 			f.Extra = p.AlertEscalated.GetReason().String()

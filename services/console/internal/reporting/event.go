@@ -59,22 +59,6 @@ type Event struct {
 	ActionBy      *time.Time
 }
 
-// Event types that the fold reads.
-const (
-	TypeRaised       = "AlertRaised"
-	TypeAmended      = "AlertAmended"
-	TypeCancelled    = "AlertCancelled"
-	TypeQuarantined  = "AlertQuarantined"
-	TypeRouted       = "AlertRouted"
-	TypeAcknowledged = "AlertAcknowledged"
-	TypeDeclined     = "AlertDeclined"
-	TypeActioned     = "ActionRecorded"
-	TypeEscalated    = "AlertEscalated"
-	TypeBreached     = "SLABreached"
-	TypeFailsafe     = "FailsafeQueued"
-	TypeClosed       = "AlertClosed"
-)
-
 // FromProto extracts the read model's Event from an event of the log at
 // (partition, offset). ok is false for an event without a payload or ids.
 func FromProto(ev *eventsv1.Event, typ string, partition int, offset int64) (Event, bool) {

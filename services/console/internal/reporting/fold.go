@@ -1,6 +1,8 @@
 package reporting
 
 import (
+	"github.com/herald-health/herald/platform/eventtype"
+
 	"slices"
 	"time"
 )
@@ -85,31 +87,31 @@ func Fold(events []Event, ref func(alertID string) string) Summary {
 			s.LastEventAt = e.OccurredAt
 		}
 		switch e.Type {
-		case TypeRaised, TypeAmended, TypeQuarantined:
-			if e.Type != TypeAmended && i > 0 && !hasRaise(events[:i]) {
+		case eventtype.AlertRaised, eventtype.AlertAmended, eventtype.AlertQuarantined:
+			if e.Type != eventtype.AlertAmended && i > 0 && !hasRaise(events[:i]) {
 				s.RaisedAt = e.OccurredAt
 			}
 			s.Accession, s.ReferrerID, s.TeamID = e.Accession, e.ReferrerID, e.TeamID
-			if e.Type == TypeQuarantined {
+			if e.Type == eventtype.AlertQuarantined {
 				s.Quarantined = true
 			}
-		case TypeRouted:
+		case eventtype.AlertRouted:
 			first(&s.RoutedAt, e.OccurredAt)
 			s.Category, s.LocalCategory = e.Category, e.LocalCategory
 			s.ClockStart, s.CommunicateBy, s.AcknowledgeBy, s.ActionBy = e.ClockStart, e.CommunicateBy, e.AcknowledgeBy, e.ActionBy
 			s.PolicyID, s.PolicyVersion = e.PolicyID, e.PolicyVersion
-		case TypeAcknowledged:
+		case eventtype.AlertAcknowledged:
 			if s.AcknowledgedAt == nil {
 				s.AcknowledgedBy = e.ActorID
 			}
 			first(&s.AcknowledgedAt, e.OccurredAt)
-		case TypeDeclined:
+		case eventtype.AlertDeclined:
 			s.DeclinedReasons = append(s.DeclinedReasons, e.Reason)
-		case TypeActioned:
+		case eventtype.ActionRecorded:
 			first(&s.ActionedAt, e.OccurredAt)
-		case TypeEscalated:
+		case eventtype.AlertEscalated:
 			escalated = true
-		case TypeBreached:
+		case eventtype.SLABreached:
 			switch e.Clock {
 			case "COMMUNICATE":
 				s.BreachedCommunicate = true
@@ -118,11 +120,11 @@ func Fold(events []Event, ref func(alertID string) string) Summary {
 			case "ACTION":
 				s.BreachedAction = true
 			}
-		case TypeFailsafe:
+		case eventtype.FailsafeQueued:
 			first(&s.FailsafeQueuedAt, e.OccurredAt)
-		case TypeClosed:
+		case eventtype.AlertClosed:
 			first(&s.ClosedAt, e.OccurredAt)
-		case TypeCancelled:
+		case eventtype.AlertCancelled:
 			first(&s.CancelledAt, e.OccurredAt)
 		}
 	}
@@ -157,5 +159,5 @@ func Fold(events []Event, ref func(alertID string) string) Summary {
 // hasRaise reports whether events hold a raise or a quarantine: the raise
 // time is that event's, not an earlier stray event's.
 func hasRaise(events []Event) bool {
-	return slices.ContainsFunc(events, func(e Event) bool { return e.Type == TypeRaised || e.Type == TypeQuarantined })
+	return slices.ContainsFunc(events, func(e Event) bool { return e.Type == eventtype.AlertRaised || e.Type == eventtype.AlertQuarantined })
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/testinfra"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -326,7 +327,7 @@ func TestSearchTimelineAndTrusts(t *testing.T) {
 		t.Fatalf("summary: %+v %v", sum, err)
 	}
 	evs, err := store.Timeline(ctx, "RXF", a.id)
-	if err != nil || len(evs) != len(a.events()) || evs[0].Type != TypeRaised && evs[0].Type != TypeQuarantined {
+	if err != nil || len(evs) != len(a.events()) || evs[0].Type != eventtype.AlertRaised && evs[0].Type != eventtype.AlertQuarantined {
 		t.Fatalf("timeline: %+v %v", evs, err)
 	}
 	// The governance timeline's "who": the acting person's id, name, role
@@ -341,7 +342,7 @@ func TestSearchTimelineAndTrusts(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range evs {
-			if e.Type != TypeAcknowledged {
+			if e.Type != eventtype.AlertAcknowledged {
 				continue
 			}
 			ackSeen = true

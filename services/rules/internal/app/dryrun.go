@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 	"github.com/herald-health/herald/services/rules/internal/domain/bundle"
 	"github.com/herald-health/herald/services/rules/internal/domain/routing"
@@ -103,7 +104,7 @@ func DryRun(ctx context.Context, history HistoryReader, registry *Registry, b *b
 			failed = fmt.Errorf("replay the routing of alert %s: %w", ev.GetAlertId(), err)
 			return
 		}
-		a := DryRunAlert{AlertID: ev.GetAlertId(), Tenant: ev.GetTenant(), RoutedAt: ev.GetOccurredAt().AsTime(), Cause: typeOf(cause)}
+		a := DryRunAlert{AlertID: ev.GetAlertId(), Tenant: ev.GetTenant(), RoutedAt: ev.GetOccurredAt().AsTime(), Cause: eventtype.Of(cause)}
 		referrer := in.Details.GetReferrer()
 		a.Current = summarise(b.Tenant, routed, policyOf(ev, routed), in.At, referrer, func() (routing.Bundles, bool) {
 			old, ok := registry.ByHash(b.Tenant, policyOf(ev, routed).GetContentHash())
@@ -129,18 +130,6 @@ func DryRun(ctx context.Context, history HistoryReader, registry *Registry, b *b
 		return DryRunResult{}, err
 	}
 	return res, nil
-}
-
-func typeOf(ev *eventsv1.Event) string {
-	switch ev.GetPayload().(type) {
-	case *eventsv1.Event_AlertRaised:
-		return "AlertRaised"
-	case *eventsv1.Event_AlertAmended:
-		return "AlertAmended"
-	case *eventsv1.Event_AlertQuarantined:
-		return "AlertQuarantined"
-	}
-	return ""
 }
 
 // policyOf is the policy reference of a routing: the envelope's, else the
