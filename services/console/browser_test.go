@@ -113,7 +113,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, trust := range []string{"RX1", "RX2"} {
+	for _, trust := range []string{"RX1", "RX2", "RX3"} {
 		if _, err := sealing.Rotate(context.Background(), patientKeys.KeyringFile, kek, trust, now); err != nil {
 			t.Fatal(err)
 		}
