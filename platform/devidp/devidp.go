@@ -213,13 +213,13 @@ func (p *Provider) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-p.done:
-			return errors.New("Hydra exited while starting (see its log)")
+			return errors.New("the identity provider (Hydra) exited while starting (see its log)")
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("Hydra not ready at %s within 60s", p.Issuer)
+			return fmt.Errorf("the identity provider (Hydra) was not ready at %s within 60s", p.Issuer)
 		}
 	}
 }
