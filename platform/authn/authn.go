@@ -415,16 +415,9 @@ func (a *Authenticator) Stream() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		return handler(srv, grpcserver.StreamWithContext(ctx, ss))
 	}
 }
-
-type stream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *stream) Context() context.Context { return s.ctx }
 
 // ServerOption is the interceptors as a grpcserver option: authentication
 // runs first among the added interceptors.

@@ -84,15 +84,8 @@ func (a *Authorizer) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
-	return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+	return handler(srv, grpcserver.StreamWithContext(ctx, ss))
 }
-
-type stream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *stream) Context() context.Context { return s.ctx }
 
 // Authorize decides one call of method with request req (nil for a
 // stream) and returns the context the handler runs in: it carries the

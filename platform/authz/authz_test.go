@@ -181,7 +181,7 @@ func testAuthn(people map[string]*identity.Person) (grpc.UnaryServerInterceptor,
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			return h(caller(ctx), req)
 		}, func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			return h(srv, &stream{ServerStream: ss, ctx: caller(ss.Context())})
+			return h(srv, grpcserver.StreamWithContext(caller(ss.Context()), ss))
 		}
 }
 

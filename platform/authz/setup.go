@@ -99,7 +99,7 @@ func Off() grpcserver.Option {
 			return h(with(ctx), req)
 		}},
 		[]grpc.StreamServerInterceptor{func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			return h(srv, &stream{ServerStream: ss, ctx: with(ss.Context())})
+			return h(srv, grpcserver.StreamWithContext(with(ss.Context()), ss))
 		}})
 }
 

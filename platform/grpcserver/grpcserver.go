@@ -170,6 +170,20 @@ func WithInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamS
 	}
 }
 
+// StreamWithContext returns ss with ctx as its context, for a stream
+// interceptor that hands the handler a context it derived (the verified
+// caller, for instance).
+func StreamWithContext(ctx context.Context, ss grpc.ServerStream) grpc.ServerStream {
+	return &contextStream{ServerStream: ss, ctx: ctx}
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
 // WithTLS serves with src instead of a Source loaded from cfg's files, so
 // that one Source (one identity, reloaded once) serves the gRPC server,
 // the clients of other services and the service's other listeners.

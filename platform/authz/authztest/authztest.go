@@ -58,13 +58,6 @@ func Authentication(b Binder) grpcserver.Option {
 			if err != nil {
 				return err
 			}
-			return h(srv, &stream{ServerStream: ss, ctx: ctx})
+			return h(srv, grpcserver.StreamWithContext(ctx, ss))
 		}})
 }
-
-type stream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *stream) Context() context.Context { return s.ctx }
