@@ -82,3 +82,17 @@ func Of(ev *eventsv1.Event) string {
 	}
 	return string(fd.Message().Name())
 }
+
+// Details returns the report an event carries: the details of an
+// AlertRaised, AlertAmended or AlertQuarantined, nil for any other event.
+func Details(ev *eventsv1.Event) *eventsv1.AlertDetails {
+	switch p := ev.GetPayload().(type) {
+	case *eventsv1.Event_AlertRaised:
+		return p.AlertRaised.GetDetails()
+	case *eventsv1.Event_AlertAmended:
+		return p.AlertAmended.GetDetails()
+	case *eventsv1.Event_AlertQuarantined:
+		return p.AlertQuarantined.GetDetails()
+	}
+	return nil
+}

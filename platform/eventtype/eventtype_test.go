@@ -40,3 +40,19 @@ func TestAnEventWithoutPayloadHasNoName(t *testing.T) {
 		t.Fatalf("Of(no payload) = %q, want \"\"", got)
 	}
 }
+
+func TestDetailsAreThoseOfTheReportEventsOnly(t *testing.T) {
+	d := &eventsv1.AlertDetails{Accession: "ACC1"}
+	for _, ev := range []*eventsv1.Event{
+		{Payload: &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: d}}},
+		{Payload: &eventsv1.Event_AlertAmended{AlertAmended: &eventsv1.AlertAmended{Details: d}}},
+		{Payload: &eventsv1.Event_AlertQuarantined{AlertQuarantined: &eventsv1.AlertQuarantined{Details: d}}},
+	} {
+		if got := eventtype.Details(ev); got != d {
+			t.Errorf("Details(%s) = %v, want the event's details", eventtype.Of(ev), got)
+		}
+	}
+	if got := eventtype.Details(&eventsv1.Event{Payload: &eventsv1.Event_AlertRouted{AlertRouted: &eventsv1.AlertRouted{}}}); got != nil {
+		t.Errorf("Details(AlertRouted) = %v, want nil", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/fault"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -60,15 +61,7 @@ func (a *App) Details(ctx context.Context, st *lifecycle.State, actor *auditv1.A
 	if at == nil {
 		return nil, nil
 	}
-	var d *eventsv1.AlertDetails
-	switch p := at.GetPayload().(type) {
-	case *eventsv1.Event_AlertRaised:
-		d = p.AlertRaised.GetDetails()
-	case *eventsv1.Event_AlertAmended:
-		d = p.AlertAmended.GetDetails()
-	case *eventsv1.Event_AlertQuarantined:
-		d = p.AlertQuarantined.GetDetails()
-	}
+	d := eventtype.Details(at)
 	entry := audit.ViewedEntry(st.GetTenant(), st.GetAlertId(), viewID, "alert-details", actor, a.d.Clock.Now())
 	if err := a.d.Views.RecordView(ctx, entry); err != nil {
 		return nil, fmt.Errorf("details of alert %s: %w: %w", st.GetAlertId(), fault.Unavailable("the read could not be recorded in the audit trail"), err)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -319,15 +320,7 @@ func (s *Service) seal(ctx context.Context, ev *eventsv1.Event) error {
 	if s.sealer == nil {
 		return nil
 	}
-	var d *eventsv1.AlertDetails
-	switch p := ev.GetPayload().(type) {
-	case *eventsv1.Event_AlertRaised:
-		d = p.AlertRaised.GetDetails()
-	case *eventsv1.Event_AlertAmended:
-		d = p.AlertAmended.GetDetails()
-	case *eventsv1.Event_AlertQuarantined:
-		d = p.AlertQuarantined.GetDetails()
-	}
+	d := eventtype.Details(ev)
 	if d == nil {
 		return nil
 	}
