@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/herald-health/herald/cmd/internal/runstate"
 )
 
 // The console against the real services of make run (intake, rules,
@@ -28,32 +26,12 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 		}
 		t.Skip("chromium is not installed (apt-get install -y chromium)")
 	}
-	cfg := DefaultConfig()
-	cfg.AnyPorts = true
-	cfg.DashboardAddr = "127.0.0.1:0"
-	cfg.WorkDir = t.TempDir()
-	cfg.Every = 500 * time.Millisecond
-	cfg.Feed = false
-	var out syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, &out) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	var st runstate.State
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		var ok bool
-		if st, ok, _ = runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName)); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("make run did not start:\n%s", out.String())
-		}
-	}
+	var workDir string
+	st, _ := startRun(t, 2*time.Minute, func(c *Config) {
+		c.Every = 500 * time.Millisecond
+		c.Feed = false
+		workDir = c.WorkDir
+	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("disable-dev-shm-usage", true))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -68,7 +46,7 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	do := func(steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%v\nservice logs: %s", err, tail(readFile(filepath.Join(cfg.WorkDir, "services.log")), 2048))
+			t.Fatalf("%v\nservice logs: %s", err, tail(readFile(filepath.Join(workDir, "services.log")), 2048))
 		}
 	}
 	eval := func(js string) string {
@@ -98,7 +76,7 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 			}
 			at, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`location.href + " — " + document.body.innerText`))
 			if try == 3 {
-				t.Fatalf("sign-in of %s: %v; the browser is at %.800s\nservice logs: %s", subject, err, at, tail(readFile(filepath.Join(cfg.WorkDir, "services.log")), 2048))
+				t.Fatalf("sign-in of %s: %v; the browser is at %.800s\nservice logs: %s", subject, err, at, tail(readFile(filepath.Join(workDir, "services.log")), 2048))
 			}
 			t.Logf("sign-in of %s, try %d: %v; the browser is at %.800s", subject, try, err, at)
 		}

@@ -13,15 +13,16 @@ import (
 	"github.com/herald-health/herald/platform/mtls"
 )
 
-// startRun runs the all-in-one on free ports without the simulator, waits
-// for its state file and returns it with the feed's output.
-func startRun(t *testing.T) (runstate.State, *syncBuffer) {
+// startRun runs the all-in-one on free ports (with configure's changes
+// to its configuration), waits up to within for its state file and returns
+// it with the feed's output. The run stops when the test ends.
+func startRun(t *testing.T, within time.Duration, configure func(*Config)) (runstate.State, *syncBuffer) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.AnyPorts = true
 	cfg.DashboardAddr = "127.0.0.1:0"
 	cfg.WorkDir = t.TempDir()
-	cfg.Simulate = false
+	configure(&cfg)
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -36,7 +37,7 @@ func startRun(t *testing.T) (runstate.State, *syncBuffer) {
 		}
 	})
 	var st runstate.State
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		s, ok, err := runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName))
 		if err != nil {
@@ -47,7 +48,7 @@ func startRun(t *testing.T) (runstate.State, *syncBuffer) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no state file within a minute; output:\n%s", out.String())
+			t.Fatalf("no state file within %v; output:\n%s", within, out.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -80,7 +81,7 @@ func waitFeed(t *testing.T, out *syncBuffer, parts ...string) string {
 // that reads "suspicious for malignancy" CANCER by suspected-cancer-phrases.
 // They can only fire if the shipped tenants list the same phrases.
 func TestDemoRulesFireOnTheShippedTriggerPhrases(t *testing.T) {
-	st, out := startRun(t)
+	st, out := startRun(t, time.Minute, func(c *Config) { c.Simulate = false })
 	for _, tc := range []struct {
 		tenant, msgID, text, category, rule string
 	}{

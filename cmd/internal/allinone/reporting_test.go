@@ -1,7 +1,6 @@
 package allinone
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-health/herald/cmd/internal/runstate"
 	"github.com/herald-health/herald/platform/testinfra"
 )
 
@@ -21,33 +19,13 @@ import (
 // lead's compliance page shows the simulated alerts instead of "not
 // configured".
 func TestMakeRunCompliancePageIsLive(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.AnyPorts = true
-	cfg.DashboardAddr = "127.0.0.1:0"
-	cfg.WorkDir = t.TempDir()
-	cfg.Every = 500 * time.Millisecond
-	cfg.Feed = false
-	cfg.PostgresURL = testinfra.NewPostgres(t)
-	var out syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, &out) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	var st runstate.State
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		var ok bool
-		if st, ok, _ = runstate.Read(filepath.Join(cfg.WorkDir, runstate.FileName)); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("make run did not start:\n%s", out.String())
-		}
-	}
+	var workDir string
+	st, _ := startRun(t, 2*time.Minute, func(c *Config) {
+		c.Every = 500 * time.Millisecond
+		c.Feed = false
+		c.PostgresURL = testinfra.NewPostgres(t)
+		workDir = c.WorkDir
+	})
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: time.Minute}
 	get := func(path string) string {
@@ -94,7 +72,7 @@ func TestMakeRunCompliancePageIsLive(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the compliance page shows no alert due of RZZ within 3 minutes:\n%s\nservice logs: %s",
-				page, tail(readFile(filepath.Join(cfg.WorkDir, "services.log")), 4096))
+				page, tail(readFile(filepath.Join(workDir, "services.log")), 4096))
 		}
 	}
 }
