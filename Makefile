@@ -57,10 +57,14 @@ deps-up: ## Start real Kafka (KRaft, from Maven Central), Redis and PostgreSQL o
 deps-down: ## Stop the Kafka, Redis and PostgreSQL that deps-up started.
 	@platform/infra/deps.sh down
 
+# cmd's packages run one at a time (-p 1): allinone's and ctl's tests each
+# start make run on ports chosen free beforehand, and two runs at once could
+# take each other's port between choosing it and binding it.
 .PHONY: test
 test: deps-up idp ## Run every module's tests against real Kafka, Redis and PostgreSQL (started if needed).
 	@set -o pipefail; log=$$(mktemp); fail=0; \
-	for m in $(MODULES); do echo "=== test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) | tee -a $$log || fail=1; done; \
+	for m in $(MODULES); do echo "=== test $$m"; one=; [ "$$m" = cmd ] && one="-p 1"; \
+		(cd $$m && $(GO) test $(TEST_FLAGS) $$one ./... 2>&1) | tee -a $$log || fail=1; done; \
 	echo; echo "test summary (every module; exit status $$fail):"; \
 	grep -E '^(ok|FAIL)[[:space:]]|^[[:space:]]*--- FAIL' $$log || echo "no package ran tests"; \
 	rm -f $$log; exit $$fail
