@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herald-health/herald/platform/freeport"
 	"golang.org/x/oauth2"
 )
 
@@ -120,12 +121,12 @@ func Start(ctx context.Context, opts Options) (*Provider, error) {
 	p.LoginURL = "http://" + appLis.Addr().String()
 	public := opts.PublicPort
 	if public == 0 {
-		if public, err = freePort(host); err != nil {
+		if public, err = freeport.Port(host); err != nil {
 			_ = appLis.Close()
 			return nil, err
 		}
 	}
-	admin, err := freePort(host)
+	admin, err := freeport.Port(host)
 	if err != nil {
 		_ = appLis.Close()
 		return nil, err
@@ -190,15 +191,6 @@ oauth2:
   mirror_top_level_claims: false
 log: {level: warn, leak_sensitive_values: false}
 `, host, public, admin, issuer, login)
-}
-
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("dev identity provider: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (p *Provider) waitReady(ctx context.Context) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/freeport"
 	"github.com/herald-health/herald/platform/telemetry"
 )
 
@@ -93,12 +93,10 @@ func TestDefaultsFillOnlyWhatIsUnset(t *testing.T) {
 }
 
 func TestProfilingEndpointOnlyWhenAsked(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	pprofAddr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pprofAddr := l.Addr().String()
-	_ = l.Close()
 	var addr string
 	fetch := func() (int, error) {
 		resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/")

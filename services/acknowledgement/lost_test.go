@@ -84,8 +84,12 @@ func TestKilledBetweenStoreAndArmIsRearmedByTheNextOwner(t *testing.T) {
 		st, err := survivor.client.GetAlert(context.Background(), &ackv1.GetAlertRequest{AlertId: id})
 		return err == nil && st.GetState().GetRepeat() == 1
 	}, 60*time.Second, 20*time.Millisecond, "the alert never escalated: nobody armed its timer")
+	// The repeat timer runs on the real clock (1 s): on a loaded machine more
+	// escalations may follow before the log is read. The first decision is
+	// the repeat the survivor owed, recorded once.
 	got, records, kinds := decided(e.events(id))
-	require.Equal(t, []string{"AlertEscalated ESCALATION_REASON_REPEAT 0/1"}, kindsOf(got, kinds))
+	require.NotEmpty(t, got)
+	require.Equal(t, "AlertEscalated ESCALATION_REASON_REPEAT 0/1", kindsOf(got, kinds)[0])
 	require.Equal(t, 1, records[got[0]])
 }
 
@@ -219,7 +223,7 @@ func TestWatchdogRepairsATimerKeyDeletedByHand(t *testing.T) {
 		clk.Advance(10 * time.Second)
 		st, err := in.client.GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: lost})
 		return err == nil && st.GetState().GetRepeat() == 1
-	}, 60*time.Second, 200*time.Millisecond, "the alert whose timer was deleted never escalated")
+	}, 3*time.Minute, 200*time.Millisecond, "the alert whose timer was deleted never escalated")
 
 	events := e.events(lost)
 	var repairs int

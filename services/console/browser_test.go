@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/acklink"
+	"github.com/herald-health/herald/platform/freeport"
 	"github.com/herald-health/herald/platform/sealing"
 	"github.com/herald-health/herald/platform/servicemain"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
@@ -129,12 +129,10 @@ func newHarness(t *testing.T) *harness {
 	}
 	rules := newRulesPeer()
 	grpcAddr := serveGRPC(t, ack, rules)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	cfg := console.DefaultConfig()
 	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.HTTPAddr, cfg.PublicURL = addr, "http://"+addr

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"regexp"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/herald-health/herald/platform/alertref"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/freeport"
 	"github.com/herald-health/herald/platform/servicemain"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
@@ -151,12 +151,10 @@ func TestCompliancePageShowsTheReportingStoresFigures(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = m.Shutdown() })
 	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}}, newRulesPeer())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	cfg := console.DefaultConfig()
 	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.HTTPAddr, cfg.PublicURL = addr, "http://"+addr
@@ -381,12 +379,10 @@ func startWithStore(t *testing.T, alerts []reportAlert) storeHarness {
 	}
 	t.Cleanup(func() { _ = m.Shutdown() })
 	grpcAddr := serveGRPC(t, &ackPeer{alerts: map[string]*ackv1.AlertState{}}, newRulesPeer())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	cfg := console.DefaultConfig()
 	cfg.Security = servicemain.DevelopmentInsecure()
 	cfg.HTTPAddr, cfg.PublicURL = addr, "http://"+addr

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -340,6 +341,16 @@ func TestHL7NoAAWhileKafkaIsDownAndResendAcceptedOnce(t *testing.T) {
 	// Given the event log is unavailable (the topic is gone),
 	_, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	require.NoError(t, err)
+	// Deletion completes after the request returns: until the broker's
+	// metadata no longer lists the topic, a produce can still land in it
+	// (and be answered AA, correctly: it was durable then).
+	require.Eventually(t, func() bool {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil || len(md.Topics) != 1 {
+			return false
+		}
+		return errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition)
+	}, 30*time.Second, 100*time.Millisecond, "the deleted topic is still in the broker's metadata")
 	c := h.dial(t)
 	msg := variant(t, "M-OUTAGE")
 	// when a message arrives, then it is not acknowledged AA.

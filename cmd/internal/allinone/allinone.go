@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/herald-health/herald/platform/acklink"
 	"io"
 	"log/slog"
 	"net"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/herald-health/herald/cmd/internal/ctl"
 	"github.com/herald-health/herald/cmd/internal/runstate"
+	"github.com/herald-health/herald/platform/acklink"
 	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/authz/devbindings"
 	"github.com/herald-health/herald/platform/config"
@@ -36,6 +36,7 @@ import (
 	"github.com/herald-health/herald/platform/devstack"
 	"github.com/herald-health/herald/platform/eventlog"
 	"github.com/herald-health/herald/platform/eventsign"
+	"github.com/herald-health/herald/platform/freeport"
 	"github.com/herald-health/herald/platform/grpcserver"
 	"github.com/herald-health/herald/platform/identity"
 	"github.com/herald-health/herald/platform/logging"
@@ -323,7 +324,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	acfg.HTTPAddr = addr(8003)
 	if cfg.AnyPorts {
 		// Links carry the page's address, so it must be known before start.
-		if acfg.HTTPAddr, err = freeAddr(cfg.Host); err != nil {
+		if acfg.HTTPAddr, err = freeport.Addr(cfg.Host); err != nil {
 			return err
 		}
 	}
@@ -459,7 +460,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if idp != nil {
 		consoleAddr := cfg.DashboardAddr
 		if cfg.AnyPorts {
-			if consoleAddr, err = freeAddr(cfg.Host); err != nil {
+			if consoleAddr, err = freeport.Addr(cfg.Host); err != nil {
 				return err
 			}
 		}
@@ -600,15 +601,6 @@ var services = []string{"intake", "rules", "acknowledgement", "notification"}
 type depsArgs struct {
 	logger *slog.Logger
 	tel    *telemetry.Telemetry
-}
-
-func freeAddr(host string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("find a free port on %s: %w", host, err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func randomSecret() string {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	embeddedpostgres "github.com/fergusstrange/embedded-postgres"
+	"github.com/herald-health/herald/platform/freeport"
 )
 
 // reportingStore finds the PostgreSQL of the console's reporting store for
@@ -28,7 +29,7 @@ func reportingStore(cfg Config) (url, note string, stop func()) {
 	if os.Geteuid() == 0 {
 		return "", "off: PostgreSQL does not run as root; run make run as a user, or set HERALD_POSTGRES_URL", stop
 	}
-	addr, err := freeAddr(cfg.Host)
+	addr, err := freeport.Addr(cfg.Host)
 	if err != nil {
 		return "", "off: " + err.Error(), stop
 	}
