@@ -211,7 +211,7 @@ func signIn(t *testing.T, person string) {
 		t.Fatalf("heraldctl login printed no address: %q", out.String())
 	}
 	jar, _ := cookiejar.New(nil)
-	resp, err := (&http.Client{Jar: jar, Timeout: 30 * time.Second}).Get(authURL)
+	resp, err := (&http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: singleUse()}).Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +225,11 @@ func signIn(t *testing.T, person string) {
 		t.Fatalf("heraldctl login did not finish: %q", out.String())
 	}
 }
+
+// singleUse is the browser's transport: without keep-alive, Go's transport
+// never re-sends a GET on a connection that broke under load, which the
+// provider refuses ("the consent verifier has already been used").
+func singleUse() http.RoundTripper { return &http.Transport{DisableKeepAlives: true} }
 
 // With no run (no state file), tail says what is wrong instead of waiting
 // for a broker that is not there.
