@@ -198,38 +198,6 @@ func TestRetryPermanentAndExhaustion(t *testing.T) {
 	requireNoSecrets(t, e.logs.String(), "+447700900222", "fallback@nhs.test", "unknown-user@nhs.test", "/hooks/")
 }
 
-// The service is killed while the SMTP server holds the message it has
-// already read (the provider has it, the reply is not back): a new
-// instance must not send a second message to the same recipient for the
-// same step, and records the notification as sent.
-func TestRestartMidSendSendsNoSecondMessage(t *testing.T) {
-	e := newEnv(t, nil)
-	block := make(chan struct{})
-	e.smtp.mu.Lock()
-	e.smtp.block = block
-	e.smtp.mu.Unlock()
-	id := alertID("restart")
-	e.rules.set("restart", person("p-r", cp(chEmail, "restart@nhs.test")))
-	_, stop := e.start()
-	e.append(routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("restart"))))
-	select {
-	case <-e.smtp.inData:
-	case <-time.After(30 * time.Second):
-		t.Fatal("message never reached the SMTP server")
-	}
-	stop() // the crash: the reply never reaches the first instance
-	e.smtp.mu.Lock()
-	e.smtp.block = nil
-	e.smtp.mu.Unlock()
-	close(block)
-
-	_, _ = e.start()
-	sent := e.waitEvents(id, "NotificationSent", 1)
-	require.Equal(t, "p-r", sent[0].GetNotificationSent().GetRecipient().GetPersonId())
-	require.Len(t, e.smtp.to("restart@nhs.test"), 1, "no second message to the same recipient for the same step")
-	require.Contains(t, e.logs.String(), "in doubt")
-}
-
 // An acknowledgement that arrives before a retry cancels it. The clock is
 // simulated so that the retry can only happen when the test moves time.
 func TestAcknowledgementCancelsRetry(t *testing.T) {
