@@ -108,7 +108,9 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 			x.InDoubt = s.GetInDoubtResend()
 			r.records[x.NotificationID] = x
 		}
-		if (x.Phase == 0 || x.Phase == domain.PhasePending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
+		// A later attempt of a message in flight is its resend in doubt:
+		// that one is in flight now.
+		if (x.Phase == 0 || x.Phase == domain.PhasePending || x.Phase == domain.PhaseSending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
 			x.Phase, x.Attempts, x.Restored = domain.PhaseSending, max(x.Attempts, s.GetAttempt()), true
 			r.records[x.NotificationID] = x
 		}
