@@ -121,6 +121,13 @@ func TestHappyPath(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint32(2), rr.GetNotification().GetAttempts())
 	require.Len(t, e.smtp.to("referrer@nhs.test"), 2)
+	var resendAttempts []uint32
+	for _, ev := range e.events(id, "NotificationAttempted") {
+		if a := ev.GetNotificationAttempted(); a.GetNotificationId() == byChannel[chEmail].GetNotificationId() {
+			resendAttempts = append(resendAttempts, a.GetAttempt())
+		}
+	}
+	require.Equal(t, []uint32{1, 2}, resendAttempts, "the operator's resend has its attempt on the log before the send, as every send")
 	_, err = c.ResendNotification(context.Background(), &notificationv1.ResendNotificationRequest{NotificationId: "x"})
 	require.ErrorContains(t, err, "operator_id")
 
