@@ -5,6 +5,7 @@ package chaos
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -32,6 +33,12 @@ type message struct {
 	// messages of one pair with one key are one notification delivered
 	// twice; with two keys, two notifications.
 	key string
+	// redelivered: the receiver already had a message with this key for
+	// this recipient, and dropped this one as real receivers do (a mail
+	// store on Message-ID, a webhook receiver on Idempotency-Key). It is
+	// a resend in doubt deduplicated by the receiver, not a message to a
+	// person.
+	redelivered bool
 }
 
 // slot is a recipient of the chaos bundle's ladder; each belongs to one
@@ -75,16 +82,27 @@ var (
 	msgIDRE  = regexp.MustCompile(`(?mi)^Message-ID:\s*<([^@>]+)`)
 )
 
-// inbox holds the messages of both sinks in arrival order.
+// inbox holds the messages of both sinks in arrival order. It honours the
+// idempotency keys: a message whose key the recipient's mailbox or system
+// has already taken is kept as redelivered (see message).
 type inbox struct {
 	mu   sync.Mutex
 	msgs []message
+	keys map[string]bool // key and slot of each message taken
 }
 
 func (b *inbox) add(m message) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m.key != "" {
+		k := fmt.Sprintf("%s|%d", m.key, m.slot)
+		if b.keys == nil {
+			b.keys = map[string]bool{}
+		}
+		m.redelivered = b.keys[k]
+		b.keys[k] = true
+	}
 	b.msgs = append(b.msgs, m)
-	b.mu.Unlock()
 }
 
 // since returns the messages from index i on, and the next index.

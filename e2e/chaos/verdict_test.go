@@ -19,8 +19,11 @@ type verdict struct {
 	acknowledged, failsafe    int
 
 	messages, unattributed int
-	duplicates             int // messages beyond the first per (alert, step, recipient)
+	duplicates             int // messages delivered beyond the first per (alert, step, recipient)
 	duplicatePairs         []string
+	// redelivered are the resends in doubt the receivers dropped on their
+	// idempotency key (not delivered to a person: not duplicates).
+	redelivered int
 
 	escalationsAfterAck int // appended after an acknowledgement in the log
 	escalationsDecided  int // ... decided after it (occurred_at after its confirmation)
@@ -77,6 +80,10 @@ func judge(alerts map[string][]record, byMsg map[string]string, load *loadStats,
 	keys := map[string]map[slot][]string{} // the idempotency keys, in the same order
 	for _, m := range msgs {
 		v.messages++
+		if m.redelivered {
+			v.redelivered++
+			continue
+		}
 		id, ok := byRef[m.ref]
 		if !ok || m.slot == slotUnknown {
 			v.unattributed++
@@ -281,7 +288,8 @@ func (v *verdict) report(window time.Duration) string {
 	fmt.Fprintf(&b, "chaos invariants (from the log and the sinks):\n")
 	line(len(v.lost) == 0, "accepted at intake and on the log: %d accepted, %d lost, %d never accepted (AA) after a minute of retries", v.accepted, len(v.lost), v.refused)
 	line(len(v.unrouted)+len(v.unresolved) == 0, "every alert ends acknowledged or fail-safe queued: %d alerts, %d acknowledged, %d fail-safe queued, %d unrouted, %d neither", v.alerts, v.acknowledged, v.failsafe, len(v.unrouted), len(v.unresolved))
-	line(v.duplicates == 0, "no duplicate message per (alert, step, recipient): %d duplicates over %d pairs (%d messages, %d unattributed)", v.duplicates, len(v.duplicatePairs), v.messages, v.unattributed)
+	line(v.duplicates == 0, "no duplicate delivered to a person per (alert, step, recipient): %d duplicates over %d pairs (%d messages, %d unattributed)", v.duplicates, len(v.duplicatePairs), v.messages, v.unattributed)
+	info("resent in doubt (deduplicated by the receiver on Message-ID / Idempotency-Key): %d", v.redelivered)
 	line(v.escalationsDecided == 0, "no escalation decided after an acknowledgement in the log: %d decided after (by %s; %d appended after, %d of them decided before it: raced)", v.escalationsDecided, quantiles(v.escalationLag), v.escalationsAfterAck, v.escalationsAfterAck-v.escalationsDecided)
 	line(v.sendsBeyondWindow == 0, "no message begun more than %v after an acknowledgement in the log: %d (of %d begun after it; lag %s)", window, v.sendsBeyondWindow, v.sendsAfterAck, quantiles(v.sendLag))
 	line(len(v.neverFired) == 0, "every deadline fires: %d deadlines, %d fired, %d cancelled, %d never fired, %d not yet due", v.deadlines, v.fired, v.cancelled, len(v.neverFired), v.pending)

@@ -121,6 +121,13 @@ func TestHappyPath(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint32(2), rr.GetNotification().GetAttempts())
 	require.Len(t, e.smtp.to("referrer@nhs.test"), 2)
+	var resendAttempts []uint32
+	for _, ev := range e.events(id, "NotificationAttempted") {
+		if a := ev.GetNotificationAttempted(); a.GetNotificationId() == byChannel[chEmail].GetNotificationId() {
+			resendAttempts = append(resendAttempts, a.GetAttempt())
+		}
+	}
+	require.Equal(t, []uint32{1, 2}, resendAttempts, "the operator's resend has its attempt on the log before the send, as every send")
 	_, err = c.ResendNotification(context.Background(), &notificationv1.ResendNotificationRequest{NotificationId: "x"})
 	require.ErrorContains(t, err, "operator_id")
 
@@ -196,38 +203,6 @@ func TestRetryPermanentAndExhaustion(t *testing.T) {
 	require.Empty(t, e.events(dead, "NotificationSent"))
 	require.Len(t, e.sink.on("/hooks/gone"), 1, "a 4xx is not retried")
 	requireNoSecrets(t, e.logs.String(), "+447700900222", "fallback@nhs.test", "unknown-user@nhs.test", "/hooks/")
-}
-
-// The service is killed while the SMTP server holds the message it has
-// already read (the provider has it, the reply is not back): a new
-// instance must not send a second message to the same recipient for the
-// same step, and records the notification as sent.
-func TestRestartMidSendSendsNoSecondMessage(t *testing.T) {
-	e := newEnv(t, nil)
-	block := make(chan struct{})
-	e.smtp.mu.Lock()
-	e.smtp.block = block
-	e.smtp.mu.Unlock()
-	id := alertID("restart")
-	e.rules.set("restart", person("p-r", cp(chEmail, "restart@nhs.test")))
-	_, stop := e.start()
-	e.append(routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("restart"))))
-	select {
-	case <-e.smtp.inData:
-	case <-time.After(30 * time.Second):
-		t.Fatal("message never reached the SMTP server")
-	}
-	stop() // the crash: the reply never reaches the first instance
-	e.smtp.mu.Lock()
-	e.smtp.block = nil
-	e.smtp.mu.Unlock()
-	close(block)
-
-	_, _ = e.start()
-	sent := e.waitEvents(id, "NotificationSent", 1)
-	require.Equal(t, "p-r", sent[0].GetNotificationSent().GetRecipient().GetPersonId())
-	require.Len(t, e.smtp.to("restart@nhs.test"), 1, "no second message to the same recipient for the same step")
-	require.Contains(t, e.logs.String(), "in doubt")
 }
 
 // An acknowledgement that arrives before a retry cancels it. The clock is

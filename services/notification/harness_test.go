@@ -168,6 +168,9 @@ type smtpServer struct {
 	// block, when set, holds DATA (after the message was read) until closed.
 	block  chan struct{}
 	inData chan struct{}
+	// lose, with block: the message is held unanswered and then refused
+	// (451) without being kept: the server never took it.
+	lose   bool
 	addr   string
 	caPool *x509.CertPool
 }
@@ -208,12 +211,17 @@ func (s *smtpSession) Data(r io.Reader) error {
 		return err
 	}
 	s.s.mu.Lock()
-	s.s.mails = append(s.s.mails, mail{From: s.from, To: s.to, Data: string(b), At: time.Now()})
-	block, inData := s.s.block, s.s.inData
+	block, inData, lose := s.s.block, s.s.inData, s.s.lose
+	if block == nil || !lose {
+		s.s.mails = append(s.s.mails, mail{From: s.from, To: s.to, Data: string(b), At: time.Now()})
+	}
 	s.s.mu.Unlock()
 	if block != nil {
 		inData <- struct{}{}
 		<-block
+		if lose {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "lost"}
+		}
 	}
 	return nil
 }
@@ -279,6 +287,12 @@ type httpSink struct {
 	// status returns the status for the n-th request (0-based) to path.
 	status func(path string, n int) int
 	srv    *httptest.Server
+	// block, when set, holds each request unanswered until it is closed,
+	// after a signal on held; with lose, the request is not kept (the
+	// receiver never took it).
+	block chan struct{}
+	held  chan struct{}
+	lose  bool
 }
 
 type recorded struct {
@@ -291,7 +305,7 @@ type recorded struct {
 
 func startSink(t testing.TB, status func(path string, n int) int) *httpSink {
 	t.Helper()
-	s := &httpSink{status: status}
+	s := &httpSink{status: status, held: make(chan struct{}, 16)}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		sig := channel.VerifySignature([]byte(webhookSecret), r.Header.Get(channel.HeaderTimestamp), b, r.Header.Get(channel.HeaderSignature))
@@ -302,8 +316,19 @@ func startSink(t testing.TB, status func(path string, n int) int) *httpSink {
 				n++
 			}
 		}
-		s.requests = append(s.requests, &recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: b, SigOK: sig, Created: time.Now()})
+		block, held, lose := s.block, s.held, s.lose
+		if block == nil || !lose {
+			s.requests = append(s.requests, &recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: b, SigOK: sig, Created: time.Now()})
+		}
 		s.mu.Unlock()
+		if block != nil {
+			held <- struct{}{}
+			<-block
+			if lose {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+		}
 		code := http.StatusOK
 		if s.status != nil {
 			code = s.status(r.URL.Path, n)

@@ -2,7 +2,10 @@
 // escalated and fail-safe-queued alerts into messages on channels (email,
 // SMS, Teams, webhooks), with dedup by deterministic notification id,
 // per-recipient rate limits, bounded retries, fallback to the next contact
-// point and delivery receipts, and records the outcomes as events.
+// point and delivery receipts, and records the outcomes as events. A
+// message in doubt (its replica died mid-send) is sent again with the same
+// idempotency keys, a bounded number of times: a possible duplicate over a
+// possible silent loss (README, "Crash windows").
 //
 // This package is the service's one composition root: cmd/notification,
 // the all-in-one dev binary and the tests start it through Run or New.
@@ -169,6 +172,12 @@ type Config struct {
 	// replica's jobs move to another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
+	// InDoubtResends caps how many times a message in doubt (its replica
+	// died between claiming the send and recording the provider's answer)
+	// is sent again with the same idempotency keys before it fails on its
+	// contact point (the next one is tried; then the step fails and
+	// escalates). Zero: never resent, failed at once.
+	InDoubtResends int
 	// FreshWait bounds how long a send decision retries reading the
 	// alert's events from the log (Kafka unreachable, or the group too far
 	// behind to read the gap); after it, the send is decided on the
@@ -220,6 +229,7 @@ func DefaultConfig() Config {
 		ConsumerLanes:        8,
 		Lease:                5 * time.Second,
 		SendTimeout:          15 * time.Second,
+		InDoubtResends:       2,
 		FreshWait:            15 * time.Second,
 		RebuildLease:         6 * time.Second,
 		MaxIdle:              time.Second,
@@ -270,6 +280,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RebuildLease, "rebuild-lease", c.RebuildLease, "how long the rebuild lock lasts without renewal (a replica that dies mid-rebuild holds it up to this long)")
 	fs.DurationVar(&c.FreshWait, "fresh-wait", c.FreshWait, "longest a send decision retries reading the alert's events from the log before it decides on the projection as it is")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "bound of one provider call")
+	fs.IntVar(&c.InDoubtResends, "in-doubt-resends", c.InDoubtResends, "times a message whose send's outcome is unknown (its replica died mid-send) is sent again with the same idempotency keys before it fails on that contact point (0: fails at once)")
 }
 
 // Validate names the setting at fault.
@@ -335,6 +346,9 @@ func (c Config) Validate() error {
 	}
 	if c.SendTimeout <= 0 {
 		bad("setting send-timeout must be > 0")
+	}
+	if c.InDoubtResends < 0 {
+		bad("setting in-doubt-resends must be >= 0")
 	}
 	if c.Lease < 500*time.Millisecond {
 		bad("setting lease must be at least 500ms (it is renewed every lease/3)")
@@ -455,7 +469,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		Log:      writer, Senders: senders, Renderer: renderer,
 		Backoff: domain.Backoff{Initial: cfg.RetryInitial, Max: cfg.RetryMax, MaxAttempts: uint32(cfg.RetryAttempts)},
 		Limit:   domain.RateLimit{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow}, DigestAfter: cfg.RateLimitDigestAfter,
-		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, Tail: tail, FreshWait: cfg.FreshWait, RebuildLease: cfg.RebuildLease, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
+		Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, InDoubtResends: uint32(cfg.InDoubtResends), Tail: tail, FreshWait: cfg.FreshWait, RebuildLease: cfg.RebuildLease, Workers: cfg.Workers, ScheduleWorkers: cfg.ScheduleWorkers, MaxIdle: cfg.MaxIdle,
 		AckBaseURL: cfg.AckBaseURL, AckLinks: links, AckLinkTTL: cfg.AckLinkTTL, AckLinkMinTTL: cfg.AckLinkMinTTL, References: refs,
 		Clock: deps.Clock, Logger: deps.Logger, Telemetry: deps.Telemetry,
 	})

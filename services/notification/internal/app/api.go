@@ -145,6 +145,15 @@ func (api *API) ResendNotification(ctx context.Context, req *notificationv1.Rese
 	if !ok {
 		return nil, fault.Precondition(fmt.Sprintf("channel %s is not configured", rec.Channel))
 	}
+	// The operator's resend has its attempt on the log before the send, as
+	// every send of an alert's message has (same notification id: the
+	// receiver sees the same idempotency keys).
+	attempted := e.envelope(a, j, eventlog.ID(rec.NotificationID, "attempt", "resend", req.GetOperatorId(), strconv.Itoa(int(rec.Attempts+1))))
+	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+		NotificationId: rec.NotificationID, Step: rec.Step, Repeat: rec.Repeat, Recipient: recipient(j), Channel: rec.Channel, Attempt: rec.Attempts + 1}}
+	if err := e.o.Log.Append(ctx, attempted); err != nil {
+		return nil, unavailable(err)
+	}
 	sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
 	pid, sendErr := sender.Send(sctx, msg)
 	cancel()

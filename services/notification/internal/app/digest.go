@@ -125,35 +125,66 @@ func (e *Engine) sendDigest(ctx context.Context, j Job) error {
 	if err := e.o.Store.PutDigestRefs(ctx, digestID, refs, e.o.AckLinkTTL+24*time.Hour); err != nil {
 		return err
 	}
-	mine, err := e.o.Store.ClaimDigest(ctx, digestID, 24*time.Hour)
+	// claim is the number of this attempt at the digest: more than 1 means
+	// an earlier worker stopped between its claim and the outcome (its job
+	// came back only after its lease ended, so it is not sending any
+	// more). Such a digest is in doubt: the provider may or may not have
+	// it. It is sent again with the same idempotency key (the digest id is
+	// its Message-ID, Idempotency-Key or reference), up to the in-doubt
+	// cap: a possible duplicate over a possible silent loss. After the cap
+	// it fails like a refused digest (each message to its person's next
+	// contact point).
+	claim, err := e.o.Store.ClaimDigest(ctx, digestID, 24*time.Hour)
 	if err != nil {
 		return err
 	}
-	providerID := digestID
-	if !mine {
-		// Claimed before: a crash between the provider call and the record.
-		// The provider may have it; as for any message in doubt, it is
-		// recorded as sent, not sent again.
-		e.o.Logger.WarnContext(ctx, "digest in doubt after restart: recorded as sent, not resent", slog.String("digest_id", digestID))
-	} else {
-		sender, ok := e.o.Senders[j.Channel]
-		var sendErr error
-		if !ok {
-			sendErr = channel.Permanent(fmt.Errorf("channel %s is not configured", j.Channel))
-		} else {
-			sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
-			providerID, sendErr = sender.Send(sctx, channel.Message{ID: digestID, Channel: j.Channel, Address: lines[0].item.Address,
-				Subject: m.Subject, Body: m.Body, Data: d})
-			cancel()
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if sendErr != nil {
-			return e.digestFailed(ctx, j, lines, all, digestID, sendErr)
-		}
-		e.countSend(j.PersonID)
+	resend := claim - 1
+	if resend > 0 && !domain.ResendInDoubt(resend-1, e.o.InDoubtResends) {
+		e.o.Logger.WarnContext(ctx, "digest in doubt: resends ran out, its messages fail on this contact point", slog.String("digest_id", digestID),
+			slog.Uint64("in_doubt_resends", uint64(resend-1)))
+		return e.digestFailed(ctx, j, lines, all, digestID, channel.Permanent(fmt.Errorf(
+			"in doubt: the outcome of attempt %d is unknown (its worker stopped mid-send) and the digest was already resent in doubt %d times; not sent again on this contact point",
+			claim-1, resend-1)))
 	}
+	// Each message the digest merges has its attempt on the log before
+	// the send, as a step's message has: after a Redis loss (which takes
+	// the digest with it) the rebuild restores it as in flight, and its
+	// step's job sends it on its own once this send must have ended.
+	for _, l := range lines {
+		it := l.item
+		rj := it.Job(l.alert.Critical())
+		ev := e.envelope(l.alert, rj, eventlog.ID(it.NotificationID, "attempt", "digest", digestID, fmt.Sprint(claim)))
+		ev.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{NotificationId: it.NotificationID,
+			Step: it.Step, Repeat: it.Repeat, Recipient: recipient(rj), Channel: it.Channel, Attempt: claim, InDoubtResend: resend, DigestId: digestID}}
+		if err := e.o.Log.Append(ctx, ev); err != nil {
+			return err
+		}
+	}
+	if resend > 0 {
+		e.o.Logger.WarnContext(ctx, "digest in doubt: sent again with the same idempotency key", slog.String("digest_id", digestID),
+			slog.Uint64("in_doubt_resend", uint64(resend)))
+		for _, l := range lines {
+			e.count(ctx, l.alert, j.Channel, "resent_in_doubt")
+		}
+	}
+	providerID := digestID
+	sender, ok := e.o.Senders[j.Channel]
+	var sendErr error
+	if !ok {
+		sendErr = channel.Permanent(fmt.Errorf("channel %s is not configured", j.Channel))
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
+		providerID, sendErr = sender.Send(sctx, channel.Message{ID: digestID, Channel: j.Channel, Address: lines[0].item.Address,
+			Subject: m.Subject, Body: m.Body, Data: d})
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if sendErr != nil {
+		return e.digestFailed(ctx, j, lines, all, digestID, sendErr)
+	}
+	e.countSend(j.PersonID)
 	for _, l := range lines {
 		it := l.item
 		rj := it.Job(l.alert.Critical())
@@ -161,7 +192,7 @@ func (e *Engine) sendDigest(ctx context.Context, j Job) error {
 		evs[0].Payload = &eventsv1.Event_DigestSent{DigestSent: &eventsv1.DigestSent{DigestId: digestID, NotificationId: it.NotificationID,
 			Step: it.Step, Repeat: it.Repeat, Recipient: recipient(rj), Channel: it.Channel, References: uint32(len(lines)), ProviderMessageId: providerID}}
 		evs[1].Payload = &eventsv1.Event_NotificationSent{NotificationSent: &eventsv1.NotificationSent{NotificationId: it.NotificationID,
-			Step: it.Step, Repeat: it.Repeat, Recipient: recipient(rj), Channel: it.Channel, Attempt: 1, ProviderMessageId: providerID}}
+			Step: it.Step, Repeat: it.Repeat, Recipient: recipient(rj), Channel: it.Channel, Attempt: claim, ProviderMessageId: providerID}}
 		if err := e.o.Log.Append(ctx, evs...); err != nil {
 			return err
 		}
@@ -170,7 +201,7 @@ func (e *Engine) sendDigest(ctx context.Context, j Job) error {
 			return err
 		}
 		rec = digestRecord(rec, it, l.alert, now)
-		rec.Phase, rec.ProviderID, rec.LastError, rec.Attempts = domain.PhaseRecorded, providerID, "", max(rec.Attempts, 1)
+		rec.Phase, rec.ProviderID, rec.LastError, rec.Attempts = domain.PhaseRecorded, providerID, "", max(rec.Attempts, claim)
 		if err := e.o.Store.PutRecord(ctx, rec); err != nil {
 			return err
 		}

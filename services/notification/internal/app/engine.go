@@ -48,6 +48,12 @@ type Options struct {
 	// of a replica that died are claimed by another within Lease.
 	Lease       time.Duration
 	SendTimeout time.Duration
+	// InDoubtResends caps how many times a message in doubt (its worker
+	// died between the claim and the provider's answer) is sent again with
+	// the same idempotency keys; after that it fails on its contact point
+	// (NotificationFailed, "in doubt") and the person's next contact point
+	// is tried. Zero: a message in doubt fails at once.
+	InDoubtResends uint32
 	// Tail, when set, makes every send decided on the alert as the log has
 	// it: just before a message is claimed for sending, the projection is
 	// read and the alert's events the consumer group has not committed past
@@ -559,6 +565,9 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 	}
 	plan := domain.Plan(step.Channels, points)
 	for i, cp := range plan {
+		// resend is the ordinal of this send among the message's in-doubt
+		// resends (0: an ordinary attempt).
+		var resend uint32
 		nid := NotificationID(j, cp.Channel)
 		rec, err := e.o.Store.Record(ctx, j.AlertID, nid)
 		if err != nil {
@@ -584,11 +593,22 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 					slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.Time("until", until))
 				return e.o.Store.Reschedule(ctx, j, until)
 			}
-			if rec.Restored {
-				// No live worker recorded an outcome: the attempt never
-				// went out, or its worker died mid-send. Send (again).
-				decision = domain.DecideSend
+			// No live worker recorded an outcome: the attempt never went
+			// out, or its worker died mid-send (the provider may or may
+			// not have the message). Send it again, with the same
+			// idempotency keys (the notification id), up to the cap: a
+			// possible duplicate, which a receiver honouring the keys
+			// drops, over a possible silent loss.
+			if !domain.ResendInDoubt(rec.InDoubt, e.o.InDoubtResends) {
+				moved, err := e.inDoubtFailed(ctx, a, j, rec, cp, i == len(plan)-1)
+				if err != nil || !moved {
+					return err
+				}
+				continue
 			}
+			rec.InDoubt++
+			resend = rec.InDoubt
+			decision = domain.DecideSend
 		}
 		switch decision {
 		case domain.DecideSkip:
@@ -597,13 +617,11 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 			continue
 		case domain.DecideRecord:
 			return e.recordSent(ctx, a, j, rec)
-		case domain.DecideInDoubt:
-			e.o.Logger.WarnContext(ctx, "notification in doubt after restart: recorded as sent, not resent",
-				slog.String("notification_id", nid), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()))
-			return e.recordSent(ctx, a, j, rec)
 		}
 		reserved, d := e.reserveSend(a.Category, j.PersonID)
-		if j.Unlimited || j.Breach != 0 {
+		if j.Unlimited || j.Breach != 0 || resend > 0 {
+			// An in-doubt resend is not held back: its first attempt
+			// already passed the limit.
 			d = 0
 		}
 		if d > 0 {
@@ -613,7 +631,7 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 		}
 		// The job's lease is renewed while it is in hand (renewLeases), so
 		// the sends of one job never outlast it.
-		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved)
+		sent, err := e.attempt(ctx, a, j, rec, cp, i == len(plan)-1, reserved, resend)
 		if err != nil || sent {
 			return err
 		}
@@ -623,12 +641,41 @@ func (e *Engine) deliver(ctx context.Context, j Job, points []domain.ContactPoin
 	return e.exhaust(ctx, a, j, plan)
 }
 
+// inDoubtFailed ends a message whose in-doubt resends ran out: it fails on
+// its contact point like any failed delivery (NotificationFailed, permanent,
+// saying why), and moved=true sends the caller to the person's next contact
+// point (after the last one, exhaust records the recipient's exhaustion and
+// the step's failure, which escalates). Event id: deterministic per attempt.
+func (e *Engine) inDoubtFailed(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool) (moved bool, err error) {
+	reason := fmt.Sprintf("in doubt: the outcome of attempt %d is unknown (its worker stopped mid-send) and the message was already resent in doubt %d times; not sent again on this contact point",
+		rec.Attempts, rec.InDoubt)
+	rec.Phase, rec.LastError, rec.UpdatedAt = domain.PhaseFailed, reason, e.o.Clock.Now()
+	e.o.Logger.WarnContext(ctx, "notification in doubt: resends ran out, failed on this contact point", slog.String("notification_id", rec.NotificationID),
+		slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()), slog.Uint64("in_doubt_resends", uint64(rec.InDoubt)))
+	e.count(ctx, a, cp.Channel, "failed")
+	if !last {
+		ev := e.envelope(a, j, eventlog.ID(rec.NotificationID, "failed", "in-doubt", fmt.Sprint(rec.Attempts)))
+		ev.Payload = &eventsv1.Event_NotificationFailed{NotificationFailed: &eventsv1.NotificationFailed{NotificationId: rec.NotificationID,
+			Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: rec.Attempts, Reason: reason, Permanent: true}}
+		if err := e.o.Log.Append(ctx, ev); err != nil {
+			return false, err
+		}
+	}
+	// After the last contact point, exhaust records the failure (with
+	// recipient_exhausted and step_failed) from the record's reason.
+	if err := e.o.Store.PutRecord(ctx, rec); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // attempt sends on one contact point. It returns sent=true when the job is
 // finished (sent, or a retry scheduled), false when the caller should move
 // to the next contact point. reserved is the rate-limit slot reserveSend
 // took for the send: it is given back unless the provider may have the
-// message.
-func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved time.Time) (bool, error) {
+// message. resend is the ordinal of an in-doubt resend (0: an ordinary
+// attempt); the NotificationAttempted says so.
+func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record, cp domain.ContactPoint, last bool, reserved time.Time, resend uint32) (bool, error) {
 	mayHaveIt := false
 	defer func() {
 		if !mayHaveIt {
@@ -661,7 +708,8 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	}
 	attempted := e.envelope(a, j, eventlog.ID(rec.NotificationID, "attempt", fmt.Sprint(attempt)))
 	attempted.Payload = &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
-		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt}}
+		NotificationId: rec.NotificationID, Step: j.Step, Repeat: j.Repeat, Recipient: recipient(j), Channel: cp.Channel, Attempt: attempt,
+		InDoubtResend: resend}}
 	if err := e.o.Log.Append(ctx, attempted); err != nil {
 		return false, err
 	}
@@ -692,6 +740,12 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	if !mine {
 		return true, nil
 	}
+	if resend > 0 {
+		e.o.Logger.WarnContext(ctx, "notification in doubt: sent again with the same idempotency key",
+			slog.String("notification_id", rec.NotificationID), slog.String("alert_id", j.AlertID), slog.String("channel", cp.Channel.String()),
+			slog.Uint64("attempt", uint64(attempt)), slog.Uint64("in_doubt_resend", uint64(resend)))
+		e.count(ctx, a, cp.Channel, "resent_in_doubt")
+	}
 	var providerID string
 	var sendErr error
 	start := time.Now()
@@ -705,7 +759,8 @@ func (e *Engine) attempt(ctx context.Context, a domain.Alert, j Job, rec Record,
 	e.latency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("channel", cp.Channel.String())))
 	if ctx.Err() != nil {
 		// Shutting down mid-send: leave the "sending" marker; whoever claims
-		// the job next treats it as in doubt and does not send again.
+		// the job next treats it as in doubt and, once this send must have
+		// ended, sends it again with the same idempotency keys (capped).
 		mayHaveIt = true
 		return true, ctx.Err()
 	}

@@ -125,6 +125,9 @@ type Record struct {
 	// message is sent (a copy is possible only if that worker died
 	// mid-send: after a Redis loss, a second message is chosen over none).
 	Restored bool `json:"restored,omitempty"`
+	// InDoubt counts the times the message was sent again because an
+	// attempt's outcome was unknown (capped by Options.InDoubtResends).
+	InDoubt uint32 `json:"in_doubt,omitempty"`
 }
 
 // Store keeps the projection, the records and the job schedule. It is a
@@ -182,9 +185,10 @@ type Store interface {
 	DeferToDigest(ctx context.Context, j Job, it DigestItem, at time.Time) (time.Time, error)
 	// DigestItems lists what waits in a person's digest on a channel.
 	DigestItems(ctx context.Context, personID string, ch eventsv1.Channel) ([]DigestItem, error)
-	// ClaimDigest makes the sending of digest id this caller's (for ttl):
-	// false if it was claimed before (a crash mid-send: in doubt).
-	ClaimDigest(ctx context.Context, id string, ttl time.Duration) (bool, error)
+	// ClaimDigest counts a claim of the sending of digest id (kept for
+	// ttl) and returns the count: 1 for the first claim; more means an
+	// earlier claimant stopped before recording the outcome (in doubt).
+	ClaimDigest(ctx context.Context, id string, ttl time.Duration) (uint32, error)
 	// PutDigestRefs remembers, for ttl, which notifications digest id
 	// merged, so that a provider's receipt of the digest reaches each.
 	PutDigestRefs(ctx context.Context, digestID string, refs []DigestRef, ttl time.Duration) error

@@ -101,7 +101,16 @@ func (r *Rebuilder) Add(ev *eventsv1.Event) {
 		// already failed changes nothing.
 		s := p.NotificationAttempted
 		x := rec(s.GetNotificationId(), s.GetStep(), s.GetRepeat(), s.GetRecipient(), s.GetChannel())
-		if (x.Phase == 0 || x.Phase == domain.PhasePending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
+		// The in-doubt resends made count towards their cap after the
+		// rebuild too (a message whose sending kills its worker must not
+		// loop because Redis was lost).
+		if s.GetInDoubtResend() > x.InDoubt {
+			x.InDoubt = s.GetInDoubtResend()
+			r.records[x.NotificationID] = x
+		}
+		// A later attempt of a message in flight is its resend in doubt:
+		// that one is in flight now.
+		if (x.Phase == 0 || x.Phase == domain.PhasePending || x.Phase == domain.PhaseSending) && (s.GetAttempt() > x.Attempts || x.Phase == 0) {
 			x.Phase, x.Attempts, x.Restored = domain.PhaseSending, max(x.Attempts, s.GetAttempt()), true
 			r.records[x.NotificationID] = x
 		}

@@ -130,3 +130,21 @@ func TestRebuilder(t *testing.T) {
 		})
 	}
 }
+
+// The in-doubt resends made before Redis was lost still count towards
+// their cap after the rebuild (a message whose sending kills its worker
+// must not loop because Redis was lost).
+func TestRebuilderKeepsTheInDoubtResends(t *testing.T) {
+	resend := attempted("A", "n1", 2)
+	resend.EventId = "n1-attempt-2"
+	resend.GetNotificationAttempted().InDoubtResend = 1
+	rb := NewRebuilder()
+	for _, ev := range []*eventsv1.Event{routed("A"), attempted("A", "n1", 1), resend} {
+		rb.Add(ev)
+	}
+	recs := rb.Records()
+	require.Len(t, recs, 1)
+	require.Equal(t, domain.PhaseSending, recs[0].Phase)
+	require.Equal(t, uint32(2), recs[0].Attempts)
+	require.Equal(t, uint32(1), recs[0].InDoubt)
+}

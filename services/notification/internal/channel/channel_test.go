@@ -106,7 +106,9 @@ func TestNotifyShape(t *testing.T) {
 
 func TestTeamsShape(t *testing.T) {
 	var card map[string]any
+	var key string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key = r.Header.Get(HeaderIdempotencyKey)
 		_ = json.NewDecoder(r.Body).Decode(&card)
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
@@ -116,6 +118,7 @@ func TestTeamsShape(t *testing.T) {
 	require.False(t, IsPermanent(err), "429 is retried")
 	require.Equal(t, "MessageCard", card["@type"])
 	require.Equal(t, "B", card["text"])
+	require.Equal(t, "n1", key, "the notification id is the idempotency key, the same on a resend in doubt")
 }
 
 func TestCaptureAndLog(t *testing.T) {

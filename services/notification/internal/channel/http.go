@@ -122,7 +122,9 @@ func NewTeams(client *http.Client) *Teams {
 }
 
 // Send implements Sender. Teams has no provider message id; the
-// notification id is returned.
+// notification id is returned. The notification id goes in the
+// Idempotency-Key header as on the generic webhook (a relay in front of
+// Teams can drop a resend in doubt); Teams itself does not honour it.
 func (t *Teams) Send(ctx context.Context, msg Message) (string, error) {
 	body, err := json.Marshal(map[string]any{
 		"@type":    "MessageCard",
@@ -134,7 +136,9 @@ func (t *Teams) Send(ctx context.Context, msg Message) (string, error) {
 	if err != nil {
 		return "", Permanent(fmt.Errorf("teams: encode: %w", err))
 	}
-	if _, err := post(ctx, t.client, "teams", msg.Address, nil, body); err != nil {
+	h := http.Header{}
+	h.Set(HeaderIdempotencyKey, msg.ID)
+	if _, err := post(ctx, t.client, "teams", msg.Address, h, body); err != nil {
 		return "", err
 	}
 	return msg.ID, nil

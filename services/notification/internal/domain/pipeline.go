@@ -67,10 +67,12 @@ const (
 	// DecideSend: call the provider.
 	DecideSend Decision = iota + 1
 	// DecideInDoubt: a previous attempt crashed between the "sending" marker
-	// and its outcome. The provider may already have the message, so it is
-	// not sent again (no second message to the same person for the same
-	// step); it is recorded as sent. If it was in fact lost, the step's
-	// timeout (acknowledgement service) repeats or escalates.
+	// and its outcome. The provider may or may not have the message. Once
+	// that attempt must have ended, the message is sent again with the same
+	// idempotency keys (ResendInDoubt): a possible duplicate, which a
+	// receiver honouring the keys drops, is safer than a possible silent
+	// loss (recording it as sent left people never told when the replica
+	// died with the message still unsent).
 	DecideInDoubt
 	// DecideRecord: the provider accepted but NotificationSent was not
 	// appended: append it (its event id is deterministic), do not send.
@@ -98,6 +100,16 @@ func Dedup(p Phase) Decision {
 		return DecideNextContact
 	}
 	return DecideSkip
+}
+
+// ResendInDoubt is the in-doubt policy: a message in doubt that was already
+// resent in doubt resends times is sent again while resends < max; after
+// that it fails on its contact point (a message whose sending kills its
+// worker each time must not loop), and the caller moves on as for any
+// failed delivery (next contact point, then the step's failure and the
+// fail-safe path).
+func ResendInDoubt(resends, max uint32) bool {
+	return resends < max
 }
 
 // RateLimit bounds how many messages one person gets in a window. A zero

@@ -30,6 +30,13 @@ func TestDedup(t *testing.T) {
 	}
 }
 
+func TestResendInDoubt(t *testing.T) {
+	require.True(t, ResendInDoubt(0, 2), "a message in doubt is resent")
+	require.True(t, ResendInDoubt(1, 2))
+	require.False(t, ResendInDoubt(2, 2), "capped: a poison message must not loop")
+	require.False(t, ResendInDoubt(0, 0), "a zero cap never resends")
+}
+
 func TestRateLimitDelay(t *testing.T) {
 	now := time.Date(2026, 11, 29, 15, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }

@@ -3160,6 +3160,13 @@ func (x *NotificationFailed) GetRepeat() uint32 {
 // that the message is not sent a second time while the first send may still
 // be answered. NotificationSent or NotificationFailed follows with the same
 // notification id and attempt; an attempt with neither is in doubt.
+//
+// In doubt, the message is sent again (a possible duplicate is safer than
+// a possible silent loss) with the same idempotency keys (SMTP Message-ID,
+// webhook Idempotency-Key, SMS reference: the notification id), so that a
+// receiver that honours them keeps one copy. Such a resend carries
+// in_doubt_resend; the resends are capped, after which the message fails on
+// its contact point (NotificationFailed, reason "in doubt ...").
 type NotificationAttempted struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
@@ -3168,8 +3175,15 @@ type NotificationAttempted struct {
 	Recipient      *Recipient             `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	Channel        Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=herald.events.v1.Channel" json:"channel,omitempty"`
 	Attempt        uint32                 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// 0 for an ordinary attempt; n for the n-th resend of this message after
+	// an attempt whose outcome is unknown (its worker died between the claim
+	// and the provider's answer).
+	InDoubtResend uint32 `protobuf:"varint,7,opt,name=in_doubt_resend,json=inDoubtResend,proto3" json:"in_doubt_resend,omitempty"`
+	// Set when the attempt sends a digest that merges this message: the
+	// digest's id (its idempotency key; the message itself goes in it).
+	DigestId      string `protobuf:"bytes,8,opt,name=digest_id,json=digestId,proto3" json:"digest_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotificationAttempted) Reset() {
@@ -3242,6 +3256,20 @@ func (x *NotificationAttempted) GetAttempt() uint32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *NotificationAttempted) GetInDoubtResend() uint32 {
+	if x != nil {
+		return x.InDoubtResend
+	}
+	return 0
+}
+
+func (x *NotificationAttempted) GetDigestId() string {
+	if x != nil {
+		return x.DigestId
+	}
+	return ""
 }
 
 // NotificationSuperseded: a message that was asked for (a step, or one
@@ -5030,14 +5058,16 @@ const file_herald_events_v1_events_proto_rawDesc = "" +
 	"\vstep_failed\x18\t \x01(\bR\n" +
 	"stepFailed\x12\x16\n" +
 	"\x06repeat\x18\n" +
-	" \x01(\rR\x06repeat\"\xf6\x01\n" +
+	" \x01(\rR\x06repeat\"\xbb\x02\n" +
 	"\x15NotificationAttempted\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
 	"\x06repeat\x18\x03 \x01(\rR\x06repeat\x129\n" +
 	"\trecipient\x18\x04 \x01(\v2\x1b.herald.events.v1.RecipientR\trecipient\x123\n" +
 	"\achannel\x18\x05 \x01(\x0e2\x19.herald.events.v1.ChannelR\achannel\x12\x18\n" +
-	"\aattempt\x18\x06 \x01(\rR\aattempt\"\xec\x02\n" +
+	"\aattempt\x18\x06 \x01(\rR\aattempt\x12&\n" +
+	"\x0fin_doubt_resend\x18\a \x01(\rR\rinDoubtResend\x12\x1b\n" +
+	"\tdigest_id\x18\b \x01(\tR\bdigestId\"\xec\x02\n" +
 	"\x16NotificationSuperseded\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +

@@ -601,12 +601,17 @@ func (s *Store) DigestItems(ctx context.Context, person string, ch eventsv1.Chan
 }
 
 // ClaimDigest implements app.Store.
-func (s *Store) ClaimDigest(ctx context.Context, id string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.prefix+":digest-sent:"+id, "sending", ttl).Result()
-	if err != nil {
-		return false, fmt.Errorf("claim digest %s: %w", id, err)
+func (s *Store) ClaimDigest(ctx context.Context, id string, ttl time.Duration) (uint32, error) {
+	key := s.prefix + ":digest-claims:" + id
+	var n *redis.IntCmd
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		n = p.Incr(ctx, key)
+		p.Expire(ctx, key, ttl)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("claim digest %s: %w", id, err)
 	}
-	return ok, nil
+	return uint32(n.Val()), nil
 }
 
 // finishDigestScript: KEYS as deferScript's first three; ARGV[1] the
