@@ -322,9 +322,14 @@ func (e *Engine) rebuild(ctx context.Context, read func(ctx context.Context, fn 
 	}); err != nil {
 		return fmt.Errorf("rebuild projection: %w", err)
 	}
+	// A record already there was written by a live worker since Redis was
+	// lost, after this read of the log (e.g. a send it recorded meanwhile):
+	// it stands. Written over, a send recorded as sent went back to an
+	// attempt with no outcome, and its rebuilt job sent it again (chaos run
+	// h17c-r2; TestARebuildDoesNotPutBackAnAttemptRecordedAsSentAfterItsRead).
 	recs := rb.Records()
 	for _, x := range recs {
-		if err := e.o.Store.PutRecord(ctx, x); err != nil {
+		if err := e.o.Store.RestoreRecord(ctx, x); err != nil {
 			return err
 		}
 	}
