@@ -241,3 +241,39 @@ func TestARebuildDoesNotPutBackAnAttemptRecordedAsSentAfterItsRead(t *testing.T)
 	}, 2*time.Minute, 100*time.Millisecond, "the rebuilt job done")
 	require.Len(t, e.smtp.to("read@nhs.test"), 1, "one message: the rebuild must not forget that it was sent")
 }
+
+// A replica stops mid-send (its attempt on the log, no outcome), the alert
+// is acknowledged, then Redis is wiped. The rebuild finds the alert
+// acknowledged and a step whose only record is that attempt: it used to
+// take the step as told (the log "said" something of it), so the step got
+// no job and its unsent message no event — a silent skip (chaos run
+// h17c-r3). The step's job now runs, and the gate records the skip.
+func TestAnAttemptCutShortThenAcknowledgedThenWipedIsSupersededNotSilent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.SendTimeout = 20 * time.Second // the held reply must not time out meanwhile
+	block := make(chan struct{})
+	e.smtp.mu.Lock()
+	e.smtp.block = block
+	e.smtp.mu.Unlock()
+	e.rules.set("cut", person("p-c", cp(chEmail, "cut@nhs.test")))
+	_, stop := e.start()
+	id := alertID("cut")
+	e.append(raisedEvent(id), routedEvent(id, eventsv1.Category_CATEGORY_CRITICAL, step(0, nil, role("cut"))))
+	select {
+	case <-e.smtp.inData: // on the wire: the attempt is on the log, its reply held
+	case <-time.After(60 * time.Second):
+		t.Fatal("the message never reached the SMTP server")
+	}
+	e.waitEvents(id, "NotificationAttempted", 1)
+	stop() // the replica goes mid-send: no outcome is recorded
+	e.smtp.mu.Lock()
+	e.smtp.block = nil
+	e.smtp.mu.Unlock()
+	close(block)
+	require.Empty(t, e.events(id, "NotificationSent"))
+
+	e.append(acknowledgedEvent(id, "p-c"))
+	require.NoError(t, e.redis().FlushDB(context.Background()).Err())
+	e.start() // rebuilds from the log: the alert acknowledged, step 0 only attempted
+	e.waitEvents(id, "NotificationSuperseded", 1)
+}
