@@ -83,6 +83,11 @@ type alertModel struct {
 	supersededAny       map[int]bool // superseded events naming a step but no recipient
 	supersededCount     int
 	repaired            int
+	// attempts holds each notification's NotificationAttempted records, in
+	// log order: a send is decided after its attempt is appended, so an
+	// acknowledgement at a lower offset than the attempt was in the log
+	// when the send was decided.
+	attempts map[string][]record
 }
 
 // personOf is the chaos bundle's person behind a message slot.
@@ -99,7 +104,7 @@ var repairedField = eventsv1.File_herald_events_v1_events_proto.Messages().ByNam
 
 func fold(id string, recs []record) *alertModel {
 	m := &alertModel{id: id, entered: map[int]time.Time{}, clocks: map[deadlineKind]*deadline{},
-		failed: map[skipKey]bool{}, superseded: map[skipKey]bool{}, supersededAny: map[int]bool{}}
+		failed: map[skipKey]bool{}, superseded: map[skipKey]bool{}, supersededAny: map[int]bool{}, attempts: map[string][]record{}}
 	seen := map[string]bool{}
 	for _, r := range recs {
 		if seen[r.ev.GetEventId()] {
@@ -158,6 +163,9 @@ func (m *alertModel) apply(r record) {
 		m.state, m.step, m.stepStart = "escalating", 0, at
 		m.entered = map[int]time.Time{0: at}
 		m.addStepDeadline(at)
+	case *eventsv1.Event_NotificationAttempted:
+		nid := p.NotificationAttempted.GetNotificationId()
+		m.attempts[nid] = append(m.attempts[nid], r)
 	case *eventsv1.Event_NotificationFailed:
 		n := p.NotificationFailed
 		if n.GetPermanent() || n.GetRecipientExhausted() || n.GetStepFailed() {
@@ -261,6 +269,24 @@ func (m *alertModel) setClock(k deadlineKind, due time.Time, open bool) {
 	d := &deadline{kind: k, step: -1, due: due}
 	m.deadlines = append(m.deadlines, d)
 	m.clocks[k] = d
+}
+
+// attemptOf returns the NotificationAttempted a message with idempotency
+// key nid that began at the sink at began went out under: the last one
+// appended before it began (the sink's clock and the broker's are the same
+// machine's), else the first; ok is false when the log has none.
+func (m *alertModel) attemptOf(nid string, began time.Time) (record, bool) {
+	as := m.attempts[nid]
+	if len(as) == 0 {
+		return record{}, false
+	}
+	best := as[0]
+	for _, a := range as[1:] {
+		if !a.logTime.After(began) {
+			best = a
+		}
+	}
+	return best, true
 }
 
 // explained reports whether a missing message has an event saying why.

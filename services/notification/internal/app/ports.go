@@ -204,6 +204,12 @@ type Store interface {
 	PutRecord(ctx context.Context, r Record) error
 	// PutRecordDone is PutRecord and then Done(j), in one round trip.
 	PutRecordDone(ctx context.Context, r Record, j Job) error
+	// RestoreRecord is PutRecord for the rebuild: it does not write r over
+	// a newer record of its notification (a later attempt, or an outcome or
+	// a live worker's claim where r is an attempt restored in flight): one
+	// a live worker wrote after Redis was lost is newer than the log the
+	// rebuild read (a send recorded between the read and the write).
+	RestoreRecord(ctx context.Context, r Record) error
 	// Records lists an alert's records, oldest first.
 	Records(ctx context.Context, alertID string) ([]Record, error)
 	// AlertOf returns the alert id of a notification id ("" if unknown).

@@ -92,6 +92,12 @@ func TestRebuilder(t *testing.T) {
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), escalated("A", 1, 0), {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
 			map[string]domain.Phase{"n1": domain.PhaseRecorded},
 			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 1, Cause: "rebuild"}}}},
+		{"given acknowledged with only an attempt of a step (its decision cut short by the wipe) then its job (an attempt is not an outcome: no silent skip)",
+			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), escalated("A", 1, 0), {EventId: "n2-attempt-1", AlertId: "A", Payload: &eventsv1.Event_NotificationAttempted{NotificationAttempted: &eventsv1.NotificationAttempted{
+				NotificationId: "n2", Step: 1, Recipient: &eventsv1.Recipient{PersonId: "p2"}, Channel: eventsv1.Channel_CHANNEL_EMAIL, Attempt: 1}}},
+				{EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},
+			map[string]domain.Phase{"n1": domain.PhaseRecorded, "n2": domain.PhaseSending},
+			map[string][]Job{"A": {{Kind: JobStep, AlertID: "A", Round: 1, Step: 1, Cause: "rebuild"}}}},
 		{"given acknowledged with that step superseded then no job",
 			[]*eventsv1.Event{routed("A"), sent("A", "n1", 0), escalated("A", 1, 0), {EventId: "s1", AlertId: "A", Payload: &eventsv1.Event_NotificationSuperseded{
 				NotificationSuperseded: &eventsv1.NotificationSuperseded{Round: 1, Step: 1}}}, {EventId: "k", AlertId: "A", Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{}}}},

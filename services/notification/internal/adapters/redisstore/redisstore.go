@@ -439,6 +439,43 @@ func (s *Store) putRecord(ctx context.Context, r app.Record, done *app.Job) erro
 	return nil
 }
 
+// restoreRecordScript writes the record ARGV[1] at KEYS[1] unless the
+// record there is newer: a later attempt, or the same attempt with an
+// outcome or a live worker's claim where ARGV[1] is an attempt restored in
+// flight (phase ARGV[2]). It returns 1 if it wrote.
+var restoreRecordScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local old, new = cjson.decode(cur), cjson.decode(ARGV[1])
+  local oa, na = tonumber(old.attempts) or 0, tonumber(new.attempts) or 0
+  local sending = tonumber(ARGV[2])
+  if oa > na then return 0 end
+  if oa == na and tonumber(new.phase) == sending and not (tonumber(old.phase) == sending and old.restored == true) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+`)
+
+// RestoreRecord implements app.Store: a record a live worker wrote after
+// Redis was lost (a send recorded, or claimed, while the rebuild read the
+// log) is not put back to what the log said before it; a record of an
+// earlier rebuild (a rebuilder killed mid-way) is brought up to date.
+func (s *Store) RestoreRecord(ctx context.Context, r app.Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode notification %s: %w", r.NotificationID, err)
+	}
+	_, err = s.pipes.Pipelined(ctx, func(p redis.Pipeliner) error {
+		restoreRecordScript.Eval(ctx, p, []string{s.recKey(r.AlertID, r.NotificationID)}, b, int(domain.PhaseSending))
+		s.index(ctx, p, r)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore notification %s: %w", r.NotificationID, err)
+	}
+	return nil
+}
+
 // index queues the entries that find r by alert and by id.
 func (s *Store) index(ctx context.Context, p redis.Pipeliner, r app.Record) {
 	p.ZAddNX(ctx, s.recIndex(r.AlertID), redis.Z{Score: float64(r.CreatedAt.UnixNano()), Member: r.NotificationID})

@@ -325,3 +325,44 @@ func TestRenewExtendsOnlyTheLeaseItGave(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []app.Job{held}, jobs, "once its renewed lease ends, the held job comes back")
 }
+
+// TestRestoreRecordKeepsANewerRecord: the rebuild writes what it read from
+// the log; a record written since by a live worker (an outcome, a claim, a
+// later attempt) stands, and a record an earlier rebuild restored is
+// brought up to date.
+func TestRestoreRecordKeepsANewerRecord(t *testing.T) {
+	ctx := context.Background()
+	s := New(testinfra.NewRedis(t), "t")
+	rec := func(nid string, attempts uint32, phase domain.Phase, restored bool) app.Record {
+		return app.Record{NotificationID: nid, AlertID: "a1", Attempts: attempts, Phase: phase, Restored: restored, CreatedAt: time.Now()}
+	}
+	for _, c := range []struct {
+		name      string
+		live, log app.Record
+		want      domain.Phase
+		wantTries uint32
+	}{
+		{"a send recorded after the read stands", rec("n1", 1, domain.PhaseSent, false), rec("n1", 1, domain.PhaseSending, true), domain.PhaseSent, 1},
+		{"a live worker's claim stands", rec("n2", 1, domain.PhaseSending, false), rec("n2", 1, domain.PhaseSending, true), domain.PhaseSending, 1},
+		{"a later attempt stands", rec("n3", 2, domain.PhaseSending, false), rec("n3", 1, domain.PhaseFailed, false), domain.PhaseSending, 2},
+		{"an earlier rebuild's restored attempt is brought up to date", rec("n4", 1, domain.PhaseSending, true), rec("n4", 1, domain.PhaseSent, false), domain.PhaseSent, 1},
+		{"an earlier attempt is brought up to date", rec("n5", 1, domain.PhasePending, false), rec("n5", 2, domain.PhaseSending, true), domain.PhaseSending, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.NoError(t, s.PutRecord(ctx, c.live))
+			require.NoError(t, s.RestoreRecord(ctx, c.log))
+			got, err := s.Record(ctx, "a1", c.live.NotificationID)
+			require.NoError(t, err)
+			require.Equal(t, c.want, got.Phase)
+			require.Equal(t, c.wantTries, got.Attempts)
+		})
+	}
+	// With none there, it writes and indexes.
+	require.NoError(t, s.RestoreRecord(ctx, rec("n6", 1, domain.PhaseSending, true)))
+	got, err := s.Record(ctx, "a1", "n6")
+	require.NoError(t, err)
+	require.True(t, got.Restored)
+	alert, err := s.AlertOf(ctx, "n6")
+	require.NoError(t, err)
+	require.Equal(t, "a1", alert)
+}
