@@ -3,12 +3,14 @@ package acknowledgement_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/herald-health/herald/platform/clock"
+	"github.com/herald-health/herald/platform/eventtype"
 	"github.com/herald-health/herald/platform/timers"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -219,11 +221,21 @@ func TestWatchdogRepairsATimerKeyDeletedByHand(t *testing.T) {
 	// Past the step timeout, but within the bound: nothing yet.
 	clk.Advance(15*time.Minute + 30*time.Second)
 	// Past the bound: the next sweep repairs it.
-	require.Eventually(t, func() bool {
+	escalated := func() bool {
 		clk.Advance(10 * time.Second)
 		st, err := in.client.GetAlert(ctx, &ackv1.GetAlertRequest{AlertId: lost})
 		return err == nil && st.GetState().GetRepeat() == 1
-	}, 3*time.Minute, 200*time.Millisecond, "the alert whose timer was deleted never escalated")
+	}
+	for deadline := time.Now().Add(3 * time.Minute); !escalated(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var seen []string
+			for _, ev := range e.events(lost) {
+				seen = append(seen, eventtype.Of(ev))
+			}
+			t.Fatalf("the alert whose timer was deleted never escalated; its events: %v; watchdog lines: %q",
+				seen, grepLines(e.logs.String(), "watchdog"))
+		}
+	}
 
 	events := e.events(lost)
 	var repairs int
@@ -272,4 +284,15 @@ func TestClockTimersAfterFailsafeAreArmedWhenTheArmFailed(t *testing.T) {
 		due, err := e.rdb.ZScore(context.Background(), tag+":due", app.AlertTimerID(id)).Result()
 		return err == nil && int64(due) == want.UnixMilli()
 	}, 60*time.Second, 20*time.Millisecond, "the acknowledge clock's timer was never armed after the fail-safe queue")
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
