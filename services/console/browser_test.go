@@ -76,9 +76,11 @@ func newHarness(t *testing.T) *harness {
 				{Type: "NotificationSent", PersonId: "dr-a", At: ts(-4 * time.Hour), Summary: "sms step 0 repeat 1"},
 				{Type: "NotificationFailed", PersonId: "dr-c", At: ts(-3 * time.Hour), Summary: "email bounced"},
 				{Type: "FailsafeQueued", At: ts(-2 * time.Hour), Summary: "policy exhausted"},
-				// The fail-safe message, then one reminder (acknowledgement's summaries).
-				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-2 * time.Hour), Summary: "sent step 2 repeat 0 via CHANNEL_EMAIL"},
-				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-time.Hour), Summary: "sent step 2 repeat 1 via CHANNEL_EMAIL"},
+				// The fail-safe message, then one reminder: counted from
+				// the entries' step and repeat, not their summaries' words
+				// (which say nothing of the repeat here).
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-2 * time.Hour), Summary: "sent via CHANNEL_EMAIL", Notification: true, Step: 2},
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-time.Hour), Summary: "sent via CHANNEL_EMAIL", Notification: true, Step: 2, Repeat: 1},
 			}},
 		"alert-b1": {AlertId: "alert-b1", Tenant: "RX2", AccessionRef: "HRL-B1", State: ackv1.State_STATE_NOTIFIED,
 			Category: eventsv1.Category_CATEGORY_CRITICAL, RaisedAt: ts(-time.Hour), StepRecipients: []string{"dr-b"}},

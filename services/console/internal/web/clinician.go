@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -63,7 +62,7 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 		case "FailsafeQueued":
 			r.QueuedAt = e.GetAt().AsTime()
 		}
-		if e.GetType() == "NotificationSent" && !r.QueuedAt.IsZero() && failsafeRepeat(e.GetSummary()) {
+		if e.GetType() == "NotificationSent" && !r.QueuedAt.IsZero() && failsafeReminder(st, e) {
 			r.Reminders++
 			r.LastReminder = e.GetAt().AsTime()
 		}
@@ -81,15 +80,19 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 	return r
 }
 
-// failsafeRepeat reports whether a NotificationSent after the alert was
-// queued is a reminder: a repeat of the fail-safe step (acknowledgement's
-// summary "sent step N repeat R via C", R >= 1), not its first message.
-func failsafeRepeat(summary string) bool {
-	var step, repeat int
-	if _, err := fmt.Sscanf(summary, "sent step %d repeat %d", &step, &repeat); err != nil {
+// failsafeReminder reports whether a NotificationSent after the alert was
+// queued is a reminder: a repeat (>= 1) of the fail-safe message, whose
+// step is the number of the policy's steps, not its first send. Counted
+// from the entry's fields (acknowledgement's timeline, issue #21), never
+// from its summary's words.
+func failsafeReminder(st *ackv1.AlertState, e *ackv1.TimelineEntry) bool {
+	if !e.GetNotification() || e.GetRepeat() == 0 {
 		return false
 	}
-	return repeat > 0
+	if steps := st.GetPolicy().GetSteps(); len(steps) > 0 && e.GetStep() != uint32(len(steps)) {
+		return false // a repeat of an escalation step sent after queueing (a late send)
+	}
+	return true
 }
 
 // deadline is the next deadline the person must meet: acknowledge-by
@@ -259,14 +262,17 @@ type alertData struct {
 	// DetailsNote says why the details are not shown (shredded, not
 	// openable here), when they are not.
 	DetailsNote string
-	Timeline    []*ackv1.TimelineEntry
-	RequestID   string
-	Reasons     []option
-	Closes      []option
-	CanAck      bool
-	CanAction   bool
-	CanClose    bool
-	Done        string
+	// ReadNote says why the view was not recorded as the alert read (the
+	// person was not sent it, or the service did not answer).
+	ReadNote  string
+	Timeline  []*ackv1.TimelineEntry
+	RequestID string
+	Reasons   []option
+	Closes    []option
+	CanAck    bool
+	CanAction bool
+	CanClose  bool
+	Done      string
 }
 
 type option struct{ Value, Label string }
@@ -306,20 +312,20 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		s.fail(w, r, sess, errNotYours)
 		return
 	}
-	// The view is recorded: the person opened the alert (read is not
-	// acknowledged). A failure to record it is not hidden from them.
-	if _, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
-		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...); err != nil {
-		s.fail(w, r, sess, err)
-		return
-	}
+	// A recipient's view is recorded as the alert read (read is not
+	// acknowledged; it meets the communicate-by obligation). Each part of
+	// the page degrades on its own: a refused MarkRead means the person
+	// reads a colleague's alert (access.DecideRead) and may not act on it as
+	// its recipient; another failure is said, not hidden, and the rest of
+	// the page still shows.
+	readNote, recipient := s.markRead(r, sess, id, p, st.GetTenant())
 	state := st.GetState()
-	clin := p.Has(st.GetTenant(), identity.RoleClinician)
+	clin := recipient && p.Has(st.GetTenant(), identity.RoleClinician)
 	details, note := s.openDetails(r, st, resp.GetDetails())
 	if withoutDetails != "" {
 		note = withoutDetails
 	}
-	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, Timeline: resp.GetTimeline(),
+	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, ReadNote: readNote, Timeline: resp.GetTimeline(),
 		RequestID: newRequestID(), Reasons: declineReasons, Closes: closeReasons, Done: r.URL.Query().Get("done"),
 		CanAck:    clin && !terminal(state) && st.GetAcknowledgedAt() == nil && state != ackv1.State_STATE_QUARANTINED,
 		CanAction: clin && st.GetAcknowledgedAt() != nil && st.GetActionedAt() == nil && !terminal(state),
@@ -329,6 +335,28 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		d.Timeline = st.GetTimeline()
 	}
 	s.render(w, r, http.StatusOK, "alert", page{Title: "Alert " + st.GetAccessionRef(), Session: sess, Data: d})
+}
+
+// markRead records the person's view of the alert as read by a recipient
+// (MarkRead). recipient is false when the service refused it (the person
+// reads a colleague's alert: not sent to them; a fail-safe officer covers
+// every recipient and is never refused); note says what the page tells the
+// person when the view was not recorded as read.
+func (s *Server) markRead(r *http.Request, sess *oidcauth.Session, id string, p *identity.Person, trust string) (note string, recipient bool) {
+	_, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
+		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...)
+	switch {
+	case err == nil:
+		return "", true
+	case status.Code(err) == codes.PermissionDenied:
+		return "This alert was sent to a colleague, not to you: you can read it, but only its recipients or the trust's fail-safe officers can accept, decline or action it. Your view is recorded in the audit; it does not count as the recipient reading it.", false
+	case status.Code(err) == codes.Unauthenticated:
+		return "Your sign-in could not be checked, so your view was not recorded as read. Sign in again to act on this alert.", false
+	}
+	s.log.WarnContext(r.Context(), "the alert's read could not be recorded", "alert_id", id, "tenant", trust, "error", status.Code(err))
+	// Not refused, not recorded: the person may still be a recipient, so
+	// the actions stay (the service decides them).
+	return "Your view could not be recorded as read just now (a Herald service did not answer). Reload the page to try again.", true
 }
 
 // openDetails opens the patient data acknowledgement returned sealed (it
