@@ -210,7 +210,7 @@ func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*a
 	if scope.Empty() {
 		return &ackv1.ListAlertsResponse{}, nil // another trust's list is empty, not an error
 	}
-	f := app.ListFilter{States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee()}
+	f := app.ListFilter{States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee(), Order: r.GetOrder()}
 	switch {
 	case scope.All:
 		f.Tenant = r.GetTenant()
