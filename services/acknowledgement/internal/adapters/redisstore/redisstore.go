@@ -91,7 +91,7 @@ func (s *Store) orderKey(t string) string {
 
 // orderBuiltKey marks the deadline-order index as built for the states
 // stored before it existed (BuildDeadlineOrder).
-func (s *Store) orderBuiltKey() string { return s.tag + ":bydeadline:built" }
+func (s *Store) orderBuiltKey() string     { return s.tag + ":bydeadline:built" }
 func (s *Store) stateKey(id string) string { return s.tag + ":state:" + id }
 func (s *Store) tokenKey(id string) string { return s.tag + ":token:" + id }
 
