@@ -467,7 +467,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		signOut(t, ctx)
 	})
 
-	t.Run("the worklist is sorted across pages: overdue first, then by deadline", func(t *testing.T) {
+	t.Run("the worklist pages in acknowledgement's deadline order: overdue first, then by deadline", func(t *testing.T) {
 		h.signIn(t, ctx, person{sub: "dr-x", name: "Dr Xavier Example", roles: []string{"RX3:clinician"}}, "/worklist")
 		do(t, ctx, waitFor("#worklist"))
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
@@ -475,7 +475,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("page 1 of the worklist: %v, want alert-x-29 (overdue) then alert-x-00 ... alert-x-23 by deadline", rows)
 		}
 		check(t, ctx, "worklist-paged")
-		do(t, ctx, click("#next-page"), waitJS(`location.search.includes('page=2') && document.querySelector('#worklist') !== null`))
+		do(t, ctx, click("#next-page"), waitJS(`location.search.includes('n=2') && document.querySelector('#worklist') !== null`))
 		rows = run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-x-24", "alert-x-25", "alert-x-26", "alert-x-27", "alert-x-28"}) {
 			t.Errorf("page 2 of the worklist: %v", rows)

@@ -115,26 +115,6 @@ func terminal(s ackv1.State) bool {
 	return s == ackv1.State_STATE_CLOSED || s == ackv1.State_STATE_CANCELLED || s == ackv1.State_STATE_ACTIONED
 }
 
-// sortRows puts overdue alerts first, then by deadline (soonest first),
-// alerts without a deadline last.
-func sortRows(rows []alertRow) {
-	slices.SortStableFunc(rows, func(a, b alertRow) int {
-		if a.Overdue != b.Overdue {
-			if a.Overdue {
-				return -1
-			}
-			return 1
-		}
-		if a.Deadline.IsZero() != b.Deadline.IsZero() {
-			if a.Deadline.IsZero() {
-				return 1
-			}
-			return -1
-		}
-		return a.Deadline.Compare(b.Deadline)
-	})
-}
-
 type worklistData struct {
 	Trust, View, State string
 	Trusts             []string
@@ -142,49 +122,45 @@ type worklistData struct {
 	States             []string
 	Next, Prev, First  string
 	Paged              bool
-	Page, Pages        int
-	PrevN, NextN       int
-	// Partial: the person's list is longer than the console sorts at once
-	// (worklistGatherMax); the page says so.
-	Partial bool
-	Total   int
+	Page, PrevN, NextN int
 }
 
-// worklistGatherMax bounds the alerts the worklist reads to sort them
-// across pages: overdue first, then by deadline, over every matching alert
-// (acknowledgement lists newest raised first; sorting one of its pages
-// would leave an overdue alert on page 3). Beyond it the page says the
-// list is partial and asks to narrow it (by state).
-const worklistGatherMax = 2000
+// worklistMaxCalls bounds the ListAlerts calls of one worklist page: the
+// page is filled in acknowledgement's deadline order
+// (LIST_ORDER_DEADLINE_ASC), and a selective filter (such as "my alerts"
+// among 100,000) may answer short pages, each after scanning at most
+// 5,000 alerts of the order; the page then shows what it found and a next
+// link that continues from there.
+const worklistMaxCalls = 4
 
-// gatherPageSize is the page size the worklist reads with (acknowledgement's
-// maximum); gatherMaxCalls bounds the calls of one worklist view
-// (acknowledgement scans at most 5,000 alerts a call, so a selective filter,
-// such as "my alerts" among 100,000, answers short pages).
-const (
-	gatherPageSize = 500
-	gatherMaxCalls = 10
-)
+// worklistBackMax bounds the earlier pages' cursors a worklist link
+// carries for its "Previous page" link.
+const worklistBackMax = 20
 
-// gather reads every alert req selects, up to worklistGatherMax alerts or
-// gatherMaxCalls calls; complete is false when there were more.
-func (s *Server) gather(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest) (out []*ackv1.AlertState, complete bool, err error) {
-	req.PageSize = gatherPageSize
-	for calls := 1; ; calls++ {
+// worklistPage reads one page of the worklist in acknowledgement's
+// deadline order (overdue first, then by deadline, no deadline last),
+// starting at req's page token: up to worklistPageSize alerts of trust,
+// and the token of the next page ("" at the end).
+func (s *Server) worklistPage(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest, trust string) ([]*ackv1.AlertState, string, error) {
+	req.Order = ackv1.ListOrder_LIST_ORDER_DEADLINE_ASC
+	var out []*ackv1.AlertState
+	for calls := 0; calls < worklistMaxCalls; calls++ {
+		req.PageSize = int32(worklistPageSize - len(out))
 		resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
 		if err != nil {
-			return nil, false, err
+			return nil, "", err
 		}
-		out = append(out, resp.GetAlerts()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			return out, true, nil
+		for _, st := range resp.GetAlerts() {
+			if st.GetTenant() == trust { // never another trust's alert, whatever the service returned
+				out = append(out, st)
+			}
 		}
-		if len(out) >= worklistGatherMax || calls == gatherMaxCalls {
-			return out, false, nil
+		req.PageToken = resp.GetNextPageToken()
+		if req.PageToken == "" || len(out) >= worklistPageSize {
+			break
 		}
-		req.PageToken = next
 	}
+	return out, req.PageToken, nil
 }
 
 func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
@@ -199,7 +175,8 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	if view != "team" {
 		view = "mine"
 	}
-	req := &ackv1.ListAlertsRequest{Tenant: trust}
+	after := q.Get("after")
+	req := &ackv1.ListAlertsRequest{Tenant: trust, PageToken: after}
 	if view == "mine" {
 		req.Assignee = sess.PersonID
 	}
@@ -210,47 +187,70 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		stateName = ""
 		req.States = openStates
 	}
-	all, complete, err := s.gather(r, sess, req)
+	alerts, next, err := s.worklistPage(r, sess, req, trust)
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
 	}
 	now := s.clk.Now()
-	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName, Partial: !complete}
-	rows := make([]alertRow, 0, len(all))
-	for _, st := range all {
-		if st.GetTenant() != trust {
-			continue // never another trust's alert, whatever the service returned
-		}
-		rows = append(rows, s.row(st, now))
+	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName}
+	for _, st := range alerts {
+		d.Rows = append(d.Rows, s.row(st, now))
 	}
-	sortRows(rows)
-	d.Total = len(rows)
-	d.Pages = max(1, (len(rows)+worklistPageSize-1)/worklistPageSize)
+	// Earlier pages' cursors ("-" for the first page), for "Previous".
+	var back []string
+	if b := q.Get("back"); b != "" && after != "" {
+		back = strings.Split(b, ",")
+	}
 	d.Page = 1
-	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 {
-		d.Page = min(n, d.Pages)
+	if after != "" {
+		d.Page = max(2, len(back)+1)
+		if n, err := strconv.Atoi(q.Get("n")); err == nil && n > 1 {
+			d.Page = n
+		}
 	}
-	start := (d.Page - 1) * worklistPageSize
-	d.Rows = rows[start:min(start+worklistPageSize, len(rows))]
 	d.Paged = d.Page > 1
+	d.PrevN, d.NextN = d.Page-1, d.Page+1
 	for _, st := range openStates {
 		d.States = append(d.States, strings.ToLower(strings.TrimPrefix(st.String(), "STATE_")))
 	}
-	base := url.Values{"trust": {trust}, "view": {view}}
-	if stateName != "" {
-		base.Set("state", stateName)
+	link := func(after string, back []string, n int) string {
+		v := url.Values{"trust": {trust}, "view": {view}}
+		if stateName != "" {
+			v.Set("state", stateName)
+		}
+		if after != "" {
+			v.Set("after", after)
+			v.Set("n", strconv.Itoa(n))
+			if len(back) > 0 {
+				v.Set("back", strings.Join(back, ","))
+			}
+		}
+		return "/worklist?" + v.Encode()
 	}
-	d.First = "/worklist?" + base.Encode()
+	d.First = link("", nil, 1)
 	if d.Page > 1 {
-		d.PrevN = d.Page - 1
-		base.Set("page", strconv.Itoa(d.PrevN))
-		d.Prev = "/worklist?" + base.Encode()
+		switch {
+		case len(back) == 0:
+			if d.Page == 2 {
+				d.Prev = d.First
+			}
+		case back[len(back)-1] == "-":
+			d.Prev = d.First
+		default:
+			d.Prev = link(back[len(back)-1], back[:len(back)-1], d.Page-1)
+		}
 	}
-	if d.Page < d.Pages {
-		d.NextN = d.Page + 1
-		base.Set("page", strconv.Itoa(d.NextN))
-		d.Next = "/worklist?" + base.Encode()
+	if next != "" {
+		cur := after
+		if cur == "" {
+			cur = "-"
+		}
+		nb := append(slices.Clone(back), cur)
+		if len(nb) > worklistBackMax {
+			nb = nb[len(nb)-worklistBackMax:]
+		}
+		d.Next = link(next, nb, d.Page+1)
 	}
 	s.render(w, r, http.StatusOK, "worklist", page{Title: "Worklist", Session: sess, Data: d})
 }
