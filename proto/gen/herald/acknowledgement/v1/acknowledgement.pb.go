@@ -1551,6 +1551,116 @@ func (x *WatchAlertsResponse) GetState() *AlertState {
 	return nil
 }
 
+// ExportAuditRequest names the alert.
+type ExportAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ExportAuditRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+// ExportAuditResponse is the evidential record in both forms.
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record as heraldctl audit export -format json writes it.
+	Json []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	// The same as a self-contained printable HTML page (no scripts, no
+	// external resources), as heraldctl audit export -format html writes it.
+	Html []byte `protobuf:"bytes,2,opt,name=html,proto3" json:"html,omitempty"`
+	// The trust of the alert (ODS code).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExportAuditResponse) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetHtml() []byte {
+	if x != nil {
+		return x.Html
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 var File_herald_acknowledgement_v1_acknowledgement_proto protoreflect.FileDescriptor
 
 const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
@@ -1674,7 +1784,13 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\x12WatchAlertsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"R\n" +
 	"\x13WatchAlertsResponse\x12;\n" +
-	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state*\xa2\x02\n" +
+	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\"/\n" +
+	"\x12ExportAuditRequest\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\"U\n" +
+	"\x13ExportAuditResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\x12\x12\n" +
+	"\x04html\x18\x02 \x01(\fR\x04html\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant*\xa2\x02\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_RAISED\x10\x01\x12\x10\n" +
@@ -1694,7 +1810,7 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\x11STATE_QUARANTINED\x10\r*D\n" +
 	"\tListOrder\x12\x1a\n" +
 	"\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n" +
-	"\x17LIST_ORDER_DEADLINE_ASC\x10\x012\xda\x06\n" +
+	"\x17LIST_ORDER_DEADLINE_ASC\x10\x012\xc8\a\n" +
 	"\x16AcknowledgementService\x12l\n" +
 	"\vAcknowledge\x12-.herald.acknowledgement.v1.AcknowledgeRequest\x1a..herald.acknowledgement.v1.AcknowledgeResponse\x12`\n" +
 	"\aDecline\x12).herald.acknowledgement.v1.DeclineRequest\x1a*.herald.acknowledgement.v1.DeclineResponse\x12o\n" +
@@ -1704,7 +1820,8 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\bGetAlert\x12*.herald.acknowledgement.v1.GetAlertRequest\x1a+.herald.acknowledgement.v1.GetAlertResponse\x12i\n" +
 	"\n" +
 	"ListAlerts\x12,.herald.acknowledgement.v1.ListAlertsRequest\x1a-.herald.acknowledgement.v1.ListAlertsResponse\x12n\n" +
-	"\vWatchAlerts\x12-.herald.acknowledgement.v1.WatchAlertsRequest\x1a..herald.acknowledgement.v1.WatchAlertsResponse0\x01BWZUgithub.com/herald-health/herald/proto/gen/herald/acknowledgement/v1;acknowledgementv1b\x06proto3"
+	"\vWatchAlerts\x12-.herald.acknowledgement.v1.WatchAlertsRequest\x1a..herald.acknowledgement.v1.WatchAlertsResponse0\x01\x12l\n" +
+	"\vExportAudit\x12-.herald.acknowledgement.v1.ExportAuditRequest\x1a..herald.acknowledgement.v1.ExportAuditResponseBWZUgithub.com/herald-health/herald/proto/gen/herald/acknowledgement/v1;acknowledgementv1b\x06proto3"
 
 var (
 	file_herald_acknowledgement_v1_acknowledgement_proto_rawDescOnce sync.Once
@@ -1719,7 +1836,7 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(State)(0),                    // 0: herald.acknowledgement.v1.State
 	(ListOrder)(0),                // 1: herald.acknowledgement.v1.ListOrder
@@ -1741,43 +1858,45 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(*ListAlertsResponse)(nil),    // 17: herald.acknowledgement.v1.ListAlertsResponse
 	(*WatchAlertsRequest)(nil),    // 18: herald.acknowledgement.v1.WatchAlertsRequest
 	(*WatchAlertsResponse)(nil),   // 19: herald.acknowledgement.v1.WatchAlertsResponse
-	nil,                           // 20: herald.acknowledgement.v1.AlertState.TraceContextEntry
-	(v1.Category)(0),              // 21: herald.events.v1.Category
-	(*v1.Clocks)(nil),             // 22: herald.events.v1.Clocks
-	(*v1.EscalationPolicy)(nil),   // 23: herald.events.v1.EscalationPolicy
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*v1.Actor)(nil),              // 25: herald.events.v1.Actor
-	(v1.ClockKind)(0),             // 26: herald.events.v1.ClockKind
-	(v1.DeclineReason)(0),         // 27: herald.events.v1.DeclineReason
-	(*v1.AlertDetails)(nil),       // 28: herald.events.v1.AlertDetails
+	(*ExportAuditRequest)(nil),    // 20: herald.acknowledgement.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),   // 21: herald.acknowledgement.v1.ExportAuditResponse
+	nil,                           // 22: herald.acknowledgement.v1.AlertState.TraceContextEntry
+	(v1.Category)(0),              // 23: herald.events.v1.Category
+	(*v1.Clocks)(nil),             // 24: herald.events.v1.Clocks
+	(*v1.EscalationPolicy)(nil),   // 25: herald.events.v1.EscalationPolicy
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*v1.Actor)(nil),              // 27: herald.events.v1.Actor
+	(v1.ClockKind)(0),             // 28: herald.events.v1.ClockKind
+	(v1.DeclineReason)(0),         // 29: herald.events.v1.DeclineReason
+	(*v1.AlertDetails)(nil),       // 30: herald.events.v1.AlertDetails
 }
 var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	0,  // 0: herald.acknowledgement.v1.AlertState.state:type_name -> herald.acknowledgement.v1.State
-	21, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
-	22, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
-	23, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
-	24, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
-	24, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
-	25, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
-	26, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
+	23, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
+	24, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
+	25, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
+	26, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
+	26, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
+	27, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
+	28, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
 	3,  // 9: herald.acknowledgement.v1.AlertState.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	24, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
-	24, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
-	24, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
-	20, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
-	24, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	26, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
+	26, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
+	26, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
+	22, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
+	26, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
 	2,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	27, // 16: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
+	29, // 16: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
 	2,  // 17: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 18: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 19: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
 	3,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	28, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
+	30, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
 	0,  // 24: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	21, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	23, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
 	1,  // 26: herald.acknowledgement.v1.ListAlertsRequest.order:type_name -> herald.acknowledgement.v1.ListOrder
 	2,  // 27: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
 	2,  // 28: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
@@ -1789,16 +1908,18 @@ var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	14, // 34: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
 	16, // 35: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
 	18, // 36: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	5,  // 37: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	7,  // 38: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	9,  // 39: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	11, // 40: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	13, // 41: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	15, // 42: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	17, // 43: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	19, // 44: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
+	20, // 37: herald.acknowledgement.v1.AcknowledgementService.ExportAudit:input_type -> herald.acknowledgement.v1.ExportAuditRequest
+	5,  // 38: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	7,  // 39: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	9,  // 40: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	11, // 41: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	13, // 42: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	15, // 43: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	17, // 44: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	19, // 45: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	21, // 46: herald.acknowledgement.v1.AcknowledgementService.ExportAudit:output_type -> herald.acknowledgement.v1.ExportAuditResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -1815,7 +1936,7 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc), len(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
