@@ -215,6 +215,21 @@ func DecideRead(p *identity.Person, a Alert) error {
 	return fault.PermissionDenied(fmt.Sprintf("alert %s belongs to trust %s, for which the caller holds no reading role", a.ID, a.Tenant))
 }
 
+// AuditExporters are the roles that may download an alert's evidential
+// record (the audit export): the trust's clinical safety and fail-safe
+// people.
+var AuditExporters = []identity.Role{SafetyLead, FailsafeOfficer}
+
+// DecideAuditExport decides whether p may download the evidential record
+// of an alert of trust (AcknowledgementService.ExportAudit): a safety lead
+// or fail-safe officer of that trust, or network-wide.
+func DecideAuditExport(p *identity.Person, alertID, trust string) error {
+	if HasAny(p, trust, AuditExporters...) {
+		return nil
+	}
+	return fault.PermissionDenied(fmt.Sprintf("the evidential record of alert %s is for the %s and %s of trust %s", alertID, SafetyLead, FailsafeOfficer, trust))
+}
+
 // ContactDetails reports whether c may see the contact details (phone
 // numbers, email addresses) of trust's staff: the notification service,
 // and operators and policy administrators of that trust.

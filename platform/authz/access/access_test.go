@@ -123,6 +123,32 @@ func TestDecideRead(t *testing.T) {
 	}
 }
 
+// TestDecideAuditExport: the evidential record of an alert goes to the
+// safety leads and fail-safe officers of its trust (or network-wide), not
+// to its clinicians, operators or another trust.
+func TestDecideAuditExport(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    *identity.Person
+		ok   bool
+	}{
+		{"a network-wide safety lead", safetyLead, true},
+		{"a fail-safe officer of the trust", failsafeA, true},
+		{"a clinician of the trust", clinicianA, false},
+		{"an operator of the trust", operatorA, false},
+		{"a safety lead of another trust", person("sl-b", map[string][]identity.Role{"RXB": {SafetyLead}}), false},
+		{"no person", nil, false},
+	} {
+		err := DecideAuditExport(c.p, "al-1", "RXA")
+		if (err == nil) != c.ok {
+			t.Errorf("%s: got %v, want allowed %v", c.name, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, fault.ErrPermissionDenied) {
+			t.Errorf("%s: %v is not PermissionDenied", c.name, err)
+		}
+	}
+}
+
 func TestListScope(t *testing.T) {
 	cases := []struct {
 		name      string

@@ -5,6 +5,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -20,6 +21,9 @@ import (
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
+
+// ErrNoEvents: the alert named has no event on the log.
+var ErrNoEvents = errors.New("no such alert on the event log")
 
 // Export is the evidential record of one alert.
 type Export struct {
@@ -125,7 +129,7 @@ func ExportAlert(ctx context.Context, cfg eventlog.Config, records, anchors, ale
 		return nil, err
 	}
 	if len(events) == 0 {
-		return nil, fmt.Errorf("alert %s has no events on %s", alertID, cfg.EventsTopic)
+		return nil, fmt.Errorf("alert %s has no events on %s: %w", alertID, cfg.EventsTopic, ErrNoEvents)
 	}
 	tr, err := ReadTrail(ctx, cfg, records, anchors)
 	if err != nil {
