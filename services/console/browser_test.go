@@ -533,6 +533,45 @@ func TestConsoleInABrowser(t *testing.T) {
 			doc.Events[5].Name != "Dr Alice Example" || doc.Events[5].Provider != "cis2" || doc.Events[3].Delivery != "delivered" {
 			t.Errorf("the JSON export: %v\n%s", err, exp)
 		}
+		// The evidential record is for safety leads and fail-safe officers.
+		if run(t, ctx, chromedp.Evaluate[bool](`document.querySelector('#evidence-json') !== null`)) {
+			t.Error("a clinician is offered the evidential record")
+		}
+		if code := run(t, ctx, chromedp.Evaluate[int](`fetch('/alerts/hist-1/evidence.json').then(r => r.status)`, chromedp.EvalAwaitPromise)); code != http.StatusForbidden {
+			t.Errorf("a clinician's evidence.json: %d, want 403", code)
+		}
+		signOut(t, ctx)
+	})
+
+	t.Run("the safety lead downloads the evidential record from the timeline", func(t *testing.T) {
+		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"RX1:safety-lead"}}, "/alerts/hist-1/timeline?trust=RX1")
+		do(t, ctx, waitFor("#evidence-json"))
+		check(t, ctx, "timeline-evidence")
+		exp := run(t, ctx, chromedp.Evaluate[string](`fetch(document.getElementById('evidence-json').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+		var doc struct {
+			AlertID string `json:"alert_id"`
+			Proof   struct {
+				Verified bool `json:"chain_verified"`
+			} `json:"proof"`
+		}
+		if err := json.Unmarshal([]byte(exp), &doc); err != nil || doc.AlertID != "hist-1" || !doc.Proof.Verified {
+			t.Errorf("the evidential record (JSON): %v\n%s", err, exp)
+		}
+		do(t, ctx, click("#evidence-html"), waitFor("#evidence-title"))
+		if title := run(t, ctx, chromedp.Text("#evidence-title")); !strings.Contains(title, "hist-1") {
+			t.Errorf("the printable evidential record: %q", title)
+		}
+		// Through acknowledgement's API with the person's own token.
+		n := 0
+		for _, c := range h.ack.Calls() {
+			if c == "ExportAudit hist-1 sl-1" {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("ExportAudit as sl-1 called %d times, want 2 (JSON and page): %v", n, h.ack.Calls())
+		}
+		do(t, ctx, goTo("/compliance"))
 		signOut(t, ctx)
 	})
 
