@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -281,4 +284,56 @@ func TestScanByDeadlineIsTheWorklistOrder(t *testing.T) {
 		ids = append(ids, st.GetAlertId())
 	}
 	require.Equal(t, got, ids)
+}
+
+// BenchmarkScanByDeadlineAt100kOpenAlerts: one worklist page (25) of a
+// trust's open alerts in the deadline order, first and deep (after 50,000),
+// with HERALD_BENCH_OPEN open alerts (default 100,000) of one trust in a
+// real Redis: acknowledgement's side of the console's worklist. Reports
+// p50 and p95 per page (wall clock).
+func BenchmarkScanByDeadlineAt100kOpenAlerts(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("HERALD_BENCH_OPEN")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	rdb := testinfra.NewRedis(b)
+	s := redisstore.New(rdb, testinfra.UniqueName("bench"))
+	now := t0.Add(24 * time.Hour)
+	var batch []*lifecycle.State
+	for i := range n {
+		st := state(fmt.Sprintf("alert-%06d", i), "RZZ", 1, time.Duration(i)*time.Second, lifecycle.Notified)
+		st.Clocks = &eventsv1.Clocks{AcknowledgeBy: timestamppb.New(now.Add(time.Duration(i%7200-3600) * time.Second))}
+		st.StepRecipients = []string{fmt.Sprintf("dr-%d", i%500)}
+		batch = append(batch, st)
+		if len(batch) == 1000 || i == n-1 {
+			require.NoError(b, s.Restore(ctx, batch))
+			batch = batch[:0]
+		}
+	}
+	require.NoError(b, s.MarkReady(ctx))
+	// The cursor after 50,000 alerts.
+	deep := ""
+	for range 100 {
+		_, next, err := s.ScanByDeadline(ctx, "RZZ", deep, 500)
+		require.NoError(b, err)
+		deep = next
+	}
+	for _, c := range []struct{ name, cursor string }{{"first-page", ""}, {"after-50000", deep}} {
+		b.Run(c.name, func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				t := time.Now()
+				states, _, err := s.ScanByDeadline(ctx, "RZZ", c.cursor, 25)
+				took = append(took, time.Since(t))
+				if err != nil || len(states) != 25 {
+					b.Fatalf("%d states, %v", len(states), err)
+				}
+			}
+			slices.Sort(took)
+			q := func(p float64) time.Duration { return took[min(len(took)-1, int(p*float64(len(took))))] }
+			b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(q(0.95).Microseconds())/1000, "p95-ms")
+		})
+	}
 }
