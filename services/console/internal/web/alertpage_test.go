@@ -82,3 +82,43 @@ func TestTheAlertPageDegradesPerPart(t *testing.T) {
 		})
 	}
 }
+
+// failsafeAlerts is acknowledgement listing two fail-safe alerts and
+// refusing the timeline of one.
+type failsafeAlerts struct {
+	*benchAlerts
+}
+
+func (f failsafeAlerts) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest, o ...grpc.CallOption) (*ackv1.GetAlertResponse, error) {
+	if r.GetAlertId() == "alert-1" {
+		return nil, status.Error(codes.Unavailable, "redis down")
+	}
+	return f.benchAlerts.GetAlert(ctx, r, o...)
+}
+
+// TestTheFailsafeQueueShowsARowWhoseHistoryCannotBeRead: one alert's
+// timeline refused does not fail the fail-safe queue (issue #21, degrade
+// per part): every row shows, the unread one says so.
+func TestTheFailsafeQueueShowsARowWhoseHistoryCannotBeRead(t *testing.T) {
+	sess := &oidcauth.Session{Subject: "fs-1", PersonID: "fs-1", Name: "Fiona", Roles: map[string][]string{"RX1": {"failsafe-officer"}}, CSRF: "x"}
+	b := newBenchAlerts(2, time.Now())
+	for _, st := range b.states {
+		st.State = ackv1.State_STATE_FAILSAFE
+	}
+	srv, err := New(Config{}, benchSessions{sess}, failsafeAlerts{b}, nil, nil, clock.Real{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/failsafe?trust=RX1", nil))
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the queue failed: %d %s", rec.Code, body)
+	}
+	if n := strings.Count(body, `data-alert=`); n != 2 {
+		t.Errorf("%d rows, want 2", n)
+	}
+	if !strings.Contains(body, "could not be read just now") {
+		t.Error("the unread row does not say so")
+	}
+}

@@ -46,6 +46,9 @@ type alertRow struct {
 	// of the policy until the alert is closed); LastReminder the latest.
 	Reminders    int
 	LastReminder time.Time
+	// NoTimeline: the alert's timeline could not be read (the row shows
+	// what the list gave, and says so).
+	NoTimeline bool
 }
 
 func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
@@ -539,8 +542,13 @@ func (s *Server) failsafe(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		if len(st.GetTimeline()) == 0 {
 			full, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: st.GetAlertId()}, s.callOpts(sess)...)
 			if err != nil {
-				s.fail(w, r, sess, err)
-				return
+				// One row's history unread never fails the queue: the
+				// row stays, saying so.
+				s.log.WarnContext(r.Context(), "a fail-safe alert's timeline could not be read", "alert_id", st.GetAlertId(), "error", status.Code(err))
+				row := s.row(st, now)
+				row.NoTimeline = true
+				d.Rows = append(d.Rows, row)
+				continue
 			}
 			st = proto.Clone(st).(*ackv1.AlertState)
 			st.Timeline = full.GetTimeline()
