@@ -91,6 +91,8 @@ var Table = map[string]Rule{
 	ackv1.AcknowledgementService_GetAlert_FullMethodName:    {Roles: access.AlertReaders, Trust: TrustAlert},
 	ackv1.AcknowledgementService_ListAlerts_FullMethodName:  {Roles: access.AlertReaders, Trust: TrustList},
 	ackv1.AcknowledgementService_WatchAlerts_FullMethodName: {Roles: access.AlertReaders, Trust: TrustList},
+	ackv1.AcknowledgementService_ExportAudit_FullMethodName: {Roles: access.AuditExporters, Trust: TrustAlert,
+		Note: "the evidential record (as heraldctl audit export); each export is recorded in the audit as a read"},
 
 	// Intake: sending systems.
 	intakev1.IntakeService_RaiseAlert_FullMethodName:  {Roles: roles(access.IntegrationSender), Trust: TrustRequest},

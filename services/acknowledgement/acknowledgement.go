@@ -419,7 +419,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, fmt.Errorf("setting ack-link-public-keys-file: %w", err)
 	}
 	log.Info("acknowledge links verified", "kids", verifier.KeyIDs())
-	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller))
+	ackv1.RegisterAcknowledgementServiceServer(s.grpc.GRPC(), grpcapi.New(a, hub, refs).LimitWatches(cfg.WatchesPerCaller).
+		WithAuditExport(func(ctx context.Context, alertID string) (*audit.Export, error) {
+			t := audit.TopicsFor(cfg.Log.EventsTopic)
+			return audit.ExportAlert(ctx, cfg.Log, t.Records, t.Anchors, alertID)
+		}))
 	sessionKey := []byte(cfg.SessionKey)
 	if len(sessionKey) == 0 {
 		// Development only (Validate): sessions end when the process does.

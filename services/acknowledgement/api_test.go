@@ -167,6 +167,31 @@ func TestQueriesOverGRPC(t *testing.T) {
 	_, err = r.client.ListAlerts(ctx, &ackv1.ListAlertsRequest{PageToken: "garbage"})
 	requireViolation(t, err, "page_token")
 
+	// The worklist's order (issue #21): by deadline from the index, the two
+	// overdue first, then the two due in an hour, the acknowledged one
+	// (no acknowledge-by left to meet) last; pages of two by its cursor.
+	var pages [][]string
+	token = ""
+	for len(pages) < 5 {
+		page, err := r.client.ListAlerts(ctx, &ackv1.ListAlertsRequest{Tenant: "RZZ", PageSize: 2, PageToken: token,
+			Order: ackv1.ListOrder_LIST_ORDER_DEADLINE_ASC})
+		require.NoError(t, err)
+		var got []string
+		for _, a := range page.GetAlerts() {
+			got = append(got, a.GetAlertId())
+		}
+		pages = append(pages, got)
+		if token = page.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	require.Len(t, pages, 3, "pages %v", pages)
+	require.ElementsMatch(t, ids[:2], pages[0])
+	require.ElementsMatch(t, ids[2:4], pages[1])
+	require.Equal(t, []string{ids[4]}, pages[2])
+	_, err = r.client.ListAlerts(ctx, &ackv1.ListAlertsRequest{Order: ackv1.ListOrder(99)})
+	requireViolation(t, err, "order")
+
 	// The watcher saw the acknowledgement.
 	deadline := time.After(10 * time.Second)
 	for {

@@ -76,9 +76,11 @@ func newHarness(t *testing.T) *harness {
 				{Type: "NotificationSent", PersonId: "dr-a", At: ts(-4 * time.Hour), Summary: "sms step 0 repeat 1"},
 				{Type: "NotificationFailed", PersonId: "dr-c", At: ts(-3 * time.Hour), Summary: "email bounced"},
 				{Type: "FailsafeQueued", At: ts(-2 * time.Hour), Summary: "policy exhausted"},
-				// The fail-safe message, then one reminder (acknowledgement's summaries).
-				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-2 * time.Hour), Summary: "sent step 2 repeat 0 via CHANNEL_EMAIL"},
-				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-time.Hour), Summary: "sent step 2 repeat 1 via CHANNEL_EMAIL"},
+				// The fail-safe message, then one reminder: counted from
+				// the entries' step and repeat, not their summaries' words
+				// (which say nothing of the repeat here).
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-2 * time.Hour), Summary: "sent via CHANNEL_EMAIL", Notification: true, Step: 2},
+				{Type: "NotificationSent", PersonId: "fs-1", At: ts(-time.Hour), Summary: "sent via CHANNEL_EMAIL", Notification: true, Step: 2, Repeat: 1},
 			}},
 		"alert-b1": {AlertId: "alert-b1", Tenant: "RX2", AccessionRef: "HRL-B1", State: ackv1.State_STATE_NOTIFIED,
 			Category: eventsv1.Category_CATEGORY_CRITICAL, RaisedAt: ts(-time.Hour), StepRecipients: []string{"dr-b"}},
@@ -465,7 +467,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		signOut(t, ctx)
 	})
 
-	t.Run("the worklist is sorted across pages: overdue first, then by deadline", func(t *testing.T) {
+	t.Run("the worklist pages in acknowledgement's deadline order: overdue first, then by deadline", func(t *testing.T) {
 		h.signIn(t, ctx, person{sub: "dr-x", name: "Dr Xavier Example", roles: []string{"RX3:clinician"}}, "/worklist")
 		do(t, ctx, waitFor("#worklist"))
 		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
@@ -473,7 +475,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("page 1 of the worklist: %v, want alert-x-29 (overdue) then alert-x-00 ... alert-x-23 by deadline", rows)
 		}
 		check(t, ctx, "worklist-paged")
-		do(t, ctx, click("#next-page"), waitJS(`location.search.includes('page=2') && document.querySelector('#worklist') !== null`))
+		do(t, ctx, click("#next-page"), waitJS(`location.search.includes('n=2') && document.querySelector('#worklist') !== null`))
 		rows = run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert)`))
 		if !slices.Equal(rows, []string{"alert-x-24", "alert-x-25", "alert-x-26", "alert-x-27", "alert-x-28"}) {
 			t.Errorf("page 2 of the worklist: %v", rows)
@@ -531,6 +533,45 @@ func TestConsoleInABrowser(t *testing.T) {
 			doc.Events[5].Name != "Dr Alice Example" || doc.Events[5].Provider != "cis2" || doc.Events[3].Delivery != "delivered" {
 			t.Errorf("the JSON export: %v\n%s", err, exp)
 		}
+		// The evidential record is for safety leads and fail-safe officers.
+		if run(t, ctx, chromedp.Evaluate[bool](`document.querySelector('#evidence-json') !== null`)) {
+			t.Error("a clinician is offered the evidential record")
+		}
+		if code := run(t, ctx, chromedp.Evaluate[int](`fetch('/alerts/hist-1/evidence.json').then(r => r.status)`, chromedp.EvalAwaitPromise)); code != http.StatusForbidden {
+			t.Errorf("a clinician's evidence.json: %d, want 403", code)
+		}
+		signOut(t, ctx)
+	})
+
+	t.Run("the safety lead downloads the evidential record from the timeline", func(t *testing.T) {
+		h.signIn(t, ctx, person{sub: "sl-1", name: "Sam Safety", roles: []string{"RX1:safety-lead"}}, "/alerts/hist-1/timeline?trust=RX1")
+		do(t, ctx, waitFor("#evidence-json"))
+		check(t, ctx, "timeline-evidence")
+		exp := run(t, ctx, chromedp.Evaluate[string](`fetch(document.getElementById('evidence-json').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+		var doc struct {
+			AlertID string `json:"alert_id"`
+			Proof   struct {
+				Verified bool `json:"chain_verified"`
+			} `json:"proof"`
+		}
+		if err := json.Unmarshal([]byte(exp), &doc); err != nil || doc.AlertID != "hist-1" || !doc.Proof.Verified {
+			t.Errorf("the evidential record (JSON): %v\n%s", err, exp)
+		}
+		do(t, ctx, click("#evidence-html"), waitFor("#evidence-title"))
+		if title := run(t, ctx, chromedp.Text("#evidence-title")); !strings.Contains(title, "hist-1") {
+			t.Errorf("the printable evidential record: %q", title)
+		}
+		// Through acknowledgement's API with the person's own token.
+		n := 0
+		for _, c := range h.ack.Calls() {
+			if c == "ExportAudit hist-1 sl-1" {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("ExportAudit as sl-1 called %d times, want 2 (JSON and page): %v", n, h.ack.Calls())
+		}
+		do(t, ctx, goTo("/compliance"))
 		signOut(t, ctx)
 	})
 

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -81,6 +82,31 @@ func (p *ackPeer) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	if r.GetOrder() == ackv1.ListOrder_LIST_ORDER_DEADLINE_ASC {
+		// As acknowledgement's deadline-order index: open alerts by their
+		// next deadline (acknowledge-by until acknowledged, then
+		// action-by, then the step's due time), then id; none last.
+		key := func(st *ackv1.AlertState) int64 {
+			c := st.GetClocks()
+			switch {
+			case st.GetAcknowledgedAt() == nil && c.GetAcknowledgeBy() != nil:
+				return c.GetAcknowledgeBy().AsTime().UnixMilli()
+			case st.GetActionedAt() == nil && c.GetActionBy() != nil:
+				return c.GetActionBy().AsTime().UnixMilli()
+			case st.GetStepDueAt() != nil:
+				return st.GetStepDueAt().AsTime().UnixMilli()
+			}
+			return 1 << 52
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool {
+			switch p.alerts[id].GetState() {
+			case ackv1.State_STATE_CLOSED, ackv1.State_STATE_CANCELLED, ackv1.State_STATE_ACTIONED:
+				return true
+			}
+			return false
+		})
+		slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(key(p.alerts[a]), key(p.alerts[b])) })
+	}
 	start := 0
 	if r.GetPageToken() != "" {
 		start = slices.Index(ids, r.GetPageToken())
@@ -166,6 +192,18 @@ func (p *ackPeer) RecordAction(ctx context.Context, r *ackv1.RecordActionRequest
 	}
 	st.State, st.ActionedAt = ackv1.State_STATE_ACTIONED, timestamppb.Now()
 	return &ackv1.RecordActionResponse{State: st}, nil
+}
+
+// ExportAudit answers as acknowledgement does for a safety lead or
+// fail-safe officer of the alert's trust (the real rule and content are
+// proved in services/acknowledgement), recording who asked.
+func (p *ackPeer) ExportAudit(ctx context.Context, r *ackv1.ExportAuditRequest) (*ackv1.ExportAuditResponse, error) {
+	p.record(ctx, "ExportAudit "+r.GetAlertId()+" "+personOf(ctx))
+	id := r.GetAlertId()
+	return &ackv1.ExportAuditResponse{Tenant: "RX1",
+		Json: []byte(`{"alert_id": "` + id + `", "trust": "RX1", "proof": {"records": [], "chain_verified": true, "chain_head": 3}}` + "\n"),
+		Html: []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Evidential record of alert ` + id +
+			`</title></head><body><main><h1 id="evidence-title">Evidential record of alert ` + id + `</h1><p>Chain verified.</p></main></body></html>`)}, nil
 }
 
 func (p *ackPeer) Close(ctx context.Context, r *ackv1.CloseRequest) (*ackv1.CloseResponse, error) {

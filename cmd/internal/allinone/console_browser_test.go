@@ -130,6 +130,39 @@ func TestConsoleOnTheRunningSystem(t *testing.T) {
 	if tl := reopenUntil(t, do, eval, alertID, func(timeline string) bool { return strings.Contains(timeline, "AlertRead") }); !strings.Contains(tl, "AlertRead") {
 		t.Error("opening the alert on the console recorded no read")
 	}
+	// His team's alerts (issue #21): an alert of his trust sent to a
+	// colleague opens too (access.DecideRead), with the patient details,
+	// and says why he cannot act on it; the refused MarkRead does not fail
+	// the page. Take one on the team view that is not on his own.
+	var teamAlert string
+	for deadline := time.Now().Add(90 * time.Second); teamAlert == "" && time.Now().Before(deadline); {
+		do(goTo("/worklist?trust=RZZ&view=mine"))
+		mine := eval(`[...document.querySelectorAll('#worklist tbody tr')].map(r => r.dataset.alert).join(' ')`)
+		do(goTo("/worklist?trust=RZZ&view=team&state=notified"))
+		for _, id := range strings.Fields(eval(`[...document.querySelectorAll('#worklist tbody tr')].slice(0, 10).map(r => r.dataset.alert).join(' ')`)) {
+			if strings.Contains(mine, id) {
+				continue
+			}
+			do(goTo("/alerts/" + id))
+			if b := eval(`document.body.innerText`); strings.Contains(b, "There is no alert here that you can see") {
+				t.Fatalf("a clinician of RZZ cannot open his team's alert %s: %.300s", id, b)
+			}
+			if eval(`document.querySelector('#read-note') ? 'yes' : 'no'`) == "yes" {
+				teamAlert = id
+				break
+			}
+		}
+	}
+	if teamAlert == "" {
+		t.Fatal("no alert of RZZ sent to a colleague of rzz-dr-ashworth opened with the colleague's note within 90 s")
+	}
+	screenshot(t, bctx, "makerun-team-alert")
+	if eval(`document.querySelector('#acknowledge') || document.querySelector('#decline') ? 'yes' : 'no'`) == "yes" {
+		t.Errorf("alert %s, sent to a colleague, offers rzz-dr-ashworth acknowledge or decline", teamAlert)
+	}
+	if eval(`document.querySelector('#state') && document.querySelector('#timeline') ? 'yes' : 'no'`) != "yes" {
+		t.Errorf("the team alert's page lacks its state or timeline: %.500s", eval(`document.body.innerText`))
+	}
 	do(clickJS("#sign-out"), waitJS(`document.querySelector('#sign-in') !== null`))
 
 	signIn("rzy-dr-khan")

@@ -13,6 +13,12 @@
 //     officer of its trust, or by a fail-safe officer of its trust, whose
 //     role covers every recipient (the fail-safe team answers for the
 //     trust's unanswered alerts);
+//   - an alert is read (opened: its state, timeline and, for its clinicians
+//     and fail-safe officers, its patient details) by any person holding a
+//     reading role for its trust, recipient or not: a clinician sees their
+//     own alerts and their team's (DecideRead). Reading is not marking read:
+//     the MarkRead command (the alert was read by someone it was sent to,
+//     which meets the communicate-by obligation) stays a recipient's;
 //   - an alert is closed only by a fail-safe officer of its trust;
 //   - staff contact details (phone numbers, email addresses) go only to the
 //     notification service and to operators and policy administrators of
@@ -192,6 +198,36 @@ func DecideCommand(p *identity.Person, cmd Command, a Alert) error {
 	}
 	return fault.PermissionDenied(fmt.Sprintf("%s alert %s: only a recipient of the alert (a %s or %s of trust %s) or a %s of the trust may",
 		cmd, a.ID, Clinician, FailsafeOfficer, a.Tenant, FailsafeOfficer))
+}
+
+// DecideRead decides whether p may read a: a person holding a reading role
+// (AlertReaders) for the alert's trust, directly or network-wide, whether
+// or not the alert was sent to them. A clinician of the trust reads the
+// alerts of their colleagues (the worklist's "my team's"): the role-binding
+// file knows trusts, not teams, so the team a clinician reads is their
+// trust's clinical staff. Another trust's alert, or a caller holding only a
+// non-reading role (a policy administrator, a sending system), is refused.
+// The error is fault.ErrPermissionDenied naming the alert and trust.
+func DecideRead(p *identity.Person, a Alert) error {
+	if HasAny(p, a.Tenant, AlertReaders...) { // a nil person holds nothing
+		return nil
+	}
+	return fault.PermissionDenied(fmt.Sprintf("alert %s belongs to trust %s, for which the caller holds no reading role", a.ID, a.Tenant))
+}
+
+// AuditExporters are the roles that may download an alert's evidential
+// record (the audit export): the trust's clinical safety and fail-safe
+// people.
+var AuditExporters = []identity.Role{SafetyLead, FailsafeOfficer}
+
+// DecideAuditExport decides whether p may download the evidential record
+// of an alert of trust (AcknowledgementService.ExportAudit): a safety lead
+// or fail-safe officer of that trust, or network-wide.
+func DecideAuditExport(p *identity.Person, alertID, trust string) error {
+	if HasAny(p, trust, AuditExporters...) {
+		return nil
+	}
+	return fault.PermissionDenied(fmt.Sprintf("the evidential record of alert %s is for the %s and %s of trust %s", alertID, SafetyLead, FailsafeOfficer, trust))
 }
 
 // ContactDetails reports whether c may see the contact details (phone

@@ -82,6 +82,73 @@ func TestDecideCommand(t *testing.T) {
 	}
 }
 
+// TestDecideRead: a clinician of the trust reads an alert sent to a
+// colleague (their team's), but may not mark it read, acknowledge or
+// decline it; another trust's clinician and non-reading roles read nothing.
+func TestDecideRead(t *testing.T) {
+	alert := Alert{ID: "al-1", Tenant: "RXA", Recipients: []string{"dr-a"}}
+	cases := []struct {
+		name string
+		p    *identity.Person
+		ok   bool
+	}{
+		{"the recipient clinician", clinicianA, true},
+		{"a clinician of the trust who was not sent it (the team's alert)", otherA, true},
+		{"a fail-safe officer of the trust", failsafeA, true},
+		{"a network-wide safety lead", safetyLead, true},
+		{"an operator of the trust", operatorA, true},
+		{"a clinician of another trust", clinicianB, false},
+		{"a policy administrator of the trust (not a reading role)", policyAdmin, false},
+		{"a person with no roles", unbound, false},
+		{"no person", nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := DecideRead(c.p, alert)
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && (err == nil || !errors.Is(err, fault.ErrPermissionDenied) && !errors.Is(err, fault.ErrUnauthenticated)) {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+		})
+	}
+	// Reading is not acting: the team's clinician still may not mark it
+	// read (that meets the communicate-by obligation), acknowledge or
+	// decline it.
+	for _, cmd := range []Command{MarkRead, Acknowledge, Decline, RecordAction} {
+		if err := DecideCommand(otherA, cmd, alert); err == nil {
+			t.Errorf("a clinician who reads a colleague's alert may %s it", cmd)
+		}
+	}
+}
+
+// TestDecideAuditExport: the evidential record of an alert goes to the
+// safety leads and fail-safe officers of its trust (or network-wide), not
+// to its clinicians, operators or another trust.
+func TestDecideAuditExport(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    *identity.Person
+		ok   bool
+	}{
+		{"a network-wide safety lead", safetyLead, true},
+		{"a fail-safe officer of the trust", failsafeA, true},
+		{"a clinician of the trust", clinicianA, false},
+		{"an operator of the trust", operatorA, false},
+		{"a safety lead of another trust", person("sl-b", map[string][]identity.Role{"RXB": {SafetyLead}}), false},
+		{"no person", nil, false},
+	} {
+		err := DecideAuditExport(c.p, "al-1", "RXA")
+		if (err == nil) != c.ok {
+			t.Errorf("%s: got %v, want allowed %v", c.name, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, fault.ErrPermissionDenied) {
+			t.Errorf("%s: %v is not PermissionDenied", c.name, err)
+		}
+	}
+}
+
 func TestListScope(t *testing.T) {
 	cases := []struct {
 		name      string

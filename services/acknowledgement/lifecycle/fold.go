@@ -181,6 +181,7 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 	case *eventsv1.Event_NotificationSent:
 		n := p.NotificationSent
 		e.Summary = fmt.Sprintf("sent step %d repeat %d via %s", n.GetStep(), n.GetRepeat(), n.GetChannel())
+		stepOf(e, n.GetStep(), n.GetRepeat())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		if !awaitingAck(st) || n.GetStep() != st.Step || n.GetRepeat() != st.Repeat {
 			return true
@@ -195,12 +196,14 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 	case *eventsv1.Event_NotificationFailed:
 		n := p.NotificationFailed
 		e.Summary = fmt.Sprintf("send failed at step %d repeat %d via %s (step failed: %t)", n.GetStep(), n.GetRepeat(), n.GetChannel(), n.GetStepFailed())
+		stepOf(e, n.GetStep(), n.GetRepeat())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
 	case *eventsv1.Event_NotificationSuperseded:
 		n := p.NotificationSuperseded
 		e.Summary = fmt.Sprintf("not sent at step %d repeat %d: %s", n.GetStep(), n.GetRepeat(), n.GetReason())
+		stepOf(e, n.GetStep(), n.GetRepeat())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
@@ -211,12 +214,14 @@ func apply(st *State, ev *eventsv1.Event, e *ackv1.TimelineEntry) bool {
 		n := p.NotificationDeferred
 		e.Summary = fmt.Sprintf("deferred at step %d repeat %d via %s: %s; digest due %s", n.GetStep(), n.GetRepeat(), n.GetChannel(),
 			n.GetReason(), n.GetDigestAt().AsTime().UTC().Format("15:04:05"))
+		stepOf(e, n.GetStep(), n.GetRepeat())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
 	case *eventsv1.Event_DigestSent:
 		n := p.DigestSent
 		e.Summary = fmt.Sprintf("sent step %d repeat %d via %s in a digest of %d alerts", n.GetStep(), n.GetRepeat(), n.GetChannel(), n.GetReferences())
+		stepOf(e, n.GetStep(), n.GetRepeat())
 		e.PersonId = n.GetRecipient().GetPersonId()
 		return true
 
@@ -482,4 +487,10 @@ func hasPosition(st *State) bool {
 		}
 	}
 	return false
+}
+
+// stepOf marks e as a notification of step and repeat (the fields readers
+// count reminders and attempts by, instead of the summary's words).
+func stepOf(e *ackv1.TimelineEntry, step, repeat uint32) {
+	e.Notification, e.Step, e.Repeat = true, step, repeat
 }

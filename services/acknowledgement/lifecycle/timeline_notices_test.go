@@ -42,3 +42,19 @@ func TestDeferredDigestAndBreachNoticeAreOnTheTimeline(t *testing.T) {
 	require.Equal(t, before.GetStep(), st.GetStep())
 	require.True(t, proto.Equal(before.GetClocks(), st.GetClocks()))
 }
+
+// A notification's timeline entry carries its step and repeat as fields
+// (issue #21: the console counts fail-safe reminders from them, not by
+// parsing the summary); other entries are not notifications.
+func TestNotificationEntriesCarryTheirStepAndRepeat(t *testing.T) {
+	st := fold(raised(), routed(), sent("s0", 0, 0, "p1"), sent("s1", 1, 2, "p2"))
+	tl := st.GetTimeline()
+	require.Len(t, tl, 4)
+	for _, e := range tl[:2] {
+		require.False(t, e.GetNotification(), e.GetType())
+	}
+	require.True(t, tl[2].GetNotification())
+	require.Equal(t, []uint32{0, 0}, []uint32{tl[2].GetStep(), tl[2].GetRepeat()})
+	require.True(t, tl[3].GetNotification())
+	require.Equal(t, []uint32{1, 2}, []uint32{tl[3].GetStep(), tl[3].GetRepeat()})
+}

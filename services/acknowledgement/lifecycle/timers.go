@@ -294,3 +294,33 @@ func Repaired(st *State, now time.Time) (ev *eventsv1.Event, ok bool) {
 		strconv.FormatInt(due.UnixMilli(), 10)), "watchdog", now)
 	return ev, true
 }
+
+// NoDeadlineOrder is the deadline-order score of an open alert with no
+// running timer: after every alert that has one (2^52 ms, far beyond any
+// deadline, and exact as a float64 score).
+const NoDeadlineOrder int64 = 1 << 52
+
+// DeadlineOrder is st's place in the worklist's order (ListAlerts'
+// LIST_ORDER_DEADLINE_ASC), in Unix milliseconds: the next deadline the
+// people on the alert must meet, the acknowledge-by clock until it is
+// acknowledged, then the action-by clock until it is actioned, else the
+// escalation step's due time (a breached clock stays: an overdue alert
+// keeps its passed deadline, the smallest, so it sorts first);
+// NoDeadlineOrder for an open alert with none. ok is false for a terminal
+// alert, which is not in that order. The console's worklist shows the same
+// deadline.
+func DeadlineOrder(st *State) (ms int64, ok bool) {
+	if st == nil || IsTerminal(st) {
+		return 0, false
+	}
+	c := st.GetClocks()
+	switch {
+	case st.GetAcknowledgedAt() == nil && c.GetAcknowledgeBy() != nil:
+		return c.GetAcknowledgeBy().AsTime().UnixMilli(), true
+	case st.GetActionedAt() == nil && c.GetActionBy() != nil:
+		return c.GetActionBy().AsTime().UnixMilli(), true
+	case st.GetStepDueAt() != nil:
+		return st.GetStepDueAt().AsTime().UnixMilli(), true
+	}
+	return NoDeadlineOrder, true
+}

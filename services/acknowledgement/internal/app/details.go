@@ -68,3 +68,16 @@ func (a *App) Details(ctx context.Context, st *lifecycle.State, actor *auditv1.A
 	}
 	return d, nil
 }
+
+// RecordRead records a read that shows no patient data but is evidence
+// (the audit export of an alert) in the audit trail, durably, before the
+// read is answered.
+func (a *App) RecordRead(ctx context.Context, entry *auditv1.AuditRecord) error {
+	if a.d.Views == nil {
+		return fault.Unavailable("the audit trail is not configured on this replica")
+	}
+	if err := a.d.Views.RecordView(ctx, entry); err != nil {
+		return fmt.Errorf("%w: %w", fault.Unavailable("the read could not be recorded in the audit trail"), err)
+	}
+	return nil
+}

@@ -18,8 +18,21 @@ import (
 // to n states of tenant ("" for all) after cursor ("" to start) and the
 // cursor after the last one ("" when there are no more); a cursor is
 // "<raised-at ms>:<alert id>". A bad cursor is fault.ErrInvalid.
+//
+// ScanByDeadline pages the open alerts of tenant ("" for all) in the
+// worklist's order (lifecycle.DeadlineOrder, ascending: overdue first, no
+// deadline last) from an index, not a scan of every alert; its cursor is
+// "<order score>:<alert id>".
 type Lister interface {
 	Scan(ctx context.Context, tenant, cursor string, n int) ([]*lifecycle.State, string, error)
+	ScanByDeadline(ctx context.Context, tenant, cursor string, n int) ([]*lifecycle.State, string, error)
+}
+
+// OrderBuilder builds the deadline-order index of a projection stored
+// before the index existed, once, from the open states Recover reads
+// (optional: a Lister or RecoveryStore that implements it is called).
+type OrderBuilder interface {
+	BuildDeadlineOrder(ctx context.Context, open []*lifecycle.State) error
 }
 
 // Get returns the state of an alert (with its timeline) or NotFound.
@@ -50,6 +63,9 @@ type ListFilter struct {
 	Category    eventsv1.Category
 	OverdueOnly bool
 	Assignee    string
+	// Order is the order of the pages: unset, newest raised first;
+	// LIST_ORDER_DEADLINE_ASC, the worklist's (open alerts only).
+	Order ackv1.ListOrder
 }
 
 // Page bounds.
@@ -80,11 +96,19 @@ func (a *App) List(ctx context.Context, f ListFilter, pageSize int, token string
 	if a.d.Lister == nil {
 		return nil, "", fault.Unavailable("listing is not configured")
 	}
+	scan, cursorOf := a.d.Lister.Scan, raisedCursor
+	switch f.Order {
+	case ackv1.ListOrder_LIST_ORDER_UNSPECIFIED:
+	case ackv1.ListOrder_LIST_ORDER_DEADLINE_ASC:
+		scan, cursorOf = a.d.Lister.ScanByDeadline, deadlineCursor
+	default:
+		return nil, "", fault.Invalid("list alerts", fault.Violation{Field: "order", Problem: fmt.Sprintf("unknown order %d", f.Order)})
+	}
 	now := a.d.Clock.Now()
 	var out []*lifecycle.State
 	cursor, scanned := token, 0
 	for scanned < scanBudget {
-		chunk, next, err := a.d.Lister.Scan(ctx, f.Tenant, cursor, pageSize)
+		chunk, next, err := scan(ctx, f.Tenant, cursor, pageSize)
 		if err != nil {
 			return nil, "", fmt.Errorf("list alerts: %w", err)
 		}
@@ -110,7 +134,15 @@ func (a *App) List(ctx context.Context, f ListFilter, pageSize int, token string
 	return out, cursor, nil
 }
 
-func cursorOf(st *lifecycle.State) string {
+// deadlineCursor is st's cursor in the deadline order (as ScanByDeadline
+// issues it).
+func deadlineCursor(st *lifecycle.State) string {
+	ms, _ := lifecycle.DeadlineOrder(st)
+	return strconv.FormatInt(ms, 10) + ":" + st.GetAlertId()
+}
+
+// raisedCursor is st's cursor in the newest-raised-first order (Scan's).
+func raisedCursor(st *lifecycle.State) string {
 	var ms int64
 	if st.GetRaisedAt() != nil {
 		ms = st.GetRaisedAt().AsTime().UnixMilli()

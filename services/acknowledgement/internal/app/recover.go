@@ -65,6 +65,13 @@ func (a *App) Recover(ctx context.Context, owner string) error {
 			return fault.Unavailable(fmt.Sprintf("list open alerts: %v", err))
 		}
 	}
+	// The worklist's deadline order is indexed as states are stored; a
+	// projection stored before that index existed gets it here, once.
+	if b, ok := a.d.Lister.(OrderBuilder); ok {
+		if err := b.BuildDeadlineOrder(ctx, restored); err != nil {
+			return fault.Unavailable(fmt.Sprintf("build the deadline order index: %v", err))
+		}
+	}
 	armStart := time.Now()
 	n, err := a.armAll(ctx, restored)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -47,6 +46,9 @@ type alertRow struct {
 	// of the policy until the alert is closed); LastReminder the latest.
 	Reminders    int
 	LastReminder time.Time
+	// NoTimeline: the alert's timeline could not be read (the row shows
+	// what the list gave, and says so).
+	NoTimeline bool
 }
 
 func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
@@ -63,7 +65,7 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 		case "FailsafeQueued":
 			r.QueuedAt = e.GetAt().AsTime()
 		}
-		if e.GetType() == "NotificationSent" && !r.QueuedAt.IsZero() && failsafeRepeat(e.GetSummary()) {
+		if e.GetType() == "NotificationSent" && !r.QueuedAt.IsZero() && failsafeReminder(st, e) {
 			r.Reminders++
 			r.LastReminder = e.GetAt().AsTime()
 		}
@@ -81,15 +83,19 @@ func (s *Server) row(st *ackv1.AlertState, now time.Time) alertRow {
 	return r
 }
 
-// failsafeRepeat reports whether a NotificationSent after the alert was
-// queued is a reminder: a repeat of the fail-safe step (acknowledgement's
-// summary "sent step N repeat R via C", R >= 1), not its first message.
-func failsafeRepeat(summary string) bool {
-	var step, repeat int
-	if _, err := fmt.Sscanf(summary, "sent step %d repeat %d", &step, &repeat); err != nil {
+// failsafeReminder reports whether a NotificationSent after the alert was
+// queued is a reminder: a repeat (>= 1) of the fail-safe message, whose
+// step is the number of the policy's steps, not its first send. Counted
+// from the entry's fields (acknowledgement's timeline, issue #21), never
+// from its summary's words.
+func failsafeReminder(st *ackv1.AlertState, e *ackv1.TimelineEntry) bool {
+	if !e.GetNotification() || e.GetRepeat() == 0 {
 		return false
 	}
-	return repeat > 0
+	if steps := st.GetPolicy().GetSteps(); len(steps) > 0 && e.GetStep() != uint32(len(steps)) {
+		return false // a repeat of an escalation step sent after queueing (a late send)
+	}
+	return true
 }
 
 // deadline is the next deadline the person must meet: acknowledge-by
@@ -112,26 +118,6 @@ func terminal(s ackv1.State) bool {
 	return s == ackv1.State_STATE_CLOSED || s == ackv1.State_STATE_CANCELLED || s == ackv1.State_STATE_ACTIONED
 }
 
-// sortRows puts overdue alerts first, then by deadline (soonest first),
-// alerts without a deadline last.
-func sortRows(rows []alertRow) {
-	slices.SortStableFunc(rows, func(a, b alertRow) int {
-		if a.Overdue != b.Overdue {
-			if a.Overdue {
-				return -1
-			}
-			return 1
-		}
-		if a.Deadline.IsZero() != b.Deadline.IsZero() {
-			if a.Deadline.IsZero() {
-				return 1
-			}
-			return -1
-		}
-		return a.Deadline.Compare(b.Deadline)
-	})
-}
-
 type worklistData struct {
 	Trust, View, State string
 	Trusts             []string
@@ -139,49 +125,45 @@ type worklistData struct {
 	States             []string
 	Next, Prev, First  string
 	Paged              bool
-	Page, Pages        int
-	PrevN, NextN       int
-	// Partial: the person's list is longer than the console sorts at once
-	// (worklistGatherMax); the page says so.
-	Partial bool
-	Total   int
+	Page, PrevN, NextN int
 }
 
-// worklistGatherMax bounds the alerts the worklist reads to sort them
-// across pages: overdue first, then by deadline, over every matching alert
-// (acknowledgement lists newest raised first; sorting one of its pages
-// would leave an overdue alert on page 3). Beyond it the page says the
-// list is partial and asks to narrow it (by state).
-const worklistGatherMax = 2000
+// worklistMaxCalls bounds the ListAlerts calls of one worklist page: the
+// page is filled in acknowledgement's deadline order
+// (LIST_ORDER_DEADLINE_ASC), and a selective filter (such as "my alerts"
+// among 100,000) may answer short pages, each after scanning at most
+// 5,000 alerts of the order; the page then shows what it found and a next
+// link that continues from there.
+const worklistMaxCalls = 4
 
-// gatherPageSize is the page size the worklist reads with (acknowledgement's
-// maximum); gatherMaxCalls bounds the calls of one worklist view
-// (acknowledgement scans at most 5,000 alerts a call, so a selective filter,
-// such as "my alerts" among 100,000, answers short pages).
-const (
-	gatherPageSize = 500
-	gatherMaxCalls = 10
-)
+// worklistBackMax bounds the earlier pages' cursors a worklist link
+// carries for its "Previous page" link.
+const worklistBackMax = 20
 
-// gather reads every alert req selects, up to worklistGatherMax alerts or
-// gatherMaxCalls calls; complete is false when there were more.
-func (s *Server) gather(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest) (out []*ackv1.AlertState, complete bool, err error) {
-	req.PageSize = gatherPageSize
-	for calls := 1; ; calls++ {
+// worklistPage reads one page of the worklist in acknowledgement's
+// deadline order (overdue first, then by deadline, no deadline last),
+// starting at req's page token: up to worklistPageSize alerts of trust,
+// and the token of the next page ("" at the end).
+func (s *Server) worklistPage(r *http.Request, sess *oidcauth.Session, req *ackv1.ListAlertsRequest, trust string) ([]*ackv1.AlertState, string, error) {
+	req.Order = ackv1.ListOrder_LIST_ORDER_DEADLINE_ASC
+	var out []*ackv1.AlertState
+	for calls := 0; calls < worklistMaxCalls; calls++ {
+		req.PageSize = int32(worklistPageSize - len(out))
 		resp, err := s.alerts.ListAlerts(r.Context(), req, s.callOpts(sess)...)
 		if err != nil {
-			return nil, false, err
+			return nil, "", err
 		}
-		out = append(out, resp.GetAlerts()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			return out, true, nil
+		for _, st := range resp.GetAlerts() {
+			if st.GetTenant() == trust { // never another trust's alert, whatever the service returned
+				out = append(out, st)
+			}
 		}
-		if len(out) >= worklistGatherMax || calls == gatherMaxCalls {
-			return out, false, nil
+		req.PageToken = resp.GetNextPageToken()
+		if req.PageToken == "" || len(out) >= worklistPageSize {
+			break
 		}
-		req.PageToken = next
 	}
+	return out, req.PageToken, nil
 }
 
 func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
@@ -196,7 +178,8 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	if view != "team" {
 		view = "mine"
 	}
-	req := &ackv1.ListAlertsRequest{Tenant: trust}
+	after := q.Get("after")
+	req := &ackv1.ListAlertsRequest{Tenant: trust, PageToken: after}
 	if view == "mine" {
 		req.Assignee = sess.PersonID
 	}
@@ -207,47 +190,70 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		stateName = ""
 		req.States = openStates
 	}
-	all, complete, err := s.gather(r, sess, req)
+	alerts, next, err := s.worklistPage(r, sess, req, trust)
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
 	}
 	now := s.clk.Now()
-	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName, Partial: !complete}
-	rows := make([]alertRow, 0, len(all))
-	for _, st := range all {
-		if st.GetTenant() != trust {
-			continue // never another trust's alert, whatever the service returned
-		}
-		rows = append(rows, s.row(st, now))
+	d := worklistData{Trust: trust, Trusts: trusts, View: view, State: stateName}
+	for _, st := range alerts {
+		d.Rows = append(d.Rows, s.row(st, now))
 	}
-	sortRows(rows)
-	d.Total = len(rows)
-	d.Pages = max(1, (len(rows)+worklistPageSize-1)/worklistPageSize)
+	// Earlier pages' cursors ("-" for the first page), for "Previous".
+	var back []string
+	if b := q.Get("back"); b != "" && after != "" {
+		back = strings.Split(b, ",")
+	}
 	d.Page = 1
-	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 {
-		d.Page = min(n, d.Pages)
+	if after != "" {
+		d.Page = max(2, len(back)+1)
+		if n, err := strconv.Atoi(q.Get("n")); err == nil && n > 1 {
+			d.Page = n
+		}
 	}
-	start := (d.Page - 1) * worklistPageSize
-	d.Rows = rows[start:min(start+worklistPageSize, len(rows))]
 	d.Paged = d.Page > 1
+	d.PrevN, d.NextN = d.Page-1, d.Page+1
 	for _, st := range openStates {
 		d.States = append(d.States, strings.ToLower(strings.TrimPrefix(st.String(), "STATE_")))
 	}
-	base := url.Values{"trust": {trust}, "view": {view}}
-	if stateName != "" {
-		base.Set("state", stateName)
+	link := func(after string, back []string, n int) string {
+		v := url.Values{"trust": {trust}, "view": {view}}
+		if stateName != "" {
+			v.Set("state", stateName)
+		}
+		if after != "" {
+			v.Set("after", after)
+			v.Set("n", strconv.Itoa(n))
+			if len(back) > 0 {
+				v.Set("back", strings.Join(back, ","))
+			}
+		}
+		return "/worklist?" + v.Encode()
 	}
-	d.First = "/worklist?" + base.Encode()
+	d.First = link("", nil, 1)
 	if d.Page > 1 {
-		d.PrevN = d.Page - 1
-		base.Set("page", strconv.Itoa(d.PrevN))
-		d.Prev = "/worklist?" + base.Encode()
+		switch {
+		case len(back) == 0:
+			if d.Page == 2 {
+				d.Prev = d.First
+			}
+		case back[len(back)-1] == "-":
+			d.Prev = d.First
+		default:
+			d.Prev = link(back[len(back)-1], back[:len(back)-1], d.Page-1)
+		}
 	}
-	if d.Page < d.Pages {
-		d.NextN = d.Page + 1
-		base.Set("page", strconv.Itoa(d.NextN))
-		d.Next = "/worklist?" + base.Encode()
+	if next != "" {
+		cur := after
+		if cur == "" {
+			cur = "-"
+		}
+		nb := append(slices.Clone(back), cur)
+		if len(nb) > worklistBackMax {
+			nb = nb[len(nb)-worklistBackMax:]
+		}
+		d.Next = link(next, nb, d.Page+1)
 	}
 	s.render(w, r, http.StatusOK, "worklist", page{Title: "Worklist", Session: sess, Data: d})
 }
@@ -259,14 +265,17 @@ type alertData struct {
 	// DetailsNote says why the details are not shown (shredded, not
 	// openable here), when they are not.
 	DetailsNote string
-	Timeline    []*ackv1.TimelineEntry
-	RequestID   string
-	Reasons     []option
-	Closes      []option
-	CanAck      bool
-	CanAction   bool
-	CanClose    bool
-	Done        string
+	// ReadNote says why the view was not recorded as the alert read (the
+	// person was not sent it, or the service did not answer).
+	ReadNote  string
+	Timeline  []*ackv1.TimelineEntry
+	RequestID string
+	Reasons   []option
+	Closes    []option
+	CanAck    bool
+	CanAction bool
+	CanClose  bool
+	Done      string
 }
 
 type option struct{ Value, Label string }
@@ -306,20 +315,20 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		s.fail(w, r, sess, errNotYours)
 		return
 	}
-	// The view is recorded: the person opened the alert (read is not
-	// acknowledged). A failure to record it is not hidden from them.
-	if _, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
-		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...); err != nil {
-		s.fail(w, r, sess, err)
-		return
-	}
+	// A recipient's view is recorded as the alert read (read is not
+	// acknowledged; it meets the communicate-by obligation). Each part of
+	// the page degrades on its own: a refused MarkRead means the person
+	// reads a colleague's alert (access.DecideRead) and may not act on it as
+	// its recipient; another failure is said, not hidden, and the rest of
+	// the page still shows.
+	readNote, recipient := s.markRead(r, sess, id, p, st.GetTenant())
 	state := st.GetState()
-	clin := p.Has(st.GetTenant(), identity.RoleClinician)
+	clin := recipient && p.Has(st.GetTenant(), identity.RoleClinician)
 	details, note := s.openDetails(r, st, resp.GetDetails())
 	if withoutDetails != "" {
 		note = withoutDetails
 	}
-	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, Timeline: resp.GetTimeline(),
+	d := alertData{Row: s.row(st, s.clk.Now()), State: st, Details: details, DetailsNote: note, ReadNote: readNote, Timeline: resp.GetTimeline(),
 		RequestID: newRequestID(), Reasons: declineReasons, Closes: closeReasons, Done: r.URL.Query().Get("done"),
 		CanAck:    clin && !terminal(state) && st.GetAcknowledgedAt() == nil && state != ackv1.State_STATE_QUARANTINED,
 		CanAction: clin && st.GetAcknowledgedAt() != nil && st.GetActionedAt() == nil && !terminal(state),
@@ -329,6 +338,28 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request, sess *oidcaut
 		d.Timeline = st.GetTimeline()
 	}
 	s.render(w, r, http.StatusOK, "alert", page{Title: "Alert " + st.GetAccessionRef(), Session: sess, Data: d})
+}
+
+// markRead records the person's view of the alert as read by a recipient
+// (MarkRead). recipient is false when the service refused it (the person
+// reads a colleague's alert: not sent to them; a fail-safe officer covers
+// every recipient and is never refused); note says what the page tells the
+// person when the view was not recorded as read.
+func (s *Server) markRead(r *http.Request, sess *oidcauth.Session, id string, p *identity.Person, trust string) (note string, recipient bool) {
+	_, err := s.alerts.MarkRead(r.Context(), &ackv1.MarkReadRequest{AlertId: id,
+		RequestId: "read-" + newRequestID()}, s.callOpts(sess)...)
+	switch {
+	case err == nil:
+		return "", true
+	case status.Code(err) == codes.PermissionDenied:
+		return "This alert was sent to a colleague, not to you: you can read it, but only its recipients or the trust's fail-safe officers can accept, decline or action it. Your view is recorded in the audit; it does not count as the recipient reading it.", false
+	case status.Code(err) == codes.Unauthenticated:
+		return "Your sign-in could not be checked, so your view was not recorded as read. Sign in again to act on this alert.", false
+	}
+	s.log.WarnContext(r.Context(), "the alert's read could not be recorded", "alert_id", id, "tenant", trust, "error", status.Code(err))
+	// Not refused, not recorded: the person may still be a recipient, so
+	// the actions stay (the service decides them).
+	return "Your view could not be recorded as read just now (a Herald service did not answer). Reload the page to try again.", true
 }
 
 // openDetails opens the patient data acknowledgement returned sealed (it
@@ -511,8 +542,13 @@ func (s *Server) failsafe(w http.ResponseWriter, r *http.Request, sess *oidcauth
 		if len(st.GetTimeline()) == 0 {
 			full, err := s.alerts.GetAlert(r.Context(), &ackv1.GetAlertRequest{AlertId: st.GetAlertId()}, s.callOpts(sess)...)
 			if err != nil {
-				s.fail(w, r, sess, err)
-				return
+				// One row's history unread never fails the queue: the
+				// row stays, saying so.
+				s.log.WarnContext(r.Context(), "a fail-safe alert's timeline could not be read", "alert_id", st.GetAlertId(), "error", status.Code(err))
+				row := s.row(st, now)
+				row.NoTimeline = true
+				d.Rows = append(d.Rows, row)
+				continue
 			}
 			st = proto.Clone(st).(*ackv1.AlertState)
 			st.Timeline = full.GetTimeline()

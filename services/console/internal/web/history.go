@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-health/herald/platform/authz/access"
 	"github.com/herald-health/herald/platform/identity"
+	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	"github.com/herald-health/herald/services/console/internal/oidcauth"
 )
 
@@ -170,6 +172,9 @@ type historyData struct {
 	Trust   string
 	History AlertHistory
 	JSON    string
+	// Evidence is the evidential record's download (JSON; EvidenceHTML
+	// the printable page), for the person who may export it ("" otherwise).
+	Evidence, EvidenceHTML string
 }
 
 // alertHistory finds the alert's governance timeline in the trusts the
@@ -228,6 +233,10 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, sess *oidcauth
 	}
 	d := historyData{Trust: trust, History: hist,
 		JSON: "/alerts/" + url.PathEscape(hist.Summary.ID) + "/timeline.json?" + url.Values{"trust": {trust}}.Encode()}
+	if p := sess.Person(); access.HasAny(p, trust, access.AuditExporters...) {
+		d.Evidence = "/alerts/" + url.PathEscape(hist.Summary.ID) + "/evidence.json"
+		d.EvidenceHTML = "/alerts/" + url.PathEscape(hist.Summary.ID) + "/evidence.html"
+	}
 	s.render(w, r, http.StatusOK, "timeline", page{Title: "Governance timeline " + hist.Summary.Reference, Session: sess, Data: d})
 }
 
@@ -272,4 +281,37 @@ func safeFileName(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// evidence downloads the alert's evidential record, the same content and
+// chain proof as heraldctl audit export (acknowledgement's ExportAudit,
+// called with the person's token: safety leads and fail-safe officers of
+// the alert's trust; acknowledgement records each export in the audit as
+// a read). format is "json" (a download) or "html" (the printable page).
+func (s *Server) evidence(format string) func(http.ResponseWriter, *http.Request, *oidcauth.Session) {
+	return func(w http.ResponseWriter, r *http.Request, sess *oidcauth.Session) {
+		id := r.PathValue("id")
+		if !access.HoldsAnywhere(sess.Person(), access.AuditExporters...) {
+			s.forbidden(w, r, sess)
+			return
+		}
+		x, err := s.alerts.ExportAudit(r.Context(), &ackv1.ExportAuditRequest{AlertId: id}, s.callOpts(sess)...)
+		if err != nil {
+			s.fail(w, r, sess, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		name := "herald-evidence-" + safeFileName(id)
+		if format == "html" {
+			// The page is the export's own, self-contained (no scripts).
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+			w.Header().Set("Content-Disposition", `inline; filename="`+name+`.html"`)
+			_, _ = w.Write(x.GetHtml())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
+		_, _ = w.Write(x.GetJson())
+	}
 }

@@ -57,6 +57,7 @@ type Alerts interface {
 	Decline(ctx context.Context, in *ackv1.DeclineRequest, opts ...grpc.CallOption) (*ackv1.DeclineResponse, error)
 	RecordAction(ctx context.Context, in *ackv1.RecordActionRequest, opts ...grpc.CallOption) (*ackv1.RecordActionResponse, error)
 	Close(ctx context.Context, in *ackv1.CloseRequest, opts ...grpc.CallOption) (*ackv1.CloseResponse, error)
+	ExportAudit(ctx context.Context, in *ackv1.ExportAuditRequest, opts ...grpc.CallOption) (*ackv1.ExportAuditResponse, error)
 }
 
 // Rules is what the policy page needs of the rules service.
@@ -163,6 +164,8 @@ func New(cfg Config, auth Sessions, alerts Alerts, rules Rules, reports Reportin
 	s.mux.HandleFunc("GET /search", s.signedIn(s.search))
 	s.mux.HandleFunc("GET /alerts/{id}/timeline", s.signedIn(s.timeline))
 	s.mux.HandleFunc("GET /alerts/{id}/timeline.json", s.signedIn(s.timelineJSON))
+	s.mux.HandleFunc("GET /alerts/{id}/evidence.json", s.signedIn(s.evidence("json")))
+	s.mux.HandleFunc("GET /alerts/{id}/evidence.html", s.signedIn(s.evidence("html")))
 	s.mux.HandleFunc("POST /policy/approve", s.signedIn(s.reviewBundle(true)))
 	s.mux.HandleFunc("POST /policy/reject", s.signedIn(s.reviewBundle(false)))
 	for path, h := range cfg.Extra {

@@ -109,6 +109,61 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{0}
 }
 
+// ListOrder is the order ListAlerts pages in.
+type ListOrder int32
+
+const (
+	// Newest raised first.
+	ListOrder_LIST_ORDER_UNSPECIFIED ListOrder = 0
+	// The worklist's order: by the alert's next deadline (its earliest
+	// running timer: a clock or the escalation step's due time), soonest
+	// first, so overdue alerts (deadline passed) come first, oldest overdue
+	// first; open alerts without a deadline last. Open alerts only (closed,
+	// cancelled and actioned alerts have no deadline): states naming a
+	// terminal state match nothing in this order. Served from an index kept
+	// in step with the state (not a scan of every alert per page).
+	ListOrder_LIST_ORDER_DEADLINE_ASC ListOrder = 1
+)
+
+// Enum value maps for ListOrder.
+var (
+	ListOrder_name = map[int32]string{
+		0: "LIST_ORDER_UNSPECIFIED",
+		1: "LIST_ORDER_DEADLINE_ASC",
+	}
+	ListOrder_value = map[string]int32{
+		"LIST_ORDER_UNSPECIFIED":  0,
+		"LIST_ORDER_DEADLINE_ASC": 1,
+	}
+)
+
+func (x ListOrder) Enum() *ListOrder {
+	p := new(ListOrder)
+	*p = x
+	return p
+}
+
+func (x ListOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ListOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes[1].Descriptor()
+}
+
+func (ListOrder) Type() protoreflect.EnumType {
+	return &file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes[1]
+}
+
+func (x ListOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ListOrder.Descriptor instead.
+func (ListOrder) EnumDescriptor() ([]byte, []int) {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{1}
+}
+
 // AlertState is the latest lifecycle state of an alert; also the value of
 // the compacted topic herald.alert-state.v1. No patient data.
 type AlertState struct {
@@ -438,9 +493,18 @@ type TimelineEntry struct {
 	// Client request id of the command that appended it, if any.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Person who acted, if any (person id only).
-	PersonId      string `protobuf:"bytes,7,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
-	Partition     int32  `protobuf:"varint,8,opt,name=partition,proto3" json:"partition,omitempty"`
-	Offset        int64  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	PersonId  string `protobuf:"bytes,7,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
+	Partition int32  `protobuf:"varint,8,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset    int64  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	// For a notification's entry (NotificationSent, NotificationFailed,
+	// NotificationSuperseded, NotificationDeferred, DigestSent): the step and
+	// repeat of the policy it belongs to (step = the number of policy steps
+	// for the fail-safe message; repeat >= 1 for a reminder), so readers
+	// count them from fields, not from the summary's words.
+	Step   uint32 `protobuf:"varint,10,opt,name=step,proto3" json:"step,omitempty"`
+	Repeat uint32 `protobuf:"varint,11,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// The entry is a notification of a step (step and repeat are set).
+	Notification  bool `protobuf:"varint,12,opt,name=notification,proto3" json:"notification,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +600,27 @@ func (x *TimelineEntry) GetOffset() int64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *TimelineEntry) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *TimelineEntry) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *TimelineEntry) GetNotification() bool {
+	if x != nil {
+		return x.Notification
+	}
+	return false
 }
 
 // AcknowledgeRequest: the caller accepts responsibility for the alert.
@@ -1222,14 +1307,17 @@ func (x *GetAlertResponse) GetDetails() *v1.AlertDetails {
 
 // ListAlertsRequest filters alerts.
 type ListAlertsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	States        []State                `protobuf:"varint,2,rep,packed,name=states,proto3,enum=herald.acknowledgement.v1.State" json:"states,omitempty"`
-	Category      v1.Category            `protobuf:"varint,3,opt,name=category,proto3,enum=herald.events.v1.Category" json:"category,omitempty"`
-	OverdueOnly   bool                   `protobuf:"varint,4,opt,name=overdue_only,json=overdueOnly,proto3" json:"overdue_only,omitempty"`
-	Assignee      string                 `protobuf:"bytes,5,opt,name=assignee,proto3" json:"assignee,omitempty"`
-	PageSize      int32                  `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	States      []State                `protobuf:"varint,2,rep,packed,name=states,proto3,enum=herald.acknowledgement.v1.State" json:"states,omitempty"`
+	Category    v1.Category            `protobuf:"varint,3,opt,name=category,proto3,enum=herald.events.v1.Category" json:"category,omitempty"`
+	OverdueOnly bool                   `protobuf:"varint,4,opt,name=overdue_only,json=overdueOnly,proto3" json:"overdue_only,omitempty"`
+	Assignee    string                 `protobuf:"bytes,5,opt,name=assignee,proto3" json:"assignee,omitempty"`
+	PageSize    int32                  `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken   string                 `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The order of the pages (a page token is valid for the order it was
+	// issued in only). Unset: newest raised first.
+	Order         ListOrder `protobuf:"varint,8,opt,name=order,proto3,enum=herald.acknowledgement.v1.ListOrder" json:"order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1311,6 +1399,13 @@ func (x *ListAlertsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListAlertsRequest) GetOrder() ListOrder {
+	if x != nil {
+		return x.Order
+	}
+	return ListOrder_LIST_ORDER_UNSPECIFIED
 }
 
 // ListAlertsResponse is one page of alerts.
@@ -1456,6 +1551,116 @@ func (x *WatchAlertsResponse) GetState() *AlertState {
 	return nil
 }
 
+// ExportAuditRequest names the alert.
+type ExportAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AlertId       string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ExportAuditRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+// ExportAuditResponse is the evidential record in both forms.
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record as heraldctl audit export -format json writes it.
+	Json []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	// The same as a self-contained printable HTML page (no scripts, no
+	// external resources), as heraldctl audit export -format html writes it.
+	Html []byte `protobuf:"bytes,2,opt,name=html,proto3" json:"html,omitempty"`
+	// The trust of the alert (ODS code).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExportAuditResponse) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetHtml() []byte {
+	if x != nil {
+		return x.Html
+	}
+	return nil
+}
+
+func (x *ExportAuditResponse) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 var File_herald_acknowledgement_v1_acknowledgement_proto protoreflect.FileDescriptor
 
 const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
@@ -1501,7 +1706,7 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\breopened\x18> \x01(\rR\breopened\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\x02\n" +
 	"\rTimelineEntry\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12*\n" +
@@ -1512,7 +1717,11 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x1b\n" +
 	"\tperson_id\x18\a \x01(\tR\bpersonId\x12\x1c\n" +
 	"\tpartition\x18\b \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\t \x01(\x03R\x06offset\"f\n" +
+	"\x06offset\x18\t \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04step\x18\n" +
+	" \x01(\rR\x04step\x12\x16\n" +
+	"\x06repeat\x18\v \x01(\rR\x06repeat\x12\"\n" +
+	"\fnotification\x18\f \x01(\bR\fnotification\"f\n" +
 	"\x12AcknowledgeRequest\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1d\n" +
 	"\n" +
@@ -1558,7 +1767,7 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\x10GetAlertResponse\x12;\n" +
 	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\x12D\n" +
 	"\btimeline\x18\x02 \x03(\v2(.herald.acknowledgement.v1.TimelineEntryR\btimeline\x128\n" +
-	"\adetails\x18\x14 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\"\x98\x02\n" +
+	"\adetails\x18\x14 \x01(\v2\x1e.herald.events.v1.AlertDetailsR\adetails\"\xd4\x02\n" +
 	"\x11ListAlertsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x128\n" +
 	"\x06states\x18\x02 \x03(\x0e2 .herald.acknowledgement.v1.StateR\x06states\x126\n" +
@@ -1567,14 +1776,21 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\bassignee\x18\x05 \x01(\tR\bassignee\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"{\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12:\n" +
+	"\x05order\x18\b \x01(\x0e2$.herald.acknowledgement.v1.ListOrderR\x05order\"{\n" +
 	"\x12ListAlertsResponse\x12=\n" +
 	"\x06alerts\x18\x01 \x03(\v2%.herald.acknowledgement.v1.AlertStateR\x06alerts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
 	"\x12WatchAlertsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"R\n" +
 	"\x13WatchAlertsResponse\x12;\n" +
-	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state*\xa2\x02\n" +
+	"\x05state\x18\x01 \x01(\v2%.herald.acknowledgement.v1.AlertStateR\x05state\"/\n" +
+	"\x12ExportAuditRequest\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\"U\n" +
+	"\x13ExportAuditResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\x12\x12\n" +
+	"\x04html\x18\x02 \x01(\fR\x04html\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant*\xa2\x02\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_RAISED\x10\x01\x12\x10\n" +
@@ -1591,7 +1807,10 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\x12\x10\n" +
 	"\fSTATE_CLOSED\x10\v\x12\x13\n" +
 	"\x0fSTATE_CANCELLED\x10\f\x12\x15\n" +
-	"\x11STATE_QUARANTINED\x10\r2\xda\x06\n" +
+	"\x11STATE_QUARANTINED\x10\r*D\n" +
+	"\tListOrder\x12\x1a\n" +
+	"\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17LIST_ORDER_DEADLINE_ASC\x10\x012\xc8\a\n" +
 	"\x16AcknowledgementService\x12l\n" +
 	"\vAcknowledge\x12-.herald.acknowledgement.v1.AcknowledgeRequest\x1a..herald.acknowledgement.v1.AcknowledgeResponse\x12`\n" +
 	"\aDecline\x12).herald.acknowledgement.v1.DeclineRequest\x1a*.herald.acknowledgement.v1.DeclineResponse\x12o\n" +
@@ -1601,7 +1820,8 @@ const file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc = "" +
 	"\bGetAlert\x12*.herald.acknowledgement.v1.GetAlertRequest\x1a+.herald.acknowledgement.v1.GetAlertResponse\x12i\n" +
 	"\n" +
 	"ListAlerts\x12,.herald.acknowledgement.v1.ListAlertsRequest\x1a-.herald.acknowledgement.v1.ListAlertsResponse\x12n\n" +
-	"\vWatchAlerts\x12-.herald.acknowledgement.v1.WatchAlertsRequest\x1a..herald.acknowledgement.v1.WatchAlertsResponse0\x01BWZUgithub.com/herald-health/herald/proto/gen/herald/acknowledgement/v1;acknowledgementv1b\x06proto3"
+	"\vWatchAlerts\x12-.herald.acknowledgement.v1.WatchAlertsRequest\x1a..herald.acknowledgement.v1.WatchAlertsResponse0\x01\x12l\n" +
+	"\vExportAudit\x12-.herald.acknowledgement.v1.ExportAuditRequest\x1a..herald.acknowledgement.v1.ExportAuditResponseBWZUgithub.com/herald-health/herald/proto/gen/herald/acknowledgement/v1;acknowledgementv1b\x06proto3"
 
 var (
 	file_herald_acknowledgement_v1_acknowledgement_proto_rawDescOnce sync.Once
@@ -1615,88 +1835,94 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_rawDescGZIP() []byte {
 	return file_herald_acknowledgement_v1_acknowledgement_proto_rawDescData
 }
 
-var file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_herald_acknowledgement_v1_acknowledgement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_herald_acknowledgement_v1_acknowledgement_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_herald_acknowledgement_v1_acknowledgement_proto_goTypes = []any{
 	(State)(0),                    // 0: herald.acknowledgement.v1.State
-	(*AlertState)(nil),            // 1: herald.acknowledgement.v1.AlertState
-	(*TimelineEntry)(nil),         // 2: herald.acknowledgement.v1.TimelineEntry
-	(*AcknowledgeRequest)(nil),    // 3: herald.acknowledgement.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),   // 4: herald.acknowledgement.v1.AcknowledgeResponse
-	(*DeclineRequest)(nil),        // 5: herald.acknowledgement.v1.DeclineRequest
-	(*DeclineResponse)(nil),       // 6: herald.acknowledgement.v1.DeclineResponse
-	(*RecordActionRequest)(nil),   // 7: herald.acknowledgement.v1.RecordActionRequest
-	(*RecordActionResponse)(nil),  // 8: herald.acknowledgement.v1.RecordActionResponse
-	(*MarkReadRequest)(nil),       // 9: herald.acknowledgement.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 10: herald.acknowledgement.v1.MarkReadResponse
-	(*CloseRequest)(nil),          // 11: herald.acknowledgement.v1.CloseRequest
-	(*CloseResponse)(nil),         // 12: herald.acknowledgement.v1.CloseResponse
-	(*GetAlertRequest)(nil),       // 13: herald.acknowledgement.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),      // 14: herald.acknowledgement.v1.GetAlertResponse
-	(*ListAlertsRequest)(nil),     // 15: herald.acknowledgement.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),    // 16: herald.acknowledgement.v1.ListAlertsResponse
-	(*WatchAlertsRequest)(nil),    // 17: herald.acknowledgement.v1.WatchAlertsRequest
-	(*WatchAlertsResponse)(nil),   // 18: herald.acknowledgement.v1.WatchAlertsResponse
-	nil,                           // 19: herald.acknowledgement.v1.AlertState.TraceContextEntry
-	(v1.Category)(0),              // 20: herald.events.v1.Category
-	(*v1.Clocks)(nil),             // 21: herald.events.v1.Clocks
-	(*v1.EscalationPolicy)(nil),   // 22: herald.events.v1.EscalationPolicy
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*v1.Actor)(nil),              // 24: herald.events.v1.Actor
-	(v1.ClockKind)(0),             // 25: herald.events.v1.ClockKind
-	(v1.DeclineReason)(0),         // 26: herald.events.v1.DeclineReason
-	(*v1.AlertDetails)(nil),       // 27: herald.events.v1.AlertDetails
+	(ListOrder)(0),                // 1: herald.acknowledgement.v1.ListOrder
+	(*AlertState)(nil),            // 2: herald.acknowledgement.v1.AlertState
+	(*TimelineEntry)(nil),         // 3: herald.acknowledgement.v1.TimelineEntry
+	(*AcknowledgeRequest)(nil),    // 4: herald.acknowledgement.v1.AcknowledgeRequest
+	(*AcknowledgeResponse)(nil),   // 5: herald.acknowledgement.v1.AcknowledgeResponse
+	(*DeclineRequest)(nil),        // 6: herald.acknowledgement.v1.DeclineRequest
+	(*DeclineResponse)(nil),       // 7: herald.acknowledgement.v1.DeclineResponse
+	(*RecordActionRequest)(nil),   // 8: herald.acknowledgement.v1.RecordActionRequest
+	(*RecordActionResponse)(nil),  // 9: herald.acknowledgement.v1.RecordActionResponse
+	(*MarkReadRequest)(nil),       // 10: herald.acknowledgement.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 11: herald.acknowledgement.v1.MarkReadResponse
+	(*CloseRequest)(nil),          // 12: herald.acknowledgement.v1.CloseRequest
+	(*CloseResponse)(nil),         // 13: herald.acknowledgement.v1.CloseResponse
+	(*GetAlertRequest)(nil),       // 14: herald.acknowledgement.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),      // 15: herald.acknowledgement.v1.GetAlertResponse
+	(*ListAlertsRequest)(nil),     // 16: herald.acknowledgement.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),    // 17: herald.acknowledgement.v1.ListAlertsResponse
+	(*WatchAlertsRequest)(nil),    // 18: herald.acknowledgement.v1.WatchAlertsRequest
+	(*WatchAlertsResponse)(nil),   // 19: herald.acknowledgement.v1.WatchAlertsResponse
+	(*ExportAuditRequest)(nil),    // 20: herald.acknowledgement.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),   // 21: herald.acknowledgement.v1.ExportAuditResponse
+	nil,                           // 22: herald.acknowledgement.v1.AlertState.TraceContextEntry
+	(v1.Category)(0),              // 23: herald.events.v1.Category
+	(*v1.Clocks)(nil),             // 24: herald.events.v1.Clocks
+	(*v1.EscalationPolicy)(nil),   // 25: herald.events.v1.EscalationPolicy
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*v1.Actor)(nil),              // 27: herald.events.v1.Actor
+	(v1.ClockKind)(0),             // 28: herald.events.v1.ClockKind
+	(v1.DeclineReason)(0),         // 29: herald.events.v1.DeclineReason
+	(*v1.AlertDetails)(nil),       // 30: herald.events.v1.AlertDetails
 }
 var file_herald_acknowledgement_v1_acknowledgement_proto_depIdxs = []int32{
 	0,  // 0: herald.acknowledgement.v1.AlertState.state:type_name -> herald.acknowledgement.v1.State
-	20, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
-	21, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
-	22, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
-	23, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
-	23, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
-	24, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
-	25, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
-	2,  // 9: herald.acknowledgement.v1.AlertState.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	23, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
-	23, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
-	23, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
-	19, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
-	23, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	1,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	26, // 16: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
-	1,  // 17: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 18: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 19: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	2,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
-	27, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
+	23, // 1: herald.acknowledgement.v1.AlertState.category:type_name -> herald.events.v1.Category
+	24, // 2: herald.acknowledgement.v1.AlertState.clocks:type_name -> herald.events.v1.Clocks
+	25, // 3: herald.acknowledgement.v1.AlertState.policy:type_name -> herald.events.v1.EscalationPolicy
+	26, // 4: herald.acknowledgement.v1.AlertState.raised_at:type_name -> google.protobuf.Timestamp
+	26, // 5: herald.acknowledgement.v1.AlertState.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 6: herald.acknowledgement.v1.AlertState.step_due_at:type_name -> google.protobuf.Timestamp
+	27, // 7: herald.acknowledgement.v1.AlertState.acknowledged_by:type_name -> herald.events.v1.Actor
+	28, // 8: herald.acknowledgement.v1.AlertState.breached:type_name -> herald.events.v1.ClockKind
+	3,  // 9: herald.acknowledgement.v1.AlertState.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	26, // 10: herald.acknowledgement.v1.AlertState.acknowledged_at:type_name -> google.protobuf.Timestamp
+	26, // 11: herald.acknowledgement.v1.AlertState.actioned_at:type_name -> google.protobuf.Timestamp
+	26, // 12: herald.acknowledgement.v1.AlertState.closed_at:type_name -> google.protobuf.Timestamp
+	22, // 13: herald.acknowledgement.v1.AlertState.trace_context:type_name -> herald.acknowledgement.v1.AlertState.TraceContextEntry
+	26, // 14: herald.acknowledgement.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	2,  // 15: herald.acknowledgement.v1.AcknowledgeResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	29, // 16: herald.acknowledgement.v1.DeclineRequest.reason:type_name -> herald.events.v1.DeclineReason
+	2,  // 17: herald.acknowledgement.v1.DeclineResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 18: herald.acknowledgement.v1.RecordActionResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 19: herald.acknowledgement.v1.MarkReadResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 20: herald.acknowledgement.v1.CloseResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 21: herald.acknowledgement.v1.GetAlertResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	3,  // 22: herald.acknowledgement.v1.GetAlertResponse.timeline:type_name -> herald.acknowledgement.v1.TimelineEntry
+	30, // 23: herald.acknowledgement.v1.GetAlertResponse.details:type_name -> herald.events.v1.AlertDetails
 	0,  // 24: herald.acknowledgement.v1.ListAlertsRequest.states:type_name -> herald.acknowledgement.v1.State
-	20, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
-	1,  // 26: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
-	1,  // 27: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
-	3,  // 28: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
-	5,  // 29: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
-	7,  // 30: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
-	9,  // 31: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
-	11, // 32: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
-	13, // 33: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
-	15, // 34: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
-	17, // 35: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
-	4,  // 36: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
-	6,  // 37: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
-	8,  // 38: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
-	10, // 39: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
-	12, // 40: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
-	14, // 41: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
-	16, // 42: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
-	18, // 43: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
-	36, // [36:44] is the sub-list for method output_type
-	28, // [28:36] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	23, // 25: herald.acknowledgement.v1.ListAlertsRequest.category:type_name -> herald.events.v1.Category
+	1,  // 26: herald.acknowledgement.v1.ListAlertsRequest.order:type_name -> herald.acknowledgement.v1.ListOrder
+	2,  // 27: herald.acknowledgement.v1.ListAlertsResponse.alerts:type_name -> herald.acknowledgement.v1.AlertState
+	2,  // 28: herald.acknowledgement.v1.WatchAlertsResponse.state:type_name -> herald.acknowledgement.v1.AlertState
+	4,  // 29: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:input_type -> herald.acknowledgement.v1.AcknowledgeRequest
+	6,  // 30: herald.acknowledgement.v1.AcknowledgementService.Decline:input_type -> herald.acknowledgement.v1.DeclineRequest
+	8,  // 31: herald.acknowledgement.v1.AcknowledgementService.RecordAction:input_type -> herald.acknowledgement.v1.RecordActionRequest
+	10, // 32: herald.acknowledgement.v1.AcknowledgementService.MarkRead:input_type -> herald.acknowledgement.v1.MarkReadRequest
+	12, // 33: herald.acknowledgement.v1.AcknowledgementService.Close:input_type -> herald.acknowledgement.v1.CloseRequest
+	14, // 34: herald.acknowledgement.v1.AcknowledgementService.GetAlert:input_type -> herald.acknowledgement.v1.GetAlertRequest
+	16, // 35: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:input_type -> herald.acknowledgement.v1.ListAlertsRequest
+	18, // 36: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:input_type -> herald.acknowledgement.v1.WatchAlertsRequest
+	20, // 37: herald.acknowledgement.v1.AcknowledgementService.ExportAudit:input_type -> herald.acknowledgement.v1.ExportAuditRequest
+	5,  // 38: herald.acknowledgement.v1.AcknowledgementService.Acknowledge:output_type -> herald.acknowledgement.v1.AcknowledgeResponse
+	7,  // 39: herald.acknowledgement.v1.AcknowledgementService.Decline:output_type -> herald.acknowledgement.v1.DeclineResponse
+	9,  // 40: herald.acknowledgement.v1.AcknowledgementService.RecordAction:output_type -> herald.acknowledgement.v1.RecordActionResponse
+	11, // 41: herald.acknowledgement.v1.AcknowledgementService.MarkRead:output_type -> herald.acknowledgement.v1.MarkReadResponse
+	13, // 42: herald.acknowledgement.v1.AcknowledgementService.Close:output_type -> herald.acknowledgement.v1.CloseResponse
+	15, // 43: herald.acknowledgement.v1.AcknowledgementService.GetAlert:output_type -> herald.acknowledgement.v1.GetAlertResponse
+	17, // 44: herald.acknowledgement.v1.AcknowledgementService.ListAlerts:output_type -> herald.acknowledgement.v1.ListAlertsResponse
+	19, // 45: herald.acknowledgement.v1.AcknowledgementService.WatchAlerts:output_type -> herald.acknowledgement.v1.WatchAlertsResponse
+	21, // 46: herald.acknowledgement.v1.AcknowledgementService.ExportAudit:output_type -> herald.acknowledgement.v1.ExportAuditResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_herald_acknowledgement_v1_acknowledgement_proto_init() }
@@ -1709,8 +1935,8 @@ func file_herald_acknowledgement_v1_acknowledgement_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc), len(file_herald_acknowledgement_v1_acknowledgement_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      2,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

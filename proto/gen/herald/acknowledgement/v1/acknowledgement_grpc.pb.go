@@ -30,6 +30,7 @@ const (
 	AcknowledgementService_GetAlert_FullMethodName     = "/herald.acknowledgement.v1.AcknowledgementService/GetAlert"
 	AcknowledgementService_ListAlerts_FullMethodName   = "/herald.acknowledgement.v1.AcknowledgementService/ListAlerts"
 	AcknowledgementService_WatchAlerts_FullMethodName  = "/herald.acknowledgement.v1.AcknowledgementService/WatchAlerts"
+	AcknowledgementService_ExportAudit_FullMethodName  = "/herald.acknowledgement.v1.AcknowledgementService/ExportAudit"
 )
 
 // AcknowledgementServiceClient is the client API for AcknowledgementService service.
@@ -54,6 +55,13 @@ type AcknowledgementServiceClient interface {
 	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
 	// WatchAlerts streams changes of alert state.
 	WatchAlerts(ctx context.Context, in *WatchAlertsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAlertsResponse], error)
+	// The evidential record of one alert, as heraldctl audit export writes
+	// it (every event, who acted, policy versions, delivery states, and the
+	// audit chain proof: its records' hashes and the anchor covering them),
+	// as JSON and as a printable self-contained HTML page. For safety leads
+	// and fail-safe officers of the alert's trust; each export is recorded in
+	// the audit trail as a read. No patient data.
+	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (*ExportAuditResponse, error)
 }
 
 type acknowledgementServiceClient struct {
@@ -153,6 +161,16 @@ func (c *acknowledgementServiceClient) WatchAlerts(ctx context.Context, in *Watc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AcknowledgementService_WatchAlertsClient = grpc.ServerStreamingClient[WatchAlertsResponse]
 
+func (c *acknowledgementServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (*ExportAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportAuditResponse)
+	err := c.cc.Invoke(ctx, AcknowledgementService_ExportAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AcknowledgementServiceServer is the server API for AcknowledgementService service.
 // All implementations must embed UnimplementedAcknowledgementServiceServer
 // for forward compatibility.
@@ -175,6 +193,13 @@ type AcknowledgementServiceServer interface {
 	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
 	// WatchAlerts streams changes of alert state.
 	WatchAlerts(*WatchAlertsRequest, grpc.ServerStreamingServer[WatchAlertsResponse]) error
+	// The evidential record of one alert, as heraldctl audit export writes
+	// it (every event, who acted, policy versions, delivery states, and the
+	// audit chain proof: its records' hashes and the anchor covering them),
+	// as JSON and as a printable self-contained HTML page. For safety leads
+	// and fail-safe officers of the alert's trust; each export is recorded in
+	// the audit trail as a read. No patient data.
+	ExportAudit(context.Context, *ExportAuditRequest) (*ExportAuditResponse, error)
 	mustEmbedUnimplementedAcknowledgementServiceServer()
 }
 
@@ -208,6 +233,9 @@ func (UnimplementedAcknowledgementServiceServer) ListAlerts(context.Context, *Li
 }
 func (UnimplementedAcknowledgementServiceServer) WatchAlerts(*WatchAlertsRequest, grpc.ServerStreamingServer[WatchAlertsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchAlerts not implemented")
+}
+func (UnimplementedAcknowledgementServiceServer) ExportAudit(context.Context, *ExportAuditRequest) (*ExportAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportAudit not implemented")
 }
 func (UnimplementedAcknowledgementServiceServer) mustEmbedUnimplementedAcknowledgementServiceServer() {
 }
@@ -368,6 +396,24 @@ func _AcknowledgementService_WatchAlerts_Handler(srv interface{}, stream grpc.Se
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AcknowledgementService_WatchAlertsServer = grpc.ServerStreamingServer[WatchAlertsResponse]
 
+func _AcknowledgementService_ExportAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AcknowledgementServiceServer).ExportAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AcknowledgementService_ExportAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AcknowledgementServiceServer).ExportAudit(ctx, req.(*ExportAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AcknowledgementService_ServiceDesc is the grpc.ServiceDesc for AcknowledgementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -402,6 +448,10 @@ var AcknowledgementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAlerts",
 			Handler:    _AcknowledgementService_ListAlerts_Handler,
+		},
+		{
+			MethodName: "ExportAudit",
+			Handler:    _AcknowledgementService_ExportAudit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -9,8 +9,11 @@
 package grpcapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -22,6 +25,7 @@ import (
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	"github.com/herald-health/herald/services/acknowledgement/audit"
 	"github.com/herald-health/herald/services/acknowledgement/internal/app"
 	"github.com/herald-health/herald/services/acknowledgement/lifecycle"
 	"google.golang.org/grpc"
@@ -38,6 +42,19 @@ type Server struct {
 	refs alertref.Key
 	// watches bounds the WatchAlerts streams per caller.
 	watches *watchLimit
+	// export assembles an alert's evidential record (nil: ExportAudit is
+	// unavailable).
+	export Exporter
+}
+
+// Exporter assembles the evidential record of one alert (audit.ExportAlert
+// on the service's log and audit topics).
+type Exporter func(ctx context.Context, alertID string) (*audit.Export, error)
+
+// WithAuditExport serves ExportAudit with x. It returns s.
+func (s *Server) WithAuditExport(x Exporter) *Server {
+	s.export = x
+	return s
 }
 
 // New returns the API on a (queries and commands) and hub (WatchAlerts);
@@ -166,8 +183,8 @@ func (s *Server) GetAlert(ctx context.Context, r *ackv1.GetAlertRequest) (*ackv1
 	if err != nil {
 		return nil, err
 	}
-	if !s.readable(ctx, st.GetTenant()) {
-		return nil, fault.PermissionDenied(fmt.Sprintf("alert %s belongs to a trust the caller does not read", id))
+	if err := s.mayRead(ctx, st); err != nil {
+		return nil, err
 	}
 	resp := &ackv1.GetAlertResponse{State: s.slim(st), Timeline: st.GetTimeline()}
 	if r.GetIncludeDetails() {
@@ -204,13 +221,84 @@ func (s *Server) details(ctx context.Context, st *lifecycle.State) (*eventsv1.Al
 	return s.app.Details(ctx, st, actor, rand.Text())
 }
 
+// ExportAudit implements the RPC: the evidential record of one alert (as
+// heraldctl audit export writes it) for a safety lead or fail-safe officer
+// of its trust, recorded in the audit trail as a read before it is
+// answered. The alert's trust comes from the live projection, checked
+// before the record is assembled; for an alert no longer there (closed and
+// retired), from the record itself, checked before anything is answered.
+func (s *Server) ExportAudit(ctx context.Context, r *ackv1.ExportAuditRequest) (*ackv1.ExportAuditResponse, error) {
+	id := r.GetAlertId()
+	if id == "" {
+		return nil, fault.Invalid("export the audit record", fault.Violation{Field: "alert_id", Problem: "is required"})
+	}
+	if s.export == nil {
+		return nil, fault.Unavailable("the audit export is not configured on this replica")
+	}
+	c, _ := identity.FromContext(ctx)
+	off := c.Person == nil && authz.IsOff(ctx)
+	decide := func(trust string) error {
+		if off {
+			return nil
+		}
+		return access.DecideAuditExport(c.Person, id, trust)
+	}
+	st, err := s.app.Get(ctx, id)
+	switch {
+	case err == nil:
+		if err := decide(st.GetTenant()); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, fault.ErrNotFound):
+		// Retired from the live store: the record names its trust.
+	default:
+		return nil, err
+	}
+	x, err := s.export(ctx, id)
+	if errors.Is(err, audit.ErrNoEvents) {
+		return nil, fault.NotFound("alert " + id + " not found")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("export the audit record of alert %s: %w: %w", id, fault.Unavailable("the log or the audit trail could not be read"), err)
+	}
+	if err := decide(x.Trust); err != nil {
+		return nil, err
+	}
+	if !off {
+		role := ""
+		for _, r := range access.AuditExporters {
+			if c.Person.Has(x.Trust, r) {
+				role = string(r)
+				break
+			}
+		}
+		p := c.Person
+		actor := &auditv1.AuditActor{PersonId: p.PersonID, Role: role, IdentityProvider: "oidc", Issuer: p.Issuer, Subject: p.Subject,
+			Acr: p.ACR, RelayingService: c.Service}
+		if err := s.app.RecordRead(ctx, audit.ViewedEntry(x.Trust, id, rand.Text(), "audit-export", actor, x.GeneratedAt)); err != nil {
+			return nil, fmt.Errorf("export the audit record of alert %s: %w", id, err)
+		}
+	}
+	out := &ackv1.ExportAuditResponse{Tenant: x.Trust}
+	if out.Json, err = json.MarshalIndent(x, "", "  "); err != nil { // as heraldctl writes it (with its newline, below)
+		return nil, fmt.Errorf("encode the audit record of alert %s: %w", id, err)
+	}
+	out.Json = append(out.Json, '\n')
+	var page bytes.Buffer
+	if err := audit.RenderExportHTML(&page, x); err != nil {
+		return nil, err
+	}
+	out.Html = page.Bytes()
+	return out, nil
+}
+
 // ListAlerts implements the RPC.
 func (s *Server) ListAlerts(ctx context.Context, r *ackv1.ListAlertsRequest) (*ackv1.ListAlertsResponse, error) {
 	scope := s.scope(ctx, r.GetTenant())
 	if scope.Empty() {
 		return &ackv1.ListAlertsResponse{}, nil // another trust's list is empty, not an error
 	}
-	f := app.ListFilter{States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee()}
+	f := app.ListFilter{States: r.GetStates(), Category: r.GetCategory(), OverdueOnly: r.GetOverdueOnly(), Assignee: r.GetAssignee(), Order: r.GetOrder()}
 	switch {
 	case scope.All:
 		f.Tenant = r.GetTenant()
@@ -326,8 +414,12 @@ func (s *Server) scope(ctx context.Context, tenant string) access.Scope {
 	return access.ListScope(c.Person, tenant, access.AlertReaders...)
 }
 
-// readable reports whether the caller reads trust's alerts.
-func (s *Server) readable(ctx context.Context, trust string) bool {
+// mayRead is the read rule (access.DecideRead) for the caller on st: any
+// reading role for the alert's trust, recipient or not.
+func (s *Server) mayRead(ctx context.Context, st *lifecycle.State) error {
 	c, _ := identity.FromContext(ctx)
-	return access.HasAny(c.Person, trust, access.AlertReaders...)
+	if c.Person == nil && authz.IsOff(ctx) {
+		return nil
+	}
+	return access.DecideRead(c.Person, access.Alert{ID: st.GetAlertId(), Tenant: st.GetTenant(), Recipients: lifecycle.Recipients(st)})
 }

@@ -79,6 +79,19 @@ func (s *Store) allKey() string            { return s.tag + ":alerts" }
 func (s *Store) openKey() string           { return s.tag + ":open" }
 func (s *Store) deadlinesKey() string      { return s.tag + ":deadlines" }
 func (s *Store) tenantKey(t string) string { return s.tag + ":tenant:" + t }
+
+// orderKey is the deadline-order index of the open alerts of trust t (""
+// for every trust): score lifecycle.DeadlineOrder, member the alert id.
+func (s *Store) orderKey(t string) string {
+	if t == "" {
+		return s.tag + ":bydeadline"
+	}
+	return s.tag + ":bydeadline:tenant:" + t
+}
+
+// orderBuiltKey marks the deadline-order index as built for the states
+// stored before it existed (BuildDeadlineOrder).
+func (s *Store) orderBuiltKey() string     { return s.tag + ":bydeadline:built" }
 func (s *Store) stateKey(id string) string { return s.tag + ":state:" + id }
 func (s *Store) tokenKey(id string) string { return s.tag + ":token:" + id }
 
@@ -103,12 +116,15 @@ if not d and redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('R
 return d
 `)
 
-// putScript: KEYS epoch, state, all, open, tenant, deadlines, retired; ARGV
-// check-epoch (0/1), offset, data, score, open (0/1), alert id, changes
-// channel ("" for none), change, next deadline ms ("" for none), expiry ms
-// ("" for none). Stores if the offset is newer, indexes the alert by its
-// next deadline (for the overdue watchdog), makes a terminal state expire
-// (marking the alert retired), and then publishes the change.
+// putScript: KEYS epoch, state, all, open, tenant, deadlines, retired,
+// order (all trusts), order (the alert's trust); ARGV check-epoch (0/1),
+// offset, data, score, open (0/1), alert id, changes channel ("" for
+// none), change, next deadline ms ("" for none), expiry ms ("" for none),
+// deadline-order score ("" for a terminal alert). Stores if the offset is
+// newer, indexes the alert by its next deadline (for the overdue watchdog)
+// and in the worklist's deadline order (open alerts only), makes a
+// terminal state expire (marking the alert retired), and then publishes
+// the change.
 var putScript = redis.NewScript(`
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOEPOCH') end
 local cur = redis.call('HGET', KEYS[2], 'o')
@@ -118,6 +134,13 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
 if ARGV[5] == '1' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6]) else redis.call('ZREM', KEYS[4], ARGV[6]) end
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6]) else redis.call('ZREM', KEYS[6], ARGV[6]) end
+if ARGV[11] ~= '' then
+  redis.call('ZADD', KEYS[8], ARGV[11], ARGV[6])
+  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[6])
+else
+  redis.call('ZREM', KEYS[8], ARGV[6])
+  redis.call('ZREM', KEYS[9], ARGV[6])
+end
 if ARGV[10] ~= '' then
   redis.call('SET', KEYS[7], '1')
   redis.call('PEXPIRE', KEYS[2], ARGV[10])
@@ -205,9 +228,14 @@ func (s *Store) put(ctx context.Context, c redis.Scripter, st *lifecycle.State, 
 	if d, ok := lifecycle.NextDeadline(st); ok {
 		deadline = strconv.FormatInt(d.UnixMilli(), 10)
 	}
+	order := ""
+	if ms, ok := lifecycle.DeadlineOrder(st); ok {
+		order = strconv.FormatInt(ms, 10)
+	}
 	return putScript.Run(ctx, c,
-		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant()), s.deadlinesKey(), s.retiredKey(st.GetAlertId())},
-		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change, deadline, s.expiry(st))
+		[]string{s.epochKey(), s.stateKey(st.GetAlertId()), s.allKey(), s.openKey(), s.tenantKey(st.GetTenant()), s.deadlinesKey(), s.retiredKey(st.GetAlertId()),
+			s.orderKey(""), s.orderKey(st.GetTenant())},
+		check, strconv.FormatInt(st.GetOffset(), 10), b, score, open, st.GetAlertId(), channel, change, deadline, s.expiry(st), order)
 }
 
 // expiry is the expiry (ms) of a terminal state: RetainClosed after its
@@ -463,4 +491,91 @@ func (s *Store) Scan(ctx context.Context, tenant, cursor string, n int) ([]*life
 		next = strconv.FormatFloat(last.Score, 'f', 0, 64) + ":" + last.Member.(string)
 	}
 	return states, next, nil
+}
+
+// ScanByDeadline implements app.DeadlineLister: up to n open states of
+// tenant ("" for all) in the worklist's deadline order (soonest deadline
+// first, so overdue first; no deadline last), after cursor ("" to start,
+// else "<order score>:<alert id>" as returned). It reads the order index
+// (a sorted set kept by the put script), never every alert. It returns the
+// cursor of the last state returned, or "" when there are no more.
+func (s *Store) ScanByDeadline(ctx context.Context, tenant, cursor string, n int) ([]*lifecycle.State, string, error) {
+	key := s.orderKey(tenant)
+	min := "-inf"
+	var curScore float64
+	curID := ""
+	if cursor != "" {
+		sc, id, ok := strings.Cut(cursor, ":")
+		f, err := strconv.ParseFloat(sc, 64)
+		if !ok || err != nil || id == "" {
+			return nil, "", fault.Invalid("list alerts", fault.Violation{Field: "page_token", Problem: "is not a token this service issued for this order"})
+		}
+		curScore, curID, min = f, id, sc
+	}
+	var zs []redis.Z
+	for offset := int64(0); len(zs) < n; {
+		got, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: key, Start: min, Stop: "+inf", ByScore: true, Offset: offset, Count: int64(n),
+		}).Result()
+		if err != nil {
+			return nil, "", s.wrap("list alerts by deadline", err)
+		}
+		for _, z := range got {
+			// Members of one score are in id order: skip up to the cursor.
+			if cursor != "" && z.Score == curScore && z.Member.(string) <= curID {
+				continue
+			}
+			zs = append(zs, z)
+			if len(zs) == n {
+				break
+			}
+		}
+		if len(got) < n {
+			break
+		}
+		offset += int64(len(got))
+	}
+	ids := make([]string, len(zs))
+	for i, z := range zs {
+		ids[i] = z.Member.(string)
+	}
+	states, err := s.load(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(zs) == n {
+		last := zs[len(zs)-1]
+		next = strconv.FormatFloat(last.Score, 'f', 0, 64) + ":" + last.Member.(string)
+	}
+	return states, next, nil
+}
+
+// BuildDeadlineOrder implements app.OrderBuilder: it adds states (the open
+// alerts, as Recover reads them) to the deadline-order index once, for a
+// projection stored before the index existed, and marks it built. A state
+// already indexed keeps its score (ZADD NX: a change stored meanwhile wins).
+func (s *Store) BuildDeadlineOrder(ctx context.Context, states []*lifecycle.State) error {
+	built, err := s.rdb.Exists(ctx, s.orderBuiltKey()).Result()
+	if err != nil {
+		return s.wrap("check the deadline order index", err)
+	}
+	if built == 1 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, st := range states {
+		ms, ok := lifecycle.DeadlineOrder(st)
+		if !ok {
+			continue
+		}
+		z := redis.Z{Score: float64(ms), Member: st.GetAlertId()}
+		pipe.ZAddNX(ctx, s.orderKey(""), z)
+		pipe.ZAddNX(ctx, s.orderKey(st.GetTenant()), z)
+	}
+	pipe.Set(ctx, s.orderBuiltKey(), "1", 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return s.wrap("build the deadline order index", err)
+	}
+	return nil
 }
