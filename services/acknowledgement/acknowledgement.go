@@ -338,6 +338,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
+	cfg.Log = cfg.Log.Observed(deps.Logger, deps.Telemetry) // refused records are logged and counted wherever they are read
 	if cfg.Replica == "" {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())
