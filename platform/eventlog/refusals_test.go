@@ -326,3 +326,49 @@ func TestKeyRotationUnderTrafficNeedsNoRestart(t *testing.T) {
 		t.Errorf("herald_events_refused_total{path=read_topic} = %d; want at least the %d records of the removed key", n, kids[oldEntry.KID])
 	}
 }
+
+// TestDeadLettersAreSignedByTheServiceThatDeadLettersThem: a consumer
+// with a signing key signs what it puts on the dead-letter topic (over the
+// dead-letter topic), keeping the record's own signature header apart, so
+// a reader of the dead letters can tell Herald's from anyone's.
+func TestDeadLettersAreSignedByTheServiceThatDeadLettersThem(t *testing.T) {
+	cfg, keys := signedConfig(t, 1)
+	ctx := context.Background()
+	stranger := writerAs(t, cfg, "intake", strangerKey(t))
+	if err := stranger.Append(ctx, raised("dead", 0)); err != nil {
+		t.Fatal(err)
+	}
+	consumer := cfg
+	consumer.SigningKeyFile = keys.PrivateKeyFiles[eventsign.ServiceNotification]
+	stop := consume(t, consumer, testinfra.UniqueName("group"), func(context.Context, eventlog.Delivery) error { return nil })
+	defer stop()
+	testinfra.DeadLetters(t, cfg.Brokers, cfg.DLQTopic, eventlog.HeaderDLQReason, time.Minute, "dead")
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.DLQTopic, Partition: 0})
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := r.ReadMessage(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := eventsign.LoadKeySet(keys.KeySetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ks.Verify(cfg.DLQTopic, m.Key, m.Value, eventlog.SignatureOf(m.Headers))
+	if err != nil || svc != eventsign.ServiceNotification {
+		t.Fatalf("the dead letter verifies as %q, %v; want signed by notification over the dead-letter topic", svc, err)
+	}
+	if err := eventsign.AllowedOn(svc, eventsign.TopicDeadLetters); err != nil {
+		t.Fatal(err)
+	}
+	var original []byte
+	for _, h := range m.Headers {
+		if h.Key == eventsign.HeaderOriginalSignature {
+			original = h.Value
+		}
+	}
+	if _, err := ks.Verify(cfg.EventsTopic, m.Key, m.Value, original); err == nil || !strings.Contains(err.Error(), "unknown signing key") {
+		t.Fatalf("the record's own signature was not kept apart (%q: %v)", original, err)
+	}
+}
