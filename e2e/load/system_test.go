@@ -68,6 +68,9 @@ type systemConfig struct {
 	// comparison (BenchmarkSigningCost). Otherwise every service signs
 	// what it appends and verifies what it reads, as in production.
 	unsigned bool
+	// auditOff runs acknowledgement without its audit trail, for the
+	// audit-cost comparison (BenchmarkAuditCost).
+	auditOff bool
 }
 
 func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system {
@@ -170,6 +173,9 @@ func startSystem(b *testing.B, bins map[string]string, sc systemConfig) *system 
 		s.tls = tlsCA.Client
 		security = tlsCA.ServiceEnv
 		env["intake"] = append(env["intake"], "HERALD_SENDER_BINDINGS_FILE="+harness.WriteSenderBindings(b, devca.SPIFFEID(harness.ClientIdentity), "RZZ"))
+	}
+	if sc.auditOff {
+		env["acknowledgement"] = append(env["acknowledgement"], "HERALD_AUDIT_OFF=true")
 	}
 	if !sc.unsigned {
 		keys, err := eventsign.GenerateFiles(b.TempDir())

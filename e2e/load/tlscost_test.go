@@ -81,7 +81,7 @@ func BenchmarkTLSCost(b *testing.B) {
 func runArm(b *testing.B, bins map[string]string, pair int, mode string) armResult {
 	r := armResult{pair: pair, mode: mode, loadavg: loadavg()}
 	s := startSystem(b, bins, systemConfig{partitions: *flagPartitions, timerStep: *flagTimerStep, conns: *flagConns,
-		notificationWorkers: *flagWorkers, plaintext: mode == "plaintext", unsigned: mode == "unsigned"})
+		notificationWorkers: *flagWorkers, plaintext: mode == "plaintext", unsigned: mode == "unsigned", auditOff: mode == "unaudited"})
 	ctx := b.Context()
 	obs := observe(ctx, b, s.log)
 	pids := map[string]int{}

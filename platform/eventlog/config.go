@@ -12,7 +12,9 @@
 // writes, and with Config.VerifyKeysFile every reader (Consume, Tail,
 // ReadTopic) refuses a record not signed by a service that may produce it
 // (platform/eventsign; signing.go): Consume dead-letters it with the
-// reason, the others skip it.
+// reason, the others skip it, and every refusal is logged and counted
+// (herald_events_refused_total, by path; Config.Observed). The key files
+// are re-read when they change (Config.KeysCheckEvery).
 //
 // Guarantees: Writer.Append returns only after every replica in sync has the
 // records (acks=all). Consume is at least once: fetch, handle, then commit;
@@ -52,9 +54,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/herald-health/herald/platform/config"
+	"github.com/herald-health/herald/platform/telemetry"
 )
 
 // Topic names.
@@ -116,6 +120,14 @@ type Config struct {
 	// Without it a reader accepts every record (development only: the
 	// production profile refuses to start, see Signing).
 	VerifyKeysFile string
+	// KeysCheckEvery is the longest a change of the key files goes
+	// unnoticed (default eventsign.DefaultCheckEvery): both are re-read
+	// without a restart, so a key rotation is a change of the Secret.
+	KeysCheckEvery time.Duration
+
+	// obsLog and obsTel record refusals and key reloads (Observed).
+	obsLog *slog.Logger
+	obsTel *telemetry.Telemetry
 }
 
 // DefaultSessionTimeout is the consumer groups' session timeout: the

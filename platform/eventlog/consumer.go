@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/fault"
 	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -99,8 +100,12 @@ type ConsumerConfig struct {
 	FetchLinger time.Duration
 	// Raw hands records to the handler undecoded (Delivery.Value): for
 	// topics whose records are not herald.events.v1.Event (the audit
-	// intake). Nothing is dead-lettered for its shape then.
-	Raw bool
+	// intake). Nothing is dead-lettered for its shape then; with a key set
+	// a record must still be signed by a key of it, of a service that may
+	// write the topic of RawRole (eventsign.TopicWriters) when set, or it
+	// is dead-lettered with the reason.
+	Raw     bool
+	RawRole string
 	// Ignore, when set, says which decoded events the handler would do
 	// nothing with: they are committed without being verified or handled.
 	// A group that applies only some events (the auditor, which records
@@ -156,7 +161,14 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if cfg.GroupID == "" {
 		return errors.New("consume: a consumer group id is required")
 	}
+	if cfg.obsLog == nil {
+		cfg.Config = cfg.Config.Observed(cfg.Logger, cfg.Telemetry)
+	}
 	verifier, err := NewVerifier(cfg.Config)
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	keys, err := cfg.keys()
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
@@ -193,7 +205,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 		defer t.CloseIdleConnections()
 		transport = t
 	}
-	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h, verifier: verifier}
+	c := &consumer{cfg: cfg, transport: transport, addr: kafka.TCP(cfg.Brokers...), dlq: dlq, handler: h, verifier: verifier, keys: keys}
 	c.metrics()
 	c.run(ctx, group)
 	if closeErr := errors.Join(group.Close(), dlq.Close()); closeErr != nil {
@@ -211,14 +223,14 @@ type consumer struct {
 	// verifier refuses records not signed by a service that may produce
 	// them (nil: every record is accepted, a development system).
 	verifier *Verifier
+	// keys signs what the consumer dead-letters (nil: unsigned).
+	keys *eventsign.Source
 
 	handled  metric.Int64Counter
 	dlqCount metric.Int64Counter
 	retries  metric.Int64Counter
 	// abandoned counts handlers cut short by the end of a generation.
 	abandoned metric.Int64Counter
-	// refused counts records refused for their signature, by reason.
-	refused metric.Int64Counter
 }
 
 func (c *consumer) metrics() {
@@ -227,7 +239,6 @@ func (c *consumer) metrics() {
 	c.dlqCount, _ = m.Int64Counter("herald_events_dead_lettered_total", metric.WithDescription("records sent to the dead-letter topic"))
 	c.retries, _ = m.Int64Counter("herald_events_retries_total", metric.WithDescription("handler retries"))
 	c.abandoned, _ = m.Int64Counter("herald_events_abandoned_total", metric.WithDescription("handlers cut short by a rebalance or shutdown (their records are redelivered)"))
-	c.refused, _ = m.Int64Counter("herald_events_refused_total", metric.WithDescription("records refused for their signature (unsigned, unknown key, bad signature, signer not allowed): dead-lettered, never handled"))
 }
 
 // run takes part in the group's generations until ctx is done.
@@ -378,11 +389,17 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 		// signed by a service that may not produce its type) is never
 		// handled: it goes to the dead-letter topic with the reason.
 		if err := c.verifier.Check(m.Topic, m.Key, m.Value, m.Headers, ev); err != nil {
-			c.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("group", c.cfg.GroupID),
-				attribute.String("event_type", typ), attribute.String("reason", RefusalReason(err))))
-			c.cfg.Logger.Error("record refused: not applied", "group", c.cfg.GroupID, "topic", m.Topic, "partition", m.Partition,
-				"offset", m.Offset, "alert_id", ev.GetAlertId(), "event_id", ev.GetEventId(), "event_type", typ, "reason", RefusalReason(err), "error", err.Error())
+			c.verifier.Refused(ctx, Refusal{Path: PathConsume, Group: c.cfg.GroupID, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Event: ev}, err)
 			return c.deadLetter(ctx, m, err.Error())
+		}
+	} else if c.verifier != nil {
+		check := c.verifier.Check(m.Topic, m.Key, m.Value, m.Headers, nil)
+		if c.cfg.RawRole != "" {
+			check = c.verifier.CheckOn(c.cfg.RawRole, m.Topic, m.Key, m.Value, m.Headers)
+		}
+		if check != nil {
+			c.verifier.Refused(ctx, Refusal{Path: PathConsume, Group: c.cfg.GroupID, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, check)
+			return c.deadLetter(ctx, m, check.Error())
 		}
 	}
 	headers := m.Headers
@@ -453,15 +470,31 @@ func (c *consumer) handleOnce(ctx context.Context, d Delivery) (err error) {
 
 // deadLetter writes the record to the dead-letter topic with the reason,
 // retrying until it is durable or ctx ends: the record must not be lost.
+// The dead-lettering service signs it for the dead-letter topic (the
+// record's own signature, over its own topic, is kept in
+// eventsign.HeaderOriginalSignature), so a reader of the dead letters can
+// tell Herald's from a record put there by anyone else.
 func (c *consumer) deadLetter(ctx context.Context, m kafka.Message, reason string) bool {
-	headers := append([]kafka.Header{}, m.Headers...)
+	headers := make([]kafka.Header, 0, len(m.Headers)+3)
+	for _, h := range m.Headers {
+		if h.Key == eventsign.HeaderSignature {
+			h.Key = eventsign.HeaderOriginalSignature
+		}
+		headers = append(headers, h)
+	}
 	headers = append(headers,
 		kafka.Header{Key: HeaderDLQReason, Value: []byte(reason)},
 		kafka.Header{Key: HeaderDLQSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10) + "/" + c.cfg.GroupID)},
 	)
+	dead := kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}
+	if signer := signerOf(c.keys); signer != nil {
+		dead.Topic = c.cfg.DLQTopic
+		sign(signer, &dead)
+		dead.Topic = "" // the writer names the topic
+	}
 	backoff := c.cfg.MinBackoff
 	for {
-		err := c.dlq.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: headers})
+		err := c.dlq.WriteMessages(ctx, dead)
 		if err == nil {
 			c.dlqCount.Add(ctx, 1, metric.WithAttributes(attribute.String("group", c.cfg.GroupID)))
 			c.cfg.Logger.Error("record dead-lettered", "group", c.cfg.GroupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", reason)

@@ -16,12 +16,32 @@ type PartitionReader struct {
 	client    *kafka.Client
 	closeIdle func()
 	topic     string
+	cfg       Config
+	// check, when set, is how Read checks each record (Verifying).
+	check *ReadOptions
+	v     *Verifier
 }
 
 // NewPartitionReader returns a reader of topic on cfg's brokers.
 func NewPartitionReader(cfg Config, topic string) *PartitionReader {
 	client, closeIdle := cfg.Client(30 * time.Second)
-	return &PartitionReader{client: client, closeIdle: closeIdle, topic: topic}
+	return &PartitionReader{client: client, closeIdle: closeIdle, topic: topic, cfg: cfg}
+}
+
+// Verifying makes Read check each record against the configured key set as
+// opts say (ReadTopicWith): a refused record is not handed to fn, and is
+// logged and counted under opts.Path (default PathPartition). Without a
+// key set it changes nothing. Call it before the first Read.
+func (r *PartitionReader) Verifying(opts ReadOptions) error {
+	v, err := NewVerifier(r.cfg)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", r.topic, err)
+	}
+	if opts.Path == "" {
+		opts.Path = PathPartition
+	}
+	r.v, r.check = v, &opts
+	return nil
 }
 
 // Close releases the reader's connections.
@@ -65,10 +85,18 @@ func (r *PartitionReader) Bounds(ctx context.Context, partition int) (first, end
 
 // Read calls fn for each record of the partition from offset from (or the
 // partition's first, if later) up to end, in offset order. fn's error stops
-// the read. Signatures are not checked: the auditor reads its own
-// records topic, and heraldctl is a tool that reads what is there.
+// the read. Signatures are checked only as Verifying says.
 func (r *PartitionReader) Read(ctx context.Context, partition int, from, end int64, fn func(key, value []byte, partition int, offset int64) error) error {
-	return readPartition(ctx, r.client, r.topic, partition, from, end, func(key, value []byte, _ []kafka.Header, partition int, offset int64) error {
+	return readPartition(ctx, r.client, r.topic, partition, from, end, func(key, value []byte, headers []kafka.Header, partition int, offset int64) error {
+		if r.v != nil {
+			if ev, err := r.v.checkAs(r.check.Events, r.check.Role, r.topic, key, value, headers); err != nil {
+				r.v.Refused(ctx, Refusal{Path: r.check.Path, Topic: r.topic, Partition: partition, Offset: offset, Event: ev}, err)
+				if r.check.Refused != nil {
+					r.check.Refused(partition, offset, value, err)
+				}
+				return nil
+			}
+		}
 		return fn(key, value, partition, offset)
 	})
 }

@@ -22,12 +22,38 @@ import (
 // With cfg.VerifyKeysFile, a record of the events topic that is not signed
 // by a service that may produce its type (Verifier.Check), or a record of
 // another topic not signed by a key of the set, is skipped: never handed
-// to fn. The consumer groups dead-letter such records (logged and counted
-// there); a rebuild does not apply them either.
+// to fn, and logged and counted (Verifier.Refused, path "read_topic"). The
+// consumer groups dead-letter such records; a rebuild does not apply them
+// either.
 func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value []byte, partition int, offset int64) error) error {
+	return ReadTopicWith(ctx, cfg, topic, ReadOptions{Events: topic == cfg.EventsTopic}, fn)
+}
+
+// ReadOptions say how ReadTopicWith checks what it reads.
+type ReadOptions struct {
+	// Events: the topic holds events, each checked against the producers
+	// table (eventsign.Producers).
+	Events bool
+	// Role: the topic holds records that are not events, written only by
+	// the services of eventsign.TopicWriters[Role] (ignored with Events;
+	// neither: any key of the set).
+	Role string
+	// Path names the reader in the log line and the counter of a refused
+	// record (default PathReadTopic).
+	Path string
+	// Refused, when set, is told of each refused record too (a verifier
+	// that reports forgeries as findings: heraldctl audit verify).
+	Refused func(partition int, offset int64, value []byte, err error)
+}
+
+// ReadTopicWith is ReadTopic with the checks of opts.
+func ReadTopicWith(ctx context.Context, cfg Config, topic string, opts ReadOptions, fn func(key, value []byte, partition int, offset int64) error) error {
 	verifier, err := NewVerifier(cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	if opts.Path == "" {
+		opts.Path = PathReadTopic
 	}
 	client, closeIdle := cfg.Client(30 * time.Second)
 	defer closeIdle()
@@ -43,14 +69,11 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value
 	for _, po := range offs {
 		err := readPartition(ctx, client, topic, po.Partition, po.FirstOffset, po.LastOffset, func(key, value []byte, headers []kafka.Header, partition int, offset int64) error {
 			if verifier != nil {
-				var ev *eventsv1.Event
-				if topic == cfg.EventsTopic {
-					ev = &eventsv1.Event{}
-					if proto.Unmarshal(value, ev) != nil {
-						ev = nil // not an event: fn skips it as it always has
+				if ev, err := verifier.checkAs(opts.Events, opts.Role, topic, key, value, headers); err != nil {
+					verifier.Refused(ctx, Refusal{Path: opts.Path, Topic: topic, Partition: partition, Offset: offset, Event: ev}, err)
+					if opts.Refused != nil {
+						opts.Refused(partition, offset, value, err)
 					}
-				}
-				if verifier.Check(topic, key, value, headers, ev) != nil {
 					return nil
 				}
 			}
@@ -61,6 +84,23 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(key, value
 		}
 	}
 	return nil
+}
+
+// checkAs checks a record read from a topic of events (events), of role,
+// or of neither (any key of the set), returning the decoded event, if any,
+// with the error.
+func (v *Verifier) checkAs(events bool, role, topic string, key, value []byte, headers []kafka.Header) (*eventsv1.Event, error) {
+	if events {
+		ev := &eventsv1.Event{}
+		if proto.Unmarshal(value, ev) != nil {
+			ev = nil // not an event: the reader skips it as it always has
+		}
+		return ev, v.Check(topic, key, value, headers, ev)
+	}
+	if role != "" {
+		return nil, v.CheckOn(role, topic, key, value, headers)
+	}
+	return nil, v.Check(topic, key, value, headers, nil)
 }
 
 // partitionOffsets returns the first and end offsets of every partition.

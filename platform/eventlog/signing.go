@@ -1,13 +1,20 @@
 package eventlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/herald-health/herald/platform/eventsign"
+	"github.com/herald-health/herald/platform/telemetry"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
 
@@ -60,23 +67,80 @@ func (c Config) validateSigning() []error {
 	return errs
 }
 
-// signer returns the Writer's signer (nil without a key file).
-func (c Config) signer() (*eventsign.Signer, error) {
-	if c.SigningKeyFile == "" {
+// keySources are the process's key Sources, one per set of files, so
+// every Writer and reader of a service shares one (one re-read of the
+// files, one log line per reload).
+var keySources struct {
+	mu sync.Mutex
+	m  map[keySourceKey]*eventsign.Source
+}
+
+type keySourceKey struct {
+	files eventsign.Files
+	every time.Duration
+}
+
+// keys returns the Source of c's key files (nil when c names none): the
+// signing key and key set in use, re-read when the files change
+// (KeysCheckEvery), so a rotation needs no restart.
+func (c Config) keys() (*eventsign.Source, error) {
+	if c.SigningKeyFile == "" && c.VerifyKeysFile == "" {
 		return nil, nil
 	}
-	s, err := eventsign.LoadSigner(c.SigningKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("setting event-signing-key-file: %w", err)
+	k := keySourceKey{files: eventsign.Files{SigningKeyFile: c.SigningKeyFile, VerifyKeysFile: c.VerifyKeysFile}, every: c.KeysCheckEvery}
+	keySources.mu.Lock()
+	defer keySources.mu.Unlock()
+	if src := keySources.m[k]; src != nil {
+		return src, nil
 	}
-	return s, nil
+	src, err := eventsign.LoadSource(k.files, eventsign.SourceOptions{CheckEvery: c.KeysCheckEvery, Logger: c.observer().log})
+	if err != nil {
+		return nil, err
+	}
+	if keySources.m == nil {
+		keySources.m = map[keySourceKey]*eventsign.Source{}
+	}
+	keySources.m[k] = src
+	return src, nil
+}
+
+// Observed returns c with the logger and telemetry that record what the
+// readers of the log refuse (a log line and herald_events_refused_total
+// by path, for every skipped record, not only the consumer groups' dead
+// letters) and the reloads of the event keys. The composition root sets
+// them; without them refusals are still skipped, but only the consumer
+// groups (through their own logger) say so.
+func (c Config) Observed(log *slog.Logger, tel *telemetry.Telemetry) Config {
+	c.obsLog, c.obsTel = log, tel
+	return c
+}
+
+type observer struct {
+	log *slog.Logger
+	tel *telemetry.Telemetry
+}
+
+func (c Config) observer() observer {
+	o := observer{log: c.obsLog, tel: c.obsTel}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.tel == nil {
+		o.tel = telemetry.Nop("eventlog")
+	}
+	return o
 }
 
 // Verifier checks the signature and the signer's right to produce of the
-// records a reader takes from the log. A nil *Verifier accepts every
-// record (no key set configured: a development system).
+// records a reader takes from the log, against the key set in use (re-read
+// when its file changes), and reports what it refuses (Refused). A nil
+// *Verifier accepts every record (no key set configured: a development
+// system).
 type Verifier struct {
-	keys *eventsign.KeySet
+	src     *eventsign.Source
+	fixed   *eventsign.KeySet
+	log     *slog.Logger
+	refused metric.Int64Counter
 }
 
 // NewVerifier returns the verifier of cfg's key set, or nil when cfg has
@@ -85,15 +149,35 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.VerifyKeysFile == "" {
 		return nil, nil
 	}
-	ks, err := eventsign.LoadKeySet(cfg.VerifyKeysFile)
+	src, err := cfg.keys()
 	if err != nil {
-		return nil, fmt.Errorf("setting event-verify-keys-file: %w", err)
+		return nil, err
 	}
-	return &Verifier{keys: ks}, nil
+	v := &Verifier{src: src}
+	v.observe(cfg.observer())
+	return v, nil
 }
 
-// NewVerifierOf returns a verifier of a key set.
-func NewVerifierOf(ks *eventsign.KeySet) *Verifier { return &Verifier{keys: ks} }
+// NewVerifierOf returns a verifier of a fixed key set.
+func NewVerifierOf(ks *eventsign.KeySet) *Verifier {
+	v := &Verifier{fixed: ks}
+	v.observe(Config{}.observer())
+	return v
+}
+
+func (v *Verifier) observe(o observer) {
+	v.log = o.log
+	v.refused, _ = o.tel.Meter().Int64Counter("herald_events_refused_total", metric.WithDescription(
+		"records refused for their signature (unsigned, unknown key, bad signature, signer not allowed), by the path that read them: "+
+			"dead-lettered by a consumer group (path consume), skipped by a rebuild or read-back (every other path); never applied"))
+}
+
+func (v *Verifier) keySet() *eventsign.KeySet {
+	if v.fixed != nil {
+		return v.fixed
+	}
+	return v.src.KeySet()
+}
 
 // Check returns nil when the record is signed by a trusted key over this
 // topic, key and value and, when ev is not nil (the record decoded as an
@@ -104,7 +188,7 @@ func (v *Verifier) Check(topic string, key, value []byte, headers []kafka.Header
 	if v == nil {
 		return nil
 	}
-	service, err := v.keys.Verify(topic, key, value, SignatureOf(headers))
+	service, err := v.keySet().Verify(topic, key, value, SignatureOf(headers))
 	if err != nil {
 		return err
 	}
@@ -121,6 +205,71 @@ func (v *Verifier) Check(topic string, key, value []byte, headers []kafka.Header
 	}
 	return nil
 }
+
+// CheckOn is Check for a record of a topic that holds no events: the
+// record must be signed by a trusted key of a service that may write the
+// topic of role (eventsign.TopicWriters).
+func (v *Verifier) CheckOn(role, topic string, key, value []byte, headers []kafka.Header) error {
+	if v == nil {
+		return nil
+	}
+	service, err := v.keySet().Verify(topic, key, value, SignatureOf(headers))
+	if err != nil {
+		return err
+	}
+	return eventsign.AllowedOn(service, role)
+}
+
+// Refusal is where a refused record was read, for Verifier.Refused: ids
+// and types only, never the record's content.
+type Refusal struct {
+	// Path names the reader: "consume" (a consumer group, which
+	// dead-letters), "read_topic" (a rebuild), "tail" (read-your-writes),
+	// "rules_range", "audit_catch_up", "audit_trail", ...
+	Path      string
+	Group     string
+	Topic     string
+	Partition int
+	Offset    int64
+	// Event is the decoded event, when the record is one.
+	Event *eventsv1.Event
+}
+
+// Refused logs a refused record (at error: a forgery, or a record signed
+// by a key since removed from the set) and counts it in
+// herald_events_refused_total{path, topic, event_type, reason}. Every
+// reader that skips a record calls it, so no skip is silent.
+func (v *Verifier) Refused(ctx context.Context, r Refusal, err error) {
+	if v == nil {
+		return
+	}
+	typ := "raw"
+	if r.Event != nil {
+		typ = TypeOf(r.Event)
+	}
+	reason := RefusalReason(err)
+	attrs := []attribute.KeyValue{attribute.String("path", r.Path), attribute.String("topic", r.Topic),
+		attribute.String("event_type", typ), attribute.String("reason", reason)}
+	if r.Group != "" {
+		attrs = append(attrs, attribute.String("group", r.Group))
+	}
+	v.refused.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(attrs...))
+	what := "record refused: skipped, not applied"
+	if r.Path == PathConsume {
+		what = "record refused: not applied"
+	}
+	v.log.ErrorContext(ctx, what, "path", r.Path, "group", r.Group, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+		"alert_id", r.Event.GetAlertId(), "event_id", r.Event.GetEventId(), "event_type", typ, "reason", reason, "error", err.Error())
+}
+
+// Paths of Refusal (the path label of herald_events_refused_total) that
+// this package reads by.
+const (
+	PathConsume   = "consume"
+	PathReadTopic = "read_topic"
+	PathTail      = "tail"
+	PathPartition = "partition_read"
+)
 
 // SignatureOf returns the value of the last signature header, or nil.
 func SignatureOf(headers []kafka.Header) []byte {
@@ -166,4 +315,12 @@ func sign(s *eventsign.Signer, m *kafka.Message) {
 		}
 	}
 	m.Headers = append(headers, kafka.Header{Key: eventsign.HeaderSignature, Value: sig})
+}
+
+// signer returns the signing key in use now (nil: none configured).
+func signerOf(src *eventsign.Source) *eventsign.Signer {
+	if src == nil {
+		return nil
+	}
+	return src.Signer()
 }

@@ -158,7 +158,10 @@ func (t *Tail) Read(ctx context.Context, key string, limit int, project func(con
 		}
 		if t.verifier != nil {
 			if err := t.verifier.Check(t.topic, []byte(key), r.value, []kafka.Header{{Key: eventsign.HeaderSignature, Value: r.sig}}, ev); err != nil {
-				continue // a forged record: likewise dead-lettered by the consumer, never folded
+				// A forged record: likewise dead-lettered by the consumer,
+				// never folded; said here too, as the read skips it.
+				t.verifier.Refused(ctx, Refusal{Path: PathTail, Group: t.group, Topic: t.topic, Partition: p, Offset: r.offset, Event: ev}, err)
+				continue
 			}
 		}
 		out = append(out, Delivery{Event: ev, Type: TypeOf(ev), Topic: t.topic, Partition: p, Offset: r.offset})

@@ -27,10 +27,11 @@ type Writer struct {
 	topic     string
 	producer  string
 	tel       *telemetry.Telemetry
-	// signer signs every record (nil: unsigned, a development system);
-	// signErr is why the configured key could not be loaded (Validate
-	// checked it at start), returned by every write.
-	signer  *eventsign.Signer
+	// keys holds the signing key that signs every record (nil: unsigned,
+	// a development system), re-read when its file changes; signErr is
+	// why the configured key could not be loaded (Validate checked it at
+	// start), returned by every write.
+	keys    *eventsign.Source
 	signErr error
 }
 
@@ -42,14 +43,18 @@ func NewWriter(cfg Config, producer string, tel *telemetry.Telemetry) *Writer {
 	if tel == nil {
 		tel = telemetry.Nop(producer)
 	}
-	signer, err := cfg.signer()
+	var keys *eventsign.Source
+	var err error
+	if cfg.SigningKeyFile != "" {
+		keys, err = cfg.keys()
+	}
 	return &Writer{
 		p:         newProducer(cfg.Brokers, transport),
 		transport: transport,
 		topic:     cfg.EventsTopic,
 		producer:  producer,
 		tel:       tel,
-		signer:    signer,
+		keys:      keys,
 		signErr:   err,
 	}
 }
@@ -59,8 +64,9 @@ func (w *Writer) write(ctx context.Context, msgs ...kafka.Message) error {
 	if w.signErr != nil {
 		return w.signErr
 	}
+	signer := signerOf(w.keys)
 	for i := range msgs {
-		sign(w.signer, &msgs[i])
+		sign(signer, &msgs[i])
 	}
 	return w.p.Write(ctx, msgs...)
 }

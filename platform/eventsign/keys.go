@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -65,25 +64,9 @@ type KeyEntry struct {
 // (KeySetFile, YAML), or a directory whose *.yaml and *.yml files are key
 // sets (a Kubernetes Secret or ConfigMap mounted as a volume).
 func LoadKeySet(path string) (*KeySet, error) {
-	st, err := os.Stat(path)
+	files, err := keySetFiles(path)
 	if err != nil {
-		return nil, fmt.Errorf("event verify keys: %w", err)
-	}
-	files := []string{path}
-	if st.IsDir() {
-		entries, err := os.ReadDir(path)
-		if err != nil {
-			return nil, fmt.Errorf("event verify keys: %w", err)
-		}
-		files = files[:0]
-		for _, e := range entries {
-			n := e.Name()
-			if strings.HasPrefix(n, ".") || e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-				continue // Kubernetes' ..data links and timestamped folders
-			}
-			files = append(files, filepath.Join(path, n))
-		}
-		sort.Strings(files)
+		return nil, err
 	}
 	var keys []Key
 	for _, f := range files {

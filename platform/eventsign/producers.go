@@ -60,6 +60,52 @@ var Producers = map[string]Producer{
 	"AuditAnchored":     {[]string{ServiceAcknowledgement}, "the audit chain's head"},
 }
 
+// Roles of the topics whose records are not events, for TopicWriters.
+const (
+	// TopicAuditIntake: the audit entries waiting to be chained
+	// (herald.audit-intake.v1): commands forwarded from the log and reads
+	// of patient data (RecordViewed), submitted by acknowledgement;
+	// heraldctl submits DataKeyDestroyed with the key it is given, which
+	// must be acknowledgement's.
+	TopicAuditIntake = "audit-intake"
+	// TopicAuditRecords: the hash-chained audit records (herald.audit.v1),
+	// appended by acknowledgement's chainer alone.
+	TopicAuditRecords = "audit-records"
+	// TopicDeadLetters: the dead-letter topic, written by every consumer
+	// group (re-signed by the service that dead-letters the record; the
+	// record's own signature travels on in HeaderOriginalSignature).
+	TopicDeadLetters = "dead-letters"
+)
+
+// HeaderOriginalSignature keeps, on a dead-lettered record, the signature
+// header it had on its own topic (the dead-lettering service re-signs it
+// for the dead-letter topic).
+const HeaderOriginalSignature = "herald-sig-original"
+
+// TopicWriters is the table of which service identity may write the
+// records of a topic that does not hold events (the audit intake and
+// records, the dead letters), by topic role; the anchors topic holds
+// events (AuditAnchored, in Producers). A role not here is refused from
+// every signer.
+var TopicWriters = map[string]Producer{
+	TopicAuditIntake:  {[]string{ServiceAcknowledgement}, "audit entries to chain: commands from the log, reads of patient data; `heraldctl keys destroy` signs with acknowledgement's key"},
+	TopicAuditRecords: {[]string{ServiceAcknowledgement}, "the chained audit records (the chainer)"},
+	TopicDeadLetters:  {Services(), "re-signed by the service that dead-letters the record"},
+}
+
+// AllowedOn returns nil when service may write the records of the topic
+// of role, else an error wrapping ErrNotAllowed that names both.
+func AllowedOn(service, role string) error {
+	p, ok := TopicWriters[role]
+	if ok && slices.Contains(p.Services, service) {
+		return nil
+	}
+	if !ok {
+		return fmt.Errorf("%w (%s signed a record of %s, which no service may write)", ErrNotAllowed, service, role)
+	}
+	return fmt.Errorf("%w (%s signed a record of %s, which only %v may write)", ErrNotAllowed, service, role, p.Services)
+}
+
 // Allowed returns nil when service may produce events of type typ, else an
 // error wrapping ErrNotAllowed that names both.
 func Allowed(service, typ string) error {
@@ -99,6 +145,20 @@ func Markdown() string {
 			svcs[i] = "`" + s + "`"
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", t, strings.Join(svcs, ", "), p.Note)
+	}
+	b.WriteString("\nRecords that are not events, by topic (`eventsign.TopicWriters`):\n\n| Topic | May be written by | Note |\n|---|---|---|\n")
+	roles := make([]string, 0, len(TopicWriters))
+	for r := range TopicWriters {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	for _, r := range roles {
+		p := TopicWriters[r]
+		svcs := make([]string, len(p.Services))
+		for i, s := range p.Services {
+			svcs[i] = "`" + s + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r, strings.Join(svcs, ", "), p.Note)
 	}
 	return b.String()
 }

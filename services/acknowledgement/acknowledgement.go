@@ -138,6 +138,10 @@ type Config struct {
 	// AuditBundleTopic is rules' topic of policy bundle events, whose
 	// proposals and approvals are audited too ("" audits none).
 	AuditBundleTopic string
+	// AuditOff runs without the auditor (no command or read is chained):
+	// for measuring what the audit trail costs (e2e/load
+	// BenchmarkAuditCost) only; the production profile refuses it.
+	AuditOff bool
 	// WatchesPerCaller bounds the WatchAlerts streams one caller (person,
 	// else service identity) holds open at once.
 	WatchesPerCaller int
@@ -208,6 +212,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CommandWait, "command-wait", c.CommandWait, "how long a command waits for the projection")
 	fs.DurationVar(&c.WatchdogEvery, "watchdog-every", c.WatchdogEvery, "how often the overdue watchdog looks for alerts whose SLA timer was lost")
 	fs.StringVar(&c.AuditBundleTopic, "audit-bundle-topic", c.AuditBundleTopic, "rules' topic of policy bundle events, audited once it exists (empty: none)")
+	fs.BoolVar(&c.AuditOff, "audit-off", c.AuditOff, "run without the audit trail: for measuring its cost only (refused in the production profile)")
 	fs.DurationVar(&c.AuditAnchorEvery, "audit-anchor-every", c.AuditAnchorEvery, "how often the heads of the audit chains are anchored on herald.audit-anchors.v1")
 	fs.IntVar(&c.WatchesPerCaller, "watch-streams-per-caller", c.WatchesPerCaller, "WatchAlerts streams one caller (person, else service) may hold open at once")
 	fs.DurationVar(&c.WatchdogBound, "watchdog-bound", c.WatchdogBound, "how far past its deadline an alert's timer counts as lost and is re-armed")
@@ -234,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckLinkPublicKeys == "" {
 		bad("setting ack-link-public-keys-file is required (the Ed25519 public keys that verify acknowledge links)")
+	}
+	if c.AuditOff && !c.Security.Development() {
+		bad("setting audit-off is refused in the production profile: every command and read of patient data is chained in the audit trail")
 	}
 	if c.DevIdentity != "" && !c.Security.Development() {
 		bad("setting dev-identity is refused in the production profile: link users log in with OIDC (setting oidc-issuer)")
@@ -338,6 +346,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
+	cfg.Log = cfg.Log.Observed(deps.Logger, deps.Telemetry) // refused records are logged and counted wherever they are read
 	if cfg.Replica == "" {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())
@@ -457,14 +466,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	})
 	// The audit trail (docs/design.md, "The audit trail"): its own two
 	// consumer groups, chaining commands and reads per trust.
-	aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
-		Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, BundleTopic: cfg.AuditBundleTopic, Logger: log,
-		Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
-	if err != nil {
-		return nil, err
+	if cfg.AuditOff {
+		log.Warn("the audit trail is off (setting audit-off, for measurements only): no command or read is chained")
+	} else {
+		aud, err := auditor.New(ctx, auditor.Config{Log: cfg.Log, Topics: audit.TopicsFor(cfg.Log.EventsTopic), Group: cfg.GroupID,
+			Producer: "acknowledgement/" + cfg.Replica, AnchorEvery: cfg.AuditAnchorEvery, BundleTopic: cfg.AuditBundleTopic, Logger: log,
+			Telemetry: deps.Telemetry, Clock: deps.Clock}, writer)
+		if err != nil {
+			return nil, err
+		}
+		s.life.OnClose("auditor", func() error { aud.Close(); return nil })
+		s.life.Go("auditor", aud.Run)
 	}
-	s.life.OnClose("auditor", func() error { aud.Close(); return nil })
-	s.life.Go("auditor", aud.Run)
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
 			Logger: log, Telemetry: deps.Telemetry, MaxBackoff: time.Second, Lanes: cfg.ConsumerLanes}, kafkalog.Handler(a))

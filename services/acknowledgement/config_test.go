@@ -50,3 +50,18 @@ func TestEventKeysRequiredInProduction(t *testing.T) {
 	c := acknowledgement.DefaultConfig()
 	require.ErrorContains(t, c.Validate(), "events are not signed and verified (set event-signing-key-file, event-verify-keys-file)")
 }
+
+// TestAuditOffIsRefusedInProduction: the switch that runs acknowledgement
+// without its audit trail (for measuring its cost) is refused in the
+// production profile.
+func TestAuditOffIsRefusedInProduction(t *testing.T) {
+	c := acknowledgement.DefaultConfig()
+	c.AckLinkPublicKeys = "/run/secrets/herald/ack-link.pub"
+	c.ReferenceKey = "0123456789abcdef0123456789abcdef"
+	c.AuditOff = true
+	c.DevIdentity = "link-recipient"
+	c.Security = servicemain.DevelopmentInsecure()
+	require.NoError(t, c.Validate())
+	c.Security = servicemain.Security{Profile: servicemain.ProfileProduction}
+	require.ErrorContains(t, c.Validate(), "setting audit-off is refused in the production profile")
+}

@@ -142,3 +142,41 @@ func TestPatientDetailsAreReadSealedAuditedAndShredded(t *testing.T) {
 	_, err = ring.Open(ctx, "RZZ", a, g.GetDetails())
 	require.ErrorIs(t, err, sealing.ErrDestroyed)
 }
+
+// TestARetriedDetailsReadIsOneAuditRecord: the view id of GetAlert with
+// include_details comes from the access token's id, so the same call made
+// again with the same token (a retry after a lost answer) is chained once,
+// while a read with another token (a new sign-in) is a second record.
+func TestARetriedDetailsReadIsOneAuditRecord(t *testing.T) {
+	e := authzEnv(t)
+	ctx := context.Background()
+	r := e.start("r1", app.Hooks{})
+	a := newAlertID("details-retry")
+	e.append(ctx, raisedEvent(a), routedEvent(a, nil, time.Hour), sentTo(a, "RZZ", "rzz-dr-ashworth"))
+	first := authztest.AsWithToken(ctx, "clinician-a", "jti-1")
+	require.Eventually(t, func() bool {
+		g, err := r.client.GetAlert(first, &ackv1.GetAlertRequest{AlertId: a})
+		return err == nil && g.GetState().GetState() == ackv1.State_STATE_NOTIFIED
+	}, time.Minute, 50*time.Millisecond)
+
+	for range 3 { // the call, and two retries of it with the same token
+		_, err := r.client.GetAlert(first, &ackv1.GetAlertRequest{AlertId: a, IncludeDetails: true})
+		require.NoError(t, err)
+	}
+	_, err := r.client.GetAlert(authztest.AsWithToken(ctx, "clinician-a", "jti-2"), &ackv1.GetAlertRequest{AlertId: a, IncludeDetails: true})
+	require.NoError(t, err)
+	// Last, a read by another person: the intake keeps a trust's entries in
+	// order, so once it is chained every earlier submission is too.
+	_, err = r.client.GetAlert(authztest.AsWithToken(ctx, "failsafe-a", "jti-3"), &ackv1.GetAlertRequest{AlertId: a, IncludeDetails: true})
+	require.NoError(t, err)
+
+	var views []*auditv1.AuditRecord
+	require.Eventually(t, func() bool {
+		views = viewsOf(t, e, a)
+		return len(views) > 0 && views[len(views)-1].GetActor().GetPersonId() == "rzz-fso-patel"
+	}, 2*time.Minute, 200*time.Millisecond, "the last read is chained")
+	require.Len(t, views, 3, "three calls with one token are one read; another token is another read")
+	require.Equal(t, "rzz-dr-ashworth", views[0].GetActor().GetPersonId())
+	require.Equal(t, "rzz-dr-ashworth", views[1].GetActor().GetPersonId())
+	require.NotEqual(t, views[0].GetEventId(), views[1].GetEventId())
+}

@@ -350,6 +350,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults("herald-intake", deps.Logger, deps.Clock, deps.Telemetry)
+	cfg.Log = cfg.Log.Observed(deps.Logger, deps.Telemetry) // refused records are logged and counted wherever they are read
 	tenants := cfg.Tenants
 	if cfg.TenantsFile != "" {
 		if tenants, err = LoadTenants(cfg.TenantsFile); err != nil {

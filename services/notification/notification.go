@@ -403,6 +403,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
+	cfg.Log = cfg.Log.Observed(deps.Logger, deps.Telemetry) // refused records are logged and counted wherever they are read
 	s = &Service{life: servicemain.NewLifecycle(deps.Logger), cfg: cfg, deps: deps}
 	defer s.life.Rollback(&err)
 	// One identity, reloaded once, serves gRPC and calls rules.

@@ -187,6 +187,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 		return nil, err
 	}
 	deps.Logger, deps.Clock, deps.Telemetry = servicemain.Defaults(ServiceName, deps.Logger, deps.Clock, deps.Telemetry)
+	cfg.Log = cfg.Log.Observed(deps.Logger, deps.Telemetry) // refused records are logged and counted wherever they are read
 	s = &Service{life: servicemain.NewLifecycle(deps.Logger), cfg: cfg, deps: deps}
 	defer s.life.Rollback(&err)
 	meter := deps.Telemetry.Meter()

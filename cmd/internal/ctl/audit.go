@@ -152,6 +152,12 @@ func shortHex(b []byte) string {
 	return s
 }
 
+// anchorProducer names heraldctl's on-demand anchors: acknowledgement's
+// records (the anchors topic is its), written by the tool. With
+// HERALD_CTL_EVENT_SIGNING_KEY_FILE (acknowledgement's key) they are signed
+// as the services' anchors are; unsigned, a verifying reader reports them.
+const anchorProducer = "acknowledgement/heraldctl"
+
 // anchorNow verifies the trail and then writes each chain's head as an
 // on-demand anchor. A trail that fails verification is not anchored: an
 // anchor must never bless a tampered chain.
@@ -167,7 +173,7 @@ func anchorNow(ctx context.Context, e *env, cfg eventlog.Config, records, anchor
 	var events []*eventsv1.Event
 	for _, t := range rep.Trusts {
 		if t.Head > 0 {
-			events = append(events, audit.AnchorEvent(t.Trust, t.Head, t.HeadHash, "on-demand", "heraldctl", time.Now()))
+			events = append(events, audit.AnchorEvent(t.Trust, t.Head, t.HeadHash, "on-demand", anchorProducer, time.Now()))
 		}
 	}
 	if len(events) == 0 {
@@ -195,7 +201,6 @@ func anchorNow(ctx context.Context, e *env, cfg eventlog.Config, records, anchor
 	}
 	return nil
 }
-
 
 // Export is the evidential record of one alert (audit.Export).
 type Export = audit.Export

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/telemetry"
 	"github.com/herald-health/herald/platform/testinfra"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
@@ -33,15 +34,40 @@ type auditFixture struct {
 	recs                    []*auditv1.AuditRecord
 }
 
-func newAuditFixture(t *testing.T) *auditFixture {
+func newAuditFixture(t *testing.T) *auditFixture { return newAuditFixtureSignedBy(t, nil) }
+
+// newAuditFixtureSignedBy is newAuditFixture with each record signed by
+// the key of the service that produces it (keys nil: unsigned, producer
+// "test").
+func newAuditFixtureSignedBy(t *testing.T, keys *eventsign.Generated) *auditFixture {
 	t.Helper()
 	cfg := eventlog.DefaultConfig()
 	cfg.Brokers = testinfra.KafkaBrokers(t)
 	f := &auditFixture{brokers: strings.Join(cfg.Brokers, ","), events: testinfra.NewTopic(t, "events", 3),
 		records: testinfra.NewTopic(t, "audit", 1), anchor: testinfra.NewTopic(t, "anchors", 1), alert: "alert-export-1"}
 	cfg.EventsTopic = f.events
-	w := eventlog.NewWriter(cfg, "test", telemetry.Nop("test"))
-	defer w.Close()
+	writers := map[string]*eventlog.Writer{}
+	writerOf := func(service string) *eventlog.Writer {
+		if keys == nil {
+			service = "test"
+		}
+		if w := writers[service]; w != nil {
+			return w
+		}
+		c := cfg
+		if keys != nil {
+			c.SigningKeyFile = keys.PrivateKeyFiles[service]
+		}
+		w := eventlog.NewWriter(c, service, telemetry.Nop("test"))
+		writers[service] = w
+		return w
+	}
+	defer func() {
+		for _, w := range writers {
+			_ = w.Close()
+		}
+	}()
+	w := writerOf(eventsign.ServiceAcknowledgement)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	at := func(s int) *timestamppb.Timestamp {
@@ -50,7 +76,7 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	policy := &eventsv1.PolicyRef{PolicyId: "rxf-radiology", Version: "12"}
 	recipient := &eventsv1.Recipient{PersonId: "dr-jones", Tenant: "RXF"}
 	env := func(id string, s int) *eventsv1.Event {
-		return &eventsv1.Event{EventId: id, AlertId: f.alert, Tenant: "RXF", OccurredAt: at(s), Producer: "test"}
+		return &eventsv1.Event{EventId: id, AlertId: f.alert, Tenant: "RXF", OccurredAt: at(s)}
 	}
 	raised := env("ev-raised", 0)
 	raised.Payload = &eventsv1.Event_AlertRaised{AlertRaised: &eventsv1.AlertRaised{Details: &eventsv1.AlertDetails{
@@ -72,11 +98,15 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	ack.Payload = &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
 		Actor: &eventsv1.Actor{PersonId: "dr-jones", Role: "clinician", IdentityProvider: "oidc"}, Step: 1, Via: "link"}}
 	all := []*eventsv1.Event{raised, routed, sent, delivered, read, ack}
-	if err := w.Append(ctx, all...); err != nil {
-		t.Fatal(err)
+	producers := []string{eventsign.ServiceIntake, eventsign.ServiceRules, eventsign.ServiceNotification, eventsign.ServiceNotification,
+		eventsign.ServiceAcknowledgement, eventsign.ServiceAcknowledgement}
+	for i, ev := range all {
+		if err := writerOf(producers[i]).Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A redelivered duplicate on the log is exported once.
-	if err := w.Append(ctx, proto.Clone(sent).(*eventsv1.Event)); err != nil {
+	if err := writerOf(eventsign.ServiceNotification).Append(ctx, proto.Clone(sent).(*eventsv1.Event)); err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range all {
@@ -98,7 +128,7 @@ func newAuditFixture(t *testing.T) *auditFixture {
 		b, _ := proto.Marshal(rec)
 		msgs = append(msgs, kafka.Message{Topic: f.records, Key: []byte("RXF"), Value: b})
 	}
-	anchor := audit.AnchorEvent("RXF", chain.Sequence, chain.Head, "periodic", "test", time.Date(2026, 12, 7, 9, 1, 0, 0, time.UTC))
+	anchor := audit.AnchorEvent("RXF", chain.Sequence, chain.Head, "periodic", "acknowledgement/r1", time.Date(2026, 12, 7, 9, 1, 0, 0, time.UTC))
 	b, _ := proto.Marshal(anchor)
 	msgs = append(msgs, kafka.Message{Topic: f.anchor, Key: []byte("RXF"), Value: b})
 	if err := w.PutMany(ctx, msgs...); err != nil {
@@ -192,5 +222,77 @@ func TestAuditVerifyExitsNonZeroNamingTheTamperedSequence(t *testing.T) {
 	code, _, errOut = runCtl(f.args("anchor")...)
 	if code != 1 || !strings.Contains(errOut, "not anchored") {
 		t.Fatalf("anchor of a tampered trail: got %d %q, want a refusal", code, errOut)
+	}
+}
+
+// TestAuditVerifyAndExportNameForgedRecords: with the key set
+// (HERALD_CTL_EVENT_VERIFY_KEYS_FILE), `heraldctl audit verify` reports a
+// record appended to the chain's tail by another principal (hashes right,
+// not signed by acknowledgement) as forged and exits 1, which the hashes
+// alone cannot; and `audit export` leaves a forged event of the alert out
+// of the evidential record, names it, and does not call the proof
+// verified.
+func TestAuditVerifyAndExportNameForgedRecords(t *testing.T) {
+	keys, err := eventsign.GenerateFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newAuditFixtureSignedBy(t, &keys)
+	t.Setenv("HERALD_CTL_EVENT_VERIFY_KEYS_FILE", keys.KeySetFile)
+	code, out, errOut := runCtl(f.args("verify")...)
+	if code != 0 || !strings.Contains(out, "verified") {
+		t.Fatalf("intact signed trail: exit %d, %s %s", code, out, errOut)
+	}
+
+	cfg := eventlog.DefaultConfig()
+	cfg.Brokers = strings.Split(f.brokers, ",")
+	cfg.EventsTopic = f.events
+	w := eventlog.NewWriter(cfg, "acknowledgement/mallory", telemetry.Nop("t")) // unsigned
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	chain := audit.NewChain("RXF")
+	for _, r := range f.recs {
+		chain.Follow(r)
+	}
+	tail := chain.Next(&auditv1.AuditRecord{Trust: "RXF", AlertId: f.alert, EventId: "ev-forged-close", EventType: "AlertClosed",
+		Actor: &auditv1.AuditActor{PersonId: "dr-forger"}, OccurredAt: timestamppb.Now()})
+	b, _ := proto.Marshal(tail)
+	if err := w.Put(ctx, f.records, "RXF", b); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HERALD_CTL_EVENT_VERIFY_KEYS_FILE", "")
+	if c, _, _ := runCtl(f.args("verify", "-trust", "RXF")...); c != 0 {
+		t.Fatalf("without the key set the forged tail passes (exit %d): this test no longer shows what signing adds", c)
+	}
+	t.Setenv("HERALD_CTL_EVENT_VERIFY_KEYS_FILE", keys.KeySetFile)
+	code, out, errOut = runCtl(f.args("verify", "-trust", "RXF")...)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("sequence %d: forged", tail.GetSequence())) || !strings.Contains(out, "unsigned record") {
+		t.Fatalf("forged tail: got exit %d, %q %q; want 1 naming sequence %d as forged", code, out, errOut, tail.GetSequence())
+	}
+
+	// A forged acknowledgement of the alert on the event log.
+	fake := &eventsv1.Event{EventId: "ev-forged-ack", AlertId: f.alert, Tenant: "RXF", OccurredAt: timestamppb.Now(),
+		Payload: &eventsv1.Event_AlertAcknowledged{AlertAcknowledged: &eventsv1.AlertAcknowledged{
+			Actor: &eventsv1.Actor{PersonId: "dr-forger", Role: "clinician"}, Step: 1, Via: "link"}}}
+	if err := w.Append(ctx, fake); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCtl(f.args("export", f.alert)...)
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errOut)
+	}
+	var x Export
+	if err := json.Unmarshal([]byte(out), &x); err != nil {
+		t.Fatalf("export is not JSON: %v\n%s", err, out)
+	}
+	for _, e := range x.Events {
+		if e.EventID == "ev-forged-ack" {
+			t.Fatal("the forged acknowledgement is in the evidential record")
+		}
+	}
+	problems := strings.Join(x.Proof.Problems, "\n")
+	if x.Proof.Verified || !strings.Contains(problems, "ev-forged-ack") || !strings.Contains(problems, "forged") {
+		t.Fatalf("proof: verified %v, problems %q; want not verified, naming ev-forged-ack as forged", x.Proof.Verified, problems)
 	}
 }

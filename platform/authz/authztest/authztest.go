@@ -18,6 +18,9 @@ import (
 // SubjectKey is the metadata key naming the test caller's subject.
 const SubjectKey = "x-herald-test-subject"
 
+// TokenIDKey is the metadata key naming the test caller's token id (jti).
+const TokenIDKey = "x-herald-test-token-id"
+
 // Binder fills a person's id and roles (authz.Source).
 type Binder interface {
 	Bind(ctx context.Context, p *identity.Person) error
@@ -26,6 +29,12 @@ type Binder interface {
 // As returns ctx making calls as the person with token subject sub.
 func As(ctx context.Context, sub string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, SubjectKey, sub)
+}
+
+// AsWithToken is As with the id of the access token (jti) the person
+// presents: a retried call carries the same token id.
+func AsWithToken(ctx context.Context, sub, tokenID string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, SubjectKey, sub, TokenIDKey, tokenID)
 }
 
 // Authentication returns the server option of the stand-in: a call whose
@@ -40,6 +49,9 @@ func Authentication(b Binder) grpcserver.Option {
 			return ctx, nil
 		}
 		p := &identity.Person{Issuer: "https://idp.test", Subject: v[0], DisplayName: v[0]}
+		if jti := md.Get(TokenIDKey); len(jti) == 1 {
+			p.TokenID = jti[0]
+		}
 		if err := b.Bind(ctx, p); err != nil {
 			return ctx, err
 		}

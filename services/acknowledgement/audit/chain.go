@@ -75,6 +75,10 @@ const (
 	Reordered Kind = "reordered"
 	// Truncated: the chain ends before an anchor's sequence number.
 	Truncated Kind = "truncated"
+	// Forged: a record or anchor not signed by acknowledgement (unsigned,
+	// an unknown key, a bad signature): left out of the chain, which is
+	// verified without it (ReadTrail with a key set).
+	Forged Kind = "forged"
 )
 
 // Problem is one fault in a trust's chain.

@@ -124,7 +124,7 @@ func exportActor(a *auditv1.AuditActor) *ExportActor {
 func ExportAlert(ctx context.Context, cfg eventlog.Config, records, anchors, alertID string) (*Export, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	events, err := alertEvents(ctx, cfg, alertID)
+	events, forged, err := alertEvents(ctx, cfg, alertID)
 	if err != nil {
 		return nil, err
 	}
@@ -137,10 +137,11 @@ func ExportAlert(ctx context.Context, cfg eventlog.Config, records, anchors, ale
 	}
 	x := &Export{AlertID: alertID, Trust: events[0].ev.GetTenant(), GeneratedAt: time.Now().UTC()}
 	rep := tr.Verify(x.Trust)
-	x.Proof.Verified = rep.OK()
+	x.Proof.Verified = rep.OK() && len(forged) == 0
 	for _, p := range rep.Problems {
 		x.Proof.Problems = append(x.Proof.Problems, p.String())
 	}
+	x.Proof.Problems = append(x.Proof.Problems, forged...)
 	for _, t := range rep.Trusts {
 		if t.Trust == x.Trust {
 			x.Proof.Head = t.Head
@@ -250,13 +251,24 @@ type loggedEvent struct {
 }
 
 // alertEvents reads the alert's partition of the event log (key = alert id)
-// and returns its events in log order, each once.
-func alertEvents(ctx context.Context, cfg eventlog.Config, alertID string) ([]loggedEvent, error) {
+// and returns its events in log order, each once. With a key set
+// (cfg's verify keys) an event of the alert not signed by a service that
+// may produce it is left out and named in forged.
+func alertEvents(ctx context.Context, cfg eventlog.Config, alertID string) (events []loggedEvent, forged []string, err error) {
 	r := eventlog.NewPartitionReader(cfg, cfg.EventsTopic)
 	defer r.Close()
+	err = r.Verifying(eventlog.ReadOptions{Events: true, Path: "audit_export", Refused: func(partition int, offset int64, value []byte, err error) {
+		var ev eventsv1.Event
+		if proto.Unmarshal(value, &ev) == nil && ev.GetAlertId() == alertID {
+			forged = append(forged, fmt.Sprintf("event %s (%s) at %s/%d/%d: forged, left out: %v", ev.GetEventId(), eventlog.TypeOf(&ev), cfg.EventsTopic, partition, offset, err))
+		}
+	}})
+	if err != nil {
+		return nil, nil, err
+	}
 	n, err := r.Partitions(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	parts := make([]int, n)
 	for i := range parts {
@@ -265,7 +277,7 @@ func alertEvents(ctx context.Context, cfg eventlog.Config, alertID string) ([]lo
 	pn := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte(alertID)}, parts...)
 	first, end, err := r.Bounds(ctx, pn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []loggedEvent
 	seen := map[string]bool{}
@@ -281,7 +293,7 @@ func alertEvents(ctx context.Context, cfg eventlog.Config, alertID string) ([]lo
 		out = append(out, loggedEvent{ev: &ev, where: fmt.Sprintf("%s/%d/%d", cfg.EventsTopic, partition, offset)})
 		return nil
 	})
-	return out, err
+	return out, forged, err
 }
 
 //go:embed export.html.tmpl

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
 )
@@ -41,13 +42,40 @@ type Trail struct {
 	// Undecodable counts records that are not AuditRecords (each is also
 	// a problem for Verify).
 	Undecodable []string
+	// Forged are the records and anchors refused for their signature
+	// (with a key set only): each is a problem for Verify.
+	Forged []Problem
 }
 
+// PathTrail is the path (herald_events_refused_total) of ReadTrail's reads.
+const PathTrail = "audit_trail"
+
 // ReadTrail reads the records topic and the anchor topic up to their ends
-// at the time of the call.
+// at the time of the call. With cfg.VerifyKeysFile, a record not signed by
+// acknowledgement (eventsign.TopicWriters) and an anchor not signed by a
+// service that may produce AuditAnchored are left out and named in
+// Trail.Forged: a record forged after the last anchor, chained on the
+// real head, is found so.
 func ReadTrail(ctx context.Context, cfg eventlog.Config, recordsTopic, anchorsTopic string) (*Trail, error) {
 	t := &Trail{}
-	err := eventlog.ReadTopic(ctx, cfg, recordsTopic, func(_, value []byte, partition int, offset int64) error {
+	forged := func(topic, what string) func(int, int64, []byte, error) {
+		return func(partition int, offset int64, value []byte, err error) {
+			p := Problem{Kind: Forged, Where: fmt.Sprintf("%s/%d/%d", topic, partition, offset), Detail: what + " refused: " + err.Error()}
+			if what == "record" {
+				var rec auditv1.AuditRecord
+				if proto.Unmarshal(value, &rec) == nil {
+					p.Trust, p.Sequence = rec.GetTrust(), rec.GetSequence()
+				}
+			} else {
+				var ev eventsv1.Event
+				if proto.Unmarshal(value, &ev) == nil {
+					p.Trust, p.Sequence = ev.GetAuditAnchored().GetTrust(), ev.GetAuditAnchored().GetSequence()
+				}
+			}
+			t.Forged = append(t.Forged, p)
+		}
+	}
+	err := eventlog.ReadTopicWith(ctx, cfg, recordsTopic, eventlog.ReadOptions{Role: eventsign.TopicAuditRecords, Path: PathTrail, Refused: forged(recordsTopic, "record")}, func(_, value []byte, partition int, offset int64) error {
 		where := fmt.Sprintf("%s/%d/%d", recordsTopic, partition, offset)
 		var rec auditv1.AuditRecord
 		if err := proto.Unmarshal(value, &rec); err != nil {
@@ -60,7 +88,7 @@ func ReadTrail(ctx context.Context, cfg eventlog.Config, recordsTopic, anchorsTo
 	if err != nil {
 		return nil, fmt.Errorf("read the audit stream %s: %w", recordsTopic, err)
 	}
-	err = eventlog.ReadTopic(ctx, cfg, anchorsTopic, func(_, value []byte, _ int, _ int64) error {
+	err = eventlog.ReadTopicWith(ctx, cfg, anchorsTopic, eventlog.ReadOptions{Events: true, Path: PathTrail, Refused: forged(anchorsTopic, "anchor")}, func(_, value []byte, _ int, _ int64) error {
 		var ev eventsv1.Event
 		if err := proto.Unmarshal(value, &ev); err != nil || ev.GetAuditAnchored() == nil {
 			return nil
@@ -88,6 +116,11 @@ func (t *Trail) Verify(only string) Report {
 	rep := v.Finish()
 	for _, where := range t.Undecodable {
 		rep.Problems = append(rep.Problems, Problem{Kind: Inserted, Where: where, Detail: "a record that is not an audit record"})
+	}
+	for _, p := range t.Forged {
+		if only == "" || p.Trust == only {
+			rep.Problems = append(rep.Problems, p)
+		}
 	}
 	return rep
 }

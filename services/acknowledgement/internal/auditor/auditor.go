@@ -24,6 +24,14 @@
 // offset commit redelivers the entry, which is then found chained and
 // skipped.
 //
+// Signatures (issue #20, item 7): every record the auditor writes (intake
+// entries, chain records, anchors) is signed with acknowledgement's key by
+// its Writer. The chainer takes an intake entry only when it is signed by
+// a service that may write the intake (eventsign.TopicWriters; else it is
+// dead-lettered with the reason, never chained), and builds only on chain
+// records signed by acknowledgement; `heraldctl audit verify` reports an
+// unsigned or wrongly signed record or anchor as forged.
+//
 // Anchors: every AnchorEvery (and at shutdown) the chainer writes the head
 // of each chain it holds that moved since its last anchor to the anchor
 // topic (herald.audit-anchors.v1) as an AuditAnchored event; `heraldctl
@@ -43,6 +51,7 @@ import (
 
 	"github.com/herald-health/herald/platform/clock"
 	"github.com/herald-health/herald/platform/eventlog"
+	"github.com/herald-health/herald/platform/eventsign"
 	"github.com/herald-health/herald/platform/telemetry"
 	auditv1 "github.com/herald-health/herald/proto/gen/herald/audit/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
@@ -106,6 +115,13 @@ func New(ctx context.Context, cfg Config, writer *eventlog.Writer) (*Auditor, er
 		return nil, fmt.Errorf("ensure audit topics: %w", err)
 	}
 	reader := eventlog.NewPartitionReader(cfg.Log, cfg.Topics.Records)
+	// A record of the chain not signed by acknowledgement (appended by
+	// another principal that may write the topic, or with a stolen key
+	// since removed from the set) is not built on: logged and counted.
+	if err := reader.Verifying(eventlog.ReadOptions{Role: eventsign.TopicAuditRecords, Path: PathCatchUp}); err != nil {
+		reader.Close()
+		return nil, err
+	}
 	n, err := reader.Partitions(ctx)
 	if err != nil {
 		reader.Close()
@@ -128,7 +144,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 	})
 	wg.Go(func() {
 		errs <- eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: a.cfg.Log, GroupID: a.cfg.Group + "-audit",
-			Topic: a.cfg.Topics.Intake, Raw: true, Logger: a.cfg.Logger, Telemetry: a.cfg.Telemetry, MaxBackoff: time.Second}, a.Chain)
+			Topic: a.cfg.Topics.Intake, Raw: true, RawRole: eventsign.TopicAuditIntake, Logger: a.cfg.Logger, Telemetry: a.cfg.Telemetry, MaxBackoff: time.Second}, a.Chain)
 	})
 	if a.cfg.BundleTopic != "" {
 		wg.Go(func() { a.forwardBundles(ctx) })
@@ -210,6 +226,10 @@ func (a *Auditor) topicExists(ctx context.Context, topic string) bool {
 	}
 	return false
 }
+
+// PathCatchUp is the path (herald_events_refused_total) of the chainer's
+// read of its records topic.
+const PathCatchUp = "audit_catch_up"
 
 // Submit puts an entry on the intake (audit.Submit).
 func (a *Auditor) Submit(ctx context.Context, entry *auditv1.AuditRecord) error {

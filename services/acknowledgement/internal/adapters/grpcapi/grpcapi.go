@@ -218,7 +218,20 @@ func (s *Server) details(ctx context.Context, st *lifecycle.State) (*eventsv1.Al
 	}
 	actor := &auditv1.AuditActor{PersonId: p.PersonID, Role: role, IdentityProvider: "oidc", Issuer: p.Issuer, Subject: p.Subject,
 		Acr: p.ACR, RelayingService: c.Service}
-	return s.app.Details(ctx, st, actor, rand.Text())
+	return s.app.Details(ctx, st, actor, viewID(p))
+}
+
+// viewID identifies a read of an alert's details for its audit record
+// (audit.ViewedEntry makes the record's id of it and the alert's): the
+// access token's id, so a retried call (the answer lost, the client
+// calling again with the same token) is one record, not two. A token
+// without an id gets a random view id: every call is recorded, at worst
+// twice, never not at all.
+func viewID(p *identity.Person) string {
+	if p.TokenID != "" {
+		return "token:" + p.Issuer + "|" + p.TokenID
+	}
+	return "random:" + rand.Text()
 }
 
 // ExportAudit implements the RPC: the evidential record of one alert (as

@@ -37,11 +37,15 @@ func New(cfg eventlog.Config, topic string) (*Reader, func()) {
 	return r, closeIdle
 }
 
+// PathRange is the path (herald_events_refused_total) of ReadRange.
+const PathRange = "rules_range"
+
 // ReadRange calls fn for every decodable event at offsets [from, to) of the
 // partition, in offset order. Records that do not decode, and records not
 // signed by a service that may produce them (eventlog.Verifier: a forged
 // approval on the policy-bundle topic puts no bundle in force), are
-// skipped (the consumers dead-letter them). An error means the range was
+// skipped (the consumers dead-letter them); a refused one is logged and
+// counted (eventlog.Verifier.Refused, path rules_range). An error means the range was
 // not fully read; the caller retries.
 func (r *Reader) ReadRange(ctx context.Context, partition int, from, to int64, fn func(ev *eventsv1.Event, offset int64)) error {
 	if r.verifierErr != nil {
@@ -92,7 +96,8 @@ func (r *Reader) ReadRange(ctx context.Context, partition int, from, to int64, f
 						return fmt.Errorf("read record of %s/%d: %w", r.topic, partition, err)
 					}
 				}
-				if r.verifier.Check(r.topic, key, value, rec.Headers, &ev) != nil {
+				if err := r.verifier.Check(r.topic, key, value, rec.Headers, &ev); err != nil {
+					r.verifier.Refused(ctx, eventlog.Refusal{Path: PathRange, Topic: r.topic, Partition: partition, Offset: rec.Offset, Event: &ev}, err)
 					continue
 				}
 			}
