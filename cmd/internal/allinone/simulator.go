@@ -44,9 +44,9 @@ type simulator struct {
 	// acknowledge by their link instead (the development acknowledge page
 	// identifies the link's recipient). The banner and the README say so.
 	noDeclines bool
-	links *acklink.Verifier
-	every time.Duration
-	log   *slog.Logger
+	links      *acklink.Verifier
+	every      time.Duration
+	log        *slog.Logger
 
 	mu    sync.Mutex
 	acted map[string]bool // alert id -> the simulated clinician has acted
