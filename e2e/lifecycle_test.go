@@ -344,11 +344,19 @@ func TestOneReferenceEverywhere(t *testing.T) {
 		t.Errorf("heraldctl show %s: %v\n%s", ref, err, out)
 	}
 	// heraldctl acts as the person whose token it holds (heraldctl login
-	// keeps one; HERALD_CTL_TOKEN gives one).
+	// keeps one; HERALD_CTL_TOKEN gives one). On a loaded machine the
+	// alert may have climbed to the fail-safe queue by now, where the
+	// acknowledgement is recorded and the alert stays queued: what matters
+	// is that the referrer's acknowledgement of the alert named by its
+	// reference is recorded.
 	ack := exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref)
 	ack.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.AccessToken(t, harness.Referrer))
 	out, err = ack.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "is now acknowledged") {
-		t.Errorf("heraldctl ack %s: %v\n%s", ref, err, out)
+	if err != nil || !strings.Contains(string(out), "is now ") {
+		t.Fatalf("heraldctl ack %s: %v\n%s", ref, err, out)
+	}
+	waitTimeline(t, sys, id, 30*time.Second, func(tl []string) bool { return count(tl, "AlertAcknowledged") == 1 })
+	if by := getAlert(t, sys, id).GetState().GetAcknowledgedBy().GetPersonId(); by != harness.Referrer.ID {
+		t.Errorf("heraldctl ack %s recorded an acknowledgement by %q, want %s", ref, by, harness.Referrer.ID)
 	}
 }

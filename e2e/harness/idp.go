@@ -82,7 +82,7 @@ func (i *IDP) person(subject string) (devidp.User, bool) {
 // flow) and returns an access token for audience.
 func (i *IDP) Token(t testing.TB, person, acr, audience string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // retries on a loaded machine
 	defer cancel()
 	tok, err := i.Provider.Token(ctx, TestClient, TestRedirect, person, acr, audience)
 	if err != nil {
