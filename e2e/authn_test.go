@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,10 @@ import (
 
 	"github.com/herald-health/herald/e2e/harness"
 	"github.com/herald-health/herald/platform/authn"
-	"github.com/herald-health/herald/platform/devca"
 	"github.com/herald-health/herald/platform/devidp"
-	"github.com/herald-health/herald/platform/grpcserver"
-	"github.com/herald-health/herald/platform/mtls"
-	"github.com/herald-health/herald/platform/telemetry"
 	ackv1 "github.com/herald-health/herald/proto/gen/herald/acknowledgement/v1"
 	eventsv1 "github.com/herald-health/herald/proto/gen/herald/events/v1"
+	rulesv1 "github.com/herald-health/herald/proto/gen/herald/rules/v1"
 )
 
 func bearer(tok string) grpc.CallOption {
@@ -46,13 +42,12 @@ func TestSecurityPeopleAreAuthenticatedByTheProvider(t *testing.T) {
 		_, err := sys.Ack.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: reqID}, opts...)
 		return err
 	}
-	sys.IDP.Add("e2e-referrer", "RZZ:clinician")
+	sys.IDP.Add(harness.Referrer.ID, harness.Referrer.Roles...)
 
 	// No token: a certificate names a service, which cannot make a
-	// person's command. (The harness's own certificate is bound to every
-	// role in development, the interim tools' binding of
-	// docs/authorization.md, so the call is made with one no binding names.)
-	if _, err := unboundAck(t, sys).Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "no-token"}); status.Code(err) != codes.PermissionDenied {
+	// person's command (the harness's own is a sending system and an
+	// operator: TestSecurityTheHarnessCertificateAloneCannotAct).
+	if err := ack("no-token"); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("no token: got %v, want PermissionDenied", err)
 	}
 
@@ -111,7 +106,7 @@ func TestSecurityPeopleAreAuthenticatedByTheProvider(t *testing.T) {
 	}
 	req := &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "forged"}
 	req.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), forged))
-	if _, err := sys.Ack.Acknowledge(ctx, req, sys.As(t, "e2e-referrer")); err != nil {
+	if _, err := sys.Ack.Acknowledge(ctx, req, sys.As(t, harness.Referrer)); err != nil {
 		t.Fatal(err)
 	}
 	var by *eventsv1.Actor
@@ -130,28 +125,78 @@ func TestSecurityPeopleAreAuthenticatedByTheProvider(t *testing.T) {
 	}
 }
 
-// unboundAck is a client of acknowledgement with a certificate of the
-// system's CA that no role binding names.
-func unboundAck(t *testing.T, sys *harness.System) ackv1.AcknowledgementServiceClient {
-	t.Helper()
-	caFile := filepath.Join(sys.TLS.Dir, devca.CAFileName)
-	ca, err := devca.Load(caFile, filepath.Join(sys.TLS.Dir, devca.CAKeyFileName))
-	if err != nil {
-		t.Fatal(err)
+// The harness's certificate alone is a sending system and an operator
+// (docs/authorization.md, development bindings): it raises alerts and
+// reads them, and every command on an alert or a policy without a person's
+// token is refused with PermissionDenied and changes nothing. The same
+// acknowledgement made for the signed-in referrer is applied.
+func TestSecurityTheHarnessCertificateAloneCannotAct(t *testing.T) {
+	sys := start(t)
+	send(t, sys, oru("MSG-CERT-1", "ACC-CERT-1", "F", "CRITICAL")) // raised as the sending system
+	id := alertIDOf(t, sys, 60*time.Second)                        // read as the operator
+	waitStepDue(t, sys, id, 0)
+	ctx := context.Background()
+
+	commands := map[string]func() error{
+		"Acknowledge": func() error {
+			_, err := sys.Ack.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "cert-ack"})
+			return err
+		},
+		"Decline": func() error {
+			_, err := sys.Ack.Decline(ctx, &ackv1.DeclineRequest{AlertId: id, RequestId: "cert-decline", Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM})
+			return err
+		},
+		"RecordAction": func() error {
+			_, err := sys.Ack.RecordAction(ctx, &ackv1.RecordActionRequest{AlertId: id, RequestId: "cert-action", Action: "chest drain"})
+			return err
+		},
+		"MarkRead": func() error {
+			_, err := sys.Ack.MarkRead(ctx, &ackv1.MarkReadRequest{AlertId: id, RequestId: "cert-read"})
+			return err
+		},
+		"Close": func() error {
+			_, err := sys.Ack.Close(ctx, &ackv1.CloseRequest{AlertId: id, RequestId: "cert-close", Reason: "no person"})
+			return err
+		},
 	}
-	f, err := ca.WriteLeaf(t.TempDir(), devca.Leaf{Name: "e2e-unbound"})
-	if err != nil {
-		t.Fatal(err)
+	rules := rulesClient(t, sys)
+	files := changedBundle(t, sys, "e2e-by-certificate")
+	var bundle []*rulesv1.BundleFile
+	for name, content := range files {
+		bundle = append(bundle, &rulesv1.BundleFile{Name: name, Content: content})
 	}
-	f.CAFile = caFile
-	src, err := mtls.Load(f, mtls.Options{})
-	if err != nil {
-		t.Fatal(err)
+	commands["LoadBundle"] = func() error {
+		_, err := rules.LoadBundle(ctx, &rulesv1.LoadBundleRequest{Files: bundle})
+		return err
 	}
-	conn, err := grpcserver.Dial(context.Background(), sys.Addrs.AckGRPC, telemetry.Nop("e2e"), grpcserver.ClientTLS(src, ""))
-	if err != nil {
-		t.Fatal(err)
+	commands["ProposeBundle"] = func() error {
+		_, err := rules.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: bundle})
+		return err
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return ackv1.NewAcknowledgementServiceClient(conn)
+	commands["ApproveBundle"] = func() error {
+		_, err := rules.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: harness.BundleHash(files)})
+		return err
+	}
+	for name, call := range commands {
+		if err := call(); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s with the harness's certificate alone: got %v, want PermissionDenied", name, err)
+		}
+	}
+	for _, ev := range sys.Events(t, id) {
+		switch ev.GetPayload().(type) {
+		case *eventsv1.Event_AlertAcknowledged, *eventsv1.Event_AlertDeclined, *eventsv1.Event_ActionRecorded, *eventsv1.Event_AlertRead, *eventsv1.Event_AlertClosed:
+			t.Errorf("a refused command was applied: %T on the log", ev.GetPayload())
+		}
+	}
+	if evs := bundleEvents(t, sys); len(evs) != 0 {
+		t.Errorf("the policy-bundle topic holds %d events after refused calls, want none", len(evs))
+	}
+
+	// A person signed in makes the same call.
+	if _, err := sys.Ack.Acknowledge(ctx, &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "referrer-ack"}, sys.As(t, harness.Referrer)); err != nil {
+		t.Fatalf("Acknowledge by the signed-in referrer: %v", err)
+	}
+	if by := waitState(t, sys, id, ackv1.State_STATE_ACKNOWLEDGED, 30*time.Second).GetState().GetAcknowledgedBy(); by.GetPersonId() != harness.Referrer.ID {
+		t.Errorf("acknowledged by %q, want %s", by.GetPersonId(), harness.Referrer.ID)
+	}
 }

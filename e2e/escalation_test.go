@@ -52,10 +52,9 @@ func TestCriticalUnacknowledgedEscalatesToFailsafe(t *testing.T) {
 	// Only a person closes it: the trust's fail-safe officer, with a reason.
 	// heraldctl presents its certificate and acts as the signed-in person
 	// (HERALD_CTL_TOKEN: a token of the system's provider).
-	sys.IDP.Add("e2e-fso", "RZZ:failsafe-officer")
 	ctl := exec.Command(bins["heraldctl"], "close", "-addr", sys.Addrs.AckGRPC,
 		"-reason", "dealt with by the ED team outside Herald", id)
-	ctl.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.IDP.Token(t, "e2e-fso", "AAL3_ANY", harness.Audience))
+	ctl.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.AccessToken(t, harness.FailsafeOfficer))
 	out, err := ctl.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "closed") {
 		t.Fatalf("heraldctl close: %v\n%s", err, out)

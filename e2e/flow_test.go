@@ -95,7 +95,7 @@ func TestDeclinedReRoutesToNextTarget(t *testing.T) {
 
 	_, err := sys.Ack.Decline(context.Background(), &ackv1.DeclineRequest{
 		AlertId: id, RequestId: "decline-1", Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM,
-	}, sys.As(t, "e2e-referrer"))
+	}, sys.As(t, harness.Referrer))
 	if err != nil {
 		t.Fatal(err)
 	}

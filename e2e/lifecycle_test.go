@@ -133,7 +133,7 @@ func TestFHIRReportAfterCancelOrCloseStartsANewObligation(t *testing.T) {
 
 	waitStepDue(t, sys, id, 0)
 	_, err := sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-freo", Reason: "discussed at MDT"},
-		sys.As(t, "e2e-fso", "RZZ:failsafe-officer"))
+		sys.As(t, harness.FailsafeOfficer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,12 +171,12 @@ func TestAcknowledgeInFailsafeQueueKeepsItQueuedUntilClose(t *testing.T) {
 		t.Errorf("fail-safe queue: got %d alerts, want the acknowledged alert still in it", len(queue.GetAlerts()))
 	}
 	_, err = sys.Ack.Acknowledge(context.Background(), &ackv1.AcknowledgeRequest{AlertId: id, RequestId: "ack-fsq-2"},
-		sys.As(t, "e2e-registrar"))
+		sys.As(t, harness.Registrar))
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("a second acknowledgement in the queue: got %v, want FailedPrecondition", err)
 	}
 	_, err = sys.Ack.Close(context.Background(), &ackv1.CloseRequest{AlertId: id, RequestId: "close-fsq", Reason: "referrer acted"},
-		sys.As(t, "e2e-fso", "RZZ:failsafe-officer"))
+		sys.As(t, harness.FailsafeOfficer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,12 +344,19 @@ func TestOneReferenceEverywhere(t *testing.T) {
 		t.Errorf("heraldctl show %s: %v\n%s", ref, err, out)
 	}
 	// heraldctl acts as the person whose token it holds (heraldctl login
-	// keeps one; HERALD_CTL_TOKEN gives one).
-	sys.IDP.Add("e2e-referrer", "RZZ:clinician")
+	// keeps one; HERALD_CTL_TOKEN gives one). On a loaded machine the
+	// alert may have climbed to the fail-safe queue by now, where the
+	// acknowledgement is recorded and the alert stays queued: what matters
+	// is that the referrer's acknowledgement of the alert named by its
+	// reference is recorded.
 	ack := exec.Command(bins["heraldctl"], "ack", "-addr", sys.Addrs.AckGRPC, ref)
-	ack.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.IDP.Token(t, "e2e-referrer", "AAL3_ANY", harness.Audience))
+	ack.Env = append(sys.CtlEnv(), "HERALD_CTL_TOKEN="+sys.AccessToken(t, harness.Referrer))
 	out, err = ack.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "is now acknowledged") {
-		t.Errorf("heraldctl ack %s: %v\n%s", ref, err, out)
+	if err != nil || !strings.Contains(string(out), "is now ") {
+		t.Fatalf("heraldctl ack %s: %v\n%s", ref, err, out)
+	}
+	waitTimeline(t, sys, id, 30*time.Second, func(tl []string) bool { return count(tl, "AlertAcknowledged") == 1 })
+	if by := getAlert(t, sys, id).GetState().GetAcknowledgedBy().GetPersonId(); by != harness.Referrer.ID {
+		t.Errorf("heraldctl ack %s recorded an acknowledgement by %q, want %s", ref, by, harness.Referrer.ID)
 	}
 }

@@ -21,7 +21,8 @@ import (
 )
 
 // rulesClient calls the system's rules service with the harness's service
-// certificate: a service identity, no person.
+// certificate: a service identity (a sending system and an operator), no
+// person; a call made for a person carries their token (System.As).
 func rulesClient(t *testing.T, sys *harness.System) rulesv1.RulesServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(sys.Addrs.RulesGRPC, grpc.WithTransportCredentials(mtls.GRPCClientCredentials(sys.TLS.Client, "")))
@@ -62,12 +63,12 @@ func bundleEvents(t *testing.T, sys *harness.System) []*eventsv1.Event {
 	return out
 }
 
-// One caller alone cannot change a trust's policy (before #20 LoadBundle
-// replaced a trust's live policy with no credentials and no record). In
-// the development profile the harness's certificate is bound to the
-// development tool person (docs/authorization.md; interim until people
-// sign in with tokens): its proposal is recorded and not in force, and it
-// is refused approving its own proposal (the two-person rule).
+// One person alone cannot change a trust's policy (before #20 LoadBundle
+// replaced a trust's live policy with no credentials and no record). A
+// policy administrator signed in at the system's provider proposes a
+// bundle: it is recorded and not in force, and their own approval is
+// refused (the two-person rule). A second administrator's approval puts
+// it in force.
 func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 	sys := start(t)
 	c := rulesClient(t, sys)
@@ -78,13 +79,15 @@ func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 		req = append(req, &rulesv1.BundleFile{Name: name, Content: content})
 	}
 	hash := harness.BundleHash(files)
-	if _, err := c.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: req}); err != nil {
+	admin := sys.As(t, harness.PolicyAdmin)
+	if _, err := c.ProposeBundle(ctx, &rulesv1.ProposeBundleRequest{Files: req}, admin); err != nil {
 		t.Fatalf("ProposeBundle: %v", err)
 	}
-	_, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash})
+	_, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash}, admin)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "two-person") {
 		t.Fatalf("ApproveBundle by its proposer: got %v, want PermissionDenied naming the two-person rule", err)
 	}
+	// The harness's certificate reads as an operator.
 	active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +99,17 @@ func TestSecurityOnePersonCannotActivateABundle(t *testing.T) {
 	if len(evs) != 1 || evs[0].GetBundleProposed() == nil {
 		t.Fatalf("the policy-bundle topic holds %d events, want the proposal alone", len(evs))
 	}
+	if by := evs[0].GetBundleProposed().GetProposer(); by.GetSubject() != harness.PolicyAdmin.ID || by.GetIssuer() != sys.IDP.Issuer {
+		t.Errorf("proposed by %v, want %s of the system's provider", by, harness.PolicyAdmin.ID)
+	}
+
+	if _, err := c.ApproveBundle(ctx, &rulesv1.ApproveBundleRequest{Tenant: "RZZ", ContentHash: hash}, sys.As(t, harness.PolicyAdmin2)); err != nil {
+		t.Fatalf("ApproveBundle by a second administrator: %v", err)
+	}
+	harness.Eventually(t, 30*time.Second, func() bool {
+		active, err := c.GetActiveBundle(ctx, &rulesv1.GetActiveBundleRequest{Tenant: "RZZ"})
+		return err == nil && active.GetRef().GetVersion() == "e2e-forged"
+	}, func() string { return "the bundle approved by a second person is not in force" })
 }
 
 // A bundle approved by a second person (recorded on the policy-bundle

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/herald-health/herald/platform/authn"
 	"github.com/herald-health/herald/platform/devidp"
@@ -81,7 +82,7 @@ func (i *IDP) person(subject string) (devidp.User, bool) {
 // flow) and returns an access token for audience.
 func (i *IDP) Token(t testing.TB, person, acr, audience string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // retries on a loaded machine
 	defer cancel()
 	tok, err := i.Provider.Token(ctx, TestClient, TestRedirect, person, acr, audience)
 	if err != nil {
@@ -90,13 +91,53 @@ func (i *IDP) Token(t testing.TB, person, acr, audience string) string {
 	return tok.AccessToken
 }
 
-// As is a call option that calls as person, a clinician of RZZ unless
-// roles say otherwise, signed in at the highest assurance level.
-func (s *System) As(t testing.TB, person string, roles ...string) grpc.CallOption {
+// Person is someone who signs in for a suite: their subject at the
+// provider, which is also their Herald person id (the herald_person
+// claim), and their roles as "TRUST:role" (the herald_roles claim, which
+// the development role bindings map to Herald roles).
+type Person struct {
+	ID    string
+	Roles []string
+	// ACR is the assurance level they sign in at: AAL3_ANY (the highest,
+	// which acknowledging a critical finding needs) when empty.
+	ACR string
+}
+
+// The e2e trust's people: the recipients of e2e/testdata/bundle.yaml and
+// the trust's policy administrators (two: approving needs a second person).
+var (
+	Referrer        = Person{ID: "e2e-referrer", Roles: []string{"RZZ:clinician"}}
+	Registrar       = Person{ID: "e2e-registrar", Roles: []string{"RZZ:clinician"}}
+	FailsafeOfficer = Person{ID: "e2e-fso", Roles: []string{"RZZ:failsafe-officer"}}
+	PolicyAdmin     = Person{ID: "e2e-policy-admin", Roles: []string{"RZZ:policy-admin"}}
+	PolicyAdmin2    = Person{ID: "e2e-policy-admin-2", Roles: []string{"RZZ:policy-admin"}}
+)
+
+// AccessToken signs person in at the system's provider as heraldctl login
+// and the console do (authorization code + PKCE through the provider's
+// login and consent app) and returns their access token for Herald's API:
+// what HERALD_CTL_TOKEN takes.
+func (s *System) AccessToken(t testing.TB, person Person) string {
 	t.Helper()
-	if len(roles) == 0 {
-		roles = []string{"RZZ:clinician"}
+	s.IDP.Add(person.ID, person.Roles...)
+	acr := person.ACR
+	if acr == "" {
+		acr = "AAL3_ANY"
 	}
-	s.IDP.Add(person, roles...)
-	return grpc.PerRPCCredentials(authn.Bearer(authn.StaticToken(s.IDP.Token(t, person, "AAL3_ANY", Audience))))
+	return s.IDP.Token(t, person.ID, acr, Audience)
+}
+
+// SignIn signs person in (AccessToken) and returns per-RPC credentials
+// that call as them: every command a suite makes on an alert or a policy
+// goes through one, as the harness's certificate alone may only raise
+// alerts and read (docs/authorization.md).
+func (s *System) SignIn(t testing.TB, person Person) credentials.PerRPCCredentials {
+	t.Helper()
+	return authn.Bearer(authn.StaticToken(s.AccessToken(t, person)))
+}
+
+// As is SignIn as a call option: sys.Ack.Acknowledge(ctx, req, sys.As(t, harness.Referrer)).
+func (s *System) As(t testing.TB, person Person) grpc.CallOption {
+	t.Helper()
+	return grpc.PerRPCCredentials(s.SignIn(t, person))
 }

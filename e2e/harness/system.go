@@ -205,8 +205,10 @@ func StartSystemWith(t testing.TB, bins map[string]string, bundles []Bundle, opt
 	refKeyFile := WriteSecret(t, s.RefKey)
 	// Authorization (docs/authorization.md): the development role
 	// bindings, whose e2e identity (the harness's and heraldctl's
-	// certificate) acts with every role until people log in; the
-	// production profile gets the people only (it refuses the tools).
+	// certificate) is a sending system and an operator: it raises and
+	// reads, and a command on an alert or a policy is made for a person
+	// signed in at the provider (SignIn). The production profile gets the
+	// people only (it refuses the tools' bindings).
 	bindings, err := devbindings.Write(t.TempDir(), !opts.SecureInfra)
 	if err != nil {
 		t.Fatal(err)

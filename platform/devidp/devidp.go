@@ -278,10 +278,20 @@ func (p *Provider) RegisterClient(ctx context.Context, c Client) error {
 // authorization-code + PKCE flow of client (a public client registered
 // with redirectURI), asking for audience, and returns the tokens.
 func (p *Provider) Token(ctx context.Context, clientID, redirectURI, subject, acr, audience string) (*oauth2.Token, error) {
-	// A sign-in is retried from the start: on a loaded machine Hydra has
-	// been seen to refuse a flow's consent verifier as used already.
+	// A sign-in is retried from the start, after a pause that grows: on a
+	// loaded machine Hydra has been seen to refuse a flow's consent
+	// verifier as used already, and to drop a request its server took
+	// more than 10 s to answer (its fixed write timeout: the client sees
+	// EOF), which an immediate retry meets again.
 	var err error
-	for range 3 {
+	for attempt := range 4 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(time.Duration(attempt) * 2 * time.Second):
+			}
+		}
 		var tok *oauth2.Token
 		if tok, err = p.token(ctx, clientID, redirectURI, subject, acr, audience); err == nil {
 			return tok, nil

@@ -511,7 +511,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		infra: infra, dashboard: cmp.Or(dashboardURL, "none: the console signs people in through the development identity provider (-idp=false)"), intake: in, rules: rs,
 		ack: ak, notification: nt, bundles: bundleDir, logs: logFile.Name(), state: statePath,
 		speedup: cfg.Speedup, simulate: cfg.Simulate, took: time.Since(startedAt), scheme: scheme, security: tlsNote,
-		tool: ids[ToolIdentity], reporting: pgNote,
+		tool: ids[ToolIdentity], reporting: pgNote, noSignIn: idp == nil && !cfg.Insecure,
 	})
 
 	// heraldctl finds this run's broker, Redis and services through the
@@ -542,6 +542,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		if idp != nil {
 			sim.as = simulatedPeople(idp)
 		}
+		sim.noDeclines = idp == nil && !cfg.Insecure
 		life.Go("simulator", func(ctx context.Context) error {
 			sim.run(ctx, capture)
 			return ctx.Err()

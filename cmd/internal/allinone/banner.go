@@ -21,7 +21,23 @@ type banner struct {
 	tool             mtls.Files
 	// reporting says where the console's reporting store is, or why it is off.
 	reporting string
+	// noSignIn: the run has no identity provider (-idp=false) while
+	// authorization is on, so nobody can act as a person.
+	noSignIn bool
 }
+
+// noSignInNote says what a run without the identity provider cannot do.
+const noSignInNote = `
+Without the development identity provider (-idp=false) nobody can sign in,
+so nothing here can act as a person:
+  - there is no console, and heraldctl login has no provider;
+  - heraldctl ack, decline, close and policy changes are refused (heraldctl's
+    certificate raises alerts and reads, nothing more);
+  - the simulated clinicians never decline (a decline is a person's command);
+    they acknowledge by their links instead (the development acknowledge
+    page takes the link's recipient as the person).
+Run make run without -idp=false to sign in and act.
+`
 
 func printBanner(w io.Writer, b banner) {
 	fmt.Fprintf(w, `
@@ -53,6 +69,9 @@ Try, in another terminal:
 `, b.took.Seconds(), b.infra, b.dashboard, b.security,
 		b.intake["grpc"], b.scheme, b.intake["fhir"], b.intake["mllp"], b.rules["grpc"], b.ack["grpc"], b.ack["http"],
 		b.notification["grpc"], b.notification["receipts"], b.bundles, b.speedup, b.logs, b.state, b.reporting, grpcurl(b))
+	if b.noSignIn {
+		fmt.Fprint(w, noSignInNote)
+	}
 	if b.simulate {
 		fmt.Fprintln(w, "\nThe simulator raises a synthetic alert every few seconds; the event log follows, one line per event:")
 	}

@@ -35,11 +35,18 @@ type simulator struct {
 	// mllpTLS is the identity the simulated sender presents (nil: plain TCP).
 	mllpTLS *mtls.Source
 	// as signs the simulated person in (their access token on a call);
-	// nil: calls carry no person.
-	as    func(person string) []grpc.CallOption
-	links *acklink.Verifier
-	every time.Duration
-	log   *slog.Logger
+	// nil: calls carry no person, which only a run with authorization off
+	// (-insecure) accepts.
+	as func(person string) []grpc.CallOption
+	// noDeclines is set when nobody can sign in while authorization is on
+	// (make run -idp=false): a decline is a person's command, refused
+	// without a token, so the simulated recipients never decline and
+	// acknowledge by their link instead (the development acknowledge page
+	// identifies the link's recipient). The banner and the README say so.
+	noDeclines bool
+	links      *acklink.Verifier
+	every      time.Duration
+	log        *slog.Logger
 
 	mu    sync.Mutex
 	acted map[string]bool // alert id -> the simulated clinician has acted
@@ -215,7 +222,7 @@ func (s *simulator) react(ctx context.Context, m notification.Message) {
 			return
 		case <-time.After(delay):
 		}
-		if f == fateDecline && m.Data.Step == 0 {
+		if s.answer(f, m.Data.Step) == answerDecline {
 			s.decline(ctx, m)
 			s.mu.Lock()
 			delete(s.acted, alertID) // the next step's recipient will accept
@@ -224,6 +231,22 @@ func (s *simulator) react(ctx context.Context, m notification.Message) {
 		}
 		s.clickLink(ctx, m.Data.AckLink)
 	}()
+}
+
+// answer is how the simulated recipient of a message of step answers an
+// alert of fate f that they act on.
+type answer int
+
+const (
+	answerLink    answer = iota + 1 // acknowledges by the message's link
+	answerDecline                   // declines through the API, as themselves
+)
+
+func (s *simulator) answer(f fate, step uint32) answer {
+	if f == fateDecline && step == 0 && !s.noDeclines {
+		return answerDecline
+	}
+	return answerLink
 }
 
 func (s *simulator) decline(ctx context.Context, m notification.Message) {

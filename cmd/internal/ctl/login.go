@@ -13,6 +13,9 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/herald-health/herald/platform/authn"
+	"github.com/herald-health/herald/platform/identity"
 )
 
 // DefaultClientID is heraldctl's OAuth client at the identity provider (a
@@ -42,6 +45,32 @@ func tokenPath() (string, error) {
 		return "", fmt.Errorf("no folder to keep the sign-in in (set HERALD_CTL_TOKEN_FILE): %w", err)
 	}
 	return filepath.Join(d, "herald", "token.json"), nil
+}
+
+// signedIn returns the person heraldctl is signed in as (HERALD_CTL_TOKEN,
+// else the token heraldctl login kept), verified as the services verify
+// it: signed by issuer's keys, for audience, not expired. nil when nobody
+// is signed in. The issuer is the one configured (flag, HERALD_CTL_ISSUER,
+// make run's), never the one the token names.
+func signedIn(ctx context.Context, issuer, audience string, now time.Time) (*identity.Person, error) {
+	raw, err := accessToken(now)
+	if err != nil || raw == "" {
+		return nil, err
+	}
+	if issuer == "" {
+		return nil, usageError("-issuer is required to verify your sign-in (HERALD_CTL_ISSUER; no make run is running to take its provider from)")
+	}
+	cfg := authn.DefaultConfig()
+	cfg.Issuer, cfg.Audience = issuer, audience
+	a, err := authn.New(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	p, err := a.Verify(ctx, "", raw)
+	if err != nil {
+		return nil, fmt.Errorf("your sign-in does not verify against %s (run heraldctl login): %w", issuer, err)
+	}
+	return p, nil
 }
 
 // accessToken is the token commands call with: HERALD_CTL_TOKEN, else the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
@@ -191,13 +192,31 @@ func TestHeraldctlFollowsTheREADMEUnderMakeRun(t *testing.T) {
 }
 
 // signIn runs heraldctl login as person, opening the address it prints
-// as a browser would.
+// as a browser would. A sign-in the loaded provider spoiled (Hydra has
+// been seen to take a flow's consent verifier as used, or to drop a
+// request it took more than 10 s to answer) is started again, up to three
+// times.
 func signIn(t *testing.T, person string) {
+	t.Helper()
+	var last string
+	for range 3 {
+		if last = loginOnce(t, person); last == "" {
+			return
+		}
+		t.Logf("heraldctl login as %s failed, starting again: %s", person, last)
+	}
+	t.Fatalf("heraldctl login as %s: %s", person, last)
+}
+
+// loginOnce is one heraldctl login; it returns why it failed, or "".
+func loginOnce(t *testing.T, person string) string {
 	t.Helper()
 	out := &lockedBuffer{}
 	done := make(chan int, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		done <- ctl.Main(context.Background(), []string{"login", "-login-hint", person, "-acr", "AAL3_ANY"}, out, out)
+		done <- ctl.Main(ctx, []string{"login", "-login-hint", person, "-acr", "AAL3_ANY"}, out, out)
 	}()
 	var authURL string
 	deadline := time.Now().Add(60 * time.Second)
@@ -213,17 +232,21 @@ func signIn(t *testing.T, person string) {
 	jar, _ := cookiejar.New(nil)
 	resp, err := (&http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: singleUse()}).Get(authURL)
 	if err != nil {
-		t.Fatal(err)
+		cancel() // the sign-in will not come back
+		<-done
+		return err.Error()
 	}
 	_ = resp.Body.Close()
 	select {
 	case code := <-done:
 		if code != 0 || !strings.Contains(out.String(), "signed in") {
-			t.Fatalf("heraldctl login: exit %d %q", code, out.String())
+			return fmt.Sprintf("exit %d %q", code, out.String())
 		}
-	case <-time.After(60 * time.Second):
+		return ""
+	case <-time.After(90 * time.Second):
 		t.Fatalf("heraldctl login did not finish: %q", out.String())
 	}
+	return "unreachable"
 }
 
 // singleUse is the browser's transport: without keep-alive, Go's transport

@@ -16,16 +16,18 @@ func TestDevelopmentBindingsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// heraldctl's certificate raises and reads; acting on an alert or a
-	// policy needs a person signed in. The console is bound to nothing: it
-	// calls with the signed-in person's token.
-	ctl, ok := tools.Service("spiffe://herald.dev/ns/herald/sa/heraldctl")
-	if !ok || !ctl.Has("RZZ", identity.RoleIntegrationSender) || !ctl.Has("RZZ", identity.RoleOperator) {
-		t.Fatalf("heraldctl's certificate: %+v (bound %v), want integration-sender and operator", ctl, ok)
-	}
-	for _, r := range []identity.Role{identity.RoleClinician, identity.RoleFailsafeOfficer, identity.RolePolicyAdmin, identity.RoleSafetyLead} {
-		if ctl.Has("RZZ", r) {
-			t.Errorf("heraldctl's certificate alone holds %s: an unsigned command would act", r)
+	// heraldctl's and the e2e harness's certificates raise and read;
+	// acting on an alert or a policy needs a person signed in. The console
+	// is bound to nothing: it calls with the signed-in person's token.
+	for _, tool := range []string{"heraldctl", "e2e"} {
+		ctl, ok := tools.Service("spiffe://herald.dev/ns/herald/sa/" + tool)
+		if !ok || !ctl.Has("RZZ", identity.RoleIntegrationSender) || !ctl.Has("RZZ", identity.RoleOperator) {
+			t.Fatalf("%s's certificate: %+v (bound %v), want integration-sender and operator", tool, ctl, ok)
+		}
+		for _, r := range []identity.Role{identity.RoleClinician, identity.RoleFailsafeOfficer, identity.RolePolicyAdmin, identity.RoleSafetyLead} {
+			if ctl.Has("RZZ", r) {
+				t.Errorf("%s's certificate alone holds %s: an unsigned command would act", tool, r)
+			}
 		}
 	}
 	if _, ok := tools.Service("spiffe://herald.dev/ns/herald/sa/console"); ok {
