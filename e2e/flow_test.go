@@ -88,6 +88,9 @@ func TestAcknowledgedAtStepTwoStopsEscalation(t *testing.T) {
 // step's timeout.
 func TestDeclinedReRoutesToNextTarget(t *testing.T) {
 	sys := start(t)
+	// Signed in first: the decline must come before step 1's timer, and a
+	// sign-in on a loaded machine takes seconds.
+	referrerCall := sys.As(t, harness.Referrer)
 	send(t, sys, oru("MSG-DEC-1", "ACC-DEC-1", "F", "CRITICAL"))
 	id := alertIDOf(t, sys, 30*time.Second)
 	waitMail(t, sys, id, referrer, 30*time.Second)
@@ -95,7 +98,7 @@ func TestDeclinedReRoutesToNextTarget(t *testing.T) {
 
 	_, err := sys.Ack.Decline(context.Background(), &ackv1.DeclineRequest{
 		AlertId: id, RequestId: "decline-1", Reason: eventsv1.DeclineReason_DECLINE_REASON_WRONG_TEAM,
-	}, sys.As(t, harness.Referrer))
+	}, referrerCall)
 	if err != nil {
 		t.Fatal(err)
 	}
