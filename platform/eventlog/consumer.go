@@ -50,6 +50,18 @@ type Delivery struct {
 // MaxAttempts times and then dead-lettered with the reason.
 type Handler func(ctx context.Context, d Delivery) error
 
+// BatchHandler handles a run of records that were ready together in one
+// lane of a partition (ConsumerConfig.Batch), in offset order, so that the
+// run can share its round trips: one Redis pipeline, one produce request.
+// It must apply the records as the Handler would, one after another in
+// order (a later record of an alert sees what an earlier one did), and be
+// idempotent like it. It may stop anywhere: returning nil settles the whole
+// run; an error settles none of it, and each record of the run then goes
+// through the Handler with its usual retry and dead-letter policy (records
+// the run already applied are applied again, which idempotence makes
+// harmless). A run is never committed before it is settled.
+type BatchHandler func(ctx context.Context, run []Delivery) error
+
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
@@ -112,6 +124,11 @@ type ConsumerConfig struct {
 	// commands) spares the signature check of the rest; the groups that
 	// apply them still verify them and dead-letter a forgery.
 	Ignore func(*eventsv1.Event) bool
+	// Batch, when set, handles each run of two or more records that are
+	// ready at once in a lane (up to maxRun; see BatchHandler); a record
+	// alone still goes to the Handler. At low rates a run is one record,
+	// and nothing changes.
+	Batch BatchHandler
 	// transport replaces the Kafka transport of fetches (tests).
 	transport kafka.RoundTripper
 	// commitOffsets replaces gen.CommitOffsets (tests inject failures).
@@ -273,47 +290,87 @@ func (c *consumer) run(ctx context.Context, group *kafka.ConsumerGroup) {
 	}
 }
 
-// work handles one partition's records. Each record goes to a lane chosen
-// by its key, and each lane handles its records in order; after each record
-// the last record of the run handled without a gap goes to commit.
-func (c *consumer) work(ctx context.Context, ch <-chan kafka.Message, commit func(kafka.Message)) {
-	var w window
-	lanes := make([]chan *pending, c.cfg.Lanes)
-	var lwg sync.WaitGroup
-	for i := range lanes {
-		lanes[i] = make(chan *pending, laneQueue)
-		lwg.Go(func() { c.lane(ctx, lanes[i], &w, commit) })
+// partition is what a generation keeps for one of its partitions: the
+// window of records in hand and the lanes that handle them. The fetcher
+// hands each record straight to its lane (one goroutine hand-off per
+// record; there used to be a partition worker between them, a second
+// hand-off and a second thread wake-up for every record at low rates).
+type partition struct {
+	w     window
+	lanes []chan *pending
+}
+
+// partitionQueue bounds the records of a partition in hand (fetched, not
+// yet committed-ready): a partition is fetched only while at most half of
+// that is in hand, and a fetched record that finds it full (or its lane's
+// queue full) is left for a later fetch, so one partition or lane whose
+// handler is slow never holds up the records of the others (head-of-line
+// blocking: with a blocking hand-off, a consumer that fell behind handled
+// one partition at a time and could not catch up).
+const partitionQueue = 512
+
+// maxRun bounds the records handed to a BatchHandler at once.
+const maxRun = 64
+
+// startPartition starts the lanes of a partition; they run until ctx is done.
+func (c *consumer) startPartition(ctx context.Context, wg *sync.WaitGroup, commit func(kafka.Message)) *partition {
+	pt := &partition{lanes: make([]chan *pending, c.cfg.Lanes)}
+	for i := range pt.lanes {
+		pt.lanes[i] = make(chan *pending, partitionQueue)
+		wg.Go(func() { c.lane(ctx, pt.lanes[i], &pt.w, commit) })
 	}
-	defer lwg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-ch:
-			p := w.add(m)
-			select {
-			case lanes[laneOf(m.Key, len(lanes))] <- p:
-			case <-ctx.Done():
-				return
-			}
-		}
+	return pt
+}
+
+// ready reports whether the partition has room for a fetch's records.
+func (pt *partition) ready() bool { return pt.w.len() <= partitionQueue/2 }
+
+// offer hands m to its lane (chosen by its key, so the records of one key
+// keep their order) unless the partition or the lane is full; only the
+// fetcher of the partition calls it.
+func (pt *partition) offer(m kafka.Message) bool {
+	if pt.w.len() >= partitionQueue {
+		return false
+	}
+	p := pt.w.add(m)
+	select {
+	case pt.lanes[laneOf(m.Key, len(pt.lanes))] <- p:
+		return true
+	default:
+		pt.w.drop(p)
+		return false
 	}
 }
 
-// laneQueue is how many records may wait for each lane.
-const laneQueue = 64
-
+// lane handles its records in order: one at a time, or, with a
+// BatchHandler, each run of records already waiting together. After each
+// record the last record of the partition's run handled without a gap
+// goes to commit.
 func (c *consumer) lane(ctx context.Context, in <-chan *pending, w *window, commit func(kafka.Message)) {
+	run := make([]*pending, 0, maxRun)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case p := <-in:
-			if !c.handle(ctx, p.m) {
-				return
-			}
-			w.done(p, commit)
+			run = append(run[:0], p)
 		}
+		if c.cfg.Batch != nil {
+		fill:
+			for len(run) < maxRun {
+				select {
+				case p := <-in:
+					run = append(run, p)
+				default:
+					break fill
+				}
+			}
+		}
+		if !c.handleRun(ctx, run) {
+			return
+		}
+		w.done(commit, run...)
+		clear(run)
 	}
 }
 
@@ -348,13 +405,31 @@ func (w *window) add(m kafka.Message) *pending {
 	return p
 }
 
-// done marks p handled and calls commit with the last record of the handled
-// run at the front of the window, if the run grew. commit is called under
-// the window's lock, so commits go out in offset order.
-func (w *window) done(p *pending, commit func(kafka.Message)) {
+// drop takes back p, the last record added, which no lane took.
+func (w *window) drop(p *pending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	p.done = true
+	if n := len(w.recs); n > 0 && w.recs[n-1] == p {
+		w.recs[n-1] = nil
+		w.recs = w.recs[:n-1]
+	}
+}
+
+func (w *window) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.recs)
+}
+
+// done marks ps handled and calls commit with the last record of the
+// handled run at the front of the window, if the run grew. commit is called
+// under the window's lock, so commits go out in offset order.
+func (w *window) done(commit func(kafka.Message), ps ...*pending) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range ps {
+		p.done = true
+	}
 	n := 0
 	for n < len(w.recs) && w.recs[n].done {
 		n++
@@ -371,26 +446,45 @@ func (w *window) done(p *pending, commit func(kafka.Message)) {
 // handle runs the handler with the retry policy. It returns false only when
 // ctx ended before the record was settled (it will be redelivered).
 func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
+	d, settled, ok := c.prepare(ctx, m)
+	if settled {
+		return ok
+	}
+	return c.apply(ctx, d)
+}
+
+// delivery is a record ready for its handler, with the trace context its
+// headers carry.
+type delivery struct {
+	Delivery
+	ctx context.Context
+}
+
+// prepare decodes and verifies m. settled is true when m needs no handler
+// (ignored, or dead-lettered: undecodable, not a herald event, refused for
+// its signature); ok is then false when ctx ended before a dead-letter was
+// durable.
+func (c *consumer) prepare(ctx context.Context, m kafka.Message) (d delivery, settled, ok bool) {
 	var ev *eventsv1.Event
 	typ := "raw"
 	if !c.cfg.Raw {
 		ev = &eventsv1.Event{}
 		if err := proto.Unmarshal(m.Value, ev); err != nil {
-			return c.deadLetter(ctx, m, fmt.Sprintf("undecodable record: %v", err))
+			return d, true, c.deadLetter(ctx, m, fmt.Sprintf("undecodable record: %v", err))
 		}
 		typ = TypeOf(ev)
 		if ev.GetEventId() == "" || typ == "" {
-			return c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
+			return d, true, c.deadLetter(ctx, m, "record is not a herald event: missing event id or payload")
 		}
 		if c.cfg.Ignore != nil && c.cfg.Ignore(ev) {
-			return true
+			return d, true, true
 		}
 		// A forged record (unsigned, signed by an unknown key, altered, or
 		// signed by a service that may not produce its type) is never
 		// handled: it goes to the dead-letter topic with the reason.
 		if err := c.verifier.Check(m.Topic, m.Key, m.Value, m.Headers, ev); err != nil {
 			c.verifier.Refused(ctx, Refusal{Path: PathConsume, Group: c.cfg.GroupID, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Event: ev}, err)
-			return c.deadLetter(ctx, m, err.Error())
+			return d, true, c.deadLetter(ctx, m, err.Error())
 		}
 	} else if c.verifier != nil {
 		check := c.verifier.Check(m.Topic, m.Key, m.Value, m.Headers, nil)
@@ -399,17 +493,24 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 		}
 		if check != nil {
 			c.verifier.Refused(ctx, Refusal{Path: PathConsume, Group: c.cfg.GroupID, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, check)
-			return c.deadLetter(ctx, m, check.Error())
+			return d, true, c.deadLetter(ctx, m, check.Error())
 		}
 	}
 	headers := m.Headers
-	pctx := c.cfg.Telemetry.Propagator.Extract(ctx, HeaderCarrier{Headers: &headers})
-	d := Delivery{Event: ev, Type: typ, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Headers: m.Headers, Key: m.Key, Value: m.Value}
-	attrs := metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", typ))
+	d.ctx = c.cfg.Telemetry.Propagator.Extract(ctx, HeaderCarrier{Headers: &headers})
+	d.Delivery = Delivery{Event: ev, Type: typ, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Headers: m.Headers, Key: m.Key, Value: m.Value}
+	return d, false, true
+}
 
+// apply runs the handler on d with the retry policy. It returns false only
+// when ctx ended before the record was settled (it will be redelivered).
+func (c *consumer) apply(ctx context.Context, d delivery) bool {
+	pctx, ev, typ := d.ctx, d.Event, d.Type
+	attrs := metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", typ))
+	m := kafka.Message{Topic: d.Topic, Partition: d.Partition, Offset: d.Offset, Key: d.Key, Value: d.Value, Headers: d.Headers}
 	backoff := c.cfg.MinBackoff
 	for attempt := 1; ; attempt++ {
-		err := c.handleOnce(pctx, d)
+		err := c.handleOnce(pctx, d.Delivery)
 		if err == nil {
 			c.handled.Add(ctx, 1, attrs)
 			return true
@@ -442,6 +543,92 @@ func (c *consumer) handle(ctx context.Context, m kafka.Message) bool {
 		}
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
+}
+
+// handleRun settles the records of run, in order: through the
+// BatchHandler when there is one and two or more records need handling,
+// else (and when the run fails) one by one through handle. It returns false
+// only when ctx ended before every record was settled.
+func (c *consumer) handleRun(ctx context.Context, run []*pending) bool {
+	if c.cfg.Batch == nil || len(run) == 1 {
+		for _, p := range run {
+			if !c.handle(ctx, p.m) {
+				return false
+			}
+		}
+		return true
+	}
+	ds := make([]delivery, 0, len(run))
+	for _, p := range run {
+		d, settled, ok := c.prepare(ctx, p.m)
+		if !ok {
+			return false
+		}
+		if !settled {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 1 {
+		return c.apply(ctx, ds[0])
+	}
+	if len(ds) == 0 {
+		return true
+	}
+	err := c.handleBatch(ctx, ds)
+	if err == nil {
+		for _, d := range ds {
+			c.handled.Add(ctx, 1, metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", d.Type)))
+		}
+		return true
+	}
+	if ctx.Err() != nil {
+		c.abandoned.Add(context.WithoutCancel(ctx), int64(len(ds)), metric.WithAttributes(attribute.String("group", c.cfg.GroupID), attribute.String("event_type", "run")))
+		c.cfg.Logger.Warn("run of records stopped before it finished; the records are left for redelivery",
+			"group", c.cfg.GroupID, "topic", ds[0].Topic, "partition", ds[0].Partition, "from_offset", ds[0].Offset, "records", len(ds), "error", err)
+		return false
+	}
+	// The run failed as a whole: each record gets the usual policy (an
+	// outage is waited out, a bad record dead-lettered alone).
+	c.cfg.Logger.Warn("run of records failed; handling them one by one",
+		"group", c.cfg.GroupID, "topic", ds[0].Topic, "partition", ds[0].Partition, "from_offset", ds[0].Offset, "records", len(ds), "error", err)
+	for _, d := range ds {
+		if !c.apply(ctx, d) {
+			return false
+		}
+	}
+	return true
+}
+
+// handleBatch calls the BatchHandler once on ds, in a span linked to each
+// record's trace.
+func (c *consumer) handleBatch(ctx context.Context, ds []delivery) (err error) {
+	run := make([]Delivery, len(ds))
+	links := make([]trace.Link, 0, len(ds))
+	for i, d := range ds {
+		run[i] = d.Delivery
+		if sc := trace.SpanContextFromContext(d.ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, span := c.cfg.Telemetry.Tracer().Start(ctx, "consume run", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.destination.name", ds[0].Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.Int("messaging.destination.partition.id", ds[0].Partition),
+			attribute.Int64("messaging.kafka.offset", ds[0].Offset),
+			attribute.Int("messaging.batch.message_count", len(ds)),
+		))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("batch handler panicked: %v", r)
+		}
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	return c.cfg.Batch(ctx, run)
 }
 
 func (c *consumer) handleOnce(ctx context.Context, d Delivery) (err error) {

@@ -48,14 +48,6 @@ const (
 	// work (catching up on 100,000 records: 1 MiB 100,000 events/s, 256 KiB
 	// 240,000-250,000, 128 KiB 360,000).
 	partitionMaxBytes = 128 << 10
-	// partitionQueue is how many fetched records may wait for a
-	// partition's worker. A partition is fetched only while its queue is
-	// at most half full, and a fetched record that finds it full is left
-	// for a later fetch, so one partition whose handler is slow never
-	// holds up the records of the others (head-of-line blocking: with a
-	// blocking hand-off, a consumer that fell behind handled one
-	// partition at a time and could not catch up).
-	partitionQueue = 512
 	// pauseWait is how long a fetcher whose partitions are all full waits
 	// before it looks again, and pausedMaxWait how long the broker may hold
 	// a fetch while one of the fetcher's partitions is left out of it.
@@ -85,15 +77,13 @@ func (c *consumer) generation(ctx context.Context, gen *kafka.Generation) {
 	}
 	commits := newCommitter()
 	var wg sync.WaitGroup
-	workers := make(map[int]chan kafka.Message, len(offsets))
+	parts := make(map[int]*partition, len(offsets))
 	for p := range offsets {
-		ch := make(chan kafka.Message, partitionQueue)
-		workers[p] = ch
-		wg.Go(func() { c.work(ctx, ch, commits.note) })
+		parts[p] = c.startPartition(ctx, &wg, commits.note)
 	}
 	wg.Go(func() { c.commitLoop(ctx, gen, commits) })
 	if len(offsets) > 0 {
-		c.fetch(ctx, offsets, workers)
+		c.fetch(ctx, offsets, parts)
 	}
 	<-ctx.Done() // a member with no partitions waits for the next generation
 	wg.Wait()
@@ -151,7 +141,7 @@ func (c *consumer) bounds(ctx context.Context) (map[int]kafka.PartitionOffsets, 
 // fetch runs one fetcher per partition leader until ctx is done. When a
 // fetcher finds that leadership moved (or cannot reach its broker), all
 // stop, the leaders are read again, and fetching resumes where it was.
-func (c *consumer) fetch(ctx context.Context, offsets map[int]*int64, workers map[int]chan kafka.Message) {
+func (c *consumer) fetch(ctx context.Context, offsets map[int]*int64, parts map[int]*partition) {
 	backoff := c.cfg.MinBackoff
 	for ctx.Err() == nil {
 		var fetched atomic.Bool
@@ -169,10 +159,10 @@ func (c *consumer) fetch(ctx context.Context, offsets map[int]*int64, workers ma
 			}
 			fctx, stop := context.WithCancel(ctx)
 			var wg sync.WaitGroup
-			for _, parts := range byLeader {
+			for _, ps := range byLeader {
 				wg.Go(func() {
 					defer stop() // a fetcher ends only when the leaders must be read again
-					if c.fetchFrom(fctx, parts, offsets, workers) {
+					if c.fetchFrom(fctx, ps, offsets, parts) {
 						fetched.Store(true)
 					}
 				})
@@ -190,25 +180,25 @@ func (c *consumer) fetch(ctx context.Context, offsets map[int]*int64, workers ma
 	}
 }
 
-// fetchFrom fetches the partitions parts (all led by one broker) and hands
-// their records to the workers, until ctx is done or the broker answers in a
+// fetchFrom fetches the partitions ps (all led by one broker) and hands
+// their records to their lanes, until ctx is done or the broker answers in a
 // way that asks for the leaders to be read again. It reports whether any
 // fetch succeeded.
-func (c *consumer) fetchFrom(ctx context.Context, parts []int, offsets map[int]*int64, workers map[int]chan kafka.Message) bool {
+func (c *consumer) fetchFrom(ctx context.Context, ps []int, offsets map[int]*int64, parts map[int]*partition) bool {
 	fetched := false
 	for ctx.Err() == nil {
-		ready := parts[:0:0]
-		for _, p := range parts {
-			if len(workers[p]) <= partitionQueue/2 {
+		ready := ps[:0:0]
+		for _, p := range ps {
+			if parts[p].ready() {
 				ready = append(ready, p)
 			}
 		}
 		if len(ready) == 0 {
-			sleep(ctx, pauseWait) // every queue is more than half full
+			sleep(ctx, pauseWait) // every partition has more than half its room in hand
 			continue
 		}
 		wait := fetchMaxWait
-		if len(ready) < len(parts) {
+		if len(ready) < len(ps) {
 			wait = pausedMaxWait // a paused partition must not wait out a long poll of the others
 		}
 		req := &fetchapi.Request{ReplicaID: -1, MaxWaitTime: int32(wait / time.Millisecond), MinBytes: 1,
@@ -233,7 +223,7 @@ func (c *consumer) fetchFrom(ctx context.Context, parts []int, offsets map[int]*
 		got, relayout := 0, false
 		for _, t := range msg.(*fetchapi.Response).Topics {
 			for i := range t.Partitions {
-				n, ok := c.deliver(ctx, &t.Partitions[i], offsets, workers)
+				n, ok := c.deliver(ctx, &t.Partitions[i], offsets, parts)
 				got += n
 				relayout = relayout || !ok
 			}
@@ -249,10 +239,10 @@ func (c *consumer) fetchFrom(ctx context.Context, parts []int, offsets map[int]*
 }
 
 // deliver hands a fetched partition's records at or after its next offset
-// to its worker's queue and moves the offset past them, until the queue is
-// full: the rest are fetched again later. It returns false when the
+// to their lanes and moves the offset past them, until the partition or a
+// lane is full: the rest are fetched again later. It returns false when the
 // partition's leaders must be read again.
-func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, offsets map[int]*int64, workers map[int]chan kafka.Message) (int, bool) {
+func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, offsets map[int]*int64, parts map[int]*partition) (int, bool) {
 	p := int(pr.Partition)
 	off, ok := offsets[p]
 	if !ok {
@@ -292,10 +282,8 @@ func (c *consumer) deliver(ctx context.Context, pr *fetchapi.ResponsePartition, 
 			return n, n > 0
 		}
 		m := kafka.Message{Topic: c.cfg.Topic, Partition: p, Offset: rec.Offset, Key: key, Value: value, Headers: rec.Headers, Time: rec.Time}
-		select {
-		case workers[p] <- m:
-		default:
-			return n, true // the queue is full
+		if !parts[p].offer(m) {
+			return n, true // full
 		}
 		*off = rec.Offset + 1
 		n++

@@ -16,14 +16,14 @@ func TestWindowCommitsOnlyTheHandledRunAtTheFront(t *testing.T) {
 	var commits []int64
 	commit := func(m kafka.Message) { commits = append(commits, m.Offset) }
 
-	w.done(recs[2], commit) // 10 and 11 still in hand
-	w.done(recs[1], commit)
+	w.done(commit, recs[2]) // 10 and 11 still in hand
+	w.done(commit, recs[1])
 	if len(commits) != 0 {
 		t.Fatalf("committed %v while offset 10 is still being handled", commits)
 	}
-	w.done(recs[0], commit) // 10, 11 and 12 are now a handled run
-	w.done(recs[4], commit) // 13 still in hand
-	w.done(recs[3], commit)
+	w.done(commit, recs[0]) // 10, 11 and 12 are now a handled run
+	w.done(commit, recs[4]) // 13 still in hand
+	w.done(commit, recs[3])
 	if want := []int64{12, 14}; !slices.Equal(commits, want) {
 		t.Fatalf("commits: got %v, want %v", commits, want)
 	}

@@ -245,7 +245,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (s *Service, err error) {
 	rulesv1.RegisterRulesServiceServer(s.grpc.GRPC(), grpcapi.New(s.registry, deps.Clock.Now, deps.Logger, s.changes, history))
 	s.life.Go("event consumer", func(ctx context.Context) error {
 		return eventlog.Consume(ctx, eventlog.ConsumerConfig{Config: cfg.Log, GroupID: cfg.GroupID,
-			Logger: deps.Logger, Telemetry: deps.Telemetry}, s.handle)
+			Logger: deps.Logger, Telemetry: deps.Telemetry, Batch: s.handleRun}, s.handle)
 	})
 	s.life.Go("bundle watcher", func(ctx context.Context) error {
 		s.watch(ctx)
@@ -378,6 +378,19 @@ func (s *Service) handle(ctx context.Context, d eventlog.Delivery) error {
 		return eventlog.Permanent(err)
 	}
 	return err
+}
+
+// handleRun routes a run of events fetched together, their routings in one
+// append. Any error hands the run back to the consumer, which handles its
+// events one by one through handle (and so dead-letters an unroutable one
+// alone); what the run appended is skipped then.
+func (s *Service) handleRun(ctx context.Context, run []eventlog.Delivery) error {
+	evs := make([]*eventsv1.Event, len(run))
+	offsets := make([]int64, len(run))
+	for i, d := range run {
+		evs[i], offsets[i] = d.Event, d.Offset
+	}
+	return s.router.HandleRunAt(ctx, evs, run[0].Partition, offsets)
 }
 
 // Run starts the service and blocks until ctx is done.

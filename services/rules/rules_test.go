@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -526,4 +527,57 @@ func TestReplicaThatTakesOverAPartitionDoesNotRouteTwice(t *testing.T) {
 	require.Equal(t, "amended-6", got[1].GetCausationId())
 	require.Equal(t, eventsv1.Category_CATEGORY_CRITICAL, got[1].GetAlertRouted().GetCategory())
 	require.Contains(t, rest.String(), "caught up on events consumed by another replica")
+}
+
+// allRouted reads the whole topic and counts the AlertRouted events by the
+// id of their cause.
+func (e *env) allRouted(t *testing.T) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	err := eventlog.ReadTopic(ctx, e.cfg.Log, e.cfg.Log.EventsTopic, func(_, value []byte, _ int, _ int64) error {
+		var ev eventsv1.Event
+		require.NoError(t, proto.Unmarshal(value, &ev))
+		if ev.GetAlertRouted() != nil {
+			out[ev.GetCausationId()]++
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// A backlog is consumed in runs (several routings per append). The service
+// is stopped while it works through it, in the middle of a run or between
+// two, and started again: every alert ends up routed exactly once.
+func TestBacklogRoutedInRunsConvergesAfterAStopMidRun(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	const n = 150
+	var causes []*eventsv1.Event
+	for i := range n {
+		id := eventlog.ID("RZZ", fmt.Sprintf("ACC-R%d", i), "F-1")
+		causes = append(causes, cause(id, fmt.Sprintf("raised-r%d", i), "RZZ", at, &eventsv1.AlertRaised{Details: details(eventsv1.Category_CATEGORY_URGENT, at)}))
+	}
+	// Given a backlog of alerts (one produce request: runs in every partition).
+	require.NoError(t, e.w.Append(ctx, causes...))
+
+	// When the service starts and is stopped as soon as routings appear.
+	_, stop := e.start(t, e.cfg)
+	require.Eventually(t, func() bool { return len(e.allRouted(t)) > 0 }, 90*time.Second, 5*time.Millisecond)
+	stop()
+	first := len(e.allRouted(t))
+
+	// And started again in the same group.
+	e.start(t, e.cfg)
+	require.Eventually(t, func() bool { return len(e.allRouted(t)) == n }, 90*time.Second, 100*time.Millisecond,
+		"routed %d of %d alerts (%d before the stop)", len(e.allRouted(t)), n, first)
+	testinfra.WaitCommitted(t, e.cfg.Log.Brokers, e.cfg.Log.EventsTopic, 30*time.Second, e.cfg.GroupID)
+
+	// Then each alert has exactly one routing.
+	for c, k := range e.allRouted(t) {
+		require.Equal(t, 1, k, "cause %s routed %d times", c, k)
+	}
 }

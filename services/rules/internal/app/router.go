@@ -129,6 +129,88 @@ func (r *Router) TrackPartitions(rr RangeReader) {
 // replica already routed is skipped and an amendment sees the category in
 // force. A failed catch-up is an error worth retrying.
 func (r *Router) HandleAt(ctx context.Context, ev *eventsv1.Event, partition int, offset int64) error {
+	if err := r.catchUpTo(ctx, partition, offset); err != nil {
+		return err
+	}
+	err := r.Handle(ctx, ev)
+	r.mark(partition, offset)
+	return err
+}
+
+// HandleRunAt handles a run of events delivered together from one
+// partition, offsets[i] being the offset of evs[i], as HandleAt would one
+// after another, except that their AlertRouted events are appended
+// together: one append (one produce request) for the run, instead of one
+// per cause. A cause of an alert whose routing in this run is not yet
+// appended first has that routing appended and observed, so it is decided
+// exactly as it would be alone. An error may come after part of the run is
+// durable; handling the run again (or each of its events) skips what was
+// appended (the routing ids are deterministic).
+func (r *Router) HandleRunAt(ctx context.Context, evs []*eventsv1.Event, partition int, offsets []int64) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := r.catchUpTo(ctx, partition, offsets[0]); err != nil {
+		return err
+	}
+	ctx, span := r.tracer.Start(ctx, "rules.route_run", trace.WithAttributes(attribute.Int("herald.events", len(evs))))
+	defer span.End()
+	var held []heldRouting
+	inRun := map[string]bool{} // alerts with a routing held
+	flush := func() error {
+		if len(held) == 0 {
+			return nil
+		}
+		routed := make([]*eventsv1.Event, len(held))
+		for i, h := range held {
+			routed[i] = h.routed
+		}
+		if err := r.out.Append(ctx, routed...); err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "append")
+			return fmt.Errorf("append routing of %d alerts: %w", len(held), err)
+		}
+		for _, h := range held {
+			r.routedDone(ctx, h.cause, h.routed, h.dec)
+		}
+		held = held[:0]
+		clear(inRun)
+		return nil
+	}
+	for _, ev := range evs {
+		if inRun[ev.GetAlertId()] {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		routed, dec, err := r.decide(ctx, ev)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "route")
+			return err
+		}
+		if routed != nil {
+			held = append(held, heldRouting{cause: ev, routed: routed, dec: dec})
+			inRun[ev.GetAlertId()] = true
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	r.mark(partition, offsets[len(offsets)-1])
+	return nil
+}
+
+// heldRouting is a routing decided in a run and not yet appended.
+type heldRouting struct {
+	cause, routed *eventsv1.Event
+	dec           routing.Decision
+}
+
+// catchUpTo reads and observes the events between the last offset this
+// router observed on the partition and offset, when another replica
+// consumed them before a rebalance gave the partition here.
+func (r *Router) catchUpTo(ctx context.Context, partition int, offset int64) error {
 	r.mu.Lock()
 	mark, ok := r.marks[partition]
 	rr, tracking := r.catchUp, r.tracking
@@ -136,20 +218,19 @@ func (r *Router) HandleAt(ctx context.Context, ev *eventsv1.Event, partition int
 	if !ok {
 		mark = -1
 	}
-	if tracking && rr != nil && offset > mark+1 {
-		n := 0
-		err := rr.ReadRange(ctx, partition, mark+1, offset, func(e *eventsv1.Event, off int64) {
-			r.ObserveAt(e, partition, off)
-			n++
-		})
-		if err != nil {
-			return fmt.Errorf("catch up on partition %d from offset %d to %d: %w", partition, mark+1, offset, err)
-		}
-		r.logger.InfoContext(ctx, "caught up on events consumed by another replica", "partition", partition, "from", mark+1, "to", offset, "events", n)
+	if !tracking || rr == nil || offset <= mark+1 {
+		return nil
 	}
-	err := r.Handle(ctx, ev)
-	r.mark(partition, offset)
-	return err
+	n := 0
+	err := rr.ReadRange(ctx, partition, mark+1, offset, func(e *eventsv1.Event, off int64) {
+		r.ObserveAt(e, partition, off)
+		n++
+	})
+	if err != nil {
+		return fmt.Errorf("catch up on partition %d from offset %d to %d: %w", partition, mark+1, offset, err)
+	}
+	r.logger.InfoContext(ctx, "caught up on events consumed by another replica", "partition", partition, "from", mark+1, "to", offset, "events", n)
+	return nil
 }
 
 // Observe applies an event to the projection: an AlertRouted records its
@@ -265,16 +346,31 @@ func (r *Router) Decide(ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, 
 // (durably) before Handle returns nil, so the offset is committed only
 // after it. Errors wrapping ErrUnroutable are permanent.
 func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
+	routed, dec, err := r.decide(ctx, ev)
+	if err != nil || routed == nil {
+		return err
+	}
+	if err := r.out.Append(ctx, routed); err != nil {
+		return fmt.Errorf("append routing of alert %s: %w", ev.GetAlertId(), err)
+	}
+	r.routedDone(ctx, ev, routed, dec)
+	return nil
+}
+
+// decide returns the AlertRouted to append for ev, or nil when there is
+// none: ev is not a cause (it is observed), its routing was appended
+// already, or it changes nothing clinically (observed).
+func (r *Router) decide(ctx context.Context, ev *eventsv1.Event) (*eventsv1.Event, routing.Decision, error) {
 	switch ev.GetPayload().(type) {
 	case *eventsv1.Event_AlertRaised, *eventsv1.Event_AlertAmended, *eventsv1.Event_AlertQuarantined:
 	default:
 		r.Observe(ev)
-		return nil
+		return nil, routing.Decision{}, nil
 	}
 	id := RoutedEventID(ev.GetAlertId(), ev.GetEventId())
 	if r.done(ev.GetAlertId(), id) {
 		r.skippedCount.Add(ctx, 1)
-		return nil
+		return nil, routing.Decision{}, nil
 	}
 	ctx, span := r.tracer.Start(ctx, "rules.route", trace.WithAttributes(
 		attribute.String("herald.alert_id", ev.GetAlertId()),
@@ -286,7 +382,7 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "route")
-		return err
+		return nil, dec, err
 	}
 	if routed == nil {
 		// A repeat report or an amendment of a routed finding that
@@ -295,11 +391,10 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 		r.skippedCount.Add(ctx, 1)
 		r.logger.InfoContext(ctx, "repeat report or amendment of a routed alert changes nothing clinically: not re-routed", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "cause", eventlog.TypeOf(ev))
 		r.Observe(ev)
-		return nil
+		return nil, dec, nil
 	}
-	category := routed.GetAlertRouted().GetCategory().String()
 	span.SetAttributes(
-		attribute.String("herald.category", category),
+		attribute.String("herald.category", routed.GetAlertRouted().GetCategory().String()),
 		attribute.String("herald.policy_id", dec.Ref.GetPolicyId()),
 		attribute.String("herald.policy_version", dec.Ref.GetVersion()),
 		attribute.String("herald.rule_id", routed.GetAlertRouted().GetRuleId()),
@@ -307,13 +402,15 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 	for _, id := range dec.RuleErrors {
 		r.logger.WarnContext(ctx, "classification rule failed to evaluate; treated as no match", "tenant", ev.GetTenant(), "rule_id", id, "alert_id", ev.GetAlertId())
 	}
-	if err := r.out.Append(ctx, routed); err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "append")
-		return fmt.Errorf("append routing of alert %s: %w", ev.GetAlertId(), err)
-	}
+	return routed, dec, nil
+}
+
+// routedDone observes a cause and its routing once the routing is durable,
+// and counts and logs it.
+func (r *Router) routedDone(ctx context.Context, ev, routed *eventsv1.Event, dec routing.Decision) {
 	r.Observe(ev) // the report's referrer, once its routing is durable
 	r.Observe(routed)
+	category := routed.GetAlertRouted().GetCategory().String()
 	r.routedCount.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("tenant", ev.GetTenant()),
 		attribute.String("category", category),
@@ -321,7 +418,6 @@ func (r *Router) Handle(ctx context.Context, ev *eventsv1.Event) error {
 	))
 	r.logger.InfoContext(ctx, "alert routed", "alert_id", ev.GetAlertId(), "tenant", ev.GetTenant(), "category", category,
 		"policy_id", dec.Ref.GetPolicyId(), "policy_version", dec.Ref.GetVersion(), "rule_id", routed.GetAlertRouted().GetRuleId())
-	return nil
 }
 
 // referrerOf is the referrer id a report names, "" if none.

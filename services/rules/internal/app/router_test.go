@@ -229,3 +229,71 @@ func TestRouterRoutesANewReportAfterACancellation(t *testing.T) {
 	require.Len(t, out.events, 2)
 	require.Equal(t, eventlog.ID("a10", "routed", "e10-again"), out.events[1].GetEventId())
 }
+
+// flakyLog is an Appender that counts its appends and fails the one
+// numbered failAt (1-based; a process dying mid-run never sees its append
+// acknowledged).
+type flakyLog struct {
+	memLog
+	calls  int
+	failAt int
+}
+
+func (f *flakyLog) Append(ctx context.Context, events ...*eventsv1.Event) error {
+	f.calls++
+	if f.calls == f.failAt {
+		return errors.New("died mid-run")
+	}
+	return f.memLog.Append(ctx, events...)
+}
+
+func routedIDs(events []*eventsv1.Event) []string {
+	var ids []string
+	for _, ev := range events {
+		ids = append(ids, ev.GetEventId()+"/"+ev.GetAlertRouted().GetCategory().String())
+	}
+	return ids
+}
+
+func TestRouterRunAppendsItsRoutingsTogetherAndConvergesAfterDyingMidRun(t *testing.T) {
+	ctx := context.Background()
+	run := []*eventsv1.Event{
+		raisedEv("a1", "e1", "RZZ", eventsv1.Category_CATEGORY_URGENT),
+		raisedEv("a2", "e2", "RZZ", eventsv1.Category_CATEGORY_URGENT),
+		amendedEv("a1", "e3", "7100009", eventsv1.Category_CATEGORY_CRITICAL),
+		raisedEv("a3", "e4", "RZZ", eventsv1.Category_CATEGORY_CRITICAL),
+	}
+	offsets := []int64{10, 11, 12, 13}
+
+	// The same events handled one at a time: what the run must come to.
+	alone := &memLog{}
+	ra, _ := newRouter(t, alone)
+	for _, ev := range run {
+		require.NoError(t, ra.Handle(ctx, ev))
+	}
+	require.Len(t, alone.events, 4)
+
+	// Given a run whose second append fails (the process dies there).
+	out := &flakyLog{failAt: 2}
+	r, _ := newRouter(t, out)
+	err := r.HandleRunAt(ctx, run, 0, offsets)
+	require.Error(t, err)
+	// Then the routings went out in appends of several: a1 and a2
+	// together, flushed before a1's amendment was decided on a1's routing.
+	require.Equal(t, 2, out.calls)
+	require.Equal(t, routedIDs(alone.events[:2]), routedIDs(out.events))
+
+	// When the run is redelivered to a replacement that rebuilt its
+	// projection from what is durable.
+	r2, _ := newRouter(t, &out.memLog)
+	for _, ev := range out.events {
+		r2.Observe(ev)
+	}
+	require.NoError(t, r2.HandleRunAt(ctx, run, 0, offsets))
+	// Then every cause is routed once, as when handled alone.
+	require.Equal(t, routedIDs(alone.events), routedIDs(out.events))
+
+	// And a run handled again changes nothing (idempotent).
+	require.NoError(t, r2.HandleRunAt(ctx, run, 0, offsets))
+	require.Len(t, out.events, 4)
+}
