@@ -176,7 +176,7 @@ func BenchmarkProjectorWrite(b *testing.B) {
 		start := time.Now()
 		for i := 0; i+500 <= len(evs); i += 500 {
 			t := time.Now()
-			if _, err := store.write(context.Background(), 1, evs[i:i+500], fakeRef, nil); err != nil {
+			if _, err := store.write(context.Background(), 1, evs[i:i+500], fakeRef, writeHooks{}); err != nil {
 				b.Fatal(err)
 			}
 			ds = append(ds, time.Since(t))
