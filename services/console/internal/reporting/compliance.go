@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,33 +27,69 @@ func rollupSource(table, rowsFunc string) string {
 	UNION ALL SELECT * FROM ` + rowsFunc + `($1, $6, $7)`
 }
 
-const groupingColumns = `GROUPING(category), GROUPING(team_id), GROUPING(referrer_id), GROUPING(week),
+// groupingColumns are the first eight columns of a grouped query: which
+// grouping (GROUPING() bits) and its key. The RCR audit groups by category
+// only, and GROUPING() may only name grouped columns.
+func groupingColumns(groups string) string {
+	if groups == categoryGroups {
+		return `GROUPING(category), 1, 1, 1, coalesce(category, ''), '', '', ''`
+	}
+	return `GROUPING(category), GROUPING(team_id), GROUPING(referrer_id), GROUPING(week),
 	coalesce(category, ''), coalesce(team_id, ''), coalesce(referrer_id, ''), coalesce(to_char(week, 'YYYY-MM-DD'), '')`
+}
 
-var (
-	rollupCountsSQL = `SELECT ` + groupingColumns + `,
+// The grouping sets of the full compliance figures, and of the RCR audit
+// (overall and per category only).
+const (
+	allGroups      = `(), (category), (team_id), (referrer_id), (week)`
+	categoryGroups = `(), (category)`
+)
+
+func rollupCountsSQL(groups string) string {
+	return `SELECT ` + groupingColumns(groups) + `,
 	sum(alerts)::bigint, sum(cancelled)::bigint, sum(acknowledged)::bigint, sum(in_time)::bigint, sum(late)::bigint,
 	sum(unacknowledged)::bigint, sum(breached_communicate)::bigint, sum(breached_acknowledge)::bigint,
 	sum(breached_action)::bigint, sum(failsafe_queued)::bigint, sum(quarantined)::bigint
 FROM (` + rollupSource("alert_rollup", "reporting_rollup_rows") + `) r
-GROUP BY GROUPING SETS ((), (category), (team_id), (referrer_id), (week))`
+GROUP BY GROUPING SETS (` + groups + `)`
+}
 
-	rollupDeclinesSQL = `SELECT ` + groupingColumns + `, reason, sum(declines)::bigint
+// rollupDeclinesSQL: with each grouping set, the reason.
+func rollupDeclinesSQL(groups string) string {
+	sets := `(reason), (category, reason), (team_id, reason), (referrer_id, reason), (week, reason)`
+	if groups == categoryGroups {
+		sets = `(reason), (category, reason)`
+	}
+	return `SELECT ` + groupingColumns(groups) + `, reason, sum(declines)::bigint
 FROM (` + rollupSource("alert_rollup_declines", "reporting_rollup_decline_rows") + `) r
-GROUP BY GROUPING SETS ((reason), (category, reason), (team_id, reason), (referrer_id, reason), (week, reason))`
+GROUP BY GROUPING SETS (` + sets + `)`
+}
 
-	rollupHistogramSQL = `SELECT ` + groupingColumns + `, bucket, sum(alerts)::bigint
-FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
-GROUP BY GROUPING SETS ((bucket), (category, bucket), (team_id, bucket), (referrer_id, bucket), (week, bucket))`
-
-	// pendingSQL: open alerts whose deadline is after the time of the
-	// query ($4), from the rows (the partial index alerts_pending): the
-	// rollups count them as unacknowledged.
-	pendingSQL = `SELECT ` + groupingColumns + `, count(*)
+// pendingSQL: open alerts whose deadline is after the time of the query
+// ($4), from the rows (the partial index alerts_pending): the rollups
+// count them as unacknowledged.
+func pendingSQL(groups string) string {
+	return `SELECT ` + groupingColumns(groups) + `, count(*)
 FROM (SELECT category, team_id, referrer_id, (date_trunc('week', raised_at AT TIME ZONE 'UTC'))::date AS week
 	FROM alerts WHERE tenant = $1 AND acknowledged_at IS NULL AND cancelled_at IS NULL AND acknowledge_by > $4
 	AND raised_at >= $2 AND raised_at < $3) p
-GROUP BY GROUPING SETS ((), (category), (team_id), (referrer_id), (week))`
+GROUP BY GROUPING SETS (` + groups + `)`
+}
+
+// The histograms: the category rows give the overall, per-category and
+// weekly histograms; the team and referrer rows their own. Each row is
+// dimension, grouped by key (0/1), grouped by week (0/1), key, week,
+// bucket, alerts.
+var (
+	categoryHistogramSQL = `SELECT dimension, GROUPING(group_key), GROUPING(week), coalesce(group_key, ''),
+	coalesce(to_char(week, 'YYYY-MM-DD'), ''), bucket, sum(alerts)::bigint
+FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
+WHERE dimension = 'category'
+GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket), (dimension, week, bucket))`
+	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, sum(alerts)::bigint
+FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
+WHERE dimension IN ('team', 'referrer')
+GROUP BY dimension, group_key, bucket`
 )
 
 // Compliance returns the trust's figures over [from, to), overall and by
@@ -62,6 +99,12 @@ GROUP BY GROUPING SETS ((), (category), (team_id), (referrer_id), (week))`
 // PostgreSQL's percentile_cont over the rows: 0.5 s below 64 s, 0.8% of
 // the value above (histogram.percentile).
 func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Time) (*Compliance, error) {
+	return s.compliance(ctx, tenant, from, to, allGroups)
+}
+
+// compliance reads the figures of groups (allGroups, or categoryGroups for
+// the RCR audit, which then reads only the category histograms).
+func (s *Store) compliance(ctx context.Context, tenant string, from, to time.Time, groups string) (*Compliance, error) {
 	if tenant == "" {
 		return nil, fault.Invalid("compliance", fault.Violation{Field: "tenant", Problem: "is required"})
 	}
@@ -94,7 +137,7 @@ func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Tim
 		args []any
 		row  func(g groupKey, r pgx.Rows) error
 	}{
-		{"compliance", rollupCountsSQL, args, func(g groupKey, r pgx.Rows) error {
+		{"compliance", rollupCountsSQL(groups), args, func(g groupKey, r pgx.Rows) error {
 			var v counters
 			dst := make([]any, 0, nCounters)
 			for i := range v {
@@ -112,7 +155,7 @@ func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Tim
 			mu.Unlock()
 			return nil
 		}},
-		{"compliance pending", pendingSQL, []any{tenant, from, to, asOf}, func(g groupKey, r pgx.Rows) error {
+		{"compliance pending", pendingSQL(groups), []any{tenant, from, to, asOf}, func(g groupKey, r pgx.Rows) error {
 			var n int
 			if err := r.Scan(append(groupDest(), &n)...); err != nil {
 				return err
@@ -122,7 +165,7 @@ func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Tim
 			mu.Unlock()
 			return nil
 		}},
-		{"compliance declines", rollupDeclinesSQL, args, func(g groupKey, r pgx.Rows) error {
+		{"compliance declines", rollupDeclinesSQL(groups), args, func(g groupKey, r pgx.Rows) error {
 			var reason string
 			var n int
 			if err := r.Scan(append(groupDest(), &reason, &n)...); err != nil {
@@ -136,25 +179,54 @@ func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Tim
 			mu.Unlock()
 			return nil
 		}},
-		{"compliance times to acknowledge", rollupHistogramSQL, args, func(g groupKey, r pgx.Rows) error {
-			var bucket, n int64
-			if err := r.Scan(append(groupDest(), &bucket, &n)...); err != nil {
-				return err
-			}
-			mu.Lock()
-			if hists[g] == nil {
-				hists[g] = histogram{}
-			}
-			hists[g][bucket] = n
-			mu.Unlock()
+	}
+	histRow := func(r pgx.Rows) error {
+		var dim, key, week string
+		var byKey, byWeek int32
+		var bucket, n int64
+		if err := r.Scan(&dim, &byKey, &byWeek, &key, &week, &bucket, &n); err != nil {
+			return err
+		}
+		var g groupKey
+		switch {
+		case dim != "category" && byKey == 0:
+			g = groupKey{dim, key}
+		case dim != "category":
 			return nil
-		}},
+		case byKey == 0:
+			g = groupKey{"category", key}
+		case byWeek == 0:
+			g = groupKey{"week", week}
+		}
+		mu.Lock()
+		if hists[g] == nil {
+			hists[g] = histogram{}
+		}
+		hists[g][bucket] += n
+		mu.Unlock()
+		return nil
+	}
+	histSQL := []string{categoryHistogramSQL}
+	if groups == allGroups {
+		histSQL = append(histSQL, peopleHistogramSQL)
+	}
+	for _, q := range histSQL {
+		queries = append(queries, struct {
+			name string
+			sql  string
+			args []any
+			row  func(g groupKey, r pgx.Rows) error
+		}{"compliance times to acknowledge", q, args, nil})
 	}
 	errs := make([]error, len(queries))
 	var wg sync.WaitGroup
 	for i, q := range queries {
 		wg.Go(func() {
-			errs[i] = s.groupedQuery(ctx, q.sql, q.args, q.row)
+			if q.row == nil {
+				errs[i] = s.rowsQuery(ctx, q.sql, q.args, histRow)
+			} else {
+				errs[i] = s.groupedQuery(ctx, q.sql, q.args, q.row)
+			}
 			if errs[i] != nil {
 				errs[i] = unavailable(q.name, errs[i])
 			}
@@ -195,6 +267,21 @@ func (s *Store) Compliance(ctx context.Context, tenant string, from, to time.Tim
 		sort.Slice(rs, func(i, j int) bool { return rs[i].Key < rs[j].Key })
 	}
 	return c, nil
+}
+
+// rowsQuery runs a query and hands each row to row.
+func (s *Store) rowsQuery(ctx context.Context, sql string, args []any, row func(pgx.Rows) error) error {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // groupingScan holds the grouping columns of a row while it is scanned.
@@ -242,52 +329,47 @@ func groupDest() []any {
 // Drift is a rollup row that differs from the same row computed from the
 // alerts table: a compliance figure read from the rollups would be wrong.
 type Drift struct {
-	Table    string // alert_rollup, alert_rollup_declines or alert_ack_histogram
-	Tenant   string
-	Week     string // 2006-01-02
-	Category string
-	Team     string
-	Referrer string
+	Table  string // alert_rollup, alert_rollup_declines or alert_ack_histogram
+	Tenant string
+	Week   string // 2006-01-02
 	// Maintained and Computed are the two rows as text ("" when absent).
 	Maintained, Computed string
 }
 
 func (d Drift) String() string {
-	return fmt.Sprintf("%s %s week %s category %q team %q referrer %q: maintained %s, from the alerts %s",
-		d.Table, d.Tenant, d.Week, d.Category, d.Team, d.Referrer, d.Maintained, d.Computed)
+	return fmt.Sprintf("%s %s week %s: maintained %s, from the alerts %s", d.Table, d.Tenant, d.Week, d.Maintained, d.Computed)
 }
 
-var rollupTables = []struct{ table, rowsFunc string }{
-	{"alert_rollup", "reporting_rollup_rows"},
-	{"alert_rollup_declines", "reporting_rollup_decline_rows"},
-	{"alert_ack_histogram", "reporting_ack_histogram_rows"},
+// rollupTables are the rollup tables, the function computing their rows
+// from the alerts, and their keys.
+var rollupTables = []struct{ table, rowsFunc, key string }{
+	{"alert_rollup", "reporting_rollup_rows", "tenant, week, category, team_id, referrer_id"},
+	{"alert_rollup_declines", "reporting_rollup_decline_rows", "tenant, week, category, team_id, referrer_id, reason"},
+	{"alert_ack_histogram", "reporting_ack_histogram_rows", "tenant, week, dimension, group_key, bucket"},
 }
 
 // Reconcile compares the maintained rollups of tenant for the weeks that
 // hold [from, to) with the same rows computed from the alerts table, and
 // returns every row that differs (none when they agree). It reads one
 // snapshot, and the projector changes summaries and rollups in one
-// transaction, so it can run while the projector writes. The console runs
-// it periodically (ReconcileAll); a drift is logged as an error and
-// counted, and RepairRollups rewrites the weeks from the alerts.
+// transaction, so it can run while the projector writes. A drift means a
+// compliance figure may be wrong: the caller logs it as an error, and
+// RepairRollups rewrites the weeks from the alerts.
 func (s *Store) Reconcile(ctx context.Context, tenant string, from, to time.Time) ([]Drift, error) {
 	w1, w2 := weekOf(from), weekCeil(to)
 	var out []Drift
 	for _, t := range rollupTables {
 		rows, err := s.pool.Query(ctx, `SELECT coalesce(m.tenant, c.tenant), to_char(coalesce(m.week, c.week), 'YYYY-MM-DD'),
-			coalesce(m.category, c.category), coalesce(m.team_id, c.team_id), coalesce(m.referrer_id, c.referrer_id),
 			coalesce(m::text, ''), coalesce(c::text, '')
 		FROM (SELECT * FROM `+t.table+` WHERE tenant = $1 AND week >= $2::date AND week < $3::date) m
-		FULL JOIN `+t.rowsFunc+`($1, $4, $5) c
-			ON (m.tenant, m.week, m.category, m.team_id, m.referrer_id) = (c.tenant, c.week, c.category, c.team_id, c.referrer_id)
-			AND `+sameDetail(t.table)+`
+		FULL JOIN `+t.rowsFunc+`($1, $4, $5) c ON (`+prefixed("m", t.key)+`) = (`+prefixed("c", t.key)+`)
 		WHERE m IS DISTINCT FROM c`, tenant, w1, w2, w1, w2)
 		if err != nil {
 			return nil, unavailable("reconcile rollups", err)
 		}
 		ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Drift, error) {
 			d := Drift{Table: t.table}
-			err := r.Scan(&d.Tenant, &d.Week, &d.Category, &d.Team, &d.Referrer, &d.Maintained, &d.Computed)
+			err := r.Scan(&d.Tenant, &d.Week, &d.Maintained, &d.Computed)
 			return d, err
 		})
 		if err != nil {
@@ -298,15 +380,13 @@ func (s *Store) Reconcile(ctx context.Context, tenant string, from, to time.Time
 	return out, nil
 }
 
-// sameDetail joins the rows of a table with a key beyond the rollup key.
-func sameDetail(table string) string {
-	switch table {
-	case "alert_rollup_declines":
-		return "m.reason = c.reason"
-	case "alert_ack_histogram":
-		return "m.bucket = c.bucket"
+// prefixed qualifies each column of a comma-separated list with alias.
+func prefixed(alias, cols string) string {
+	var out []string
+	for _, c := range strings.Split(cols, ", ") {
+		out = append(out, alias+"."+c)
 	}
-	return "true"
+	return strings.Join(out, ", ")
 }
 
 // ReconcileAll reconciles every trust's rollups of the weeks holding

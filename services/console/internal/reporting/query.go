@@ -362,7 +362,7 @@ type RCRReport struct {
 // RCRReport returns the audit of tenant over [from, to): per category, the
 // numerator and denominator of alerts acknowledged in time.
 func (s *Store) RCRReport(ctx context.Context, tenant string, from, to time.Time) (*RCRReport, error) {
-	c, err := s.Compliance(ctx, tenant, from, to)
+	c, err := s.compliance(ctx, tenant, from, to, categoryGroups)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,9 @@ import (
 
 // The compliance rollups (migration 00003): per trust, week of the raise
 // (Monday, UTC), category, team and referrer, the counts the compliance
-// figures need (alert_rollup), the decline reasons (alert_rollup_declines)
-// and a histogram of the time to acknowledge (alert_ack_histogram). The
+// figures need (alert_rollup) and the decline reasons
+// (alert_rollup_declines); per trust, week and category, team or referrer,
+// a histogram of the time to acknowledge (alert_ack_histogram). The
 // projector keeps them in the same transaction as the alert summaries: for
 // each alert whose summary changes it adds the new summary's contribution
 // and subtracts the old one's (contribution), so a redelivered event (no
@@ -102,11 +103,21 @@ func ackMicros(s Summary) (int64, bool) {
 type rollupDelta struct {
 	counts   map[rollupKey]*counters
 	declines map[rollupKey]map[string]int64
-	hist     map[rollupKey]map[int64]int64
+	hist     map[histKey]int64
+}
+
+// histKey is a row of alert_ack_histogram: one bucket of the histogram of
+// a trust's week and one category, team or referrer.
+type histKey struct {
+	Tenant    string
+	Week      time.Time
+	Dimension string // category, team or referrer
+	Group     string
+	Bucket    int64
 }
 
 func newRollupDelta() *rollupDelta {
-	return &rollupDelta{counts: map[rollupKey]*counters{}, declines: map[rollupKey]map[string]int64{}, hist: map[rollupKey]map[int64]int64{}}
+	return &rollupDelta{counts: map[rollupKey]*counters{}, declines: map[rollupKey]map[string]int64{}, hist: map[histKey]int64{}}
 }
 
 // add adds sign (+1 or -1) times the alert's contribution: one alert in
@@ -143,10 +154,10 @@ func (d *rollupDelta) add(s Summary, sign int64) {
 		d.declines[k][r] += sign
 	}
 	if us, ok := ackMicros(s); ok {
-		if d.hist[k] == nil {
-			d.hist[k] = map[int64]int64{}
+		b := ackBucket(us)
+		for _, g := range [][2]string{{"category", k.Category}, {"team", k.Team}, {"referrer", k.Referrer}} {
+			d.hist[histKey{Tenant: k.Tenant, Week: k.Week, Dimension: g[0], Group: g[1], Bucket: b}] += sign
 		}
-		d.hist[k][ackBucket(us)] += sign
 	}
 }
 
@@ -231,31 +242,34 @@ func (d *rollupDelta) declineArgs() (args []any, n int) {
 }
 
 func (d *rollupDelta) histArgs() (args []any, n int) {
-	type hk struct {
-		k      rollupKey
-		bucket int64
-	}
-	var keys []hk
-	for k, m := range d.hist {
-		for b, v := range m {
-			if v != 0 {
-				keys = append(keys, hk{k, b})
-			}
+	var keys []histKey
+	for k, v := range d.hist {
+		if v != 0 {
+			keys = append(keys, k)
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].k != keys[j].k {
-			return keyLess(keys[i].k, keys[j].k)
+		a, b := keys[i], keys[j]
+		switch {
+		case a.Tenant != b.Tenant:
+			return a.Tenant < b.Tenant
+		case !a.Week.Equal(b.Week):
+			return a.Week.Before(b.Week)
+		case a.Dimension != b.Dimension:
+			return a.Dimension < b.Dimension
+		case a.Group != b.Group:
+			return a.Group < b.Group
 		}
-		return keys[i].bucket < keys[j].bucket
+		return a.Bucket < b.Bucket
 	})
-	var ka keyArgs
+	var tenants, dims, groups []string
+	var weeks []time.Time
 	var buckets, ns []int64
 	for _, k := range keys {
-		ka.add(k.k)
-		buckets, ns = append(buckets, k.bucket), append(ns, d.hist[k.k][k.bucket])
+		tenants, weeks, dims, groups = append(tenants, k.Tenant), append(weeks, k.Week), append(dims, k.Dimension), append(groups, k.Group)
+		buckets, ns = append(buckets, k.Bucket), append(ns, d.hist[k])
 	}
-	return append(ka.args(), buckets, ns), len(keys)
+	return []any{tenants, weeks, dims, groups, buckets, ns}, len(keys)
 }
 
 const rollupKeyArrays = `$1::text[], $2::date[], $3::text[], $4::text[], $5::text[]`
@@ -281,10 +295,11 @@ WHERE r.tenant = k.t AND r.week = k.w AND r.category = k.c AND r.team_id = k.tm 
 ON CONFLICT (tenant, week, category, team_id, referrer_id, reason) DO UPDATE SET declines = alert_rollup_declines.declines + EXCLUDED.declines`
 	deleteEmptyDeclines = `DELETE FROM alert_rollup_declines d USING unnest(` + rollupKeyArrays + `, $6::text[]) AS k(t, w, c, tm, rf, r)
 WHERE d.tenant = k.t AND d.week = k.w AND d.category = k.c AND d.team_id = k.tm AND d.referrer_id = k.rf AND d.reason = k.r AND d.declines = 0`
-	upsertHistogram     = `INSERT INTO alert_ack_histogram SELECT * FROM unnest(` + rollupKeyArrays + `, $6::bigint[], $7::bigint[])
-ON CONFLICT (tenant, week, category, team_id, referrer_id, bucket) DO UPDATE SET alerts = alert_ack_histogram.alerts + EXCLUDED.alerts`
-	deleteEmptyHistogram = `DELETE FROM alert_ack_histogram h USING unnest(` + rollupKeyArrays + `, $6::bigint[]) AS k(t, w, c, tm, rf, b)
-WHERE h.tenant = k.t AND h.week = k.w AND h.category = k.c AND h.team_id = k.tm AND h.referrer_id = k.rf AND h.bucket = k.b AND h.alerts = 0`
+	histKeyArrays   = `$1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[]`
+	upsertHistogram = `INSERT INTO alert_ack_histogram SELECT * FROM unnest(` + histKeyArrays + `, $6::bigint[])
+ON CONFLICT (tenant, dimension, week, group_key, bucket) DO UPDATE SET alerts = alert_ack_histogram.alerts + EXCLUDED.alerts`
+	deleteEmptyHistogram = `DELETE FROM alert_ack_histogram h USING unnest(` + histKeyArrays + `) AS k(t, w, d, g, b)
+WHERE h.tenant = k.t AND h.week = k.w AND h.dimension = k.d AND h.group_key = k.g AND h.bucket = k.b AND h.alerts = 0`
 )
 
 // histogram is a group's time-to-acknowledge histogram: bucket lower bound

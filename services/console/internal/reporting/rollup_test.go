@@ -140,6 +140,39 @@ func TestRollupsEqualRowLevelAnswers(t *testing.T) {
 				}
 			}
 		}
+		// The RCR audit (category rollups only) equals the row-level
+		// figures per category.
+		for _, p := range periods {
+			rcr, err := store.RCRReport(ctx, tenant, p.from, p.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := store.complianceFromRows(ctx, tenant, p.from, p.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := tenant + " " + p.name + " RCR"
+			cats := map[string]Figures{}
+			for _, r := range want.ByCategory {
+				if r.Key != "" {
+					cats[r.Key] = r.Figures
+				}
+			}
+			if len(rcr.Rows) != len(cats) {
+				t.Fatalf("%s: %d categories, want %d", what, len(rcr.Rows), len(cats))
+			}
+			for _, row := range append(rcr.Rows, rcr.Total) {
+				f, ok := cats[row.Category]
+				if row.Category == "ALL" {
+					f, ok = want.Overall, true
+				}
+				if !ok || row.Numerator != f.InTime || row.Denominator != f.Due || row.Pending != f.Pending || row.Late != f.Late ||
+					row.NotAcknowledged != f.Unacknowledged || row.FailsafeQueued != f.FailsafeQueued ||
+					(row.MedianAck-f.MedianAck).Abs() > ackTolerance(f.MedianAck) || (row.P90Ack-f.P90Ack).Abs() > ackTolerance(f.P90Ack) {
+					t.Errorf("%s %s: %+v, rows say %+v", what, row.Category, row, f)
+				}
+			}
+		}
 		// The amended alerts count under their new team only.
 		c, err := store.Compliance(ctx, tenant, periods[3].from, periods[3].to)
 		if err != nil {
@@ -199,7 +232,7 @@ func TestReconcileFindsDriftAndRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := store.pool.Exec(ctx, `DELETE FROM alert_ack_histogram
-		WHERE (tenant, week, category, team_id, referrer_id, bucket) = (SELECT tenant, week, category, team_id, referrer_id, bucket FROM alert_ack_histogram WHERE tenant = 'RXF' ORDER BY 1, 2, 3, 4, 5, 6 LIMIT 1)`); err != nil {
+		WHERE (tenant, dimension, week, group_key, bucket) = (SELECT tenant, dimension, week, group_key, bucket FROM alert_ack_histogram WHERE tenant = 'RXF' ORDER BY 1, 2, 3, 4, 5 LIMIT 1)`); err != nil {
 		t.Fatal(err)
 	}
 	drifted, err := store.Compliance(ctx, "RXF", from, to)

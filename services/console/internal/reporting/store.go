@@ -235,7 +235,7 @@ func (s *Store) write(ctx context.Context, gen int64, events []Event, ref func(s
 		}
 		if args, n := delta.histArgs(); n > 0 {
 			b.Queue(upsertHistogram, args...)
-			b.Queue(deleteEmptyHistogram, args[:6]...)
+			b.Queue(deleteEmptyHistogram, args[:5]...)
 		}
 	}
 	if hooks.beforeCommit == nil {

@@ -57,15 +57,20 @@ CREATE TABLE alert_rollup_declines (
     PRIMARY KEY (tenant, week, category, team_id, referrer_id, reason)
 );
 
+-- One histogram per week and category, per week and team, and per week
+-- and referrer (dimension: category, team or referrer; group_key: its
+-- value). Not per category, team and referrer together: each such row
+-- holds only a few alerts a week, so that histogram would be as large as
+-- the alerts table; the category rows alone answer the overall, category,
+-- weekly and RCR figures.
 CREATE TABLE alert_ack_histogram (
-    tenant      text NOT NULL,
-    week        date NOT NULL,
-    category    text NOT NULL,
-    team_id     text NOT NULL,
-    referrer_id text NOT NULL,
-    bucket      bigint NOT NULL,
-    alerts      bigint NOT NULL,
-    PRIMARY KEY (tenant, week, category, team_id, referrer_id, bucket)
+    tenant    text NOT NULL,
+    week      date NOT NULL,
+    dimension text NOT NULL,
+    group_key text NOT NULL,
+    bucket    bigint NOT NULL,
+    alerts    bigint NOT NULL,
+    PRIMARY KEY (tenant, dimension, week, group_key, bucket)
 );
 
 -- The open alerts whose acknowledge-by deadline may still be ahead: the
@@ -116,10 +121,12 @@ $$;
 -- +goose StatementBegin
 CREATE FUNCTION reporting_ack_histogram_rows(p_tenant text, p_from timestamptz, p_to timestamptz)
 RETURNS SETOF alert_ack_histogram LANGUAGE sql STABLE AS $$
-    SELECT tenant, (date_trunc('week', raised_at AT TIME ZONE 'UTC'))::date, category, team_id, referrer_id,
-        reporting_ack_bucket(ack_seconds), count(*)
-    FROM alerts WHERE tenant = p_tenant AND raised_at >= p_from AND raised_at < p_to AND ack_seconds IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6
+    SELECT tenant, week, dim, gk, bucket, count(*)
+    FROM (SELECT tenant, (date_trunc('week', raised_at AT TIME ZONE 'UTC'))::date AS week,
+            category, team_id, referrer_id, reporting_ack_bucket(ack_seconds) AS bucket
+        FROM alerts WHERE tenant = p_tenant AND raised_at >= p_from AND raised_at < p_to AND ack_seconds IS NOT NULL) a,
+        LATERAL (VALUES ('category', a.category), ('team', a.team_id), ('referrer', a.referrer_id)) AS d(dim, gk)
+    GROUP BY 1, 2, 3, 4, 5
 $$;
 -- +goose StatementEnd
 
