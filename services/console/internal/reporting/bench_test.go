@@ -86,12 +86,14 @@ func BenchmarkCompliance(b *testing.B) {
 		from, to time.Time
 		runs     int
 		rows     bool
+		rcr      bool
 	}{
-		{"quarter", from.AddDate(4, 0, 0), from.AddDate(4, 3, 0), 15, false},
-		{"year", from.AddDate(4, 0, 0), from.AddDate(5, 0, 0), 15, false},
-		{"5-years-all-rows", from, from.AddDate(5, 0, 0), 15, false},
-		{"5-years-cut-mid-week", from.Add(3*24*time.Hour + 5*time.Hour), from.AddDate(5, 0, 0).Add(-2*24*time.Hour - 7*time.Hour), 15, false},
-		{"row-level-5-years-all-rows", from, from.AddDate(5, 0, 0), 1, true},
+		{"quarter", from.AddDate(4, 0, 0), from.AddDate(4, 3, 0), 15, false, false},
+		{"year", from.AddDate(4, 0, 0), from.AddDate(5, 0, 0), 15, false, false},
+		{"5-years-all-rows", from, from.AddDate(5, 0, 0), 15, false, false},
+		{"5-years-cut-mid-week", from.Add(3*24*time.Hour + 5*time.Hour), from.AddDate(5, 0, 0).Add(-2*24*time.Hour - 7*time.Hour), 15, false, false},
+		{"rcr-report-5-years-all-rows", from, from.AddDate(5, 0, 0), 15, false, true},
+		{"row-level-5-years-all-rows", from, from.AddDate(5, 0, 0), 1, true, false},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -100,6 +102,15 @@ func BenchmarkCompliance(b *testing.B) {
 				var alerts int
 				for range c.runs {
 					t := time.Now()
+					if c.rcr {
+						r, err := store.RCRReport(ctx, "ALL", c.from, c.to)
+						if err != nil {
+							b.Fatal(err)
+						}
+						ds = append(ds, time.Since(t))
+						alerts = r.Total.Denominator + r.Total.Pending
+						continue
+					}
 					q := store.Compliance
 					if c.rows {
 						q = store.complianceFromRows

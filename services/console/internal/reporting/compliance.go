@@ -438,3 +438,34 @@ func (s *Store) RepairRollups(ctx context.Context, tenant string, from, to time.
 	}
 	return nil
 }
+
+// ReconcileEvery reconciles every trust's rollups of the weeks holding the
+// last window (by the store's clock) every interval until ctx ends, and
+// hands each non-empty set of drifts to onDrift (the console logs them as
+// an error: a compliance figure may be wrong) before repairing the drifted
+// weeks from the alerts (RepairRollups). A reconciliation that cannot run
+// (the database is down) is retried at the next interval.
+func (s *Store) ReconcileEvery(ctx context.Context, interval, window time.Duration, onDrift func([]Drift)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		drift, err := s.ReconcileAll(ctx, now.Add(-window), now)
+		if err != nil || len(drift) == 0 {
+			continue
+		}
+		onDrift(drift)
+		repaired := map[string]bool{}
+		for _, d := range drift {
+			if !repaired[d.Tenant] {
+				repaired[d.Tenant] = true
+				_ = s.RepairRollups(ctx, d.Tenant, now.Add(-window), now) // a failure shows again at the next interval
+			}
+		}
+	}
+}

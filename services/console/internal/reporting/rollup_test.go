@@ -293,3 +293,46 @@ func TestHistogramPercentile(t *testing.T) {
 
 // firstDrifts is at most three drifts, for a failure message.
 func firstDrifts(d []Drift) []Drift { return d[:min(len(d), 3)] }
+
+// TestPeriodicReconciliationReportsAndRepairsDrift: ReconcileEvery, left
+// running, reports a drift made behind the projector's back and repairs it,
+// after which it reports nothing.
+func TestPeriodicReconciliationReportsAndRepairsDrift(t *testing.T) {
+	store := openStore(t, asOf)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var evs []Event
+	for _, s := range population(19, 20, "RXF") {
+		for _, p := range s.events() {
+			e, _ := FromProto(p, typeOf(p), 0, int64(len(evs)))
+			evs = append(evs, e)
+		}
+	}
+	if _, err := store.write(ctx, 1, evs, fakeRef, writeHooks{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.pool.Exec(ctx, `UPDATE alert_rollup SET late = late + 3 WHERE tenant = 'RXF'`); err != nil {
+		t.Fatal(err)
+	}
+	reports := make(chan []Drift, 100)
+	go store.ReconcileEvery(ctx, 20*time.Millisecond, 30*24*time.Hour, func(d []Drift) { reports <- d })
+	select {
+	case d := <-reports:
+		if len(d) == 0 || d[0].Table != "alert_rollup" || d[0].Tenant != "RXF" {
+			t.Fatalf("drift reported: %v", firstDrifts(d))
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no drift reported in 2 minutes")
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		drift, err := store.Reconcile(ctx, "RXF", asOf.Add(-30*24*time.Hour), asOf)
+		if err == nil && len(drift) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not repaired after 2 minutes: %v %v", firstDrifts(drift), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
