@@ -82,11 +82,11 @@ GROUP BY GROUPING SETS (` + groups + `)`
 // bucket, alerts.
 var (
 	categoryHistogramSQL = `SELECT dimension, GROUPING(group_key), GROUPING(week), coalesce(group_key, ''),
-	coalesce(to_char(week, 'YYYY-MM-DD'), ''), bucket, sum(alerts)::bigint
+	coalesce(to_char(week, 'YYYY-MM-DD'), ''), bucket, sum(alerts)::bigint, sum(micros)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension = 'category'
 GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket), (dimension, week, bucket))`
-	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, sum(alerts)::bigint
+	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, sum(alerts)::bigint, sum(micros)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension IN ('team', 'referrer')
 GROUP BY dimension, group_key, bucket`
@@ -183,8 +183,8 @@ func (s *Store) compliance(ctx context.Context, tenant string, from, to time.Tim
 	histRow := func(r pgx.Rows) error {
 		var dim, key, week string
 		var byKey, byWeek int32
-		var bucket, n int64
-		if err := r.Scan(&dim, &byKey, &byWeek, &key, &week, &bucket, &n); err != nil {
+		var bucket, n, micros int64
+		if err := r.Scan(&dim, &byKey, &byWeek, &key, &week, &bucket, &n, &micros); err != nil {
 			return err
 		}
 		var g groupKey
@@ -202,7 +202,7 @@ func (s *Store) compliance(ctx context.Context, tenant string, from, to time.Tim
 		if hists[g] == nil {
 			hists[g] = histogram{}
 		}
-		hists[g][bucket] += n
+		hists[g][bucket] = [2]int64{n, micros}
 		mu.Unlock()
 		return nil
 	}

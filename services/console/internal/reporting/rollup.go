@@ -103,7 +103,7 @@ func ackMicros(s Summary) (int64, bool) {
 type rollupDelta struct {
 	counts   map[rollupKey]*counters
 	declines map[rollupKey]map[string]int64
-	hist     map[histKey]int64
+	hist     map[histKey]*[2]int64 // alerts, microseconds
 }
 
 // histKey is a row of alert_ack_histogram: one bucket of the histogram of
@@ -117,7 +117,7 @@ type histKey struct {
 }
 
 func newRollupDelta() *rollupDelta {
-	return &rollupDelta{counts: map[rollupKey]*counters{}, declines: map[rollupKey]map[string]int64{}, hist: map[histKey]int64{}}
+	return &rollupDelta{counts: map[rollupKey]*counters{}, declines: map[rollupKey]map[string]int64{}, hist: map[histKey]*[2]int64{}}
 }
 
 // add adds sign (+1 or -1) times the alert's contribution: one alert in
@@ -156,7 +156,12 @@ func (d *rollupDelta) add(s Summary, sign int64) {
 	if us, ok := ackMicros(s); ok {
 		b := ackBucket(us)
 		for _, g := range [][2]string{{"category", k.Category}, {"team", k.Team}, {"referrer", k.Referrer}} {
-			d.hist[histKey{Tenant: k.Tenant, Week: k.Week, Dimension: g[0], Group: g[1], Bucket: b}] += sign
+			hk := histKey{Tenant: k.Tenant, Week: k.Week, Dimension: g[0], Group: g[1], Bucket: b}
+			if d.hist[hk] == nil {
+				d.hist[hk] = &[2]int64{}
+			}
+			d.hist[hk][0] += sign
+			d.hist[hk][1] += sign * us
 		}
 	}
 }
@@ -244,7 +249,7 @@ func (d *rollupDelta) declineArgs() (args []any, n int) {
 func (d *rollupDelta) histArgs() (args []any, n int) {
 	var keys []histKey
 	for k, v := range d.hist {
-		if v != 0 {
+		if *v != ([2]int64{}) {
 			keys = append(keys, k)
 		}
 	}
@@ -264,12 +269,12 @@ func (d *rollupDelta) histArgs() (args []any, n int) {
 	})
 	var tenants, dims, groups []string
 	var weeks []time.Time
-	var buckets, ns []int64
+	var buckets, ns, micros []int64
 	for _, k := range keys {
 		tenants, weeks, dims, groups = append(tenants, k.Tenant), append(weeks, k.Week), append(dims, k.Dimension), append(groups, k.Group)
-		buckets, ns = append(buckets, k.Bucket), append(ns, d.hist[k])
+		buckets, ns, micros = append(buckets, k.Bucket), append(ns, d.hist[k][0]), append(micros, d.hist[k][1])
 	}
-	return []any{tenants, weeks, dims, groups, buckets, ns}, len(keys)
+	return []any{tenants, weeks, dims, groups, buckets, ns, micros}, len(keys)
 }
 
 const rollupKeyArrays = `$1::text[], $2::date[], $3::text[], $4::text[], $5::text[]`
@@ -296,44 +301,51 @@ ON CONFLICT (tenant, week, category, team_id, referrer_id, reason) DO UPDATE SET
 	deleteEmptyDeclines = `DELETE FROM alert_rollup_declines d USING unnest(` + rollupKeyArrays + `, $6::text[]) AS k(t, w, c, tm, rf, r)
 WHERE d.tenant = k.t AND d.week = k.w AND d.category = k.c AND d.team_id = k.tm AND d.referrer_id = k.rf AND d.reason = k.r AND d.declines = 0`
 	histKeyArrays   = `$1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[]`
-	upsertHistogram = `INSERT INTO alert_ack_histogram SELECT * FROM unnest(` + histKeyArrays + `, $6::bigint[])
-ON CONFLICT (tenant, dimension, week, group_key, bucket) DO UPDATE SET alerts = alert_ack_histogram.alerts + EXCLUDED.alerts`
+	upsertHistogram = `INSERT INTO alert_ack_histogram SELECT * FROM unnest(` + histKeyArrays + `, $6::bigint[], $7::bigint[])
+ON CONFLICT (tenant, dimension, week, group_key, bucket) DO UPDATE SET alerts = alert_ack_histogram.alerts + EXCLUDED.alerts,
+	micros = alert_ack_histogram.micros + EXCLUDED.micros`
 	deleteEmptyHistogram = `DELETE FROM alert_ack_histogram h USING unnest(` + histKeyArrays + `) AS k(t, w, d, g, b)
 WHERE h.tenant = k.t AND h.week = k.w AND h.dimension = k.d AND h.group_key = k.g AND h.bucket = k.b AND h.alerts = 0`
 )
 
 // histogram is a group's time-to-acknowledge histogram: bucket lower bound
-// (seconds) to alerts.
-type histogram map[int64]int64
+// (seconds) to its alerts and the sum of their times (microseconds).
+type histogram map[int64][2]int64
 
 // percentile estimates PostgreSQL's percentile_cont(p) of the values the
 // histogram counts: the two ranks it interpolates between are found
-// exactly, and each is estimated as the middle of its bucket. Each is then
+// exactly, and each is estimated as its bucket's one value when the bucket
+// holds one alert (exact), else as the middle of its bucket. Each is then
 // off by at most half its bucket's width: 0.5 s below 64 s, 1/128 of the
 // value (0.8%) above. 0 when empty.
 func (h histogram) percentile(p float64) float64 {
 	var total int64
 	buckets := make([]int64, 0, len(h))
-	for b, n := range h {
-		if n > 0 {
+	for b, v := range h {
+		if v[0] > 0 {
 			buckets = append(buckets, b)
-			total += n
+			total += v[0]
 		}
 	}
 	if total == 0 {
 		return 0
 	}
 	sort.Slice(buckets, func(i, j int) bool { return buckets[i] < buckets[j] })
+	estimate := func(b int64) float64 {
+		if v := h[b]; v[0] == 1 {
+			return float64(v[1]) / 1e6
+		}
+		return float64(b) + float64(bucketWidth(b))/2
+	}
 	valueAt := func(rank int64) float64 { // 0-based
 		var seen int64
 		for _, b := range buckets {
-			seen += h[b]
+			seen += h[b][0]
 			if rank < seen {
-				return float64(b) + float64(bucketWidth(b))/2
+				return estimate(b)
 			}
 		}
-		b := buckets[len(buckets)-1]
-		return float64(b) + float64(bucketWidth(b))/2
+		return estimate(buckets[len(buckets)-1])
 	}
 	pos := p * float64(total-1)
 	lo := int64(pos)

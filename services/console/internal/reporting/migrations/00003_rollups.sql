@@ -70,6 +70,9 @@ CREATE TABLE alert_ack_histogram (
     group_key text NOT NULL,
     bucket    bigint NOT NULL,
     alerts    bigint NOT NULL,
+    -- The sum of the bucket's times to acknowledge, in microseconds: a
+    -- bucket of one alert gives its time exactly.
+    micros    bigint NOT NULL,
     PRIMARY KEY (tenant, dimension, week, group_key, bucket)
 );
 
@@ -121,9 +124,10 @@ $$;
 -- +goose StatementBegin
 CREATE FUNCTION reporting_ack_histogram_rows(p_tenant text, p_from timestamptz, p_to timestamptz)
 RETURNS SETOF alert_ack_histogram LANGUAGE sql STABLE AS $$
-    SELECT tenant, week, dim, gk, bucket, count(*)
+    SELECT tenant, week, dim, gk, bucket, count(*), sum(micros)::bigint
     FROM (SELECT tenant, (date_trunc('week', raised_at AT TIME ZONE 'UTC'))::date AS week,
-            category, team_id, referrer_id, reporting_ack_bucket(ack_seconds) AS bucket
+            category, team_id, referrer_id, reporting_ack_bucket(ack_seconds) AS bucket,
+            (extract(epoch FROM acknowledged_at - coalesce(clock_start, raised_at)) * 1000000)::bigint AS micros
         FROM alerts WHERE tenant = p_tenant AND raised_at >= p_from AND raised_at < p_to AND ack_seconds IS NOT NULL) a,
         LATERAL (VALUES ('category', a.category), ('team', a.team_id), ('referrer', a.referrer_id)) AS d(dim, gk)
     GROUP BY 1, 2, 3, 4, 5
