@@ -86,6 +86,11 @@ var (
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension = 'category'
 GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket), (dimension, week, bucket))`
+	// rcrHistogramSQL: the RCR audit's, overall and per category only.
+	rcrHistogramSQL = `SELECT dimension, GROUPING(group_key), 1, coalesce(group_key, ''), '', bucket, sum(alerts)::bigint, sum(micros)::bigint
+FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
+WHERE dimension = 'category'
+GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket))`
 	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, sum(alerts)::bigint, sum(micros)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension IN ('team', 'referrer')
@@ -206,9 +211,9 @@ func (s *Store) compliance(ctx context.Context, tenant string, from, to time.Tim
 		mu.Unlock()
 		return nil
 	}
-	histSQL := []string{categoryHistogramSQL}
+	histSQL := []string{rcrHistogramSQL}
 	if groups == allGroups {
-		histSQL = append(histSQL, peopleHistogramSQL)
+		histSQL = []string{categoryHistogramSQL, peopleHistogramSQL}
 	}
 	for _, q := range histSQL {
 		queries = append(queries, struct {
