@@ -47,9 +47,9 @@ const (
 
 func rollupCountsSQL(groups string) string {
 	return `SELECT ` + groupingColumns(groups) + `,
-	sum(alerts)::bigint, sum(cancelled)::bigint, sum(acknowledged)::bigint, sum(in_time)::bigint, sum(late)::bigint,
-	sum(unacknowledged)::bigint, sum(breached_communicate)::bigint, sum(breached_acknowledge)::bigint,
-	sum(breached_action)::bigint, sum(failsafe_queued)::bigint, sum(quarantined)::bigint
+	coalesce(sum(alerts), 0)::bigint, coalesce(sum(cancelled), 0)::bigint, coalesce(sum(acknowledged), 0)::bigint, coalesce(sum(in_time), 0)::bigint, coalesce(sum(late), 0)::bigint,
+	coalesce(sum(unacknowledged), 0)::bigint, coalesce(sum(breached_communicate), 0)::bigint, coalesce(sum(breached_acknowledge), 0)::bigint,
+	coalesce(sum(breached_action), 0)::bigint, coalesce(sum(failsafe_queued), 0)::bigint, coalesce(sum(quarantined), 0)::bigint
 FROM (` + rollupSource("alert_rollup", "reporting_rollup_rows") + `) r
 GROUP BY GROUPING SETS (` + groups + `)`
 }
@@ -60,7 +60,7 @@ func rollupDeclinesSQL(groups string) string {
 	if groups == categoryGroups {
 		sets = `(reason), (category, reason)`
 	}
-	return `SELECT ` + groupingColumns(groups) + `, reason, sum(declines)::bigint
+	return `SELECT ` + groupingColumns(groups) + `, reason, coalesce(sum(declines), 0)::bigint
 FROM (` + rollupSource("alert_rollup_declines", "reporting_rollup_decline_rows") + `) r
 GROUP BY GROUPING SETS (` + sets + `)`
 }
@@ -82,16 +82,16 @@ GROUP BY GROUPING SETS (` + groups + `)`
 // bucket, alerts.
 var (
 	categoryHistogramSQL = `SELECT dimension, GROUPING(group_key), GROUPING(week), coalesce(group_key, ''),
-	coalesce(to_char(week, 'YYYY-MM-DD'), ''), bucket, sum(alerts)::bigint, sum(micros)::bigint
+	coalesce(to_char(week, 'YYYY-MM-DD'), ''), bucket, coalesce(sum(alerts), 0)::bigint, coalesce(sum(micros), 0)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension = 'category'
 GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket), (dimension, week, bucket))`
 	// rcrHistogramSQL: the RCR audit's, overall and per category only.
-	rcrHistogramSQL = `SELECT dimension, GROUPING(group_key), 1, coalesce(group_key, ''), '', bucket, sum(alerts)::bigint, sum(micros)::bigint
+	rcrHistogramSQL = `SELECT dimension, GROUPING(group_key), 1, coalesce(group_key, ''), '', bucket, coalesce(sum(alerts), 0)::bigint, coalesce(sum(micros), 0)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension = 'category'
 GROUP BY GROUPING SETS ((dimension, bucket), (dimension, group_key, bucket))`
-	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, sum(alerts)::bigint, sum(micros)::bigint
+	peopleHistogramSQL = `SELECT dimension, 0, 1, group_key, '', bucket, coalesce(sum(alerts), 0)::bigint, coalesce(sum(micros), 0)::bigint
 FROM (` + rollupSource("alert_ack_histogram", "reporting_ack_histogram_rows") + `) r
 WHERE dimension IN ('team', 'referrer')
 GROUP BY dimension, group_key, bucket`
