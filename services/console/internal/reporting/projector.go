@@ -38,10 +38,10 @@ type ProjectorConfig struct {
 	Logger    *slog.Logger
 	Telemetry *telemetry.Telemetry
 
-	// afterInsert runs inside each batch's transaction after the events are
-	// stored, and afterCommit after it commits (tests kill the projector
-	// there).
-	afterInsert func() error
+	// hooks run inside each batch's transaction (after the events are
+	// stored; before the commit), and afterCommit after it commits (tests
+	// kill the projector there).
+	hooks       writeHooks
 	afterCommit func(ctx context.Context, events int) error
 	// onWrite is told of each batch written and how long it took (benchmarks).
 	onWrite func(events int, d time.Duration)
@@ -221,7 +221,7 @@ func (p *Projector) flush(ctx context.Context, batch []item) {
 		events[i] = it.ev
 	}
 	start := time.Now()
-	_, err := p.store.write(ctx, batch[0].gen, events, p.cfg.Reference, p.cfg.afterInsert)
+	_, err := p.store.write(ctx, batch[0].gen, events, p.cfg.Reference, p.cfg.hooks)
 	if err == nil && p.cfg.onWrite != nil {
 		p.cfg.onWrite(len(events), time.Since(start))
 	}

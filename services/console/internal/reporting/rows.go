@@ -59,21 +59,24 @@ func queryEvents(ctx context.Context, q queryer, where string, args ...any) ([]E
 	if err != nil {
 		return nil, unavailable("read events", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
-		var e Event
-		var part int32
-		err := r.Scan(&e.EventID, &e.AlertID, &e.Tenant, &e.Type, &e.OccurredAt, &part, &e.Offset,
-			&e.ActorID, &e.ActorRole, &e.RecipientID, &e.Channel, &e.NotificationID, &e.Delivery, &e.Step, &e.Repeat, &e.Reason,
-			&e.Clock, &e.Deadline, &e.Category, &e.LocalCategory, &e.PolicyID, &e.PolicyVersion, &e.Accession, &e.ReferrerID,
-			&e.TeamID, &e.ClockStart, &e.CommunicateBy, &e.AcknowledgeBy, &e.ActionBy, &e.ActorName, &e.ActorIdentityProvider)
-		e.Partition = int(part)
-		e.OccurredAt = e.OccurredAt.UTC()
-		return e, err
-	})
+	out, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
 		return nil, unavailable("read events", err)
 	}
 	return out, nil
+}
+
+// scanEvent reads a row of eventColumns.
+func scanEvent(r pgx.CollectableRow) (Event, error) {
+	var e Event
+	var part int32
+	err := r.Scan(&e.EventID, &e.AlertID, &e.Tenant, &e.Type, &e.OccurredAt, &part, &e.Offset,
+		&e.ActorID, &e.ActorRole, &e.RecipientID, &e.Channel, &e.NotificationID, &e.Delivery, &e.Step, &e.Repeat, &e.Reason,
+		&e.Clock, &e.Deadline, &e.Category, &e.LocalCategory, &e.PolicyID, &e.PolicyVersion, &e.Accession, &e.ReferrerID,
+		&e.TeamID, &e.ClockStart, &e.CommunicateBy, &e.AcknowledgeBy, &e.ActionBy, &e.ActorName, &e.ActorIdentityProvider)
+	e.Partition = int(part)
+	e.OccurredAt = e.OccurredAt.UTC()
+	return e, err
 }
 
 // The summary columns, in the order of summaryArgs and scanSummary

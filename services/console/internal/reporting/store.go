@@ -97,66 +97,162 @@ func (s *Store) Rebuild(ctx context.Context) (int64, error) {
 // projector's watcher ends the generation.
 var errGeneration = fmt.Errorf("the reporting store was rebuilt: the batch belongs to an older generation: %w", fault.ErrUnavailable)
 
-// write stores events (once per event id) and recomputes the summary of
-// every alert that gained an event, in one transaction of generation gen.
-// ref gives references. It returns how many events were new.
-func (s *Store) write(ctx context.Context, gen int64, events []Event, ref func(string) string, afterInsert func() error) (int, error) {
-	tx, err := s.pool.Begin(ctx)
+// writeHooks are test faults: each runs at its point of a write and an
+// error from it ends the write there (the transaction rolls back, or, after
+// the commit, the records are not acknowledged and come again).
+type writeHooks struct {
+	// afterInsert: the events are inserted, nothing else is written yet.
+	afterInsert func() error
+	// beforeCommit: the summaries and rollups are written, not committed.
+	beforeCommit func() error
+}
+
+// write stores events (once per event id), recomputes the summary of every
+// alert that gained an event from all of its stored events, and moves the
+// compliance rollups by the difference between each such alert's old and
+// new summary, in one transaction of generation gen. ref gives references.
+// It returns how many events were new.
+//
+// Two round trips to the database (pgx pipelines): the first begins,
+// checks the generation, locks the batch's alerts, reads their summaries,
+// inserts the events and reads every event of those alerts back; the
+// second writes the new summaries and the rollup changes and commits.
+// A redelivered batch inserts nothing, so no summary and no rollup moves.
+func (s *Store) write(ctx context.Context, gen int64, events []Event, ref func(string) string, hooks writeHooks) (int, error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, unavailable("begin reporting write", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var cur int64
+	defer conn.Release()
+	done := false
+	defer func() {
+		if !done {
+			if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+				_ = conn.Conn().Close(context.WithoutCancel(ctx)) // never hand back a connection inside a transaction
+			}
+		}
+	}()
+	ids := alertIDs(events)
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	// FOR SHARE: a concurrent Rebuild (which updates this row) waits for
 	// the batch, or the batch waits for it and sees the new generation.
-	if err := tx.QueryRow(ctx, `SELECT generation FROM reporting_meta WHERE id = 1 FOR SHARE`).Scan(&cur); err != nil {
-		return 0, unavailable("read the reporting generation", err)
+	b.Queue(`SELECT generation FROM reporting_meta WHERE id = 1 FOR SHARE`)
+	// Two writers of one alert (replicas during a rebalance) take turns, so
+	// neither folds without the other's events. Sorted ids: no deadlock.
+	b.Queue(`SELECT count(pg_advisory_xact_lock(k)) FROM
+		(SELECT hashtextextended(id, 0) AS k FROM unnest($1::text[]) AS id ORDER BY 1) AS s`, ids)
+	b.Queue(`SELECT `+summaryColumns+` FROM alerts WHERE alert_id = ANY($1)`, ids)
+	b.Queue(insertEvents, eventArgs(events)...)
+	b.Queue(`SELECT `+eventColumns+` FROM alert_events WHERE alert_id = ANY($1) ORDER BY alert_id, log_partition, log_offset`, ids)
+	br := conn.SendBatch(ctx, b)
+	var cur int64
+	old := map[string]Summary{}
+	var touched []string
+	var all []Event
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return unavailable("begin reporting write", err)
+		}
+		if err := br.QueryRow().Scan(&cur); err != nil {
+			return unavailable("read the reporting generation", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return unavailable("lock alerts", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return unavailable("read alert summaries", err)
+		}
+		sums, err := pgx.CollectRows(rows, scanSummary)
+		if err != nil {
+			return unavailable("read alert summaries", err)
+		}
+		for _, sum := range sums {
+			old[sum.AlertID] = sum
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return unavailable("store events", err)
+		}
+		if touched, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return unavailable("store events", err)
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return unavailable("read events", err)
+		}
+		if all, err = pgx.CollectRows(rows, scanEvent); err != nil {
+			return unavailable("read events", err)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = unavailable("store events", cerr)
+	}
+	if err != nil {
+		return 0, err
 	}
 	if cur != gen {
 		return 0, errGeneration
 	}
-	ids := alertIDs(events)
-	// Two writers of one alert (replicas during a rebalance) take turns, so
-	// neither folds without the other's events. Sorted ids: no deadlock.
-	if _, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM
-		(SELECT hashtextextended(id, 0) AS k FROM unnest($1::text[]) AS id ORDER BY 1) AS s`, ids); err != nil {
-		return 0, unavailable("lock alerts", err)
-	}
-	rows, err := tx.Query(ctx, insertEvents, eventArgs(events)...)
-	if err != nil {
-		return 0, unavailable("store events", err)
-	}
-	touched, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return 0, unavailable("store events", err)
-	}
-	if afterInsert != nil {
-		if err := afterInsert(); err != nil {
+	if hooks.afterInsert != nil {
+		if err := hooks.afterInsert(); err != nil {
 			return 0, err
 		}
 	}
-	if len(touched) == 0 {
-		return 0, tx.Commit(ctx) // every event was stored already: the summaries are current
-	}
-	all, err := queryEvents(ctx, tx, `WHERE alert_id = ANY($1) ORDER BY alert_id, log_partition, log_offset`, uniq(touched))
-	if err != nil {
-		return 0, err
-	}
-	var sums []Summary
-	for start := 0; start < len(all); {
-		end := start
-		for end < len(all) && all[end].AlertID == all[start].AlertID {
-			end++
+	b = &pgx.Batch{}
+	if len(touched) > 0 {
+		changed := map[string]bool{}
+		for _, id := range touched {
+			changed[id] = true
 		}
-		sums = append(sums, Fold(all[start:end], ref))
-		start = end
+		delta := newRollupDelta()
+		var sums []Summary
+		for start := 0; start < len(all); {
+			end := start
+			for end < len(all) && all[end].AlertID == all[start].AlertID {
+				end++
+			}
+			if id := all[start].AlertID; changed[id] {
+				sum := Fold(all[start:end], ref)
+				if prev, ok := old[id]; ok {
+					delta.add(prev, -1)
+				}
+				delta.add(sum, +1)
+				sums = append(sums, sum)
+			}
+			start = end
+		}
+		b.Queue(upsertSummaries, summaryArgs(sums)...)
+		if args, n := delta.countArgs(); n > 0 {
+			b.Queue(upsertRollup, args...)
+			b.Queue(deleteEmptyRollup, args[:5]...)
+		}
+		if args, n := delta.declineArgs(); n > 0 {
+			b.Queue(upsertDeclines, args...)
+			b.Queue(deleteEmptyDeclines, args[:6]...)
+		}
+		if args, n := delta.histArgs(); n > 0 {
+			b.Queue(upsertHistogram, args...)
+			b.Queue(deleteEmptyHistogram, args[:5]...)
+		}
 	}
-	if _, err := tx.Exec(ctx, upsertSummaries, summaryArgs(sums)...); err != nil {
-		return 0, unavailable("store alert summaries", err)
+	if hooks.beforeCommit == nil {
+		b.Queue(`COMMIT`)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable("commit reporting write", err)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return 0, unavailable("store alert summaries and rollups", err)
 	}
+	if hooks.beforeCommit != nil {
+		if err := hooks.beforeCommit(); err != nil {
+			return 0, err
+		}
+		if _, err := conn.Exec(ctx, `COMMIT`); err != nil {
+			return 0, unavailable("commit reporting write", err)
+		}
+	}
+	done = true
 	return len(touched), nil
 }
 

@@ -381,7 +381,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *oidcauth.Ses
 	if errors.Is(err, errNotYours) {
 		code, msg = http.StatusNotFound, "There is no alert here that you can see."
 	}
-	s.log.WarnContext(r.Context(), "console request failed", slog.String("path", r.URL.Path), slog.Int("status", code), slog.Any("error", status.Code(err)))
+	attrs := []any{slog.String("path", r.URL.Path), slog.Int("status", code), slog.Any("error", status.Code(err))}
+	if _, isStatus := status.FromError(err); !isStatus {
+		// The console's own failure (its reporting store, a template):
+		// "Unknown" alone would leave the operator nothing to go on. Its
+		// errors name queries and columns, never patient data.
+		attrs = append(attrs, slog.String("cause", err.Error()))
+	}
+	s.log.WarnContext(r.Context(), "console request failed", attrs...)
 	s.render(w, r, code, "error", page{Title: "Something went wrong", Session: sess, Error: msg})
 }
 
