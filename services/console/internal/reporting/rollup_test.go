@@ -17,10 +17,7 @@ import (
 func TestAckBucketSQLMatchesGo(t *testing.T) {
 	store := openStore(t, asOf)
 	r := rand.New(rand.NewPCG(5, 5))
-	var us []int64
-	for _, v := range []int64{-1_500_000, -1, 0, 1, 999_999, 1_000_000, 63_999_999, 64_000_000, 127_000_000, 128_000_000, 129_000_000, 3_600_000_000} {
-		us = append(us, v)
-	}
+	us := []int64{-1_500_000, -1, 0, 1, 999_999, 1_000_000, 63_999_999, 64_000_000, 127_000_000, 128_000_000, 129_000_000, 3_600_000_000}
 	for range 2000 {
 		us = append(us, r.Int64N(30*24*3600*1_000_000))
 	}
