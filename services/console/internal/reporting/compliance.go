@@ -3,7 +3,6 @@ package reporting
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -254,23 +253,9 @@ func (s *Store) compliance(ctx context.Context, tenant string, from, to time.Tim
 			f.MedianAck, f.P90Ack = seconds(h.percentile(0.5)), seconds(h.percentile(0.9))
 		}
 		f.Declines = declines[g]
-		r := Row{Key: g[1], Figures: *f}
-		switch g[0] {
-		case "":
-			c.Overall = *f
-		case "category":
-			c.ByCategory = append(c.ByCategory, r)
-		case "team":
-			c.ByTeam = append(c.ByTeam, r)
-		case "referrer":
-			c.ByReferrer = append(c.ByReferrer, r)
-		case "week":
-			c.Weekly = append(c.Weekly, r)
-		}
+		c.place(g, *f)
 	}
-	for _, rs := range [][]Row{c.ByCategory, c.ByTeam, c.ByReferrer, c.Weekly} {
-		sort.Slice(rs, func(i, j int) bool { return rs[i].Key < rs[j].Key })
-	}
+	c.sortRows()
 	return c, nil
 }
 

@@ -291,23 +291,9 @@ func (s *Store) complianceFromRows(ctx context.Context, tenant string, from, to 
 		return nil, unavailable("compliance declines", err)
 	}
 	for g, f := range groups {
-		r := Row{Key: g[1], Figures: *f}
-		switch g[0] {
-		case "":
-			c.Overall = *f
-		case "category":
-			c.ByCategory = append(c.ByCategory, r)
-		case "team":
-			c.ByTeam = append(c.ByTeam, r)
-		case "referrer":
-			c.ByReferrer = append(c.ByReferrer, r)
-		case "week":
-			c.Weekly = append(c.Weekly, r)
-		}
+		c.place(g, *f)
 	}
-	for _, rs := range [][]Row{c.ByCategory, c.ByTeam, c.ByReferrer, c.Weekly} {
-		sort.Slice(rs, func(i, j int) bool { return rs[i].Key < rs[j].Key })
-	}
+	c.sortRows()
 	return c, nil
 }
 
@@ -403,3 +389,28 @@ func (r *RCRReport) WriteCSV(w io.Writer) error {
 }
 
 func minutes(d time.Duration) string { return strconv.FormatFloat(d.Minutes(), 'f', 1, 64) }
+
+// place puts the figures of one grouping-set row (g: the grouping, "" for
+// the overall figures, and its key) where the report shows them.
+func (c *Compliance) place(g [2]string, f Figures) {
+	r := Row{Key: g[1], Figures: f}
+	switch g[0] {
+	case "":
+		c.Overall = f
+	case "category":
+		c.ByCategory = append(c.ByCategory, r)
+	case "team":
+		c.ByTeam = append(c.ByTeam, r)
+	case "referrer":
+		c.ByReferrer = append(c.ByReferrer, r)
+	case "week":
+		c.Weekly = append(c.Weekly, r)
+	}
+}
+
+// sortRows orders each breakdown by its key.
+func (c *Compliance) sortRows() {
+	for _, rs := range [][]Row{c.ByCategory, c.ByTeam, c.ByReferrer, c.Weekly} {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Key < rs[j].Key })
+	}
+}
